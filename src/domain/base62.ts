@@ -1,0 +1,35 @@
+/** The base62 alphabet used for secrets: URL-, header- and shell-safe, no padding. */
+export const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+
+/** Encodes a non-negative integer as exactly `width` base62 digits (left-padded with '0'). */
+export function encodeBase62Fixed(value: number, width: number): string {
+  let out = '';
+  let v = value;
+  for (let i = 0; i < width; i++) {
+    out = BASE62[v % 62]! + out;
+    v = Math.floor(v / 62);
+  }
+  if (v !== 0) throw new RangeError(`value does not fit in ${width} base62 digits`);
+  return out;
+}
+
+/**
+ * Maps random bytes to `count` uniformly distributed base62 characters by rejection sampling
+ * (bytes >= 248 are dropped, so there is no modulo bias). `more` supplies fresh bytes on demand.
+ */
+export function uniformBase62(count: number, more: (n: number) => Uint8Array): string {
+  let out = '';
+  while (out.length < count) {
+    const bytes = more(Math.max(16, Math.ceil((count - out.length) * 1.1)));
+    for (const b of bytes) {
+      if (b < 248) out += BASE62[b % 62]!;
+      if (out.length === count) break;
+    }
+  }
+  return out;
+}
+
+/** True when every character is in the base62 alphabet. */
+export function isBase62(text: string): boolean {
+  return /^[0-9A-Za-z]*$/.test(text);
+}

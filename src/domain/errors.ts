@@ -1,0 +1,52 @@
+/**
+ * The closed set of failure codes the domain raises. Transports switch on `code`; exactly one
+ * function per transport maps it (see src/api/connect-errors.ts and src/http/oauth-errors.ts).
+ */
+export type RotorErrorCode =
+  /** Malformed, bad checksum or unknown token presented as a credential or subject. */
+  | 'invalid_token'
+  | 'token_expired'
+  | 'token_revoked'
+  /** A superseded token presented for rotation outside every grace rule: the family is revoked. */
+  | 'reuse_detected'
+  /** The immediate predecessor presented inside the reuse grace window; names the successor. */
+  | 'already_rotated'
+  /** The caller's own credentials are missing or not usable. */
+  | 'unauthenticated'
+  | 'permission_denied'
+  | 'not_found'
+  | 'invalid_argument'
+  /** Requested scopes are not a subset of the scopes held (RFC 6749 invalid_scope). */
+  | 'invalid_scope'
+  /** Requested audience/resource not acceptable (RFC 8693 invalid_target). */
+  | 'invalid_target'
+  | 'unsupported_grant_type'
+  | 'unsupported_token_type'
+  | 'unavailable';
+
+/** Details that may accompany an error; never a secret. */
+export interface RotorErrorDetails {
+  successorId?: string;
+  familyId?: string;
+  field?: string;
+}
+
+/**
+ * The one error class of the domain. Its message is safe to show to the caller: it never
+ * contains a secret, and it is written for the client who sent the request.
+ */
+export class RotorError extends Error {
+  override readonly name = 'RotorError';
+  constructor(
+    readonly code: RotorErrorCode,
+    message: string,
+    readonly details: RotorErrorDetails = {},
+  ) {
+    super(message);
+  }
+}
+
+/** Narrowing helper for catch blocks. */
+export function isRotorError(e: unknown): e is RotorError {
+  return e instanceof RotorError;
+}
