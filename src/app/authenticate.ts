@@ -1,0 +1,66 @@
+import { RotorError, isRotorError } from '../domain/errors.js';
+import { SCOPE_ADMIN, hasScope } from '../domain/scopes.js';
+import { assertUsable, type TokenRecord } from '../domain/token.js';
+import { parseSecret } from '../domain/token-secret.js';
+import type { AppContext, CallMeta } from './context.js';
+
+/** An authenticated caller: the token that signed the call. */
+export interface Caller {
+  token: TokenRecord;
+  peer: string | null;
+}
+
+const BEARER = /^Bearer[ ]+([^ ]+)[ ]*$/i;
+
+/** Extracts the credential of `authorization: Bearer <token>` (RFC 6750 §2.1). */
+export function bearerToken(authorization: string | undefined): string | undefined {
+  if (authorization === undefined || authorization === '') return undefined;
+  const m = BEARER.exec(authorization);
+  if (!m) throw new RotorError('unauthenticated', 'authorization header must be "Bearer <token>"');
+  return m[1];
+}
+
+/**
+ * Looks a presented secret up by its keyed digest (DESIGN.md rule 1): parse and checksum first,
+ * so garbage never reaches the database. Undefined for a well-formed but unknown secret.
+ */
+export async function findBySecret(app: AppContext, secret: string): Promise<TokenRecord | undefined> {
+  const parsed = parseSecret(secret);
+  return app.store.tokens.findByDigest(app.keys.secretDigest(parsed.secret));
+}
+
+/**
+ * Authenticates the caller's bearer token. Any failure is `unauthenticated`, whatever the
+ * underlying reason, and the message never contains the credential.
+ */
+export async function authenticate(app: AppContext, meta: CallMeta): Promise<Caller> {
+  const secret = bearerToken(meta.authorization);
+  if (secret === undefined) throw new RotorError('unauthenticated', 'missing bearer token');
+  let token: TokenRecord | undefined;
+  try {
+    token = await findBySecret(app, secret);
+    if (!token) throw new RotorError('invalid_token', 'token is unknown');
+    assertUsable(token, app.now());
+  } catch (e) {
+    if (isRotorError(e) && e.code !== 'unavailable') {
+      throw new RotorError('unauthenticated', `bearer ${e.message}`);
+    }
+    throw e;
+  }
+  void app.store.tokens.touchLastUsed(token.id, app.now()).catch((e: unknown) => {
+    app.log.warn('could not record last use', { token_id: token.id, error: String(e) });
+  });
+  return { token, peer: meta.peer };
+}
+
+/** Admins manage every token; anyone else only tokens of their own owner id (issue 2). */
+export function canManage(caller: Caller, token: Pick<TokenRecord, 'ownerId'>): boolean {
+  return hasScope(caller.token.scopes, SCOPE_ADMIN) || caller.token.ownerId === token.ownerId;
+}
+
+/** Throws permission_denied unless the caller may manage tokens of `ownerId`. */
+export function requireManage(caller: Caller, token: Pick<TokenRecord, 'ownerId'>): void {
+  if (!canManage(caller, token)) {
+    throw new RotorError('permission_denied', 'caller may not manage tokens of this owner');
+  }
+}

@@ -1,0 +1,28 @@
+import type { PolicyLimits } from '../domain/policy.js';
+import type { Clock, RandomSource } from '../domain/ports.js';
+import type { TokenKeys } from '../domain/token-keys.js';
+import type { Store } from './store-ports.js';
+
+/** Structured logging; fields must never carry a secret. */
+export interface Logger {
+  info(message: string, fields?: Record<string, unknown>): void;
+  warn(message: string, fields?: Record<string, unknown>): void;
+  error(message: string, fields?: Record<string, unknown>): void;
+}
+
+/** What every use case needs: storage, keys, limits, a clock and a random source. */
+export interface AppContext {
+  store: Store;
+  keys: TokenKeys;
+  limits: PolicyLimits;
+  now: Clock;
+  random: RandomSource;
+  log: Logger;
+}
+
+/** Transport-neutral facts about a call: the bearer credential and the network peer. */
+export interface CallMeta {
+  /** The raw `authorization` header value, if any. */
+  authorization: string | undefined;
+  peer: string | null;
+}

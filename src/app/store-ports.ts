@@ -1,0 +1,60 @@
+import type { RevokeReason, TokenRecord, TokenState } from '../domain/token.js';
+import type { NewTokenEvent, TokenEvent } from '../domain/token-event.js';
+import type { TokenKind } from '../domain/token-kind.js';
+
+/** Filters of ListTokens; every field optional. */
+export interface TokenFilter {
+  ownerId?: string;
+  kind?: TokenKind;
+  familyId?: string;
+  state?: TokenState;
+}
+
+/** Keyset position for pagination: the last row of the previous page. */
+export interface PageCursor {
+  createdAt: number;
+  id: string;
+}
+
+/** Storage of tokens. Implementations: src/store/token-repository.ts. */
+export interface TokenRepository {
+  findById(id: string): Promise<TokenRecord | undefined>;
+  findByDigest(secretDigest: string): Promise<TokenRecord | undefined>;
+  /** Any one member of a family, to learn its owner; undefined for an unknown family. */
+  findFamilyMember(familyId: string): Promise<TokenRecord | undefined>;
+  insert(token: TokenRecord): Promise<void>;
+  /**
+   * Compare-and-set of DESIGN.md rule 6: marks `id` rotated only while it is not revoked.
+   * False when another transaction got there first.
+   */
+  markRotated(id: string, successorId: string, rotationKeyDigest: string | null, now: number): Promise<boolean>;
+  /** Revokes one token that is active or inside its overlap window. False if it was not. */
+  revoke(id: string, reason: RevokeReason, now: number): Promise<boolean>;
+  /** Revokes every member of a family that is not yet revoked; returns the ids it revoked. */
+  revokeFamily(familyId: string, reason: RevokeReason, now: number): Promise<string[]>;
+  list(filter: TokenFilter, now: number, limit: number, after: PageCursor | undefined): Promise<TokenRecord[]>;
+  /** Records a use; implementations may skip the write when the stored value is recent. */
+  touchLastUsed(id: string, now: number): Promise<void>;
+  /** True when some unexpired, unrevoked token holds the scope. */
+  existsActiveWithScope(scope: string, now: number): Promise<boolean>;
+}
+
+/** The append-only event log. Implementation: src/store/event-repository.ts. */
+export interface EventRepository {
+  append(events: readonly NewTokenEvent[]): Promise<void>;
+  /** Events after `afterSequence`, oldest first. */
+  list(filter: { tokenId?: string; familyId?: string; afterSequence?: number }, limit: number): Promise<TokenEvent[]>;
+}
+
+/** The repositories bound to one connection or transaction. */
+export interface Repositories {
+  tokens: TokenRepository;
+  events: EventRepository;
+}
+
+/** Storage as the application sees it: repositories plus a unit of work. */
+export interface Store extends Repositories {
+  /** Runs `work` in one database transaction; it commits when `work` resolves. */
+  transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}

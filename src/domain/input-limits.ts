@@ -1,0 +1,70 @@
+import { RotorError } from './errors.js';
+
+/** Size limits for every free-form field accepted at a boundary. */
+export const LIMITS = {
+  ownerId: 128,
+  name: 128,
+  description: 1024,
+  id: 64,
+  audiences: 16,
+  audience: 256,
+  pageSize: 500,
+  idempotencyKeyMin: 16,
+  idempotencyKeyMax: 128,
+  /** Longest token of any type accepted as a parameter (opaque or JWT). */
+  tokenParameter: 8192,
+} as const;
+
+const PRINTABLE = /^[\x21-\x7e]+$/;
+const PRINTABLE_WITH_SPACES = /^[^\x00-\x1f\x7f]*$/;
+const ID = /^[a-z]{3}_[0-9A-Za-z]{1,60}$/;
+const IDEMPOTENCY_KEY = /^[A-Za-z0-9_-]+$/;
+
+function fail(field: string, message: string): never {
+  throw new RotorError('invalid_argument', `${field}: ${message}`, { field });
+}
+
+/** An identifier such as an owner id: 1..max printable characters, no whitespace. */
+export function requireIdentifier(field: string, value: string, max: number): string {
+  if (value.length === 0) fail(field, 'is required');
+  if (value.length > max) fail(field, `must be at most ${max} characters`);
+  if (!PRINTABLE.test(value)) fail(field, 'must be printable characters without whitespace');
+  return value;
+}
+
+/** Free text such as a description: at most `max` characters, no control characters. */
+export function requireText(field: string, value: string, max: number, required = false): string {
+  if (required && value.trim().length === 0) fail(field, 'is required');
+  if (value.length > max) fail(field, `must be at most ${max} characters`);
+  if (!PRINTABLE_WITH_SPACES.test(value)) fail(field, 'must not contain control characters');
+  return value;
+}
+
+/** A Rotor id (`tok_…`, `fam_…`). Anything else cannot exist, so it is refused early. */
+export function requireId(field: string, value: string): string {
+  if (value.length === 0) fail(field, 'is required');
+  if (value.length > LIMITS.id || !ID.test(value)) fail(field, 'is not a valid id');
+  return value;
+}
+
+/**
+ * An idempotency key (DESIGN.md rule 3): unguessable, so at least 16 URL-safe characters; clients
+ * generate a random key per rotation and keep it until the rotation succeeds.
+ */
+export function requireIdempotencyKey(value: string): string {
+  if (value.length < LIMITS.idempotencyKeyMin || value.length > LIMITS.idempotencyKeyMax || !IDEMPOTENCY_KEY.test(value)) {
+    fail('idempotency_key', `must be ${LIMITS.idempotencyKeyMin}-${LIMITS.idempotencyKeyMax} characters of A-Z a-z 0-9 _ -`);
+  }
+  return value;
+}
+
+/** Audience values (RFC 8693 `audience`): a bounded list of printable strings. */
+export function requireAudiences(field: string, values: readonly string[]): string[] {
+  if (values.length > LIMITS.audiences) fail(field, `at most ${LIMITS.audiences} values`);
+  const out: string[] = [];
+  for (const v of values) {
+    requireIdentifier(field, v, LIMITS.audience);
+    if (!out.includes(v)) out.push(v);
+  }
+  return out;
+}

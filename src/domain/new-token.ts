@@ -1,0 +1,89 @@
+import { uniformBase62 } from './base62.js';
+import type { RandomSource } from './ports.js';
+import type { TokenPolicy } from './policy.js';
+import { displayPrefix, formatSecret } from './token-secret.js';
+import type { TokenKind } from './token-kind.js';
+import type { TokenRecord } from './token.js';
+import type { TokenKeys } from './token-keys.js';
+
+/** 22 base62 characters: 131 bits, so ids are unguessable as well as unique. */
+const ID_CHARS = 22;
+
+/** A fresh identifier with a type prefix (`tok_`, `fam_`). */
+export function newId(prefix: 'tok' | 'fam', random: RandomSource): string {
+  return `${prefix}_${uniformBase62(ID_CHARS, random)}`;
+}
+
+/** The attributes a caller chooses for a new token. */
+export interface NewTokenSpec {
+  kind: TokenKind;
+  ownerId: string;
+  name: string;
+  description: string;
+  scopes: string[];
+  audiences: string[];
+  policy: TokenPolicy;
+  expiresAt: number;
+}
+
+/** A minted token: the record to store and the plaintext to show exactly once. */
+export interface MintedToken {
+  record: TokenRecord;
+  secret: string;
+}
+
+/** Mints the first token of a new family. */
+export function mintToken(spec: NewTokenSpec, now: number, random: RandomSource, keys: TokenKeys): MintedToken {
+  const secret = formatSecret(spec.kind, random);
+  const id = newId('tok', random);
+  return {
+    secret,
+    record: {
+      id,
+      familyId: newId('fam', random),
+      previousId: null,
+      successorId: null,
+      ...spec,
+      createdAt: now,
+      lastUsedAt: null,
+      revokedAt: null,
+      revokeReason: null,
+      secretDigest: keys.secretDigest(secret),
+      displayPrefix: displayPrefix(secret),
+      rotationKeyDigest: null,
+    },
+  };
+}
+
+/**
+ * Mints the successor of `current` (DESIGN.md rule 5: kind, owner, name, audiences and policy are
+ * inherited). `secretBytes` is a CSPRNG, or the deterministic stream of an idempotent rotation.
+ */
+export function mintSuccessor(
+  current: TokenRecord,
+  attrs: { scopes: string[]; expiresAt: number },
+  now: number,
+  secretBytes: RandomSource,
+  random: RandomSource,
+  keys: TokenKeys,
+): MintedToken {
+  const secret = formatSecret(current.kind, secretBytes);
+  return {
+    secret,
+    record: {
+      ...current,
+      id: newId('tok', random),
+      previousId: current.id,
+      successorId: null,
+      scopes: attrs.scopes,
+      createdAt: now,
+      expiresAt: attrs.expiresAt,
+      lastUsedAt: null,
+      revokedAt: null,
+      revokeReason: null,
+      secretDigest: keys.secretDigest(secret),
+      displayPrefix: displayPrefix(secret),
+      rotationKeyDigest: null,
+    },
+  };
+}

@@ -1,0 +1,76 @@
+import { RotorError } from './errors.js';
+import type { TokenPolicy } from './policy.js';
+import type { TokenKind } from './token-kind.js';
+
+/** Why a token stopped being active (DESIGN.md, Domain). */
+export type RevokeReason = 'rotated' | 'revoked' | 'family_revoked' | 'reuse_detected';
+
+/** The stored token, as the domain sees it. Times are milliseconds since the epoch. */
+export interface TokenRecord {
+  id: string;
+  familyId: string;
+  previousId: string | null;
+  successorId: string | null;
+  kind: TokenKind;
+  ownerId: string;
+  name: string;
+  description: string;
+  scopes: string[];
+  audiences: string[];
+  policy: TokenPolicy;
+  createdAt: number;
+  expiresAt: number;
+  lastUsedAt: number | null;
+  revokedAt: number | null;
+  revokeReason: RevokeReason | null;
+  /** Keyed HMAC-SHA-256 of the secret; the secret itself is never stored. */
+  secretDigest: string;
+  displayPrefix: string;
+  /** Keyed digest of the idempotency key of the rotation that superseded this token. */
+  rotationKeyDigest: string | null;
+}
+
+/** Derived state; never stored (DESIGN.md: "State is derived, never stored twice"). */
+export type TokenState = 'active' | 'rotated' | 'revoked' | 'expired';
+
+/** The state of a token at `now`. Revocation and rotation take precedence over expiry. */
+export function tokenState(token: TokenRecord, now: number): TokenState {
+  if (token.revokedAt !== null) return token.revokeReason === 'rotated' ? 'rotated' : 'revoked';
+  return now >= token.expiresAt ? 'expired' : 'active';
+}
+
+/**
+ * The instant until which a token authenticates ordinary calls: its expiry, or for a rotated
+ * token the end of its overlap window (DESIGN.md rule 7), or never for a revoked one.
+ */
+export function usableUntil(token: TokenRecord): number {
+  if (token.revokedAt === null) return token.expiresAt;
+  if (token.revokeReason !== 'rotated') return 0;
+  return Math.min(token.expiresAt, token.revokedAt + token.policy.overlapSeconds * 1000);
+}
+
+/** True when the token may authenticate a call (RFC 7662 `active`). */
+export function isUsable(token: TokenRecord, now: number): boolean {
+  return now < usableUntil(token);
+}
+
+/**
+ * Refuses a presented credential that may not authenticate (DESIGN.md rule 2 for ordinary
+ * calls). Messages say what happened without echoing the secret.
+ */
+export function assertUsable(token: TokenRecord, now: number): void {
+  if (isUsable(token, now)) return;
+  switch (tokenState(token, now)) {
+    case 'rotated':
+      throw new RotorError('token_revoked', 'token has been rotated and its overlap window has ended');
+    case 'revoked':
+      throw new RotorError('token_revoked', 'token has been revoked');
+    default:
+      throw new RotorError('token_expired', 'token has expired');
+  }
+}
+
+/** The lifetime a token was issued with, in milliseconds. */
+export function issuedLifetime(token: TokenRecord): number {
+  return token.expiresAt - token.createdAt;
+}
