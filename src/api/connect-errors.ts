@@ -1,0 +1,49 @@
+import { Code, ConnectError } from '@connectrpc/connect';
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '../app/context.js';
+import { isRotorError, type RotorErrorCode } from '../domain/errors.js';
+
+/** The one mapping from domain error codes to Connect/gRPC codes (docs/rotation.md, Errors). */
+export function connectCodeOf(code: RotorErrorCode): Code {
+  switch (code) {
+    case 'invalid_token':
+    case 'token_expired':
+    case 'token_revoked':
+    case 'unauthenticated':
+      return Code.Unauthenticated;
+    case 'reuse_detected':
+    case 'permission_denied':
+      return Code.PermissionDenied;
+    case 'already_rotated':
+      return Code.FailedPrecondition;
+    case 'not_found':
+      return Code.NotFound;
+    case 'invalid_argument':
+    case 'invalid_scope':
+    case 'invalid_target':
+    case 'unsupported_grant_type':
+    case 'unsupported_token_type':
+      return Code.InvalidArgument;
+    case 'unavailable':
+      return Code.Unavailable;
+  }
+}
+
+/**
+ * Converts anything thrown by a handler into a ConnectError. Domain errors keep their (safe)
+ * message; ConnectErrors pass through; anything else is logged with a reference and answered
+ * with a generic Internal error, so no cause or secret reaches the client.
+ */
+export function toConnectError(e: unknown, log: Logger, where: string): ConnectError {
+  if (isRotorError(e)) {
+    const err = new ConnectError(e.message, connectCodeOf(e.code));
+    err.metadata.set('rotor-error', e.code);
+    if (e.details.successorId) err.metadata.set('rotor-successor-id', e.details.successorId);
+    if (e.details.familyId) err.metadata.set('rotor-family-id', e.details.familyId);
+    return err;
+  }
+  if (e instanceof ConnectError) return e;
+  const ref = randomUUID();
+  log.error('unexpected error', { where, ref, error: e instanceof Error ? (e.stack ?? e.message) : String(e) });
+  return new ConnectError(`internal error (ref ${ref})`, Code.Internal);
+}

@@ -1,0 +1,121 @@
+import { create, fromBinary, toBinary, type DescMessage, type DescMethod } from '@bufbuild/protobuf';
+import { Code, ConnectError, createContextValues, createHandlerContext } from '@connectrpc/connect';
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from '../app/context.js';
+import { peerKey } from './call-meta.js';
+import type { MountedService } from './services.js';
+
+/** Largest request accepted on the gRPC port; Rotor messages are small. */
+export const MAX_GRPC_MESSAGE_BYTES = 64 * 1024;
+
+/** A request that failed to decode; the handler answers INVALID_ARGUMENT instead of grpc-js's INTERNAL. */
+class UndecodableRequest {
+  constructor(readonly reason: string) {}
+}
+
+function metadataToHeaders(md: grpc.Metadata): Headers {
+  const h = new Headers();
+  for (const [key, value] of Object.entries(md.getMap())) {
+    if (typeof value === 'string') h.append(key, value);
+  }
+  return h;
+}
+
+type Unary = (req: unknown, ctx: ReturnType<typeof createHandlerContext>) => unknown;
+
+function unaryHandler(mounted: MountedService, method: DescMethod, log: Logger): grpc.handleUnaryCall<unknown, unknown> {
+  const impl = (mounted.impl as Record<string, Unary | undefined>)[method.localName];
+  return (call, callback) => {
+    const req = call.request;
+    if (req instanceof UndecodableRequest) {
+      callback({ code: grpc.status.INVALID_ARGUMENT, details: `request is not a valid ${method.input.typeName}: ${req.reason}` });
+      return;
+    }
+    if (!impl) {
+      callback({ code: grpc.status.UNIMPLEMENTED, details: `${method.name} is not implemented` });
+      return;
+    }
+    const abort = new AbortController();
+    call.on('cancelled', () => abort.abort());
+    const deadline = call.getDeadline();
+    const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
+    const ctx = createHandlerContext({
+      service: mounted.service,
+      method,
+      protocolName: 'grpc',
+      requestMethod: 'POST',
+      url: `/${mounted.service.typeName}/${method.name}`,
+      requestHeader: metadataToHeaders(call.metadata),
+      requestSignal: abort.signal,
+      timeoutMs: Number.isFinite(deadlineMs) ? Math.max(0, deadlineMs - Date.now()) : undefined,
+      contextValues: createContextValues().set(peerKey, call.getPeer()),
+    });
+    Promise.resolve()
+      .then(() => impl(req, ctx))
+      .then(
+        (res) => callback(null, res),
+        (err: unknown) => {
+          const ce = ConnectError.from(err);
+          if (ce.code === Code.Internal && !(err instanceof ConnectError)) log.error('unmapped error on gRPC port', { method: method.name });
+          const md = new grpc.Metadata();
+          ce.metadata.forEach((v, k) => md.set(k, v));
+          callback({ code: ce.code as number as grpc.status, details: ce.rawMessage, metadata: md });
+        },
+      );
+  };
+}
+
+function serializer(schema: DescMessage) {
+  return (msg: unknown) => Buffer.from(toBinary(schema, create(schema, msg as never)));
+}
+
+function deserializer(schema: DescMessage) {
+  return (bytes: Buffer) => {
+    try {
+      return fromBinary(schema, bytes);
+    } catch (e) {
+      return new UndecodableRequest(e instanceof Error ? e.message : 'decode error');
+    }
+  };
+}
+
+/**
+ * Mounts Connect service implementations on a @grpc/grpc-js server, so the same handlers serve
+ * the gRPC port (the hot path: plain grpc-js is several times faster than connect-node's gRPC
+ * handler, DESIGN.md Interfaces). Unary methods only for now.
+ */
+export function createGrpcServer(services: MountedService[], log: Logger): grpc.Server {
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': MAX_GRPC_MESSAGE_BYTES,
+    'grpc.keepalive_permit_without_calls': 1,
+  });
+  for (const mounted of services) {
+    const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+    const handlers: grpc.UntypedServiceImplementation = {};
+    for (const method of mounted.service.methods) {
+      if (method.methodKind !== 'unary') continue;
+      definition[method.name] = {
+        path: `/${mounted.service.typeName}/${method.name}`,
+        requestStream: false,
+        responseStream: false,
+        requestSerialize: serializer(method.input),
+        requestDeserialize: deserializer(method.input),
+        responseSerialize: serializer(method.output),
+        responseDeserialize: deserializer(method.output),
+        originalName: method.localName,
+      };
+      handlers[method.name] = unaryHandler(mounted, method, log);
+    }
+    server.addService(definition, handlers);
+  }
+  return server;
+}
+
+/** Binds the server; resolves with the port actually bound (port 0 picks an ephemeral one). */
+export function bindGrpc(server: grpc.Server, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) =>
+      err ? reject(err) : resolve(bound),
+    );
+  });
+}

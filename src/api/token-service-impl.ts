@@ -1,0 +1,91 @@
+import type { ServiceImpl } from '@connectrpc/connect';
+import { authenticate } from '../app/authenticate.js';
+import type { AppContext } from '../app/context.js';
+import { rotateToken } from '../app/rotation-service.js';
+import { createToken, getToken, introspect, listTokens, revokeFamily, revokeToken } from '../app/token-service.js';
+import { TokenService } from '../gen/rotor/v1/token_service_pb.js';
+import { callMeta } from './call-meta.js';
+import { kindFromPb, kindToPb, msFromTimestamp, optionalKindFromPb, optionalStateFromPb, policyFromPb, tokenToPb } from './token-mapping.js';
+
+/** `rotor.v1.TokenService`: decodes requests, calls the use cases, encodes responses. */
+export function tokenServiceImpl(app: AppContext): ServiceImpl<typeof TokenService> {
+  return {
+    async createToken(req, ctx) {
+      const caller = await authenticate(app, callMeta(ctx));
+      const minted = await createToken(app, caller, {
+        kind: kindFromPb(req.kind),
+        ownerId: req.ownerId,
+        name: req.name,
+        description: req.description,
+        scopes: req.scopes,
+        audiences: req.audiences,
+        expiresAt: msFromTimestamp(req.expiresAt, 'expires_at'),
+        policy: policyFromPb(req.policy),
+      });
+      return { token: tokenToPb(minted.record, app.now()), secret: minted.secret };
+    },
+
+    async getToken(req, ctx) {
+      const caller = await authenticate(app, callMeta(ctx));
+      return { token: tokenToPb(await getToken(app, caller, req.id), app.now()) };
+    },
+
+    async listTokens(req, ctx) {
+      const caller = await authenticate(app, callMeta(ctx));
+      const page = await listTokens(
+        app,
+        caller,
+        {
+          ownerId: req.ownerId || undefined,
+          kind: optionalKindFromPb(req.kind),
+          familyId: req.familyId || undefined,
+          state: optionalStateFromPb(req.state),
+        },
+        req.pageSize,
+        req.pageToken,
+      );
+      const now = app.now();
+      return { tokens: page.tokens.map((t) => tokenToPb(t, now)), nextPageToken: page.nextPageToken };
+    },
+
+    async rotateToken(req, ctx) {
+      const minted = await rotateToken(app, callMeta(ctx), {
+        id: req.id,
+        idempotencyKey: req.idempotencyKey,
+        scopes: req.scopes,
+        expiresAt: msFromTimestamp(req.expiresAt, 'expires_at'),
+      });
+      return { token: tokenToPb(minted.record, app.now()), secret: minted.secret };
+    },
+
+    async revokeToken(req, ctx) {
+      const caller = await authenticate(app, callMeta(ctx));
+      return { token: tokenToPb(await revokeToken(app, caller, req.id), app.now()) };
+    },
+
+    async revokeFamily(req, ctx) {
+      const caller = await authenticate(app, callMeta(ctx));
+      return { revokedCount: await revokeFamily(app, caller, req.familyId) };
+    },
+
+    async introspectToken(req, ctx) {
+      const caller = await authenticate(app, callMeta(ctx));
+      const result = await introspect(app, caller, req.token);
+      if (!result.active) return { active: false };
+      const t = result.token;
+      return {
+        active: true,
+        scope: t.scopes.join(' '),
+        exp: BigInt(Math.floor(t.expiresAt / 1000)),
+        iat: BigInt(Math.floor(t.createdAt / 1000)),
+        sub: t.ownerId,
+        tokenType: 'Bearer',
+        tokenId: t.id,
+        familyId: t.familyId,
+        kind: kindToPb(t.kind),
+        ownerId: t.ownerId,
+        aud: t.audiences,
+      };
+    },
+  };
+}

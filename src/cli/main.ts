@@ -1,0 +1,101 @@
+import { ConnectError } from '@connectrpc/connect';
+import { parseArgs } from 'node:util';
+import { bootstrapAdmin } from '../app/bootstrap.js';
+import { isRotorError } from '../domain/errors.js';
+import { ConfigError, loadConfig } from '../runtime/config.js';
+import { createLogger } from '../runtime/logger.js';
+import { createApp, startRotor } from '../runtime/server.js';
+import { parseDuration } from './duration.js';
+import { UsageError, tokenCommand } from './token-commands.js';
+
+const USAGE = `usage: rotor <command>
+  serve                         run the server (ports and storage from ROTOR_* variables)
+  bootstrap [--owner ID] [--expires-in 30d]
+                                create the first rotor:admin token; prints only its secret
+  token create|get|list|rotate|revoke [--server URL] [--json] ...
+                                manage tokens on a running server (credential: ROTOR_TOKEN)
+`;
+
+async function serve(): Promise<void> {
+  const config = loadConfig();
+  const log = createLogger(config.logLevel);
+  const rotor = await startRotor(config, log);
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info('shutting down', { signal });
+    const force = setTimeout(() => process.exit(1), 10_000);
+    force.unref();
+    rotor.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+async function bootstrap(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { owner: { type: 'string', default: 'admin' }, 'expires-in': { type: 'string', default: '90d' } } });
+  const lifetime = parseDuration(values['expires-in']);
+  if (lifetime === undefined || lifetime === 0) throw new UsageError('--expires-in must look like 90s, 15m, 12h or 30d');
+  const config = loadConfig();
+  const app = await createApp(config, createLogger('warn', (l) => process.stderr.write(l)));
+  try {
+    const minted = await bootstrapAdmin(app, { ownerId: values.owner, lifetimeSeconds: lifetime });
+    process.stdout.write(minted.secret + '\n');
+  } finally {
+    await app.store.close();
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'serve':
+        await serve();
+        return -1;
+      case 'bootstrap':
+        await bootstrap(rest);
+        return 0;
+      case 'token':
+        await tokenCommand(rest, process.env);
+        return 0;
+      case undefined:
+      case 'help':
+      case '--help':
+        process.stdout.write(USAGE);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown command "${command}"`);
+    }
+  } catch (e) {
+    if (e instanceof UsageError || (e instanceof TypeError && 'code' in e && String(e.code).startsWith('ERR_PARSE_ARGS'))) {
+      process.stderr.write(`rotor: ${e.message}\n${USAGE}`);
+      return 2;
+    }
+    if (e instanceof ConfigError) {
+      process.stderr.write(`rotor: configuration: ${e.message}\n`);
+      return 2;
+    }
+    if (isRotorError(e)) {
+      process.stderr.write(`rotor: ${e.code}: ${e.message}\n`);
+      return 1;
+    }
+    if (e instanceof ConnectError) {
+      process.stderr.write(`rotor: ${ConnectError.from(e).code === undefined ? '' : codeName(e)}: ${e.rawMessage}\n`);
+      return 1;
+    }
+    process.stderr.write(`rotor: ${e instanceof Error ? e.message : String(e)}\n`);
+    return 1;
+  }
+}
+
+function codeName(e: ConnectError): string {
+  return e.message.slice(1, e.message.indexOf(']'));
+}
+
+const code = await main(process.argv.slice(2));
+if (code >= 0) process.exitCode = code;

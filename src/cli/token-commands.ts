@@ -1,0 +1,169 @@
+import { timestampDate, timestampFromMs } from '@bufbuild/protobuf/wkt';
+import { parseArgs } from 'node:util';
+import { TokenKind, TokenState, type Token } from '../gen/rotor/v1/token_pb.js';
+import { tokenClient } from './client.js';
+import { parseDuration } from './duration.js';
+
+/** A usage mistake; the CLI prints it with the usage text and exits 2. */
+export class UsageError extends Error {}
+
+const KINDS: Record<string, TokenKind> = {
+  personal: TokenKind.PERSONAL,
+  project: TokenKind.PROJECT,
+  group: TokenKind.GROUP,
+  service_account: TokenKind.SERVICE_ACCOUNT,
+};
+const STATES: Record<string, TokenState> = {
+  active: TokenState.ACTIVE,
+  rotated: TokenState.ROTATED,
+  revoked: TokenState.REVOKED,
+  expired: TokenState.EXPIRED,
+};
+
+function name<T extends number>(table: Record<string, T>, value: T): string {
+  return Object.keys(table).find((k) => table[k] === value) ?? 'unspecified';
+}
+
+function tokenJson(t: Token | undefined): Record<string, unknown> {
+  if (!t) return {};
+  const iso = (ts: typeof t.createdAt) => (ts ? timestampDate(ts).toISOString() : null);
+  return {
+    id: t.id,
+    family_id: t.familyId,
+    previous_id: t.previousId || null,
+    successor_id: t.successorId || null,
+    kind: name(KINDS, t.kind),
+    owner_id: t.ownerId,
+    name: t.name,
+    description: t.description,
+    scopes: t.scopes,
+    audiences: t.audiences,
+    state: name(STATES, t.state),
+    created_at: iso(t.createdAt),
+    expires_at: iso(t.expiresAt),
+    revoked_at: iso(t.revokedAt),
+    revoke_reason: t.revokeReason || null,
+    last_used_at: iso(t.lastUsedAt),
+    display_prefix: t.displayPrefix,
+  };
+}
+
+function printToken(t: Token | undefined, secret: string | undefined, json: boolean): void {
+  if (json) {
+    process.stdout.write(JSON.stringify(secret === undefined ? tokenJson(t) : { token: tokenJson(t), secret }) + '\n');
+    return;
+  }
+  const j = tokenJson(t);
+  for (const [k, v] of Object.entries(j)) {
+    if (v === null || (Array.isArray(v) && v.length === 0) || v === '') continue;
+    process.stdout.write(`${k.padEnd(14)} ${Array.isArray(v) ? v.join(' ') : String(v)}\n`);
+  }
+  if (secret !== undefined) process.stdout.write(`${'secret'.padEnd(14)} ${secret}\n(shown once: store it now)\n`);
+}
+
+function expiry(values: { 'expires-in'?: string; 'expires-at'?: string }) {
+  if (values['expires-at']) {
+    const ms = Date.parse(values['expires-at']);
+    if (Number.isNaN(ms)) throw new UsageError('--expires-at must be an ISO 8601 date-time');
+    return timestampFromMs(ms);
+  }
+  if (values['expires-in']) {
+    const s = parseDuration(values['expires-in']);
+    if (s === undefined) throw new UsageError('--expires-in must look like 90s, 15m, 12h or 30d');
+    return timestampFromMs(Date.now() + s * 1000);
+  }
+  return undefined;
+}
+
+/** `rotor token create|get|list|rotate|revoke` against a running server over Connect. */
+export async function tokenCommand(args: string[], env: NodeJS.ProcessEnv): Promise<void> {
+  const [sub, ...rest] = args;
+  const { values, positionals } = parseArgs({
+    args: rest,
+    allowPositionals: true,
+    options: {
+      server: { type: 'string', default: env.ROTOR_SERVER || 'http://127.0.0.1:8080' },
+      json: { type: 'boolean', default: false },
+      kind: { type: 'string' },
+      owner: { type: 'string' },
+      name: { type: 'string' },
+      description: { type: 'string', default: '' },
+      scope: { type: 'string', multiple: true, default: [] },
+      audience: { type: 'string', multiple: true, default: [] },
+      'expires-in': { type: 'string' },
+      'expires-at': { type: 'string' },
+      family: { type: 'string' },
+      state: { type: 'string' },
+      'page-size': { type: 'string' },
+      'page-token': { type: 'string', default: '' },
+      'idempotency-key': { type: 'string', default: '' },
+    },
+  });
+  const client = tokenClient(values.server, env.ROTOR_TOKEN);
+  switch (sub) {
+    case 'create': {
+      const kind = KINDS[values.kind ?? 'personal'];
+      if (kind === undefined) throw new UsageError(`--kind must be one of ${Object.keys(KINDS).join(', ')}`);
+      if (!values.owner || !values.name) throw new UsageError('--owner and --name are required');
+      const res = await client.createToken({
+        kind,
+        ownerId: values.owner,
+        name: values.name,
+        description: values.description,
+        scopes: values.scope,
+        audiences: values.audience,
+        expiresAt: expiry(values),
+      });
+      printToken(res.token, res.secret, values.json);
+      return;
+    }
+    case 'get': {
+      const id = positionals[0];
+      if (!id) throw new UsageError('usage: rotor token get ID');
+      printToken((await client.getToken({ id })).token, undefined, values.json);
+      return;
+    }
+    case 'list': {
+      const state = values.state === undefined ? TokenState.UNSPECIFIED : STATES[values.state];
+      if (state === undefined) throw new UsageError(`--state must be one of ${Object.keys(STATES).join(', ')}`);
+      const kind = values.kind === undefined ? TokenKind.UNSPECIFIED : KINDS[values.kind];
+      if (kind === undefined) throw new UsageError(`--kind must be one of ${Object.keys(KINDS).join(', ')}`);
+      const res = await client.listTokens({
+        ownerId: values.owner ?? '',
+        kind,
+        familyId: values.family ?? '',
+        state,
+        pageSize: values['page-size'] ? Number(values['page-size']) : 0,
+        pageToken: values['page-token'],
+      });
+      if (values.json) {
+        process.stdout.write(JSON.stringify({ tokens: res.tokens.map(tokenJson), next_page_token: res.nextPageToken }) + '\n');
+        return;
+      }
+      for (const t of res.tokens) {
+        const j = tokenJson(t);
+        process.stdout.write(`${t.id}  ${String(j.state).padEnd(8)} ${String(j.kind).padEnd(16)} ${t.ownerId}  ${t.name}  expires ${String(j.expires_at)}\n`);
+      }
+      if (res.nextPageToken) process.stdout.write(`next page: --page-token ${res.nextPageToken}\n`);
+      return;
+    }
+    case 'rotate': {
+      const res = await client.rotateToken({
+        id: positionals[0] ?? '',
+        idempotencyKey: values['idempotency-key'],
+        scopes: values.scope,
+        expiresAt: expiry(values),
+      });
+      printToken(res.token, res.secret, values.json);
+      return;
+    }
+    case 'revoke': {
+      const id = positionals[0];
+      if (!id) throw new UsageError('usage: rotor token revoke ID');
+      printToken((await client.revokeToken({ id })).token, undefined, values.json);
+      return;
+    }
+    default:
+      throw new UsageError('usage: rotor token create|get|list|rotate|revoke [options]');
+  }
+}

@@ -1,0 +1,41 @@
+import { Code, ConnectError, createConnectRouter, createContextValues } from '@connectrpc/connect';
+import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from '@connectrpc/connect-node';
+import type { UniversalHandler } from '@connectrpc/connect/protocol';
+import { createServer, type Server } from 'node:http';
+import { peerKey } from '../api/call-meta.js';
+import { connectRoutes, type MountedService } from '../api/services.js';
+import type { AppContext } from '../app/context.js';
+import { withDecodeErrorsAsInvalidArgument } from './decode-error-shim.js';
+import { oauthHandler } from './oauth-routes.js';
+
+/** Largest RPC message accepted on the HTTP port. */
+export const MAX_HTTP_MESSAGE_BYTES = 64 * 1024;
+
+/**
+ * The HTTP port: connect-node serves Connect (JSON and binary), gRPC-Web and gRPC for the same
+ * handlers as the gRPC port; every other path goes to the OAuth routes and /healthz. This is
+ * connect-node's `connectNodeAdapter` with each handler wrapped by the decode-error shim.
+ */
+export function createHttpServer(app: AppContext, services: MountedService[], ping: () => Promise<void>): Server {
+  const oauth = oauthHandler(app, ping);
+  const router = createConnectRouter({ readMaxBytes: MAX_HTTP_MESSAGE_BYTES, acceptCompression: [compressionGzip, compressionBrotli] });
+  connectRoutes(services)(router);
+  const paths = new Map<string, UniversalHandler>(router.handlers.map((h) => [h.requestPath, withDecodeErrorsAsInvalidArgument(h)]));
+  const server = createServer((req, res) => {
+    const handler = paths.get((req.url ?? '').split('?', 1)[0]!);
+    if (!handler) {
+      oauth(req, res);
+      return;
+    }
+    const uReq = universalRequestFromNodeRequest(req, res, undefined, createContextValues().set(peerKey, req.socket.remoteAddress ?? null));
+    handler(uReq)
+      .then((uRes) => universalResponseToNodeResponse(uRes, res))
+      .catch((reason: unknown) => {
+        if (ConnectError.from(reason).code === Code.Aborted) return;
+        app.log.error('rpc handler failed', { rpc: `${handler.service.typeName}/${handler.method.name}` });
+      });
+  });
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+  return server;
+}

@@ -1,0 +1,74 @@
+import type { ServerResponse } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '../app/context.js';
+import { isRotorError, type RotorErrorCode } from '../domain/errors.js';
+
+/** An RFC 6749 §5.2 error code and the HTTP status it is sent with. */
+export interface OAuthError {
+  error: string;
+  status: number;
+}
+
+/**
+ * The one mapping from domain error codes to OAuth errors on HTTP (docs/rotation.md, Errors).
+ * RFC 8693 §2.2.2: an invalid, expired or revoked subject token is `invalid_request`.
+ * RFC 6750 §3.1: a missing or bad bearer credential is 401 `invalid_token`.
+ */
+export function oauthErrorOf(code: RotorErrorCode): OAuthError {
+  switch (code) {
+    case 'invalid_token':
+    case 'token_expired':
+    case 'token_revoked':
+    case 'reuse_detected':
+    case 'already_rotated':
+    case 'invalid_argument':
+    case 'not_found':
+    case 'unsupported_token_type':
+      return { error: 'invalid_request', status: 400 };
+    case 'invalid_scope':
+      return { error: 'invalid_scope', status: 400 };
+    case 'invalid_target':
+      return { error: 'invalid_target', status: 400 };
+    case 'unsupported_grant_type':
+      return { error: 'unsupported_grant_type', status: 400 };
+    case 'permission_denied':
+      return { error: 'unauthorized_client', status: 400 };
+    case 'unauthenticated':
+      return { error: 'invalid_token', status: 401 };
+    case 'unavailable':
+      return { error: 'temporarily_unavailable', status: 503 };
+  }
+}
+
+/** Writes a JSON body with the headers RFC 6749 §5.1 requires for token responses. */
+export function sendJson(res: ServerResponse, status: number, body: unknown, extra: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json;charset=UTF-8',
+    'cache-control': 'no-store',
+    pragma: 'no-cache',
+    'content-length': Buffer.byteLength(text),
+    ...extra,
+  });
+  res.end(text);
+}
+
+/**
+ * Sends any thrown value as an RFC 6749 §5.2 error. Domain errors keep their safe message plus
+ * `rotor_error` (the domain code) and, for "already rotated", `successor_id`; anything else is a
+ * logged 500 `server_error` with a reference and no detail.
+ */
+export function sendOAuthError(res: ServerResponse, e: unknown, log: Logger, where: string): void {
+  if (isRotorError(e)) {
+    const { error, status } = oauthErrorOf(e.code);
+    const body: Record<string, string> = { error, error_description: e.message, rotor_error: e.code };
+    if (e.details.successorId) body.successor_id = e.details.successorId;
+    const extra: Record<string, string> =
+      status === 401 ? { 'www-authenticate': `Bearer error="invalid_token", error_description="${e.message.replace(/"/g, "'")}"` } : {};
+    sendJson(res, status, body, extra);
+    return;
+  }
+  const ref = randomUUID();
+  log.error('unexpected error', { where, ref, error: e instanceof Error ? (e.stack ?? e.message) : String(e) });
+  sendJson(res, 500, { error: 'server_error', error_description: `internal error (ref ${ref})` });
+}

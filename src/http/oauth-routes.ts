@@ -1,0 +1,128 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { authenticate } from '../app/authenticate.js';
+import type { AppContext } from '../app/context.js';
+import { exchangeToken } from '../app/rotation-service.js';
+import { introspect, revokeBySecret } from '../app/token-service.js';
+import { readForm } from './form-body.js';
+import { sendJson, sendOAuthError } from './oauth-errors.js';
+
+type Route = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+
+function peerOf(req: IncomingMessage): string | null {
+  return req.socket.remoteAddress ?? null;
+}
+
+/** POST /oauth/token: RFC 8693 token exchange with a form body (RFC 6749 §3.2). */
+function tokenRoute(app: AppContext): Route {
+  return async (req, res) => {
+    const form = await readForm(req);
+    const r = await exchangeToken(
+      app,
+      {
+        grantType: form.get('grant_type'),
+        subjectToken: form.get('subject_token'),
+        subjectTokenType: form.get('subject_token_type'),
+        actorToken: form.get('actor_token'),
+        actorTokenType: form.get('actor_token_type'),
+        requestedTokenType: form.get('requested_token_type'),
+        scope: form.get('scope'),
+        audience: form.getAll('audience'),
+        resource: form.getAll('resource'),
+        idempotencyKey: form.get('idempotency_key') || (req.headers['idempotency-key'] as string | undefined) || '',
+      },
+      peerOf(req),
+    );
+    sendJson(res, 200, {
+      access_token: r.accessToken,
+      issued_token_type: r.issuedTokenType,
+      token_type: r.tokenType,
+      expires_in: r.expiresIn,
+      scope: r.scope,
+      token_id: r.tokenId,
+    });
+  };
+}
+
+/** POST /oauth/introspect: RFC 7662, caller authenticated with a bearer token. */
+function introspectRoute(app: AppContext): Route {
+  return async (req, res) => {
+    const caller = await authenticate(app, { authorization: req.headers.authorization, peer: peerOf(req) });
+    const form = await readForm(req);
+    const result = await introspect(app, caller, form.get('token'));
+    if (!result.active) {
+      sendJson(res, 200, { active: false });
+      return;
+    }
+    const t = result.token;
+    sendJson(res, 200, {
+      active: true,
+      scope: t.scopes.join(' '),
+      exp: Math.floor(t.expiresAt / 1000),
+      iat: Math.floor(t.createdAt / 1000),
+      sub: t.ownerId,
+      aud: t.audiences,
+      token_type: 'Bearer',
+      token_id: t.id,
+      family_id: t.familyId,
+      kind: t.kind,
+      owner_id: t.ownerId,
+    });
+  };
+}
+
+/** POST /oauth/revoke: RFC 7009; the token itself is the authority; 200 even when unknown (§2.2). */
+function revokeRoute(app: AppContext): Route {
+  return async (req, res) => {
+    const form = await readForm(req);
+    await revokeBySecret(app, form.get('token'), peerOf(req));
+    res.writeHead(200, { 'cache-control': 'no-store', 'content-length': 0 });
+    res.end();
+  };
+}
+
+/** GET /healthz: 200 when the database answers, 503 otherwise. */
+function healthRoute(ping: () => Promise<void>): Route {
+  return async (_req, res) => {
+    try {
+      await ping();
+      sendJson(res, 200, { status: 'ok' });
+    } catch {
+      sendJson(res, 503, { status: 'unavailable' });
+    }
+  };
+}
+
+/** The non-RPC routes of the HTTP port, by path, with their one allowed method. */
+export function oauthRoutes(app: AppContext, ping: () => Promise<void>): Map<string, { method: string; route: Route }> {
+  return new Map([
+    ['/oauth/token', { method: 'POST', route: tokenRoute(app) }],
+    ['/oauth/introspect', { method: 'POST', route: introspectRoute(app) }],
+    ['/oauth/revoke', { method: 'POST', route: revokeRoute(app) }],
+    ['/healthz', { method: 'GET', route: healthRoute(ping) }],
+  ]);
+}
+
+/** Dispatches a request to an OAuth route; errors leave through the one mapping in oauth-errors.ts. */
+export function oauthHandler(app: AppContext, ping: () => Promise<void>) {
+  const routes = oauthRoutes(app, ping);
+  return (req: IncomingMessage, res: ServerResponse): void => {
+    const path = (req.url ?? '/').split('?')[0]!;
+    const entry = routes.get(path);
+    if (!entry) {
+      sendJson(res, 404, { error: 'not_found' });
+      return;
+    }
+    if (req.method !== entry.method && !(entry.method === 'GET' && req.method === 'HEAD')) {
+      req.resume();
+      sendJson(res, 405, { error: 'invalid_request', error_description: `use ${entry.method}` }, { allow: entry.method });
+      return;
+    }
+    entry.route(req, res).catch((e: unknown) => {
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      sendOAuthError(res, e, app.log, path);
+    });
+  };
+}

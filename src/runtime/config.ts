@@ -1,0 +1,90 @@
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { DEFAULT_LIMITS, type PolicyLimits } from '../domain/policy.js';
+import { LOG_LEVELS, type LogLevel } from './logger.js';
+
+/** Everything the server reads from the environment, validated. */
+export interface RotorConfig {
+  host: string;
+  grpcPort: number;
+  httpPort: number;
+  dataDir: string;
+  databaseUrl: string;
+  /** Where the server secret came from (the value itself is never logged). */
+  secretSource: 'env' | 'file';
+  secret: Uint8Array;
+  limits: PolicyLimits;
+  logLevel: LogLevel;
+}
+
+/** A configuration problem; the message names the variable. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+type Env = Record<string, string | undefined>;
+
+function port(env: Env, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n > 65535) throw new ConfigError(`${name} must be a port number 0-65535 (0 = ephemeral), got "${raw}"`);
+  return n;
+}
+
+function seconds(env: Env, name: string, fallback: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n > max) throw new ConfigError(`${name} must be a whole number of seconds between 0 and ${max}, got "${raw}"`);
+  return n;
+}
+
+/**
+ * Reads the server secret: `ROTOR_SECRET` (at least 32 characters), else `<data dir>/secret.key`,
+ * generated once with 256 random bits and mode 0600 when it does not exist.
+ */
+function loadSecret(env: Env, dataDir: string): { secret: Uint8Array; source: 'env' | 'file' } {
+  const raw = env.ROTOR_SECRET;
+  if (raw !== undefined && raw !== '') {
+    if (raw.length < 32) throw new ConfigError('ROTOR_SECRET must be at least 32 characters (e.g. `openssl rand -base64 32`)');
+    return { secret: new TextEncoder().encode(raw), source: 'env' };
+  }
+  const file = join(dataDir, 'secret.key');
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  try {
+    writeFileSync(file, randomBytes(32).toString('base64url') + '\n', { flag: 'wx', mode: 0o600 });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new ConfigError(`cannot create ${file}: ${(e as Error).message}`);
+  }
+  chmodSync(file, 0o600);
+  const text = readFileSync(file, 'utf8').trim();
+  if (text.length < 32) throw new ConfigError(`${file} must hold at least 32 characters; delete it to generate a new one`);
+  return { secret: new TextEncoder().encode(text), source: 'file' };
+}
+
+/** Reads and validates the configuration (README: "Configuration"). */
+export function loadConfig(env: Env = process.env): RotorConfig {
+  const dataDir = resolve(env.ROTOR_DATA_DIR || './data');
+  const host = env.ROTOR_HOST || '127.0.0.1';
+  const databaseUrl = env.ROTOR_DATABASE_URL || `sqlite://${join(dataDir, 'rotor.db')}`;
+  if (!/^(postgres(ql)?:\/\/|sqlite:\/\/|file:)/.test(databaseUrl)) {
+    throw new ConfigError('ROTOR_DATABASE_URL must start with postgres://, postgresql://, sqlite:// or file:');
+  }
+  const logLevel = (env.ROTOR_LOG_LEVEL || 'info') as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`ROTOR_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
+  const maxLifetimeSeconds = seconds(env, 'ROTOR_MAX_LIFETIME_SECONDS', DEFAULT_LIMITS.maxLifetimeSeconds, 10 * 365 * 24 * 3600);
+  if (maxLifetimeSeconds === 0) throw new ConfigError('ROTOR_MAX_LIFETIME_SECONDS must be positive');
+  const limits: PolicyLimits = {
+    maxLifetimeSeconds,
+    defaultOverlapSeconds: seconds(env, 'ROTOR_DEFAULT_OVERLAP_SECONDS', DEFAULT_LIMITS.defaultOverlapSeconds, maxLifetimeSeconds),
+    defaultReuseGraceSeconds: seconds(env, 'ROTOR_DEFAULT_REUSE_GRACE_SECONDS', DEFAULT_LIMITS.defaultReuseGraceSeconds, DEFAULT_LIMITS.maxReuseGraceSeconds),
+    retryWindowSeconds: seconds(env, 'ROTOR_RETRY_WINDOW_SECONDS', DEFAULT_LIMITS.retryWindowSeconds, 24 * 3600),
+    maxReuseGraceSeconds: DEFAULT_LIMITS.maxReuseGraceSeconds,
+  };
+  const grpcPort = port(env, 'ROTOR_GRPC_PORT', 50051);
+  const httpPort = port(env, 'ROTOR_HTTP_PORT', 8080);
+  const { secret, source } = loadSecret(env, dataDir);
+  return { host, grpcPort, httpPort, dataDir, databaseUrl, secret, secretSource: source, limits, logLevel };
+}

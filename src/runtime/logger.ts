@@ -1,0 +1,31 @@
+import type { Logger } from '../app/context.js';
+
+/** Log levels in increasing severity. */
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Anything shaped like a Rotor secret is masked before a line is written, as a last guard. */
+const SECRET_SHAPE = /rtr_(pat|prj|grp|sa)_[0-9A-Za-z]{8,}/g;
+
+/** Masks every Rotor secret in a string, keeping only its kind prefix. */
+export function redactSecrets(text: string): string {
+  return text.replace(SECRET_SHAPE, (_m, kind: string) => `rtr_${kind}_[redacted]`);
+}
+
+/**
+ * A JSON-lines logger. Fields are the caller's responsibility (no secrets), and every line is
+ * still passed through `redactSecrets` so a mistake cannot leak a token.
+ */
+export function createLogger(level: LogLevel, write: (line: string) => void = (l) => process.stdout.write(l)): Logger & { debug(m: string, f?: Record<string, unknown>): void } {
+  const min = LOG_LEVELS.indexOf(level);
+  const emit = (lvl: LogLevel, message: string, fields?: Record<string, unknown>) => {
+    if (LOG_LEVELS.indexOf(lvl) < min) return;
+    write(redactSecrets(JSON.stringify({ time: new Date().toISOString(), level: lvl, msg: message, ...fields })) + '\n');
+  };
+  return {
+    debug: (m, f) => emit('debug', m, f),
+    info: (m, f) => emit('info', m, f),
+    warn: (m, f) => emit('warn', m, f),
+    error: (m, f) => emit('error', m, f),
+  };
+}

@@ -1,0 +1,82 @@
+import { randomBytes } from 'node:crypto';
+import type { Server as HttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { bindGrpc, createGrpcServer } from '../api/grpc-server.js';
+import { rotorServices } from '../api/services.js';
+import type { AppContext, Logger } from '../app/context.js';
+import { createTokenKeys } from '../domain/token-keys.js';
+import { createHttpServer } from '../http/http-server.js';
+import { openStore, type KnexStore } from '../store/knex-store.js';
+import type { RotorConfig } from './config.js';
+
+/** A running Rotor: both ports bound, storage open. */
+export interface RunningRotor {
+  grpcPort: number;
+  httpPort: number;
+  app: AppContext;
+  store: KnexStore;
+  close(): Promise<void>;
+}
+
+/** Builds the application context (storage, keys, clock, randomness) from configuration. */
+export async function createApp(config: RotorConfig, log: Logger, now: () => number = Date.now): Promise<AppContext & { store: KnexStore }> {
+  const store = await openStore({ url: config.databaseUrl });
+  return {
+    store,
+    keys: createTokenKeys(config.secret),
+    limits: config.limits,
+    now,
+    random: (n) => new Uint8Array(randomBytes(n)),
+    log,
+  };
+}
+
+/** The composition root: opens storage, mounts the handlers on the gRPC and HTTP ports. */
+export async function startRotor(config: RotorConfig, log: Logger, now?: () => number): Promise<RunningRotor> {
+  const app = await createApp(config, log, now);
+  const services = rotorServices(app);
+  const ping = async () => {
+    await app.store.knex.raw('select 1');
+  };
+  const grpcServer = createGrpcServer(services, log);
+  const httpServer: HttpServer = createHttpServer(app, services, ping);
+  let grpcPort: number;
+  try {
+    grpcPort = await bindGrpc(grpcServer, config.host, config.grpcPort);
+    await new Promise<void>((resolve, reject) => {
+      httpServer.once('error', reject);
+      httpServer.listen(config.httpPort, config.host, () => {
+        httpServer.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (e) {
+    grpcServer.forceShutdown();
+    await app.store.close();
+    throw e;
+  }
+  const httpPort = (httpServer.address() as AddressInfo).port;
+  log.info('rotor listening', {
+    host: config.host,
+    grpc_port: grpcPort,
+    http_port: httpPort,
+    database: app.store.engine,
+    secret_source: config.secretSource,
+  });
+  return {
+    grpcPort,
+    httpPort,
+    app,
+    store: app.store,
+    async close() {
+      await Promise.all([
+        new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve())),
+        new Promise<void>((resolve) => {
+          httpServer.close(() => resolve());
+          httpServer.closeAllConnections();
+        }),
+      ]);
+      await app.store.close();
+    },
+  };
+}

@@ -1,0 +1,179 @@
+import type { Knex } from 'knex';
+import type { PageCursor, TokenFilter, TokenRepository } from '../app/store-ports.js';
+import type { TokenPolicy } from '../domain/policy.js';
+import type { RevokeReason, TokenRecord } from '../domain/token.js';
+import { isTokenKind } from '../domain/token-kind.js';
+
+/** The `tokens` table row (snake_case, as stored). */
+interface TokenRow {
+  id: string;
+  family_id: string;
+  previous_id: string | null;
+  successor_id: string | null;
+  kind: string;
+  owner_id: string;
+  name: string;
+  description: string;
+  scopes: string;
+  audiences: string;
+  policy: string;
+  created_at: number | string;
+  expires_at: number | string;
+  last_used_at: number | string | null;
+  revoked_at: number | string | null;
+  revoke_reason: string | null;
+  secret_digest: string;
+  display_prefix: string;
+  rotation_key_digest: string | null;
+}
+
+/** Skip a last_used_at write when the stored value is younger than this. */
+const LAST_USED_RESOLUTION_MS = 60_000;
+
+const num = (v: number | string): number => Number(v);
+const numOrNull = (v: number | string | null): number | null => (v === null ? null : Number(v));
+
+function toRecord(row: TokenRow): TokenRecord {
+  if (!isTokenKind(row.kind)) throw new Error(`tokens.kind holds an unknown value for ${row.id}`);
+  return {
+    id: row.id,
+    familyId: row.family_id,
+    previousId: row.previous_id,
+    successorId: row.successor_id,
+    kind: row.kind,
+    ownerId: row.owner_id,
+    name: row.name,
+    description: row.description,
+    scopes: JSON.parse(row.scopes) as string[],
+    audiences: JSON.parse(row.audiences) as string[],
+    policy: JSON.parse(row.policy) as TokenPolicy,
+    createdAt: num(row.created_at),
+    expiresAt: num(row.expires_at),
+    lastUsedAt: numOrNull(row.last_used_at),
+    revokedAt: numOrNull(row.revoked_at),
+    revokeReason: row.revoke_reason as RevokeReason | null,
+    secretDigest: row.secret_digest,
+    displayPrefix: row.display_prefix,
+    rotationKeyDigest: row.rotation_key_digest,
+  };
+}
+
+function toRow(t: TokenRecord): TokenRow {
+  return {
+    id: t.id,
+    family_id: t.familyId,
+    previous_id: t.previousId,
+    successor_id: t.successorId,
+    kind: t.kind,
+    owner_id: t.ownerId,
+    name: t.name,
+    description: t.description,
+    scopes: JSON.stringify(t.scopes),
+    audiences: JSON.stringify(t.audiences),
+    policy: JSON.stringify(t.policy),
+    created_at: t.createdAt,
+    expires_at: t.expiresAt,
+    last_used_at: t.lastUsedAt,
+    revoked_at: t.revokedAt,
+    revoke_reason: t.revokeReason,
+    secret_digest: t.secretDigest,
+    display_prefix: t.displayPrefix,
+    rotation_key_digest: t.rotationKeyDigest,
+  };
+}
+
+/** knex repository of the `tokens` table; `db` is the pool or a transaction. */
+export class KnexTokenRepository implements TokenRepository {
+  constructor(private readonly db: Knex | Knex.Transaction) {}
+
+  private table() {
+    return this.db<TokenRow>('tokens');
+  }
+
+  async findById(id: string): Promise<TokenRecord | undefined> {
+    const row = await this.table().where({ id }).first();
+    return row ? toRecord(row) : undefined;
+  }
+
+  async findByDigest(secretDigest: string): Promise<TokenRecord | undefined> {
+    const row = await this.table().where({ secret_digest: secretDigest }).first();
+    return row ? toRecord(row) : undefined;
+  }
+
+  async findFamilyMember(familyId: string): Promise<TokenRecord | undefined> {
+    const row = await this.table().where({ family_id: familyId }).first();
+    return row ? toRecord(row) : undefined;
+  }
+
+  async insert(token: TokenRecord): Promise<void> {
+    await this.table().insert(toRow(token));
+  }
+
+  async markRotated(id: string, successorId: string, rotationKeyDigest: string | null, now: number): Promise<boolean> {
+    const n = await this.table()
+      .where({ id })
+      .whereNull('revoked_at')
+      .update({ revoked_at: now, revoke_reason: 'rotated', successor_id: successorId, rotation_key_digest: rotationKeyDigest, last_used_at: now });
+    return n === 1;
+  }
+
+  async revoke(id: string, reason: RevokeReason, now: number): Promise<boolean> {
+    const n = await this.table()
+      .where({ id })
+      .andWhere((q) => q.whereNull('revoked_at').orWhere('revoke_reason', 'rotated'))
+      .update({ revoked_at: now, revoke_reason: reason });
+    return n === 1;
+  }
+
+  async revokeFamily(familyId: string, reason: RevokeReason, now: number): Promise<string[]> {
+    const live = (q: Knex.QueryBuilder) =>
+      q.where({ family_id: familyId }).andWhere((w) => w.whereNull('revoked_at').orWhere('revoke_reason', 'rotated'));
+    const ids = (await live(this.table().select('id'))).map((r: { id: string }) => r.id);
+    if (ids.length > 0) await this.table().whereIn('id', ids).update({ revoked_at: now, revoke_reason: reason });
+    return ids;
+  }
+
+  async list(filter: TokenFilter, now: number, limit: number, after: PageCursor | undefined): Promise<TokenRecord[]> {
+    const q = this.table().select('*');
+    if (filter.ownerId !== undefined) q.where('owner_id', filter.ownerId);
+    if (filter.kind !== undefined) q.where('kind', filter.kind);
+    if (filter.familyId !== undefined) q.where('family_id', filter.familyId);
+    switch (filter.state) {
+      case 'active':
+        q.whereNull('revoked_at').where('expires_at', '>', now);
+        break;
+      case 'expired':
+        q.whereNull('revoked_at').where('expires_at', '<=', now);
+        break;
+      case 'rotated':
+        q.where('revoke_reason', 'rotated');
+        break;
+      case 'revoked':
+        q.whereNotNull('revoked_at').whereNot('revoke_reason', 'rotated');
+        break;
+      case undefined:
+        break;
+    }
+    if (after) {
+      q.where((w) => w.where('created_at', '>', after.createdAt).orWhere((x) => x.where('created_at', after.createdAt).where('id', '>', after.id)));
+    }
+    const rows = await q.orderBy([{ column: 'created_at' }, { column: 'id' }]).limit(limit);
+    return rows.map(toRecord);
+  }
+
+  async touchLastUsed(id: string, now: number): Promise<void> {
+    await this.table()
+      .where({ id })
+      .andWhere((q) => q.whereNull('last_used_at').orWhere('last_used_at', '<', now - LAST_USED_RESOLUTION_MS))
+      .update({ last_used_at: now });
+  }
+
+  async existsActiveWithScope(scope: string, now: number): Promise<boolean> {
+    const rows = await this.table()
+      .select('scopes')
+      .whereNull('revoked_at')
+      .where('expires_at', '>', now)
+      .where('scopes', 'like', `%${JSON.stringify(scope)}%`);
+    return rows.some((r) => (JSON.parse(r.scopes) as string[]).includes(scope));
+  }
+}

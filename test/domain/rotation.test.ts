@@ -1,0 +1,438 @@
+import { describe, expect, it } from 'vitest';
+import { RotorError } from '../../src/domain/errors.js';
+import { decideRotation, type RotationDecision, type RotationInput, type RotationMode } from '../../src/domain/rotation.js';
+import { SCOPE_ROTATE } from '../../src/domain/scopes.js';
+import { formatSecret, parseSecret } from '../../src/domain/token-secret.js';
+import { isUsable, usableUntil, type TokenRecord } from '../../src/domain/token.js';
+import {
+  DAY,
+  HOUR,
+  MINUTE,
+  NOW,
+  SECOND,
+  expectRotorError,
+  rotatedPair,
+  seededRandom,
+  testKeys,
+  testLimits,
+  testPolicy,
+  tokenRecord,
+} from './fixtures.js';
+
+const keys = testKeys();
+const KEY = 'idem-key-AAAAAAAAAAAAAAAA';
+const OTHER_KEY = 'idem-key-BBBBBBBBBBBBBBBB';
+const KEY_DIGEST = keys.idempotencyDigest(KEY);
+const OTHER_KEY_DIGEST = keys.idempotencyDigest(OTHER_KEY);
+/** DEFAULT_LIMITS.retryWindowSeconds: 10 minutes. */
+const RETRY_WINDOW = 10 * MINUTE;
+
+function input(overrides: Partial<RotationInput> = {}): RotationInput {
+  return {
+    mode: 'presented',
+    current: tokenRecord(),
+    successor: undefined,
+    idempotencyKeyDigest: undefined,
+    scopes: [],
+    expiresAt: undefined,
+    now: NOW,
+    limits: testLimits(),
+    ...overrides,
+  };
+}
+
+/** A rotation request against a predecessor rotated at NOW (with KEY) and its active successor. */
+function supersededInput(
+  overrides: Partial<RotationInput> = {},
+  pairOpts: Parameters<typeof rotatedPair>[0] = {},
+): { req: RotationInput; predecessor: TokenRecord; successor: TokenRecord } {
+  const { predecessor, successor } = rotatedPair({ rotatedAt: NOW, keyDigest: KEY_DIGEST, ...pairOpts });
+  return { req: input({ current: predecessor, successor, ...overrides }), predecessor, successor };
+}
+
+/** The decision, or the RotorError code when the rules refuse. */
+function outcome(req: RotationInput): RotationDecision['type'] | `error:${string}` {
+  try {
+    return decideRotation(req).type;
+  } catch (e) {
+    if (e instanceof RotorError) return `error:${e.code}`;
+    throw e;
+  }
+}
+
+describe('rule 1: parse and checksum the presented token before any lookup', () => {
+  const valid = formatSecret('personal', seededRandom('rule-1'));
+
+  it('accepts a well-formed secret, whose digest is then the lookup key', () => {
+    expect(parseSecret(valid).secret).toBe(valid);
+    expect(keys.secretDigest(parseSecret(valid).secret)).toBe(keys.secretDigest(valid));
+  });
+
+  it.each([
+    ['empty', '', 'token is empty'],
+    ['malformed (unknown prefix)', 'Bearer abc', 'token is malformed'],
+    ['malformed (wrong length)', valid.slice(0, -2), 'token is malformed'],
+    ['malformed (non-base62)', valid.slice(0, -7) + '*' + valid.slice(-6), 'token is malformed'],
+    ['bad checksum', valid.slice(0, -1) + (valid.endsWith('0') ? '1' : '0'), 'token checksum does not match'],
+    ['oversized', valid + 'x'.repeat(100), 'token is malformed'],
+  ])('refuses %s input with invalid_token, never echoing the input', (_label, presented, message) => {
+    const err = expectRotorError(() => parseSecret(presented), 'invalid_token', message);
+    if (presented.length > 0) expect(err.message).not.toContain(presented);
+    expect(err.message).not.toContain(valid.slice(8, 20));
+    expect(JSON.stringify(err.details)).toBe('{}');
+  });
+});
+
+describe('rule 2: expired or revoked (not by rotation) is refused', () => {
+  it('refuses a token at its expiry instant with token_expired', () => {
+    const current = tokenRecord({ expiresAt: NOW });
+    expectRotorError(() => decideRotation(input({ current })), 'token_expired', 'token has expired');
+  });
+
+  it('rotates the same token one millisecond before expiry', () => {
+    const current = tokenRecord({ expiresAt: NOW + 1 });
+    expect(decideRotation(input({ current })).type).toBe('rotate');
+  });
+
+  it.each(['revoked', 'family_revoked', 'reuse_detected'] as const)('refuses a token revoked as %s with token_revoked', (reason) => {
+    const current = tokenRecord({ revokedAt: NOW - SECOND, revokeReason: reason });
+    expectRotorError(() => decideRotation(input({ current })), 'token_revoked', 'token has been revoked');
+    expectRotorError(() => decideRotation(input({ current, mode: 'by_id' })), 'token_revoked', 'token has been revoked');
+  });
+
+  it('reports revocation rather than expiry for a token that is both', () => {
+    const current = tokenRecord({ revokedAt: NOW - DAY, revokeReason: 'revoked', expiresAt: NOW - HOUR });
+    expectRotorError(() => decideRotation(input({ current })), 'token_revoked', 'revoked');
+  });
+
+  it('refuses a revoked token even with a matching idempotency key and an active "successor"', () => {
+    const { req } = supersededInput({ idempotencyKeyDigest: KEY_DIGEST });
+    const current = { ...req.current, revokeReason: 'family_revoked' as const };
+    expectRotorError(() => decideRotation({ ...req, current }), 'token_revoked', 'token has been revoked');
+  });
+
+  it('refuses a rotated token that has since expired with token_expired (rule 2 before rule 3)', () => {
+    // Current behaviour: expiry wins over the rule 3 paths. See the report on this ordering.
+    const { req } = supersededInput({ idempotencyKeyDigest: KEY_DIGEST });
+    const current = { ...req.current, expiresAt: NOW + MINUTE };
+    expectRotorError(() => decideRotation({ ...req, current, now: NOW + MINUTE }), 'token_expired', 'token has expired');
+  });
+});
+
+describe('rule 3: an already rotated token (replay, reuse grace, reuse)', () => {
+  describe('idempotent retry within the retry window', () => {
+    it('returns the same successor for the same key digest', () => {
+      const { req, successor } = supersededInput({ idempotencyKeyDigest: KEY_DIGEST, now: NOW + MINUTE });
+      expect(decideRotation(req)).toEqual({ type: 'replay', successor });
+    });
+
+    it('replays until the last millisecond of the window', () => {
+      const { req, successor } = supersededInput({ idempotencyKeyDigest: KEY_DIGEST, now: NOW + RETRY_WINDOW - 1 });
+      expect(decideRotation(req)).toEqual({ type: 'replay', successor });
+    });
+
+    it('replays for an admin rotating by id as well', () => {
+      const { req, successor } = supersededInput({ mode: 'by_id', idempotencyKeyDigest: KEY_DIGEST, now: NOW + MINUTE });
+      expect(decideRotation(req)).toEqual({ type: 'replay', successor });
+    });
+
+    it('prefers replay over the reuse grace answer inside the grace window', () => {
+      const { req } = supersededInput({ idempotencyKeyDigest: KEY_DIGEST, now: NOW + SECOND });
+      expect(decideRotation(req).type).toBe('replay');
+    });
+
+    it('honours a configured retry window', () => {
+      const { req } = supersededInput({ idempotencyKeyDigest: KEY_DIGEST, now: NOW + 30 * SECOND, limits: testLimits({ retryWindowSeconds: 20 }) });
+      expect(decideRotation(req)).toEqual({ type: 'reuse' });
+    });
+
+    it('a different key is not a retry: inside the grace window it is already_rotated', () => {
+      const { req, successor } = supersededInput({ idempotencyKeyDigest: OTHER_KEY_DIGEST, now: NOW + SECOND });
+      const err = expectRotorError(() => decideRotation(req), 'already_rotated', 'already rotated');
+      expect(err.details.successorId).toBe(successor.id);
+    });
+
+    it('a different key outside the grace window is reuse', () => {
+      const { req } = supersededInput({ idempotencyKeyDigest: OTHER_KEY_DIGEST, now: NOW + MINUTE });
+      expect(decideRotation(req)).toEqual({ type: 'reuse' });
+    });
+
+    it('a request without a key is not a retry', () => {
+      const { req } = supersededInput({ idempotencyKeyDigest: undefined, now: NOW + MINUTE });
+      expect(decideRotation(req)).toEqual({ type: 'reuse' });
+    });
+
+    it('a key on the request does not match a rotation that had none', () => {
+      const { req } = supersededInput({ idempotencyKeyDigest: KEY_DIGEST, now: NOW + MINUTE }, { keyDigest: null });
+      expect(decideRotation(req)).toEqual({ type: 'reuse' });
+    });
+  });
+
+  describe('after the retry window', () => {
+    it('the same key is ordinary reuse once the grace has also passed', () => {
+      const { req } = supersededInput({ idempotencyKeyDigest: KEY_DIGEST, now: NOW + RETRY_WINDOW });
+      expect(decideRotation(req)).toEqual({ type: 'reuse' });
+    });
+
+    it('the same key falls back to the grace answer while a long grace still runs', () => {
+      const { req, successor } = supersededInput(
+        { idempotencyKeyDigest: KEY_DIGEST, now: NOW + RETRY_WINDOW },
+        { policy: { reuseGraceSeconds: 3600 } },
+      );
+      const err = expectRotorError(() => decideRotation(req), 'already_rotated', successor.id);
+      expect(err.details.successorId).toBe(successor.id);
+    });
+  });
+
+  describe('inside the reuse grace window (immediate predecessor)', () => {
+    it('throws already_rotated naming the successor id', () => {
+      const { req, successor } = supersededInput({ now: NOW + 9 * SECOND });
+      const err = expectRotorError(() => decideRotation(req), 'already_rotated', `token was already rotated; its successor is ${successor.id}`);
+      expect(err.details).toEqual({ successorId: successor.id });
+    });
+
+    it('is reuse from the first millisecond after the grace window', () => {
+      const { req } = supersededInput({ now: NOW + 10 * SECOND - 1 });
+      expect(outcome(req)).toBe('error:already_rotated');
+      expect(decideRotation({ ...req, now: NOW + 10 * SECOND })).toEqual({ type: 'reuse' });
+    });
+
+    it('with zero grace, a second presentation is reuse at once', () => {
+      const { req } = supersededInput({ now: NOW }, { policy: { reuseGraceSeconds: 0 } });
+      expect(decideRotation(req)).toEqual({ type: 'reuse' });
+    });
+
+    it('never puts a secret into the message', () => {
+      const { req } = supersededInput({ now: NOW + SECOND });
+      const err = expectRotorError(() => decideRotation(req), 'already_rotated', 'already rotated');
+      expect(err.message).not.toContain(req.current.secretDigest);
+      expect(err.message).not.toContain('rtr_');
+    });
+  });
+
+  describe('outside every grace rule', () => {
+    it('is reuse', () => {
+      const { req } = supersededInput({ now: NOW + HOUR });
+      expect(decideRotation(req)).toEqual({ type: 'reuse' });
+    });
+  });
+
+  describe('not the immediate predecessor', () => {
+    function grandparent(successorPatch: Partial<TokenRecord>) {
+      const { req, successor } = supersededInput({ idempotencyKeyDigest: KEY_DIGEST, now: NOW + SECOND });
+      return { ...req, successor: { ...successor, ...successorPatch } };
+    }
+
+    it('is reuse even inside the grace window when the successor was itself rotated', () => {
+      const req = grandparent({ revokedAt: NOW + 500, revokeReason: 'rotated', successorId: 'tok_third' });
+      expect(decideRotation({ ...req, idempotencyKeyDigest: undefined })).toEqual({ type: 'reuse' });
+    });
+
+    it('is reuse even with the matching key inside the retry window', () => {
+      const req = grandparent({ revokedAt: NOW + 500, revokeReason: 'rotated', successorId: 'tok_third' });
+      expect(decideRotation(req)).toEqual({ type: 'reuse' });
+    });
+
+    it('is reuse when the successor was revoked', () => {
+      const req = grandparent({ revokedAt: NOW + 500, revokeReason: 'revoked' });
+      expect(decideRotation(req)).toEqual({ type: 'reuse' });
+    });
+
+    it('is reuse when the successor row is missing', () => {
+      const { req } = supersededInput({ idempotencyKeyDigest: KEY_DIGEST, now: NOW + SECOND });
+      expect(decideRotation({ ...req, successor: undefined })).toEqual({ type: 'reuse' });
+    });
+  });
+
+  describe("mode 'by_id' never returns reuse", () => {
+    it('answers already_rotated for the immediate predecessor long after the grace window', () => {
+      const { req, successor } = supersededInput({ mode: 'by_id', now: NOW + DAY });
+      const err = expectRotorError(() => decideRotation(req), 'already_rotated', successor.id);
+      expect(err.details.successorId).toBe(successor.id);
+    });
+
+    it('answers already_rotated for an older ancestor, naming its recorded successor', () => {
+      const { req, predecessor } = supersededInput({ mode: 'by_id', now: NOW + SECOND });
+      const rotatedSuccessor = { ...req.successor!, revokedAt: NOW + 500, revokeReason: 'rotated' as const };
+      const err = expectRotorError(() => decideRotation({ ...req, successor: rotatedSuccessor }), 'already_rotated', 'already rotated');
+      expect(err.details.successorId).toBe(predecessor.successorId);
+    });
+
+    it('holds across the whole grid of times, keys and successor states', () => {
+      for (const now of [NOW, NOW + SECOND, NOW + MINUTE, NOW + RETRY_WINDOW, NOW + DAY]) {
+        for (const idempotencyKeyDigest of [undefined, KEY_DIGEST, OTHER_KEY_DIGEST]) {
+          for (const successorState of ['active', 'rotated', 'revoked', 'missing'] as const) {
+            const { req, successor } = supersededInput({ mode: 'by_id', now, idempotencyKeyDigest });
+            const s =
+              successorState === 'missing'
+                ? undefined
+                : successorState === 'active'
+                  ? successor
+                  : { ...successor, revokedAt: NOW, revokeReason: successorState };
+            expect(outcome({ ...req, successor: s }), `${now - NOW} ${idempotencyKeyDigest} ${successorState}`).not.toBe('reuse');
+          }
+        }
+      }
+    });
+  });
+});
+
+describe('rule 4: workload binding', () => {
+  it.todo('a bound token needs a verified actor JWT whose claims match the binding, or the rotation is refused');
+});
+
+describe('rule 5: successor scopes and expiry', () => {
+  describe('scopes', () => {
+    it('keeps the current scopes when none are requested', () => {
+      const decision = decideRotation(input());
+      expect(decision).toMatchObject({ type: 'rotate', scopes: ['read', 'write', SCOPE_ROTATE] });
+    });
+
+    it('narrows to a requested subset', () => {
+      expect(decideRotation(input({ scopes: ['read', SCOPE_ROTATE] }))).toMatchObject({ type: 'rotate', scopes: ['read', SCOPE_ROTATE] });
+    });
+
+    it('refuses escalation with invalid_scope', () => {
+      const err = expectRotorError(() => decideRotation(input({ scopes: ['read', 'rotor:admin'] })), 'invalid_scope', 'requested scopes exceed the scopes held: rotor:admin');
+      expect(err.message).not.toContain('read');
+    });
+  });
+
+  describe('expiry', () => {
+    it("defaults to the policy's default successor lifetime", () => {
+      const current = tokenRecord({ policy: testPolicy({ defaultLifetimeSeconds: 3600 }) });
+      expect(decideRotation(input({ current }))).toMatchObject({ type: 'rotate', expiresAt: NOW + HOUR });
+    });
+
+    it("defaults to the predecessor's issued lifetime when the policy sets none", () => {
+      const current = tokenRecord({ createdAt: NOW - 2 * DAY, expiresAt: NOW + 5 * DAY, policy: testPolicy({ defaultLifetimeSeconds: 0 }) });
+      expect(decideRotation(input({ current }))).toMatchObject({ type: 'rotate', expiresAt: NOW + 7 * DAY });
+    });
+
+    it("caps the default by the token policy's max lifetime", () => {
+      const current = tokenRecord({ createdAt: NOW - DAY, expiresAt: NOW + 29 * DAY, policy: testPolicy({ maxLifetimeSeconds: 7 * 24 * 3600 }) });
+      expect(decideRotation(input({ current }))).toMatchObject({ type: 'rotate', expiresAt: NOW + 7 * DAY });
+    });
+
+    it('caps the default by the server limit when that is lower than the policy', () => {
+      const current = tokenRecord({ policy: testPolicy({ defaultLifetimeSeconds: 30 * 24 * 3600 }) });
+      const limits = testLimits({ maxLifetimeSeconds: 24 * 3600 });
+      expect(decideRotation(input({ current, limits }))).toMatchObject({ type: 'rotate', expiresAt: NOW + DAY });
+    });
+
+    it('uses a requested expiry within the max lifetime', () => {
+      expect(decideRotation(input({ expiresAt: NOW + 2 * HOUR }))).toMatchObject({ type: 'rotate', expiresAt: NOW + 2 * HOUR });
+    });
+
+    it('accepts a requested expiry exactly at the max lifetime', () => {
+      const max = tokenRecord().policy.maxLifetimeSeconds * SECOND;
+      expect(decideRotation(input({ expiresAt: NOW + max }))).toMatchObject({ type: 'rotate', expiresAt: NOW + max });
+    });
+
+    it('refuses a requested expiry past the max lifetime with a clear invalid_argument', () => {
+      const max = tokenRecord().policy.maxLifetimeSeconds;
+      const err = expectRotorError(
+        () => decideRotation(input({ expiresAt: NOW + max * SECOND + 1 })),
+        'invalid_argument',
+        `expires_at exceeds the max lifetime of ${max} seconds`,
+      );
+      expect(err.details.field).toBe('expires_at');
+    });
+
+    it('refuses a requested expiry in the past or now', () => {
+      expectRotorError(() => decideRotation(input({ expiresAt: NOW - 1 })), 'invalid_argument', 'expires_at must be in the future');
+      expectRotorError(() => decideRotation(input({ expiresAt: NOW })), 'invalid_argument', 'expires_at must be in the future');
+    });
+  });
+
+  describe("mode 'presented' needs the rotor:rotate scope", () => {
+    const current = tokenRecord({ scopes: ['read', 'write'] });
+
+    it('refuses a token without it with permission_denied', () => {
+      expectRotorError(() => decideRotation(input({ current })), 'permission_denied', `lacks the ${SCOPE_ROTATE} scope`);
+    });
+
+    it("does not require it in mode 'by_id' (the caller's authority is checked elsewhere)", () => {
+      expect(decideRotation(input({ current, mode: 'by_id' }))).toMatchObject({ type: 'rotate', scopes: ['read', 'write'] });
+    });
+  });
+});
+
+describe('rule 6: a lost race is handled by rule 3, never by a second successor', () => {
+  it('the loser re-reading the rotated row with the same key gets the winner\'s successor', () => {
+    const { req, successor } = supersededInput({ idempotencyKeyDigest: KEY_DIGEST, now: NOW + 50 });
+    expect(decideRotation(req)).toEqual({ type: 'replay', successor });
+  });
+
+  it('the loser with a different key gets already_rotated, not a new successor', () => {
+    const { req } = supersededInput({ idempotencyKeyDigest: OTHER_KEY_DIGEST, now: NOW + 50 });
+    expect(outcome(req)).toBe('error:already_rotated');
+  });
+
+  it('decideRotation never returns rotate for a rotated token, whatever the request', () => {
+    const modes: RotationMode[] = ['presented', 'by_id'];
+    let cases = 0;
+    for (const mode of modes) {
+      for (const now of [NOW, NOW + 1, NOW + 9 * SECOND, NOW + 10 * SECOND, NOW + RETRY_WINDOW - 1, NOW + RETRY_WINDOW, NOW + DAY]) {
+        for (const idempotencyKeyDigest of [undefined, KEY_DIGEST, OTHER_KEY_DIGEST]) {
+          for (const overlapSeconds of [0, 300]) {
+            for (const successorState of ['active', 'rotated', 'missing'] as const) {
+              const { req, successor } = supersededInput({ mode, now, idempotencyKeyDigest }, { policy: { overlapSeconds } });
+              const s =
+                successorState === 'missing'
+                  ? undefined
+                  : successorState === 'active'
+                    ? successor
+                    : { ...successor, revokedAt: NOW, revokeReason: 'rotated' as const };
+              const result = outcome({ ...req, successor: s, scopes: ['read'], expiresAt: NOW + 2 * DAY });
+              expect(result, `${mode} +${now - NOW}ms ${String(idempotencyKeyDigest)} overlap=${overlapSeconds} ${successorState}`).not.toBe('rotate');
+              cases++;
+            }
+          }
+        }
+      }
+    }
+    expect(cases).toBe(2 * 7 * 3 * 2 * 3);
+  });
+});
+
+describe('rule 7: overlap keeps the predecessor usable, never rotatable', () => {
+  const OVERLAP = 300;
+
+  function rotatedWithOverlap(patch: Partial<TokenRecord> = {}): TokenRecord {
+    return { ...rotatedPair({ rotatedAt: NOW, policy: { overlapSeconds: OVERLAP } }).predecessor, ...patch };
+  }
+
+  it('a rotated token authenticates until rotated_at + overlap', () => {
+    const t = rotatedWithOverlap();
+    expect(usableUntil(t)).toBe(NOW + OVERLAP * SECOND);
+    expect(isUsable(t, NOW)).toBe(true);
+    expect(isUsable(t, NOW + OVERLAP * SECOND - 1)).toBe(true);
+    expect(isUsable(t, NOW + OVERLAP * SECOND)).toBe(false);
+  });
+
+  it('the overlap ends at the token expiry when that comes first', () => {
+    const t = rotatedWithOverlap({ expiresAt: NOW + MINUTE });
+    expect(usableUntil(t)).toBe(NOW + MINUTE);
+    expect(isUsable(t, NOW + MINUTE - 1)).toBe(true);
+    expect(isUsable(t, NOW + MINUTE)).toBe(false);
+  });
+
+  it('without overlap a rotated token stops authenticating at once', () => {
+    const t = rotatedPair({ rotatedAt: NOW, policy: { overlapSeconds: 0 } }).predecessor;
+    expect(isUsable(t, NOW)).toBe(false);
+  });
+
+  it('inside the overlap (after the grace) presenting it for rotation is reuse, not a rotation', () => {
+    const { predecessor, successor } = rotatedPair({ rotatedAt: NOW, keyDigest: KEY_DIGEST, policy: { overlapSeconds: OVERLAP } });
+    const now = NOW + MINUTE;
+    expect(isUsable(predecessor, now)).toBe(true);
+    expect(decideRotation(input({ current: predecessor, successor, now }))).toEqual({ type: 'reuse' });
+  });
+
+  it('inside the overlap and the grace it is already_rotated, not a rotation', () => {
+    const { predecessor, successor } = rotatedPair({ rotatedAt: NOW, policy: { overlapSeconds: OVERLAP } });
+    expect(isUsable(predecessor, NOW + SECOND)).toBe(true);
+    expectRotorError(() => decideRotation(input({ current: predecessor, successor, now: NOW + SECOND })), 'already_rotated', successor.id);
+  });
+});
