@@ -1,0 +1,64 @@
+import { create, fromBinary, toBinary, type DescMessage, type DescService, type MessageInitShape, type MessageShape } from '@bufbuild/protobuf';
+import * as grpc from '@grpc/grpc-js';
+
+/** A @grpc/grpc-js client for one Rotor service, built from the generated descriptor. */
+export interface GrpcServiceClient {
+  /** Calls a unary method; rejects with a grpc.ServiceError (code, details, metadata). */
+  call<I extends DescMessage, O extends DescMessage>(
+    method: string,
+    request: MessageInitShape<I>,
+    opts?: { token?: string; metadata?: Record<string, string> },
+  ): Promise<MessageShape<O>>;
+  close(): void;
+}
+
+/** Creates a plain grpc-js client (no Connect code involved) for `service` at `address`. */
+export function grpcClient(service: DescService, address: string): GrpcServiceClient {
+  const definition: grpc.ServiceDefinition = Object.fromEntries(
+    service.methods.map((m) => [
+      m.localName,
+      {
+        path: `/${service.typeName}/${m.name}`,
+        requestStream: false,
+        responseStream: false,
+        requestSerialize: (msg: unknown) => Buffer.from(toBinary(m.input, create(m.input, msg as never))),
+        requestDeserialize: (b: Buffer) => fromBinary(m.input, b),
+        responseSerialize: (msg: unknown) => Buffer.from(toBinary(m.output, msg as never)),
+        responseDeserialize: (b: Buffer) => fromBinary(m.output, b),
+      },
+    ]),
+  );
+  const Ctor = grpc.makeGenericClientConstructor(definition, service.typeName);
+  const client = new Ctor(address, grpc.credentials.createInsecure()) as unknown as grpc.Client &
+    Record<string, (req: unknown, md: grpc.Metadata, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void>;
+  return {
+    call(method, request, opts = {}) {
+      const md = new grpc.Metadata();
+      if (opts.token !== undefined) md.set('authorization', `Bearer ${opts.token}`);
+      for (const [k, v] of Object.entries(opts.metadata ?? {})) md.set(k, v);
+      return new Promise((resolve, reject) => {
+        const fn = client[method];
+        if (!fn) throw new Error(`no method ${method}`);
+        fn.call(client, request, md, (err, res) => (err ? reject(err) : resolve(res as never)));
+      });
+    },
+    close: () => client.close(),
+  };
+}
+
+/** Sends raw bytes as one gRPC message to `path` (for garbage-input tests). */
+export function grpcRaw(address: string, path: string, payload: Buffer): Promise<{ code: number; details: string }> {
+  const client = new grpc.Client(address, grpc.credentials.createInsecure());
+  return new Promise((resolve) => {
+    client.makeUnaryRequest(
+      path,
+      (b: Buffer) => b,
+      (b: Buffer) => b,
+      payload,
+      (err) => {
+        client.close();
+        resolve({ code: err ? err.code : 0, details: err ? err.details : '' });
+      },
+    );
+  });
+}
