@@ -7,6 +7,7 @@ import { bootstrapAdmin } from '../../src/app/bootstrap.js';
 import { loadConfig } from '../../src/runtime/config.js';
 import { createLogger } from '../../src/runtime/logger.js';
 import { startRotor, type RunningRotor } from '../../src/runtime/server.js';
+import { secretsIn, secretsInDirectory } from './leak-scan.js';
 
 /** A clock tests can move forward; starts at the real time. */
 export interface TestClock {
@@ -53,9 +54,15 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     grpcAddress: `127.0.0.1:${rotor.grpcPort}`,
     httpUrl: `http://127.0.0.1:${rotor.httpPort}`,
     adminSecret: admin.secret,
+    /** Stops the server, then fails if any secret reached the data directory or the log. */
     async stop() {
       await rotor.close();
+      const inFiles = secretsInDirectory(dataDir, issuedSecrets);
+      const inLogs = secretsIn(logs.join(''), issuedSecrets);
       rmSync(dataDir, { recursive: true, force: true });
+      if (inFiles.length > 0 || inLogs.length > 0) {
+        throw new Error(`secrets leaked: ${inFiles.length} in the data directory, ${inLogs.length} in the log`);
+      }
     },
   };
 }

@@ -1,0 +1,124 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { secretsIn, secretsInDirectory } from '../support/leak-scan.js';
+import { ROOT, runCli, startServe, type ServeProcess } from '../support/process.js';
+
+const BUF = join(ROOT, 'node_modules/.bin/buf');
+
+function bufCurl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(BUF, ['curl', '--schema', ROOT, ...args], { cwd: ROOT }, (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+/**
+ * The product as an operator runs it: `rotor bootstrap`, `rotor serve` as a process, the CLI and
+ * `buf curl` against it; afterwards no issued secret is in the database files or the output.
+ */
+describe('rotor CLI, serve process, buf curl, and no secret at rest or in logs', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'rotor-cli-'));
+  const env = { ROTOR_DATA_DIR: dataDir, ROTOR_LOG_LEVEL: 'debug' };
+  const secrets: string[] = [];
+  let admin: string;
+  let serve: ServeProcess;
+  let server: string;
+
+  beforeAll(async () => {
+    const boot = await runCli(['bootstrap', '--owner', 'ops'], env);
+    expect(boot.stderr).toBe('');
+    expect(boot.code).toBe(0);
+    admin = boot.stdout.trim();
+    expect(boot.stdout).toMatch(/^rtr_sa_[0-9A-Za-z]{49}\n$/);
+    secrets.push(admin);
+    serve = await startServe(env);
+    server = `http://127.0.0.1:${serve.httpPort}`;
+  });
+
+  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  it('refuses a second bootstrap with a non-zero exit and a clear message', async () => {
+    const again = await runCli(['bootstrap'], env);
+    expect(again.code).not.toBe(0);
+    expect(again.stdout).toBe('');
+    expect(again.stderr).toContain('an active admin token already exists');
+  });
+
+  it('creates, rotates (idempotently), lists, gets and revokes tokens with the CLI', async () => {
+    const created = await runCli(['token', 'create', '--server', server, '--kind', 'project', '--owner', 'proj-1', '--name', 'deploy', '--scope', 'rotor:rotate', '--scope', 'deploy', '--expires-in', '7d', '--json'], {
+      ROTOR_TOKEN: admin,
+    });
+    expect(created.stderr).toBe('');
+    const { token, secret } = JSON.parse(created.stdout) as { token: { id: string; family_id: string; state: string }; secret: string };
+    expect(token.state).toBe('active');
+    expect(secret).toMatch(/^rtr_prj_/);
+    secrets.push(secret);
+
+    const key = ['--idempotency-key', 'cli-retry-key-000000001', '--json'];
+    const rotated = await runCli(['token', 'rotate', '--server', server, ...key], { ROTOR_TOKEN: secret });
+    const retried = await runCli(['token', 'rotate', '--server', server, ...key], { ROTOR_TOKEN: secret });
+    const first = JSON.parse(rotated.stdout) as { token: { id: string; previous_id: string }; secret: string };
+    expect(first.token.previous_id).toBe(token.id);
+    expect(JSON.parse(retried.stdout)).toEqual(first);
+    secrets.push(first.secret);
+
+    const list = await runCli(['token', 'list', '--server', server, '--family', token.family_id, '--json'], { ROTOR_TOKEN: admin });
+    const states = (JSON.parse(list.stdout) as { tokens: { id: string; state: string }[] }).tokens.map((t) => [t.id, t.state]);
+    expect(states).toEqual([
+      [token.id, 'rotated'],
+      [first.token.id, 'active'],
+    ]);
+
+    const human = await runCli(['token', 'get', first.token.id, '--server', server], { ROTOR_TOKEN: admin });
+    expect(human.stdout).toMatch(/^state +active$/m);
+
+    const revoked = await runCli(['token', 'revoke', first.token.id, '--server', server, '--json'], { ROTOR_TOKEN: admin });
+    expect(JSON.parse(revoked.stdout)).toMatchObject({ id: first.token.id, state: 'revoked', revoke_reason: 'revoked' });
+
+    const denied = await runCli(['token', 'get', first.token.id, '--server', server], { ROTOR_TOKEN: first.secret });
+    expect(denied.code).toBe(1);
+    expect(denied.stderr).toContain('unauthenticated: bearer token has been revoked');
+  });
+
+  it('answers buf curl over gRPC on the gRPC port and Connect on the HTTP port', async () => {
+    const health = await bufCurl(['--protocol', 'grpc', '--http2-prior-knowledge', `http://127.0.0.1:${serve.grpcPort}/rotor.v1.HealthService/Check`]);
+    expect(health.stderr).toBe('');
+    expect(JSON.parse(health.stdout)).toEqual({ status: 'SERVING' });
+
+    const introspect = await bufCurl(['-H', `authorization: Bearer ${admin}`, '-d', JSON.stringify({ token: admin }), `${server}/rotor.v1.TokenService/IntrospectToken`]);
+    expect(JSON.parse(introspect.stdout)).toMatchObject({ active: true, ownerId: 'ops', scope: 'rotor:admin rotor:rotate rotor:introspect' });
+
+    const bad = await bufCurl(['--protocol', 'grpc', '--http2-prior-knowledge', '-d', '{"token":"rtr_pat_nonsense"}', `http://127.0.0.1:${serve.grpcPort}/rotor.v1.TokenService/IntrospectToken`]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('unauthenticated');
+  });
+
+  it('leaves no issued secret in the SQLite files or the server output', async () => {
+    // Exercise the paths where a secret passes through: exchange, failures that carry secrets.
+    const form = (body: Record<string, string>) =>
+      fetch(`${server}/oauth/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(body) });
+    const create = await runCli(['token', 'create', '--server', server, '--owner', 'svc', '--name', 'x', '--scope', 'rotor:rotate', '--expires-in', '1h', '--json'], { ROTOR_TOKEN: admin });
+    const s1 = (JSON.parse(create.stdout) as { secret: string }).secret;
+    secrets.push(s1);
+    const ok = (await (await form({ grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token: s1, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token' })).json()) as { access_token: string };
+    secrets.push(ok.access_token);
+    const wrongGrant = await form({ grant_type: 'password', subject_token: ok.access_token });
+    expect(wrongGrant.status).toBe(400);
+    expect(await wrongGrant.text()).not.toContain(ok.access_token);
+    await new Promise((r) => setTimeout(r, 100));
+    const reuse = await form({ grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token: s1, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token' });
+    expect(reuse.status).toBe(400);
+
+    expect(await serve.stop()).toBe(0);
+    const output = serve.output();
+    expect(output).toContain('"rotor listening"');
+    expect(secretsIn(output, secrets)).toEqual([]);
+    expect(secretsInDirectory(dataDir, secrets)).toEqual([]);
+    // The scan itself must be able to fail: a secret written into the output would be found.
+    expect(secretsIn(`${output} ${s1}`, secrets)).toEqual([s1]);
+  });
+});

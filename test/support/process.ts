@@ -1,0 +1,59 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+/** The repository root and the built CLI (`npm test` builds dist/ first). */
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const CLI = `${ROOT}dist/src/cli/main.js`;
+
+/** Runs `rotor …` to completion. */
+export function runCli(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, cwd: ROOT }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+/** A `rotor serve` child process with its output captured. */
+export interface ServeProcess {
+  child: ChildProcess;
+  grpcPort: number;
+  httpPort: number;
+  output: () => string;
+  stop(): Promise<number | null>;
+}
+
+/** Starts `rotor serve` on ephemeral ports and waits for its "rotor listening" line. */
+export function startServe(env: Record<string, string>): Promise<ServeProcess> {
+  const child = spawn(process.execPath, [CLI, 'serve'], {
+    env: { ...process.env, ROTOR_GRPC_PORT: '0', ROTOR_HTTP_PORT: '0', ...env },
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`rotor serve did not start:\n${out}`)), 20_000);
+    const check = () => {
+      const line = out.split('\n').find((l) => l.includes('"rotor listening"'));
+      if (!line) return;
+      clearTimeout(timer);
+      child.stdout!.off('data', check);
+      const { grpc_port, http_port } = JSON.parse(line) as { grpc_port: number; http_port: number };
+      resolve({
+        child,
+        grpcPort: grpc_port,
+        httpPort: http_port,
+        output: () => out,
+        stop: async () => {
+          child.kill('SIGTERM');
+          return exited;
+        },
+      });
+    };
+    child.stdout!.on('data', check);
+    child.once('exit', () => reject(new Error(`rotor serve exited:\n${out}`)));
+  });
+}
