@@ -77,10 +77,9 @@ export async function rotate(app: AppContext, target: RotationTarget, opts: Rota
           case 'reuse':
             return { kind: 'reuse' as const, current, who };
           case 'rotate': {
-            const targetAudiences = narrowAudiences(current, audiences);
             const bytes = key === undefined ? app.random : app.keys.successorBytes(lookup.seed, key);
-            const minted = mintSuccessor(current, { scopes: decision.scopes, expiresAt: decision.expiresAt }, now, bytes, app.random, app.keys);
-            minted.record.audiences = targetAudiences;
+            const attrs = { scopes: decision.scopes, expiresAt: decision.expiresAt, audiences: narrowAudiences(current, audiences) };
+            const minted = mintSuccessor(current, attrs, now, bytes, app.random, app.keys);
             await commitRotation(tx, current, minted.record, keyDigest, now, who);
             return { kind: 'minted' as const, minted };
           }

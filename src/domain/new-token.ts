@@ -32,36 +32,38 @@ export interface MintedToken {
   secret: string;
 }
 
+/** The fields every newly minted token starts with: its secret's digest, no history. */
+function freshFields(secret: string, now: number, keys: TokenKeys) {
+  return {
+    successorId: null,
+    createdAt: now,
+    lastUsedAt: null,
+    revokedAt: null,
+    revokeReason: null,
+    secretDigest: keys.secretDigest(secret),
+    displayPrefix: displayPrefix(secret),
+    rotationKeyDigest: null,
+  };
+}
+
 /** Mints the first token of a new family. */
 export function mintToken(spec: NewTokenSpec, now: number, random: RandomSource, keys: TokenKeys): MintedToken {
   const secret = formatSecret(spec.kind, random);
   const id = newId('tok', random);
   return {
     secret,
-    record: {
-      id,
-      familyId: newId('fam', random),
-      previousId: null,
-      successorId: null,
-      ...spec,
-      createdAt: now,
-      lastUsedAt: null,
-      revokedAt: null,
-      revokeReason: null,
-      secretDigest: keys.secretDigest(secret),
-      displayPrefix: displayPrefix(secret),
-      rotationKeyDigest: null,
-    },
+    record: { ...spec, id, familyId: newId('fam', random), previousId: null, ...freshFields(secret, now, keys) },
   };
 }
 
 /**
- * Mints the successor of `current` (DESIGN.md rule 5: kind, owner, name, audiences and policy are
- * inherited). `secretBytes` is a CSPRNG, or the deterministic stream of an idempotent rotation.
+ * Mints the successor of `current` (DESIGN.md rule 5: kind, owner, name, policy and, unless
+ * narrowed, audiences are inherited). `secretBytes` is a CSPRNG, or the deterministic stream of an
+ * idempotent rotation.
  */
 export function mintSuccessor(
   current: TokenRecord,
-  attrs: { scopes: string[]; expiresAt: number },
+  attrs: { scopes: string[]; expiresAt: number; audiences?: string[] },
   now: number,
   secretBytes: RandomSource,
   random: RandomSource,
@@ -74,16 +76,10 @@ export function mintSuccessor(
       ...current,
       id: newId('tok', random),
       previousId: current.id,
-      successorId: null,
       scopes: attrs.scopes,
-      createdAt: now,
+      audiences: attrs.audiences ?? current.audiences,
       expiresAt: attrs.expiresAt,
-      lastUsedAt: null,
-      revokedAt: null,
-      revokeReason: null,
-      secretDigest: keys.secretDigest(secret),
-      displayPrefix: displayPrefix(secret),
-      rotationKeyDigest: null,
+      ...freshFields(secret, now, keys),
     },
   };
 }

@@ -9,6 +9,7 @@ import { TokenKind, TokenState } from '../../src/gen/rotor/v1/token_pb.js';
 import { loadConfig } from '../../src/runtime/config.js';
 import { createLogger } from '../../src/runtime/logger.js';
 import { createApp } from '../../src/runtime/server.js';
+import { connectErrorOf } from '../support/errors.js';
 import type { KnexStore } from '../../src/store/knex-store.js';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { mkdtempSync } from 'node:fs';
@@ -66,9 +67,9 @@ describe('TokenService through createRouterTransport', () => {
     const transport = createRouterTransport(connectRoutes(rotorServices(broken)), {
       transport: { interceptors: [(next) => (req) => (req.header.set('authorization', `Bearer ${admin}`), next(req))] },
     });
-    const err = await createClient(TokenService, transport)
-      .createToken({ kind: TokenKind.GROUP, ownerId: 'g', name: 'n', expiresAt: timestampFromMs(Date.now() + 60_000) })
-      .catch((e: unknown) => ConnectError.from(e));
+    const err = await connectErrorOf(
+      createClient(TokenService, transport).createToken({ kind: TokenKind.GROUP, ownerId: 'g', name: 'n', expiresAt: timestampFromMs(Date.now() + 60_000) }),
+    );
     expect(err.code).toBe(Code.Internal);
     expect(err.rawMessage).toMatch(/^internal error \(ref [0-9a-f-]{36}\)$/);
     expect(logs.join('')).toContain('disk on fire');

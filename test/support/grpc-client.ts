@@ -1,19 +1,23 @@
-import { create, fromBinary, toBinary, type DescMessage, type DescService, type MessageInitShape, type MessageShape } from '@bufbuild/protobuf';
+import { create, fromBinary, toBinary, type DescMessage, type DescMethodUnary, type DescService, type MessageInitShape, type MessageShape } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
 
+type MethodsOf<S> = S extends { method: infer M } ? M : never;
+type InputOf<M> = M extends DescMethodUnary<infer I extends DescMessage, DescMessage> ? MessageInitShape<I> : never;
+type OutputOf<M> = M extends DescMethodUnary<DescMessage, infer O extends DescMessage> ? MessageShape<O> : never;
+
 /** A @grpc/grpc-js client for one Rotor service, built from the generated descriptor. */
-export interface GrpcServiceClient {
-  /** Calls a unary method; rejects with a grpc.ServiceError (code, details, metadata). */
-  call<I extends DescMessage, O extends DescMessage>(
-    method: string,
-    request: MessageInitShape<I>,
+export interface GrpcServiceClient<S extends DescService> {
+  /** Calls a unary method by its local name; rejects with a grpc.ServiceError (code, details, metadata). */
+  call<K extends keyof MethodsOf<S> & string>(
+    method: K,
+    request: InputOf<MethodsOf<S>[K]>,
     opts?: { token?: string; metadata?: Record<string, string> },
-  ): Promise<MessageShape<O>>;
+  ): Promise<OutputOf<MethodsOf<S>[K]>>;
   close(): void;
 }
 
 /** Creates a plain grpc-js client (no Connect code involved) for `service` at `address`. */
-export function grpcClient(service: DescService, address: string): GrpcServiceClient {
+export function grpcClient<S extends DescService>(service: S, address: string): GrpcServiceClient<S> {
   const definition: grpc.ServiceDefinition = Object.fromEntries(
     service.methods.map((m) => [
       m.localName,
