@@ -71,6 +71,15 @@ describe('mintSuccessor', () => {
     expect(record.secretDigest).toBe(keys.secretDigest(secret));
   });
 
+  it('uses narrowed audiences when given, the inherited ones otherwise', () => {
+    const keys = testKeys();
+    const wide = tokenRecord({ audiences: ['api', 'billing'] });
+    const narrowed = mintSuccessor(wide, { scopes: [], expiresAt: NOW + DAY, audiences: ['billing'] }, NOW, seededRandom('s'), seededRandom('r'), keys);
+    expect(narrowed.record.audiences).toEqual(['billing']);
+    const inherited = mintSuccessor(wide, { scopes: [], expiresAt: NOW + DAY }, NOW, seededRandom('s'), seededRandom('r'), keys);
+    expect(inherited.record.audiences).toEqual(['api', 'billing']);
+  });
+
   it('re-derives the same secret from the same idempotent byte stream (rule 3 replay)', () => {
     const keys = testKeys();
     const a = mintSuccessor(current, { scopes: [], expiresAt: NOW + DAY }, NOW, keys.successorBytes('seed', 'key-0000000000000000'), seededRandom('r1'), keys);

@@ -193,7 +193,7 @@ describe('rule 3: an already rotated token (replay, reuse grace, reuse)', () => 
 
     it('is reuse from the first millisecond after the grace window', () => {
       const { req } = supersededInput({ now: NOW + 10 * SECOND - 1 });
-      expect(outcome(req)).toBe('error:already_rotated');
+      expectRotorError(() => decideRotation(req), 'already_rotated', 'already rotated');
       expect(decideRotation({ ...req, now: NOW + 10 * SECOND })).toEqual({ type: 'reuse' });
     });
 
@@ -365,8 +365,9 @@ describe('rule 6: a lost race is handled by rule 3, never by a second successor'
   });
 
   it('the loser with a different key gets already_rotated, not a new successor', () => {
-    const { req } = supersededInput({ idempotencyKeyDigest: OTHER_KEY_DIGEST, now: NOW + 50 });
-    expect(outcome(req)).toBe('error:already_rotated');
+    const { req, successor } = supersededInput({ idempotencyKeyDigest: OTHER_KEY_DIGEST, now: NOW + 50 });
+    const err = expectRotorError(() => decideRotation(req), 'already_rotated', `its successor is ${successor.id}`);
+    expect(err.details.successorId).toBe(successor.id);
   });
 
   it('decideRotation never returns rotate for a rotated token, whatever the request', () => {

@@ -95,7 +95,7 @@ describe('parseSecret', () => {
     const secret = formatSecret('personal', seededRandom('flip-all'));
     const start = SECRET_PREFIX.personal.length;
     for (let i = start; i < secret.length; i++) {
-      expect(() => parseSecret(flip(secret, i)), `position ${i}`).toThrow(/checksum/);
+      expectRotorError(() => parseSecret(flip(secret, i)), 'invalid_token', 'token checksum does not match');
     }
   });
 
