@@ -35,7 +35,7 @@ export async function findBySecret(app: AppContext, secret: string): Promise<Tok
  */
 export async function authenticate(app: AppContext, meta: CallMeta): Promise<Caller> {
   const secret = bearerToken(meta.authorization);
-  if (secret === undefined) throw new RotorError('unauthenticated', 'missing bearer token');
+  if (secret === undefined) throw new RotorError('unauthenticated', 'missing bearer token', { noCredentials: true });
   let token: TokenRecord | undefined;
   try {
     token = await findBySecret(app, secret);

@@ -29,6 +29,8 @@ export interface RotorErrorDetails {
   successorId?: string;
   familyId?: string;
   field?: string;
+  /** The caller sent no credentials at all (RFC 6750 §3.1: the challenge then names no error). */
+  noCredentials?: boolean;
 }
 
 /**

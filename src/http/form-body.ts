@@ -23,19 +23,10 @@ export async function readForm(req: IncomingMessage): Promise<FormBody> {
   if (type !== 'application/x-www-form-urlencoded') {
     throw new RotorError('invalid_argument', 'content-type must be application/x-www-form-urlencoded');
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_FORM_BYTES) {
-      req.resume();
-      throw new RotorError('invalid_argument', `request body exceeds ${MAX_FORM_BYTES} bytes`);
-    }
-    chunks.push(chunk);
-  }
+  const body = await readBody(req);
   let text: string;
   try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks));
+    text = new TextDecoder('utf-8', { fatal: true }).decode(body);
   } catch {
     throw new RotorError('invalid_argument', 'request body is not valid UTF-8');
   }
@@ -46,4 +37,32 @@ export async function readForm(req: IncomingMessage): Promise<FormBody> {
     }
   }
   return { get: (n) => params.get(n) ?? '', getAll: (n) => params.getAll(n) };
+}
+
+/**
+ * Collects the body up to MAX_FORM_BYTES. Past the limit it refuses at once but keeps the
+ * request flowing, so the rest of the body is discarded and the answer reaches the client.
+ * (Leaving a `for await` loop early would destroy the request: the connection then stalls with
+ * the body unread and the client never sees the answer.)
+ */
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_FORM_BYTES) {
+        req.off('data', onData);
+        req.resume();
+        reject(new RotorError('invalid_argument', `request body exceeds ${MAX_FORM_BYTES} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    req.on('data', onData);
+    req.once('end', () => resolve(Buffer.concat(chunks)));
+    const ended = () => reject(new RotorError('invalid_argument', 'request body ended early'));
+    req.once('error', ended);
+    req.once('close', ended);
+  });
 }

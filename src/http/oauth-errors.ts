@@ -63,12 +63,17 @@ export function sendOAuthError(res: ServerResponse, e: unknown, log: Logger, whe
     const { error, status } = oauthErrorOf(e.code);
     const body: Record<string, string> = { error, error_description: e.message, rotor_error: e.code };
     if (e.details.successorId) body.successor_id = e.details.successorId;
-    const extra: Record<string, string> =
-      status === 401 ? { 'www-authenticate': `Bearer error="invalid_token", error_description="${e.message.replace(/"/g, "'")}"` } : {};
+    const extra: Record<string, string> = status === 401 ? { 'www-authenticate': bearerChallenge(e.message, e.details.noCredentials === true) } : {};
     sendJson(res, status, body, extra);
     return;
   }
   const ref = randomUUID();
   log.error('unexpected error', { where, ref, error: e instanceof Error ? (e.stack ?? e.message) : String(e) });
   sendJson(res, 500, { error: 'server_error', error_description: `internal error (ref ${ref})` });
+}
+
+/** RFC 6750 §3: no error code when the request carried no credentials, else `invalid_token`. */
+function bearerChallenge(message: string, noCredentials: boolean): string {
+  if (noCredentials) return 'Bearer realm="rotor"';
+  return `Bearer realm="rotor", error="invalid_token", error_description="${message.replace(/["\\]/g, "'")}"`;
 }

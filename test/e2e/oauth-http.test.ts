@@ -101,7 +101,8 @@ describe('OAuth HTTP endpoints with oauth4webapi as the client', () => {
       body: 'token=x',
     });
     expect(res.status).toBe(401);
-    expect(res.headers.get('www-authenticate')).toContain('Bearer error="invalid_token"');
+    // RFC 6750 §3.1: a request without credentials gets a challenge without an error code.
+    expect(res.headers.get('www-authenticate')).toBe('Bearer realm="rotor"');
     expect(await res.json()).toMatchObject({ error: 'invalid_token', error_description: 'missing bearer token' });
   });
 });
