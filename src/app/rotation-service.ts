@@ -112,8 +112,11 @@ async function commitRotation(
   now: number,
   who: { actor: string; peer: string | null },
 ): Promise<void> {
-  await tx.tokens.insert(successor);
+  // Compare-and-set first: a loser stops here (its row lock waits for the winner) instead of
+  // inserting a successor whose deterministic secret (same idempotency key) collides on the
+  // unique secret digest, which surfaced as INTERNAL on PostgreSQL.
   if (!(await tx.tokens.markRotated(current.id, successor.id, keyDigest ?? null, now))) throw new LostRace();
+  await tx.tokens.insert(successor);
   await tx.events.append([
     eventOf(who, { type: 'rotated', tokenId: current.id, familyId: current.familyId, successorId: successor.id, reason: 'rotated', occurredAt: now }),
     eventOf(who, { type: 'created', tokenId: successor.id, familyId: successor.familyId, successorId: null, reason: 'rotated', occurredAt: now }),
@@ -157,7 +160,7 @@ export async function rotateToken(
   };
   if (req.id !== '') return rotate(app, { mode: 'by_id', id: req.id, caller: await authenticate(app, meta) }, opts);
   const secret = bearerToken(meta.authorization);
-  if (secret === undefined) throw new RotorError('unauthenticated', 'missing bearer token');
+  if (secret === undefined) throw new RotorError('unauthenticated', 'missing bearer token', { noCredentials: true });
   try {
     return await rotate(app, { mode: 'presented', secret }, opts);
   } catch (e) {

@@ -1,0 +1,371 @@
+/**
+ * Issue acceptance 4: "50 concurrent rotations of one token → exactly one successor; the others get
+ * the same successor (same idempotency key) or FAILED_PRECONDITION (inside the grace); the family
+ * stays active. After the grace, presenting the old token for rotation revokes every member
+ * (IntrospectToken inactive for all) and is recorded in the event log."
+ *
+ * Primary run: plain @grpc/grpc-js on the gRPC port; the same scenario again over Connect (HTTP/1.1).
+ * Both run on the embedded SQLite store (one connection, so transactions serialise). Set
+ * ROTOR_TEST_POSTGRES_URL (a server where the user may CREATE DATABASE) to run them on PostgreSQL
+ * too, where transactions really overlap and the compare-and-set of rule 6 decides the race.
+ */
+import { randomBytes } from 'node:crypto';
+import knexFactory from 'knex';
+import type { DescMessage, MessageInitShape, MessageShape } from '@bufbuild/protobuf';
+import { Code, ConnectError } from '@connectrpc/connect';
+import type * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  TokenExchangeService,
+  type ExchangeTokenRequestSchema,
+  type ExchangeTokenResponseSchema,
+} from '../../src/gen/rotor/v1/token_exchange_service_pb.js';
+import { TokenKind, TokenState, type Token } from '../../src/gen/rotor/v1/token_pb.js';
+import {
+  TokenService,
+  type CreateTokenRequestSchema,
+  type CreateTokenResponseSchema,
+  type IntrospectTokenRequestSchema,
+  type IntrospectTokenResponseSchema,
+  type ListTokensRequestSchema,
+  type ListTokensResponseSchema,
+  type RotateTokenRequestSchema,
+  type RotateTokenResponseSchema,
+} from '../../src/gen/rotor/v1/token_service_pb.js';
+import { connectClient } from '../support/connect-client.js';
+import { grpcClient } from '../support/grpc-client.js';
+import { inMs, issuedSecrets, startTestServer, type TestServer } from '../support/server.js';
+
+const N = 50;
+const GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
+/** Server default reuse grace (DESIGN.md rule 3). */
+const DEFAULT_GRACE_MS = 10_000;
+const MSG_ALREADY_ROTATED = (successorId: string) => `token was already rotated; its successor is ${successorId}`;
+const MSG_REUSE = 'token was already rotated: reuse detected, every token of its family is now revoked';
+
+type Wire = 'grpc' | 'connect';
+type Backend = 'sqlite' | 'postgres';
+const POSTGRES_URL = process.env.ROTOR_TEST_POSTGRES_URL;
+const BACKENDS: [Wire, Backend][] = [
+  ['grpc', 'sqlite'],
+  ['connect', 'sqlite'],
+  ...(POSTGRES_URL ? ([['grpc', 'postgres'], ['connect', 'postgres']] as [Wire, Backend][]) : []),
+];
+
+/** Creates a throw-away database on the PostgreSQL server; returns its URL and a dropper. */
+async function scratchDatabase(adminUrl: string): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `rotor_test_${randomBytes(6).toString('hex')}`;
+  const admin = knexFactory({ client: 'pg', connection: adminUrl, pool: { min: 0, max: 1 } });
+  await admin.raw(`CREATE DATABASE ${name}`);
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      await admin.raw(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await admin.destroy();
+    },
+  };
+}
+type Req<S extends DescMessage> = MessageInitShape<S>;
+type Res<S extends DescMessage> = MessageShape<S>;
+
+/** A failed RPC, the same shape whichever transport carried it. */
+class RpcFailure extends Error {
+  constructor(
+    readonly code: Code,
+    readonly rawMessage: string,
+    private readonly md: Record<string, string>,
+  ) {
+    super(`RPC failed: ${Code[code]} ${rawMessage}`);
+  }
+  meta(key: string): string | undefined {
+    return this.md[key];
+  }
+}
+
+interface Api {
+  createToken(req: Req<typeof CreateTokenRequestSchema>, bearer: string): Promise<Res<typeof CreateTokenResponseSchema>>;
+  listTokens(req: Req<typeof ListTokensRequestSchema>, bearer: string): Promise<Res<typeof ListTokensResponseSchema>>;
+  rotateToken(req: Req<typeof RotateTokenRequestSchema>, bearer: string): Promise<Res<typeof RotateTokenResponseSchema>>;
+  introspectToken(req: Req<typeof IntrospectTokenRequestSchema>, bearer: string): Promise<Res<typeof IntrospectTokenResponseSchema>>;
+  exchangeToken(req: Req<typeof ExchangeTokenRequestSchema>): Promise<Res<typeof ExchangeTokenResponseSchema>>;
+  close(): void;
+}
+
+function grpcApi(s: TestServer): Api {
+  const tokens = grpcClient(TokenService, s.grpcAddress);
+  const exchange = grpcClient(TokenExchangeService, s.grpcAddress);
+  const wrap = async <T>(p: Promise<T>): Promise<T> => {
+    try {
+      return await p;
+    } catch (e) {
+      const err = e as grpc.ServiceError;
+      if (typeof err.code !== 'number' || err.metadata === undefined) throw e;
+      const md: Record<string, string> = {};
+      for (const [k, v] of Object.entries(err.metadata.getMap())) if (typeof v === 'string') md[k] = v;
+      throw new RpcFailure(err.code as number as Code, err.details, md);
+    }
+  };
+  const auth = (bearer: string) => ({ token: bearer });
+  return {
+    createToken: (req, b) => wrap(tokens.call('createToken', req, auth(b))),
+    listTokens: (req, b) => wrap(tokens.call('listTokens', req, auth(b))),
+    rotateToken: (req, b) => wrap(tokens.call('rotateToken', req, auth(b))),
+    introspectToken: (req, b) => wrap(tokens.call('introspectToken', req, auth(b))),
+    exchangeToken: (req) => wrap(exchange.call('exchangeToken', req)),
+    close() {
+      tokens.close();
+      exchange.close();
+    },
+  };
+}
+
+function connectApi(s: TestServer): Api {
+  const tokens = connectClient(TokenService, s.httpUrl);
+  const exchange = connectClient(TokenExchangeService, s.httpUrl);
+  const wrap = async <T>(p: Promise<T>): Promise<T> => {
+    try {
+      return await p;
+    } catch (e) {
+      if (!(e instanceof ConnectError)) throw e;
+      const md: Record<string, string> = {};
+      e.metadata.forEach((v, k) => void (md[k] = v));
+      throw new RpcFailure(e.code, e.rawMessage, md);
+    }
+  };
+  const auth = (bearer: string) => ({ headers: { authorization: `Bearer ${bearer}` } });
+  return {
+    createToken: (req, b) => wrap(tokens.createToken(req, auth(b))),
+    listTokens: (req, b) => wrap(tokens.listTokens(req, auth(b))),
+    rotateToken: (req, b) => wrap(tokens.rotateToken(req, auth(b))),
+    introspectToken: (req, b) => wrap(tokens.introspectToken(req, auth(b))),
+    exchangeToken: (req) => wrap(exchange.exchangeToken(req)),
+    close() {},
+  };
+}
+
+async function failure(p: Promise<unknown>): Promise<RpcFailure> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof RpcFailure) return e;
+    throw e;
+  }
+  throw new Error('expected the call to fail, but it succeeded');
+}
+
+/** One answer of the burst: who asked (with or without the shared key) and what came back. */
+type Answer =
+  | { keyed: boolean; ok: true; id: string; secret: string }
+  | { keyed: boolean; ok: false; error: unknown };
+
+describe.each(BACKENDS)(`issue acceptance 4: ${N} concurrent rotations of one token over %s (%s)`, (wire, backend) => {
+  let s: TestServer;
+  let api: Api;
+  let db: { url: string; drop(): Promise<void> } | undefined;
+
+  beforeAll(async () => {
+    if (backend === 'postgres') db = await scratchDatabase(POSTGRES_URL!);
+    s = await startTestServer(db ? { ROTOR_DATABASE_URL: db.url } : {});
+    api = wire === 'grpc' ? grpcApi(s) : connectApi(s);
+  });
+  afterAll(async () => {
+    api?.close();
+    await s?.stop();
+    await db?.drop();
+  });
+
+  async function newToken() {
+    const res = await api.createToken(
+      {
+        kind: TokenKind.SERVICE_ACCOUNT,
+        ownerId: 'svc-race',
+        name: 'replicated app',
+        scopes: ['rotor:rotate', 'read'],
+        expiresAt: inMs(s.clock.now(), 86_400_000),
+      },
+      s.adminSecret,
+    );
+    issuedSecrets.add(res.secret);
+    return { id: res.token!.id, familyId: res.token!.familyId, secret: res.secret };
+  }
+
+  async function family(familyId: string): Promise<Token[]> {
+    return (await api.listTokens({ familyId, pageSize: 100 }, s.adminSecret)).tokens;
+  }
+
+  /** Fires `calls` at once and collects every answer, in request order. */
+  async function burst(calls: { keyed: boolean; run: () => Promise<{ id: string; secret: string }> }[]): Promise<Answer[]> {
+    const settled = await Promise.allSettled(calls.map((c) => c.run()));
+    return settled.map((r, i): Answer => {
+      const keyed = calls[i]!.keyed;
+      if (r.status === 'fulfilled') {
+        issuedSecrets.add(r.value.secret);
+        return { keyed, ok: true, ...r.value };
+      }
+      return { keyed, ok: false, error: r.reason };
+    });
+  }
+
+  /** Every refused answer is FAILED_PRECONDITION naming the one successor (rule 3, inside the grace). */
+  function expectRefusalsNameSuccessor(answers: Answer[], successorId: string) {
+    for (const a of answers) {
+      if (a.ok) continue;
+      expect(a.error).toBeInstanceOf(RpcFailure);
+      const f = a.error as RpcFailure;
+      expect(f.code).toBe(Code.FailedPrecondition);
+      expect(f.rawMessage).toBe(MSG_ALREADY_ROTATED(successorId));
+      expect(f.meta('rotor-successor-id')).toBe(successorId);
+    }
+  }
+
+  /** Exactly one successor; the family is still active: predecessor rotated, successor active, nothing revoked. */
+  async function expectOneSuccessorFamilyActive(t: { id: string; familyId: string }): Promise<Token> {
+    const members = await family(t.familyId);
+    expect(members).toHaveLength(2);
+    const old = members.find((m) => m.id === t.id)!;
+    const successors = members.filter((m) => m.id !== t.id);
+    expect(successors).toHaveLength(1);
+    const successor = successors[0]!;
+    expect(old.state).toBe(TokenState.ROTATED);
+    expect(old.successorId).toBe(successor.id);
+    expect(successor.previousId).toBe(t.id);
+    expect(successor.state).toBe(TokenState.ACTIVE);
+    const log = await s.rotor.store.events.list({ familyId: t.familyId }, 1000);
+    expect(log.filter((e) => e.type === 'rotated')).toHaveLength(1);
+    expect(log.filter((e) => e.type === 'family_revoked')).toHaveLength(0);
+    return successor;
+  }
+
+  /** After the grace: presenting the old token is reuse; every member revoked and logged. */
+  async function expectReuseRevokesEveryMember(t: { id: string; familyId: string; secret: string }, successorSecret: string) {
+    s.clock.advance(DEFAULT_GRACE_MS + 1_000);
+    const f = await failure(api.rotateToken({}, t.secret));
+    expect(f.code).toBe(Code.PermissionDenied);
+    expect(f.rawMessage).toBe(MSG_REUSE);
+    expect(f.meta('rotor-family-id')).toBe(t.familyId);
+
+    for (const secret of [t.secret, successorSecret]) {
+      expect((await api.introspectToken({ token: secret }, s.adminSecret)).active).toBe(false);
+    }
+    const members = await family(t.familyId);
+    expect(members).toHaveLength(2);
+    for (const m of members) {
+      expect(m.state).toBe(TokenState.REVOKED);
+      expect(m.revokeReason).toBe('reuse_detected');
+    }
+    const revoked = (await s.rotor.store.events.list({ familyId: t.familyId }, 1000)).filter((e) => e.type === 'family_revoked');
+    expect(revoked.map((e) => e.tokenId).sort()).toEqual(members.map((m) => m.id).sort());
+    for (const e of revoked) {
+      expect(e.reason).toBe('reuse_detected');
+      expect(e.actor).toBe(t.id);
+    }
+    // The successor is no longer a credential.
+    const g = await failure(api.introspectToken({ token: successorSecret }, successorSecret));
+    expect(g.code).toBe(Code.Unauthenticated);
+    expect(g.rawMessage).toBe('bearer token has been revoked');
+  }
+
+  it(`${N} rotations, half with one shared idempotency key, half without: one successor, same secret for the key, FAILED_PRECONDITION for the rest; reuse after the grace revokes every member`, async () => {
+    const t = await newToken();
+    const key = randomBytes(24).toString('base64url');
+    const answers = await burst(
+      Array.from({ length: N }, (_, i) => {
+        const keyed = i % 2 === 0;
+        return {
+          keyed,
+          run: async () => {
+            const r = await api.rotateToken(keyed ? { idempotencyKey: key } : {}, t.secret);
+            return { id: r.token!.id, secret: r.secret };
+          },
+        };
+      }),
+    );
+    const successor = await expectOneSuccessorFamilyActive(t);
+
+    const ok = answers.filter((a): a is Extract<Answer, { ok: true }> => a.ok);
+    expect(ok.length).toBeGreaterThanOrEqual(1);
+    for (const a of ok) expect(a.id).toBe(successor.id);
+    expect(new Set(ok.map((a) => a.secret)).size).toBe(1);
+    const keyedOk = ok.filter((a) => a.keyed);
+    if (keyedOk.length > 0) {
+      // The winning rotation carried the key: every same-key caller got it back, identical.
+      expect(keyedOk).toHaveLength(N / 2);
+      expect(ok.filter((a) => !a.keyed)).toHaveLength(0);
+    } else {
+      // A key-less call won: it alone succeeded; every keyed caller saw "already rotated".
+      expect(ok).toHaveLength(1);
+    }
+    expectRefusalsNameSuccessor(answers, successor.id);
+    expect(answers.filter((a) => !a.ok)).toHaveLength(N - ok.length);
+
+    const successorSecret = ok[0]!.secret;
+    expect((await api.introspectToken({ token: successorSecret }, s.adminSecret)).active).toBe(true);
+    await expectReuseRevokesEveryMember(t, successorSecret);
+  });
+
+  it(`${N} rotations all with the same idempotency key: every caller gets the identical successor and secret`, async () => {
+    const t = await newToken();
+    const key = randomBytes(24).toString('base64url');
+    const answers = await burst(
+      Array.from({ length: N }, () => ({
+        keyed: true,
+        run: async () => {
+          const r = await api.rotateToken({ idempotencyKey: key }, t.secret);
+          return { id: r.token!.id, secret: r.secret };
+        },
+      })),
+    );
+    const failed = answers.filter((a) => !a.ok);
+    expect(failed.map((a) => (a.ok ? null : String(a.error)))).toEqual([]);
+    const successor = await expectOneSuccessorFamilyActive(t);
+    const ok = answers.filter((a): a is Extract<Answer, { ok: true }> => a.ok);
+    expect(new Set(ok.map((a) => a.id))).toEqual(new Set([successor.id]));
+    expect(new Set(ok.map((a) => a.secret)).size).toBe(1);
+    expect((await api.introspectToken({ token: ok[0]!.secret }, ok[0]!.secret)).tokenId).toBe(successor.id);
+  });
+
+  it(`${N} rotations without a key: exactly one succeeds, ${N - 1} are FAILED_PRECONDITION naming it`, async () => {
+    const t = await newToken();
+    const answers = await burst(
+      Array.from({ length: N }, () => ({
+        keyed: false,
+        run: async () => {
+          const r = await api.rotateToken({}, t.secret);
+          return { id: r.token!.id, secret: r.secret };
+        },
+      })),
+    );
+    const successor = await expectOneSuccessorFamilyActive(t);
+    const ok = answers.filter((a): a is Extract<Answer, { ok: true }> => a.ok);
+    expect(ok).toHaveLength(1);
+    expect(ok[0]!.id).toBe(successor.id);
+    expectRefusalsNameSuccessor(answers, successor.id);
+    await expectReuseRevokesEveryMember(t, ok[0]!.secret);
+  });
+
+  it(`${N} concurrent rotations mixing RotateToken and ExchangeToken with one shared key: one successor, one secret`, async () => {
+    const t = await newToken();
+    const key = randomBytes(24).toString('base64url');
+    const answers = await burst(
+      Array.from({ length: N }, (_, i) => ({
+        keyed: true,
+        run: async () => {
+          if (i % 2 === 0) {
+            const r = await api.rotateToken({ idempotencyKey: key }, t.secret);
+            return { id: r.token!.id, secret: r.secret };
+          }
+          const r = await api.exchangeToken({ grantType: GRANT, subjectToken: t.secret, subjectTokenType: ACCESS_TOKEN, idempotencyKey: key });
+          return { id: r.tokenId, secret: r.accessToken };
+        },
+      })),
+    );
+    expect(answers.filter((a) => !a.ok).map((a) => (a.ok ? null : String(a.error)))).toEqual([]);
+    const successor = await expectOneSuccessorFamilyActive(t);
+    const ok = answers.filter((a): a is Extract<Answer, { ok: true }> => a.ok);
+    expect(new Set(ok.map((a) => a.id))).toEqual(new Set([successor.id]));
+    expect(new Set(ok.map((a) => a.secret)).size).toBe(1);
+  });
+});
