@@ -30,6 +30,15 @@ export async function findBySecret(app: AppContext, secret: string): Promise<Tok
 }
 
 /**
+ * The successor a rotated token's usability depends on (DESIGN.md: at most one predecessor inside
+ * its overlap window). Loaded only for rotated tokens, which are rare on the hot path.
+ */
+export async function successorForUse(app: AppContext, token: TokenRecord): Promise<TokenRecord | undefined> {
+  if (token.revokeReason !== 'rotated' || token.successorId === null) return undefined;
+  return app.store.tokens.findById(token.successorId);
+}
+
+/**
  * Authenticates the caller's bearer token. Any failure is `unauthenticated`, whatever the
  * underlying reason, and the message never contains the credential.
  */
@@ -40,7 +49,7 @@ export async function authenticate(app: AppContext, meta: CallMeta): Promise<Cal
   try {
     token = await findBySecret(app, secret);
     if (!token) throw new RotorError('invalid_token', 'token is unknown');
-    assertUsable(token, app.now());
+    assertUsable(token, app.now(), await successorForUse(app, token));
   } catch (e) {
     if (isRotorError(e) && e.code !== 'unavailable') {
       throw new RotorError('unauthenticated', `bearer ${e.message}`);

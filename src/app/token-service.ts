@@ -8,7 +8,7 @@ import type { NewTokenEvent } from '../domain/token-event.js';
 import { digestsEqual } from '../domain/token-keys.js';
 import type { TokenKind } from '../domain/token-kind.js';
 import { isRotorError } from '../domain/errors.js';
-import { findBySecret, requireManage, type Caller } from './authenticate.js';
+import { findBySecret, requireManage, successorForUse, type Caller } from './authenticate.js';
 import type { AppContext } from './context.js';
 import type { PageCursor, TokenFilter } from './store-ports.js';
 
@@ -192,6 +192,6 @@ export async function introspect(app: AppContext, caller: Caller, secret: string
   if (!privileged && !(token && digestsEqual(token.secretDigest, caller.token.secretDigest))) {
     throw new RotorError('permission_denied', `introspecting another token needs the ${SCOPE_INTROSPECT} scope`);
   }
-  if (!token || !isUsable(token, app.now())) return { active: false };
+  if (!token || !isUsable(token, app.now(), await successorForUse(app, token))) return { active: false };
   return { active: true, token };
 }

@@ -40,26 +40,30 @@ export function tokenState(token: TokenRecord, now: number): TokenState {
 }
 
 /**
- * The instant until which a token authenticates ordinary calls: its expiry, or for a rotated
- * token the end of its overlap window (DESIGN.md rule 7), or never for a revoked one.
+ * The instant until which a token authenticates ordinary calls: its expiry; for a rotated token
+ * the end of its overlap window (DESIGN.md rule 7), cut short when its successor stops being the
+ * active head, so a family has at most one predecessor inside its overlap window; never for a
+ * revoked one. For a rotated token pass its successor; without it only rule 7's bound applies.
  */
-export function usableUntil(token: TokenRecord): number {
+export function usableUntil(token: TokenRecord, successor?: TokenRecord): number {
   if (token.revokedAt === null) return token.expiresAt;
   if (token.revokeReason !== 'rotated') return 0;
-  return Math.min(token.expiresAt, token.revokedAt + token.policy.overlapSeconds * 1000);
+  const overlapEnd = Math.min(token.expiresAt, token.revokedAt + token.policy.overlapSeconds * 1000);
+  if (successor?.revokedAt != null) return Math.min(overlapEnd, successor.revokedAt);
+  return successor ? Math.min(overlapEnd, successor.expiresAt) : overlapEnd;
 }
 
 /** True when the token may authenticate a call (RFC 7662 `active`). */
-export function isUsable(token: TokenRecord, now: number): boolean {
-  return now < usableUntil(token);
+export function isUsable(token: TokenRecord, now: number, successor?: TokenRecord): boolean {
+  return now < usableUntil(token, successor);
 }
 
 /**
  * Refuses a presented credential that may not authenticate (DESIGN.md rule 2 for ordinary
  * calls). Messages say what happened without echoing the secret.
  */
-export function assertUsable(token: TokenRecord, now: number): void {
-  if (isUsable(token, now)) return;
+export function assertUsable(token: TokenRecord, now: number, successor?: TokenRecord): void {
+  if (isUsable(token, now, successor)) return;
   switch (tokenState(token, now)) {
     case 'rotated':
       throw new RotorError('token_revoked', 'token has been rotated and its overlap window has ended');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { assertUsable, isUsable, issuedLifetime, tokenState, usableUntil } from '../../src/domain/token.js';
-import { DAY, NOW, SECOND, expectRotorError, testPolicy, tokenRecord } from './fixtures.js';
+import { DAY, NOW, SECOND, expectRotorError, rotatedPair, testPolicy, tokenRecord } from './fixtures.js';
 
 describe('tokenState', () => {
   it('is active before expiry and expired from the expiry instant on', () => {
@@ -56,6 +56,30 @@ describe('usableUntil / isUsable', () => {
       policy: testPolicy({ overlapSeconds: 60 }),
     });
     expect(usableUntil(t)).toBe(NOW + 30 * SECOND);
+  });
+});
+
+describe('at most one predecessor inside its overlap window', () => {
+  it('keeps the overlap while the successor is the active head', () => {
+    const { predecessor, successor } = rotatedPair({ policy: { overlapSeconds: 60 } });
+    expect(isUsable(predecessor, NOW + 30 * SECOND, successor)).toBe(true);
+    expect(usableUntil(predecessor, successor)).toBe(NOW + 60 * SECOND);
+  });
+
+  it('ends the overlap when the successor is rotated or revoked in turn', () => {
+    const { predecessor, successor } = rotatedPair({ policy: { overlapSeconds: 60 } });
+    for (const revokeReason of ['rotated', 'revoked'] as const) {
+      const moved = { ...successor, revokedAt: NOW + 10 * SECOND, revokeReason };
+      expect(usableUntil(predecessor, moved)).toBe(NOW + 10 * SECOND);
+      expect(isUsable(predecessor, NOW + 10 * SECOND, moved)).toBe(false);
+      expect(isUsable(predecessor, NOW + 9 * SECOND, moved)).toBe(true);
+    }
+  });
+
+  it('ends the overlap when the successor expires first', () => {
+    const { predecessor, successor } = rotatedPair({ policy: { overlapSeconds: 3600 } });
+    const shortLived = { ...successor, expiresAt: NOW + 5 * SECOND };
+    expect(usableUntil(predecessor, shortLived)).toBe(NOW + 5 * SECOND);
   });
 });
 
