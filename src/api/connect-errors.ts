@@ -15,6 +15,7 @@ export function connectCodeOf(code: RotorErrorCode): Code {
     case 'permission_denied':
       return Code.PermissionDenied;
     case 'already_rotated':
+    case 'not_rotatable':
       return Code.FailedPrecondition;
     case 'not_found':
       return Code.NotFound;

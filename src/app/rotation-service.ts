@@ -75,7 +75,8 @@ export async function rotate(app: AppContext, target: RotationTarget, opts: Rota
           case 'replay':
             return { kind: 'minted' as const, minted: replay(app, current, decision.successor, lookup.seed, key!) };
           case 'reuse':
-            return { kind: 'reuse' as const, current, who };
+            // Rule 3: the family is revoked in the same transaction that detected the reuse.
+            return { kind: 'reuse' as const, current, revoked: await revokeFamilyIn(tx, who, current.familyId, 'reuse_detected', now) };
           case 'rotate': {
             const bytes = key === undefined ? app.random : app.keys.successorBytes(lookup.seed, key);
             const attrs = { scopes: decision.scopes, expiresAt: decision.expiresAt, audiences: narrowAudiences(current, audiences) };
@@ -86,11 +87,10 @@ export async function rotate(app: AppContext, target: RotationTarget, opts: Rota
         }
       });
       if (outcome.kind === 'minted') return outcome.minted;
-      const revoked = await revokeFamilyIn(app, outcome.who, outcome.current.familyId, 'reuse_detected');
       app.log.warn('token reuse detected; family revoked', {
         token_id: outcome.current.id,
         family_id: outcome.current.familyId,
-        revoked,
+        revoked: outcome.revoked,
         peer: opts.peer,
       });
       throw new RotorError('reuse_detected', 'token was already rotated: reuse detected, every token of its family is now revoked', {

@@ -10,7 +10,7 @@ import type { TokenKind } from '../domain/token-kind.js';
 import { isRotorError } from '../domain/errors.js';
 import { findBySecret, requireManage, successorForUse, type Caller } from './authenticate.js';
 import type { AppContext } from './context.js';
-import type { PageCursor, TokenFilter } from './store-ports.js';
+import type { PageCursor, Repositories, TokenFilter } from './store-ports.js';
 
 /** CreateToken input, already decoded from the wire. */
 export interface CreateTokenInput {
@@ -149,24 +149,24 @@ export async function revokeFamily(app: AppContext, caller: Caller, familyId: st
   const member = await app.store.tokens.findFamilyMember(requireId('family_id', familyId));
   if (!member) throw new RotorError('not_found', `family ${familyId} not found`);
   requireManage(caller, member);
-  return revokeFamilyIn(app, actorOf(caller), familyId, 'family_revoked');
+  const now = app.now();
+  return app.store.transaction((tx) => revokeFamilyIn(tx, actorOf(caller), familyId, 'family_revoked', now));
 }
 
-/** Revokes a family inside one transaction and logs one `family_revoked` event per member. */
+/**
+ * Revokes every live member of a family inside the caller's transaction and logs one
+ * `family_revoked` event per member (so a watcher of any member learns of it).
+ */
 export async function revokeFamilyIn(
-  app: AppContext,
+  tx: Repositories,
   who: { actor: string; peer: string | null },
   familyId: string,
   reason: 'family_revoked' | 'reuse_detected',
+  now: number,
 ): Promise<number> {
-  const now = app.now();
-  return app.store.transaction(async (tx) => {
-    const ids = await tx.tokens.revokeFamily(familyId, reason, now);
-    await tx.events.append(
-      ids.map((tokenId) => eventOf(who, { type: 'family_revoked', tokenId, familyId, successorId: null, reason, occurredAt: now })),
-    );
-    return ids.length;
-  });
+  const ids = await tx.tokens.revokeFamily(familyId, reason, now);
+  await tx.events.append(ids.map((tokenId) => eventOf(who, { type: 'family_revoked', tokenId, familyId, successorId: null, reason, occurredAt: now })));
+  return ids.length;
 }
 
 /** RFC 7662 §2.2 introspection result, before transport encoding. */

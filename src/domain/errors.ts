@@ -11,6 +11,8 @@ export type RotorErrorCode =
   | 'reuse_detected'
   /** The immediate predecessor presented inside the reuse grace window; names the successor. */
   | 'already_rotated'
+  /** Rotation by id of a token that is expired or revoked: nothing left to rotate. */
+  | 'not_rotatable'
   /** The caller's own credentials are missing or not usable. */
   | 'unauthenticated'
   | 'permission_denied'

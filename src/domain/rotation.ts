@@ -40,9 +40,13 @@ export type RotationDecision =
 export function decideRotation(input: RotationInput): RotationDecision {
   const { current, now } = input;
   const state = tokenState(current, now);
-  // Rule 2: expired, or revoked for any reason but rotation, is refused outright.
-  if (state === 'revoked') throw new RotorError('token_revoked', 'token has been revoked');
-  if (now >= current.expiresAt) throw new RotorError('token_expired', 'token has expired');
+  // Rule 2: expired, or revoked for any reason but rotation, is refused outright. Named by id,
+  // it is the target's state that is wrong, not the caller's credential.
+  if (state === 'revoked' || now >= current.expiresAt) {
+    const what = state === 'revoked' ? 'revoked' : 'expired';
+    if (input.mode === 'by_id') throw new RotorError('not_rotatable', `token ${current.id} has ${what === 'revoked' ? 'been revoked' : 'expired'} and cannot be rotated`);
+    throw state === 'revoked' ? new RotorError('token_revoked', 'token has been revoked') : new RotorError('token_expired', 'token has expired');
+  }
   // Rule 3 (and 7: a rotated token, even inside its overlap window, is never rotated again).
   if (state === 'rotated') return decideSuperseded(input);
   if (input.mode === 'presented' && !hasScope(current.scopes, SCOPE_ROTATE)) {

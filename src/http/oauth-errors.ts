@@ -21,6 +21,7 @@ export function oauthErrorOf(code: RotorErrorCode): OAuthError {
     case 'token_revoked':
     case 'reuse_detected':
     case 'already_rotated':
+    case 'not_rotatable':
     case 'invalid_argument':
     case 'not_found':
     case 'unsupported_token_type':

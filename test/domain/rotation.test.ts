@@ -97,7 +97,14 @@ describe('rule 2: expired or revoked (not by rotation) is refused', () => {
   it.each(['revoked', 'family_revoked', 'reuse_detected'] as const)('refuses a token revoked as %s with token_revoked', (reason) => {
     const current = tokenRecord({ revokedAt: NOW - SECOND, revokeReason: reason });
     expectRotorError(() => decideRotation(input({ current })), 'token_revoked', 'token has been revoked');
-    expectRotorError(() => decideRotation(input({ current, mode: 'by_id' })), 'token_revoked', 'token has been revoked');
+    // Named by id, the target's state is the problem, not the caller's credential.
+    expectRotorError(() => decideRotation(input({ current, mode: 'by_id' })), 'not_rotatable', 'has been revoked and cannot be rotated');
+  });
+
+  it('refuses an expired token named by id as not_rotatable (FAILED_PRECONDITION), not as a bad credential', () => {
+    const current = tokenRecord({ expiresAt: NOW - SECOND });
+    expectRotorError(() => decideRotation(input({ current, mode: 'by_id' })), 'not_rotatable', 'has expired and cannot be rotated');
+    expectRotorError(() => decideRotation(input({ current })), 'token_expired', 'token has expired');
   });
 
   it('reports revocation rather than expiry for a token that is both', () => {
