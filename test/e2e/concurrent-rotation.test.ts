@@ -47,6 +47,7 @@ const MSG_REUSE = 'token was already rotated: reuse detected, every token of its
 type Wire = 'grpc' | 'connect';
 type Backend = 'sqlite' | 'postgres';
 const POSTGRES_URL = process.env.ROTOR_TEST_POSTGRES_URL;
+if (!POSTGRES_URL) console.info('ROTOR_TEST_POSTGRES_URL is not set: the PostgreSQL half of concurrent-rotation is skipped (.ci/run sets it)');
 const BACKENDS: [Wire, Backend][] = [
   ['grpc', 'sqlite'],
   ['connect', 'sqlite'],
