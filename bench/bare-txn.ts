@@ -1,0 +1,161 @@
+/**
+ * Storage baselines on the same engine and settings as the server (src/store/database.ts, a
+ * separate SQLite file with the migrations applied), with no RPC, auth or mapping around them:
+ *   - `rotation`: one knex transaction per iteration running exactly the statements a
+ *     self-rotation of a fresh token runs (src/app/rotation-service.ts `rotate` + `commitRotation`);
+ *   - `introspection` (diagnostic, no target): the statements one IntrospectToken call runs
+ *     (src/app/authenticate.ts `authenticate` + src/app/token-service.ts `introspect`).
+ */
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import type { Knex } from 'knex';
+import { mintSuccessor, mintToken } from '../src/domain/new-token.js';
+import { DEFAULT_LIMITS, resolvePolicy } from '../src/domain/policy.js';
+import type { TokenRecord } from '../src/domain/token.js';
+import { createTokenKeys } from '../src/domain/token-keys.js';
+import { migrate, openDatabase } from '../src/store/database.js';
+import { KnexTokenRepository } from '../src/store/token-repository.js';
+import { closedLoop, summarize, type ScenarioResult } from './stats.js';
+
+/** The `tokens` row as src/store/token-repository.ts writes it. */
+function rowOf(t: TokenRecord): Record<string, unknown> {
+  return {
+    id: t.id,
+    family_id: t.familyId,
+    previous_id: t.previousId,
+    successor_id: t.successorId,
+    kind: t.kind,
+    owner_id: t.ownerId,
+    name: t.name,
+    description: t.description,
+    scopes: JSON.stringify(t.scopes),
+    audiences: JSON.stringify(t.audiences),
+    policy: JSON.stringify(t.policy),
+    created_at: t.createdAt,
+    expires_at: t.expiresAt,
+    last_used_at: t.lastUsedAt,
+    revoked_at: t.revokedAt,
+    revoke_reason: t.revokeReason,
+    secret_digest: t.secretDigest,
+    display_prefix: t.displayPrefix,
+    rotation_key_digest: t.rotationKeyDigest,
+  };
+}
+
+/** Everything one rotation iteration writes, prepared before timing starts. */
+interface Iteration {
+  digest: string;
+  currentId: string;
+  successorRow: Record<string, unknown>;
+  eventRows: Record<string, unknown>[];
+}
+
+export interface BareBaseline {
+  /** Rotates the next `count` seeded tokens, `concurrency` transactions in flight. */
+  rotation(count: number, concurrency: number): Promise<ScenarioResult>;
+  /** Runs the statements of `count` IntrospectToken calls, `concurrency` in flight. */
+  introspection(count: number, concurrency: number): Promise<ScenarioResult>;
+  close(): Promise<void>;
+}
+
+/** Opens `<dir>/bare.db`, applies the migrations and seeds `rotations` fresh tokens (not timed). */
+export async function openBareBaseline(dir: string, rotations: number): Promise<BareBaseline> {
+  const { knex } = openDatabase({ url: `sqlite://${join(dir, 'bare.db')}` });
+  try {
+    await migrate(knex);
+    return await seed(knex, rotations);
+  } catch (e) {
+    await knex.destroy();
+    throw e;
+  }
+}
+
+async function seed(knex: Knex, rotations: number): Promise<BareBaseline> {
+  const keys = createTokenKeys(randomBytes(32));
+  const random = (n: number) => new Uint8Array(randomBytes(n));
+  const now = Date.now();
+  const policy = resolvePolicy({}, DEFAULT_LIMITS);
+  const mint = (name: string, scopes: string[]) =>
+    mintToken({ kind: 'service_account', ownerId: 'bench', name, description: '', scopes, audiences: [], policy, expiresAt: now + 3_600_000 }, now, random, keys)
+      .record;
+  // The introspection pair: a bearer used a moment ago (so its touch UPDATE matches no row, as on
+  // a busy server) and the token being introspected.
+  const bearer = { ...mint('admin', ['rotor:admin', 'rotor:introspect']), lastUsedAt: now };
+  const target = mint('introspected', ['orders:read']);
+  const iterations: Iteration[] = [];
+  // Seeding runs through the real repository, so the rows have the real shape.
+  await knex.transaction(async (trx) => {
+    const repo = new KnexTokenRepository(trx);
+    await repo.insert(bearer);
+    await repo.insert(target);
+    for (let i = 0; i < rotations; i++) {
+      const current = mint(`pool-${i}`, ['rotor:rotate']);
+      await repo.insert(current);
+      const successor = mintSuccessor(current, { scopes: current.scopes, expiresAt: now + 3_600_000 }, now, random, random, keys).record;
+      const event = (type: string, tokenId: string, successorId: string | null) => ({
+        type,
+        token_id: tokenId,
+        family_id: current.familyId,
+        successor_id: successorId,
+        actor: current.id,
+        peer: '127.0.0.1:50000',
+        reason: 'rotated',
+        occurred_at: now,
+      });
+      iterations.push({
+        digest: current.secretDigest,
+        currentId: current.id,
+        successorRow: rowOf(successor),
+        eventRows: [event('rotated', current.id, successor.id), event('created', successor.id, null)],
+      });
+    }
+  });
+
+  const rotateOnce = async (it: Iteration) => {
+    await knex.transaction(async (trx) => {
+      // rotate(): load the presented token by its keyed digest. A fresh token has no
+      // successor_id, so rotate() issues no successor lookup for it, and neither do we.
+      const row = await trx('tokens').where({ secret_digest: it.digest }).first();
+      if (!row) throw new Error('bare transaction: seeded token not found');
+      // commitRotation(): insert the successor, compare-and-set the current row, two events.
+      await trx('tokens').insert(it.successorRow);
+      const t = Date.now();
+      const n = await trx('tokens')
+        .where({ id: it.currentId })
+        .whereNull('revoked_at')
+        .update({ revoked_at: t, revoke_reason: 'rotated', successor_id: it.successorRow.id, rotation_key_digest: null, last_used_at: t });
+      if (n !== 1) throw new Error('bare transaction: compare-and-set lost');
+      await trx('token_events').insert(it.eventRows);
+    });
+  };
+
+  const introspectOnce = async () => {
+    const caller = await knex('tokens').where({ secret_digest: bearer.secretDigest }).first();
+    if (!caller) throw new Error('bare introspection: bearer not found');
+    // authenticate(): touchLastUsed, fired without awaiting; matches no row while last use is recent.
+    const t = Date.now();
+    void knex('tokens')
+      .where({ id: bearer.id })
+      .andWhere((q) => q.whereNull('last_used_at').orWhere('last_used_at', '<', t - 60_000))
+      .update({ last_used_at: t })
+      .catch(() => undefined);
+    const row = await knex('tokens').where({ secret_digest: target.secretDigest }).first();
+    if (!row) throw new Error('bare introspection: token not found');
+  };
+
+  let used = 0;
+  return {
+    async rotation(count, concurrency) {
+      if (used + count > iterations.length) throw new Error('bare baseline: seeded token pool exhausted');
+      const slice = iterations.slice(used, used + count);
+      used += count;
+      const { latenciesMs, seconds } = await closedLoop(count, concurrency, (i) => rotateOnce(slice[i]!));
+      return summarize(latenciesMs, seconds);
+    },
+    async introspection(count, concurrency) {
+      const { latenciesMs, seconds } = await closedLoop(count, concurrency, introspectOnce);
+      return summarize(latenciesMs, seconds);
+    },
+    close: () => knex.destroy(),
+  };
+}

@@ -1,0 +1,263 @@
+/**
+ * `npm run bench` (issue acceptance 8, STYLE.md habit 10): IntrospectToken and RotateToken
+ * throughput and p50/p99 latency against baselines measured in the same run:
+ *   - introspection against the no-op RPC rotor.v1.HealthService/Check on the same gRPC port;
+ *   - rotation against a bare knex transaction running the same statements on the same engine.
+ * The server runs as a child process (`rotor serve`); load comes from h2load where installed and
+ * from a grpc-js client loop in another child process. Every scenario runs in several interleaved
+ * rounds, so a baseline and the figure compared with it are always measured moments apart; the
+ * round with the median throughput is reported. Prints one JSON object on stdout; progress goes
+ * to stderr. Exits non-zero only on errors, never on a missed target.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fromBinary } from '@bufbuild/protobuf';
+import { timestampFromMs } from '@bufbuild/protobuf/wkt';
+import { CheckRequestSchema, HealthService } from '../src/gen/rotor/v1/health_service_pb.js';
+import { TokenKind } from '../src/gen/rotor/v1/token_pb.js';
+import { IntrospectTokenRequestSchema, IntrospectTokenResponseSchema, TokenService } from '../src/gen/rotor/v1/token_service_pb.js';
+import { openBareBaseline, type BareBaseline } from './bare-txn.js';
+import { benchClient, grpcFrame, rawUnary } from './grpc.js';
+import type { LoadReply, LoadSpec } from './grpc-load.js';
+import { h2load, h2loadVersion } from './h2load.js';
+import { bootstrap, freePort, rotorEnv, startServer, type ServerProcess } from './server.js';
+import { closedLoop, type ScenarioResult } from './stats.js';
+
+function intEnv(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got "${raw}"`);
+  return n;
+}
+
+/** Fixed request counts (per round) and concurrency; override with the BENCH_* variables. */
+const settings = {
+  rounds: intEnv('BENCH_ROUNDS', 3),
+  concurrency: intEnv('BENCH_CONCURRENCY', 32),
+  h2load_clients: intEnv('BENCH_H2LOAD_CLIENTS', 4),
+  h2load_noop_requests: intEnv('BENCH_H2LOAD_NOOP_REQUESTS', 10_000),
+  h2load_introspect_requests: intEnv('BENCH_H2LOAD_INTROSPECT_REQUESTS', 5_000),
+  grpcjs_requests: intEnv('BENCH_GRPCJS_REQUESTS', 2_000),
+  warmup_requests: intEnv('BENCH_WARMUP_REQUESTS', 1_000),
+};
+
+const TARGETS = { introspect_vs_noop: 0.7, rotate_vs_bare_txn: 0.6 };
+
+const progress = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
+const round3 = (n: number) => Number(n.toFixed(3));
+const median = (xs: readonly number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+/** A scenario's rounds: the median-throughput round's figures, plus every round's rps. */
+type Reported = ScenarioResult & { rounds_rps: number[] };
+
+function report(rounds: readonly ScenarioResult[]): Reported {
+  const byRps = [...rounds].sort((a, b) => a.rps - b.rps);
+  const mid = byRps[Math.floor((byRps.length - 1) / 2)]!;
+  return { ...mid, rounds_rps: rounds.map((r) => r.rps) };
+}
+
+/** Per-round ratios of two scenarios measured side by side, and their median (the judged figure). */
+function ratioOf(a: readonly ScenarioResult[], b: readonly ScenarioResult[]): { median: number; rounds: number[] } {
+  const rounds = a.map((x, i) => round3(x.rps / b[i]!.rps));
+  return { median: round3(median(rounds)), rounds };
+}
+
+/** The grpc-js load generator child process, driven over IPC. */
+class Loader {
+  private nextId = 1;
+  private pending = new Map<number, { resolve: (r: ScenarioResult) => void; reject: (e: Error) => void }>();
+
+  private constructor(readonly child: ChildProcess) {
+    child.on('message', (msg: LoadReply | { ready: true }) => {
+      if ('ready' in msg) return;
+      const p = this.pending.get(msg.id);
+      if (!p) return;
+      this.pending.delete(msg.id);
+      if (msg.ok) p.resolve(msg.result);
+      else p.reject(new Error(`grpc-js load: ${msg.error}`));
+    });
+    child.on('exit', (code) => {
+      for (const p of this.pending.values()) p.reject(new Error(`grpc-js load child exited with ${code}`));
+      this.pending.clear();
+    });
+  }
+
+  static start(address: string): Promise<Loader> {
+    const child = fork(new URL('./grpc-load.js', import.meta.url), [address], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    return new Promise((resolve, reject) => {
+      child.once('message', () => resolve(new Loader(child)));
+      child.once('exit', (code) => reject(new Error(`grpc-js load child exited with ${code} before starting`)));
+    });
+  }
+
+  run(job: LoadSpec): Promise<ScenarioResult> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.child.send({ ...job, id });
+    });
+  }
+
+  stop(): void {
+    if (this.child.connected) this.child.disconnect();
+  }
+}
+
+function machine() {
+  let model = cpus()[0]?.model ?? 'unknown';
+  try {
+    const m = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m) model = m[1]!.trim();
+  } catch {
+    // not Linux: keep os.cpus()
+  }
+  return { nproc: availableParallelism(), cpu_model: model, node: process.version, platform: `${process.platform}-${process.arch}` };
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const { rounds, concurrency: c, grpcjs_requests: n, warmup_requests: warm } = settings;
+  const work = mkdtempSync(join(tmpdir(), 'rotor-bench-'));
+  let server: ServerProcess | undefined;
+  let loader: Loader | undefined;
+  let bare: BareBaseline | undefined;
+  try {
+    // BENCH_NO_H2LOAD=1 forces the grpc-js-only fallback, as on a machine without h2load.
+    const h2 = process.env.BENCH_NO_H2LOAD ? undefined : await h2loadVersion();
+    const [grpcPort, httpPort] = [await freePort(), await freePort()];
+    const env = rotorEnv(join(work, 'data'), grpcPort, httpPort);
+    const address = `127.0.0.1:${grpcPort}`;
+
+    progress('rotor bootstrap');
+    const admin = await bootstrap(env);
+    progress(`rotor serve on ${address}`);
+    server = await startServer(env, address);
+
+    // Tokens through the API: one to introspect, and a pool to rotate (each rotated exactly once).
+    const poolSize = warm + rounds * n;
+    progress(`creating 1 + ${poolSize} tokens through CreateToken`);
+    const api = benchClient(TokenService, address);
+    const expiresAt = timestampFromMs(Date.now() + 3_600_000);
+    const create = async (name: string, scopes: string[]) =>
+      (await api.call('createToken', { kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'bench', name, scopes, expiresAt }, admin)) as { secret: string };
+    const target = (await create('introspected', ['orders:read'])).secret;
+    const pool = new Array<string>(poolSize);
+    await closedLoop(poolSize, 16, async (i) => {
+      pool[i] = (await create(`pool-${i}`, ['rotor:rotate'])).secret;
+    });
+    api.close();
+    const rotationSlice = (r: number) => pool.slice(warm + r * n, warm + (r + 1) * n);
+
+    progress(`seeding the bare-transaction database with ${warm + rounds * n} tokens`);
+    bare = await openBareBaseline(work, warm + rounds * n);
+
+    // h2load sends the same pre-encoded gRPC frame on every stream. Check once, through grpc-js,
+    // that these exact bytes succeed, and learn the size of a successful response.
+    const noopPath = `/${HealthService.typeName}/${HealthService.method.check.name}`;
+    const introspectPath = `/${TokenService.typeName}/${TokenService.method.introspectToken.name}`;
+    const noopFrame = grpcFrame(CheckRequestSchema, {});
+    const introspectFrame = grpcFrame(IntrospectTokenRequestSchema, { token: target });
+    const noopCheck = await rawUnary(address, noopPath, noopFrame);
+    const introspectCheck = await rawUnary(address, introspectPath, introspectFrame, admin);
+    if (noopCheck.code !== 0) throw new Error(`HealthService/Check failed: ${noopCheck.details}`);
+    if (introspectCheck.code !== 0) throw new Error(`IntrospectToken failed: ${introspectCheck.details}`);
+    if (!fromBinary(IntrospectTokenResponseSchema, introspectCheck.response).active) throw new Error('IntrospectToken answered active=false');
+    const streams = Math.max(1, Math.round(c / settings.h2load_clients));
+    const h2noop = (name: string, requests: number) =>
+      h2load({ name, url: `http://${address}${noopPath}`, frame: noopFrame, requests, clients: settings.h2load_clients, streamsPerClient: streams, responseDataBytes: 5 + noopCheck.response.length, workDir: work });
+    const h2introspect = (name: string, requests: number) =>
+      h2load({ name, url: `http://${address}${introspectPath}`, frame: introspectFrame, bearer: admin, requests, clients: settings.h2load_clients, streamsPerClient: streams, responseDataBytes: 5 + introspectCheck.response.length, workDir: work });
+    if (!h2) progress('h2load not found (Debian: apt-get install nghttp2-client); the grpc-js loop measures every scenario');
+
+    loader = await Loader.start(address);
+
+    progress('warm-up');
+    if (h2) {
+      await h2noop('warm-noop', warm);
+      await h2introspect('warm-introspect', warm);
+    }
+    await loader.run({ kind: 'noop', requests: warm, concurrency: c });
+    await loader.run({ kind: 'introspect', requests: warm, concurrency: c, bearer: admin, token: target });
+    await loader.run({ kind: 'rotate', concurrency: c, secrets: pool.slice(0, warm) });
+    await bare.rotation(warm, c);
+    await bare.introspection(warm, c);
+
+    const results: Record<string, ScenarioResult[]> = {
+      noop_h2load: [],
+      introspect_h2load: [],
+      noop_grpcjs: [],
+      introspect_grpcjs: [],
+      rotate_grpcjs: [],
+      bare_txn: [],
+      bare_introspect_queries: [],
+    };
+    const record = (name: string, r: ScenarioResult) => {
+      results[name]!.push(r);
+      progress(`  ${name.padEnd(24)} ${String(r.rps).padStart(8)} req/s  p50 ${r.p50_ms} ms  p99 ${r.p99_ms} ms`);
+    };
+    for (let r = 0; r < rounds; r++) {
+      progress(`round ${r + 1}/${rounds}`);
+      if (h2) {
+        record('noop_h2load', await h2noop(`noop-${r}`, settings.h2load_noop_requests));
+        record('introspect_h2load', await h2introspect(`introspect-${r}`, settings.h2load_introspect_requests));
+      }
+      record('noop_grpcjs', await loader.run({ kind: 'noop', requests: n, concurrency: c }));
+      record('introspect_grpcjs', await loader.run({ kind: 'introspect', requests: n, concurrency: c, bearer: admin, token: target }));
+      record('rotate_grpcjs', await loader.run({ kind: 'rotate', concurrency: c, secrets: rotationSlice(r) }));
+      // The server is idle (no client) while the bare baselines run in this process.
+      record('bare_txn', await bare.rotation(n, c));
+      record('bare_introspect_queries', await bare.introspection(n, c));
+    }
+
+    const scenarios: Record<string, Reported> = {};
+    for (const [name, rs] of Object.entries(results)) if (rs.length > 0) scenarios[name] = report(rs);
+    const introspectVsNoop = h2
+      ? ratioOf(results.introspect_h2load!, results.noop_h2load!)
+      : ratioOf(results.introspect_grpcjs!, results.noop_grpcjs!);
+    const rotateVsBare = ratioOf(results.rotate_grpcjs!, results.bare_txn!);
+    const result = {
+      date: new Date().toISOString(),
+      machine: machine(),
+      tools: {
+        introspect_vs_noop: h2 ? `${h2}, ${settings.h2load_clients} connections × ${streams} streams, 1 thread` : `@grpc/grpc-js closed loop (h2load not installed or BENCH_NO_H2LOAD set)`,
+        grpcjs: `@grpc/grpc-js closed loop in a child process, one channel, ${c} calls in flight`,
+        bare: `knex in the bench process on its own SQLite file (src/store/database.ts settings), ${c} in flight`,
+      },
+      settings,
+      scenarios,
+      ratios: {
+        introspect_vs_noop: introspectVsNoop,
+        rotate_vs_bare_txn: rotateVsBare,
+        introspect_vs_noop_grpcjs: ratioOf(results.introspect_grpcjs!, results.noop_grpcjs!),
+        rotate_vs_noop_grpcjs: ratioOf(results.rotate_grpcjs!, results.noop_grpcjs!),
+        introspect_grpcjs_vs_bare_introspect_queries: ratioOf(results.introspect_grpcjs!, results.bare_introspect_queries!),
+      },
+      targets: {
+        introspect_vs_noop: {
+          target: TARGETS.introspect_vs_noop,
+          measured: introspectVsNoop.median,
+          met: introspectVsNoop.median >= TARGETS.introspect_vs_noop,
+        },
+        rotate_vs_bare_txn: { target: TARGETS.rotate_vs_bare_txn, measured: rotateVsBare.median, met: rotateVsBare.median >= TARGETS.rotate_vs_bare_txn },
+      },
+      wall_seconds: Math.round((Date.now() - started) / 100) / 10,
+    };
+    process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+  } finally {
+    loader?.stop();
+    await server?.stop();
+    await bare?.close();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench: error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,87 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { HealthService } from '../src/gen/rotor/v1/health_service_pb.js';
+import { benchClient } from './grpc.js';
+
+/** The compiled CLI (`dist/src/cli/main.js`), next to this file's `dist/bench/`. */
+export const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+
+/** A port the OS reports free right now (bound to 0, then released). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const addr = s.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** The environment of every `rotor` command of the bench. */
+export function rotorEnv(dataDir: string, grpcPort: number, httpPort: number): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    ROTOR_DATA_DIR: dataDir,
+    ROTOR_GRPC_PORT: String(grpcPort),
+    ROTOR_HTTP_PORT: String(httpPort),
+    ROTOR_LOG_LEVEL: 'warn',
+  };
+}
+
+/** `rotor bootstrap`: creates the first admin token in the data dir and returns its secret. */
+export async function bootstrap(env: NodeJS.ProcessEnv): Promise<string> {
+  const { stdout } = await promisify(execFile)(process.execPath, [CLI, 'bootstrap', '--expires-in', '1d'], { env });
+  const secret = stdout.trim();
+  if (!/^\S+$/.test(secret)) throw new Error(`rotor bootstrap printed no secret: ${JSON.stringify(stdout)}`);
+  return secret;
+}
+
+/** A `rotor serve` child process. */
+export interface ServerProcess {
+  child: ChildProcess;
+  stderr: () => string;
+  stop(): Promise<void>;
+}
+
+/** Starts `rotor serve` and waits until HealthService/Check answers on the gRPC port. */
+export async function startServer(env: NodeJS.ProcessEnv, grpcAddress: string): Promise<ServerProcess> {
+  const child = spawn(process.execPath, [CLI, 'serve'], { env, stdio: ['ignore', 'inherit', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (b: Buffer) => {
+    err += b.toString();
+    process.stderr.write(`[rotor serve] ${b.toString()}`);
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(t);
+    }
+  };
+  const health = benchClient(HealthService, grpcAddress);
+  try {
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`rotor serve exited with ${child.exitCode}: ${err}`);
+      try {
+        await health.call('check', {});
+        break;
+      } catch {
+        if (Date.now() > deadline) throw new Error(`rotor serve did not answer on ${grpcAddress} within 15 s: ${err}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  } catch (e) {
+    await stop();
+    throw e;
+  } finally {
+    health.close();
+  }
+  return { child, stderr: () => err, stop };
+}

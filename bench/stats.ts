@@ -1,0 +1,53 @@
+/** One scenario's figures, as printed in the JSON result. */
+export interface ScenarioResult {
+  requests: number;
+  seconds: number;
+  rps: number;
+  p50_ms: number;
+  p99_ms: number;
+}
+
+/** Nearest-rank percentile of an ascending array (0 < p <= 100). */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1]!;
+}
+
+const round = (n: number, digits: number): number => Number(n.toFixed(digits));
+
+/** Summarises per-request latencies (ms) measured over `seconds` of wall time. */
+export function summarize(latenciesMs: readonly number[], seconds: number): ScenarioResult {
+  const sorted = Float64Array.from(latenciesMs).sort();
+  const arr = Array.from(sorted);
+  return {
+    requests: latenciesMs.length,
+    seconds: round(seconds, 3),
+    rps: round(latenciesMs.length / seconds, 1),
+    p50_ms: round(percentile(arr, 50), 3),
+    p99_ms: round(percentile(arr, 99), 3),
+  };
+}
+
+/** Runs `work(i)` for i in [0, total) with at most `concurrency` in flight; returns latencies in ms. */
+export async function closedLoop(
+  total: number,
+  concurrency: number,
+  work: (i: number) => Promise<void>,
+): Promise<{ latenciesMs: number[]; seconds: number }> {
+  const latenciesMs = new Array<number>(total);
+  let next = 0;
+  const start = process.hrtime.bigint();
+  const worker = async () => {
+    for (;;) {
+      const i = next++;
+      if (i >= total) return;
+      const t0 = process.hrtime.bigint();
+      await work(i);
+      latenciesMs[i] = Number(process.hrtime.bigint() - t0) / 1e6;
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, total) }, worker));
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  return { latenciesMs, seconds };
+}
