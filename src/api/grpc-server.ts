@@ -35,8 +35,12 @@ function unaryHandler(mounted: MountedService, method: DescMethod, log: Logger):
       callback({ code: grpc.status.UNIMPLEMENTED, details: `${method.name} is not implemented` });
       return;
     }
+    // grpc-js emits 'cancelled' whenever the stream closes; abort only for a call still running.
     const abort = new AbortController();
-    call.on('cancelled', () => abort.abort());
+    let settled = false;
+    call.on('cancelled', () => {
+      if (!settled) abort.abort();
+    });
     const deadline = call.getDeadline();
     const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
     const ctx = createHandlerContext({
@@ -53,8 +57,12 @@ function unaryHandler(mounted: MountedService, method: DescMethod, log: Logger):
     Promise.resolve()
       .then(() => impl(req, ctx))
       .then(
-        (res) => callback(null, res),
+        (res) => {
+          settled = true;
+          callback(null, res);
+        },
         (err: unknown) => {
+          settled = true;
           const ce = ConnectError.from(err);
           if (ce.code === Code.Internal && !(err instanceof ConnectError)) log.error('unmapped error on gRPC port', { method: method.name });
           const md = new grpc.Metadata();

@@ -56,7 +56,7 @@ export async function authenticate(app: AppContext, meta: CallMeta): Promise<Cal
     }
     throw e;
   }
-  void app.store.tokens.touchLastUsed(token.id, app.now()).catch((e: unknown) => {
+  void app.store.tokens.touchLastUsed(token, app.now()).catch((e: unknown) => {
     app.log.warn('could not record last use', { token_id: token.id, error: String(e) });
   });
   return { token, peer: meta.peer };

@@ -33,59 +33,41 @@ class LostRace extends Error {}
 
 const MAX_ATTEMPTS = 3;
 
+/** What a rotation attempt resolved to. */
+type Outcome = { kind: 'minted'; minted: MintedToken } | { kind: 'reuse'; current: TokenRecord; revoked: number };
+
 /**
- * Rotates a token under DESIGN.md rules 1-7 in one transaction: load, decide, then either
- * compare-and-set and insert the successor, replay an idempotent retry, or revoke the family on
- * reuse. A lost compare-and-set re-runs the transaction, where rule 3 then answers.
+ * Rotates a token under DESIGN.md rules 1-7.
+ *
+ * Fast path: the current row is read outside any transaction (possibly from the cache), and when
+ * the decision is an ordinary rotation the successor is minted before the transaction opens, so
+ * the transaction holds the connection only for the compare-and-set, the insert and the events.
+ * The compare-and-set (`WHERE revoked_at IS NULL`) is what makes this safe: kind, scopes and
+ * expiry of a row never change, and any concurrent rotation or revocation makes it fail.
+ *
+ * Every other case, and any lost race, runs the authoritative path: load, decide and act in one
+ * transaction (replay an idempotent retry, answer "already rotated", or revoke the family on
+ * reuse). A lost compare-and-set there re-runs the transaction, where rule 3 then answers.
  */
 export async function rotate(app: AppContext, target: RotationTarget, opts: RotationOptions): Promise<MintedToken> {
   const key = opts.idempotencyKey === undefined ? undefined : requireIdempotencyKey(opts.idempotencyKey);
-  const keyDigest = key === undefined ? undefined : app.keys.idempotencyDigest(key);
-  const scopes = normalizeScopes(opts.scopes);
-  const audiences = requireAudiences('audience', opts.audiences);
-  const lookup: { digest: string; seed: string } | { id: string; seed: string } =
-    target.mode === 'presented'
-      ? { digest: app.keys.secretDigest(parseSecret(target.secret).secret), seed: target.secret }
-      : { id: requireId('id', target.id), seed: target.id };
-
+  const req: Prepared = {
+    target,
+    opts,
+    key,
+    keyDigest: key === undefined ? undefined : app.keys.idempotencyDigest(key),
+    scopes: normalizeScopes(opts.scopes),
+    audiences: requireAudiences('audience', opts.audiences),
+    lookup:
+      target.mode === 'presented'
+        ? { digest: app.keys.secretDigest(parseSecret(target.secret).secret), seed: target.secret }
+        : { id: requireId('id', target.id), seed: target.id },
+  };
+  const fast = await tryFastRotation(app, req);
+  if (fast) return fast;
   for (let attempt = 1; ; attempt++) {
     try {
-      const outcome = await app.store.transaction(async (tx) => {
-        const current = 'digest' in lookup ? await tx.tokens.findByDigest(lookup.digest) : await tx.tokens.findById(lookup.id);
-        if (!current) {
-          throw target.mode === 'presented'
-            ? new RotorError('invalid_token', 'token is unknown')
-            : new RotorError('not_found', `token ${target.id} not found`);
-        }
-        if (target.mode === 'by_id') requireManage(target.caller, current);
-        const now = app.now();
-        const successor = current.successorId ? await tx.tokens.findById(current.successorId) : undefined;
-        const decision = decideRotation({
-          mode: target.mode,
-          current,
-          successor,
-          idempotencyKeyDigest: keyDigest,
-          scopes,
-          expiresAt: opts.expiresAt,
-          now,
-          limits: app.limits,
-        });
-        const who = { actor: target.mode === 'by_id' ? target.caller.token.id : current.id, peer: opts.peer };
-        switch (decision.type) {
-          case 'replay':
-            return { kind: 'minted' as const, minted: replay(app, current, decision.successor, lookup.seed, key!) };
-          case 'reuse':
-            // Rule 3: the family is revoked in the same transaction that detected the reuse.
-            return { kind: 'reuse' as const, current, revoked: await revokeFamilyIn(tx, who, current.familyId, 'reuse_detected', now) };
-          case 'rotate': {
-            const bytes = key === undefined ? app.random : app.keys.successorBytes(lookup.seed, key);
-            const attrs = { scopes: decision.scopes, expiresAt: decision.expiresAt, audiences: narrowAudiences(current, audiences) };
-            const minted = mintSuccessor(current, attrs, now, bytes, app.random, app.keys);
-            await commitRotation(tx, current, minted.record, keyDigest, now, who);
-            return { kind: 'minted' as const, minted };
-          }
-        }
-      });
+      const outcome = await app.store.transaction((tx) => decideAndAct(app, tx, req));
       if (outcome.kind === 'minted') return outcome.minted;
       app.log.warn('token reuse detected; family revoked', {
         token_id: outcome.current.id,
@@ -100,6 +82,94 @@ export async function rotate(app: AppContext, target: RotationTarget, opts: Rota
       if (e instanceof LostRace && attempt < MAX_ATTEMPTS) continue;
       if (e instanceof LostRace) throw new RotorError('unavailable', 'rotation kept losing to concurrent rotations; retry');
       throw e;
+    }
+  }
+}
+
+/** A validated rotation request. */
+interface Prepared {
+  target: RotationTarget;
+  opts: RotationOptions;
+  key: string | undefined;
+  keyDigest: string | undefined;
+  scopes: string[];
+  audiences: string[];
+  lookup: { digest: string; seed: string } | { id: string; seed: string };
+}
+
+function load(repo: Repositories['tokens'], req: Prepared): Promise<TokenRecord | undefined> {
+  return 'digest' in req.lookup ? repo.findByDigest(req.lookup.digest) : repo.findById(req.lookup.id);
+}
+
+function notFound(req: Prepared): RotorError {
+  return req.target.mode === 'presented'
+    ? new RotorError('invalid_token', 'token is unknown')
+    : new RotorError('not_found', `token ${req.target.id} not found`);
+}
+
+function actorOf(req: Prepared, current: TokenRecord): { actor: string; peer: string | null } {
+  return { actor: req.target.mode === 'by_id' ? req.target.caller.token.id : current.id, peer: req.opts.peer };
+}
+
+function decide(req: Prepared, current: TokenRecord, successor: TokenRecord | undefined, now: number, app: AppContext) {
+  if (req.target.mode === 'by_id') requireManage(req.target.caller, current);
+  return decideRotation({
+    mode: req.target.mode,
+    current,
+    successor,
+    idempotencyKeyDigest: req.keyDigest,
+    scopes: req.scopes,
+    expiresAt: req.opts.expiresAt,
+    now,
+    limits: app.limits,
+  });
+}
+
+function mint(app: AppContext, req: Prepared, current: TokenRecord, decision: { scopes: string[]; expiresAt: number }, now: number): MintedToken {
+  const bytes = req.key === undefined ? app.random : app.keys.successorBytes(req.lookup.seed, req.key);
+  const attrs = { scopes: decision.scopes, expiresAt: decision.expiresAt, audiences: narrowAudiences(current, req.audiences) };
+  return mintSuccessor(current, attrs, now, bytes, app.random, app.keys);
+}
+
+/**
+ * The fast path: an active token, read outside the transaction, rotated with a short
+ * transaction. Undefined when anything else applies (the authoritative path then decides).
+ */
+async function tryFastRotation(app: AppContext, req: Prepared): Promise<MintedToken | undefined> {
+  const current = await load(app.store.tokens, req);
+  if (!current) throw notFound(req);
+  if (current.revokedAt !== null) return undefined;
+  const now = app.now();
+  const decision = decide(req, current, undefined, now, app);
+  if (decision.type !== 'rotate') return undefined;
+  const minted = mint(app, req, current, decision, now);
+  try {
+    await app.store.transaction((tx) => commitRotation(tx, current, minted.record, req.keyDigest, now, actorOf(req, current)));
+    return minted;
+  } catch (e) {
+    if (e instanceof LostRace) return undefined;
+    throw e;
+  }
+}
+
+/** The authoritative path: load, decide and act inside one transaction. */
+async function decideAndAct(app: AppContext, tx: Repositories, req: Prepared): Promise<Outcome> {
+  const current = await load(tx.tokens, req);
+  if (!current) throw notFound(req);
+  const now = app.now();
+  const successor = current.successorId ? await tx.tokens.findById(current.successorId) : undefined;
+  const decision = decide(req, current, successor, now, app);
+  const who = actorOf(req, current);
+  switch (decision.type) {
+    case 'replay':
+      return { kind: 'minted', minted: replay(app, current, decision.successor, req.lookup.seed, req.key!) };
+    case 'reuse':
+      // Rule 3: the family is revoked in the same transaction that detected the reuse.
+      return { kind: 'reuse', current, revoked: await revokeFamilyIn(tx, who, current.familyId, 'reuse_detected', now) };
+    case 'rotate': {
+      const minted = mint(app, req, current, decision, now);
+      await commitRotation(tx, current, minted.record, req.keyDigest, now, who);
+      return { kind: 'minted', minted };
     }
   }
 }

@@ -33,8 +33,8 @@ export interface TokenRepository {
   /** Revokes every member of a family that is not yet revoked; returns the ids it revoked. */
   revokeFamily(familyId: string, reason: RevokeReason, now: number): Promise<string[]>;
   list(filter: TokenFilter, now: number, limit: number, after: PageCursor | undefined): Promise<TokenRecord[]>;
-  /** Records a use; implementations may skip the write when the stored value is recent. */
-  touchLastUsed(id: string, now: number): Promise<void>;
+  /** Records a use of `token`; implementations may skip the write when its last use is recent. */
+  touchLastUsed(token: TokenRecord, now: number): Promise<void>;
   /** True when some unexpired, unrevoked token holds the scope. */
   existsActiveWithScope(scope: string, now: number): Promise<boolean>;
 }

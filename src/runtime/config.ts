@@ -16,6 +16,8 @@ export interface RotorConfig {
   secret: Uint8Array;
   limits: PolicyLimits;
   logLevel: LogLevel;
+  /** How long token rows may be served from the in-process cache (0 disables it). */
+  tokenCacheTtlMs: number;
 }
 
 /** A configuration problem; the message names the variable. */
@@ -33,11 +35,12 @@ function port(env: Env, name: string, fallback: number): number {
   return n;
 }
 
-function seconds(env: Env, name: string, fallback: number, max: number): number {
+function wholeNumber(env: Env, name: string, fallback: number, max: number): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   const n = Number(raw);
-  if (!/^\d+$/.test(raw) || n > max) throw new ConfigError(`${name} must be a whole number of seconds between 0 and ${max}, got "${raw}"`);
+  const unit = name.endsWith('_MS') ? 'milliseconds' : 'seconds';
+  if (!/^\d+$/.test(raw) || n > max) throw new ConfigError(`${name} must be a whole number of ${unit} between 0 and ${max}, got "${raw}"`);
   return n;
 }
 
@@ -74,17 +77,18 @@ export function loadConfig(env: Env = process.env): RotorConfig {
   }
   const logLevel = (env.ROTOR_LOG_LEVEL || 'info') as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`ROTOR_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
-  const maxLifetimeSeconds = seconds(env, 'ROTOR_MAX_LIFETIME_SECONDS', DEFAULT_LIMITS.maxLifetimeSeconds, 10 * 365 * 24 * 3600);
+  const maxLifetimeSeconds = wholeNumber(env, 'ROTOR_MAX_LIFETIME_SECONDS', DEFAULT_LIMITS.maxLifetimeSeconds, 10 * 365 * 24 * 3600);
   if (maxLifetimeSeconds === 0) throw new ConfigError('ROTOR_MAX_LIFETIME_SECONDS must be positive');
   const limits: PolicyLimits = {
     maxLifetimeSeconds,
-    defaultOverlapSeconds: seconds(env, 'ROTOR_DEFAULT_OVERLAP_SECONDS', DEFAULT_LIMITS.defaultOverlapSeconds, maxLifetimeSeconds),
-    defaultReuseGraceSeconds: seconds(env, 'ROTOR_DEFAULT_REUSE_GRACE_SECONDS', DEFAULT_LIMITS.defaultReuseGraceSeconds, DEFAULT_LIMITS.maxReuseGraceSeconds),
-    retryWindowSeconds: seconds(env, 'ROTOR_RETRY_WINDOW_SECONDS', DEFAULT_LIMITS.retryWindowSeconds, 24 * 3600),
+    defaultOverlapSeconds: wholeNumber(env, 'ROTOR_DEFAULT_OVERLAP_SECONDS', DEFAULT_LIMITS.defaultOverlapSeconds, maxLifetimeSeconds),
+    defaultReuseGraceSeconds: wholeNumber(env, 'ROTOR_DEFAULT_REUSE_GRACE_SECONDS', DEFAULT_LIMITS.defaultReuseGraceSeconds, DEFAULT_LIMITS.maxReuseGraceSeconds),
+    retryWindowSeconds: wholeNumber(env, 'ROTOR_RETRY_WINDOW_SECONDS', DEFAULT_LIMITS.retryWindowSeconds, 24 * 3600),
     maxReuseGraceSeconds: DEFAULT_LIMITS.maxReuseGraceSeconds,
   };
+  const tokenCacheTtlMs = wholeNumber(env, 'ROTOR_TOKEN_CACHE_TTL_MS', 1000, 60_000);
   const grpcPort = port(env, 'ROTOR_GRPC_PORT', 50051);
   const httpPort = port(env, 'ROTOR_HTTP_PORT', 8080);
   const { secret, source } = loadSecret(env, dataDir);
-  return { host, grpcPort, httpPort, dataDir, databaseUrl, secret, secretSource: source, limits, logLevel };
+  return { host, grpcPort, httpPort, dataDir, databaseUrl, secret, secretSource: source, limits, logLevel, tokenCacheTtlMs };
 }

@@ -20,7 +20,7 @@ export interface RunningRotor {
 
 /** Builds the application context (storage, keys, clock, randomness) from configuration. */
 export async function createApp(config: RotorConfig, log: Logger, now: () => number = Date.now): Promise<AppContext & { store: KnexStore }> {
-  const store = await openStore({ url: config.databaseUrl });
+  const store = await openStore({ url: config.databaseUrl }, { ttlMs: config.tokenCacheTtlMs, maxEntries: 10_000 });
   return {
     store,
     keys: createTokenKeys(config.secret),

@@ -1,29 +1,46 @@
 import type { Knex } from 'knex';
 import type { Repositories, Store } from '../app/store-ports.js';
+import { CachedTokenRepository } from './cached-token-repository.js';
 import { type DatabaseConfig, type Engine, migrate, openDatabase } from './database.js';
 import { KnexEventRepository } from './event-repository.js';
+import { TokenCache, type TokenCacheOptions } from './token-cache.js';
 import { KnexTokenRepository } from './token-repository.js';
 
-function repositories(db: Knex | Knex.Transaction): Repositories {
-  return { tokens: new KnexTokenRepository(db), events: new KnexEventRepository(db) };
-}
+/** Default cache settings: one second of cross-process staleness at most. */
+export const DEFAULT_TOKEN_CACHE: TokenCacheOptions = { ttlMs: 1000, maxEntries: 10_000 };
 
-/** The knex-backed Store: repositories on the pool, plus transactions. */
+/** The knex-backed Store: cached repositories on the pool, plus transactions. */
 export class KnexStore implements Store {
-  readonly tokens;
-  readonly events;
+  readonly tokens: CachedTokenRepository;
+  readonly events: KnexEventRepository;
+  private readonly cache: TokenCache;
 
   constructor(
     readonly knex: Knex,
     readonly engine: Engine,
+    cacheOptions: TokenCacheOptions = DEFAULT_TOKEN_CACHE,
   ) {
-    const r = repositories(knex);
-    this.tokens = r.tokens;
-    this.events = r.events;
+    this.cache = new TokenCache(cacheOptions);
+    this.tokens = new CachedTokenRepository(new KnexTokenRepository(knex), this.cache, true);
+    this.events = new KnexEventRepository(knex);
   }
 
-  transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T> {
-    return this.knex.transaction((trx) => work(repositories(trx)));
+  /**
+   * Runs `work` in one transaction. Token rows it writes are invalidated in the cache when they
+   * are written and again once the transaction has committed or rolled back.
+   */
+  async transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T> {
+    const written: string[] = [];
+    try {
+      return await this.knex.transaction((trx) =>
+        work({
+          tokens: new CachedTokenRepository(new KnexTokenRepository(trx), this.cache, false, (ids) => written.push(...ids)),
+          events: new KnexEventRepository(trx),
+        }),
+      );
+    } finally {
+      if (written.length > 0) this.cache.invalidate(written);
+    }
   }
 
   async close(): Promise<void> {
@@ -32,7 +49,7 @@ export class KnexStore implements Store {
 }
 
 /** Opens the database, applies migrations and returns the store. */
-export async function openStore(config: DatabaseConfig): Promise<KnexStore> {
+export async function openStore(config: DatabaseConfig, cache?: TokenCacheOptions): Promise<KnexStore> {
   const { knex, engine } = openDatabase(config);
   try {
     await migrate(knex);
@@ -40,5 +57,5 @@ export async function openStore(config: DatabaseConfig): Promise<KnexStore> {
     await knex.destroy();
     throw e;
   }
-  return new KnexStore(knex, engine);
+  return new KnexStore(knex, engine, cache);
 }

@@ -3,6 +3,7 @@ import type { PageCursor, TokenFilter, TokenRepository } from '../app/store-port
 import type { TokenPolicy } from '../domain/policy.js';
 import type { RevokeReason, TokenRecord } from '../domain/token.js';
 import { isTokenKind } from '../domain/token-kind.js';
+import { LAST_USED_RESOLUTION_MS } from './cached-token-repository.js';
 
 /** The `tokens` table row (snake_case, as stored). */
 interface TokenRow {
@@ -27,8 +28,6 @@ interface TokenRow {
   rotation_key_digest: string | null;
 }
 
-/** Skip a last_used_at write when the stored value is younger than this. */
-const LAST_USED_RESOLUTION_MS = 60_000;
 
 const num = (v: number | string): number => Number(v);
 const numOrNull = (v: number | string | null): number | null => (v === null ? null : Number(v));
@@ -161,9 +160,9 @@ export class KnexTokenRepository implements TokenRepository {
     return rows.map(toRecord);
   }
 
-  async touchLastUsed(id: string, now: number): Promise<void> {
+  async touchLastUsed(token: TokenRecord, now: number): Promise<void> {
     await this.table()
-      .where({ id })
+      .where({ id: token.id })
       .andWhere((q) => q.whereNull('last_used_at').orWhere('last_used_at', '<', now - LAST_USED_RESOLUTION_MS))
       .update({ last_used_at: now });
   }

@@ -1,0 +1,86 @@
+import type { PageCursor, TokenFilter, TokenRepository } from '../app/store-ports.js';
+import type { RevokeReason, TokenRecord } from '../domain/token.js';
+import type { TokenCache } from './token-cache.js';
+
+/** A stored last use younger than this is not written again (it is an audit hint, not a counter). */
+export const LAST_USED_RESOLUTION_MS = 60_000;
+
+/**
+ * Wraps a token repository with the in-process cache. Outside transactions reads go through the
+ * cache; inside a transaction (`readThrough` false) reads always hit the database, and every
+ * write invalidates the rows it touched and reports them to `onWrite` (the store invalidates
+ * them again once the transaction has settled).
+ */
+export class CachedTokenRepository implements TokenRepository {
+  constructor(
+    private readonly base: TokenRepository,
+    private readonly cache: TokenCache,
+    private readonly readThrough: boolean,
+    private readonly onWrite: (ids: string[]) => void = () => undefined,
+  ) {}
+
+  private wrote(ids: string[]): void {
+    this.cache.invalidate(ids);
+    this.onWrite(ids);
+  }
+
+  async findById(id: string): Promise<TokenRecord | undefined> {
+    if (!this.readThrough) return this.base.findById(id);
+    const hit = this.cache.getById(id);
+    if (hit) return hit;
+    const epoch = this.cache.readStarted();
+    const row = await this.base.findById(id);
+    if (row) this.cache.put(row, epoch);
+    return row;
+  }
+
+  async findByDigest(secretDigest: string): Promise<TokenRecord | undefined> {
+    if (!this.readThrough) return this.base.findByDigest(secretDigest);
+    const hit = this.cache.getByDigest(secretDigest);
+    if (hit) return hit;
+    const epoch = this.cache.readStarted();
+    const row = await this.base.findByDigest(secretDigest);
+    if (row) this.cache.put(row, epoch);
+    return row;
+  }
+
+  findFamilyMember(familyId: string): Promise<TokenRecord | undefined> {
+    return this.base.findFamilyMember(familyId);
+  }
+
+  async insert(token: TokenRecord): Promise<void> {
+    this.wrote([token.id]);
+    await this.base.insert(token);
+  }
+
+  async markRotated(id: string, successorId: string, rotationKeyDigest: string | null, now: number): Promise<boolean> {
+    this.wrote([id, successorId]);
+    return this.base.markRotated(id, successorId, rotationKeyDigest, now);
+  }
+
+  async revoke(id: string, reason: RevokeReason, now: number): Promise<boolean> {
+    this.wrote([id]);
+    return this.base.revoke(id, reason, now);
+  }
+
+  async revokeFamily(familyId: string, reason: RevokeReason, now: number): Promise<string[]> {
+    const ids = await this.base.revokeFamily(familyId, reason, now);
+    this.wrote(ids);
+    return ids;
+  }
+
+  list(filter: TokenFilter, now: number, limit: number, after: PageCursor | undefined): Promise<TokenRecord[]> {
+    return this.base.list(filter, now, limit, after);
+  }
+
+  /** Skips the write when the caller's copy shows a recent use. */
+  async touchLastUsed(token: TokenRecord, now: number): Promise<void> {
+    if (token.lastUsedAt !== null && token.lastUsedAt > now - LAST_USED_RESOLUTION_MS) return;
+    this.cache.noteUse(token.id, now);
+    await this.base.touchLastUsed(token, now);
+  }
+
+  existsActiveWithScope(scope: string, now: number): Promise<boolean> {
+    return this.base.existsActiveWithScope(scope, now);
+  }
+}

@@ -1,0 +1,90 @@
+import type { TokenRecord } from '../domain/token.js';
+
+/** Settings of the in-process token cache. */
+export interface TokenCacheOptions {
+  /** How long a cached row is trusted; bounds staleness across processes. 0 disables the cache. */
+  ttlMs: number;
+  maxEntries: number;
+  now?: () => number;
+}
+
+interface Entry {
+  record: TokenRecord;
+  storedAt: number;
+}
+
+/**
+ * An in-process cache of token rows by secret digest and by id, so the hot path (authenticate,
+ * introspect) does not queue on the database for every call.
+ *
+ * Correctness: every token write made through this process invalidates the row at the write and
+ * again after its transaction settles; a global epoch stops a read that was already in flight
+ * from caching what it saw. Writes by another process become visible within `ttlMs`. Only rows
+ * that exist are cached, so unknown secrets cannot fill it; past `maxEntries` the oldest go first.
+ */
+export class TokenCache {
+  private readonly byDigest = new Map<string, Entry>();
+  private readonly digestById = new Map<string, string>();
+  private epoch = 0;
+  private readonly clock: () => number;
+
+  constructor(private readonly options: TokenCacheOptions) {
+    this.clock = options.now ?? Date.now;
+  }
+
+  get enabled(): boolean {
+    return this.options.ttlMs > 0;
+  }
+
+  /** Marks the start of a read; pass the value to `put`. */
+  readStarted(): number {
+    return this.epoch;
+  }
+
+  getByDigest(digest: string): TokenRecord | undefined {
+    const e = this.byDigest.get(digest);
+    if (!e) return undefined;
+    if (this.clock() - e.storedAt >= this.options.ttlMs) {
+      this.drop(e.record.id);
+      return undefined;
+    }
+    return e.record;
+  }
+
+  getById(id: string): TokenRecord | undefined {
+    const digest = this.digestById.get(id);
+    return digest === undefined ? undefined : this.getByDigest(digest);
+  }
+
+  /** Caches a row read at `epoch`, unless a write happened since the read started. */
+  put(record: TokenRecord, epoch: number): void {
+    if (!this.enabled || epoch !== this.epoch) return;
+    if (!this.byDigest.has(record.secretDigest) && this.byDigest.size >= this.options.maxEntries) {
+      const oldest = this.byDigest.values().next().value;
+      if (oldest) this.drop(oldest.record.id);
+    }
+    this.drop(record.id);
+    this.byDigest.set(record.secretDigest, { record, storedAt: this.clock() });
+    this.digestById.set(record.id, record.secretDigest);
+  }
+
+  /** Replaces a cached row's last use without counting as a state change. */
+  noteUse(id: string, now: number): void {
+    const digest = this.digestById.get(id);
+    const e = digest === undefined ? undefined : this.byDigest.get(digest);
+    if (e) e.record = { ...e.record, lastUsedAt: now };
+  }
+
+  /** Forgets rows that a write changed (or may have changed). */
+  invalidate(ids: Iterable<string>): void {
+    this.epoch++;
+    for (const id of ids) this.drop(id);
+  }
+
+  private drop(id: string): void {
+    const digest = this.digestById.get(id);
+    if (digest === undefined) return;
+    this.digestById.delete(id);
+    this.byDigest.delete(digest);
+  }
+}
