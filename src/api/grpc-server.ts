@@ -1,8 +1,8 @@
 import { create, fromBinary, toBinary, type DescMessage, type DescMethod } from '@bufbuild/protobuf';
-import { Code, ConnectError, createContextValues, createHandlerContext } from '@connectrpc/connect';
+import { Code, ConnectError, createContextValues, type HandlerContext } from '@connectrpc/connect';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../app/context.js';
-import { peerKey } from './call-meta.js';
+import { callMetaKey } from './call-meta.js';
 import type { MountedService } from './services.js';
 
 /** Largest request accepted on the gRPC port; Rotor messages are small. */
@@ -21,7 +21,62 @@ function metadataToHeaders(md: grpc.Metadata): Headers {
   return h;
 }
 
-type Unary = (req: unknown, ctx: ReturnType<typeof createHandlerContext>) => unknown;
+type Unary = (req: unknown, ctx: HandlerContext) => unknown;
+
+function authorizationOf(md: grpc.Metadata): string | undefined {
+  const v = md.get('authorization')[0];
+  return typeof v === 'string' ? v : undefined;
+}
+
+/**
+ * A HandlerContext for one grpc-js call, built lazily: the abort signal and the header objects
+ * are only allocated when a handler reads them. Connect's createHandlerContext allocates linked
+ * abort controllers on every call, which was the largest single cost of a cached IntrospectToken
+ * in the server profile (bench/README.md).
+ */
+function lazyContext(mounted: MountedService, method: DescMethod, call: grpc.ServerUnaryCall<unknown, unknown>): HandlerContext & { settle(): void } {
+  let controller: AbortController | undefined;
+  let requestHeader: Headers | undefined;
+  let responseHeader: Headers | undefined;
+  let responseTrailer: Headers | undefined;
+  let state: 'running' | 'cancelled' | 'settled' = 'running';
+  const deadline = call.getDeadline();
+  const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
+  // grpc-js emits 'cancelled' whenever the stream closes; it only matters for a call still running.
+  call.on('cancelled', () => {
+    if (state !== 'running') return;
+    state = 'cancelled';
+    controller?.abort(new ConnectError('call cancelled by the client', Code.Canceled));
+  });
+  return {
+    service: mounted.service,
+    method,
+    protocolName: 'grpc',
+    requestMethod: 'POST',
+    url: `/${mounted.service.typeName}/${method.name}`,
+    values: createContextValues().set(callMetaKey, { authorization: authorizationOf(call.metadata), peer: call.getPeer() }),
+    timeoutMs: () => (Number.isFinite(deadlineMs) ? Math.max(0, deadlineMs - Date.now()) : undefined),
+    get signal() {
+      if (!controller) {
+        controller = new AbortController();
+        if (state === 'cancelled') controller.abort(new ConnectError('call cancelled by the client', Code.Canceled));
+      }
+      return controller.signal;
+    },
+    get requestHeader() {
+      return (requestHeader ??= metadataToHeaders(call.metadata));
+    },
+    get responseHeader() {
+      return (responseHeader ??= new Headers());
+    },
+    get responseTrailer() {
+      return (responseTrailer ??= new Headers());
+    },
+    settle() {
+      if (state === 'running') state = 'settled';
+    },
+  };
+}
 
 function unaryHandler(mounted: MountedService, method: DescMethod, log: Logger): grpc.handleUnaryCall<unknown, unknown> {
   const impl = (mounted.impl as Record<string, Unary | undefined>)[method.localName];
@@ -35,34 +90,16 @@ function unaryHandler(mounted: MountedService, method: DescMethod, log: Logger):
       callback({ code: grpc.status.UNIMPLEMENTED, details: `${method.name} is not implemented` });
       return;
     }
-    // grpc-js emits 'cancelled' whenever the stream closes; abort only for a call still running.
-    const abort = new AbortController();
-    let settled = false;
-    call.on('cancelled', () => {
-      if (!settled) abort.abort();
-    });
-    const deadline = call.getDeadline();
-    const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
-    const ctx = createHandlerContext({
-      service: mounted.service,
-      method,
-      protocolName: 'grpc',
-      requestMethod: 'POST',
-      url: `/${mounted.service.typeName}/${method.name}`,
-      requestHeader: metadataToHeaders(call.metadata),
-      requestSignal: abort.signal,
-      timeoutMs: Number.isFinite(deadlineMs) ? Math.max(0, deadlineMs - Date.now()) : undefined,
-      contextValues: createContextValues().set(peerKey, call.getPeer()),
-    });
+    const ctx = lazyContext(mounted, method, call);
     Promise.resolve()
       .then(() => impl(req, ctx))
       .then(
         (res) => {
-          settled = true;
+          ctx.settle();
           callback(null, res);
         },
         (err: unknown) => {
-          settled = true;
+          ctx.settle();
           const ce = ConnectError.from(err);
           if (ce.code === Code.Internal && !(err instanceof ConnectError)) log.error('unmapped error on gRPC port', { method: method.name });
           const md = new grpc.Metadata();

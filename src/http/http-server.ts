@@ -2,7 +2,7 @@ import { Code, ConnectError, createConnectRouter, createContextValues } from '@c
 import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from '@connectrpc/connect-node';
 import type { UniversalHandler } from '@connectrpc/connect/protocol';
 import { createServer, type Server } from 'node:http';
-import { peerKey } from '../api/call-meta.js';
+import { callMetaKey } from '../api/call-meta.js';
 import { connectRoutes, type MountedService } from '../api/services.js';
 import type { AppContext } from '../app/context.js';
 import { withDecodeErrorsAsInvalidArgument } from './decode-error-shim.js';
@@ -27,7 +27,7 @@ export function createHttpServer(app: AppContext, services: MountedService[], pi
       oauth(req, res);
       return;
     }
-    const uReq = universalRequestFromNodeRequest(req, res, undefined, createContextValues().set(peerKey, req.socket.remoteAddress ?? null));
+    const uReq = universalRequestFromNodeRequest(req, res, undefined, createContextValues().set(callMetaKey, { authorization: req.headers.authorization, peer: req.socket.remoteAddress ?? null }));
     handler(uReq)
       .then((uRes) => universalResponseToNodeResponse(uRes, res))
       .catch((reason: unknown) => {
