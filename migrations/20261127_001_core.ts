@@ -22,6 +22,8 @@ export async function up(knex: Knex): Promise<void> {
     t.bigInteger('expires_at').notNullable().index();
     t.bigInteger('last_used_at').nullable();
     t.bigInteger('revoked_at').nullable();
+    /** When a rotated token's overlap was ended early (RevokeToken / RFC 7009 on it). */
+    t.bigInteger('overlap_ended_at').nullable();
     t.string('revoke_reason', 32).nullable();
     t.string('secret_digest', 64).notNullable().unique();
     t.string('display_prefix', 32).notNullable();
@@ -38,8 +40,6 @@ export async function up(knex: Knex): Promise<void> {
     t.string('peer', 128).nullable();
     t.string('reason', 64).nullable();
     t.bigInteger('occurred_at').notNullable();
-    /** De-duplication key for events that must be written once (e.g. expiry thresholds). */
-    t.string('unique_key', 160).nullable().unique();
   });
 }
 

@@ -1,6 +1,6 @@
 import type { ServiceImpl } from '@connectrpc/connect';
 import type { AppContext } from '../app/context.js';
-import { exchangeToken } from '../app/rotation-service.js';
+import { exchangeToken } from '../app/exchange-service.js';
 import { TokenExchangeService } from '../gen/rotor/v1/token_exchange_service_pb.js';
 import { callMeta } from './call-meta.js';
 

@@ -1,5 +1,4 @@
 import { RotorError, isRotorError } from '../domain/errors.js';
-import { SCOPE_ADMIN, hasScope } from '../domain/scopes.js';
 import { assertUsable, type TokenRecord } from '../domain/token.js';
 import { parseSecret } from '../domain/token-secret.js';
 import type { AppContext, CallMeta } from './context.js';
@@ -51,10 +50,7 @@ export async function authenticate(app: AppContext, meta: CallMeta): Promise<Cal
     if (!token) throw new RotorError('invalid_token', 'token is unknown');
     assertUsable(token, app.now(), await successorForUse(app, token));
   } catch (e) {
-    if (isRotorError(e) && e.code !== 'unavailable') {
-      throw new RotorError('unauthenticated', `bearer ${e.message}`);
-    }
-    throw e;
+    throw asCallerCredentialError(e);
   }
   void app.store.tokens.touchLastUsed(token, app.now()).catch((e: unknown) => {
     app.log.warn('could not record last use', { token_id: token.id, error: String(e) });
@@ -62,14 +58,13 @@ export async function authenticate(app: AppContext, meta: CallMeta): Promise<Cal
   return { token, peer: meta.peer };
 }
 
-/** Admins manage every token; anyone else only tokens of their own owner id (issue 2). */
-export function canManage(caller: Caller, token: Pick<TokenRecord, 'ownerId'>): boolean {
-  return hasScope(caller.token.scopes, SCOPE_ADMIN) || caller.token.ownerId === token.ownerId;
-}
-
-/** Throws permission_denied unless the caller may manage tokens of `ownerId`. */
-export function requireManage(caller: Caller, token: Pick<TokenRecord, 'ownerId'>): void {
-  if (!canManage(caller, token)) {
-    throw new RotorError('permission_denied', 'caller may not manage tokens of this owner');
+/**
+ * When the presented token is the caller's own credential, a token problem (unknown, malformed,
+ * expired, revoked) is the caller's authentication failing: `unauthenticated`.
+ */
+export function asCallerCredentialError(e: unknown): unknown {
+  if (isRotorError(e) && (e.code === 'invalid_token' || e.code === 'token_expired' || e.code === 'token_revoked')) {
+    return new RotorError('unauthenticated', `bearer ${e.message}`);
   }
+  return e;
 }

@@ -2,25 +2,36 @@ import { RotorError } from '../domain/errors.js';
 import type { MintedToken } from '../domain/new-token.js';
 import { SCOPE_ADMIN, SCOPE_INTROSPECT, SCOPE_ROTATE } from '../domain/scopes.js';
 import type { AppContext } from './context.js';
-import { createToken } from './token-service.js';
+import { insertCreated, mintBootstrap } from './token-service.js';
 
 /**
- * Creates the first admin token (`rotor bootstrap`). Refused when an active admin token already
- * exists, so bootstrap cannot be used to mint a second admin credential.
+ * Creates the first admin token (`rotor bootstrap`). Refused while an active `rotor:admin` token
+ * exists, checked in the same transaction as the insert, so bootstrap cannot mint a second
+ * working admin credential. Once every admin token has expired or been revoked, bootstrap is the
+ * way back in (it needs access to the database and the server secret).
  */
 export async function bootstrapAdmin(app: AppContext, opts: { ownerId: string; lifetimeSeconds: number }): Promise<MintedToken> {
-  if (await app.store.tokens.existsActiveWithScope(SCOPE_ADMIN, app.now())) {
-    throw new RotorError('permission_denied', 'an active admin token already exists; bootstrap refused');
-  }
+  const now = app.now();
   const lifetime = Math.min(opts.lifetimeSeconds, app.limits.maxLifetimeSeconds);
-  return createToken(app, 'bootstrap', {
-    kind: 'service_account',
-    ownerId: opts.ownerId,
-    name: 'bootstrap admin',
-    description: 'created by rotor bootstrap',
-    scopes: [SCOPE_ADMIN, SCOPE_ROTATE, SCOPE_INTROSPECT],
-    audiences: [],
-    expiresAt: app.now() + lifetime * 1000,
-    policy: {},
+  const minted = mintBootstrap(
+    app,
+    {
+      kind: 'service_account',
+      ownerId: opts.ownerId,
+      name: 'bootstrap admin',
+      description: 'created by rotor bootstrap',
+      scopes: [SCOPE_ADMIN, SCOPE_ROTATE, SCOPE_INTROSPECT],
+      audiences: [],
+      expiresAt: now + lifetime * 1000,
+      policy: {},
+    },
+    now,
+  );
+  await app.store.transaction(async (tx) => {
+    if (await tx.tokens.existsActiveWithScope(SCOPE_ADMIN, now)) {
+      throw new RotorError('permission_denied', 'an active admin token already exists; bootstrap refused');
+    }
+    await insertCreated(tx, minted, { actor: 'bootstrap', peer: null }, now);
   });
+  return minted;
 }

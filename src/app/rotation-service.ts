@@ -1,16 +1,17 @@
-import { RotorError, isRotorError } from '../domain/errors.js';
+import { RotorError } from '../domain/errors.js';
 import { requireAudiences, requireId, requireIdempotencyKey } from '../domain/input-limits.js';
 import { mintSuccessor, type MintedToken } from '../domain/new-token.js';
-import { decideRotation, type RotationMode } from '../domain/rotation.js';
+import { alreadyRotated, decideRotation } from '../domain/rotation.js';
+import { requireRotateById } from '../domain/authorization.js';
 import { normalizeScopes } from '../domain/scopes.js';
 import type { TokenRecord } from '../domain/token.js';
-import { TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT, validateExchange, type ExchangeParams } from '../domain/token-exchange.js';
 import { digestsEqual } from '../domain/token-keys.js';
 import { formatSecret, parseSecret } from '../domain/token-secret.js';
-import { authenticate, bearerToken, requireManage, type Caller } from './authenticate.js';
+import { asCallerCredentialError, authenticate, bearerToken, type Caller } from './authenticate.js';
 import type { AppContext, CallMeta } from './context.js';
 import type { Repositories } from './store-ports.js';
-import { eventOf, revokeFamilyIn } from './token-service.js';
+import { revokeFamilyIn } from './revocation.js';
+import { eventOf, type Who } from './token-service.js';
 
 /** Which token to rotate and how it was named. */
 export type RotationTarget =
@@ -107,12 +108,12 @@ function notFound(req: Prepared): RotorError {
     : new RotorError('not_found', `token ${req.target.id} not found`);
 }
 
-function actorOf(req: Prepared, current: TokenRecord): { actor: string; peer: string | null } {
+function actorOf(req: Prepared, current: TokenRecord): Who {
   return { actor: req.target.mode === 'by_id' ? req.target.caller.token.id : current.id, peer: req.opts.peer };
 }
 
 function decide(req: Prepared, current: TokenRecord, successor: TokenRecord | undefined, now: number, app: AppContext) {
-  if (req.target.mode === 'by_id') requireManage(req.target.caller, current);
+  if (req.target.mode === 'by_id') requireRotateById(req.target.caller.token, current);
   return decideRotation({
     mode: req.target.mode,
     current,
@@ -144,7 +145,7 @@ async function tryFastRotation(app: AppContext, req: Prepared): Promise<MintedTo
   if (decision.type !== 'rotate') return undefined;
   const minted = mint(app, req, current, decision, now);
   try {
-    await app.store.transaction((tx) => commitRotation(tx, current, minted.record, req.keyDigest, now, actorOf(req, current)));
+    await app.store.transaction((tx) => commitRotation(tx, current, minted.record, req.keyDigest, app.now, actorOf(req, current)));
     return minted;
   } catch (e) {
     if (e instanceof LostRace) return undefined;
@@ -168,7 +169,7 @@ async function decideAndAct(app: AppContext, tx: Repositories, req: Prepared): P
       return { kind: 'reuse', current, revoked: await revokeFamilyIn(tx, who, current.familyId, 'reuse_detected', now) };
     case 'rotate': {
       const minted = mint(app, req, current, decision, now);
-      await commitRotation(tx, current, minted.record, req.keyDigest, now, who);
+      await commitRotation(tx, current, minted.record, req.keyDigest, app.now, who);
       return { kind: 'minted', minted };
     }
   }
@@ -179,12 +180,14 @@ async function commitRotation(
   current: TokenRecord,
   successor: TokenRecord,
   keyDigest: string | undefined,
-  now: number,
-  who: { actor: string; peer: string | null },
+  clock: () => number,
+  who: Who,
 ): Promise<void> {
+  const now = clock();
   // Compare-and-set first: a loser stops here (its row lock waits for the winner) instead of
   // inserting a successor whose deterministic secret (same idempotency key) collides on the
-  // unique secret digest, which surfaced as INTERNAL on PostgreSQL.
+  // unique secret digest, which surfaced as INTERNAL on PostgreSQL. Its clock is read here, inside
+  // the transaction, so a token that expired while the request waited is refused (rule 2).
   if (!(await tx.tokens.markRotated(current.id, successor.id, keyDigest ?? null, now))) throw new LostRace();
   await tx.tokens.insert(successor);
   await tx.events.append([
@@ -199,11 +202,7 @@ async function commitRotation(
  */
 function replay(app: AppContext, current: TokenRecord, successor: TokenRecord, seed: string, key: string): MintedToken {
   const secret = formatSecret(current.kind, app.keys.successorBytes(seed, key));
-  if (!digestsEqual(app.keys.secretDigest(secret), successor.secretDigest)) {
-    throw new RotorError('already_rotated', `token was already rotated; its successor is ${successor.id}`, {
-      successorId: successor.id,
-    });
-  }
+  if (!digestsEqual(app.keys.secretDigest(secret), successor.secretDigest)) throw alreadyRotated(successor.id);
   return { record: successor, secret };
 }
 
@@ -234,59 +233,6 @@ export async function rotateToken(
   try {
     return await rotate(app, { mode: 'presented', secret }, opts);
   } catch (e) {
-    // The presented token is the caller's credential here: credential failures are unauthenticated.
-    if (isRotorError(e) && (e.code === 'invalid_token' || e.code === 'token_expired' || e.code === 'token_revoked')) {
-      throw new RotorError('unauthenticated', `bearer ${e.message}`);
-    }
-    throw e;
+    throw asCallerCredentialError(e);
   }
-}
-
-/** RFC 8693 §2.2.1 response fields, before transport encoding. */
-export interface ExchangeResult {
-  accessToken: string;
-  issuedTokenType: string;
-  tokenType: 'Bearer';
-  expiresIn: number;
-  scope: string;
-  tokenId: string;
-}
-
-/**
- * RFC 8693 token exchange. A Rotor access token as subject rotates that token. Federation of
- * external JWTs and JWT access tokens are not built yet and are refused with a clear error.
- */
-export async function exchangeToken(app: AppContext, params: ExchangeParams, peer: string | null): Promise<ExchangeResult> {
-  const req = validateExchange(params);
-  if (req.subjectTokenType === TOKEN_TYPE_JWT) {
-    throw new RotorError('unsupported_token_type', 'subject_token_type jwt (workload federation) is not configured on this server');
-  }
-  if (req.subjectTokenType !== TOKEN_TYPE_ACCESS_TOKEN) {
-    throw new RotorError('unsupported_token_type', `subject_token_type must be ${TOKEN_TYPE_ACCESS_TOKEN}`);
-  }
-  if (req.requestedTokenType !== TOKEN_TYPE_ACCESS_TOKEN) {
-    throw new RotorError('unsupported_token_type', `requested_token_type must be ${TOKEN_TYPE_ACCESS_TOKEN}`);
-  }
-  if (req.actorToken !== undefined) {
-    throw new RotorError('invalid_argument', 'actor_token is not accepted: this token has no workload binding', { field: 'actor_token' });
-  }
-  const minted = await rotate(
-    app,
-    { mode: 'presented', secret: req.subjectToken },
-    {
-      idempotencyKey: req.idempotencyKey,
-      scopes: req.scopes,
-      audiences: [...req.audience, ...req.resource.filter((r) => !req.audience.includes(r))],
-      expiresAt: undefined,
-      peer,
-    },
-  );
-  return {
-    accessToken: minted.secret,
-    issuedTokenType: TOKEN_TYPE_ACCESS_TOKEN,
-    tokenType: 'Bearer',
-    expiresIn: Math.max(0, Math.floor((minted.record.expiresAt - app.now()) / 1000)),
-    scope: minted.record.scopes.join(' '),
-    tokenId: minted.record.id,
-  };
 }

@@ -20,16 +20,18 @@ export interface PageCursor {
 export interface TokenRepository {
   findById(id: string): Promise<TokenRecord | undefined>;
   findByDigest(secretDigest: string): Promise<TokenRecord | undefined>;
-  /** Any one member of a family, to learn its owner; undefined for an unknown family. */
-  findFamilyMember(familyId: string): Promise<TokenRecord | undefined>;
+  /** The first token of a family (the widest scopes of it); undefined for an unknown family. */
+  findFamilyRoot(familyId: string): Promise<TokenRecord | undefined>;
   insert(token: TokenRecord): Promise<void>;
   /**
-   * Compare-and-set of DESIGN.md rule 6: marks `id` rotated only while it is not revoked.
-   * False when another transaction got there first.
+   * Compare-and-set of DESIGN.md rule 6: marks `id` rotated only while it is neither revoked nor
+   * expired at `now`. False when another transaction got there first (or the token expired).
    */
   markRotated(id: string, successorId: string, rotationKeyDigest: string | null, now: number): Promise<boolean>;
-  /** Revokes one token that is active or inside its overlap window. False if it was not. */
+  /** Revokes one token that is not revoked or rotated yet. False if it was. */
   revoke(id: string, reason: RevokeReason, now: number): Promise<boolean>;
+  /** Ends a rotated token's overlap window now; it stays rotated, so reuse detection still applies. */
+  endOverlap(id: string, now: number): Promise<boolean>;
   /** Revokes every member of a family that is not yet revoked; returns the ids it revoked. */
   revokeFamily(familyId: string, reason: RevokeReason, now: number): Promise<string[]>;
   list(filter: TokenFilter, now: number, limit: number, after: PageCursor | undefined): Promise<TokenRecord[]>;

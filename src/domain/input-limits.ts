@@ -16,7 +16,8 @@ export const LIMITS = {
 } as const;
 
 const PRINTABLE = /^[\x21-\x7e]+$/;
-const PRINTABLE_WITH_SPACES = /^[^\x00-\x1f\x7f]*$/;
+/** Control and format characters (C0, C1, bidi overrides, zero-width, line separators) are refused. */
+const CONTROL_OR_FORMAT = /[\p{Cc}\p{Cf}\u2028\u2029]/u;
 const ID = /^[a-z]{3}_[0-9A-Za-z]{1,60}$/;
 const IDEMPOTENCY_KEY = /^[A-Za-z0-9_-]+$/;
 
@@ -36,7 +37,7 @@ export function requireIdentifier(field: string, value: string, max: number): st
 export function requireText(field: string, value: string, max: number, required = false): string {
   if (required && value.trim().length === 0) fail(field, 'is required');
   if (value.length > max) fail(field, `must be at most ${max} characters`);
-  if (!PRINTABLE_WITH_SPACES.test(value)) fail(field, 'must not contain control characters');
+  if (CONTROL_OR_FORMAT.test(value)) fail(field, 'must not contain control or format characters');
   return value;
 }
 
@@ -65,6 +66,21 @@ export function requireAudiences(field: string, values: readonly string[]): stri
   for (const v of values) {
     requireIdentifier(field, v, LIMITS.audience);
     if (!out.includes(v)) out.push(v);
+  }
+  return out;
+}
+
+/** RFC 8693 §2.1 / RFC 8707: each `resource` is an absolute URI without a fragment. */
+export function requireResources(values: readonly string[]): string[] {
+  const out = requireAudiences('resource', values);
+  for (const v of out) {
+    let url: URL | undefined;
+    try {
+      url = new URL(v);
+    } catch {
+      url = undefined;
+    }
+    if (!url || v.includes('#')) fail('resource', 'each value must be an absolute URI without a fragment');
   }
   return out;
 }

@@ -40,6 +40,7 @@ function freshFields(secret: string, now: number, keys: TokenKeys) {
     lastUsedAt: null,
     revokedAt: null,
     revokeReason: null,
+    overlapEndedAt: null,
     secretDigest: keys.secretDigest(secret),
     displayPrefix: displayPrefix(secret),
     rotationKeyDigest: null,

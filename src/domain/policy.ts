@@ -58,6 +58,11 @@ export function resolvePolicy(request: PolicyRequest, limits: PolicyLimits): Tok
   };
 }
 
+/** The longest lifetime a token under `policy` may be given now, in milliseconds. */
+export function lifetimeCapMs(policy: TokenPolicy, limits: PolicyLimits): number {
+  return Math.min(policy.maxLifetimeSeconds, limits.maxLifetimeSeconds) * 1000;
+}
+
 /**
  * Checks a requested expiry (DESIGN.md: expires_at required, capped by the max lifetime). The
  * effective cap is the smaller of the token's policy and the server's current limit.
@@ -66,9 +71,9 @@ export function checkExpiry(expiresAt: number, now: number, policy: TokenPolicy,
   if (!Number.isFinite(expiresAt) || expiresAt <= now) {
     throw new RotorError('invalid_argument', 'expires_at must be in the future', { field: 'expires_at' });
   }
-  const cap = Math.min(policy.maxLifetimeSeconds, limits.maxLifetimeSeconds);
-  if (expiresAt > now + cap * 1000) {
-    throw new RotorError('invalid_argument', `expires_at exceeds the max lifetime of ${cap} seconds`, {
+  const cap = lifetimeCapMs(policy, limits);
+  if (expiresAt > now + cap) {
+    throw new RotorError('invalid_argument', `expires_at exceeds the max lifetime of ${cap / 1000} seconds`, {
       field: 'expires_at',
     });
   }

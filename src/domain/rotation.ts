@@ -1,5 +1,5 @@
 import { RotorError } from './errors.js';
-import { checkExpiry, type PolicyLimits } from './policy.js';
+import { checkExpiry, lifetimeCapMs, type PolicyLimits } from './policy.js';
 import { SCOPE_ROTATE, hasScope, narrowScopes } from './scopes.js';
 import { issuedLifetime, tokenState, type TokenRecord } from './token.js';
 import { digestsEqual } from './token-keys.js';
@@ -40,29 +40,35 @@ export type RotationDecision =
 export function decideRotation(input: RotationInput): RotationDecision {
   const { current, now } = input;
   const state = tokenState(current, now);
+  // Rule 3 comes first for a superseded token, expired or not: presenting it is reuse whatever its
+  // age (the thief holds the live successor), and it is never rotated again (rule 7).
+  if (state === 'rotated') return decideSuperseded(input);
   // Rule 2: expired, or revoked for any reason but rotation, is refused outright. Named by id,
   // it is the target's state that is wrong, not the caller's credential.
-  if (state === 'revoked' || now >= current.expiresAt) {
-    const what = state === 'revoked' ? 'revoked' : 'expired';
-    if (input.mode === 'by_id') throw new RotorError('not_rotatable', `token ${current.id} has ${what === 'revoked' ? 'been revoked' : 'expired'} and cannot be rotated`);
+  if (state === 'revoked' || state === 'expired') {
+    if (input.mode === 'by_id') {
+      throw new RotorError('not_rotatable', `token ${current.id} has ${state === 'revoked' ? 'been revoked' : 'expired'} and cannot be rotated`);
+    }
     throw state === 'revoked' ? new RotorError('token_revoked', 'token has been revoked') : new RotorError('token_expired', 'token has expired');
   }
-  // Rule 3 (and 7: a rotated token, even inside its overlap window, is never rotated again).
-  if (state === 'rotated') return decideSuperseded(input);
   if (input.mode === 'presented' && !hasScope(current.scopes, SCOPE_ROTATE)) {
     throw new RotorError('permission_denied', `token lacks the ${SCOPE_ROTATE} scope needed to rotate itself`);
   }
   // Rule 5: never escalate; expiry requested, else the default successor lifetime, capped.
   const scopes = narrowScopes(current.scopes, input.scopes);
-  const cap = Math.min(current.policy.maxLifetimeSeconds, input.limits.maxLifetimeSeconds) * 1000;
   let expiresAt: number;
   if (input.expiresAt !== undefined) {
     expiresAt = checkExpiry(input.expiresAt, now, current.policy, input.limits);
   } else {
     const lifetime = current.policy.defaultLifetimeSeconds > 0 ? current.policy.defaultLifetimeSeconds * 1000 : issuedLifetime(current);
-    expiresAt = now + Math.min(lifetime, cap);
+    expiresAt = now + Math.min(lifetime, lifetimeCapMs(current.policy, input.limits));
   }
   return { type: 'rotate', scopes, expiresAt };
+}
+
+/** The answer for a superseded token inside the grace, or named by id: "already rotated". */
+export function alreadyRotated(successorId: string): RotorError {
+  return new RotorError('already_rotated', `token was already rotated; its successor is ${successorId}`, { successorId });
 }
 
 function decideSuperseded(input: RotationInput): RotationDecision {
@@ -79,16 +85,8 @@ function decideSuperseded(input: RotationInput): RotationDecision {
   ) {
     return { type: 'replay', successor };
   }
-  if (immediate && (input.mode === 'by_id' || now < rotatedAt + current.policy.reuseGraceSeconds * 1000)) {
-    throw new RotorError('already_rotated', `token was already rotated; its successor is ${successor.id}`, {
-      successorId: successor.id,
-    });
-  }
-  if (input.mode === 'by_id') {
-    // Naming a superseded token by id is a stale request, not a stolen credential.
-    throw new RotorError('already_rotated', `token was already rotated; its successor is ${current.successorId ?? ''}`, {
-      successorId: current.successorId ?? '',
-    });
-  }
+  // Naming a superseded token by id is a stale request, not a stolen credential.
+  if (input.mode === 'by_id') throw alreadyRotated(current.successorId ?? '');
+  if (immediate && now < rotatedAt + current.policy.reuseGraceSeconds * 1000) throw alreadyRotated(successor.id);
   return { type: 'reuse' };
 }

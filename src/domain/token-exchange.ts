@@ -1,5 +1,5 @@
 import { RotorError } from './errors.js';
-import { LIMITS, requireAudiences, requireIdempotencyKey } from './input-limits.js';
+import { LIMITS, requireAudiences, requireIdempotencyKey, requireResources } from './input-limits.js';
 import { parseScopeParameter } from './scopes.js';
 
 /** RFC 8693 §2.1 grant type. */
@@ -81,7 +81,7 @@ export function validateExchange(p: ExchangeParams): ExchangeRequest {
     }
   }
   const audience = requireAudiences('audience', p.audience);
-  const resource = requireAudiences('resource', p.resource);
+  const resource = requireResources(p.resource);
   const scopes = parseScopeParameter(p.scope);
   const idempotencyKey = p.idempotencyKey === '' ? undefined : requireIdempotencyKey(p.idempotencyKey);
   return {

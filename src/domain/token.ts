@@ -23,6 +23,8 @@ export interface TokenRecord {
   lastUsedAt: number | null;
   revokedAt: number | null;
   revokeReason: RevokeReason | null;
+  /** A rotated token's overlap ended early by a revocation; it stays ROTATED (rule 3 intact). */
+  overlapEndedAt: number | null;
   /** Keyed HMAC-SHA-256 of the secret; the secret itself is never stored. */
   secretDigest: string;
   displayPrefix: string;
@@ -48,7 +50,7 @@ export function tokenState(token: TokenRecord, now: number): TokenState {
 export function usableUntil(token: TokenRecord, successor?: TokenRecord): number {
   if (token.revokedAt === null) return token.expiresAt;
   if (token.revokeReason !== 'rotated') return 0;
-  const overlapEnd = Math.min(token.expiresAt, token.revokedAt + token.policy.overlapSeconds * 1000);
+  const overlapEnd = Math.min(token.expiresAt, token.revokedAt + token.policy.overlapSeconds * 1000, token.overlapEndedAt ?? Infinity);
   if (successor?.revokedAt != null) return Math.min(overlapEnd, successor.revokedAt);
   return successor ? Math.min(overlapEnd, successor.expiresAt) : overlapEnd;
 }

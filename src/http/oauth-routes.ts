@@ -1,8 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { authenticate } from '../app/authenticate.js';
 import type { AppContext } from '../app/context.js';
-import { exchangeToken } from '../app/rotation-service.js';
-import { introspect, revokeBySecret } from '../app/token-service.js';
+import { exchangeToken } from '../app/exchange-service.js';
+import { introspect } from '../app/introspection.js';
+import { revokeBySecret } from '../app/revocation.js';
 import { readForm } from './form-body.js';
 import { sendJson, sendOAuthError } from './oauth-errors.js';
 

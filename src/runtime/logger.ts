@@ -14,13 +14,20 @@ export function redactSecrets(text: string): string {
 
 /**
  * A JSON-lines logger. Fields are the caller's responsibility (no secrets), and every line is
- * still passed through `redactSecrets` so a mistake cannot leak a token.
+ * still passed through `redactSecrets` so a mistake cannot leak a token. Tests turn the safety
+ * net off (`redact: false`) so that their leak checks see what the code really tried to log.
  */
-export function createLogger(level: LogLevel, write: (line: string) => void = (l) => process.stdout.write(l)): Logger & { debug(m: string, f?: Record<string, unknown>): void } {
+export function createLogger(
+  level: LogLevel,
+  write: (line: string) => void = (l) => process.stdout.write(l),
+  options: { redact?: boolean } = {},
+): Logger & { debug(m: string, f?: Record<string, unknown>): void } {
   const min = LOG_LEVELS.indexOf(level);
+  const redact = options.redact ?? true;
   const emit = (lvl: LogLevel, message: string, fields?: Record<string, unknown>) => {
     if (LOG_LEVELS.indexOf(lvl) < min) return;
-    write(redactSecrets(JSON.stringify({ time: new Date().toISOString(), level: lvl, msg: message, ...fields })) + '\n');
+    const line = JSON.stringify({ time: new Date().toISOString(), level: lvl, msg: message, ...fields });
+    write((redact ? redactSecrets(line) : line) + '\n');
   };
   return {
     debug: (m, f) => emit('debug', m, f),

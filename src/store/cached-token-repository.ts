@@ -1,9 +1,8 @@
 import type { PageCursor, TokenFilter, TokenRepository } from '../app/store-ports.js';
 import type { RevokeReason, TokenRecord } from '../domain/token.js';
 import type { TokenCache } from './token-cache.js';
+import { LAST_USED_RESOLUTION_MS } from './token-repository.js';
 
-/** A stored last use younger than this is not written again (it is an audit hint, not a counter). */
-export const LAST_USED_RESOLUTION_MS = 60_000;
 
 /**
  * Wraps a token repository with the in-process cache. Outside transactions reads go through the
@@ -44,23 +43,34 @@ export class CachedTokenRepository implements TokenRepository {
     return row;
   }
 
-  findFamilyMember(familyId: string): Promise<TokenRecord | undefined> {
-    return this.base.findFamilyMember(familyId);
+  findFamilyRoot(familyId: string): Promise<TokenRecord | undefined> {
+    return this.base.findFamilyRoot(familyId);
   }
 
-  async insert(token: TokenRecord): Promise<void> {
-    this.wrote([token.id]);
-    await this.base.insert(token);
+  /** Invalidates before the write and again after it, so no read in between can cache the old row. */
+  private async writing<T>(ids: string[], write: () => Promise<T>): Promise<T> {
+    this.cache.invalidate(ids);
+    try {
+      return await write();
+    } finally {
+      this.wrote(ids);
+    }
   }
 
-  async markRotated(id: string, successorId: string, rotationKeyDigest: string | null, now: number): Promise<boolean> {
-    this.wrote([id, successorId]);
-    return this.base.markRotated(id, successorId, rotationKeyDigest, now);
+  insert(token: TokenRecord): Promise<void> {
+    return this.writing([token.id], () => this.base.insert(token));
   }
 
-  async revoke(id: string, reason: RevokeReason, now: number): Promise<boolean> {
-    this.wrote([id]);
-    return this.base.revoke(id, reason, now);
+  markRotated(id: string, successorId: string, rotationKeyDigest: string | null, now: number): Promise<boolean> {
+    return this.writing([id, successorId], () => this.base.markRotated(id, successorId, rotationKeyDigest, now));
+  }
+
+  revoke(id: string, reason: RevokeReason, now: number): Promise<boolean> {
+    return this.writing([id], () => this.base.revoke(id, reason, now));
+  }
+
+  endOverlap(id: string, now: number): Promise<boolean> {
+    return this.writing([id], () => this.base.endOverlap(id, now));
   }
 
   async revokeFamily(familyId: string, reason: RevokeReason, now: number): Promise<string[]> {

@@ -3,7 +3,6 @@ import type { PageCursor, TokenFilter, TokenRepository } from '../app/store-port
 import type { TokenPolicy } from '../domain/policy.js';
 import type { RevokeReason, TokenRecord } from '../domain/token.js';
 import { isTokenKind } from '../domain/token-kind.js';
-import { LAST_USED_RESOLUTION_MS } from './cached-token-repository.js';
 
 /** The `tokens` table row (snake_case, as stored). */
 interface TokenRow {
@@ -23,11 +22,15 @@ interface TokenRow {
   last_used_at: number | string | null;
   revoked_at: number | string | null;
   revoke_reason: string | null;
+  overlap_ended_at: number | string | null;
   secret_digest: string;
   display_prefix: string;
   rotation_key_digest: string | null;
 }
 
+
+/** A stored last use younger than this is not written again (it is an audit hint, not a counter). */
+export const LAST_USED_RESOLUTION_MS = 60_000;
 
 const num = (v: number | string): number => Number(v);
 const numOrNull = (v: number | string | null): number | null => (v === null ? null : Number(v));
@@ -51,6 +54,7 @@ function toRecord(row: TokenRow): TokenRecord {
     lastUsedAt: numOrNull(row.last_used_at),
     revokedAt: numOrNull(row.revoked_at),
     revokeReason: row.revoke_reason as RevokeReason | null,
+    overlapEndedAt: numOrNull(row.overlap_ended_at),
     secretDigest: row.secret_digest,
     displayPrefix: row.display_prefix,
     rotationKeyDigest: row.rotation_key_digest,
@@ -75,6 +79,7 @@ function toRow(t: TokenRecord): TokenRow {
     last_used_at: t.lastUsedAt,
     revoked_at: t.revokedAt,
     revoke_reason: t.revokeReason,
+    overlap_ended_at: t.overlapEndedAt,
     secret_digest: t.secretDigest,
     display_prefix: t.displayPrefix,
     rotation_key_digest: t.rotationKeyDigest,
@@ -99,8 +104,8 @@ export class KnexTokenRepository implements TokenRepository {
     return row ? toRecord(row) : undefined;
   }
 
-  async findFamilyMember(familyId: string): Promise<TokenRecord | undefined> {
-    const row = await this.table().where({ family_id: familyId }).first();
+  async findFamilyRoot(familyId: string): Promise<TokenRecord | undefined> {
+    const row = await this.table().where({ family_id: familyId }).whereNull('previous_id').first();
     return row ? toRecord(row) : undefined;
   }
 
@@ -112,15 +117,18 @@ export class KnexTokenRepository implements TokenRepository {
     const n = await this.table()
       .where({ id })
       .whereNull('revoked_at')
+      .where('expires_at', '>', now)
       .update({ revoked_at: now, revoke_reason: 'rotated', successor_id: successorId, rotation_key_digest: rotationKeyDigest, last_used_at: now });
     return n === 1;
   }
 
   async revoke(id: string, reason: RevokeReason, now: number): Promise<boolean> {
-    const n = await this.table()
-      .where({ id })
-      .andWhere((q) => q.whereNull('revoked_at').orWhere('revoke_reason', 'rotated'))
-      .update({ revoked_at: now, revoke_reason: reason });
+    const n = await this.table().where({ id }).whereNull('revoked_at').update({ revoked_at: now, revoke_reason: reason });
+    return n === 1;
+  }
+
+  async endOverlap(id: string, now: number): Promise<boolean> {
+    const n = await this.table().where({ id, revoke_reason: 'rotated' }).whereNull('overlap_ended_at').update({ overlap_ended_at: now });
     return n === 1;
   }
 

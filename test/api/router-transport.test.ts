@@ -53,7 +53,7 @@ describe('TokenService through createRouterTransport', () => {
     const other = await tokens.createToken({ kind: TokenKind.PERSONAL, ownerId: 'bob', name: 'b', scopes: ['read'], expiresAt: timestampFromMs(Date.now() + 60_000) });
     const alice = clients(owner.secret).tokens;
     const err = await alice.getToken({ id: other.token!.id }).catch((e: unknown) => ConnectError.from(e));
-    expect(err).toMatchObject({ code: Code.PermissionDenied, rawMessage: 'caller may not manage tokens of this owner' });
+    expect(err).toMatchObject({ code: Code.PermissionDenied, rawMessage: 'caller may not access tokens of this owner' });
     const escalate = await alice
       .createToken({ kind: TokenKind.PERSONAL, ownerId: 'alice', name: 'more', scopes: ['read', 'rotor:admin'], expiresAt: timestampFromMs(Date.now() + 60_000) })
       .catch((e: unknown) => ConnectError.from(e));

@@ -78,6 +78,7 @@ export function tokenRecord(overrides: Partial<TokenRecord> = {}): TokenRecord {
     lastUsedAt: null,
     revokedAt: null,
     revokeReason: null,
+    overlapEndedAt: null,
     secretDigest: 'digest-current',
     displayPrefix: 'rtr_pat_abcd',
     rotationKeyDigest: null,

@@ -32,8 +32,12 @@ describe('requireText', () => {
 
   it('refuses text over the limit and control characters', () => {
     expectRotorError(() => requireText('name', 'x'.repeat(LIMITS.name + 1), LIMITS.name), 'invalid_argument', `at most ${LIMITS.name}`);
-    expectRotorError(() => requireText('name', 'line\nbreak', LIMITS.name), 'invalid_argument', 'name: must not contain control characters');
-    expectRotorError(() => requireText('name', 'del\x7f', LIMITS.name), 'invalid_argument', 'control characters');
+    expectRotorError(() => requireText('name', 'line\nbreak', LIMITS.name), 'invalid_argument', 'name: must not contain control or format characters');
+    for (const c of ['\u009b', '\u202e', '\u200b', '\u2028']) {
+      expectRotorError(() => requireText('description', `a${c}b`, LIMITS.description), 'invalid_argument', 'must not contain control or format characters');
+    }
+    expect(requireText('description', 'Grüße, 日本 – ok', LIMITS.description)).toBe('Grüße, 日本 – ok');
+    expectRotorError(() => requireText('name', 'del\x7f', LIMITS.name), 'invalid_argument', 'control or format characters');
   });
 });
 

@@ -118,11 +118,12 @@ describe('rule 2: expired or revoked (not by rotation) is refused', () => {
     expectRotorError(() => decideRotation({ ...req, current }), 'token_revoked', 'token has been revoked');
   });
 
-  it('refuses a rotated token that has since expired with token_expired (rule 2 before rule 3)', () => {
-    // Current behaviour: expiry wins over the rule 3 paths. See the report on this ordering.
-    const { req } = supersededInput({ idempotencyKeyDigest: KEY_DIGEST });
+  it('sends a rotated token that has since expired to rule 3, not rule 2: presenting it is still reuse', () => {
+    // The thief holds the live successor; an expired predecessor presented again must revoke the family.
+    const { req, successor } = supersededInput({ idempotencyKeyDigest: KEY_DIGEST });
     const current = { ...req.current, expiresAt: NOW + MINUTE };
-    expectRotorError(() => decideRotation({ ...req, current, now: NOW + MINUTE }), 'token_expired', 'token has expired');
+    expect(decideRotation({ ...req, current, now: NOW + MINUTE })).toEqual({ type: 'replay', successor });
+    expect(decideRotation({ ...req, current, idempotencyKeyDigest: undefined, now: NOW + MINUTE })).toEqual({ type: 'reuse' });
   });
 });
 

@@ -117,6 +117,8 @@ describe('rotor CLI, serve process, buf curl, and no secret at rest or in logs',
     const output = serve.output();
     expect(output).toContain('"rotor listening"');
     expect(secretsIn(output, secrets)).toEqual([]);
+    // The logger's redaction is only a safety net: nothing may even have tried to log a secret.
+    expect(output).not.toContain('[redacted]');
     expect(secretsInDirectory(dataDir, secrets)).toEqual([]);
     // The scan itself must be able to fail: a secret written into the output would be found.
     expect(secretsIn(`${output} ${s1}`, secrets)).toEqual([s1]);

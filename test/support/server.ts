@@ -41,7 +41,8 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
   const dataDir = mkdtempSync(join(tmpdir(), 'rotor-test-'));
   const config = loadConfig({ ROTOR_DATA_DIR: dataDir, ROTOR_GRPC_PORT: '0', ROTOR_HTTP_PORT: '0', ...env });
   const logs: string[] = [];
-  const log = createLogger('debug', (line) => void logs.push(line));
+  // Raw lines, without the logger's redaction: the leak check below must see any secret.
+  const log = createLogger('debug', (line) => void logs.push(line), { redact: false });
   const clock = testClock();
   const rotor = await startRotor(config, log, clock.now);
   const admin = await bootstrapAdmin(rotor.app, { ownerId: 'admin', lifetimeSeconds: 30 * 86400 });

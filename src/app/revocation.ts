@@ -1,0 +1,76 @@
+import { requireManage } from '../domain/authorization.js';
+import { RotorError, isRotorError } from '../domain/errors.js';
+import { requireId } from '../domain/input-limits.js';
+import { isUsable, tokenState, type TokenRecord } from '../domain/token.js';
+import { findBySecret, successorForUse, type Caller } from './authenticate.js';
+import type { AppContext } from './context.js';
+import type { Repositories } from './store-ports.js';
+import { eventOf, whoIs, type Who } from './token-service.js';
+
+/** Revokes one token by id. Idempotent; a rotated token has its overlap ended instead. */
+export async function revokeToken(app: AppContext, caller: Caller, id: string): Promise<TokenRecord> {
+  const token = await app.store.tokens.findById(requireId('id', id));
+  if (!token) throw new RotorError('not_found', `token ${id} not found`);
+  requireManage(caller.token, token);
+  return revokeRecord(app, whoIs(caller), token);
+}
+
+/**
+ * Revokes an active token. A rotated token stays rotated (so presenting it again is still
+ * reuse, DESIGN.md rule 3); if it still authenticates inside its overlap window, the window ends
+ * now. Already revoked or expired tokens are left as they are.
+ */
+async function revokeRecord(app: AppContext, who: Who, token: TokenRecord): Promise<TokenRecord> {
+  const now = app.now();
+  const successor = await successorForUse(app, token);
+  return app.store.transaction(async (tx) => {
+    const state = tokenState(token, now);
+    let reason: string | undefined;
+    if (state === 'active' && (await tx.tokens.revoke(token.id, 'revoked', now))) reason = 'revoked';
+    if (state === 'rotated' && isUsable(token, now, successor) && (await tx.tokens.endOverlap(token.id, now))) reason = 'overlap_ended';
+    if (reason !== undefined) {
+      await tx.events.append([eventOf(who, { type: 'revoked', tokenId: token.id, familyId: token.familyId, successorId: null, reason, occurredAt: now })]);
+    }
+    return (await tx.tokens.findById(token.id)) ?? token;
+  });
+}
+
+/**
+ * RFC 7009 §2: the holder revokes a token by presenting it. Possession is the authority; unknown
+ * or malformed tokens are answered the same way as known ones (§2.2), so nothing leaks.
+ */
+export async function revokeBySecret(app: AppContext, secret: string, peer: string | null): Promise<void> {
+  let token: TokenRecord | undefined;
+  try {
+    token = await findBySecret(app, secret);
+  } catch (e) {
+    if (isRotorError(e) && e.code === 'invalid_token') return;
+    throw e;
+  }
+  if (token) await revokeRecord(app, { actor: token.id, peer }, token);
+}
+
+/** Revokes every member of a family (manual breach response); needs manage rights on its root. */
+export async function revokeFamily(app: AppContext, caller: Caller, familyId: string): Promise<number> {
+  const root = await app.store.tokens.findFamilyRoot(requireId('family_id', familyId));
+  if (!root) throw new RotorError('not_found', `family ${familyId} not found`);
+  requireManage(caller.token, root);
+  const now = app.now();
+  return app.store.transaction((tx) => revokeFamilyIn(tx, whoIs(caller), familyId, 'family_revoked', now));
+}
+
+/**
+ * Revokes every live member of a family inside the caller's transaction and logs one
+ * `family_revoked` event per member (so a watcher of any member learns of it).
+ */
+export async function revokeFamilyIn(
+  tx: Repositories,
+  who: Who,
+  familyId: string,
+  reason: 'family_revoked' | 'reuse_detected',
+  now: number,
+): Promise<number> {
+  const ids = await tx.tokens.revokeFamily(familyId, reason, now);
+  await tx.events.append(ids.map((tokenId) => eventOf(who, { type: 'family_revoked', tokenId, familyId, successorId: null, reason, occurredAt: now })));
+  return ids.length;
+}
