@@ -11,29 +11,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import knexFactory from 'knex';
-import type { DescMessage, MessageInitShape, MessageShape } from '@bufbuild/protobuf';
-import { Code, ConnectError } from '@connectrpc/connect';
-import type * as grpc from '@grpc/grpc-js';
+import { Code } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  TokenExchangeService,
-  type ExchangeTokenRequestSchema,
-  type ExchangeTokenResponseSchema,
-} from '../../src/gen/rotor/v1/token_exchange_service_pb.js';
 import { TokenKind, TokenState, type Token } from '../../src/gen/rotor/v1/token_pb.js';
-import {
-  TokenService,
-  type CreateTokenRequestSchema,
-  type CreateTokenResponseSchema,
-  type IntrospectTokenRequestSchema,
-  type IntrospectTokenResponseSchema,
-  type ListTokensRequestSchema,
-  type ListTokensResponseSchema,
-  type RotateTokenRequestSchema,
-  type RotateTokenResponseSchema,
-} from '../../src/gen/rotor/v1/token_service_pb.js';
-import { connectClient } from '../support/connect-client.js';
-import { grpcClient } from '../support/grpc-client.js';
+import { RpcFailure, connectApi, failure, grpcApi, type Api, type Wire } from '../support/rotor-api.js';
 import { inMs, issuedSecrets, startTestServer, type TestServer } from '../support/server.js';
 
 const N = 50;
@@ -44,7 +25,6 @@ const DEFAULT_GRACE_MS = 10_000;
 const MSG_ALREADY_ROTATED = (successorId: string) => `token was already rotated; its successor is ${successorId}`;
 const MSG_REUSE = 'token was already rotated: reuse detected, every token of its family is now revoked';
 
-type Wire = 'grpc' | 'connect';
 type Backend = 'sqlite' | 'postgres';
 const POSTGRES_URL = process.env.ROTOR_TEST_POSTGRES_URL;
 if (!POSTGRES_URL) console.info('ROTOR_TEST_POSTGRES_URL is not set: the PostgreSQL half of concurrent-rotation is skipped (.ci/run sets it)');
@@ -69,94 +49,6 @@ async function scratchDatabase(adminUrl: string): Promise<{ url: string; drop():
     },
   };
 }
-type Req<S extends DescMessage> = MessageInitShape<S>;
-type Res<S extends DescMessage> = MessageShape<S>;
-
-/** A failed RPC, the same shape whichever transport carried it. */
-class RpcFailure extends Error {
-  constructor(
-    readonly code: Code,
-    readonly rawMessage: string,
-    private readonly md: Record<string, string>,
-  ) {
-    super(`RPC failed: ${Code[code]} ${rawMessage}`);
-  }
-  meta(key: string): string | undefined {
-    return this.md[key];
-  }
-}
-
-interface Api {
-  createToken(req: Req<typeof CreateTokenRequestSchema>, bearer: string): Promise<Res<typeof CreateTokenResponseSchema>>;
-  listTokens(req: Req<typeof ListTokensRequestSchema>, bearer: string): Promise<Res<typeof ListTokensResponseSchema>>;
-  rotateToken(req: Req<typeof RotateTokenRequestSchema>, bearer: string): Promise<Res<typeof RotateTokenResponseSchema>>;
-  introspectToken(req: Req<typeof IntrospectTokenRequestSchema>, bearer: string): Promise<Res<typeof IntrospectTokenResponseSchema>>;
-  exchangeToken(req: Req<typeof ExchangeTokenRequestSchema>): Promise<Res<typeof ExchangeTokenResponseSchema>>;
-  close(): void;
-}
-
-function grpcApi(s: TestServer): Api {
-  const tokens = grpcClient(TokenService, s.grpcAddress);
-  const exchange = grpcClient(TokenExchangeService, s.grpcAddress);
-  const wrap = async <T>(p: Promise<T>): Promise<T> => {
-    try {
-      return await p;
-    } catch (e) {
-      const err = e as grpc.ServiceError;
-      if (typeof err.code !== 'number' || err.metadata === undefined) throw e;
-      const md: Record<string, string> = {};
-      for (const [k, v] of Object.entries(err.metadata.getMap())) if (typeof v === 'string') md[k] = v;
-      throw new RpcFailure(err.code as number as Code, err.details, md);
-    }
-  };
-  const auth = (bearer: string) => ({ token: bearer });
-  return {
-    createToken: (req, b) => wrap(tokens.call('createToken', req, auth(b))),
-    listTokens: (req, b) => wrap(tokens.call('listTokens', req, auth(b))),
-    rotateToken: (req, b) => wrap(tokens.call('rotateToken', req, auth(b))),
-    introspectToken: (req, b) => wrap(tokens.call('introspectToken', req, auth(b))),
-    exchangeToken: (req) => wrap(exchange.call('exchangeToken', req)),
-    close() {
-      tokens.close();
-      exchange.close();
-    },
-  };
-}
-
-function connectApi(s: TestServer): Api {
-  const tokens = connectClient(TokenService, s.httpUrl);
-  const exchange = connectClient(TokenExchangeService, s.httpUrl);
-  const wrap = async <T>(p: Promise<T>): Promise<T> => {
-    try {
-      return await p;
-    } catch (e) {
-      if (!(e instanceof ConnectError)) throw e;
-      const md: Record<string, string> = {};
-      e.metadata.forEach((v, k) => void (md[k] = v));
-      throw new RpcFailure(e.code, e.rawMessage, md);
-    }
-  };
-  const auth = (bearer: string) => ({ headers: { authorization: `Bearer ${bearer}` } });
-  return {
-    createToken: (req, b) => wrap(tokens.createToken(req, auth(b))),
-    listTokens: (req, b) => wrap(tokens.listTokens(req, auth(b))),
-    rotateToken: (req, b) => wrap(tokens.rotateToken(req, auth(b))),
-    introspectToken: (req, b) => wrap(tokens.introspectToken(req, auth(b))),
-    exchangeToken: (req) => wrap(exchange.exchangeToken(req)),
-    close() {},
-  };
-}
-
-async function failure(p: Promise<unknown>): Promise<RpcFailure> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof RpcFailure) return e;
-    throw e;
-  }
-  throw new Error('expected the call to fail, but it succeeded');
-}
-
 /** One answer of the burst: who asked (with or without the shared key) and what came back. */
 type Answer =
   | { keyed: boolean; ok: true; id: string; secret: string }

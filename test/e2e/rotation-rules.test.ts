@@ -3,38 +3,15 @@
  * (plain @grpc/grpc-js on the gRPC port, a Connect client on the HTTP port).
  */
 import { randomBytes } from 'node:crypto';
-import type { DescMessage, MessageInitShape, MessageShape } from '@bufbuild/protobuf';
 import { timestampMs, type Timestamp } from '@bufbuild/protobuf/wkt';
-import { Code, ConnectError } from '@connectrpc/connect';
-import type * as grpc from '@grpc/grpc-js';
+import { Code } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatSecret } from '../../src/domain/token-secret.js';
 import type { TokenEvent } from '../../src/domain/token-event.js';
-import {
-  TokenExchangeService,
-  type ExchangeTokenRequestSchema,
-  type ExchangeTokenResponseSchema,
-} from '../../src/gen/rotor/v1/token_exchange_service_pb.js';
+import type { ExchangeTokenRequestSchema } from '../../src/gen/rotor/v1/token_exchange_service_pb.js';
 import { TokenKind, TokenState, type Token, type TokenPolicy } from '../../src/gen/rotor/v1/token_pb.js';
-import {
-  TokenService,
-  type CreateTokenRequestSchema,
-  type CreateTokenResponseSchema,
-  type GetTokenRequestSchema,
-  type GetTokenResponseSchema,
-  type IntrospectTokenRequestSchema,
-  type IntrospectTokenResponseSchema,
-  type ListTokensRequestSchema,
-  type ListTokensResponseSchema,
-  type RevokeFamilyRequestSchema,
-  type RevokeFamilyResponseSchema,
-  type RevokeTokenRequestSchema,
-  type RevokeTokenResponseSchema,
-  type RotateTokenRequestSchema,
-  type RotateTokenResponseSchema,
-} from '../../src/gen/rotor/v1/token_service_pb.js';
-import { connectClient } from '../support/connect-client.js';
-import { grpcClient } from '../support/grpc-client.js';
+import type { RotateTokenRequestSchema } from '../../src/gen/rotor/v1/token_service_pb.js';
+import { RpcFailure, connectApi, failure, grpcApi, newKey, type Api, type Req, type Wire } from '../support/rotor-api.js';
 import { inMs, issuedSecrets, startTestServer, type TestServer } from '../support/server.js';
 
 const GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -49,120 +26,9 @@ const MSG_REUSE = 'token was already rotated: reuse detected, every token of its
 const MSG_OVERLAP_ENDED = 'bearer token has been rotated and its overlap window has ended';
 
 // ---------------------------------------------------------------------------------------------
-// One small client API over both transports; failures normalised to (code, message, metadata).
-
-type Wire = 'grpc' | 'connect';
-
-/** A failed RPC, the same shape whichever transport carried it. */
-class RpcFailure extends Error {
-  constructor(
-    readonly code: Code,
-    readonly rawMessage: string,
-    private readonly md: Record<string, string>,
-  ) {
-    super(`RPC failed: ${Code[code]} ${rawMessage}`);
-  }
-  meta(key: string): string | undefined {
-    return this.md[key];
-  }
-}
-
-type Req<S extends DescMessage> = MessageInitShape<S>;
-type Res<S extends DescMessage> = MessageShape<S>;
-
-interface Api {
-  wire: Wire;
-  createToken(req: Req<typeof CreateTokenRequestSchema>, bearer: string): Promise<Res<typeof CreateTokenResponseSchema>>;
-  getToken(req: Req<typeof GetTokenRequestSchema>, bearer: string): Promise<Res<typeof GetTokenResponseSchema>>;
-  listTokens(req: Req<typeof ListTokensRequestSchema>, bearer: string): Promise<Res<typeof ListTokensResponseSchema>>;
-  rotateToken(req: Req<typeof RotateTokenRequestSchema>, bearer: string | undefined): Promise<Res<typeof RotateTokenResponseSchema>>;
-  revokeToken(req: Req<typeof RevokeTokenRequestSchema>, bearer: string): Promise<Res<typeof RevokeTokenResponseSchema>>;
-  revokeFamily(req: Req<typeof RevokeFamilyRequestSchema>, bearer: string): Promise<Res<typeof RevokeFamilyResponseSchema>>;
-  introspectToken(req: Req<typeof IntrospectTokenRequestSchema>, bearer: string): Promise<Res<typeof IntrospectTokenResponseSchema>>;
-  exchangeToken(req: Req<typeof ExchangeTokenRequestSchema>): Promise<Res<typeof ExchangeTokenResponseSchema>>;
-  close(): void;
-}
-
-function grpcApi(s: TestServer): Api {
-  const tokens = grpcClient(TokenService, s.grpcAddress);
-  const exchange = grpcClient(TokenExchangeService, s.grpcAddress);
-  const wrap = async <T>(p: Promise<T>): Promise<T> => {
-    try {
-      return await p;
-    } catch (e) {
-      const err = e as grpc.ServiceError;
-      if (typeof err.code !== 'number' || err.metadata === undefined) throw e;
-      const md: Record<string, string> = {};
-      for (const [k, v] of Object.entries(err.metadata.getMap())) if (typeof v === 'string') md[k] = v;
-      throw new RpcFailure(err.code as number as Code, err.details, md);
-    }
-  };
-  const auth = (bearer: string | undefined) => (bearer === undefined ? {} : { token: bearer });
-  return {
-    wire: 'grpc',
-    createToken: (req, b) => wrap(tokens.call('createToken', req, auth(b))),
-    getToken: (req, b) => wrap(tokens.call('getToken', req, auth(b))),
-    listTokens: (req, b) => wrap(tokens.call('listTokens', req, auth(b))),
-    rotateToken: (req, b) => wrap(tokens.call('rotateToken', req, auth(b))),
-    revokeToken: (req, b) => wrap(tokens.call('revokeToken', req, auth(b))),
-    revokeFamily: (req, b) => wrap(tokens.call('revokeFamily', req, auth(b))),
-    introspectToken: (req, b) => wrap(tokens.call('introspectToken', req, auth(b))),
-    exchangeToken: (req) => wrap(exchange.call('exchangeToken', req)),
-    close() {
-      tokens.close();
-      exchange.close();
-    },
-  };
-}
-
-function connectApi(s: TestServer): Api {
-  const tokens = connectClient(TokenService, s.httpUrl);
-  const exchange = connectClient(TokenExchangeService, s.httpUrl);
-  const wrap = async <T>(p: Promise<T>): Promise<T> => {
-    try {
-      return await p;
-    } catch (e) {
-      if (!(e instanceof ConnectError)) throw e;
-      const md: Record<string, string> = {};
-      e.metadata.forEach((v, k) => void (md[k] = v));
-      throw new RpcFailure(e.code, e.rawMessage, md);
-    }
-  };
-  const auth = (bearer: string | undefined) => (bearer === undefined ? {} : { headers: { authorization: `Bearer ${bearer}` } });
-  return {
-    wire: 'connect',
-    createToken: (req, b) => wrap(tokens.createToken(req, auth(b))),
-    getToken: (req, b) => wrap(tokens.getToken(req, auth(b))),
-    listTokens: (req, b) => wrap(tokens.listTokens(req, auth(b))),
-    rotateToken: (req, b) => wrap(tokens.rotateToken(req, auth(b))),
-    revokeToken: (req, b) => wrap(tokens.revokeToken(req, auth(b))),
-    revokeFamily: (req, b) => wrap(tokens.revokeFamily(req, auth(b))),
-    introspectToken: (req, b) => wrap(tokens.introspectToken(req, auth(b))),
-    exchangeToken: (req) => wrap(exchange.exchangeToken(req)),
-    close() {},
-  };
-}
-
-/** Awaits a call that must fail; returns the normalised failure (fails the test if it succeeded). */
-async function failure(p: Promise<unknown>): Promise<RpcFailure> {
-  let value: unknown;
-  try {
-    value = await p;
-  } catch (e) {
-    if (e instanceof RpcFailure) return e;
-    throw e;
-  }
-  throw new Error(`expected the call to fail, but it returned ${JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}`);
-}
-
 function ms(ts: Timestamp | undefined): number {
   if (ts === undefined) throw new Error('timestamp is unset');
   return timestampMs(ts);
-}
-
-/** A fresh, unguessable idempotency key (16-128 chars of [A-Za-z0-9_-]). */
-function newKey(): string {
-  return randomBytes(24).toString('base64url');
 }
 
 // ---------------------------------------------------------------------------------------------
