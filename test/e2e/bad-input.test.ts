@@ -241,7 +241,8 @@ function onGrpcRaw(path: string, payload: () => Buffer): RpcSend {
 
 // ---- the RFC 8693 exchange on all three: ExchangeToken (gRPC, Connect) and POST /oauth/token ----
 
-type ExchangeForm = Record<string, string>;
+/** RFC 8693 parameters; an array is a repeated parameter (only `audience` and `resource` may repeat). */
+type ExchangeForm = Record<string, string | string[]>;
 
 function exchangeParams(overrides: () => ExchangeForm): () => ExchangeForm {
   return () => {
@@ -254,8 +255,16 @@ function exchangeParams(overrides: () => ExchangeForm): () => ExchangeForm {
 /** Form parameters as an ExchangeTokenRequest init; `audience` and `resource` are repeated fields. */
 function camelRequest(params: ExchangeForm): object {
   return Object.fromEntries(
-    Object.entries(params).map(([k, v]) => [k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase()), k === 'audience' || k === 'resource' ? [v] : v]),
+    Object.entries(params).map(([k, v]) => [
+      k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase()),
+      (k === 'audience' || k === 'resource') && typeof v === 'string' ? [v] : v,
+    ]),
   );
+}
+
+/** A form body with repeated parameters for array values. */
+function exchangeFormBody(params: ExchangeForm): string {
+  return new URLSearchParams(Object.entries(params).flatMap(([k, v]): [string, string][] => (typeof v === 'string' ? [[k, v]] : v.map((x) => [k, x])))).toString();
 }
 
 /** One exchange case on the three endpoints. `overrides` sets RFC 8693 parameters ('' removes one). */
@@ -264,7 +273,7 @@ function exchange(name: string, overrides: () => ExchangeForm, rpcExpect: RpcExp
   return {
     name,
     ...rpc(TokenExchangeService, 'exchangeToken', () => camelRequest(params()), undefined, rpcExpect),
-    http: { via: 'POST /oauth/token', send: onHttp('/oauth/token', () => ({ contentType: FORM, body: formBody(params()) })), expect: httpExpect },
+    http: { via: 'POST /oauth/token', send: onHttp('/oauth/token', () => ({ contentType: FORM, body: exchangeFormBody(params()) })), expect: httpExpect },
   };
 }
 
@@ -292,6 +301,10 @@ const PAST_MAX = (365 + 1) * DAY;
 /** Bytes that are no protobuf: 0xff is field 31 with the invalid wire type 7. */
 const GARBAGE_PROTO = Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 0x01]);
 const KB100 = 'x'.repeat(100 * 1024);
+/** The scope syntax error (RFC 6749 §3.3 scope-token, at most 128 characters) for `field`. */
+const SCOPE_SYNTAX = (field: string) => `${field}: each scope must be 1-128 printable characters without spaces, quotes or backslashes`;
+const SEVENTEEN_AUDIENCES = Array.from({ length: 17 }, (_, i) => `https://a${i}.example`);
+const LONG_AUDIENCE = `https://a.example/${'x'.repeat(256)}`;
 
 const cases: Case[] = [
   // ---- the presented token (RFC 8693 subject_token) ----
@@ -359,6 +372,50 @@ const cases: Case[] = [
     invalidArgument('idempotency_key: must be 16-128 characters'),
     invalidRequest('idempotency_key: must be 16-128 characters'),
   ),
+  exchange(
+    'idempotency_key longer than 128 characters',
+    () => ({ idempotency_key: 'k'.repeat(129) }),
+    invalidArgument('idempotency_key: must be 16-128 characters'),
+    invalidRequest('idempotency_key: must be 16-128 characters'),
+  ),
+  exchange(
+    'more than 64 scopes on exchange (65 in scope)',
+    () => ({ scope: Array.from({ length: 65 }, (_, i) => `s${i}`).join(' ') }),
+    invalidArgument('scope: at most 64 scopes'),
+    invalidRequest('scope: at most 64 scopes'),
+  ),
+  exchange(
+    'scope longer than 128 characters on exchange',
+    () => ({ scope: 's'.repeat(129) }),
+    invalidArgument(SCOPE_SYNTAX('scope')),
+    invalidRequest(SCOPE_SYNTAX('scope')),
+  ),
+  exchange('scope with a double quote on exchange', () => ({ scope: 're"ad' }), invalidArgument(SCOPE_SYNTAX('scope')), invalidRequest(SCOPE_SYNTAX('scope'))),
+  exchange('scope with a backslash on exchange', () => ({ scope: 're\\ad' }), invalidArgument(SCOPE_SYNTAX('scope')), invalidRequest(SCOPE_SYNTAX('scope'))),
+  exchange(
+    'more than 16 audiences on exchange (17 audience parameters)',
+    () => ({ audience: SEVENTEEN_AUDIENCES }),
+    invalidArgument('audience: at most 16 values'),
+    invalidRequest('audience: at most 16 values'),
+  ),
+  exchange(
+    'audience longer than 256 characters on exchange',
+    () => ({ audience: LONG_AUDIENCE }),
+    invalidArgument('audience: must be at most 256 characters'),
+    invalidRequest('audience: must be at most 256 characters'),
+  ),
+  exchange(
+    'resource that is not an absolute URI (relative/path)',
+    () => ({ resource: 'relative/path' }),
+    invalidArgument('resource: each value must be an absolute URI without a fragment'),
+    invalidRequest('resource: each value must be an absolute URI without a fragment'),
+  ),
+  exchange(
+    'resource with a fragment (https://a.example/x#frag)',
+    () => ({ resource: 'https://a.example/x#frag' }),
+    invalidArgument('resource: each value must be an absolute URI without a fragment'),
+    invalidRequest('resource: each value must be an absolute URI without a fragment'),
+  ),
 
   // ---- RotateToken (by id, as admin) ----
   {
@@ -386,6 +443,16 @@ const cases: Case[] = [
   {
     name: 'RotateToken of an unknown id',
     ...rpc(TokenService, 'rotateToken', () => ({ id: 'tok_doesNotExist' }), admin, { code: grpc.status.NOT_FOUND, message: 'token tok_doesNotExist not found' }),
+  },
+  {
+    name: 'RotateToken idempotency_key longer than 128 characters',
+    ...rpc(
+      TokenService,
+      'rotateToken',
+      () => ({ id: f.live.id, idempotencyKey: 'k'.repeat(129) }),
+      admin,
+      invalidArgument('idempotency_key: must be 16-128 characters'),
+    ),
   },
 
   // ---- CreateToken ----
@@ -460,6 +527,69 @@ const cases: Case[] = [
     ...rpc(TokenService, 'createToken', createRequest((r) => (r.ownerId = 'o'.repeat(129))), admin, invalidArgument('owner_id: must be at most 128 characters')),
   },
   {
+    name: 'CreateToken owner_id with a space',
+    ...rpc(TokenService, 'createToken', createRequest((r) => (r.ownerId = 'bad input')), admin, invalidArgument('owner_id: must be printable characters without whitespace')),
+  },
+  {
+    name: 'CreateToken kind out of the enum range (99)',
+    ...rpc(
+      TokenService,
+      'createToken',
+      createRequest((r) => (r.kind = 99)),
+      admin,
+      invalidArgument('kind must be one of PERSONAL, PROJECT, GROUP, SERVICE_ACCOUNT'),
+    ),
+  },
+  {
+    name: 'CreateToken more than 64 scopes (65)',
+    ...rpc(
+      TokenService,
+      'createToken',
+      createRequest((r) => (r.scopes = Array.from({ length: 65 }, (_, i) => `s${i}`))),
+      admin,
+      invalidArgument('scopes: at most 64 scopes'),
+    ),
+  },
+  {
+    name: 'CreateToken scope longer than 128 characters',
+    ...rpc(TokenService, 'createToken', createRequest((r) => (r.scopes = ['read', 's'.repeat(129)])), admin, invalidArgument(SCOPE_SYNTAX('scopes'))),
+  },
+  {
+    name: 'CreateToken scope with a space (one scope "read write")',
+    ...rpc(TokenService, 'createToken', createRequest((r) => (r.scopes = ['read write'])), admin, invalidArgument(SCOPE_SYNTAX('scopes'))),
+  },
+  {
+    name: 'CreateToken scope with a double quote',
+    ...rpc(TokenService, 'createToken', createRequest((r) => (r.scopes = ['re"ad'])), admin, invalidArgument(SCOPE_SYNTAX('scopes'))),
+  },
+  {
+    name: 'CreateToken scope with a backslash',
+    ...rpc(TokenService, 'createToken', createRequest((r) => (r.scopes = ['re\\ad'])), admin, invalidArgument(SCOPE_SYNTAX('scopes'))),
+  },
+  {
+    name: 'CreateToken more than 16 audiences (17)',
+    ...rpc(TokenService, 'createToken', createRequest((r) => (r.audiences = SEVENTEEN_AUDIENCES)), admin, invalidArgument('audiences: at most 16 values')),
+  },
+  {
+    name: 'CreateToken audience longer than 256 characters',
+    ...rpc(TokenService, 'createToken', createRequest((r) => (r.audiences = [LONG_AUDIENCE])), admin, invalidArgument('audiences: must be at most 256 characters')),
+  },
+  ...(['name', 'description'] as const).flatMap((field) =>
+    [
+      ['U+202E, right-to-left override', '\u202e'],
+      ['U+009B, C1 control', '\u009b'],
+    ].map(([what, ch]): Case => ({
+      name: `CreateToken ${field} containing ${what}`,
+      ...rpc(
+        TokenService,
+        'createToken',
+        createRequest((r) => (r[field] = `evil${ch}txt.exe`)),
+        admin,
+        invalidArgument(`${field}: must not contain control or format characters`),
+      ),
+    })),
+  ),
+  {
     name: 'CreateToken with a 100 KB description (100 KB request body)',
     ...rpc(
       TokenService,
@@ -469,6 +599,28 @@ const cases: Case[] = [
       { code: grpc.status.RESOURCE_EXHAUSTED, message: 'Received message larger than max' },
       { code: Code.ResourceExhausted, message: 'message size is larger than configured readMaxBytes 65536' },
     ),
+  },
+
+  // ---- ListTokens (as admin) ----
+  {
+    name: 'ListTokens page_size 501',
+    ...rpc(TokenService, 'listTokens', () => ({ pageSize: 501 }), admin, invalidArgument('page_size must be between 0 and 500')),
+  },
+  {
+    name: 'ListTokens negative page_size (-1)',
+    ...rpc(TokenService, 'listTokens', () => ({ pageSize: -1 }), admin, invalidArgument('page_size must be between 0 and 500')),
+  },
+  {
+    name: 'ListTokens garbage page_token',
+    ...rpc(TokenService, 'listTokens', () => ({ pageToken: 'garbage!not-a-cursor' }), admin, invalidArgument('page_token is not valid')),
+  },
+  {
+    name: 'ListTokens state out of the enum range (99)',
+    ...rpc(TokenService, 'listTokens', () => ({ state: 99 }), admin, invalidArgument('state is not a known token state')),
+  },
+  {
+    name: 'ListTokens owner_id with a space',
+    ...rpc(TokenService, 'listTokens', () => ({ ownerId: 'bad input' }), admin, invalidArgument('owner_id: must be printable characters without whitespace')),
   },
 
   // ---- caller credentials ----
