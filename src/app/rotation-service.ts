@@ -2,7 +2,7 @@ import { RotorError } from '../domain/errors.js';
 import { requireAudiences, requireId, requireIdempotencyKey } from '../domain/input-limits.js';
 import { mintSuccessor, type MintedToken } from '../domain/new-token.js';
 import { alreadyRotated, decideRotation } from '../domain/rotation.js';
-import { requireRotateById } from '../domain/authorization.js';
+import { requireRotateById, successorExpiryFor } from '../domain/authorization.js';
 import { normalizeScopes } from '../domain/scopes.js';
 import type { TokenRecord } from '../domain/token.js';
 import { digestsEqual } from '../domain/token-keys.js';
@@ -114,7 +114,7 @@ function actorOf(req: Prepared, current: TokenRecord): Who {
 
 function decide(req: Prepared, current: TokenRecord, successor: TokenRecord | undefined, now: number, app: AppContext) {
   if (req.target.mode === 'by_id') requireRotateById(req.target.caller.token, current);
-  return decideRotation({
+  const decision = decideRotation({
     mode: req.target.mode,
     current,
     successor,
@@ -124,6 +124,8 @@ function decide(req: Prepared, current: TokenRecord, successor: TokenRecord | un
     now,
     limits: app.limits,
   });
+  if (decision.type !== 'rotate' || req.target.mode !== 'by_id') return decision;
+  return { ...decision, expiresAt: successorExpiryFor(req.target.caller.token, decision.expiresAt, req.opts.expiresAt !== undefined) };
 }
 
 function mint(app: AppContext, req: Prepared, current: TokenRecord, decision: { scopes: string[]; expiresAt: number }, now: number): MintedToken {

@@ -13,7 +13,29 @@ import type { TokenRecord } from './token.js';
  * - creating for an owner: never looser than the caller itself (scopes, audiences, expiry,
  *   policy), unless the caller is an admin.
  */
-export type Principal = Pick<TokenRecord, 'id' | 'ownerId' | 'scopes' | 'audiences' | 'expiresAt' | 'policy'>;
+export type Principal = Pick<TokenRecord, 'id' | 'ownerId' | 'scopes' | 'audiences' | 'expiresAt' | 'policy' | 'revokedAt'>;
+
+/**
+ * A superseded token that still authenticates inside its overlap window (DESIGN.md rule 7) makes
+ * ordinary calls only: it can never be rotated again, so it may not mint (create, rotate by id)
+ * or manage tokens either.
+ */
+function requireCurrent(caller: Principal): void {
+  if (caller.revokedAt !== null) {
+    throw new RotorError('permission_denied', 'a rotated token may not create or manage tokens; use its successor');
+  }
+}
+
+/** The audiences of `audiences` outside an audience-bound caller's ('(unrestricted)' for none). */
+function audiencesOutside(caller: Principal, audiences: readonly string[]): string[] {
+  if (caller.audiences.length === 0) return [];
+  return audiences.length === 0 ? ['(unrestricted)'] : audiences.filter((a) => !caller.audiences.includes(a));
+}
+
+/** The policy knobs (snake_case) in which `other` is looser than the caller's policy. */
+function looserPolicy(caller: Principal, other: TokenPolicy): string[] {
+  return (Object.keys(other) as (keyof TokenPolicy)[]).filter((k) => k !== 'defaultLifetimeSeconds' && other[k] > caller.policy[k]).map(snake);
+}
 
 export function isAdmin(caller: Principal): boolean {
   return hasScope(caller.scopes, SCOPE_ADMIN);
@@ -26,21 +48,44 @@ export function requireView(caller: Principal, target: Pick<TokenRecord, 'ownerI
 }
 
 /** May rotate by id, revoke, or revoke the family of `target`. */
-export function requireManage(caller: Principal, target: Pick<TokenRecord, 'ownerId' | 'scopes'>): void {
+export function requireManage(caller: Principal, target: Pick<TokenRecord, 'ownerId' | 'scopes' | 'audiences'>): void {
+  requireCurrent(caller);
   if (isAdmin(caller)) return;
   requireView(caller, target);
   const missing = target.scopes.filter((s) => !caller.scopes.includes(s));
   if (missing.length > 0) {
     throw new RotorError('permission_denied', `caller lacks scopes of the target token: ${missing.join(' ')}`);
   }
+  const outside = audiencesOutside(caller, target.audiences);
+  if (outside.length > 0) {
+    throw new RotorError('permission_denied', `caller lacks audiences of the target token: ${outside.join(' ')}`);
+  }
 }
 
 /** Rotation by id: manage rights, and a non-admin needs `rotor:rotate` as for self-rotation. */
-export function requireRotateById(caller: Principal, target: Pick<TokenRecord, 'ownerId' | 'scopes'>): void {
+export function requireRotateById(caller: Principal, target: Pick<TokenRecord, 'ownerId' | 'scopes' | 'audiences' | 'policy'>): void {
   requireManage(caller, target);
-  if (!isAdmin(caller) && !hasScope(caller.scopes, SCOPE_ROTATE)) {
+  if (isAdmin(caller)) return;
+  if (!hasScope(caller.scopes, SCOPE_ROTATE)) {
     throw new RotorError('permission_denied', `rotating a token needs the ${SCOPE_ROTATE} scope`);
   }
+  const looser = looserPolicy(caller, target.policy);
+  if (looser.length > 0) {
+    throw new RotorError('permission_denied', `the target token's policy is looser than the caller's: ${looser.join(', ')}`);
+  }
+}
+
+/**
+ * The successor expiry of a rotation by id: the caller receives the successor's secret, so a
+ * non-admin never gets one that outlives itself (as with creation). A requested later expiry is
+ * refused; a computed one is capped.
+ */
+export function successorExpiryFor(caller: Principal, expiresAt: number, requested: boolean): number {
+  if (isAdmin(caller) || expiresAt <= caller.expiresAt) return expiresAt;
+  if (requested) {
+    throw new RotorError('invalid_argument', 'expires_at must not be later than the expiry of the calling token', { field: 'expires_at' });
+  }
+  return caller.expiresAt;
 }
 
 /** RFC 7662 callers: `rotor:introspect` or `rotor:admin` for any token, anyone for itself. */
@@ -62,19 +107,18 @@ export interface CreationRequest {
  * no later than itself, and with a policy no looser than its own. Admins are not limited.
  */
 export function checkCreation(caller: Principal, req: CreationRequest): void {
+  requireCurrent(caller);
   if (isAdmin(caller)) return;
   requireView(caller, req);
   narrowScopes(caller.scopes, req.scopes);
-  if (caller.audiences.length > 0) {
-    const outside = req.audiences.length === 0 ? ['(unrestricted)'] : req.audiences.filter((a) => !caller.audiences.includes(a));
-    if (outside.length > 0) throw new RotorError('invalid_target', `audiences exceed the caller's: ${outside.join(' ')}`);
-  }
+  const outside = audiencesOutside(caller, req.audiences);
+  if (outside.length > 0) throw new RotorError('invalid_target', `audiences exceed the caller's: ${outside.join(' ')}`);
   if (req.expiresAt > caller.expiresAt) {
     throw new RotorError('invalid_argument', 'expires_at must not be later than the expiry of the calling token', { field: 'expires_at' });
   }
-  const looser = (Object.keys(req.policy) as (keyof TokenPolicy)[]).filter((k) => k !== 'defaultLifetimeSeconds' && req.policy[k] > caller.policy[k]);
+  const looser = looserPolicy(caller, req.policy);
   if (looser.length > 0) {
-    throw new RotorError('invalid_argument', `policy must not be looser than the calling token's: ${looser.map(snake).join(', ')}`, { field: 'policy' });
+    throw new RotorError('invalid_argument', `policy must not be looser than the calling token's: ${looser.join(', ')}`, { field: 'policy' });
   }
 }
 

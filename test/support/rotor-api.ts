@@ -26,6 +26,7 @@ import {
 } from '../../src/gen/rotor/v1/token_service_pb.js';
 import { connectClient } from './connect-client.js';
 import { grpcClient } from './grpc-client.js';
+import { redactSecrets } from '../../src/runtime/logger.js';
 import type { TestServer } from './server.js';
 
 /**
@@ -134,9 +135,10 @@ export async function failure(p: Promise<unknown>): Promise<RpcFailure> {
     if (e instanceof RpcFailure) return e;
     throw e;
   }
-  throw new Error(`expected the call to fail, but it returned ${JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}`);
+  // The response may carry a fresh secret: mask it before it reaches the test output.
+  const shown = redactSecrets(JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)));
+  throw new Error(`expected the call to fail, but it returned ${shown}`);
 }
-
 
 /** A fresh, unguessable idempotency key (16-128 chars of [A-Za-z0-9_-]). */
 export function newKey(): string {
