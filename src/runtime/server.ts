@@ -15,7 +15,7 @@ export interface RunningRotor {
   httpPort: number;
   app: AppContext;
   store: KnexStore;
-  close(): Promise<void>;
+  close(graceMs?: number): Promise<void>;
 }
 
 /** Builds the application context (storage, keys, clock, randomness) from configuration. */
@@ -68,14 +68,25 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
     httpPort,
     app,
     store: app.store,
-    async close() {
-      await Promise.all([
-        new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve())),
-        new Promise<void>((resolve) => {
-          httpServer.close(() => resolve());
+    /**
+     * Stops accepting calls, lets calls in flight finish for up to `graceMs`, then cuts what is
+     * left, and closes the database.
+     */
+    async close(graceMs = 5000) {
+      const grpcDone = new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
+      const httpDone = new Promise<void>((resolve) => httpServer.close(() => resolve()));
+      httpServer.closeIdleConnections();
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<void>((resolve) => {
+        timer = setTimeout(() => {
+          grpcServer.forceShutdown();
           httpServer.closeAllConnections();
-        }),
-      ]);
+          resolve();
+        }, graceMs);
+      });
+      await Promise.race([Promise.all([grpcDone, httpDone]), deadline]);
+      clearTimeout(timer);
+      await Promise.all([grpcDone, httpDone]);
       await app.store.close();
     },
   };
