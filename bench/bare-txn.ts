@@ -11,42 +11,17 @@ import { join } from 'node:path';
 import type { Knex } from 'knex';
 import { mintSuccessor, mintToken } from '../src/domain/new-token.js';
 import { DEFAULT_LIMITS, resolvePolicy } from '../src/domain/policy.js';
-import type { TokenRecord } from '../src/domain/token.js';
 import { createTokenKeys } from '../src/domain/token-keys.js';
 import { migrate, openDatabase } from '../src/store/database.js';
-import { KnexTokenRepository } from '../src/store/token-repository.js';
+import { KnexTokenRepository, toRow, type TokenRow } from '../src/store/token-repository.js';
 import { closedLoop, summarize, type ScenarioResult } from './stats.js';
 
-/** The `tokens` row as src/store/token-repository.ts writes it. */
-function rowOf(t: TokenRecord): Record<string, unknown> {
-  return {
-    id: t.id,
-    family_id: t.familyId,
-    previous_id: t.previousId,
-    successor_id: t.successorId,
-    kind: t.kind,
-    owner_id: t.ownerId,
-    name: t.name,
-    description: t.description,
-    scopes: JSON.stringify(t.scopes),
-    audiences: JSON.stringify(t.audiences),
-    policy: JSON.stringify(t.policy),
-    created_at: t.createdAt,
-    expires_at: t.expiresAt,
-    last_used_at: t.lastUsedAt,
-    revoked_at: t.revokedAt,
-    revoke_reason: t.revokeReason,
-    secret_digest: t.secretDigest,
-    display_prefix: t.displayPrefix,
-    rotation_key_digest: t.rotationKeyDigest,
-  };
-}
 
 /** Everything one rotation iteration writes, prepared before timing starts. */
 interface Iteration {
   digest: string;
   currentId: string;
-  successorRow: Record<string, unknown>;
+  successorRow: TokenRow;
   eventRows: Record<string, unknown>[];
 }
 
@@ -105,7 +80,7 @@ async function seed(knex: Knex, rotations: number): Promise<BareBaseline> {
       iterations.push({
         digest: current.secretDigest,
         currentId: current.id,
-        successorRow: rowOf(successor),
+        successorRow: toRow(successor),
         eventRows: [event('rotated', current.id, successor.id), event('created', successor.id, null)],
       });
     }

@@ -1,42 +1,22 @@
-import { create, fromBinary, toBinary, type DescMessage, type DescService, type MessageInitShape } from '@bufbuild/protobuf';
+import { create, toBinary, type DescMessage, type DescService, type MessageInitShape } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
+import { grpcClient } from '../test/support/grpc-client.js';
 
-/** A plain grpc-js client for one Rotor service, built from the generated descriptor. */
+/** A plain grpc-js client for one Rotor service, untyped for the load loops. */
 export interface BenchClient {
   /** Calls a unary method by its local name (e.g. `introspectToken`); rejects with a grpc.ServiceError. */
   call(method: string, request: unknown, token?: string): Promise<unknown>;
   close(): void;
 }
 
-/** Creates a grpc-js client for `service` at `address` (no Connect code on the client side). */
+/** The tests' grpc-js client (no Connect code on the client side), with the bench's call shape. */
 export function benchClient(service: DescService, address: string): BenchClient {
-  const definition: grpc.ServiceDefinition = Object.fromEntries(
-    service.methods.map((m) => [
-      m.localName,
-      {
-        path: `/${service.typeName}/${m.name}`,
-        requestStream: false,
-        responseStream: false,
-        requestSerialize: (msg: unknown) => Buffer.from(toBinary(m.input, create(m.input, msg as never))),
-        requestDeserialize: (b: Buffer) => fromBinary(m.input, b),
-        responseSerialize: (msg: unknown) => Buffer.from(toBinary(m.output, msg as never)),
-        responseDeserialize: (b: Buffer) => fromBinary(m.output, b),
-      },
-    ]),
-  );
-  const Ctor = grpc.makeGenericClientConstructor(definition, service.typeName);
-  const client = new Ctor(address, grpc.credentials.createInsecure()) as unknown as grpc.Client &
-    Record<string, (req: unknown, md: grpc.Metadata, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void>;
+  const client = grpcClient(service, address) as unknown as {
+    call(method: string, request: unknown, opts: { token?: string }): Promise<unknown>;
+    close(): void;
+  };
   return {
-    call(method, request, token) {
-      const fn = client[method];
-      if (!fn) return Promise.reject(new Error(`no method ${method} on ${service.typeName}`));
-      const md = new grpc.Metadata();
-      if (token !== undefined) md.set('authorization', `Bearer ${token}`);
-      return new Promise((resolve, reject) => {
-        fn.call(client, request, md, (err, res) => (err ? reject(err) : resolve(res)));
-      });
-    },
+    call: (method, request, token) => client.call(method, request, token === undefined ? {} : { token }),
     close: () => client.close(),
   };
 }

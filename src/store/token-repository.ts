@@ -5,7 +5,7 @@ import type { RevokeReason, TokenRecord } from '../domain/token.js';
 import { isTokenKind } from '../domain/token-kind.js';
 
 /** The `tokens` table row (snake_case, as stored). */
-interface TokenRow {
+export interface TokenRow {
   id: string;
   family_id: string;
   previous_id: string | null;
@@ -61,7 +61,8 @@ function toRecord(row: TokenRow): TokenRecord {
   };
 }
 
-function toRow(t: TokenRecord): TokenRow {
+/** The row the repository writes for a record (also used by the bench's bare baseline). */
+export function toRow(t: TokenRecord): TokenRow {
   return {
     id: t.id,
     family_id: t.familyId,
