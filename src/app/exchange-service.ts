@@ -28,9 +28,6 @@ export async function exchangeToken(app: AppContext, params: ExchangeParams, pee
   if (req.requestedTokenType !== TOKEN_TYPE_ACCESS_TOKEN) {
     throw new RotorError('unsupported_token_type', `requested_token_type must be ${TOKEN_TYPE_ACCESS_TOKEN}`);
   }
-  if (req.actorToken !== undefined) {
-    throw new RotorError('invalid_argument', 'actor_token is not accepted: this token has no workload binding', { field: 'actor_token' });
-  }
   const minted = await rotate(
     app,
     { mode: 'presented', secret: req.subjectToken },
@@ -40,6 +37,7 @@ export async function exchangeToken(app: AppContext, params: ExchangeParams, pee
       audiences: [...req.audience, ...req.resource.filter((r) => !req.audience.includes(r))],
       expiresAt: undefined,
       peer,
+      actorTokenPresented: req.actorToken !== undefined,
     },
   );
   return {

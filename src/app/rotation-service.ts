@@ -27,6 +27,8 @@ export interface RotationOptions {
   audiences: readonly string[];
   expiresAt: number | undefined;
   peer: string | null;
+  /** The request carried an RFC 8693 `actor_token` (DESIGN.md rule 4). */
+  actorTokenPresented?: boolean;
 }
 
 /** Thrown inside the transaction when the compare-and-set loses; the transaction rolls back. */
@@ -121,6 +123,7 @@ function decide(req: Prepared, current: TokenRecord, successor: TokenRecord | un
     idempotencyKeyDigest: req.keyDigest,
     scopes: req.scopes,
     expiresAt: req.opts.expiresAt,
+    actorTokenPresented: req.opts.actorTokenPresented,
     now,
     limits: app.limits,
   });

@@ -19,6 +19,8 @@ export interface RotationInput {
   scopes: readonly string[];
   /** Requested successor expiry (ms), if any. */
   expiresAt: number | undefined;
+  /** Whether the request carried an RFC 8693 `actor_token` (rule 4). */
+  actorTokenPresented?: boolean;
   now: number;
   limits: PolicyLimits;
 }
@@ -33,9 +35,9 @@ export type RotationDecision =
   | { type: 'reuse' };
 
 /**
- * DESIGN.md rotation rules 2, 3, 5 and 7 as one pure decision. Rule 1 (parse, checksum, lookup)
- * happens before, rule 4 (workload binding) belongs to the identity layer, rule 6 (the
- * compare-and-set) to the transaction that acts on the decision.
+ * DESIGN.md rotation rules 2, 3, 4, 5 and 7 as one pure decision. Rule 1 (parse, checksum,
+ * lookup) happens before; rule 6 (the compare-and-set) belongs to the transaction that acts on the
+ * decision. Rule 4 covers unbound tokens only until bound tokens exist (issue 3).
  */
 export function decideRotation(input: RotationInput): RotationDecision {
   const { current, now } = input;
@@ -50,6 +52,12 @@ export function decideRotation(input: RotationInput): RotationDecision {
       throw new RotorError('not_rotatable', `token ${current.id} has ${state === 'revoked' ? 'been revoked' : 'expired'} and cannot be rotated`);
     }
     throw state === 'revoked' ? new RotorError('token_revoked', 'token has been revoked') : new RotorError('token_expired', 'token has expired');
+  }
+  // Rule 4: a workload binding needs a verified actor JWT. No token carries a binding yet (bound
+  // tokens arrive with workload identity, issue 3), so an actor token can prove nothing here and
+  // is refused rather than ignored.
+  if (input.actorTokenPresented === true) {
+    throw new RotorError('invalid_argument', 'actor_token is not accepted: this token has no workload binding', { field: 'actor_token' });
   }
   if (input.mode === 'presented' && !hasScope(current.scopes, SCOPE_ROTATE)) {
     throw new RotorError('permission_denied', `token lacks the ${SCOPE_ROTATE} scope needed to rotate itself`);

@@ -286,7 +286,20 @@ describe('rule 3: an already rotated token (replay, reuse grace, reuse)', () => 
 });
 
 describe('rule 4: workload binding', () => {
-  it.todo('a bound token needs a verified actor JWT whose claims match the binding, or the rotation is refused');
+  it('rotates a token without a binding when no actor token is presented', () => {
+    expect(decideRotation(input({ actorTokenPresented: false })).type).toBe('rotate');
+  });
+
+  it('refuses an actor token for a token without a binding instead of ignoring it', () => {
+    expectRotorError(() => decideRotation(input({ actorTokenPresented: true })), 'invalid_argument', 'actor_token is not accepted: this token has no workload binding');
+  });
+
+  it('checks rule 3 first: a superseded token presented with an actor token is still reuse', () => {
+    const { req } = supersededInput({ now: NOW + DAY });
+    expect(decideRotation({ ...req, actorTokenPresented: true })).toEqual({ type: 'reuse' });
+  });
+
+  it.todo('a bound token needs a verified actor JWT whose claims match the binding, or the rotation is refused (issue 3)');
 });
 
 describe('rule 5: successor scopes and expiry', () => {

@@ -397,8 +397,9 @@ describe.each<Wire>(['grpc', 'connect'])('rotation rules over %s', (wire) => {
 
   // -------------------------------------------------------------------------------------------
   describe('rule 4: workload binding → verify the actor JWT or refuse', () => {
-    it.todo('a bound token rotates only with an actor_token JWT from the trusted issuer whose claims match the binding');
-    it.todo('a bound token without an actor_token, or with a JWT that fails verification (iss, aud, exp, sub pattern, jti replay), is refused');
+    // Bound tokens arrive with workload identity (issue 3); until then no token has a binding.
+    it.todo('a bound token rotates only with an actor_token JWT from the trusted issuer whose claims match the binding (issue 3)');
+    it.todo('a bound token without an actor_token, or with a JWT that fails verification (iss, aud, exp, sub pattern, jti replay), is refused (issue 3)');
 
     it('an unbound token refuses an actor_token instead of ignoring it', async () => {
       const c = await newToken();
@@ -406,6 +407,16 @@ describe.each<Wire>(['grpc', 'connect'])('rotation rules over %s', (wire) => {
       expect(f.code).toBe(Code.InvalidArgument);
       expect(f.rawMessage).toBe('actor_token is not accepted: this token has no workload binding');
       expect((await get(c.id)).state).toBe(TokenState.ACTIVE);
+    });
+
+    it('rule 3 comes first: a superseded token presented with an actor_token after the grace is reuse', async () => {
+      const c = await newToken();
+      await exchange(c.secret);
+      s.clock.advance(DEFAULT_GRACE_MS + 1000);
+      const f = await failure(exchange(c.secret, { actorToken: 'eyJhbGciOiJub25lIn0.e30.', actorTokenType: 'urn:ietf:params:oauth:token-type:jwt' }));
+      expect(f.code).toBe(Code.PermissionDenied);
+      expect(f.rawMessage).toBe(MSG_REUSE);
+      expect((await get(c.id)).state).toBe(TokenState.REVOKED);
     });
   });
 
