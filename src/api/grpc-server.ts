@@ -3,6 +3,7 @@ import { Code, ConnectError, createContextValues, type HandlerContext } from '@c
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../app/context.js';
 import { callMetaKey } from './call-meta.js';
+import { toConnectError } from './connect-errors.js';
 import type { MountedService } from './services.js';
 
 /** Largest request accepted on the gRPC port; Rotor messages are small. */
@@ -100,8 +101,8 @@ function unaryHandler(mounted: MountedService, method: DescMethod, log: Logger):
         },
         (err: unknown) => {
           ctx.settle();
-          const ce = ConnectError.from(err);
-          if (ce.code === Code.Internal && !(err instanceof ConnectError)) log.error('unmapped error on gRPC port', { method: method.name });
+          // Handlers already map their errors; anything else still leaves through the one mapping.
+          const ce = toConnectError(err, log, `${mounted.service.typeName}/${method.name}`);
           const md = new grpc.Metadata();
           ce.metadata.forEach((v, k) => md.set(k, v));
           callback({ code: ce.code as number as grpc.status, details: ce.rawMessage, metadata: md });

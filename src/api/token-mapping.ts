@@ -13,14 +13,16 @@ import {
   type TokenPolicy as PbPolicy,
 } from '../gen/rotor/v1/token_pb.js';
 
-const KIND_TO_PB: Record<TokenKind, PbKind> = {
+/** Domain kind names ↔ the proto enum; the CLI prints and parses the same names. */
+export const KIND_TO_PB: Readonly<Record<TokenKind, PbKind>> = {
   personal: PbKind.PERSONAL,
   project: PbKind.PROJECT,
   group: PbKind.GROUP,
   service_account: PbKind.SERVICE_ACCOUNT,
 };
 
-const STATE_TO_PB: Record<TokenState, PbState> = {
+/** Domain state names ↔ the proto enum. */
+export const STATE_TO_PB: Readonly<Record<TokenState, PbState>> = {
   active: PbState.ACTIVE,
   rotated: PbState.ROTATED,
   revoked: PbState.REVOKED,

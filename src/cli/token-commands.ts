@@ -1,5 +1,6 @@
 import { timestampDate, timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { parseArgs } from 'node:util';
+import { KIND_TO_PB, STATE_TO_PB } from '../api/token-mapping.js';
 import { TokenKind, TokenState, type Token } from '../gen/rotor/v1/token_pb.js';
 import { tokenClient } from './client.js';
 import { parseDuration } from './duration.js';
@@ -7,20 +8,15 @@ import { parseDuration } from './duration.js';
 /** A usage mistake; the CLI prints it with the usage text and exits 2. */
 export class UsageError extends Error {}
 
-const KINDS: Record<string, TokenKind> = {
-  personal: TokenKind.PERSONAL,
-  project: TokenKind.PROJECT,
-  group: TokenKind.GROUP,
-  service_account: TokenKind.SERVICE_ACCOUNT,
-};
-const STATES: Record<string, TokenState> = {
-  active: TokenState.ACTIVE,
-  rotated: TokenState.ROTATED,
-  revoked: TokenState.REVOKED,
-  expired: TokenState.EXPIRED,
-};
+const KINDS: Readonly<Record<string, TokenKind>> = KIND_TO_PB;
+const STATES: Readonly<Record<string, TokenState>> = STATE_TO_PB;
 
-function name<T extends number>(table: Record<string, T>, value: T): string {
+/** The enum value for a name given on the command line; own keys only (`--kind constructor` is no kind). */
+function lookup<T extends number>(table: Readonly<Record<string, T>>, key: string): T | undefined {
+  return Object.hasOwn(table, key) ? table[key] : undefined;
+}
+
+function name<T extends number>(table: Readonly<Record<string, T>>, value: T): string {
   return Object.keys(table).find((k) => table[k] === value) ?? 'unspecified';
 }
 
@@ -102,7 +98,7 @@ export async function tokenCommand(args: string[], env: NodeJS.ProcessEnv): Prom
   const client = tokenClient(values.server, env.ROTOR_TOKEN);
   switch (sub) {
     case 'create': {
-      const kind = KINDS[values.kind ?? 'personal'];
+      const kind = lookup(KINDS, values.kind ?? 'personal');
       if (kind === undefined) throw new UsageError(`--kind must be one of ${Object.keys(KINDS).join(', ')}`);
       if (!values.owner || !values.name) throw new UsageError('--owner and --name are required');
       const res = await client.createToken({
@@ -124,9 +120,9 @@ export async function tokenCommand(args: string[], env: NodeJS.ProcessEnv): Prom
       return;
     }
     case 'list': {
-      const state = values.state === undefined ? TokenState.UNSPECIFIED : STATES[values.state];
+      const state = values.state === undefined ? TokenState.UNSPECIFIED : lookup(STATES, values.state);
       if (state === undefined) throw new UsageError(`--state must be one of ${Object.keys(STATES).join(', ')}`);
-      const kind = values.kind === undefined ? TokenKind.UNSPECIFIED : KINDS[values.kind];
+      const kind = values.kind === undefined ? TokenKind.UNSPECIFIED : lookup(KINDS, values.kind);
       if (kind === undefined) throw new UsageError(`--kind must be one of ${Object.keys(KINDS).join(', ')}`);
       const res = await client.listTokens({
         ownerId: values.owner ?? '',

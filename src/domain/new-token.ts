@@ -1,8 +1,6 @@
 import { uniformBase62 } from './base62.js';
 import type { RandomSource } from './ports.js';
-import type { TokenPolicy } from './policy.js';
 import { displayPrefix, formatSecret } from './token-secret.js';
-import type { TokenKind } from './token-kind.js';
 import type { TokenRecord } from './token.js';
 import type { TokenKeys } from './token-keys.js';
 
@@ -15,16 +13,7 @@ export function newId(prefix: 'tok' | 'fam', random: RandomSource): string {
 }
 
 /** The attributes a caller chooses for a new token. */
-export interface NewTokenSpec {
-  kind: TokenKind;
-  ownerId: string;
-  name: string;
-  description: string;
-  scopes: string[];
-  audiences: string[];
-  policy: TokenPolicy;
-  expiresAt: number;
-}
+export type NewTokenSpec = Pick<TokenRecord, 'kind' | 'ownerId' | 'name' | 'description' | 'scopes' | 'audiences' | 'policy' | 'expiresAt'>;
 
 /** A minted token: the record to store and the plaintext to show exactly once. */
 export interface MintedToken {

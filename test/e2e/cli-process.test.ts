@@ -48,6 +48,14 @@ describe('rotor CLI, serve process, buf curl, and no secret at rest or in logs',
     expect(again.stderr).toContain('an active admin token already exists');
   });
 
+  it('refuses an unknown --kind or --state with exit code 2, including inherited object keys', async () => {
+    for (const args of [['create', '--kind', 'constructor', '--owner', 'a', '--name', 'b'], ['list', '--state', 'toString']]) {
+      const r = await runCli(['token', ...args, '--server', server], { ROTOR_TOKEN: admin });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/^rotor: --(kind|state) must be one of /);
+    }
+  });
+
   it('creates, rotates (idempotently), lists, gets and revokes tokens with the CLI', async () => {
     const created = await runCli(['token', 'create', '--server', server, '--kind', 'project', '--owner', 'proj-1', '--name', 'deploy', '--scope', 'rotor:rotate', '--scope', 'deploy', '--expires-in', '7d', '--json'], {
       ROTOR_TOKEN: admin,
