@@ -19,6 +19,8 @@ export function connectCodeOf(code: RotorErrorCode): Code {
       return Code.FailedPrecondition;
     case 'not_found':
       return Code.NotFound;
+    case 'revocation_unsupported':
+      return Code.FailedPrecondition;
     case 'invalid_argument':
     case 'invalid_scope':
     case 'invalid_target':

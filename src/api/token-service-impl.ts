@@ -5,6 +5,7 @@ import { rotateToken } from '../app/rotation-service.js';
 import { introspect } from '../app/introspection.js';
 import { revokeFamily, revokeToken } from '../app/revocation.js';
 import { createToken, getToken, listTokens } from '../app/token-service.js';
+import { TokenKind as TokenKindPb } from '../gen/rotor/v1/token_pb.js';
 import { TokenService } from '../gen/rotor/v1/token_service_pb.js';
 import { callMeta } from './call-meta.js';
 import { kindFromPb, kindToPb, msFromTimestamp, optionalKindFromPb, optionalStateFromPb, policyFromPb, tokenToPb } from './token-mapping.js';
@@ -79,12 +80,12 @@ export function tokenServiceImpl(app: AppContext): ServiceImpl<typeof TokenServi
         active: true,
         scope: t.scopes.join(' '),
         exp: BigInt(Math.floor(t.expiresAt / 1000)),
-        iat: BigInt(Math.floor(t.createdAt / 1000)),
-        sub: t.ownerId,
+        iat: BigInt(Math.floor(t.issuedAt / 1000)),
+        sub: t.sub,
         tokenType: 'Bearer',
-        tokenId: t.id,
+        tokenId: t.tokenId,
         familyId: t.familyId,
-        kind: kindToPb(t.kind),
+        kind: t.kind === undefined ? TokenKindPb.UNSPECIFIED : kindToPb(t.kind),
         ownerId: t.ownerId,
         aud: t.audiences,
       };

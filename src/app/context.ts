@@ -1,6 +1,7 @@
 import type { PolicyLimits } from '../domain/policy.js';
 import type { Clock, RandomSource } from '../domain/ports.js';
 import type { TokenKeys } from '../domain/token-keys.js';
+import type { JwtSettings } from './jwt-access-tokens.js';
 import type { Store } from './store-ports.js';
 
 /** Structured logging; fields must never carry a secret. */
@@ -18,6 +19,8 @@ export interface AppContext {
   now: Clock;
   random: RandomSource;
   log: Logger;
+  /** Issuer, lifetime and signing keys of JWT access tokens. */
+  jwt: JwtSettings;
 }
 
 /** Transport-neutral facts about a call: the bearer credential and the network peer. */

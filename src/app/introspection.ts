@@ -1,23 +1,45 @@
 import { mayIntrospectOthers } from '../domain/authorization.js';
 import { RotorError, isRotorError } from '../domain/errors.js';
 import { LIMITS } from '../domain/input-limits.js';
+import { looksLikeJwt } from '../domain/jwt-access-token.js';
 import { SCOPE_INTROSPECT } from '../domain/scopes.js';
 import { isUsable, type TokenRecord } from '../domain/token.js';
+import type { TokenKind } from '../domain/token-kind.js';
 import { digestsEqual } from '../domain/token-keys.js';
 import { findBySecret, successorForUse, type Caller } from './authenticate.js';
 import type { AppContext } from './context.js';
+import { jwtSourceStanding, verifyRotorJwt } from './jwt-access-tokens.js';
+
+/** What an active token is, in RFC 7662 §2.2 terms plus Rotor's ids. Times in milliseconds. */
+export interface ActiveToken {
+  scopes: string[];
+  expiresAt: number;
+  issuedAt: number;
+  sub: string;
+  audiences: string[];
+  /** The Rotor token: itself, or the one a JWT was issued from ('' when none). */
+  tokenId: string;
+  familyId: string;
+  kind: TokenKind | undefined;
+  ownerId: string;
+  /** Set for a JWT access token: its `iss`, `jti`, `client_id` and `act`. */
+  jwt?: { iss: string; jti: string; clientId: string; act?: { iss?: string; sub: string } };
+}
 
 /** RFC 7662 §2.2 introspection result, before transport encoding. */
-export type Introspection = { active: false } | { active: true; token: TokenRecord };
+export type Introspection = { active: false } | { active: true; token: ActiveToken };
+
+const denied = () => new RotorError('permission_denied', `introspecting another token needs the ${SCOPE_INTROSPECT} scope`);
 
 /**
- * RFC 7662 introspection. Callers holding `rotor:introspect` or `rotor:admin` may introspect any
- * token; others only their own. Anything not usable is `{active: false}` (§2.2).
+ * RFC 7662 introspection of a Rotor token or of a JWT access token Rotor issued. Callers holding
+ * `rotor:introspect` or `rotor:admin` may introspect any token; others only their own (for a
+ * JWT: one issued from the caller's token). Anything not usable is `{active: false}` (§2.2).
  */
 export async function introspect(app: AppContext, caller: Caller, secret: string): Promise<Introspection> {
   if (secret.length > LIMITS.tokenParameter) throw new RotorError('invalid_argument', 'token is too long', { field: 'token' });
+  if (looksLikeJwt(secret)) return introspectJwt(app, caller, secret);
   const privileged = mayIntrospectOthers(caller.token);
-  const denied = () => new RotorError('permission_denied', `introspecting another token needs the ${SCOPE_INTROSPECT} scope`);
   let token: TokenRecord | undefined;
   try {
     token = await findBySecret(app, secret);
@@ -30,5 +52,51 @@ export async function introspect(app: AppContext, caller: Caller, secret: string
   }
   if (!privileged && !(token && digestsEqual(token.secretDigest, caller.token.secretDigest))) throw denied();
   if (!token || !isUsable(token, app.now(), await successorForUse(app, token))) return { active: false };
-  return { active: true, token };
+  return {
+    active: true,
+    token: {
+      scopes: token.scopes,
+      expiresAt: token.expiresAt,
+      issuedAt: token.createdAt,
+      sub: token.ownerId,
+      audiences: token.audiences,
+      tokenId: token.id,
+      familyId: token.familyId,
+      kind: token.kind,
+      ownerId: token.ownerId,
+    },
+  };
+}
+
+/**
+ * A JWT access token is active while its signature verifies against a published key, it has not
+ * expired, and its source token stands (see jwtSourceStanding).
+ */
+async function introspectJwt(app: AppContext, caller: Caller, jwt: string): Promise<Introspection> {
+  const privileged = mayIntrospectOthers(caller.token);
+  const claims = await verifyRotorJwt(app, jwt);
+  if (!claims) {
+    if (!privileged) throw denied();
+    return { active: false };
+  }
+  if (!privileged && claims.token_id !== caller.token.id) throw denied();
+  const { standing, source } = await jwtSourceStanding(app, claims);
+  if (!standing) return { active: false };
+  const jwtInfo: NonNullable<ActiveToken['jwt']> = { iss: claims.iss, jti: claims.jti, clientId: claims.client_id };
+  if (claims.act) jwtInfo.act = claims.act;
+  return {
+    active: true,
+    token: {
+      scopes: claims.scope === undefined ? [] : claims.scope.split(' '),
+      expiresAt: claims.exp * 1000,
+      issuedAt: claims.iat * 1000,
+      sub: claims.sub,
+      audiences: typeof claims.aud === 'string' ? [claims.aud] : claims.aud,
+      tokenId: source?.id ?? '',
+      familyId: source?.familyId ?? '',
+      kind: source?.kind,
+      ownerId: source?.ownerId ?? '',
+      jwt: jwtInfo,
+    },
+  };
 }

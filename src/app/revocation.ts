@@ -1,6 +1,7 @@
 import { requireManage } from '../domain/authorization.js';
 import { RotorError, isRotorError } from '../domain/errors.js';
 import { requireId } from '../domain/input-limits.js';
+import { looksLikeJwt } from '../domain/jwt-access-token.js';
 import { isUsable, tokenState, type TokenRecord } from '../domain/token.js';
 import { findBySecret, successorForUse, type Caller } from './authenticate.js';
 import type { AppContext } from './context.js';
@@ -37,9 +38,16 @@ async function revokeRecord(app: AppContext, who: Who, token: TokenRecord): Prom
 
 /**
  * RFC 7009 §2: the holder revokes a token by presenting it. Possession is the authority; unknown
- * or malformed tokens are answered the same way as known ones (§2.2), so nothing leaks.
+ * or malformed tokens are answered the same way as known ones (§2.2), so nothing leaks. A JWT
+ * access token is refused with `unsupported_token_type` (§2.2.1): it cannot be revoked on its own.
  */
 export async function revokeBySecret(app: AppContext, secret: string, peer: string | null): Promise<void> {
+  if (looksLikeJwt(secret)) {
+    throw new RotorError(
+      'revocation_unsupported',
+      `JWT access tokens cannot be revoked; they expire within ${app.jwt.ttlSeconds} s of issue. Revoke the Rotor token they were issued from`,
+    );
+  }
   let token: TokenRecord | undefined;
   try {
     token = await findBySecret(app, secret);

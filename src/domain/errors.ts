@@ -17,6 +17,8 @@ export type RotorErrorCode =
   | 'unauthenticated'
   | 'permission_denied'
   | 'not_found'
+  /** RFC 7009 §2.2.1: the presented token's type cannot be revoked (JWT access tokens). */
+  | 'revocation_unsupported'
   | 'invalid_argument'
   /** Requested scopes are not a subset of the scopes held (RFC 6749 invalid_scope). */
   | 'invalid_scope'

@@ -19,7 +19,8 @@ export interface TokenKeys {
   successorBytes(seed: string, idempotencyKey: string): RandomSource;
 }
 
-function subkey(secret: Uint8Array, label: string): Buffer {
+/** A subkey of the server secret for one purpose, named by `label` (domain separation). */
+export function subkey(secret: Uint8Array, label: string): Buffer {
   return createHmac('sha256', secret).update(label).digest();
 }
 

@@ -32,6 +32,8 @@ export function oauthErrorOf(code: RotorErrorCode): OAuthError {
       return { error: 'invalid_target', status: 400 };
     case 'unsupported_grant_type':
       return { error: 'unsupported_grant_type', status: 400 };
+    case 'revocation_unsupported':
+      return { error: 'unsupported_token_type', status: 400 };
     case 'permission_denied':
       return { error: 'unauthorized_client', status: 400 };
     case 'unauthenticated':

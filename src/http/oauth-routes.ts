@@ -6,6 +6,7 @@ import { introspect } from '../app/introspection.js';
 import { revokeBySecret } from '../app/revocation.js';
 import { readForm } from './form-body.js';
 import { sendJson, sendOAuthError } from './oauth-errors.js';
+import { wellKnownRoutes } from './well-known-routes.js';
 
 type Route = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 
@@ -59,14 +60,13 @@ function introspectRoute(app: AppContext): Route {
       active: true,
       scope: t.scopes.join(' '),
       exp: Math.floor(t.expiresAt / 1000),
-      iat: Math.floor(t.createdAt / 1000),
-      sub: t.ownerId,
+      iat: Math.floor(t.issuedAt / 1000),
+      sub: t.sub,
       aud: t.audiences,
       token_type: 'Bearer',
-      token_id: t.id,
-      family_id: t.familyId,
-      kind: t.kind,
-      owner_id: t.ownerId,
+      ...(t.jwt && { iss: t.jwt.iss, jti: t.jwt.jti, client_id: t.jwt.clientId, ...(t.jwt.act && { act: t.jwt.act }) }),
+      ...(t.tokenId !== '' && { token_id: t.tokenId, family_id: t.familyId, owner_id: t.ownerId }),
+      ...(t.kind !== undefined && { kind: t.kind }),
     });
   };
 }
@@ -100,6 +100,7 @@ export function oauthRoutes(app: AppContext, ping: () => Promise<void>): Map<str
     ['/oauth/introspect', { method: 'POST', route: introspectRoute(app) }],
     ['/oauth/revoke', { method: 'POST', route: revokeRoute(app) }],
     ['/healthz', { method: 'GET', route: healthRoute(ping) }],
+    ...wellKnownRoutes(app),
   ]);
 }
 

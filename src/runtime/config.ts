@@ -18,6 +18,8 @@ export interface RotorConfig {
   logLevel: LogLevel;
   /** How long token rows may be served from the in-process cache (0 disables it). */
   tokenCacheTtlMs: number;
+  /** Signed JWT access tokens (docs/jwt-access-tokens.md). */
+  jwt: JwtConfig;
 }
 
 /** A configuration problem; the message names the variable. */
@@ -90,5 +92,49 @@ export function loadConfig(env: Env = process.env): RotorConfig {
   const grpcPort = port(env, 'ROTOR_GRPC_PORT', 50051);
   const httpPort = port(env, 'ROTOR_HTTP_PORT', 8080);
   const { secret, source } = loadSecret(env, dataDir);
-  return { host, grpcPort, httpPort, dataDir, databaseUrl, secret, secretSource: source, limits, logLevel, tokenCacheTtlMs };
+  const jwt = loadJwtConfig(env);
+  return { host, grpcPort, httpPort, dataDir, databaseUrl, secret, secretSource: source, limits, logLevel, tokenCacheTtlMs, jwt };
+}
+
+/** Settings of signed JWT access tokens (RFC 9068) and their signing keys. */
+export interface JwtConfig {
+  /** `ROTOR_ISSUER`, normalised without a trailing slash; unset: `http://<host>:<http port>` once bound. */
+  issuer: string | undefined;
+  accessTokenTtlSeconds: number;
+  keyRotationSeconds: number;
+  /** Algorithm of newly created signing keys. */
+  signingAlg: JwtSigningAlg;
+}
+
+export const JWT_SIGNING_ALGS = ['ES256', 'EdDSA'] as const;
+export type JwtSigningAlg = (typeof JWT_SIGNING_ALGS)[number];
+
+/**
+ * RFC 8414 §2: the issuer is a URL with no query or fragment (https in production; http is
+ * accepted for loopback and behind a TLS-terminating proxy).
+ */
+export function parseIssuer(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`ROTOR_ISSUER must be an absolute http(s) URL, got "${raw}"`);
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new ConfigError('ROTOR_ISSUER must use https (or http)');
+  if (url.search !== '' || url.hash !== '' || raw.includes('?') || raw.includes('#')) {
+    throw new ConfigError('ROTOR_ISSUER must not have a query or fragment (RFC 8414 §2)');
+  }
+  if (url.username !== '' || url.password !== '') throw new ConfigError('ROTOR_ISSUER must not contain credentials');
+  return url.href.replace(/\/+$/, '');
+}
+
+function loadJwtConfig(env: Env): JwtConfig {
+  const issuer = env.ROTOR_ISSUER ? parseIssuer(env.ROTOR_ISSUER) : undefined;
+  const accessTokenTtlSeconds = wholeNumber(env, 'ROTOR_JWT_ACCESS_TOKEN_TTL_SECONDS', 300, 86_400);
+  if (accessTokenTtlSeconds === 0) throw new ConfigError('ROTOR_JWT_ACCESS_TOKEN_TTL_SECONDS must be positive');
+  const keyRotationSeconds = wholeNumber(env, 'ROTOR_JWT_KEY_ROTATION_SECONDS', 7 * 86_400, 365 * 86_400);
+  if (keyRotationSeconds < 3600) throw new ConfigError('ROTOR_JWT_KEY_ROTATION_SECONDS must be at least 3600 (one hour)');
+  const signingAlg = (env.ROTOR_JWT_SIGNING_ALG || 'ES256') as JwtSigningAlg;
+  if (!JWT_SIGNING_ALGS.includes(signingAlg)) throw new ConfigError(`ROTOR_JWT_SIGNING_ALG must be one of ${JWT_SIGNING_ALGS.join(', ')}`);
+  return { issuer, accessTokenTtlSeconds, keyRotationSeconds, signingAlg };
 }

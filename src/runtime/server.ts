@@ -4,9 +4,13 @@ import type { AddressInfo } from 'node:net';
 import { bindGrpc, createGrpcServer } from '../api/grpc-server.js';
 import { rotorServices } from '../api/services.js';
 import type { AppContext, Logger } from '../app/context.js';
+import type { JwtSettings } from '../app/jwt-access-tokens.js';
+import { SigningKeyRing } from '../app/signing-key-ring.js';
+import { createSigningKeySeal } from '../domain/signing-key-seal.js';
 import { createTokenKeys } from '../domain/token-keys.js';
 import { createHttpServer } from '../http/http-server.js';
 import { openStore, type KnexStore } from '../store/knex-store.js';
+import { KnexSigningKeyRepository } from '../store/signing-key-repository.js';
 import type { RotorConfig } from './config.js';
 
 /** A running Rotor: both ports bound, storage open. */
@@ -21,14 +25,28 @@ export interface RunningRotor {
 /** Builds the application context (storage, keys, clock, randomness) from configuration. */
 export async function createApp(config: RotorConfig, log: Logger, now: () => number = Date.now): Promise<AppContext & { store: KnexStore }> {
   const store = await openStore({ url: config.databaseUrl }, { ttlMs: config.tokenCacheTtlMs, maxEntries: 10_000 });
+  const random = (n: number) => new Uint8Array(randomBytes(n));
   return {
     store,
     keys: createTokenKeys(config.secret),
     limits: config.limits,
     now,
-    random: (n) => new Uint8Array(randomBytes(n)),
+    random,
     log,
+    jwt: createJwtSettings(config, store, random, log),
   };
+}
+
+/** JWT access token settings; the issuer defaults to the HTTP address (finalised by startRotor). */
+function createJwtSettings(config: RotorConfig, store: KnexStore, random: (n: number) => Uint8Array, log: Logger): JwtSettings {
+  const schedule = { rotationMs: config.jwt.keyRotationSeconds * 1000, ttlMs: config.jwt.accessTokenTtlSeconds * 1000 };
+  const keyRing = new SigningKeyRing(new KnexSigningKeyRepository(store.knex), createSigningKeySeal(config.secret), schedule, config.jwt.signingAlg, random, log);
+  return { issuer: config.jwt.issuer ?? defaultIssuer(config.host, config.httpPort), ttlSeconds: config.jwt.accessTokenTtlSeconds, keyRing };
+}
+
+/** `http://<host>:<port>`, the issuer when `ROTOR_ISSUER` is unset. */
+function defaultIssuer(host: string, port: number): string {
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
 /** The composition root: opens storage, mounts the handlers on the gRPC and HTTP ports. */
@@ -56,12 +74,17 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
     throw e;
   }
   const httpPort = (httpServer.address() as AddressInfo).port;
+  if (config.jwt.issuer === undefined) {
+    app.jwt.issuer = defaultIssuer(config.host, httpPort);
+    if (config.host === '0.0.0.0' || config.host === '::') log.warn('set ROTOR_ISSUER: the default JWT issuer names a wildcard address', { issuer: app.jwt.issuer });
+  }
   log.info('rotor listening', {
     host: config.host,
     grpc_port: grpcPort,
     http_port: httpPort,
     database: app.store.engine,
     secret_source: config.secretSource,
+    issuer: app.jwt.issuer,
   });
   return {
     grpcPort,

@@ -1,0 +1,137 @@
+import { decodeProtectedHeader, errors as joseErrors, jwtVerify, SignJWT } from 'jose';
+import { RotorError } from '../domain/errors.js';
+import { LIMITS } from '../domain/input-limits.js';
+import {
+  JWT_ACCESS_TOKEN_TYP,
+  accessTokenClaims,
+  identityForRotorToken,
+  newJwtId,
+  type AccessTokenClaims,
+  type AccessTokenIdentity,
+} from '../domain/jwt-access-token.js';
+import { assertUsable, usableUntil, type TokenRecord } from '../domain/token.js';
+import { findBySecret, successorForUse } from './authenticate.js';
+import type { AppContext } from './context.js';
+import type { SigningKeyRing } from './signing-key-ring.js';
+
+/** What the app needs to issue and check JWT access tokens. */
+export interface JwtSettings {
+  /**
+   * RFC 8414 issuer (`iss`), without a trailing slash. Set once at start: from `ROTOR_ISSUER`,
+   * else from the HTTP port once it is bound.
+   */
+  issuer: string;
+  /** Lifetime of a JWT access token (`ROTOR_JWT_ACCESS_TOKEN_TTL_SECONDS`). */
+  ttlSeconds: number;
+  keyRing: SigningKeyRing;
+}
+
+/** A signed JWT access token and the claims in it. */
+export interface MintedJwt {
+  jwt: string;
+  claims: AccessTokenClaims;
+  kid: string;
+}
+
+/**
+ * Signs a JWT access token for `identity` (RFC 9068 profile: header `typ: at+jwt` and `kid`;
+ * claims iss, sub, aud, exp, iat, jti, client_id, scope, act, token_id, family_id). Every path
+ * that issues a JWT (exchange of a Rotor token, workload federation) goes through here.
+ */
+export async function mintAccessToken(app: AppContext, identity: AccessTokenIdentity): Promise<MintedJwt> {
+  const now = app.now();
+  const claims = accessTokenClaims(identity, app.jwt.issuer, now, app.jwt.ttlSeconds, newJwtId(app.random));
+  const { meta, privateKey } = await app.jwt.keyRing.signingKey(now);
+  const jwt = await new SignJWT({ ...claims }).setProtectedHeader({ alg: meta.alg, typ: JWT_ACCESS_TOKEN_TYP, kid: meta.kid }).sign(privateKey);
+  if (jwt.length > LIMITS.tokenParameter) {
+    throw new RotorError('invalid_argument', `the JWT would be longer than ${LIMITS.tokenParameter} characters; request fewer scopes or audiences`);
+  }
+  await app.jwt.keyRing.signed(meta, claims.exp * 1000);
+  return { jwt, claims, kid: meta.kid };
+}
+
+/**
+ * RFC 8693 exchange of a usable Rotor access token for a JWT access token. The subject is not
+ * rotated; it needs no particular scope (the JWT is narrower and shorter-lived than the token
+ * itself). An `actor_token` is refused: nothing would verify it on this path yet.
+ */
+export async function issueJwtForRotorToken(
+  app: AppContext,
+  req: { subjectToken: string; scopes: readonly string[]; audiences: readonly string[]; actorToken: string | undefined },
+  peer: string | null,
+): Promise<MintedJwt> {
+  const token = await findBySecret(app, req.subjectToken);
+  if (!token) throw new RotorError('invalid_token', 'token is unknown');
+  const successor = await successorForUse(app, token);
+  const now = app.now();
+  assertUsable(token, now, successor);
+  if (req.actorToken !== undefined) {
+    throw new RotorError('invalid_argument', 'actor_token is not accepted when requesting a JWT access token', { field: 'actor_token' });
+  }
+  const minted = await mintAccessToken(app, identityForRotorToken(token, usableUntil(token, successor), req));
+  void app.store.tokens.touchLastUsed(token, now).catch((e: unknown) => {
+    app.log.warn('could not record last use', { token_id: token.id, error: String(e) });
+  });
+  app.log.info('issued JWT access token', { jti: minted.claims.jti, kid: minted.kid, token_id: token.id, exp: minted.claims.exp, peer });
+  return minted;
+}
+
+/** The claims of a JWT access token that Rotor issued, and the Rotor token it came from. */
+export interface VerifiedJwt {
+  claims: AccessTokenClaims;
+  source: TokenRecord | undefined;
+}
+
+/**
+ * Verifies a JWT access token Rotor issued: a published key by `kid`, its own algorithm only,
+ * `typ: at+jwt`, our issuer, not expired at the app clock (no skew: the clock is our own).
+ * Undefined when any check fails.
+ */
+export async function verifyRotorJwt(app: AppContext, jwt: string): Promise<AccessTokenClaims | undefined> {
+  const now = app.now();
+  let kid: string | undefined;
+  try {
+    kid = decodeProtectedHeader(jwt).kid;
+  } catch {
+    return undefined;
+  }
+  if (typeof kid !== 'string' || kid.length === 0 || kid.length > 64) return undefined;
+  const found = await app.jwt.keyRing.verificationKey(kid, now);
+  if (!found) return undefined;
+  try {
+    const { payload } = await jwtVerify(jwt, found.key, {
+      issuer: app.jwt.issuer,
+      typ: JWT_ACCESS_TOKEN_TYP,
+      algorithms: [found.meta.alg],
+      currentDate: new Date(now),
+      requiredClaims: ['sub', 'aud', 'exp', 'iat', 'jti', 'client_id'],
+    });
+    return payload as unknown as AccessTokenClaims;
+  } catch (e) {
+    if (e instanceof joseErrors.JOSEError) return undefined;
+    throw e;
+  }
+}
+
+/** Longest successor chain followed when checking a JWT's source (fails closed beyond it). */
+const MAX_CHAIN = 64;
+
+/**
+ * The source token of a verified JWT, and whether the JWT still stands: it does not once its
+ * source token, or any token its source was rotated into, has been revoked for a reason other
+ * than rotation (RevokeToken, RevokeFamily, reuse detection). Ordinary rotation of the source
+ * does not end the JWT. A JWT without a source (federation) stands until `exp`.
+ */
+export async function jwtSourceStanding(app: AppContext, claims: AccessTokenClaims): Promise<{ standing: boolean; source: TokenRecord | undefined }> {
+  if (claims.token_id === undefined) return { standing: true, source: undefined };
+  const source = await app.store.tokens.findById(claims.token_id);
+  if (!source) return { standing: false, source: undefined };
+  let t: TokenRecord | undefined = source;
+  for (let i = 0; t; i++) {
+    if (i >= MAX_CHAIN) return { standing: false, source };
+    if (t.revokedAt !== null && t.revokeReason !== 'rotated') return { standing: false, source };
+    if (t.revokeReason !== 'rotated' || t.successorId === null) break;
+    t = await app.store.tokens.findById(t.successorId);
+  }
+  return { standing: true, source };
+}
