@@ -7,9 +7,12 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 /** Anything shaped like a Rotor secret is masked before a line is written, as a last guard. */
 const SECRET_SHAPE = /rtr_(pat|prj|grp|sa)_[0-9A-Za-z]{8,}/g;
 
-/** Masks every Rotor secret in a string, keeping only its kind prefix. */
+/** A signed JWT (header and payload are JSON objects, so both start `eyJ`). */
+const JWT_SHAPE = /eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+/g;
+
+/** Masks every Rotor secret (keeping its kind prefix) and every signed JWT in a string. */
 export function redactSecrets(text: string): string {
-  return text.replace(SECRET_SHAPE, (_m, kind: string) => `rtr_${kind}_[redacted]`);
+  return text.replace(SECRET_SHAPE, (_m, kind: string) => `rtr_${kind}_[redacted]`).replace(JWT_SHAPE, '[redacted JWT]');
 }
 
 /**

@@ -12,6 +12,14 @@ describe('logger', () => {
     expect(redactSecrets(`a ${SECRET} b`)).toBe('a rtr_pat_[redacted] b');
   });
 
+  it('masks signed JWTs by default', () => {
+    const jwt = 'eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCJ9.eyJzdWIiOiJ3ZWIiLCJzY29wZSI6InJlYWQifQ.' + 'S'.repeat(86);
+    const lines: string[] = [];
+    createLogger('info', (l) => void lines.push(l)).info('oops', { token: jwt });
+    expect(lines.join('')).not.toContain(jwt.split('.')[1]);
+    expect(redactSecrets(`Bearer ${jwt}!`)).toBe('Bearer [redacted JWT]!');
+  });
+
   it('writes raw lines when redaction is off (tests use this so their leak checks can fail)', () => {
     const lines: string[] = [];
     createLogger('info', (l) => void lines.push(l), { redact: false }).info('oops', { token: SECRET });

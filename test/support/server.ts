@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { bootstrapAdmin } from '../../src/app/bootstrap.js';
+import { createSigningKeySeal } from '../../src/domain/signing-key-seal.js';
 import { loadConfig } from '../../src/runtime/config.js';
 import { createLogger } from '../../src/runtime/logger.js';
 import { startRotor, type RunningRotor } from '../../src/runtime/server.js';
@@ -33,7 +34,7 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
-/** Every secret any test server issued in this worker, for leak checks. */
+/** Every secret and JWT any test server issued in this worker, and their signing keys' private parts, for leak checks. */
 export const issuedSecrets = new Set<string>();
 
 /** Starts a server; `env` overrides ROTOR_* variables (ports are always ephemeral). */
@@ -55,8 +56,12 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     grpcAddress: `127.0.0.1:${rotor.grpcPort}`,
     httpUrl: `http://127.0.0.1:${rotor.httpPort}`,
     adminSecret: admin.secret,
-    /** Stops the server, then fails if any secret reached the data directory or the log. */
+    /**
+     * Stops the server, then fails if any secret, JWT or private signing key (its JWK `d`, known
+     * by unsealing the stored keys) reached the data directory or the log in plaintext.
+     */
     async stop() {
+      for (const d of await privateKeyMaterial(rotor, config.secret)) issuedSecrets.add(d);
       await rotor.close();
       const inFiles = secretsInDirectory(dataDir, issuedSecrets);
       const inLogs = secretsIn(logs.join(''), issuedSecrets);
@@ -66,6 +71,13 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
       }
     },
   };
+}
+
+/** The private parts (`d`) of every signing key still stored, unsealed with the server secret. */
+async function privateKeyMaterial(rotor: RunningRotor, secret: Uint8Array): Promise<string[]> {
+  const seal = createSigningKeySeal(secret);
+  const rows = (await rotor.store.knex('signing_keys').whereNotNull('private_key_sealed').select('kid', 'private_key_sealed')) as { kid: string; private_key_sealed: string }[];
+  return rows.map((r) => String((JSON.parse(seal.open(r.kid, r.private_key_sealed)) as { d: string }).d));
 }
 
 /** A Timestamp `ms` milliseconds after `from`. */
