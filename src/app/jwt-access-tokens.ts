@@ -117,15 +117,16 @@ export async function verifyRotorJwt(app: AppContext, jwt: string): Promise<Acce
 const MAX_CHAIN = 64;
 
 /**
- * The source token of a verified JWT, and whether the JWT still stands: it does not once its
- * source token, or any token its source was rotated into, has been revoked for a reason other
- * than rotation (RevokeToken, RevokeFamily, reuse detection). Ordinary rotation of the source
- * does not end the JWT. A JWT without a source (federation) stands until `exp`.
+ * The source token of a verified JWT, and whether the JWT still stands. It does not once its
+ * source token has been revoked (RevokeToken or RFC 7009 — which, for a token already rotated,
+ * ends its overlap — RevokeFamily, reuse detection), or once a token the source was rotated
+ * into has been revoked. Ordinary rotation of the source does not end the JWT. A JWT without a
+ * source (federation) stands until `exp`.
  */
 export async function jwtSourceStanding(app: AppContext, claims: AccessTokenClaims): Promise<{ standing: boolean; source: TokenRecord | undefined }> {
   if (claims.token_id === undefined) return { standing: true, source: undefined };
   const source = await app.store.tokens.findById(claims.token_id);
-  if (!source) return { standing: false, source: undefined };
+  if (!source || source.overlapEndedAt !== null) return { standing: false, source };
   let t: TokenRecord | undefined = source;
   for (let i = 0; t; i++) {
     if (i >= MAX_CHAIN) return { standing: false, source };
