@@ -305,6 +305,8 @@ const KB100 = 'x'.repeat(100 * 1024);
 const SCOPE_SYNTAX = (field: string) => `${field}: each scope must be 1-128 printable characters without spaces, quotes or backslashes`;
 const SEVENTEEN_AUDIENCES = Array.from({ length: 17 }, (_, i) => `https://a${i}.example`);
 const LONG_AUDIENCE = `https://a.example/${'x'.repeat(256)}`;
+/** A well-formed JWT that no key of Rotor's signed. */
+const FOREIGN_JWT = 'eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCIsImtpZCI6Im5vLXN1Y2gta2lkIn0.eyJzdWIiOiJ4In0.c2lnbmF0dXJl';
 
 const cases: Case[] = [
   // ---- the presented token (RFC 8693 subject_token) ----
@@ -415,6 +417,44 @@ const cases: Case[] = [
     () => ({ resource: 'https://a.example/x#frag' }),
     invalidArgument('resource: each value must be an absolute URI without a fragment'),
     invalidRequest('resource: each value must be an absolute URI without a fragment'),
+  ),
+
+  // ---- requested_token_type and JWT access tokens (docs/jwt-access-tokens.md) ----
+  exchange(
+    'unknown token type URN as requested_token_type',
+    () => ({ requested_token_type: 'urn:example:token-type:magic' }),
+    invalidArgument('requested_token_type is not a known token type'),
+    invalidRequest('requested_token_type is not a known token type'),
+  ),
+  exchange(
+    'requested_token_type id_token (known, not issued)',
+    () => ({ requested_token_type: 'urn:ietf:params:oauth:token-type:id_token' }),
+    invalidArgument(`requested_token_type must be ${ACCESS} or ${TOKEN_TYPE_JWT}`),
+    invalidRequest(`requested_token_type must be ${ACCESS} or ${TOKEN_TYPE_JWT}`),
+  ),
+  exchange(
+    'requested_token_type jwt with a rotor:* scope (scope=rotor:rotate)',
+    () => ({ requested_token_type: TOKEN_TYPE_JWT, scope: 'rotor:rotate' }),
+    invalidArgument('scopes rotor:* are not issued in JWT access tokens: rotor:rotate'),
+    { status: 400, error: 'invalid_scope', description: 'scopes rotor:* are not issued in JWT access tokens: rotor:rotate' },
+  ),
+  exchange(
+    'requested_token_type jwt with scope escalation (scope=read admin)',
+    () => ({ requested_token_type: TOKEN_TYPE_JWT, scope: 'read admin' }),
+    invalidArgument('requested scopes exceed the scopes held: admin'),
+    { status: 400, error: 'invalid_scope', description: 'requested scopes exceed the scopes held: admin' },
+  ),
+  exchange(
+    'requested_token_type jwt with an actor_token',
+    () => ({ requested_token_type: TOKEN_TYPE_JWT, actor_token: 'eyJhbGciOiJFUzI1NiJ9.e30.sig', actor_token_type: TOKEN_TYPE_JWT }),
+    invalidArgument('actor_token is not accepted when requesting a JWT access token'),
+    invalidRequest('actor_token is not accepted when requesting a JWT access token'),
+  ),
+  exchange(
+    'requested_token_type jwt for a revoked token',
+    () => ({ requested_token_type: TOKEN_TYPE_JWT, subject_token: f.revoked.secret }),
+    unauthenticated('token has been revoked'),
+    invalidRequest('token has been revoked'),
   ),
 
   // ---- RotateToken (by id, as admin) ----
@@ -663,6 +703,28 @@ const cases: Case[] = [
       via: 'POST /oauth/introspect',
       send: onHttp('/oauth/introspect', () => ({ contentType: FORM, bearer: f.admin, body: formBody({ token: f.unknown }) })),
       expect: { status: 200, json: { active: false } },
+    },
+  },
+  {
+    name: 'introspect a JWT Rotor did not sign (admin caller)',
+    ...rpc(TokenService, 'introspectToken', () => ({ token: FOREIGN_JWT }), admin, {
+      code: grpc.status.OK,
+      message: '',
+      response: (r) => expect(r.active).toBe(false),
+      responseDoc: 'active=false',
+    }),
+    http: {
+      via: 'POST /oauth/introspect',
+      send: onHttp('/oauth/introspect', () => ({ contentType: FORM, bearer: f.admin, body: formBody({ token: FOREIGN_JWT }) })),
+      expect: { status: 200, json: { active: false } },
+    },
+  },
+  {
+    name: 'revoke a JWT access token (RFC 7009 §2.2.1)',
+    http: {
+      via: 'POST /oauth/revoke',
+      send: onHttp('/oauth/revoke', () => ({ contentType: FORM, body: formBody({ token: FOREIGN_JWT }) })),
+      expect: { status: 400, error: 'unsupported_token_type', description: 'JWT access tokens cannot be revoked' },
     },
   },
   {
