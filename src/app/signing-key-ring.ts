@@ -75,7 +75,8 @@ export class SigningKeyRing {
   /** The public key of `kid` while it is published at `now`; undefined otherwise. */
   async verificationKey(kid: string, now: number): Promise<{ key: CryptoKey; meta: SigningKeyMeta } | undefined> {
     let meta: StoredSigningKey | undefined = this.keys?.find((k) => k.kid === kid);
-    if (!meta) meta = await this.repo.findByKid(kid);
+    // Not cached, or cached as unpublished: another replica may have created or extended it.
+    if (!meta || now >= meta.publishUntil) meta = await this.repo.findByKid(kid);
     if (!meta || now >= meta.publishUntil) return undefined;
     let key = this.publicKeys.get(kid);
     if (!key) {

@@ -48,6 +48,9 @@ export type ExchangeTokenRequest = Message<"rotor.v1.ExchangeTokenRequest"> & {
   actorTokenType: string;
 
   /**
+   * Empty or urn:ietf:params:oauth:token-type:access_token: rotate the subject.
+   * urn:ietf:params:oauth:token-type:jwt: a JWT access token for the subject's identity.
+   *
    * @generated from field: string requested_token_type = 6;
    */
   requestedTokenType: string;
@@ -114,6 +117,8 @@ export type ExchangeTokenResponse = Message<"rotor.v1.ExchangeTokenResponse"> & 
   scope: string;
 
   /**
+   * The id of the issued token: the successor's id, or the JWT's jti.
+   *
    * @generated from field: string token_id = 6;
    */
   tokenId: string;
@@ -128,7 +133,9 @@ export const ExchangeTokenResponseSchema: GenMessage<ExchangeTokenResponse> = /*
 
 /**
  * TokenExchangeService is OAuth 2.0 Token Exchange (RFC 8693) over gRPC and Connect.
- * A Rotor access token as subject_token rotates that token.
+ * A Rotor access token as subject_token rotates that token, or, with requested_token_type
+ * urn:ietf:params:oauth:token-type:jwt, is exchanged for a short-lived JWT access token
+ * (RFC 9068) without being rotated.
  *
  * @generated from service rotor.v1.TokenExchangeService
  */
