@@ -73,6 +73,19 @@ describe.each(['grpc', 'connect'] as const)('JWT access token rules over %s', (w
     expect(await failure(jwtFor(t.secret))).toMatchObject({ code: Code.Unauthenticated, rawMessage: 'token has been revoked' });
   });
 
+  it('takes RFC 8707 resource values as audiences, narrowed like audience', async () => {
+    const created = await api.createToken(
+      { kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'svc', name: 'res', scopes: ['read'], audiences: ['https://a.example/', 'https://b.example/'], expiresAt: inMs(s.clock.now(), DAY) },
+      s.adminSecret,
+    );
+    issuedSecrets.add(created.secret);
+    const r = await api.exchangeToken({ grantType: GRANT, subjectToken: created.secret, subjectTokenType: ACCESS_TOKEN, requestedTokenType: JWT, resource: ['https://b.example/'] });
+    issuedSecrets.add(r.accessToken);
+    expect(decodeJwt(r.accessToken).aud).toBe('https://b.example/');
+    const wider = api.exchangeToken({ grantType: GRANT, subjectToken: created.secret, subjectTokenType: ACCESS_TOKEN, requestedTokenType: JWT, resource: ['https://c.example/'] });
+    expect(await failure(wider)).toMatchObject({ code: Code.InvalidArgument, rawMessage: 'audience not allowed for this token: https://c.example/' });
+  });
+
   it('a JWT from a token inside its overlap window never outlives the window', async () => {
     const t = await newToken(['read', 'rotor:rotate'], { overlapSeconds: 60n });
     await rotate(t.secret);
