@@ -1,6 +1,7 @@
 import type { PolicyLimits } from '../domain/policy.js';
 import type { Clock, RandomSource } from '../domain/ports.js';
 import type { TokenKeys } from '../domain/token-keys.js';
+import type { WorkloadIdentity } from './identity-port.js';
 import type { Store } from './store-ports.js';
 
 /** Structured logging; fields must never carry a secret. */
@@ -18,6 +19,8 @@ export interface AppContext {
   now: Clock;
   random: RandomSource;
   log: Logger;
+  /** Trusted workload issuers and federation rules; undefined when ROTOR_TRUST_CONFIG is unset. */
+  identity?: WorkloadIdentity;
 }
 
 /** Transport-neutral facts about a call: the bearer credential and the network peer. */

@@ -1,7 +1,7 @@
 import { RotorError } from '../domain/errors.js';
-import { TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT, validateExchange, type ExchangeParams } from '../domain/token-exchange.js';
+import { TOKEN_TYPE_ACCESS_TOKEN, validateExchange, type ExchangeParams } from '../domain/token-exchange.js';
 import type { AppContext } from './context.js';
-import { rotate } from './rotation-service.js';
+import { exchangeSubject } from './exchange-subject.js';
 
 /** RFC 8693 §2.2.1 response fields, before transport encoding. */
 export interface ExchangeResult {
@@ -14,32 +14,15 @@ export interface ExchangeResult {
 }
 
 /**
- * RFC 8693 token exchange. A Rotor access token as subject rotates that token. Federation of
- * external JWTs and JWT access tokens are not built yet and are refused with a clear error.
+ * RFC 8693 token exchange: the subject yields a token (src/app/exchange-subject.ts: rotation or
+ * federation), then it is returned in the requested format (an opaque Rotor access token).
  */
 export async function exchangeToken(app: AppContext, params: ExchangeParams, peer: string | null): Promise<ExchangeResult> {
   const req = validateExchange(params);
-  if (req.subjectTokenType === TOKEN_TYPE_JWT) {
-    throw new RotorError('unsupported_token_type', 'subject_token_type jwt (workload federation) is not configured on this server');
-  }
-  if (req.subjectTokenType !== TOKEN_TYPE_ACCESS_TOKEN) {
-    throw new RotorError('unsupported_token_type', `subject_token_type must be ${TOKEN_TYPE_ACCESS_TOKEN}`);
-  }
   if (req.requestedTokenType !== TOKEN_TYPE_ACCESS_TOKEN) {
     throw new RotorError('unsupported_token_type', `requested_token_type must be ${TOKEN_TYPE_ACCESS_TOKEN}`);
   }
-  const minted = await rotate(
-    app,
-    { mode: 'presented', secret: req.subjectToken },
-    {
-      idempotencyKey: req.idempotencyKey,
-      scopes: req.scopes,
-      audiences: [...req.audience, ...req.resource.filter((r) => !req.audience.includes(r))],
-      expiresAt: undefined,
-      peer,
-      actorTokenPresented: req.actorToken !== undefined,
-    },
-  );
+  const minted = await exchangeSubject(app, req, peer);
   return {
     accessToken: minted.secret,
     issuedTokenType: TOKEN_TYPE_ACCESS_TOKEN,

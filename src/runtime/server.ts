@@ -6,6 +6,8 @@ import { rotorServices } from '../api/services.js';
 import type { AppContext, Logger } from '../app/context.js';
 import { createTokenKeys } from '../domain/token-keys.js';
 import { createHttpServer } from '../http/http-server.js';
+import { WorkloadVerifier } from '../identity/workload-verifier.js';
+import { KnexReplayCache } from '../store/jti-repository.js';
 import { openStore, type KnexStore } from '../store/knex-store.js';
 import type { RotorConfig } from './config.js';
 
@@ -28,6 +30,7 @@ export async function createApp(config: RotorConfig, log: Logger, now: () => num
     now,
     random: (n) => new Uint8Array(randomBytes(n)),
     log,
+    identity: config.trust === undefined ? undefined : new WorkloadVerifier(config.trust, new KnexReplayCache(store.knex), now, log),
   };
 }
 
@@ -62,6 +65,8 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
     http_port: httpPort,
     database: app.store.engine,
     secret_source: config.secretSource,
+    trusted_issuers: config.trust?.issuers.length ?? 0,
+    federation_rules: config.trust?.federation.length ?? 0,
   });
   return {
     grpcPort,
