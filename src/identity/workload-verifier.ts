@@ -113,7 +113,8 @@ export class WorkloadVerifier {
 /** jose's verification failures → one coded error each, naming the claim that failed. */
 function joseFailure(e: unknown, bad: (m: string) => RotorError, alg: string | undefined): RotorError {
   if (e instanceof RotorError) return e;
-  if (e instanceof errors.JWTExpired) return bad('has expired (exp)');
+  // jose reports a too-old `iat` (maxTokenAge) as JWTExpired with claim iat.
+  if (e instanceof errors.JWTExpired) return e.claim === 'iat' ? bad('is too old or issued in the future (iat)') : bad('has expired (exp)');
   if (e instanceof errors.JWTClaimValidationFailed) {
     if (e.reason === 'missing') return bad(`lacks the required ${e.claim} claim`);
     switch (e.claim) {
