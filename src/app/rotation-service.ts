@@ -62,7 +62,7 @@ export async function rotate(app: AppContext, target: RotationTarget, opts: Rota
       ? { digest: app.keys.secretDigest(parseSecret(target.secret).secret), seed: target.secret }
       : { id: requireId('id', target.id), seed: target.id };
   // Rule 4, I/O half: the actor JWT is verified before any decision; the domain gets its claims.
-  const actor = await verifyActorToken(app, opts.actorToken, opts.actorTokenType, key);
+  const proof = await verifyActorToken(app, opts.actorToken, opts.actorTokenType, key);
   const req: Prepared = {
     target,
     opts,
@@ -71,7 +71,8 @@ export async function rotate(app: AppContext, target: RotationTarget, opts: Rota
     scopes: normalizeScopes(opts.scopes),
     audiences: requireAudiences('audience', opts.audiences),
     lookup,
-    actor,
+    actor: proof?.claims,
+    actorRejection: proof?.rejection,
   };
   const fast = await tryFastRotation(app, req);
   if (fast) return fast;
@@ -107,6 +108,8 @@ interface Prepared {
   lookup: { digest: string; seed: string } | { id: string; seed: string };
   /** The verified actor JWT, when the request carried one. */
   actor: WorkloadClaims | undefined;
+  /** Why the request's actor JWT was rejected, raised by rule 4. */
+  actorRejection: RotorError | undefined;
 }
 
 function load(repo: Repositories['tokens'], req: Prepared): Promise<TokenRecord | undefined> {
@@ -135,6 +138,7 @@ function decide(req: Prepared, current: TokenRecord, successor: TokenRecord | un
     scopes: req.scopes,
     expiresAt: req.opts.expiresAt,
     actor: req.actor,
+    actorRejection: req.actorRejection,
     byAdmin: req.target.mode === 'by_id' && isAdmin(req.target.caller.token),
     now,
     limits: app.limits,

@@ -1,20 +1,26 @@
-import { RotorError } from '../domain/errors.js';
+import { RotorError, isRotorError } from '../domain/errors.js';
 import { LIMITS } from '../domain/input-limits.js';
 import { TOKEN_TYPE_JWT } from '../domain/token-exchange.js';
 import type { WorkloadBinding, WorkloadClaims } from '../domain/workload-binding.js';
 import type { AppContext } from './context.js';
 
+/** The outcome of verifying an actor token: its claims, or why it was rejected. */
+export type ActorProof = { claims: WorkloadClaims; rejection?: undefined } | { claims?: undefined; rejection: RotorError };
+
 /**
  * DESIGN.md rule 4, the I/O half: verifies an RFC 8693 `actor_token` before the rotation
- * decision, so the domain decides on verified claims only. Undefined when none was sent.
- * `idempotencyKey` lets a retry of the same rotation present the same JWT again.
+ * decision, so the domain decides on verified claims only. Undefined when none was sent. A
+ * malformed request (type missing or wrong) throws at once; a JWT that fails verification, or an
+ * issuer whose keys are unavailable, is returned as a rejection, which the domain raises at rule
+ * 4, so rules 2 and 3 (reuse detection) still come first. `idempotencyKey` lets a retry of the
+ * same rotation present the same JWT again.
  */
 export async function verifyActorToken(
   app: AppContext,
   actorToken: string | undefined,
   actorTokenType: string | undefined,
   idempotencyKey: string | undefined,
-): Promise<WorkloadClaims | undefined> {
+): Promise<ActorProof | undefined> {
   const token = actorToken ?? '';
   const type = actorTokenType ?? '';
   if (token === '' && type === '') return undefined;
@@ -23,11 +29,17 @@ export async function verifyActorToken(
   if (token.length > LIMITS.tokenParameter) throw new RotorError('invalid_argument', 'actor_token is too long', { field: 'actor_token' });
   if (type !== TOKEN_TYPE_JWT) throw new RotorError('invalid_argument', `actor_token_type must be ${TOKEN_TYPE_JWT}`, { field: 'actor_token_type' });
   if (app.identity === undefined) {
-    throw new RotorError('invalid_argument', 'actor_token is not accepted: no trusted issuers are configured on this server', { field: 'actor_token' });
+    return { rejection: new RotorError('invalid_argument', 'actor_token is not accepted: no trusted issuers are configured on this server', { field: 'actor_token' }) };
   }
-  return app.identity.verify(token, 'actor_token', {
-    retryKeyDigest: idempotencyKey === undefined ? undefined : app.keys.idempotencyDigest(idempotencyKey),
-  });
+  try {
+    const claims = await app.identity.verify(token, 'actor_token', {
+      retryKeyDigest: idempotencyKey === undefined ? undefined : app.keys.idempotencyDigest(idempotencyKey),
+    });
+    return { claims };
+  } catch (e) {
+    if (isRotorError(e)) return { rejection: e };
+    throw e;
+  }
 }
 
 /**

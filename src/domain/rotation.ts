@@ -25,6 +25,8 @@ export interface RotationInput {
    * Verification (signature, issuer, times, replay) is I/O and happens before the decision.
    */
   actor?: WorkloadClaims;
+  /** The request's actor token failed verification; raised at rule 4, after rules 2 and 3. */
+  actorRejection?: RotorError;
   /** Named by id by an admin, who may rotate a bound token without the workload's proof. */
   byAdmin?: boolean;
   now: number;
@@ -88,11 +90,12 @@ export function alreadyRotated(successorId: string): RotorError {
 function requireWorkload(input: RotationInput): void {
   const binding = input.current.policy.workloadBinding;
   if (binding === undefined) {
-    if (input.actor !== undefined) {
+    if (input.actor !== undefined || input.actorRejection !== undefined) {
       throw new RotorError('invalid_argument', 'actor_token is not accepted: this token has no workload binding', { field: 'actor_token' });
     }
     return;
   }
+  if (input.actorRejection !== undefined) throw input.actorRejection;
   if (input.actor === undefined && input.mode === 'by_id' && input.byAdmin === true) return;
   checkBinding(binding, input.actor);
 }

@@ -356,6 +356,16 @@ describe('rule 4: workload binding', () => {
     expect(decideRotation(input({ mode: 'by_id', byAdmin: false, current: bound(), actor: ACTOR })).type).toBe('rotate');
   });
 
+  it('an actor token that failed verification is raised at rule 4, after rules 2 and 3', () => {
+    const rejection = new RotorError('invalid_workload_token', 'actor_token has expired (exp)');
+    expect(() => decideRotation(input({ current: bound(), actorRejection: rejection }))).toThrow(rejection);
+    const { req } = supersededInput({ now: NOW + DAY });
+    expect(decideRotation({ ...req, current: { ...req.current, policy: testPolicy({ workloadBinding: BINDING }) }, actorRejection: rejection })).toEqual({ type: 'reuse' });
+    expectRotorError(() => decideRotation(input({ current: bound({ revokedAt: NOW - 1, revokeReason: 'revoked' }), actorRejection: rejection })), 'token_revoked', 'token has been revoked');
+    // A token without a binding refuses any actor token, verified or not, the same way.
+    expectRotorError(() => decideRotation(input({ actorRejection: rejection })), 'invalid_argument', 'actor_token is not accepted: this token has no workload binding');
+  });
+
   it('an idempotent retry of a bound token must prove the workload again', () => {
     const { predecessor, successor } = rotatedPair({ rotatedAt: NOW, keyDigest: KEY_DIGEST, policy: { workloadBinding: BINDING } });
     const req = input({ current: predecessor, successor, idempotencyKeyDigest: KEY_DIGEST, now: NOW + MINUTE });
