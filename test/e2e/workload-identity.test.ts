@@ -200,6 +200,23 @@ describe('workload identity over /oauth/token and gRPC', () => {
       expect([fed.status, fed.body.error]).toEqual([503, 'temporarily_unavailable']);
     });
 
+    it('an unknown kid: 20 concurrent exchanges make one JWKS refetch; another new kid inside the cooldown makes none', async () => {
+      await post({ subject_token: await ci.sign(now()), subject_token_type: JWT_TYPE }); // keys cached
+      s.clock.advance(31_000); // past the cooldown of the last fetch
+      await ci.rotateKey();
+      const before = ci.jwksFetches;
+      const jwts = await Promise.all(Array.from({ length: 20 }, () => ci.sign(now())));
+      const answers = await Promise.all(jwts.map((jwt) => post({ subject_token: jwt, subject_token_type: JWT_TYPE })));
+      expect(answers.map((a) => a.status)).toEqual(Array(20).fill(200));
+      expect(ci.jwksFetches - before).toBe(1);
+
+      await ci.rotateKey();
+      const refused = await Promise.all(Array.from({ length: 5 }, async () => post({ subject_token: await ci.sign(now()), subject_token_type: JWT_TYPE })));
+      for (const r of refused) expect([r.status, r.body.error_description]).toEqual([400, 'subject_token names a key (kid) the issuer does not publish']);
+      expect(ci.jwksFetches - before).toBe(1);
+      s.clock.advance(31_000); // later tests sign with the newest key: let it be fetched
+    });
+
     it('slow: UNAVAILABLE within the 500 ms fetch timeout, never a hang', async () => {
       s.clock.advance(31_000); // past the cooldown of the failure above
       const t = await boundToken(flaky);
