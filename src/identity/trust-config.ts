@@ -64,7 +64,7 @@ export class TrustConfigError extends Error {
 type Obj = Record<string, unknown>;
 
 function fail(path: string, message: string): never {
-  throw new TrustConfigError(`${path}: ${message}`);
+  throw new TrustConfigError(`${path === '' ? 'the document' : path}: ${message}`);
 }
 
 function object(path: string, v: unknown, allowed: readonly string[]): Obj {
@@ -203,7 +203,7 @@ function parseRule(path: string, v: unknown, issuers: readonly TrustedIssuer[], 
   const issuer = str(`${path}.issuer`, o.issuer, 2048);
   const trusted = issuers.find((i) => i.issuer === issuer);
   if (!trusted) fail(`${path}.issuer`, 'is not one of the issuers');
-  const claimsIn = o.claims === undefined ? {} : object(`${path}.claims`, o.claims, Object.keys(o.claims as Obj));
+  const claimsIn = o.claims === undefined ? {} : object(`${path}.claims`, o.claims, typeof o.claims === 'object' && o.claims !== null ? Object.keys(o.claims) : []);
   const claims: Record<string, string> = {};
   for (const [k, val] of Object.entries(claimsIn)) claims[k] = str(`${path}.claims.${k}`, val);
   let binding;

@@ -67,6 +67,9 @@ describe('trust config', () => {
     ['rule without lifetime', (d) => (delete d.federation[0]!.max_lifetime_seconds, d), 'federation[0].max_lifetime_seconds: is required'],
     ['rule with an unknown field', (d) => ((d.federation[0]!.ttl = 5), d), 'federation[0].ttl: is not a known field'],
     ['rule subject only wildcards', (d) => ((d.federation[0]!.subject = '**'), d), 'federation[0].subject: must contain more than wildcards'],
+    ['rule claims null', (d) => ((d.federation[0]!.claims = null), d), 'federation[0].claims: must be an object'],
+    ['issuer null', () => ({ issuers: [null] }), 'issuers[0]: must be an object'],
+    ['document not an object', () => [], 'the document: must be an object'],
     ['rule claim not a string', (d) => ((d.federation[0]!.claims = { namespace_id: 42 }), d), 'federation[0].claims.namespace_id: must be a non-empty string'],
   ];
   for (const [name, mutate, message] of cases) {

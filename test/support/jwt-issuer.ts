@@ -2,6 +2,18 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type JWK, type JWTPayload, type CryptoKey } from 'jose';
+import { issuedSecrets } from './server.js';
+
+/**
+ * Adds a JWT (whole, and its signature alone) to the secrets every test server's stop() looks for
+ * in its log and data directory: no JWT may be logged or stored.
+ */
+export function rememberJwt(jwt: string): string {
+  issuedSecrets.add(jwt);
+  const signature = jwt.split('.')[2];
+  if (signature !== undefined && signature.length >= 32) issuedSecrets.add(signature);
+  return jwt;
+}
 
 /**
  * A tiny OIDC-style issuer on loopback made with jose: serves
@@ -121,9 +133,9 @@ export async function startTestIssuer(opts: { typ?: string } = {}): Promise<Test
       for (const k of o.omit ?? []) delete payload[k];
       const key = o.foreignKey ? { privateKey: o.foreignKey.key, kid: o.foreignKey.kid, alg: 'ES256' } : o.rsa ? rsa : current;
       const typ = o.typ ?? opts.typ;
-      return new SignJWT(payload)
-        .setProtectedHeader({ alg: key.alg, kid: key.kid, ...(typ ? { typ } : {}), ...o.header })
-        .sign(key.privateKey);
+      return rememberJwt(
+        await new SignJWT(payload).setProtectedHeader({ alg: key.alg, kid: key.kid, ...(typ ? { typ } : {}), ...o.header }).sign(key.privateKey),
+      );
     },
     async rotateKey() {
       current = await newKey('ES256');

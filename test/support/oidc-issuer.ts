@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { exportJWK, generateKeyPair } from 'jose';
 import Provider from 'oidc-provider';
 import * as oauth from 'oauth4webapi';
+import { rememberJwt } from './jwt-issuer.js';
 
 /**
  * A real third-party OIDC server on loopback: `oidc-provider` (panva), configured to issue RFC
@@ -63,7 +64,7 @@ export async function startOidcIssuer(): Promise<OidcIssuer> {
     async accessToken() {
       as ??= await oauth.processDiscoveryResponse(issuerUrl, await oauth.discoveryRequest(issuerUrl, { ...opts, algorithm: 'oidc' }));
       const res = await oauth.clientCredentialsGrantRequest(as, client, oauth.ClientSecretBasic(CLIENT_SECRET), { scope: 'deploy' }, opts);
-      return (await oauth.processClientCredentialsResponse(as, client, res)).access_token;
+      return rememberJwt((await oauth.processClientCredentialsResponse(as, client, res)).access_token);
     },
     async close() {
       server.closeAllConnections();
