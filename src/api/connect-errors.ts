@@ -10,9 +10,12 @@ export function connectCodeOf(code: RotorErrorCode): Code {
     case 'token_expired':
     case 'token_revoked':
     case 'unauthenticated':
+    case 'invalid_workload_token':
+    case 'workload_proof_required':
       return Code.Unauthenticated;
     case 'reuse_detected':
     case 'permission_denied':
+    case 'workload_mismatch':
       return Code.PermissionDenied;
     case 'already_rotated':
     case 'not_rotatable':

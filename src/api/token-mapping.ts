@@ -9,6 +9,7 @@ import {
   TokenPolicySchema,
   TokenSchema,
   TokenState as PbState,
+  WorkloadBindingSchema,
   type Token,
   type TokenPolicy as PbPolicy,
 } from '../gen/rotor/v1/token_pb.js';
@@ -79,12 +80,17 @@ export function policyFromPb(p: PbPolicy | undefined): PolicyRequest {
     return Number(v);
   };
   if (!p) return {};
-  return {
+  const request: PolicyRequest = {
     maxLifetimeSeconds: n(p.maxLifetimeSeconds, 'max_lifetime_seconds'),
     defaultLifetimeSeconds: n(p.defaultLifetimeSeconds, 'default_lifetime_seconds'),
     overlapSeconds: n(p.overlapSeconds, 'overlap_seconds'),
     reuseGraceSeconds: n(p.reuseGraceSeconds, 'reuse_grace_seconds'),
   };
+  if (p.workloadBinding !== undefined) {
+    const b = p.workloadBinding;
+    request.workloadBinding = { issuer: b.issuer, subject: b.subject, audience: b.audience, claims: { ...b.claims } };
+  }
+  return request;
 }
 
 /** Domain record → public `Token` message (never the secret or its digest). */
@@ -112,6 +118,7 @@ export function tokenToPb(t: TokenRecord, now: number): Token {
       defaultLifetimeSeconds: BigInt(t.policy.defaultLifetimeSeconds),
       overlapSeconds: BigInt(t.policy.overlapSeconds),
       reuseGraceSeconds: BigInt(t.policy.reuseGraceSeconds),
+      workloadBinding: t.policy.workloadBinding === undefined ? undefined : create(WorkloadBindingSchema, t.policy.workloadBinding),
     }),
   });
 }

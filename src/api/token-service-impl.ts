@@ -57,6 +57,8 @@ export function tokenServiceImpl(app: AppContext): ServiceImpl<typeof TokenServi
         idempotencyKey: req.idempotencyKey,
         scopes: req.scopes,
         expiresAt: msFromTimestamp(req.expiresAt, 'expires_at'),
+        actorToken: req.actorToken,
+        actorTokenType: req.actorTokenType,
       });
       return { token: tokenToPb(minted.record, app.now()), secret: minted.secret };
     },

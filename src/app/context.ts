@@ -2,6 +2,7 @@ import type { PolicyLimits } from '../domain/policy.js';
 import type { Clock, RandomSource } from '../domain/ports.js';
 import type { TokenKeys } from '../domain/token-keys.js';
 import type { JwtSettings } from './jwt-access-tokens.js';
+import type { WorkloadIdentity } from './identity-port.js';
 import type { Store } from './store-ports.js';
 
 /** Structured logging; fields must never carry a secret. */
@@ -21,6 +22,8 @@ export interface AppContext {
   log: Logger;
   /** Issuer, lifetime and signing keys of JWT access tokens. */
   jwt: JwtSettings;
+  /** Trusted workload issuers and federation rules; undefined when ROTOR_TRUST_CONFIG is unset. */
+  identity?: WorkloadIdentity;
 }
 
 /** Transport-neutral facts about a call: the bearer credential and the network peer. */

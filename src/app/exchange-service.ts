@@ -2,7 +2,7 @@ import { RotorError } from '../domain/errors.js';
 import { TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT, validateExchange, type ExchangeParams } from '../domain/token-exchange.js';
 import type { AppContext } from './context.js';
 import { issueJwtForRotorToken } from './jwt-access-tokens.js';
-import { rotate } from './rotation-service.js';
+import { exchangeSubject } from './exchange-subject.js';
 
 /** RFC 8693 §2.2.1 response fields, before transport encoding. */
 export interface ExchangeResult {
@@ -15,19 +15,20 @@ export interface ExchangeResult {
 }
 
 /**
- * RFC 8693 token exchange. A Rotor access token as subject rotates that token, or, with
- * `requested_token_type=...:jwt`, is exchanged for a JWT access token without being rotated
- * (docs/jwt-access-tokens.md). Federation of external JWTs is not built yet and is refused.
+ * RFC 8693 token exchange. The subject yields a token (src/app/exchange-subject.ts: rotation of a
+ * Rotor access token, or federation of a workload JWT), returned as an opaque Rotor access token.
+ * With `requested_token_type=...:jwt` a Rotor access token is exchanged for a JWT access token
+ * without being rotated (docs/jwt-access-tokens.md).
  */
 export async function exchangeToken(app: AppContext, params: ExchangeParams, peer: string | null): Promise<ExchangeResult> {
   const req = validateExchange(params);
-  if (req.subjectTokenType === TOKEN_TYPE_JWT) {
-    throw new RotorError('unsupported_token_type', 'subject_token_type jwt (workload federation) is not configured on this server');
-  }
-  if (req.subjectTokenType !== TOKEN_TYPE_ACCESS_TOKEN) {
-    throw new RotorError('unsupported_token_type', `subject_token_type must be ${TOKEN_TYPE_ACCESS_TOKEN}`);
-  }
   if (req.requestedTokenType === TOKEN_TYPE_JWT) {
+    if (req.subjectTokenType !== TOKEN_TYPE_ACCESS_TOKEN) {
+      throw new RotorError(
+        'unsupported_token_type',
+        `requested_token_type jwt needs subject_token_type ${TOKEN_TYPE_ACCESS_TOKEN}; federate first, then exchange the issued token for a JWT`,
+      );
+    }
     const audiences = [...req.audience, ...req.resource.filter((r) => !req.audience.includes(r))];
     const { jwt, claims } = await issueJwtForRotorToken(app, { subjectToken: req.subjectToken, scopes: req.scopes, audiences, actorToken: req.actorToken }, peer);
     return {
@@ -42,18 +43,7 @@ export async function exchangeToken(app: AppContext, params: ExchangeParams, pee
   if (req.requestedTokenType !== TOKEN_TYPE_ACCESS_TOKEN) {
     throw new RotorError('unsupported_token_type', `requested_token_type must be ${TOKEN_TYPE_ACCESS_TOKEN} or ${TOKEN_TYPE_JWT}`);
   }
-  const minted = await rotate(
-    app,
-    { mode: 'presented', secret: req.subjectToken },
-    {
-      idempotencyKey: req.idempotencyKey,
-      scopes: req.scopes,
-      audiences: [...req.audience, ...req.resource.filter((r) => !req.audience.includes(r))],
-      expiresAt: undefined,
-      peer,
-      actorTokenPresented: req.actorToken !== undefined,
-    },
-  );
+  const minted = await exchangeSubject(app, req, peer);
   return {
     accessToken: minted.secret,
     issuedTokenType: TOKEN_TYPE_ACCESS_TOKEN,
@@ -68,6 +58,8 @@ export async function exchangeToken(app: AppContext, params: ExchangeParams, pee
  * The token types the exchange accepts as `subject_token_type` and issues as
  * `requested_token_type`, published in the RFC 8414 metadata (docs/jwt-access-tokens.md).
  */
-export function exchangeTokenTypes(): { subject: string[]; requested: string[] } {
-  return { subject: [TOKEN_TYPE_ACCESS_TOKEN], requested: [TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT] };
+export function exchangeTokenTypes(app: AppContext): { subject: string[]; requested: string[] } {
+  // A JWT subject (federation) is accepted only when ROTOR_TRUST_CONFIG has federation rules.
+  const federates = (app.identity?.federation.length ?? 0) > 0;
+  return { subject: federates ? [TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT] : [TOKEN_TYPE_ACCESS_TOKEN], requested: [TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT] };
 }

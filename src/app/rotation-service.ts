@@ -2,7 +2,7 @@ import { RotorError } from '../domain/errors.js';
 import { requireAudiences, requireId, requireIdempotencyKey } from '../domain/input-limits.js';
 import { mintSuccessor, type MintedToken } from '../domain/new-token.js';
 import { alreadyRotated, decideRotation } from '../domain/rotation.js';
-import { requireRotateById, successorExpiryFor } from '../domain/authorization.js';
+import { isAdmin, requireRotateById, successorExpiryFor } from '../domain/authorization.js';
 import { normalizeScopes } from '../domain/scopes.js';
 import type { TokenRecord } from '../domain/token.js';
 import { digestsEqual } from '../domain/token-keys.js';
@@ -12,6 +12,8 @@ import type { AppContext, CallMeta } from './context.js';
 import type { Repositories } from './store-ports.js';
 import { revokeFamilyIn } from './revocation.js';
 import { eventOf, type Who } from './token-service.js';
+import type { WorkloadClaims } from '../domain/workload-binding.js';
+import { verifyActorToken } from './workload-proof.js';
 
 /** Which token to rotate and how it was named. */
 export type RotationTarget =
@@ -27,8 +29,9 @@ export interface RotationOptions {
   audiences: readonly string[];
   expiresAt: number | undefined;
   peer: string | null;
-  /** The request carried an RFC 8693 `actor_token` (DESIGN.md rule 4). */
-  actorTokenPresented?: boolean;
+  /** RFC 8693 `actor_token` and its type: the workload's proof for a bound token (rule 4). */
+  actorToken?: string;
+  actorTokenType?: string;
 }
 
 /** Thrown inside the transaction when the compare-and-set loses; the transaction rolls back. */
@@ -54,6 +57,12 @@ type Outcome = { kind: 'minted'; minted: MintedToken } | { kind: 'reuse'; curren
  */
 export async function rotate(app: AppContext, target: RotationTarget, opts: RotationOptions): Promise<MintedToken> {
   const key = opts.idempotencyKey === undefined ? undefined : requireIdempotencyKey(opts.idempotencyKey);
+  const lookup =
+    target.mode === 'presented'
+      ? { digest: app.keys.secretDigest(parseSecret(target.secret).secret), seed: target.secret }
+      : { id: requireId('id', target.id), seed: target.id };
+  // Rule 4, I/O half: the actor JWT is verified before any decision; the domain gets its claims.
+  const proof = await verifyActorToken(app, opts.actorToken, opts.actorTokenType, key);
   const req: Prepared = {
     target,
     opts,
@@ -61,10 +70,9 @@ export async function rotate(app: AppContext, target: RotationTarget, opts: Rota
     keyDigest: key === undefined ? undefined : app.keys.idempotencyDigest(key),
     scopes: normalizeScopes(opts.scopes),
     audiences: requireAudiences('audience', opts.audiences),
-    lookup:
-      target.mode === 'presented'
-        ? { digest: app.keys.secretDigest(parseSecret(target.secret).secret), seed: target.secret }
-        : { id: requireId('id', target.id), seed: target.id },
+    lookup,
+    actor: proof?.claims,
+    actorRejection: proof?.rejection,
   };
   const fast = await tryFastRotation(app, req);
   if (fast) return fast;
@@ -98,6 +106,10 @@ interface Prepared {
   scopes: string[];
   audiences: string[];
   lookup: { digest: string; seed: string } | { id: string; seed: string };
+  /** The verified actor JWT, when the request carried one. */
+  actor: WorkloadClaims | undefined;
+  /** Why the request's actor JWT was rejected, raised by rule 4. */
+  actorRejection: RotorError | undefined;
 }
 
 function load(repo: Repositories['tokens'], req: Prepared): Promise<TokenRecord | undefined> {
@@ -111,7 +123,9 @@ function notFound(req: Prepared): RotorError {
 }
 
 function actorOf(req: Prepared, current: TokenRecord): Who {
-  return { actor: req.target.mode === 'by_id' ? req.target.caller.token.id : current.id, peer: req.opts.peer };
+  const who: Who = { actor: req.target.mode === 'by_id' ? req.target.caller.token.id : current.id, peer: req.opts.peer };
+  if (req.actor !== undefined) who.act = { iss: req.actor.iss, sub: req.actor.sub };
+  return who;
 }
 
 function decide(req: Prepared, current: TokenRecord, successor: TokenRecord | undefined, now: number, app: AppContext) {
@@ -123,7 +137,9 @@ function decide(req: Prepared, current: TokenRecord, successor: TokenRecord | un
     idempotencyKeyDigest: req.keyDigest,
     scopes: req.scopes,
     expiresAt: req.opts.expiresAt,
-    actorTokenPresented: req.opts.actorTokenPresented,
+    actor: req.actor,
+    actorRejection: req.actorRejection,
+    byAdmin: req.target.mode === 'by_id' && isAdmin(req.target.caller.token),
     now,
     limits: app.limits,
   });
@@ -223,7 +239,7 @@ function narrowAudiences(current: TokenRecord, requested: readonly string[]): st
 export async function rotateToken(
   app: AppContext,
   meta: CallMeta,
-  req: { id: string; idempotencyKey: string; scopes: readonly string[]; expiresAt: number | undefined },
+  req: { id: string; idempotencyKey: string; scopes: readonly string[]; expiresAt: number | undefined; actorToken?: string; actorTokenType?: string },
 ): Promise<MintedToken> {
   const opts: RotationOptions = {
     idempotencyKey: req.idempotencyKey === '' ? undefined : req.idempotencyKey,
@@ -231,6 +247,8 @@ export async function rotateToken(
     audiences: [],
     expiresAt: req.expiresAt,
     peer: meta.peer,
+    actorToken: req.actorToken,
+    actorTokenType: req.actorTokenType,
   };
   if (req.id !== '') return rotate(app, { mode: 'by_id', id: req.id, caller: await authenticate(app, meta) }, opts);
   const secret = bearerToken(meta.authorization);

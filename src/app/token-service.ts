@@ -7,6 +7,8 @@ import { normalizeScopes } from '../domain/scopes.js';
 import type { TokenRecord } from '../domain/token.js';
 import type { NewTokenEvent } from '../domain/token-event.js';
 import type { TokenKind } from '../domain/token-kind.js';
+import type { WorkloadActor } from '../domain/workload-binding.js';
+import { requireSatisfiableBinding } from './workload-proof.js';
 import type { Caller } from './authenticate.js';
 import type { AppContext } from './context.js';
 import type { PageCursor, Repositories, TokenFilter } from './store-ports.js';
@@ -27,11 +29,13 @@ export interface CreateTokenInput {
 export interface Who {
   actor: string;
   peer: string | null;
+  /** The verified workload behind the call (rule 4 actor, or a federated subject). */
+  act?: WorkloadActor;
 }
 
 /** The event a use case appends, with the caller's identity filled in. */
 export function eventOf(who: Who, e: Omit<NewTokenEvent, 'actor' | 'peer'>): NewTokenEvent {
-  return { ...e, actor: who.actor, peer: who.peer };
+  return { ...e, actor: who.actor, peer: who.peer, act: who.act ?? null };
 }
 
 /** The audit identity of an authenticated caller. */
@@ -47,6 +51,7 @@ function mintFor(app: AppContext, caller: Caller | 'bootstrap', input: CreateTok
   const scopes = normalizeScopes(input.scopes);
   const audiences = requireAudiences('audiences', input.audiences);
   const policy = resolvePolicy(input.policy, app.limits);
+  requireSatisfiableBinding(app, policy.workloadBinding);
   if (input.expiresAt === undefined) {
     throw new RotorError('invalid_argument', 'expires_at is required', { field: 'expires_at' });
   }

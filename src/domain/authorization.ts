@@ -1,7 +1,8 @@
 import { RotorError } from './errors.js';
-import type { TokenPolicy } from './policy.js';
+import { POLICY_KNOBS, type TokenPolicy } from './policy.js';
 import { SCOPE_ADMIN, SCOPE_INTROSPECT, SCOPE_ROTATE, hasScope, narrowScopes } from './scopes.js';
 import type { TokenRecord } from './token.js';
+import { sameBinding } from './workload-binding.js';
 
 /**
  * Who may do what to which token (issue 2: admins manage every token, owners the tokens of their
@@ -32,9 +33,15 @@ function audiencesOutside(caller: Principal, audiences: readonly string[]): stri
   return audiences.length === 0 ? ['(unrestricted)'] : audiences.filter((a) => !caller.audiences.includes(a));
 }
 
-/** The policy knobs (snake_case) in which `other` is looser than the caller's policy. */
+/**
+ * The policy knobs (snake_case) in which `other` is looser than the caller's policy. A token
+ * bound to a workload may only mint tokens bound to the same workload, or the binding would be
+ * one creation away from void.
+ */
 function looserPolicy(caller: Principal, other: TokenPolicy): string[] {
-  return (Object.keys(other) as (keyof TokenPolicy)[]).filter((k) => k !== 'defaultLifetimeSeconds' && other[k] > caller.policy[k]).map(snake);
+  const looser: string[] = POLICY_KNOBS.filter((k) => k !== 'defaultLifetimeSeconds' && other[k] > caller.policy[k]).map(snake);
+  if (caller.policy.workloadBinding !== undefined && !sameBinding(caller.policy.workloadBinding, other.workloadBinding)) looser.push('workload_binding');
+  return looser;
 }
 
 export function isAdmin(caller: Principal): boolean {

@@ -26,6 +26,13 @@ export type RotorErrorCode =
   | 'invalid_target'
   | 'unsupported_grant_type'
   | 'unsupported_token_type'
+  /** A workload JWT (actor or subject) failed verification: signature, alg, iss, aud, times, typ, replay. */
+  | 'invalid_workload_token'
+  /** A token with a workload binding was rotated without an actor JWT (DESIGN.md rule 4). */
+  | 'workload_proof_required'
+  /** A verified workload JWT does not match the binding or any federation rule. */
+  | 'workload_mismatch'
+  /** A dependency (database, an issuer's JWKS or discovery endpoint) did not answer in time. */
   | 'unavailable';
 
 /** Details that may accompany an error; never a secret. */

@@ -1,4 +1,5 @@
 import { RotorError } from './errors.js';
+import { validateBinding, type WorkloadBinding } from './workload-binding.js';
 
 /** Per-token rotation policy, fully resolved (DESIGN.md, Domain). Values in seconds. */
 export interface TokenPolicy {
@@ -7,7 +8,12 @@ export interface TokenPolicy {
   defaultLifetimeSeconds: number;
   overlapSeconds: number;
   reuseGraceSeconds: number;
+  /** Rule 4: only the bound workload may rotate the token (absent: no binding). */
+  workloadBinding?: WorkloadBinding;
 }
+
+/** The numeric knobs of a policy (seconds), compared when one policy must not be looser. */
+export const POLICY_KNOBS = ['maxLifetimeSeconds', 'defaultLifetimeSeconds', 'overlapSeconds', 'reuseGraceSeconds'] as const;
 
 /** A policy request: unset fields take the server defaults. */
 export type PolicyRequest = Partial<TokenPolicy>;
@@ -50,12 +56,14 @@ export function resolvePolicy(request: PolicyRequest, limits: PolicyLimits): Tok
       field: 'policy.max_lifetime_seconds',
     });
   }
-  return {
+  const policy: TokenPolicy = {
     maxLifetimeSeconds,
     defaultLifetimeSeconds: bounded('default_lifetime_seconds', request.defaultLifetimeSeconds, 0, maxLifetimeSeconds),
     overlapSeconds: bounded('overlap_seconds', request.overlapSeconds, limits.defaultOverlapSeconds, maxLifetimeSeconds),
     reuseGraceSeconds: bounded('reuse_grace_seconds', request.reuseGraceSeconds, limits.defaultReuseGraceSeconds, limits.maxReuseGraceSeconds),
   };
+  if (request.workloadBinding !== undefined) policy.workloadBinding = validateBinding('policy.workload_binding', request.workloadBinding);
+  return policy;
 }
 
 /** The longest lifetime a token under `policy` may be given now, in milliseconds. */

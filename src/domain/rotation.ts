@@ -3,6 +3,7 @@ import { checkExpiry, lifetimeCapMs, type PolicyLimits } from './policy.js';
 import { SCOPE_ROTATE, hasScope, narrowScopes } from './scopes.js';
 import { issuedLifetime, tokenState, type TokenRecord } from './token.js';
 import { digestsEqual } from './token-keys.js';
+import { checkBinding, type WorkloadClaims } from './workload-binding.js';
 
 /** How the token to rotate was named: by presenting its secret, or by id (admin or owner). */
 export type RotationMode = 'presented' | 'by_id';
@@ -19,8 +20,15 @@ export interface RotationInput {
   scopes: readonly string[];
   /** Requested successor expiry (ms), if any. */
   expiresAt: number | undefined;
-  /** Whether the request carried an RFC 8693 `actor_token` (rule 4). */
-  actorTokenPresented?: boolean;
+  /**
+   * Rule 4: the verified claims of the request's RFC 8693 `actor_token`, when it carried one.
+   * Verification (signature, issuer, times, replay) is I/O and happens before the decision.
+   */
+  actor?: WorkloadClaims;
+  /** The request's actor token failed verification; raised at rule 4, after rules 2 and 3. */
+  actorRejection?: RotorError;
+  /** Named by id by an admin, who may rotate a bound token without the workload's proof. */
+  byAdmin?: boolean;
   now: number;
   limits: PolicyLimits;
 }
@@ -37,7 +45,7 @@ export type RotationDecision =
 /**
  * DESIGN.md rotation rules 2, 3, 4, 5 and 7 as one pure decision. Rule 1 (parse, checksum,
  * lookup) happens before; rule 6 (the compare-and-set) belongs to the transaction that acts on the
- * decision. Rule 4 covers unbound tokens only until bound tokens exist (issue 3).
+ * decision.
  */
 export function decideRotation(input: RotationInput): RotationDecision {
   const { current, now } = input;
@@ -53,12 +61,7 @@ export function decideRotation(input: RotationInput): RotationDecision {
     }
     throw state === 'revoked' ? new RotorError('token_revoked', 'token has been revoked') : new RotorError('token_expired', 'token has expired');
   }
-  // Rule 4: a workload binding needs a verified actor JWT. No token carries a binding yet (bound
-  // tokens arrive with workload identity, issue 3), so an actor token can prove nothing here and
-  // is refused rather than ignored.
-  if (input.actorTokenPresented === true) {
-    throw new RotorError('invalid_argument', 'actor_token is not accepted: this token has no workload binding', { field: 'actor_token' });
-  }
+  requireWorkload(input);
   if (input.mode === 'presented' && !hasScope(current.scopes, SCOPE_ROTATE)) {
     throw new RotorError('permission_denied', `token lacks the ${SCOPE_ROTATE} scope needed to rotate itself`);
   }
@@ -79,6 +82,24 @@ export function alreadyRotated(successorId: string): RotorError {
   return new RotorError('already_rotated', `token was already rotated; its successor is ${successorId}`, { successorId });
 }
 
+/**
+ * Rule 4: a token with a workload binding rotates only for a verified actor whose claims match
+ * it (an admin naming it by id is exempt unless it sends an actor token); a token without one
+ * refuses an actor token rather than ignoring it.
+ */
+function requireWorkload(input: RotationInput): void {
+  const binding = input.current.policy.workloadBinding;
+  if (binding === undefined) {
+    if (input.actor !== undefined || input.actorRejection !== undefined) {
+      throw new RotorError('invalid_argument', 'actor_token is not accepted: this token has no workload binding', { field: 'actor_token' });
+    }
+    return;
+  }
+  if (input.actorRejection !== undefined) throw input.actorRejection;
+  if (input.actor === undefined && input.mode === 'by_id' && input.byAdmin === true) return;
+  checkBinding(binding, input.actor);
+}
+
 function decideSuperseded(input: RotationInput): RotationDecision {
   const { current, successor, now } = input;
   const rotatedAt = current.revokedAt ?? 0;
@@ -91,6 +112,8 @@ function decideSuperseded(input: RotationInput): RotationDecision {
     digestsEqual(input.idempotencyKeyDigest, current.rotationKeyDigest) &&
     now < rotatedAt + input.limits.retryWindowSeconds * 1000
   ) {
+    // An idempotent retry of a bound token proves the workload again, as the first call did.
+    requireWorkload(input);
     return { type: 'replay', successor };
   }
   // Naming a superseded token by id is a stale request, not a stolen credential.

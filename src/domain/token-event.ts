@@ -1,3 +1,5 @@
+import type { WorkloadActor } from './workload-binding.js';
+
 /**
  * Event types of the append-only log (DESIGN.md, Event). The log is the audit trail and, later,
  * the source of WatchExpiry; every state change writes its event in the same transaction.
@@ -10,6 +12,8 @@ export interface Actor {
   actor: string;
   /** The caller's network peer, when known. */
   peer: string | null;
+  /** The verified workload (JWT `iss`/`sub`) that proved the call, if one did; never the JWT. */
+  act?: WorkloadActor | null;
 }
 
 /** An event to append; the store assigns its sequence number. */

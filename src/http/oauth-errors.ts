@@ -25,6 +25,10 @@ export function oauthErrorOf(code: RotorErrorCode): OAuthError {
     case 'invalid_argument':
     case 'not_found':
     case 'unsupported_token_type':
+    // RFC 8693 §2.2.2: an actor or subject token that fails validation is invalid_request.
+    case 'invalid_workload_token':
+    case 'workload_proof_required':
+    case 'workload_mismatch':
       return { error: 'invalid_request', status: 400 };
     case 'invalid_scope':
       return { error: 'invalid_scope', status: 400 };

@@ -28,8 +28,9 @@ function sendPublicJson(res: ServerResponse, body: unknown, contentType: string)
  * token types the exchange accepts and issues (`token_exchange_subject_token_types_supported`,
  * `token_exchange_requested_token_types_supported`; docs/jwt-access-tokens.md).
  */
-export function authorizationServerMetadata(issuer: string): Record<string, unknown> {
-  const types = exchangeTokenTypes();
+export function authorizationServerMetadata(app: AppContext): Record<string, unknown> {
+  const issuer = app.jwt.issuer;
+  const types = exchangeTokenTypes(app);
   return {
     issuer,
     token_endpoint: `${issuer}/oauth/token`,
@@ -57,7 +58,7 @@ export function metadataPathFor(issuer: string): string {
 
 /** GET routes of the HTTP port for discovery: the JWKS and the RFC 8414 metadata. */
 export function wellKnownRoutes(app: AppContext): [string, { method: string; route: Route }][] {
-  const metadata: Route = async (_req, res) => sendPublicJson(res, authorizationServerMetadata(app.jwt.issuer), 'application/json');
+  const metadata: Route = async (_req, res) => sendPublicJson(res, authorizationServerMetadata(app), 'application/json');
   const jwks: Route = async (_req, res) => sendPublicJson(res, await app.jwt.keyRing.jwks(app.now()), 'application/jwk-set+json');
   const paths = new Set([METADATA_PATH, metadataPathFor(app.jwt.issuer)]);
   return [[JWKS_PATH, { method: 'GET', route: jwks }], ...[...paths].map((p): [string, { method: string; route: Route }] => [p, { method: 'GET', route: metadata }])];

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DEFAULT_LIMITS, type PolicyLimits } from '../domain/policy.js';
+import { parseTrustConfig, TrustConfigError, type TrustConfig } from '../identity/trust-config.js';
 import { LOG_LEVELS, type LogLevel } from './logger.js';
 
 /** Everything the server reads from the environment, validated. */
@@ -20,6 +21,8 @@ export interface RotorConfig {
   tokenCacheTtlMs: number;
   /** Signed JWT access tokens (docs/jwt-access-tokens.md). */
   jwt: JwtConfig;
+  /** Trusted workload issuers and federation rules (ROTOR_TRUST_CONFIG); undefined: none. */
+  trust: TrustConfig | undefined;
 }
 
 /** A configuration problem; the message names the variable. */
@@ -69,6 +72,24 @@ function loadSecret(env: Env, dataDir: string): { secret: Uint8Array; source: 'e
   return { secret: new TextEncoder().encode(text), source: 'file' };
 }
 
+/** Reads and validates the JSON file named by ROTOR_TRUST_CONFIG (docs/workload-identity.md). */
+function loadTrustConfig(env: Env, maxLifetimeSeconds: number): TrustConfig | undefined {
+  const file = env.ROTOR_TRUST_CONFIG;
+  if (file === undefined || file === '') return undefined;
+  let doc: unknown;
+  try {
+    doc = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new ConfigError(`ROTOR_TRUST_CONFIG: cannot read ${file} as JSON: ${(e as Error).message}`);
+  }
+  try {
+    return parseTrustConfig(doc, maxLifetimeSeconds);
+  } catch (e) {
+    if (e instanceof TrustConfigError) throw new ConfigError(`ROTOR_TRUST_CONFIG: ${e.message}`);
+    throw e;
+  }
+}
+
 /** Reads and validates the configuration (README: "Configuration"). */
 export function loadConfig(env: Env = process.env): RotorConfig {
   const dataDir = resolve(env.ROTOR_DATA_DIR || './data');
@@ -91,9 +112,10 @@ export function loadConfig(env: Env = process.env): RotorConfig {
   const tokenCacheTtlMs = wholeNumber(env, 'ROTOR_TOKEN_CACHE_TTL_MS', 1000, 60_000);
   const grpcPort = port(env, 'ROTOR_GRPC_PORT', 50051);
   const httpPort = port(env, 'ROTOR_HTTP_PORT', 8080);
+  const trust = loadTrustConfig(env, maxLifetimeSeconds);
   const { secret, source } = loadSecret(env, dataDir);
   const jwt = loadJwtConfig(env);
-  return { host, grpcPort, httpPort, dataDir, databaseUrl, secret, secretSource: source, limits, logLevel, tokenCacheTtlMs, jwt };
+  return { host, grpcPort, httpPort, dataDir, databaseUrl, secret, secretSource: source, limits, logLevel, tokenCacheTtlMs, jwt, trust };
 }
 
 /** Settings of signed JWT access tokens (RFC 9068) and their signing keys. */

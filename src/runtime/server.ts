@@ -9,6 +9,8 @@ import { SigningKeyRing } from '../app/signing-key-ring.js';
 import { createSigningKeySeal } from '../domain/signing-key-seal.js';
 import { createTokenKeys } from '../domain/token-keys.js';
 import { createHttpServer } from '../http/http-server.js';
+import { WorkloadVerifier } from '../identity/workload-verifier.js';
+import { KnexReplayCache } from '../store/jti-repository.js';
 import { openStore, type KnexStore } from '../store/knex-store.js';
 import { KnexSigningKeyRepository } from '../store/signing-key-repository.js';
 import type { RotorConfig } from './config.js';
@@ -34,6 +36,7 @@ export async function createApp(config: RotorConfig, log: Logger, now: () => num
     random,
     log,
     jwt: createJwtSettings(config, store, random, log),
+    identity: config.trust === undefined ? undefined : new WorkloadVerifier(config.trust, new KnexReplayCache(store.knex), now, log),
   };
 }
 
@@ -85,6 +88,8 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
     database: app.store.engine,
     secret_source: config.secretSource,
     issuer: app.jwt.issuer,
+    trusted_issuers: config.trust?.issuers.length ?? 0,
+    federation_rules: config.trust?.federation.length ?? 0,
   });
   return {
     grpcPort,

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import type { EventRepository } from '../app/store-ports.js';
 import type { NewTokenEvent, TokenEvent, TokenEventType } from '../domain/token-event.js';
+import type { WorkloadActor } from '../domain/workload-binding.js';
 
 /** The `token_events` table row. */
 interface EventRow {
@@ -14,6 +15,7 @@ interface EventRow {
   reason: string | null;
   occurred_at: number | string;
   unique_key: string | null;
+  act: string | null;
 }
 
 function toEvent(row: EventRow): TokenEvent {
@@ -27,6 +29,7 @@ function toEvent(row: EventRow): TokenEvent {
     peer: row.peer,
     reason: row.reason,
     occurredAt: Number(row.occurred_at),
+    act: row.act === null || row.act === undefined ? null : (JSON.parse(row.act) as WorkloadActor),
   };
 }
 
@@ -46,6 +49,7 @@ export class KnexEventRepository implements EventRepository {
         peer: e.peer?.slice(0, 128) ?? null,
         reason: e.reason,
         occurred_at: e.occurredAt,
+        act: e.act ? JSON.stringify({ iss: e.act.iss, sub: e.act.sub }) : null,
       })),
     );
   }

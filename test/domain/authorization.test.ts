@@ -139,6 +139,20 @@ describe('checkCreation: a non-admin creates nothing looser than itself', () => 
     expectExactly(() => checkCreation(c, req({ ownerId: 'user-2', scopes: ['deploy'], audiences: [] })), 'permission_denied', MSG_OTHER_OWNER);
   });
 
+  it('a token bound to a workload creates only tokens with the same binding (an unbound one would void it)', () => {
+    const binding = { issuer: 'https://ci.example', subject: 'repo:org/app:*', audience: 'rotor', claims: { namespace_id: '42' } };
+    const bound = caller({ ...c, policy: testPolicy({ overlapSeconds: 30, reuseGraceSeconds: 10, workloadBinding: binding }) });
+    expect(() => checkCreation(bound, req({ policy: testPolicy({ overlapSeconds: 0, workloadBinding: { ...binding, claims: { namespace_id: '42' } } }) }))).not.toThrow();
+    expectExactly(() => checkCreation(bound, req()), 'invalid_argument', "policy must not be looser than the calling token's: workload_binding");
+    expectExactly(
+      () => checkCreation(bound, req({ policy: testPolicy({ overlapSeconds: 0, workloadBinding: { ...binding, subject: '*:main' } }) })),
+      'invalid_argument',
+      "policy must not be looser than the calling token's: workload_binding",
+    );
+    // An unbound caller may create bound tokens: a binding only narrows.
+    expect(() => checkCreation(c, req({ policy: testPolicy({ overlapSeconds: 0, workloadBinding: binding }) }))).not.toThrow();
+  });
+
   it('an admin is not limited', () => {
     const a = admin({ expiresAt: NOW + HOUR, policy: testPolicy({ overlapSeconds: 0, reuseGraceSeconds: 0 }), audiences: ['a'] });
     expect(() =>

@@ -4,6 +4,7 @@ import { decideRotation, type RotationDecision, type RotationInput, type Rotatio
 import { SCOPE_ROTATE } from '../../src/domain/scopes.js';
 import { formatSecret, parseSecret } from '../../src/domain/token-secret.js';
 import { isUsable, usableUntil, type TokenRecord } from '../../src/domain/token.js';
+import type { WorkloadBinding, WorkloadClaims } from '../../src/domain/workload-binding.js';
 import {
   DAY,
   HOUR,
@@ -286,20 +287,91 @@ describe('rule 3: an already rotated token (replay, reuse grace, reuse)', () => 
 });
 
 describe('rule 4: workload binding', () => {
+  const BINDING: WorkloadBinding = {
+    issuer: 'https://gitlab.example',
+    subject: 'project_path:group/app:ref_type:branch:ref:*',
+    audience: 'rotor',
+    claims: { namespace_id: '42' },
+  };
+  const bound = (overrides: Partial<TokenRecord> = {}) => tokenRecord({ policy: testPolicy({ workloadBinding: BINDING }), ...overrides });
+  const ACTOR: WorkloadClaims = {
+    iss: 'https://gitlab.example',
+    sub: 'project_path:group/app:ref_type:branch:ref:main',
+    aud: ['rotor'],
+    exp: NOW + 5 * MINUTE,
+    jti: 'j1',
+    claims: { namespace_id: '42', project_path: 'group/app' },
+  };
+
   it('rotates a token without a binding when no actor token is presented', () => {
-    expect(decideRotation(input({ actorTokenPresented: false })).type).toBe('rotate');
+    expect(decideRotation(input()).type).toBe('rotate');
   });
 
   it('refuses an actor token for a token without a binding instead of ignoring it', () => {
-    expectRotorError(() => decideRotation(input({ actorTokenPresented: true })), 'invalid_argument', 'actor_token is not accepted: this token has no workload binding');
+    expectRotorError(() => decideRotation(input({ actor: ACTOR })), 'invalid_argument', 'actor_token is not accepted: this token has no workload binding');
   });
 
   it('checks rule 3 first: a superseded token presented with an actor token is still reuse', () => {
     const { req } = supersededInput({ now: NOW + DAY });
-    expect(decideRotation({ ...req, actorTokenPresented: true })).toEqual({ type: 'reuse' });
+    expect(decideRotation({ ...req, actor: ACTOR })).toEqual({ type: 'reuse' });
+    const { req: boundReq } = supersededInput({ now: NOW + DAY, current: bound({ revokedAt: NOW, revokeReason: 'rotated', successorId: 'tok_successor0000000000001' }) });
+    expect(decideRotation({ ...boundReq })).toEqual({ type: 'reuse' });
   });
 
-  it.todo('a bound token needs a verified actor JWT whose claims match the binding, or the rotation is refused (issue 3)');
+  it('rotates a bound token for a verified actor whose claims match the binding', () => {
+    expect(decideRotation(input({ current: bound(), actor: ACTOR }))).toMatchObject({ type: 'rotate' });
+    // A numeric claim matches its decimal form.
+    expect(decideRotation(input({ current: bound(), actor: { ...ACTOR, claims: { namespace_id: 42 } } })).type).toBe('rotate');
+  });
+
+  it('refuses a bound token without an actor token', () => {
+    expectRotorError(
+      () => decideRotation(input({ current: bound() })),
+      'workload_proof_required',
+      'this token is bound to a workload: rotating it needs actor_token with actor_token_type urn:ietf:params:oauth:token-type:jwt',
+    );
+  });
+
+  it('refuses an actor whose issuer, subject, audience or claim does not match, naming which', () => {
+    const mismatches: [Partial<WorkloadClaims>, string][] = [
+      [{ iss: 'https://github.example' }, 'issuer'],
+      [{ sub: 'project_path:group/other:ref_type:branch:ref:main' }, 'subject'],
+      [{ aud: ['other'] }, 'audience'],
+      [{ claims: { namespace_id: '43' } }, 'claim namespace_id'],
+      [{ claims: {} }, 'claim namespace_id'],
+      [{ claims: { namespace_id: ['42'] } }, 'claim namespace_id'],
+    ];
+    for (const [change, what] of mismatches) {
+      expectRotorError(
+        () => decideRotation(input({ current: bound(), actor: { ...ACTOR, ...change } })),
+        'workload_mismatch',
+        `actor_token does not match the token's workload binding: ${what}`,
+      );
+    }
+  });
+
+  it('lets an admin rotate a bound token by id without the workload, but not an owner', () => {
+    expect(decideRotation(input({ mode: 'by_id', byAdmin: true, current: bound() })).type).toBe('rotate');
+    expectRotorError(() => decideRotation(input({ mode: 'by_id', byAdmin: false, current: bound() })), 'workload_proof_required', 'bound to a workload');
+    expect(decideRotation(input({ mode: 'by_id', byAdmin: false, current: bound(), actor: ACTOR })).type).toBe('rotate');
+  });
+
+  it('an actor token that failed verification is raised at rule 4, after rules 2 and 3', () => {
+    const rejection = new RotorError('invalid_workload_token', 'actor_token has expired (exp)');
+    expect(() => decideRotation(input({ current: bound(), actorRejection: rejection }))).toThrow(rejection);
+    const { req } = supersededInput({ now: NOW + DAY });
+    expect(decideRotation({ ...req, current: { ...req.current, policy: testPolicy({ workloadBinding: BINDING }) }, actorRejection: rejection })).toEqual({ type: 'reuse' });
+    expectRotorError(() => decideRotation(input({ current: bound({ revokedAt: NOW - 1, revokeReason: 'revoked' }), actorRejection: rejection })), 'token_revoked', 'token has been revoked');
+    // A token without a binding refuses any actor token, verified or not, the same way.
+    expectRotorError(() => decideRotation(input({ actorRejection: rejection })), 'invalid_argument', 'actor_token is not accepted: this token has no workload binding');
+  });
+
+  it('an idempotent retry of a bound token must prove the workload again', () => {
+    const { predecessor, successor } = rotatedPair({ rotatedAt: NOW, keyDigest: KEY_DIGEST, policy: { workloadBinding: BINDING } });
+    const req = input({ current: predecessor, successor, idempotencyKeyDigest: KEY_DIGEST, now: NOW + MINUTE });
+    expect(decideRotation({ ...req, actor: ACTOR })).toEqual({ type: 'replay', successor });
+    expectRotorError(() => decideRotation(req), 'workload_proof_required', 'bound to a workload');
+  });
 });
 
 describe('rule 5: successor scopes and expiry', () => {

@@ -345,6 +345,18 @@ const cases: Case[] = [
     invalidRequest('actor_token_type must not be sent without actor_token'),
   ),
   exchange(
+    'actor_token_type other than jwt',
+    () => ({ actor_token: 'eyJhbGciOiJFUzI1NiJ9.e30.sig', actor_token_type: ACCESS }),
+    invalidArgument(`actor_token_type must be ${TOKEN_TYPE_JWT}`),
+    invalidRequest(`actor_token_type must be ${TOKEN_TYPE_JWT}`),
+  ),
+  exchange(
+    'actor_token for a token without a workload binding',
+    () => ({ actor_token: 'eyJhbGciOiJFUzI1NiJ9.e30.sig', actor_token_type: TOKEN_TYPE_JWT }),
+    invalidArgument('actor_token is not accepted: this token has no workload binding'),
+    invalidRequest('actor_token is not accepted: this token has no workload binding'),
+  ),
+  exchange(
     'unknown token type URN as subject_token_type',
     () => ({ subject_token_type: 'urn:example:token-type:magic' }),
     invalidArgument('subject_token_type is not a known token type'),
@@ -539,6 +551,26 @@ const cases: Case[] = [
       createRequest((r) => (r.policy = { maxLifetimeSeconds: BigInt(MAX_LIFETIME_SECONDS + 1) })),
       admin,
       invalidArgument(`policy.max_lifetime_seconds must be between 0 and ${MAX_LIFETIME_SECONDS} seconds`),
+    ),
+  },
+  {
+    name: 'CreateToken workload binding to an issuer the server does not trust',
+    ...rpc(
+      TokenService,
+      'createToken',
+      createRequest((r) => (r.policy = { workloadBinding: { issuer: 'https://ci.example', subject: 'repo:org/app:*', audience: 'rotor' } })),
+      admin,
+      invalidArgument('policy.workload_binding.issuer: is not a trusted issuer of this server'),
+    ),
+  },
+  {
+    name: 'CreateToken workload binding without a subject',
+    ...rpc(
+      TokenService,
+      'createToken',
+      createRequest((r) => (r.policy = { workloadBinding: { issuer: 'https://ci.example', subject: '', audience: 'rotor' } })),
+      admin,
+      invalidArgument('policy.workload_binding.subject: is required'),
     ),
   },
   {

@@ -9,10 +9,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatSecret } from '../../src/domain/token-secret.js';
 import type { TokenEvent } from '../../src/domain/token-event.js';
 import type { ExchangeTokenRequestSchema } from '../../src/gen/rotor/v1/token_exchange_service_pb.js';
-import { TokenKind, TokenState, type Token, type TokenPolicy } from '../../src/gen/rotor/v1/token_pb.js';
+import { TokenKind, TokenState, type Token, type TokenPolicy, type WorkloadBinding } from '../../src/gen/rotor/v1/token_pb.js';
 import type { RotateTokenRequestSchema } from '../../src/gen/rotor/v1/token_service_pb.js';
 import { RpcFailure, connectApi, failure, grpcApi, newKey, type Api, type Req, type Wire } from '../support/rotor-api.js';
 import { inMs, issuedSecrets, startTestServer, type TestServer } from '../support/server.js';
+import { startTestIssuer, type TestIssuer } from '../support/jwt-issuer.js';
+import { JWT_TYPE, writeTrustConfig } from '../support/trust.js';
 
 const GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
@@ -37,15 +39,20 @@ describe.each<Wire>(['grpc', 'connect'])('rotation rules over %s', (wire) => {
   let s: TestServer;
   let api: Api;
   let admin: string;
+  /** A GitLab-style CI issuer on loopback, trusted by the server (rule 4). */
+  let ci: TestIssuer;
 
   beforeAll(async () => {
-    s = await startTestServer();
+    ci = await startTestIssuer();
+    const trust = writeTrustConfig({ issuers: [{ issuer: ci.issuer, discovery: true, audiences: ['rotor'], algorithms: ['ES256'] }] });
+    s = await startTestServer({ ROTOR_TRUST_CONFIG: trust });
     api = wire === 'grpc' ? grpcApi(s) : connectApi(s);
     admin = s.adminSecret;
   });
   afterAll(async () => {
     api.close();
     await s.stop();
+    await ci.close();
   });
 
   interface Created {
@@ -56,7 +63,12 @@ describe.each<Wire>(['grpc', 'connect'])('rotation rules over %s', (wire) => {
   }
 
   async function newToken(
-    opts: { scopes?: string[]; audiences?: string[]; lifetimeMs?: number; policy?: Partial<Record<keyof Omit<TokenPolicy, '$typeName' | '$unknown'>, bigint>> } = {},
+    opts: {
+      scopes?: string[];
+      audiences?: string[];
+      lifetimeMs?: number;
+      policy?: Partial<Record<keyof Omit<TokenPolicy, '$typeName' | '$unknown' | 'workloadBinding'>, bigint>> & { workloadBinding?: Omit<WorkloadBinding, '$typeName' | '$unknown'> };
+    } = {},
   ): Promise<Created> {
     const res = await api.createToken(
       {
@@ -397,15 +409,87 @@ describe.each<Wire>(['grpc', 'connect'])('rotation rules over %s', (wire) => {
 
   // -------------------------------------------------------------------------------------------
   describe('rule 4: workload binding → verify the actor JWT or refuse', () => {
-    // Bound tokens arrive with workload identity (issue 3); until then no token has a binding.
-    it.todo('a bound token rotates only with an actor_token JWT from the trusted issuer whose claims match the binding (issue 3)');
-    it.todo('a bound token without an actor_token, or with a JWT that fails verification (iss, aud, exp, sub pattern, jti replay), is refused (issue 3)');
+    const binding = () => ({ issuer: ci.issuer, subject: 'project_path:group/app:*', audience: 'rotor', claims: { namespace_id: '42' } });
+    const boundToken = () => newToken({ policy: { workloadBinding: binding() } });
+    const proof = async (claims: Record<string, unknown> = {}) => ({ actorToken: await ci.sign(s.clock.now(), claims), actorTokenType: JWT_TYPE });
 
-    it('an unbound token refuses an actor_token instead of ignoring it', async () => {
+    it('a bound token rotates only with an actor_token JWT from the trusted issuer whose claims match the binding', async () => {
+      const c = await boundToken();
+      expect(c.token.policy?.workloadBinding).toMatchObject(binding());
+      const without = await failure(exchange(c.secret));
+      expect(without.code).toBe(Code.Unauthenticated);
+      expect(without.rawMessage).toBe('this token is bound to a workload: rotating it needs actor_token with actor_token_type urn:ietf:params:oauth:token-type:jwt');
+      expect((await get(c.id)).state).toBe(TokenState.ACTIVE);
+
+      const next = await exchange(c.secret, await proof());
+      const successor = await get(next.tokenId);
+      expect(successor.policy?.workloadBinding).toMatchObject(binding());
+      expect((await get(c.id)).state).toBe(TokenState.ROTATED);
+      const rotated = (await events(c.familyId)).filter((e) => e.reason === 'rotated');
+      expect(rotated.map((e) => e.act)).toEqual([
+        { iss: ci.issuer, sub: 'project_path:group/app:ref_type:branch:ref:main' },
+        { iss: ci.issuer, sub: 'project_path:group/app:ref_type:branch:ref:main' },
+      ]);
+
+      // RotateToken (the holder's own bearer token) takes the same proof.
+      const third = await selfRotate(next.accessToken, await proof());
+      expect(third.token!.policy?.workloadBinding).toMatchObject(binding());
+      expect((await failure(api.rotateToken({}, third.secret))).code).toBe(Code.Unauthenticated);
+    });
+
+    it('a bound token with a JWT that fails verification or the binding is refused and stays active', async () => {
+      const c = await boundToken();
+      const t = Math.floor(s.clock.now() / 1000);
+      const cases: [Record<string, unknown>, Code, string][] = [
+        [{ iss: 'https://untrusted.example' }, Code.Unauthenticated, 'actor_token is from an issuer that is not trusted'],
+        [{ aud: 'other' }, Code.Unauthenticated, 'actor_token is not for an accepted audience (aud)'],
+        [{ exp: t - 120 }, Code.Unauthenticated, 'actor_token has expired (exp)'],
+        [{ sub: 'project_path:group/other:ref_type:branch:ref:main' }, Code.PermissionDenied, "actor_token does not match the token's workload binding: subject"],
+        [{ namespace_id: '43' }, Code.PermissionDenied, "actor_token does not match the token's workload binding: claim namespace_id"],
+      ];
+      for (const [claims, code, message] of cases) {
+        const f = await failure(exchange(c.secret, await proof(claims)));
+        expect([f.code, f.rawMessage]).toEqual([code, message]);
+      }
+      const used = await proof();
+      await exchange(c.secret, used);
+      const c2 = await boundToken();
+      const replay = await failure(exchange(c2.secret, used));
+      expect([replay.code, replay.rawMessage]).toEqual([Code.Unauthenticated, 'actor_token has been used before (jti replay): request a fresh JWT']);
+      expect((await get(c2.id)).state).toBe(TokenState.ACTIVE);
+    });
+
+    it('an idempotent retry of a bound rotation may present the same JWT again and gets the same successor', async () => {
+      const c = await boundToken();
+      const key = newKey();
+      const p = await proof();
+      const first = await exchange(c.secret, { ...p, idempotencyKey: key });
+      const again = await exchange(c.secret, { ...p, idempotencyKey: key });
+      expect(again.tokenId).toBe(first.tokenId);
+      expect(again.accessToken).toBe(first.accessToken);
+    });
+
+    it('an admin rotates a bound token by id without the workload; the binding is kept', async () => {
+      const c = await boundToken();
+      const succ = await api.rotateToken({ id: c.id }, admin);
+      issuedSecrets.add(succ.secret);
+      expect(succ.token!.policy?.workloadBinding).toMatchObject(binding());
+    });
+
+    it('CreateToken refuses a binding to an untrusted issuer or an audience the issuer is not accepted for', async () => {
+      const untrusted = await failure(newToken({ policy: { workloadBinding: { ...binding(), issuer: 'https://untrusted.example' } } }));
+      expect([untrusted.code, untrusted.rawMessage]).toEqual([Code.InvalidArgument, 'policy.workload_binding.issuer: is not a trusted issuer of this server']);
+      const aud = await failure(newToken({ policy: { workloadBinding: { ...binding(), audience: 'other' } } }));
+      expect([aud.code, aud.rawMessage]).toEqual([Code.InvalidArgument, "policy.workload_binding.audience: is not one of the issuer's accepted audiences"]);
+    });
+
+    it('an unbound token refuses an actor_token instead of ignoring it, valid or not', async () => {
       const c = await newToken();
-      const f = await failure(exchange(c.secret, { actorToken: 'eyJhbGciOiJub25lIn0.e30.', actorTokenType: 'urn:ietf:params:oauth:token-type:jwt' }));
-      expect(f.code).toBe(Code.InvalidArgument);
-      expect(f.rawMessage).toBe('actor_token is not accepted: this token has no workload binding');
+      for (const actor of [await proof(), { actorToken: 'eyJhbGciOiJub25lIn0.e30.', actorTokenType: JWT_TYPE }]) {
+        const f = await failure(exchange(c.secret, actor));
+        expect(f.code).toBe(Code.InvalidArgument);
+        expect(f.rawMessage).toBe('actor_token is not accepted: this token has no workload binding');
+      }
       expect((await get(c.id)).state).toBe(TokenState.ACTIVE);
     });
 

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file rotor/v1/token.proto.
  */
 export const file_rotor_v1_token: GenFile = /*@__PURE__*/
-  fileDesc("ChRyb3Rvci92MS90b2tlbi5wcm90bxIIcm90b3IudjEi+QEKC1Rva2VuUG9saWN5EiEKFG1heF9saWZldGltZV9zZWNvbmRzGAEgASgDSACIAQESJQoYZGVmYXVsdF9saWZldGltZV9zZWNvbmRzGAIgASgDSAGIAQESHAoPb3ZlcmxhcF9zZWNvbmRzGAMgASgDSAKIAQESIAoTcmV1c2VfZ3JhY2Vfc2Vjb25kcxgEIAEoA0gDiAEBQhcKFV9tYXhfbGlmZXRpbWVfc2Vjb25kc0IbChlfZGVmYXVsdF9saWZldGltZV9zZWNvbmRzQhIKEF9vdmVybGFwX3NlY29uZHNCFgoUX3JldXNlX2dyYWNlX3NlY29uZHMiiQQKBVRva2VuEgoKAmlkGAEgASgJEhEKCWZhbWlseV9pZBgCIAEoCRITCgtwcmV2aW91c19pZBgDIAEoCRIUCgxzdWNjZXNzb3JfaWQYBCABKAkSIQoEa2luZBgFIAEoDjITLnJvdG9yLnYxLlRva2VuS2luZBIQCghvd25lcl9pZBgGIAEoCRIMCgRuYW1lGAcgASgJEhMKC2Rlc2NyaXB0aW9uGAggASgJEg4KBnNjb3BlcxgJIAMoCRIuCgpjcmVhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpleHBpcmVzX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpyZXZva2VkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxsYXN0X3VzZWRfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiMKBXN0YXRlGA4gASgOMhQucm90b3IudjEuVG9rZW5TdGF0ZRIVCg1yZXZva2VfcmVhc29uGA8gASgJEhEKCWF1ZGllbmNlcxgQIAMoCRIlCgZwb2xpY3kYESABKAsyFS5yb3Rvci52MS5Ub2tlblBvbGljeRIWCg5kaXNwbGF5X3ByZWZpeBgSIAEoCSqOAQoJVG9rZW5LaW5kEhoKFlRPS0VOX0tJTkRfVU5TUEVDSUZJRUQQABIXChNUT0tFTl9LSU5EX1BFUlNPTkFMEAESFgoSVE9LRU5fS0lORF9QUk9KRUNUEAISFAoQVE9LRU5fS0lORF9HUk9VUBADEh4KGlRPS0VOX0tJTkRfU0VSVklDRV9BQ0NPVU5UEAQqjAEKClRva2VuU3RhdGUSGwoXVE9LRU5fU1RBVEVfVU5TUEVDSUZJRUQQABIWChJUT0tFTl9TVEFURV9BQ1RJVkUQARIXChNUT0tFTl9TVEFURV9ST1RBVEVEEAISFwoTVE9LRU5fU1RBVEVfUkVWT0tFRBADEhcKE1RPS0VOX1NUQVRFX0VYUElSRUQQBGIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChRyb3Rvci92MS90b2tlbi5wcm90bxIIcm90b3IudjEirgIKC1Rva2VuUG9saWN5EiEKFG1heF9saWZldGltZV9zZWNvbmRzGAEgASgDSACIAQESJQoYZGVmYXVsdF9saWZldGltZV9zZWNvbmRzGAIgASgDSAGIAQESHAoPb3ZlcmxhcF9zZWNvbmRzGAMgASgDSAKIAQESIAoTcmV1c2VfZ3JhY2Vfc2Vjb25kcxgEIAEoA0gDiAEBEjMKEHdvcmtsb2FkX2JpbmRpbmcYBSABKAsyGS5yb3Rvci52MS5Xb3JrbG9hZEJpbmRpbmdCFwoVX21heF9saWZldGltZV9zZWNvbmRzQhsKGV9kZWZhdWx0X2xpZmV0aW1lX3NlY29uZHNCEgoQX292ZXJsYXBfc2Vjb25kc0IWChRfcmV1c2VfZ3JhY2Vfc2Vjb25kcyKqAQoPV29ya2xvYWRCaW5kaW5nEg4KBmlzc3VlchgBIAEoCRIPCgdzdWJqZWN0GAIgASgJEhAKCGF1ZGllbmNlGAMgASgJEjUKBmNsYWltcxgEIAMoCzIlLnJvdG9yLnYxLldvcmtsb2FkQmluZGluZy5DbGFpbXNFbnRyeRotCgtDbGFpbXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIokECgVUb2tlbhIKCgJpZBgBIAEoCRIRCglmYW1pbHlfaWQYAiABKAkSEwoLcHJldmlvdXNfaWQYAyABKAkSFAoMc3VjY2Vzc29yX2lkGAQgASgJEiEKBGtpbmQYBSABKA4yEy5yb3Rvci52MS5Ub2tlbktpbmQSEAoIb3duZXJfaWQYBiABKAkSDAoEbmFtZRgHIAEoCRITCgtkZXNjcmlwdGlvbhgIIAEoCRIOCgZzY29wZXMYCSADKAkSLgoKY3JlYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcmV2b2tlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMbGFzdF91c2VkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIjCgVzdGF0ZRgOIAEoDjIULnJvdG9yLnYxLlRva2VuU3RhdGUSFQoNcmV2b2tlX3JlYXNvbhgPIAEoCRIRCglhdWRpZW5jZXMYECADKAkSJQoGcG9saWN5GBEgASgLMhUucm90b3IudjEuVG9rZW5Qb2xpY3kSFgoOZGlzcGxheV9wcmVmaXgYEiABKAkqjgEKCVRva2VuS2luZBIaChZUT0tFTl9LSU5EX1VOU1BFQ0lGSUVEEAASFwoTVE9LRU5fS0lORF9QRVJTT05BTBABEhYKElRPS0VOX0tJTkRfUFJPSkVDVBACEhQKEFRPS0VOX0tJTkRfR1JPVVAQAxIeChpUT0tFTl9LSU5EX1NFUlZJQ0VfQUNDT1VOVBAEKowBCgpUb2tlblN0YXRlEhsKF1RPS0VOX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSVE9LRU5fU1RBVEVfQUNUSVZFEAESFwoTVE9LRU5fU1RBVEVfUk9UQVRFRBACEhcKE1RPS0VOX1NUQVRFX1JFVk9LRUQQAxIXChNUT0tFTl9TVEFURV9FWFBJUkVEEARiBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * TokenPolicy holds the per-token rotation knobs. An unset field takes the server default.
@@ -48,6 +48,14 @@ export type TokenPolicy = Message<"rotor.v1.TokenPolicy"> & {
    * @generated from field: optional int64 reuse_grace_seconds = 4;
    */
   reuseGraceSeconds?: bigint | undefined;
+
+  /**
+   * Binds the token to a workload: rotating it needs an actor_token JWT from a trusted issuer
+   * whose claims match (docs/workload-identity.md). Successors keep it.
+   *
+   * @generated from field: rotor.v1.WorkloadBinding workload_binding = 5;
+   */
+  workloadBinding?: WorkloadBinding | undefined;
 };
 
 /**
@@ -56,6 +64,43 @@ export type TokenPolicy = Message<"rotor.v1.TokenPolicy"> & {
  */
 export const TokenPolicySchema: GenMessage<TokenPolicy> = /*@__PURE__*/
   messageDesc(file_rotor_v1_token, 0);
+
+/**
+ * WorkloadBinding names the workload that may rotate a token: a JWT from `issuer` (a trusted
+ * issuer of ROTOR_TRUST_CONFIG) whose `sub` matches `subject` (exact, or a pattern where `*`
+ * matches any run of characters), whose `aud` contains `audience`, and whose claims hold every
+ * value in `claims`.
+ *
+ * @generated from message rotor.v1.WorkloadBinding
+ */
+export type WorkloadBinding = Message<"rotor.v1.WorkloadBinding"> & {
+  /**
+   * @generated from field: string issuer = 1;
+   */
+  issuer: string;
+
+  /**
+   * @generated from field: string subject = 2;
+   */
+  subject: string;
+
+  /**
+   * @generated from field: string audience = 3;
+   */
+  audience: string;
+
+  /**
+   * @generated from field: map<string, string> claims = 4;
+   */
+  claims: { [key: string]: string };
+};
+
+/**
+ * Describes the message rotor.v1.WorkloadBinding.
+ * Use `create(WorkloadBindingSchema)` to create a new message.
+ */
+export const WorkloadBindingSchema: GenMessage<WorkloadBinding> = /*@__PURE__*/
+  messageDesc(file_rotor_v1_token, 1);
 
 /**
  * Token is the public view of a stored token. The secret is never part of it.
@@ -163,7 +208,7 @@ export type Token = Message<"rotor.v1.Token"> & {
  * Use `create(TokenSchema)` to create a new message.
  */
 export const TokenSchema: GenMessage<Token> = /*@__PURE__*/
-  messageDesc(file_rotor_v1_token, 1);
+  messageDesc(file_rotor_v1_token, 2);
 
 /**
  * TokenKind says whom a token stands for; it also selects the secret's prefix.

@@ -1,0 +1,11 @@
+/**
+ * The part of `oidc-provider` (which ships no types) that test/support/oidc-issuer.ts uses.
+ */
+declare module 'oidc-provider' {
+  import type { IncomingMessage, ServerResponse } from 'node:http';
+
+  export default class Provider {
+    constructor(issuer: string, configuration: Record<string, unknown>);
+    callback(): (req: IncomingMessage, res: ServerResponse) => void;
+  }
+}
