@@ -11,6 +11,13 @@ export interface RotorConfig {
   httpPort: number;
   dataDir: string;
   databaseUrl: string;
+  /** Most connections this process holds to PostgreSQL (SQLite always uses one). */
+  databasePoolMax: number;
+  /**
+   * Longest a database statement, a connection attempt or a wait for a pooled connection may
+   * take before the call fails with `unavailable` (on SQLite: the busy timeout).
+   */
+  databaseStatementTimeoutMs: number;
   /** Where the server secret came from (the value itself is never logged). */
   secretSource: 'env' | 'file';
   secret: Uint8Array;
@@ -39,8 +46,8 @@ function wholeNumber(env: Env, name: string, fallback: number, max: number): num
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   const n = Number(raw);
-  const unit = name.endsWith('_MS') ? 'milliseconds' : 'seconds';
-  if (!/^\d+$/.test(raw) || n > max) throw new ConfigError(`${name} must be a whole number of ${unit} between 0 and ${max}, got "${raw}"`);
+  const unit = name.endsWith('_MS') ? ' of milliseconds' : name.endsWith('_SECONDS') ? ' of seconds' : '';
+  if (!/^\d+$/.test(raw) || n > max) throw new ConfigError(`${name} must be a whole number${unit} between 0 and ${max}, got "${raw}"`);
   return n;
 }
 
@@ -67,14 +74,25 @@ function loadSecret(env: Env, dataDir: string): { secret: Uint8Array; source: 'e
   return { secret: new TextEncoder().encode(text), source: 'file' };
 }
 
-/** Reads and validates the configuration (README: "Configuration"). */
-export function loadConfig(env: Env = process.env): RotorConfig {
+/** The database part of the configuration (also all that `rotor migrate` reads). */
+export function loadDatabaseConfig(env: Env = process.env): Pick<RotorConfig, 'databaseUrl' | 'databasePoolMax' | 'databaseStatementTimeoutMs'> {
   const dataDir = resolve(env.ROTOR_DATA_DIR || './data');
-  const host = env.ROTOR_HOST || '127.0.0.1';
   const databaseUrl = env.ROTOR_DATABASE_URL || `sqlite://${join(dataDir, 'rotor.db')}`;
   if (!/^(postgres(ql)?:\/\/|sqlite:\/\/|file:)/.test(databaseUrl)) {
     throw new ConfigError('ROTOR_DATABASE_URL must start with postgres://, postgresql://, sqlite:// or file:');
   }
+  const databasePoolMax = wholeNumber(env, 'ROTOR_DATABASE_POOL_MAX', 10, 1000);
+  if (databasePoolMax === 0) throw new ConfigError('ROTOR_DATABASE_POOL_MAX must be at least 1');
+  const databaseStatementTimeoutMs = wholeNumber(env, 'ROTOR_DATABASE_STATEMENT_TIMEOUT_MS', 5000, 600_000);
+  if (databaseStatementTimeoutMs < 100) throw new ConfigError('ROTOR_DATABASE_STATEMENT_TIMEOUT_MS must be at least 100 milliseconds');
+  return { databaseUrl, databasePoolMax, databaseStatementTimeoutMs };
+}
+
+/** Reads and validates the configuration (README: "Configuration"). */
+export function loadConfig(env: Env = process.env): RotorConfig {
+  const dataDir = resolve(env.ROTOR_DATA_DIR || './data');
+  const host = env.ROTOR_HOST || '127.0.0.1';
+  const { databaseUrl, databasePoolMax, databaseStatementTimeoutMs } = loadDatabaseConfig(env);
   const logLevel = (env.ROTOR_LOG_LEVEL || 'info') as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`ROTOR_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
   const maxLifetimeSeconds = wholeNumber(env, 'ROTOR_MAX_LIFETIME_SECONDS', DEFAULT_LIMITS.maxLifetimeSeconds, 10 * 365 * 24 * 3600);
@@ -90,5 +108,5 @@ export function loadConfig(env: Env = process.env): RotorConfig {
   const grpcPort = port(env, 'ROTOR_GRPC_PORT', 50051);
   const httpPort = port(env, 'ROTOR_HTTP_PORT', 8080);
   const { secret, source } = loadSecret(env, dataDir);
-  return { host, grpcPort, httpPort, dataDir, databaseUrl, secret, secretSource: source, limits, logLevel, tokenCacheTtlMs };
+  return { host, grpcPort, httpPort, dataDir, databaseUrl, databasePoolMax, databaseStatementTimeoutMs, secret, secretSource: source, limits, logLevel, tokenCacheTtlMs };
 }
