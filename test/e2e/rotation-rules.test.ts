@@ -13,6 +13,7 @@ import { TokenKind, TokenState, type Token, type TokenPolicy } from '../../src/g
 import type { RotateTokenRequestSchema } from '../../src/gen/rotor/v1/token_service_pb.js';
 import { RpcFailure, connectApi, failure, grpcApi, newKey, type Api, type Req, type Wire } from '../support/rotor-api.js';
 import { inMs, issuedSecrets, startTestServer, type TestServer } from '../support/server.js';
+import { withEngines } from '../support/engines.js';
 
 const GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
@@ -33,13 +34,13 @@ function ms(ts: Timestamp | undefined): number {
 
 // ---------------------------------------------------------------------------------------------
 
-describe.each<Wire>(['grpc', 'connect'])('rotation rules over %s', (wire) => {
+describe.each(withEngines<Wire>(['grpc', 'connect']))('rotation rules over %s on %s', (wire, engine) => {
   let s: TestServer;
   let api: Api;
   let admin: string;
 
   beforeAll(async () => {
-    s = await startTestServer();
+    s = await startTestServer({}, { engine });
     api = wire === 'grpc' ? grpcApi(s) : connectApi(s);
     admin = s.adminSecret;
   });

@@ -7,7 +7,8 @@ import { bootstrapAdmin } from '../../src/app/bootstrap.js';
 import { loadConfig } from '../../src/runtime/config.js';
 import { createLogger } from '../../src/runtime/logger.js';
 import { startRotor, type RunningRotor } from '../../src/runtime/server.js';
-import { secretsIn, secretsInDirectory } from './leak-scan.js';
+import { scratchDatabase, type Engine, type ScratchDatabase } from './engines.js';
+import { secretsIn, secretsInDirectory, secretsInPostgres } from './leak-scan.js';
 
 /** A clock tests can move forward; starts at the real time. */
 export interface TestClock {
@@ -23,6 +24,9 @@ export function testClock(): TestClock {
 /** A real Rotor on ephemeral ports with its own data directory and captured log lines. */
 export interface TestServer {
   rotor: RunningRotor;
+  engine: Engine;
+  /** ROTOR_DATABASE_URL of this server (a scratch database on PostgreSQL). */
+  databaseUrl: string;
   clock: TestClock;
   dataDir: string;
   logs: string[];
@@ -36,33 +40,61 @@ export interface TestServer {
 /** Every secret any test server issued in this worker, for leak checks. */
 export const issuedSecrets = new Set<string>();
 
-/** Starts a server; `env` overrides ROTOR_* variables (ports are always ephemeral). */
-export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
+/** Options of `startTestServer`. */
+export interface TestServerOptions {
+  /** 'sqlite' (default): a file in the data directory; 'postgres': a scratch database of its own. */
+  engine?: Engine;
+}
+
+/**
+ * Starts a server; `env` overrides ROTOR_* variables (ports are always ephemeral). With
+ * `{ engine: 'postgres' }` it runs on a scratch database on ROTOR_TEST_DATABASE_URL, dropped by
+ * `stop()` (test/support/engines.ts).
+ */
+export async function startTestServer(env: Record<string, string> = {}, options: TestServerOptions = {}): Promise<TestServer> {
+  const engine = options.engine ?? 'sqlite';
   const dataDir = mkdtempSync(join(tmpdir(), 'rotor-test-'));
-  const config = loadConfig({ ROTOR_DATA_DIR: dataDir, ROTOR_GRPC_PORT: '0', ROTOR_HTTP_PORT: '0', ...env });
+  let db: ScratchDatabase | undefined;
+  let rotor: RunningRotor;
   const logs: string[] = [];
-  // Raw lines, without the logger's redaction: the leak check below must see any secret.
-  const log = createLogger('debug', (line) => void logs.push(line), { redact: false });
   const clock = testClock();
-  const rotor = await startRotor(config, log, clock.now);
+  try {
+    if (engine === 'postgres') db = await scratchDatabase();
+    const config = loadConfig({ ROTOR_DATA_DIR: dataDir, ROTOR_GRPC_PORT: '0', ROTOR_HTTP_PORT: '0', ...(db ? { ROTOR_DATABASE_URL: db.url } : {}), ...env });
+    // Raw lines, without the logger's redaction: the leak check below must see any secret.
+    const log = createLogger('debug', (line) => void logs.push(line), { redact: false });
+    rotor = await startRotor(config, log, clock.now);
+  } catch (e) {
+    await db?.drop();
+    rmSync(dataDir, { recursive: true, force: true });
+    throw e;
+  }
   const admin = await bootstrapAdmin(rotor.app, { ownerId: 'admin', lifetimeSeconds: 30 * 86400 });
   issuedSecrets.add(admin.secret);
   return {
     rotor,
+    engine,
+    databaseUrl: db?.url ?? `sqlite://${join(dataDir, 'rotor.db')}`,
     clock,
     dataDir,
     logs,
     grpcAddress: `127.0.0.1:${rotor.grpcPort}`,
     httpUrl: `http://127.0.0.1:${rotor.httpPort}`,
     adminSecret: admin.secret,
-    /** Stops the server, then fails if any secret reached the data directory or the log. */
+    /** Stops the server, then fails if any secret reached the database, the data directory or the log. */
     async stop() {
       await rotor.close();
+      let inDb: string[] = [];
+      try {
+        if (db) inDb = await secretsInPostgres(db.url, issuedSecrets);
+      } finally {
+        await db?.drop();
+      }
       const inFiles = secretsInDirectory(dataDir, issuedSecrets);
       const inLogs = secretsIn(logs.join(''), issuedSecrets);
       rmSync(dataDir, { recursive: true, force: true });
-      if (inFiles.length > 0 || inLogs.length > 0) {
-        throw new Error(`secrets leaked: ${inFiles.length} in the data directory, ${inLogs.length} in the log`);
+      if (inFiles.length > 0 || inLogs.length > 0 || inDb.length > 0) {
+        throw new Error(`secrets leaked: ${inFiles.length} in the data directory, ${inDb.length} in the database, ${inLogs.length} in the log`);
       }
     },
   };
