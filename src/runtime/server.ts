@@ -21,7 +21,12 @@ export interface RunningRotor {
 /** Builds the application context (storage, keys, clock, randomness) from configuration. */
 export async function createApp(config: RotorConfig, log: Logger, now: () => number = Date.now): Promise<AppContext & { store: KnexStore }> {
   const store = await openStore(
-    { url: config.databaseUrl, poolMax: config.databasePoolMax, statementTimeoutMs: config.databaseStatementTimeoutMs },
+    {
+      url: config.databaseUrl,
+      poolMax: config.databasePoolMax,
+      statementTimeoutMs: config.databaseStatementTimeoutMs,
+      onDriverWarning: (message) => log.warn('database driver warning', { message }),
+    },
     { ttlMs: config.tokenCacheTtlMs, maxEntries: 10_000 },
   );
   store.onUnavailable = unavailableLogger(log);

@@ -14,6 +14,11 @@ export interface DatabaseConfig {
   poolMax?: number;
   /** ROTOR_DATABASE_STATEMENT_TIMEOUT_MS: statement, connect and pool-acquire timeout. */
   statementTimeoutMs?: number;
+  /**
+   * Receives knex's own warnings (otherwise printed to the console, breaking the JSON log).
+   * Connection failures are left out: the store reports those as `unavailable` itself.
+   */
+  onDriverWarning?: (message: string) => void;
 }
 
 /** Defaults of the settings above (config.ts applies the same ones). */
@@ -50,11 +55,22 @@ interface PgConnectionState {
 export function openDatabase(config: DatabaseConfig): { knex: Knex; engine: Engine } {
   const { engine, target } = parseDatabaseUrl(config.url);
   const timeout = config.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
+  const warn = config.onDriverWarning ?? (() => undefined);
+  const log: Knex.Config['log'] = {
+    warn: (m: unknown) => {
+      const text = String(m);
+      if (!/^(Connection Error|Acquire connection error)/.test(text)) warn(text.split('\n', 1)[0]!);
+    },
+    error: (m: unknown) => warn(String(m).split('\n', 1)[0]!),
+    deprecate: (m: unknown) => warn(String(m)),
+    debug: () => undefined,
+  };
   if (engine === 'postgres') {
     return {
       engine,
       knex: knexFactory({
         client: 'pg',
+        log,
         connection: {
           connectionString: target,
           statement_timeout: timeout,
@@ -75,6 +91,7 @@ export function openDatabase(config: DatabaseConfig): { knex: Knex; engine: Engi
   if (target !== ':memory:') mkdirSync(dirname(target), { recursive: true });
   const knex = knexFactory({
     client: 'sqlite3',
+    log,
     connection: { filename: target },
     useNullAsDefault: true,
     pool: {

@@ -25,7 +25,7 @@ export function testClock(): TestClock {
 export interface TestServer {
   rotor: RunningRotor;
   engine: Engine;
-  /** ROTOR_DATABASE_URL of this server (a scratch database on PostgreSQL). */
+  /** The server's database, reached directly (not through `rewriteDatabaseUrl`): a scratch database on PostgreSQL. */
   databaseUrl: string;
   clock: TestClock;
   dataDir: string;
@@ -44,6 +44,8 @@ export const issuedSecrets = new Set<string>();
 export interface TestServerOptions {
   /** 'sqlite' (default): a file in the data directory; 'postgres': a scratch database of its own. */
   engine?: Engine;
+  /** PostgreSQL: the URL the server connects with, from the scratch database's (e.g. through a proxy). */
+  rewriteDatabaseUrl?: (url: string) => string;
 }
 
 /**
@@ -60,7 +62,7 @@ export async function startTestServer(env: Record<string, string> = {}, options:
   const clock = testClock();
   try {
     if (engine === 'postgres') db = await scratchDatabase();
-    const config = loadConfig({ ROTOR_DATA_DIR: dataDir, ROTOR_GRPC_PORT: '0', ROTOR_HTTP_PORT: '0', ...(db ? { ROTOR_DATABASE_URL: db.url } : {}), ...env });
+    const config = loadConfig({ ROTOR_DATA_DIR: dataDir, ROTOR_GRPC_PORT: '0', ROTOR_HTTP_PORT: '0', ...(db ? { ROTOR_DATABASE_URL: options.rewriteDatabaseUrl?.(db.url) ?? db.url } : {}), ...env });
     // Raw lines, without the logger's redaction: the leak check below must see any secret.
     const log = createLogger('debug', (line) => void logs.push(line), { redact: false });
     rotor = await startRotor(config, log, clock.now);
