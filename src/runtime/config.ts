@@ -18,6 +18,11 @@ export interface RotorConfig {
    * take before the call fails with `unavailable` (on SQLite: the busy timeout).
    */
   databaseStatementTimeoutMs: number;
+  /**
+   * PostgreSQL: LISTEN for other replicas' event inserts and drop the token rows they name from
+   * the cache at once. Off behind a transaction-pooling proxy, where LISTEN does not work.
+   */
+  databaseListen: boolean;
   /** Where the server secret came from (the value itself is never logged). */
   secretSource: 'env' | 'file';
   secret: Uint8Array;
@@ -75,7 +80,7 @@ function loadSecret(env: Env, dataDir: string): { secret: Uint8Array; source: 'e
 }
 
 /** The database part of the configuration (also all that `rotor migrate` reads). */
-export function loadDatabaseConfig(env: Env = process.env): Pick<RotorConfig, 'databaseUrl' | 'databasePoolMax' | 'databaseStatementTimeoutMs'> {
+export function loadDatabaseConfig(env: Env = process.env): Pick<RotorConfig, 'databaseUrl' | 'databasePoolMax' | 'databaseStatementTimeoutMs' | 'databaseListen'> {
   const dataDir = resolve(env.ROTOR_DATA_DIR || './data');
   const databaseUrl = env.ROTOR_DATABASE_URL || `sqlite://${join(dataDir, 'rotor.db')}`;
   if (!/^(postgres(ql)?:\/\/|sqlite:\/\/|file:)/.test(databaseUrl)) {
@@ -85,14 +90,16 @@ export function loadDatabaseConfig(env: Env = process.env): Pick<RotorConfig, 'd
   if (databasePoolMax === 0) throw new ConfigError('ROTOR_DATABASE_POOL_MAX must be at least 1');
   const databaseStatementTimeoutMs = wholeNumber(env, 'ROTOR_DATABASE_STATEMENT_TIMEOUT_MS', 5000, 600_000);
   if (databaseStatementTimeoutMs < 100) throw new ConfigError('ROTOR_DATABASE_STATEMENT_TIMEOUT_MS must be at least 100 milliseconds');
-  return { databaseUrl, databasePoolMax, databaseStatementTimeoutMs };
+  const listen = env.ROTOR_DATABASE_LISTEN || 'on';
+  if (listen !== 'on' && listen !== 'off') throw new ConfigError(`ROTOR_DATABASE_LISTEN must be on or off, got "${listen}"`);
+  return { databaseUrl, databasePoolMax, databaseStatementTimeoutMs, databaseListen: listen === 'on' };
 }
 
 /** Reads and validates the configuration (README: "Configuration"). */
 export function loadConfig(env: Env = process.env): RotorConfig {
   const dataDir = resolve(env.ROTOR_DATA_DIR || './data');
   const host = env.ROTOR_HOST || '127.0.0.1';
-  const { databaseUrl, databasePoolMax, databaseStatementTimeoutMs } = loadDatabaseConfig(env);
+  const { databaseUrl, databasePoolMax, databaseStatementTimeoutMs, databaseListen } = loadDatabaseConfig(env);
   const logLevel = (env.ROTOR_LOG_LEVEL || 'info') as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`ROTOR_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
   const maxLifetimeSeconds = wholeNumber(env, 'ROTOR_MAX_LIFETIME_SECONDS', DEFAULT_LIMITS.maxLifetimeSeconds, 10 * 365 * 24 * 3600);
@@ -108,5 +115,5 @@ export function loadConfig(env: Env = process.env): RotorConfig {
   const grpcPort = port(env, 'ROTOR_GRPC_PORT', 50051);
   const httpPort = port(env, 'ROTOR_HTTP_PORT', 8080);
   const { secret, source } = loadSecret(env, dataDir);
-  return { host, grpcPort, httpPort, dataDir, databaseUrl, databasePoolMax, databaseStatementTimeoutMs, secret, secretSource: source, limits, logLevel, tokenCacheTtlMs };
+  return { host, grpcPort, httpPort, dataDir, databaseUrl, databasePoolMax, databaseStatementTimeoutMs, databaseListen, secret, secretSource: source, limits, logLevel, tokenCacheTtlMs };
 }

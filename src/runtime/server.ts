@@ -68,6 +68,9 @@ function unavailableLogger(log: Logger): (e: Error) => void {
 /** The composition root: opens storage, mounts the handlers on the gRPC and HTTP ports. */
 export async function startRotor(config: RotorConfig, log: Logger, now?: () => number): Promise<RunningRotor> {
   const app = await createApp(config, log, now);
+  if (config.databaseListen) {
+    app.store.followRemoteWrites(config.databaseUrl, (e) => log.warn('database notifications interrupted; reconnecting', { error: e.message }));
+  }
   const services = rotorServices(app);
   const ping = () => app.store.ping();
   const grpcServer = createGrpcServer(services, log);

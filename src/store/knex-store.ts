@@ -5,6 +5,7 @@ import type { RotorError } from '../domain/errors.js';
 import { asStoreError, guardRepository } from './database-errors.js';
 import { type DatabaseConfig, type Engine, migrate, openDatabase } from './database.js';
 import { KnexEventRepository } from './event-repository.js';
+import { listenForEvents, type EventListener } from './pg-notify.js';
 import { TokenCache, type TokenCacheOptions } from './token-cache.js';
 import { KnexTokenRepository } from './token-repository.js';
 
@@ -22,6 +23,7 @@ export class KnexStore implements Store {
   private readonly cache: TokenCache;
   /** Called with each `unavailable` error the store raises (the server logs them). */
   onUnavailable: (e: RotorError) => void = () => undefined;
+  private listener: EventListener | undefined;
 
   constructor(
     readonly knex: Knex,
@@ -73,7 +75,26 @@ export class KnexStore implements Store {
     }
   }
 
+  /**
+   * PostgreSQL with the cache on: LISTENs for other processes' event inserts and drops the token
+   * rows they name from the cache at once (the whole cache after a reconnect, when notifications
+   * may have been missed). `ROTOR_TOKEN_CACHE_TTL_MS` stays the bound for a notification that is
+   * late or lost. No-op on SQLite or with the cache off.
+   */
+  followRemoteWrites(url: string, onError: (e: Error) => void): void {
+    if (this.engine !== 'postgres' || !this.cache.enabled || this.listener) return;
+    this.listener = listenForEvents({
+      url,
+      onWake: (wake) => {
+        if (wake === undefined || wake.tokenIds === 'all') this.cache.clear();
+        else this.cache.invalidate(wake.tokenIds);
+      },
+      onError,
+    });
+  }
+
   async close(): Promise<void> {
+    await this.listener?.close();
     await this.knex.destroy();
   }
 }

@@ -3,18 +3,34 @@ import pg from 'pg';
 
 /**
  * The channel on which committed `token_events` inserts are announced. The trigger of migration
- * 20261127_050_pg_event_notify sends on it; its payload is the highest sequence inserted.
+ * 20261127_050_pg_event_notify sends on it: `<highest sequence> <token id>,<token id>…` (or `*`
+ * instead of the ids when there were too many for one payload).
  */
 export const EVENTS_CHANNEL = 'rotor_token_events';
+
+/** One notification: events up to `sequence` were committed, about these tokens (or 'all'). */
+export interface EventWake {
+  sequence: number;
+  tokenIds: readonly string[] | 'all';
+}
+
+/** Parses a payload of the channel; undefined for anything else (then treat it as "all"). */
+export function parseEventPayload(payload: string | undefined): EventWake | undefined {
+  const m = /^(\d+) (\*|[^\s]+)$/.exec(payload ?? '');
+  if (!m) return undefined;
+  const sequence = Number(m[1]);
+  if (!Number.isSafeInteger(sequence)) return undefined;
+  return { sequence, tokenIds: m[2] === '*' ? 'all' : m[2]!.split(',') };
+}
 
 /**
  * Sends a wake-up on the events channel from inside a transaction (delivered on commit). Event
  * inserts already notify through the trigger; this is for a writer that wants to wake watchers
  * without inserting (nothing needs it yet). No-op on SQLite.
  */
-export async function notifyEvents(db: Knex | Knex.Transaction, sequence?: number): Promise<void> {
+export async function notifyEvents(db: Knex | Knex.Transaction, sequence: number, tokenIds: readonly string[] | 'all'): Promise<void> {
   if (db.client.config.client !== 'pg') return;
-  await db.raw('select pg_notify(?, ?)', [EVENTS_CHANNEL, sequence === undefined ? '' : String(sequence)]);
+  await db.raw('select pg_notify(?, ?)', [EVENTS_CHANNEL, `${sequence} ${tokenIds === 'all' ? '*' : tokenIds.join(',')}`]);
 }
 
 /** Options of `listenForEvents`. */
@@ -22,11 +38,12 @@ export interface ListenOptions {
   /** The PostgreSQL URL (ROTOR_DATABASE_URL). */
   url: string;
   /**
-   * Called when events may have been committed: with the notified sequence, or with undefined
-   * after (re)connecting, because notifications sent while disconnected are lost and the caller
-   * must re-read the event log from where it was.
+   * Called when events may have been committed: with what the notification says, or with
+   * undefined after (re)connecting (and for a payload it cannot parse), because notifications
+   * sent while disconnected are lost: the caller must re-read the event log from where it was
+   * and forget what it cached.
    */
-  onWake: (sequence: number | undefined) => void;
+  onWake: (wake: EventWake | undefined) => void;
   /** Connect timeout, and the bound of the liveness query (default 5000 ms). */
   timeoutMs?: number;
   /** How often the idle connection is checked with `select 1` (default 10 000 ms). */
@@ -87,8 +104,7 @@ export function listenForEvents(opts: ListenOptions): EventListener {
     c.on('end', () => drop(c, new Error('listen connection ended')));
     c.on('notification', (n) => {
       if (n.channel !== EVENTS_CHANNEL) return;
-      const seq = n.payload ? Number(n.payload) : NaN;
-      opts.onWake(Number.isSafeInteger(seq) ? seq : undefined);
+      opts.onWake(parseEventPayload(n.payload));
     });
     try {
       await c.connect();

@@ -7,7 +7,8 @@
  *   idempotency key, FAILED_PRECONDITION naming the successor without it (inside the reuse
  *   grace), and after the grace presenting the old token revokes the whole family.
  * - An idempotent retry that lands on the other replica gets the same successor and secret.
- * - A revocation through A is honoured by B within ROTOR_TOKEN_CACHE_TTL_MS (+ slack), measured.
+ * - A revocation through A reaches B's token cache through LISTEN/NOTIFY (milliseconds), and a
+ *   replica that does not LISTEN within ROTOR_TOKEN_CACHE_TTL_MS (+ slack); both measured.
  *
  * The WatchExpiry parts of acceptance 2 (a watcher on B, both schedulers) come with issue 4.
  */
@@ -136,27 +137,49 @@ describe.each(POSTGRES_ONLY)('two rotor serve processes on one database on %s', 
     expect(other.meta('rotor-successor-id')).toBe(first.token!.id);
   });
 
-  it(`a revocation through A is honoured by B within ROTOR_TOKEN_CACHE_TTL_MS (${CACHE_TTL_MS} ms) + ${SLACK_MS} ms: measured over 5 tokens`, async () => {
-    const seen: number[] = [];
-    for (let i = 0; i < 5; i++) {
-      const t = await newToken(a);
-      // B has just seen the token active, so it sits in B's cache.
-      expect((await b.introspectToken({ token: t.secret }, set.adminSecret)).active).toBe(true);
-      await a.revokeToken({ id: t.id }, set.adminSecret);
-      const revokedAt = performance.now();
-      for (;;) {
-        const active = (await b.introspectToken({ token: t.secret }, set.adminSecret)).active;
-        if (!active) break;
-        if (performance.now() - revokedAt > CACHE_TTL_MS + 5000) throw new Error('B never saw the revocation');
-        await new Promise((r) => setTimeout(r, 10));
+  it(`a revocation through A reaches B's cache by NOTIFY, and a replica without LISTEN within ROTOR_TOKEN_CACHE_TTL_MS (${CACHE_TTL_MS} ms) + ${SLACK_MS} ms: measured over 5 tokens`, async () => {
+    // C does not LISTEN (ROTOR_DATABASE_LISTEN=off, as behind a transaction-pooling proxy): for
+    // it, as for a notification that is lost, the cache TTL is the bound.
+    const c = grpcApi(addressOf(await set.start({ ROTOR_DATABASE_LISTEN: 'off' })));
+    const viaB: number[] = [];
+    const viaC: number[] = [];
+    try {
+      for (let i = 0; i < 5; i++) {
+        const t = await newToken(a);
+        // B and C have just seen the token active, so it sits in their caches.
+        expect((await b.introspectToken({ token: t.secret }, set.adminSecret)).active).toBe(true);
+        expect((await c.introspectToken({ token: t.secret }, set.adminSecret)).active).toBe(true);
+        await a.revokeToken({ id: t.id }, set.adminSecret);
+        const revokedAt = performance.now();
+        const [msB, msC] = await Promise.all([refusedAfter(b, t.secret, revokedAt), refusedAfter(c, t.secret, revokedAt)]);
+        viaB.push(msB);
+        viaC.push(msC);
+        // A, which made the write, refuses it at once.
+        expect((await a.introspectToken({ token: t.secret }, set.adminSecret)).active).toBe(false);
       }
-      seen.push(Math.round(performance.now() - revokedAt));
-      // A, which made the write, refuses it at once.
-      expect((await a.introspectToken({ token: t.secret }, set.adminSecret)).active).toBe(false);
+    } finally {
+      c.close();
     }
-    console.info(`revocation through A honoured by B after ${seen.join(', ')} ms (cache TTL ${CACHE_TTL_MS} ms)`);
-    for (const ms of seen) expect(ms).toBeLessThanOrEqual(CACHE_TTL_MS + SLACK_MS);
-    // What is measured is the cache: B did keep serving its cached row for a good part of the TTL.
-    expect(Math.max(...seen)).toBeGreaterThan(CACHE_TTL_MS / 4);
+    console.info(`revocation through A honoured by B (LISTEN) after ${viaB.join(', ')} ms, by C (no LISTEN) after ${viaC.join(', ')} ms (cache TTL ${CACHE_TTL_MS} ms)`);
+    for (const ms of [...viaB, ...viaC]) expect(ms).toBeLessThanOrEqual(CACHE_TTL_MS + SLACK_MS);
+    // What C's figures measure is its cache: it kept serving the cached row for a good part of
+    // the TTL. B's notification arrived well before the TTL ran out.
+    expect(Math.max(...viaC)).toBeGreaterThan(CACHE_TTL_MS / 4);
+    expect(median(viaB)).toBeLessThan(CACHE_TTL_MS / 4);
   });
+
+  /** Polls introspection on `api` until the token is inactive; ms since `from`. */
+  async function refusedAfter(api: Api, secret: string, from: number): Promise<number> {
+    for (;;) {
+      const active = (await api.introspectToken({ token: secret }, set.adminSecret)).active;
+      if (!active) return Math.round(performance.now() - from);
+      if (performance.now() - from > CACHE_TTL_MS + 5000) throw new Error('the revocation was never seen');
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
 });
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((x, y) => x - y);
+  return s[Math.floor(s.length / 2)]!;
+}

@@ -25,6 +25,7 @@ describe('database configuration (README: Operating Rotor on PostgreSQL)', () =>
     [{ ROTOR_DATABASE_POOL_MAX: '0' }, 'ROTOR_DATABASE_POOL_MAX must be at least 1'],
     [{ ROTOR_DATABASE_POOL_MAX: 'ten' }, 'ROTOR_DATABASE_POOL_MAX must be a whole number between 0 and 1000, got "ten"'],
     [{ ROTOR_DATABASE_POOL_MAX: '1001' }, 'ROTOR_DATABASE_POOL_MAX must be a whole number between 0 and 1000, got "1001"'],
+    [{ ROTOR_DATABASE_LISTEN: 'yes' }, 'ROTOR_DATABASE_LISTEN must be on or off, got "yes"'],
     [{ ROTOR_DATABASE_STATEMENT_TIMEOUT_MS: '50' }, 'ROTOR_DATABASE_STATEMENT_TIMEOUT_MS must be at least 100 milliseconds'],
     [{ ROTOR_DATABASE_STATEMENT_TIMEOUT_MS: '5s' }, 'ROTOR_DATABASE_STATEMENT_TIMEOUT_MS must be a whole number of milliseconds between 0 and 600000, got "5s"'],
   ])('%o is refused with a message naming the variable', (env, message) => {
@@ -33,6 +34,7 @@ describe('database configuration (README: Operating Rotor on PostgreSQL)', () =>
   });
 
   it('loadDatabaseConfig (rotor migrate) needs no server secret', () => {
-    expect(loadDatabaseConfig({ ROTOR_DATABASE_URL: 'postgresql://h/db' })).toEqual({ databaseUrl: 'postgresql://h/db', databasePoolMax: 10, databaseStatementTimeoutMs: 5000 });
+    expect(loadDatabaseConfig({ ROTOR_DATABASE_URL: 'postgresql://h/db' })).toEqual({ databaseUrl: 'postgresql://h/db', databasePoolMax: 10, databaseStatementTimeoutMs: 5000, databaseListen: true });
+    expect(loadDatabaseConfig({ ROTOR_DATABASE_LISTEN: 'off' }).databaseListen).toBe(false);
   });
 });

@@ -16,7 +16,7 @@ import { createApp } from '../../src/runtime/server.js';
 import { asStoreError, unavailableReason } from '../../src/store/database-errors.js';
 import { migrate, openDatabase } from '../../src/store/database.js';
 import type { KnexStore } from '../../src/store/knex-store.js';
-import { listenForEvents } from '../../src/store/pg-notify.js';
+import { listenForEvents, parseEventPayload } from '../../src/store/pg-notify.js';
 import { ENGINES, POSTGRES_ONLY, TEST_POSTGRES_URL, scratchDatabase, type Engine, type ScratchDatabase } from '../support/engines.js';
 import { hostPortOf, startTcpProxy } from '../support/tcp-proxy.js';
 
@@ -148,7 +148,14 @@ describe.each(POSTGRES_ONLY)('LISTEN/NOTIFY across two knex instances on %s', ()
 
   it('a committed event insert wakes a listener on another connection with its sequence; a rolled-back one does not', async () => {
     const woke: (number | undefined)[] = [];
-    const listener = listenForEvents({ url: db.url, onWake: (seq) => woke.push(seq) });
+    const ids: (readonly string[] | 'all' | undefined)[] = [];
+    const listener = listenForEvents({
+      url: db.url,
+      onWake: (w) => {
+        woke.push(w?.sequence);
+        ids.push(w?.tokenIds);
+      },
+    });
     try {
       await listener.ready;
       expect(woke).toEqual([undefined]);
@@ -164,6 +171,30 @@ describe.each(POSTGRES_ONLY)('LISTEN/NOTIFY across two knex instances on %s', ()
       await waitFor(() => woke.includes(seq2));
       // Exactly: the connect wake-up, then the two committed inserts (the rolled-back one sent nothing).
       expect(woke).toEqual([undefined, seq, seq2]);
+      expect(ids).toEqual([undefined, ['tok_notify_1'], ['tok_notify_2']]);
+    } finally {
+      await listener.close();
+    }
+  });
+
+  it('an insert naming more tokens than one payload holds announces "*" (every cached row is dropped)', async () => {
+    const wakes: (readonly string[] | 'all' | undefined)[] = [];
+    const listener = listenForEvents({ url: db.url, onWake: (w) => wakes.push(w?.tokenIds) });
+    try {
+      await listener.ready;
+      const many = Array.from({ length: 400 }, (_, i) => ({
+        type: 'family_revoked' as const,
+        tokenId: `tok_${String(i).padStart(40, '0')}`,
+        familyId: 'fam_big',
+        successorId: null,
+        actor: 'test',
+        peer: null,
+        reason: 'family_revoked',
+        occurredAt: Date.now(),
+      }));
+      await writer.store.transaction((tx) => tx.events.append(many));
+      await waitFor(() => wakes.length === 2);
+      expect(wakes).toEqual([undefined, 'all']);
     } finally {
       await listener.close();
     }
@@ -173,7 +204,7 @@ describe.each(POSTGRES_ONLY)('LISTEN/NOTIFY across two knex instances on %s', ()
     const proxy = await startTcpProxy(hostPortOf(TEST_POSTGRES_URL!));
     const woke: (number | undefined)[] = [];
     const errors: string[] = [];
-    const listener = listenForEvents({ url: proxy.rewrite(db.url), onWake: (seq) => woke.push(seq), onError: (e) => errors.push(e.message), maxBackoffMs: 200 });
+    const listener = listenForEvents({ url: proxy.rewrite(db.url), onWake: (w) => woke.push(w?.sequence), onError: (e) => errors.push(e.message), maxBackoffMs: 200 });
     try {
       await listener.ready;
       proxy.cut();
@@ -190,6 +221,19 @@ describe.each(POSTGRES_ONLY)('LISTEN/NOTIFY across two knex instances on %s', ()
       await listener.close();
       await proxy.close();
     }
+  });
+});
+
+describe('NOTIFY payloads of the events channel', () => {
+  it.each([
+    ['41 tok_a', { sequence: 41, tokenIds: ['tok_a'] }],
+    ['42 tok_a,tok_b', { sequence: 42, tokenIds: ['tok_a', 'tok_b'] }],
+    ['43 *', { sequence: 43, tokenIds: 'all' }],
+  ])('%s', (payload, wake) => {
+    expect(parseEventPayload(payload)).toEqual(wake);
+  });
+  it.each(['', '42', 'x tok_a', '42 tok a', '99999999999999999999 tok_a'])('%j is not understood (the caller then treats it as "all")', (payload) => {
+    expect(parseEventPayload(payload)).toBeUndefined();
   });
 });
 

@@ -13,8 +13,8 @@ export interface ReplicaSet {
   /** Secret of the admin token `rotor bootstrap` created. */
   adminSecret: string;
   replicas: ServeProcess[];
-  /** Starts one more replica (or a replacement) with the set's environment. */
-  start(): Promise<ServeProcess>;
+  /** Starts one more replica (or a replacement) with the set's environment, plus `extra`. */
+  start(extra?: Record<string, string>): Promise<ServeProcess>;
   stop(): Promise<void>;
 }
 
@@ -34,8 +34,8 @@ export async function startReplicas(count: number, extraEnv: Record<string, stri
     env: base,
     adminSecret: '',
     replicas,
-    async start() {
-      const r = await startServe(envFor());
+    async start(extra = {}) {
+      const r = await startServe({ ...envFor(), ...extra });
       replicas.push(r);
       return r;
     },
