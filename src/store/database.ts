@@ -115,7 +115,8 @@ const MIGRATION_LOCK_KEY = 0x526f746f; // "Roto"
  * Applies every pending migration (run at start, by `rotor migrate` and by tests); returns the
  * names it applied. On PostgreSQL several replicas may start at once: knex's own migration lock
  * makes a second runner fail instead of wait, so the runners first queue on a session-level
- * advisory lock held on one pooled connection, and whoever comes second finds nothing to do.
+ * advisory lock, held on a connection of its own outside the pool (closing it releases the lock),
+ * and whoever comes second finds nothing to do.
  */
 export async function migrate(knex: Knex): Promise<string[]> {
   if (engineOf(knex) !== 'postgres') return applied(await knex.migrate.latest({ migrationSource }));
