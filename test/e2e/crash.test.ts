@@ -16,6 +16,9 @@
  *   k returns exactly the committed events with a higher sequence. On PostgreSQL a sequence can
  *   skip numbers (a transaction killed with the process had drawn them and rolled back); such gaps
  *   hold no event, and the check proves that nothing committed is missing after any k.
+ *   It is checked once the writers are quiet: a reader racing concurrent commits on PostgreSQL
+ *   can see a higher sequence commit before a lower one (docs/follow-ups.md, "commit-order
+ *   horizon", for the WatchExpiry reader of issue 4).
  */
 import { Code } from '@connectrpc/connect';
 import { randomBytes } from 'node:crypto';
