@@ -7,7 +7,8 @@
  * When it is set, `ENGINES` is ['sqlite', 'postgres'] and each PostgreSQL test server gets a scratch
  * database of its own (`rotor_test_<random>`, dropped when the server stops), so parallel test
  * files and parallel CI runs never see each other's rows. When it is unset, `ENGINES` is
- * ['sqlite'] and one line says that the PostgreSQL half is skipped. `.ci/run` always sets it.
+ * ['sqlite'] and one line (test/support/global-setup.ts) says that the PostgreSQL half is
+ * skipped. `.ci/run` always sets it.
  * `ROTOR_TEST_POSTGRES_URL` (the variable of the core issue) is still read as an alias.
  *
  * Adopting it in a test file:
@@ -30,11 +31,6 @@ if (TEST_POSTGRES_URL !== undefined && !/^postgres(ql)?:\/\//.test(TEST_POSTGRES
   throw new Error(`ROTOR_TEST_DATABASE_URL must be a postgres:// URL, got "${TEST_POSTGRES_URL}"`);
 }
 
-let announced = false;
-if (!TEST_POSTGRES_URL && !announced) {
-  announced = true;
-  console.info('ROTOR_TEST_DATABASE_URL is not set: the PostgreSQL half of the store and end-to-end tests is skipped (.ci/run sets it)');
-}
 
 /** Every engine the tests run on here. */
 export const ENGINES: readonly Engine[] = TEST_POSTGRES_URL ? ['sqlite', 'postgres'] : ['sqlite'];
