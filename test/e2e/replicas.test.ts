@@ -13,9 +13,9 @@
  * The WatchExpiry parts of acceptance 2 (a watcher on B, both schedulers) come with issue 4.
  */
 import { Code } from '@connectrpc/connect';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { TokenKind, TokenState, type Token } from '../../src/gen/rotor/v1/token_pb.js';
-import { POSTGRES_ONLY } from '../support/engines.js';
+import { describeOnPostgres } from '../support/engines.js';
 import { addressOf, startReplicas, type ReplicaSet } from '../support/replicas.js';
 import { RpcFailure, connectApi, failure, grpcApi, newKey, type Api } from '../support/rotor-api.js';
 import { inMs } from '../support/server.js';
@@ -28,7 +28,7 @@ const SLACK_MS = 500;
 
 type Answer = { keyed: boolean; via: string; ok: true; id: string; secret: string } | { keyed: boolean; via: string; ok: false; error: unknown };
 
-describe.each(POSTGRES_ONLY)('two rotor serve processes on one database on %s', () => {
+describeOnPostgres('two rotor serve processes on one database on postgres', () => {
   let set: ReplicaSet;
   let a: Api;
   let b: Api;

@@ -17,7 +17,7 @@ import { asStoreError, unavailableReason } from '../../src/store/database-errors
 import { migrate, openDatabase } from '../../src/store/database.js';
 import type { KnexStore } from '../../src/store/knex-store.js';
 import { listenForEvents, parseEventPayload } from '../../src/store/pg-notify.js';
-import { ENGINES, POSTGRES_ONLY, TEST_POSTGRES_URL, scratchDatabase, type Engine, type ScratchDatabase } from '../support/engines.js';
+import { ENGINES, TEST_POSTGRES_URL, describeOnPostgres, scratchDatabase, type Engine, type ScratchDatabase } from '../support/engines.js';
 import { hostPortOf, startTcpProxy } from '../support/tcp-proxy.js';
 
 const SECRET = 'store-test-secret-0123456789abcdefghij';
@@ -125,7 +125,7 @@ describe('driver failures become `unavailable`, other errors pass through', () =
   });
 });
 
-describe.each(POSTGRES_ONLY)('LISTEN/NOTIFY across two knex instances on %s', () => {
+describeOnPostgres('LISTEN/NOTIFY across two knex instances on postgres', () => {
   let db: ScratchDatabase;
   let writer: AppContext & { store: KnexStore };
   beforeAll(async () => {

@@ -20,6 +20,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import knexFactory from 'knex';
+import { describe } from 'vitest';
 import type { Engine } from '../../src/store/database.js';
 
 export type { Engine };
@@ -35,8 +36,12 @@ if (TEST_POSTGRES_URL !== undefined && !/^postgres(ql)?:\/\//.test(TEST_POSTGRES
 /** Every engine the tests run on here. */
 export const ENGINES: readonly Engine[] = TEST_POSTGRES_URL ? ['sqlite', 'postgres'] : ['sqlite'];
 
-/** PostgreSQL only, for tests that exist only there (several processes on one database). */
-export const POSTGRES_ONLY: readonly Engine[] = TEST_POSTGRES_URL ? ['postgres'] : [];
+/**
+ * `describe` for tests that exist only on PostgreSQL (several processes on one database,
+ * LISTEN/NOTIFY): skipped, and counted as skipped, when ROTOR_TEST_DATABASE_URL is unset. End the
+ * title with "on postgres" so .ci/run counts them.
+ */
+export const describeOnPostgres = describe.skipIf(!TEST_POSTGRES_URL);
 
 /** A throw-away database on the test PostgreSQL server. */
 export interface ScratchDatabase {
