@@ -1,6 +1,7 @@
 /**
  * Storage baselines on the same engine and settings as the server (src/store/database.ts, a
- * separate SQLite file with the migrations applied), with no RPC, auth or mapping around them:
+ * separate SQLite file or PostgreSQL database with the migrations applied), with no RPC, auth or
+ * mapping around them:
  *   - `rotation`: one knex transaction per iteration running exactly the statements a
  *     self-rotation of a fresh token runs (src/app/rotation-service.ts `rotate` + `commitRotation`);
  *   - `introspection` (diagnostic, no target): the statements one IntrospectToken call runs
@@ -33,9 +34,13 @@ export interface BareBaseline {
   close(): Promise<void>;
 }
 
-/** Opens `<dir>/bare.db`, applies the migrations and seeds `rotations` fresh tokens (not timed). */
-export async function openBareBaseline(dir: string, rotations: number): Promise<BareBaseline> {
-  const { knex } = openDatabase({ url: `sqlite://${join(dir, 'bare.db')}` });
+/**
+ * Opens the baseline's own database, applies the migrations and seeds `rotations` fresh tokens
+ * (not timed): `<dir>/bare.db` on SQLite, or `postgresUrl` (a scratch database; the same pool
+ * settings as the server) on PostgreSQL.
+ */
+export async function openBareBaseline(dir: string, rotations: number, postgresUrl?: string): Promise<BareBaseline> {
+  const { knex } = openDatabase({ url: postgresUrl ?? `sqlite://${join(dir, 'bare.db')}` });
   try {
     await migrate(knex);
     return await seed(knex, rotations);

@@ -22,7 +22,9 @@ import { openBareBaseline, type BareBaseline } from './bare-txn.js';
 import { benchClient, grpcFrame, rawUnary } from './grpc.js';
 import type { LoadReply, LoadSpec } from './grpc-load.js';
 import { h2load, h2loadVersion } from './h2load.js';
+import { BENCH_POSTGRES_URL, createBenchDatabase, safeUrl, type BenchDatabase } from './postgres.js';
 import { bootstrap, freePort, rotorEnv, startServer, type ServerProcess } from './server.js';
+import { DEFAULT_POOL_MAX } from '../src/store/database.js';
 import { closedLoop, type ScenarioResult } from './stats.js';
 
 function intEnv(name: string, fallback: number): number {
@@ -120,18 +122,66 @@ function machine() {
   return { nproc: availableParallelism(), cpu_model: model, node: process.version, platform: `${process.platform}-${process.arch}` };
 }
 
+type EngineName = 'sqlite' | 'postgres';
+
+/** Which engines to run (BENCH_ENGINES, default both). */
+function engines(): EngineName[] {
+  const raw = (process.env.BENCH_ENGINES || 'sqlite,postgres').split(',').map((e) => e.trim());
+  for (const e of raw) if (e !== 'sqlite' && e !== 'postgres') throw new Error(`BENCH_ENGINES: unknown engine "${e}" (sqlite, postgres)`);
+  return raw as EngineName[];
+}
+
 async function main(): Promise<void> {
   const started = Date.now();
+  // BENCH_NO_H2LOAD=1 forces the grpc-js-only fallback, as on a machine without h2load.
+  const h2 = process.env.BENCH_NO_H2LOAD ? undefined : await h2loadVersion();
+  if (!h2) progress('h2load not found (Debian: apt-get install nghttp2-client); the grpc-js loop measures every scenario');
+  const results: Record<string, unknown> = {};
+  for (const engine of engines()) {
+    progress(`== engine: ${engine}`);
+    let server: BenchDatabase | undefined;
+    let bare: BenchDatabase | undefined;
+    try {
+      if (engine === 'postgres') {
+        try {
+          server = await createBenchDatabase();
+          bare = await createBenchDatabase();
+        } catch (e) {
+          const reason = `PostgreSQL at ${safeUrl(BENCH_POSTGRES_URL)} not usable: ${e instanceof Error ? e.message : String(e)}`;
+          progress(`skipping postgres: ${reason}`);
+          results[engine] = { skipped: reason };
+          continue;
+        }
+      }
+      results[engine] = await benchEngine(engine, h2, server?.url, bare?.url);
+    } finally {
+      await server?.drop();
+      await bare?.drop();
+    }
+  }
+  const result = {
+    date: new Date().toISOString(),
+    machine: machine(),
+    settings,
+    engines: results,
+    wall_seconds: Math.round((Date.now() - started) / 100) / 10,
+  };
+  process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+}
+
+/**
+ * Every scenario on one engine: the server on `serverDbUrl` (PostgreSQL) or a SQLite file in its
+ * data directory, the bare baseline on its own database of the same engine.
+ */
+async function benchEngine(engine: EngineName, h2: string | undefined, serverDbUrl: string | undefined, bareDbUrl: string | undefined) {
   const { rounds, concurrency: c, grpcjs_requests: n, warmup_requests: warm } = settings;
   const work = mkdtempSync(join(tmpdir(), 'rotor-bench-'));
   let server: ServerProcess | undefined;
   let loader: Loader | undefined;
   let bare: BareBaseline | undefined;
   try {
-    // BENCH_NO_H2LOAD=1 forces the grpc-js-only fallback, as on a machine without h2load.
-    const h2 = process.env.BENCH_NO_H2LOAD ? undefined : await h2loadVersion();
     const [grpcPort, httpPort] = [await freePort(), await freePort()];
-    const env = rotorEnv(join(work, 'data'), grpcPort, httpPort);
+    const env = { ...rotorEnv(join(work, 'data'), grpcPort, httpPort), ...(serverDbUrl ? { ROTOR_DATABASE_URL: serverDbUrl } : {}) };
     const address = `127.0.0.1:${grpcPort}`;
 
     progress('rotor bootstrap');
@@ -155,7 +205,7 @@ async function main(): Promise<void> {
     const rotationSlice = (r: number) => pool.slice(warm + r * n, warm + (r + 1) * n);
 
     progress(`seeding the bare-transaction database with ${warm + rounds * n} tokens`);
-    bare = await openBareBaseline(work, warm + rounds * n);
+    bare = await openBareBaseline(work, warm + rounds * n, bareDbUrl);
 
     // h2load sends the same pre-encoded gRPC frame on every stream. Check once, through grpc-js,
     // that these exact bytes succeed, and learn the size of a successful response.
@@ -173,7 +223,6 @@ async function main(): Promise<void> {
       h2load({ name, url: `http://${address}${noopPath}`, frame: noopFrame, requests, clients: settings.h2load_clients, streamsPerClient: streams, responseDataBytes: 5 + noopCheck.response.length, workDir: work });
     const h2introspect = (name: string, requests: number) =>
       h2load({ name, url: `http://${address}${introspectPath}`, frame: introspectFrame, bearer: admin, requests, clients: settings.h2load_clients, streamsPerClient: streams, responseDataBytes: 5 + introspectCheck.response.length, workDir: work });
-    if (!h2) progress('h2load not found (Debian: apt-get install nghttp2-client); the grpc-js loop measures every scenario');
 
     loader = await Loader.start(address);
 
@@ -221,15 +270,13 @@ async function main(): Promise<void> {
       ? ratioOf(results.introspect_h2load!, results.noop_h2load!)
       : ratioOf(results.introspect_grpcjs!, results.noop_grpcjs!);
     const rotateVsBare = ratioOf(results.rotate_grpcjs!, results.bare_txn!);
-    const result = {
-      date: new Date().toISOString(),
-      machine: machine(),
+    return {
+      database: engine === 'postgres' ? `PostgreSQL, scratch databases on ${safeUrl(BENCH_POSTGRES_URL)}, pool ${DEFAULT_POOL_MAX} connections (server and bare baseline alike)` : 'SQLite file in WAL mode, one connection',
       tools: {
         introspect_vs_noop: h2 ? `${h2}, ${settings.h2load_clients} connections × ${streams} streams, 1 thread` : `@grpc/grpc-js closed loop (h2load not installed or BENCH_NO_H2LOAD set)`,
         grpcjs: `@grpc/grpc-js closed loop in a child process, one channel, ${c} calls in flight`,
-        bare: `knex in the bench process on its own SQLite file (src/store/database.ts settings), ${c} in flight`,
+        bare: `knex in the bench process on its own ${engine === 'postgres' ? 'PostgreSQL scratch database' : 'SQLite file'} (src/store/database.ts settings), ${c} in flight`,
       },
-      settings,
       scenarios,
       ratios: {
         introspect_vs_noop: introspectVsNoop,
@@ -246,9 +293,7 @@ async function main(): Promise<void> {
         },
         rotate_vs_bare_txn: { target: TARGETS.rotate_vs_bare_txn, measured: rotateVsBare.median, met: rotateVsBare.median >= TARGETS.rotate_vs_bare_txn },
       },
-      wall_seconds: Math.round((Date.now() - started) / 100) / 10,
     };
-    process.stdout.write(JSON.stringify(result, null, 2) + '\n');
   } finally {
     loader?.stop();
     await server?.stop();

@@ -8,7 +8,9 @@ import { insertCreated, mintBootstrap } from './token-service.js';
  * Creates the first admin token (`rotor bootstrap`). Refused while an active `rotor:admin` token
  * exists, checked in the same transaction as the insert, so bootstrap cannot mint a second
  * working admin credential. Once every admin token has expired or been revoked, bootstrap is the
- * way back in (it needs access to the database and the server secret).
+ * way back in (it needs access to the database and the server secret). Concurrent bootstraps (two
+ * `rotor bootstrap` runs on one PostgreSQL database) take the `bootstrap` lock, so the second one
+ * sees the first one's admin token and is refused.
  */
 export async function bootstrapAdmin(app: AppContext, opts: { ownerId: string; lifetimeSeconds: number }): Promise<MintedToken> {
   const now = app.now();
@@ -32,6 +34,6 @@ export async function bootstrapAdmin(app: AppContext, opts: { ownerId: string; l
       throw new RotorError('permission_denied', 'an active admin token already exists; bootstrap refused');
     }
     await insertCreated(tx, minted, { actor: 'bootstrap', peer: null }, now);
-  });
+  }, { lock: 'bootstrap' });
   return minted;
 }

@@ -56,7 +56,10 @@ export interface Repositories {
 
 /** Storage as the application sees it: repositories plus a unit of work. */
 export interface Store extends Repositories {
-  /** Runs `work` in one database transaction; it commits when `work` resolves. */
-  transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T>;
+  /**
+   * Runs `work` in one database transaction; it commits when `work` resolves. Transactions that
+   * pass the same `lock` name never overlap (check-then-insert without a unique key to lean on).
+   */
+  transaction<T>(work: (tx: Repositories) => Promise<T>, options?: { lock?: string }): Promise<T>;
   close(): Promise<void>;
 }

@@ -2,7 +2,8 @@ import { ConnectError } from '@connectrpc/connect';
 import { parseArgs } from 'node:util';
 import { bootstrapAdmin } from '../app/bootstrap.js';
 import { isRotorError } from '../domain/errors.js';
-import { ConfigError, loadConfig } from '../runtime/config.js';
+import { ConfigError, loadConfig, loadDatabaseConfig } from '../runtime/config.js';
+import { migrate, openDatabase } from '../store/database.js';
 import { createLogger } from '../runtime/logger.js';
 import { createApp, startRotor } from '../runtime/server.js';
 import { parseDuration } from './duration.js';
@@ -10,6 +11,7 @@ import { UsageError, tokenCommand } from './token-commands.js';
 
 const USAGE = `usage: rotor <command>
   serve                         run the server (ports and storage from ROTOR_* variables)
+  migrate                       apply pending database migrations and exit (serve also applies them)
   bootstrap [--owner ID] [--expires-in 30d]
                                 create the first rotor:admin token; prints only its secret
   token create|get|list|rotate|revoke [--server URL] [--json] ...
@@ -36,6 +38,20 @@ async function serve(): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
 }
 
+/** `rotor migrate`: applies pending migrations to ROTOR_DATABASE_URL; prints what it applied. */
+async function migrateCommand(args: string[]): Promise<void> {
+  if (args.length > 0) throw new UsageError(`migrate takes no arguments, got "${args[0]}"`);
+  const config = loadDatabaseConfig();
+  const { knex, engine } = openDatabase({ url: config.databaseUrl, poolMax: 2, statementTimeoutMs: config.databaseStatementTimeoutMs });
+  try {
+    const applied = await migrate(knex);
+    for (const name of applied) process.stdout.write(`applied ${name}\n`);
+    process.stdout.write(`${engine} database is up to date (${applied.length} migration${applied.length === 1 ? '' : 's'} applied now)\n`);
+  } finally {
+    await knex.destroy();
+  }
+}
+
 async function bootstrap(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { owner: { type: 'string', default: 'admin' }, 'expires-in': { type: 'string', default: '90d' } } });
   const lifetime = parseDuration(values['expires-in']);
@@ -57,6 +73,9 @@ async function main(argv: string[]): Promise<number> {
       case 'serve':
         await serve();
         return -1;
+      case 'migrate':
+        await migrateCommand(rest);
+        return 0;
       case 'bootstrap':
         await bootstrap(rest);
         return 0;

@@ -12,6 +12,18 @@ export interface RotorConfig {
   httpPort: number;
   dataDir: string;
   databaseUrl: string;
+  /** Most connections this process holds to PostgreSQL (SQLite always uses one). */
+  databasePoolMax: number;
+  /**
+   * Longest a database statement, a connection attempt or a wait for a pooled connection may
+   * take before the call fails with `unavailable` (on SQLite: the busy timeout).
+   */
+  databaseStatementTimeoutMs: number;
+  /**
+   * PostgreSQL: LISTEN for other replicas' event inserts and drop the token rows they name from
+   * the cache at once. Off behind a transaction-pooling proxy, where LISTEN does not work.
+   */
+  databaseListen: boolean;
   /** Where the server secret came from (the value itself is never logged). */
   secretSource: 'env' | 'file';
   secret: Uint8Array;
@@ -44,8 +56,8 @@ function wholeNumber(env: Env, name: string, fallback: number, max: number): num
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   const n = Number(raw);
-  const unit = name.endsWith('_MS') ? 'milliseconds' : 'seconds';
-  if (!/^\d+$/.test(raw) || n > max) throw new ConfigError(`${name} must be a whole number of ${unit} between 0 and ${max}, got "${raw}"`);
+  const unit = name.endsWith('_MS') ? ' of milliseconds' : name.endsWith('_SECONDS') ? ' of seconds' : '';
+  if (!/^\d+$/.test(raw) || n > max) throw new ConfigError(`${name} must be a whole number${unit} between 0 and ${max}, got "${raw}"`);
   return n;
 }
 
@@ -90,14 +102,27 @@ function loadTrustConfig(env: Env, maxLifetimeSeconds: number): TrustConfig | un
   }
 }
 
-/** Reads and validates the configuration (README: "Configuration"). */
-export function loadConfig(env: Env = process.env): RotorConfig {
+/** The database part of the configuration (also all that `rotor migrate` reads). */
+export function loadDatabaseConfig(env: Env = process.env): Pick<RotorConfig, 'databaseUrl' | 'databasePoolMax' | 'databaseStatementTimeoutMs' | 'databaseListen'> {
   const dataDir = resolve(env.ROTOR_DATA_DIR || './data');
-  const host = env.ROTOR_HOST || '127.0.0.1';
   const databaseUrl = env.ROTOR_DATABASE_URL || `sqlite://${join(dataDir, 'rotor.db')}`;
   if (!/^(postgres(ql)?:\/\/|sqlite:\/\/|file:)/.test(databaseUrl)) {
     throw new ConfigError('ROTOR_DATABASE_URL must start with postgres://, postgresql://, sqlite:// or file:');
   }
+  const databasePoolMax = wholeNumber(env, 'ROTOR_DATABASE_POOL_MAX', 10, 1000);
+  if (databasePoolMax === 0) throw new ConfigError('ROTOR_DATABASE_POOL_MAX must be at least 1');
+  const databaseStatementTimeoutMs = wholeNumber(env, 'ROTOR_DATABASE_STATEMENT_TIMEOUT_MS', 5000, 600_000);
+  if (databaseStatementTimeoutMs < 100) throw new ConfigError('ROTOR_DATABASE_STATEMENT_TIMEOUT_MS must be at least 100 milliseconds');
+  const listen = env.ROTOR_DATABASE_LISTEN || 'on';
+  if (listen !== 'on' && listen !== 'off') throw new ConfigError(`ROTOR_DATABASE_LISTEN must be on or off, got "${listen}"`);
+  return { databaseUrl, databasePoolMax, databaseStatementTimeoutMs, databaseListen: listen === 'on' };
+}
+
+/** Reads and validates the configuration (README: "Configuration"). */
+export function loadConfig(env: Env = process.env): RotorConfig {
+  const dataDir = resolve(env.ROTOR_DATA_DIR || './data');
+  const host = env.ROTOR_HOST || '127.0.0.1';
+  const { databaseUrl, databasePoolMax, databaseStatementTimeoutMs, databaseListen } = loadDatabaseConfig(env);
   const logLevel = (env.ROTOR_LOG_LEVEL || 'info') as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`ROTOR_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
   const maxLifetimeSeconds = wholeNumber(env, 'ROTOR_MAX_LIFETIME_SECONDS', DEFAULT_LIMITS.maxLifetimeSeconds, 10 * 365 * 24 * 3600);
@@ -115,7 +140,7 @@ export function loadConfig(env: Env = process.env): RotorConfig {
   const trust = loadTrustConfig(env, maxLifetimeSeconds);
   const { secret, source } = loadSecret(env, dataDir);
   const jwt = loadJwtConfig(env);
-  return { host, grpcPort, httpPort, dataDir, databaseUrl, secret, secretSource: source, limits, logLevel, tokenCacheTtlMs, jwt, trust };
+  return { host, grpcPort, httpPort, dataDir, databaseUrl, databasePoolMax, databaseStatementTimeoutMs, databaseListen, secret, secretSource: source, limits, logLevel, tokenCacheTtlMs, jwt, trust };
 }
 
 /** Settings of signed JWT access tokens (RFC 9068) and their signing keys. */

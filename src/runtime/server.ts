@@ -26,7 +26,16 @@ export interface RunningRotor {
 
 /** Builds the application context (storage, keys, clock, randomness) from configuration. */
 export async function createApp(config: RotorConfig, log: Logger, now: () => number = Date.now): Promise<AppContext & { store: KnexStore }> {
-  const store = await openStore({ url: config.databaseUrl }, { ttlMs: config.tokenCacheTtlMs, maxEntries: 10_000 });
+  const store = await openStore(
+    {
+      url: config.databaseUrl,
+      poolMax: config.databasePoolMax,
+      statementTimeoutMs: config.databaseStatementTimeoutMs,
+      onDriverWarning: (message) => log.warn('database driver warning', { message }),
+    },
+    { ttlMs: config.tokenCacheTtlMs, maxEntries: 10_000 },
+  );
+  store.onUnavailable = unavailableLogger(log);
   const random = (n: number) => new Uint8Array(randomBytes(n));
   return {
     store,
@@ -52,13 +61,39 @@ function defaultIssuer(host: string, port: number): string {
   return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
+/**
+ * Logs database unavailability at most once a second (calls fail with UNAVAILABLE / 503 on their
+ * own; the log says why, with the driver's message, which names no secret).
+ */
+function unavailableLogger(log: Logger): (e: Error) => void {
+  let last = 0;
+  let suppressed = 0;
+  return (e) => {
+    const now = Date.now();
+    if (now - last < 1000) {
+      suppressed++;
+      return;
+    }
+    const cause = (e as { cause?: unknown }).cause;
+    log.warn('database unavailable', {
+      reason: e.message,
+      cause: cause instanceof Error ? cause.message : undefined,
+      code: (cause as { code?: unknown } | undefined)?.code,
+      suppressed,
+    });
+    last = now;
+    suppressed = 0;
+  };
+}
+
 /** The composition root: opens storage, mounts the handlers on the gRPC and HTTP ports. */
 export async function startRotor(config: RotorConfig, log: Logger, now?: () => number): Promise<RunningRotor> {
   const app = await createApp(config, log, now);
+  if (config.databaseListen) {
+    app.store.followRemoteWrites(config.databaseUrl, (e) => log.warn('database notifications interrupted; reconnecting', { error: e.message }));
+  }
   const services = rotorServices(app);
-  const ping = async () => {
-    await app.store.knex.raw('select 1');
-  };
+  const ping = () => app.store.ping();
   const grpcServer = createGrpcServer(services, log);
   const httpServer: HttpServer = createHttpServer(app, services, ping);
   let grpcPort: number;

@@ -1,19 +1,29 @@
 import type { Knex } from 'knex';
 import type { Repositories, Store } from '../app/store-ports.js';
 import { CachedTokenRepository } from './cached-token-repository.js';
+import type { RotorError } from '../domain/errors.js';
+import { asStoreError, guardRepository } from './database-errors.js';
 import { type DatabaseConfig, type Engine, migrate, openDatabase } from './database.js';
 import { KnexEventRepository } from './event-repository.js';
+import { listenForEvents, type EventListener } from './pg-notify.js';
 import { TokenCache, type TokenCacheOptions } from './token-cache.js';
 import { KnexTokenRepository } from './token-repository.js';
 
 /** Default cache settings: one second of cross-process staleness at most. */
 export const DEFAULT_TOKEN_CACHE: TokenCacheOptions = { ttlMs: 1000, maxEntries: 10_000 };
 
-/** The knex-backed Store: cached repositories on the pool, plus transactions. */
+/**
+ * The knex-backed Store: cached repositories on the pool, plus transactions. Every database
+ * failure that means "the database is not there" leaves it as the domain's `unavailable` error
+ * (src/store/database-errors.ts), from the pool repositories and from transactions alike.
+ */
 export class KnexStore implements Store {
   readonly tokens: CachedTokenRepository;
   readonly events: KnexEventRepository;
   private readonly cache: TokenCache;
+  /** Called with each `unavailable` error the store raises (the server logs them). */
+  onUnavailable: (e: RotorError) => void = () => undefined;
+  private listener: EventListener | undefined;
 
   constructor(
     readonly knex: Knex,
@@ -21,29 +31,70 @@ export class KnexStore implements Store {
     cacheOptions: TokenCacheOptions = DEFAULT_TOKEN_CACHE,
   ) {
     this.cache = new TokenCache(cacheOptions);
-    this.tokens = new CachedTokenRepository(new KnexTokenRepository(knex), this.cache, true);
-    this.events = new KnexEventRepository(knex);
+    const report = (e: RotorError) => this.onUnavailable(e);
+    this.tokens = new CachedTokenRepository(guardRepository(new KnexTokenRepository(knex), report), this.cache, true);
+    this.events = guardRepository(new KnexEventRepository(knex), report);
   }
 
   /**
    * Runs `work` in one transaction. Token rows it writes are invalidated in the cache when they
-   * are written and again once the transaction has committed or rolled back.
+   * are written and again once the transaction has committed or rolled back. With `lock`, the
+   * transaction first takes a transaction-level lock of that name, so transactions with the same
+   * lock run one after another: on PostgreSQL an advisory lock (`pg_advisory_xact_lock`), needed
+   * because READ COMMITTED lets two transactions both see "nothing there" and both insert; on
+   * SQLite writers are serialised anyway (one connection per process, and another process's
+   * stale write fails with SQLITE_BUSY), so nothing is taken.
    */
-  async transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T> {
+  async transaction<T>(work: (tx: Repositories) => Promise<T>, options: { lock?: string } = {}): Promise<T> {
     const written: string[] = [];
     try {
-      return await this.knex.transaction((trx) =>
-        work({
+      return await this.knex.transaction(async (trx) => {
+        if (options.lock !== undefined && this.engine === 'postgres') {
+          await trx.raw('select pg_advisory_xact_lock(hashtext(?))', [`rotor:${options.lock}`]);
+        }
+        return work({
           tokens: new CachedTokenRepository(new KnexTokenRepository(trx), this.cache, false, (ids) => written.push(...ids)),
           events: new KnexEventRepository(trx),
-        }),
-      );
+        });
+      });
+    } catch (e) {
+      const mapped = asStoreError(e);
+      if (mapped !== e) this.onUnavailable(mapped as RotorError);
+      throw mapped;
     } finally {
       if (written.length > 0) this.cache.invalidate(written);
     }
   }
 
+  /** A trivial round trip (GET /healthz); fails with `unavailable` when the database is gone. */
+  async ping(): Promise<void> {
+    try {
+      await this.knex.raw('select 1');
+    } catch (e) {
+      throw asStoreError(e);
+    }
+  }
+
+  /**
+   * PostgreSQL with the cache on: LISTENs for other processes' event inserts and drops the token
+   * rows they name from the cache at once (the whole cache after a reconnect, when notifications
+   * may have been missed). `ROTOR_TOKEN_CACHE_TTL_MS` stays the bound for a notification that is
+   * late or lost. No-op on SQLite or with the cache off.
+   */
+  followRemoteWrites(url: string, onError: (e: Error) => void): void {
+    if (this.engine !== 'postgres' || !this.cache.enabled || this.listener) return;
+    this.listener = listenForEvents({
+      url,
+      onWake: (wake) => {
+        if (wake === undefined || wake.tokenIds === 'all') this.cache.clear();
+        else this.cache.invalidate(wake.tokenIds);
+      },
+      onError,
+    });
+  }
+
   async close(): Promise<void> {
+    await this.listener?.close();
     await this.knex.destroy();
   }
 }

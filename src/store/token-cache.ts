@@ -19,7 +19,9 @@ interface Entry {
  *
  * Correctness: every token write made through this process invalidates the row at the write and
  * again after its transaction settles; a global epoch stops a read that was already in flight
- * from caching what it saw. Writes by another process become visible within `ttlMs`. Only rows
+ * from caching what it saw. Writes by another process become visible within `ttlMs` at the
+ * latest; on PostgreSQL usually much sooner, because the store drops the rows another replica's
+ * events name as soon as their NOTIFY arrives (KnexStore.followRemoteWrites). Only rows
  * that exist are cached, so unknown secrets cannot fill it; past `maxEntries` the oldest go first.
  */
 export class TokenCache {
@@ -79,6 +81,13 @@ export class TokenCache {
   invalidate(ids: Iterable<string>): void {
     this.epoch++;
     for (const id of ids) this.drop(id);
+  }
+
+  /** Forgets every row (another process's writes may have been missed). */
+  clear(): void {
+    this.epoch++;
+    this.byDigest.clear();
+    this.digestById.clear();
   }
 
   private drop(id: string): void {

@@ -16,6 +16,7 @@ import { TokenKind, TokenState, type Token } from '../../src/gen/rotor/v1/token_
 import type { CreateTokenRequestSchema } from '../../src/gen/rotor/v1/token_service_pb.js';
 import { connectApi, failure, grpcApi, type Api, type Req, type Wire } from '../support/rotor-api.js';
 import { inMs, issuedSecrets, startTestServer, type TestServer } from '../support/server.js';
+import { ENGINES, withEngines } from '../support/engines.js';
 
 const HOUR_MS = 3_600_000;
 const DAY_MS = 24 * HOUR_MS;
@@ -112,7 +113,7 @@ function fixtures(getServer: () => TestServer, getApi: () => Api) {
 
 // ---------------------------------------------------------------------------------------------
 
-describe.each<Wire>(['grpc', 'connect'])('authorization rules over %s', (wire) => {
+describe.each(withEngines<Wire>(['grpc', 'connect']))('authorization rules over %s on %s', (wire, engine) => {
   let s: TestServer;
   let api: Api;
   const f = fixtures(
@@ -121,7 +122,7 @@ describe.each<Wire>(['grpc', 'connect'])('authorization rules over %s', (wire) =
   );
 
   beforeAll(async () => {
-    s = await startTestServer();
+    s = await startTestServer({}, { engine });
     api = wire === 'grpc' ? grpcApi(s) : connectApi(s);
   });
   afterAll(async () => {
@@ -398,7 +399,7 @@ describe.each<Wire>(['grpc', 'connect'])('authorization rules over %s', (wire) =
 
 // ---------------------------------------------------------------------------------------------
 
-describe('revoking a rotated token cannot switch reuse detection off (grpc-js + fetch /oauth/revoke)', () => {
+describe.each(ENGINES)('revoking a rotated token cannot switch reuse detection off (grpc-js + fetch /oauth/revoke) on %s', (engine) => {
   let s: TestServer;
   let api: Api;
   const f = fixtures(
@@ -407,7 +408,7 @@ describe('revoking a rotated token cannot switch reuse detection off (grpc-js + 
   );
 
   beforeAll(async () => {
-    s = await startTestServer();
+    s = await startTestServer({}, { engine });
     api = grpcApi(s);
   });
   afterAll(async () => {
@@ -547,7 +548,7 @@ describe('revoking a rotated token cannot switch reuse detection off (grpc-js + 
  * token inside its overlap window only makes ordinary calls. Neither may yield a secret looser
  * than checkCreation would let the caller create.
  */
-describe('rotation by id and overlap-window callers stay within the creation limits', () => {
+describe.each(ENGINES)('rotation by id and overlap-window callers stay within the creation limits on %s', (engine) => {
   let s: TestServer;
   let api: Api;
   const f = fixtures(
@@ -556,7 +557,7 @@ describe('rotation by id and overlap-window callers stay within the creation lim
   );
 
   beforeAll(async () => {
-    s = await startTestServer();
+    s = await startTestServer({}, { engine });
     api = grpcApi(s);
   });
   afterAll(async () => {
@@ -609,12 +610,12 @@ describe('rotation by id and overlap-window callers stay within the creation lim
 
 // ---------------------------------------------------------------------------------------------
 
-describe('bootstrap refuses while an active admin token exists', () => {
+describe.each(ENGINES)('bootstrap refuses while an active admin token exists on %s', (engine) => {
   let s: TestServer;
   let api: Api;
 
   beforeAll(async () => {
-    s = await startTestServer();
+    s = await startTestServer({}, { engine });
     api = grpcApi(s);
   });
   afterAll(async () => {

@@ -19,6 +19,7 @@ import { TokenKind } from '../../src/gen/rotor/v1/token_pb.js';
 import { connectClient } from '../support/connect-client.js';
 import { grpcClient, grpcRaw } from '../support/grpc-client.js';
 import { inMs, startTestServer, type TestServer } from '../support/server.js';
+import { ENGINES } from '../support/engines.js';
 
 const DAY = 86_400_000;
 const MAX_LIFETIME_SECONDS = 365 * 86_400;
@@ -891,14 +892,14 @@ function formGarbage(path: string, bearer: (() => string) | undefined): Case[] {
 // Checks.
 
 /** Every answer the table received, for the global "never Internal / 500" check. */
-const answers: { name: string; where: string; code?: number; status?: number }[] = [];
+const answers: { engine: string; name: string; where: string; code?: number; status?: number }[] = [];
 
 function presentedSecrets(): string[] {
   return [f.admin, f.live.secret, f.expired.secret, f.revoked.secret, f.unknown, f.badChecksum];
 }
 
 function checkRpc(where: string, name: string, a: RpcAnswer, e: RpcExpect): void {
-  answers.push({ name, where, code: a.code });
+  answers.push({ engine: s.engine, name, where, code: a.code });
   expect(a.code, `${where}: never Internal (${a.message})`).not.toBe(grpc.status.INTERNAL);
   expect(a.code, `${where}: code (message: ${a.message})`).toBe(e.code);
   if (e.message === '') expect(a.message).toBe('');
@@ -908,7 +909,7 @@ function checkRpc(where: string, name: string, a: RpcAnswer, e: RpcExpect): void
 }
 
 function checkHttp(where: string, name: string, a: HttpAnswer, e: HttpExpect): void {
-  answers.push({ name, where, status: a.status });
+  answers.push({ engine: s.engine, name, where, status: a.status });
   expect(a.status, `${where}: never 500 (${a.text.slice(0, 200)})`).not.toBe(500);
   expect(a.status, `${where}: status (${a.text.slice(0, 200)})`).toBe(e.status);
   if (e.error !== undefined) {
@@ -965,9 +966,9 @@ function docRow(c: Case): string {
 
 // ---------------------------------------------------------------------------------------------
 
-describe('bad input gets the documented answer on every port (acceptance 5)', () => {
+describe.each(ENGINES)('bad input gets the documented answer on every port (acceptance 5) on %s', (engine) => {
   beforeAll(async () => {
-    s = await startTestServer();
+    s = await startTestServer({}, { engine });
     const g = grpcClient(TokenService, s.grpcAddress);
     const create = async (ownerId: string, ms: number): Promise<Issued> => {
       const r = (await g.call(
@@ -996,6 +997,7 @@ describe('bad input gets the documented answer on every port (acceptance 5)', ()
   });
   afterAll(async () => {
     for (const c of grpcClients.values()) c.close();
+    grpcClients.clear();
     await s?.stop();
   });
 
@@ -1010,6 +1012,7 @@ describe('bad input gets the documented answer on every port (acceptance 5)', ()
 
   it('answered nothing with Internal or 500, and logged no unexpected error', () => {
     expect(answers.length).toBeGreaterThanOrEqual(cases.length);
+    expect(answers.filter((a) => a.engine === engine).length).toBeGreaterThanOrEqual(cases.length);
     expect(answers.filter((a) => a.code === grpc.status.INTERNAL || a.status === 500)).toEqual([]);
     expect(s.logs.filter((l) => /unexpected error|unmapped error|rpc handler failed/.test(l))).toEqual([]);
   });

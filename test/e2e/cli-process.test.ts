@@ -3,7 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { secretsIn, secretsInDirectory } from '../support/leak-scan.js';
+import { ENGINES, scratchDatabase, type ScratchDatabase } from '../support/engines.js';
+import { secretsIn, secretsInDirectory, secretsInPostgres } from '../support/leak-scan.js';
 import { ROOT, runCli, startServe, type ServeProcess } from '../support/process.js';
 
 const BUF = join(ROOT, 'node_modules/.bin/buf');
@@ -20,15 +21,26 @@ function bufCurl(args: string[]): Promise<{ code: number; stdout: string; stderr
  * The product as an operator runs it: `rotor bootstrap`, `rotor serve` as a process, the CLI and
  * `buf curl` against it; afterwards no issued secret is in the database files or the output.
  */
-describe('rotor CLI, serve process, buf curl, and no secret at rest or in logs', () => {
+describe.each(ENGINES)('rotor CLI, serve process, buf curl, and no secret at rest or in logs on %s', (engine) => {
   const dataDir = mkdtempSync(join(tmpdir(), 'rotor-cli-'));
-  const env = { ROTOR_DATA_DIR: dataDir, ROTOR_LOG_LEVEL: 'debug' };
+  const env: Record<string, string> = { ROTOR_DATA_DIR: dataDir, ROTOR_LOG_LEVEL: 'debug' };
   const secrets: string[] = [];
   let admin: string;
   let serve: ServeProcess;
   let server: string;
+  let db: ScratchDatabase | undefined;
 
   beforeAll(async () => {
+    if (engine === 'postgres') {
+      db = await scratchDatabase();
+      env.ROTOR_DATABASE_URL = db.url;
+    }
+    const migrated = await runCli(['migrate'], env);
+    expect(migrated.stderr).toBe('');
+    expect(migrated.stdout).toContain('applied 20261127_001_core\n');
+    expect(migrated.stdout).toMatch(new RegExp(`^${engine} database is up to date \\(\\d+ migrations applied now\\)$`, 'm'));
+    const again = await runCli(['migrate'], env);
+    expect(again.stdout).toBe(`${engine} database is up to date (0 migrations applied now)\n`);
     const boot = await runCli(['bootstrap', '--owner', 'ops'], env);
     expect(boot.stderr).toBe('');
     expect(boot.code).toBe(0);
@@ -39,7 +51,11 @@ describe('rotor CLI, serve process, buf curl, and no secret at rest or in logs',
     server = `http://127.0.0.1:${serve.httpPort}`;
   });
 
-  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+  afterAll(async () => {
+    if (serve?.child.exitCode === null) await serve.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+    await db?.drop();
+  });
 
   it('refuses a second bootstrap with a non-zero exit and a clear message', async () => {
     const again = await runCli(['bootstrap'], env);
@@ -105,7 +121,7 @@ describe('rotor CLI, serve process, buf curl, and no secret at rest or in logs',
     expect(bad.stderr).toContain('unauthenticated');
   });
 
-  it('leaves no issued secret in the SQLite files or the server output', async () => {
+  it('leaves no issued secret in the database (SQLite files, PostgreSQL rows) or the server output', async () => {
     // Exercise the paths where a secret passes through: exchange, failures that carry secrets.
     const form = (body: Record<string, string>) =>
       fetch(`${server}/oauth/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(body) });
@@ -128,6 +144,7 @@ describe('rotor CLI, serve process, buf curl, and no secret at rest or in logs',
     // The logger's redaction is only a safety net: nothing may even have tried to log a secret.
     expect(output).not.toContain('[redacted]');
     expect(secretsInDirectory(dataDir, secrets)).toEqual([]);
+    if (db) expect(await secretsInPostgres(db.url, secrets)).toEqual([]);
     // The scan itself must be able to fail: a secret written into the output would be found.
     expect(secretsIn(`${output} ${s1}`, secrets)).toEqual([s1]);
   });

@@ -5,17 +5,17 @@
  * (IntrospectToken inactive for all) and is recorded in the event log."
  *
  * Primary run: plain @grpc/grpc-js on the gRPC port; the same scenario again over Connect (HTTP/1.1).
- * Both run on the embedded SQLite store (one connection, so transactions serialise). Set
- * ROTOR_TEST_POSTGRES_URL (a server where the user may CREATE DATABASE) to run them on PostgreSQL
- * too, where transactions really overlap and the compare-and-set of rule 6 decides the race.
+ * Both run on the embedded SQLite store (one connection, so transactions serialise) and, when
+ * ROTOR_TEST_DATABASE_URL is set (test/support/engines.ts), on PostgreSQL, where transactions
+ * really overlap and the compare-and-set of rule 6 decides the race.
  */
 import { randomBytes } from 'node:crypto';
-import knexFactory from 'knex';
 import { Code } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TokenKind, TokenState, type Token } from '../../src/gen/rotor/v1/token_pb.js';
 import { RpcFailure, connectApi, failure, grpcApi, type Api, type Wire } from '../support/rotor-api.js';
 import { inMs, issuedSecrets, startTestServer, type TestServer } from '../support/server.js';
+import { withEngines } from '../support/engines.js';
 
 const N = 50;
 const GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -25,49 +25,22 @@ const DEFAULT_GRACE_MS = 10_000;
 const MSG_ALREADY_ROTATED = (successorId: string) => `token was already rotated; its successor is ${successorId}`;
 const MSG_REUSE = 'token was already rotated: reuse detected, every token of its family is now revoked';
 
-type Backend = 'sqlite' | 'postgres';
-const POSTGRES_URL = process.env.ROTOR_TEST_POSTGRES_URL;
-if (!POSTGRES_URL) console.info('ROTOR_TEST_POSTGRES_URL is not set: the PostgreSQL half of concurrent-rotation is skipped (.ci/run sets it)');
-const BACKENDS: [Wire, Backend][] = [
-  ['grpc', 'sqlite'],
-  ['connect', 'sqlite'],
-  ...(POSTGRES_URL ? ([['grpc', 'postgres'], ['connect', 'postgres']] as [Wire, Backend][]) : []),
-];
-
-/** Creates a throw-away database on the PostgreSQL server; returns its URL and a dropper. */
-async function scratchDatabase(adminUrl: string): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `rotor_test_${randomBytes(6).toString('hex')}`;
-  const admin = knexFactory({ client: 'pg', connection: adminUrl, pool: { min: 0, max: 1 } });
-  await admin.raw(`CREATE DATABASE ${name}`);
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    async drop() {
-      await admin.raw(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await admin.destroy();
-    },
-  };
-}
 /** One answer of the burst: who asked (with or without the shared key) and what came back. */
 type Answer =
   | { keyed: boolean; ok: true; id: string; secret: string }
   | { keyed: boolean; ok: false; error: unknown };
 
-describe.each(BACKENDS)(`issue acceptance 4: ${N} concurrent rotations of one token over %s (%s)`, (wire, backend) => {
+describe.each(withEngines<Wire>(['grpc', 'connect']))(`issue acceptance 4: ${N} concurrent rotations of one token over %s on %s`, (wire, engine) => {
   let s: TestServer;
   let api: Api;
-  let db: { url: string; drop(): Promise<void> } | undefined;
 
   beforeAll(async () => {
-    if (backend === 'postgres') db = await scratchDatabase(POSTGRES_URL!);
-    s = await startTestServer(db ? { ROTOR_DATABASE_URL: db.url } : {});
+    s = await startTestServer({}, { engine });
     api = wire === 'grpc' ? grpcApi(s) : connectApi(s);
   });
   afterAll(async () => {
     api?.close();
     await s?.stop();
-    await db?.drop();
   });
 
   async function newToken() {

@@ -7,11 +7,12 @@ import { TokenKind } from '../../src/gen/rotor/v1/token_pb.js';
 import { connectClient } from '../support/connect-client.js';
 import { grpcClient } from '../support/grpc-client.js';
 import { inMs, startTestServer, type TestServer } from '../support/server.js';
+import { ENGINES } from '../support/engines.js';
 
-describe('test harness: a real server on ephemeral ports', () => {
+describe.each(ENGINES)('test harness: a real server on ephemeral ports on %s', (engine) => {
   let s: TestServer;
   beforeAll(async () => {
-    s = await startTestServer();
+    s = await startTestServer({}, { engine });
   });
   afterAll(async () => s.stop());
 

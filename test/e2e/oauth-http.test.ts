@@ -4,18 +4,19 @@ import { TokenService } from '../../src/gen/rotor/v1/token_service_pb.js';
 import { TokenKind, TokenState } from '../../src/gen/rotor/v1/token_pb.js';
 import { connectClient } from '../support/connect-client.js';
 import { inMs, issuedSecrets, startTestServer, type TestServer } from '../support/server.js';
+import { ENGINES } from '../support/engines.js';
 
 const GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
 
-describe('OAuth HTTP endpoints with oauth4webapi as the client', () => {
+describe.each(ENGINES)('OAuth HTTP endpoints with oauth4webapi as the client on %s', (engine) => {
   let s: TestServer;
   let as: oauth.AuthorizationServer;
   const client: oauth.Client = { client_id: 'rotor-e2e' };
   const opts = { [oauth.allowInsecureRequests]: true } as const;
 
   beforeAll(async () => {
-    s = await startTestServer();
+    s = await startTestServer({}, { engine });
     as = {
       issuer: s.httpUrl,
       token_endpoint: `${s.httpUrl}/oauth/token`,

@@ -15,6 +15,7 @@ import { RpcFailure, connectApi, failure, grpcApi, newKey, type Api, type Req, t
 import { inMs, issuedSecrets, startTestServer, type TestServer } from '../support/server.js';
 import { startTestIssuer, type TestIssuer } from '../support/jwt-issuer.js';
 import { JWT_TYPE, writeTrustConfig } from '../support/trust.js';
+import { withEngines } from '../support/engines.js';
 
 const GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
@@ -35,7 +36,7 @@ function ms(ts: Timestamp | undefined): number {
 
 // ---------------------------------------------------------------------------------------------
 
-describe.each<Wire>(['grpc', 'connect'])('rotation rules over %s', (wire) => {
+describe.each(withEngines<Wire>(['grpc', 'connect']))('rotation rules over %s on %s', (wire, engine) => {
   let s: TestServer;
   let api: Api;
   let admin: string;
@@ -45,7 +46,7 @@ describe.each<Wire>(['grpc', 'connect'])('rotation rules over %s', (wire) => {
   beforeAll(async () => {
     ci = await startTestIssuer();
     const trust = writeTrustConfig({ issuers: [{ issuer: ci.issuer, discovery: true, audiences: ['rotor'], algorithms: ['ES256'] }] });
-    s = await startTestServer({ ROTOR_TRUST_CONFIG: trust });
+    s = await startTestServer({ ROTOR_TRUST_CONFIG: trust }, { engine });
     api = wire === 'grpc' ? grpcApi(s) : connectApi(s);
     admin = s.adminSecret;
   });

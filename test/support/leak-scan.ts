@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import knexFactory from 'knex';
 
 /** The shape of a full Rotor secret: kind prefix, 43 random and 6 checksum base62 characters. */
 const SECRET_SHAPE = /rtr_(pat|prj|grp|sa)_[0-9A-Za-z]{49}/g;
@@ -27,4 +28,20 @@ export function secretsInDirectory(dir: string, known: Iterable<string> = []): {
   };
   walk(dir);
   return hits;
+}
+
+/** Scans every row of every table of a PostgreSQL database (rendered as text) for secrets. */
+export async function secretsInPostgres(url: string, known: Iterable<string> = []): Promise<string[]> {
+  const knex = knexFactory({ client: 'pg', connection: url, pool: { min: 0, max: 1 } });
+  try {
+    const tables = await knex('information_schema.tables').select('table_name').where({ table_schema: 'public' });
+    const hits: string[] = [];
+    for (const { table_name } of tables as { table_name: string }[]) {
+      const rows = (await knex.raw(`select t::text as row from "${table_name.replace(/"/g, '""')}" t`)) as { rows: { row: string }[] };
+      for (const { row } of rows.rows) for (const secret of secretsIn(row, known)) hits.push(`${table_name}: ${secret.slice(0, 12)}…`);
+    }
+    return hits;
+  } finally {
+    await knex.destroy();
+  }
 }

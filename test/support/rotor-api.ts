@@ -66,7 +66,7 @@ export interface Api {
   close(): void;
 }
 
-export function grpcApi(s: TestServer): Api {
+export function grpcApi(s: Pick<TestServer, 'grpcAddress'>): Api {
   const tokens = grpcClient(TokenService, s.grpcAddress);
   const exchange = grpcClient(TokenExchangeService, s.grpcAddress);
   const wrap = async <T>(p: Promise<T>): Promise<T> => {
@@ -98,7 +98,7 @@ export function grpcApi(s: TestServer): Api {
   };
 }
 
-export function connectApi(s: TestServer): Api {
+export function connectApi(s: Pick<TestServer, 'httpUrl'>): Api {
   const tokens = connectClient(TokenService, s.httpUrl);
   const exchange = connectClient(TokenExchangeService, s.httpUrl);
   const wrap = async <T>(p: Promise<T>): Promise<T> => {

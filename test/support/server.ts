@@ -5,10 +5,11 @@ import { create } from '@bufbuild/protobuf';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { bootstrapAdmin } from '../../src/app/bootstrap.js';
 import { createSigningKeySeal } from '../../src/domain/signing-key-seal.js';
-import { loadConfig } from '../../src/runtime/config.js';
+import { loadConfig, type RotorConfig } from '../../src/runtime/config.js';
 import { createLogger } from '../../src/runtime/logger.js';
 import { startRotor, type RunningRotor } from '../../src/runtime/server.js';
-import { secretsIn, secretsInDirectory } from './leak-scan.js';
+import { scratchDatabase, type Engine, type ScratchDatabase } from './engines.js';
+import { secretsIn, secretsInDirectory, secretsInPostgres } from './leak-scan.js';
 
 /** A clock tests can move forward; starts at the real time. */
 export interface TestClock {
@@ -24,6 +25,9 @@ export function testClock(): TestClock {
 /** A real Rotor on ephemeral ports with its own data directory and captured log lines. */
 export interface TestServer {
   rotor: RunningRotor;
+  engine: Engine;
+  /** The server's database, reached directly (not through `rewriteDatabaseUrl`): a scratch database on PostgreSQL. */
+  databaseUrl: string;
   clock: TestClock;
   dataDir: string;
   logs: string[];
@@ -37,19 +41,44 @@ export interface TestServer {
 /** Every secret and JWT any test server issued in this worker, and their signing keys' private parts, for leak checks. */
 export const issuedSecrets = new Set<string>();
 
-/** Starts a server; `env` overrides ROTOR_* variables (ports are always ephemeral). */
-export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
+/** Options of `startTestServer`. */
+export interface TestServerOptions {
+  /** 'sqlite' (default): a file in the data directory; 'postgres': a scratch database of its own. */
+  engine?: Engine;
+  /** PostgreSQL: the URL the server connects with, from the scratch database's (e.g. through a proxy). */
+  rewriteDatabaseUrl?: (url: string) => string;
+}
+
+/**
+ * Starts a server; `env` overrides ROTOR_* variables (ports are always ephemeral). With
+ * `{ engine: 'postgres' }` it runs on a scratch database on ROTOR_TEST_DATABASE_URL, dropped by
+ * `stop()` (test/support/engines.ts).
+ */
+export async function startTestServer(env: Record<string, string> = {}, options: TestServerOptions = {}): Promise<TestServer> {
+  const engine = options.engine ?? 'sqlite';
   const dataDir = mkdtempSync(join(tmpdir(), 'rotor-test-'));
-  const config = loadConfig({ ROTOR_DATA_DIR: dataDir, ROTOR_GRPC_PORT: '0', ROTOR_HTTP_PORT: '0', ...env });
+  let db: ScratchDatabase | undefined;
+  let rotor: RunningRotor;
+  let config: RotorConfig;
   const logs: string[] = [];
-  // Raw lines, without the logger's redaction: the leak check below must see any secret.
-  const log = createLogger('debug', (line) => void logs.push(line), { redact: false });
   const clock = testClock();
-  const rotor = await startRotor(config, log, clock.now);
+  try {
+    if (engine === 'postgres') db = await scratchDatabase();
+    config = loadConfig({ ROTOR_DATA_DIR: dataDir, ROTOR_GRPC_PORT: '0', ROTOR_HTTP_PORT: '0', ...(db ? { ROTOR_DATABASE_URL: options.rewriteDatabaseUrl?.(db.url) ?? db.url } : {}), ...env });
+    // Raw lines, without the logger's redaction: the leak check below must see any secret.
+    const log = createLogger('debug', (line) => void logs.push(line), { redact: false });
+    rotor = await startRotor(config, log, clock.now);
+  } catch (e) {
+    await db?.drop();
+    rmSync(dataDir, { recursive: true, force: true });
+    throw e;
+  }
   const admin = await bootstrapAdmin(rotor.app, { ownerId: 'admin', lifetimeSeconds: 30 * 86400 });
   issuedSecrets.add(admin.secret);
   return {
     rotor,
+    engine,
+    databaseUrl: db?.url ?? `sqlite://${join(dataDir, 'rotor.db')}`,
     clock,
     dataDir,
     logs,
@@ -58,16 +87,22 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     adminSecret: admin.secret,
     /**
      * Stops the server, then fails if any secret, JWT or private signing key (its JWK `d`, known
-     * by unsealing the stored keys) reached the data directory or the log in plaintext.
+     * by unsealing the stored keys) reached the database, the data directory or the log in plaintext.
      */
     async stop() {
       for (const d of await privateKeyMaterial(rotor, config.secret)) issuedSecrets.add(d);
       await rotor.close();
+      let inDb: string[] = [];
+      try {
+        if (db) inDb = await secretsInPostgres(db.url, issuedSecrets);
+      } finally {
+        await db?.drop();
+      }
       const inFiles = secretsInDirectory(dataDir, issuedSecrets);
       const inLogs = secretsIn(logs.join(''), issuedSecrets);
       rmSync(dataDir, { recursive: true, force: true });
-      if (inFiles.length > 0 || inLogs.length > 0) {
-        throw new Error(`secrets leaked: ${inFiles.length} in the data directory, ${inLogs.length} in the log`);
+      if (inFiles.length > 0 || inLogs.length > 0 || inDb.length > 0) {
+        throw new Error(`secrets leaked: ${inFiles.length} in the data directory, ${inDb.length} in the database, ${inLogs.length} in the log`);
       }
     },
   };

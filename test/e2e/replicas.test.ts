@@ -1,0 +1,190 @@
+/**
+ * Issue 5 acceptance 2 (the rotation part) and the cache bound across replicas: two real
+ * `rotor serve` processes on one PostgreSQL database with the same ROTOR_SECRET.
+ *
+ * - 50 concurrent rotations of one token spread over both → exactly one successor, and every
+ *   other caller gets the answer one process would give: the same successor for the same
+ *   idempotency key, FAILED_PRECONDITION naming the successor without it (inside the reuse
+ *   grace), and after the grace presenting the old token revokes the whole family.
+ * - An idempotent retry that lands on the other replica gets the same successor and secret.
+ * - A revocation through A reaches B's token cache through LISTEN/NOTIFY (milliseconds), and a
+ *   replica that does not LISTEN within ROTOR_TOKEN_CACHE_TTL_MS (+ slack); both measured.
+ *
+ * The WatchExpiry parts of acceptance 2 (a watcher on B, both schedulers) come with issue 4.
+ */
+import { Code } from '@connectrpc/connect';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { TokenKind, TokenState, type Token } from '../../src/gen/rotor/v1/token_pb.js';
+import { describeOnPostgres } from '../support/engines.js';
+import { addressOf, startReplicas, type ReplicaSet } from '../support/replicas.js';
+import { RpcFailure, connectApi, failure, grpcApi, newKey, type Api } from '../support/rotor-api.js';
+import { inMs } from '../support/server.js';
+
+const N = 50;
+const GRACE_S = 3;
+const CACHE_TTL_MS = 1000;
+/** Scheduling slack on a loaded 2-core machine. */
+const SLACK_MS = 500;
+
+type Answer = { keyed: boolean; via: string; ok: true; id: string; secret: string } | { keyed: boolean; via: string; ok: false; error: unknown };
+
+describeOnPostgres('two rotor serve processes on one database on postgres', () => {
+  let set: ReplicaSet;
+  let a: Api;
+  let b: Api;
+  let bConnect: Api;
+
+  beforeAll(async () => {
+    set = await startReplicas(2, { ROTOR_DEFAULT_REUSE_GRACE_SECONDS: String(GRACE_S), ROTOR_TOKEN_CACHE_TTL_MS: String(CACHE_TTL_MS) });
+    a = grpcApi(addressOf(set.replicas[0]!));
+    b = grpcApi(addressOf(set.replicas[1]!));
+    bConnect = connectApi(addressOf(set.replicas[1]!));
+  }, 60_000);
+  afterAll(async () => {
+    a?.close();
+    b?.close();
+    await set?.stop();
+  });
+
+  async function newToken(via: Api) {
+    const r = await via.createToken(
+      { kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'svc-replicas', name: 'replicated app', scopes: ['rotor:rotate', 'read'], expiresAt: inMs(Date.now(), 86_400_000) },
+      set.adminSecret,
+    );
+    return { id: r.token!.id, familyId: r.token!.familyId, secret: r.secret };
+  }
+
+  async function family(via: Api, familyId: string): Promise<Token[]> {
+    return (await via.listTokens({ familyId, pageSize: 100 }, set.adminSecret)).tokens;
+  }
+
+  it(`${N} concurrent rotations of one token spread over both replicas: one successor, same answers as one process, reuse after the grace revokes the family`, async () => {
+    const t = await newToken(a);
+    const key = newKey();
+    const replicas: [string, Api][] = [
+      ['A grpc', a],
+      ['B grpc', b],
+      ['B connect', bConnect],
+    ];
+    const t0 = Date.now();
+    const settled = await Promise.allSettled(
+      Array.from({ length: N }, async (_, i) => {
+        const keyed = i % 2 === 0;
+        const [via, api] = replicas[i % replicas.length]!;
+        const r = await api.rotateToken(keyed ? { idempotencyKey: key } : {}, t.secret);
+        return { keyed, via, id: r.token!.id, secret: r.secret };
+      }),
+    );
+    const burstMs = Date.now() - t0;
+    const answers: Answer[] = settled.map((r, i) =>
+      r.status === 'fulfilled' ? { ...r.value, ok: true } : { keyed: i % 2 === 0, via: replicas[i % replicas.length]![0], ok: false, error: r.reason },
+    );
+    // The rules below assume the burst ran inside the reuse grace.
+    expect(burstMs).toBeLessThan(GRACE_S * 1000);
+
+    // Exactly one successor, seen the same from both replicas.
+    for (const via of [a, b]) {
+      const members = await family(via, t.familyId);
+      expect(members).toHaveLength(2);
+      expect(members.find((m) => m.id === t.id)!.state).toBe(TokenState.ROTATED);
+      expect(members.filter((m) => m.state === TokenState.ACTIVE)).toHaveLength(1);
+    }
+    const successor = (await family(a, t.familyId)).find((m) => m.id !== t.id)!;
+    expect(successor.previousId).toBe(t.id);
+
+    const ok = answers.filter((x): x is Extract<Answer, { ok: true }> => x.ok);
+    expect(ok.length).toBeGreaterThanOrEqual(1);
+    for (const x of ok) expect(x.id).toBe(successor.id);
+    expect(new Set(ok.map((x) => x.secret)).size).toBe(1);
+    if (ok.some((x) => x.keyed)) {
+      // A keyed call won: every keyed caller, on either replica, got the same successor back.
+      expect(ok.filter((x) => x.keyed)).toHaveLength(N / 2);
+      expect(ok.filter((x) => !x.keyed)).toHaveLength(0);
+      expect(new Set(ok.map((x) => x.via)).size).toBe(replicas.length);
+    } else {
+      expect(ok).toHaveLength(1);
+    }
+    for (const x of answers) {
+      if (x.ok) continue;
+      expect(x.error).toBeInstanceOf(RpcFailure);
+      const f = x.error as RpcFailure;
+      expect(f.code).toBe(Code.FailedPrecondition);
+      expect(f.rawMessage).toBe(`token was already rotated; its successor is ${successor.id}`);
+      expect(f.meta('rotor-successor-id')).toBe(successor.id);
+    }
+    expect(answers.filter((x) => !x.ok)).toHaveLength(N - ok.length);
+
+    // After the grace: presenting the old token (on B) is reuse; the whole family is revoked (seen on A).
+    await new Promise((r) => setTimeout(r, Math.max(0, t0 + GRACE_S * 1000 + 300 - Date.now())));
+    const reuse = await failure(b.rotateToken({}, t.secret));
+    expect(reuse.code).toBe(Code.PermissionDenied);
+    expect(reuse.rawMessage).toBe('token was already rotated: reuse detected, every token of its family is now revoked');
+    for (const m of await family(a, t.familyId)) {
+      expect(m.state).toBe(TokenState.REVOKED);
+      expect(m.revokeReason).toBe('reuse_detected');
+    }
+  });
+
+  it('an idempotent retry that lands on the other replica gets the same successor and secret', async () => {
+    const t = await newToken(b);
+    const key = newKey();
+    const first = await a.rotateToken({ idempotencyKey: key }, t.secret);
+    const retried = await bConnect.rotateToken({ idempotencyKey: key }, t.secret);
+    expect(retried.token!.id).toBe(first.token!.id);
+    expect(retried.secret).toBe(first.secret);
+    const other = await failure(b.rotateToken({ idempotencyKey: newKey() }, t.secret));
+    expect(other.code).toBe(Code.FailedPrecondition);
+    expect(other.meta('rotor-successor-id')).toBe(first.token!.id);
+  });
+
+  it(`a revocation through A reaches B's cache by NOTIFY, and a replica without LISTEN within ROTOR_TOKEN_CACHE_TTL_MS (${CACHE_TTL_MS} ms) + ${SLACK_MS} ms: measured over 5 tokens`, async () => {
+    // C does not LISTEN (ROTOR_DATABASE_LISTEN=off, as behind a transaction-pooling proxy): for
+    // it, as for a notification that is lost, the cache TTL is the bound.
+    const c = grpcApi(addressOf(await set.start({ ROTOR_DATABASE_LISTEN: 'off' })));
+    const viaB: number[] = [];
+    const viaC: number[] = [];
+    try {
+      for (let i = 0; i < 5; i++) {
+        const t = await newToken(a);
+        // B and C have just seen the token active, so it sits in their caches.
+        expect((await b.introspectToken({ token: t.secret }, set.adminSecret)).active).toBe(true);
+        expect((await c.introspectToken({ token: t.secret }, set.adminSecret)).active).toBe(true);
+        await a.revokeToken({ id: t.id }, set.adminSecret);
+        const revokedAt = performance.now();
+        const [msB, msC] = await Promise.all([refusedAfter(b, t.secret, revokedAt), refusedAfter(c, t.secret, revokedAt)]);
+        viaB.push(msB);
+        viaC.push(msC);
+        // A, which made the write, refuses it at once.
+        expect((await a.introspectToken({ token: t.secret }, set.adminSecret)).active).toBe(false);
+      }
+    } finally {
+      c.close();
+    }
+    console.info(`revocation through A honoured by B (LISTEN) after ${viaB.join(', ')} ms, by C (no LISTEN) after ${viaC.join(', ')} ms (cache TTL ${CACHE_TTL_MS} ms)`);
+    for (const ms of [...viaB, ...viaC]) expect(ms).toBeLessThanOrEqual(CACHE_TTL_MS + SLACK_MS);
+    // What C's figures measure is its cache: it kept serving the cached row for a good part of
+    // the TTL. B's notification arrived well before the TTL ran out.
+    expect(Math.max(...viaC)).toBeGreaterThan(CACHE_TTL_MS / 4);
+    expect(median(viaB)).toBeLessThan(CACHE_TTL_MS / 4);
+  });
+
+  // Acceptance 2, WatchExpiry part: WatchExpiry and the expiry scheduler are built on the issue-4
+  // branches; these come once they merge (docs/follow-ups.md, "WatchExpiry across replicas").
+  it.todo('a watcher connected to B receives a rotation made through A within 1 s (needs issue 4: WatchExpiry + listenForEvents)');
+  it.todo('each expiry threshold fires exactly once with both replicas running the scheduler (needs issue 4: scheduler + unique key per token and threshold)');
+
+  /** Polls introspection on `api` until the token is inactive; ms since `from`. */
+  async function refusedAfter(api: Api, secret: string, from: number): Promise<number> {
+    for (;;) {
+      const active = (await api.introspectToken({ token: secret }, set.adminSecret)).active;
+      if (!active) return Math.round(performance.now() - from);
+      if (performance.now() - from > CACHE_TTL_MS + 5000) throw new Error('the revocation was never seen');
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+});
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((x, y) => x - y);
+  return s[Math.floor(s.length / 2)]!;
+}
