@@ -168,6 +168,22 @@ describe('workload identity over /oauth/token and gRPC', () => {
       expect(await stateOf(bound.id)).toBe(TokenState.ACTIVE);
     });
 
+    it('a retry with the same idempotency key may resend the JWT; the same key on another token may not', async () => {
+      const jwt = await ci.sign(now());
+      const key = `retry-${Date.now()}-abcdefghij`;
+      const a = await boundToken();
+      const b = await boundToken();
+      const first = await post({ subject_token: a.secret, subject_token_type: ACCESS_TOKEN, actor_token: jwt, actor_token_type: JWT_TYPE, idempotency_key: key });
+      expect(first.status).toBe(200);
+      // The retry of that rotation (lost response): same token, key and JWT → the same successor.
+      const retry = await post({ subject_token: a.secret, subject_token_type: ACCESS_TOKEN, actor_token: jwt, actor_token_type: JWT_TYPE, idempotency_key: key });
+      expect([retry.status, retry.body.token_id, retry.body.access_token]).toEqual([200, first.body.token_id, first.body.access_token]);
+      // The spent JWT and the same key on another token bound to the same workload: a replay.
+      const other = await post({ subject_token: b.secret, subject_token_type: ACCESS_TOKEN, actor_token: jwt, actor_token_type: JWT_TYPE, idempotency_key: key });
+      expect([other.status, other.body.error, other.body.error_description]).toEqual([400, 'invalid_request', 'actor_token has been used before (jti replay): request a fresh JWT']);
+      expect(await stateOf(b.id)).toBe(TokenState.ACTIVE);
+    });
+
     it('no JWT or claim value reaches the log or the event log', async () => {
       const jwt = await ci.sign(now());
       const t = await boundToken();
