@@ -194,6 +194,14 @@ describe('WorkloadVerifier', () => {
       expect(took).toBeLessThan(3000);
     });
 
+    it('a JWKS answer larger than 256 KiB is refused as unavailable, not buffered', async () => {
+      const v = verifier();
+      other.mode = 'huge';
+      const e = await rejection(v.verify(await other.sign(clock), 'actor_token'));
+      expect(e.code).toBe('unavailable');
+      expect(e.message).toBe(`keys of issuer ${other.issuer} are unavailable: the JWKS endpoint answered with more than 262144 bytes; retry later`);
+    });
+
     it('discovery that fails is unavailable too', async () => {
       const trust = parseTrustConfig({ issuers: [{ issuer: 'http://127.0.0.1:9', discovery: true, audiences: ['rotor'], algorithms: ['ES256'] }] }, MAX_LIFETIME);
       const v = new WorkloadVerifier(trust, new MemoryReplayCache(), now, quiet);
