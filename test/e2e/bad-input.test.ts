@@ -463,6 +463,12 @@ const cases: Case[] = [
     invalidRequest('actor_token is not accepted when requesting a JWT access token'),
   ),
   exchange(
+    'requested_token_type jwt with a jwt subject_token (federation straight into a JWT)',
+    () => ({ requested_token_type: TOKEN_TYPE_JWT, subject_token: 'eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJodHRwczovL2NpLmV4YW1wbGUifQ.sig', subject_token_type: TOKEN_TYPE_JWT }),
+    invalidArgument(`requested_token_type jwt needs subject_token_type ${ACCESS}; federate first, then exchange the issued token for a JWT`),
+    invalidRequest(`requested_token_type jwt needs subject_token_type ${ACCESS}; federate first, then exchange the issued token for a JWT`),
+  ),
+  exchange(
     'requested_token_type jwt for a revoked token',
     () => ({ requested_token_type: TOKEN_TYPE_JWT, subject_token: f.revoked.secret }),
     unauthenticated('token has been revoked'),

@@ -295,6 +295,21 @@ describe('workload identity over /oauth/token and gRPC', () => {
       expect([bad.code, bad.rawMessage]).toEqual([Code.Unauthenticated, 'subject_token is not for an accepted audience (aud)']);
     });
 
+    it('refuses requested_token_type jwt with a jwt subject before spending the JWT, which then federates', async () => {
+      const jwt = await ci.sign(now());
+      const message = `requested_token_type jwt needs subject_token_type ${ACCESS_TOKEN}; federate first, then exchange the issued token for a JWT`;
+      const http = await post({ subject_token: jwt, subject_token_type: JWT_TYPE, requested_token_type: JWT_TYPE });
+      expect([http.status, http.body.error, http.body.rotor_error, http.body.error_description]).toEqual([400, 'invalid_request', 'unsupported_token_type', message]);
+      const g = await failure(grpc.exchangeToken({ grantType: GRANT, subjectToken: jwt, subjectTokenType: JWT_TYPE, requestedTokenType: JWT_TYPE }));
+      expect([g.code, g.rawMessage]).toEqual([Code.InvalidArgument, message]);
+      // Federate first, then exchange the issued token for a JWT.
+      const federated = await post({ subject_token: jwt, subject_token_type: JWT_TYPE });
+      expect(federated.status).toBe(200);
+      const asJwt = await post({ subject_token: federated.body.access_token as string, subject_token_type: ACCESS_TOKEN, requested_token_type: JWT_TYPE });
+      expect([asJwt.status, asJwt.body.issued_token_type]).toEqual([200, JWT_TYPE]);
+      issuedSecrets.add(asJwt.body.access_token as string);
+    });
+
     it('refuses an actor_token or an idempotency_key with a jwt subject', async () => {
       const actor = await post({ subject_token: await ci.sign(now()), subject_token_type: JWT_TYPE, actor_token: await ci.sign(now()), actor_token_type: JWT_TYPE });
       expect([actor.status, actor.body.error_description]).toEqual([400, 'actor_token is not accepted with a jwt subject_token']);
