@@ -142,6 +142,10 @@ describe.each(['grpc', 'connect'] as const)('JWT access token rules over %s', (w
     const r = await jwtFor(t.secret);
     const own = await api.introspectToken({ token: r.accessToken }, t.secret);
     expect(own).toMatchObject({ active: true, tokenId: t.id, familyId: t.familyId, sub: 'svc', kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'svc', scope: 'read write', tokenType: 'Bearer' });
+    expect([own.iss, own.jti, own.clientId]).toEqual([s.httpUrl, r.tokenId, t.id]);
+    // A Rotor access token leaves the JWT-only fields empty.
+    const plain = await api.introspectToken({ token: t.secret }, t.secret);
+    expect([plain.active, plain.iss, plain.jti, plain.clientId]).toEqual([true, '', '', '']);
     expect(own.aud).toEqual([s.httpUrl]);
     expect(await failure(api.introspectToken({ token: r.accessToken }, sibling.secret))).toMatchObject({
       code: Code.PermissionDenied,
