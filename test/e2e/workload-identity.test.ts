@@ -300,6 +300,12 @@ describe('workload identity over /oauth/token and gRPC', () => {
       expect([bad.code, bad.rawMessage]).toEqual([Code.Unauthenticated, 'subject_token is not for an accepted audience (aud)']);
     });
 
+    it('RFC 8414 metadata names the jwt subject token type once federation rules exist', async () => {
+      const meta = (await (await fetch(`${s.httpUrl}/.well-known/oauth-authorization-server`)).json()) as Record<string, unknown>;
+      expect(meta.token_exchange_subject_token_types_supported).toEqual([ACCESS_TOKEN, JWT_TYPE]);
+      expect(meta.token_exchange_requested_token_types_supported).toEqual([ACCESS_TOKEN, JWT_TYPE]);
+    });
+
     it('refuses requested_token_type jwt with a jwt subject before spending the JWT, which then federates', async () => {
       const jwt = await ci.sign(now());
       const message = `requested_token_type jwt needs subject_token_type ${ACCESS_TOKEN}; federate first, then exchange the issued token for a JWT`;
