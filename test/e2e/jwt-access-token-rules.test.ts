@@ -67,7 +67,7 @@ describe.each(['grpc', 'connect'] as const)('JWT access token rules over %s', (w
     expect(await failure(jwtFor(withAud.secret, { audience: ['https://elsewhere.example'] }))).toMatchObject({ code: Code.InvalidArgument, rawMessage: 'audience not allowed for this token: https://elsewhere.example' });
     expect(await failure(jwtFor(t.secret, { actorToken: 'eyJhbGciOiJFUzI1NiJ9.e30.c2ln', actorTokenType: JWT }))).toMatchObject({
       code: Code.InvalidArgument,
-      rawMessage: 'actor_token is not accepted when requesting a JWT access token',
+      rawMessage: 'actor_token is not accepted: this token has no workload binding',
     });
     await api.revokeToken({ id: t.id }, s.adminSecret);
     expect(await failure(jwtFor(t.secret))).toMatchObject({ code: Code.Unauthenticated, rawMessage: 'token has been revoked' });

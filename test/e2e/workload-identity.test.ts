@@ -251,6 +251,38 @@ describe('workload identity over /oauth/token and gRPC', () => {
   });
 
   // -------------------------------------------------------------------------------------------
+  describe('a JWT access token for a bound token carries the workload as act', () => {
+    const jwtRequest = (subject: string, extra: Record<string, string> = {}) => post({ subject_token: subject, subject_token_type: ACCESS_TOKEN, requested_token_type: JWT_TYPE, ...extra });
+
+    it('with the workload JWT as actor_token: act = its iss/sub, shown by introspection; the token is not rotated', async () => {
+      const t = await boundToken();
+      const res = await jwtRequest(t.secret, { actor_token: await ci.sign(now()), actor_token_type: JWT_TYPE });
+      expect([res.status, res.body.issued_token_type]).toEqual([200, JWT_TYPE]);
+      const claims = JSON.parse(Buffer.from((res.body.access_token as string).split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
+      expect(claims).toMatchObject({ sub: 'svc-deployer', client_id: t.id, act: { iss: ci.issuer, sub: SUB } });
+      const introspected = await fetch(`${s.httpUrl}/oauth/introspect`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${s.adminSecret}` },
+        body: new URLSearchParams({ token: res.body.access_token as string }),
+      });
+      expect(await introspected.json()).toMatchObject({ active: true, act: { iss: ci.issuer, sub: SUB } });
+      expect(await stateOf(t.id)).toBe(TokenState.ACTIVE);
+      // Without an actor_token: a JWT without act (the binding guards rotation, not JWTs).
+      const plain = await jwtRequest(t.secret);
+      expect(plain.status).toBe(200);
+      expect(JSON.parse(Buffer.from((plain.body.access_token as string).split('.')[1]!, 'base64url').toString())).not.toHaveProperty('act');
+    });
+
+    it('a workload that does not match the binding, or a bad JWT, is refused as for rotation', async () => {
+      const t = await boundToken();
+      const mismatch = await jwtRequest(t.secret, { actor_token: await ci.sign(now(), { namespace_id: '41' }), actor_token_type: JWT_TYPE });
+      expect([mismatch.status, mismatch.body.error, mismatch.body.error_description]).toEqual([400, 'invalid_request', "actor_token does not match the token's workload binding: claim namespace_id"]);
+      const g = await failure(grpc.exchangeToken({ grantType: GRANT, subjectToken: t.secret, subjectTokenType: ACCESS_TOKEN, requestedTokenType: JWT_TYPE, actorToken: await ci.sign(now(), { aud: 'x' }), actorTokenType: JWT_TYPE }));
+      expect([g.code, g.rawMessage]).toEqual([Code.Unauthenticated, 'actor_token is not for an accepted audience (aud)']);
+    });
+  });
+
+  // -------------------------------------------------------------------------------------------
   describe('federation (subject_token_type jwt)', () => {
     it('a matching JWT gets a fresh service-account token, no longer-lived than the JWT', async () => {
       const jwt = await ci.sign(now(), { exp: sec() + 300 });
