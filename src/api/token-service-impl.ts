@@ -90,6 +90,7 @@ export function tokenServiceImpl(app: AppContext): ServiceImpl<typeof TokenServi
         kind: t.kind === undefined ? TokenKindPb.UNSPECIFIED : kindToPb(t.kind),
         ownerId: t.ownerId,
         aud: t.audiences,
+        ...(t.jwt && { iss: t.jwt.iss, jti: t.jwt.jti, clientId: t.jwt.clientId }),
       };
     },
   };

@@ -30,7 +30,7 @@ export async function exchangeToken(app: AppContext, params: ExchangeParams, pee
       );
     }
     const audiences = [...req.audience, ...req.resource.filter((r) => !req.audience.includes(r))];
-    const { jwt, claims } = await issueJwtForRotorToken(app, { subjectToken: req.subjectToken, scopes: req.scopes, audiences, actorToken: req.actorToken }, peer);
+    const { jwt, claims } = await issueJwtForRotorToken(app, { subjectToken: req.subjectToken, scopes: req.scopes, audiences, actorToken: req.actorToken, actorTokenType: req.actorTokenType }, peer);
     return {
       accessToken: jwt,
       issuedTokenType: TOKEN_TYPE_JWT,

@@ -10,9 +10,11 @@ import {
   type AccessTokenIdentity,
 } from '../domain/jwt-access-token.js';
 import { assertUsable, usableUntil, type TokenRecord } from '../domain/token.js';
+import { checkBinding, type WorkloadActor } from '../domain/workload-binding.js';
 import { findBySecret, successorForUse } from './authenticate.js';
 import type { AppContext } from './context.js';
 import type { SigningKeyRing } from './signing-key-ring.js';
+import { verifyActorToken } from './workload-proof.js';
 
 /** What the app needs to issue and check JWT access tokens. */
 export interface JwtSettings {
@@ -53,11 +55,13 @@ export async function mintAccessToken(app: AppContext, identity: AccessTokenIden
 /**
  * RFC 8693 exchange of a usable Rotor access token for a JWT access token. The subject is not
  * rotated; it needs no particular scope (the JWT is narrower and shorter-lived than the token
- * itself). An `actor_token` is refused: nothing would verify it on this path yet.
+ * itself). A token with a workload binding may send its workload's JWT as `actor_token`: verified
+ * and matched like a rotation's proof (DESIGN.md rule 4), it puts the workload's `iss`/`sub` in
+ * the JWT's `act` claim (RFC 8693 §4.1). A token without a binding refuses an `actor_token`.
  */
 export async function issueJwtForRotorToken(
   app: AppContext,
-  req: { subjectToken: string; scopes: readonly string[]; audiences: readonly string[]; actorToken: string | undefined },
+  req: { subjectToken: string; scopes: readonly string[]; audiences: readonly string[]; actorToken: string | undefined; actorTokenType: string | undefined },
   peer: string | null,
 ): Promise<MintedJwt> {
   const token = await findBySecret(app, req.subjectToken);
@@ -65,15 +69,28 @@ export async function issueJwtForRotorToken(
   const successor = await successorForUse(app, token);
   const now = app.now();
   assertUsable(token, now, successor);
-  if (req.actorToken !== undefined) {
-    throw new RotorError('invalid_argument', 'actor_token is not accepted when requesting a JWT access token', { field: 'actor_token' });
-  }
-  const minted = await mintAccessToken(app, identityForRotorToken(token, usableUntil(token, successor), req));
+  const identity = identityForRotorToken(token, usableUntil(token, successor), req);
+  const act = await actorFor(app, token, req.actorToken, req.actorTokenType);
+  if (act) identity.act = act;
+  const minted = await mintAccessToken(app, identity);
   void app.store.tokens.touchLastUsed(token, now).catch((e: unknown) => {
     app.log.warn('could not record last use', { token_id: token.id, error: String(e) });
   });
   app.log.info('issued JWT access token', { jti: minted.claims.jti, kid: minted.kid, token_id: token.id, exp: minted.claims.exp, peer });
   return minted;
+}
+
+/** The verified workload behind a JWT request, when it sent an `actor_token` (bound tokens only). */
+async function actorFor(app: AppContext, token: TokenRecord, actorToken: string | undefined, actorTokenType: string | undefined): Promise<WorkloadActor | undefined> {
+  if (actorToken === undefined && actorTokenType === undefined) return undefined;
+  const binding = token.policy.workloadBinding;
+  // Refused before the JWT is verified, so its jti is not spent.
+  if (binding === undefined) throw new RotorError('invalid_argument', 'actor_token is not accepted: this token has no workload binding', { field: 'actor_token' });
+  const proof = await verifyActorToken(app, actorToken, actorTokenType, undefined);
+  if (proof?.rejection) throw proof.rejection;
+  const claims = proof?.claims;
+  checkBinding(binding, claims);
+  return claims && { iss: claims.iss, sub: claims.sub };
 }
 
 /** The claims of a JWT access token that Rotor issued, and the Rotor token it came from. */

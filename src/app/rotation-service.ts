@@ -62,7 +62,9 @@ export async function rotate(app: AppContext, target: RotationTarget, opts: Rota
       ? { digest: app.keys.secretDigest(parseSecret(target.secret).secret), seed: target.secret }
       : { id: requireId('id', target.id), seed: target.id };
   // Rule 4, I/O half: the actor JWT is verified before any decision; the domain gets its claims.
-  const proof = await verifyActorToken(app, opts.actorToken, opts.actorTokenType, key);
+  // A retry may present the same JWT again, but only for the same token and idempotency key.
+  const retry = key === undefined ? undefined : { tokenRef: lookup.digest ?? lookup.id, idempotencyKey: key };
+  const proof = await verifyActorToken(app, opts.actorToken, opts.actorTokenType, retry);
   const req: Prepared = {
     target,
     opts,

@@ -108,8 +108,13 @@ export class SigningKeyRing {
   }
 
   private async reload(now: number): Promise<void> {
+    // The highest slot is read BEFORE the keys: a key another replica inserts in between is then
+    // in `keys` (so no second "first key" is planned above it) or takes the slot this replica
+    // plans (so its insert loses). Read the other way round, a replica could see no keys but the
+    // new slot, and plan a competing key in the slot above it that also signs at once.
+    const maxSlot = await this.repo.maxSlot();
     let keys = await this.repo.listPublished(now);
-    const plan = keyToCreate(keys, await this.repo.maxSlot(), now, this.schedule);
+    const plan = keyToCreate(keys, maxSlot, now, this.schedule);
     if (plan) {
       await this.create(plan, now);
       keys = await this.repo.listPublished(now);

@@ -12,14 +12,15 @@ export type ActorProof = { claims: WorkloadClaims; rejection?: undefined } | { c
  * decision, so the domain decides on verified claims only. Undefined when none was sent. A
  * malformed request (type missing or wrong) throws at once; a JWT that fails verification, or an
  * issuer whose keys are unavailable, is returned as a rejection, which the domain raises at rule
- * 4, so rules 2 and 3 (reuse detection) still come first. `idempotencyKey` lets a retry of the
- * same rotation present the same JWT again.
+ * 4, so rules 2 and 3 (reuse detection) still come first. `retry` (the rotated token and the
+ * request's idempotency key) lets a retry of the same rotation present the same JWT again; the
+ * same key on a rotation of another token does not (the JWT was spent on the first one).
  */
 export async function verifyActorToken(
   app: AppContext,
   actorToken: string | undefined,
   actorTokenType: string | undefined,
-  idempotencyKey: string | undefined,
+  retry: { tokenRef: string; idempotencyKey: string } | undefined,
 ): Promise<ActorProof | undefined> {
   const token = actorToken ?? '';
   const type = actorTokenType ?? '';
@@ -33,7 +34,7 @@ export async function verifyActorToken(
   }
   try {
     const claims = await app.identity.verify(token, 'actor_token', {
-      retryKeyDigest: idempotencyKey === undefined ? undefined : app.keys.idempotencyDigest(idempotencyKey),
+      retryKeyDigest: retry === undefined ? undefined : app.keys.idempotencyDigest(`actor-retry\n${retry.tokenRef}\n${retry.idempotencyKey}`),
     });
     return { claims };
   } catch (e) {

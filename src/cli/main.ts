@@ -16,6 +16,10 @@ const USAGE = `usage: rotor <command>
                                 create the first rotor:admin token; prints only its secret
   token create|get|list|rotate|revoke [--server URL] [--json] ...
                                 manage tokens on a running server (credential: ROTOR_TOKEN)
+    create ... --bind-issuer URL --bind-subject PATTERN --bind-audience AUD [--bind-claim k=v]...
+                                bind the token to a workload (docs/workload-identity.md)
+    rotate ... [--actor-token-file PATH]
+                                the workload JWT of a bound token (or ROTOR_ACTOR_TOKEN)
 `;
 
 async function serve(): Promise<void> {

@@ -1,7 +1,8 @@
 import { timestampDate, timestampFromMs } from '@bufbuild/protobuf/wkt';
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { KIND_TO_PB, STATE_TO_PB } from '../api/token-mapping.js';
-import { TokenKind, TokenState, type Token } from '../gen/rotor/v1/token_pb.js';
+import { TokenKind, TokenState, type Token, type WorkloadBinding } from '../gen/rotor/v1/token_pb.js';
 import { tokenClient } from './client.js';
 import { parseDuration } from './duration.js';
 
@@ -41,7 +42,12 @@ function tokenJson(t: Token | undefined): Record<string, unknown> {
     revoke_reason: t.revokeReason || null,
     last_used_at: iso(t.lastUsedAt),
     display_prefix: t.displayPrefix,
+    workload_binding: bindingJson(t.policy?.workloadBinding),
   };
+}
+
+function bindingJson(b: WorkloadBinding | undefined): Record<string, unknown> | null {
+  return b ? { issuer: b.issuer, subject: b.subject, audience: b.audience, claims: { ...b.claims } } : null;
 }
 
 function printToken(t: Token | undefined, secret: string | undefined, json: boolean): void {
@@ -52,7 +58,8 @@ function printToken(t: Token | undefined, secret: string | undefined, json: bool
   const j = tokenJson(t);
   for (const [k, v] of Object.entries(j)) {
     if (v === null || (Array.isArray(v) && v.length === 0) || v === '') continue;
-    process.stdout.write(`${k.padEnd(14)} ${Array.isArray(v) ? v.join(' ') : String(v)}\n`);
+    const text = Array.isArray(v) ? v.join(' ') : typeof v === 'object' ? JSON.stringify(v) : String(v);
+    process.stdout.write(`${k.padEnd(14)} ${text}\n`);
   }
   if (secret !== undefined) process.stdout.write(`${'secret'.padEnd(14)} ${secret}\n(shown once: store it now)\n`);
 }
@@ -69,6 +76,46 @@ function expiry(values: { 'expires-in'?: string; 'expires-at'?: string }) {
     return timestampFromMs(Date.now() + s * 1000);
   }
   return undefined;
+}
+
+/** RFC 8693 token type of a workload JWT. */
+const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
+
+/**
+ * `--bind-issuer/--bind-subject/--bind-audience [--bind-claim name=value …]`: a workload binding
+ * (docs/workload-identity.md), all three or none; the server validates the values.
+ */
+function bindingOf(values: { 'bind-issuer'?: string; 'bind-subject'?: string; 'bind-audience'?: string; 'bind-claim': string[] }) {
+  const { 'bind-issuer': issuer, 'bind-subject': subject, 'bind-audience': audience } = values;
+  if (issuer === undefined && subject === undefined && audience === undefined && values['bind-claim'].length === 0) return undefined;
+  if (!issuer || !subject || !audience) throw new UsageError('--bind-issuer, --bind-subject and --bind-audience go together');
+  const claims: Record<string, string> = {};
+  for (const c of values['bind-claim']) {
+    const at = c.indexOf('=');
+    if (at <= 0) throw new UsageError('--bind-claim must look like name=value');
+    claims[c.slice(0, at)] = c.slice(at + 1);
+  }
+  return { issuer, subject, audience, claims };
+}
+
+/**
+ * The workload JWT for a bound token's rotation, from the file named by `--actor-token-file` or
+ * from ROTOR_ACTOR_TOKEN; never a command-line value, which other users could read in the
+ * process list.
+ */
+function actorTokenOf(file: string | undefined, env: NodeJS.ProcessEnv): { actorToken: string; actorTokenType: string } | undefined {
+  let jwt: string | undefined;
+  if (file !== undefined) {
+    try {
+      jwt = readFileSync(file, 'utf8').trim();
+    } catch {
+      throw new UsageError(`--actor-token-file: cannot read ${file}`);
+    }
+    if (jwt === '') throw new UsageError(`--actor-token-file: ${file} is empty`);
+  } else if (env.ROTOR_ACTOR_TOKEN) {
+    jwt = env.ROTOR_ACTOR_TOKEN.trim();
+  }
+  return jwt === undefined ? undefined : { actorToken: jwt, actorTokenType: JWT_TOKEN_TYPE };
 }
 
 /** `rotor token create|get|list|rotate|revoke` against a running server over Connect. */
@@ -93,6 +140,11 @@ export async function tokenCommand(args: string[], env: NodeJS.ProcessEnv): Prom
       'page-size': { type: 'string' },
       'page-token': { type: 'string', default: '' },
       'idempotency-key': { type: 'string', default: '' },
+      'bind-issuer': { type: 'string' },
+      'bind-subject': { type: 'string' },
+      'bind-audience': { type: 'string' },
+      'bind-claim': { type: 'string', multiple: true, default: [] },
+      'actor-token-file': { type: 'string' },
     },
   });
   const client = tokenClient(values.server, env.ROTOR_TOKEN);
@@ -101,6 +153,7 @@ export async function tokenCommand(args: string[], env: NodeJS.ProcessEnv): Prom
       const kind = lookup(KINDS, values.kind ?? 'personal');
       if (kind === undefined) throw new UsageError(`--kind must be one of ${Object.keys(KINDS).join(', ')}`);
       if (!values.owner || !values.name) throw new UsageError('--owner and --name are required');
+      const workloadBinding = bindingOf(values);
       const res = await client.createToken({
         kind,
         ownerId: values.owner,
@@ -109,6 +162,7 @@ export async function tokenCommand(args: string[], env: NodeJS.ProcessEnv): Prom
         scopes: values.scope,
         audiences: values.audience,
         expiresAt: expiry(values),
+        ...(workloadBinding && { policy: { workloadBinding } }),
       });
       printToken(res.token, res.secret, values.json);
       return;
@@ -149,6 +203,7 @@ export async function tokenCommand(args: string[], env: NodeJS.ProcessEnv): Prom
         idempotencyKey: values['idempotency-key'],
         scopes: values.scope,
         expiresAt: expiry(values),
+        ...actorTokenOf(values['actor-token-file'], env),
       });
       printToken(res.token, res.secret, values.json);
       return;

@@ -12,7 +12,8 @@ export type RandomSource = (length: number) => Uint8Array;
 export interface ReplayCache {
   /**
    * Records a use of `jtiDigest` until `expiresAt` (ms). True when this is its first use, or a
-   * retry of the same request: the same `retryKeyDigest` (an idempotency key) as the first use.
+   * retry of the same request: the same `retryKeyDigest` (idempotency key and rotated token) as
+   * the first use.
    */
   consume(entry: { jtiDigest: string; expiresAt: number; retryKeyDigest: string | undefined }, now: number): Promise<boolean>;
 }

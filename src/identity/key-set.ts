@@ -7,6 +7,47 @@ import { isLoopbackHost, type TrustedIssuer } from './trust-config.js';
 
 type LocalSet = ReturnType<typeof createLocalJWKSet>;
 
+/**
+ * The most a discovery document or key set may weigh. Real ones are a few KiB; a larger answer is
+ * refused rather than buffered (an issuer, or whoever answers in its name, must not be able to
+ * make Rotor hold an unbounded body in memory).
+ */
+export const MAX_KEY_DOCUMENT_BYTES = 256 * 1024;
+
+/** Too large a discovery document or key set. */
+class DocumentTooLarge extends Error {}
+
+/**
+ * `fetch`, with the response body read up to MAX_KEY_DOCUMENT_BYTES (a declared or actual larger
+ * body is refused) and handed back buffered. Used for discovery (as oauth4webapi's customFetch)
+ * and for key sets.
+ */
+async function boundedFetch(url: string, init: RequestInit): Promise<Response> {
+  const res = await fetch(url, init);
+  const declared = Number(res.headers.get('content-length') ?? '0');
+  if (declared > MAX_KEY_DOCUMENT_BYTES) {
+    await res.body?.cancel();
+    throw new DocumentTooLarge();
+  }
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  if (res.body) {
+    const reader = res.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > MAX_KEY_DOCUMENT_BYTES) {
+        await reader.cancel();
+        throw new DocumentTooLarge();
+      }
+      chunks.push(value);
+    }
+  }
+  const body = res.status === 204 || res.status === 304 ? null : Buffer.concat(chunks);
+  return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+}
+
 /** jose's key-resolver shape (`jwtVerify(jwt, getKey)`). */
 export type KeyResolver = (header: Parameters<LocalSet>[0], token: Parameters<LocalSet>[1]) => ReturnType<LocalSet>;
 
@@ -90,6 +131,16 @@ export class IssuerKeySet {
     return u.protocol === 'https:' || (u.protocol === 'http:' && (this.issuer.allowInsecureHttp || isLoopbackHost(u.hostname)));
   }
 
+  /**
+   * A `jwks_uri` named by a discovery document: https, or plain http only where the issuer itself
+   * may be reached over http (an https issuer cannot send Rotor to a plain-http loopback port).
+   */
+  private allowedDiscoveredUrl(u: URL): boolean {
+    if (u.protocol === 'https:') return true;
+    const issuerUrl = new URL(this.issuer.issuer);
+    return u.protocol === 'http:' && issuerUrl.protocol === 'http:' && this.allowedUrl(u);
+  }
+
   /** Finds the jwks_uri once by discovery (oauth4webapi); a failure is retried after the cooldown. */
   private async locate(signal: AbortSignal): Promise<string> {
     if (this.jwksUri !== undefined) return this.jwksUri;
@@ -101,9 +152,11 @@ export class IssuerKeySet {
         algorithm: this.issuer.keys.algorithm,
         signal,
         [oauth.allowInsecureRequests]: this.allowedUrl(issuerUrl) && issuerUrl.protocol === 'http:',
+        [oauth.customFetch]: boundedFetch,
       });
       as = await oauth.processDiscoveryResponse(issuerUrl, res);
     } catch (e) {
+      if (e instanceof DocumentTooLarge) throw this.unavailable(`the discovery document is larger than ${MAX_KEY_DOCUMENT_BYTES} bytes`);
       throw this.unavailable(signal.aborted ? `discovery timed out after ${this.issuer.fetchTimeoutMs} ms` : `discovery failed (${describe(e)})`);
     }
     if (typeof as.jwks_uri !== 'string') throw this.unavailable('the discovery document names no jwks_uri');
@@ -113,7 +166,7 @@ export class IssuerKeySet {
     } catch {
       throw this.unavailable('the discovery document names an invalid jwks_uri');
     }
-    if (!this.allowedUrl(uri)) throw this.unavailable('the discovered jwks_uri is not https');
+    if (!this.allowedDiscoveredUrl(uri)) throw this.unavailable('the discovered jwks_uri is not https');
     this.jwksUri = uri.href;
     return this.jwksUri;
   }
@@ -124,14 +177,12 @@ export class IssuerKeySet {
     this.fetches++;
     let body: unknown;
     try {
-      const res = await fetch(uri, { signal, headers: { accept: 'application/json, application/jwk-set+json' }, redirect: 'error' });
-      if (res.status !== 200) {
-        await res.body?.cancel();
-        throw this.unavailable(`the JWKS endpoint answered HTTP ${res.status}`);
-      }
+      const res = await boundedFetch(uri, { signal, headers: { accept: 'application/json, application/jwk-set+json' }, redirect: 'error' });
+      if (res.status !== 200) throw this.unavailable(`the JWKS endpoint answered HTTP ${res.status}`);
       body = await res.json();
     } catch (e) {
       if (e instanceof RotorError) throw e;
+      if (e instanceof DocumentTooLarge) throw this.unavailable(`the JWKS endpoint answered with more than ${MAX_KEY_DOCUMENT_BYTES} bytes`);
       throw this.unavailable(signal.aborted ? `the JWKS endpoint did not answer within ${this.issuer.fetchTimeoutMs} ms` : `the JWKS endpoint could not be fetched (${describe(e)})`);
     }
     if (typeof body !== 'object' || body === null || !Array.isArray((body as { keys?: unknown }).keys)) {

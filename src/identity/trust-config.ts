@@ -1,6 +1,6 @@
 import { isRotorError } from '../domain/errors.js';
 import type { FederationRule } from '../domain/federation.js';
-import { SCOPE_ADMIN, normalizeScopes } from '../domain/scopes.js';
+import { SCOPE_ADMIN, SCOPE_ROTATE, normalizeScopes } from '../domain/scopes.js';
 import { validateBinding } from '../domain/workload-binding.js';
 
 /**
@@ -224,6 +224,9 @@ function parseRule(path: string, v: unknown, issuers: readonly TrustedIssuer[], 
     throw e;
   }
   if (scopes.includes(SCOPE_ADMIN)) fail(`${path}.scopes`, `${SCOPE_ADMIN} may not be granted by federation`);
+  // A federated token that could rotate itself would outlive the workload JWT indefinitely, each
+  // successor living the rule's maximum again without a fresh proof: federate again instead.
+  if (scopes.includes(SCOPE_ROTATE)) fail(`${path}.scopes`, `${SCOPE_ROTATE} may not be granted by federation (a federated token is renewed by federating again)`);
   if (o.max_lifetime_seconds === undefined) fail(`${path}.max_lifetime_seconds`, 'is required');
   return {
     issuer,

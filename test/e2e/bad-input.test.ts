@@ -458,10 +458,16 @@ const cases: Case[] = [
     { status: 400, error: 'invalid_scope', description: 'requested scopes exceed the scopes held: admin' },
   ),
   exchange(
-    'requested_token_type jwt with an actor_token',
+    'requested_token_type jwt with an actor_token for an unbound token',
     () => ({ requested_token_type: TOKEN_TYPE_JWT, actor_token: 'eyJhbGciOiJFUzI1NiJ9.e30.sig', actor_token_type: TOKEN_TYPE_JWT }),
-    invalidArgument('actor_token is not accepted when requesting a JWT access token'),
-    invalidRequest('actor_token is not accepted when requesting a JWT access token'),
+    invalidArgument('actor_token is not accepted: this token has no workload binding'),
+    invalidRequest('actor_token is not accepted: this token has no workload binding'),
+  ),
+  exchange(
+    'requested_token_type jwt with a jwt subject_token (federation straight into a JWT)',
+    () => ({ requested_token_type: TOKEN_TYPE_JWT, subject_token: 'eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJodHRwczovL2NpLmV4YW1wbGUifQ.sig', subject_token_type: TOKEN_TYPE_JWT }),
+    invalidArgument(`requested_token_type jwt needs subject_token_type ${ACCESS}; federate first, then exchange the issued token for a JWT`),
+    invalidRequest(`requested_token_type jwt needs subject_token_type ${ACCESS}; federate first, then exchange the issued token for a JWT`),
   ),
   exchange(
     'requested_token_type jwt for a revoked token',

@@ -1,11 +1,13 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENGINES, scratchDatabase, type ScratchDatabase } from '../support/engines.js';
 import { secretsIn, secretsInDirectory, secretsInPostgres } from '../support/leak-scan.js';
+import { startTestIssuer, type TestIssuer } from '../support/jwt-issuer.js';
 import { ROOT, runCli, startServe, type ServeProcess } from '../support/process.js';
+import { writeTrustConfig } from '../support/trust.js';
 
 const BUF = join(ROOT, 'node_modules/.bin/buf');
 
@@ -28,9 +30,13 @@ describe.each(ENGINES)('rotor CLI, serve process, buf curl, and no secret at res
   let admin: string;
   let serve: ServeProcess;
   let server: string;
+  /** A workload issuer the serve process trusts (for bound tokens). */
+  let ci: TestIssuer;
   let db: ScratchDatabase | undefined;
 
   beforeAll(async () => {
+    ci = await startTestIssuer();
+    env.ROTOR_TRUST_CONFIG = writeTrustConfig({ issuers: [{ issuer: ci.issuer, jwks_uri: ci.jwksUri, audiences: ['rotor'], algorithms: ['ES256'] }] });
     if (engine === 'postgres') {
       db = await scratchDatabase();
       env.ROTOR_DATABASE_URL = db.url;
@@ -55,6 +61,7 @@ describe.each(ENGINES)('rotor CLI, serve process, buf curl, and no secret at res
     if (serve?.child.exitCode === null) await serve.stop();
     rmSync(dataDir, { recursive: true, force: true });
     await db?.drop();
+    await ci?.close();
   });
 
   it('refuses a second bootstrap with a non-zero exit and a clear message', async () => {
@@ -106,6 +113,33 @@ describe.each(ENGINES)('rotor CLI, serve process, buf curl, and no secret at res
     const denied = await runCli(['token', 'get', first.token.id, '--server', server], { ROTOR_TOKEN: first.secret });
     expect(denied.code).toBe(1);
     expect(denied.stderr).toContain('unauthenticated: bearer token has been revoked');
+  });
+
+  it('creates a token bound to a workload and rotates it with the workload JWT from a file', async () => {
+    const bind = ['--bind-issuer', ci.issuer, '--bind-subject', 'project_path:group/app:*', '--bind-audience', 'rotor', '--bind-claim', 'namespace_id=42'];
+    const half = await runCli(['token', 'create', '--server', server, '--owner', 'proj-2', '--name', 'b', '--expires-in', '1d', '--bind-issuer', ci.issuer], { ROTOR_TOKEN: admin });
+    expect([half.code, half.stderr]).toEqual([2, expect.stringContaining('--bind-issuer, --bind-subject and --bind-audience go together')]);
+    const created = await runCli(['token', 'create', '--server', server, '--kind', 'project', '--owner', 'proj-2', '--name', 'bound', '--scope', 'rotor:rotate', '--expires-in', '1d', ...bind, '--json'], { ROTOR_TOKEN: admin });
+    expect(created.stderr).toBe('');
+    const { token, secret } = JSON.parse(created.stdout) as { token: { id: string; workload_binding: unknown }; secret: string };
+    secrets.push(secret);
+    expect(token.workload_binding).toEqual({ issuer: ci.issuer, subject: 'project_path:group/app:*', audience: 'rotor', claims: { namespace_id: '42' } });
+
+    const without = await runCli(['token', 'rotate', '--server', server], { ROTOR_TOKEN: secret });
+    expect(without.code).toBe(1);
+    expect(without.stderr).toContain('this token is bound to a workload: rotating it needs actor_token');
+
+    const jwt = await ci.sign(Date.now());
+    secrets.push(jwt);
+    const jwtFile = join(mkdtempSync(join(tmpdir(), 'rotor-cli-jwt-')), 'id_token');
+    writeFileSync(jwtFile, `${jwt}\n`, { mode: 0o600 });
+    const rotated = await runCli(['token', 'rotate', '--server', server, '--actor-token-file', jwtFile, '--json'], { ROTOR_TOKEN: secret });
+    expect(rotated.stderr).toBe('');
+    const next = JSON.parse(rotated.stdout) as { token: { previous_id: string; workload_binding: unknown }; secret: string };
+    secrets.push(next.secret);
+    expect(next.token.previous_id).toBe(token.id);
+    expect(next.token.workload_binding).toEqual(token.workload_binding);
+    rmSync(jwtFile, { force: true });
   });
 
   it('answers buf curl over gRPC on the gRPC port and Connect on the HTTP port', async () => {

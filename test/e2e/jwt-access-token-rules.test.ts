@@ -67,7 +67,7 @@ describe.each(['grpc', 'connect'] as const)('JWT access token rules over %s', (w
     expect(await failure(jwtFor(withAud.secret, { audience: ['https://elsewhere.example'] }))).toMatchObject({ code: Code.InvalidArgument, rawMessage: 'audience not allowed for this token: https://elsewhere.example' });
     expect(await failure(jwtFor(t.secret, { actorToken: 'eyJhbGciOiJFUzI1NiJ9.e30.c2ln', actorTokenType: JWT }))).toMatchObject({
       code: Code.InvalidArgument,
-      rawMessage: 'actor_token is not accepted when requesting a JWT access token',
+      rawMessage: 'actor_token is not accepted: this token has no workload binding',
     });
     await api.revokeToken({ id: t.id }, s.adminSecret);
     expect(await failure(jwtFor(t.secret))).toMatchObject({ code: Code.Unauthenticated, rawMessage: 'token has been revoked' });
@@ -142,6 +142,10 @@ describe.each(['grpc', 'connect'] as const)('JWT access token rules over %s', (w
     const r = await jwtFor(t.secret);
     const own = await api.introspectToken({ token: r.accessToken }, t.secret);
     expect(own).toMatchObject({ active: true, tokenId: t.id, familyId: t.familyId, sub: 'svc', kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'svc', scope: 'read write', tokenType: 'Bearer' });
+    expect([own.iss, own.jti, own.clientId]).toEqual([s.httpUrl, r.tokenId, t.id]);
+    // A Rotor access token leaves the JWT-only fields empty.
+    const plain = await api.introspectToken({ token: t.secret }, t.secret);
+    expect([plain.active, plain.iss, plain.jti, plain.clientId]).toEqual([true, '', '', '']);
     expect(own.aud).toEqual([s.httpUrl]);
     expect(await failure(api.introspectToken({ token: r.accessToken }, sibling.secret))).toMatchObject({
       code: Code.PermissionDenied,

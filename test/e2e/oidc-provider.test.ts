@@ -99,6 +99,10 @@ describe('oidc-provider JWT access tokens exchanged at /oauth/token with oauth4w
     expect(successor.policy?.workloadBinding).toMatchObject({ issuer: op.issuer, subject: op.clientId });
     expect((await admin.getToken({ id: created.token!.id })).token!.state).toBe(TokenState.ROTATED);
     const events = await s.rotor.store.events.list({ familyId: created.token!.familyId }, 10);
-    expect(events.filter((e) => e.reason === 'rotated').every((e) => e.act?.iss === op.issuer && e.act.sub === op.clientId)).toBe(true);
+    const rotation = events.filter((e) => e.reason === 'rotated');
+    expect(rotation.map((e) => [e.type, e.act])).toEqual([
+      ['rotated', { iss: op.issuer, sub: op.clientId }],
+      ['created', { iss: op.issuer, sub: op.clientId }],
+    ]);
   });
 });

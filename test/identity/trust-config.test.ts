@@ -61,6 +61,7 @@ describe('trust config', () => {
     ['rule for an unknown issuer', (d) => ((d.federation[0]!.issuer = 'https://other.example'), d), 'federation[0].issuer: is not one of the issuers'],
     ['rule scopes not a list', (d) => ((d.federation[0]!.scopes = 'deploy'), d), 'federation[0].scopes: must be a non-empty array of strings'],
     ['rule granting admin', (d) => ((d.federation[0]!.scopes = ['rotor:admin']), d), 'federation[0].scopes: rotor:admin may not be granted by federation'],
+    ['rule granting rotate', (d) => ((d.federation[0]!.scopes = ['deploy', 'rotor:rotate']), d), 'federation[0].scopes: rotor:rotate may not be granted by federation (a federated token is renewed by federating again)'],
     ['rule scope with a space', (d) => ((d.federation[0]!.scopes = ['a b']), d), 'federation[0].scopes: each scope must be 1-128 printable characters without spaces, quotes or backslashes'],
     ['rule audience the issuer does not accept', (d) => ((d.federation[0]!.audience = 'other'), d), "federation[0].audience: must be one of the issuer's audiences"],
     ['rule lifetime beyond the server max', (d) => ((d.federation[0]!.max_lifetime_seconds = 86400 * 366), d), 'federation[0].max_lifetime_seconds: must be a whole number between 1 and 31536000'],

@@ -87,11 +87,22 @@ describe.each(ENGINES)('signing keys on %s', (engine) => {
     await repo.extendPublication(k0.kid, k0.publishUntil + 10 * MINUTE);
     await repo.extendPublication(k0.kid, k0.publishUntil);
     expect((await repo.findByKid(k0.kid))!.publishUntil).toBe(k0.publishUntil + 10 * MINUTE);
+    // Retired, and past its planned window, but a token it signed is still valid: the private key
+    // stays, and verification (which needs only the public key) goes on working.
+    const stillValid = k0.publishUntil + 5 * MINUTE;
+    expect(k0.retireAt).toBeLessThan(stillValid);
+    expect(await repo.erasePrivateKeys(stillValid)).toBe(0);
+    expect((await repo.findByKid(k0.kid))!.sealedPrivateKey).not.toBeNull();
+    expect((await ring().verificationKey(k0.kid, stillValid))?.meta.kid).toBe(k0.kid);
     const later = k0.publishUntil + 10 * MINUTE;
     expect((await r.jwks(later)).keys.map((k) => k.kid)).not.toContain(k0.kid);
     expect(await r.verificationKey(k0.kid, later)).toBeUndefined();
     expect(await repo.erasePrivateKeys(later)).toBe(1);
     expect((await repo.findByKid(k0.kid))!.sealedPrivateKey).toBeNull();
+    // Even with its private part erased, the public key verifies while the key is published
+    // (here: a publication raised again, as a replica does for a token that outlives the plan).
+    await repo.extendPublication(k0.kid, later + 10 * MINUTE);
+    expect((await ring().verificationKey(k0.kid, later + MINUTE))?.meta.kid).toBe(k0.kid);
   });
 
   it('creates EdDSA keys when configured (new keys only; existing ones keep their algorithm)', async () => {

@@ -26,7 +26,8 @@ export interface TestIssuer {
   /** JWKS fetches served (or answered with an error, or held). */
   jwksFetches: number;
   discoveryFetches: number;
-  mode: 'ok' | 'down' | 'slow';
+  /** `huge`: the JWKS answer streams 1 MiB without a content-length. */
+  mode: 'ok' | 'down' | 'slow' | 'huge';
   /** Kid of the current signing key (ES256). */
   kid: string;
   /** Signs a JWT; `claims` override the defaults, `header` adds header parameters. */
@@ -102,6 +103,17 @@ export async function startTestIssuer(opts: { typ?: string } = {}): Promise<Test
       }
       if (self.mode === 'slow') {
         held.push(res);
+        return;
+      }
+      if (self.mode === 'huge') {
+        res.writeHead(200, { 'content-type': 'application/jwk-set+json' });
+        res.write('{"keys":[');
+        const pad = JSON.stringify({ kty: 'oct', k: 'A'.repeat(16 * 1024) });
+        const write = (n: number): void => {
+          if (n === 0 || res.destroyed) return void res.end('{}]}');
+          res.write(`${pad},`, () => write(n - 1));
+        };
+        write(64);
         return;
       }
       res.writeHead(200, { 'content-type': 'application/jwk-set+json' });
