@@ -193,6 +193,22 @@ function serializer(schema: DescMessage) {
   return (msg: unknown) => Buffer.from(toBinary(schema, create(schema, msg as never)));
 }
 
+/**
+ * A stream message serializer that encodes each message object once: a handler that yields the
+ * same object to many streams (WatchExpiry fan-out) pays for one encoding. Messages are not
+ * changed after they were yielded, so the cached bytes stay right.
+ */
+function sharedSerializer(schema: DescMessage) {
+  const encode = serializer(schema);
+  const cache = new WeakMap<object, Buffer>();
+  return (msg: unknown) => {
+    if (typeof msg !== 'object' || msg === null) return encode(msg);
+    let bytes = cache.get(msg);
+    if (!bytes) cache.set(msg, (bytes = encode(msg)));
+    return bytes;
+  };
+}
+
 function deserializer(schema: DescMessage) {
   return (bytes: Buffer) => {
     try {
@@ -226,7 +242,7 @@ export function createGrpcServer(services: MountedService[], log: Logger, tracke
         responseStream: streaming,
         requestSerialize: serializer(method.input),
         requestDeserialize: deserializer(method.input),
-        responseSerialize: serializer(method.output),
+        responseSerialize: streaming ? sharedSerializer(method.output) : serializer(method.output),
         responseDeserialize: deserializer(method.output),
         originalName: method.localName,
       };
