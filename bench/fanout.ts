@@ -75,7 +75,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export async function runFanout(work: string, streams: number, rotations: number, progress: (m: string) => void): Promise<FanoutResult> {
   const [grpcPort, httpPort] = [await freePort(), await freePort()];
   // A short heartbeat: a stream's first one tells the watcher child that the stream is registered.
-  const env = { ...rotorEnv(join(work, `fanout-${streams}`), grpcPort, httpPort), ROTOR_EXPIRY_SCAN_INTERVAL_MS: '0', ROTOR_WATCH_HEARTBEAT_SECONDS: '2' };
+  const env = { ...rotorEnv(join(work, `fanout-${streams}`), grpcPort, httpPort), ROTOR_EXPIRY_SCAN_INTERVAL_MS: '0', ROTOR_WATCH_HEARTBEAT_SECONDS: '2', NODE_OPTIONS: process.env.BENCH_SERVER_NODE_OPTIONS ?? '' };
   const address = `127.0.0.1:${grpcPort}`;
   const admin = await bootstrap(env);
   const server = await startServer(env, address);

@@ -98,6 +98,7 @@ async function snapshotTokens(app: AppContext, selection: WatchSelection): Promi
 export async function* watchEvents(app: AppContext, runtime: WatchRuntime, plan: WatchPlan, signal?: AbortSignal): AsyncGenerator<WatchItem> {
   const sub = runtime.feed.subscribe(plan.selection, plan.thresholdsSeconds);
   const onAbort = () => sub.close();
+  if (signal?.aborted) sub.close();
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
     let from = plan.afterSequence;
