@@ -163,9 +163,10 @@ function serverStreamingHandler(mounted: MountedService, method: DescMethod, log
     // The signal exists before the handler runs, so a cancelled call ends a handler waiting for data.
     void ctx.signal;
     void (async () => {
-      const it = impl(req, ctx)[Symbol.asyncIterator]();
+      let it: AsyncIterator<unknown> | undefined;
       let finished = false;
       try {
+        it = impl(req, ctx)[Symbol.asyncIterator]();
         for (;;) {
           const next = await it.next();
           if (next.done) {
@@ -183,7 +184,7 @@ function serverStreamingHandler(mounted: MountedService, method: DescMethod, log
         ctx.settle();
         if (!call.cancelled) call.emit('error', statusOf(err, log, where));
       } finally {
-        if (!finished) await it.return?.(undefined).catch(() => undefined);
+        if (!finished) await it?.return?.(undefined).catch(() => undefined);
       }
     })();
   };

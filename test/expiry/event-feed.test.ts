@@ -112,6 +112,24 @@ describe('EventFeed', () => {
     expect(feed.watchers).toBe(1);
   });
 
+  it('without watchers a commit costs no read; the first subscriber catches the feed up, nothing lost', async () => {
+    const rows: WatchedEvent[] = [ev(1)];
+    const log = memoryLog(rows);
+    let reads = 0;
+    const tail = log.tail.bind(log);
+    log.tail = (after, limit) => (reads++, tail(after, limit));
+    feed = new EventFeed(log, () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 10 });
+    await feed.start();
+    rows.push(ev(2));
+    feed.wake();
+    await settle(feed);
+    expect([reads, feed.position]).toEqual([0, 1]);
+    const w = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, []);
+    expect(w.liveFrom).toBe(1);
+    await settle(feed);
+    expect([reads, feed.position, w.pending]).toEqual([1, 2, 1]);
+  });
+
   it('heartbeats go to live, idle watchers with nothing pending; close ends every watcher with unavailable', async () => {
     const rows: WatchedEvent[] = [ev(1), ev(2, 'tok_zz1')];
     feed = new EventFeed(memoryLog(rows), () => 42, quiet, { pollIntervalMs: 60_000, heartbeatMs: 100, bufferEvents: 3 });
