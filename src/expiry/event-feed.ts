@@ -168,8 +168,10 @@ export class EventFeed implements LiveFeed {
   }
 
   private dispatch(e: WatchedEvent): void {
+    // One item for every watcher: with thousands of them, per-watcher copies would be garbage.
+    const item = { kind: 'event', event: e } as const;
     for (const set of [this.byToken.get(e.tokenId), this.byOwner.get(e.ownerId), this.byFamily.get(e.familyId)]) {
-      if (set) for (const s of set) s.offer(e);
+      if (set) for (const s of set) s.offer(item);
     }
   }
 
