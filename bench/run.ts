@@ -26,6 +26,7 @@ import { BENCH_POSTGRES_URL, createBenchDatabase, safeUrl, type BenchDatabase } 
 import { bootstrap, freePort, rotorEnv, startServer, type ServerProcess } from './server.js';
 import { DEFAULT_POOL_MAX } from '../src/store/database.js';
 import { closedLoop, type ScenarioResult } from './stats.js';
+import { runFanout, type FanoutResult } from './fanout.js';
 
 function intEnv(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -46,7 +47,20 @@ const settings = {
   warmup_requests: intEnv('BENCH_WARMUP_REQUESTS', 1_000),
 };
 
-const TARGETS = { introspect_vs_noop: 0.7, rotate_vs_bare_txn: 0.6 };
+/** Which parts run: `BENCH_SCENARIOS=throughput,fanout` (both by default). */
+const parts = new Set((process.env.BENCH_SCENARIOS || 'throughput,fanout').split(',').map((p) => p.trim()));
+/** Fan-out: stream counts (each on a fresh server) and rotations per count. */
+const fanoutSettings = {
+  streams: (process.env.BENCH_FANOUT_STREAMS || '1000,10000').split(',').map((n) => {
+    const v = Number(n);
+    if (!Number.isSafeInteger(v) || v <= 0 || v > 50_000) throw new Error(`BENCH_FANOUT_STREAMS must list counts 1-50000, got "${n}"`);
+    return v;
+  }),
+  // Each rotation is of a different watched token; one stream may watch up to 100 (token_ids).
+  rotations: Math.min(100, intEnv('BENCH_FANOUT_ROTATIONS', 10)),
+};
+
+const TARGETS = { introspect_vs_noop: 0.7, rotate_vs_bare_txn: 0.6, fanout_rss_mb_at_10000: 300, fanout_p99_ms: 100 };
 
 const progress = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
 const round3 = (n: number) => Number(n.toFixed(3));
@@ -137,7 +151,7 @@ async function main(): Promise<void> {
   const h2 = process.env.BENCH_NO_H2LOAD ? undefined : await h2loadVersion();
   if (!h2) progress('h2load not found (Debian: apt-get install nghttp2-client); the grpc-js loop measures every scenario');
   const results: Record<string, unknown> = {};
-  for (const engine of engines()) {
+  for (const engine of parts.has('throughput') ? engines() : []) {
     progress(`== engine: ${engine}`);
     let server: BenchDatabase | undefined;
     let bare: BenchDatabase | undefined;
@@ -159,14 +173,41 @@ async function main(): Promise<void> {
       await bare?.drop();
     }
   }
+  const fanout = parts.has('fanout') ? await fanoutScenario() : undefined;
   const result = {
     date: new Date().toISOString(),
     machine: machine(),
     settings,
     engines: results,
+    ...(fanout ? { fanout } : {}),
     wall_seconds: Math.round((Date.now() - started) / 100) / 10,
   };
   process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+}
+
+/** The WatchExpiry fan-out scenario (issue 4 acceptance 5), on SQLite: each stream count on a fresh server. */
+async function fanoutScenario(): Promise<Record<string, unknown>> {
+  const work = mkdtempSync(join(tmpdir(), 'rotor-bench-fanout-'));
+  try {
+    const runs: FanoutResult[] = [];
+    for (const n of fanoutSettings.streams) runs.push(await runFanout(work, n, fanoutSettings.rotations, progress));
+    const at10k = runs.find((r) => r.streams === 10_000);
+    return {
+      tool: 'WatchExpiry over @grpc/grpc-js (gRPC port), watcher child process, one stream per family watcher; latency = receipt − occurred_at of ROTATED; RSS = VmRSS of the rotor serve child',
+      settings: fanoutSettings,
+      runs,
+      targets: {
+        rss_mb_at_10000: { target: TARGETS.fanout_rss_mb_at_10000, measured: at10k?.rss_after_rotations_mb ?? null, met: at10k ? at10k.rss_after_rotations_mb < TARGETS.fanout_rss_mb_at_10000 : null },
+        p99_ms: {
+          target: TARGETS.fanout_p99_ms,
+          measured: Math.max(...runs.map((r) => r.latency_p99_ms)),
+          met: runs.every((r) => r.latency_p99_ms < TARGETS.fanout_p99_ms),
+        },
+      },
+    };
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
 }
 
 /**

@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import * as core from './20261127_001_core.js';
 import * as workloadBinding from './20261127_002_workload_binding.js';
 import * as signingKeys from './20261127_003_signing_keys.js';
+import * as expiryEvents from './20261127_004_expiry_events.js';
 import * as pgEventNotify from './20261127_050_pg_event_notify.js';
 
 /** Every migration in order. Listed in code so the compiled build needs no directory scan. */
@@ -9,6 +10,7 @@ export const MIGRATIONS: ReadonlyArray<readonly [string, Knex.Migration]> = [
   ['20261127_001_core', core],
   ['20261127_002_workload_binding', workloadBinding],
   ['20261127_003_signing_keys', signingKeys],
+  ['20261127_004_expiry_events', expiryEvents],
   ['20261127_050_pg_event_notify', pgEventNotify],
 ];
 

@@ -33,7 +33,9 @@ export type RotorErrorCode =
   /** A verified workload JWT does not match the binding or any federation rule. */
   | 'workload_mismatch'
   /** A dependency (database, an issuer's JWKS or discovery endpoint) did not answer in time. */
-  | 'unavailable';
+  | 'unavailable'
+  /** A watcher fell too far behind (its bounded buffer overflowed); it resumes by sequence. */
+  | 'resource_exhausted';
 
 /** Details that may accompany an error; never a secret. */
 export interface RotorErrorDetails {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { DEFAULT_THRESHOLDS_SECONDS, normalizeThresholds, parseDurationSeconds } from '../domain/expiry.js';
 import { DEFAULT_LIMITS, type PolicyLimits } from '../domain/policy.js';
 import { parseTrustConfig, TrustConfigError, type TrustConfig } from '../identity/trust-config.js';
 import { LOG_LEVELS, type LogLevel } from './logger.js';
@@ -35,6 +36,21 @@ export interface RotorConfig {
   jwt: JwtConfig;
   /** Trusted workload issuers and federation rules (ROTOR_TRUST_CONFIG); undefined: none. */
   trust: TrustConfig | undefined;
+  /** WatchExpiry and the expiry scheduler (docs/watch-expiry.md). */
+  expiry: ExpiryConfig;
+}
+
+/** Settings of the expiry scheduler and the WatchExpiry feed. */
+export interface ExpiryConfig {
+  /** EXPIRING_SOON thresholds in seconds, largest first. */
+  thresholdsSeconds: number[];
+  /** Time between scheduler passes; 0 disables the scheduler in this process. */
+  scanIntervalMs: number;
+  heartbeatSeconds: number;
+  /** Undelivered events one watcher may hold before its stream ends with RESOURCE_EXHAUSTED. */
+  bufferEvents: number;
+  /** How often the feed reads the log without a local wake-up (other replicas' commits). */
+  pollIntervalMs: number;
 }
 
 /** A configuration problem; the message names the variable. */
@@ -59,6 +75,27 @@ function wholeNumber(env: Env, name: string, fallback: number, max: number): num
   const unit = name.endsWith('_MS') ? ' of milliseconds' : name.endsWith('_SECONDS') ? ' of seconds' : '';
   if (!/^\d+$/.test(raw) || n > max) throw new ConfigError(`${name} must be a whole number${unit} between 0 and ${max}, got "${raw}"`);
   return n;
+}
+
+function inRange(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  const unit = name.endsWith('_MS') ? ' of milliseconds' : name.endsWith('_SECONDS') ? ' of seconds' : '';
+  if (!/^\d+$/.test(raw) || n < min || n > max) throw new ConfigError(`${name} must be a whole number${unit} between ${min} and ${max}, got "${raw}"`);
+  return n;
+}
+
+/** ROTOR_EXPIRY_THRESHOLDS: a comma-separated list of durations such as `30d,7d,1d,1h`. */
+function thresholds(env: Env): number[] {
+  const raw = env.ROTOR_EXPIRY_THRESHOLDS;
+  if (raw === undefined || raw.trim() === '') return [...DEFAULT_THRESHOLDS_SECONDS];
+  const parts = raw.split(',').map((p) => p.trim());
+  const seconds = parts.map(parseDurationSeconds);
+  if (parts.length > 16 || seconds.some((s) => s === undefined || s > 10 * 365 * 86400)) {
+    throw new ConfigError(`ROTOR_EXPIRY_THRESHOLDS must be up to 16 comma-separated durations like 30d,7d,1d,1h (units s, m, h, d; at most 3650d), got "${raw}"`);
+  }
+  return normalizeThresholds(seconds as number[]);
 }
 
 /**
@@ -137,10 +174,17 @@ export function loadConfig(env: Env = process.env): RotorConfig {
   const tokenCacheTtlMs = wholeNumber(env, 'ROTOR_TOKEN_CACHE_TTL_MS', 1000, 60_000);
   const grpcPort = port(env, 'ROTOR_GRPC_PORT', 50051);
   const httpPort = port(env, 'ROTOR_HTTP_PORT', 8080);
+  const expiry: ExpiryConfig = {
+    thresholdsSeconds: thresholds(env),
+    scanIntervalMs: wholeNumber(env, 'ROTOR_EXPIRY_SCAN_INTERVAL_MS', 30_000, 3_600_000),
+    heartbeatSeconds: inRange(env, 'ROTOR_WATCH_HEARTBEAT_SECONDS', 15, 1, 3600),
+    bufferEvents: inRange(env, 'ROTOR_WATCH_BUFFER_EVENTS', 1000, 1, 100_000),
+    pollIntervalMs: inRange(env, 'ROTOR_WATCH_POLL_INTERVAL_MS', 1000, 10, 60_000),
+  };
   const trust = loadTrustConfig(env, maxLifetimeSeconds);
   const { secret, source } = loadSecret(env, dataDir);
   const jwt = loadJwtConfig(env);
-  return { host, grpcPort, httpPort, dataDir, databaseUrl, databasePoolMax, databaseStatementTimeoutMs, databaseListen, secret, secretSource: source, limits, logLevel, tokenCacheTtlMs, jwt, trust };
+  return { host, grpcPort, httpPort, dataDir, databaseUrl, databasePoolMax, databaseStatementTimeoutMs, databaseListen, secret, secretSource: source, limits, logLevel, tokenCacheTtlMs, jwt, trust, expiry };
 }
 
 /** Settings of signed JWT access tokens (RFC 9068) and their signing keys. */

@@ -24,6 +24,7 @@ export class KnexStore implements Store {
   /** Called with each `unavailable` error the store raises (the server logs them). */
   onUnavailable: (e: RotorError) => void = () => undefined;
   private listener: EventListener | undefined;
+  private readonly eventListeners = new Set<() => void>();
 
   constructor(
     readonly knex: Knex,
@@ -33,7 +34,20 @@ export class KnexStore implements Store {
     this.cache = new TokenCache(cacheOptions);
     const report = (e: RotorError) => this.onUnavailable(e);
     this.tokens = new CachedTokenRepository(guardRepository(new KnexTokenRepository(knex), report), this.cache, true);
-    this.events = guardRepository(new KnexEventRepository(knex), report);
+    this.events = guardRepository(new KnexEventRepository(knex, (n) => this.eventsCommitted(n), true), report);
+  }
+
+  /**
+   * Calls `listener` after events were committed by this process (after the transaction, never
+   * inside it), so the WatchExpiry feed reads them at once instead of on its next poll.
+   */
+  onEventsCommitted(listener: () => void): () => void {
+    this.eventListeners.add(listener);
+    return () => this.eventListeners.delete(listener);
+  }
+
+  private eventsCommitted(count: number): void {
+    if (count > 0) for (const l of this.eventListeners) l();
   }
 
   /**
@@ -47,16 +61,19 @@ export class KnexStore implements Store {
    */
   async transaction<T>(work: (tx: Repositories) => Promise<T>, options: { lock?: string } = {}): Promise<T> {
     const written: string[] = [];
+    let appended = 0;
     try {
-      return await this.knex.transaction(async (trx) => {
+      const result = await this.knex.transaction(async (trx) => {
         if (options.lock !== undefined && this.engine === 'postgres') {
           await trx.raw('select pg_advisory_xact_lock(hashtext(?))', [`rotor:${options.lock}`]);
         }
         return work({
           tokens: new CachedTokenRepository(new KnexTokenRepository(trx), this.cache, false, (ids) => written.push(...ids)),
-          events: new KnexEventRepository(trx),
+          events: new KnexEventRepository(trx, (n) => void (appended += n)),
         });
       });
+      this.eventsCommitted(appended);
+      return result;
     } catch (e) {
       const mapped = asStoreError(e);
       if (mapped !== e) this.onUnavailable(mapped as RotorError);
