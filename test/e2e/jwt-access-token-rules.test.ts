@@ -1,7 +1,8 @@
 /**
  * The rules around JWT access tokens (docs/jwt-access-tokens.md) against a real server: who may
  * obtain one, what revocation and rotation of the source token do to it, who may introspect it,
- * RFC 7009 revocation, forged tokens, and EdDSA keys. grpc-js and Connect share each scenario.
+ * RFC 7009 revocation, forged tokens, and EdDSA keys. grpc-js and Connect share each scenario;
+ * every scenario runs on every engine (test/support/engines.ts).
  */
 import { Code } from '@connectrpc/connect';
 import { SignJWT, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, generateKeyPair, jwtVerify } from 'jose';
@@ -9,18 +10,19 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TokenKind, TokenState } from '../../src/gen/rotor/v1/token_pb.js';
 import { connectApi, failure, grpcApi, newKey, type Api } from '../support/rotor-api.js';
 import { inMs, issuedSecrets, startTestServer, type TestServer } from '../support/server.js';
+import { ENGINES, withEngines } from '../support/engines.js';
 
 const GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
 const JWT = 'urn:ietf:params:oauth:token-type:jwt';
 const DAY = 86_400_000;
 
-describe.each(['grpc', 'connect'] as const)('JWT access token rules over %s', (wire) => {
+describe.each(withEngines(['grpc', 'connect'] as const))('JWT access token rules over %s on %s', (wire, engine) => {
   let s: TestServer;
   let api: Api;
 
   beforeAll(async () => {
-    s = await startTestServer();
+    s = await startTestServer({}, { engine });
     api = wire === 'grpc' ? grpcApi(s) : connectApi(s);
   });
   afterAll(async () => {
@@ -182,10 +184,10 @@ describe.each(['grpc', 'connect'] as const)('JWT access token rules over %s', (w
   });
 });
 
-describe('JWT access tokens over HTTP: RFC 7009 revocation and the published documents', () => {
+describe.each(ENGINES)('JWT access tokens over HTTP: RFC 7009 revocation and the published documents on %s', (engine) => {
   let s: TestServer;
   beforeAll(async () => {
-    s = await startTestServer({ ROTOR_JWT_SIGNING_ALG: 'EdDSA', ROTOR_JWT_ACCESS_TOKEN_TTL_SECONDS: '120' });
+    s = await startTestServer({ ROTOR_JWT_SIGNING_ALG: 'EdDSA', ROTOR_JWT_ACCESS_TOKEN_TTL_SECONDS: '120' }, { engine });
   });
   afterAll(async () => s?.stop());
 
@@ -272,10 +274,10 @@ describe('JWT access tokens over HTTP: RFC 7009 revocation and the published doc
   });
 });
 
-describe('an explicit ROTOR_ISSUER with a path', () => {
+describe.each(ENGINES)('an explicit ROTOR_ISSUER with a path on %s', (engine) => {
   let s: TestServer;
   beforeAll(async () => {
-    s = await startTestServer({ ROTOR_ISSUER: 'https://auth.example/rotor/' });
+    s = await startTestServer({ ROTOR_ISSUER: 'https://auth.example/rotor/' }, { engine });
   });
   afterAll(async () => s?.stop());
 

@@ -2,7 +2,8 @@
  * Issue 3, acceptance 4: "A JWT access token issued by Rotor verifies with jose against the
  * published JWKS, and still does after the signing key rotates; introspection reports it
  * correctly." Run over grpc-js (gRPC port), the Connect client and POST /oauth/token with
- * oauth4webapi, each against its own real server whose clock the test moves.
+ * oauth4webapi, each against its own real server whose clock the test moves, on every engine
+ * (test/support/engines.ts): on PostgreSQL the signing keys live in its signing_keys table.
  */
 import * as oauth from 'oauth4webapi';
 import { createRemoteJWKSet, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
@@ -10,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TokenKind, TokenState } from '../../src/gen/rotor/v1/token_pb.js';
 import { connectApi, grpcApi, type Api } from '../support/rotor-api.js';
 import { inMs, issuedSecrets, startTestServer, type TestServer } from '../support/server.js';
+import { ENGINES, withEngines } from '../support/engines.js';
 
 const GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
@@ -113,13 +115,13 @@ function oauthTransport(as: oauth.AuthorizationServer): Transport {
 
 const WIRES = ['grpc', 'connect', 'oauth'] as const;
 
-describe.each(WIRES)('acceptance 4: JWT access tokens over %s', (wire) => {
+describe.each(withEngines(WIRES))('acceptance 4: JWT access tokens over %s on %s', (wire, engine) => {
   let s: TestServer;
   let as: oauth.AuthorizationServer;
   let t: Transport;
 
   beforeAll(async () => {
-    s = await startTestServer({ ROTOR_JWT_KEY_ROTATION_SECONDS: String(ROTATION_MS / 1000) });
+    s = await startTestServer({ ROTOR_JWT_KEY_ROTATION_SECONDS: String(ROTATION_MS / 1000) }, { engine });
     as = await discover(s);
     t = wire === 'grpc' ? rpcTransport(grpcApi(s)) : wire === 'connect' ? rpcTransport(connectApi(s)) : oauthTransport(as);
   });
@@ -239,10 +241,10 @@ describe.each(WIRES)('acceptance 4: JWT access tokens over %s', (wire) => {
   });
 });
 
-describe('acceptance 4 with oauth4webapi as the resource server (RFC 9068 validation)', () => {
+describe.each(ENGINES)('acceptance 4 with oauth4webapi as the resource server (RFC 9068 validation) on %s', (engine) => {
   let s: TestServer;
   beforeAll(async () => {
-    s = await startTestServer();
+    s = await startTestServer({}, { engine });
   });
   afterAll(async () => s?.stop());
 

@@ -2,17 +2,14 @@
  * The workload JWT replay cache on every supported engine: the first use wins, concurrent uses
  * of one jti have exactly one winner, a retry with the same key is let through, expired rows go.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import knexFactory, { type Knex } from 'knex';
+import type { Knex } from 'knex';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrate, openDatabase } from '../../src/store/database.js';
 import { KnexReplayCache } from '../../src/store/jti-repository.js';
-
-const POSTGRES_URL = process.env.ROTOR_TEST_POSTGRES_URL;
-const ENGINES = POSTGRES_URL ? (['sqlite', 'postgres'] as const) : (['sqlite'] as const);
+import { ENGINES, scratchDatabase } from '../support/engines.js';
 
 describe.each(ENGINES)('KnexReplayCache on %s', (engine) => {
   let knex: Knex;
@@ -20,16 +17,11 @@ describe.each(ENGINES)('KnexReplayCache on %s', (engine) => {
 
   beforeAll(async () => {
     if (engine === 'postgres') {
-      const name = `rotor_test_${randomBytes(6).toString('hex')}`;
-      const admin = knexFactory({ client: 'pg', connection: POSTGRES_URL!, pool: { min: 0, max: 1 } });
-      await admin.raw(`CREATE DATABASE ${name}`);
-      const url = new URL(POSTGRES_URL!);
-      url.pathname = `/${name}`;
-      knex = openDatabase({ url: url.toString() }).knex;
+      const db = await scratchDatabase();
+      knex = openDatabase({ url: db.url }).knex;
       cleanup = async () => {
         await knex.destroy();
-        await admin.raw(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-        await admin.destroy();
+        await db.drop();
       };
     } else {
       const dir = mkdtempSync(join(tmpdir(), 'rotor-jti-'));

@@ -1,14 +1,15 @@
 /**
  * Signing keys in the database, with several key rings (standing in for replicas) on one store:
  * they agree on one key per slot, keys are sealed at rest, publication follows the schedule, and
- * private keys are erased once a key has left the JWKS. SQLite always; PostgreSQL too when
- * ROTOR_TEST_POSTGRES_URL is set (as .ci/run does), where the inserts really race.
+ * private keys are erased once a key has left the JWKS. On every engine (test/support/engines.ts):
+ * SQLite always, PostgreSQL when ROTOR_TEST_DATABASE_URL is set (as .ci/run does), where the
+ * inserts really race.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import knexFactory, { type Knex } from 'knex';
+import type { Knex } from 'knex';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Logger } from '../../src/app/context.js';
 import { SigningKeyRing } from '../../src/app/signing-key-ring.js';
@@ -16,31 +17,20 @@ import { createSigningKeySeal } from '../../src/domain/signing-key-seal.js';
 import { migrate, openDatabase } from '../../src/store/database.js';
 import { KnexSigningKeyRepository } from '../../src/store/signing-key-repository.js';
 import { DAY, HOUR, MINUTE, NOW, SERVER_SECRET } from '../domain/fixtures.js';
+import { ENGINES, scratchDatabase, type Engine } from '../support/engines.js';
 
-const POSTGRES_URL = process.env.ROTOR_TEST_POSTGRES_URL;
-const ENGINES = ['sqlite', ...(POSTGRES_URL ? ['postgres'] : [])] as const;
 const SCHEDULE = { rotationMs: 7 * DAY, ttlMs: 5 * MINUTE };
 const quiet: Logger = { info() {}, warn() {}, error() {} };
 
-async function scratch(engine: string): Promise<{ knex: Knex; drop(): Promise<void> }> {
+async function scratch(engine: Engine): Promise<{ knex: Knex; drop(): Promise<void> }> {
   if (engine === 'sqlite') {
     const dir = mkdtempSync(join(tmpdir(), 'rotor-keys-'));
     const { knex } = openDatabase({ url: `sqlite://${join(dir, 'rotor.db')}` });
     return { knex, drop: async () => rmSync(dir, { recursive: true, force: true }) };
   }
-  const name = `rotor_test_${randomBytes(6).toString('hex')}`;
-  const admin = knexFactory({ client: 'pg', connection: POSTGRES_URL, pool: { min: 0, max: 1 } });
-  await admin.raw(`CREATE DATABASE ${name}`);
-  const url = new URL(POSTGRES_URL!);
-  url.pathname = `/${name}`;
-  const { knex } = openDatabase({ url: url.toString() });
-  return {
-    knex,
-    async drop() {
-      await admin.raw(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await admin.destroy();
-    },
-  };
+  const db = await scratchDatabase();
+  const { knex } = openDatabase({ url: db.url });
+  return { knex, drop: () => db.drop() };
 }
 
 describe.each(ENGINES)('signing keys on %s', (engine) => {
