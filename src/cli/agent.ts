@@ -50,6 +50,8 @@ export interface AgentOptions {
   fraction: number;
   /** How long the server replays a rotation for the same idempotency key (ROTOR_RETRY_WINDOW_SECONDS). */
   retryWindowMs: number;
+  /** Without a working WatchExpiry stream, how often the token is looked up to notice a revocation. */
+  pollMs: number;
   backoff: Backoff;
   api: AgentApi;
   clock: Clock;
@@ -88,6 +90,8 @@ export async function runAgent(opts: AgentOptions): Promise<AgentResult> {
 class Agent {
   private lastSequence: bigint | undefined;
   private streamAvailable = true;
+  /** The token whose wait was last logged (a poll does not log again). */
+  private announced: string | undefined;
   private readonly newKey: () => string;
 
   constructor(private readonly o: AgentOptions) {
@@ -210,14 +214,17 @@ class Agent {
     const rotateAt = token.createdAt + lifetime * this.o.fraction;
     const now = this.o.clock.now();
     if (now >= rotateAt) return { kind: 'rotate', why: `${Math.round(this.o.fraction * 100)} % of the lifetime has passed` };
-    this.o.log.info('waiting', { token_id: token.id, rotate_at: new Date(rotateAt).toISOString(), expires_at: new Date(token.expiresAt).toISOString() });
+    if (this.announced !== token.id) this.o.log.info('waiting', { token_id: token.id, rotate_at: new Date(rotateAt).toISOString(), expires_at: new Date(token.expiresAt).toISOString() });
 
+    this.announced = token.id;
     const ac = new AbortController();
     const stop = () => ac.abort();
     this.o.signal.addEventListener('abort', stop, { once: true });
     let settle!: (t: Trigger) => void;
     const decided = new Promise<Trigger>((resolve) => (settle = resolve));
     void this.o.clock.sleep(rotateAt - now, ac.signal).then(() => settle(this.o.signal.aborted ? { kind: 'stop' } : { kind: 'rotate', why: `${Math.round(this.o.fraction * 100)} % of the lifetime has passed` }));
+    // Without the stream, a lookup every pollMs notices a revocation before the rotation is due.
+    if (!this.streamAvailable && rotateAt - now > this.o.pollMs) void this.o.clock.sleep(this.o.pollMs, ac.signal).then(() => settle({ kind: 'recheck' }));
     const watching = this.streamAvailable ? this.watchEvents(secret, token, ac.signal, settle) : Promise.resolve();
     const trigger = await decided;
     ac.abort();
@@ -243,14 +250,15 @@ class Agent {
       }
     } catch (e) {
       const code = connectCode(e);
+      if (code === Code.Unauthenticated) return settle({ kind: 'recheck' });
       if (code === Code.Unimplemented) {
         this.streamAvailable = false;
-        this.o.log.info('the server has no WatchExpiry; rotating on the lifetime fraction only');
-      } else if (code === Code.Unauthenticated) {
-        settle({ kind: 'recheck' });
+        this.o.log.info('the server has no WatchExpiry; rotating on the lifetime fraction, looking the token up every poll interval');
       } else {
-        this.o.log.warn('watch failed; rotating on the lifetime fraction only', { error: describeError(e) });
+        this.o.log.warn('watch failed; looking the token up again after the poll interval', { error: describeError(e) });
       }
+      await this.o.clock.sleep(this.o.pollMs, signal);
+      if (!signal.aborted) settle({ kind: 'recheck' });
     }
   }
 
@@ -307,7 +315,7 @@ class Agent {
     if (domain === 'already_rotated') return this.rotatedElsewhere('in the file', e.metadata.get('rotor-successor-id') ?? '');
     switch (e.code) {
       case Code.Unauthenticated:
-        return new AgentExit(AGENT_EXIT.revoked, `the token in ${this.o.tokenFile} no longer authenticates (${e.rawMessage}): it was revoked, expired or rotated elsewhere`);
+        return new AgentExit(AGENT_EXIT.revoked, `the token in ${this.o.tokenFile} no longer authenticates (${e.rawMessage}): it or its family was revoked, it expired, or it was rotated elsewhere; issue a new token`);
       case Code.FailedPrecondition:
         return new AgentExit(AGENT_EXIT.revoked, `${doing}: ${e.rawMessage}`);
       case Code.PermissionDenied:

@@ -38,6 +38,7 @@ describe('rotor agent (fake server, manual clock)', () => {
       tokenFile: file,
       fraction: 2 / 3,
       retryWindowMs: 600_000,
+      pollMs: 60_000,
       backoff: { baseMs: 100, maxMs: 1_000, random: () => 0.999 },
       api: server,
       clock,
@@ -238,6 +239,26 @@ describe('rotor agent (fake server, manual clock)', () => {
     expect(logs.filter((l) => l.includes('server unreachable'))).toHaveLength(6);
     stop.abort();
     expect((await run).code).toBe(0);
+  });
+
+  it('without WatchExpiry, looks the token up every poll interval and exits 3 once it is revoked', async () => {
+    server.watchUnimplemented = true;
+    server.lifetimeMs = 600_000;
+    const t = server.issue();
+    writeFileSync(file, t.secret);
+    const run = start();
+    await flush();
+    const before = server.describeCalls.length;
+    await clock.advance(60_000);
+    expect(server.describeCalls.length).toBe(before + 1);
+    t.state = TokenState.REVOKED;
+    await clock.advance(59_999);
+    expect(server.describeCalls.length).toBe(before + 1);
+    await clock.advance(1);
+    const result = await run;
+    expect(result.code).toBe(AGENT_EXIT.revoked);
+    expect(result.message).toBe(`the token in ${file} no longer authenticates (bearer token has been revoked): it or its family was revoked, it expired, or it was rotated elsewhere; issue a new token`);
+    expect(server.rotateCalls).toEqual([]);
   });
 
   it('exits 3 with a clear message on FAMILY_REVOKED', async () => {
