@@ -1,19 +1,12 @@
-import { Code, ConnectError } from '@connectrpc/connect';
+import { Code } from '@connectrpc/connect';
 import type { Logger } from '../app/context.js';
-import { ExpiryEventType, type ExpiryEvent } from '../gen/rotor/v1/expiry_service_pb.js';
 import { TokenState } from '../gen/rotor/v1/token_pb.js';
+import { AGENT_EXIT, AgentExit, describeError, finalError, judgeEvent, notActive, type AgentResult, type AgentToken, type Trigger } from './agent-verdicts.js';
 import { resumableWatch, type OpenWatch } from './event-stream.js';
 import { backoffDelay, connectCode, isTransient, type Backoff, type Clock } from './retry-policy.js';
 import { clearPending, newIdempotencyKey, readPending, readTokenFile, secretFingerprint, writeFileAtomic, writePending, type PendingRotation } from './token-file.js';
 
-/** What the agent needs to know about the token it keeps fresh. Times are epoch milliseconds. */
-export interface AgentToken {
-  id: string;
-  familyId: string;
-  createdAt: number;
-  expiresAt: number;
-  state: TokenState;
-}
+export { AGENT_EXIT, type AgentResult, type AgentToken } from './agent-verdicts.js';
 
 /** The server as the agent uses it; `src/cli/agent-command.ts` implements it over Connect, tests fake it. */
 export interface AgentApi {
@@ -23,23 +16,6 @@ export interface AgentApi {
   rotate(secret: string, idempotencyKey: string): Promise<{ token: AgentToken; secret: string }>;
   /** WatchExpiry of the caller's own token, authenticated with `secret`. */
   watch(secret: string): OpenWatch;
-}
-
-/** Exit codes of `rotor agent` (docs/agent.md). */
-export const AGENT_EXIT = {
-  stopped: 0,
-  error: 1,
-  usage: 2,
-  /** The token or its family was revoked, or the token expired or no longer authenticates. */
-  revoked: 3,
-  /** Someone else rotated the token (or a rotation may have completed out of reach): the successor's secret is not ours. */
-  rotatedElsewhere: 4,
-} as const;
-
-/** How a run of the agent ended. */
-export interface AgentResult {
-  code: number;
-  message: string;
 }
 
 export interface AgentOptions {
@@ -63,18 +39,7 @@ export interface AgentOptions {
   newKey?: () => string;
 }
 
-class AgentExit extends Error {
-  constructor(
-    readonly code: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
 class Stopped extends Error {}
-
-type Trigger = { kind: 'rotate'; why: string } | { kind: 'recheck' } | { kind: 'stop' } | { kind: 'exit'; exit: AgentExit };
 
 /**
  * `rotor agent`: keeps the token in a file fresh (issue 4). A loop of: finish any pending
@@ -114,7 +79,7 @@ class Agent {
           await clearPending(this.o.tokenFile);
         }
         const token = await this.describe(secret);
-        if (token.state !== TokenState.ACTIVE) throw this.notActive(token);
+        if (token.state !== TokenState.ACTIVE) throw notActive(token, this.o.tokenFile);
         const trigger = await this.waitForTrigger(secret, token);
         if (trigger.kind === 'stop') throw new Stopped();
         if (trigger.kind === 'exit') throw trigger.exit;
@@ -149,7 +114,7 @@ class Agent {
       try {
         return await this.o.api.describe(secret);
       } catch (e) {
-        if (!isTransient(e)) throw this.finalError(e, 'looking up the token');
+        if (!isTransient(e)) throw finalError(this.o.tokenFile, e, 'looking up the token');
         await this.pause(attempt, 'server unreachable while looking up the token', e);
       }
     }
@@ -175,7 +140,7 @@ class Agent {
             await this.pause(attempt, 'server unreachable while checking an old pending rotation', e);
             continue;
           }
-          if (connectCode(e) !== Code.Unauthenticated) throw this.finalError(e, 'checking an old pending rotation');
+          if (connectCode(e) !== Code.Unauthenticated) throw finalError(this.o.tokenFile, e, 'checking an old pending rotation');
         }
         if (state !== TokenState.ACTIVE) {
           throw new AgentExit(
@@ -191,7 +156,7 @@ class Agent {
       try {
         rotated = await this.o.api.rotate(secret, p.idempotencyKey);
       } catch (e) {
-        if (!isTransient(e)) throw this.finalError(e, 'rotating the token');
+        if (!isTransient(e)) throw finalError(this.o.tokenFile, e, 'rotating the token');
         await this.pause(attempt, 'rotation failed; retrying with the same idempotency key', e);
         continue;
       }
@@ -245,7 +210,7 @@ class Agent {
     try {
       for await (const event of events) {
         if (this.lastSequence === undefined || event.sequence > this.lastSequence) this.lastSequence = event.sequence;
-        const t = this.judge(event, token);
+        const t = judgeEvent(event, token, this.o.tokenFile);
         if (t) return settle(t);
       }
     } catch (e) {
@@ -259,69 +224,6 @@ class Agent {
       }
       await this.o.clock.sleep(this.o.pollMs, signal);
       if (!signal.aborted) settle({ kind: 'recheck' });
-    }
-  }
-
-  /** What one event means for the token being kept fresh; undefined: keep waiting. */
-  private judge(e: ExpiryEvent, token: AgentToken): Trigger | undefined {
-    if (e.type === ExpiryEventType.FAMILY_REVOKED && (e.familyId === token.familyId || e.tokenId === token.id)) {
-      return exit(AGENT_EXIT.revoked, `family ${token.familyId} was revoked${e.reason ? ` (${e.reason})` : ''}: the token in ${this.o.tokenFile} is dead; issue a new token`);
-    }
-    if (e.tokenId !== token.id) return undefined;
-    switch (e.type) {
-      case ExpiryEventType.SNAPSHOT:
-        return e.state === TokenState.ACTIVE || e.state === TokenState.UNSPECIFIED ? undefined : { kind: 'exit', exit: this.notActive({ ...token, state: e.state }) };
-      case ExpiryEventType.EXPIRING_SOON: {
-        const thresholdMs = Number(e.threshold?.seconds ?? 0n) * 1000;
-        // A threshold as long as the whole lifetime was due at birth, and would be for every
-        // successor of the same lifetime too: rotating on it would loop. The fraction covers it.
-        if (thresholdMs >= token.expiresAt - token.createdAt) return undefined;
-        return { kind: 'rotate', why: `EXPIRING_SOON (threshold ${thresholdMs / 1000} s)` };
-      }
-      case ExpiryEventType.EXPIRED:
-        return exit(AGENT_EXIT.revoked, `token ${token.id} expired before it could be rotated; issue a new token`);
-      case ExpiryEventType.REVOKED:
-        return exit(AGENT_EXIT.revoked, `token ${token.id} was revoked${e.reason ? ` (${e.reason})` : ''}; issue a new token`);
-      case ExpiryEventType.ROTATED:
-        return { kind: 'exit', exit: this.rotatedElsewhere(token.id, e.successorId) };
-      default:
-        return undefined;
-    }
-  }
-
-  private notActive(token: AgentToken): AgentExit {
-    switch (token.state) {
-      case TokenState.ROTATED:
-        return this.rotatedElsewhere(token.id, '');
-      case TokenState.EXPIRED:
-        return new AgentExit(AGENT_EXIT.revoked, `token ${token.id} has expired; issue a new token`);
-      default:
-        return new AgentExit(AGENT_EXIT.revoked, `token ${token.id} was revoked; issue a new token`);
-    }
-  }
-
-  private rotatedElsewhere(id: string, successorId: string): AgentExit {
-    return new AgentExit(
-      AGENT_EXIT.rotatedElsewhere,
-      `token ${id} was rotated by another client${successorId ? ` (successor ${successorId})` : ''}; only that client received the successor's secret, so this agent cannot continue. Put the current token into ${this.o.tokenFile} and restart`,
-    );
-  }
-
-  /** A final (non-retryable) server answer as an agent exit with a message for the operator. */
-  private finalError(e: unknown, doing: string): Error {
-    if (!(e instanceof ConnectError)) return e instanceof Error ? e : new Error(String(e));
-    const domain = e.metadata.get('rotor-error');
-    if (domain === 'reuse_detected') return new AgentExit(AGENT_EXIT.revoked, `family revoked: ${e.rawMessage}`);
-    if (domain === 'already_rotated') return this.rotatedElsewhere('in the file', e.metadata.get('rotor-successor-id') ?? '');
-    switch (e.code) {
-      case Code.Unauthenticated:
-        return new AgentExit(AGENT_EXIT.revoked, `the token in ${this.o.tokenFile} no longer authenticates (${e.rawMessage}): it or its family was revoked, it expired, or it was rotated elsewhere; issue a new token`);
-      case Code.FailedPrecondition:
-        return new AgentExit(AGENT_EXIT.revoked, `${doing}: ${e.rawMessage}`);
-      case Code.PermissionDenied:
-        return new AgentExit(AGENT_EXIT.error, `${doing}: ${e.rawMessage} (the token needs the rotor:rotate scope to rotate itself)`);
-      default:
-        return new AgentExit(AGENT_EXIT.error, `${doing}: ${describeError(e)}`);
     }
   }
 
@@ -340,15 +242,4 @@ class Agent {
       this.o.log.warn('the --exec hook failed; the token file was written anyway', { error: e instanceof Error ? e.message : String(e) });
     }
   }
-}
-
-function exit(code: number, message: string): Trigger {
-  return { kind: 'exit', exit: new AgentExit(code, message) };
-}
-
-/** A short, secret-free description of an error for the log. */
-export function describeError(e: unknown): string | undefined {
-  if (e === undefined) return undefined;
-  if (e instanceof ConnectError) return `${Code[e.code]}: ${e.rawMessage}`;
-  return e instanceof Error ? e.message : String(e);
 }

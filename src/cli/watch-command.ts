@@ -6,7 +6,7 @@ import { parseDuration } from './duration.js';
 import { resumableWatch, type OpenWatch, type WatchSelection } from './event-stream.js';
 import { eventJson, eventLine } from './expiry-events.js';
 import { systemClock } from './retry-policy.js';
-import { describeError } from './agent.js';
+import { describeError } from './agent-verdicts.js';
 import { UsageError } from './token-commands.js';
 
 /** Parses a duration flag that must be positive; `flag` names it in the error. */
