@@ -187,7 +187,11 @@ class Agent {
     this.o.signal.addEventListener('abort', stop, { once: true });
     let settle!: (t: Trigger) => void;
     const decided = new Promise<Trigger>((resolve) => (settle = resolve));
-    void this.o.clock.sleep(rotateAt - now, ac.signal).then(() => settle(this.o.signal.aborted ? { kind: 'stop' } : { kind: 'rotate', why: `${Math.round(this.o.fraction * 100)} % of the lifetime has passed` }));
+    void this.o.clock.sleep(rotateAt - now, ac.signal).then(() => {
+      if (this.o.signal.aborted) return settle({ kind: 'stop' });
+      // Never trust a timer alone: one that fired early would rotate again and again.
+      settle(this.o.clock.now() >= rotateAt ? { kind: 'rotate', why: `${Math.round(this.o.fraction * 100)} % of the lifetime has passed` } : { kind: 'recheck' });
+    });
     // Without the stream, a lookup every pollMs notices a revocation before the rotation is due.
     if (!this.streamAvailable && rotateAt - now > this.o.pollMs) void this.o.clock.sleep(this.o.pollMs, ac.signal).then(() => settle({ kind: 'recheck' }));
     const watching = this.streamAvailable ? this.watchEvents(secret, token, ac.signal, settle) : Promise.resolve();

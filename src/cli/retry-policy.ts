@@ -7,19 +7,29 @@ export interface Clock {
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
 }
 
-/** The wall clock and real timers. */
+/** Node timers overflow past 2^31 - 1 ms (about 24.8 days) and then fire after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** The wall clock and real timers; long sleeps are chained in timer-sized steps. */
 export const systemClock: Clock = {
   now: () => Date.now(),
   sleep: (ms, signal) =>
     new Promise((resolve) => {
       if (signal?.aborted) return resolve();
+      const until = Date.now() + Math.max(0, ms);
+      let timer: NodeJS.Timeout;
       const done = () => {
         clearTimeout(timer);
         signal?.removeEventListener('abort', done);
         resolve();
       };
-      const timer = setTimeout(done, Math.max(0, ms));
+      const step = () => {
+        const left = until - Date.now();
+        if (left <= 0) return done();
+        timer = setTimeout(step, Math.min(left, MAX_TIMER_MS));
+      };
       signal?.addEventListener('abort', done, { once: true });
+      step();
     }),
 };
 

@@ -5,7 +5,7 @@ import { eventJson, eventLine } from '../../src/cli/expiry-events.js';
 import { ExpiryEventType, type ExpiryEvent } from '../../src/gen/rotor/v1/expiry_service_pb.js';
 import { TokenState } from '../../src/gen/rotor/v1/token_pb.js';
 import { event } from '../support/fake-agent-server.js';
-import type { Clock } from '../../src/cli/retry-policy.js';
+import { systemClock, type Clock } from '../../src/cli/retry-policy.js';
 
 /** A clock whose sleeps return at once and are recorded. */
 function instantClock(): Clock & { sleeps: number[] } {
@@ -104,5 +104,18 @@ describe('rotor watch output', () => {
       state: 'active',
     });
     expect(eventLine(e)).toBe('1970-01-01T00:00:00.000Z #42 EXPIRING_SOON tok_a family_id=fam_a state=active threshold=3600s');
+  });
+});
+
+describe('systemClock', () => {
+  it('does not fire early for sleeps longer than a Node timer can hold (24.8 days), and ends at once on abort', async () => {
+    const ac = new AbortController();
+    let fired = false;
+    const sleeping = systemClock.sleep(40 * 86_400_000, ac.signal).then(() => (fired = true));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(fired).toBe(false);
+    ac.abort();
+    await sleeping;
+    expect(fired).toBe(true);
   });
 });
