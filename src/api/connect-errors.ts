@@ -27,6 +27,8 @@ export function connectCodeOf(code: RotorErrorCode): Code {
       return Code.InvalidArgument;
     case 'unavailable':
       return Code.Unavailable;
+    case 'resource_exhausted':
+      return Code.ResourceExhausted;
   }
 }
 

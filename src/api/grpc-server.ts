@@ -3,6 +3,7 @@ import { Code, ConnectError, createContextValues, type HandlerContext } from '@c
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../app/context.js';
 import { callMetaKey } from './call-meta.js';
+import { CallTracker } from './call-tracker.js';
 import { toConnectError } from './connect-errors.js';
 import type { MountedService } from './services.js';
 
@@ -23,6 +24,8 @@ function metadataToHeaders(md: grpc.Metadata): Headers {
 }
 
 type Unary = (req: unknown, ctx: HandlerContext) => unknown;
+type ServerStreaming = (req: unknown, ctx: HandlerContext) => AsyncIterable<unknown>;
+type AnyServerCall = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>;
 
 function authorizationOf(md: grpc.Metadata): string | undefined {
   const v = md.get('authorization')[0];
@@ -35,7 +38,7 @@ function authorizationOf(md: grpc.Metadata): string | undefined {
  * abort controllers on every call, which was the largest single cost of a cached IntrospectToken
  * in the server profile (bench/README.md).
  */
-function lazyContext(mounted: MountedService, method: DescMethod, call: grpc.ServerUnaryCall<unknown, unknown>): HandlerContext & { settle(): void } {
+function lazyContext(mounted: MountedService, method: DescMethod, call: AnyServerCall): HandlerContext & { settle(): void } {
   let controller: AbortController | undefined;
   let requestHeader: Headers | undefined;
   let responseHeader: Headers | undefined;
@@ -79,9 +82,22 @@ function lazyContext(mounted: MountedService, method: DescMethod, call: grpc.Ser
   };
 }
 
-function unaryHandler(mounted: MountedService, method: DescMethod, log: Logger): grpc.handleUnaryCall<unknown, unknown> {
+/** A ConnectError (after the one mapping) as a grpc-js status object. */
+function statusOf(err: unknown, log: Logger, where: string): grpc.StatusObject {
+  const ce = toConnectError(err, log, where);
+  const md = new grpc.Metadata();
+  ce.metadata.forEach((v, k) => md.set(k, v));
+  return { code: ce.code as number as grpc.status, details: ce.rawMessage, metadata: md };
+}
+
+function unaryHandler(mounted: MountedService, method: DescMethod, log: Logger, tracker: CallTracker): grpc.handleUnaryCall<unknown, unknown> {
   const impl = (mounted.impl as Record<string, Unary | undefined>)[method.localName];
-  return (call, callback) => {
+  return (call, unaryCallback) => {
+    const done = tracker.startUnary();
+    const callback: grpc.sendUnaryData<unknown> = (err, value) => {
+      done();
+      unaryCallback(err, value);
+    };
     const req = call.request;
     if (req instanceof UndecodableRequest) {
       callback({ code: grpc.status.INVALID_ARGUMENT, details: `request is not a valid ${method.input.typeName}: ${req.reason}` });
@@ -102,12 +118,74 @@ function unaryHandler(mounted: MountedService, method: DescMethod, log: Logger):
         (err: unknown) => {
           ctx.settle();
           // Handlers already map their errors; anything else still leaves through the one mapping.
-          const ce = toConnectError(err, log, `${mounted.service.typeName}/${method.name}`);
-          const md = new grpc.Metadata();
-          ce.metadata.forEach((v, k) => md.set(k, v));
-          callback({ code: ce.code as number as grpc.status, details: ce.rawMessage, metadata: md });
+          callback(statusOf(err, log, `${mounted.service.typeName}/${method.name}`));
         },
       );
+  };
+}
+
+/** Resolves when the call can take more data ('drain') or has ended (cancelled or closed). */
+function writable(call: grpc.ServerWritableStream<unknown, unknown>): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      call.off('drain', done);
+      call.off('cancelled', done);
+      call.off('close', done);
+      resolve();
+    };
+    call.on('drain', done);
+    call.on('cancelled', done);
+    call.on('close', done);
+  });
+}
+
+/**
+ * Drives a connect-es server-streaming handler (an async generator) on a grpc-js call with
+ * backpressure: the next message is pulled only after call.write() accepted the previous one, or
+ * after 'drain' when it did not. A slow client therefore stops the generator, and whatever the
+ * handler buffers (the watcher's bounded queue) decides what happens next. The handler's end
+ * becomes OK; its error becomes the status, through the one error mapping.
+ */
+function serverStreamingHandler(mounted: MountedService, method: DescMethod, log: Logger): grpc.handleServerStreamingCall<unknown, unknown> {
+  const impl = (mounted.impl as Record<string, ServerStreaming | undefined>)[method.localName];
+  const where = `${mounted.service.typeName}/${method.name}`;
+  return (call) => {
+    const req = call.request;
+    if (req instanceof UndecodableRequest) {
+      call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: `request is not a valid ${method.input.typeName}: ${req.reason}` });
+      return;
+    }
+    if (!impl) {
+      call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: `${method.name} is not implemented` });
+      return;
+    }
+    const ctx = lazyContext(mounted, method, call);
+    // The signal exists before the handler runs, so a cancelled call ends a handler waiting for data.
+    void ctx.signal;
+    void (async () => {
+      const it = impl(req, ctx)[Symbol.asyncIterator]();
+      let finished = false;
+      try {
+        for (;;) {
+          const next = await it.next();
+          if (next.done) {
+            finished = true;
+            break;
+          }
+          if (call.cancelled) break;
+          if (!call.write(next.value)) await writable(call);
+          if (call.cancelled) break;
+        }
+        ctx.settle();
+        if (!call.cancelled) call.end();
+      } catch (err) {
+        finished = true;
+        ctx.settle();
+        if (!call.cancelled) call.emit('error', statusOf(err, log, where));
+      } finally {
+        if (!finished) await it.return?.(undefined).catch(() => undefined);
+      }
+    })();
   };
 }
 
@@ -128,9 +206,10 @@ function deserializer(schema: DescMessage) {
 /**
  * Mounts Connect service implementations on a @grpc/grpc-js server, so the same handlers serve
  * the gRPC port (the hot path: plain grpc-js is several times faster than connect-node's gRPC
- * handler, DESIGN.md Interfaces). Unary methods only for now.
+ * handler, DESIGN.md Interfaces). Unary and server-streaming methods; `tracker` counts unary calls
+ * in flight for shutdown.
  */
-export function createGrpcServer(services: MountedService[], log: Logger): grpc.Server {
+export function createGrpcServer(services: MountedService[], log: Logger, tracker = new CallTracker()): grpc.Server {
   const server = new grpc.Server({
     'grpc.max_receive_message_length': MAX_GRPC_MESSAGE_BYTES,
     'grpc.keepalive_permit_without_calls': 1,
@@ -139,18 +218,19 @@ export function createGrpcServer(services: MountedService[], log: Logger): grpc.
     const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
     const handlers: grpc.UntypedServiceImplementation = {};
     for (const method of mounted.service.methods) {
-      if (method.methodKind !== 'unary') continue;
+      if (method.methodKind !== 'unary' && method.methodKind !== 'server_streaming') continue;
+      const streaming = method.methodKind === 'server_streaming';
       definition[method.name] = {
         path: `/${mounted.service.typeName}/${method.name}`,
         requestStream: false,
-        responseStream: false,
+        responseStream: streaming,
         requestSerialize: serializer(method.input),
         requestDeserialize: deserializer(method.input),
         responseSerialize: serializer(method.output),
         responseDeserialize: deserializer(method.output),
         originalName: method.localName,
       };
-      handlers[method.name] = unaryHandler(mounted, method, log);
+      handlers[method.name] = streaming ? serverStreamingHandler(mounted, method, log) : unaryHandler(mounted, method, log, tracker);
     }
     server.addService(definition, handlers);
   }

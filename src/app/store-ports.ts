@@ -1,5 +1,6 @@
 import type { RevokeReason, TokenRecord, TokenState } from '../domain/token.js';
-import type { NewTokenEvent, TokenEvent } from '../domain/token-event.js';
+import type { WatchSelection } from '../domain/expiry.js';
+import type { NewTokenEvent, TokenEvent, WatchedEvent } from '../domain/token-event.js';
 import type { TokenKind } from '../domain/token-kind.js';
 
 /** Filters of ListTokens; every field optional. */
@@ -46,6 +47,20 @@ export interface EventRepository {
   append(events: readonly NewTokenEvent[]): Promise<void>;
   /** Events after `afterSequence`, oldest first. */
   list(filter: { tokenId?: string; familyId?: string; afterSequence?: number }, limit: number): Promise<TokenEvent[]>;
+  /** The newest sequence in the log (0 when empty). */
+  latestSequence(): Promise<number>;
+  /** Every event after `afterSequence`, oldest first, with its token's owner and expiry (the live feed). */
+  tail(afterSequence: number, limit: number): Promise<WatchedEvent[]>;
+  /** Events of a watch selection in (afterSequence, upToSequence], oldest first (resume replay). */
+  forSelection(selection: WatchSelection, afterSequence: number, upToSequence: number, limit: number): Promise<WatchedEvent[]>;
+  /**
+   * Appends one `expiring_soon` per live token whose expiry lies in (from, to], whose life spans
+   * more than the threshold, and which has none for this threshold yet; insert-if-absent on the
+   * unique key, so concurrent schedulers write each at most once. Returns how many it wrote.
+   */
+  appendExpiringSoon(q: { thresholdSeconds: number; from: number; to: number; now: number; limit: number }): Promise<number>;
+  /** Appends one `expired` per live (not rotated or revoked) token that expired in (from, to]; insert-if-absent. */
+  appendExpired(q: { from: number; to: number; limit: number }): Promise<number>;
 }
 
 /** The repositories bound to one connection or transaction. */

@@ -47,6 +47,17 @@ export function requireView(caller: Principal, target: Pick<TokenRecord, 'ownerI
   throw new RotorError('permission_denied', 'caller may not access tokens of this owner');
 }
 
+/**
+ * May watch the events of tokens of `target`'s owner (WatchExpiry, issue 4): the caller's own
+ * token always; other tokens need `rotor:admin` or the same owner id, as for reading metadata.
+ * Events carry ids, times and states, never a secret, so watching needs no manage rights.
+ */
+export function requireWatch(caller: Principal, target: Pick<TokenRecord, 'ownerId'> & { id?: string }): void {
+  if (target.id !== undefined && target.id === caller.id) return;
+  if (isAdmin(caller) || caller.ownerId === target.ownerId) return;
+  throw new RotorError('permission_denied', 'watching tokens of another owner needs rotor:admin');
+}
+
 /** May rotate by id, revoke, or revoke the family of `target`. */
 export function requireManage(caller: Principal, target: Pick<TokenRecord, 'ownerId' | 'scopes' | 'audiences'>): void {
   requireCurrent(caller);

@@ -24,7 +24,9 @@ export type RotorErrorCode =
   | 'invalid_target'
   | 'unsupported_grant_type'
   | 'unsupported_token_type'
-  | 'unavailable';
+  | 'unavailable'
+  /** A watcher fell too far behind (its bounded buffer overflowed); it resumes by sequence. */
+  | 'resource_exhausted';
 
 /** Details that may accompany an error; never a secret. */
 export interface RotorErrorDetails {

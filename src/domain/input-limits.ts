@@ -9,6 +9,10 @@ export const LIMITS = {
   audiences: 16,
   audience: 256,
   pageSize: 500,
+  /** Token ids one WatchExpiry call may select. */
+  watchTokenIds: 100,
+  /** Thresholds one WatchExpiry call may list. */
+  watchThresholds: 16,
   idempotencyKeyMin: 16,
   idempotencyKeyMax: 128,
   /** Longest token of any type accepted as a parameter (opaque or JWT). */

@@ -1,8 +1,9 @@
 /**
- * Event types of the append-only log (DESIGN.md, Event). The log is the audit trail and, later,
- * the source of WatchExpiry; every state change writes its event in the same transaction.
+ * Event types of the append-only log (DESIGN.md, Event). The log is the audit trail and the source
+ * of WatchExpiry; every state change writes its event in the same transaction, and the expiry
+ * scheduler appends `expiring_soon` and `expired` (src/expiry/scheduler.ts).
  */
-export type TokenEventType = 'created' | 'rotated' | 'revoked' | 'family_revoked';
+export type TokenEventType = 'created' | 'rotated' | 'revoked' | 'family_revoked' | 'expiring_soon' | 'expired';
 
 /** Who did it and from where: the audit half of an event. */
 export interface Actor {
@@ -20,9 +21,17 @@ export interface NewTokenEvent extends Actor {
   successorId: string | null;
   reason: string | null;
   occurredAt: number;
+  /** The threshold of an `expiring_soon` event, in seconds. */
+  thresholdSeconds?: number | null;
 }
 
 /** An event as stored, with its position in the log. */
 export interface TokenEvent extends NewTokenEvent {
   sequence: number;
+}
+
+/** A stored event with the facts of its token a watcher filters and reports on. */
+export interface WatchedEvent extends TokenEvent {
+  ownerId: string;
+  expiresAt: number;
 }

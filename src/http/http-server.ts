@@ -3,6 +3,7 @@ import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, un
 import type { UniversalHandler } from '@connectrpc/connect/protocol';
 import { createServer, type Server } from 'node:http';
 import { callMetaKey } from '../api/call-meta.js';
+import { CallTracker } from '../api/call-tracker.js';
 import { connectRoutes, type MountedService } from '../api/services.js';
 import type { AppContext } from '../app/context.js';
 import { withDecodeErrorsAsInvalidArgument } from './decode-error-shim.js';
@@ -16,7 +17,7 @@ export const MAX_HTTP_MESSAGE_BYTES = 64 * 1024;
  * handlers as the gRPC port; every other path goes to the OAuth routes and /healthz. This is
  * connect-node's `connectNodeAdapter` with each handler wrapped by the decode-error shim.
  */
-export function createHttpServer(app: AppContext, services: MountedService[], ping: () => Promise<void>): Server {
+export function createHttpServer(app: AppContext, services: MountedService[], ping: () => Promise<void>, tracker = new CallTracker()): Server {
   const oauth = oauthHandler(app, ping);
   const router = createConnectRouter({ readMaxBytes: MAX_HTTP_MESSAGE_BYTES, acceptCompression: [compressionGzip, compressionBrotli] });
   connectRoutes(services)(router);
@@ -27,6 +28,8 @@ export function createHttpServer(app: AppContext, services: MountedService[], pi
       oauth(req, res);
       return;
     }
+    const done = handler.method.methodKind === 'unary' ? tracker.startUnary() : undefined;
+    if (done) res.once('close', done);
     const uReq = universalRequestFromNodeRequest(req, res, undefined, createContextValues().set(callMetaKey, { authorization: req.headers.authorization, peer: req.socket.remoteAddress ?? null }));
     handler(uReq)
       .then((uRes) => universalResponseToNodeResponse(uRes, res))

@@ -37,6 +37,7 @@ export function oauthErrorOf(code: RotorErrorCode): OAuthError {
     case 'unauthenticated':
       return { error: 'invalid_token', status: 401 };
     case 'unavailable':
+    case 'resource_exhausted':
       return { error: 'temporarily_unavailable', status: 503 };
   }
 }

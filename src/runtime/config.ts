@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { DEFAULT_THRESHOLDS_SECONDS, normalizeThresholds, parseDurationSeconds } from '../domain/expiry.js';
 import { DEFAULT_LIMITS, type PolicyLimits } from '../domain/policy.js';
 import { LOG_LEVELS, type LogLevel } from './logger.js';
 
@@ -18,6 +19,21 @@ export interface RotorConfig {
   logLevel: LogLevel;
   /** How long token rows may be served from the in-process cache (0 disables it). */
   tokenCacheTtlMs: number;
+  /** WatchExpiry and the expiry scheduler (docs/watch-expiry.md). */
+  expiry: ExpiryConfig;
+}
+
+/** Settings of the expiry scheduler and the WatchExpiry feed. */
+export interface ExpiryConfig {
+  /** EXPIRING_SOON thresholds in seconds, largest first. */
+  thresholdsSeconds: number[];
+  /** Time between scheduler passes; 0 disables the scheduler in this process. */
+  scanIntervalMs: number;
+  heartbeatSeconds: number;
+  /** Undelivered events one watcher may hold before its stream ends with RESOURCE_EXHAUSTED. */
+  bufferEvents: number;
+  /** How often the feed reads the log without a local wake-up (other replicas' commits). */
+  pollIntervalMs: number;
 }
 
 /** A configuration problem; the message names the variable. */
@@ -39,9 +55,27 @@ function wholeNumber(env: Env, name: string, fallback: number, max: number): num
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   const n = Number(raw);
-  const unit = name.endsWith('_MS') ? 'milliseconds' : 'seconds';
-  if (!/^\d+$/.test(raw) || n > max) throw new ConfigError(`${name} must be a whole number of ${unit} between 0 and ${max}, got "${raw}"`);
+  const unit = name.endsWith('_MS') ? ' of milliseconds' : name.endsWith('_SECONDS') ? ' of seconds' : '';
+  if (!/^\d+$/.test(raw) || n > max) throw new ConfigError(`${name} must be a whole number${unit} between 0 and ${max}, got "${raw}"`);
   return n;
+}
+
+function inRange(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const n = wholeNumber(env, name, fallback, max);
+  if (n < min) throw new ConfigError(`${name} must be at least ${min}, got "${env[name]}"`);
+  return n;
+}
+
+/** ROTOR_EXPIRY_THRESHOLDS: a comma-separated list of durations such as `30d,7d,1d,1h`. */
+function thresholds(env: Env): number[] {
+  const raw = env.ROTOR_EXPIRY_THRESHOLDS;
+  if (raw === undefined || raw.trim() === '') return [...DEFAULT_THRESHOLDS_SECONDS];
+  const parts = raw.split(',').map((p) => p.trim());
+  const seconds = parts.map(parseDurationSeconds);
+  if (parts.length > 16 || seconds.some((s) => s === undefined || s > 10 * 365 * 86400)) {
+    throw new ConfigError(`ROTOR_EXPIRY_THRESHOLDS must be up to 16 comma-separated durations like 30d,7d,1d,1h (units s, m, h, d; at most 3650d), got "${raw}"`);
+  }
+  return normalizeThresholds(seconds as number[]);
 }
 
 /**
@@ -89,6 +123,13 @@ export function loadConfig(env: Env = process.env): RotorConfig {
   const tokenCacheTtlMs = wholeNumber(env, 'ROTOR_TOKEN_CACHE_TTL_MS', 1000, 60_000);
   const grpcPort = port(env, 'ROTOR_GRPC_PORT', 50051);
   const httpPort = port(env, 'ROTOR_HTTP_PORT', 8080);
+  const expiry: ExpiryConfig = {
+    thresholdsSeconds: thresholds(env),
+    scanIntervalMs: wholeNumber(env, 'ROTOR_EXPIRY_SCAN_INTERVAL_MS', 30_000, 3_600_000),
+    heartbeatSeconds: inRange(env, 'ROTOR_WATCH_HEARTBEAT_SECONDS', 15, 1, 3600),
+    bufferEvents: inRange(env, 'ROTOR_WATCH_BUFFER_EVENTS', 1000, 1, 100_000),
+    pollIntervalMs: inRange(env, 'ROTOR_WATCH_POLL_INTERVAL_MS', 1000, 10, 60_000),
+  };
   const { secret, source } = loadSecret(env, dataDir);
-  return { host, grpcPort, httpPort, dataDir, databaseUrl, secret, secretSource: source, limits, logLevel, tokenCacheTtlMs };
+  return { host, grpcPort, httpPort, dataDir, databaseUrl, secret, secretSource: source, limits, logLevel, tokenCacheTtlMs, expiry };
 }

@@ -1,10 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { CallTracker } from '../api/call-tracker.js';
 import { bindGrpc, createGrpcServer } from '../api/grpc-server.js';
 import { rotorServices } from '../api/services.js';
 import type { AppContext, Logger } from '../app/context.js';
 import { createTokenKeys } from '../domain/token-keys.js';
+import { EventFeed } from '../expiry/event-feed.js';
+import { ExpiryScheduler } from '../expiry/scheduler.js';
 import { createHttpServer } from '../http/http-server.js';
 import { openStore, type KnexStore } from '../store/knex-store.js';
 import type { RotorConfig } from './config.js';
@@ -15,8 +18,16 @@ export interface RunningRotor {
   httpPort: number;
   app: AppContext;
   store: KnexStore;
+  /** The expiry scheduler (tests call `runOnce()` after moving the clock) and the WatchExpiry feed. */
+  expiry: { scheduler: ExpiryScheduler; feed: EventFeed };
   close(graceMs?: number): Promise<void>;
 }
+
+/**
+ * After the unary calls have finished, how long shutdown lets streams deliver their UNAVAILABLE
+ * before it cuts what is left (a client that stopped reading cannot receive it anyway).
+ */
+const STREAM_FLUSH_MS = 1000;
 
 /** Builds the application context (storage, keys, clock, randomness) from configuration. */
 export async function createApp(config: RotorConfig, log: Logger, now: () => number = Date.now): Promise<AppContext & { store: KnexStore }> {
@@ -34,14 +45,26 @@ export async function createApp(config: RotorConfig, log: Logger, now: () => num
 /** The composition root: opens storage, mounts the handlers on the gRPC and HTTP ports. */
 export async function startRotor(config: RotorConfig, log: Logger, now?: () => number): Promise<RunningRotor> {
   const app = await createApp(config, log, now);
-  const services = rotorServices(app);
+  const feed = new EventFeed(app.store.events, app.now, log, {
+    pollIntervalMs: config.expiry.pollIntervalMs,
+    heartbeatMs: config.expiry.heartbeatSeconds * 1000,
+    bufferEvents: config.expiry.bufferEvents,
+  });
+  const scheduler = new ExpiryScheduler(app.store.events, app.now, log, {
+    thresholdsSeconds: config.expiry.thresholdsSeconds,
+    intervalMs: config.expiry.scanIntervalMs,
+  });
+  const unwake = app.store.onEventsCommitted(() => feed.wake());
+  const services = rotorServices(app, { feed, thresholdsSeconds: config.expiry.thresholdsSeconds });
   const ping = async () => {
     await app.store.knex.raw('select 1');
   };
-  const grpcServer = createGrpcServer(services, log);
-  const httpServer: HttpServer = createHttpServer(app, services, ping);
+  const tracker = new CallTracker();
+  const grpcServer = createGrpcServer(services, log, tracker);
+  const httpServer: HttpServer = createHttpServer(app, services, ping, tracker);
   let grpcPort: number;
   try {
+    await feed.start();
     grpcPort = await bindGrpc(grpcServer, config.host, config.grpcPort);
     await new Promise<void>((resolve, reject) => {
       httpServer.once('error', reject);
@@ -51,10 +74,12 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
       });
     });
   } catch (e) {
+    feed.close();
     grpcServer.forceShutdown();
     await app.store.close();
     throw e;
   }
+  scheduler.start();
   const httpPort = (httpServer.address() as AddressInfo).port;
   log.info('rotor listening', {
     host: config.host,
@@ -68,25 +93,36 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
     httpPort,
     app,
     store: app.store,
+    expiry: { scheduler, feed },
     /**
-     * Stops accepting calls, lets calls in flight finish for up to `graceMs`, then cuts what is
-     * left, and closes the database.
+     * Ends every WatchExpiry stream with UNAVAILABLE, stops accepting calls, lets unary calls in
+     * flight finish for up to `graceMs` (streams get STREAM_FLUSH_MS after them, not the whole
+     * grace), then cuts what is left, and closes the database.
      */
     async close(graceMs = 5000) {
+      unwake();
+      feed.close();
+      await scheduler.stop();
       const grpcDone = new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
       const httpDone = new Promise<void>((resolve) => httpServer.close(() => resolve()));
+      const allDone = Promise.all([grpcDone, httpDone]);
+      // Connections whose streams just ended become idle; close them as they do.
+      const idleSweep = setInterval(() => httpServer.closeIdleConnections(), 50);
       httpServer.closeIdleConnections();
-      let timer: NodeJS.Timeout | undefined;
-      const deadline = new Promise<void>((resolve) => {
-        timer = setTimeout(() => {
-          grpcServer.forceShutdown();
-          httpServer.closeAllConnections();
-          resolve();
-        }, graceMs);
-      });
-      await Promise.race([Promise.all([grpcDone, httpDone]), deadline]);
-      clearTimeout(timer);
-      await Promise.all([grpcDone, httpDone]);
+      const timers: NodeJS.Timeout[] = [];
+      const after = (ms: number) => new Promise<void>((resolve) => timers.push(setTimeout(resolve, ms)));
+      const cut = await Promise.race([
+        allDone.then(() => false),
+        after(graceMs).then(() => true),
+        tracker.unaryDrained().then(() => Promise.race([allDone.then(() => false), after(STREAM_FLUSH_MS).then(() => true)])),
+      ]);
+      if (cut) {
+        grpcServer.forceShutdown();
+        httpServer.closeAllConnections();
+      }
+      for (const t of timers) clearTimeout(t);
+      clearInterval(idleSweep);
+      await allDone;
       await app.store.close();
     },
   };

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import type { EventRepository } from '../app/store-ports.js';
-import type { NewTokenEvent, TokenEvent, TokenEventType } from '../domain/token-event.js';
+import type { WatchSelection } from '../domain/expiry.js';
+import type { NewTokenEvent, TokenEvent, TokenEventType, WatchedEvent } from '../domain/token-event.js';
 
 /** The `token_events` table row. */
 interface EventRow {
@@ -14,6 +15,13 @@ interface EventRow {
   reason: string | null;
   occurred_at: number | string;
   unique_key: string | null;
+  threshold_seconds: number | string | null;
+}
+
+/** An event row joined with its token's owner and expiry. */
+interface WatchedRow extends EventRow {
+  owner_id: string | null;
+  expires_at: number | string | null;
 }
 
 function toEvent(row: EventRow): TokenEvent {
@@ -27,12 +35,34 @@ function toEvent(row: EventRow): TokenEvent {
     peer: row.peer,
     reason: row.reason,
     occurredAt: Number(row.occurred_at),
+    thresholdSeconds: row.threshold_seconds === null ? null : Number(row.threshold_seconds),
   };
 }
 
+function toWatched(row: WatchedRow): WatchedEvent {
+  return { ...toEvent(row), ownerId: row.owner_id ?? '', expiresAt: Number(row.expires_at ?? 0) };
+}
+
+/** Number of rows a raw `INSERT … RETURNING` reported, on either driver. */
+function returnedCount(result: unknown): number {
+  if (Array.isArray(result)) return result.length;
+  const rows = (result as { rows?: unknown[] } | undefined)?.rows;
+  return Array.isArray(rows) ? rows.length : 0;
+}
+
+/** Columns of a scheduled event, in the order the INSERT … SELECT statements below fill them. */
+const SCHEDULED_COLUMNS = 'type, token_id, family_id, successor_id, actor, peer, reason, occurred_at, unique_key, threshold_seconds';
+
+/** The actor the log records for events the expiry scheduler writes. */
+export const SCHEDULER_ACTOR = 'scheduler';
+
 /** knex repository of the append-only `token_events` log: insert and read, never update. */
 export class KnexEventRepository implements EventRepository {
-  constructor(private readonly db: Knex | Knex.Transaction) {}
+  constructor(
+    private readonly db: Knex | Knex.Transaction,
+    /** Told how many events were appended (the store wakes the live feed after commit). */
+    private readonly appended: (count: number) => void = () => {},
+  ) {}
 
   async append(events: readonly NewTokenEvent[]): Promise<void> {
     if (events.length === 0) return;
@@ -46,8 +76,10 @@ export class KnexEventRepository implements EventRepository {
         peer: e.peer?.slice(0, 128) ?? null,
         reason: e.reason,
         occurred_at: e.occurredAt,
+        threshold_seconds: e.thresholdSeconds ?? null,
       })),
     );
+    this.appended(events.length);
   }
 
   async list(filter: { tokenId?: string; familyId?: string; afterSequence?: number }, limit: number): Promise<TokenEvent[]> {
@@ -57,5 +89,75 @@ export class KnexEventRepository implements EventRepository {
     if (filter.afterSequence !== undefined) q.where('sequence', '>', filter.afterSequence);
     const rows = await q.orderBy('sequence').limit(limit);
     return rows.map(toEvent);
+  }
+
+  async latestSequence(): Promise<number> {
+    const row = (await this.db('token_events').max({ seq: 'sequence' }).first()) as { seq: number | string | null } | undefined;
+    return Number(row?.seq ?? 0);
+  }
+
+  private watched() {
+    return this.db('token_events as e')
+      .leftJoin('tokens as t', 't.id', 'e.token_id')
+      .select('e.*', 't.owner_id', 't.expires_at');
+  }
+
+  async tail(afterSequence: number, limit: number): Promise<WatchedEvent[]> {
+    const rows = (await this.watched().where('e.sequence', '>', afterSequence).orderBy('e.sequence').limit(limit)) as WatchedRow[];
+    return rows.map(toWatched);
+  }
+
+  async forSelection(selection: WatchSelection, afterSequence: number, upToSequence: number, limit: number): Promise<WatchedEvent[]> {
+    const q = this.watched().where('e.sequence', '>', afterSequence).andWhere('e.sequence', '<=', upToSequence);
+    switch (selection.kind) {
+      case 'tokens':
+        q.whereIn('e.token_id', [...selection.tokenIds]);
+        break;
+      case 'owner':
+        q.where('t.owner_id', selection.ownerId);
+        break;
+      case 'family':
+        q.where('e.family_id', selection.familyId);
+        break;
+    }
+    const rows = (await q.orderBy('e.sequence').limit(limit)) as WatchedRow[];
+    return rows.map(toWatched);
+  }
+
+  async appendExpiringSoon(q: { thresholdSeconds: number; from: number; to: number; now: number; limit: number }): Promise<number> {
+    const suffix = `:${q.thresholdSeconds}`;
+    const result = await this.db.raw(
+      `INSERT INTO token_events (${SCHEDULED_COLUMNS})
+       SELECT 'expiring_soon', t.id, t.family_id, NULL, '${SCHEDULER_ACTOR}', NULL, NULL, CAST(? AS BIGINT), 'expiring_soon:' || t.id || ?, CAST(? AS INTEGER)
+       FROM tokens t
+       WHERE t.revoked_at IS NULL AND t.expires_at > ? AND t.expires_at <= ? AND t.expires_at - t.created_at > ?
+         AND NOT EXISTS (SELECT 1 FROM token_events x WHERE x.unique_key = 'expiring_soon:' || t.id || ?)
+       ORDER BY t.expires_at
+       LIMIT ?
+       ON CONFLICT (unique_key) DO NOTHING
+       RETURNING sequence`,
+      [q.now, suffix, q.thresholdSeconds, q.from, q.to, q.thresholdSeconds * 1000, suffix, q.limit],
+    );
+    const n = returnedCount(result);
+    if (n > 0) this.appended(n);
+    return n;
+  }
+
+  async appendExpired(q: { from: number; to: number; limit: number }): Promise<number> {
+    const result = await this.db.raw(
+      `INSERT INTO token_events (${SCHEDULED_COLUMNS})
+       SELECT 'expired', t.id, t.family_id, NULL, '${SCHEDULER_ACTOR}', NULL, NULL, t.expires_at, 'expired:' || t.id, NULL
+       FROM tokens t
+       WHERE t.revoked_at IS NULL AND t.expires_at > ? AND t.expires_at <= ?
+         AND NOT EXISTS (SELECT 1 FROM token_events x WHERE x.unique_key = 'expired:' || t.id)
+       ORDER BY t.expires_at
+       LIMIT ?
+       ON CONFLICT (unique_key) DO NOTHING
+       RETURNING sequence`,
+      [q.from, q.to, q.limit],
+    );
+    const n = returnedCount(result);
+    if (n > 0) this.appended(n);
+    return n;
   }
 }

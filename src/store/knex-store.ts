@@ -14,6 +14,7 @@ export class KnexStore implements Store {
   readonly tokens: CachedTokenRepository;
   readonly events: KnexEventRepository;
   private readonly cache: TokenCache;
+  private readonly eventListeners = new Set<() => void>();
 
   constructor(
     readonly knex: Knex,
@@ -22,7 +23,20 @@ export class KnexStore implements Store {
   ) {
     this.cache = new TokenCache(cacheOptions);
     this.tokens = new CachedTokenRepository(new KnexTokenRepository(knex), this.cache, true);
-    this.events = new KnexEventRepository(knex);
+    this.events = new KnexEventRepository(knex, (n) => this.eventsCommitted(n));
+  }
+
+  /**
+   * Calls `listener` after events were committed by this process (after the transaction, never
+   * inside it), so the WatchExpiry feed reads them at once instead of on its next poll.
+   */
+  onEventsCommitted(listener: () => void): () => void {
+    this.eventListeners.add(listener);
+    return () => this.eventListeners.delete(listener);
+  }
+
+  private eventsCommitted(count: number): void {
+    if (count > 0) for (const l of this.eventListeners) l();
   }
 
   /**
@@ -31,13 +45,16 @@ export class KnexStore implements Store {
    */
   async transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T> {
     const written: string[] = [];
+    let appended = 0;
     try {
-      return await this.knex.transaction((trx) =>
+      const result = await this.knex.transaction((trx) =>
         work({
           tokens: new CachedTokenRepository(new KnexTokenRepository(trx), this.cache, false, (ids) => written.push(...ids)),
-          events: new KnexEventRepository(trx),
+          events: new KnexEventRepository(trx, (n) => void (appended += n)),
         }),
       );
+      this.eventsCommitted(appended);
+      return result;
     } finally {
       if (written.length > 0) this.cache.invalidate(written);
     }

@@ -1,9 +1,21 @@
-import { create, fromBinary, toBinary, type DescMessage, type DescMethodUnary, type DescService, type MessageInitShape, type MessageShape } from '@bufbuild/protobuf';
+import {
+  create,
+  fromBinary,
+  toBinary,
+  type DescMessage,
+  type DescMethodServerStreaming,
+  type DescMethodUnary,
+  type DescService,
+  type MessageInitShape,
+  type MessageShape,
+} from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
 
 type MethodsOf<S> = S extends { method: infer M } ? M : never;
 type InputOf<M> = M extends DescMethodUnary<infer I extends DescMessage, DescMessage> ? MessageInitShape<I> : never;
 type OutputOf<M> = M extends DescMethodUnary<DescMessage, infer O extends DescMessage> ? MessageShape<O> : never;
+type StreamInputOf<M> = M extends DescMethodServerStreaming<infer I extends DescMessage, DescMessage> ? MessageInitShape<I> : never;
+type StreamOutputOf<M> = M extends DescMethodServerStreaming<DescMessage, infer O extends DescMessage> ? MessageShape<O> : never;
 
 /** A @grpc/grpc-js client for one Rotor service, built from the generated descriptor. */
 export interface GrpcServiceClient<S extends DescService> {
@@ -13,6 +25,12 @@ export interface GrpcServiceClient<S extends DescService> {
     request: InputOf<MethodsOf<S>[K]>,
     opts?: { token?: string; metadata?: Record<string, string> },
   ): Promise<OutputOf<MethodsOf<S>[K]>>;
+  /** Opens a server stream: 'data' carries decoded messages, 'error' a grpc.ServiceError; cancel() aborts it. */
+  stream<K extends keyof MethodsOf<S> & string>(
+    method: K,
+    request: StreamInputOf<MethodsOf<S>[K]>,
+    opts?: { token?: string },
+  ): grpc.ClientReadableStream<StreamOutputOf<MethodsOf<S>[K]>>;
   close(): void;
 }
 
@@ -24,7 +42,7 @@ export function grpcClient<S extends DescService>(service: S, address: string): 
       {
         path: `/${service.typeName}/${m.name}`,
         requestStream: false,
-        responseStream: false,
+        responseStream: m.methodKind === 'server_streaming',
         requestSerialize: (msg: unknown) => Buffer.from(toBinary(m.input, create(m.input, msg as never))),
         requestDeserialize: (b: Buffer) => fromBinary(m.input, b),
         responseSerialize: (msg: unknown) => Buffer.from(toBinary(m.output, msg as never)),
@@ -45,6 +63,13 @@ export function grpcClient<S extends DescService>(service: S, address: string): 
         if (!fn) throw new Error(`no method ${method}`);
         fn.call(client, request, md, (err, res) => (err ? reject(err) : resolve(res as never)));
       });
+    },
+    stream(method, request, opts = {}) {
+      const md = new grpc.Metadata();
+      if (opts.token !== undefined) md.set('authorization', `Bearer ${opts.token}`);
+      const fn = (client as unknown as Record<string, (req: unknown, md: grpc.Metadata) => grpc.ClientReadableStream<never>>)[method];
+      if (!fn) throw new Error(`no method ${method}`);
+      return fn.call(client, request, md);
     },
     close: () => client.close(),
   };

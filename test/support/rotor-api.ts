@@ -24,6 +24,7 @@ import {
   type RotateTokenRequestSchema,
   type RotateTokenResponseSchema,
 } from '../../src/gen/rotor/v1/token_service_pb.js';
+import { ExpiryService, type ExpiryEvent, type WatchExpiryRequestSchema } from '../../src/gen/rotor/v1/expiry_service_pb.js';
 import { connectClient } from './connect-client.js';
 import { grpcClient } from './grpc-client.js';
 import { redactSecrets } from '../../src/runtime/logger.js';
@@ -63,12 +64,106 @@ export interface Api {
   revokeFamily(req: Req<typeof RevokeFamilyRequestSchema>, bearer: string): Promise<Res<typeof RevokeFamilyResponseSchema>>;
   introspectToken(req: Req<typeof IntrospectTokenRequestSchema>, bearer: string): Promise<Res<typeof IntrospectTokenResponseSchema>>;
   exchangeToken(req: Req<typeof ExchangeTokenRequestSchema>): Promise<Res<typeof ExchangeTokenResponseSchema>>;
+  /** Opens WatchExpiry; events collect in the returned WatchStream. */
+  watchExpiry(req: Req<typeof WatchExpiryRequestSchema>, bearer: string | undefined): WatchStream;
   close(): void;
+}
+
+/**
+ * One open WatchExpiry stream, the same over either transport: every event received so far, a
+ * way to wait for more, and how it ended (undefined for OK, else the RpcFailure).
+ */
+export class WatchStream {
+  readonly received: ExpiryEvent[] = [];
+  /** Resolves when the stream ends: undefined when it ended OK, the failure otherwise. */
+  readonly ended: Promise<RpcFailure | undefined>;
+  private finish!: (f: RpcFailure | undefined) => void;
+  private listeners = new Set<() => void>();
+  private cursor = 0;
+  done = false;
+
+  constructor(
+    private readonly cancelFn: () => void,
+    private readonly pauseFn: (paused: boolean) => void = () => {
+      throw new Error('pause is only available on grpc-js streams');
+    },
+  ) {
+    this.ended = new Promise((resolve) => (this.finish = resolve));
+  }
+
+  /** Transport side: an event arrived. */
+  push(e: ExpiryEvent): void {
+    this.received.push(e);
+    for (const l of this.listeners) l();
+  }
+
+  /** Transport side: the stream ended. */
+  end(f: RpcFailure | undefined): void {
+    if (this.done) return;
+    this.done = true;
+    this.finish(f);
+    for (const l of this.listeners) l();
+  }
+
+  /** Waits until `pred` holds for the events received (or fails after `timeoutMs`). */
+  async until(pred: (events: ExpiryEvent[]) => boolean, timeoutMs = 10_000, what = 'the expected events'): Promise<ExpiryEvent[]> {
+    if (pred(this.received)) return this.received;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.listeners.delete(check);
+        reject(new Error(`timed out waiting for ${what}; received ${this.received.length} events${this.done ? ', stream ended' : ''}`));
+      }, timeoutMs);
+      const check = () => {
+        if (!pred(this.received)) {
+          if (this.done) {
+            clearTimeout(timer);
+            this.listeners.delete(check);
+            reject(new Error(`stream ended before ${what}; received ${this.received.length} events`));
+          }
+          return;
+        }
+        clearTimeout(timer);
+        this.listeners.delete(check);
+        resolve();
+      };
+      this.listeners.add(check);
+    });
+    return this.received;
+  }
+
+  /** The next event not returned by next() yet. */
+  async next(timeoutMs = 10_000): Promise<ExpiryEvent> {
+    const i = this.cursor;
+    await this.until((r) => r.length > i, timeoutMs, `event #${i + 1}`);
+    this.cursor++;
+    return this.received[i]!;
+  }
+
+  /** Stops reading (grpc-js only): the client's buffers fill and the server sees backpressure. */
+  pause(): void {
+    this.pauseFn(true);
+  }
+
+  resume(): void {
+    this.pauseFn(false);
+  }
+
+  /** Aborts the call, as a client that is killed mid-stream. */
+  cancel(): void {
+    this.cancelFn();
+  }
+}
+
+function grpcFailure(err: grpc.ServiceError): RpcFailure {
+  const md: Record<string, string> = {};
+  for (const [k, v] of Object.entries(err.metadata?.getMap() ?? {})) if (typeof v === 'string') md[k] = v;
+  return new RpcFailure(err.code as number as Code, err.details, md);
 }
 
 export function grpcApi(s: TestServer): Api {
   const tokens = grpcClient(TokenService, s.grpcAddress);
   const exchange = grpcClient(TokenExchangeService, s.grpcAddress);
+  const expiry = grpcClient(ExpiryService, s.grpcAddress);
   const wrap = async <T>(p: Promise<T>): Promise<T> => {
     try {
       return await p;
@@ -91,9 +186,21 @@ export function grpcApi(s: TestServer): Api {
     revokeFamily: (req, b) => wrap(tokens.call('revokeFamily', req, auth(b))),
     introspectToken: (req, b) => wrap(tokens.call('introspectToken', req, auth(b))),
     exchangeToken: (req) => wrap(exchange.call('exchangeToken', req)),
+    watchExpiry(req, bearer) {
+      const call = expiry.stream('watchExpiry', req, auth(bearer));
+      const w = new WatchStream(
+        () => call.cancel(),
+        (paused) => void (paused ? call.pause() : call.resume()),
+      );
+      call.on('data', (e: ExpiryEvent) => w.push(e));
+      call.on('error', (err: grpc.ServiceError) => w.end(grpcFailure(err)));
+      call.on('end', () => w.end(undefined));
+      return w;
+    },
     close() {
       tokens.close();
       exchange.close();
+      expiry.close();
     },
   };
 }
@@ -101,6 +208,7 @@ export function grpcApi(s: TestServer): Api {
 export function connectApi(s: TestServer): Api {
   const tokens = connectClient(TokenService, s.httpUrl);
   const exchange = connectClient(TokenExchangeService, s.httpUrl);
+  const expiry = connectClient(ExpiryService, s.httpUrl);
   const wrap = async <T>(p: Promise<T>): Promise<T> => {
     try {
       return await p;
@@ -122,6 +230,22 @@ export function connectApi(s: TestServer): Api {
     revokeFamily: (req, b) => wrap(tokens.revokeFamily(req, auth(b))),
     introspectToken: (req, b) => wrap(tokens.introspectToken(req, auth(b))),
     exchangeToken: (req) => wrap(exchange.exchangeToken(req)),
+    watchExpiry(req, bearer) {
+      const abort = new AbortController();
+      const w = new WatchStream(() => abort.abort());
+      void (async () => {
+        try {
+          for await (const e of expiry.watchExpiry(req, { ...auth(bearer), signal: abort.signal })) w.push(e);
+          w.end(undefined);
+        } catch (e) {
+          const ce = ConnectError.from(e);
+          const md: Record<string, string> = {};
+          ce.metadata.forEach((v, k) => void (md[k] = v));
+          w.end(new RpcFailure(ce.code, ce.rawMessage, md));
+        }
+      })();
+      return w;
+    },
     close() {},
   };
 }

@@ -1,0 +1,32 @@
+import type { WatchSelection } from '../domain/expiry.js';
+import type { WatchedEvent } from '../domain/token-event.js';
+
+/** What the live feed hands a watcher: an event of its selection, or a heartbeat. */
+export type LiveItem =
+  | { kind: 'event'; event: WatchedEvent }
+  /** Carries the newest sequence this watcher is complete up to, and when it was sent. */
+  | { kind: 'heartbeat'; sequence: number; at: number };
+
+/** One watcher's place in the live feed. Implementation: src/expiry/subscription.ts. */
+export interface LiveSubscription {
+  /** The feed's position when the watcher joined: every later event of the selection is queued. */
+  readonly liveFrom: number;
+  /** Drops queued and future events at or below `sequence` (already sent by snapshot or replay). */
+  skipThrough(sequence: number): void;
+  /** Replay is over: the watcher may receive heartbeats now. */
+  markLive(): void;
+  /** The next item; rejects with the reason when the subscription ended (overflow, shutdown, close). */
+  take(): Promise<LiveItem>;
+  close(): void;
+}
+
+/** The shared live feed of the event log. Implementation: src/expiry/event-feed.ts. */
+export interface LiveFeed {
+  subscribe(selection: WatchSelection, thresholdsSeconds: readonly number[]): LiveSubscription;
+}
+
+/** What WatchExpiry needs beyond the AppContext: the feed and the thresholds the server schedules. */
+export interface WatchRuntime {
+  feed: LiveFeed;
+  thresholdsSeconds: readonly number[];
+}

@@ -1,0 +1,129 @@
+import { requireWatch } from '../domain/authorization.js';
+import { RotorError } from '../domain/errors.js';
+import { selectThresholds, type WatchSelection } from '../domain/expiry.js';
+import { LIMITS, requireId, requireIdentifier } from '../domain/input-limits.js';
+import type { TokenRecord } from '../domain/token.js';
+import type { WatchedEvent } from '../domain/token-event.js';
+import type { Caller } from './authenticate.js';
+import type { AppContext } from './context.js';
+import type { WatchRuntime } from './watch-ports.js';
+
+/** WatchExpiry input, decoded from the wire (durations already in seconds). */
+export interface WatchRequest {
+  tokenIds: readonly string[];
+  ownerId: string;
+  familyId: string;
+  thresholdsSeconds: readonly number[];
+  afterSequence: number | undefined;
+  includeSnapshot: boolean;
+}
+
+/** What a watcher receives, before mapping to ExpiryEvent. */
+export type WatchItem =
+  | { kind: 'snapshot'; token: TokenRecord; sequence: number; at: number }
+  | { kind: 'event'; event: WatchedEvent }
+  | { kind: 'heartbeat'; sequence: number; at: number };
+
+/** Rows read from the log per replay query. */
+const REPLAY_PAGE = 500;
+/** Tokens one snapshot lists at most (an owner with more gets the newest ones' states from ListTokens). */
+const SNAPSHOT_LIMIT = 1000;
+
+/** A validated, authorized watch: what to follow and which thresholds to pass on. */
+export interface WatchPlan {
+  selection: WatchSelection;
+  thresholdsSeconds: number[];
+  afterSequence: number | undefined;
+  includeSnapshot: boolean;
+}
+
+/**
+ * Validates and authorizes a WatchExpiry request (src/domain/authorization.ts requireWatch): at
+ * most one selector; none selects the caller's own token. Unknown ids are NOT_FOUND, as for GetToken.
+ */
+export async function planWatch(app: AppContext, caller: Caller, req: WatchRequest, scheduled: readonly number[]): Promise<WatchPlan> {
+  const set = [req.tokenIds.length > 0, req.ownerId !== '', req.familyId !== ''].filter(Boolean).length;
+  if (set > 1) throw new RotorError('invalid_argument', 'set at most one of token_ids, owner_id, family_id', { field: 'token_ids' });
+  if (req.thresholdsSeconds.length > LIMITS.watchThresholds) {
+    throw new RotorError('invalid_argument', `thresholds: at most ${LIMITS.watchThresholds} values`, { field: 'thresholds' });
+  }
+  const thresholdsSeconds = selectThresholds(req.thresholdsSeconds, scheduled);
+  if (req.afterSequence !== undefined && (!Number.isSafeInteger(req.afterSequence) || req.afterSequence < 0)) {
+    throw new RotorError('invalid_argument', 'after_sequence is out of range', { field: 'after_sequence' });
+  }
+  let selection: WatchSelection;
+  if (req.tokenIds.length > 0) {
+    if (req.tokenIds.length > LIMITS.watchTokenIds) {
+      throw new RotorError('invalid_argument', `token_ids: at most ${LIMITS.watchTokenIds} values`, { field: 'token_ids' });
+    }
+    const ids = [...new Set(req.tokenIds.map((id) => requireId('token_ids', id)))];
+    for (const id of ids) {
+      const token = id === caller.token.id ? caller.token : await app.store.tokens.findById(id);
+      if (!token) throw new RotorError('not_found', `token ${id} not found`);
+      requireWatch(caller.token, token);
+    }
+    selection = { kind: 'tokens', tokenIds: ids };
+  } else if (req.ownerId !== '') {
+    const ownerId = requireIdentifier('owner_id', req.ownerId, LIMITS.ownerId);
+    requireWatch(caller.token, { ownerId });
+    selection = { kind: 'owner', ownerId };
+  } else if (req.familyId !== '') {
+    const familyId = requireId('family_id', req.familyId);
+    const root = await app.store.tokens.findFamilyRoot(familyId);
+    if (!root) throw new RotorError('not_found', `family ${familyId} not found`);
+    requireWatch(caller.token, root);
+    selection = { kind: 'family', familyId };
+  } else {
+    selection = { kind: 'tokens', tokenIds: [caller.token.id] };
+  }
+  return { selection, thresholdsSeconds, afterSequence: req.afterSequence, includeSnapshot: req.includeSnapshot };
+}
+
+async function snapshotTokens(app: AppContext, selection: WatchSelection): Promise<TokenRecord[]> {
+  if (selection.kind === 'tokens') {
+    const found = await Promise.all(selection.tokenIds.map((id) => app.store.tokens.findById(id)));
+    return found.filter((t): t is TokenRecord => t !== undefined);
+  }
+  const filter = selection.kind === 'owner' ? { ownerId: selection.ownerId } : { familyId: selection.familyId };
+  return app.store.tokens.list(filter, app.now(), SNAPSHOT_LIMIT, undefined);
+}
+
+/**
+ * The stream of one watcher. Order: join the live feed (its position P), then the snapshot
+ * (state as of log sequence S, read after joining, so S >= P), then every logged event of the
+ * selection in (after_sequence, P] (or (S, P] without after_sequence), then live events after P;
+ * anything at or below what was already sent is skipped, so nothing is missed or sent twice.
+ * Without after_sequence and snapshot, only live events (after P) are sent.
+ */
+export async function* watchEvents(app: AppContext, runtime: WatchRuntime, plan: WatchPlan, signal?: AbortSignal): AsyncGenerator<WatchItem> {
+  const sub = runtime.feed.subscribe(plan.selection, plan.thresholdsSeconds);
+  const onAbort = () => sub.close();
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    let from = plan.afterSequence;
+    if (plan.includeSnapshot) {
+      const sequence = await app.store.events.latestSequence();
+      const at = app.now();
+      for (const token of await snapshotTokens(app, plan.selection)) yield { kind: 'snapshot', token, sequence, at };
+      from ??= sequence;
+    }
+    if (from !== undefined) {
+      sub.skipThrough(from);
+      const thresholds = new Set(plan.thresholdsSeconds);
+      for (let cursor = from; cursor < sub.liveFrom; ) {
+        const page = await app.store.events.forSelection(plan.selection, cursor, sub.liveFrom, REPLAY_PAGE);
+        for (const event of page) {
+          if (event.type !== 'expiring_soon' || thresholds.has(event.thresholdSeconds ?? -1)) yield { kind: 'event', event };
+        }
+        const last = page[page.length - 1];
+        if (page.length < REPLAY_PAGE || !last) break;
+        cursor = last.sequence;
+      }
+    }
+    sub.markLive();
+    for (;;) yield await sub.take();
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    sub.close();
+  }
+}

@@ -1,0 +1,180 @@
+import type { Logger } from '../app/context.js';
+import type { EventRepository } from '../app/store-ports.js';
+import type { LiveFeed } from '../app/watch-ports.js';
+import { RotorError } from '../domain/errors.js';
+import type { WatchSelection } from '../domain/expiry.js';
+import type { Clock } from '../domain/ports.js';
+import type { WatchedEvent } from '../domain/token-event.js';
+import { Subscription } from './subscription.js';
+
+/** Settings of the live feed (README: ROTOR_WATCH_*). */
+export interface EventFeedOptions {
+  /** Poll the log this often even without a local wake-up (other processes' commits). */
+  pollIntervalMs: number;
+  /** A live watcher idle this long gets a HEARTBEAT. */
+  heartbeatMs: number;
+  /** Undelivered events one watcher may hold before its stream ends with RESOURCE_EXHAUSTED. */
+  bufferEvents: number;
+  /**
+   * How long a hole in the sequence (a transaction that took its number but has not committed,
+   * possible on PostgreSQL) holds back later events before the feed moves past it.
+   */
+  gapHoldMs?: number;
+}
+
+const PAGE = 1000;
+
+/**
+ * ONE live feed of the event log for every WatchExpiry stream of this process. It reads the log
+ * after `wake()` (local commits call it; issue 5 can add PostgreSQL LISTEN/NOTIFY as another
+ * caller) and on a poll interval, in sequence order, and offers each event to the watchers whose
+ * selection it concerns through three indexes (token id, owner id, family id), so the cost of an
+ * event follows the number of its watchers. The log stays the source of truth: a watcher that
+ * falls behind is cut off and resumes from the log by sequence.
+ */
+export class EventFeed implements LiveFeed {
+  /** Every event up to this sequence has been offered to the watchers. */
+  position = 0;
+  private readonly subs = new Set<Subscription>();
+  private readonly byToken = new Map<string, Set<Subscription>>();
+  private readonly byOwner = new Map<string, Set<Subscription>>();
+  private readonly byFamily = new Map<string, Set<Subscription>>();
+  private polling = false;
+  private again = false;
+  private closed = false;
+  private gapSince: number | undefined;
+  private pollTimer: NodeJS.Timeout | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private gapTimer: NodeJS.Timeout | undefined;
+  private idle: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly events: EventRepository,
+    private readonly now: Clock,
+    private readonly log: Logger,
+    private readonly options: EventFeedOptions,
+  ) {}
+
+  /** Starts at the end of the log, with the poll and heartbeat timers (one each for all watchers). */
+  async start(): Promise<void> {
+    this.position = await this.events.latestSequence();
+    this.pollTimer = setInterval(() => this.wake(), this.options.pollIntervalMs).unref();
+    const tick = Math.max(100, Math.min(1000, Math.floor(this.options.heartbeatMs / 3)));
+    this.heartbeatTimer = setInterval(() => this.heartbeats(), tick).unref();
+  }
+
+  get watchers(): number {
+    return this.subs.size;
+  }
+
+  subscribe(selection: WatchSelection, thresholdsSeconds: readonly number[]): Subscription {
+    if (this.closed) throw new RotorError('unavailable', 'server is shutting down; reconnect to another replica');
+    const sub = new Subscription(selection, new Set(thresholdsSeconds), this.position, this.options.bufferEvents, (s) => this.detach(s));
+    this.subs.add(sub);
+    for (const [index, key] of this.keysOf(selection)) {
+      let set = index.get(key);
+      if (!set) index.set(key, (set = new Set()));
+      set.add(sub);
+    }
+    return sub;
+  }
+
+  /** Asks for a read of the log soon; calls during a read cause exactly one more read. */
+  wake(): void {
+    if (this.closed) return;
+    if (this.polling) {
+      this.again = true;
+      return;
+    }
+    this.polling = true;
+    this.idle = this.poll().finally(() => {
+      this.polling = false;
+      if (this.again && !this.closed) {
+        this.again = false;
+        this.wake();
+      }
+    });
+  }
+
+  /** Resolves when the read in progress (if any) has offered its events. For tests and the bench. */
+  settled(): Promise<void> {
+    return this.idle;
+  }
+
+  /** Ends every stream with UNAVAILABLE (clients reconnect elsewhere) and stops the timers. */
+  close(): void {
+    this.closed = true;
+    clearInterval(this.pollTimer);
+    clearInterval(this.heartbeatTimer);
+    clearTimeout(this.gapTimer);
+    const reason = new RotorError('unavailable', 'server is shutting down; reconnect with after_sequence set to the last sequence received');
+    for (const s of [...this.subs]) s.fail(reason);
+  }
+
+  private async poll(): Promise<void> {
+    try {
+      for (;;) {
+        this.again = false;
+        const rows = await this.events.tail(this.position, PAGE);
+        const offered = this.offerInOrder(rows);
+        if (!offered || rows.length < PAGE) return;
+      }
+    } catch (e) {
+      this.log.warn('event feed read failed; retrying on the next poll', { error: e instanceof Error ? e.message : String(e) });
+    }
+  }
+
+  /** Offers rows in sequence order; stops at a fresh gap (false) and re-reads once it is old enough. */
+  private offerInOrder(rows: WatchedEvent[]): boolean {
+    for (const e of rows) {
+      if (e.sequence !== this.position + 1) {
+        const hold = this.options.gapHoldMs ?? 1000;
+        const t = Date.now();
+        this.gapSince ??= t;
+        if (t - this.gapSince < hold) {
+          clearTimeout(this.gapTimer);
+          this.gapTimer = setTimeout(() => this.wake(), hold - (t - this.gapSince)).unref();
+          return false;
+        }
+      }
+      this.gapSince = undefined;
+      this.position = e.sequence;
+      this.dispatch(e);
+    }
+    return true;
+  }
+
+  private dispatch(e: WatchedEvent): void {
+    for (const set of [this.byToken.get(e.tokenId), this.byOwner.get(e.ownerId), this.byFamily.get(e.familyId)]) {
+      if (set) for (const s of set) s.offer(e);
+    }
+  }
+
+  private heartbeats(): void {
+    const t = Date.now();
+    const at = this.now();
+    for (const s of this.subs) {
+      if (s.live && s.pending === 0 && t - s.idleSince >= this.options.heartbeatMs) s.heartbeat(this.position, at);
+    }
+  }
+
+  private detach(sub: Subscription): void {
+    if (!this.subs.delete(sub)) return;
+    for (const [index, key] of this.keysOf(sub.selection)) {
+      const set = index.get(key);
+      set?.delete(sub);
+      if (set?.size === 0) index.delete(key);
+    }
+  }
+
+  private keysOf(selection: WatchSelection): [Map<string, Set<Subscription>>, string][] {
+    switch (selection.kind) {
+      case 'tokens':
+        return [...new Set(selection.tokenIds)].map((id) => [this.byToken, id]);
+      case 'owner':
+        return [[this.byOwner, selection.ownerId]];
+      case 'family':
+        return [[this.byFamily, selection.familyId]];
+    }
+  }
+}

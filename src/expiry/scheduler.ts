@@ -1,0 +1,115 @@
+import type { Logger } from '../app/context.js';
+import type { EventRepository } from '../app/store-ports.js';
+import type { Clock } from '../domain/ports.js';
+
+/** Settings of the expiry scheduler (README: ROTOR_EXPIRY_*). */
+export interface ExpirySchedulerOptions {
+  /** Thresholds in seconds, largest first. */
+  thresholdsSeconds: readonly number[];
+  /** Time between passes; 0 runs no timer (passes only through runOnce()). */
+  intervalMs: number;
+  /** Rows one statement writes at most. */
+  batchSize?: number;
+  /** Statements one pass runs per threshold at most; the next pass continues. */
+  maxBatchesPerPass?: number;
+}
+
+/** What one pass wrote. */
+export interface PassResult {
+  expiringSoon: number;
+  expired: number;
+}
+
+/**
+ * How far back a pass re-reads behind its previous one, so a token committed while the previous
+ * pass ran is not skipped. Re-reading is safe: writes are insert-if-absent on the unique key.
+ */
+const OVERLAP_MS = 60_000;
+
+/**
+ * Writes EXPIRING_SOON (one per token and threshold) and EXPIRED (one per token) into the event
+ * log, exactly once across restarts and replicas: each row has a unique key and is inserted only
+ * if absent (src/store/event-repository.ts). Due tokens are found through the index on
+ * (revoked_at, expires_at), so a pass reads the expiry range that became due since the previous
+ * pass (plus OVERLAP_MS), not the table: after a pass up to `now + T`, the next one for threshold
+ * T starts at that mark. The first pass of a process covers `(now, now + T]` for each threshold
+ * and, for EXPIRED, `(now - largest threshold, now]` (expiries missed while no scheduler ran).
+ * Rotated and revoked tokens are never selected, so their pending thresholds are moot.
+ */
+export class ExpiryScheduler {
+  private readonly thresholdMarks = new Map<number, number>();
+  private expiredMark: number | undefined;
+  private running: Promise<PassResult> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private readonly batchSize: number;
+  private readonly maxBatches: number;
+
+  constructor(
+    private readonly events: EventRepository,
+    private readonly now: Clock,
+    private readonly log: Logger,
+    private readonly options: ExpirySchedulerOptions,
+  ) {
+    this.batchSize = options.batchSize ?? 500;
+    this.maxBatches = options.maxBatchesPerPass ?? 20;
+  }
+
+  /** Starts the periodic passes (the first one right away). */
+  start(): void {
+    if (this.options.intervalMs === 0 || this.timer) return;
+    const tick = () => {
+      this.runOnce()
+        .catch((e: unknown) => this.log.warn('expiry scan failed', { error: e instanceof Error ? e.message : String(e) }))
+        .finally(() => {
+          if (!this.stopped) this.timer = setTimeout(tick, this.options.intervalMs).unref();
+        });
+    };
+    this.timer = setTimeout(tick, 0).unref();
+  }
+
+  /** Stops the timer and waits for a pass in progress. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.running?.catch(() => undefined);
+  }
+
+  /** Runs one pass now (tests move the clock and call this instead of waiting). Passes never overlap. */
+  runOnce(): Promise<PassResult> {
+    const previous = this.running ?? Promise.resolve(undefined);
+    const next = previous.catch(() => undefined).then(() => this.pass());
+    this.running = next;
+    return next;
+  }
+
+  private async pass(): Promise<PassResult> {
+    const now = this.now();
+    let expiringSoon = 0;
+    for (const t of this.options.thresholdsSeconds) {
+      const to = now + t * 1000;
+      const mark = this.thresholdMarks.get(t);
+      const from = mark === undefined ? now : Math.max(now, mark - OVERLAP_MS);
+      const r = await this.drain((limit) => this.events.appendExpiringSoon({ thresholdSeconds: t, from, to, now, limit }));
+      expiringSoon += r.written;
+      if (r.complete) this.thresholdMarks.set(t, to);
+    }
+    const largest = Math.max(0, ...this.options.thresholdsSeconds) * 1000;
+    const from = this.expiredMark === undefined ? now - largest : Math.min(now, this.expiredMark - OVERLAP_MS);
+    const r = await this.drain((limit) => this.events.appendExpired({ from, to: now, limit }));
+    if (r.complete) this.expiredMark = now;
+    if (expiringSoon + r.written > 0) this.log.info('expiry events written', { expiring_soon: expiringSoon, expired: r.written });
+    return { expiringSoon, expired: r.written };
+  }
+
+  /** Repeats a bounded insert until it writes less than a full batch, or the pass budget ends. */
+  private async drain(write: (limit: number) => Promise<number>): Promise<{ written: number; complete: boolean }> {
+    let written = 0;
+    for (let i = 0; i < this.maxBatches; i++) {
+      const n = await write(this.batchSize);
+      written += n;
+      if (n < this.batchSize) return { written, complete: true };
+    }
+    return { written, complete: false };
+  }
+}

@@ -1,0 +1,117 @@
+import type { LiveItem, LiveSubscription } from '../app/watch-ports.js';
+import { RotorError } from '../domain/errors.js';
+import type { WatchSelection } from '../domain/expiry.js';
+import type { WatchedEvent } from '../domain/token-event.js';
+
+/** The ended state every later take() rejects with. */
+const CLOSED = new RotorError('unavailable', 'watch closed');
+
+/**
+ * One watcher in the live feed: a bounded FIFO between the feed (producer, never waits) and the
+ * stream (consumer, paced by the transport's backpressure). A full buffer ends only this watcher,
+ * with RESOURCE_EXHAUSTED, and drops what it held: the client resumes from the log by sequence.
+ * No timer of its own; the feed's single heartbeat timer looks at `idleSince`.
+ */
+export class Subscription implements LiveSubscription {
+  private queue: LiveItem[] = [];
+  private waiter: (() => void) | undefined;
+  private failure: RotorError | undefined;
+  private floor: number;
+  live = false;
+  /** Real time (ms) of the last item queued or taken; heartbeats go to watchers idle for long enough. */
+  idleSince: number;
+
+  constructor(
+    readonly selection: WatchSelection,
+    private readonly thresholds: ReadonlySet<number>,
+    readonly liveFrom: number,
+    private readonly capacity: number,
+    private readonly detach: (s: Subscription) => void,
+  ) {
+    this.floor = liveFrom;
+    this.idleSince = Date.now();
+  }
+
+  get ended(): boolean {
+    return this.failure !== undefined;
+  }
+
+  get pending(): number {
+    return this.queue.length;
+  }
+
+  /** Highest sequence this watcher is complete up to (for heartbeats). */
+  get completeThrough(): number {
+    return this.floor;
+  }
+
+  skipThrough(sequence: number): void {
+    if (sequence <= this.floor) return;
+    this.floor = sequence;
+    this.queue = this.queue.filter((i) => i.kind !== 'event' || i.event.sequence > sequence);
+  }
+
+  markLive(): void {
+    this.live = true;
+  }
+
+  /** Called by the feed for every event of the selection, in sequence order. */
+  offer(event: WatchedEvent): void {
+    if (this.failure || event.sequence <= this.floor) return;
+    if (event.type === 'expiring_soon' && !this.thresholds.has(event.thresholdSeconds ?? -1)) return;
+    if (this.queue.length >= this.capacity) {
+      this.fail(
+        new RotorError(
+          'resource_exhausted',
+          `watcher fell behind by more than ${this.capacity} events; reconnect with after_sequence set to the last sequence received`,
+        ),
+      );
+      return;
+    }
+    this.push({ kind: 'event', event });
+  }
+
+  /** Queues a heartbeat; the feed only calls this for a live watcher with nothing pending. */
+  heartbeat(sequence: number, at: number): void {
+    if (this.failure) return;
+    this.push({ kind: 'heartbeat', sequence: Math.max(sequence, this.floor), at });
+  }
+
+  /** Ends the subscription: queued items are dropped and take() rejects with `reason`. */
+  fail(reason: RotorError): void {
+    if (this.failure) return;
+    this.failure = reason;
+    this.queue = [];
+    this.detach(this);
+    this.wake();
+  }
+
+  async take(): Promise<LiveItem> {
+    for (;;) {
+      if (this.failure) throw this.failure;
+      const item = this.queue.shift();
+      if (item) {
+        if (item.kind === 'event') this.floor = Math.max(this.floor, item.event.sequence);
+        this.idleSince = Date.now();
+        return item;
+      }
+      await new Promise<void>((resolve) => (this.waiter = resolve));
+    }
+  }
+
+  close(): void {
+    this.fail(CLOSED);
+  }
+
+  private push(item: LiveItem): void {
+    this.queue.push(item);
+    this.idleSince = Date.now();
+    this.wake();
+  }
+
+  private wake(): void {
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.();
+  }
+}
