@@ -11,6 +11,10 @@ export class FaultProxy {
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
   private armed: { marker: string; onLost: () => void } | undefined;
+  /** Requests whose head contains one of these get 404 (Connect: UNIMPLEMENTED), as from a server without the method. */
+  readonly refused = new Set<string>();
+  /** While true, new connections are closed at once (the server looks down). */
+  paused = false;
   port = 0;
 
   constructor(public targetPort: number) {}
@@ -28,12 +32,26 @@ export class FaultProxy {
     });
   }
 
+  /** Cuts every open connection (streams included). */
+  dropAll(): void {
+    for (const s of this.sockets) s.destroy();
+  }
+
   private accept(client: Socket): void {
+    if (this.paused) {
+      client.destroy();
+      return;
+    }
     const upstream = connect(this.targetPort, '127.0.0.1');
     this.sockets.add(client).add(upstream);
     let cutOnAnswer = false;
     client.on('data', (chunk: Buffer) => {
-      if (this.armed && chunk.toString('latin1').includes(this.armed.marker)) cutOnAnswer = true;
+      const head = chunk.toString('latin1');
+      if ([...this.refused].some((m) => head.includes(m))) {
+        client.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+        return;
+      }
+      if (this.armed && head.includes(this.armed.marker)) cutOnAnswer = true;
       upstream.write(chunk);
     });
     upstream.on('data', (chunk: Buffer) => {
