@@ -82,6 +82,7 @@ export async function agentCommand(args: string[], env: NodeJS.ProcessEnv, signa
       'max-backoff': { type: 'string', default: '30s' },
       'retry-window': { type: 'string', default: '10m' },
       'poll-interval': { type: 'string', default: '60s' },
+      'idle-timeout': { type: 'string', default: '60s' },
       'log-level': { type: 'string', default: 'info' },
     },
   });
@@ -95,6 +96,7 @@ export async function agentCommand(args: string[], env: NodeJS.ProcessEnv, signa
     fraction: parseFraction(values['rotate-at-fraction']),
     retryWindowMs: positiveDuration(values['retry-window'], '--retry-window') * 1000,
     pollMs: positiveDuration(values['poll-interval'], '--poll-interval') * 1000,
+    idleTimeoutMs: positiveDuration(values['idle-timeout'], '--idle-timeout') * 1000,
     backoff: { baseMs: 250, maxMs: positiveDuration(values['max-backoff'], '--max-backoff') * 1000 },
     api: connectAgentApi(values.server),
     clock: systemClock,

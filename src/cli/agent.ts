@@ -28,6 +28,8 @@ export interface AgentOptions {
   retryWindowMs: number;
   /** Without a working WatchExpiry stream, how often the token is looked up to notice a revocation. */
   pollMs: number;
+  /** Reconnect WatchExpiry when nothing (not even a heartbeat) arrived for this long; undefined: never. */
+  idleTimeoutMs?: number;
   backoff: Backoff;
   api: AgentApi;
   clock: Clock;
@@ -208,6 +210,7 @@ class Agent {
       backoff: this.o.backoff,
       signal,
       includeSnapshot: true,
+      ...(this.o.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: this.o.idleTimeoutMs }),
       ...(this.lastSequence === undefined ? {} : { afterSequence: this.lastSequence }),
       onReconnect: (error, delayMs, after) => this.o.log.warn('watch interrupted; reconnecting', { error: describeError(error), delay_ms: delayMs, after_sequence: after?.toString() }),
     });

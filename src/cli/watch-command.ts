@@ -34,6 +34,7 @@ export async function watchCommand(args: string[], env: NodeJS.ProcessEnv, signa
       'after-sequence': { type: 'string' },
       snapshot: { type: 'boolean', default: false },
       'max-backoff': { type: 'string', default: '30s' },
+      'idle-timeout': { type: 'string', default: '60s' },
     },
   });
   const secret = env.ROTOR_TOKEN;
@@ -53,6 +54,7 @@ export async function watchCommand(args: string[], env: NodeJS.ProcessEnv, signa
     afterSequence = BigInt(values['after-sequence']);
   }
   const maxMs = positiveDuration(values['max-backoff'], '--max-backoff') * 1000;
+  const idleTimeoutMs = positiveDuration(values['idle-timeout'], '--idle-timeout') * 1000;
 
   const { expiry } = rotorClients(values.server);
   const open: OpenWatch = (req, sig) => expiry.watchExpiry(req, asBearer(secret, { signal: sig }));
@@ -61,6 +63,7 @@ export async function watchCommand(args: string[], env: NodeJS.ProcessEnv, signa
     backoff: { baseMs: 250, maxMs },
     signal,
     includeSnapshot: values.snapshot,
+    idleTimeoutMs,
     ...(afterSequence === undefined ? {} : { afterSequence }),
     onReconnect: (error, delayMs, after) =>
       process.stderr.write(`rotor watch: stream interrupted (${describeError(error) ?? 'ended by the server'}); reconnecting in ${delayMs} ms after sequence ${after?.toString() ?? '-'}\n`),

@@ -4,7 +4,8 @@ import { resumableWatch, type OpenWatch } from '../../src/cli/event-stream.js';
 import { eventJson, eventLine } from '../../src/cli/expiry-events.js';
 import { ExpiryEventType, type ExpiryEvent } from '../../src/gen/rotor/v1/expiry_service_pb.js';
 import { TokenState } from '../../src/gen/rotor/v1/token_pb.js';
-import { event } from '../support/fake-agent-server.js';
+import { FakeStream, event } from '../support/fake-agent-server.js';
+import { ManualClock } from '../support/manual-clock.js';
 import { systemClock, type Clock } from '../../src/cli/retry-policy.js';
 
 /** A clock whose sleeps return at once and are recorded. */
@@ -85,6 +86,40 @@ describe('resumableWatch', () => {
       ac.abort();
     }
     expect(seen).toEqual([1]);
+  });
+});
+
+describe('resumableWatch idle timeout', () => {
+  it('cuts a call that stays silent (no event, no heartbeat) for the idle timeout and resumes it; any event resets the timer', async () => {
+    const clock = new ManualClock();
+    const streams: FakeStream[] = [];
+    const open: OpenWatch = (req, signal) => {
+      const s = new FakeStream(req, 'credential', signal);
+      streams.push(s);
+      return s.events();
+    };
+    const ac = new AbortController();
+    const seen: number[] = [];
+    const errors: unknown[] = [];
+    const done = (async () => {
+      for await (const e of resumableWatch(open, {}, { clock, backoff: { baseMs: 100, maxMs: 100, random: () => 0.999 }, signal: ac.signal, includeSnapshot: false, idleTimeoutMs: 1_000, onReconnect: (e) => errors.push(e) })) {
+        seen.push(Number(e.sequence));
+      }
+    })();
+    await clock.advance(500);
+    streams[0]!.push(event(ExpiryEventType.HEARTBEAT, { sequence: 3 }));
+    await clock.advance(999); // 1,499: silent for 999 ms only
+    expect(streams).toHaveLength(1);
+    expect(streams[0]!.aborted).toBe(false);
+    await clock.advance(1); // 1,500: silent for 1 s
+    expect(streams[0]!.aborted).toBe(true);
+    expect((errors[0] as ConnectError).code).toBe(Code.DeadlineExceeded);
+    await clock.advance(100);
+    expect(streams).toHaveLength(2);
+    expect(streams[1]!.request).toEqual({ includeSnapshot: false, afterSequence: 3n });
+    ac.abort();
+    await done;
+    expect(seen).toEqual([3]);
   });
 });
 
