@@ -51,10 +51,10 @@ export function connectAgentApi(server: string): AgentApi {
  * ROTOR_TOKEN_FILE / ROTOR_TOKEN_ID, never the secret (ROTOR_TOKEN is removed from its
  * environment: after a rotation it would be stale). Its output goes to the agent's stderr.
  */
-export function execHook(command: string, tokenFile: string): (token: AgentToken | undefined) => Promise<void> {
+export function execHook(command: string, tokenFile: string): (token: AgentToken) => Promise<void> {
   return (token) =>
     new Promise((done, fail) => {
-      const env: NodeJS.ProcessEnv = { ...process.env, ROTOR_TOKEN_FILE: tokenFile, ROTOR_TOKEN_ID: token?.id ?? '' };
+      const env: NodeJS.ProcessEnv = { ...process.env, ROTOR_TOKEN_FILE: tokenFile, ROTOR_TOKEN_ID: token.id };
       delete env.ROTOR_TOKEN;
       const child = spawn('/bin/sh', ['-c', command], { env, stdio: ['ignore', 2, 2] });
       const timer = setTimeout(() => child.kill('SIGTERM'), HOOK_TIMEOUT_MS);
@@ -91,6 +91,7 @@ export async function agentCommand(args: string[], env: NodeJS.ProcessEnv, signa
   const level = values['log-level'] as LogLevel;
   if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
   if (values.exec === '') throw new UsageError('--exec must not be empty');
+  if (env.ROTOR_TOKEN && /\s/.test(env.ROTOR_TOKEN.trim())) throw new UsageError('ROTOR_TOKEN must hold exactly one token');
   const options = {
     tokenFile,
     fraction: parseFraction(values['rotate-at-fraction']),

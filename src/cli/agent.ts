@@ -37,7 +37,7 @@ export interface AgentOptions {
   /** Ends the run (exit code 0); a started rotation stays pending and is finished by the next run. */
   signal: AbortSignal;
   /** Runs after each successful write of the token file; failures are logged, never fatal. */
-  hook?: (token: AgentToken | undefined) => Promise<void>;
+  hook?: (token: AgentToken) => Promise<void>;
   newKey?: () => string;
 }
 
@@ -104,9 +104,11 @@ class Agent {
     if (!this.o.initialToken) {
       throw new AgentExit(AGENT_EXIT.usage, `${this.o.tokenFile} does not exist and ROTOR_TOKEN is not set: give the agent its first token in one of them`);
     }
+    // Check it first, so a mistyped ROTOR_TOKEN never ends up in the file (which would then win).
+    const token = await this.describe(this.o.initialToken);
     await writeFileAtomic(this.o.tokenFile, this.o.initialToken + '\n');
-    this.o.log.info('wrote the initial token from ROTOR_TOKEN', { file: this.o.tokenFile });
-    await this.runHook(undefined);
+    this.o.log.info('wrote the initial token from ROTOR_TOKEN', { file: this.o.tokenFile, token_id: token.id });
+    await this.runHook(token);
     return this.o.initialToken;
   }
 
@@ -241,7 +243,7 @@ class Agent {
     if (this.o.signal.aborted) throw new Stopped();
   }
 
-  private async runHook(token: AgentToken | undefined): Promise<void> {
+  private async runHook(token: AgentToken): Promise<void> {
     if (!this.o.hook) return;
     try {
       await this.o.hook(token);

@@ -1,5 +1,5 @@
 import { Code, ConnectError } from '@connectrpc/connect';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -313,11 +313,11 @@ describe('rotor agent (fake server, manual clock)', () => {
   it('writes ROTOR_TOKEN to an absent file (mode 0600) and runs the hook after every write; a failing hook is not fatal', async () => {
     server.watchUnimplemented = true;
     const t = server.issue();
-    const hooked: (string | undefined)[] = [];
+    const hooked: string[] = [];
     const run = start({
       initialToken: t.secret,
       hook: async (token) => {
-        hooked.push(token?.id);
+        hooked.push(token.id);
         throw new Error('exited with 1');
       },
     });
@@ -325,7 +325,7 @@ describe('rotor agent (fake server, manual clock)', () => {
     expect(fileToken()).toBe(t.secret);
     expect(mode(file)).toBe(0o600);
     await clock.advance(2_000);
-    expect(hooked).toEqual([undefined, server.tokens[1]!.id]);
+    expect(hooked).toEqual([t.id, server.tokens[1]!.id]);
     expect(logs.filter((l) => l.includes('the --exec hook failed'))).toHaveLength(2);
     stop.abort();
     expect((await run).code).toBe(0);
@@ -342,6 +342,10 @@ describe('rotor agent (fake server, manual clock)', () => {
     stop.abort();
     await run;
     rmSync(file);
+    // A ROTOR_TOKEN the server refuses is not written to the absent file.
+    const refused = await start({ initialToken: 'secret-unknown' });
+    expect(refused.code).toBe(AGENT_EXIT.revoked);
+    expect(existsSync(file)).toBe(false);
     expect(await start()).toEqual({ code: AGENT_EXIT.usage, message: `${file} does not exist and ROTOR_TOKEN is not set: give the agent its first token in one of them` });
   });
 });

@@ -107,7 +107,8 @@ describe('rotor agent end to end (real serve process)', () => {
     expect(members.map((m) => m.state)).toEqual(['rotated', 'active']);
     const successor = members[1]!;
     expect(successor.previous_id).toBe(token.id);
-    await waitFor('the hook', () => existsSync(hookLog) && readFileSync(hookLog, 'utf8').includes(successor.id));
+    // The hook ran after the first write (ROTOR_TOKEN into the absent file) and after the rotation.
+    await waitFor('the hook', () => existsSync(hookLog) && readFileSync(hookLog, 'utf8').startsWith(`${token.id}\n${successor.id}\n`));
 
     // The successor is rotated in turn (same 6 s lifetime, at half of it).
     await waitFor('the second rotation', () => {
