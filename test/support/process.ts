@@ -35,7 +35,10 @@ export function startServe(env: Record<string, string>): Promise<ServeProcess> {
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`rotor serve did not start:\n${out}`)), 20_000);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL'); // never leave a half-started server behind
+      reject(new Error(`rotor serve did not start:\n${out}`));
+    }, 20_000);
     const check = () => {
       const line = out.split('\n').find((l) => l.includes('"rotor listening"'));
       if (!line) return;
