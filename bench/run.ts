@@ -24,6 +24,7 @@ import type { LoadReply, LoadSpec } from './grpc-load.js';
 import { h2load, h2loadVersion } from './h2load.js';
 import { bootstrap, freePort, rotorEnv, startServer, type ServerProcess } from './server.js';
 import { closedLoop, type ScenarioResult } from './stats.js';
+import { runFanout, type FanoutResult } from './fanout.js';
 
 function intEnv(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -44,7 +45,20 @@ const settings = {
   warmup_requests: intEnv('BENCH_WARMUP_REQUESTS', 1_000),
 };
 
-const TARGETS = { introspect_vs_noop: 0.7, rotate_vs_bare_txn: 0.6 };
+/** Which parts run: `BENCH_SCENARIOS=throughput,fanout` (both by default). */
+const parts = new Set((process.env.BENCH_SCENARIOS || 'throughput,fanout').split(',').map((p) => p.trim()));
+/** Fan-out: stream counts (each on a fresh server) and rotations per count. */
+const fanoutSettings = {
+  streams: (process.env.BENCH_FANOUT_STREAMS || '1000,10000').split(',').map((n) => {
+    const v = Number(n);
+    if (!Number.isSafeInteger(v) || v <= 0 || v > 50_000) throw new Error(`BENCH_FANOUT_STREAMS must list counts 1-50000, got "${n}"`);
+    return v;
+  }),
+  // Each rotation is of a different watched token; one stream may watch up to 100 (token_ids).
+  rotations: Math.min(100, intEnv('BENCH_FANOUT_ROTATIONS', 10)),
+};
+
+const TARGETS = { introspect_vs_noop: 0.7, rotate_vs_bare_txn: 0.6, fanout_rss_mb_at_10000: 300, fanout_p99_ms: 100 };
 
 const progress = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
 const round3 = (n: number) => Number(n.toFixed(3));
@@ -122,8 +136,38 @@ function machine() {
 
 async function main(): Promise<void> {
   const started = Date.now();
-  const { rounds, concurrency: c, grpcjs_requests: n, warmup_requests: warm } = settings;
   const work = mkdtempSync(join(tmpdir(), 'rotor-bench-'));
+  try {
+    const result: Record<string, unknown> = { date: new Date().toISOString(), machine: machine() };
+    if (parts.has('throughput')) Object.assign(result, await throughput(work));
+    if (parts.has('fanout')) {
+      const runs: FanoutResult[] = [];
+      for (const n of fanoutSettings.streams) runs.push(await runFanout(work, n, fanoutSettings.rotations, progress));
+      const at10k = runs.find((r) => r.streams === 10_000);
+      result.fanout = {
+        tool: 'WatchExpiry over @grpc/grpc-js (gRPC port), watcher child process, one stream per family watcher; latency = receipt − occurred_at of ROTATED; RSS = VmRSS of the rotor serve child',
+        settings: fanoutSettings,
+        runs,
+        targets: {
+          rss_mb_at_10000: { target: TARGETS.fanout_rss_mb_at_10000, measured: at10k?.rss_after_rotations_mb ?? null, met: at10k ? at10k.rss_after_rotations_mb < TARGETS.fanout_rss_mb_at_10000 : null },
+          p99_ms: {
+            target: TARGETS.fanout_p99_ms,
+            measured: Math.max(...runs.map((r) => r.latency_p99_ms)),
+            met: runs.every((r) => r.latency_p99_ms < TARGETS.fanout_p99_ms),
+          },
+        },
+      };
+    }
+    result.wall_seconds = Math.round((Date.now() - started) / 100) / 10;
+    process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** The throughput scenarios (issue 2 acceptance 8). */
+async function throughput(work: string): Promise<Record<string, unknown>> {
+  const { rounds, concurrency: c, grpcjs_requests: n, warmup_requests: warm } = settings;
   let server: ServerProcess | undefined;
   let loader: Loader | undefined;
   let bare: BareBaseline | undefined;
@@ -221,9 +265,7 @@ async function main(): Promise<void> {
       ? ratioOf(results.introspect_h2load!, results.noop_h2load!)
       : ratioOf(results.introspect_grpcjs!, results.noop_grpcjs!);
     const rotateVsBare = ratioOf(results.rotate_grpcjs!, results.bare_txn!);
-    const result = {
-      date: new Date().toISOString(),
-      machine: machine(),
+    return {
       tools: {
         introspect_vs_noop: h2 ? `${h2}, ${settings.h2load_clients} connections × ${streams} streams, 1 thread` : `@grpc/grpc-js closed loop (h2load not installed or BENCH_NO_H2LOAD set)`,
         grpcjs: `@grpc/grpc-js closed loop in a child process, one channel, ${c} calls in flight`,
@@ -246,14 +288,11 @@ async function main(): Promise<void> {
         },
         rotate_vs_bare_txn: { target: TARGETS.rotate_vs_bare_txn, measured: rotateVsBare.median, met: rotateVsBare.median >= TARGETS.rotate_vs_bare_txn },
       },
-      wall_seconds: Math.round((Date.now() - started) / 100) / 10,
     };
-    process.stdout.write(JSON.stringify(result, null, 2) + '\n');
   } finally {
     loader?.stop();
     await server?.stop();
     await bare?.close();
-    rmSync(work, { recursive: true, force: true });
   }
 }
 

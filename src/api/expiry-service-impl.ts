@@ -34,8 +34,24 @@ export function thresholdSecondsFromPb(d: Duration): number {
   return Number(d.seconds);
 }
 
+/**
+ * One log event → its wire message, built once however many watchers receive it (the feed hands
+ * every watcher the same event object), so fan-out costs no per-stream message building; the
+ * gRPC adapter likewise encodes a shared message once (src/api/grpc-server.ts).
+ */
+const built = new WeakMap<object, ExpiryEvent>();
+
 /** One watcher item → the wire message. */
 export function expiryEventToPb(item: WatchItem): ExpiryEvent {
+  if (item.kind === 'event') {
+    let msg = built.get(item.event);
+    if (!msg) built.set(item.event, (msg = buildPb(item)));
+    return msg;
+  }
+  return buildPb(item);
+}
+
+function buildPb(item: WatchItem): ExpiryEvent {
   switch (item.kind) {
     case 'heartbeat':
       return create(ExpiryEventSchema, { sequence: BigInt(item.sequence), type: ExpiryEventType.HEARTBEAT, occurredAt: timestampFromMs(item.at) });

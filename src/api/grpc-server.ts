@@ -163,9 +163,10 @@ function serverStreamingHandler(mounted: MountedService, method: DescMethod, log
     // The signal exists before the handler runs, so a cancelled call ends a handler waiting for data.
     void ctx.signal;
     void (async () => {
-      const it = impl(req, ctx)[Symbol.asyncIterator]();
+      let it: AsyncIterator<unknown> | undefined;
       let finished = false;
       try {
+        it = impl(req, ctx)[Symbol.asyncIterator]();
         for (;;) {
           const next = await it.next();
           if (next.done) {
@@ -183,7 +184,7 @@ function serverStreamingHandler(mounted: MountedService, method: DescMethod, log
         ctx.settle();
         if (!call.cancelled) call.emit('error', statusOf(err, log, where));
       } finally {
-        if (!finished) await it.return?.(undefined).catch(() => undefined);
+        if (!finished) await it?.return?.(undefined).catch(() => undefined);
       }
     })();
   };
@@ -191,6 +192,22 @@ function serverStreamingHandler(mounted: MountedService, method: DescMethod, log
 
 function serializer(schema: DescMessage) {
   return (msg: unknown) => Buffer.from(toBinary(schema, create(schema, msg as never)));
+}
+
+/**
+ * A stream message serializer that encodes each message object once: a handler that yields the
+ * same object to many streams (WatchExpiry fan-out) pays for one encoding. Messages are not
+ * changed after they were yielded, so the cached bytes stay right.
+ */
+function sharedSerializer(schema: DescMessage) {
+  const encode = serializer(schema);
+  const cache = new WeakMap<object, Buffer>();
+  return (msg: unknown) => {
+    if (typeof msg !== 'object' || msg === null) return encode(msg);
+    let bytes = cache.get(msg);
+    if (!bytes) cache.set(msg, (bytes = encode(msg)));
+    return bytes;
+  };
 }
 
 function deserializer(schema: DescMessage) {
@@ -226,7 +243,7 @@ export function createGrpcServer(services: MountedService[], log: Logger, tracke
         responseStream: streaming,
         requestSerialize: serializer(method.input),
         requestDeserialize: deserializer(method.input),
-        responseSerialize: serializer(method.output),
+        responseSerialize: streaming ? sharedSerializer(method.output) : serializer(method.output),
         responseDeserialize: deserializer(method.output),
         originalName: method.localName,
       };

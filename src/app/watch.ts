@@ -93,11 +93,16 @@ async function snapshotTokens(app: AppContext, selection: WatchSelection): Promi
  * (state as of log sequence S, read after joining, so S >= P), then every logged event of the
  * selection in (after_sequence, P] (or (S, P] without after_sequence), then live events after P;
  * anything at or below what was already sent is skipped, so nothing is missed or sent twice.
- * Without after_sequence and snapshot, only live events (after P) are sent.
+ * Without after_sequence and snapshot, only events after the log's end at the call's start are sent.
  */
 export async function* watchEvents(app: AppContext, runtime: WatchRuntime, plan: WatchPlan, signal?: AbortSignal): AsyncGenerator<WatchItem> {
+  // Live only: the log's end before joining bounds what counts as "before" (the feed's own
+  // position may lag while nobody watched).
+  const liveAfter = plan.afterSequence === undefined && !plan.includeSnapshot ? await app.store.events.latestSequence() : undefined;
   const sub = runtime.feed.subscribe(plan.selection, plan.thresholdsSeconds);
+  if (liveAfter !== undefined) sub.skipThrough(liveAfter);
   const onAbort = () => sub.close();
+  if (signal?.aborted) sub.close();
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
     let from = plan.afterSequence;

@@ -40,6 +40,7 @@ export class EventFeed implements LiveFeed {
   private readonly byOwner = new Map<string, Set<Subscription>>();
   private readonly byFamily = new Map<string, Set<Subscription>>();
   private polling = false;
+  private stale = false;
   private again = false;
   private closed = false;
   private gapSince: number | undefined;
@@ -58,7 +59,7 @@ export class EventFeed implements LiveFeed {
   /** Starts at the end of the log, with the poll and heartbeat timers (one each for all watchers). */
   async start(): Promise<void> {
     this.position = await this.events.latestSequence();
-    this.pollTimer = setInterval(() => this.wake(), this.options.pollIntervalMs).unref();
+    this.pollTimer = setInterval(() => this.read(), this.options.pollIntervalMs).unref();
     const tick = Math.max(100, Math.min(1000, Math.floor(this.options.heartbeatMs / 3)));
     this.heartbeatTimer = setInterval(() => this.heartbeats(), tick).unref();
   }
@@ -76,11 +77,28 @@ export class EventFeed implements LiveFeed {
       if (!set) index.set(key, (set = new Set()));
       set.add(sub);
     }
+    if (this.stale) {
+      this.stale = false;
+      this.read();
+    }
     return sub;
   }
 
-  /** Asks for a read of the log soon; calls during a read cause exactly one more read. */
+  /**
+   * Asks for a read of the log soon; calls during a read cause exactly one more read. Without
+   * watchers nothing needs the events at once: the read waits for the poll interval or the next
+   * subscriber, so writes (rotations) pay no extra query while nobody watches.
+   */
   wake(): void {
+    if (this.closed) return;
+    if (this.subs.size === 0) {
+      this.stale = true;
+      return;
+    }
+    this.read();
+  }
+
+  private read(): void {
     if (this.closed) return;
     if (this.polling) {
       this.again = true;
@@ -91,7 +109,7 @@ export class EventFeed implements LiveFeed {
       this.polling = false;
       if (this.again && !this.closed) {
         this.again = false;
-        this.wake();
+        this.read();
       }
     });
   }

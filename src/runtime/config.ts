@@ -61,8 +61,11 @@ function wholeNumber(env: Env, name: string, fallback: number, max: number): num
 }
 
 function inRange(env: Env, name: string, fallback: number, min: number, max: number): number {
-  const n = wholeNumber(env, name, fallback, max);
-  if (n < min) throw new ConfigError(`${name} must be at least ${min}, got "${env[name]}"`);
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  const unit = name.endsWith('_MS') ? ' of milliseconds' : name.endsWith('_SECONDS') ? ' of seconds' : '';
+  if (!/^\d+$/.test(raw) || n < min || n > max) throw new ConfigError(`${name} must be a whole number${unit} between ${min} and ${max}, got "${raw}"`);
   return n;
 }
 

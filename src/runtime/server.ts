@@ -123,6 +123,7 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
       for (const t of timers) clearTimeout(t);
       clearInterval(idleSweep);
       await allDone;
+      await feed.settled();
       await app.store.close();
     },
   };

@@ -83,6 +83,9 @@ describe.each(WIRES)('WatchExpiry over %s', (wire) => {
     await first.until((r) => r.length >= 10, 10_000, 'ten events');
     first.cancel();
     const seen = [...first.received];
+    // The server notices the cancelled call and drops its watcher.
+    for (let i = 0; i < 200 && s.rotor.expiry.feed.watchers > 0; i++) await new Promise((r) => setTimeout(r, 25));
+    expect(s.rotor.expiry.feed.watchers).toBe(0);
     const last = Number(seen[seen.length - 1]!.sequence);
     await new Promise((r) => setTimeout(r, 100)); // more events while disconnected
     stop = true;

@@ -71,7 +71,9 @@ describe('WatchExpiry fan-out', () => {
       expect(w.received.map((e) => [e.type, e.tokenId, e.successorId])).toEqual([[ExpiryEventType.ROTATED, target.token!.id, rotated.token!.id]]);
       expect(w.done).toBe(false);
     }
+    // Cancelled calls leave the feed (the stalled watcher left when it overflowed).
     for (const w of streams) w.cancel();
+    await waitFor(() => s.rotor.expiry.feed.watchers === 0, 'every cancelled stream to leave the feed');
 
     // Reading again, the stalled client gets what was in flight, then RESOURCE_EXHAUSTED.
     stalled.resume();

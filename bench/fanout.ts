@@ -1,0 +1,133 @@
+/**
+ * The fan-out scenario of `npm run bench` (issue 4 acceptance 5): N WatchExpiry streams over
+ * grpc-js on the gRPC port of a `rotor serve` child process, all watching the same R tokens
+ * (token_ids, as an agent watches its token); the bench rotates them one at a time and the
+ * watcher child records, for each of the
+ * N × R ROTATED deliveries, the delay from the event's `occurred_at` to its receipt. The server's
+ * RSS (VmRSS of the child process, /proc) is read idle, with the N streams open, and after the
+ * rotations. Each N gets a fresh server, so RSS figures do not carry over.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { timestampFromMs } from '@bufbuild/protobuf/wkt';
+import { TokenKind } from '../src/gen/rotor/v1/token_pb.js';
+import { TokenService } from '../src/gen/rotor/v1/token_service_pb.js';
+import type { WatchersJob, WatchersReply } from './fanout-watchers.js';
+import { benchClient } from './grpc.js';
+import { bootstrap, freePort, rotorEnv, startServer } from './server.js';
+
+/** Figures of one N. */
+export interface FanoutResult {
+  streams: number;
+  channels: number;
+  rotations: number;
+  open_seconds: number;
+  deliveries: number;
+  latency_p50_ms: number;
+  latency_p99_ms: number;
+  latency_max_ms: number;
+  rss_idle_mb: number;
+  rss_streams_open_mb: number;
+  rss_after_rotations_mb: number;
+  stream_errors: string[];
+}
+
+/** Resident set size of a process in MB (Linux /proc), NaN elsewhere. */
+function rssMb(pid: number): number {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Math.round(Number(m[1]) / 102.4) / 10 : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+class Watchers {
+  private queue: ((r: WatchersReply) => void)[] = [];
+  private constructor(private readonly child: ChildProcess) {
+    child.on('message', (r: WatchersReply) => this.queue.shift()?.(r));
+  }
+  static start(): Promise<Watchers> {
+    const child = fork(new URL('./fanout-watchers.js', import.meta.url), [], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      execArgv: ['--max-old-space-size=2048'],
+    });
+    return new Promise((resolve, reject) => {
+      child.once('message', () => resolve(new Watchers(child)));
+      child.once('exit', (code) => reject(new Error(`watcher child exited with ${code} before starting`)));
+    });
+  }
+  ask<K extends WatchersReply['kind']>(job: WatchersJob, expect: K): Promise<Extract<WatchersReply, { kind: K }>> {
+    return new Promise((resolve, reject) => {
+      this.queue.push((r) => (r.kind === expect ? resolve(r as Extract<WatchersReply, { kind: K }>) : reject(new Error(`watchers: ${JSON.stringify(r)}`))));
+      this.child.send(job);
+    });
+  }
+  stop(): void {
+    if (this.child.connected) this.child.disconnect();
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Runs the fan-out scenario for `streams` watchers in a fresh server under `work`. */
+export async function runFanout(work: string, streams: number, rotations: number, progress: (m: string) => void): Promise<FanoutResult> {
+  const [grpcPort, httpPort] = [await freePort(), await freePort()];
+  // A short heartbeat: a stream's first one tells the watcher child that the stream is registered.
+  const env = { ...rotorEnv(join(work, `fanout-${streams}`), grpcPort, httpPort), ROTOR_EXPIRY_SCAN_INTERVAL_MS: '0', ROTOR_WATCH_HEARTBEAT_SECONDS: '2', NODE_OPTIONS: process.env.BENCH_SERVER_NODE_OPTIONS ?? '' };
+  const address = `127.0.0.1:${grpcPort}`;
+  const admin = await bootstrap(env);
+  const server = await startServer(env, address);
+  const watchers = await Watchers.start();
+  const api = benchClient(TokenService, address);
+  try {
+    const pid = server.child.pid!;
+    const tokens: { id: string; secret: string }[] = [];
+    for (let i = 0; i < rotations; i++) {
+      const created = (await api.call(
+        'createToken',
+        { kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'fanout', name: `watched-${i}`, scopes: ['rotor:rotate'], expiresAt: timestampFromMs(Date.now() + 3_600_000) },
+        admin,
+      )) as { token: { id: string }; secret: string };
+      tokens.push({ id: created.token.id, secret: created.secret });
+    }
+    await sleep(500);
+    const rssIdle = rssMb(pid);
+    const channels = Math.max(1, Math.ceil(streams / 1000));
+    progress(`fan-out: opening ${streams} streams over ${channels} grpc-js channels`);
+    const opened = await watchers.ask({ kind: 'open', address, bearer: admin, tokenIds: tokens.map((t) => t.id), streams, channels }, 'opened');
+    await sleep(500);
+    const rssOpen = rssMb(pid);
+    for (const [r, t] of tokens.entries()) {
+      const delivered = watchers.ask({ kind: 'await', tokenId: t.id }, 'received');
+      await api.call('rotateToken', { idempotencyKey: `bench-fanout-rotation-${r}-${streams}` }, t.secret);
+      await delivered;
+      await sleep(200);
+    }
+    const rssAfter = rssMb(pid);
+    const closed = await watchers.ask({ kind: 'close' }, 'closed');
+    const result: FanoutResult = {
+      streams,
+      channels,
+      rotations,
+      open_seconds: Math.round(opened.seconds * 100) / 100,
+      deliveries: closed.samples,
+      latency_p50_ms: closed.p50_ms,
+      latency_p99_ms: closed.p99_ms,
+      latency_max_ms: closed.max_ms,
+      rss_idle_mb: rssIdle,
+      rss_streams_open_mb: rssOpen,
+      rss_after_rotations_mb: rssAfter,
+      stream_errors: closed.errors,
+    };
+    progress(
+      `  fanout ${String(streams).padStart(6)} streams: p50 ${result.latency_p50_ms} ms, p99 ${result.latency_p99_ms} ms, RSS ${rssIdle} → ${rssOpen} → ${rssAfter} MB`,
+    );
+    return result;
+  } finally {
+    api.close();
+    watchers.stop();
+    await server.stop();
+  }
+}

@@ -1,0 +1,82 @@
+import { describe, expect, it } from 'vitest';
+import { requireWatch } from '../../src/domain/authorization.js';
+import {
+  expiredKey,
+  expiringSoonKey,
+  formatDurationSeconds,
+  parseDurationSeconds,
+  selectThresholds,
+  selects,
+  stateAfter,
+  thresholdApplies,
+} from '../../src/domain/expiry.js';
+import { SCOPE_ADMIN } from '../../src/domain/scopes.js';
+import { DAY, HOUR, NOW, expectRotorError, tokenRecord } from './fixtures.js';
+
+const SCHEDULED = [30 * 86400, 7 * 86400, 86400, 3600];
+
+describe('durations', () => {
+  it('parses s, m, h, d and refuses anything else', () => {
+    expect(['90s', '15m', '12h', '30d', ' 7d '].map(parseDurationSeconds)).toEqual([90, 900, 43200, 2592000, 604800]);
+    expect(['', '0s', '1w', '1.5h', '-1d', 'd', '10', '99999999d'].map(parseDurationSeconds)).toEqual(Array(8).fill(undefined));
+  });
+  it('formats the shortest exact unit', () => {
+    expect([2592000, 7200, 900, 61].map(formatDurationSeconds)).toEqual(['30d', '2h', '15m', '61s']);
+  });
+});
+
+describe('thresholds', () => {
+  it('a request picks a subset of the scheduled thresholds; empty means all', () => {
+    expect(selectThresholds([], SCHEDULED)).toEqual(SCHEDULED);
+    expect(selectThresholds([3600, 86400, 3600], SCHEDULED)).toEqual([86400, 3600]);
+  });
+  it('an unscheduled threshold is invalid_argument naming the allowed ones', () => {
+    const e = expectRotorError(() => selectThresholds([3600, 7200, 5], SCHEDULED), 'invalid_argument', 'thresholds');
+    expect(e.message).toBe('thresholds: 2h, 5s not scheduled by this server; allowed: 30d, 7d, 1d, 1h');
+    expect(e.details.field).toBe('thresholds');
+  });
+  it('applies only when the token lives longer than the threshold', () => {
+    expect(thresholdApplies(NOW, NOW + 2 * DAY, 86400)).toBe(true);
+    expect(thresholdApplies(NOW, NOW + DAY, 86400)).toBe(false);
+    expect(thresholdApplies(NOW, NOW + DAY, 7 * 86400)).toBe(false);
+  });
+  it('unique keys: one per (token, threshold) and one EXPIRED per token', () => {
+    expect(expiringSoonKey('tok_a1', 3600)).toBe('expiring_soon:tok_a1:3600');
+    expect(expiredKey('tok_a1')).toBe('expired:tok_a1');
+  });
+});
+
+describe('events', () => {
+  it('state after each event; a revocation that ends an overlap leaves the token rotated', () => {
+    expect(stateAfter('created', null)).toBe('active');
+    expect(stateAfter('expiring_soon', null)).toBe('active');
+    expect(stateAfter('rotated', 'rotated')).toBe('rotated');
+    expect(stateAfter('revoked', 'revoked')).toBe('revoked');
+    expect(stateAfter('revoked', 'overlap_ended')).toBe('rotated');
+    expect(stateAfter('family_revoked', 'reuse_detected')).toBe('revoked');
+    expect(stateAfter('expired', null)).toBe('expired');
+  });
+  it('selections match by token id, owner or family', () => {
+    const e = { tokenId: 'tok_a1', ownerId: 'web', familyId: 'fam_f1' };
+    expect(selects({ kind: 'tokens', tokenIds: ['tok_b1', 'tok_a1'] }, e)).toBe(true);
+    expect(selects({ kind: 'tokens', tokenIds: ['tok_b1'] }, e)).toBe(false);
+    expect(selects({ kind: 'owner', ownerId: 'web' }, e)).toBe(true);
+    expect(selects({ kind: 'owner', ownerId: 'api' }, e)).toBe(false);
+    expect(selects({ kind: 'family', familyId: 'fam_f1' }, e)).toBe(true);
+    expect(selects({ kind: 'family', familyId: 'fam_f2' }, e)).toBe(false);
+  });
+});
+
+describe('requireWatch', () => {
+  const me = tokenRecord({ id: 'tok_me000000000000000000001', ownerId: 'user-1', scopes: ['read'] });
+  it('own token, same owner, and admins may watch', () => {
+    expect(() => requireWatch(me, { id: me.id, ownerId: me.ownerId })).not.toThrow();
+    expect(() => requireWatch(me, { ownerId: 'user-1' })).not.toThrow();
+    const admin = tokenRecord({ ownerId: 'ops', scopes: [SCOPE_ADMIN], expiresAt: NOW + HOUR });
+    expect(() => requireWatch(admin, { ownerId: 'user-2' })).not.toThrow();
+  });
+  it("another owner's tokens need rotor:admin", () => {
+    const e = expectRotorError(() => requireWatch(me, { id: 'tok_other0000000000000000001', ownerId: 'user-2' }), 'permission_denied', 'rotor:admin');
+    expect(e.message).toBe('watching tokens of another owner needs rotor:admin');
+  });
+});

@@ -1,0 +1,147 @@
+/**
+ * The live feed against an in-memory log: sequence order, a hole in the sequence held back and
+ * then skipped, a watcher's bounded buffer, heartbeats only for idle live watchers, shutdown.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import type { EventRepository } from '../../src/app/store-ports.js';
+import type { WatchedEvent } from '../../src/domain/token-event.js';
+import { EventFeed } from '../../src/expiry/event-feed.js';
+
+const quiet = { info() {}, warn() {}, error() {} };
+
+function ev(sequence: number, tokenId = 'tok_a1', type: WatchedEvent['type'] = 'revoked', thresholdSeconds: number | null = null): WatchedEvent {
+  return { sequence, type, tokenId, familyId: 'fam_f1', ownerId: 'web', successorId: null, actor: 'x', peer: null, reason: null, occurredAt: 0, expiresAt: 0, thresholdSeconds };
+}
+
+/** A log the test appends to; only what the feed reads is implemented. */
+function memoryLog(rows: WatchedEvent[]): EventRepository {
+  const unused = () => Promise.reject(new Error('not used by the feed'));
+  return {
+    append: unused,
+    list: unused,
+    forSelection: unused,
+    appendExpiringSoon: unused,
+    appendExpired: unused,
+    latestSequence: async () => rows.reduce((m, r) => Math.max(m, r.sequence), 0),
+    tail: async (after, limit) => rows.filter((r) => r.sequence > after).sort((a, b) => a.sequence - b.sequence).slice(0, limit),
+  };
+}
+
+const settle = async (feed: EventFeed) => {
+  for (let i = 0; i < 5; i++) {
+    await feed.settled();
+    await new Promise((r) => setImmediate(r));
+  }
+};
+
+describe('EventFeed', () => {
+  let feed: EventFeed | undefined;
+  afterEach(() => feed?.close());
+
+  it('offers events in sequence order to the watchers of their token, owner or family only', async () => {
+    const rows: WatchedEvent[] = [];
+    feed = new EventFeed(memoryLog(rows), () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 10 });
+    await feed.start();
+    const a = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [3600]);
+    const owner = feed.subscribe({ kind: 'owner', ownerId: 'web' }, [3600]);
+    const other = feed.subscribe({ kind: 'family', familyId: 'fam_other' }, [3600]);
+    rows.push(ev(1), ev(2, 'tok_b1'), ev(3, 'tok_a1', 'expiring_soon', 3600), ev(4, 'tok_a1', 'expiring_soon', 86400));
+    feed.wake();
+    await settle(feed);
+    const seqs = async (s: typeof a, n: number) => {
+      const out: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const item = await s.take();
+        out.push(item.kind === 'event' ? item.event.sequence : -1);
+      }
+      return out;
+    };
+    // The 1d threshold is not among the watcher's thresholds.
+    expect(await seqs(a, 2)).toEqual([1, 3]);
+    expect(await seqs(owner, 3)).toEqual([1, 2, 3]);
+    expect(other.pending).toBe(0);
+    expect(feed.position).toBe(4);
+  });
+
+  it('holds events behind a hole in the sequence, then moves past it', async () => {
+    const rows: WatchedEvent[] = [ev(1)];
+    feed = new EventFeed(memoryLog(rows), () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 10, gapHoldMs: 150 });
+    await feed.start();
+    const w = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, []);
+    rows.push(ev(3), ev(4));
+    feed.wake();
+    await settle(feed);
+    expect([feed.position, w.pending]).toEqual([1, 0]);
+    // The late transaction commits within the hold: delivered in order.
+    rows.push(ev(2));
+    feed.wake();
+    await settle(feed);
+    expect([feed.position, w.pending]).toEqual([4, 3]);
+    // A hole that never fills is skipped after the hold.
+    rows.push(ev(6));
+    feed.wake();
+    await settle(feed);
+    expect(feed.position).toBe(4);
+    await new Promise((r) => setTimeout(r, 250));
+    await settle(feed);
+    expect(feed.position).toBe(6);
+  });
+
+  it('a full buffer ends only that watcher with resource_exhausted; the feed never waits', async () => {
+    const rows: WatchedEvent[] = [];
+    feed = new EventFeed(memoryLog(rows), () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 3 });
+    await feed.start();
+    const slow = feed.subscribe({ kind: 'owner', ownerId: 'web' }, []);
+    const fast = feed.subscribe({ kind: 'owner', ownerId: 'web' }, []);
+    const got: number[] = [];
+    const reader = (async () => {
+      for (;;) {
+        const item = await fast.take();
+        if (item.kind === 'event') got.push(item.event.sequence);
+        if (got.length === 5) return;
+      }
+    })();
+    for (let i = 1; i <= 5; i++) {
+      rows.push(ev(i));
+      feed.wake();
+      await settle(feed);
+    }
+    await reader;
+    expect(got).toEqual([1, 2, 3, 4, 5]);
+    await expect(slow.take()).rejects.toMatchObject({ code: 'resource_exhausted' });
+    expect(feed.watchers).toBe(1);
+  });
+
+  it('without watchers a commit costs no read; the first subscriber catches the feed up, nothing lost', async () => {
+    const rows: WatchedEvent[] = [ev(1)];
+    const log = memoryLog(rows);
+    let reads = 0;
+    const tail = log.tail.bind(log);
+    log.tail = (after, limit) => (reads++, tail(after, limit));
+    feed = new EventFeed(log, () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 10 });
+    await feed.start();
+    rows.push(ev(2));
+    feed.wake();
+    await settle(feed);
+    expect([reads, feed.position]).toEqual([0, 1]);
+    const w = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, []);
+    expect(w.liveFrom).toBe(1);
+    await settle(feed);
+    expect([reads, feed.position, w.pending]).toEqual([1, 2, 1]);
+  });
+
+  it('heartbeats go to live, idle watchers with nothing pending; close ends every watcher with unavailable', async () => {
+    const rows: WatchedEvent[] = [ev(1), ev(2, 'tok_zz1')];
+    feed = new EventFeed(memoryLog(rows), () => 42, quiet, { pollIntervalMs: 60_000, heartbeatMs: 100, bufferEvents: 3 });
+    await feed.start();
+    const live = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, []);
+    const replaying = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, []);
+    live.markLive();
+    const item = await live.take();
+    expect(item).toEqual({ kind: 'heartbeat', sequence: 2, at: 42 });
+    expect(replaying.pending).toBe(0);
+    feed.close();
+    await expect(live.take()).rejects.toMatchObject({ code: 'unavailable', message: 'server is shutting down; reconnect with after_sequence set to the last sequence received' });
+    expect(() => feed!.subscribe({ kind: 'owner', ownerId: 'web' }, [])).toThrow('server is shutting down');
+  });
+});
