@@ -83,10 +83,10 @@ describe('rotor agent end to end (real serve process)', () => {
   const fileToken = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8').trim() : undefined);
 
   it('rotates the token file on EXPIRING_SOON before expiry (mode 0600), runs the --exec hook, keeps rotating, and stops cleanly on SIGTERM', async () => {
-    const { token, secret } = await createAgentToken('svc-fresh', '6s');
+    const { token, secret } = await createAgentToken('svc-fresh', '8s');
     const file = join(work, 'fresh.token');
     const hookLog = join(work, 'hook.log');
-    // The fraction (0.9: 5.4 s) comes after the 4 s threshold (due 2 s in): the stream drives this.
+    // The fraction (0.9: 7.2 s) comes after the 4 s threshold (due 4 s in): the stream drives this.
     const a = agent(file, url(), secret, ['--rotate-at-fraction', '0.9', '--exec', `printf '%s\\n' "$ROTOR_TOKEN_ID" >> '${hookLog}'`]);
 
     const successorSecret = await waitFor('the first rotation', () => {
@@ -110,7 +110,7 @@ describe('rotor agent end to end (real serve process)', () => {
     // The hook ran after the first write (ROTOR_TOKEN into the absent file) and after the rotation.
     await waitFor('the hook', () => existsSync(hookLog) && readFileSync(hookLog, 'utf8').startsWith(`${token.id}\n${successor.id}\n`));
 
-    // The successor is rotated in turn (same 6 s lifetime, at half of it).
+    // The successor is rotated in turn (same 8 s lifetime, on its own 4 s notice).
     await waitFor('the second rotation', () => {
       const t = fileToken(file);
       if (t !== undefined && t !== successorSecret) return (secrets.push(t), true);
@@ -126,8 +126,8 @@ describe('rotor agent end to end (real serve process)', () => {
     expect((await family(token.family_id)).map((m) => m.state)).toEqual(['rotated', 'rotated', 'active']);
   }, 20_000);
 
-  it('rotates at the lifetime fraction when no threshold applies (a 3 s token gets no 4 s notice)', async () => {
-    const { token, secret } = await createAgentToken('svc-fraction', '3s');
+  it('rotates at the lifetime fraction when no threshold applies (a 4 s token gets no 4 s notice)', async () => {
+    const { token, secret } = await createAgentToken('svc-fraction', '4s');
     const file = join(work, 'fraction.token');
     const a = agent(file, url(), secret);
     const next = await waitFor('the rotation', () => {
