@@ -56,6 +56,11 @@ export async function watchCommand(args: string[], env: NodeJS.ProcessEnv, signa
   const maxMs = positiveDuration(values['max-backoff'], '--max-backoff') * 1000;
   const idleTimeoutMs = positiveDuration(values['idle-timeout'], '--idle-timeout') * 1000;
 
+  // `rotor watch | head`: a reader that went away ends the watch quietly, not with a stack trace.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+    throw e;
+  });
   const { expiry } = rotorClients(values.server);
   const open: OpenWatch = (req, sig) => expiry.watchExpiry(req, asBearer(secret, { signal: sig }));
   const events = resumableWatch(open, selection, {
