@@ -21,19 +21,32 @@ export interface MountedService {
 type UnaryFn = (req: unknown, ctx: HandlerContext) => unknown;
 type StreamFn = (req: unknown, ctx: HandlerContext) => AsyncIterable<unknown>;
 
+/**
+ * A stream whose failure is mapped by `map`. A plain iterator rather than another async
+ * generator around the handler's: one layer less of promises for every message of every stream.
+ */
+function mapStreamErrors(source: AsyncIterable<unknown>, map: (e: unknown) => unknown): AsyncIterable<unknown> {
+  return {
+    [Symbol.asyncIterator]() {
+      const it = source[Symbol.asyncIterator]();
+      const fail = (e: unknown): never => {
+        throw map(e);
+      };
+      return {
+        next: () => it.next().catch(fail),
+        return: (value?: unknown) => (it.return ? it.return(value).catch(fail) : Promise.resolve({ done: true as const, value })),
+      };
+    },
+  };
+}
+
 /** Wraps every method so that errors leave through the one mapping in connect-errors.ts. */
 function withErrorMapping(app: AppContext, service: DescService, impl: object): Partial<ServiceImpl<DescService>> {
   const wrapped: Record<string, UnaryFn | StreamFn> = {};
   for (const [name, fn] of Object.entries(impl) as [string, UnaryFn][]) {
     const where = `${service.typeName}/${name}`;
     if (service.methods.find((m) => m.localName === name)?.methodKind === 'server_streaming') {
-      wrapped[name] = async function* (req, ctx) {
-        try {
-          yield* (fn as unknown as StreamFn)(req, ctx);
-        } catch (e) {
-          throw toConnectError(e, app.log, where);
-        }
-      };
+      wrapped[name] = (req, ctx) => mapStreamErrors((fn as unknown as StreamFn)(req, ctx), (e) => toConnectError(e, app.log, where));
       continue;
     }
     wrapped[name] = async (req, ctx) => {

@@ -48,6 +48,8 @@ export class EventFeed implements LiveFeed {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private gapTimer: NodeJS.Timeout | undefined;
   private idle: Promise<void> = Promise.resolve();
+  /** Threshold sets shared between watchers that ask for the same ones (most ask for all). */
+  private readonly thresholdSets = new Map<string, ReadonlySet<number>>();
 
   constructor(
     private readonly events: EventRepository,
@@ -70,7 +72,10 @@ export class EventFeed implements LiveFeed {
 
   subscribe(selection: WatchSelection, thresholdsSeconds: readonly number[]): Subscription {
     if (this.closed) throw new RotorError('unavailable', 'server is shutting down; reconnect to another replica');
-    const sub = new Subscription(selection, new Set(thresholdsSeconds), this.position, this.options.bufferEvents, (s) => this.detach(s));
+    const key = thresholdsSeconds.join(',');
+    let thresholds = this.thresholdSets.get(key);
+    if (!thresholds) this.thresholdSets.set(key, (thresholds = new Set(thresholdsSeconds)));
+    const sub = new Subscription(selection, thresholds, this.position, this.options.bufferEvents, (s) => this.detach(s));
     this.subs.add(sub);
     for (const [index, key] of this.keysOf(selection)) {
       let set = index.get(key);
@@ -163,8 +168,10 @@ export class EventFeed implements LiveFeed {
   }
 
   private dispatch(e: WatchedEvent): void {
+    // One item for every watcher: with thousands of them, per-watcher copies would be garbage.
+    const item = { kind: 'event', event: e } as const;
     for (const set of [this.byToken.get(e.tokenId), this.byOwner.get(e.ownerId), this.byFamily.get(e.familyId)]) {
-      if (set) for (const s of set) s.offer(e);
+      if (set) for (const s of set) s.offer(item);
     }
   }
 

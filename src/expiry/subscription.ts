@@ -56,7 +56,8 @@ export class Subscription implements LiveSubscription {
   }
 
   /** Called by the feed for every event of the selection, in sequence order. */
-  offer(event: WatchedEvent): void {
+  offer(item: { kind: 'event'; event: WatchedEvent }): void {
+    const event = item.event;
     if (this.failure || event.sequence <= this.floor) return;
     if (event.type === 'expiring_soon' && !this.thresholds.has(event.thresholdSeconds ?? -1)) return;
     if (this.queue.length >= this.capacity) {
@@ -68,7 +69,7 @@ export class Subscription implements LiveSubscription {
       );
       return;
     }
-    this.push({ kind: 'event', event });
+    this.push(item);
   }
 
   /** Queues a heartbeat; the feed only calls this for a live watcher with nothing pending. */

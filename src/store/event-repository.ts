@@ -62,7 +62,11 @@ export class KnexEventRepository implements EventRepository {
     private readonly db: Knex | Knex.Transaction,
     /** Told how many events were appended (the store wakes the live feed after commit). */
     private readonly appended: (count: number) => void = () => {},
+    /** Share concurrent latestSequence() reads (the pool's repository, never a transaction's). */
+    private readonly shareReads = false,
   ) {}
+
+  private inFlightLatest: Promise<number> | undefined;
 
   async append(events: readonly NewTokenEvent[]): Promise<void> {
     if (events.length === 0) return;
@@ -91,7 +95,19 @@ export class KnexEventRepository implements EventRepository {
     return rows.map(toEvent);
   }
 
-  async latestSequence(): Promise<number> {
+  /**
+   * Outside a transaction, concurrent callers share one query: thousands of WatchExpiry streams
+   * opening at once then cost one read, not one each. A shared answer may be a moment older than
+   * the call, which every caller tolerates (it bounds what counts as already seen).
+   */
+  latestSequence(): Promise<number> {
+    if (this.inFlightLatest) return this.inFlightLatest;
+    const q = this.readLatest();
+    if (this.shareReads) this.inFlightLatest = q.finally(() => (this.inFlightLatest = undefined));
+    return q;
+  }
+
+  private async readLatest(): Promise<number> {
     const row = (await this.db('token_events').max({ seq: 'sequence' }).first()) as { seq: number | string | null } | undefined;
     return Number(row?.seq ?? 0);
   }

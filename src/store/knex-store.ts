@@ -23,7 +23,7 @@ export class KnexStore implements Store {
   ) {
     this.cache = new TokenCache(cacheOptions);
     this.tokens = new CachedTokenRepository(new KnexTokenRepository(knex), this.cache, true);
-    this.events = new KnexEventRepository(knex, (n) => this.eventsCommitted(n));
+    this.events = new KnexEventRepository(knex, (n) => this.eventsCommitted(n), true);
   }
 
   /**

@@ -11,7 +11,8 @@
 import { timestampMs } from '@bufbuild/protobuf/wkt';
 import { Code } from '@connectrpc/connect';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ExpiryEventType, type ExpiryEvent } from '../../src/gen/rotor/v1/expiry_service_pb.js';
+import { ExpiryEventType, ExpiryService, type ExpiryEvent } from '../../src/gen/rotor/v1/expiry_service_pb.js';
+import { connectClient } from '../support/connect-client.js';
 import { TokenKind, TokenState } from '../../src/gen/rotor/v1/token_pb.js';
 import { connectApi, grpcApi, newKey, type Api, type Wire, type WatchStream } from '../support/rotor-api.js';
 import { inMs, startTestServer, type TestServer } from '../support/server.js';
@@ -210,6 +211,38 @@ describe.each(WIRES)('WatchExpiry over %s', (wire) => {
     const ok = watch({ ownerId: `sel-${wire}` }, mine.secret);
     await new Promise((r) => setTimeout(r, 200));
     expect(ok.done).toBe(false);
+  });
+});
+
+describe('WatchExpiry over gRPC-Web on the HTTP port', () => {
+  it('streams events like the other protocols', async () => {
+    const s = await startTestServer({ ROTOR_EXPIRY_SCAN_INTERVAL_MS: '0' });
+    const api = grpcApi(s);
+    const abort = new AbortController();
+    try {
+      const created = await api.createToken(
+        { kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'web', name: 'w', scopes: ['rotor:rotate'], expiresAt: inMs(s.clock.now(), DAY) },
+        s.adminSecret,
+      );
+      const client = connectClient(ExpiryService, s.httpUrl, s.adminSecret, { grpcWeb: true, binary: true });
+      const events: ExpiryEvent[] = [];
+      const done = (async () => {
+        for await (const e of client.watchExpiry({ ownerId: 'web', afterSequence: 0n }, { signal: abort.signal })) {
+          events.push(e);
+          if (events.length === 2) return;
+        }
+      })();
+      await api.revokeToken({ id: created.token!.id }, s.adminSecret);
+      await done;
+      expect(events.map((e) => [e.type, e.tokenId])).toEqual([
+        [ExpiryEventType.SNAPSHOT, created.token!.id],
+        [ExpiryEventType.REVOKED, created.token!.id],
+      ]);
+    } finally {
+      abort.abort();
+      api.close();
+      await s.stop();
+    }
   });
 });
 

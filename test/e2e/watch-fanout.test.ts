@@ -116,3 +116,30 @@ describe.each(['grpc', 'connect'] as const)('heartbeats over %s', (wire) => {
     }
   });
 });
+
+describe('shutdown with a stalled stream', () => {
+  it('does not wait the 5 s grace for a client that stopped reading', async () => {
+    const s = await startTestServer({ ROTOR_WATCH_BUFFER_EVENTS: '16', ROTOR_EXPIRY_SCAN_INTERVAL_MS: '0' });
+    const api = grpcApi(s);
+    try {
+      const stalled = api.watchExpiry({ ownerId: 'stall' }, s.adminSecret);
+      stalled.pause();
+      await waitFor(() => s.rotor.expiry.feed.watchers === 1, 'the watcher');
+      // Enough events to fill the HTTP/2 window and the server's buffers: its writes block.
+      const caller = await authenticate(s.rotor.app, { authorization: `Bearer ${s.adminSecret}`, peer: null });
+      for (let i = 0; i < 2000 && s.rotor.expiry.feed.watchers > 0; i++) {
+        await createToken(s.rotor.app, caller, {
+          kind: 'service_account', ownerId: 'stall', name: `n${i}`, description: '', scopes: [], audiences: [],
+          expiresAt: s.clock.now() + DAY, policy: {},
+        });
+        if (i % 100 === 99) await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(s.rotor.expiry.feed.watchers).toBe(0); // it overflowed: the server is stuck writing to it
+      const t0 = Date.now();
+      await s.stop();
+      expect(Date.now() - t0).toBeLessThan(3000);
+    } finally {
+      api.close();
+    }
+  });
+});
