@@ -8,9 +8,11 @@ import { pendingPath, readPending, secretFingerprint, writePending } from '../..
 import { ExpiryEventType } from '../../src/gen/rotor/v1/expiry_service_pb.js';
 import { TokenState } from '../../src/gen/rotor/v1/token_pb.js';
 import { FakeAgentServer, event } from '../support/fake-agent-server.js';
-import { ManualClock, flush } from '../support/manual-clock.js';
+import { ManualClock, flush, until } from '../support/manual-clock.js';
 
 const LIFETIME = 3_000;
+/** The manual clock's start. */
+const T0 = 1_000_000;
 
 describe('rotor agent (fake server, manual clock)', () => {
   let dir: string;
@@ -24,7 +26,7 @@ describe('rotor agent (fake server, manual clock)', () => {
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'rotor-agent-unit-'));
     file = join(dir, 'token');
-    clock = new ManualClock(1_000_000);
+    clock = new ManualClock(T0);
     server = new FakeAgentServer(clock, LIFETIME);
     logs = [];
     stop = new AbortController();
@@ -60,10 +62,13 @@ describe('rotor agent (fake server, manual clock)', () => {
     const first = server.issue();
     writeFileSync(file, first.secret + '\n', { mode: 0o644 });
     const run = start();
+    await until('the agent waits for 2/3 of the lifetime', () => clock.hasTimerAt(T0 + 2_000));
     await clock.advance(1_999);
     expect(server.rotateCalls).toEqual([]);
     expect(logs.join('\n')).toContain('the server has no WatchExpiry');
     await clock.advance(1);
+    // The next wait (2/3 of the successor's lifetime) starts only once the successor is written.
+    await until('the agent waits for the successor', () => clock.hasTimerAt(T0 + 4_000));
     expect(server.rotateCalls).toHaveLength(1);
     const second = server.tokens[1]!;
     expect(fileToken()).toBe(second.secret);
@@ -74,6 +79,7 @@ describe('rotor agent (fake server, manual clock)', () => {
     await clock.advance(1_999);
     expect(server.rotateCalls).toHaveLength(1);
     await clock.advance(1);
+    await until('the second successor is written', () => clock.hasTimerAt(T0 + 6_000));
     expect(server.rotateCalls).toHaveLength(2);
     expect(fileToken()).toBe(server.tokens[2]!.secret);
     stop.abort();
@@ -87,12 +93,13 @@ describe('rotor agent (fake server, manual clock)', () => {
     writeFileSync(file, server.issue().secret);
     await clock.advance(2_500); // the agent starts late: 5/6 of the lifetime is gone
     const run = start({ fraction: 0.5 });
-    await flush();
+    // Rotated at once; the successor (created at +2.5 s, 3 s lifetime) is due at +4 s.
+    await until('the agent waits for the successor', () => clock.hasTimerAt(T0 + 4_000));
     expect(server.rotateCalls).toHaveLength(1);
     await clock.advance(1_499);
     expect(server.rotateCalls).toHaveLength(1);
     await clock.advance(1);
-    expect(server.rotateCalls).toHaveLength(2);
+    await until('the second rotation', () => server.rotateCalls.length === 2);
     stop.abort();
     expect((await run).code).toBe(0);
   });
@@ -101,7 +108,7 @@ describe('rotor agent (fake server, manual clock)', () => {
     const first = server.issue();
     writeFileSync(file, first.secret);
     const run = start();
-    await flush();
+    await until('the watch', () => server.live !== undefined);
     const s1 = server.live!;
     expect(s1.secret).toBe(first.secret);
     expect(s1.request).toEqual({ includeSnapshot: true });
@@ -111,7 +118,7 @@ describe('rotor agent (fake server, manual clock)', () => {
     expect(server.rotateCalls).toEqual([]);
     s1.push(event(ExpiryEventType.HEARTBEAT, { sequence: 11 }));
     s1.push(event(ExpiryEventType.EXPIRING_SOON, { sequence: 12, tokenId: first.id, thresholdMs: 1_000 }));
-    await clock.advance(100);
+    await until("the successor's watch", () => server.streams.length === 2);
     expect(server.rotateCalls).toHaveLength(1);
     expect(s1.aborted).toBe(true);
     const successor = server.tokens[1]!;
@@ -128,14 +135,15 @@ describe('rotor agent (fake server, manual clock)', () => {
     const first = server.issue();
     writeFileSync(file, first.secret);
     const run = start();
-    await flush();
+    await until('the watch', () => server.live !== undefined);
     server.live!.push(event(ExpiryEventType.SNAPSHOT, { sequence: 3, tokenId: first.id, state: TokenState.ACTIVE }));
     await flush();
     server.live!.fail(new ConnectError('premature close', Code.Unavailable));
+    await until('the reconnect backoff', () => clock.hasTimerAt(T0 + 100));
     await clock.advance(99);
     expect(server.streams).toHaveLength(1);
     await clock.advance(1);
-    expect(server.streams).toHaveLength(2);
+    await until('the reconnect', () => server.streams.length === 2);
     expect(server.live!.request).toEqual({ includeSnapshot: false, afterSequence: 3n });
     expect(server.rotateCalls).toEqual([]);
     stop.abort();
@@ -149,14 +157,22 @@ describe('rotor agent (fake server, manual clock)', () => {
     server.rotateFailuresBefore = [new ConnectError('connect ECONNREFUSED', Code.Unavailable)];
     server.loseResponses = 2;
     const run = start();
+    await until('the agent waits for 2/3 of the lifetime', () => clock.hasTimerAt(T0 + 2_000));
     await clock.advance(2_000);
+    await until('the first retry is scheduled', () => clock.hasTimerAt(T0 + 2_100));
     expect(server.rotateCalls).toHaveLength(1);
     const pending = await readPending(file);
-    expect(pending).toEqual({ idempotencyKey: 'test-key-000000000001', tokenSha256: secretFingerprint(first.secret), startedAt: 1_002_000 });
+    expect(pending).toEqual({ idempotencyKey: 'test-key-000000000001', tokenSha256: secretFingerprint(first.secret), startedAt: T0 + 2_000 });
     expect(mode(pendingPath(file))).toBe(0o600);
-    while (server.rotateCalls.length < 4) await clock.next();
+    // Backoff doubles: retries 100, 200 and 400 ms apart; the third retry gets the answer.
+    for (const at of [T0 + 2_100, T0 + 2_300, T0 + 2_700]) {
+      await until(`a retry due at +${at - T0} ms`, () => clock.hasTimerAt(at));
+      await clock.advance(at - clock.now());
+    }
+    // The successor was minted by the first call that got through (+2.1 s): its turn comes at +4.1 s.
+    await until("the successor's turn is scheduled", () => clock.hasTimerAt(T0 + 4_100));
+    expect(server.rotateCalls).toHaveLength(4);
     expect(new Set(server.rotateCalls.map((c) => c.key))).toEqual(new Set(['test-key-000000000001']));
-    expect(clock.sleeps.slice(-4, -1)).toEqual([100, 200, 400]); // the last one waits for the successor's turn
     expect(server.tokens).toHaveLength(2);
     expect(fileToken()).toBe(server.tokens[1]!.secret);
     expect(await readPending(file)).toBeUndefined();
@@ -171,7 +187,9 @@ describe('rotor agent (fake server, manual clock)', () => {
     writeFileSync(file, first.secret);
     server.loseResponses = 1; // the server committed; the agent never heard back
     const crashed = start();
+    await until('the agent waits for 2/3 of the lifetime', () => clock.hasTimerAt(T0 + 2_000));
     await clock.advance(2_000);
+    await until('the retry is scheduled', () => clock.hasTimerAt(T0 + 2_100));
     stop.abort(); // the agent "dies" while backing off
     expect(await crashed).toEqual({ code: 0, message: "stopped" });
     expect(fileToken()).toBe(first.secret);
@@ -181,7 +199,8 @@ describe('rotor agent (fake server, manual clock)', () => {
     await clock.advance(500); // past the reuse grace: a new key would now revoke the family
     stop = new AbortController();
     const restarted = start();
-    await flush();
+    // The successor was minted by the lost call at +2 s: its turn comes at +4 s.
+    await until('the successor is written', () => clock.hasTimerAt(T0 + 4_000));
     expect(server.rotateCalls.map((c) => c.key)).toEqual(['test-key-000000000001', 'test-key-000000000001']);
     expect(fileToken()).toBe(server.tokens[1]!.secret);
     expect(server.family(first.familyId).map((t) => t.state)).toEqual([TokenState.ROTATED, TokenState.ACTIVE]);
@@ -195,7 +214,7 @@ describe('rotor agent (fake server, manual clock)', () => {
     writeFileSync(file, t.secret);
     await writePending(file, { idempotencyKey: 'stale-key-0000000001', tokenSha256: secretFingerprint('secret-of-the-predecessor'), startedAt: 0 });
     const run = start();
-    await flush();
+    await until('the agent waits', () => clock.hasTimerAt(T0 + 2_000));
     expect(await readPending(file)).toBeUndefined();
     expect(server.rotateCalls).toEqual([]);
     expect(logs.join('\n')).toContain('discarding a pending rotation');
@@ -220,7 +239,7 @@ describe('rotor agent (fake server, manual clock)', () => {
     writeFileSync(file, t.secret);
     await writePending(file, { idempotencyKey: 'old-key-000000000001', tokenSha256: secretFingerprint(t.secret), startedAt: clock.now() - 700_000 });
     const run = start();
-    await flush();
+    await until('the successor is written', () => clock.hasTimerAt(T0 + 2_000));
     expect(server.rotateCalls.map((c) => c.key)).toEqual(['test-key-000000000001']);
     expect(fileToken()).toBe(server.tokens[1]!.secret);
     stop.abort();
@@ -233,9 +252,12 @@ describe('rotor agent (fake server, manual clock)', () => {
     writeFileSync(file, server.issue().secret);
     server.describeFailures = [0, 1, 2, 3, 4, 5].map(() => new ConnectError('connect ECONNREFUSED', Code.Unavailable));
     const run = start();
-    for (let i = 0; i < 6; i++) await clock.next();
-    expect(clock.sleeps.slice(0, 6)).toEqual([100, 200, 400, 800, 1_000, 1_000]);
-    expect(server.describeCalls).toHaveLength(7);
+    // 100, 200, 400, 800, then capped at 1,000 ms apart.
+    for (const at of [100, 300, 700, 1_500, 2_500, 3_500]) {
+      await until(`a retry due at +${at} ms`, () => clock.hasTimerAt(T0 + at));
+      await clock.advance(T0 + at - clock.now());
+    }
+    await until('the agent waits', () => server.describeCalls.length === 7 && clock.hasTimerAt(T0 + 40_000));
     expect(logs.filter((l) => l.includes('server unreachable'))).toHaveLength(6);
     stop.abort();
     expect((await run).code).toBe(0);
@@ -247,9 +269,10 @@ describe('rotor agent (fake server, manual clock)', () => {
     const t = server.issue();
     writeFileSync(file, t.secret);
     const run = start();
-    await flush();
+    await until('the first poll is scheduled', () => clock.hasTimerAt(T0 + 60_000));
     const before = server.describeCalls.length;
     await clock.advance(60_000);
+    await until('the second poll is scheduled', () => clock.hasTimerAt(T0 + 120_000));
     expect(server.describeCalls.length).toBe(before + 1);
     t.state = TokenState.REVOKED;
     await clock.advance(59_999);
@@ -265,7 +288,7 @@ describe('rotor agent (fake server, manual clock)', () => {
     const t = server.issue();
     writeFileSync(file, t.secret);
     const run = start();
-    await flush();
+    await until('the watch', () => server.live !== undefined);
     server.live!.push(event(ExpiryEventType.FAMILY_REVOKED, { sequence: 40, tokenId: t.id, familyId: t.familyId, reason: 'revoked' }));
     const result = await run;
     expect(result).toEqual({ code: AGENT_EXIT.revoked, message: `family ${t.familyId} was revoked (revoked): the token in ${file} is dead; issue a new token` });
@@ -303,7 +326,7 @@ describe('rotor agent (fake server, manual clock)', () => {
     const t = server.issue();
     writeFileSync(file, t.secret);
     const run = start();
-    await flush();
+    await until('the watch', () => server.live !== undefined);
     server.live!.push(event(ExpiryEventType.ROTATED, { sequence: 9, tokenId: t.id, successorId: 'tok_elsewhere' }));
     const result = await run;
     expect(result.code).toBe(AGENT_EXIT.rotatedElsewhere);
@@ -321,10 +344,11 @@ describe('rotor agent (fake server, manual clock)', () => {
         throw new Error('exited with 1');
       },
     });
-    await flush();
+    await until('the agent waits', () => clock.hasTimerAt(T0 + 2_000));
     expect(fileToken()).toBe(t.secret);
     expect(mode(file)).toBe(0o600);
     await clock.advance(2_000);
+    await until('the second hook', () => hooked.length === 2);
     expect(hooked).toEqual([t.id, server.tokens[1]!.id]);
     expect(logs.filter((l) => l.includes('the --exec hook failed'))).toHaveLength(2);
     stop.abort();
@@ -337,7 +361,7 @@ describe('rotor agent (fake server, manual clock)', () => {
     const inFile = server.issue();
     writeFileSync(file, inFile.secret);
     const run = start({ initialToken: server.issue().secret });
-    await flush();
+    await until('the agent waits', () => clock.hasTimerAt(T0 + 2_000));
     expect(server.describeCalls).toEqual([inFile.secret]);
     stop.abort();
     await run;

@@ -64,7 +64,24 @@ export class ManualClock implements Clock {
     return true;
   }
 
+  /** True when some sleep is due exactly at `at` (the agent reached the wait that ends then). */
+  hasTimerAt(at: number): boolean {
+    return this.timers.some((t) => t.at === at);
+  }
+
   get pending(): number {
     return this.timers.length;
+  }
+}
+
+/**
+ * Waits (in real time, up to `ms`) until `check` holds: the code under test does real file I/O,
+ * so a test waits for the state it needs before moving the manual clock, never for a fixed time.
+ */
+export async function until(what: string, check: () => boolean, ms = 5_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 2));
   }
 }
