@@ -1,6 +1,12 @@
-import { createClient, type Client, type Interceptor } from '@connectrpc/connect';
+import { createClient, type CallOptions, type Client, type Interceptor, type Transport } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
+import { ExpiryService } from '../gen/rotor/v1/expiry_service_pb.js';
 import { TokenService } from '../gen/rotor/v1/token_service_pb.js';
+
+/** The CLI talks Connect over HTTP/1.1 to the HTTP port (`ROTOR_SERVER`), unary and streaming alike. */
+function transport(server: string, interceptors: Interceptor[] = []): Transport {
+  return createConnectTransport({ baseUrl: server, httpVersion: '1.1', interceptors });
+}
 
 /** A Connect client of TokenService on the HTTP port, sending `authorization: Bearer`. */
 export function tokenClient(server: string, token: string | undefined): Client<typeof TokenService> {
@@ -8,5 +14,19 @@ export function tokenClient(server: string, token: string | undefined): Client<t
     if (token) req.header.set('authorization', `Bearer ${token}`);
     return next(req);
   };
-  return createClient(TokenService, createConnectTransport({ baseUrl: server, httpVersion: '1.1', interceptors: [auth] }));
+  return createClient(TokenService, transport(server, [auth]));
+}
+
+/**
+ * TokenService and ExpiryService clients without a fixed credential: callers whose token changes
+ * (the agent) pass it per call with `asBearer`.
+ */
+export function rotorClients(server: string): { tokens: Client<typeof TokenService>; expiry: Client<typeof ExpiryService> } {
+  const t = transport(server);
+  return { tokens: createClient(TokenService, t), expiry: createClient(ExpiryService, t) };
+}
+
+/** Call options carrying `authorization: Bearer <secret>` (and an optional deadline and signal). */
+export function asBearer(secret: string, extra: Omit<CallOptions, 'headers'> = {}): CallOptions {
+  return { ...extra, headers: { authorization: `Bearer ${secret}` } };
 }

@@ -7,7 +7,9 @@ import { migrate, openDatabase } from '../store/database.js';
 import { createLogger } from '../runtime/logger.js';
 import { createApp, startRotor } from '../runtime/server.js';
 import { parseDuration } from './duration.js';
+import { agentCommand } from './agent-command.js';
 import { UsageError, tokenCommand } from './token-commands.js';
+import { watchCommand } from './watch-command.js';
 
 const USAGE = `usage: rotor <command>
   serve                         run the server (ports and storage from ROTOR_* variables)
@@ -20,6 +22,11 @@ const USAGE = `usage: rotor <command>
                                 bind the token to a workload (docs/workload-identity.md)
     rotate ... [--actor-token-file PATH]
                                 the workload JWT of a bound token (or ROTOR_ACTOR_TOKEN)
+  watch [--token-id ID]... [--owner ID] [--family ID] [--threshold 1h]... [--after-sequence N]
+        [--snapshot] [--json] [--server URL]
+                                print expiry and rotation events; default: the ROTOR_TOKEN token
+  agent --token-file F [--rotate-at-fraction 2/3] [--exec CMD] [--server URL]
+                                keep the token in F fresh (first token: F, else ROTOR_TOKEN); docs/agent.md
 `;
 
 async function serve(): Promise<void> {
@@ -86,6 +93,14 @@ async function main(argv: string[]): Promise<number> {
       case 'token':
         await tokenCommand(rest, process.env);
         return 0;
+      case 'watch':
+        await watchCommand(rest, process.env, stopSignal());
+        return 0;
+      case 'agent': {
+        const result = await agentCommand(rest, process.env, stopSignal());
+        if (result.code !== 0) process.stderr.write(`rotor agent: ${result.message}\n`);
+        return result.code;
+      }
       case undefined:
       case 'help':
       case '--help':
@@ -114,6 +129,14 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`rotor: ${e instanceof Error ? e.message : String(e)}\n`);
     return 1;
   }
+}
+
+/** Aborts on SIGINT or SIGTERM, so long-running commands end cleanly with exit code 0. */
+function stopSignal(): AbortSignal {
+  const ac = new AbortController();
+  process.once('SIGINT', () => ac.abort());
+  process.once('SIGTERM', () => ac.abort());
+  return ac.signal;
 }
 
 function codeName(e: ConnectError): string {

@@ -35,7 +35,10 @@ export function startServe(env: Record<string, string>): Promise<ServeProcess> {
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`rotor serve did not start:\n${out}`)), 20_000);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL'); // never leave a half-started server behind
+      reject(new Error(`rotor serve did not start:\n${out}`));
+    }, 20_000);
     const check = () => {
       const line = out.split('\n').find((l) => l.includes('"rotor listening"'));
       if (!line) return;
@@ -56,4 +59,34 @@ export function startServe(env: Record<string, string>): Promise<ServeProcess> {
     child.stdout!.on('data', check);
     child.once('exit', () => reject(new Error(`rotor serve exited:\n${out}`)));
   });
+}
+
+/** A long-running `rotor …` child (agent, watch) with its output captured. */
+export interface CliProcess {
+  child: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  exited: Promise<number | null>;
+}
+
+/** Starts `rotor …` without waiting for it to finish. */
+export function startCli(args: string[], env: Record<string, string>): CliProcess {
+  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, stdout: () => out, stderr: () => err, exited };
+}
+
+/** Polls `check` every 50 ms until it returns a value other than undefined/false, or fails after `ms`. */
+export async function waitFor<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, ms = 15_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }

@@ -1,0 +1,110 @@
+import { timestampMs } from '@bufbuild/protobuf/wkt';
+import { Code, ConnectError } from '@connectrpc/connect';
+import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { LOG_LEVELS, createLogger, type LogLevel } from '../runtime/logger.js';
+import type { Token } from '../gen/rotor/v1/token_pb.js';
+import { runAgent, type AgentApi, type AgentResult, type AgentToken } from './agent.js';
+import { asBearer, rotorClients } from './client.js';
+import { systemClock } from './retry-policy.js';
+import { UsageError } from './token-commands.js';
+import { positiveDuration } from './watch-command.js';
+
+/** Deadline of each unary call, so a server that hangs is retried like one that is down. */
+const CALL_TIMEOUT_MS = 15_000;
+/** How long an --exec hook may run before it is killed (and logged as failed). */
+const HOOK_TIMEOUT_MS = 60_000;
+
+/** Parses --rotate-at-fraction: `2/3` or a decimal, strictly between 0 and 1. */
+export function parseFraction(text: string): number {
+  const ratio = /^(\d{1,6})\/(\d{1,6})$/.exec(text.trim());
+  const value = ratio ? Number(ratio[1]) / Number(ratio[2]) : /^0?\.\d{1,6}$/.test(text.trim()) ? Number(text) : NaN;
+  if (!(value > 0 && value < 1)) throw new UsageError('--rotate-at-fraction must be a fraction strictly between 0 and 1, like 2/3 or 0.8');
+  return value;
+}
+
+function agentToken(t: Token | undefined): AgentToken {
+  if (!t?.createdAt || !t.expiresAt) throw new ConnectError('the server answered without the token', Code.Internal);
+  return { id: t.id, familyId: t.familyId, createdAt: timestampMs(t.createdAt), expiresAt: timestampMs(t.expiresAt), state: t.state };
+}
+
+/** AgentApi over Connect on the HTTP port: the bearer is the agent's current token on every call. */
+export function connectAgentApi(server: string): AgentApi {
+  const { tokens, expiry } = rotorClients(server);
+  return {
+    async describe(secret) {
+      const self = await tokens.introspectToken({ token: secret }, asBearer(secret, { timeoutMs: CALL_TIMEOUT_MS }));
+      if (!self.active) throw new ConnectError('token is not active', Code.Unauthenticated);
+      return agentToken((await tokens.getToken({ id: self.tokenId }, asBearer(secret, { timeoutMs: CALL_TIMEOUT_MS }))).token);
+    },
+    async rotate(secret, idempotencyKey) {
+      const res = await tokens.rotateToken({ id: '', idempotencyKey }, asBearer(secret, { timeoutMs: CALL_TIMEOUT_MS }));
+      return { token: agentToken(res.token), secret: res.secret };
+    },
+    watch: (secret) => (request, signal) => expiry.watchExpiry(request, asBearer(secret, { signal })),
+  };
+}
+
+/**
+ * Runs `--exec CMD` through /bin/sh after a write. It learns the file and the token id from
+ * ROTOR_TOKEN_FILE / ROTOR_TOKEN_ID, never the secret (ROTOR_TOKEN is removed from its
+ * environment: after a rotation it would be stale). Its output goes to the agent's stderr.
+ */
+export function execHook(command: string, tokenFile: string): (token: AgentToken) => Promise<void> {
+  return (token) =>
+    new Promise((done, fail) => {
+      const env: NodeJS.ProcessEnv = { ...process.env, ROTOR_TOKEN_FILE: tokenFile, ROTOR_TOKEN_ID: token.id };
+      delete env.ROTOR_TOKEN;
+      const child = spawn('/bin/sh', ['-c', command], { env, stdio: ['ignore', 2, 2] });
+      const timer = setTimeout(() => child.kill('SIGTERM'), HOOK_TIMEOUT_MS);
+      child.once('error', (e) => {
+        clearTimeout(timer);
+        fail(e);
+      });
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        if (code === 0) done();
+        else fail(new Error(signal ? `killed by ${signal}` : `exited with ${code}`));
+      });
+    });
+}
+
+/** `rotor agent --token-file F`: parses flags, wires the real server, clock and signals, runs the agent. */
+export async function agentCommand(args: string[], env: NodeJS.ProcessEnv, signal: AbortSignal): Promise<AgentResult> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      'token-file': { type: 'string' },
+      server: { type: 'string', default: env.ROTOR_SERVER || 'http://127.0.0.1:8080' },
+      'rotate-at-fraction': { type: 'string', default: '2/3' },
+      exec: { type: 'string' },
+      'max-backoff': { type: 'string', default: '30s' },
+      'retry-window': { type: 'string', default: '10m' },
+      'poll-interval': { type: 'string', default: '60s' },
+      'idle-timeout': { type: 'string', default: '60s' },
+      'log-level': { type: 'string', default: 'info' },
+    },
+  });
+  if (!values['token-file']) throw new UsageError('--token-file is required');
+  const tokenFile = resolve(values['token-file']);
+  const level = values['log-level'] as LogLevel;
+  if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
+  if (values.exec === '') throw new UsageError('--exec must not be empty');
+  if (env.ROTOR_TOKEN && /\s/.test(env.ROTOR_TOKEN.trim())) throw new UsageError('ROTOR_TOKEN must hold exactly one token');
+  const options = {
+    tokenFile,
+    fraction: parseFraction(values['rotate-at-fraction']),
+    retryWindowMs: positiveDuration(values['retry-window'], '--retry-window') * 1000,
+    pollMs: positiveDuration(values['poll-interval'], '--poll-interval') * 1000,
+    idleTimeoutMs: positiveDuration(values['idle-timeout'], '--idle-timeout') * 1000,
+    backoff: { baseMs: 250, maxMs: positiveDuration(values['max-backoff'], '--max-backoff') * 1000 },
+    api: connectAgentApi(values.server),
+    clock: systemClock,
+    log: createLogger(level, (l) => process.stderr.write(l)),
+    signal,
+    ...(env.ROTOR_TOKEN?.trim() ? { initialToken: env.ROTOR_TOKEN.trim() } : {}),
+    ...(values.exec === undefined ? {} : { hook: execHook(values.exec, tokenFile) }),
+  };
+  return runAgent(options);
+}

@@ -1,0 +1,228 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { tokenClient } from '../../src/cli/client.js';
+import { FaultProxy } from '../support/fault-proxy.js';
+import { secretsIn } from '../support/leak-scan.js';
+import { runCli, startCli, startServe, waitFor, type CliProcess, type ServeProcess } from '../support/process.js';
+
+interface CliToken {
+  id: string;
+  family_id: string;
+  previous_id: string | null;
+  state: string;
+  expires_at: string;
+  revoked_at: string | null;
+  revoke_reason: string | null;
+}
+
+/**
+ * Acceptance 4 of issue 4: `rotor agent` as a process against `rotor serve` as a process.
+ * Tokens live a few seconds and the agent rotates at half of that, so each case takes seconds.
+ */
+describe('rotor agent end to end (real serve process)', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'rotor-agent-e2e-'));
+  const work = mkdtempSync(join(tmpdir(), 'rotor-agent-files-'));
+  // The server schedules one EXPIRING_SOON threshold, 4 s, and scans for due ones every 200 ms.
+  const env = { ROTOR_DATA_DIR: dataDir, ROTOR_LOG_LEVEL: 'info', ROTOR_EXPIRY_THRESHOLDS: '4s', ROTOR_EXPIRY_SCAN_INTERVAL_MS: '200' };
+  const secrets: string[] = [];
+  const agents: CliProcess[] = [];
+  let admin: string;
+  let serve: ServeProcess;
+  const url = () => `http://127.0.0.1:${serve.httpPort}`;
+
+  beforeAll(async () => {
+    const boot = await runCli(['bootstrap', '--owner', 'ops'], env);
+    expect(boot.code).toBe(0);
+    admin = boot.stdout.trim();
+    secrets.push(admin);
+    serve = await startServe(env);
+  });
+
+  afterEach(async () => {
+    for (const a of agents.splice(0)) {
+      if (a.child.exitCode === null) a.child.kill('SIGKILL');
+      await a.exited;
+      // Whatever happened, the agent never printed a secret.
+      expect(secretsIn(a.stdout() + a.stderr(), secrets)).toEqual([]);
+    }
+  });
+
+  afterAll(async () => {
+    await serve.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  async function createAgentToken(owner: string, expiresIn: string): Promise<{ token: CliToken; secret: string }> {
+    const r = await runCli(['token', 'create', '--server', url(), '--kind', 'service_account', '--owner', owner, '--name', 'agent', '--scope', 'rotor:rotate', '--expires-in', expiresIn, '--json'], { ROTOR_TOKEN: admin });
+    expect(r.stderr).toBe('');
+    const created = JSON.parse(r.stdout) as { token: CliToken; secret: string };
+    secrets.push(created.secret);
+    return created;
+  }
+
+  async function getToken(id: string, server = url()): Promise<CliToken> {
+    const r = await runCli(['token', 'get', id, '--server', server, '--json'], { ROTOR_TOKEN: admin });
+    expect(r.stderr).toBe('');
+    return JSON.parse(r.stdout) as CliToken;
+  }
+
+  async function family(familyId: string): Promise<CliToken[]> {
+    const r = await runCli(['token', 'list', '--server', url(), '--family', familyId, '--json'], { ROTOR_TOKEN: admin });
+    return (JSON.parse(r.stdout) as { tokens: CliToken[] }).tokens;
+  }
+
+  function agent(file: string, server: string, firstToken: string, extra: string[] = []): CliProcess {
+    const a = startCli(['agent', '--token-file', file, '--server', server, '--max-backoff', '1s', '--poll-interval', '1s', '--rotate-at-fraction', '0.5', ...extra], { ROTOR_TOKEN: firstToken });
+    agents.push(a);
+    return a;
+  }
+
+  const fileToken = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8').trim() : undefined);
+
+  it('rotates the token file on EXPIRING_SOON before expiry (mode 0600), runs the --exec hook, keeps rotating, and stops cleanly on SIGTERM', async () => {
+    const { token, secret } = await createAgentToken('svc-fresh', '8s');
+    const file = join(work, 'fresh.token');
+    const hookLog = join(work, 'hook.log');
+    // The fraction (0.9: 7.2 s) comes after the 4 s threshold (due 4 s in): the stream drives this.
+    const a = agent(file, url(), secret, ['--rotate-at-fraction', '0.9', '--exec', `printf '%s\\n' "$ROTOR_TOKEN_ID" >> '${hookLog}'`]);
+
+    const successorSecret = await waitFor('the first rotation', () => {
+      const t = fileToken(file);
+      return t !== undefined && t !== secret ? t : undefined;
+    });
+    secrets.push(successorSecret);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(existsSync(`${file}.pending`)).toBe(false);
+
+    const old = await getToken(token.id);
+    expect(old.state).toBe('rotated');
+    expect(Date.parse(old.revoked_at!)).toBeLessThan(Date.parse(old.expires_at));
+    // The file's token works, and it is the successor.
+    const self = await runCli(['token', 'list', '--server', url(), '--family', token.family_id, '--json'], { ROTOR_TOKEN: successorSecret });
+    expect(self.code).toBe(0);
+    const members = (JSON.parse(self.stdout) as { tokens: CliToken[] }).tokens;
+    expect(members.map((m) => m.state)).toEqual(['rotated', 'active']);
+    const successor = members[1]!;
+    expect(successor.previous_id).toBe(token.id);
+    // The hook ran after the first write (ROTOR_TOKEN into the absent file) and after the rotation.
+    await waitFor('the hook', () => existsSync(hookLog) && readFileSync(hookLog, 'utf8').startsWith(`${token.id}\n${successor.id}\n`));
+
+    // The successor is rotated in turn (same 8 s lifetime, on its own 4 s notice).
+    await waitFor('the second rotation', () => {
+      const t = fileToken(file);
+      if (t !== undefined && t !== successorSecret) return (secrets.push(t), true);
+      return false;
+    });
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+
+    a.child.kill('SIGTERM');
+    expect(await a.exited).toBe(0);
+    expect(a.stderr()).toContain('"msg":"rotated; wrote the successor"');
+    expect(a.stderr()).toContain('"why":"EXPIRING_SOON (threshold 4 s)"');
+    expect(a.stderr()).not.toContain('of the lifetime has passed');
+    expect((await family(token.family_id)).map((m) => m.state)).toEqual(['rotated', 'rotated', 'active']);
+  }, 20_000);
+
+  it('rotates at the lifetime fraction when no threshold applies (a 4 s token gets no 4 s notice)', async () => {
+    const { token, secret } = await createAgentToken('svc-fraction', '4s');
+    const file = join(work, 'fraction.token');
+    const a = agent(file, url(), secret);
+    const next = await waitFor('the rotation', () => {
+      const t = fileToken(file);
+      return t !== undefined && t !== secret ? t : undefined;
+    });
+    secrets.push(next);
+    const old = await getToken(token.id);
+    expect(old.state).toBe('rotated');
+    expect(Date.parse(old.revoked_at!)).toBeLessThan(Date.parse(old.expires_at));
+    expect(a.stderr()).toContain('"why":"50 % of the lifetime has passed"');
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    a.child.kill('SIGTERM');
+    expect(await a.exited).toBe(0);
+  }, 20_000);
+
+  it('survives the server being SIGKILLed mid-rotation: the retry with the same key gets the same successor and the family stays alive', async () => {
+    const { token, secret } = await createAgentToken('svc-crash', '8s');
+    const file = join(work, 'crash.token');
+    const proxy = new FaultProxy(serve.httpPort);
+    await proxy.start();
+    try {
+      let committed: CliToken[] = [];
+      const lost = proxy.loseNextResponse('/rotor.v1.TokenService/RotateToken', async () => {
+        serve.child.kill('SIGKILL');
+        await new Promise((r) => serve.child.once('exit', r));
+        serve = await startServe(env);
+        // The rotation committed before the server died: the token is already superseded.
+        committed = await family(token.family_id);
+        proxy.targetPort = serve.httpPort;
+      });
+      const a = agent(file, `http://127.0.0.1:${proxy.port}`, secret);
+      await lost;
+      expect(committed.map((m) => m.state)).toEqual(['rotated', 'active']);
+      const successorSecret = await waitFor('the successor in the file', () => {
+        const t = fileToken(file);
+        return t !== undefined && t !== secret ? t : undefined;
+      });
+      secrets.push(successorSecret);
+      // Stop the agent now, so that the successor is not rotated in turn while we look at it.
+      a.child.kill('SIGTERM');
+      expect(await a.exited).toBe(0);
+      expect(existsSync(`${file}.pending`)).toBe(false);
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+      // The retry used the same key and got the successor the lost call had minted.
+      expect(a.stderr()).toContain('rotation failed; retrying with the same idempotency key');
+      const wrote = a.stderr().split('\n').filter((l) => l.includes('"msg":"rotated; wrote the successor"'));
+      expect(JSON.parse(wrote[0]!)).toMatchObject({ token_id: committed[1]!.id });
+      const works = await runCli(['token', 'get', committed[1]!.id, '--server', url(), '--json'], { ROTOR_TOKEN: successorSecret });
+      expect(works.stderr).toBe('');
+      expect(JSON.parse(works.stdout)).toMatchObject({ id: committed[1]!.id, state: 'active', previous_id: token.id });
+
+      // Still exactly one successor, nothing revoked: no reuse was detected.
+      expect((await family(token.family_id)).map((m) => [m.id, m.state, m.revoke_reason])).toEqual([
+        [token.id, 'rotated', 'rotated'],
+        [committed[1]!.id, 'active', null],
+      ]);
+    } finally {
+      await proxy.stop();
+    }
+  }, 20_000);
+
+  it('exits non-zero with a clear message when its family is revoked', async () => {
+    const { token, secret } = await createAgentToken('svc-revoked', '60s');
+    const file = join(work, 'revoked.token');
+    const a = agent(file, url(), secret);
+    await waitFor('the agent waiting', () => a.stderr().includes('"msg":"waiting"'));
+    await tokenClient(url(), admin).revokeFamily({ familyId: token.family_id });
+    const code = await Promise.race([a.exited, new Promise((r) => setTimeout(() => r('still running'), 10_000))]);
+    expect(code).toBe(3);
+    expect(a.stderr()).toContain(`rotor agent: family ${token.family_id} was revoked (family_revoked): the token in ${file} is dead; issue a new token`);
+    expect(fileToken(file)).toBe(secret);
+  }, 20_000);
+
+  it('without WatchExpiry (the method answers 404), rotates on the fraction and notices a revocation by polling', async () => {
+    const proxy = new FaultProxy(serve.httpPort);
+    proxy.refused.add('/rotor.v1.ExpiryService/WatchExpiry');
+    await proxy.start();
+    try {
+      const { token, secret } = await createAgentToken('svc-nostream', '4s');
+      const file = join(work, 'nostream.token');
+      const a = agent(file, `http://127.0.0.1:${proxy.port}`, secret);
+      const next = await waitFor('the rotation', () => {
+        const t = fileToken(file);
+        return t !== undefined && t !== secret ? t : undefined;
+      });
+      secrets.push(next);
+      expect(a.stderr()).toContain('the server has no WatchExpiry');
+      expect(a.stderr()).toContain('"why":"50 % of the lifetime has passed"');
+      await tokenClient(url(), admin).revokeFamily({ familyId: token.family_id });
+      const code = await Promise.race([a.exited, new Promise((r) => setTimeout(() => r('still running'), 10_000))]);
+      expect(code).toBe(3);
+      expect(a.stderr()).toContain(`rotor agent: the token in ${file} no longer authenticates (bearer token has been revoked)`);
+    } finally {
+      await proxy.stop();
+    }
+  }, 20_000);
+});
