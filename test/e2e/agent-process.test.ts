@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { tokenClient } from '../../src/cli/client.js';
+import { ENGINES, scratchDatabase, type ScratchDatabase } from '../support/engines.js';
 import { FaultProxy } from '../support/fault-proxy.js';
 import { secretsIn } from '../support/leak-scan.js';
 import { runCli, startCli, startServe, waitFor, type CliProcess, type ServeProcess } from '../support/process.js';
@@ -21,18 +22,24 @@ interface CliToken {
  * Acceptance 4 of issue 4: `rotor agent` as a process against `rotor serve` as a process.
  * Tokens live a few seconds and the agent rotates at half of that, so each case takes seconds.
  */
-describe('rotor agent end to end (real serve process)', () => {
+describe.each(ENGINES)('rotor agent end to end (real serve process) on %s', (engine) => {
   const dataDir = mkdtempSync(join(tmpdir(), 'rotor-agent-e2e-'));
   const work = mkdtempSync(join(tmpdir(), 'rotor-agent-files-'));
   // The server schedules one EXPIRING_SOON threshold, 4 s, and scans for due ones every 200 ms.
-  const env = { ROTOR_DATA_DIR: dataDir, ROTOR_LOG_LEVEL: 'info', ROTOR_EXPIRY_THRESHOLDS: '4s', ROTOR_EXPIRY_SCAN_INTERVAL_MS: '200' };
+  const env: Record<string, string> = { ROTOR_DATA_DIR: dataDir, ROTOR_LOG_LEVEL: 'info', ROTOR_EXPIRY_THRESHOLDS: '4s', ROTOR_EXPIRY_SCAN_INTERVAL_MS: '200' };
   const secrets: string[] = [];
   const agents: CliProcess[] = [];
   let admin: string;
   let serve: ServeProcess;
   const url = () => `http://127.0.0.1:${serve.httpPort}`;
 
+  let db: ScratchDatabase | undefined;
+
   beforeAll(async () => {
+    if (engine === 'postgres') {
+      db = await scratchDatabase();
+      env.ROTOR_DATABASE_URL = db.url;
+    }
     const boot = await runCli(['bootstrap', '--owner', 'ops'], env);
     expect(boot.code).toBe(0);
     admin = boot.stdout.trim();
@@ -52,6 +59,7 @@ describe('rotor agent end to end (real serve process)', () => {
   afterAll(async () => {
     await serve.stop();
     rmSync(dataDir, { recursive: true, force: true });
+    await db?.drop();
     rmSync(work, { recursive: true, force: true });
   });
 

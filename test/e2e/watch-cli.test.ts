@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ENGINES, scratchDatabase, type ScratchDatabase } from '../support/engines.js';
 import { FaultProxy } from '../support/fault-proxy.js';
 import { secretsIn } from '../support/leak-scan.js';
 import { runCli, startCli, startServe, waitFor, type ServeProcess } from '../support/process.js';
@@ -15,16 +16,22 @@ interface Line {
 }
 
 /** `rotor watch` as a process against `rotor serve`: output formats, resume after a dropped connection, exit codes. */
-describe('rotor watch end to end (real serve process)', () => {
+describe.each(ENGINES)('rotor watch end to end (real serve process) on %s', (engine) => {
   const dataDir = mkdtempSync(join(tmpdir(), 'rotor-watch-cli-'));
-  const env = { ROTOR_DATA_DIR: dataDir, ROTOR_LOG_LEVEL: 'info' };
+  const env: Record<string, string> = { ROTOR_DATA_DIR: dataDir, ROTOR_LOG_LEVEL: 'info' };
   const secrets: string[] = [];
   let admin: string;
   let serve: ServeProcess;
   let proxy: FaultProxy;
   const url = () => `http://127.0.0.1:${serve.httpPort}`;
 
+  let db: ScratchDatabase | undefined;
+
   beforeAll(async () => {
+    if (engine === 'postgres') {
+      db = await scratchDatabase();
+      env.ROTOR_DATABASE_URL = db.url;
+    }
     const boot = await runCli(['bootstrap', '--owner', 'ops'], env);
     admin = boot.stdout.trim();
     secrets.push(admin);
@@ -37,6 +44,7 @@ describe('rotor watch end to end (real serve process)', () => {
     await proxy.stop();
     await serve.stop();
     rmSync(dataDir, { recursive: true, force: true });
+    await db?.drop();
   });
 
   async function create(owner: string): Promise<{ id: string; family_id: string; secret: string }> {
