@@ -12,6 +12,7 @@
  *
  * The WatchExpiry parts of acceptance 2 (a watcher on B, both schedulers) come with issue 4.
  */
+import { timestampMs } from '@bufbuild/protobuf/wkt';
 import { Code } from '@connectrpc/connect';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { TokenKind, TokenState, type Token } from '../../src/gen/rotor/v1/token_pb.js';
@@ -115,7 +116,10 @@ describeOnPostgres('two rotor serve processes on one database on postgres', () =
     expect(answers.filter((x) => !x.ok)).toHaveLength(N - ok.length);
 
     // After the grace: presenting the old token (on B) is reuse; the whole family is revoked (seen on A).
-    await new Promise((r) => setTimeout(r, Math.max(0, t0 + GRACE_S * 1000 + 300 - Date.now())));
+    // The grace runs from the rotation's commit (the successor's creation), which a loaded machine
+    // may delay well past t0.
+    const rotatedAt = timestampMs(successor.createdAt!);
+    await new Promise((r) => setTimeout(r, Math.max(0, Math.max(t0, rotatedAt) + GRACE_S * 1000 + 300 - Date.now())));
     const reuse = await failure(b.rotateToken({}, t.secret));
     expect(reuse.code).toBe(Code.PermissionDenied);
     expect(reuse.rawMessage).toBe('token was already rotated: reuse detected, every token of its family is now revoked');
