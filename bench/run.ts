@@ -222,7 +222,11 @@ async function benchEngine(engine: EngineName, h2: string | undefined, serverDbU
   let bare: BareBaseline | undefined;
   try {
     const [grpcPort, httpPort] = [await freePort(), await freePort()];
-    const env = { ...rotorEnv(join(work, 'data'), grpcPort, httpPort), ...(serverDbUrl ? { ROTOR_DATABASE_URL: serverDbUrl } : {}) };
+    const env = {
+      ...rotorEnv(join(work, 'data'), grpcPort, httpPort),
+      ...(serverDbUrl ? { ROTOR_DATABASE_URL: serverDbUrl } : {}),
+      NODE_OPTIONS: process.env.BENCH_SERVER_NODE_OPTIONS ?? '',
+    };
     const address = `127.0.0.1:${grpcPort}`;
 
     progress('rotor bootstrap');

@@ -215,7 +215,11 @@ function serverStreamingHandler(mounted: MountedService, method: DescMethod, log
 }
 
 function serializer(schema: DescMessage) {
-  return (msg: unknown) => Buffer.from(toBinary(schema, create(schema, msg as never)));
+  return (msg: unknown) => {
+    // A view, not a copy: toBinary returns a fresh array that nothing else holds.
+    const bytes = toBinary(schema, create(schema, msg as never));
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  };
 }
 
 /**
