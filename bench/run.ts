@@ -222,7 +222,11 @@ async function benchEngine(engine: EngineName, h2: string | undefined, serverDbU
   let bare: BareBaseline | undefined;
   try {
     const [grpcPort, httpPort] = [await freePort(), await freePort()];
-    const env = { ...rotorEnv(join(work, 'data'), grpcPort, httpPort), ...(serverDbUrl ? { ROTOR_DATABASE_URL: serverDbUrl } : {}) };
+    const env = {
+      ...rotorEnv(join(work, 'data'), grpcPort, httpPort),
+      ...(serverDbUrl ? { ROTOR_DATABASE_URL: serverDbUrl } : {}),
+      NODE_OPTIONS: process.env.BENCH_SERVER_NODE_OPTIONS ?? '',
+    };
     const address = `127.0.0.1:${grpcPort}`;
 
     progress('rotor bootstrap');
@@ -260,8 +264,8 @@ async function benchEngine(engine: EngineName, h2: string | undefined, serverDbU
     if (introspectCheck.code !== 0) throw new Error(`IntrospectToken failed: ${introspectCheck.details}`);
     if (!fromBinary(IntrospectTokenResponseSchema, introspectCheck.response).active) throw new Error('IntrospectToken answered active=false');
     const streams = Math.max(1, Math.round(c / settings.h2load_clients));
-    const h2noop = (name: string, requests: number) =>
-      h2load({ name, url: `http://${address}${noopPath}`, frame: noopFrame, requests, clients: settings.h2load_clients, streamsPerClient: streams, responseDataBytes: 5 + noopCheck.response.length, workDir: work });
+    const h2noop = (name: string, requests: number, bearer?: string) =>
+      h2load({ name, url: `http://${address}${noopPath}`, frame: noopFrame, bearer, requests, clients: settings.h2load_clients, streamsPerClient: streams, responseDataBytes: 5 + noopCheck.response.length, workDir: work });
     const h2introspect = (name: string, requests: number) =>
       h2load({ name, url: `http://${address}${introspectPath}`, frame: introspectFrame, bearer: admin, requests, clients: settings.h2load_clients, streamsPerClient: streams, responseDataBytes: 5 + introspectCheck.response.length, workDir: work });
 
@@ -281,6 +285,7 @@ async function benchEngine(engine: EngineName, h2: string | undefined, serverDbU
     const results: Record<string, ScenarioResult[]> = {
       noop_h2load: [],
       introspect_h2load: [],
+      noop_bearer_h2load: [],
       noop_grpcjs: [],
       introspect_grpcjs: [],
       rotate_grpcjs: [],
@@ -296,6 +301,8 @@ async function benchEngine(engine: EngineName, h2: string | undefined, serverDbU
       if (h2) {
         record('noop_h2load', await h2noop(`noop-${r}`, settings.h2load_noop_requests));
         record('introspect_h2load', await h2introspect(`introspect-${r}`, settings.h2load_introspect_requests));
+        // Diagnostic only: the no-op carrying the same `authorization` header as the introspection.
+        record('noop_bearer_h2load', await h2noop(`noop-bearer-${r}`, settings.h2load_noop_requests, admin));
       }
       record('noop_grpcjs', await loader.run({ kind: 'noop', requests: n, concurrency: c }));
       record('introspect_grpcjs', await loader.run({ kind: 'introspect', requests: n, concurrency: c, bearer: admin, token: target }));
@@ -322,6 +329,7 @@ async function benchEngine(engine: EngineName, h2: string | undefined, serverDbU
       ratios: {
         introspect_vs_noop: introspectVsNoop,
         rotate_vs_bare_txn: rotateVsBare,
+        ...(h2 ? { introspect_vs_noop_same_headers_diagnostic: ratioOf(results.introspect_h2load!, results.noop_bearer_h2load!) } : {}),
         introspect_vs_noop_grpcjs: ratioOf(results.introspect_grpcjs!, results.noop_grpcjs!),
         rotate_vs_noop_grpcjs: ratioOf(results.rotate_grpcjs!, results.noop_grpcjs!),
         introspect_grpcjs_vs_bare_introspect_queries: ratioOf(results.introspect_grpcjs!, results.bare_introspect_queries!),

@@ -5,6 +5,7 @@ import type { Logger } from '../app/context.js';
 import { callMetaKey } from './call-meta.js';
 import { CallTracker } from './call-tracker.js';
 import { toConnectError } from './connect-errors.js';
+import { flatEncoder } from './flat-encoder.js';
 import type { MountedService } from './services.js';
 
 /** Largest request accepted on the gRPC port; Rotor messages are small. */
@@ -215,7 +216,16 @@ function serverStreamingHandler(mounted: MountedService, method: DescMethod, log
 }
 
 function serializer(schema: DescMessage) {
-  return (msg: unknown) => Buffer.from(toBinary(schema, create(schema, msg as never)));
+  const flat = flatEncoder(schema);
+  return (msg: unknown) => {
+    if (flat && typeof msg === 'object' && msg !== null) {
+      const bytes = flat(msg as Record<string, unknown>);
+      if (bytes) return bytes;
+    }
+    // A view, not a copy: toBinary returns a fresh array that nothing else holds.
+    const bytes = toBinary(schema, create(schema, msg as never));
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  };
 }
 
 /**

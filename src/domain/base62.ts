@@ -33,3 +33,25 @@ export function uniformBase62(count: number, more: (n: number) => Uint8Array): s
 export function isBase62(text: string): boolean {
   return /^[0-9A-Za-z]*$/.test(text);
 }
+
+/** The value of one base62 character code (see BASE62), or -1 for any other character. */
+export function base62Digit(code: number): number {
+  if (code >= 48 && code <= 57) return code - 48; // 0-9
+  if (code >= 65 && code <= 90) return code - 55; // A-Z
+  if (code >= 97 && code <= 122) return code - 61; // a-z
+  return -1;
+}
+
+/**
+ * The number that `text[start, end)` encodes as base62 digits (the inverse of
+ * encodeBase62Fixed), or -1 when a character is not base62. Exact for up to 8 digits.
+ */
+export function decodeBase62(text: string, start: number, end: number): number {
+  let v = 0;
+  for (let i = start; i < end; i++) {
+    const d = base62Digit(text.charCodeAt(i));
+    if (d < 0) return -1;
+    v = v * 62 + d;
+  }
+  return v;
+}

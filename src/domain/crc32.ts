@@ -8,10 +8,13 @@ const TABLE = (() => {
   return table;
 })();
 
-/** CRC-32 (IEEE 802.3, the zlib polynomial) of an ASCII string; used as the secret checksum. */
-export function crc32(text: string): number {
+/**
+ * CRC-32 (IEEE 802.3, the zlib polynomial) of an ASCII string, or of its first `end` characters
+ * (so a caller need not slice); used as the secret checksum.
+ */
+export function crc32(text: string, end: number = text.length): number {
   let crc = 0xffffffff;
-  for (let i = 0; i < text.length; i++) {
+  for (let i = 0; i < end; i++) {
     crc = TABLE[(crc ^ text.charCodeAt(i)) & 0xff]! ^ (crc >>> 8);
   }
   return (crc ^ 0xffffffff) >>> 0;

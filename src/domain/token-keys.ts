@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
 import type { RandomSource } from './ports.js';
 
 /**
@@ -27,9 +27,11 @@ export function subkey(secret: Uint8Array, label: string): Buffer {
 /** Builds the keyed functions from the server secret (at least 32 bytes). */
 export function createTokenKeys(serverSecret: Uint8Array): TokenKeys {
   if (serverSecret.length < 32) throw new TypeError('server secret must be at least 32 bytes');
-  const digestKey = subkey(serverSecret, 'rotor/v1/secret-digest');
-  const idempotencyKey = subkey(serverSecret, 'rotor/v1/idempotency-digest');
-  const successorKey = subkey(serverSecret, 'rotor/v1/successor-secret');
+  // KeyObjects built once: createHmac with raw key bytes imports the key again on every call,
+  // and secretDigest runs twice per authenticated introspection (bench/README.md).
+  const digestKey: KeyObject = createSecretKey(subkey(serverSecret, 'rotor/v1/secret-digest'));
+  const idempotencyKey: KeyObject = createSecretKey(subkey(serverSecret, 'rotor/v1/idempotency-digest'));
+  const successorKey: KeyObject = createSecretKey(subkey(serverSecret, 'rotor/v1/successor-secret'));
   return {
     secretDigest: (secret) => createHmac('sha256', digestKey).update(secret).digest('base64url'),
     idempotencyDigest: (key) => createHmac('sha256', idempotencyKey).update(key).digest('base64url'),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BASE62, encodeBase62Fixed, isBase62, uniformBase62 } from '../../src/domain/base62.js';
+import { BASE62, base62Digit, decodeBase62, encodeBase62Fixed, isBase62, uniformBase62 } from '../../src/domain/base62.js';
 import { seededRandom } from './fixtures.js';
 
 describe('BASE62', () => {
@@ -58,5 +58,23 @@ describe('isBase62', () => {
     for (const bad of ['-', '_', ' ', '+', '/', '=', 'é', 'abc\n']) {
       expect(isBase62(bad), JSON.stringify(bad)).toBe(false);
     }
+  });
+});
+
+describe('base62Digit and decodeBase62', () => {
+  it('gives every alphabet character its index and -1 to anything else', () => {
+    for (let i = 0; i < BASE62.length; i++) expect(base62Digit(BASE62.charCodeAt(i))).toBe(i);
+    for (const bad of ['/', ':', '@', '[', '`', '{', '-', '_', ' ', '\u00e9']) expect(base62Digit(bad.charCodeAt(0)), bad).toBe(-1);
+  });
+
+  it('inverts encodeBase62Fixed on a range of the string', () => {
+    for (const v of [0, 1, 61, 62, 3843, 0xcbf43926, 0xffffffff, 62 ** 6 - 1]) {
+      expect(decodeBase62(`xx${encodeBase62Fixed(v, 6)}yy`, 2, 8), String(v)).toBe(v);
+    }
+  });
+
+  it('is -1 when a character in the range is not base62', () => {
+    expect(decodeBase62('00-000', 0, 6)).toBe(-1);
+    expect(decodeBase62('-00000', 1, 6)).toBe(0);
   });
 });

@@ -23,4 +23,9 @@ describe('crc32', () => {
       expect(crc32(text), text).toBe(zlibCrc32(text));
     }
   });
+
+  it('covers only the first `end` characters when given', () => {
+    expect(crc32('123456789tail', 9)).toBe(0xcbf43926);
+    expect(crc32('abc', 0)).toBe(0);
+  });
 });

@@ -1,5 +1,6 @@
+import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { createTokenKeys, digestsEqual } from '../../src/domain/token-keys.js';
+import { createTokenKeys, digestsEqual, subkey } from '../../src/domain/token-keys.js';
 import { formatSecret } from '../../src/domain/token-secret.js';
 import { SERVER_SECRET, seededRandom, testKeys } from './fixtures.js';
 
@@ -21,6 +22,15 @@ describe('secretDigest', () => {
     expect(createTokenKeys(OTHER_SECRET).secretDigest(secret)).not.toBe(a);
     expect(a).not.toContain(secret);
     expect(a).toMatch(/^[A-Za-z0-9_-]{43}$/); // base64url of 32 bytes
+  });
+
+  it('is HMAC-SHA-256 under the secret-digest subkey, base64url (the stored form must never change)', () => {
+    const secret = formatSecret('service_account', seededRandom('stored-form'));
+    const expected = createHmac('sha256', subkey(SERVER_SECRET, 'rotor/v1/secret-digest')).update(secret).digest('base64url');
+    expect(testKeys().secretDigest(secret)).toBe(expected);
+    const key = 'retry-key-1';
+    const expectedKey = createHmac('sha256', subkey(SERVER_SECRET, 'rotor/v1/idempotency-digest')).update(key).digest('base64url');
+    expect(testKeys().idempotencyDigest(key)).toBe(expectedKey);
   });
 
   it('is domain-separated from the idempotency digest', () => {

@@ -86,6 +86,25 @@ describe('parseSecret', () => {
     expect(err.message).not.toContain(tampered);
   });
 
+  it('rejects a non-base62 character anywhere after the prefix as malformed, checksum included', () => {
+    const secret = formatSecret('project', seededRandom('non-base62'));
+    for (const i of [SECRET_PREFIX.project.length, SECRET_PREFIX.project.length + 20, secret.length - SECRET_CHECKSUM_CHARS, secret.length - 1]) {
+      for (const bad of ['-', '_', '+', '/', '=', ' ']) {
+        const tampered = secret.slice(0, i) + bad + secret.slice(i + 1);
+        expectRotorError(() => parseSecret(tampered), 'invalid_token', 'token is malformed');
+      }
+    }
+  });
+
+  it('accepts exactly the checksum formatSecret writes (all six digits compared)', () => {
+    const secret = formatSecret('personal', seededRandom('checksum-digits'));
+    const body = secret.slice(0, -SECRET_CHECKSUM_CHARS);
+    expect(secret.slice(-SECRET_CHECKSUM_CHARS)).toBe(encodeBase62Fixed(crc32(body), SECRET_CHECKSUM_CHARS));
+    // A checksum that differs only by a leading digit still fails (no truncation to 32 bits).
+    const wrongLead = body + BASE62[(BASE62.indexOf(secret[body.length]!) + 1) % 62] + secret.slice(body.length + 1);
+    expectRotorError(() => parseSecret(wrongLead), 'invalid_token', 'checksum does not match');
+  });
+
   it('rejects a secret with one character changed in the checksum', () => {
     const secret = formatSecret('group', seededRandom('flip-checksum'));
     expectRotorError(() => parseSecret(flip(secret, secret.length - 1)), 'invalid_token', 'checksum does not match');
