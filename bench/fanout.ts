@@ -30,13 +30,15 @@ export interface FanoutResult {
   rss_idle_mb: number;
   rss_streams_open_mb: number;
   rss_after_rotations_mb: number;
+  /** VmHWM: the highest RSS the server reached (opening the streams is the usual peak). */
+  rss_peak_mb: number;
   stream_errors: string[];
 }
 
-/** Resident set size of a process in MB (Linux /proc), NaN elsewhere. */
-function rssMb(pid: number): number {
+/** Resident set size (VmRSS, or the peak VmHWM) of a process in MB (Linux /proc), NaN elsewhere. */
+function rssMb(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): number {
   try {
-    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Math.round(Number(m[1]) / 102.4) / 10 : Number.NaN;
   } catch {
     return Number.NaN;
@@ -106,6 +108,7 @@ export async function runFanout(work: string, streams: number, rotations: number
       await sleep(200);
     }
     const rssAfter = rssMb(pid);
+    const rssPeak = rssMb(pid, 'VmHWM');
     const closed = await watchers.ask({ kind: 'close' }, 'closed');
     const result: FanoutResult = {
       streams,
@@ -119,10 +122,11 @@ export async function runFanout(work: string, streams: number, rotations: number
       rss_idle_mb: rssIdle,
       rss_streams_open_mb: rssOpen,
       rss_after_rotations_mb: rssAfter,
+      rss_peak_mb: rssPeak,
       stream_errors: closed.errors,
     };
     progress(
-      `  fanout ${String(streams).padStart(6)} streams: p50 ${result.latency_p50_ms} ms, p99 ${result.latency_p99_ms} ms, RSS ${rssIdle} → ${rssOpen} → ${rssAfter} MB`,
+      `  fanout ${String(streams).padStart(6)} streams: p50 ${result.latency_p50_ms} ms, p99 ${result.latency_p99_ms} ms, RSS ${rssIdle} → ${rssOpen} → ${rssAfter} MB (peak ${rssPeak})`,
     );
     return result;
   } finally {

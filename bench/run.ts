@@ -197,7 +197,14 @@ async function fanoutScenario(): Promise<Record<string, unknown>> {
       settings: fanoutSettings,
       runs,
       targets: {
-        rss_mb_at_10000: { target: TARGETS.fanout_rss_mb_at_10000, measured: at10k?.rss_after_rotations_mb ?? null, met: at10k ? at10k.rss_after_rotations_mb < TARGETS.fanout_rss_mb_at_10000 : null },
+        // The higher of the two steady readings (streams open, after the rotations); the peak while
+        // opening is reported next to it (rss_peak_mb) but not judged.
+        rss_mb_at_10000: {
+          target: TARGETS.fanout_rss_mb_at_10000,
+          measured: at10k ? Math.max(at10k.rss_streams_open_mb, at10k.rss_after_rotations_mb) : null,
+          peak: at10k?.rss_peak_mb ?? null,
+          met: at10k ? Math.max(at10k.rss_streams_open_mb, at10k.rss_after_rotations_mb) < TARGETS.fanout_rss_mb_at_10000 : null,
+        },
         p99_ms: {
           target: TARGETS.fanout_p99_ms,
           measured: Math.max(...runs.map((r) => r.latency_p99_ms)),
