@@ -13,13 +13,14 @@ import { join } from 'node:path';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { TokenKind } from '../src/gen/rotor/v1/token_pb.js';
 import { TokenService } from '../src/gen/rotor/v1/token_service_pb.js';
-import type { WatchersJob, WatchersReply } from './fanout-watchers.js';
+import type { WatcherClient, WatchersJob, WatchersReply } from './fanout-watchers.js';
 import { benchClient } from './grpc.js';
 import { bootstrap, freePort, rotorEnv, startServer } from './server.js';
 
 /** Figures of one N. */
 export interface FanoutResult {
   streams: number;
+  client: WatcherClient;
   channels: number;
   rotations: number;
   open_seconds: number;
@@ -27,17 +28,38 @@ export interface FanoutResult {
   latency_p50_ms: number;
   latency_p99_ms: number;
   latency_max_ms: number;
+  /**
+   * Server CPU time (user + system, all its threads) per rotation while the rotations ran: the
+   * commit plus the fan-out of one event to every stream. Contention on the machine stretches the
+   * latency figures far more than this one.
+   */
+  server_cpu_ms_per_rotation: number;
+  /** The same for the watcher process: receiving and decoding one event on every stream. */
+  watchers_cpu_ms_per_rotation: number;
   rss_idle_mb: number;
   rss_streams_open_mb: number;
   rss_after_rotations_mb: number;
+  /** VmHWM: the highest RSS the server reached (opening the streams is the usual peak). */
+  rss_peak_mb: number;
   stream_errors: string[];
 }
 
-/** Resident set size of a process in MB (Linux /proc), NaN elsewhere. */
-function rssMb(pid: number): number {
+/** Resident set size (VmRSS, or the peak VmHWM) of a process in MB (Linux /proc), NaN elsewhere. */
+function rssMb(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): number {
   try {
-    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Math.round(Number(m[1]) / 102.4) / 10 : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** CPU time (user + system) a process has used so far, in ms (Linux /proc, clock ticks of 10 ms), NaN elsewhere. */
+function cpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10;
   } catch {
     return Number.NaN;
   }
@@ -64,6 +86,9 @@ class Watchers {
       this.child.send(job);
     });
   }
+  get pid(): number {
+    return this.child.pid!;
+  }
   stop(): void {
     if (this.child.connected) this.child.disconnect();
   }
@@ -72,10 +97,10 @@ class Watchers {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Runs the fan-out scenario for `streams` watchers in a fresh server under `work`. */
-export async function runFanout(work: string, streams: number, rotations: number, progress: (m: string) => void): Promise<FanoutResult> {
+export async function runFanout(work: string, streams: number, rotations: number, client: WatcherClient, progress: (m: string) => void): Promise<FanoutResult> {
   const [grpcPort, httpPort] = [await freePort(), await freePort()];
   // A short heartbeat: a stream's first one tells the watcher child that the stream is registered.
-  const env = { ...rotorEnv(join(work, `fanout-${streams}`), grpcPort, httpPort), ROTOR_EXPIRY_SCAN_INTERVAL_MS: '0', ROTOR_WATCH_HEARTBEAT_SECONDS: '2', NODE_OPTIONS: process.env.BENCH_SERVER_NODE_OPTIONS ?? '' };
+  const env = { ...rotorEnv(join(work, `fanout-${streams}-${client}`), grpcPort, httpPort), ROTOR_EXPIRY_SCAN_INTERVAL_MS: '0', ROTOR_WATCH_HEARTBEAT_SECONDS: '2', NODE_OPTIONS: process.env.BENCH_SERVER_NODE_OPTIONS ?? '' };
   const address = `127.0.0.1:${grpcPort}`;
   const admin = await bootstrap(env);
   const server = await startServer(env, address);
@@ -95,20 +120,24 @@ export async function runFanout(work: string, streams: number, rotations: number
     await sleep(500);
     const rssIdle = rssMb(pid);
     const channels = Math.max(1, Math.ceil(streams / 1000));
-    progress(`fan-out: opening ${streams} streams over ${channels} grpc-js channels`);
-    const opened = await watchers.ask({ kind: 'open', address, bearer: admin, tokenIds: tokens.map((t) => t.id), streams, channels }, 'opened');
+    progress(`fan-out: opening ${streams} streams over ${channels} ${client} connections`);
+    const opened = await watchers.ask({ kind: 'open', address, bearer: admin, tokenIds: tokens.map((t) => t.id), streams, channels, client }, 'opened');
     await sleep(500);
     const rssOpen = rssMb(pid);
+    const [cpu0, wcpu0] = [cpuMs(pid), cpuMs(watchers.pid)];
     for (const [r, t] of tokens.entries()) {
       const delivered = watchers.ask({ kind: 'await', tokenId: t.id }, 'received');
       await api.call('rotateToken', { idempotencyKey: `bench-fanout-rotation-${r}-${streams}` }, t.secret);
       await delivered;
       await sleep(200);
     }
+    const [cpu1, wcpu1] = [cpuMs(pid), cpuMs(watchers.pid)];
     const rssAfter = rssMb(pid);
+    const rssPeak = rssMb(pid, 'VmHWM');
     const closed = await watchers.ask({ kind: 'close' }, 'closed');
     const result: FanoutResult = {
       streams,
+      client,
       channels,
       rotations,
       open_seconds: Math.round(opened.seconds * 100) / 100,
@@ -116,13 +145,16 @@ export async function runFanout(work: string, streams: number, rotations: number
       latency_p50_ms: closed.p50_ms,
       latency_p99_ms: closed.p99_ms,
       latency_max_ms: closed.max_ms,
+      server_cpu_ms_per_rotation: Math.round((cpu1 - cpu0) / rotations),
+      watchers_cpu_ms_per_rotation: Math.round((wcpu1 - wcpu0) / rotations),
       rss_idle_mb: rssIdle,
       rss_streams_open_mb: rssOpen,
       rss_after_rotations_mb: rssAfter,
+      rss_peak_mb: rssPeak,
       stream_errors: closed.errors,
     };
     progress(
-      `  fanout ${String(streams).padStart(6)} streams: p50 ${result.latency_p50_ms} ms, p99 ${result.latency_p99_ms} ms, RSS ${rssIdle} → ${rssOpen} → ${rssAfter} MB`,
+      `  fanout ${String(streams).padStart(6)} streams (${client}): p50 ${result.latency_p50_ms} ms, p99 ${result.latency_p99_ms} ms, CPU per rotation: server ${result.server_cpu_ms_per_rotation} ms, watchers ${result.watchers_cpu_ms_per_rotation} ms, RSS ${rssIdle} → ${rssOpen} → ${rssAfter} MB (peak ${rssPeak})`,
     );
     return result;
   } finally {

@@ -27,6 +27,7 @@ import { bootstrap, freePort, rotorEnv, startServer, type ServerProcess } from '
 import { DEFAULT_POOL_MAX } from '../src/store/database.js';
 import { closedLoop, type ScenarioResult } from './stats.js';
 import { runFanout, type FanoutResult } from './fanout.js';
+import type { WatcherClient } from './fanout-watchers.js';
 
 function intEnv(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -58,6 +59,12 @@ const fanoutSettings = {
   }),
   // Each rotation is of a different watched token; one stream may watch up to 100 (token_ids).
   rotations: Math.min(100, intEnv('BENCH_FANOUT_ROTATIONS', 10)),
+  // Watcher clients (bench/fanout-watchers.ts): each count runs once per client, on a fresh server.
+  clients: (process.env.BENCH_FANOUT_CLIENTS || 'grpc-js,http2').split(',').map((c): WatcherClient => {
+    const v = c.trim();
+    if (v !== 'grpc-js' && v !== 'http2') throw new Error(`BENCH_FANOUT_CLIENTS must list grpc-js and/or http2, got "${c}"`);
+    return v;
+  }),
 };
 
 const TARGETS = { introspect_vs_noop: 0.7, rotate_vs_bare_txn: 0.6, fanout_rss_mb_at_10000: 300, fanout_p99_ms: 100 };
@@ -190,17 +197,28 @@ async function fanoutScenario(): Promise<Record<string, unknown>> {
   const work = mkdtempSync(join(tmpdir(), 'rotor-bench-fanout-'));
   try {
     const runs: FanoutResult[] = [];
-    for (const n of fanoutSettings.streams) runs.push(await runFanout(work, n, fanoutSettings.rotations, progress));
-    const at10k = runs.find((r) => r.streams === 10_000);
+    for (const n of fanoutSettings.streams) {
+      for (const client of fanoutSettings.clients) runs.push(await runFanout(work, n, fanoutSettings.rotations, client, progress));
+    }
+    // RSS: the worst 10,000-stream run; it does not depend on the client much.
+    const at10k = runs.filter((r) => r.streams === 10_000).sort((a, b) => Math.max(b.rss_streams_open_mb, b.rss_after_rotations_mb) - Math.max(a.rss_streams_open_mb, a.rss_after_rotations_mb))[0];
     return {
-      tool: 'WatchExpiry over @grpc/grpc-js (gRPC port), watcher child process, one stream per family watcher; latency = receipt − occurred_at of ROTATED; RSS = VmRSS of the rotor serve child',
+      tool: 'WatchExpiry on the gRPC port (grpc-js server), watcher child process with @grpc/grpc-js or raw node:http2 gRPC clients; latency = receipt − occurred_at of ROTATED; RSS = VmRSS of the rotor serve child',
       settings: fanoutSettings,
       runs,
       targets: {
-        rss_mb_at_10000: { target: TARGETS.fanout_rss_mb_at_10000, measured: at10k?.rss_after_rotations_mb ?? null, met: at10k ? at10k.rss_after_rotations_mb < TARGETS.fanout_rss_mb_at_10000 : null },
+        // The higher of the two steady readings (streams open, after the rotations); the peak while
+        // opening is reported next to it (rss_peak_mb) but not judged.
+        rss_mb_at_10000: {
+          target: TARGETS.fanout_rss_mb_at_10000,
+          measured: at10k ? Math.max(at10k.rss_streams_open_mb, at10k.rss_after_rotations_mb) : null,
+          peak: at10k?.rss_peak_mb ?? null,
+          met: at10k ? Math.max(at10k.rss_streams_open_mb, at10k.rss_after_rotations_mb) < TARGETS.fanout_rss_mb_at_10000 : null,
+        },
         p99_ms: {
           target: TARGETS.fanout_p99_ms,
           measured: Math.max(...runs.map((r) => r.latency_p99_ms)),
+          by_client: Object.fromEntries(fanoutSettings.clients.map((c) => [c, Math.max(...runs.filter((r) => r.client === c).map((r) => r.latency_p99_ms))])),
           met: runs.every((r) => r.latency_p99_ms < TARGETS.fanout_p99_ms),
         },
       },

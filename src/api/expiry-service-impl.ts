@@ -41,14 +41,13 @@ export function thresholdSecondsFromPb(d: Duration): number {
  */
 const built = new WeakMap<object, ExpiryEvent>();
 
-/** One watcher item → the wire message. */
+/** One watcher item → the wire message. Heartbeat items are shared too (src/expiry/subscription.ts). */
 export function expiryEventToPb(item: WatchItem): ExpiryEvent {
-  if (item.kind === 'event') {
-    let msg = built.get(item.event);
-    if (!msg) built.set(item.event, (msg = buildPb(item)));
-    return msg;
-  }
-  return buildPb(item);
+  if (item.kind === 'snapshot') return buildPb(item);
+  const key = item.kind === 'event' ? item.event : item;
+  let msg = built.get(key);
+  if (!msg) built.set(key, (msg = buildPb(item)));
+  return msg;
 }
 
 function buildPb(item: WatchItem): ExpiryEvent {

@@ -1,8 +1,9 @@
 import { ConnectError } from '@connectrpc/connect';
 import { parseArgs } from 'node:util';
+import { setFlagsFromString } from 'node:v8';
 import { bootstrapAdmin } from '../app/bootstrap.js';
 import { isRotorError } from '../domain/errors.js';
-import { ConfigError, loadConfig, loadDatabaseConfig } from '../runtime/config.js';
+import { ConfigError, loadConfig, loadDatabaseConfig, loadProcessConfig } from '../runtime/config.js';
 import { migrate, openDatabase } from '../store/database.js';
 import { createLogger } from '../runtime/logger.js';
 import { createApp, startRotor } from '../runtime/server.js';
@@ -31,6 +32,9 @@ const USAGE = `usage: rotor <command>
 
 async function serve(): Promise<void> {
   const config = loadConfig();
+  // Before the server allocates anything: V8 reads this flag at every full GC (not only at start).
+  const { heapGrowingPercent } = loadProcessConfig();
+  if (heapGrowingPercent > 0) setFlagsFromString(`--heap-growing-percent=${heapGrowingPercent}`);
   const log = createLogger(config.logLevel);
   const rotor = await startRotor(config, log);
   let stopping = false;

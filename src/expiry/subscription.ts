@@ -7,6 +7,29 @@ import type { WatchedEvent } from '../domain/token-event.js';
 const CLOSED = new RotorError('unavailable', 'watch closed');
 
 /**
+ * Watchers woken per event-loop turn when an event reaches many of them at once. Waking one
+ * resumes its stream, which encodes nothing (messages are shared) but frames and writes; HTTP/2
+ * sends what was written only when the turn ends. Waking all 10,000 watchers of a token in one
+ * turn kept every byte in the server until the last stream was written (bench/README.md,
+ * "Fan-out"); in slices of this size the first streams are on the wire while later ones are
+ * still being written, and other work (RPCs, reads) runs between slices.
+ */
+const WAKE_SLICE = 256;
+let wakeQueue: Subscription[] = [];
+let wakeScheduled = false;
+
+function wakeSlice(): void {
+  const now = wakeQueue.length <= WAKE_SLICE ? wakeQueue : wakeQueue.slice(0, WAKE_SLICE);
+  wakeQueue = now === wakeQueue ? [] : wakeQueue.slice(WAKE_SLICE);
+  for (const s of now) s.wakeQueued();
+  if (wakeQueue.length > 0) setImmediate(wakeSlice);
+  else wakeScheduled = false;
+}
+
+/** The last heartbeat item: watchers due in the same timer tick share it (and so its encoded bytes). */
+let lastHeartbeat: { kind: 'heartbeat'; sequence: number; at: number } | undefined;
+
+/**
  * One watcher in the live feed: a bounded FIFO between the feed (producer, never waits) and the
  * stream (consumer, paced by the transport's backpressure). A full buffer ends only this watcher,
  * with RESOURCE_EXHAUSTED, and drops what it held: the client resumes from the log by sequence.
@@ -15,6 +38,7 @@ const CLOSED = new RotorError('unavailable', 'watch closed');
 export class Subscription implements LiveSubscription {
   private queue: LiveItem[] = [];
   private waiter: (() => void) | undefined;
+  private wakePending = false;
   private failure: RotorError | undefined;
   private floor: number;
   live = false;
@@ -75,7 +99,9 @@ export class Subscription implements LiveSubscription {
   /** Queues a heartbeat; the feed only calls this for a live watcher with nothing pending. */
   heartbeat(sequence: number, at: number): void {
     if (this.failure) return;
-    this.push({ kind: 'heartbeat', sequence: Math.max(sequence, this.floor), at });
+    const seq = Math.max(sequence, this.floor);
+    if (lastHeartbeat?.sequence !== seq || lastHeartbeat.at !== at) lastHeartbeat = { kind: 'heartbeat', sequence: seq, at };
+    this.push(lastHeartbeat);
   }
 
   /** Ends the subscription: queued items are dropped and take() rejects with `reason`. */
@@ -107,6 +133,19 @@ export class Subscription implements LiveSubscription {
   private push(item: LiveItem): void {
     this.queue.push(item);
     this.idleSince = Date.now();
+    // Only a stream waiting in take() needs waking; a busy one takes the item when it comes back.
+    if (!this.waiter || this.wakePending) return;
+    this.wakePending = true;
+    wakeQueue.push(this);
+    if (!wakeScheduled) {
+      wakeScheduled = true;
+      setImmediate(wakeSlice);
+    }
+  }
+
+  /** The wake-up queued by push() is due (wakeSlice). */
+  wakeQueued(): void {
+    this.wakePending = false;
     this.wake();
   }
 

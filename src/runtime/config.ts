@@ -155,6 +155,17 @@ export function loadDatabaseConfig(env: Env = process.env): Pick<RotorConfig, 'd
   return { databaseUrl, databasePoolMax, databaseStatementTimeoutMs, databaseListen: listen === 'on' };
 }
 
+/**
+ * Settings of the `rotor serve` process itself (not of a server started in-process, as tests do).
+ * `heapGrowingPercent`: V8 grows the old space to (1 + p/100) × the live heap after each full GC
+ * instead of its own factor (up to 4×), so the RSS of a server holding many streams stays near its
+ * live heap, at the cost of more frequent full collections (bench/README.md, "Fan-out"). 0 leaves
+ * V8's own heuristic.
+ */
+export function loadProcessConfig(env: Env = process.env): { heapGrowingPercent: number } {
+  return { heapGrowingPercent: wholeNumber(env, 'ROTOR_HEAP_GROWING_PERCENT', 20, 300) };
+}
+
 /** Reads and validates the configuration (README: "Configuration"). */
 export function loadConfig(env: Env = process.env): RotorConfig {
   const dataDir = resolve(env.ROTOR_DATA_DIR || './data');
