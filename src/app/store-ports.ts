@@ -44,6 +44,11 @@ export interface TokenRepository {
 
 /** The append-only event log. Implementation: src/store/event-repository.ts. */
 export interface EventRepository {
+  /**
+   * Appends events. Inside a transaction, make this its last write: on PostgreSQL drawing a
+   * sequence takes the event-order lock until commit (migration 20261127_051_pg_event_commit_order),
+   * so a row lock awaited after it could deadlock with a transaction waiting for that lock.
+   */
   append(events: readonly NewTokenEvent[]): Promise<void>;
   /** Events after `afterSequence`, oldest first. */
   list(filter: { tokenId?: string; familyId?: string; afterSequence?: number }, limit: number): Promise<TokenEvent[]>;

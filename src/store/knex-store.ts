@@ -117,11 +117,6 @@ export class KnexStore implements Store {
     });
   }
 
-  /** Resolves once the LISTEN connection is in place (at once when there is none). */
-  listening(): Promise<void> {
-    return this.listener?.ready ?? Promise.resolve();
-  }
-
   async close(): Promise<void> {
     await this.listener?.close();
     await this.knex.destroy();
