@@ -29,8 +29,8 @@ const DATABASE_LOST = new RotorError('unavailable', 'database unavailable; recon
 
 /**
  * ONE live feed of the event log for every WatchExpiry stream of this process. It reads the log
- * after `wake()` (local commits call it, and on PostgreSQL every NOTIFY of an event insert,
- * src/runtime/server.ts) and on a poll interval, in sequence order, and offers each event to the watchers whose
+ * after `wake()` (local commits call it, and NOTIFYs of other replicas' events on PostgreSQL)
+ * and on a poll interval, in sequence order, and offers each event to the watchers whose
  * selection it concerns through three indexes (token id, owner id, family id), so the cost of an
  * event follows the number of its watchers. The log stays the source of truth: a watcher that
  * falls behind is cut off and resumes from the log by sequence.
