@@ -1,32 +1,33 @@
 import type { Knex } from 'knex';
 
 /**
- * PostgreSQL only: event transactions commit in sequence order.
+ * PostgreSQL only: readers of the event log know up to which sequence it is complete.
  *
- * A `bigserial` number is drawn when a row is inserted, not when its transaction commits, so
- * without this two transactions could commit their events out of order: a watcher that read
- * sequence 11 and resumes "after 11" would never see 10 if its transaction committed a moment
- * later. Here the column's default draws the number through `rotor_next_event_sequence()`,
- * which first takes the transaction-level advisory lock `hashtext('rotor:token_events')` (the
- * naming of `Store.transaction`'s named locks) and holds it until the transaction ends. So:
+ * A `bigserial` number is drawn when a row is inserted, not when its transaction commits, so two
+ * transactions can commit their events out of sequence order: a watcher that read sequence 11
+ * and resumed "after 11" would never see 10 if its transaction committed a moment later. Here
+ * the column's default draws the number through `rotor_next_event_sequence()`, which first takes
+ * the advisory lock `hashtext('rotor:token_events')` in SHARED mode for the rest of the
+ * transaction. Writers never wait for each other (shared locks do not conflict). A reader that
+ * wants a horizon reads the sequence's last drawn value L and then takes the same lock in
+ * EXCLUSIVE mode for one statement (src/store/event-repository.ts, `settledSequence`): that
+ * returns once every transaction that drew a number up to L has committed or rolled back
+ * (PostgreSQL makes a commit visible before it releases the transaction's locks). Everything
+ * the reader reads afterwards up to L is final: a hole is a rolled-back number (a process
+ * killed mid-rotation) or an `ON CONFLICT DO NOTHING` of the expiry scheduler, never an event
+ * still to come. New writers queue behind a waiting reader, so it is not starved; they wait at
+ * most as long as the writers already in flight take to commit.
  *
- * - the transaction that drew sequence n has committed or rolled back before any transaction
- *   draws a higher one; PostgreSQL makes a commit visible before it releases the transaction's
- *   locks, so a reader that sees sequence n also sees every committed lower one;
- * - a hole below the newest visible sequence is final: a rolled-back transaction, or an
- *   `ON CONFLICT DO NOTHING` of the expiry scheduler that drew a number and wrote nothing.
- *   Readers (the WatchExpiry feed, resume, snapshot positions) may skip it at once.
+ * The lock is taken in the default, i.e. only when a row is really inserted (a scheduler pass
+ * that finds nothing due takes none), by every writer, including ones that forget to ask for it.
+ * Events must be the last thing a transaction writes (every use case appends them last): a
+ * writer that holds the lock and then waits for a row lock would hold up readers, and could
+ * deadlock with a writer that holds the row and is queued behind a reader. Cost:
+ * bench/README.md ("Event order on PostgreSQL").
  *
- * The lock is taken in the default, i.e. only when a row is really inserted (a scheduler pass that
- * finds nothing due takes no lock), by every writer, including ones that forget to ask for it.
- * Event-writing transactions are serialised from their first event insert to their commit, so
- * events must be the last thing a transaction writes (every use case appends them last): a
- * transaction that holds the lock and then waits for a row lock could deadlock with one that
- * holds the row and waits for the lock. Cost: bench/README.md ("Commit order").
- *
- * Dialect difference: SQLite has one writer at a time and a sequence drawn inside the write
- * transaction, so commit order is sequence order already; nothing to do there (the migration is
- * still recorded, keeping both engines' migration lists identical).
+ * Dialect difference: SQLite has one writer at a time and draws the number inside the write
+ * transaction, so its commit order is sequence order already; nothing to do there (the migration
+ * is still recorded, keeping both engines' migration lists identical).
  */
 export async function up(knex: Knex): Promise<void> {
   if (knex.client.config.client !== 'pg') return;
@@ -35,7 +36,7 @@ export async function up(knex: Knex): Promise<void> {
   await knex.raw(`
     CREATE FUNCTION rotor_next_event_sequence() RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
     BEGIN
-      PERFORM pg_advisory_xact_lock(hashtext('rotor:token_events'));
+      PERFORM pg_advisory_xact_lock_shared(hashtext('rotor:token_events'));
       RETURN nextval('${name}'::regclass);
     END
     $$`);
