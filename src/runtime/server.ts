@@ -104,9 +104,9 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
     pollIntervalMs: config.expiry.pollIntervalMs,
     heartbeatMs: config.expiry.heartbeatSeconds * 1000,
     bufferEvents: config.expiry.bufferEvents,
-    // A hole in the sequence is final on both engines: SQLite has one writer, and on PostgreSQL
-    // event transactions commit in sequence order (migration 20261127_051_pg_event_commit_order),
-    // so a hole below a visible sequence is a rolled-back number. Nothing to wait for.
+    // A hole in what the feed reads is final on both engines: SQLite has one writer, and on
+    // PostgreSQL the log is read only up to its settled sequence (migration
+    // 20261127_051_pg_event_commit_order), so a hole is a rolled-back number. Nothing to wait for.
     gapHoldMs: 0,
   });
   if (config.databaseListen) {

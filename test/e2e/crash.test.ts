@@ -17,9 +17,9 @@
  *   process with `after_sequence` = the last sequence it received, at once, while the other
  *   clients keep rotating. What it received before and after is exactly the family's committed
  *   log: nothing missing, nothing twice, in order. On PostgreSQL a sequence can skip numbers (a
- *   transaction killed with the process had drawn them and rolled back); with event transactions
- *   committing in sequence order (migration 20261127_051_pg_event_commit_order) such a hole is
- *   final and the reader moves past it at once;
+ *   transaction killed with the process had drawn them and rolled back); the feed reads the log
+ *   only up to its settled sequence (migration 20261127_051_pg_event_commit_order), so such a
+ *   hole is final and the reader moves past it at once;
  * - resuming from the log: for every sequence number k a watcher could have stopped at, reading
  *   the log after k returns exactly the committed events with a higher sequence.
  */

@@ -1,5 +1,5 @@
 /**
- * Commit order of the event log (migration 20261127_051_pg_event_commit_order): a watcher that
+ * Order of the event log for readers (migration 20261127_051_pg_event_commit_order): a watcher that
  * resumes "after k" must get every event committed with a lower sequence than the ones it saw.
  *
  * On PostgreSQL a `bigserial` number is drawn at INSERT, not at COMMIT. The test holds one
@@ -23,7 +23,7 @@ import { inMs, startTestServer, type TestServer } from '../support/server.js';
 /** Longer than any hold a reader might give a sequence gap (the feed's was 1 s). */
 const HOLD_MS = 1500;
 
-describe.each(ENGINES)('event transactions commit in sequence order, on %s', (engine) => {
+describe.each(ENGINES)('watchers never pass an event that can still commit below them, on %s', (engine) => {
   let s: TestServer;
   let api: Api;
 
