@@ -44,12 +44,24 @@ export interface TokenRepository {
 
 /** The append-only event log. Implementation: src/store/event-repository.ts. */
 export interface EventRepository {
+  /**
+   * Appends events. Inside a transaction, make this its last write: on PostgreSQL drawing a
+   * sequence takes the event-order lock (shared) until commit (migration
+   * 20261127_051_pg_event_commit_order), and readers wait for it to settle the log.
+   */
   append(events: readonly NewTokenEvent[]): Promise<void>;
   /** Events after `afterSequence`, oldest first. */
   list(filter: { tokenId?: string; familyId?: string; afterSequence?: number }, limit: number): Promise<TokenEvent[]>;
-  /** The newest sequence in the log (0 when empty). */
+  /**
+   * The newest sequence up to which the log is complete (0 when empty): no event with a lower
+   * sequence can still commit. SQLite: the highest sequence. PostgreSQL: the last number drawn,
+   * once every transaction that drew one up to it has ended.
+   */
   latestSequence(): Promise<number>;
-  /** Every event after `afterSequence`, oldest first, with its token's owner and expiry (the live feed). */
+  /**
+   * Every event after `afterSequence`, oldest first, with its token's owner and expiry (the live
+   * feed); only up to the sequence `latestSequence` would answer, so a hole in what it returns is final.
+   */
   tail(afterSequence: number, limit: number): Promise<WatchedEvent[]>;
   /** Events of a watch selection in (afterSequence, upToSequence], oldest first (resume replay). */
   forSelection(selection: WatchSelection, afterSequence: number, upToSequence: number, limit: number): Promise<WatchedEvent[]>;

@@ -24,10 +24,13 @@ export interface EventFeedOptions {
 
 const PAGE = 1000;
 
+/** How streams end when the feed cannot read the log (src/store/database-errors.ts said `unavailable`). */
+const DATABASE_LOST = new RotorError('unavailable', 'database unavailable; reconnect with after_sequence set to the last sequence received');
+
 /**
  * ONE live feed of the event log for every WatchExpiry stream of this process. It reads the log
- * after `wake()` (local commits call it; issue 5 can add PostgreSQL LISTEN/NOTIFY as another
- * caller) and on a poll interval, in sequence order, and offers each event to the watchers whose
+ * after `wake()` (local commits call it, and NOTIFYs of other replicas' events on PostgreSQL)
+ * and on a poll interval, in sequence order, and offers each event to the watchers whose
  * selection it concerns through three indexes (token id, owner id, family id), so the cost of an
  * event follows the number of its watchers. The log stays the source of truth: a watcher that
  * falls behind is cut off and resumes from the log by sequence.
@@ -134,6 +137,14 @@ export class EventFeed implements LiveFeed {
     for (const s of [...this.subs]) s.fail(reason);
   }
 
+  /**
+   * Ends every stream with `reason` (UNAVAILABLE) but keeps the feed running: new watchers may
+   * join, and the feed reads on from its position once the database answers again.
+   */
+  interrupt(reason: RotorError): void {
+    for (const s of [...this.subs]) s.fail(reason);
+  }
+
   private async poll(): Promise<void> {
     try {
       for (;;) {
@@ -144,6 +155,8 @@ export class EventFeed implements LiveFeed {
       }
     } catch (e) {
       this.log.warn('event feed read failed; retrying on the next poll', { error: e instanceof Error ? e.message : String(e) });
+      // The database is gone: end the streams so clients resume elsewhere (or here, later).
+      if (e instanceof RotorError && e.code === 'unavailable') this.interrupt(DATABASE_LOST);
     }
   }
 

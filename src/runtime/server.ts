@@ -100,14 +100,30 @@ function unavailableLogger(log: Logger): (e: Error) => void {
 /** The composition root: opens storage, mounts the handlers on the gRPC and HTTP ports. */
 export async function startRotor(config: RotorConfig, log: Logger, now?: () => number): Promise<RunningRotor> {
   const app = await createApp(config, log, now);
-  if (config.databaseListen) {
-    app.store.followRemoteWrites(config.databaseUrl, (e) => log.warn('database notifications interrupted; reconnecting', { error: e.message }));
-  }
   const feed = new EventFeed(app.store.events, app.now, log, {
     pollIntervalMs: config.expiry.pollIntervalMs,
     heartbeatMs: config.expiry.heartbeatSeconds * 1000,
     bufferEvents: config.expiry.bufferEvents,
+    // A hole in what the feed reads is final on both engines: SQLite has one writer, and on
+    // PostgreSQL the log is read only up to its settled sequence (migration
+    // 20261127_051_pg_event_commit_order), so a hole is a rolled-back number. Nothing to wait for.
+    gapHoldMs: 0,
   });
+  if (config.databaseListen) {
+    // Other replicas' events wake the feed (and drop their token rows from the cache); a wake
+    // for a sequence the feed has passed is this process's own commit, already read.
+    app.store.followRemoteWrites(
+      config.databaseUrl,
+      (e) => {
+        log.warn('database notifications interrupted; reconnecting', { error: e.message });
+        // Read the log now: if the database itself is gone, the read fails and the streams end.
+        feed.wake();
+      },
+      (wake) => {
+        if (wake === undefined || wake.sequence > feed.position) feed.wake();
+      },
+    );
+  }
   const scheduler = new ExpiryScheduler(app.store.events, app.now, log, {
     thresholdsSeconds: config.expiry.thresholdsSeconds,
     intervalMs: config.expiry.scanIntervalMs,

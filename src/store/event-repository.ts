@@ -112,8 +112,28 @@ export class KnexEventRepository implements EventRepository {
   }
 
   private async readLatest(): Promise<number> {
+    if (this.postgres) return this.settledSequence();
     const row = (await this.db('token_events').max({ seq: 'sequence' }).first()) as { seq: number | string | null } | undefined;
     return Number(row?.seq ?? 0);
+  }
+
+  private get postgres(): boolean {
+    return this.db.client.config.client === 'pg';
+  }
+
+  /**
+   * PostgreSQL: the highest sequence up to which the log is final (migration
+   * 20261127_051_pg_event_commit_order). Reads the last number drawn, then takes the event lock
+   * exclusively for this one statement, which waits until every transaction that drew a number up
+   * to it has ended. Statements after this one see every event up to it that ever commits; a
+   * missing number below it is a rolled-back one. (OFFSET 0 keeps the read before the lock.)
+   */
+  private async settledSequence(): Promise<number> {
+    const result = (await this.db.raw(
+      `SELECT s.drawn, pg_advisory_xact_lock(hashtext('rotor:token_events')) AS locked
+       FROM (SELECT pg_sequence_last_value(pg_get_serial_sequence('token_events', 'sequence')::regclass) AS drawn OFFSET 0) s`,
+    )) as { rows: { drawn: string | number | null }[] };
+    return Number(result.rows[0]?.drawn ?? 0);
   }
 
   private watched() {
@@ -122,8 +142,15 @@ export class KnexEventRepository implements EventRepository {
       .select('e.*', 't.owner_id', 't.expires_at');
   }
 
+  /** Events after `afterSequence`; on PostgreSQL only up to the settled sequence (nothing lower can still commit). */
   async tail(afterSequence: number, limit: number): Promise<WatchedEvent[]> {
-    const rows = (await this.watched().where('e.sequence', '>', afterSequence).orderBy('e.sequence').limit(limit)) as WatchedRow[];
+    const q = this.watched().where('e.sequence', '>', afterSequence);
+    if (this.postgres) {
+      const settled = await this.settledSequence();
+      if (settled <= afterSequence) return [];
+      q.andWhere('e.sequence', '<=', settled);
+    }
+    const rows = (await q.orderBy('e.sequence').limit(limit)) as WatchedRow[];
     return rows.map(toWatched);
   }
 

@@ -5,7 +5,7 @@ import type { RotorError } from '../domain/errors.js';
 import { asStoreError, guardRepository } from './database-errors.js';
 import { type DatabaseConfig, type Engine, migrate, openDatabase } from './database.js';
 import { KnexEventRepository } from './event-repository.js';
-import { listenForEvents, type EventListener } from './pg-notify.js';
+import { listenForEvents, type EventListener, type EventWake } from './pg-notify.js';
 import { TokenCache, type TokenCacheOptions } from './token-cache.js';
 import { KnexTokenRepository } from './token-repository.js';
 
@@ -93,18 +93,25 @@ export class KnexStore implements Store {
   }
 
   /**
-   * PostgreSQL with the cache on: LISTENs for other processes' event inserts and drops the token
-   * rows they name from the cache at once (the whole cache after a reconnect, when notifications
-   * may have been missed). `ROTOR_TOKEN_CACHE_TTL_MS` stays the bound for a notification that is
-   * late or lost. No-op on SQLite or with the cache off.
+   * PostgreSQL: LISTENs for event inserts of every process (this one's too) on one dedicated
+   * connection. With the cache on, it drops the token rows they name from the cache at once (the
+   * whole cache after a reconnect, when notifications may have been missed);
+   * `ROTOR_TOKEN_CACHE_TTL_MS` stays the bound for a notification that is late or lost. Every
+   * notification, and every reconnect (as `undefined`), is also passed to `onEvents`: the
+   * WatchExpiry feed reads the log then, which stays the source of truth, so a lost notification
+   * only delays an event until the feed's poll. `onError` hears of connection failures (the
+   * listener reconnects by itself). No-op on SQLite, or when called again.
    */
-  followRemoteWrites(url: string, onError: (e: Error) => void): void {
-    if (this.engine !== 'postgres' || !this.cache.enabled || this.listener) return;
+  followRemoteWrites(url: string, onError: (e: Error) => void, onEvents: (wake: EventWake | undefined) => void = () => undefined): void {
+    if (this.engine !== 'postgres' || this.listener) return;
     this.listener = listenForEvents({
       url,
       onWake: (wake) => {
-        if (wake === undefined || wake.tokenIds === 'all') this.cache.clear();
-        else this.cache.invalidate(wake.tokenIds);
+        if (this.cache.enabled) {
+          if (wake === undefined || wake.tokenIds === 'all') this.cache.clear();
+          else this.cache.invalidate(wake.tokenIds);
+        }
+        onEvents(wake);
       },
       onError,
     });

@@ -12,13 +12,16 @@
  * - the client's last secret is the head;
  * - events (table `token_events`; WatchExpiry is issue 4): one `created` event per token, one
  *   `rotated` event per rotated token naming its successor, in chain order of sequence;
- * - resuming: for every sequence number k a watcher could have stopped at, reading the log after
- *   k returns exactly the committed events with a higher sequence. On PostgreSQL a sequence can
- *   skip numbers (a transaction killed with the process had drawn them and rolled back); such gaps
- *   hold no event, and the check proves that nothing committed is missing after any k.
- *   It is checked once the writers are quiet: a reader racing concurrent commits on PostgreSQL
- *   can see a higher sequence commit before a lower one (docs/follow-ups.md, "commit-order
- *   horizon", for the WatchExpiry reader of issue 4).
+ * - WatchExpiry: one watcher per family (by family id or owner id) streams from the start of the
+ *   log on the killed process, its stream ends with UNAVAILABLE, and it resumes on the new
+ *   process with `after_sequence` = the last sequence it received, at once, while the other
+ *   clients keep rotating. What it received before and after is exactly the family's committed
+ *   log: nothing missing, nothing twice, in order. On PostgreSQL a sequence can skip numbers (a
+ *   transaction killed with the process had drawn them and rolled back); the feed reads the log
+ *   only up to its settled sequence (migration 20261127_051_pg_event_commit_order), so such a
+ *   hole is final and the reader moves past it at once;
+ * - resuming from the log: for every sequence number k a watcher could have stopped at, reading
+ *   the log after k returns exactly the committed events with a higher sequence.
  */
 import { Code } from '@connectrpc/connect';
 import { randomBytes } from 'node:crypto';
@@ -27,13 +30,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Knex } from 'knex';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ExpiryEventType } from '../../src/gen/rotor/v1/expiry_service_pb.js';
 import { TokenKind } from '../../src/gen/rotor/v1/token_pb.js';
 import { KnexEventRepository } from '../../src/store/event-repository.js';
 import { openDatabase } from '../../src/store/database.js';
 import { ENGINES, scratchDatabase, type ScratchDatabase } from '../support/engines.js';
 import { runCli, startServe, type ServeProcess } from '../support/process.js';
 import { addressOf } from '../support/replicas.js';
-import { RpcFailure, grpcApi, newKey, type Api } from '../support/rotor-api.js';
+import { RpcFailure, grpcApi, newKey, type Api, type WatchStream } from '../support/rotor-api.js';
 import { inMs } from '../support/server.js';
 
 const FAMILIES = 6;
@@ -91,6 +95,12 @@ describe.each(ENGINES)('SIGKILL in the middle of a stream of rotations, restart,
       families.push({ familyId: r.token!.familyId, secret: r.secret, done: 0, retriedAfterFailure: 0 });
     }
 
+    // One watcher per family, connected through the whole run: by family id or by owner id
+    // (the feed's two indexes), from the start of the log.
+    const selectionOf = (i: number) => (i % 2 === 0 ? { familyId: families[i]!.familyId } : { ownerId: `crash-${i}` });
+    const before: WatchStream[] = families.map((_, i) => api.watchExpiry({ ...selectionOf(i), afterSequence: 0n }, admin));
+    let resumed: WatchStream[] = [];
+
     const clients: Api[] = [];
     let total = 0;
     let killed: Promise<void> | undefined;
@@ -100,9 +110,17 @@ describe.each(ENGINES)('SIGKILL in the middle of a stream of rotations, restart,
       old.child.kill('SIGKILL');
       await exited;
       expect(old.child.signalCode).toBe('SIGKILL');
+      // The streams of the killed process end; each watcher keeps the last sequence it received.
+      const ends = await Promise.all(before.map((w) => w.ended));
+      for (const f of ends) expect(f?.code).toBe(Code.Unavailable);
       server = await startServe(env);
       clients.push(api);
       api = grpcApi(addressOf(server));
+      // They resume on the new process at once, while the rotations go on.
+      resumed = before.map((w, i) => {
+        const last = events(w).at(-1)?.sequence ?? 0n;
+        return api.watchExpiry({ ...selectionOf(i), afterSequence: last }, admin);
+      });
     };
 
     /** One family's client: rotate, and after any transport failure retry with the same key. */
@@ -135,19 +153,41 @@ describe.each(ENGINES)('SIGKILL in the middle of a stream of rotations, restart,
       expect(seen.active).toBe(true);
       expect(seen.familyId).toBe(f.familyId);
     }
-    api.close();
-    for (const c of clients) c.close();
 
     const { knex } = openDatabase({ url: env.ROTOR_DATABASE_URL ?? `sqlite://${join(dataDir, 'rotor.db')}` });
     try {
+      // Every resuming watcher: what it got before the kill and after resuming is exactly the
+      // committed log of its selection, in order, with nothing missing and nothing twice.
+      expect(resumed).toHaveLength(FAMILIES);
+      for (const [i, f] of families.entries()) {
+        const log = (await knex<EventRow>('token_events').where({ family_id: f.familyId }).orderBy('sequence').pluck('sequence')).map(BigInt);
+        const top = log.at(-1)!;
+        await resumed[i]!.until((r) => r.some((e) => e.sequence === top), 20_000, `family ${i}'s last event`);
+        const got = [...events(before[i]!), ...events(resumed[i]!)].map((e) => e.sequence);
+        expect(got).toEqual(log);
+        expect(events(before[i]!).length).toBeGreaterThan(0);
+        expect(events(resumed[i]!).length).toBeGreaterThan(0);
+        resumed[i]!.cancel();
+      }
+      api.close();
+      for (const c of clients) c.close();
       const gaps = await checkEveryFamily(knex, families);
-      console.info(`crash test on ${engine}: ${total} rotations, ${families.reduce((n, f) => n + f.retriedAfterFailure, 0)} retried after the kill, ${gaps} unused sequence numbers in the event log`);
+      const streamed = [before, resumed].map((ws) => ws.reduce((n, w) => n + events(w).length, 0));
+      console.info(
+        `crash test on ${engine}: ${total} rotations, ${families.reduce((n, f) => n + f.retriedAfterFailure, 0)} retried after the kill, ${gaps} unused sequence numbers in the event log; ` +
+          `${FAMILIES} watchers got ${streamed[0]} events before the kill and ${streamed[1]} after resuming`,
+      );
       if (engine === 'sqlite') expect(gaps).toBe(0);
     } finally {
       await knex.destroy();
     }
   });
 });
+
+/** The events (not heartbeats) a watcher received. */
+function events(w: WatchStream) {
+  return w.received.filter((e) => e.type !== ExpiryEventType.HEARTBEAT);
+}
 
 /** The checks of the file comment; returns how many sequence numbers the log skips. */
 async function checkEveryFamily(knex: Knex, families: { familyId: string; secret: string }[]): Promise<number> {

@@ -8,14 +8,24 @@
  * rotation waits until `statement_timeout` cancels it.
  * SQLite: the equivalent cheap failure is another process holding the write lock past the busy
  * timeout (the statement timeout); reads still work in WAL mode, so only writes fail there.
+ *
+ * WatchExpiry (PostgreSQL): cutting the connection ends every open stream with UNAVAILABLE (the
+ * feed's read of the log fails; it reads at once when its LISTEN connection drops), new streams
+ * are refused, and once the database is back a watcher resuming with its last sequence gets
+ * exactly the events it missed, including one another replica wrote during the outage, then live
+ * ones. On SQLite a held write lock does not stop reads, so streams carry on there.
  */
 import { Code } from '@connectrpc/connect';
 import knexFactory from 'knex';
 import sqlite3 from 'sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { authenticate } from '../../src/app/authenticate.js';
+import { createToken } from '../../src/app/token-service.js';
+import { ExpiryEventType } from '../../src/gen/rotor/v1/expiry_service_pb.js';
 import { TokenKind } from '../../src/gen/rotor/v1/token_pb.js';
+import { openStore } from '../../src/store/knex-store.js';
 import { ENGINES, TEST_POSTGRES_URL } from '../support/engines.js';
-import { RpcFailure, connectApi, failure, grpcApi, type Api } from '../support/rotor-api.js';
+import { RpcFailure, connectApi, failure, grpcApi, type Api, type WatchStream } from '../support/rotor-api.js';
 import { inMs, issuedSecrets, startTestServer, type TestServer } from '../support/server.js';
 import { hostPortOf, startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 
@@ -144,6 +154,77 @@ describe.each(ENGINES)('losing the database: UNAVAILABLE / 503, then the same pr
     expect((await grpc.introspectToken({ token: ra.secret }, s.adminSecret)).active).toBe(true);
     // The failures were logged as unavailability, never as unexpected errors.
     expect(s.logs.some((l) => l.includes('"database unavailable"'))).toBe(true);
+    expect(s.logs.filter((l) => /unexpected error|rpc handler failed/.test(l))).toEqual([]);
+  });
+
+  it.runIf(engine === 'postgres')('cut the connection: open WatchExpiry streams end with UNAVAILABLE; restored: resuming with after_sequence gets exactly the missed events (another replica\'s included), then live ones', async () => {
+    const owner = 'svc-loss-watch';
+    const seed = await grpc.createToken(
+      { kind: TokenKind.SERVICE_ACCOUNT, ownerId: owner, name: 'watched', scopes: ['rotor:rotate'], expiresAt: inMs(s.clock.now(), 3_600_000) },
+      s.adminSecret,
+    );
+    issuedSecrets.add(seed.secret);
+    const streams = [grpc.watchExpiry({ ownerId: owner, afterSequence: 0n }, s.adminSecret), connect.watchExpiry({ ownerId: owner, afterSequence: 0n }, s.adminSecret)];
+    for (const w of streams) await w.until((r) => r.some((e) => e.tokenId === seed.token!.id), 10_000, 'the created event');
+
+    // "Another replica": the same database reached directly, not through the cut proxy.
+    const direct = await openStore({ url: s.databaseUrl }, { ttlMs: 0, maxEntries: 1 });
+    let duringOutage: string;
+    proxy!.cut();
+    try {
+      const t0 = performance.now();
+      const ends = await Promise.all(streams.map((w) => w.ended));
+      const ms = performance.now() - t0;
+      console.info(`WatchExpiry streams ended ${Math.round(ms)} ms after the cut`);
+      for (const f of ends) {
+        expect(f?.code).toBe(Code.Unavailable);
+        expect(f?.rawMessage).toBe('database unavailable; reconnect with after_sequence set to the last sequence received');
+      }
+      // The feed reads the log at least every poll interval (1 s) and at once when its LISTEN connection drops.
+      expect(ms).toBeLessThan(TIMEOUT_MS + SLACK_MS + 1000);
+      // A new stream is refused too while the database is away.
+      const f = await grpc.watchExpiry({ ownerId: owner, afterSequence: 0n }, s.adminSecret).ended;
+      expect(f?.code).toBe(Code.Unavailable);
+      // Meanwhile another replica writes an event of the selection.
+      const other = { ...s.rotor.app, store: direct };
+      const caller = await authenticate(other, { authorization: `Bearer ${s.adminSecret}`, peer: null });
+      const minted = await createToken(other, caller, {
+        kind: 'service_account', ownerId: owner, name: 'while away', description: '', scopes: [], audiences: [], expiresAt: s.clock.now() + 3_600_000, policy: {},
+      });
+      issuedSecrets.add(minted.secret);
+      duringOutage = minted.record.id;
+    } finally {
+      proxy!.restore();
+      await direct.close();
+    }
+    await recovered();
+    const rotated = await grpc.rotateToken({}, seed.secret);
+    issuedSecrets.add(rotated.secret);
+
+    const log = async () =>
+      (await s.rotor.store.events.forSelection({ kind: 'owner', ownerId: owner }, 0, Number.MAX_SAFE_INTEGER, 1000)).map((e) => `${e.sequence}:${e.tokenId}`);
+    const asLog = (w: WatchStream) => w.received.filter((e) => e.type !== ExpiryEventType.HEARTBEAT).map((e) => `${e.sequence}:${e.tokenId}`);
+    for (const [i, api] of [grpc, connect].entries()) {
+      const before = streams[i]!;
+      const last = before.received.filter((e) => e.type !== ExpiryEventType.HEARTBEAT).at(-1)!.sequence;
+      const resumed = api.watchExpiry({ ownerId: owner, afterSequence: last }, s.adminSecret);
+      try {
+        const want = await log();
+        await resumed.until((r) => asLog(before).length + r.length >= want.length, 10_000, 'the missed events');
+        expect([...asLog(before), ...asLog(resumed)]).toEqual(want);
+        expect(asLog(resumed).some((e) => e.endsWith(`:${duringOutage}`))).toBe(true);
+        // Then live, from the same process's feed.
+        const live = await grpc.createToken(
+          { kind: TokenKind.SERVICE_ACCOUNT, ownerId: owner, name: `live ${i}`, scopes: [], expiresAt: inMs(s.clock.now(), 3_600_000) },
+          s.adminSecret,
+        );
+        issuedSecrets.add(live.secret);
+        await resumed.until((r) => r.some((e) => e.tokenId === live.token!.id), 10_000, 'the live event');
+        expect([...asLog(before), ...asLog(resumed)]).toEqual(await log());
+      } finally {
+        resumed.cancel();
+      }
+    }
     expect(s.logs.filter((l) => /unexpected error|rpc handler failed/.test(l))).toEqual([]);
   });
 

@@ -2,7 +2,7 @@
  * Issue 4 acceptance 1: with a controllable clock, each threshold fires exactly once per token,
  * EXPIRED fires once, and nothing fires for rotated or revoked tokens' future thresholds; also
  * with several passes and with two schedulers on one database (a second connection, as a second
- * replica would have). Runs on SQLite, and on PostgreSQL when ROTOR_TEST_POSTGRES_URL is set.
+ * replica would have). Runs on every engine of test/support/engines.ts.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { expiredKey, expiringSoonKey } from '../../src/domain/expiry.js';
@@ -11,7 +11,7 @@ import { ExpiryScheduler } from '../../src/expiry/scheduler.js';
 import { TokenKind } from '../../src/gen/rotor/v1/token_pb.js';
 import { openStore, type KnexStore } from '../../src/store/knex-store.js';
 import { grpcApi, newKey, type Api } from '../support/rotor-api.js';
-import { POSTGRES_URL, scratchDatabase } from '../support/scratch-database.js';
+import { ENGINES } from '../support/engines.js';
 import { inMs, startTestServer, type TestServer } from '../support/server.js';
 
 const HOUR = 3_600_000;
@@ -19,29 +19,23 @@ const DAY = 24 * HOUR;
 const THRESHOLDS = [30 * 86400, 7 * 86400, 86400, 3600];
 const quiet = { info() {}, warn() {}, error() {} };
 
-type Backend = 'sqlite' | 'postgres';
-const BACKENDS: Backend[] = ['sqlite', ...(POSTGRES_URL ? (['postgres'] as Backend[]) : [])];
-
-describe.each(BACKENDS)('expiry scheduler on %s', (backend) => {
+describe.each(ENGINES)('expiry scheduler on %s', (backend) => {
   let s: TestServer;
   let api: Api;
-  let db: { url: string; drop(): Promise<void> } | undefined;
   let second: KnexStore;
   let other: ExpiryScheduler;
 
   // A fresh server per test: the clock moves by weeks, past the bootstrap admin's 30 days.
   beforeEach(async () => {
-    if (backend === 'postgres') db = await scratchDatabase(POSTGRES_URL!);
-    s = await startTestServer({ ...(db ? { ROTOR_DATABASE_URL: db.url } : {}), ROTOR_EXPIRY_SCAN_INTERVAL_MS: '0' });
+    s = await startTestServer({ ROTOR_EXPIRY_SCAN_INTERVAL_MS: '0' }, { engine: backend });
     api = grpcApi(s);
-    second = await openStore({ url: db?.url ?? `sqlite://${s.dataDir}/rotor.db` }, { ttlMs: 0, maxEntries: 1 });
+    second = await openStore({ url: s.databaseUrl }, { ttlMs: 0, maxEntries: 1 });
     other = new ExpiryScheduler(second.events, s.clock.now, quiet, { thresholdsSeconds: THRESHOLDS, intervalMs: 0, batchSize: 3 });
   });
   afterEach(async () => {
     api?.close();
     await second?.close();
     await s?.stop();
-    await db?.drop();
   });
 
   async function token(lifetimeMs: number, owner: string) {

@@ -14,6 +14,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ExpiryEventType, ExpiryService, type ExpiryEvent } from '../../src/gen/rotor/v1/expiry_service_pb.js';
 import { connectClient } from '../support/connect-client.js';
 import { TokenKind, TokenState } from '../../src/gen/rotor/v1/token_pb.js';
+import { ENGINES, withEngines, type Engine } from '../support/engines.js';
 import { connectApi, grpcApi, newKey, type Api, type Wire, type WatchStream } from '../support/rotor-api.js';
 import { inMs, startTestServer, type TestServer } from '../support/server.js';
 
@@ -38,7 +39,7 @@ const TYPE_NAME: Record<number, string> = {
 const asLog = (events: ExpiryEvent[]) =>
   events.filter((e) => e.type !== ExpiryEventType.HEARTBEAT).map((e) => `${e.sequence}:${TYPE_NAME[e.type]}:${e.tokenId}`);
 
-describe.each(WIRES)('WatchExpiry over %s', (wire) => {
+describe.each(withEngines(WIRES))('WatchExpiry over %s on %s', (wire, engine) => {
   let s: TestServer;
   let api: Api;
   const open: WatchStream[] = [];
@@ -49,7 +50,7 @@ describe.each(WIRES)('WatchExpiry over %s', (wire) => {
   };
 
   beforeAll(async () => {
-    s = await startTestServer({ ROTOR_EXPIRY_SCAN_INTERVAL_MS: '0' });
+    s = await startTestServer({ ROTOR_EXPIRY_SCAN_INTERVAL_MS: '0' }, { engine });
     api = wire === 'grpc' ? grpcApi(s) : connectApi(s);
   });
   afterEach(() => {
@@ -214,9 +215,9 @@ describe.each(WIRES)('WatchExpiry over %s', (wire) => {
   });
 });
 
-describe('WatchExpiry over gRPC-Web on the HTTP port', () => {
+describe.each(ENGINES)('WatchExpiry over gRPC-Web on the HTTP port on %s', (engine: Engine) => {
   it('streams events like the other protocols', async () => {
-    const s = await startTestServer({ ROTOR_EXPIRY_SCAN_INTERVAL_MS: '0' });
+    const s = await startTestServer({ ROTOR_EXPIRY_SCAN_INTERVAL_MS: '0' }, { engine });
     const api = grpcApi(s);
     const abort = new AbortController();
     try {
@@ -246,9 +247,9 @@ describe('WatchExpiry over gRPC-Web on the HTTP port', () => {
   });
 });
 
-describe.each(WIRES)('shutdown over %s', (wire) => {
+describe.each(withEngines(WIRES))('shutdown over %s on %s', (wire, engine) => {
   it('ends open streams with UNAVAILABLE before the servers close, without waiting for the grace period', async () => {
-    const s = await startTestServer();
+    const s = await startTestServer({}, { engine });
     const api = wire === 'grpc' ? grpcApi(s) : connectApi(s);
     try {
       const streams = [api.watchExpiry({ ownerId: 'admin' }, s.adminSecret), api.watchExpiry({}, s.adminSecret)];

@@ -10,6 +10,7 @@ import { authenticate } from '../../src/app/authenticate.js';
 import { createToken } from '../../src/app/token-service.js';
 import { ExpiryEventType } from '../../src/gen/rotor/v1/expiry_service_pb.js';
 import { TokenKind } from '../../src/gen/rotor/v1/token_pb.js';
+import { ENGINES, withEngines } from '../support/engines.js';
 import { connectApi, grpcApi, newKey, type Api, type WatchStream } from '../support/rotor-api.js';
 import { inMs, startTestServer, type TestServer } from '../support/server.js';
 
@@ -25,12 +26,12 @@ async function waitFor(cond: () => boolean, what: string, timeoutMs = 20_000): P
   }
 }
 
-describe('WatchExpiry fan-out', () => {
+describe.each(ENGINES)('WatchExpiry fan-out on %s', (engine) => {
   let s: TestServer;
   let apis: Api[];
 
   beforeAll(async () => {
-    s = await startTestServer({ ROTOR_WATCH_BUFFER_EVENTS: String(BUFFER), ROTOR_EXPIRY_SCAN_INTERVAL_MS: '0' });
+    s = await startTestServer({ ROTOR_WATCH_BUFFER_EVENTS: String(BUFFER), ROTOR_EXPIRY_SCAN_INTERVAL_MS: '0' }, { engine });
     // Four grpc-js channels (HTTP/2 connections) of 250 streams each.
     apis = Array.from({ length: 4 }, () => grpcApi(s));
   });
@@ -95,9 +96,9 @@ describe('WatchExpiry fan-out', () => {
   });
 });
 
-describe.each(['grpc', 'connect'] as const)('heartbeats over %s', (wire) => {
+describe.each(withEngines(['grpc', 'connect'] as const))('heartbeats over %s on %s', (wire, engine) => {
   it('arrive on an idle stream, carrying the newest sequence', async () => {
-    const s = await startTestServer({ ROTOR_WATCH_HEARTBEAT_SECONDS: '1' });
+    const s = await startTestServer({ ROTOR_WATCH_HEARTBEAT_SECONDS: '1' }, { engine });
     const api = wire === 'grpc' ? grpcApi(s) : connectApi(s);
     try {
       const w = api.watchExpiry({}, s.adminSecret);
@@ -117,9 +118,9 @@ describe.each(['grpc', 'connect'] as const)('heartbeats over %s', (wire) => {
   });
 });
 
-describe('shutdown with a stalled stream', () => {
+describe.each(ENGINES)('shutdown with a stalled stream on %s', (engine) => {
   it('does not wait the 5 s grace for a client that stopped reading', async () => {
-    const s = await startTestServer({ ROTOR_WATCH_BUFFER_EVENTS: '16', ROTOR_EXPIRY_SCAN_INTERVAL_MS: '0' });
+    const s = await startTestServer({ ROTOR_WATCH_BUFFER_EVENTS: '16', ROTOR_EXPIRY_SCAN_INTERVAL_MS: '0' }, { engine });
     const api = grpcApi(s);
     try {
       const stalled = api.watchExpiry({ ownerId: 'stall' }, s.adminSecret);

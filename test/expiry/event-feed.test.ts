@@ -5,6 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { EventRepository } from '../../src/app/store-ports.js';
 import type { WatchedEvent } from '../../src/domain/token-event.js';
+import { RotorError } from '../../src/domain/errors.js';
 import { EventFeed } from '../../src/expiry/event-feed.js';
 
 const quiet = { info() {}, warn() {}, error() {} };
@@ -143,5 +144,43 @@ describe('EventFeed', () => {
     feed.close();
     await expect(live.take()).rejects.toMatchObject({ code: 'unavailable', message: 'server is shutting down; reconnect with after_sequence set to the last sequence received' });
     expect(() => feed!.subscribe({ kind: 'owner', ownerId: 'web' }, [])).toThrow('server is shutting down');
+  });
+});
+
+describe('EventFeed when the database is lost', () => {
+  it('ends every stream with UNAVAILABLE when the log read fails as unavailable (not for other errors), and reads on once it answers', async () => {
+    const rows: WatchedEvent[] = [ev(1)];
+    let failWith: Error | undefined;
+    const log = memoryLog(rows);
+    const tail = log.tail.bind(log);
+    log.tail = (after, limit) => (failWith ? Promise.reject(failWith) : tail(after, limit));
+    const feed = new EventFeed(log, () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 10 });
+    try {
+      await feed.start();
+      const a = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, []);
+      const b = feed.subscribe({ kind: 'owner', ownerId: 'web' }, []);
+      // Any other failure is logged and retried; the streams stay.
+      failWith = new Error('syntax error');
+      feed.wake();
+      await settle(feed);
+      expect([a.ended, b.ended, feed.watchers]).toEqual([false, false, 2]);
+      failWith = new RotorError('unavailable', 'database unavailable: the connection failed; retry shortly');
+      feed.wake();
+      await settle(feed);
+      for (const s of [a, b]) {
+        await expect(s.take()).rejects.toMatchObject({ code: 'unavailable', message: 'database unavailable; reconnect with after_sequence set to the last sequence received' });
+      }
+      expect(feed.watchers).toBe(0);
+      // Back: a new watcher gets what was committed meanwhile, from the feed's old position.
+      failWith = undefined;
+      const c = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, []);
+      rows.push(ev(2));
+      feed.wake();
+      await settle(feed);
+      const item = await c.take();
+      expect(item.kind === 'event' ? item.event.sequence : -1).toBe(2);
+    } finally {
+      feed.close();
+    }
   });
 });
