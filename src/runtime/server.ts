@@ -56,14 +56,14 @@ export async function createApp(config: RotorConfig, log: Logger, now: () => num
     random,
     log,
     jwt: createJwtSettings(config, store, random, log),
-    identity: config.trust === undefined ? undefined : new WorkloadVerifier(config.trust, new KnexReplayCache(store.knex), now, log),
+    identity: config.trust === undefined ? undefined : new WorkloadVerifier(config.trust, store.guard(new KnexReplayCache(store.knex)), now, log),
   };
 }
 
 /** JWT access token settings; the issuer defaults to the HTTP address (finalised by startRotor). */
 function createJwtSettings(config: RotorConfig, store: KnexStore, random: (n: number) => Uint8Array, log: Logger): JwtSettings {
   const schedule = { rotationMs: config.jwt.keyRotationSeconds * 1000, ttlMs: config.jwt.accessTokenTtlSeconds * 1000 };
-  const keyRing = new SigningKeyRing(new KnexSigningKeyRepository(store.knex), createSigningKeySeal(config.secret), schedule, config.jwt.signingAlg, random, log);
+  const keyRing = new SigningKeyRing(store.guard(new KnexSigningKeyRepository(store.knex)), createSigningKeySeal(config.secret), schedule, config.jwt.signingAlg, random, log);
   return { issuer: config.jwt.issuer ?? defaultIssuer(config.host, config.httpPort), ttlSeconds: config.jwt.accessTokenTtlSeconds, keyRing };
 }
 

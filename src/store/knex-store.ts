@@ -38,6 +38,14 @@ export class KnexStore implements Store {
   }
 
   /**
+   * Wraps another repository on this store's database (signing keys, the workload replay cache)
+   * so its driver failures leave as `unavailable` too, reported like the store's own.
+   */
+  guard<T extends object>(repo: T): T {
+    return guardRepository(repo, (e) => this.onUnavailable(e));
+  }
+
+  /**
    * Calls `listener` after events were committed by this process (after the transaction, never
    * inside it), so the WatchExpiry feed reads them at once instead of on its next poll.
    */

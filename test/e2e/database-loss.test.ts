@@ -139,6 +139,9 @@ describe.each(ENGINES)('losing the database: UNAVAILABLE / 503, then the same pr
         expect(r7.value.status).toBe(503);
         expect(await r7.value.json()).toEqual({ status: 'unavailable' });
         expect(r7.ms).toBeLessThan(TIMEOUT_MS + SLACK_MS);
+        // The signing keys (and the replay cache) are store repositories too: UNAVAILABLE, never a 500.
+        const r8 = await timed(fetch(`${s.httpUrl}/.well-known/jwks.json`));
+        await expect503(r8.value, r8.ms);
       }
     } finally {
       await release();
