@@ -3,6 +3,7 @@ import { TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT, validateExchange, type Exchang
 import type { AppContext } from './context.js';
 import { issueJwtForRotorToken } from './jwt-access-tokens.js';
 import { exchangeSubject } from './exchange-subject.js';
+import { federationConfigured } from './federation-service.js';
 
 /** RFC 8693 §2.2.1 response fields, before transport encoding. */
 export interface ExchangeResult {
@@ -59,7 +60,5 @@ export async function exchangeToken(app: AppContext, params: ExchangeParams, pee
  * `requested_token_type`, published in the RFC 8414 metadata (docs/jwt-access-tokens.md).
  */
 export function exchangeTokenTypes(app: AppContext): { subject: string[]; requested: string[] } {
-  // A JWT subject (federation) is accepted only when ROTOR_TRUST_CONFIG has federation rules.
-  const federates = (app.identity?.federation.length ?? 0) > 0;
-  return { subject: federates ? [TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT] : [TOKEN_TYPE_ACCESS_TOKEN], requested: [TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT] };
+  return { subject: federationConfigured(app) ? [TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT] : [TOKEN_TYPE_ACCESS_TOKEN], requested: [TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT] };
 }

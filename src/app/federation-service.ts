@@ -11,13 +11,22 @@ import { insertCreated } from './token-service.js';
 export const FEDERATION_ACTOR = 'federation';
 
 /**
+ * Whether this server federates workload JWTs: only when ROTOR_TRUST_CONFIG has federation rules.
+ * The one place of that rule: `federate` refuses otherwise, and the RFC 8414 metadata
+ * (`exchangeTokenTypes`) advertises a JWT subject only then.
+ */
+export function federationConfigured(app: AppContext): app is AppContext & { identity: NonNullable<AppContext['identity']> } {
+  return app.identity !== undefined && app.identity.federation.length > 0;
+}
+
+/**
  * Workload federation (DESIGN.md, Token exchange): a JWT from a trusted issuer that matches a
  * federation rule yields a fresh short-lived `service_account` token owned by the rule's service
  * account. The JWT is verified (and its `jti` spent) before the domain decides; the event log
  * records the workload's `iss`/`sub` as `act`, never the JWT.
  */
 export async function federate(app: AppContext, req: ExchangeRequest, peer: string | null): Promise<MintedToken> {
-  if (app.identity === undefined || app.identity.federation.length === 0) {
+  if (!federationConfigured(app)) {
     throw new RotorError('unsupported_token_type', 'subject_token_type jwt (workload federation) is not configured on this server');
   }
   if (req.actorToken !== undefined) {
