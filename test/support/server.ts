@@ -90,7 +90,14 @@ export async function startTestServer(env: Record<string, string> = {}, options:
      * by unsealing the stored keys) reached the database, the data directory or the log in plaintext.
      */
     async stop() {
-      for (const d of await privateKeyMaterial(rotor, config.secret)) issuedSecrets.add(d);
+      // Read while the database is open; a failure still closes the server and drops the scratch
+      // database, then fails the stop (the key check would be incomplete).
+      let keysUnread: unknown;
+      try {
+        for (const d of await privateKeyMaterial(rotor, config.secret)) issuedSecrets.add(d);
+      } catch (e) {
+        keysUnread = e;
+      }
       await rotor.close();
       let inDb: string[] = [];
       try {
@@ -101,6 +108,7 @@ export async function startTestServer(env: Record<string, string> = {}, options:
       const inFiles = secretsInDirectory(dataDir, issuedSecrets);
       const inLogs = secretsIn(logs.join(''), issuedSecrets);
       rmSync(dataDir, { recursive: true, force: true });
+      if (keysUnread !== undefined) throw new Error('leak check: cannot read the signing keys', { cause: keysUnread });
       if (inFiles.length > 0 || inLogs.length > 0 || inDb.length > 0) {
         throw new Error(`secrets leaked: ${inFiles.length} in the data directory, ${inDb.length} in the database, ${inLogs.length} in the log`);
       }
