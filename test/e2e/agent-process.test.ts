@@ -153,7 +153,10 @@ describe.each(ENGINES)('rotor agent end to end (real serve process) on %s', (eng
   }, 20_000);
 
   it('survives the server being SIGKILLed mid-rotation: the retry with the same key gets the same successor and the family stays alive', async () => {
-    const { token, secret } = await createAgentToken('svc-crash', '8s');
+    // 16 s: the agent rotates 8 s in, and the successor (created before the SIGKILL, received only
+    // after the restart) is not due for another 8 s, so a slow restart on a loaded machine cannot
+    // make the agent start rotating it before the SIGTERM below.
+    const { token, secret } = await createAgentToken('svc-crash', '16s');
     const file = join(work, 'crash.token');
     const proxy = new FaultProxy(serve.httpPort);
     await proxy.start();
@@ -196,7 +199,7 @@ describe.each(ENGINES)('rotor agent end to end (real serve process) on %s', (eng
     } finally {
       await proxy.stop();
     }
-  }, 20_000);
+  }, 40_000);
 
   it('exits non-zero with a clear message when its family is revoked', async () => {
     const { token, secret } = await createAgentToken('svc-revoked', '60s');
