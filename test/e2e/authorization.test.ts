@@ -11,7 +11,7 @@ import { timestampMs, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { Code } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bootstrapAdmin } from '../../src/app/bootstrap.js';
-import { RotorError } from '../../src/domain/errors.js';
+import { rotorErrorOf } from '../support/errors.js';
 import { TokenKind, TokenState, type Token } from '../../src/gen/rotor/v1/token_pb.js';
 import type { CreateTokenRequestSchema } from '../../src/gen/rotor/v1/token_service_pb.js';
 import { connectApi, failure, grpcApi, type Api, type Req, type Wire } from '../support/rotor-api.js';
@@ -35,17 +35,6 @@ const MSG_BOOTSTRAP_REFUSED = 'an active admin token already exists; bootstrap r
 function ms(ts: Timestamp | undefined): number {
   if (ts === undefined) throw new Error('timestamp is unset');
   return timestampMs(ts);
-}
-
-/** A RotorError a direct (in-process) use case call rejects with; fails if it resolves. */
-async function rotorErrorOf(p: Promise<unknown>): Promise<RotorError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof RotorError) return e;
-    throw e;
-  }
-  throw new Error('expected a RotorError, but the call succeeded');
 }
 
 type PolicyInit = NonNullable<Req<typeof CreateTokenRequestSchema>['policy']>;

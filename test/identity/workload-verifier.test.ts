@@ -6,7 +6,7 @@
 import { generateKeyPair } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Logger } from '../../src/app/context.js';
-import { RotorError } from '../../src/domain/errors.js';
+import { rotorErrorOf } from '../support/errors.js';
 import { MemoryReplayCache } from '../../src/identity/replay-cache.js';
 import { parseTrustConfig } from '../../src/identity/trust-config.js';
 import { WorkloadVerifier } from '../../src/identity/workload-verifier.js';
@@ -15,16 +15,6 @@ import { beforeTimer } from '../support/timer-race.js';
 
 const quiet: Logger = { info() {}, warn() {}, error() {} };
 const MAX_LIFETIME = 365 * 86400;
-
-async function rejection(p: Promise<unknown>): Promise<RotorError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof RotorError) return e;
-    throw e;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('WorkloadVerifier', () => {
   let ci: TestIssuer;
@@ -97,7 +87,7 @@ describe('WorkloadVerifier', () => {
     for (const [name, make, message] of cases) {
       it(name, async () => {
         const v = verifier();
-        const e = await rejection(v.verify(await make(v), 'actor_token'));
+        const e = await rotorErrorOf(v.verify(await make(v), 'actor_token'));
         expect(e.code).toBe('invalid_workload_token');
         expect(e.message).toBe(message);
       });
@@ -109,7 +99,7 @@ describe('WorkloadVerifier', () => {
       clock += 31_000;
       const before = ci.jwksFetches;
       const { privateKey } = await generateKeyPair('ES256');
-      const e = await rejection(v.verify(await ci.sign(clock, {}, { foreignKey: { key: privateKey, kid: 'forged' } }), 'actor_token'));
+      const e = await rotorErrorOf(v.verify(await ci.sign(clock, {}, { foreignKey: { key: privateKey, kid: 'forged' } }), 'actor_token'));
       expect(e.message).toBe('actor_token names a key (kid) the issuer does not publish');
       expect(ci.jwksFetches - before).toBe(1);
     });
@@ -117,7 +107,7 @@ describe('WorkloadVerifier', () => {
     it('an ID token (typ JWT) where the issuer requires typ at+jwt', async () => {
       const v = verifier({ typ: 'at+jwt' });
       await v.verify(await ci.sign(clock, {}, { typ: 'at+jwt' }), 'actor_token');
-      const e = await rejection(v.verify(await ci.sign(clock, {}, { typ: 'JWT' }), 'actor_token'));
+      const e = await rotorErrorOf(v.verify(await ci.sign(clock, {}, { typ: 'JWT' }), 'actor_token'));
       expect(e.message).toBe("actor_token has the wrong type (typ header): this issuer's tokens are accepted only with the configured typ");
     });
 
@@ -125,12 +115,12 @@ describe('WorkloadVerifier', () => {
       const v = verifier();
       const jwt = await ci.sign(clock);
       await v.verify(jwt, 'actor_token');
-      const e = await rejection(v.verify(jwt, 'actor_token'));
+      const e = await rotorErrorOf(v.verify(jwt, 'actor_token'));
       expect(e.message).toBe('actor_token has been used before (jti replay): request a fresh JWT');
       const keyed = await ci.sign(clock);
       await v.verify(keyed, 'actor_token', { retryKeyDigest: 'k1' });
       await v.verify(keyed, 'actor_token', { retryKeyDigest: 'k1' });
-      expect((await rejection(v.verify(keyed, 'actor_token', { retryKeyDigest: 'k2' }))).code).toBe('invalid_workload_token');
+      expect((await rotorErrorOf(v.verify(keyed, 'actor_token', { retryKeyDigest: 'k2' }))).code).toBe('invalid_workload_token');
     });
 
     it('accepts exp and nbf inside the clock skew, refuses them just past it', async () => {
@@ -138,8 +128,8 @@ describe('WorkloadVerifier', () => {
       const t = Math.floor(clock / 1000);
       await v.verify(await ci.sign(clock, { exp: t - 20 }), 'actor_token');
       await v.verify(await ci.sign(clock, { nbf: t + 20 }), 'actor_token');
-      expect((await rejection(v.verify(await ci.sign(clock, { exp: t - 40 }), 'actor_token'))).message).toBe('actor_token has expired (exp)');
-      expect((await rejection(v.verify(await ci.sign(clock, { nbf: t + 40 }), 'actor_token'))).message).toBe('actor_token is not valid yet (nbf)');
+      expect((await rotorErrorOf(v.verify(await ci.sign(clock, { exp: t - 40 }), 'actor_token'))).message).toBe('actor_token has expired (exp)');
+      expect((await rotorErrorOf(v.verify(await ci.sign(clock, { nbf: t + 40 }), 'actor_token'))).message).toBe('actor_token is not valid yet (nbf)');
     });
   });
 
@@ -158,7 +148,7 @@ describe('WorkloadVerifier', () => {
 
       // Another new key inside the cooldown: refused without fetching again.
       await ci.rotateKey();
-      const again = await Promise.all(Array.from({ length: 20 }, async () => rejection(v.verify(await ci.sign(clock), 'actor_token'))));
+      const again = await Promise.all(Array.from({ length: 20 }, async () => rotorErrorOf(v.verify(await ci.sign(clock), 'actor_token'))));
       expect(again.every((e) => e.message === 'actor_token names a key (kid) the issuer does not publish')).toBe(true);
       expect(ci.jwksFetches - before).toBe(1);
 
@@ -172,14 +162,14 @@ describe('WorkloadVerifier', () => {
       const v = verifier();
       other.mode = 'down';
       const before = other.jwksFetches;
-      const errs = await Promise.all(Array.from({ length: 10 }, async () => rejection(v.verify(await other.sign(clock), 'actor_token'))));
+      const errs = await Promise.all(Array.from({ length: 10 }, async () => rotorErrorOf(v.verify(await other.sign(clock), 'actor_token'))));
       for (const e of errs) {
         expect(e.code).toBe('unavailable');
         expect(e.message).toBe(`keys of issuer ${other.issuer} are unavailable: the JWKS endpoint answered HTTP 500; retry later`);
       }
       expect(other.jwksFetches - before).toBe(1);
       other.mode = 'ok';
-      expect((await rejection(v.verify(await other.sign(clock), 'actor_token'))).code).toBe('unavailable');
+      expect((await rotorErrorOf(v.verify(await other.sign(clock), 'actor_token'))).code).toBe('unavailable');
       clock += 31_000;
       await v.verify(await other.sign(clock), 'actor_token');
       expect(other.jwksFetches - before).toBe(2);
@@ -192,7 +182,7 @@ describe('WorkloadVerifier', () => {
       const started = Date.now();
       // The 300 ms fetch timeout must win against a 2 s timer on the same event loop (robust
       // under CPU load, unlike a wall-clock bound); the default 3000 ms timeout would lose.
-      const e = await beforeTimer(rejection(v.verify(jwt, 'actor_token')), 2000);
+      const e = await beforeTimer(rotorErrorOf(v.verify(jwt, 'actor_token')), 2000);
       expect(e.code).toBe('unavailable');
       expect(e.message).toBe(`keys of issuer ${other.issuer} are unavailable: the JWKS endpoint did not answer within 300 ms; retry later`);
       expect(Date.now() - started).toBeGreaterThanOrEqual(250);
@@ -201,7 +191,7 @@ describe('WorkloadVerifier', () => {
     it('a JWKS answer larger than 256 KiB is refused as unavailable, not buffered', async () => {
       const v = verifier();
       other.mode = 'huge';
-      const e = await rejection(v.verify(await other.sign(clock), 'actor_token'));
+      const e = await rotorErrorOf(v.verify(await other.sign(clock), 'actor_token'));
       expect(e.code).toBe('unavailable');
       expect(e.message).toBe(`keys of issuer ${other.issuer} are unavailable: the JWKS endpoint answered with more than 262144 bytes; retry later`);
     });
@@ -210,7 +200,7 @@ describe('WorkloadVerifier', () => {
       const trust = parseTrustConfig({ issuers: [{ issuer: 'http://127.0.0.1:9', discovery: true, audiences: ['rotor'], algorithms: ['ES256'] }] }, MAX_LIFETIME);
       const v = new WorkloadVerifier(trust, new MemoryReplayCache(), now, quiet);
       const jwt = await ci.sign(clock, { iss: 'http://127.0.0.1:9' });
-      const e = await rejection(v.verify(jwt, 'subject_token'));
+      const e = await rotorErrorOf(v.verify(jwt, 'subject_token'));
       expect(e.code).toBe('unavailable');
       expect(e.message).toMatch(/^keys of issuer http:\/\/127\.0\.0\.1:9 are unavailable: discovery failed \(.+\); retry later$/);
     });
