@@ -281,6 +281,9 @@ function exchange(name: string, overrides: () => ExchangeForm, rpcExpect: RpcExp
 const invalidArgument = (message: string): RpcExpect => ({ code: grpc.status.INVALID_ARGUMENT, message });
 const unauthenticated = (message: string): RpcExpect => ({ code: grpc.status.UNAUTHENTICATED, message });
 const invalidRequest = (description: string): HttpExpect => ({ status: 400, error: 'invalid_request', description });
+/** An exchange refused as INVALID_ARGUMENT on the RPC ports and invalid_request on /oauth/token, with one message. */
+const invalidExchange = (name: string, overrides: () => ExchangeForm, message: string): Case =>
+  exchange(name, overrides, invalidArgument(message), invalidRequest(message));
 
 /** CreateToken as the admin, with a valid request changed by `change`. */
 function createRequest(change: (r: Record<string, unknown>) => void = () => {}): () => object {
@@ -321,7 +324,7 @@ const cases: Case[] = [
   exchange('unknown token (well-formed, valid checksum, never issued)', () => ({ subject_token: f.unknown }), unauthenticated('token is unknown'), invalidRequest('token is unknown')),
   exchange('expired token', () => ({ subject_token: f.expired.secret }), unauthenticated('token has expired'), invalidRequest('token has expired')),
   exchange('revoked token', () => ({ subject_token: f.revoked.secret }), unauthenticated('token has been revoked'), invalidRequest('token has been revoked')),
-  exchange('subject_token longer than 8192 characters', () => ({ subject_token: 'a'.repeat(10_000) }), invalidArgument('subject_token is too long'), invalidRequest('subject_token is too long')),
+  invalidExchange('subject_token longer than 8192 characters', () => ({ subject_token: 'a'.repeat(10_000) }), 'subject_token is too long'),
 
   // ---- RFC 8693 §2.1 parameters ----
   exchange(
@@ -330,44 +333,38 @@ const cases: Case[] = [
     invalidArgument(`grant_type must be ${GRANT_TOKEN_EXCHANGE}`),
     { status: 400, error: 'unsupported_grant_type', description: `grant_type must be ${GRANT_TOKEN_EXCHANGE}` },
   ),
-  exchange('missing grant_type', () => ({ grant_type: '' }), invalidArgument('grant_type is required'), invalidRequest('grant_type is required')),
-  exchange('missing subject_token', () => ({ subject_token: '' }), invalidArgument('subject_token is required'), invalidRequest('subject_token is required')),
-  exchange('missing subject_token_type', () => ({ subject_token_type: '' }), invalidArgument('subject_token_type is required'), invalidRequest('subject_token_type is required')),
-  exchange(
+  invalidExchange('missing grant_type', () => ({ grant_type: '' }), 'grant_type is required'),
+  invalidExchange('missing subject_token', () => ({ subject_token: '' }), 'subject_token is required'),
+  invalidExchange('missing subject_token_type', () => ({ subject_token_type: '' }), 'subject_token_type is required'),
+  invalidExchange(
     'actor_token without actor_token_type',
     () => ({ actor_token: 'eyJhbGciOiJFUzI1NiJ9.e30.sig' }),
-    invalidArgument('actor_token_type is required when actor_token is present'),
-    invalidRequest('actor_token_type is required when actor_token is present'),
+    'actor_token_type is required when actor_token is present',
   ),
-  exchange(
+  invalidExchange(
     'actor_token_type without actor_token',
     () => ({ actor_token_type: TOKEN_TYPE_JWT }),
-    invalidArgument('actor_token_type must not be sent without actor_token'),
-    invalidRequest('actor_token_type must not be sent without actor_token'),
+    'actor_token_type must not be sent without actor_token',
   ),
-  exchange(
+  invalidExchange(
     'actor_token_type other than jwt',
     () => ({ actor_token: 'eyJhbGciOiJFUzI1NiJ9.e30.sig', actor_token_type: ACCESS }),
-    invalidArgument(`actor_token_type must be ${TOKEN_TYPE_JWT}`),
-    invalidRequest(`actor_token_type must be ${TOKEN_TYPE_JWT}`),
+    `actor_token_type must be ${TOKEN_TYPE_JWT}`,
   ),
-  exchange(
+  invalidExchange(
     'actor_token for a token without a workload binding',
     () => ({ actor_token: 'eyJhbGciOiJFUzI1NiJ9.e30.sig', actor_token_type: TOKEN_TYPE_JWT }),
-    invalidArgument('actor_token is not accepted: this token has no workload binding'),
-    invalidRequest('actor_token is not accepted: this token has no workload binding'),
+    'actor_token is not accepted: this token has no workload binding',
   ),
-  exchange(
+  invalidExchange(
     'unknown token type URN as subject_token_type',
     () => ({ subject_token_type: 'urn:example:token-type:magic' }),
-    invalidArgument('subject_token_type is not a known token type'),
-    invalidRequest('subject_token_type is not a known token type'),
+    'subject_token_type is not a known token type',
   ),
-  exchange(
+  invalidExchange(
     'subject_token_type jwt (federation not configured)',
     () => ({ subject_token_type: TOKEN_TYPE_JWT }),
-    invalidArgument('subject_token_type jwt (workload federation) is not configured'),
-    invalidRequest('subject_token_type jwt (workload federation) is not configured'),
+    'subject_token_type jwt (workload federation) is not configured',
   ),
   exchange(
     'scope escalation on exchange (scope=read admin)',
@@ -381,23 +378,20 @@ const cases: Case[] = [
     invalidArgument('audience not allowed for this token: https://elsewhere.example'),
     { status: 400, error: 'invalid_target', description: 'audience not allowed for this token' },
   ),
-  exchange(
+  invalidExchange(
     'idempotency_key too short',
     () => ({ idempotency_key: 'short' }),
-    invalidArgument('idempotency_key: must be 16-128 characters'),
-    invalidRequest('idempotency_key: must be 16-128 characters'),
+    'idempotency_key: must be 16-128 characters',
   ),
-  exchange(
+  invalidExchange(
     'idempotency_key longer than 128 characters',
     () => ({ idempotency_key: 'k'.repeat(129) }),
-    invalidArgument('idempotency_key: must be 16-128 characters'),
-    invalidRequest('idempotency_key: must be 16-128 characters'),
+    'idempotency_key: must be 16-128 characters',
   ),
-  exchange(
+  invalidExchange(
     'more than 64 scopes on exchange (65 in scope)',
     () => ({ scope: Array.from({ length: 65 }, (_, i) => `s${i}`).join(' ') }),
-    invalidArgument('scope: at most 64 scopes'),
-    invalidRequest('scope: at most 64 scopes'),
+    'scope: at most 64 scopes',
   ),
   exchange(
     'scope longer than 128 characters on exchange',
@@ -407,43 +401,37 @@ const cases: Case[] = [
   ),
   exchange('scope with a double quote on exchange', () => ({ scope: 're"ad' }), invalidArgument(SCOPE_SYNTAX('scope')), invalidRequest(SCOPE_SYNTAX('scope'))),
   exchange('scope with a backslash on exchange', () => ({ scope: 're\\ad' }), invalidArgument(SCOPE_SYNTAX('scope')), invalidRequest(SCOPE_SYNTAX('scope'))),
-  exchange(
+  invalidExchange(
     'more than 16 audiences on exchange (17 audience parameters)',
     () => ({ audience: SEVENTEEN_AUDIENCES }),
-    invalidArgument('audience: at most 16 values'),
-    invalidRequest('audience: at most 16 values'),
+    'audience: at most 16 values',
   ),
-  exchange(
+  invalidExchange(
     'audience longer than 256 characters on exchange',
     () => ({ audience: LONG_AUDIENCE }),
-    invalidArgument('audience: must be at most 256 characters'),
-    invalidRequest('audience: must be at most 256 characters'),
+    'audience: must be at most 256 characters',
   ),
-  exchange(
+  invalidExchange(
     'resource that is not an absolute URI (relative/path)',
     () => ({ resource: 'relative/path' }),
-    invalidArgument('resource: each value must be an absolute URI without a fragment'),
-    invalidRequest('resource: each value must be an absolute URI without a fragment'),
+    'resource: each value must be an absolute URI without a fragment',
   ),
-  exchange(
+  invalidExchange(
     'resource with a fragment (https://a.example/x#frag)',
     () => ({ resource: 'https://a.example/x#frag' }),
-    invalidArgument('resource: each value must be an absolute URI without a fragment'),
-    invalidRequest('resource: each value must be an absolute URI without a fragment'),
+    'resource: each value must be an absolute URI without a fragment',
   ),
 
   // ---- requested_token_type and JWT access tokens (docs/jwt-access-tokens.md) ----
-  exchange(
+  invalidExchange(
     'unknown token type URN as requested_token_type',
     () => ({ requested_token_type: 'urn:example:token-type:magic' }),
-    invalidArgument('requested_token_type is not a known token type'),
-    invalidRequest('requested_token_type is not a known token type'),
+    'requested_token_type is not a known token type',
   ),
-  exchange(
+  invalidExchange(
     'requested_token_type id_token (known, not issued)',
     () => ({ requested_token_type: 'urn:ietf:params:oauth:token-type:id_token' }),
-    invalidArgument(`requested_token_type must be ${ACCESS} or ${TOKEN_TYPE_JWT}`),
-    invalidRequest(`requested_token_type must be ${ACCESS} or ${TOKEN_TYPE_JWT}`),
+    `requested_token_type must be ${ACCESS} or ${TOKEN_TYPE_JWT}`,
   ),
   exchange(
     'requested_token_type jwt with a rotor:* scope (scope=rotor:rotate)',
@@ -457,17 +445,15 @@ const cases: Case[] = [
     invalidArgument('requested scopes exceed the scopes held: admin'),
     { status: 400, error: 'invalid_scope', description: 'requested scopes exceed the scopes held: admin' },
   ),
-  exchange(
+  invalidExchange(
     'requested_token_type jwt with an actor_token for an unbound token',
     () => ({ requested_token_type: TOKEN_TYPE_JWT, actor_token: 'eyJhbGciOiJFUzI1NiJ9.e30.sig', actor_token_type: TOKEN_TYPE_JWT }),
-    invalidArgument('actor_token is not accepted: this token has no workload binding'),
-    invalidRequest('actor_token is not accepted: this token has no workload binding'),
+    'actor_token is not accepted: this token has no workload binding',
   ),
-  exchange(
+  invalidExchange(
     'requested_token_type jwt with a jwt subject_token (federation straight into a JWT)',
     () => ({ requested_token_type: TOKEN_TYPE_JWT, subject_token: 'eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJodHRwczovL2NpLmV4YW1wbGUifQ.sig', subject_token_type: TOKEN_TYPE_JWT }),
-    invalidArgument(`requested_token_type jwt needs subject_token_type ${ACCESS}; federate first, then exchange the issued token for a JWT`),
-    invalidRequest(`requested_token_type jwt needs subject_token_type ${ACCESS}; federate first, then exchange the issued token for a JWT`),
+    `requested_token_type jwt needs subject_token_type ${ACCESS}; federate first, then exchange the issued token for a JWT`,
   ),
   exchange(
     'requested_token_type jwt for a revoked token',
