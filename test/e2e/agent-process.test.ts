@@ -95,7 +95,7 @@ describe.each(ENGINES)('rotor agent end to end (real serve process) on %s', (eng
     const file = join(work, 'fresh.token');
     const hookLog = join(work, 'hook.log');
     // The fraction (0.9: 7.2 s) comes after the 4 s threshold (due 4 s in): the stream drives this.
-    const a = agent(file, url(), secret, ['--rotate-at-fraction', '0.9', '--exec', `printf '%s\\n' "$ROTOR_TOKEN_ID" >> '${hookLog}'`]);
+    const a = agent(file, url(), secret, ['--rotate-at-fraction', '0.9', '--exec', `printf '%s %s %s\\n' "$ROTOR_TOKEN_ID" "$ROTOR_TOKEN_FILE" "\${ROTOR_TOKEN:-unset}" >> '${hookLog}'`]);
 
     const successorSecret = await waitFor('the first rotation', () => {
       const t = fileToken(file);
@@ -115,8 +115,9 @@ describe.each(ENGINES)('rotor agent end to end (real serve process) on %s', (eng
     expect(members.map((m) => m.state)).toEqual(['rotated', 'active']);
     const successor = members[1]!;
     expect(successor.previous_id).toBe(token.id);
-    // The hook ran after the first write (ROTOR_TOKEN into the absent file) and after the rotation.
-    await waitFor('the hook', () => existsSync(hookLog) && readFileSync(hookLog, 'utf8').startsWith(`${token.id}\n${successor.id}\n`));
+    // The hook ran after the first write (ROTOR_TOKEN into the absent file) and after the rotation,
+    // with ROTOR_TOKEN_ID and ROTOR_TOKEN_FILE set and ROTOR_TOKEN removed (docs/agent.md, "The hook").
+    await waitFor('the hook', () => existsSync(hookLog) && readFileSync(hookLog, 'utf8').startsWith(`${token.id} ${file} unset\n${successor.id} ${file} unset\n`));
 
     // The successor is rotated in turn (same 8 s lifetime, on its own 4 s notice).
     await waitFor('the second rotation', () => {
