@@ -53,8 +53,10 @@ describe('rotor agent (fake server, manual clock)', () => {
 
   const fileToken = () => readFileSync(file, 'utf8').trim();
   const mode = (p: string) => statSync(p).mode & 0o777;
+  /** No secret and no idempotency key in the log (docs/agent.md, "Secrets"). */
   const noSecretLogged = () => {
     for (const t of server.tokens) expect(logs.join('\n')).not.toContain(t.secret);
+    expect(logs.join('\n')).not.toContain('test-key-');
   };
 
   it('rotates once 2/3 of the lifetime has passed, writes the successor with mode 0600 and rotates it in turn (timer only: no WatchExpiry)', async () => {
