@@ -30,7 +30,7 @@ function agentToken(t: Token | undefined): AgentToken {
 }
 
 /** AgentApi over Connect on the HTTP port: the bearer is the agent's current token on every call. */
-export function connectAgentApi(server: string): AgentApi {
+function connectAgentApi(server: string): AgentApi {
   const { tokens, expiry } = rotorClients(server);
   return {
     async describe(secret) {
@@ -51,7 +51,7 @@ export function connectAgentApi(server: string): AgentApi {
  * ROTOR_TOKEN_FILE / ROTOR_TOKEN_ID, never the secret (ROTOR_TOKEN is removed from its
  * environment: after a rotation it would be stale). Its output goes to the agent's stderr.
  */
-export function execHook(command: string, tokenFile: string): (token: AgentToken) => Promise<void> {
+function execHook(command: string, tokenFile: string): (token: AgentToken) => Promise<void> {
   return (token) =>
     new Promise((done, fail) => {
       const env: NodeJS.ProcessEnv = { ...process.env, ROTOR_TOKEN_FILE: tokenFile, ROTOR_TOKEN_ID: token.id };

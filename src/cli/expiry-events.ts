@@ -3,7 +3,7 @@ import { STATE_TO_PB } from '../api/token-mapping.js';
 import { ExpiryEventType, type ExpiryEvent } from '../gen/rotor/v1/expiry_service_pb.js';
 
 /** Event type names as `rotor watch` prints them: the proto enum without its prefix. */
-export function eventTypeName(type: ExpiryEventType): string {
+function eventTypeName(type: ExpiryEventType): string {
   return ExpiryEventType[type] ?? `UNKNOWN_${type}`;
 }
 

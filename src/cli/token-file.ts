@@ -3,7 +3,7 @@ import { open, readFile, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 /** Mode of every file the agent writes: owner read/write only. */
-export const FILE_MODE = 0o600;
+const FILE_MODE = 0o600;
 
 /** Reads the token in `path` (surrounding whitespace dropped); undefined when the file does not exist. */
 export async function readTokenFile(path: string): Promise<string | undefined> {
