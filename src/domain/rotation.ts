@@ -18,6 +18,8 @@ export interface RotationInput {
   idempotencyKeyDigest: string | undefined;
   /** Requested successor scopes; empty keeps the current scopes. */
   scopes: readonly string[];
+  /** Requested successor audiences (RFC 8693 `audience`/`resource`); empty keeps the current ones. */
+  audiences: readonly string[];
   /** Requested successor expiry (ms), if any. */
   expiresAt: number | undefined;
   /**
@@ -36,7 +38,7 @@ export interface RotationInput {
 /** What the rotation transaction must do next. */
 export type RotationDecision =
   /** Rule 5/6: mint a successor with these attributes and compare-and-set the current token. */
-  | { type: 'rotate'; scopes: string[]; expiresAt: number }
+  | { type: 'rotate'; scopes: string[]; audiences: string[]; expiresAt: number }
   /** Rule 3, idempotent retry: hand back the existing successor again. */
   | { type: 'replay'; successor: TokenRecord }
   /** Rule 3, reuse: revoke the whole family, then answer permission denied. */
@@ -74,7 +76,15 @@ export function decideRotation(input: RotationInput): RotationDecision {
     const lifetime = current.policy.defaultLifetimeSeconds > 0 ? current.policy.defaultLifetimeSeconds * 1000 : issuedLifetime(current);
     expiresAt = now + Math.min(lifetime, lifetimeCapMs(current.policy, input.limits));
   }
-  return { type: 'rotate', scopes, expiresAt };
+  return { type: 'rotate', scopes, audiences: narrowAudiences(current.audiences, input.audiences), expiresAt };
+}
+
+/** RFC 8693 `audience`/`resource` narrow, never widen (DESIGN.md, Token exchange). */
+function narrowAudiences(held: readonly string[], requested: readonly string[]): string[] {
+  if (requested.length === 0) return [...held];
+  const extra = requested.filter((a) => !held.includes(a));
+  if (extra.length > 0) throw new RotorError('invalid_target', `audience not allowed for this token: ${extra.join(' ')}`);
+  return [...requested];
 }
 
 /** The answer for a superseded token inside the grace, or named by id: "already rotated". */
