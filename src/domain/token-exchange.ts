@@ -43,6 +43,11 @@ export interface ExchangeRequest {
   idempotencyKey: string | undefined;
 }
 
+/** RFC 8693 `audience` and `resource` together, in order, without repeats: the audiences asked for. */
+export function requestedAudiences(req: Pick<ExchangeRequest, 'audience' | 'resource'>): string[] {
+  return [...req.audience, ...req.resource.filter((r) => !req.audience.includes(r))];
+}
+
 function tokenParameter(field: string, value: string): void {
   if (value.length > LIMITS.tokenParameter) {
     throw new RotorError('invalid_argument', `${field} is too long`, { field });
