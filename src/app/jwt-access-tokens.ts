@@ -10,7 +10,7 @@ import {
   type AccessTokenIdentity,
 } from '../domain/jwt-access-token.js';
 import { assertUsable, usableUntil, type TokenRecord } from '../domain/token.js';
-import { checkBinding, type WorkloadActor } from '../domain/workload-binding.js';
+import { actorTokenWithoutBinding, checkBinding, type WorkloadActor } from '../domain/workload-binding.js';
 import { findBySecret, successorForUse } from './authenticate.js';
 import type { AppContext } from './context.js';
 import type { SigningKeyRing } from './signing-key-ring.js';
@@ -85,7 +85,7 @@ async function actorFor(app: AppContext, token: TokenRecord, actorToken: string 
   if (actorToken === undefined && actorTokenType === undefined) return undefined;
   const binding = token.policy.workloadBinding;
   // Refused before the JWT is verified, so its jti is not spent.
-  if (binding === undefined) throw new RotorError('invalid_argument', 'actor_token is not accepted: this token has no workload binding', { field: 'actor_token' });
+  if (binding === undefined) throw actorTokenWithoutBinding();
   const proof = await verifyActorToken(app, actorToken, actorTokenType, undefined);
   if (proof?.rejection) throw proof.rejection;
   const claims = proof?.claims;

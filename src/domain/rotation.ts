@@ -3,7 +3,7 @@ import { checkExpiry, lifetimeCapMs, type PolicyLimits } from './policy.js';
 import { SCOPE_ROTATE, hasScope, narrowScopes } from './scopes.js';
 import { issuedLifetime, tokenState, type TokenRecord } from './token.js';
 import { digestsEqual } from './token-keys.js';
-import { checkBinding, type WorkloadClaims } from './workload-binding.js';
+import { actorTokenWithoutBinding, checkBinding, type WorkloadClaims } from './workload-binding.js';
 
 /** How the token to rotate was named: by presenting its secret, or by id (admin or owner). */
 export type RotationMode = 'presented' | 'by_id';
@@ -101,7 +101,7 @@ function requireWorkload(input: RotationInput): void {
   const binding = input.current.policy.workloadBinding;
   if (binding === undefined) {
     if (input.actor !== undefined || input.actorRejection !== undefined) {
-      throw new RotorError('invalid_argument', 'actor_token is not accepted: this token has no workload binding', { field: 'actor_token' });
+      throw actorTokenWithoutBinding();
     }
     return;
   }
