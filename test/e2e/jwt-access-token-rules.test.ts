@@ -55,6 +55,8 @@ describe.each(withEngines(['grpc', 'connect'] as const))('JWT access token rules
     const r = await jwtFor(t.secret);
     expect(r).toMatchObject({ issuedTokenType: JWT, tokenType: 'Bearer', scope: 'read', expiresIn: 300n });
     expect(r.tokenId).toMatch(/^jwt_/);
+    // docs/jwt-access-tokens.md: the subject's last_used_at is updated (written after the answer).
+    await expect.poll(async () => (await api.getToken({ id: t.id }, s.adminSecret)).token?.lastUsedAt).toBeDefined();
     expect((await api.getToken({ id: t.id }, s.adminSecret)).token?.state).toBe(TokenState.ACTIVE);
     expect((await api.introspectToken({ token: t.secret }, t.secret)).active).toBe(true);
     expect((await jwtFor(t.secret)).tokenId).not.toBe(r.tokenId);
