@@ -8,7 +8,7 @@ import type { AppContext } from './context.js';
 import { insertCreated } from './token-service.js';
 
 /** Actor recorded in the event log for tokens issued by federation. */
-export const FEDERATION_ACTOR = 'federation';
+const FEDERATION_ACTOR = 'federation';
 
 /**
  * Whether this server federates workload JWTs: only when ROTOR_TRUST_CONFIG has federation rules.

@@ -37,10 +37,10 @@ export interface MintedJwt {
 
 /**
  * Signs a JWT access token for `identity` (RFC 9068 profile: header `typ: at+jwt` and `kid`;
- * claims iss, sub, aud, exp, iat, jti, client_id, scope, act, token_id, family_id). Every path
- * that issues a JWT (exchange of a Rotor token, workload federation) goes through here.
+ * claims iss, sub, aud, exp, iat, jti, client_id, scope, act, token_id, family_id). Only the
+ * exchange of a Rotor token issues one: a workload JWT is federated to a Rotor token first.
  */
-export async function mintAccessToken(app: AppContext, identity: AccessTokenIdentity): Promise<MintedJwt> {
+async function mintAccessToken(app: AppContext, identity: AccessTokenIdentity): Promise<MintedJwt> {
   const now = app.now();
   const claims = accessTokenClaims(identity, app.jwt.issuer, now, app.jwt.ttlSeconds, newJwtId(app.random));
   const { meta, privateKey } = await app.jwt.keyRing.signingKey(now);
