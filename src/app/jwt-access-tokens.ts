@@ -11,7 +11,7 @@ import {
 } from '../domain/jwt-access-token.js';
 import { assertUsable, usableUntil, type TokenRecord } from '../domain/token.js';
 import { actorTokenWithoutBinding, checkBinding, type WorkloadActor } from '../domain/workload-binding.js';
-import { findBySecret, successorForUse } from './authenticate.js';
+import { findBySecret, noteUse, successorForUse } from './authenticate.js';
 import type { AppContext } from './context.js';
 import type { SigningKeyRing } from './signing-key-ring.js';
 import { verifyActorToken } from './workload-proof.js';
@@ -73,9 +73,7 @@ export async function issueJwtForRotorToken(
   const act = await actorFor(app, token, req.actorToken, req.actorTokenType);
   if (act) identity.act = act;
   const minted = await mintAccessToken(app, identity);
-  void app.store.tokens.touchLastUsed(token, now).catch((e: unknown) => {
-    app.log.warn('could not record last use', { token_id: token.id, error: String(e) });
-  });
+  noteUse(app, token, now);
   app.log.info('issued JWT access token', { jti: minted.claims.jti, kid: minted.kid, token_id: token.id, exp: minted.claims.exp, peer });
   return minted;
 }
