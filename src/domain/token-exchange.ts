@@ -55,6 +55,20 @@ function tokenParameter(field: string, value: string): void {
 }
 
 /**
+ * RFC 8693 §2.1 `actor_token` ('' when absent): bounded in size, and `actor_token_type` present
+ * exactly when it is. Shared by the exchange and RotateToken (rule 4's proof).
+ */
+export function checkActorParams(actorToken: string, actorTokenType: string): void {
+  tokenParameter('actor_token', actorToken);
+  if (actorToken !== '' && actorTokenType === '') {
+    throw new RotorError('invalid_argument', 'actor_token_type is required when actor_token is present', { field: 'actor_token_type' });
+  }
+  if (actorToken === '' && actorTokenType !== '') {
+    throw new RotorError('invalid_argument', 'actor_token_type must not be sent without actor_token', { field: 'actor_token_type' });
+  }
+}
+
+/**
  * Validates the parameters of RFC 8693 §2.1 once for both transports: grant type, required
  * subject token and type, `actor_token_type` present exactly when `actor_token` is, known token
  * types, and the size of every field.
@@ -69,13 +83,7 @@ export function validateExchange(p: ExchangeParams): ExchangeRequest {
     throw new RotorError('invalid_argument', 'subject_token_type is required', { field: 'subject_token_type' });
   }
   tokenParameter('subject_token', p.subjectToken);
-  tokenParameter('actor_token', p.actorToken);
-  if (p.actorToken !== '' && p.actorTokenType === '') {
-    throw new RotorError('invalid_argument', 'actor_token_type is required when actor_token is present', { field: 'actor_token_type' });
-  }
-  if (p.actorToken === '' && p.actorTokenType !== '') {
-    throw new RotorError('invalid_argument', 'actor_token_type must not be sent without actor_token', { field: 'actor_token_type' });
-  }
+  checkActorParams(p.actorToken, p.actorTokenType);
   for (const [field, value] of [
     ['subject_token_type', p.subjectTokenType],
     ['actor_token_type', p.actorTokenType],
