@@ -52,10 +52,15 @@ export async function authenticate(app: AppContext, meta: CallMeta): Promise<Cal
   } catch (e) {
     throw asCallerCredentialError(e);
   }
-  void app.store.tokens.touchLastUsed(token, app.now()).catch((e: unknown) => {
+  noteUse(app, token, app.now());
+  return { token, peer: meta.peer };
+}
+
+/** Records `last_used_at` after the answer, off the request path; a failed write is only logged. */
+export function noteUse(app: AppContext, token: TokenRecord, now: number): void {
+  void app.store.tokens.touchLastUsed(token, now).catch((e: unknown) => {
     app.log.warn('could not record last use', { token_id: token.id, error: String(e) });
   });
-  return { token, peer: meta.peer };
 }
 
 /**

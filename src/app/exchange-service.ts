@@ -1,5 +1,5 @@
 import { RotorError } from '../domain/errors.js';
-import { TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT, validateExchange, type ExchangeParams } from '../domain/token-exchange.js';
+import { TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT, requestedAudiences, validateExchange, type ExchangeParams } from '../domain/token-exchange.js';
 import type { AppContext } from './context.js';
 import { issueJwtForRotorToken } from './jwt-access-tokens.js';
 import { exchangeSubject } from './exchange-subject.js';
@@ -30,7 +30,7 @@ export async function exchangeToken(app: AppContext, params: ExchangeParams, pee
         `requested_token_type jwt needs subject_token_type ${TOKEN_TYPE_ACCESS_TOKEN}; federate first, then exchange the issued token for a JWT`,
       );
     }
-    const audiences = [...req.audience, ...req.resource.filter((r) => !req.audience.includes(r))];
+    const audiences = requestedAudiences(req);
     const { jwt, claims } = await issueJwtForRotorToken(app, { subjectToken: req.subjectToken, scopes: req.scopes, audiences, actorToken: req.actorToken, actorTokenType: req.actorTokenType }, peer);
     return {
       accessToken: jwt,

@@ -1,6 +1,6 @@
 import { RotorError } from '../domain/errors.js';
 import type { MintedToken } from '../domain/new-token.js';
-import { TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT, type ExchangeRequest } from '../domain/token-exchange.js';
+import { TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT, requestedAudiences, type ExchangeRequest } from '../domain/token-exchange.js';
 import type { AppContext } from './context.js';
 import { federate } from './federation-service.js';
 import { rotate } from './rotation-service.js';
@@ -21,7 +21,7 @@ export async function exchangeSubject(app: AppContext, req: ExchangeRequest, pee
         {
           idempotencyKey: req.idempotencyKey,
           scopes: req.scopes,
-          audiences: [...req.audience, ...req.resource.filter((r) => !req.audience.includes(r))],
+          audiences: requestedAudiences(req),
           expiresAt: undefined,
           peer,
           actorToken: req.actorToken,

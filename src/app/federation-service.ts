@@ -3,12 +3,12 @@ import { decideFederation } from '../domain/federation.js';
 import { LIMITS } from '../domain/input-limits.js';
 import { mintToken, type MintedToken } from '../domain/new-token.js';
 import { resolvePolicy } from '../domain/policy.js';
-import type { ExchangeRequest } from '../domain/token-exchange.js';
+import { requestedAudiences, type ExchangeRequest } from '../domain/token-exchange.js';
 import type { AppContext } from './context.js';
 import { insertCreated } from './token-service.js';
 
 /** Actor recorded in the event log for tokens issued by federation. */
-export const FEDERATION_ACTOR = 'federation';
+const FEDERATION_ACTOR = 'federation';
 
 /**
  * Whether this server federates workload JWTs: only when ROTOR_TRUST_CONFIG has federation rules.
@@ -37,7 +37,7 @@ export async function federate(app: AppContext, req: ExchangeRequest, peer: stri
   }
   const workload = await app.identity.verify(req.subjectToken, 'subject_token');
   const now = app.now();
-  const audiences = [...req.audience, ...req.resource.filter((r) => !req.audience.includes(r))];
+  const audiences = requestedAudiences(req);
   const grant = decideFederation(app.identity.federation, workload, { scopes: req.scopes, audiences }, now, app.limits.maxLifetimeSeconds);
   const minted = mintToken(
     {

@@ -10,8 +10,8 @@ import {
   type AccessTokenIdentity,
 } from '../domain/jwt-access-token.js';
 import { assertUsable, usableUntil, type TokenRecord } from '../domain/token.js';
-import { checkBinding, type WorkloadActor } from '../domain/workload-binding.js';
-import { findBySecret, successorForUse } from './authenticate.js';
+import { actorTokenWithoutBinding, checkBinding, type WorkloadActor } from '../domain/workload-binding.js';
+import { findBySecret, noteUse, successorForUse } from './authenticate.js';
 import type { AppContext } from './context.js';
 import type { SigningKeyRing } from './signing-key-ring.js';
 import { verifyActorToken } from './workload-proof.js';
@@ -37,10 +37,10 @@ export interface MintedJwt {
 
 /**
  * Signs a JWT access token for `identity` (RFC 9068 profile: header `typ: at+jwt` and `kid`;
- * claims iss, sub, aud, exp, iat, jti, client_id, scope, act, token_id, family_id). Every path
- * that issues a JWT (exchange of a Rotor token, workload federation) goes through here.
+ * claims iss, sub, aud, exp, iat, jti, client_id, scope, act, token_id, family_id). Only the
+ * exchange of a Rotor token issues one: a workload JWT is federated to a Rotor token first.
  */
-export async function mintAccessToken(app: AppContext, identity: AccessTokenIdentity): Promise<MintedJwt> {
+async function mintAccessToken(app: AppContext, identity: AccessTokenIdentity): Promise<MintedJwt> {
   const now = app.now();
   const claims = accessTokenClaims(identity, app.jwt.issuer, now, app.jwt.ttlSeconds, newJwtId(app.random));
   const { meta, privateKey } = await app.jwt.keyRing.signingKey(now);
@@ -73,9 +73,7 @@ export async function issueJwtForRotorToken(
   const act = await actorFor(app, token, req.actorToken, req.actorTokenType);
   if (act) identity.act = act;
   const minted = await mintAccessToken(app, identity);
-  void app.store.tokens.touchLastUsed(token, now).catch((e: unknown) => {
-    app.log.warn('could not record last use', { token_id: token.id, error: String(e) });
-  });
+  noteUse(app, token, now);
   app.log.info('issued JWT access token', { jti: minted.claims.jti, kid: minted.kid, token_id: token.id, exp: minted.claims.exp, peer });
   return minted;
 }
@@ -85,7 +83,7 @@ async function actorFor(app: AppContext, token: TokenRecord, actorToken: string 
   if (actorToken === undefined && actorTokenType === undefined) return undefined;
   const binding = token.policy.workloadBinding;
   // Refused before the JWT is verified, so its jti is not spent.
-  if (binding === undefined) throw new RotorError('invalid_argument', 'actor_token is not accepted: this token has no workload binding', { field: 'actor_token' });
+  if (binding === undefined) throw actorTokenWithoutBinding();
   const proof = await verifyActorToken(app, actorToken, actorTokenType, undefined);
   if (proof?.rejection) throw proof.rejection;
   const claims = proof?.claims;

@@ -138,6 +138,7 @@ function decide(req: Prepared, current: TokenRecord, successor: TokenRecord | un
     successor,
     idempotencyKeyDigest: req.keyDigest,
     scopes: req.scopes,
+    audiences: req.audiences,
     expiresAt: req.opts.expiresAt,
     actor: req.actor,
     actorRejection: req.actorRejection,
@@ -149,9 +150,9 @@ function decide(req: Prepared, current: TokenRecord, successor: TokenRecord | un
   return { ...decision, expiresAt: successorExpiryFor(req.target.caller.token, decision.expiresAt, req.opts.expiresAt !== undefined) };
 }
 
-function mint(app: AppContext, req: Prepared, current: TokenRecord, decision: { scopes: string[]; expiresAt: number }, now: number): MintedToken {
+function mint(app: AppContext, req: Prepared, current: TokenRecord, decision: { scopes: string[]; audiences: string[]; expiresAt: number }, now: number): MintedToken {
   const bytes = req.key === undefined ? app.random : app.keys.successorBytes(req.lookup.seed, req.key);
-  const attrs = { scopes: decision.scopes, expiresAt: decision.expiresAt, audiences: narrowAudiences(current, req.audiences) };
+  const attrs = { scopes: decision.scopes, expiresAt: decision.expiresAt, audiences: decision.audiences };
   return mintSuccessor(current, attrs, now, bytes, app.random, app.keys);
 }
 
@@ -236,14 +237,6 @@ function replay(app: AppContext, current: TokenRecord, successor: TokenRecord, s
   const secret = formatSecret(current.kind, app.keys.successorBytes(seed, key));
   if (!digestsEqual(app.keys.secretDigest(secret), successor.secretDigest)) throw alreadyRotated(successor.id);
   return { record: successor, secret };
-}
-
-/** RFC 8693 `audience`/`resource` narrow, never widen (DESIGN.md, Token exchange). */
-function narrowAudiences(current: TokenRecord, requested: readonly string[]): string[] {
-  if (requested.length === 0) return [...current.audiences];
-  const extra = requested.filter((a) => !current.audiences.includes(a));
-  if (extra.length > 0) throw new RotorError('invalid_target', `audience not allowed for this token: ${extra.join(' ')}`);
-  return [...requested];
 }
 
 /** RotateToken: by id (admin or owner), or the caller's own bearer token when the id is empty. */

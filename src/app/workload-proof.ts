@@ -1,6 +1,5 @@
 import { RotorError, isRotorError } from '../domain/errors.js';
-import { LIMITS } from '../domain/input-limits.js';
-import { TOKEN_TYPE_JWT } from '../domain/token-exchange.js';
+import { TOKEN_TYPE_JWT, checkActorParams } from '../domain/token-exchange.js';
 import type { WorkloadBinding, WorkloadClaims } from '../domain/workload-binding.js';
 import type { AppContext } from './context.js';
 
@@ -25,9 +24,7 @@ export async function verifyActorToken(
   const token = actorToken ?? '';
   const type = actorTokenType ?? '';
   if (token === '' && type === '') return undefined;
-  if (type === '') throw new RotorError('invalid_argument', 'actor_token_type is required when actor_token is present', { field: 'actor_token_type' });
-  if (token === '') throw new RotorError('invalid_argument', 'actor_token_type must not be sent without actor_token', { field: 'actor_token_type' });
-  if (token.length > LIMITS.tokenParameter) throw new RotorError('invalid_argument', 'actor_token is too long', { field: 'actor_token' });
+  checkActorParams(token, type);
   if (type !== TOKEN_TYPE_JWT) throw new RotorError('invalid_argument', `actor_token_type must be ${TOKEN_TYPE_JWT}`, { field: 'actor_token_type' });
   if (app.identity === undefined) {
     return { rejection: new RotorError('invalid_argument', 'actor_token is not accepted: no trusted issuers are configured on this server', { field: 'actor_token' }) };

@@ -3,7 +3,7 @@ import { checkExpiry, lifetimeCapMs, type PolicyLimits } from './policy.js';
 import { SCOPE_ROTATE, hasScope, narrowScopes } from './scopes.js';
 import { issuedLifetime, tokenState, type TokenRecord } from './token.js';
 import { digestsEqual } from './token-keys.js';
-import { checkBinding, type WorkloadClaims } from './workload-binding.js';
+import { actorTokenWithoutBinding, checkBinding, type WorkloadClaims } from './workload-binding.js';
 
 /** How the token to rotate was named: by presenting its secret, or by id (admin or owner). */
 export type RotationMode = 'presented' | 'by_id';
@@ -18,6 +18,8 @@ export interface RotationInput {
   idempotencyKeyDigest: string | undefined;
   /** Requested successor scopes; empty keeps the current scopes. */
   scopes: readonly string[];
+  /** Requested successor audiences (RFC 8693 `audience`/`resource`); empty keeps the current ones. */
+  audiences: readonly string[];
   /** Requested successor expiry (ms), if any. */
   expiresAt: number | undefined;
   /**
@@ -36,7 +38,7 @@ export interface RotationInput {
 /** What the rotation transaction must do next. */
 export type RotationDecision =
   /** Rule 5/6: mint a successor with these attributes and compare-and-set the current token. */
-  | { type: 'rotate'; scopes: string[]; expiresAt: number }
+  | { type: 'rotate'; scopes: string[]; audiences: string[]; expiresAt: number }
   /** Rule 3, idempotent retry: hand back the existing successor again. */
   | { type: 'replay'; successor: TokenRecord }
   /** Rule 3, reuse: revoke the whole family, then answer permission denied. */
@@ -74,7 +76,15 @@ export function decideRotation(input: RotationInput): RotationDecision {
     const lifetime = current.policy.defaultLifetimeSeconds > 0 ? current.policy.defaultLifetimeSeconds * 1000 : issuedLifetime(current);
     expiresAt = now + Math.min(lifetime, lifetimeCapMs(current.policy, input.limits));
   }
-  return { type: 'rotate', scopes, expiresAt };
+  return { type: 'rotate', scopes, audiences: narrowAudiences(current.audiences, input.audiences), expiresAt };
+}
+
+/** RFC 8693 `audience`/`resource` narrow, never widen (DESIGN.md, Token exchange). */
+function narrowAudiences(held: readonly string[], requested: readonly string[]): string[] {
+  if (requested.length === 0) return [...held];
+  const extra = requested.filter((a) => !held.includes(a));
+  if (extra.length > 0) throw new RotorError('invalid_target', `audience not allowed for this token: ${extra.join(' ')}`);
+  return [...requested];
 }
 
 /** The answer for a superseded token inside the grace, or named by id: "already rotated". */
@@ -91,7 +101,7 @@ function requireWorkload(input: RotationInput): void {
   const binding = input.current.policy.workloadBinding;
   if (binding === undefined) {
     if (input.actor !== undefined || input.actorRejection !== undefined) {
-      throw new RotorError('invalid_argument', 'actor_token is not accepted: this token has no workload binding', { field: 'actor_token' });
+      throw actorTokenWithoutBinding();
     }
     return;
   }

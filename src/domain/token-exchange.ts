@@ -43,9 +43,28 @@ export interface ExchangeRequest {
   idempotencyKey: string | undefined;
 }
 
+/** RFC 8693 `audience` and `resource` together, in order, without repeats: the audiences asked for. */
+export function requestedAudiences(req: Pick<ExchangeRequest, 'audience' | 'resource'>): string[] {
+  return [...req.audience, ...req.resource.filter((r) => !req.audience.includes(r))];
+}
+
 function tokenParameter(field: string, value: string): void {
   if (value.length > LIMITS.tokenParameter) {
     throw new RotorError('invalid_argument', `${field} is too long`, { field });
+  }
+}
+
+/**
+ * RFC 8693 §2.1 `actor_token` ('' when absent): bounded in size, and `actor_token_type` present
+ * exactly when it is. Shared by the exchange and RotateToken (rule 4's proof).
+ */
+export function checkActorParams(actorToken: string, actorTokenType: string): void {
+  tokenParameter('actor_token', actorToken);
+  if (actorToken !== '' && actorTokenType === '') {
+    throw new RotorError('invalid_argument', 'actor_token_type is required when actor_token is present', { field: 'actor_token_type' });
+  }
+  if (actorToken === '' && actorTokenType !== '') {
+    throw new RotorError('invalid_argument', 'actor_token_type must not be sent without actor_token', { field: 'actor_token_type' });
   }
 }
 
@@ -64,13 +83,7 @@ export function validateExchange(p: ExchangeParams): ExchangeRequest {
     throw new RotorError('invalid_argument', 'subject_token_type is required', { field: 'subject_token_type' });
   }
   tokenParameter('subject_token', p.subjectToken);
-  tokenParameter('actor_token', p.actorToken);
-  if (p.actorToken !== '' && p.actorTokenType === '') {
-    throw new RotorError('invalid_argument', 'actor_token_type is required when actor_token is present', { field: 'actor_token_type' });
-  }
-  if (p.actorToken === '' && p.actorTokenType !== '') {
-    throw new RotorError('invalid_argument', 'actor_token_type must not be sent without actor_token', { field: 'actor_token_type' });
-  }
+  checkActorParams(p.actorToken, p.actorTokenType);
   for (const [field, value] of [
     ['subject_token_type', p.subjectTokenType],
     ['actor_token_type', p.actorTokenType],

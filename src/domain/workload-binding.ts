@@ -110,6 +110,11 @@ export function mismatchOf(cond: { issuer: string; subject: string; audience: st
   return undefined;
 }
 
+/** Rule 4, other half: a token without a workload binding refuses an actor token rather than ignoring it. */
+export function actorTokenWithoutBinding(): RotorError {
+  return new RotorError('invalid_argument', 'actor_token is not accepted: this token has no workload binding', { field: 'actor_token' });
+}
+
 /**
  * DESIGN.md rule 4: the verified actor must match the token's binding. The message names the
  * condition that failed, never the JWT or its claim values.

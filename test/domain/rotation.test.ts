@@ -35,6 +35,7 @@ function input(overrides: Partial<RotationInput> = {}): RotationInput {
     successor: undefined,
     idempotencyKeyDigest: undefined,
     scopes: [],
+    audiences: [],
     expiresAt: undefined,
     now: NOW,
     limits: testLimits(),
@@ -388,6 +389,20 @@ describe('rule 5: successor scopes and expiry', () => {
     it('refuses escalation with invalid_scope', () => {
       const err = expectRotorError(() => decideRotation(input({ scopes: ['read', 'rotor:admin'] })), 'invalid_scope', 'requested scopes exceed the scopes held: rotor:admin');
       expect(err.message).not.toContain('read');
+    });
+  });
+
+  describe('audiences (rule 5)', () => {
+    const current = tokenRecord({ audiences: ['api.a', 'api.b'] });
+
+    it('keeps the current audiences when none are requested, and narrows to a requested subset', () => {
+      expect(decideRotation(input({ current }))).toMatchObject({ type: 'rotate', audiences: ['api.a', 'api.b'] });
+      expect(decideRotation(input({ current, audiences: ['api.b'] }))).toMatchObject({ type: 'rotate', audiences: ['api.b'] });
+    });
+
+    it('refuses an audience not held with invalid_target, also for a token without audiences', () => {
+      expectRotorError(() => decideRotation(input({ current, audiences: ['api.a', 'api.c'] })), 'invalid_target', 'audience not allowed for this token: api.c');
+      expectRotorError(() => decideRotation(input({ audiences: ['api.a'] })), 'invalid_target', 'audience not allowed for this token: api.a');
     });
   });
 

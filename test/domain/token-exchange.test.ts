@@ -5,6 +5,7 @@ import {
   KNOWN_TOKEN_TYPES,
   TOKEN_TYPE_ACCESS_TOKEN,
   TOKEN_TYPE_JWT,
+  requestedAudiences,
   validateExchange,
   type ExchangeParams,
 } from '../../src/domain/token-exchange.js';
@@ -196,5 +197,12 @@ describe('validateExchange', () => {
       const err = expectRotorError(() => validateExchange(params({ idempotencyKey: 'retry-1' })), 'invalid_argument', 'idempotency_key: must be 16-128');
       expect(err.details.field).toBe('idempotency_key');
     });
+  });
+});
+
+describe('requestedAudiences', () => {
+  it('joins audience and resource in order, without repeats', () => {
+    expect(requestedAudiences({ audience: ['a', 'b'], resource: ['https://r.example/', 'b'] })).toEqual(['a', 'b', 'https://r.example/']);
+    expect(requestedAudiences({ audience: [], resource: [] })).toEqual([]);
   });
 });

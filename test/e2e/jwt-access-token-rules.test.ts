@@ -36,7 +36,7 @@ describe.each(withEngines(['grpc', 'connect'] as const))('JWT access token rules
     return { id: res.token!.id, familyId: res.token!.familyId, secret: res.secret };
   }
 
-  async function jwtFor(subject: string, extra: { scope?: string; audience?: string[]; actorToken?: string; actorTokenType?: string } = {}) {
+  async function jwtFor(subject: string, extra: { scope?: string; audience?: string[]; actorToken?: string; actorTokenType?: string; idempotencyKey?: string } = {}) {
     const r = await api.exchangeToken({ grantType: GRANT, subjectToken: subject, subjectTokenType: ACCESS_TOKEN, requestedTokenType: JWT, ...extra });
     issuedSecrets.add(r.accessToken);
     return r;
@@ -55,9 +55,17 @@ describe.each(withEngines(['grpc', 'connect'] as const))('JWT access token rules
     const r = await jwtFor(t.secret);
     expect(r).toMatchObject({ issuedTokenType: JWT, tokenType: 'Bearer', scope: 'read', expiresIn: 300n });
     expect(r.tokenId).toMatch(/^jwt_/);
+    // docs/jwt-access-tokens.md: the subject's last_used_at is updated (written after the answer).
+    await expect.poll(async () => (await api.getToken({ id: t.id }, s.adminSecret)).token?.lastUsedAt).toBeDefined();
     expect((await api.getToken({ id: t.id }, s.adminSecret)).token?.state).toBe(TokenState.ACTIVE);
     expect((await api.introspectToken({ token: t.secret }, t.secret)).active).toBe(true);
     expect((await jwtFor(t.secret)).tokenId).not.toBe(r.tokenId);
+    // idempotency_key: validated, but without effect (nothing rotates; a retry gets a new JWT).
+    expect(await failure(jwtFor(t.secret, { idempotencyKey: 'short' }))).toMatchObject({ code: Code.InvalidArgument });
+    const key = 'jwt-retry-key-0123456789';
+    const first = await jwtFor(t.secret, { idempotencyKey: key });
+    expect((await jwtFor(t.secret, { idempotencyKey: key })).tokenId).not.toBe(first.tokenId);
+    expect((await api.getToken({ id: t.id }, s.adminSecret)).token?.state).toBe(TokenState.ACTIVE);
   });
 
   it('refuses an unusable subject, an actor_token, rotor:* scopes and audiences the token does not hold', async () => {

@@ -285,6 +285,27 @@ describe('workload identity over /oauth/token and gRPC', () => {
         expect(JSON.parse(Buffer.from((plain.body.access_token as string).split('.')[1]!, 'base64url').toString())).not.toHaveProperty('act');
       });
 
+      it('RotateToken checks the actor_token fields as the exchange does (docs/bad-input.md)', async () => {
+        const t = await boundToken();
+        const noType = await failure(grpc.rotateToken({ actorToken: await ci.sign(now()) }, t.secret));
+        expect([noType.code, noType.rawMessage]).toEqual([Code.InvalidArgument, 'actor_token_type is required when actor_token is present']);
+        const noToken = await failure(grpc.rotateToken({ actorTokenType: JWT_TYPE }, t.secret));
+        expect([noToken.code, noToken.rawMessage]).toEqual([Code.InvalidArgument, 'actor_token_type must not be sent without actor_token']);
+        const long = await failure(grpc.rotateToken({ actorToken: 'a'.repeat(8193), actorTokenType: JWT_TYPE }, t.secret));
+        expect([long.code, long.rawMessage]).toEqual([Code.InvalidArgument, 'actor_token is too long']);
+        expect(await stateOf(t.id)).toBe(TokenState.ACTIVE);
+      });
+
+      it('a token without a binding refuses the actor_token before verifying it: its jti is not spent', async () => {
+        const plain = await grpc.createToken({ kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'svc-deployer', name: 'plain', scopes: ['deploy'], expiresAt: inMs(now(), 86_400_000) }, s.adminSecret);
+        issuedSecrets.add(plain.secret);
+        const actor = await ci.sign(now());
+        const refused = await jwtRequest(plain.secret, { actor_token: actor, actor_token_type: JWT_TYPE });
+        expect([refused.status, refused.body.error, refused.body.error_description]).toEqual([400, 'invalid_request', 'actor_token is not accepted: this token has no workload binding']);
+        const t = await boundToken();
+        expect((await jwtRequest(t.secret, { actor_token: actor, actor_token_type: JWT_TYPE })).status).toBe(200);
+      });
+
       it('a workload that does not match the binding, or a bad JWT, is refused as for rotation', async () => {
         const t = await boundToken();
         const mismatch = await jwtRequest(t.secret, { actor_token: await ci.sign(now(), { namespace_id: '41' }), actor_token_type: JWT_TYPE });
