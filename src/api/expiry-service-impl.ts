@@ -27,7 +27,7 @@ const TYPE_TO_PB: Readonly<Record<TokenEventType, ExpiryEventType>> = {
 const MAX_THRESHOLD_SECONDS = 10n * 365n * 86400n;
 
 /** A requested threshold: a positive whole number of seconds. */
-export function thresholdSecondsFromPb(d: Duration): number {
+function thresholdSecondsFromPb(d: Duration): number {
   if (d.seconds <= 0n || d.nanos !== 0 || d.seconds > MAX_THRESHOLD_SECONDS) {
     throw new RotorError('invalid_argument', 'thresholds: each must be a positive whole number of seconds', { field: 'thresholds' });
   }

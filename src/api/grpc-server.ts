@@ -9,7 +9,7 @@ import { flatEncoder } from './flat-encoder.js';
 import type { MountedService } from './services.js';
 
 /** Largest request accepted on the gRPC port; Rotor messages are small. */
-export const MAX_GRPC_MESSAGE_BYTES = 64 * 1024;
+const MAX_GRPC_MESSAGE_BYTES = 64 * 1024;
 
 /** A request that failed to decode; the handler answers INVALID_ARGUMENT instead of grpc-js's INTERNAL. */
 class UndecodableRequest {

@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { RotorError } from '../domain/errors.js';
 
 /** Largest form body accepted by the OAuth endpoints. */
-export const MAX_FORM_BYTES = 64 * 1024;
+const MAX_FORM_BYTES = 64 * 1024;
 
 /** Parameters that RFC 8693 §2.1 allows more than once; every other one must appear once (RFC 6749 §3.2). */
 const REPEATABLE = new Set(['audience', 'resource']);

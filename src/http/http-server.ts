@@ -10,7 +10,7 @@ import { withDecodeErrorsAsInvalidArgument } from './decode-error-shim.js';
 import { oauthHandler } from './oauth-routes.js';
 
 /** Largest RPC message accepted on the HTTP port. */
-export const MAX_HTTP_MESSAGE_BYTES = 64 * 1024;
+const MAX_HTTP_MESSAGE_BYTES = 64 * 1024;
 
 /**
  * The HTTP port: connect-node serves Connect (JSON and binary), gRPC-Web and gRPC for the same

@@ -14,7 +14,7 @@ export interface OAuthError {
  * RFC 8693 §2.2.2: an invalid, expired or revoked subject token is `invalid_request`.
  * RFC 6750 §3.1: a missing or bad bearer credential is 401 `invalid_token`.
  */
-export function oauthErrorOf(code: RotorErrorCode): OAuthError {
+function oauthErrorOf(code: RotorErrorCode): OAuthError {
   switch (code) {
     case 'invalid_token':
     case 'token_expired':

@@ -94,7 +94,7 @@ function healthRoute(ping: () => Promise<void>): Route {
 }
 
 /** The non-RPC routes of the HTTP port, by path, with their one allowed method. */
-export function oauthRoutes(app: AppContext, ping: () => Promise<void>): Map<string, { method: string; route: Route }> {
+function oauthRoutes(app: AppContext, ping: () => Promise<void>): Map<string, { method: string; route: Route }> {
   return new Map([
     ['/oauth/token', { method: 'POST', route: tokenRoute(app) }],
     ['/oauth/introspect', { method: 'POST', route: introspectRoute(app) }],

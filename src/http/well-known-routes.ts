@@ -6,9 +6,9 @@ import { GRANT_TOKEN_EXCHANGE } from '../domain/token-exchange.js';
 type Route = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 
 /** Path of the JWK Set (RFC 7517 §5), relative to the issuer. */
-export const JWKS_PATH = '/.well-known/jwks.json';
+const JWKS_PATH = '/.well-known/jwks.json';
 /** RFC 8414 §3: the metadata path, inserted between the issuer's host and its path. */
-export const METADATA_PATH = '/.well-known/oauth-authorization-server';
+const METADATA_PATH = '/.well-known/oauth-authorization-server';
 
 /** How long clients may cache the JWKS and the metadata; well below the key pre-publication lead (≥ 15 min). */
 const CACHE_SECONDS = 300;
@@ -28,7 +28,7 @@ function sendPublicJson(res: ServerResponse, body: unknown, contentType: string)
  * token types the exchange accepts and issues (`token_exchange_subject_token_types_supported`,
  * `token_exchange_requested_token_types_supported`; docs/jwt-access-tokens.md).
  */
-export function authorizationServerMetadata(app: AppContext): Record<string, unknown> {
+function authorizationServerMetadata(app: AppContext): Record<string, unknown> {
   const issuer = app.jwt.issuer;
   const types = exchangeTokenTypes(app);
   return {
@@ -51,7 +51,7 @@ export function authorizationServerMetadata(app: AppContext): Record<string, unk
  * The metadata path for an issuer: `/.well-known/oauth-authorization-server` plus the issuer's
  * path, if it has one (RFC 8414 §3.1).
  */
-export function metadataPathFor(issuer: string): string {
+function metadataPathFor(issuer: string): string {
   const path = new URL(issuer).pathname.replace(/\/+$/, '');
   return `${METADATA_PATH}${path}`;
 }

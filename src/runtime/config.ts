@@ -69,12 +69,7 @@ function port(env: Env, name: string, fallback: number): number {
 }
 
 function wholeNumber(env: Env, name: string, fallback: number, max: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  const unit = name.endsWith('_MS') ? ' of milliseconds' : name.endsWith('_SECONDS') ? ' of seconds' : '';
-  if (!/^\d+$/.test(raw) || n > max) throw new ConfigError(`${name} must be a whole number${unit} between 0 and ${max}, got "${raw}"`);
-  return n;
+  return inRange(env, name, fallback, 0, max);
 }
 
 function inRange(env: Env, name: string, fallback: number, min: number, max: number): number {
