@@ -15,11 +15,6 @@ export interface EventFeedOptions {
   heartbeatMs: number;
   /** Undelivered events one watcher may hold before its stream ends with RESOURCE_EXHAUSTED. */
   bufferEvents: number;
-  /**
-   * How long a hole in the sequence (a transaction that took its number but has not committed,
-   * possible on PostgreSQL) holds back later events before the feed moves past it.
-   */
-  gapHoldMs?: number;
 }
 
 const PAGE = 1000;
@@ -46,10 +41,8 @@ export class EventFeed implements LiveFeed {
   private stale = false;
   private again = false;
   private closed = false;
-  private gapSince: number | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
-  private gapTimer: NodeJS.Timeout | undefined;
   private idle: Promise<void> = Promise.resolve();
   /** Threshold sets shared between watchers that ask for the same ones (most ask for all). */
   private readonly thresholdSets = new Map<string, ReadonlySet<number>>();
@@ -132,7 +125,6 @@ export class EventFeed implements LiveFeed {
     this.closed = true;
     clearInterval(this.pollTimer);
     clearInterval(this.heartbeatTimer);
-    clearTimeout(this.gapTimer);
     const reason = new RotorError('unavailable', 'server is shutting down; reconnect with after_sequence set to the last sequence received');
     for (const s of [...this.subs]) s.fail(reason);
   }
@@ -150,34 +142,19 @@ export class EventFeed implements LiveFeed {
       for (;;) {
         this.again = false;
         const rows = await this.events.tail(this.position, PAGE);
-        const offered = this.offerInOrder(rows);
-        if (!offered || rows.length < PAGE) return;
+        // A hole in the sequence is final on both engines (SQLite has one writer; on PostgreSQL
+        // tail() reads only up to the settled sequence, migration 20261127_051): a rolled-back number.
+        for (const e of rows) {
+          this.position = e.sequence;
+          this.dispatch(e);
+        }
+        if (rows.length < PAGE) return;
       }
     } catch (e) {
       this.log.warn('event feed read failed; retrying on the next poll', { error: e instanceof Error ? e.message : String(e) });
       // The database is gone: end the streams so clients resume elsewhere (or here, later).
       if (e instanceof RotorError && e.code === 'unavailable') this.interrupt(DATABASE_LOST);
     }
-  }
-
-  /** Offers rows in sequence order; stops at a fresh gap (false) and re-reads once it is old enough. */
-  private offerInOrder(rows: WatchedEvent[]): boolean {
-    for (const e of rows) {
-      if (e.sequence !== this.position + 1) {
-        const hold = this.options.gapHoldMs ?? 1000;
-        const t = Date.now();
-        this.gapSince ??= t;
-        if (t - this.gapSince < hold) {
-          clearTimeout(this.gapTimer);
-          this.gapTimer = setTimeout(() => this.wake(), hold - (t - this.gapSince)).unref();
-          return false;
-        }
-      }
-      this.gapSince = undefined;
-      this.position = e.sequence;
-      this.dispatch(e);
-    }
-    return true;
   }
 
   private dispatch(e: WatchedEvent): void {

@@ -104,10 +104,6 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
     pollIntervalMs: config.expiry.pollIntervalMs,
     heartbeatMs: config.expiry.heartbeatSeconds * 1000,
     bufferEvents: config.expiry.bufferEvents,
-    // A hole in what the feed reads is final on both engines: SQLite has one writer, and on
-    // PostgreSQL the log is read only up to its settled sequence (migration
-    // 20261127_051_pg_event_commit_order), so a hole is a rolled-back number. Nothing to wait for.
-    gapHoldMs: 0,
   });
   if (config.databaseListen) {
     // Other replicas' events wake the feed (and drop their token rows from the cache); a wake

@@ -1,4 +1,3 @@
-import type { Knex } from 'knex';
 import pg from 'pg';
 
 /**
@@ -21,16 +20,6 @@ export function parseEventPayload(payload: string | undefined): EventWake | unde
   const sequence = Number(m[1]);
   if (!Number.isSafeInteger(sequence)) return undefined;
   return { sequence, tokenIds: m[2] === '*' ? 'all' : m[2]!.split(',') };
-}
-
-/**
- * Sends a wake-up on the events channel from inside a transaction (delivered on commit). Event
- * inserts already notify through the trigger; this is for a writer that wants to wake watchers
- * without inserting (nothing needs it yet). No-op on SQLite.
- */
-export async function notifyEvents(db: Knex | Knex.Transaction, sequence: number, tokenIds: readonly string[] | 'all'): Promise<void> {
-  if (db.client.config.client !== 'pg') return;
-  await db.raw('select pg_notify(?, ?)', [EVENTS_CHANNEL, `${sequence} ${tokenIds === 'all' ? '*' : tokenIds.join(',')}`]);
 }
 
 /** Options of `listenForEvents`. */
