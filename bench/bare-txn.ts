@@ -4,6 +4,9 @@
  * mapping around them:
  *   - `rotation`: one knex transaction per iteration running exactly the statements a
  *     self-rotation of a fresh token runs (src/app/rotation-service.ts `rotate` + `commitRotation`);
+ *   - `rotationDriver` (diagnostic, no target): the writes of the same rotation through
+ *     `DirectRotationWriter` (src/store/direct-rotation.ts), i.e. on the driver with prepared
+ *     statements and without the lookup, exactly what the server's fast path sends;
  *   - `introspection` (diagnostic, no target): the statements one IntrospectToken call runs
  *     (src/app/authenticate.ts `authenticate` + src/app/token-service.ts `introspect`).
  */
@@ -13,7 +16,11 @@ import type { Knex } from 'knex';
 import { mintSuccessor, mintToken } from '../src/domain/new-token.js';
 import { DEFAULT_LIMITS, resolvePolicy } from '../src/domain/policy.js';
 import { createTokenKeys } from '../src/domain/token-keys.js';
-import { migrate, openDatabase } from '../src/store/database.js';
+import type { RotationCommit } from '../src/app/store-ports.js';
+import type { NewTokenEvent } from '../src/domain/token-event.js';
+import { migrate, openDatabase, type Engine } from '../src/store/database.js';
+import { DirectRotationWriter } from '../src/store/direct-rotation.js';
+import { toEventRow } from '../src/store/rotation-statements.js';
 import { KnexTokenRepository, toRow, type TokenRow } from '../src/store/token-repository.js';
 import { closedLoop, summarize, type ScenarioResult } from './stats.js';
 
@@ -24,11 +31,15 @@ interface Iteration {
   currentId: string;
   successorRow: TokenRow;
   eventRows: Record<string, unknown>[];
+  /** The same rotation as `Store.commitRotation` takes it. */
+  commit: RotationCommit;
 }
 
 export interface BareBaseline {
   /** Rotates the next `count` seeded tokens, `concurrency` transactions in flight. */
   rotation(count: number, concurrency: number): Promise<ScenarioResult>;
+  /** Diagnostic: the next `count` seeded tokens through the server's driver-level commit. */
+  rotationDriver(count: number, concurrency: number): Promise<ScenarioResult>;
   /** Runs the statements of `count` IntrospectToken calls, `concurrency` in flight. */
   introspection(count: number, concurrency: number): Promise<ScenarioResult>;
   close(): Promise<void>;
@@ -40,17 +51,17 @@ export interface BareBaseline {
  * settings as the server) on PostgreSQL.
  */
 export async function openBareBaseline(dir: string, rotations: number, postgresUrl?: string): Promise<BareBaseline> {
-  const { knex } = openDatabase({ url: postgresUrl ?? `sqlite://${join(dir, 'bare.db')}` });
+  const { knex, engine } = openDatabase({ url: postgresUrl ?? `sqlite://${join(dir, 'bare.db')}` });
   try {
     await migrate(knex);
-    return await seed(knex, rotations);
+    return await seed(knex, rotations, engine);
   } catch (e) {
     await knex.destroy();
     throw e;
   }
 }
 
-async function seed(knex: Knex, rotations: number): Promise<BareBaseline> {
+async function seed(knex: Knex, rotations: number, engine: Engine): Promise<BareBaseline> {
   const keys = createTokenKeys(randomBytes(32));
   const random = (n: number) => new Uint8Array(randomBytes(n));
   const now = Date.now();
@@ -72,21 +83,16 @@ async function seed(knex: Knex, rotations: number): Promise<BareBaseline> {
       const current = mint(`pool-${i}`, ['rotor:rotate']);
       await repo.insert(current);
       const successor = mintSuccessor(current, { scopes: current.scopes, expiresAt: now + 3_600_000 }, now, random, random, keys).record;
-      const event = (type: string, tokenId: string, successorId: string | null) => ({
-        type,
-        token_id: tokenId,
-        family_id: current.familyId,
-        successor_id: successorId,
-        actor: current.id,
-        peer: '127.0.0.1:50000',
-        reason: 'rotated',
-        occurred_at: now,
-      });
+      const events: NewTokenEvent[] = [
+        { type: 'rotated', tokenId: current.id, familyId: current.familyId, successorId: successor.id, actor: current.id, peer: '127.0.0.1:50000', reason: 'rotated', occurredAt: now },
+        { type: 'created', tokenId: successor.id, familyId: current.familyId, successorId: null, actor: current.id, peer: '127.0.0.1:50000', reason: 'rotated', occurredAt: now },
+      ];
       iterations.push({
         digest: current.secretDigest,
         currentId: current.id,
         successorRow: toRow(successor),
-        eventRows: [event('rotated', current.id, successor.id), event('created', successor.id, null)],
+        eventRows: events.map(toEventRow),
+        commit: { currentId: current.id, successor, rotationKeyDigest: null, now, events },
       });
     }
   });
@@ -123,19 +129,35 @@ async function seed(knex: Knex, rotations: number): Promise<BareBaseline> {
     if (!row) throw new Error('bare introspection: token not found');
   };
 
+  const direct = new DirectRotationWriter(knex, engine);
+  const directOnce = async (it: Iteration) => {
+    if (!(await direct.commit({ ...it.commit, now: Date.now() }))) throw new Error('driver baseline: compare-and-set lost');
+  };
+
   let used = 0;
+  const take = (count: number) => {
+    if (used + count > iterations.length) throw new Error('bare baseline: seeded token pool exhausted');
+    used += count;
+    return iterations.slice(used - count, used);
+  };
   return {
     async rotation(count, concurrency) {
-      if (used + count > iterations.length) throw new Error('bare baseline: seeded token pool exhausted');
-      const slice = iterations.slice(used, used + count);
-      used += count;
+      const slice = take(count);
       const { latenciesMs, seconds } = await closedLoop(count, concurrency, (i) => rotateOnce(slice[i]!));
+      return summarize(latenciesMs, seconds);
+    },
+    async rotationDriver(count, concurrency) {
+      const slice = take(count);
+      const { latenciesMs, seconds } = await closedLoop(count, concurrency, (i) => directOnce(slice[i]!));
       return summarize(latenciesMs, seconds);
     },
     async introspection(count, concurrency) {
       const { latenciesMs, seconds } = await closedLoop(count, concurrency, introspectOnce);
       return summarize(latenciesMs, seconds);
     },
-    close: () => knex.destroy(),
+    async close() {
+      await direct.close();
+      await knex.destroy();
+    },
   };
 }

@@ -267,8 +267,9 @@ async function benchEngine(engine: EngineName, h2: string | undefined, serverDbU
     api.close();
     const rotationSlice = (r: number) => pool.slice(warm + r * n, warm + (r + 1) * n);
 
-    progress(`seeding the bare-transaction database with ${warm + rounds * n} tokens`);
-    bare = await openBareBaseline(work, warm + rounds * n, bareDbUrl);
+    // Two pools: the knex baseline and the driver-level diagnostic each rotate every token once.
+    progress(`seeding the bare-transaction database with ${2 * (warm + rounds * n)} tokens`);
+    bare = await openBareBaseline(work, 2 * (warm + rounds * n), bareDbUrl);
 
     // h2load sends the same pre-encoded gRPC frame on every stream. Check once, through grpc-js,
     // that these exact bytes succeed, and learn the size of a successful response.
@@ -298,6 +299,7 @@ async function benchEngine(engine: EngineName, h2: string | undefined, serverDbU
     await loader.run({ kind: 'introspect', requests: warm, concurrency: c, bearer: admin, token: target });
     await loader.run({ kind: 'rotate', concurrency: c, secrets: pool.slice(0, warm) });
     await bare.rotation(warm, c);
+    await bare.rotationDriver(warm, c);
     await bare.introspection(warm, c);
 
     const results: Record<string, ScenarioResult[]> = {
@@ -308,6 +310,7 @@ async function benchEngine(engine: EngineName, h2: string | undefined, serverDbU
       introspect_grpcjs: [],
       rotate_grpcjs: [],
       bare_txn: [],
+      bare_txn_driver: [],
       bare_introspect_queries: [],
     };
     const record = (name: string, r: ScenarioResult) => {
@@ -327,6 +330,8 @@ async function benchEngine(engine: EngineName, h2: string | undefined, serverDbU
       record('rotate_grpcjs', await loader.run({ kind: 'rotate', concurrency: c, secrets: rotationSlice(r) }));
       // The server is idle (no client) while the bare baselines run in this process.
       record('bare_txn', await bare.rotation(n, c));
+      // Diagnostic only: the server's own driver-level commit (no RPC, no lookup, no minting).
+      record('bare_txn_driver', await bare.rotationDriver(n, c));
       record('bare_introspect_queries', await bare.introspection(n, c));
     }
 
@@ -350,6 +355,7 @@ async function benchEngine(engine: EngineName, h2: string | undefined, serverDbU
         ...(h2 ? { introspect_vs_noop_same_headers_diagnostic: ratioOf(results.introspect_h2load!, results.noop_bearer_h2load!) } : {}),
         introspect_vs_noop_grpcjs: ratioOf(results.introspect_grpcjs!, results.noop_grpcjs!),
         rotate_vs_noop_grpcjs: ratioOf(results.rotate_grpcjs!, results.noop_grpcjs!),
+        rotate_vs_bare_driver_diagnostic: ratioOf(results.rotate_grpcjs!, results.bare_txn_driver!),
         introspect_grpcjs_vs_bare_introspect_queries: ratioOf(results.introspect_grpcjs!, results.bare_introspect_queries!),
       },
       targets: {

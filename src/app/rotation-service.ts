@@ -168,13 +168,25 @@ async function tryFastRotation(app: AppContext, req: Prepared): Promise<MintedTo
   const decision = decide(req, current, undefined, now, app);
   if (decision.type !== 'rotate') return undefined;
   const minted = mint(app, req, current, decision, now);
-  try {
-    await app.store.transaction((tx) => commitRotation(tx, current, minted.record, req.keyDigest, app.now, actorOf(req, current)));
-    return minted;
-  } catch (e) {
-    if (e instanceof LostRace) return undefined;
-    throw e;
-  }
+  // Its own short transaction on the driver (Store.commitRotation); the clock is read again at
+  // commit time, as in commitRotation below, so a token that expired meanwhile loses the compare-and-set.
+  const at = app.now();
+  const won = await app.store.commitRotation({
+    currentId: current.id,
+    successor: minted.record,
+    rotationKeyDigest: req.keyDigest ?? null,
+    now: at,
+    events: rotationEvents(actorOf(req, current), current, minted.record, at),
+  });
+  return won ? minted : undefined;
+}
+
+/** The two events of a rotation: the predecessor rotated, the successor created. */
+function rotationEvents(who: Who, current: TokenRecord, successor: TokenRecord, now: number) {
+  return [
+    eventOf(who, { type: 'rotated', tokenId: current.id, familyId: current.familyId, successorId: successor.id, reason: 'rotated', occurredAt: now }),
+    eventOf(who, { type: 'created', tokenId: successor.id, familyId: successor.familyId, successorId: null, reason: 'rotated', occurredAt: now }),
+  ];
 }
 
 /** The authoritative path: load, decide and act inside one transaction. */
@@ -220,10 +232,7 @@ async function commitRotation(
   // settled before an error leaves, so the rollback never overtakes a statement still queued.
   const [inserted, appended] = await Promise.allSettled([
     tx.tokens.insert(successor),
-    tx.events.append([
-      eventOf(who, { type: 'rotated', tokenId: current.id, familyId: current.familyId, successorId: successor.id, reason: 'rotated', occurredAt: now }),
-      eventOf(who, { type: 'created', tokenId: successor.id, familyId: successor.familyId, successorId: null, reason: 'rotated', occurredAt: now }),
-    ]),
+    tx.events.append(rotationEvents(who, current, successor, now)),
   ]);
   if (inserted.status === 'rejected') throw inserted.reason;
   if (appended.status === 'rejected') throw appended.reason;

@@ -3,6 +3,16 @@ import type { WatchSelection } from '../domain/expiry.js';
 import type { NewTokenEvent, TokenEvent, WatchedEvent } from '../domain/token-event.js';
 import type { TokenKind } from '../domain/token-kind.js';
 
+/** The writes of one rotation (DESIGN.md rule 6), for `Store.commitRotation`. */
+export interface RotationCommit {
+  currentId: string;
+  successor: TokenRecord;
+  rotationKeyDigest: string | null;
+  now: number;
+  /** Appended last, as every transaction appends its events. */
+  events: readonly NewTokenEvent[];
+}
+
 /** Filters of ListTokens; every field optional. */
 export interface TokenFilter {
   ownerId?: string;
@@ -88,5 +98,11 @@ export interface Store extends Repositories {
    * pass the same `lock` name never overlap (check-then-insert without a unique key to lean on).
    */
   transaction<T>(work: (tx: Repositories) => Promise<T>, options?: { lock?: string }): Promise<T>;
+  /**
+   * One rotation's writes in a transaction of their own: `markRotated`, then `insert` of the
+   * successor, then `append` of the events, exactly as `transaction` would run them through the
+   * repositories. False when the compare-and-set lost (nothing is written).
+   */
+  commitRotation(commit: RotationCommit): Promise<boolean>;
   close(): Promise<void>;
 }

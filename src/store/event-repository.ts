@@ -3,6 +3,7 @@ import type { EventRepository } from '../app/store-ports.js';
 import type { WatchSelection } from '../domain/expiry.js';
 import type { NewTokenEvent, TokenEvent, TokenEventType, WatchedEvent } from '../domain/token-event.js';
 import type { WorkloadActor } from '../domain/workload-binding.js';
+import { returnedCount, toEventRow } from './rotation-statements.js';
 
 /** The `token_events` table row. */
 interface EventRow {
@@ -46,13 +47,6 @@ function toWatched(row: WatchedRow): WatchedEvent {
   return { ...toEvent(row), ownerId: row.owner_id ?? '', expiresAt: Number(row.expires_at ?? 0) };
 }
 
-/** Number of rows a raw `INSERT … RETURNING` reported, on either driver. */
-function returnedCount(result: unknown): number {
-  if (Array.isArray(result)) return result.length;
-  const rows = (result as { rows?: unknown[] } | undefined)?.rows;
-  return Array.isArray(rows) ? rows.length : 0;
-}
-
 /** Columns of a scheduled event, in the order the INSERT … SELECT statements below fill them. */
 const SCHEDULED_COLUMNS = 'type, token_id, family_id, successor_id, actor, peer, reason, occurred_at, unique_key, threshold_seconds';
 
@@ -73,20 +67,7 @@ export class KnexEventRepository implements EventRepository {
 
   async append(events: readonly NewTokenEvent[]): Promise<void> {
     if (events.length === 0) return;
-    await this.db('token_events').insert(
-      events.map((e) => ({
-        type: e.type,
-        token_id: e.tokenId,
-        family_id: e.familyId,
-        successor_id: e.successorId,
-        actor: e.actor,
-        peer: e.peer?.slice(0, 128) ?? null,
-        reason: e.reason,
-        occurred_at: e.occurredAt,
-        act: e.act ? JSON.stringify({ iss: e.act.iss, sub: e.act.sub }) : null,
-        threshold_seconds: e.thresholdSeconds ?? null,
-      })),
-    );
+    await this.db('token_events').insert(events.map(toEventRow));
     this.appended(events.length);
   }
 

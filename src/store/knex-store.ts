@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
-import type { Repositories, Store } from '../app/store-ports.js';
+import type { Repositories, RotationCommit, Store } from '../app/store-ports.js';
+import { DirectRotationWriter } from './direct-rotation.js';
 import { CachedTokenRepository } from './cached-token-repository.js';
 import type { RotorError } from '../domain/errors.js';
 import { asStoreError, guardRepository } from './database-errors.js';
@@ -25,6 +26,7 @@ export class KnexStore implements Store {
   onUnavailable: (e: RotorError) => void = () => undefined;
   private listener: EventListener | undefined;
   private readonly eventListeners = new Set<() => void>();
+  private readonly direct: DirectRotationWriter;
 
   constructor(
     readonly knex: Knex,
@@ -35,6 +37,7 @@ export class KnexStore implements Store {
     const report = (e: RotorError) => this.onUnavailable(e);
     this.tokens = new CachedTokenRepository(guardRepository(new KnexTokenRepository(knex), report), this.cache, true);
     this.events = guardRepository(new KnexEventRepository(knex, (n) => this.eventsCommitted(n), true), report);
+    this.direct = new DirectRotationWriter(knex, engine);
   }
 
   /**
@@ -91,6 +94,26 @@ export class KnexStore implements Store {
     }
   }
 
+  /**
+   * A rotation's writes on the driver directly (src/store/direct-rotation.ts, the same SQL as the
+   * repositories), with what `transaction` does around them: the two token rows are dropped from
+   * the cache, the live feed is woken after the commit, and a lost database leaves as `unavailable`.
+   */
+  async commitRotation(commit: RotationCommit): Promise<boolean> {
+    let won: boolean;
+    try {
+      won = await this.direct.commit(commit);
+    } catch (e) {
+      const mapped = asStoreError(e);
+      if (mapped !== e) this.onUnavailable(mapped as RotorError);
+      throw mapped;
+    } finally {
+      this.cache.invalidate([commit.currentId, commit.successor.id]);
+    }
+    if (won) this.eventsCommitted(commit.events.length);
+    return won;
+  }
+
   /** A trivial round trip (GET /healthz); fails with `unavailable` when the database is gone. */
   async ping(): Promise<void> {
     try {
@@ -127,6 +150,7 @@ export class KnexStore implements Store {
 
   async close(): Promise<void> {
     await this.listener?.close();
+    await this.direct.close();
     await this.knex.destroy();
   }
 }

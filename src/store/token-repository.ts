@@ -3,6 +3,7 @@ import type { PageCursor, TokenFilter, TokenRepository } from '../app/store-port
 import type { TokenPolicy } from '../domain/policy.js';
 import type { RevokeReason, TokenRecord } from '../domain/token.js';
 import { isTokenKind } from '../domain/token-kind.js';
+import { MARK_ROTATED_SQL, markRotatedValues, returnedCount } from './rotation-statements.js';
 
 /** The `tokens` table row (snake_case, as stored). */
 export interface TokenRow {
@@ -115,12 +116,7 @@ export class KnexTokenRepository implements TokenRepository {
   }
 
   async markRotated(id: string, successorId: string, rotationKeyDigest: string | null, now: number): Promise<boolean> {
-    const n = await this.table()
-      .where({ id })
-      .whereNull('revoked_at')
-      .where('expires_at', '>', now)
-      .update({ revoked_at: now, revoke_reason: 'rotated', successor_id: successorId, rotation_key_digest: rotationKeyDigest, last_used_at: now });
-    return n === 1;
+    return returnedCount(await this.db.raw(MARK_ROTATED_SQL, markRotatedValues(id, successorId, rotationKeyDigest, now) as Knex.RawBinding[])) === 1;
   }
 
   async revoke(id: string, reason: RevokeReason, now: number): Promise<boolean> {

@@ -120,6 +120,51 @@ describe('EventFeed', () => {
     expect([reads, feed.position, w.pending]).toEqual([1, 2, 1]);
   });
 
+  it('a poll without watchers moves to the end of the log with one cheap read, reading no events', async () => {
+    const rows: WatchedEvent[] = [ev(1)];
+    const log = memoryLog(rows);
+    let tails = 0;
+    const tail = log.tail.bind(log);
+    log.tail = (after, limit) => (tails++, tail(after, limit));
+    feed = new EventFeed(log, () => 0, quiet, { pollIntervalMs: 20, heartbeatMs: 60_000, bufferEvents: 10 });
+    await feed.start();
+    rows.push(ev(2), ev(3, 'tok_b1'), ev(4));
+    await new Promise((r) => setTimeout(r, 80));
+    await settle(feed);
+    expect([tails, feed.position]).toEqual([0, 4]);
+    // A watcher from here on gets what follows.
+    const w = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, []);
+    expect(w.liveFrom).toBe(4);
+    rows.push(ev(5));
+    feed.wake();
+    await settle(feed);
+    expect([feed.position, w.pending]).toEqual([5, 1]);
+  });
+
+  it('a watcher that subscribes while that cheap read is in flight keeps its start: the feed reads the events for it', async () => {
+    const rows: WatchedEvent[] = [ev(1)];
+    const log = memoryLog(rows);
+    let release: () => void = () => undefined;
+    const latest = log.latestSequence.bind(log);
+    feed = new EventFeed(log, () => 0, quiet, { pollIntervalMs: 20, heartbeatMs: 60_000, bufferEvents: 10 });
+    await feed.start();
+    let w: ReturnType<EventFeed['subscribe']> | undefined;
+    log.latestSequence = async () => {
+      const end = await latest();
+      // The watcher arrives while the feed waits for the end of the log.
+      await new Promise<void>((r) => (release = r));
+      return end;
+    };
+    rows.push(ev(2), ev(3));
+    await new Promise((r) => setTimeout(r, 40));
+    w = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, []);
+    expect(w.liveFrom).toBe(1);
+    release();
+    log.latestSequence = latest;
+    await settle(feed);
+    expect([feed.position, w.pending]).toEqual([3, 2]);
+  });
+
   it('heartbeats go to live, idle watchers with nothing pending; close ends every watcher with unavailable', async () => {
     const rows: WatchedEvent[] = [ev(1), ev(2, 'tok_zz1')];
     feed = new EventFeed(memoryLog(rows), () => 42, quiet, { pollIntervalMs: 60_000, heartbeatMs: 100, bufferEvents: 3 });

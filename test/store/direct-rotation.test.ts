@@ -1,0 +1,174 @@
+/**
+ * Store.commitRotation, the fast path's rotation commit on the driver (src/store/direct-rotation.ts),
+ * on every engine: it writes what the repository path writes, loses the compare-and-set cleanly,
+ * leaves nothing behind when a write fails, and exactly one of many concurrent commits wins.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RotationCommit } from '../../src/app/store-ports.js';
+import { mintSuccessor, mintToken } from '../../src/domain/new-token.js';
+import { DEFAULT_LIMITS, resolvePolicy } from '../../src/domain/policy.js';
+import type { NewTokenEvent } from '../../src/domain/token-event.js';
+import type { TokenRecord } from '../../src/domain/token.js';
+import { createTokenKeys } from '../../src/domain/token-keys.js';
+import { openStore, type KnexStore } from '../../src/store/knex-store.js';
+import { ENGINES, scratchDatabase, type Engine } from '../support/engines.js';
+
+const keys = createTokenKeys(randomBytes(32));
+const random = (n: number) => new Uint8Array(randomBytes(n));
+const HOUR = 3_600_000;
+
+async function freshDatabase(engine: Engine): Promise<{ url: string; drop(): Promise<void> }> {
+  if (engine === 'postgres') return scratchDatabase();
+  const dir = mkdtempSync(join(tmpdir(), 'rotor-direct-'));
+  return { url: `sqlite://${join(dir, 'rotor.db')}`, drop: async () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+function fresh(now: number, expiresAt = now + HOUR): TokenRecord {
+  const policy = resolvePolicy({}, DEFAULT_LIMITS);
+  return mintToken({ kind: 'service_account', ownerId: 'o', name: 'n', description: '', scopes: ['a', 'b'], audiences: ['x'], policy, expiresAt }, now, random, keys).record;
+}
+
+function successorOf(current: TokenRecord, now: number): TokenRecord {
+  return mintSuccessor(current, { scopes: ['a'], expiresAt: now + HOUR }, now, random, random, keys).record;
+}
+
+function commitOf(current: TokenRecord, successor: TokenRecord, now: number): RotationCommit {
+  const ev = (e: Omit<NewTokenEvent, 'actor' | 'peer' | 'act'>): NewTokenEvent => ({ ...e, actor: current.id, peer: '127.0.0.1:1', act: { iss: 'https://ci.example', sub: 'job' } });
+  return {
+    currentId: current.id,
+    successor,
+    rotationKeyDigest: 'k'.repeat(64),
+    now,
+    events: [
+      ev({ type: 'rotated', tokenId: current.id, familyId: current.familyId, successorId: successor.id, reason: 'rotated', occurredAt: now }),
+      ev({ type: 'created', tokenId: successor.id, familyId: successor.familyId, successorId: null, reason: 'rotated', occurredAt: now }),
+    ],
+  };
+}
+
+describe.each(ENGINES)('Store.commitRotation on %s', (engine) => {
+  let db: { url: string; drop(): Promise<void> };
+  let store: KnexStore;
+  let wakes = 0;
+  beforeAll(async () => {
+    db = await freshDatabase(engine);
+    store = await openStore({ url: db.url });
+    store.onEventsCommitted(() => void wakes++);
+  });
+  afterAll(async () => {
+    await store?.close();
+    await db?.drop();
+  });
+
+  async function eventsOf(tokenId: string) {
+    return store.events.list({ tokenId }, 100);
+  }
+
+  it('a win writes what the repository path writes: the predecessor rotated, the successor row, two events in order', async () => {
+    const now = Date.now();
+    const current = fresh(now);
+    await store.tokens.insert(current);
+    const successor = successorOf(current, now);
+    const before = wakes;
+    expect(await store.commitRotation(commitOf(current, successor, now + 5))).toBe(true);
+    expect(wakes).toBe(before + 1);
+
+    const old = await store.tokens.findById(current.id);
+    expect(old).toEqual({ ...current, revokedAt: now + 5, revokeReason: 'rotated', successorId: successor.id, rotationKeyDigest: 'k'.repeat(64), lastUsedAt: now + 5 });
+    expect(await store.tokens.findById(successor.id)).toEqual(successor);
+    expect(await store.tokens.findByDigest(successor.secretDigest)).toEqual(successor);
+
+    const [rotated] = await eventsOf(current.id);
+    const [created] = await eventsOf(successor.id);
+    expect(rotated).toMatchObject({ type: 'rotated', successorId: successor.id, familyId: current.familyId, actor: current.id, peer: '127.0.0.1:1', reason: 'rotated', occurredAt: now + 5, act: { iss: 'https://ci.example', sub: 'job' }, thresholdSeconds: null });
+    expect(created).toMatchObject({ type: 'created', successorId: null, familyId: current.familyId, occurredAt: now + 5 });
+    expect(created!.sequence).toBe(rotated!.sequence + 1);
+  });
+
+  it('a cached row is dropped: the pool repository reads the rotated state right after the commit', async () => {
+    const now = Date.now();
+    const current = fresh(now);
+    await store.tokens.insert(current);
+    expect((await store.tokens.findByDigest(current.secretDigest))?.revokedAt).toBeNull(); // cached now
+    expect(await store.commitRotation(commitOf(current, successorOf(current, now), now))).toBe(true);
+    expect((await store.tokens.findByDigest(current.secretDigest))?.revokeReason).toBe('rotated');
+  });
+
+  it.each([
+    ['already rotated', (t: TokenRecord) => ({ ...t, revokedAt: t.createdAt, revokeReason: 'rotated' as const })],
+    ['revoked', (t: TokenRecord) => ({ ...t, revokedAt: t.createdAt, revokeReason: 'revoked' as const })],
+    ['expired at commit time', (t: TokenRecord) => ({ ...t, expiresAt: t.createdAt + 1 })],
+  ])('the compare-and-set loses for a token %s: false, nothing written, no wake-up', async (_name, shape) => {
+    const now = Date.now();
+    const current = shape(fresh(now));
+    await store.tokens.insert(current);
+    const successor = successorOf(current, now);
+    const before = wakes;
+    expect(await store.commitRotation(commitOf(current, successor, now + 10))).toBe(false);
+    expect(wakes).toBe(before);
+    expect(await store.tokens.findById(successor.id)).toBeUndefined();
+    expect(await store.tokens.findById(current.id)).toEqual(current);
+    expect(await eventsOf(current.id)).toEqual([]);
+  });
+
+  it('a failing insert rolls the whole commit back (the compare-and-set too), and the connection serves the next commit', async () => {
+    const now = Date.now();
+    const other = fresh(now);
+    await store.tokens.insert(other);
+    const current = fresh(now);
+    await store.tokens.insert(current);
+    // The successor collides with an existing row's secret digest (unique index).
+    const clash = { ...successorOf(current, now), secretDigest: other.secretDigest };
+    const before = wakes;
+    await expect(store.commitRotation(commitOf(current, clash, now))).rejects.toThrow(/unique|UNIQUE|duplicate/);
+    expect(wakes).toBe(before);
+    expect(await store.tokens.findById(current.id)).toEqual(current);
+    expect(await store.tokens.findById(clash.id)).toBeUndefined();
+    expect(await eventsOf(current.id)).toEqual([]);
+
+    // The same connection (SQLite has one) is out of the failed transaction: the retry commits.
+    const successor = successorOf(current, now);
+    expect(await store.commitRotation(commitOf(current, successor, now))).toBe(true);
+    expect((await store.tokens.findById(current.id))?.successorId).toBe(successor.id);
+  });
+
+  it('20 concurrent commits of one token with different successors: exactly one wins, one successor row exists', async () => {
+    const now = Date.now();
+    const current = fresh(now);
+    await store.tokens.insert(current);
+    const successors = Array.from({ length: 20 }, () => successorOf(current, now));
+    const results = await Promise.all(successors.map((s) => store.commitRotation(commitOf(current, s, now))));
+    expect(results.filter(Boolean)).toHaveLength(1);
+    const winner = successors[results.indexOf(true)]!;
+    expect((await store.tokens.findById(current.id))?.successorId).toBe(winner.id);
+    const written = await Promise.all(successors.map((s) => store.tokens.findById(s.id)));
+    expect(written.filter((t) => t !== undefined).map((t) => t!.id)).toEqual([winner.id]);
+    expect((await eventsOf(current.id)).map((e) => e.type)).toEqual(['rotated']);
+  });
+
+  it('interleaves with knex transactions on the same pool (the repository path) without either seeing the other half-done', async () => {
+    const now = Date.now();
+    const tokens = Array.from({ length: 10 }, () => fresh(now));
+    for (const t of tokens) await store.tokens.insert(t);
+    // Half go through Store.commitRotation, half through a knex transaction with the repositories.
+    const outcomes = await Promise.all(
+      tokens.map((t, i) => {
+        const s = successorOf(t, now);
+        const c = commitOf(t, s, now);
+        if (i % 2 === 0) return store.commitRotation(c);
+        return store.transaction(async (tx) => {
+          if (!(await tx.tokens.markRotated(t.id, s.id, c.rotationKeyDigest, now))) return false;
+          await tx.tokens.insert(s);
+          await tx.events.append(c.events);
+          return true;
+        });
+      }),
+    );
+    expect(outcomes).toEqual(tokens.map(() => true));
+    for (const t of tokens) expect((await eventsOf(t.id)).map((e) => e.type)).toEqual(['rotated']);
+  });
+});
