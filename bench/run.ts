@@ -27,6 +27,7 @@ import { bootstrap, freePort, rotorEnv, startServer, type ServerProcess } from '
 import { DEFAULT_POOL_MAX } from '../src/store/database.js';
 import { closedLoop, type ScenarioResult } from './stats.js';
 import { runFanout, type FanoutResult } from './fanout.js';
+import { runFanoutFloor, type FanoutFloorResult } from './fanout-floor.js';
 import type { WatcherClient } from './fanout-watchers.js';
 
 function intEnv(name: string, fallback: number): number {
@@ -200,12 +201,20 @@ async function fanoutScenario(): Promise<Record<string, unknown>> {
     for (const n of fanoutSettings.streams) {
       for (const client of fanoutSettings.clients) runs.push(await runFanout(work, n, fanoutSettings.rotations, client, progress));
     }
+    // Diagnostic: bare node:http2 at the same counts (bench/fanout-floor.ts), the transport's floor.
+    const floor: FanoutFloorResult[] = [];
+    for (const n of fanoutSettings.streams) {
+      const f = await runFanoutFloor(n, Math.max(1, Math.ceil(n / 1000)), fanoutSettings.rotations);
+      floor.push(f);
+      progress(`  floor  ${String(n).padStart(6)} streams (bare node:http2 server and client): p50 ${f.latency_p50_ms} ms, p99 ${f.latency_p99_ms} ms, server CPU per fan-out ${f.server_cpu_ms_per_event} ms, RSS ${f.rss_streams_open_mb} MB`);
+    }
     // RSS: the worst 10,000-stream run; it does not depend on the client much.
     const at10k = runs.filter((r) => r.streams === 10_000).sort((a, b) => Math.max(b.rss_streams_open_mb, b.rss_after_rotations_mb) - Math.max(a.rss_streams_open_mb, a.rss_after_rotations_mb))[0];
     return {
       tool: 'WatchExpiry on the gRPC port (grpc-js server), watcher child process with @grpc/grpc-js or raw node:http2 gRPC clients; latency = receipt − occurred_at of ROTATED; RSS = VmRSS of the rotor serve child',
       settings: fanoutSettings,
       runs,
+      floor_diagnostic: floor,
       targets: {
         // The higher of the two steady readings (streams open, after the rotations); the peak while
         // opening is reported next to it (rss_peak_mb) but not judged.

@@ -1,0 +1,132 @@
+/**
+ * Diagnostic of the fan-out scenario, no target: the floor Node's own HTTP/2 sets on this machine.
+ * A bare `node:http2` server (no gRPC library, no Rotor) holds N open streams and writes one
+ * 80-byte DATA frame to each of them; a bare `node:http2` client process, on as many connections
+ * as the Rotor run uses, records the delay from the write (a timestamp in the frame) to receipt.
+ * Reported next to the Rotor runs so they can be read against what the transport alone costs in
+ * the same run: the server's CPU per fan-out and the delivery p50/p99, with no application work.
+ *
+ * Run as a child: `fanout-floor.js server <streams>` or `fanout-floor.js client <port> <streams> <connections>`.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import * as http2 from 'node:http2';
+import { percentile } from './stats.js';
+
+export interface FanoutFloorResult {
+  streams: number;
+  connections: number;
+  events: number;
+  latency_p50_ms: number;
+  latency_p99_ms: number;
+  /** The server's CPU (user + system, all threads) per fan-out of one frame to every stream. */
+  server_cpu_ms_per_event: number;
+  rss_streams_open_mb: number;
+}
+
+type ServerMsg = { port: number } | { open: true } | { wrote: true; cpuMs: number; rssMb: number };
+type ClientMsg = { opened: true } | { received: true; latencies: number[] } | { error: string };
+
+const role = process.argv[2];
+if (role === 'server') floorServer(Number(process.argv[3]));
+else if (role === 'client') floorClient(Number(process.argv[3]), Number(process.argv[4]), Number(process.argv[5]));
+
+function floorServer(streams: number): void {
+  const open: http2.ServerHttp2Stream[] = [];
+  const server = http2.createServer({ settings: { maxConcurrentStreams: 100_000 } });
+  server.on('stream', (s: http2.ServerHttp2Stream) => {
+    s.on('error', () => undefined);
+    s.respond({ ':status': 200, 'content-type': 'application/grpc' });
+    open.push(s);
+    if (open.length === streams) process.send!({ open: true } satisfies ServerMsg);
+  });
+  process.on('message', () => {
+    const before = process.cpuUsage();
+    const frame = Buffer.alloc(80, 1);
+    frame.writeDoubleLE(Date.now(), 0);
+    for (const s of open) s.write(frame);
+    // The writes leave when this turn ends; the CPU of sending them is counted a turn later.
+    setImmediate(() =>
+      setImmediate(() => {
+        const used = process.cpuUsage(before);
+        process.send!({ wrote: true, cpuMs: (used.user + used.system) / 1000, rssMb: Math.round(process.memoryUsage().rss / 1e5) / 10 } satisfies ServerMsg);
+      }),
+    );
+  });
+  process.on('disconnect', () => process.exit(0));
+  server.listen(0, '127.0.0.1', () => process.send!({ port: (server.address() as { port: number }).port } satisfies ServerMsg));
+}
+
+function floorClient(port: number, streams: number, connections: number): void {
+  const sessions = Array.from({ length: connections }, () => http2.connect(`http://127.0.0.1:${port}`));
+  let latencies: number[] = [];
+  let opened = 0;
+  for (let i = 0; i < streams; i++) {
+    const s = sessions[i % connections]!.request({ ':method': 'POST', ':path': '/floor' }, { endStream: false });
+    s.on('response', () => {
+      if (++opened === streams) process.send!({ opened: true } satisfies ClientMsg);
+    });
+    s.on('data', (d: Buffer) => {
+      latencies.push(Date.now() - d.readDoubleLE(0));
+      if (latencies.length === streams) {
+        process.send!({ received: true, latencies } satisfies ClientMsg);
+        latencies = [];
+      }
+    });
+    s.on('error', (e: Error) => process.send!({ error: String(e) } satisfies ClientMsg));
+  }
+  process.on('disconnect', () => process.exit(0));
+}
+
+function next<T>(child: ChildProcess, pick: (m: T) => boolean): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (m: T) => {
+      if ((m as { error?: string }).error !== undefined) reject(new Error(`fan-out floor: ${(m as { error: string }).error}`));
+      else if (pick(m)) {
+        child.off('message', onMessage);
+        resolve(m);
+      }
+    };
+    child.on('message', onMessage);
+  });
+}
+
+/** Runs the floor for `streams` streams over `connections` connections, `events` fan-outs 200 ms apart. */
+export async function runFanoutFloor(streams: number, connections: number, events: number): Promise<FanoutFloorResult> {
+  const self = new URL(import.meta.url);
+  const server = fork(self, ['server', String(streams)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  let client: ChildProcess | undefined;
+  try {
+    const { port } = await next<ServerMsg>(server, (m) => 'port' in m) as { port: number };
+    const serverOpen = next<ServerMsg>(server, (m) => 'open' in m);
+    client = fork(self, ['client', String(port), String(streams), String(connections)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    await next<ClientMsg>(client, (m) => 'opened' in m);
+    await serverOpen;
+    await new Promise((r) => setTimeout(r, 500));
+    const all: number[] = [];
+    let cpu = 0;
+    let rss = 0;
+    for (let e = 0; e < events; e++) {
+      const received = next<ClientMsg>(client, (m) => 'received' in m) as Promise<{ latencies: number[] }>;
+      const wrote = next<ServerMsg>(server, (m) => 'wrote' in m) as Promise<{ cpuMs: number; rssMb: number }>;
+      server.send({ fire: true });
+      const w = await wrote;
+      all.push(...(await received).latencies);
+      cpu += w.cpuMs;
+      rss = Math.max(rss, w.rssMb);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    all.sort((a, b) => a - b);
+    return {
+      streams,
+      connections,
+      events,
+      latency_p50_ms: percentile(all, 50),
+      latency_p99_ms: percentile(all, 99),
+      server_cpu_ms_per_event: Math.round(cpu / events),
+      rss_streams_open_mb: rss,
+    };
+  } finally {
+    if (client?.connected) client.disconnect();
+    if (server.connected) server.disconnect();
+  }
+}
