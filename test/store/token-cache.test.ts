@@ -89,6 +89,43 @@ describe('CachedTokenRepository', () => {
     expect(cache.getByDigest('da')).toBeUndefined();
   });
 
+  it('concurrent misses of one key share one read; a miss after a local write does not join a read that started before it', async () => {
+    const rows = [record('tok_a', 'da')];
+    const calls: string[] = [];
+    const gates: (() => void)[] = [];
+    const base = {
+      findByDigest: (d: string) => {
+        calls.push(`digest:${d}`);
+        const row = rows.find((r) => r.secretDigest === d);
+        return new Promise<TokenRecord | undefined>((resolve) => gates.push(() => resolve(row)));
+      },
+      findById: async (id: string) => (calls.push(`id:${id}`), rows.find((r) => r.id === id)),
+      revoke: async (id: string) => (calls.push(`revoke:${id}`), true),
+    } as unknown as TokenRepository;
+    const cache = new TokenCache({ ttlMs: 60_000, maxEntries: 10 });
+    const repo = new CachedTokenRepository(base, cache, true);
+    const first = [repo.findByDigest('da'), repo.findByDigest('da'), repo.findByDigest('da')];
+    expect(calls).toEqual(['digest:da']);
+    // A write through this process: later misses must not take the read that started before it.
+    await repo.revoke('tok_a', 'revoked', 0);
+    const after = repo.findByDigest('da');
+    expect(calls).toEqual(['digest:da', 'revoke:tok_a', 'digest:da']);
+    for (const open of gates) open();
+    const got = await Promise.all([...first, after]);
+    expect(got.map((r) => r?.id)).toEqual(['tok_a', 'tok_a', 'tok_a', 'tok_a']);
+    // The read from before the write was not cached; the one after it was.
+    await repo.findByDigest('da');
+    expect(calls).toEqual(['digest:da', 'revoke:tok_a', 'digest:da']);
+    // Unknown secrets are shared while in flight too, and never cached.
+    gates.length = 0;
+    const unknown = [repo.findByDigest('zz'), repo.findByDigest('zz')];
+    for (const open of gates) open();
+    expect(await Promise.all(unknown)).toEqual([undefined, undefined]);
+    expect(calls.filter((c) => c === 'digest:zz')).toHaveLength(1);
+    void repo.findByDigest('zz');
+    expect(calls.filter((c) => c === 'digest:zz')).toHaveLength(2);
+  });
+
   it('skips the last-use write while the known last use is recent', async () => {
     const { base, calls } = fakeBase([]);
     const repo = new CachedTokenRepository(base, new TokenCache({ ttlMs: 60_000, maxEntries: 10 }), true);
