@@ -9,13 +9,23 @@ import knexFactory from 'knex';
 export const BENCH_POSTGRES_URL = process.env.BENCH_POSTGRES_URL || process.env.ROTOR_TEST_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
 
 export interface BenchDatabase {
+  name: string;
   url: string;
   drop(): Promise<void>;
 }
 
 /** Creates `rotor_bench_<random>`; rejects with the driver's error when the server is unreachable. */
-export async function createBenchDatabase(adminUrl: string = BENCH_POSTGRES_URL): Promise<BenchDatabase> {
-  const name = `rotor_bench_${randomBytes(6).toString('hex')}`;
+export function createBenchDatabase(adminUrl: string = BENCH_POSTGRES_URL): Promise<BenchDatabase> {
+  return createScratchDatabase(adminUrl, 'rotor_bench');
+}
+
+/**
+ * Creates `<prefix>_<random>` on the server of `adminUrl` (whose user may CREATE DATABASE) and
+ * returns its URL; `drop()` removes it, closing any connection left. Shared with the test suite
+ * (test/support/engines.ts), which cannot be imported here: it loads vitest.
+ */
+export async function createScratchDatabase(adminUrl: string, prefix: string): Promise<BenchDatabase> {
+  const name = `${prefix}_${randomBytes(6).toString('hex')}`;
   const admin = () => knexFactory({ client: 'pg', connection: { connectionString: adminUrl, connectionTimeoutMillis: 5000 }, pool: { min: 0, max: 1 } });
   const a = admin();
   try {
@@ -26,6 +36,7 @@ export async function createBenchDatabase(adminUrl: string = BENCH_POSTGRES_URL)
   const url = new URL(adminUrl);
   url.pathname = `/${name}`;
   return {
+    name,
     url: url.toString(),
     async drop() {
       const d = admin();

@@ -18,8 +18,7 @@
  *     ...
  *   });
  */
-import { randomBytes } from 'node:crypto';
-import knexFactory from 'knex';
+import { createScratchDatabase } from '../../bench/postgres.js';
 import { describe } from 'vitest';
 import type { Engine } from '../../src/store/database.js';
 
@@ -53,27 +52,7 @@ export interface ScratchDatabase {
 /** Creates `rotor_test_<random>` on the test server (ROTOR_TEST_DATABASE_URL). */
 export async function scratchDatabase(adminUrl: string | undefined = TEST_POSTGRES_URL): Promise<ScratchDatabase> {
   if (!adminUrl) throw new Error('scratchDatabase needs ROTOR_TEST_DATABASE_URL');
-  const name = `rotor_test_${randomBytes(6).toString('hex')}`;
-  const admin = knexFactory({ client: 'pg', connection: adminUrl, pool: { min: 0, max: 1 } });
-  try {
-    await admin.raw(`CREATE DATABASE ${name}`);
-  } finally {
-    await admin.destroy();
-  }
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  return {
-    name,
-    url: url.toString(),
-    async drop() {
-      const a = knexFactory({ client: 'pg', connection: adminUrl, pool: { min: 0, max: 1 } });
-      try {
-        await a.raw(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      } finally {
-        await a.destroy();
-      }
-    },
-  };
+  return createScratchDatabase(adminUrl, 'rotor_test');
 }
 
 /** Every combination of `xs` with every engine, for `describe.each` over two dimensions. */
