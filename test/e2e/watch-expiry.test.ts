@@ -72,6 +72,9 @@ describe.each(withEngines(WIRES))('WatchExpiry over %s on %s', (wire, engine) =>
   it('acceptance 2: killed mid-stream, resumed with its last sequence: exactly the missed events, then live ones', async () => {
     const owner = `resume-${wire}`;
     const first = watch({ ownerId: owner }, s.adminSecret);
+    // A live-only watch sends what commits after it joined the feed: wait for that before writing.
+    for (let i = 0; i < 200 && s.rotor.expiry.feed.watchers === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(s.rotor.expiry.feed.watchers).toBe(1);
     const seed = await create(owner);
     await first.until((r) => r.length >= 1, 10_000, 'the first event');
 
