@@ -92,7 +92,7 @@ async function seed(knex: Knex, rotations: number, engine: Engine): Promise<Bare
         currentId: current.id,
         successorRow: toRow(successor),
         eventRows: events.map(toEventRow),
-        commit: { currentId: current.id, successor, rotationKeyDigest: null, now, events },
+        commit: { currentId: current.id, successor, rotationKeyDigest: null, clock: Date.now, events: (at) => events.map((e) => ({ ...e, occurredAt: at })) },
       });
     }
   });
@@ -131,7 +131,7 @@ async function seed(knex: Knex, rotations: number, engine: Engine): Promise<Bare
 
   const direct = new DirectRotationWriter(knex, engine);
   const directOnce = async (it: Iteration) => {
-    if (!(await direct.commit({ ...it.commit, now: Date.now() }))) throw new Error('driver baseline: compare-and-set lost');
+    if (!(await direct.commit(it.commit)).won) throw new Error('driver baseline: compare-and-set lost');
   };
 
   let used = 0;

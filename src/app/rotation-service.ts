@@ -168,15 +168,16 @@ async function tryFastRotation(app: AppContext, req: Prepared): Promise<MintedTo
   const decision = decide(req, current, undefined, now, app);
   if (decision.type !== 'rotate') return undefined;
   const minted = mint(app, req, current, decision, now);
-  // Its own short transaction on the driver (Store.commitRotation); the clock is read again at
-  // commit time, as in commitRotation below, so a token that expired meanwhile loses the compare-and-set.
-  const at = app.now();
+  // Its own short transaction on the driver (Store.commitRotation). The clock is read once that
+  // transaction has begun, as in commitRotation below, so a token that expired while the call
+  // waited for the connection loses the compare-and-set (rule 2).
+  const who = actorOf(req, current);
   const won = await app.store.commitRotation({
     currentId: current.id,
     successor: minted.record,
     rotationKeyDigest: req.keyDigest ?? null,
-    now: at,
-    events: rotationEvents(actorOf(req, current), current, minted.record, at),
+    clock: app.now,
+    events: (at) => rotationEvents(who, current, minted.record, at),
   });
   return won ? minted : undefined;
 }
@@ -227,15 +228,10 @@ async function commitRotation(
   // here, inside the transaction, so a token that expired while the request waited is refused
   // (rule 2).
   if (!(await tx.tokens.markRotated(current.id, successor.id, keyDigest ?? null, now))) throw new LostRace();
-  // The two inserts go to the connection together: it then does not sit idle while this event
-  // loop, busy with other calls, gets round to issuing the second (bench/README.md). Both are
-  // settled before an error leaves, so the rollback never overtakes a statement still queued.
-  const [inserted, appended] = await Promise.allSettled([
-    tx.tokens.insert(successor),
-    tx.events.append(rotationEvents(who, current, successor, now)),
-  ]);
-  if (inserted.status === 'rejected') throw inserted.reason;
-  if (appended.status === 'rejected') throw appended.reason;
+  // One after the other: on SQLite an INSERT that fails with SQLITE_FULL, IOERR or NOMEM ends the
+  // transaction by itself, and a second INSERT already queued would then commit alone.
+  await tx.tokens.insert(successor);
+  await tx.events.append(rotationEvents(who, current, successor, now));
 }
 
 /**

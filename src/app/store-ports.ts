@@ -8,9 +8,10 @@ export interface RotationCommit {
   currentId: string;
   successor: TokenRecord;
   rotationKeyDigest: string | null;
-  now: number;
-  /** Appended last, as every transaction appends its events. */
-  events: readonly NewTokenEvent[];
+  /** Read once the transaction has begun (rule 2: a token that expired while the call waited loses). */
+  clock: () => number;
+  /** The events to append last, as every transaction appends its events, for that commit time. */
+  events: (now: number) => readonly NewTokenEvent[];
 }
 
 /** Filters of ListTokens; every field optional. */

@@ -105,7 +105,9 @@ export async function* watchEvents(app: AppContext, runtime: WatchRuntime, plan:
   if (signal?.aborted) sub.close();
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    let from = plan.afterSequence;
+    // Live only: anything after the log's end at the start that the feed had already read
+    // before this watcher joined (its position ran ahead of liveAfter) is replayed from the log.
+    let from = plan.afterSequence ?? liveAfter;
     if (plan.includeSnapshot) {
       const sequence = await app.store.events.latestSequence();
       const at = app.now();

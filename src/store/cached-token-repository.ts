@@ -45,6 +45,8 @@ export class CachedTokenRepository implements TokenRepository {
    */
   private readShared(key: string, read: () => Promise<TokenRecord | undefined>): Promise<TokenRecord | undefined> {
     const epoch = this.cache.readStarted();
+    // With the cache off (TTL 0) every call reads for itself, as the setting promises.
+    if (!this.cache.enabled) return read();
     const pending = this.inflight.get(key);
     if (pending && pending.epoch === epoch) return pending.read;
     const shared = read().then((row) => {

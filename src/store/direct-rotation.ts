@@ -1,19 +1,20 @@
 /**
  * The fast path's rotation commit on the driver itself: the statements of
- * `rotation-statements.ts` in one transaction on a pooled connection, prepared once per
- * connection, without knex's per-transaction and per-query machinery. A profile of `rotor serve`
- * under rotation load put that machinery (a knex instance per transaction, query compilation,
- * a fresh prepare per statement) at about a third of the main thread's time per rotation, and on
- * SQLite's single connection every microsecond the event loop spends between two statements of
- * one transaction holds up every other rotation (bench/README.md, "Rotation commit on the
- * driver"). The authoritative path (reuse, replay, lost races) stays on knex transactions and runs
- * the same SQL text.
+ * `rotation-statements.ts` in one transaction on a pooled connection, without knex's
+ * per-transaction and per-query machinery (SQLite statements are prepared once per connection).
+ * A profile of `rotor serve` under rotation load put that machinery (a knex instance per
+ * transaction, query compilation, a fresh prepare per statement) at about a third of the main
+ * thread's time per rotation, and on SQLite's single connection every microsecond the event loop
+ * spends between two statements of one transaction holds up every other rotation (bench/README.md,
+ * "Rotation commit on the driver"). The authoritative path (reuse, replay, lost races) stays on
+ * knex transactions and runs the same SQL text.
  *
  * Errors leave as the driver raised them; `KnexStore.commitRotation` maps them like a knex
  * transaction's (`unavailable` for a lost database).
  */
 import type { Knex } from 'knex';
 import type { RotationCommit } from '../app/store-ports.js';
+import { RotorError } from '../domain/errors.js';
 import type { Engine } from './database.js';
 import {
   INSERT_TOKEN_SQL,
@@ -37,20 +38,28 @@ interface SqliteStatement {
   finalize(cb?: () => void): void;
 }
 interface SqliteConnection {
-  prepare(sql: string): SqliteStatement;
+  prepare(sql: string, cb: (err: Error | null) => void): SqliteStatement;
 }
 
 /** What this module uses of a pg Client. */
 interface PgConnection {
-  query(q: { name?: string; text: string; values?: unknown[] }): Promise<{ rows: unknown[] }>;
+  query(q: { text: string; values?: unknown[] }): Promise<{ rows: unknown[] }>;
 }
 
-/** Statements already prepared on a SQLite connection (finalized by `close`). */
-const sqliteStatements = new WeakMap<object, Map<string, SqliteStatement>>();
+/** What a commit did: whether the compare-and-set won, and how many events it appended. */
+export interface CommitOutcome {
+  won: boolean;
+  events: number;
+}
+
+const LOST: CommitOutcome = { won: false, events: 0 };
 
 export class DirectRotationWriter {
   private readonly pool: PoolClient;
-  private readonly prepared = new Set<SqliteStatement>();
+  /** Statements prepared (or being prepared) on each SQLite connection, by SQL text. */
+  private readonly sqlite = new Map<object, Map<string, Promise<SqliteStatement>>>();
+  private readonly running = new Set<Promise<unknown>>();
+  private closed = false;
 
   constructor(
     knex: Knex,
@@ -59,8 +68,17 @@ export class DirectRotationWriter {
     this.pool = knex.client as PoolClient;
   }
 
-  /** Runs the commit in one transaction; false when the compare-and-set lost (nothing written). */
-  async commit(c: RotationCommit): Promise<boolean> {
+  /** Runs the commit in one transaction of its own; `won` is false when the compare-and-set lost (nothing written). */
+  commit(c: RotationCommit): Promise<CommitOutcome> {
+    if (this.closed) return Promise.reject(new RotorError('unavailable', 'server is shutting down; retry on another replica'));
+    const run = this.run(c);
+    this.running.add(run);
+    const done = () => void this.running.delete(run);
+    run.then(done, done);
+    return run;
+  }
+
+  private async run(c: RotationCommit): Promise<CommitOutcome> {
     const conn = await this.pool.acquireConnection();
     try {
       return this.engine === 'postgres' ? await this.commitPg(conn as PgConnection, c) : await this.commitSqlite(conn as SqliteConnection, c);
@@ -70,69 +88,90 @@ export class DirectRotationWriter {
   }
 
   /**
-   * SQLite: each statement is awaited before the next, except the two inserts (sent together).
-   * A failed statement does not end a SQLite transaction, so COMMIT is sent only after both
-   * inserts succeeded; anything else rolls back.
+   * SQLite: each statement is awaited before the next. A failed statement does not always end a
+   * SQLite transaction (a constraint error does not; SQLITE_FULL, IOERR or NOMEM roll it back by
+   * themselves), so nothing after a failure is sent, not even the second INSERT, which would
+   * otherwise run in autocommit and commit alone; the ROLLBACK then ends whatever is left.
    */
-  private async commitSqlite(conn: SqliteConnection, c: RotationCommit): Promise<boolean> {
-    const run = (sql: string, values: unknown[]) =>
-      new Promise<unknown[]>((resolve, reject) => this.sqliteStatement(conn, sql).all(values, (err, rows) => (err ? reject(err) : resolve(rows))));
+  private async commitSqlite(conn: SqliteConnection, c: RotationCommit): Promise<CommitOutcome> {
+    const run = async (sql: string, values: unknown[]) => {
+      const stmt = await this.sqliteStatement(conn, sql);
+      return new Promise<unknown[]>((resolve, reject) => stmt.all(values, (err, rows) => (err ? reject(err) : resolve(rows))));
+    };
     await run('BEGIN', []);
     try {
-      const won = (await run(MARK_ROTATED_SQL, markRotatedValues(c.currentId, c.successor.id, c.rotationKeyDigest, c.now))).length === 1;
-      if (won) {
-        const settled = await Promise.allSettled([run(INSERT_TOKEN_SQL, tokenValues(c.successor)), run(insertEventsSql(c.events.length), eventValues(c.events))]);
-        for (const s of settled) if (s.status === 'rejected') throw s.reason;
-        await run('COMMIT', []);
-      } else {
+      const now = c.clock();
+      const won = (await run(MARK_ROTATED_SQL, markRotatedValues(c.currentId, c.successor.id, c.rotationKeyDigest, now))).length === 1;
+      if (!won) {
         await run('ROLLBACK', []);
+        return LOST;
       }
-      return won;
+      const events = c.events(now);
+      await run(INSERT_TOKEN_SQL, tokenValues(c.successor));
+      await run(insertEventsSql(events.length), eventValues(events));
+      await run('COMMIT', []);
+      return { won: true, events: events.length };
     } catch (e) {
       await run('ROLLBACK', []).catch(() => undefined);
       throw e;
     }
   }
 
-  private sqliteStatement(conn: SqliteConnection, sql: string): SqliteStatement {
-    let byText = sqliteStatements.get(conn);
-    if (!byText) sqliteStatements.set(conn, (byText = new Map()));
-    let stmt = byText.get(sql);
-    if (!stmt) {
-      byText.set(sql, (stmt = conn.prepare(sql)));
-      this.prepared.add(stmt);
+  /** A statement prepared on `conn`, once; a failed prepare rejects (and is not kept). */
+  private sqliteStatement(conn: SqliteConnection, sql: string): Promise<SqliteStatement> {
+    let byText = this.sqlite.get(conn);
+    if (!byText) this.sqlite.set(conn, (byText = new Map()));
+    let prepared = byText.get(sql);
+    if (!prepared) {
+      prepared = new Promise<SqliteStatement>((resolve, reject) => {
+        const stmt: SqliteStatement = conn.prepare(sql, (err) => {
+          if (!err) return resolve(stmt);
+          byText.delete(sql);
+          reject(err);
+        });
+      });
+      byText.set(sql, prepared);
     }
-    return stmt;
+    return prepared;
   }
 
   /**
-   * PostgreSQL: named prepared statements (pg prepares each once per connection), each awaited
-   * before the next is sent (pg 8 deprecates queueing a query while another runs). A failed
+   * PostgreSQL: unnamed parameterised statements, each awaited before the next is sent (pg 8
+   * deprecates queueing a query while another runs). Unnamed, not named prepared statements: a
+   * connection pooler in transaction mode (README, "Operating Rotor on PostgreSQL") may run the
+   * next transaction on another server session, where a named statement would not exist. A failed
    * statement aborts the transaction; the ROLLBACK ends it before the connection goes back.
    */
-  private async commitPg(conn: PgConnection, c: RotationCommit): Promise<boolean> {
+  private async commitPg(conn: PgConnection, c: RotationCommit): Promise<CommitOutcome> {
     await conn.query({ text: 'BEGIN' });
     try {
-      const marked = await conn.query({ name: 'rotor_mark_rotated', text: PG_MARK_ROTATED, values: markRotatedValues(c.currentId, c.successor.id, c.rotationKeyDigest, c.now) });
+      const now = c.clock();
+      const marked = await conn.query({ text: PG_MARK_ROTATED, values: markRotatedValues(c.currentId, c.successor.id, c.rotationKeyDigest, now) });
       if (marked.rows.length !== 1) {
         await conn.query({ text: 'ROLLBACK' });
-        return false;
+        return LOST;
       }
-      await conn.query({ name: 'rotor_insert_token', text: PG_INSERT_TOKEN, values: tokenValues(c.successor) });
-      await conn.query({ name: `rotor_insert_events_${c.events.length}`, text: pgPlaceholders(insertEventsSql(c.events.length)), values: eventValues(c.events) });
+      const events = c.events(now);
+      await conn.query({ text: PG_INSERT_TOKEN, values: tokenValues(c.successor) });
+      await conn.query({ text: pgPlaceholders(insertEventsSql(events.length)), values: eventValues(events) });
       await conn.query({ text: 'COMMIT' });
-      return true;
+      return { won: true, events: events.length };
     } catch (e) {
       await conn.query({ text: 'ROLLBACK' }).catch(() => undefined);
       throw e;
     }
   }
 
-  /** Finalizes the SQLite statements prepared so far (before the pool closes its connection). */
+  /**
+   * Refuses new commits, waits for the running ones (each ends with COMMIT or ROLLBACK), then
+   * finalizes the SQLite statements, which must happen before the pool closes its connection.
+   */
   async close(): Promise<void> {
-    const all = [...this.prepared];
-    this.prepared.clear();
-    await Promise.all(all.map((s) => new Promise<void>((resolve) => s.finalize(() => resolve()))));
+    this.closed = true;
+    await Promise.allSettled([...this.running]);
+    const all = [...this.sqlite.values()].flatMap((byText) => [...byText.values()]);
+    this.sqlite.clear();
+    await Promise.all(all.map((p) => p.then((s) => new Promise<void>((resolve) => s.finalize(() => resolve())), () => undefined)));
   }
 }
 

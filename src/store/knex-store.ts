@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import type { Repositories, RotationCommit, Store } from '../app/store-ports.js';
-import { DirectRotationWriter } from './direct-rotation.js';
+import { DirectRotationWriter, type CommitOutcome } from './direct-rotation.js';
 import { CachedTokenRepository } from './cached-token-repository.js';
 import type { RotorError } from '../domain/errors.js';
 import { asStoreError, guardRepository } from './database-errors.js';
@@ -100,9 +100,9 @@ export class KnexStore implements Store {
    * the cache, the live feed is woken after the commit, and a lost database leaves as `unavailable`.
    */
   async commitRotation(commit: RotationCommit): Promise<boolean> {
-    let won: boolean;
+    let outcome: CommitOutcome;
     try {
-      won = await this.direct.commit(commit);
+      outcome = await this.direct.commit(commit);
     } catch (e) {
       const mapped = asStoreError(e);
       if (mapped !== e) this.onUnavailable(mapped as RotorError);
@@ -110,8 +110,8 @@ export class KnexStore implements Store {
     } finally {
       this.cache.invalidate([commit.currentId, commit.successor.id]);
     }
-    if (won) this.eventsCommitted(commit.events.length);
-    return won;
+    this.eventsCommitted(outcome.events);
+    return outcome.won;
   }
 
   /** A trivial round trip (GET /healthz); fails with `unavailable` when the database is gone. */

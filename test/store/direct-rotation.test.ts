@@ -14,6 +14,7 @@ import { DEFAULT_LIMITS, resolvePolicy } from '../../src/domain/policy.js';
 import type { NewTokenEvent } from '../../src/domain/token-event.js';
 import type { TokenRecord } from '../../src/domain/token.js';
 import { createTokenKeys } from '../../src/domain/token-keys.js';
+import { RotorError } from '../../src/domain/errors.js';
 import { openStore, type KnexStore } from '../../src/store/knex-store.js';
 import { ENGINES, scratchDatabase, type Engine } from '../support/engines.js';
 
@@ -42,10 +43,10 @@ function commitOf(current: TokenRecord, successor: TokenRecord, now: number): Ro
     currentId: current.id,
     successor,
     rotationKeyDigest: 'k'.repeat(64),
-    now,
-    events: [
-      ev({ type: 'rotated', tokenId: current.id, familyId: current.familyId, successorId: successor.id, reason: 'rotated', occurredAt: now }),
-      ev({ type: 'created', tokenId: successor.id, familyId: successor.familyId, successorId: null, reason: 'rotated', occurredAt: now }),
+    clock: () => now,
+    events: (at) => [
+      ev({ type: 'rotated', tokenId: current.id, familyId: current.familyId, successorId: successor.id, reason: 'rotated', occurredAt: at }),
+      ev({ type: 'created', tokenId: successor.id, familyId: successor.familyId, successorId: null, reason: 'rotated', occurredAt: at }),
     ],
   };
 }
@@ -163,12 +164,121 @@ describe.each(ENGINES)('Store.commitRotation on %s', (engine) => {
         return store.transaction(async (tx) => {
           if (!(await tx.tokens.markRotated(t.id, s.id, c.rotationKeyDigest, now))) return false;
           await tx.tokens.insert(s);
-          await tx.events.append(c.events);
+          await tx.events.append(c.events(now));
           return true;
         });
       }),
     );
     expect(outcomes).toEqual(tokens.map(() => true));
     for (const t of tokens) expect((await eventsOf(t.id)).map((e) => e.type)).toEqual(['rotated']);
+  });
+
+  /** A store whose pool has one connection (SQLite always has), and a way to hold that connection. */
+  async function singleConnectionStore() {
+    const one = await openStore({ url: db.url, poolMax: 1 });
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((r) => (release = r));
+    let holding: () => void = () => undefined;
+    const isHeld = new Promise<void>((r) => (holding = r));
+    const holder = one.transaction(async () => {
+      holding();
+      await held;
+    });
+    await isHeld;
+    return { one, release, holder };
+  }
+
+  it('reads its clock after the connection is free: a token that expired while the commit waited loses (rule 2)', async () => {
+    const now = Date.now();
+    const current = fresh(now, now + 60_000);
+    await store.tokens.insert(current);
+    const { one, release, holder } = await singleConnectionStore();
+    try {
+      let t = now;
+      const commit = one.commitRotation({ ...commitOf(current, successorOf(current, now), now), clock: () => t });
+      await new Promise((r) => setTimeout(r, 50));
+      t = current.expiresAt + 1; // the token expires while the commit waits for the connection
+      release();
+      await holder;
+      expect(await commit).toBe(false);
+      expect((await one.tokens.findById(current.id))?.revokedAt).toBeNull();
+    } finally {
+      release();
+      await one.close();
+    }
+  });
+
+  it('close() waits for a running commit, then refuses new ones with unavailable', async () => {
+    const now = Date.now();
+    const current = fresh(now);
+    await store.tokens.insert(current);
+    const { one, release, holder } = await singleConnectionStore();
+    const commit = one.commitRotation(commitOf(current, successorOf(current, now), now));
+    let closed = false;
+    const closing = one.close().then(() => void (closed = true));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(closed).toBe(false);
+    await expect(one.commitRotation(commitOf(current, successorOf(current, now), now))).rejects.toMatchObject({ code: 'unavailable' });
+    release();
+    await holder;
+    expect(await commit).toBe(true);
+    await closing;
+    expect(closed).toBe(true);
+    expect((await store.tokens.findById(current.id))?.revokeReason).toBe('rotated');
+  });
+
+  it('a statement that cannot be prepared fails the commit (no crash, no hang), and the connection serves the next one', async () => {
+    const now = Date.now();
+    const current = fresh(now);
+    const fresh2 = await openStore({ url: db.url, poolMax: 1 });
+    try {
+      await fresh2.tokens.insert(current);
+      await fresh2.knex.raw('alter table token_events rename to token_events_away');
+      const failed = await fresh2.commitRotation(commitOf(current, successorOf(current, now), now)).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(failed).toBeInstanceOf(Error);
+      expect(failed).not.toBeInstanceOf(RotorError); // a schema error, not a lost database
+      expect(String((failed as Error).message)).toMatch(/token_events/);
+      await fresh2.knex.raw('alter table token_events_away rename to token_events');
+      expect((await fresh2.tokens.findById(current.id))?.revokedAt).toBeNull();
+      expect(await fresh2.commitRotation(commitOf(current, successorOf(current, now), now))).toBe(true);
+    } finally {
+      await fresh2.knex.raw('alter table token_events_away rename to token_events').catch(() => undefined);
+      await fresh2.close();
+    }
+  });
+});
+
+describe('Store.commitRotation when the disk is full on sqlite', () => {
+  it('never commits half a rotation: every failed commit leaves no successor, no events and the token active', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rotor-direct-full-'));
+    const full = await openStore({ url: `sqlite://${join(dir, 'rotor.db')}` }, { ttlMs: 0, maxEntries: 1 });
+    try {
+      const now = Date.now();
+      const tokens = Array.from({ length: 300 }, () => fresh(now));
+      for (const t of tokens) await full.tokens.insert(t);
+      const pages = ((await full.knex.raw('pragma page_count')) as { page_count: number }[])[0]!.page_count;
+      await full.knex.raw(`pragma max_page_count = ${pages}`);
+      let failures = 0;
+      for (const t of tokens) {
+        const successor = successorOf(t, now);
+        const ok = await full.commitRotation(commitOf(t, successor, now)).then(
+          () => true,
+          () => false,
+        );
+        if (ok) continue;
+        failures++;
+        expect(await full.events.list({ tokenId: t.id }, 10)).toEqual([]);
+        expect(await full.events.list({ tokenId: successor.id }, 10)).toEqual([]);
+        expect(await full.tokens.findById(successor.id)).toBeUndefined();
+        expect((await full.tokens.findById(t.id))?.revokedAt).toBeNull();
+      }
+      expect(failures).toBeGreaterThan(0); // the disk did fill up
+    } finally {
+      await full.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
