@@ -9,9 +9,10 @@ import * as oauth from 'oauth4webapi';
 import { createRemoteJWKSet, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TokenKind, TokenState } from '../../src/gen/rotor/v1/token_pb.js';
-import { connectApi, grpcApi, type Api } from '../support/rotor-api.js';
+import { connectApi, failure, grpcApi, type Api } from '../support/rotor-api.js';
 import { inMs, issuedSecrets, startTestServer, type TestServer } from '../support/server.js';
 import { ENGINES, withEngines } from '../support/engines.js';
+import { Code } from '@connectrpc/connect';
 
 const GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
@@ -274,5 +275,38 @@ describe.each(ENGINES)('acceptance 4 with oauth4webapi as the resource server (R
     const claims = await oauth.validateJwtAccessToken(as, request, API, insecure);
     expect(claims).toMatchObject({ iss: s.httpUrl, sub: 'svc', aud: API, client_id: created.token!.id, scope: 'read' });
     await expect(oauth.validateJwtAccessToken(as, request.clone(), 'https://elsewhere.example', insecure)).rejects.toThrow(/aud/);
+  });
+});
+
+describe.each(ENGINES)('a JWT that would pass the 8192-character limit on %s', (engine) => {
+  let s: TestServer;
+  beforeAll(async () => {
+    s = await startTestServer({}, { engine });
+  });
+  afterAll(async () => s?.stop());
+
+  it('is refused (INVALID_ARGUMENT / 400 invalid_request) with the documented message; a narrower request gets one', async () => {
+    // 64 scopes of 100 characters and 16 audiences of 200: about 10 000 characters of claims.
+    const scopes = Array.from({ length: 64 }, (_, i) => `scope-${String(i).padStart(2, '0')}-${'s'.repeat(91)}`);
+    const audiences = Array.from({ length: 16 }, (_, i) => `https://aud-${String(i).padStart(2, '0')}.example/${'a'.repeat(172)}`);
+    const api = connectApi(s);
+    const created = await api.createToken({ kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'big', name: 'n', scopes, audiences, expiresAt: inMs(s.clock.now(), DAY) }, s.adminSecret);
+    issuedSecrets.add(created.secret);
+    const message = 'the JWT would be longer than 8192 characters; request fewer scopes or audiences';
+
+    const rpc = await failure(api.exchangeToken({ grantType: GRANT, subjectToken: created.secret, subjectTokenType: ACCESS_TOKEN, requestedTokenType: JWT }));
+    expect([rpc.code, rpc.rawMessage]).toEqual([Code.InvalidArgument, message]);
+
+    const form = new URLSearchParams({ grant_type: GRANT, subject_token: created.secret, subject_token_type: ACCESS_TOKEN, requested_token_type: JWT });
+    const http = await fetch(`${s.httpUrl}/oauth/token`, { method: 'POST', body: form });
+    expect(http.status).toBe(400);
+    expect(await http.json()).toMatchObject({ error: 'invalid_request', error_description: message });
+
+    // Fewer scopes and one audience fit.
+    const narrow = await api.exchangeToken({ grantType: GRANT, subjectToken: created.secret, subjectTokenType: ACCESS_TOKEN, requestedTokenType: JWT, scope: scopes.slice(0, 4).join(' '), audience: [audiences[0]!] });
+    issuedSecrets.add(narrow.accessToken);
+    expect(narrow.accessToken.length).toBeLessThanOrEqual(8192);
+    expect(narrow.scope).toBe(scopes.slice(0, 4).join(' '));
+    api.close();
   });
 });
