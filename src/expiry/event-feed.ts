@@ -40,6 +40,8 @@ export class EventFeed implements LiveFeed {
   private polling = false;
   private stale = false;
   private again = false;
+  /** The highest sequence a notification asked for that no read has covered yet. */
+  private wanted = 0;
   private closed = false;
   private pollTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
@@ -89,26 +91,35 @@ export class EventFeed implements LiveFeed {
    * Asks for a read of the log soon; calls during a read cause exactly one more read. Without
    * watchers nothing needs the events at once: the read waits for the poll interval or the next
    * subscriber, so writes (rotations) pay no extra query while nobody watches.
+   *
+   * `through`: the sequence a notification names (PostgreSQL NOTIFY). A wake for a sequence the
+   * feed has already read is dropped, also when it arrives during a read: on PostgreSQL each
+   * local commit's own NOTIFY comes back while the read its commit started is still running, and
+   * a second read would settle the log (the event-order lock) for nothing.
    */
-  wake(): void {
+  wake(through?: number): void {
     if (this.closed) return;
+    if (through !== undefined) {
+      if (through <= this.position) return;
+      this.wanted = Math.max(this.wanted, through);
+    }
     if (this.subs.size === 0) {
       this.stale = true;
       return;
     }
-    this.read();
+    this.read(through === undefined);
   }
 
-  private read(): void {
+  private read(unconditional = true): void {
     if (this.closed) return;
     if (this.polling) {
-      this.again = true;
+      if (unconditional) this.again = true;
       return;
     }
     this.polling = true;
     this.idle = this.poll().finally(() => {
       this.polling = false;
-      if (this.again && !this.closed) {
+      if ((this.again || this.wanted > this.position) && !this.closed) {
         this.again = false;
         this.read();
       }
@@ -141,6 +152,8 @@ export class EventFeed implements LiveFeed {
     try {
       for (;;) {
         this.again = false;
+        // This read covers what was asked for so far; later asks count again in read()'s finally.
+        this.wanted = 0;
         if (this.subs.size === 0) {
           // Nobody to offer events to: move to the end of the log with one cheap read instead
           // of reading (and mapping) every event since the last poll. A watcher that subscribes

@@ -106,8 +106,8 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
     bufferEvents: config.expiry.bufferEvents,
   });
   if (config.databaseListen) {
-    // Other replicas' events wake the feed (and drop their token rows from the cache); a wake
-    // for a sequence the feed has passed is this process's own commit, already read.
+    // Other replicas' events wake the feed (and drop their token rows from the cache); the feed
+    // drops a wake for a sequence it has read (this process's own commit, echoed back).
     app.store.followRemoteWrites(
       config.databaseUrl,
       (e) => {
@@ -115,9 +115,7 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
         // Read the log now: if the database itself is gone, the read fails and the streams end.
         feed.wake();
       },
-      (wake) => {
-        if (wake === undefined || wake.sequence > feed.position) feed.wake();
-      },
+      (wake) => feed.wake(wake?.sequence),
     );
   }
   const scheduler = new ExpiryScheduler(app.store.events, app.now, log, {

@@ -165,6 +165,57 @@ describe('EventFeed', () => {
     expect([feed.position, w.pending]).toEqual([3, 2]);
   });
 
+  it('a notification for a sequence the running read covers causes no second read; a plain wake or a newer sequence does', async () => {
+    const rows: WatchedEvent[] = [];
+    const log = memoryLog(rows);
+    let tails = 0;
+    let gate: (() => void) | undefined;
+    const tail = log.tail.bind(log);
+    log.tail = async (after, limit) => {
+      tails++;
+      await new Promise<void>((r) => (gate = r));
+      return tail(after, limit);
+    };
+    feed = new EventFeed(log, () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 10 });
+    await feed.start();
+    feed.subscribe({ kind: 'owner', ownerId: 'web' }, []);
+    const step = async () => {
+      for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+      gate?.();
+      gate = undefined;
+      for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    };
+
+    // A local commit wakes the feed; its own NOTIFY (sequence 1) arrives during that read.
+    rows.push(ev(1));
+    feed.wake();
+    feed.wake(1);
+    await step();
+    await step();
+    expect([tails, feed.position]).toEqual([1, 1]);
+    feed.wake(1); // late echo: already read
+    await step();
+    expect(tails).toBe(1);
+
+    // A notification for a sequence the running read may not have seen: one more read.
+    rows.push(ev(2));
+    feed.wake();
+    feed.wake(3);
+    await step(); // this read sees only 2
+    rows.push(ev(3));
+    await step();
+    expect(feed.position).toBe(3);
+    expect(tails).toBe(3);
+
+    // A plain wake during a read (a commit whose sequence is unknown) also reads once more.
+    rows.push(ev(4));
+    feed.wake();
+    feed.wake();
+    await step();
+    await step();
+    expect([tails, feed.position]).toEqual([5, 4]);
+  });
+
   it('heartbeats go to live, idle watchers with nothing pending; close ends every watcher with unavailable', async () => {
     const rows: WatchedEvent[] = [ev(1), ev(2, 'tok_zz1')];
     feed = new EventFeed(memoryLog(rows), () => 42, quiet, { pollIntervalMs: 60_000, heartbeatMs: 100, bufferEvents: 3 });
