@@ -102,13 +102,19 @@ export class ExpiryScheduler {
     return { expiringSoon, expired: r.written };
   }
 
-  /** Repeats a bounded insert until it writes less than a full batch, or the pass budget ends. */
+  /**
+   * Repeats a bounded insert until one writes nothing, or the pass budget ends. Not "until a batch
+   * is short": with several schedulers on PostgreSQL a batch is also short when another
+   * scheduler's concurrent insert won some of its rows (ON CONFLICT DO NOTHING), while due rows
+   * remain past it; stopping then moved the mark past them for good. A batch that writes nothing
+   * found nothing left, or only rows another scheduler wrote, and that one, having written, goes on.
+   */
   private async drain(write: (limit: number) => Promise<number>): Promise<{ written: number; complete: boolean }> {
     let written = 0;
     for (let i = 0; i < this.maxBatches; i++) {
       const n = await write(this.batchSize);
       written += n;
-      if (n < this.batchSize) return { written, complete: true };
+      if (n === 0) return { written, complete: true };
     }
     return { written, complete: false };
   }

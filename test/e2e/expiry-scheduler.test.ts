@@ -128,3 +128,31 @@ describe.each(ENGINES)('expiry scheduler on %s', (backend) => {
     expect(await scheduled(t.id)).toEqual(before);
   });
 });
+
+describe.each(ENGINES)('several schedulers with unequal batches, passes racing, on %s', (backend) => {
+  it('write every due threshold: a batch cut short by another scheduler winning its rows does not end the pass', async () => {
+    const s = await startTestServer({ ROTOR_EXPIRY_SCAN_INTERVAL_MS: '0' }, { engine: backend });
+    const stores = await Promise.all([0, 1, 2, 3].map(() => openStore({ url: s.databaseUrl }, { ttlMs: 0, maxEntries: 1 })));
+    const api = grpcApi(s);
+    try {
+      const N = 240;
+      for (let i = 0; i < N; i++) {
+        await api.createToken({ kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'batch', name: `n${i}`, scopes: [], expiresAt: inMs(s.clock.now(), 2 * DAY + i * 1000) }, s.adminSecret);
+      }
+      const schedulers = [7, 13, 29, 61].map(
+        (batchSize, i) => new ExpiryScheduler(stores[i]!.events, s.clock.now, quiet, { thresholdsSeconds: [86400], intervalMs: 0, batchSize, maxBatchesPerPass: 100 }),
+      );
+      await Promise.all(schedulers.map((x) => x.runOnce())); // nothing due yet: the marks are set
+      for (let step = 0; step < 3; step++) {
+        s.clock.advance(step === 0 ? DAY + 600_000 : 60_000);
+        await Promise.all(schedulers.map((x) => x.runOnce()));
+      }
+      const counted = (await s.rotor.store.knex('token_events').where({ type: 'expiring_soon' }).count({ n: '*' })) as { n: number | string }[];
+      expect(Number(counted[0]!.n)).toBe(N);
+    } finally {
+      api.close();
+      for (const st of stores) await st.close();
+      await s.stop();
+    }
+  }, 120_000);
+});
