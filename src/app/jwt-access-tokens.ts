@@ -84,7 +84,7 @@ async function actorFor(app: AppContext, token: TokenRecord, actorToken: string 
   const binding = token.policy.workloadBinding;
   // Refused before the JWT is verified, so its jti is not spent.
   if (binding === undefined) throw actorTokenWithoutBinding();
-  const proof = await verifyActorToken(app, actorToken, actorTokenType, undefined);
+  const proof = await verifyActorToken(app, actorToken, actorTokenType, undefined, true);
   if (proof?.rejection) throw proof.rejection;
   const claims = proof?.claims;
   checkBinding(binding, claims);

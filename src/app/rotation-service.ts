@@ -62,9 +62,13 @@ export async function rotate(app: AppContext, target: RotationTarget, opts: Rota
       ? { digest: app.keys.secretDigest(parseSecret(target.secret).secret), seed: target.secret }
       : { id: requireId('id', target.id), seed: target.id };
   // Rule 4, I/O half: the actor JWT is verified before any decision; the domain gets its claims.
-  // A retry may present the same JWT again, but only for the same token and idempotency key.
+  // A retry may present the same JWT again, but only for the same token and idempotency key. Only
+  // a token with a workload binding gets it verified (and its jti spent, and its issuer's keys
+  // fetched); the binding is inherited and never changes, so reading it first cannot go stale.
   const retry = key === undefined ? undefined : { tokenRef: lookup.digest ?? lookup.id, idempotencyKey: key };
-  const proof = await verifyActorToken(app, opts.actorToken, opts.actorTokenType, retry);
+  const sentActor = (opts.actorToken ?? '') !== '' || (opts.actorTokenType ?? '') !== '';
+  const bound = sentActor && (await loadBy(app.store.tokens, lookup))?.policy.workloadBinding !== undefined;
+  const proof = await verifyActorToken(app, opts.actorToken, opts.actorTokenType, retry, bound);
   const req: Prepared = {
     target,
     opts,
@@ -115,7 +119,11 @@ interface Prepared {
 }
 
 function load(repo: Repositories['tokens'], req: Prepared): Promise<TokenRecord | undefined> {
-  return 'digest' in req.lookup ? repo.findByDigest(req.lookup.digest) : repo.findById(req.lookup.id);
+  return loadBy(repo, req.lookup);
+}
+
+function loadBy(repo: Repositories['tokens'], lookup: Prepared['lookup']): Promise<TokenRecord | undefined> {
+  return 'digest' in lookup ? repo.findByDigest(lookup.digest) : repo.findById(lookup.id);
 }
 
 function notFound(req: Prepared): RotorError {

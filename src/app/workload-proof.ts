@@ -1,6 +1,6 @@
 import { RotorError, isRotorError } from '../domain/errors.js';
 import { TOKEN_TYPE_JWT, checkActorParams } from '../domain/token-exchange.js';
-import type { WorkloadBinding, WorkloadClaims } from '../domain/workload-binding.js';
+import { actorTokenWithoutBinding, type WorkloadBinding, type WorkloadClaims } from '../domain/workload-binding.js';
 import type { AppContext } from './context.js';
 
 /** The outcome of verifying an actor token: its claims, or why it was rejected. */
@@ -14,18 +14,22 @@ export type ActorProof = { claims: WorkloadClaims; rejection?: undefined } | { c
  * 4, so rules 2 and 3 (reuse detection) still come first. `retry` (the rotated token and the
  * request's idempotency key) lets a retry of the same rotation present the same JWT again; the
  * same key on a rotation of another token does not (the JWT was spent on the first one).
+ * `bound`: whether the token has a workload binding. When it has none (or is unknown) the JWT is
+ * refused unverified, so its jti is not spent and its issuer is not contacted.
  */
 export async function verifyActorToken(
   app: AppContext,
   actorToken: string | undefined,
   actorTokenType: string | undefined,
   retry: { tokenRef: string; idempotencyKey: string } | undefined,
+  bound: boolean,
 ): Promise<ActorProof | undefined> {
   const token = actorToken ?? '';
   const type = actorTokenType ?? '';
   if (token === '' && type === '') return undefined;
   checkActorParams(token, type);
   if (type !== TOKEN_TYPE_JWT) throw new RotorError('invalid_argument', `actor_token_type must be ${TOKEN_TYPE_JWT}`, { field: 'actor_token_type' });
+  if (!bound) return { rejection: actorTokenWithoutBinding() };
   if (app.identity === undefined) {
     return { rejection: new RotorError('invalid_argument', 'actor_token is not accepted: no trusted issuers are configured on this server', { field: 'actor_token' }) };
   }

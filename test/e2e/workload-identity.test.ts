@@ -306,6 +306,22 @@ describe('workload identity over /oauth/token and gRPC', () => {
         expect((await jwtRequest(t.secret, { actor_token: actor, actor_token_type: JWT_TYPE })).status).toBe(200);
       });
 
+      it('RotateToken of a token without a binding refuses the actor_token before verifying it: its jti is not spent, its issuer not asked', async () => {
+        const plain = await grpc.createToken({ kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'svc-deployer', name: 'plain', scopes: ['deploy', 'rotor:rotate'], expiresAt: inMs(now(), 86_400_000) }, s.adminSecret);
+        issuedSecrets.add(plain.secret);
+        const actor = await ci.sign(now());
+        const fetchesBefore = ci.jwksFetches;
+        const refused = await failure(grpc.rotateToken({ actorToken: actor, actorTokenType: JWT_TYPE }, plain.secret));
+        expect([refused.code, refused.rawMessage]).toEqual([Code.InvalidArgument, 'actor_token is not accepted: this token has no workload binding']);
+        expect(ci.jwksFetches).toBe(fetchesBefore);
+        expect(await stateOf(plain.token!.id)).toBe(TokenState.ACTIVE);
+        // The same JWT still proves a bound token's rotation: it was not spent on the refusal.
+        const t = await boundToken();
+        const rotated = await grpc.rotateToken({ actorToken: actor, actorTokenType: JWT_TYPE }, t.secret);
+        issuedSecrets.add(rotated.secret);
+        expect(await stateOf(t.id)).toBe(TokenState.ROTATED);
+      });
+
       it('a workload that does not match the binding, or a bad JWT, is refused as for rotation', async () => {
         const t = await boundToken();
         const mismatch = await jwtRequest(t.secret, { actor_token: await ci.sign(now(), { namespace_id: '41' }), actor_token_type: JWT_TYPE });
