@@ -5,8 +5,8 @@
  *   - `rotation`: one knex transaction per iteration running exactly the statements a
  *     self-rotation of a fresh token runs (src/app/rotation-service.ts `rotate` + `commitRotation`);
  *   - `rotationDriver` (diagnostic, no target): the writes of the same rotation through
- *     `DirectRotationWriter` (src/store/direct-rotation.ts), i.e. on the driver with prepared
- *     statements and without the lookup, exactly what the server's fast path sends;
+ *     `DirectRotationWriter` (src/store/direct-rotation.ts), i.e. on the driver without knex and
+ *     without the lookup, exactly what the server's fast path sends;
  *   - `introspection` (diagnostic, no target): the statements one IntrospectToken call runs
  *     (src/app/authenticate.ts `authenticate` + src/app/token-service.ts `introspect`).
  */

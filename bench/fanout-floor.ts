@@ -10,7 +10,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import * as http2 from 'node:http2';
-import { percentile } from './stats.js';
+import { cpuMs, percentile, rssMb, sleep } from './stats.js';
 
 export interface FanoutFloorResult {
   streams: number;
@@ -18,12 +18,12 @@ export interface FanoutFloorResult {
   events: number;
   latency_p50_ms: number;
   latency_p99_ms: number;
-  /** The server's CPU (user + system, all threads) per fan-out of one frame to every stream. */
+  /** The server's CPU (user + system, all threads, /proc) per fan-out, over the whole event phase including the 200 ms pauses. */
   server_cpu_ms_per_event: number;
   rss_streams_open_mb: number;
 }
 
-type ServerMsg = { port: number } | { open: true } | { wrote: true; cpuMs: number; rssMb: number };
+type ServerMsg = { port: number } | { open: true };
 type ClientMsg = { opened: true } | { received: true; latencies: number[] } | { error: string };
 
 const role = process.argv[2];
@@ -40,17 +40,9 @@ function floorServer(streams: number): void {
     if (open.length === streams) process.send!({ open: true } satisfies ServerMsg);
   });
   process.on('message', () => {
-    const before = process.cpuUsage();
     const frame = Buffer.alloc(80, 1);
     frame.writeDoubleLE(Date.now(), 0);
     for (const s of open) s.write(frame);
-    // The writes leave when this turn ends; the CPU of sending them is counted a turn later.
-    setImmediate(() =>
-      setImmediate(() => {
-        const used = process.cpuUsage(before);
-        process.send!({ wrote: true, cpuMs: (used.user + used.system) / 1000, rssMb: Math.round(process.memoryUsage().rss / 1e5) / 10 } satisfies ServerMsg);
-      }),
-    );
   });
   process.on('disconnect', () => process.exit(0));
   server.listen(0, '127.0.0.1', () => process.send!({ port: (server.address() as { port: number }).port } satisfies ServerMsg));
@@ -101,20 +93,19 @@ export async function runFanoutFloor(streams: number, connections: number, event
     client = fork(self, ['client', String(port), String(streams), String(connections)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     await next<ClientMsg>(client, (m) => 'opened' in m);
     await serverOpen;
-    await new Promise((r) => setTimeout(r, 500));
+    await sleep(500);
     const all: number[] = [];
-    let cpu = 0;
-    let rss = 0;
+    const rss = rssMb(server.pid!);
+    // The server's CPU as the Rotor runs count it (bench/fanout.ts): /proc, from before the first
+    // write to after the last delivery, so late flushes (flow control) and GC count too.
+    const cpu0 = cpuMs(server.pid!);
     for (let e = 0; e < events; e++) {
       const received = next<ClientMsg>(client, (m) => 'received' in m) as Promise<{ latencies: number[] }>;
-      const wrote = next<ServerMsg>(server, (m) => 'wrote' in m) as Promise<{ cpuMs: number; rssMb: number }>;
       server.send({ fire: true });
-      const w = await wrote;
       all.push(...(await received).latencies);
-      cpu += w.cpuMs;
-      rss = Math.max(rss, w.rssMb);
-      await new Promise((r) => setTimeout(r, 200));
+      await sleep(200);
     }
+    const cpu = cpuMs(server.pid!) - cpu0;
     all.sort((a, b) => a - b);
     return {
       streams,

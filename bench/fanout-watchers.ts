@@ -2,8 +2,8 @@
  * The WatchExpiry clients of the fan-out bench, run as a child process (`fork`) so their work
  * does not share an event loop with the orchestration. Opens N streams over C grpc-js channels
  * (each its own HTTP/2 connection), all watching the same tokens, and records for every ROTATED event
- * the delay from its `occurred_at` (taken by the server just before the rotation's transaction)
- * to its receipt here.
+ * the delay from its `occurred_at` (the commit time the server reads once the rotation's
+ * transaction has begun) to its receipt here.
  */
 import { fromBinary } from '@bufbuild/protobuf';
 import { timestampMs } from '@bufbuild/protobuf/wkt';

@@ -8,7 +8,6 @@
  * rotations. Each N gets a fresh server, so RSS figures do not carry over.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { TokenKind } from '../src/gen/rotor/v1/token_pb.js';
@@ -16,6 +15,7 @@ import { TokenService } from '../src/gen/rotor/v1/token_service_pb.js';
 import type { WatcherClient, WatchersJob, WatchersReply } from './fanout-watchers.js';
 import { benchClient } from './grpc.js';
 import { bootstrap, freePort, rotorEnv, startServer } from './server.js';
+import { cpuMs, rssMb, sleep } from './stats.js';
 
 /** Figures of one N. */
 export interface FanoutResult {
@@ -42,27 +42,6 @@ export interface FanoutResult {
   /** VmHWM: the highest RSS the server reached (opening the streams is the usual peak). */
   rss_peak_mb: number;
   stream_errors: string[];
-}
-
-/** Resident set size (VmRSS, or the peak VmHWM) of a process in MB (Linux /proc), NaN elsewhere. */
-function rssMb(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): number {
-  try {
-    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Math.round(Number(m[1]) / 102.4) / 10 : Number.NaN;
-  } catch {
-    return Number.NaN;
-  }
-}
-
-/** CPU time (user + system) a process has used so far, in ms (Linux /proc, clock ticks of 10 ms), NaN elsewhere. */
-function cpuMs(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * 10;
-  } catch {
-    return Number.NaN;
-  }
 }
 
 class Watchers {
@@ -93,8 +72,6 @@ class Watchers {
     if (this.child.connected) this.child.disconnect();
   }
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Runs the fan-out scenario for `streams` watchers in a fresh server under `work`. */
 export async function runFanout(work: string, streams: number, rotations: number, client: WatcherClient, progress: (m: string) => void): Promise<FanoutResult> {

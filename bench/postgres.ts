@@ -9,7 +9,6 @@ import knexFactory from 'knex';
 export const BENCH_POSTGRES_URL = process.env.BENCH_POSTGRES_URL || process.env.ROTOR_TEST_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
 
 export interface BenchDatabase {
-  name: string;
   url: string;
   drop(): Promise<void>;
 }
@@ -36,7 +35,6 @@ export async function createScratchDatabase(adminUrl: string, prefix: string): P
   const url = new URL(adminUrl);
   url.pathname = `/${name}`;
   return {
-    name,
     url: url.toString(),
     async drop() {
       const d = admin();

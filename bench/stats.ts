@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 /** One scenario's figures, as printed in the JSON result. */
 export interface ScenarioResult {
   requests: number;
@@ -51,3 +52,26 @@ export async function closedLoop(
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
   return { latenciesMs, seconds };
 }
+
+/** Resident set size (VmRSS, or the peak VmHWM) of a process in MB (Linux /proc), NaN elsewhere. */
+export function rssMb(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): number {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Math.round(Number(m[1]) / 102.4) / 10 : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** CPU time (user + system) a process has used so far, in ms (Linux /proc, clock ticks of 10 ms), NaN elsewhere. */
+export function cpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

@@ -1,7 +1,9 @@
 /**
- * The three writes of a rotation commit (DESIGN.md rule 6), as SQL text written once and run two
- * ways: through knex inside a transaction (`KnexTokenRepository.markRotated`, the authoritative
- * path) and prepared on the driver by `DirectRotationWriter` (the fast path). The same text on
+ * The three writes of a rotation commit (DESIGN.md rule 6) as SQL text. The compare-and-set runs
+ * two ways: through knex inside a transaction (`KnexTokenRepository.markRotated`, the
+ * authoritative path) and on the driver by `DirectRotationWriter` (the fast path). The two INSERTs
+ * are the fast path's; the knex path inserts the same rows (`toRow`, `toEventRow`) with knex's
+ * builder. The same text on
  * both engines: plain lower-case identifiers, `?` placeholders (knex turns them into `$n` for pg,
  * and so does `pgPlaceholders` for the direct path), `RETURNING` (SQLite 3.35+, PostgreSQL).
  */

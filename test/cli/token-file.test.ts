@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -20,9 +20,13 @@ describe('token file and pending-rotation record', () => {
   });
 
   it('leaves the old content and no temporary file when the write cannot happen', async () => {
-    const f = join(dir, 'missing-dir', 'token');
-    await expect(writeFileAtomic(f, 'x')).rejects.toThrow(/ENOENT/);
-    expect(readdirSync(dir)).toEqual([]);
+    // The rename fails after the temporary file was written: the target is a non-empty directory.
+    const f = join(dir, 'token');
+    mkdirSync(f);
+    writeFileSync(join(f, 'old'), 'old\n');
+    await expect(writeFileAtomic(f, 'new-secret\n')).rejects.toThrow(/EISDIR|ENOTEMPTY|EEXIST/);
+    expect(readdirSync(dir)).toEqual(['token']);
+    expect(readFileSync(join(f, 'old'), 'utf8')).toBe('old\n');
   });
 
   it('reads one token, trimmed; absent is undefined; two tokens or an empty file are refused', async () => {

@@ -18,7 +18,7 @@
  *     ...
  *   });
  */
-import { createScratchDatabase } from '../../bench/postgres.js';
+import { createScratchDatabase, type BenchDatabase } from '../../bench/postgres.js';
 import { describe } from 'vitest';
 import type { Engine } from '../../src/store/database.js';
 
@@ -43,11 +43,7 @@ export const ENGINES: readonly Engine[] = TEST_POSTGRES_URL ? ['sqlite', 'postgr
 export const describeOnPostgres = describe.skipIf(!TEST_POSTGRES_URL);
 
 /** A throw-away database on the test PostgreSQL server. */
-export interface ScratchDatabase {
-  name: string;
-  url: string;
-  drop(): Promise<void>;
-}
+export type ScratchDatabase = BenchDatabase;
 
 /** Creates `rotor_test_<random>` on the test server (ROTOR_TEST_DATABASE_URL). */
 export async function scratchDatabase(adminUrl: string | undefined = TEST_POSTGRES_URL): Promise<ScratchDatabase> {
