@@ -17,10 +17,6 @@ export class CallTracker {
     };
   }
 
-  get unaryInFlight(): number {
-    return this.unary;
-  }
-
   /** Resolves once no unary call is in flight. */
   unaryDrained(): Promise<void> {
     return this.unary === 0 ? Promise.resolve() : new Promise((resolve) => this.waiters.push(resolve));

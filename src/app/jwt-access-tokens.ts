@@ -91,12 +91,6 @@ async function actorFor(app: AppContext, token: TokenRecord, actorToken: string 
   return claims && { iss: claims.iss, sub: claims.sub };
 }
 
-/** The claims of a JWT access token that Rotor issued, and the Rotor token it came from. */
-export interface VerifiedJwt {
-  claims: AccessTokenClaims;
-  source: TokenRecord | undefined;
-}
-
 /**
  * Verifies a JWT access token Rotor issued: a published key by `kid`, its own algorithm only,
  * `typ: at+jwt`, our issuer, not expired at the app clock (no skew: the clock is our own).

@@ -1,4 +1,5 @@
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose';
+import type { SigningAlg } from '../domain/jwt-access-token.js';
 import type { RandomSource } from '../domain/ports.js';
 import { keyToCreate, publishedKeys, signingKeyAt, type KeyPlan, type KeySchedule, type SigningKeyMeta } from '../domain/signing-key-schedule.js';
 import type { SigningKeySeal } from '../domain/signing-key-seal.js';
@@ -25,8 +26,7 @@ export interface SigningKeyRepository {
   erasePrivateKeys(now: number): Promise<number>;
 }
 
-/** Algorithms Rotor signs with (RFC 7518 ES256, RFC 8037 EdDSA over Ed25519). */
-export type SigningAlg = 'ES256' | 'EdDSA';
+
 
 /** A key ready to sign with. */
 export interface ActiveSigningKey {

@@ -1,6 +1,6 @@
 import { requireWatch } from '../domain/authorization.js';
 import { RotorError } from '../domain/errors.js';
-import { selectThresholds, type WatchSelection } from '../domain/expiry.js';
+import { selectThresholds, wantsEvent, type WatchSelection } from '../domain/expiry.js';
 import { LIMITS, requireId, requireIdentifier } from '../domain/input-limits.js';
 import type { TokenRecord } from '../domain/token.js';
 import type { WatchedEvent } from '../domain/token-event.js';
@@ -120,7 +120,7 @@ export async function* watchEvents(app: AppContext, runtime: WatchRuntime, plan:
       for (let cursor = from; cursor < sub.liveFrom; ) {
         const page = await app.store.events.forSelection(plan.selection, cursor, sub.liveFrom, REPLAY_PAGE);
         for (const event of page) {
-          if (event.type !== 'expiring_soon' || thresholds.has(event.thresholdSeconds ?? -1)) yield { kind: 'event', event };
+          if (wantsEvent(thresholds, event)) yield { kind: 'event', event };
         }
         const last = page[page.length - 1];
         if (page.length < REPLAY_PAGE || !last) break;

@@ -91,14 +91,7 @@ export type WatchSelection =
   | { kind: 'owner'; ownerId: string }
   | { kind: 'family'; familyId: string };
 
-/** True when an event about a token of `owner`/`family` concerns the selection. */
-export function selects(selection: WatchSelection, e: { tokenId: string; ownerId: string; familyId: string }): boolean {
-  switch (selection.kind) {
-    case 'tokens':
-      return selection.tokenIds.includes(e.tokenId);
-    case 'owner':
-      return selection.ownerId === e.ownerId;
-    case 'family':
-      return selection.familyId === e.familyId;
-  }
+/** Whether a watcher asking for `thresholds` gets the event: EXPIRING_SOON only for its own thresholds. */
+export function wantsEvent(thresholds: ReadonlySet<number>, e: { type: string; thresholdSeconds?: number | null }): boolean {
+  return e.type !== 'expiring_soon' || thresholds.has(e.thresholdSeconds ?? -1);
 }

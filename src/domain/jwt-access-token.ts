@@ -117,3 +117,7 @@ export function jwtAudiences(held: readonly string[], requested: readonly string
 export function looksLikeJwt(text: string): boolean {
   return /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(text);
 }
+
+/** Algorithms Rotor signs with (RFC 7518 ES256, RFC 8037 EdDSA over Ed25519). */
+export const SIGNING_ALGS = ['ES256', 'EdDSA'] as const;
+export type SigningAlg = (typeof SIGNING_ALGS)[number];

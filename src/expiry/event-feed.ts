@@ -144,7 +144,7 @@ export class EventFeed implements LiveFeed {
    * Ends every stream with `reason` (UNAVAILABLE) but keeps the feed running: new watchers may
    * join, and the feed reads on from its position once the database answers again.
    */
-  interrupt(reason: RotorError): void {
+  private interrupt(reason: RotorError): void {
     for (const s of [...this.subs]) s.fail(reason);
   }
 

@@ -1,6 +1,6 @@
 import type { LiveItem, LiveSubscription } from '../app/watch-ports.js';
 import { RotorError } from '../domain/errors.js';
-import type { WatchSelection } from '../domain/expiry.js';
+import { wantsEvent, type WatchSelection } from '../domain/expiry.js';
 import type { WatchedEvent } from '../domain/token-event.js';
 
 /** The ended state every later take() rejects with. */
@@ -64,11 +64,6 @@ export class Subscription implements LiveSubscription {
     return this.queue.length;
   }
 
-  /** Highest sequence this watcher is complete up to (for heartbeats). */
-  get completeThrough(): number {
-    return this.floor;
-  }
-
   skipThrough(sequence: number): void {
     if (sequence <= this.floor) return;
     this.floor = sequence;
@@ -83,7 +78,7 @@ export class Subscription implements LiveSubscription {
   offer(item: { kind: 'event'; event: WatchedEvent }): void {
     const event = item.event;
     if (this.failure || event.sequence <= this.floor) return;
-    if (event.type === 'expiring_soon' && !this.thresholds.has(event.thresholdSeconds ?? -1)) return;
+    if (!wantsEvent(this.thresholds, event)) return;
     if (this.queue.length >= this.capacity) {
       this.fail(
         new RotorError(

@@ -66,8 +66,6 @@ export class IssuerKeySet {
   private lastError: RotorError | undefined;
   private pending: Promise<void> | undefined;
   private jwksUri: string | undefined;
-  /** Completed and failed fetches of the key set (discovery documents not counted). */
-  fetches = 0;
 
   constructor(
     private readonly issuer: TrustedIssuer,
@@ -174,7 +172,6 @@ export class IssuerKeySet {
   private async load(): Promise<JSONWebKeySet> {
     const signal = AbortSignal.timeout(this.issuer.fetchTimeoutMs);
     const uri = await this.locate(signal);
-    this.fetches++;
     let body: unknown;
     try {
       const res = await boundedFetch(uri, { signal, headers: { accept: 'application/json, application/jwk-set+json' }, redirect: 'error' });

@@ -50,10 +50,6 @@ export class WorkloadVerifier {
     return this.trust.federation;
   }
 
-  /** The key set of a configured issuer (tests count its fetches). */
-  keySet(issuer: string): IssuerKeySet | undefined {
-    return this.keySets.get(issuer);
-  }
 
   async verify(jwt: string, field: WorkloadTokenField, opts: VerifyOptions = {}): Promise<WorkloadClaims> {
     const bad = (message: string) => new RotorError('invalid_workload_token', `${field} ${message}`, { field });

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DEFAULT_THRESHOLDS_SECONDS, normalizeThresholds, parseDurationSeconds } from '../domain/expiry.js';
+import { SIGNING_ALGS, type SigningAlg } from '../domain/jwt-access-token.js';
 import { DEFAULT_LIMITS, type PolicyLimits } from '../domain/policy.js';
 import { parseTrustConfig, TrustConfigError, type TrustConfig } from '../identity/trust-config.js';
 import { LOG_LEVELS, type LogLevel } from './logger.js';
@@ -200,17 +201,15 @@ export interface JwtConfig {
   accessTokenTtlSeconds: number;
   keyRotationSeconds: number;
   /** Algorithm of newly created signing keys. */
-  signingAlg: JwtSigningAlg;
+  signingAlg: SigningAlg;
 }
 
-export const JWT_SIGNING_ALGS = ['ES256', 'EdDSA'] as const;
-export type JwtSigningAlg = (typeof JWT_SIGNING_ALGS)[number];
 
 /**
  * RFC 8414 §2: the issuer is a URL with no query or fragment (https in production; http is
  * accepted for loopback and behind a TLS-terminating proxy).
  */
-export function parseIssuer(raw: string): string {
+function parseIssuer(raw: string): string {
   let url: URL;
   try {
     url = new URL(raw);
@@ -231,7 +230,7 @@ function loadJwtConfig(env: Env): JwtConfig {
   if (accessTokenTtlSeconds === 0) throw new ConfigError('ROTOR_JWT_ACCESS_TOKEN_TTL_SECONDS must be positive');
   const keyRotationSeconds = wholeNumber(env, 'ROTOR_JWT_KEY_ROTATION_SECONDS', 7 * 86_400, 365 * 86_400);
   if (keyRotationSeconds < 3600) throw new ConfigError('ROTOR_JWT_KEY_ROTATION_SECONDS must be at least 3600 (one hour)');
-  const signingAlg = (env.ROTOR_JWT_SIGNING_ALG || 'ES256') as JwtSigningAlg;
-  if (!JWT_SIGNING_ALGS.includes(signingAlg)) throw new ConfigError(`ROTOR_JWT_SIGNING_ALG must be one of ${JWT_SIGNING_ALGS.join(', ')}`);
+  const signingAlg = (env.ROTOR_JWT_SIGNING_ALG || 'ES256') as SigningAlg;
+  if (!SIGNING_ALGS.includes(signingAlg)) throw new ConfigError(`ROTOR_JWT_SIGNING_ALG must be one of ${SIGNING_ALGS.join(', ')}`);
   return { issuer, accessTokenTtlSeconds, keyRotationSeconds, signingAlg };
 }

@@ -51,7 +51,7 @@ function toWatched(row: WatchedRow): WatchedEvent {
 const SCHEDULED_COLUMNS = 'type, token_id, family_id, successor_id, actor, peer, reason, occurred_at, unique_key, threshold_seconds';
 
 /** The actor the log records for events the expiry scheduler writes. */
-export const SCHEDULER_ACTOR = 'scheduler';
+const SCHEDULER_ACTOR = 'scheduler';
 
 /** knex repository of the append-only `token_events` log: insert and read, never update. */
 export class KnexEventRepository implements EventRepository {

@@ -11,7 +11,7 @@ import { TokenCache, type TokenCacheOptions } from './token-cache.js';
 import { KnexTokenRepository } from './token-repository.js';
 
 /** Default cache settings: one second of cross-process staleness at most. */
-export const DEFAULT_TOKEN_CACHE: TokenCacheOptions = { ttlMs: 1000, maxEntries: 10_000 };
+const DEFAULT_TOKEN_CACHE: TokenCacheOptions = { ttlMs: 1000, maxEntries: 10_000 };
 
 /**
  * The knex-backed Store: cached repositories on the pool, plus transactions. Every database

@@ -5,7 +5,7 @@ import pg from 'pg';
  * 20261127_050_pg_event_notify sends on it: `<highest sequence> <token id>,<token id>…` (or `*`
  * instead of the ids when there were too many for one payload).
  */
-export const EVENTS_CHANNEL = 'rotor_token_events';
+const EVENTS_CHANNEL = 'rotor_token_events';
 
 /** One notification: events up to `sequence` were committed, about these tokens (or 'all'). */
 export interface EventWake {

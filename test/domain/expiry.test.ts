@@ -6,9 +6,9 @@ import {
   formatDurationSeconds,
   parseDurationSeconds,
   selectThresholds,
-  selects,
   stateAfter,
   thresholdApplies,
+  wantsEvent,
 } from '../../src/domain/expiry.js';
 import { SCOPE_ADMIN } from '../../src/domain/scopes.js';
 import { DAY, HOUR, NOW, expectRotorError, tokenRecord } from './fixtures.js';
@@ -56,15 +56,6 @@ describe('events', () => {
     expect(stateAfter('family_revoked', 'reuse_detected')).toBe('revoked');
     expect(stateAfter('expired', null)).toBe('expired');
   });
-  it('selections match by token id, owner or family', () => {
-    const e = { tokenId: 'tok_a1', ownerId: 'web', familyId: 'fam_f1' };
-    expect(selects({ kind: 'tokens', tokenIds: ['tok_b1', 'tok_a1'] }, e)).toBe(true);
-    expect(selects({ kind: 'tokens', tokenIds: ['tok_b1'] }, e)).toBe(false);
-    expect(selects({ kind: 'owner', ownerId: 'web' }, e)).toBe(true);
-    expect(selects({ kind: 'owner', ownerId: 'api' }, e)).toBe(false);
-    expect(selects({ kind: 'family', familyId: 'fam_f1' }, e)).toBe(true);
-    expect(selects({ kind: 'family', familyId: 'fam_f2' }, e)).toBe(false);
-  });
 });
 
 describe('requireWatch', () => {
@@ -78,5 +69,15 @@ describe('requireWatch', () => {
   it("another owner's tokens need rotor:admin", () => {
     const e = expectRotorError(() => requireWatch(me, { id: 'tok_other0000000000000000001', ownerId: 'user-2' }), 'permission_denied', 'rotor:admin');
     expect(e.message).toBe('watching tokens of another owner needs rotor:admin');
+  });
+});
+
+describe('wantsEvent', () => {
+  it('passes every event type, and EXPIRING_SOON only for a threshold the watcher asked for', () => {
+    const asked = new Set([3600, 86400]);
+    expect(wantsEvent(asked, { type: 'rotated', thresholdSeconds: null })).toBe(true);
+    expect(wantsEvent(asked, { type: 'expiring_soon', thresholdSeconds: 3600 })).toBe(true);
+    expect(wantsEvent(asked, { type: 'expiring_soon', thresholdSeconds: 7 * 86400 })).toBe(false);
+    expect(wantsEvent(asked, { type: 'expiring_soon', thresholdSeconds: null })).toBe(false);
   });
 });

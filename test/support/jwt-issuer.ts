@@ -25,7 +25,6 @@ export interface TestIssuer {
   jwksUri: string;
   /** JWKS fetches served (or answered with an error, or held). */
   jwksFetches: number;
-  discoveryFetches: number;
   /** `huge`: the JWKS answer streams 1 MiB without a content-length. */
   mode: 'ok' | 'down' | 'slow' | 'huge';
   /** Kid of the current signing key (ES256). */
@@ -90,7 +89,6 @@ export async function startTestIssuer(opts: { typ?: string } = {}): Promise<Test
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/.well-known/openid-configuration') {
-      self.discoveryFetches++;
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ issuer: self.issuer, jwks_uri: self.jwksUri, id_token_signing_alg_values_supported: ['ES256', 'RS256'] }));
       return;
@@ -128,7 +126,6 @@ export async function startTestIssuer(opts: { typ?: string } = {}): Promise<Test
     issuer: base,
     jwksUri: `${base}/jwks`,
     jwksFetches: 0,
-    discoveryFetches: 0,
     mode: 'ok',
     get kid() {
       return current.kid;
