@@ -257,13 +257,12 @@ describe.each(withEngines(WIRES))('shutdown over %s on %s', (wire, engine) => {
     try {
       const streams = [api.watchExpiry({ ownerId: 'admin' }, s.adminSecret), api.watchExpiry({}, s.adminSecret)];
       await new Promise((r) => setTimeout(r, 200));
-      const t0 = Date.now();
-      await s.stop();
+      // A grace far past the test's 30 s timeout: waiting for it would fail the test, whatever the load.
+      await s.stop(600_000);
       const ends = await Promise.all(streams.map((w) => w.ended));
       expect(ends.map((f) => [f?.code, f?.rawMessage])).toEqual(
         streams.map(() => [Code.Unavailable, 'server is shutting down; reconnect with after_sequence set to the last sequence received']),
       );
-      expect(Date.now() - t0).toBeLessThan(4000);
     } finally {
       api.close();
     }

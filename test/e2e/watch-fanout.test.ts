@@ -119,7 +119,7 @@ describe.each(withEngines(['grpc', 'connect'] as const))('heartbeats over %s on 
 });
 
 describe.each(ENGINES)('shutdown with a stalled stream on %s', (engine) => {
-  it('does not wait the 5 s grace for a client that stopped reading', async () => {
+  it('does not wait the grace period for a client that stopped reading', async () => {
     const s = await startTestServer({ ROTOR_WATCH_BUFFER_EVENTS: '16', ROTOR_EXPIRY_SCAN_INTERVAL_MS: '0' }, { engine });
     const api = grpcApi(s);
     try {
@@ -136,9 +136,8 @@ describe.each(ENGINES)('shutdown with a stalled stream on %s', (engine) => {
         if (i % 100 === 99) await new Promise((r) => setTimeout(r, 20));
       }
       expect(s.rotor.expiry.feed.watchers).toBe(0); // it overflowed: the server is stuck writing to it
-      const t0 = Date.now();
-      await s.stop();
-      expect(Date.now() - t0).toBeLessThan(3000);
+      // A grace far past the test's 30 s timeout: waiting for it would fail the test, whatever the load.
+      await s.stop(600_000);
     } finally {
       api.close();
     }

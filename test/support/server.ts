@@ -35,7 +35,8 @@ export interface TestServer {
   httpUrl: string;
   /** Secret of a bootstrap admin token (rotor:admin, rotor:rotate, rotor:introspect). */
   adminSecret: string;
-  stop(): Promise<void>;
+  /** `graceMs`: as RunningRotor.close (default its 5 s). */
+  stop(graceMs?: number): Promise<void>;
 }
 
 /** Every secret and JWT any test server issued in this worker, and their signing keys' private parts, for leak checks. */
@@ -89,7 +90,7 @@ export async function startTestServer(env: Record<string, string> = {}, options:
      * Stops the server, then fails if any secret, JWT or private signing key (its JWK `d`, known
      * by unsealing the stored keys) reached the database, the data directory or the log in plaintext.
      */
-    async stop() {
+    async stop(graceMs?: number) {
       // Read while the database is open; a failure still closes the server and drops the scratch
       // database, then fails the stop (the key check would be incomplete).
       let keysUnread: unknown;
@@ -98,7 +99,7 @@ export async function startTestServer(env: Record<string, string> = {}, options:
       } catch (e) {
         keysUnread = e;
       }
-      await rotor.close();
+      await rotor.close(graceMs);
       let inDb: string[] = [];
       try {
         if (db) inDb = await secretsInPostgres(db.url, issuedSecrets);
