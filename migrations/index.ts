@@ -5,6 +5,7 @@ import * as signingKeys from './20261127_003_signing_keys.js';
 import * as expiryEvents from './20261127_004_expiry_events.js';
 import * as pgEventNotify from './20261127_050_pg_event_notify.js';
 import * as pgEventCommitOrder from './20261127_051_pg_event_commit_order.js';
+import * as workloadJtiNonce from './20261127_052_workload_jti_nonce.js';
 
 /** Every migration in order. Listed in code so the compiled build needs no directory scan. */
 export const MIGRATIONS: ReadonlyArray<readonly [string, Knex.Migration]> = [
@@ -14,6 +15,7 @@ export const MIGRATIONS: ReadonlyArray<readonly [string, Knex.Migration]> = [
   ['20261127_004_expiry_events', expiryEvents],
   ['20261127_050_pg_event_notify', pgEventNotify],
   ['20261127_051_pg_event_commit_order', pgEventCommitOrder],
+  ['20261127_052_workload_jti_nonce', workloadJtiNonce],
 ];
 
 /** A knex migration source over the list above. */

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import type { Knex } from 'knex';
 import type { ReplayCache } from '../domain/ports.js';
 
@@ -6,7 +5,6 @@ interface JtiRow {
   jti_digest: string;
   expires_at: number | string;
   retry_key_digest: string | null;
-  nonce: string;
 }
 
 /** Expired rows are deleted at most this often. */
@@ -14,8 +12,8 @@ const PURGE_EVERY_MS = 60_000;
 
 /**
  * The `workload_jtis` table as a ReplayCache: first use wins through the primary key, so two
- * replicas on one database cannot both accept the same JWT. Engine-neutral: insert-or-ignore,
- * then read back whose nonce is stored.
+ * replicas on one database cannot both accept the same JWT. Engine-neutral: the insert-or-ignore
+ * returns the row only to the use that inserted it; a later use reads the stored retry key.
  */
 export class KnexReplayCache implements ReplayCache {
   private lastPurge = 0;
@@ -27,14 +25,14 @@ export class KnexReplayCache implements ReplayCache {
       this.lastPurge = now;
       await this.db('workload_jtis').where('expires_at', '<=', now).delete();
     }
-    const nonce = randomBytes(16).toString('hex');
-    await this.db<JtiRow>('workload_jtis')
-      .insert({ jti_digest: entry.jtiDigest, expires_at: entry.expiresAt, retry_key_digest: entry.retryKeyDigest ?? null, nonce })
+    const inserted = await this.db<JtiRow>('workload_jtis')
+      .insert({ jti_digest: entry.jtiDigest, expires_at: entry.expiresAt, retry_key_digest: entry.retryKeyDigest ?? null })
       .onConflict('jti_digest')
-      .ignore();
+      .ignore()
+      .returning('jti_digest');
+    if (inserted.length === 1) return true;
+    if (entry.retryKeyDigest === undefined) return false;
     const row = await this.db<JtiRow>('workload_jtis').where({ jti_digest: entry.jtiDigest }).first();
-    if (row === undefined) return false;
-    if (row.nonce === nonce) return true;
-    return entry.retryKeyDigest !== undefined && row.retry_key_digest === entry.retryKeyDigest;
+    return row?.retry_key_digest === entry.retryKeyDigest;
   }
 }
