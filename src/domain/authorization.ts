@@ -48,21 +48,23 @@ export function isAdmin(caller: Principal): boolean {
   return hasScope(caller.scopes, SCOPE_ADMIN);
 }
 
+/** Admin, or the same owner: who may read a token's metadata or watch its events. */
+function mayView(caller: Principal, target: Pick<TokenRecord, 'ownerId'>): boolean {
+  return isAdmin(caller) || caller.ownerId === target.ownerId;
+}
+
 /** May read metadata of tokens of `ownerId`. */
 export function requireView(caller: Principal, target: Pick<TokenRecord, 'ownerId'>): void {
-  if (isAdmin(caller) || caller.ownerId === target.ownerId) return;
-  throw new RotorError('permission_denied', 'caller may not access tokens of this owner');
+  if (!mayView(caller, target)) throw new RotorError('permission_denied', 'caller may not access tokens of this owner');
 }
 
 /**
- * May watch the events of tokens of `target`'s owner (WatchExpiry, issue 4): the caller's own
- * token always; other tokens need `rotor:admin` or the same owner id, as for reading metadata.
- * Events carry ids, times and states, never a secret, so watching needs no manage rights.
+ * May watch the events of tokens of `target`'s owner (WatchExpiry, issue 4): as for reading
+ * metadata, `rotor:admin` or the same owner id (so always the caller's own token). Events carry
+ * ids, times and states, never a secret, so watching needs no manage rights.
  */
-export function requireWatch(caller: Principal, target: Pick<TokenRecord, 'ownerId'> & { id?: string }): void {
-  if (target.id !== undefined && target.id === caller.id) return;
-  if (isAdmin(caller) || caller.ownerId === target.ownerId) return;
-  throw new RotorError('permission_denied', 'watching tokens of another owner needs rotor:admin');
+export function requireWatch(caller: Principal, target: Pick<TokenRecord, 'ownerId'>): void {
+  if (!mayView(caller, target)) throw new RotorError('permission_denied', 'watching tokens of another owner needs rotor:admin');
 }
 
 /** May rotate by id, revoke, or revoke the family of `target`. */

@@ -29,9 +29,10 @@ export function uniformBase62(count: number, more: (n: number) => Uint8Array): s
   return out;
 }
 
-/** True when every character is in the base62 alphabet. */
-export function isBase62(text: string): boolean {
-  return /^[0-9A-Za-z]*$/.test(text);
+/** True when every character of `text[start, end)` is in the base62 alphabet (checked in place, no slice). */
+export function isBase62(text: string, start = 0, end = text.length): boolean {
+  for (let i = start; i < end; i++) if (base62Digit(text.charCodeAt(i)) < 0) return false;
+  return true;
 }
 
 /** The value of one base62 character code (see BASE62), or -1 for any other character. */

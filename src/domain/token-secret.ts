@@ -1,4 +1,4 @@
-import { BASE62, base62Digit, decodeBase62, encodeBase62Fixed, uniformBase62 } from './base62.js';
+import { BASE62, decodeBase62, encodeBase62Fixed, isBase62, uniformBase62 } from './base62.js';
 import { crc32 } from './crc32.js';
 import { RotorError } from './errors.js';
 import type { RandomSource } from './ports.js';
@@ -21,11 +21,6 @@ export interface ParsedSecret {
 
 function checksum(body: string): string {
   return encodeBase62Fixed(crc32(body), SECRET_CHECKSUM_CHARS);
-}
-
-function allBase62(text: string, start: number, end: number): boolean {
-  for (let i = start; i < end; i++) if (base62Digit(text.charCodeAt(i)) < 0) return false;
-  return true;
 }
 
 /**
@@ -53,7 +48,7 @@ export function parseSecret(input: string): ParsedSecret {
     if (!input.startsWith(prefix)) continue;
     // Checked in place, without slicing: this runs twice per authenticated call (bearer and target).
     const bodyEnd = input.length - SECRET_CHECKSUM_CHARS;
-    if (input.length !== prefix.length + SECRET_RANDOM_CHARS + SECRET_CHECKSUM_CHARS || !allBase62(input, prefix.length, bodyEnd)) {
+    if (input.length !== prefix.length + SECRET_RANDOM_CHARS + SECRET_CHECKSUM_CHARS || !isBase62(input, prefix.length, bodyEnd)) {
       throw new RotorError('invalid_token', 'token is malformed');
     }
     // encodeBase62Fixed is a bijection on [0, 62^6), so comparing the decoded number with the

@@ -61,13 +61,13 @@ describe('events', () => {
 describe('requireWatch', () => {
   const me = tokenRecord({ id: 'tok_me000000000000000000001', ownerId: 'user-1', scopes: ['read'] });
   it('own token, same owner, and admins may watch', () => {
-    expect(() => requireWatch(me, { id: me.id, ownerId: me.ownerId })).not.toThrow();
+    expect(() => requireWatch(me, me)).not.toThrow();
     expect(() => requireWatch(me, { ownerId: 'user-1' })).not.toThrow();
     const admin = tokenRecord({ ownerId: 'ops', scopes: [SCOPE_ADMIN], expiresAt: NOW + HOUR });
     expect(() => requireWatch(admin, { ownerId: 'user-2' })).not.toThrow();
   });
   it("another owner's tokens need rotor:admin", () => {
-    const e = expectRotorError(() => requireWatch(me, { id: 'tok_other0000000000000000001', ownerId: 'user-2' }), 'permission_denied', 'rotor:admin');
+    const e = expectRotorError(() => requireWatch(me, { ownerId: 'user-2' }), 'permission_denied', 'rotor:admin');
     expect(e.message).toBe('watching tokens of another owner needs rotor:admin');
   });
 });
