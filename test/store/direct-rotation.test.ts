@@ -16,17 +16,11 @@ import type { TokenRecord } from '../../src/domain/token.js';
 import { createTokenKeys } from '../../src/domain/token-keys.js';
 import { RotorError } from '../../src/domain/errors.js';
 import { openStore, type KnexStore } from '../../src/store/knex-store.js';
-import { ENGINES, scratchDatabase, type Engine } from '../support/engines.js';
+import { ENGINES, engineDatabase } from '../support/engines.js';
 
 const keys = createTokenKeys(randomBytes(32));
 const random = (n: number) => new Uint8Array(randomBytes(n));
 const HOUR = 3_600_000;
-
-async function freshDatabase(engine: Engine): Promise<{ url: string; drop(): Promise<void> }> {
-  if (engine === 'postgres') return scratchDatabase();
-  const dir = mkdtempSync(join(tmpdir(), 'rotor-direct-'));
-  return { url: `sqlite://${join(dir, 'rotor.db')}`, drop: async () => rmSync(dir, { recursive: true, force: true }) };
-}
 
 function fresh(now: number, expiresAt = now + HOUR): TokenRecord {
   const policy = resolvePolicy({}, DEFAULT_LIMITS);
@@ -56,7 +50,7 @@ describe.each(ENGINES)('Store.commitRotation on %s', (engine) => {
   let store: KnexStore;
   let wakes = 0;
   beforeAll(async () => {
-    db = await freshDatabase(engine);
+    db = await engineDatabase(engine);
     store = await openStore({ url: db.url });
     store.onEventsCommitted(() => void wakes++);
   });

@@ -3,7 +3,7 @@
  * the bootstrap race (docs/follow-ups.md), the translation of driver failures into `unavailable`,
  * and LISTEN/NOTIFY wake-ups across two knex instances (PostgreSQL).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,20 +17,10 @@ import { asStoreError, unavailableReason } from '../../src/store/database-errors
 import { migrate, openDatabase } from '../../src/store/database.js';
 import type { KnexStore } from '../../src/store/knex-store.js';
 import { listenForEvents, parseEventPayload } from '../../src/store/pg-notify.js';
-import { ENGINES, TEST_POSTGRES_URL, describeOnPostgres, scratchDatabase, type Engine, type ScratchDatabase } from '../support/engines.js';
+import { ENGINES, TEST_POSTGRES_URL, describeOnPostgres, engineDatabase, scratchDatabase, type ScratchDatabase } from '../support/engines.js';
 import { hostPortOf, startTcpProxy } from '../support/tcp-proxy.js';
 
 const SECRET = 'store-test-secret-0123456789abcdefghij';
-
-/** A database of the engine for one test: a scratch PostgreSQL database or a SQLite file. */
-async function freshDatabase(engine: Engine): Promise<{ url: string; drop(): Promise<void> }> {
-  if (engine === 'postgres') {
-    const db: ScratchDatabase = await scratchDatabase();
-    return db;
-  }
-  const dir = mkdtempSync(join(tmpdir(), 'rotor-store-'));
-  return { url: `sqlite://${join(dir, 'rotor.db')}`, drop: async () => rmSync(dir, { recursive: true, force: true }) };
-}
 
 async function appOn(url: string): Promise<AppContext & { store: KnexStore }> {
   const config = loadConfig({ ROTOR_DATA_DIR: mkdtempSync(join(tmpdir(), 'rotor-store-data-')), ROTOR_DATABASE_URL: url, ROTOR_SECRET: SECRET });
@@ -40,7 +30,7 @@ async function appOn(url: string): Promise<AppContext & { store: KnexStore }> {
 describe.each(ENGINES)('knex store on %s', (engine) => {
   let db: { url: string; drop(): Promise<void> };
   beforeAll(async () => {
-    db = await freshDatabase(engine);
+    db = await engineDatabase(engine);
   });
   afterAll(async () => db?.drop());
 
@@ -68,7 +58,7 @@ describe.each(ENGINES)('knex store on %s', (engine) => {
   });
 
   it('bootstrap race: 12 concurrent bootstraps over two independent stores, exactly one succeeds, the rest are refused', async () => {
-    const race = await freshDatabase(engine);
+    const race = await engineDatabase(engine);
     const apps = [await appOn(race.url), await appOn(race.url)];
     try {
       const settled = await Promise.allSettled(Array.from({ length: 12 }, (_, i) => bootstrapAdmin(apps[i % 2]!, { ownerId: `admin-${i}`, lifetimeSeconds: 3600 })));

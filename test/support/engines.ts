@@ -18,6 +18,9 @@
  *     ...
  *   });
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createScratchDatabase, type BenchDatabase } from '../../bench/postgres.js';
 import { describe } from 'vitest';
 import type { Engine } from '../../src/store/database.js';
@@ -49,6 +52,13 @@ export type ScratchDatabase = BenchDatabase;
 export async function scratchDatabase(adminUrl: string | undefined = TEST_POSTGRES_URL): Promise<ScratchDatabase> {
   if (!adminUrl) throw new Error('scratchDatabase needs ROTOR_TEST_DATABASE_URL');
   return createScratchDatabase(adminUrl, 'rotor_test');
+}
+
+/** A throw-away database of `engine`: a scratch PostgreSQL database, or a SQLite file in a temporary directory. */
+export async function engineDatabase(engine: Engine): Promise<ScratchDatabase> {
+  if (engine === 'postgres') return scratchDatabase();
+  const dir = mkdtempSync(join(tmpdir(), 'rotor-db-'));
+  return { url: `sqlite://${join(dir, 'rotor.db')}`, drop: async () => rmSync(dir, { recursive: true, force: true }) };
 }
 
 /** Every combination of `xs` with every engine, for `describe.each` over two dimensions. */
