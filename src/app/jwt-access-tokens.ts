@@ -113,7 +113,8 @@ export async function verifyRotorJwt(app: AppContext, jwt: string): Promise<Acce
       typ: JWT_ACCESS_TOKEN_TYP,
       algorithms: [found.meta.alg],
       currentDate: new Date(now),
-      requiredClaims: ['sub', 'aud', 'exp', 'iat', 'jti', 'client_id'],
+      // Every JWT Rotor signs names its source token (federation does not issue JWTs).
+      requiredClaims: ['sub', 'aud', 'exp', 'iat', 'jti', 'client_id', 'token_id', 'family_id'],
     });
     return payload as unknown as AccessTokenClaims;
   } catch (e) {
@@ -130,10 +131,10 @@ const MAX_CHAIN = 64;
  * source token has been revoked (RevokeToken or RFC 7009 — which, for a token already rotated,
  * ends its overlap — RevokeFamily, reuse detection), or once a token the source was rotated
  * into has been revoked. Ordinary rotation of the source does not end the JWT. A JWT without a
- * source (federation) stands until `exp`.
+ * source does not stand (fails closed; verifyRotorJwt already requires `token_id`).
  */
 export async function jwtSourceStanding(app: AppContext, claims: AccessTokenClaims): Promise<{ standing: boolean; source: TokenRecord | undefined }> {
-  if (claims.token_id === undefined) return { standing: true, source: undefined };
+  if (claims.token_id === undefined) return { standing: false, source: undefined };
   const source = await app.store.tokens.findById(claims.token_id);
   if (!source || source.overlapEndedAt !== null) return { standing: false, source };
   let t: TokenRecord | undefined = source;

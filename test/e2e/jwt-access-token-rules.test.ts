@@ -187,6 +187,9 @@ describe.each(withEngines(['grpc', 'connect'] as const))('JWT access token rules
     expect(await active(await signOwn({ typ: 'JWT' }, {}))).toBe(false);
     expect(await active(await signOwn({}, { iss: 'https://evil.example' }))).toBe(false);
     expect(await active(await signOwn({}, { exp: Math.floor(s.clock.now() / 1000) - 1 }))).toBe(false);
+    // Without its source token a JWT cannot be checked for revocation: it fails closed.
+    expect(await active(await signOwn({}, { token_id: undefined }))).toBe(false);
+    expect(await active(await signOwn({}, { family_id: undefined }))).toBe(false);
     expect(await active(await signOwn({}, {}))).toBe(true);
     expect(await active(r.accessToken)).toBe(true);
   });
