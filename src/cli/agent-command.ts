@@ -9,7 +9,7 @@ import { runAgent, type AgentApi, type AgentResult, type AgentToken } from './ag
 import { asBearer, rotorClients } from './client.js';
 import { systemClock } from './retry-policy.js';
 import { UsageError } from './token-commands.js';
-import { positiveDuration } from './watch-command.js';
+import { positiveDuration } from './duration.js';
 
 /** Deadline of each unary call, so a server that hangs is retried like one that is down. */
 const CALL_TIMEOUT_MS = 15_000;

@@ -1,7 +1,14 @@
-/** Parses `90s`, `15m`, `12h`, `30d` (or plain seconds) into seconds; undefined if malformed. */
+import { parseDurationSeconds } from '../domain/expiry.js';
+import { UsageError } from './token-commands.js';
+
+/** Parses `90s`, `15m`, `12h`, `30d` (or plain seconds) into seconds; undefined if malformed (src/domain/expiry.ts). */
 export function parseDuration(text: string): number | undefined {
-  const m = /^(\d{1,9})([smhd]?)$/.exec(text.trim());
-  if (!m) return undefined;
-  const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
-  return Number(m[1]) * unit;
+  return parseDurationSeconds(text, { bareSeconds: true });
+}
+
+/** Parses a duration flag that must be positive; `flag` names it in the error. */
+export function positiveDuration(text: string, flag: string): number {
+  const s = parseDuration(text);
+  if (s === undefined || s === 0) throw new UsageError(`${flag} must be a positive duration like 90s, 15m, 12h or 30d`);
+  return s;
 }

@@ -2,19 +2,12 @@ import { durationFromMs } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { parseArgs } from 'node:util';
 import { asBearer, rotorClients } from './client.js';
-import { parseDuration } from './duration.js';
+import { positiveDuration } from './duration.js';
 import { resumableWatch, type OpenWatch, type WatchSelection } from './event-stream.js';
 import { eventJson, eventLine } from './expiry-events.js';
 import { systemClock } from './retry-policy.js';
 import { describeError } from './agent-verdicts.js';
 import { UsageError } from './token-commands.js';
-
-/** Parses a duration flag that must be positive; `flag` names it in the error. */
-export function positiveDuration(text: string, flag: string): number {
-  const s = parseDuration(text);
-  if (s === undefined || s === 0) throw new UsageError(`${flag} must be a positive duration like 90s, 15m, 12h or 30d`);
-  return s;
-}
 
 /**
  * `rotor watch`: prints WatchExpiry events, one per line (human, or JSON with --json), and

@@ -7,12 +7,15 @@ export const DEFAULT_THRESHOLDS_SECONDS: readonly number[] = [30 * 86400, 7 * 86
 
 const UNIT_SECONDS: Readonly<Record<string, number>> = { s: 1, m: 60, h: 3600, d: 86400 };
 
-/** `30d`, `12h`, `15m`, `90s` → seconds; undefined for anything else. */
-export function parseDurationSeconds(text: string): number | undefined {
-  const m = /^(\d{1,7})([smhd])$/.exec(text.trim());
-  if (!m) return undefined;
-  const n = Number(m[1]) * UNIT_SECONDS[m[2]!]!;
-  return n > 0 ? n : undefined;
+/**
+ * `30d`, `12h`, `15m`, `90s` → seconds (with `bareSeconds`, also a plain `90`); undefined for
+ * anything else. The one duration grammar of the configuration and the CLI; zero parses, callers
+ * that need a positive duration say so.
+ */
+export function parseDurationSeconds(text: string, opts: { bareSeconds?: boolean } = {}): number | undefined {
+  const m = /^(\d{1,9})([smhd]?)$/.exec(text.trim());
+  if (!m || (m[2] === '' && opts.bareSeconds !== true)) return undefined;
+  return Number(m[1]) * UNIT_SECONDS[m[2] || 's']!;
 }
 
 /** Seconds → the shortest exact `Nd`/`Nh`/`Nm`/`Ns` spelling (for messages and docs). */

@@ -87,8 +87,8 @@ function thresholds(env: Env): number[] {
   const raw = env.ROTOR_EXPIRY_THRESHOLDS;
   if (raw === undefined || raw.trim() === '') return [...DEFAULT_THRESHOLDS_SECONDS];
   const parts = raw.split(',').map((p) => p.trim());
-  const seconds = parts.map(parseDurationSeconds);
-  if (parts.length > 16 || seconds.some((s) => s === undefined || s > 10 * 365 * 86400)) {
+  const seconds = parts.map((p) => parseDurationSeconds(p));
+  if (parts.length > 16 || seconds.some((s) => s === undefined || s === 0 || s > 10 * 365 * 86400)) {
     throw new ConfigError(`ROTOR_EXPIRY_THRESHOLDS must be up to 16 comma-separated durations like 30d,7d,1d,1h (units s, m, h, d; at most 3650d), got "${raw}"`);
   }
   return normalizeThresholds(seconds as number[]);

@@ -25,6 +25,8 @@ describe('WatchExpiry and scheduler configuration', () => {
   it.each([
     ['ROTOR_EXPIRY_THRESHOLDS', '1w', 'ROTOR_EXPIRY_THRESHOLDS must be up to 16 comma-separated durations like 30d,7d,1d,1h (units s, m, h, d; at most 3650d), got "1w"'],
     ['ROTOR_EXPIRY_THRESHOLDS', '0s', 'ROTOR_EXPIRY_THRESHOLDS must be up to 16 comma-separated durations like 30d,7d,1d,1h (units s, m, h, d; at most 3650d), got "0s"'],
+    ['ROTOR_EXPIRY_THRESHOLDS', '3651d', 'ROTOR_EXPIRY_THRESHOLDS must be up to 16 comma-separated durations like 30d,7d,1d,1h (units s, m, h, d; at most 3650d), got "3651d"'],
+    ['ROTOR_EXPIRY_THRESHOLDS', '3600', 'ROTOR_EXPIRY_THRESHOLDS must be up to 16 comma-separated durations like 30d,7d,1d,1h (units s, m, h, d; at most 3650d), got "3600"'],
     ['ROTOR_EXPIRY_SCAN_INTERVAL_MS', '-1', 'ROTOR_EXPIRY_SCAN_INTERVAL_MS must be a whole number of milliseconds between 0 and 3600000, got "-1"'],
     ['ROTOR_WATCH_HEARTBEAT_SECONDS', '0', 'ROTOR_WATCH_HEARTBEAT_SECONDS must be a whole number of seconds between 1 and 3600, got "0"'],
     ['ROTOR_WATCH_BUFFER_EVENTS', 'many', 'ROTOR_WATCH_BUFFER_EVENTS must be a whole number between 1 and 100000, got "many"'],
