@@ -38,3 +38,26 @@ describe('database configuration (README: Operating Rotor on PostgreSQL)', () =>
     expect(loadDatabaseConfig({ ROTOR_DATABASE_LISTEN: 'off' }).databaseListen).toBe(false);
   });
 });
+
+describe('limits and cache ranges (README configuration table)', () => {
+  const ranges: [string, number, number, (c: ReturnType<typeof loadConfig>) => number][] = [
+    ['ROTOR_MAX_LIFETIME_SECONDS', 1, 315_360_000, (c) => c.limits.maxLifetimeSeconds],
+    ['ROTOR_DEFAULT_REUSE_GRACE_SECONDS', 0, 3600, (c) => c.limits.defaultReuseGraceSeconds],
+    ['ROTOR_DEFAULT_OVERLAP_SECONDS', 0, 31_536_000, (c) => c.limits.defaultOverlapSeconds], // at most the max lifetime (default 365 d)
+    ['ROTOR_RETRY_WINDOW_SECONDS', 0, 86_400, (c) => c.limits.retryWindowSeconds],
+    ['ROTOR_TOKEN_CACHE_TTL_MS', 0, 60_000, (c) => c.tokenCacheTtlMs],
+  ];
+  it.each(ranges)('%s takes %d to %d and refuses one past either end', (name, min, max, read) => {
+    expect(read(loadConfig({ ...base, [name]: String(min) }))).toBe(min);
+    expect(read(loadConfig({ ...base, [name]: String(max) }))).toBe(max);
+    expect(() => loadConfig({ ...base, [name]: String(max + 1) })).toThrow(ConfigError);
+    if (min > 0) expect(() => loadConfig({ ...base, [name]: String(min - 1) })).toThrow(ConfigError);
+    expect(() => loadConfig({ ...base, [name]: '-1' })).toThrow(ConfigError);
+  });
+  it('ROTOR_DEFAULT_OVERLAP_SECONDS is bounded by ROTOR_MAX_LIFETIME_SECONDS', () => {
+    expect(loadConfig({ ...base, ROTOR_MAX_LIFETIME_SECONDS: '600', ROTOR_DEFAULT_OVERLAP_SECONDS: '600' }).limits.defaultOverlapSeconds).toBe(600);
+    expect(() => loadConfig({ ...base, ROTOR_MAX_LIFETIME_SECONDS: '600', ROTOR_DEFAULT_OVERLAP_SECONDS: '601' })).toThrow(
+      new ConfigError('ROTOR_DEFAULT_OVERLAP_SECONDS must be a whole number of seconds between 0 and 600, got "601"'),
+    );
+  });
+});
