@@ -57,17 +57,23 @@ export class SigningKeyRing {
 
   /** The key that signs at `now`, creating it (or pre-publishing its successor) when due. */
   async signingKey(now: number): Promise<ActiveSigningKey> {
+    const meta = await this.currentKey(now);
+    return { meta, privateKey: await this.privateKey(meta.kid) };
+  }
+
+  /** The key that signs at `now` (created or pre-published when due), without its private part. */
+  private async currentKey(now: number): Promise<SigningKeyMeta> {
     if (this.keys === undefined || keyToCreate(this.keys, this.maxCachedSlot(), now, this.schedule) !== undefined || !signingKeyAt(this.keys, now)) {
       await this.refresh(now);
     }
     const meta = signingKeyAt(this.keys ?? [], now);
     if (!meta) throw new Error('no signing key is current after a refresh');
-    return { meta, privateKey: await this.privateKey(meta.kid) };
+    return meta;
   }
 
-  /** The public keys published at `now` (RFC 7517 JWK Set), newest first. */
+  /** The public keys published at `now` (RFC 7517 JWK Set), newest first. Never touches a private key. */
   async jwks(now: number): Promise<{ keys: JWK[] }> {
-    await this.signingKey(now);
+    await this.currentKey(now);
     const keys = await this.repo.listPublished(now);
     return { keys: publishedKeys(keys, now).map((k) => ({ ...k.publicJwk, kid: k.kid, alg: k.alg, use: 'sig' })) };
   }
