@@ -1,3 +1,4 @@
+import { audiencesNotHeld } from './audiences.js';
 import { RotorError } from './errors.js';
 import { POLICY_KNOBS, type TokenPolicy } from './policy.js';
 import { SCOPE_ADMIN, SCOPE_INTROSPECT, SCOPE_ROTATE, hasScope, narrowScopes } from './scopes.js';
@@ -29,8 +30,9 @@ function requireCurrent(caller: Principal): void {
 
 /** The audiences of `audiences` outside an audience-bound caller's ('(unrestricted)' for none). */
 function audiencesOutside(caller: Principal, audiences: readonly string[]): string[] {
-  if (caller.audiences.length === 0) return [];
-  return audiences.length === 0 ? ['(unrestricted)'] : audiences.filter((a) => !caller.audiences.includes(a));
+  // No audiences asked for is an unrestricted token: wider than a restricted caller.
+  if (audiences.length === 0 && caller.audiences.length > 0) return ['(unrestricted)'];
+  return audiencesNotHeld(caller.audiences, audiences);
 }
 
 /**

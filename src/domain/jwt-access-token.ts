@@ -1,4 +1,5 @@
 import { uniformBase62 } from './base62.js';
+import { narrowAudiences } from './audiences.js';
 import { RotorError } from './errors.js';
 import type { RandomSource } from './ports.js';
 import { narrowScopes } from './scopes.js';
@@ -97,20 +98,11 @@ export function identityForRotorToken(
   return {
     sub: token.ownerId,
     scopes,
-    audiences: jwtAudiences(token.audiences, request.audiences),
+    audiences: narrowAudiences(token.audiences, request.audiences),
     expiresAt: usableUntil,
     clientId: token.id,
     source: { tokenId: token.id, familyId: token.familyId },
   };
-}
-
-/** Audience narrowing for a JWT (RFC 8693 §2.1 `audience`/`resource`; RFC 8707). */
-export function jwtAudiences(held: readonly string[], requested: readonly string[]): string[] {
-  if (requested.length === 0) return [...held];
-  if (held.length === 0) return [...requested];
-  const extra = requested.filter((a) => !held.includes(a));
-  if (extra.length > 0) throw new RotorError('invalid_target', `audience not allowed for this token: ${extra.join(' ')}`);
-  return [...requested];
 }
 
 /** True when `text` has the shape of a JWS compact serialisation (three base64url parts). */

@@ -1,4 +1,5 @@
 import { RotorError } from './errors.js';
+import { narrowAudiences } from './audiences.js';
 import { checkExpiry, lifetimeCapMs, type PolicyLimits } from './policy.js';
 import { SCOPE_ROTATE, hasScope, narrowScopes } from './scopes.js';
 import { issuedLifetime, tokenState, type TokenRecord } from './token.js';
@@ -77,14 +78,6 @@ export function decideRotation(input: RotationInput): RotationDecision {
     expiresAt = now + Math.min(lifetime, lifetimeCapMs(current.policy, input.limits));
   }
   return { type: 'rotate', scopes, audiences: narrowAudiences(current.audiences, input.audiences), expiresAt };
-}
-
-/** RFC 8693 `audience`/`resource` narrow, never widen (DESIGN.md, Token exchange). */
-function narrowAudiences(held: readonly string[], requested: readonly string[]): string[] {
-  if (requested.length === 0) return [...held];
-  const extra = requested.filter((a) => !held.includes(a));
-  if (extra.length > 0) throw new RotorError('invalid_target', `audience not allowed for this token: ${extra.join(' ')}`);
-  return [...requested];
 }
 
 /** The answer for a superseded token inside the grace, or named by id: "already rotated". */

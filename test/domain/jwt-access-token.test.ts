@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { accessTokenClaims, identityForRotorToken, jwtAudiences, looksLikeJwt, newJwtId } from '../../src/domain/jwt-access-token.js';
+import { narrowAudiences } from '../../src/domain/audiences.js';
+import { accessTokenClaims, identityForRotorToken, looksLikeJwt, newJwtId } from '../../src/domain/jwt-access-token.js';
 import { expectRotorError, MINUTE, NOW, seededRandom, tokenRecord } from './fixtures.js';
 
 const ISSUER = 'https://rotor.example';
@@ -29,10 +30,10 @@ describe('identityForRotorToken', () => {
   });
 });
 
-describe('jwtAudiences', () => {
+describe('narrowAudiences', () => {
   it('lets a token without audiences (unrestricted) name any audience', () => {
-    expect(jwtAudiences([], ['https://a.example'])).toEqual(['https://a.example']);
-    expect(jwtAudiences([], [])).toEqual([]);
+    expect(narrowAudiences([], ['https://a.example'])).toEqual(['https://a.example']);
+    expect(narrowAudiences([], [])).toEqual([]);
   });
 });
 

@@ -400,9 +400,14 @@ describe('rule 5: successor scopes and expiry', () => {
       expect(decideRotation(input({ current, audiences: ['api.b'] }))).toMatchObject({ type: 'rotate', audiences: ['api.b'] });
     });
 
-    it('refuses an audience not held with invalid_target, also for a token without audiences', () => {
+    it('refuses an audience not held with invalid_target', () => {
       expectRotorError(() => decideRotation(input({ current, audiences: ['api.a', 'api.c'] })), 'invalid_target', 'audience not allowed for this token: api.c');
-      expectRotorError(() => decideRotation(input({ audiences: ['api.a'] })), 'invalid_target', 'audience not allowed for this token: api.a');
+    });
+
+    it('narrows a token without audiences (unrestricted) to any requested ones, as creation and JWT issuance do', () => {
+      const unrestricted = tokenRecord({ audiences: [] });
+      expect(decideRotation(input({ current: unrestricted, audiences: ['api.a'] }))).toMatchObject({ type: 'rotate', audiences: ['api.a'] });
+      expect(decideRotation(input({ current: unrestricted }))).toMatchObject({ type: 'rotate', audiences: [] });
     });
   });
 

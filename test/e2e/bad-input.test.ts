@@ -35,7 +35,7 @@ interface Issued {
 
 interface Fixtures {
   admin: string;
-  /** project token with read, write, rotor:rotate; failing calls never consume it. */
+  /** project token with read, write, rotor:rotate and audience https://api.example; failing calls never consume it. */
   live: Issued;
   expired: Issued;
   revoked: Issued;
@@ -965,7 +965,8 @@ describe.each(ENGINES)('bad input gets the documented answer on every port (acce
     const create = async (ownerId: string, ms: number): Promise<Issued> => {
       const r = (await g.call(
         'createToken',
-        { kind: TokenKind.PROJECT, ownerId, name: ownerId, scopes: ['read', 'write', 'rotor:rotate'], expiresAt: inMs(s.clock.now(), ms) },
+        // An audience, so that asking for another one widens (a token without any is unrestricted).
+        { kind: TokenKind.PROJECT, ownerId, name: ownerId, scopes: ['read', 'write', 'rotor:rotate'], audiences: ['https://api.example'], expiresAt: inMs(s.clock.now(), ms) },
         { token: s.adminSecret },
       )) as { token: { id: string }; secret: string };
       return { id: r.token.id, secret: r.secret };

@@ -601,6 +601,13 @@ describe.each(withEngines<Wire>(['grpc', 'connect']))('rotation rules over %s on
       expect(succ.scopes).toEqual(['read']);
       expect(succ.audiences).toEqual(['api.b']);
       expect(succ.previousId).toBe(c.id);
+
+      // A token without audiences is unrestricted: any requested audience narrows it.
+      const open = await newToken();
+      const narrowed = await exchange(open.secret, { audience: ['api.z'] });
+      expect((await get(narrowed.tokenId)).audiences).toEqual(['api.z']);
+      const again = await failure(exchange(narrowed.accessToken, { audience: ['api.y'] }));
+      expect(again.rawMessage).toBe('audience not allowed for this token: api.y');
     });
   });
 
