@@ -37,6 +37,28 @@ export async function successorForUse(app: AppContext, token: TokenRecord): Prom
   return app.store.tokens.findById(token.successorId);
 }
 
+/** A presented secret's token, usable now: what authenticating a bearer and a JWT request's subject share. */
+export interface UsableToken {
+  token: TokenRecord;
+  /** The successor its usability was judged with (see successorForUse). */
+  successor: TokenRecord | undefined;
+  /** The app clock the judgement used. */
+  now: number;
+}
+
+/**
+ * Finds a presented secret's token and requires it usable (DESIGN.md rules 1-2): unknown is
+ * `invalid_token`, expired or revoked (outside an overlap window) assertUsable's codes.
+ */
+export async function usableBySecret(app: AppContext, secret: string): Promise<UsableToken> {
+  const token = await findBySecret(app, secret);
+  if (!token) throw new RotorError('invalid_token', 'token is unknown');
+  const successor = await successorForUse(app, token);
+  const now = app.now();
+  assertUsable(token, now, successor);
+  return { token, successor, now };
+}
+
 /**
  * Authenticates the caller's bearer token. Any failure is `unauthenticated`, whatever the
  * underlying reason, and the message never contains the credential.
@@ -44,16 +66,14 @@ export async function successorForUse(app: AppContext, token: TokenRecord): Prom
 export async function authenticate(app: AppContext, meta: CallMeta): Promise<Caller> {
   const secret = bearerToken(meta.authorization);
   if (secret === undefined) throw new RotorError('unauthenticated', 'missing bearer token', { noCredentials: true });
-  let token: TokenRecord | undefined;
+  let usable: UsableToken;
   try {
-    token = await findBySecret(app, secret);
-    if (!token) throw new RotorError('invalid_token', 'token is unknown');
-    assertUsable(token, app.now(), await successorForUse(app, token));
+    usable = await usableBySecret(app, secret);
   } catch (e) {
     throw asCallerCredentialError(e);
   }
-  noteUse(app, token, app.now());
-  return { token, peer: meta.peer };
+  noteUse(app, usable.token, usable.now);
+  return { token: usable.token, peer: meta.peer };
 }
 
 /** Records `last_used_at` after the answer, off the request path; a failed write is only logged. */

@@ -9,9 +9,9 @@ import {
   type AccessTokenClaims,
   type AccessTokenIdentity,
 } from '../domain/jwt-access-token.js';
-import { assertUsable, usableUntil, type TokenRecord } from '../domain/token.js';
+import { usableUntil, type TokenRecord } from '../domain/token.js';
 import { actorTokenWithoutBinding, checkBinding, type WorkloadActor } from '../domain/workload-binding.js';
-import { findBySecret, noteUse, successorForUse } from './authenticate.js';
+import { noteUse, usableBySecret } from './authenticate.js';
 import type { AppContext } from './context.js';
 import type { SigningKeyRing } from './signing-key-ring.js';
 import { verifyActorToken } from './workload-proof.js';
@@ -64,11 +64,7 @@ export async function issueJwtForRotorToken(
   req: { subjectToken: string; scopes: readonly string[]; audiences: readonly string[]; actorToken: string | undefined; actorTokenType: string | undefined },
   peer: string | null,
 ): Promise<MintedJwt> {
-  const token = await findBySecret(app, req.subjectToken);
-  if (!token) throw new RotorError('invalid_token', 'token is unknown');
-  const successor = await successorForUse(app, token);
-  const now = app.now();
-  assertUsable(token, now, successor);
+  const { token, successor, now } = await usableBySecret(app, req.subjectToken);
   const identity = identityForRotorToken(token, usableUntil(token, successor), req);
   const act = await actorFor(app, token, req.actorToken, req.actorTokenType);
   if (act) identity.act = act;
