@@ -99,7 +99,8 @@ export function expiryServiceImpl(app: AppContext, runtime: WatchRuntime): Servi
           ownerId: req.ownerId,
           familyId: req.familyId,
           thresholdsSeconds: req.thresholds.map(thresholdSecondsFromPb),
-          afterSequence: req.afterSequence === undefined ? undefined : req.afterSequence > BigInt(Number.MAX_SAFE_INTEGER) ? -1 : Number(req.afterSequence),
+          // A value past 2^53 converts to a number that is not a safe integer, which planWatch refuses.
+          afterSequence: req.afterSequence === undefined ? undefined : Number(req.afterSequence),
           includeSnapshot: req.includeSnapshot,
         },
         runtime.thresholdsSeconds,

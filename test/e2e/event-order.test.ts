@@ -18,7 +18,7 @@ import { TokenKind } from '../../src/gen/rotor/v1/token_pb.js';
 import type { Repositories } from '../../src/app/store-ports.js';
 import { ENGINES } from '../support/engines.js';
 import { grpcApi, type Api } from '../support/rotor-api.js';
-import { inMs, startTestServer, type TestServer } from '../support/server.js';
+import { inMs, startTestServer, waitForWatchers, type TestServer } from '../support/server.js';
 
 /** Longer than any hold a reader might give a sequence gap (the feed's was 1 s). */
 const HOLD_MS = 1500;
@@ -49,7 +49,7 @@ describe.each(ENGINES)('watchers never pass an event that can still commit below
     const y = await token('later');
     const start = await s.rotor.store.events.latestSequence();
     const watcher = api.watchExpiry({ tokenIds: [x, y] }, s.adminSecret);
-    for (let i = 0; i < 200 && s.rotor.expiry.feed.watchers === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    await waitForWatchers(s, 1);
 
     // T1: the next store transaction (revoking X) waits at its end, after its event insert, until released.
     const store = s.rotor.store;

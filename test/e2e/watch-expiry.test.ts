@@ -16,7 +16,7 @@ import { connectClient } from '../support/connect-client.js';
 import { TokenKind, TokenState } from '../../src/gen/rotor/v1/token_pb.js';
 import { ENGINES, withEngines, type Engine } from '../support/engines.js';
 import { connectApi, grpcApi, newKey, type Api, type Wire, type WatchStream } from '../support/rotor-api.js';
-import { inMs, startTestServer, type TestServer } from '../support/server.js';
+import { inMs, startTestServer, waitForWatchers, type TestServer } from '../support/server.js';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -53,8 +53,10 @@ describe.each(withEngines(WIRES))('WatchExpiry over %s on %s', (wire, engine) =>
     s = await startTestServer({ ROTOR_EXPIRY_SCAN_INTERVAL_MS: '0' }, { engine });
     api = wire === 'grpc' ? grpcApi(s) : connectApi(s);
   });
-  afterEach(() => {
+  afterEach(async () => {
     for (const w of open.splice(0)) w.cancel();
+    // The next test counts its own watchers.
+    await waitForWatchers(s, 0);
   });
   afterAll(async () => {
     api?.close();
@@ -73,8 +75,7 @@ describe.each(withEngines(WIRES))('WatchExpiry over %s on %s', (wire, engine) =>
     const owner = `resume-${wire}`;
     const first = watch({ ownerId: owner }, s.adminSecret);
     // A live-only watch sends what commits after it joined the feed: wait for that before writing.
-    for (let i = 0; i < 200 && s.rotor.expiry.feed.watchers === 0; i++) await new Promise((r) => setTimeout(r, 10));
-    expect(s.rotor.expiry.feed.watchers).toBe(1);
+    await waitForWatchers(s, 1);
     const seed = await create(owner);
     await first.until((r) => r.length >= 1, 10_000, 'the first event');
 
@@ -89,8 +90,7 @@ describe.each(withEngines(WIRES))('WatchExpiry over %s on %s', (wire, engine) =>
     first.cancel();
     const seen = [...first.received];
     // The server notices the cancelled call and drops its watcher.
-    for (let i = 0; i < 200 && s.rotor.expiry.feed.watchers > 0; i++) await new Promise((r) => setTimeout(r, 25));
-    expect(s.rotor.expiry.feed.watchers).toBe(0);
+    await waitForWatchers(s, 0);
     const last = Number(seen[seen.length - 1]!.sequence);
     await new Promise((r) => setTimeout(r, 100)); // more events while disconnected
     stop = true;
@@ -119,7 +119,7 @@ describe.each(withEngines(WIRES))('WatchExpiry over %s on %s', (wire, engine) =>
     const t = await create(owner);
     const own = watch({}, t.secret); // empty selection: the caller's own token
     const fam = watch({ familyId: t.familyId }, s.adminSecret);
-    await new Promise((r) => setTimeout(r, 100));
+    await waitForWatchers(s, 2);
     const rotated = await api.rotateToken({ idempotencyKey: newKey() }, t.secret);
     const successorId = rotated.token!.id;
     const ev = await own.next();
@@ -168,7 +168,7 @@ describe.each(withEngines(WIRES))('WatchExpiry over %s on %s', (wire, engine) =>
     const t = await create(owner, 2 * DAY);
     const hourOnly = watch({ tokenIds: [t.id], thresholds: [{ seconds: 3600n }] }, s.adminSecret);
     const all = watch({ tokenIds: [t.id] }, s.adminSecret);
-    await new Promise((r) => setTimeout(r, 100));
+    await waitForWatchers(s, 2);
     s.clock.advance(DAY + HOUR);
     await s.rotor.expiry.scheduler.runOnce();
     await all.until((r) => r.length >= 1);
@@ -202,6 +202,9 @@ describe.each(withEngines(WIRES))('WatchExpiry over %s on %s', (wire, engine) =>
       [{ familyId: 'fam_unknown1' }, s.adminSecret, Code.NotFound, 'family fam_unknown1 not found'],
       [{ thresholds: [{ seconds: 0n }] }, s.adminSecret, Code.InvalidArgument, 'thresholds: each must be a positive whole number of seconds'],
       [{ thresholds: [{ seconds: 3600n, nanos: 5 }] }, s.adminSecret, Code.InvalidArgument, 'thresholds: each must be a positive whole number of seconds'],
+      // Past 2^53 a sequence is no JavaScript integer; the largest uint64 and the first unsafe value.
+      [{ afterSequence: 2n ** 64n - 1n }, s.adminSecret, Code.InvalidArgument, 'after_sequence is out of range'],
+      [{ afterSequence: 2n ** 53n }, s.adminSecret, Code.InvalidArgument, 'after_sequence is out of range'],
       [{ tokenIds: [other.id] }, mine.secret, Code.PermissionDenied, 'watching tokens of another owner needs rotor:admin'],
       [{ ownerId: `sel-other-${wire}` }, mine.secret, Code.PermissionDenied, 'watching tokens of another owner needs rotor:admin'],
       [{ familyId: other.familyId }, mine.secret, Code.PermissionDenied, 'watching tokens of another owner needs rotor:admin'],
@@ -213,7 +216,7 @@ describe.each(withEngines(WIRES))('WatchExpiry over %s on %s', (wire, engine) =>
     }
     // Its own owner's tokens are fine for a non-admin.
     const ok = watch({ ownerId: `sel-${wire}` }, mine.secret);
-    await new Promise((r) => setTimeout(r, 200));
+    await waitForWatchers(s, 1); // registered: past every check that could refuse it
     expect(ok.done).toBe(false);
   });
 });
@@ -256,7 +259,7 @@ describe.each(withEngines(WIRES))('shutdown over %s on %s', (wire, engine) => {
     const api = wire === 'grpc' ? grpcApi(s) : connectApi(s);
     try {
       const streams = [api.watchExpiry({ ownerId: 'admin' }, s.adminSecret), api.watchExpiry({}, s.adminSecret)];
-      await new Promise((r) => setTimeout(r, 200));
+      await waitForWatchers(s, 2);
       // A grace far past the test's 30 s timeout: waiting for it would fail the test, whatever the load.
       await s.stop(600_000);
       const ends = await Promise.all(streams.map((w) => w.ended));

@@ -12,19 +12,12 @@ import { ExpiryEventType } from '../../src/gen/rotor/v1/expiry_service_pb.js';
 import { TokenKind } from '../../src/gen/rotor/v1/token_pb.js';
 import { ENGINES, withEngines } from '../support/engines.js';
 import { connectApi, grpcApi, newKey, type Api, type WatchStream } from '../support/rotor-api.js';
-import { inMs, startTestServer, type TestServer } from '../support/server.js';
+import { waitFor } from '../support/process.js';
+import { inMs, startTestServer, waitForWatchers, type TestServer } from '../support/server.js';
 
 const STREAMS = 1000;
 const BUFFER = 64;
 const DAY = 86_400_000;
-
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe.each(ENGINES)('WatchExpiry fan-out on %s', (engine) => {
   let s: TestServer;
@@ -49,7 +42,7 @@ describe.each(ENGINES)('WatchExpiry fan-out on %s', (engine) => {
     const stalled = api.watchExpiry({ ownerId: 'stall' }, s.adminSecret);
     stalled.pause();
     const streams: WatchStream[] = Array.from({ length: STREAMS }, (_, i) => apis[i % apis.length]!.watchExpiry({ tokenIds: [target.token!.id] }, s.adminSecret));
-    await waitFor(() => s.rotor.expiry.feed.watchers === STREAMS + 1, `${STREAMS + 1} watchers`);
+    await waitForWatchers(s, STREAMS + 1, 20_000);
 
     // Flood the stalled watcher's selection until its buffer overflows (it leaves the feed).
     const caller = await authenticate(s.rotor.app, { authorization: `Bearer ${s.adminSecret}`, peer: null });
@@ -67,14 +60,14 @@ describe.each(ENGINES)('WatchExpiry fan-out on %s', (engine) => {
 
     // The stalled stream has not read a thing since; every other stream gets the rotation.
     const rotated = await api.rotateToken({ idempotencyKey: newKey() }, target.secret);
-    await waitFor(() => streams.every((w) => w.received.length >= 1), 'every stream to receive the rotation');
+    await waitFor('every stream to receive the rotation', () => streams.every((w) => w.received.length >= 1), 20_000);
     for (const w of streams) {
       expect(w.received.map((e) => [e.type, e.tokenId, e.successorId])).toEqual([[ExpiryEventType.ROTATED, target.token!.id, rotated.token!.id]]);
       expect(w.done).toBe(false);
     }
     // Cancelled calls leave the feed (the stalled watcher left when it overflowed).
     for (const w of streams) w.cancel();
-    await waitFor(() => s.rotor.expiry.feed.watchers === 0, 'every cancelled stream to leave the feed');
+    await waitForWatchers(s, 0, 20_000);
 
     // Reading again, the stalled client gets what was in flight, then RESOURCE_EXHAUSTED.
     stalled.resume();
@@ -125,7 +118,7 @@ describe.each(ENGINES)('shutdown with a stalled stream on %s', (engine) => {
     try {
       const stalled = api.watchExpiry({ ownerId: 'stall' }, s.adminSecret);
       stalled.pause();
-      await waitFor(() => s.rotor.expiry.feed.watchers === 1, 'the watcher');
+      await waitForWatchers(s, 1, 20_000);
       // Enough events to fill the HTTP/2 window and the server's buffers: its writes block.
       const caller = await authenticate(s.rotor.app, { authorization: `Bearer ${s.adminSecret}`, peer: null });
       for (let i = 0; i < 2000 && s.rotor.expiry.feed.watchers > 0; i++) {

@@ -130,3 +130,16 @@ export function inMs(from: number, ms: number) {
 }
 
 export { create };
+
+/**
+ * Waits until the server's live feed holds exactly `count` watchers: the streams opened before are
+ * registered (a live-only watch sends only what commits after that), or cancelled ones dropped.
+ * Polls the feed instead of sleeping a fixed time, which a loaded machine can outlast.
+ */
+export async function waitForWatchers(s: TestServer, count: number, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (s.rotor.expiry.feed.watchers !== count) {
+    if (Date.now() > deadline) throw new Error(`expected ${count} watchers in the feed, still ${s.rotor.expiry.feed.watchers} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
