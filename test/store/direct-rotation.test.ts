@@ -16,7 +16,8 @@ import type { TokenRecord } from '../../src/domain/token.js';
 import { createTokenKeys } from '../../src/domain/token-keys.js';
 import { RotorError } from '../../src/domain/errors.js';
 import { openStore, type KnexStore } from '../../src/store/knex-store.js';
-import { ENGINES, engineDatabase } from '../support/engines.js';
+import pg from 'pg';
+import { ENGINES, describeOnPostgres, engineDatabase, scratchDatabase } from '../support/engines.js';
 
 const keys = createTokenKeys(randomBytes(32));
 const random = (n: number) => new Uint8Array(randomBytes(n));
@@ -242,6 +243,37 @@ describe.each(ENGINES)('Store.commitRotation on %s', (engine) => {
       await fresh2.knex.raw('alter table token_events_away rename to token_events').catch(() => undefined);
       await fresh2.close();
     }
+  });
+});
+
+describeOnPostgres('Store.commitRotation statements on postgres', () => {
+  it('sends unnamed parameterised statements only, so a pooler in transaction mode can run it on any session', async () => {
+    const db = await scratchDatabase();
+    const store = await openStore({ url: db.url });
+    const sent: unknown[] = [];
+    const original = pg.Client.prototype.query;
+    try {
+      const now = Date.now();
+      const current = fresh(now);
+      await store.tokens.insert(current);
+      pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+        sent.push(args[0]);
+        return (original as (...a: unknown[]) => unknown).apply(this, args);
+      } as typeof original;
+      expect(await store.commitRotation(commitOf(current, successorOf(current, now), now))).toBe(true);
+    } finally {
+      pg.Client.prototype.query = original;
+      await store.close();
+      await db.drop();
+    }
+    const texts = sent.map((q) => (typeof q === 'string' ? q : (q as { text: string }).text).split(/\s/)[0]?.toUpperCase());
+    expect(texts).toEqual(['BEGIN', 'UPDATE', 'INSERT', 'INSERT', 'COMMIT']);
+    for (const q of sent) {
+      expect(typeof q).toBe('object');
+      expect(q).not.toHaveProperty('name');
+    }
+    // Parameterised: the values travel apart from the text.
+    expect((sent[1] as { values?: unknown[] }).values?.length).toBeGreaterThan(0);
   });
 });
 
