@@ -40,11 +40,11 @@ function intEnv(name: string, fallback: number): number {
 
 /** Fixed request counts (per round) and concurrency; override with the BENCH_* variables. */
 const settings = {
-  rounds: intEnv('BENCH_ROUNDS', 3),
+  rounds: intEnv('BENCH_ROUNDS', 5),
   concurrency: intEnv('BENCH_CONCURRENCY', 32),
   h2load_clients: intEnv('BENCH_H2LOAD_CLIENTS', 4),
-  h2load_noop_requests: intEnv('BENCH_H2LOAD_NOOP_REQUESTS', 10_000),
-  h2load_introspect_requests: intEnv('BENCH_H2LOAD_INTROSPECT_REQUESTS', 5_000),
+  h2load_noop_requests: intEnv('BENCH_H2LOAD_NOOP_REQUESTS', 30_000),
+  h2load_introspect_requests: intEnv('BENCH_H2LOAD_INTROSPECT_REQUESTS', 20_000),
   grpcjs_requests: intEnv('BENCH_GRPCJS_REQUESTS', 2_000),
   warmup_requests: intEnv('BENCH_WARMUP_REQUESTS', 1_000),
 };
