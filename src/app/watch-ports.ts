@@ -15,14 +15,18 @@ export interface LiveSubscription {
   skipThrough(sequence: number): void;
   /** Replay is over: the watcher may receive heartbeats now. */
   markLive(): void;
-  /** The next item; rejects with the reason when the subscription ended (overflow, shutdown, close). */
+  /**
+   * The next item; rejects with the reason when the subscription ended (overflow, shutdown,
+   * close, or, once the items queued before it were taken, the end of its credential).
+   */
   take(): Promise<LiveItem>;
   close(): void;
 }
 
 /** The shared live feed of the event log. Implementation: src/expiry/event-feed.ts. */
 export interface LiveFeed {
-  subscribe(selection: WatchSelection, thresholdsSeconds: readonly number[]): LiveSubscription;
+  /** `credentialId`: the bearer token the stream was authorized with; its end ends the stream. */
+  subscribe(selection: WatchSelection, thresholdsSeconds: readonly number[], credentialId: string): LiveSubscription;
 }
 
 /** What WatchExpiry needs beyond the AppContext: the feed and the thresholds the server schedules. */

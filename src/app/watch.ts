@@ -2,9 +2,9 @@ import { requireWatch } from '../domain/authorization.js';
 import { RotorError } from '../domain/errors.js';
 import { selectThresholds, wantsEvent, type WatchSelection } from '../domain/expiry.js';
 import { LIMITS, requireId, requireIdentifier } from '../domain/input-limits.js';
-import type { TokenRecord } from '../domain/token.js';
+import { isUsable, type TokenRecord } from '../domain/token.js';
 import type { WatchedEvent } from '../domain/token-event.js';
-import type { Caller } from './authenticate.js';
+import { successorForUse, type Caller } from './authenticate.js';
 import type { AppContext } from './context.js';
 import type { WatchRuntime } from './watch-ports.js';
 
@@ -32,6 +32,8 @@ const SNAPSHOT_LIMIT = 1000;
 /** A validated, authorized watch: what to follow and which thresholds to pass on. */
 export interface WatchPlan {
   selection: WatchSelection;
+  /** The caller's token: the stream lives as long as it authenticates (endsCredential). */
+  credentialId: string;
   thresholdsSeconds: number[];
   afterSequence: number | undefined;
   includeSnapshot: boolean;
@@ -76,7 +78,14 @@ export async function planWatch(app: AppContext, caller: Caller, req: WatchReque
   } else {
     selection = { kind: 'tokens', tokenIds: [caller.token.id] };
   }
-  return { selection, thresholdsSeconds, afterSequence: req.afterSequence, includeSnapshot: req.includeSnapshot };
+  return { selection, credentialId: caller.token.id, thresholdsSeconds, afterSequence: req.afterSequence, includeSnapshot: req.includeSnapshot };
+}
+
+async function requireCredential(app: AppContext, credentialId: string): Promise<void> {
+  const token = await app.store.tokens.findById(credentialId);
+  if (!token || !isUsable(token, app.now(), await successorForUse(app, token))) {
+    throw new RotorError('unauthenticated', 'bearer token is no longer valid');
+  }
 }
 
 async function snapshotTokens(app: AppContext, selection: WatchSelection): Promise<TokenRecord[]> {
@@ -99,12 +108,15 @@ export async function* watchEvents(app: AppContext, runtime: WatchRuntime, plan:
   // Live only: the log's end before joining bounds what counts as "before" (the feed's own
   // position may lag while nobody watched).
   const liveAfter = plan.afterSequence === undefined && !plan.includeSnapshot ? await app.store.events.latestSequence() : undefined;
-  const sub = runtime.feed.subscribe(plan.selection, plan.thresholdsSeconds);
+  const sub = runtime.feed.subscribe(plan.selection, plan.thresholdsSeconds, plan.credentialId);
   if (liveAfter !== undefined) sub.skipThrough(liveAfter);
   const onAbort = () => sub.close();
   if (signal?.aborted) sub.close();
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
+    // The feed ends the stream for a revocation it reads from now on; one that committed between
+    // the call's authentication and joining the feed is caught here.
+    await requireCredential(app, plan.credentialId);
     // Live only: anything after the log's end at the start that the feed had already read
     // before this watcher joined (its position ran ahead of liveAfter) is replayed from the log.
     let from = plan.afterSequence ?? liveAfter;

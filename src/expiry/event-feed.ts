@@ -2,7 +2,7 @@ import type { Logger } from '../app/context.js';
 import type { EventRepository } from '../app/store-ports.js';
 import type { LiveFeed } from '../app/watch-ports.js';
 import { RotorError } from '../domain/errors.js';
-import type { WatchSelection } from '../domain/expiry.js';
+import { endsCredential, type WatchSelection } from '../domain/expiry.js';
 import type { Clock } from '../domain/ports.js';
 import type { WatchedEvent } from '../domain/token-event.js';
 import { Subscription } from './subscription.js';
@@ -37,6 +37,8 @@ export class EventFeed implements LiveFeed {
   private readonly byToken = new Map<string, Set<Subscription>>();
   private readonly byOwner = new Map<string, Set<Subscription>>();
   private readonly byFamily = new Map<string, Set<Subscription>>();
+  /** Watchers by the bearer token their stream was authorized with. */
+  private readonly byCredential = new Map<string, Set<Subscription>>();
   private polling = false;
   private stale = false;
   private again = false;
@@ -68,14 +70,14 @@ export class EventFeed implements LiveFeed {
     return this.subs.size;
   }
 
-  subscribe(selection: WatchSelection, thresholdsSeconds: readonly number[]): Subscription {
+  subscribe(selection: WatchSelection, thresholdsSeconds: readonly number[], credentialId: string): Subscription {
     if (this.closed) throw new RotorError('unavailable', 'server is shutting down; reconnect to another replica');
     const key = thresholdsSeconds.join(',');
     let thresholds = this.thresholdSets.get(key);
     if (!thresholds) this.thresholdSets.set(key, (thresholds = new Set(thresholdsSeconds)));
-    const sub = new Subscription(selection, thresholds, this.position, this.options.bufferEvents, (s) => this.detach(s));
+    const sub = new Subscription(selection, credentialId, thresholds, this.position, this.options.bufferEvents, (s) => this.detach(s));
     this.subs.add(sub);
-    for (const [index, key] of this.keysOf(selection)) {
+    for (const [index, key] of this.keysOf(sub)) {
       let set = index.get(key);
       if (!set) index.set(key, (set = new Set()));
       set.add(sub);
@@ -187,6 +189,13 @@ export class EventFeed implements LiveFeed {
     for (const set of [this.byToken.get(e.tokenId), this.byOwner.get(e.ownerId), this.byFamily.get(e.familyId)]) {
       if (set) for (const s of set) s.offer(item);
     }
+    // After the offers, so that a watcher of its own token still receives the event first.
+    const ended = endsCredential(e.type);
+    const holders = ended && this.byCredential.get(e.tokenId);
+    if (holders) {
+      const reason = new RotorError('unauthenticated', `bearer token ${ended === 'expired' ? 'has expired' : 'has been revoked'}; reconnect with a valid token`);
+      for (const s of [...holders]) s.endAfterQueued(reason);
+    }
   }
 
   private heartbeats(): void {
@@ -199,21 +208,24 @@ export class EventFeed implements LiveFeed {
 
   private detach(sub: Subscription): void {
     if (!this.subs.delete(sub)) return;
-    for (const [index, key] of this.keysOf(sub.selection)) {
+    for (const [index, key] of this.keysOf(sub)) {
       const set = index.get(key);
       set?.delete(sub);
       if (set?.size === 0) index.delete(key);
     }
   }
 
-  private keysOf(selection: WatchSelection): [Map<string, Set<Subscription>>, string][] {
+  /** The index entries of a watcher: its selection's, and its credential's. */
+  private keysOf(sub: Subscription): [Map<string, Set<Subscription>>, string][] {
+    const credential: [Map<string, Set<Subscription>>, string] = [this.byCredential, sub.credentialId];
+    const selection = sub.selection;
     switch (selection.kind) {
       case 'tokens':
-        return [...new Set(selection.tokenIds)].map((id) => [this.byToken, id]);
+        return [...[...new Set(selection.tokenIds)].map((id): [Map<string, Set<Subscription>>, string] => [this.byToken, id]), credential];
       case 'owner':
-        return [[this.byOwner, selection.ownerId]];
+        return [[this.byOwner, selection.ownerId], credential];
       case 'family':
-        return [[this.byFamily, selection.familyId]];
+        return [[this.byFamily, selection.familyId], credential];
     }
   }
 }

@@ -40,6 +40,8 @@ export class Subscription implements LiveSubscription {
   private waiter: (() => void) | undefined;
   private wakePending = false;
   private failure: RotorError | undefined;
+  /** Set by endAfterQueued: the reason take() rejects with once the queue is empty. */
+  private ending: RotorError | undefined;
   private floor: number;
   live = false;
   /** Real time (ms) of the last item queued or taken; heartbeats go to watchers idle for long enough. */
@@ -47,6 +49,7 @@ export class Subscription implements LiveSubscription {
 
   constructor(
     readonly selection: WatchSelection,
+    readonly credentialId: string,
     private readonly thresholds: ReadonlySet<number>,
     readonly liveFrom: number,
     private readonly capacity: number,
@@ -99,6 +102,17 @@ export class Subscription implements LiveSubscription {
     this.push(lastHeartbeat);
   }
 
+  /**
+   * Ends the subscription after what it holds: it takes no further events, the queued ones (the
+   * event that ended its credential among them) are still delivered, then take() rejects.
+   */
+  endAfterQueued(reason: RotorError): void {
+    if (this.failure || this.ending) return;
+    this.ending = reason;
+    this.detach(this);
+    if (this.queue.length === 0) this.fail(reason);
+  }
+
   /** Ends the subscription: queued items are dropped and take() rejects with `reason`. */
   fail(reason: RotorError): void {
     if (this.failure) return;
@@ -117,6 +131,8 @@ export class Subscription implements LiveSubscription {
         this.idleSince = Date.now();
         return item;
       }
+      if (this.ending) this.fail(this.ending);
+      if (this.failure) throw this.failure;
       await new Promise<void>((resolve) => (this.waiter = resolve));
     }
   }

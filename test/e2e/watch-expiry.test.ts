@@ -192,6 +192,24 @@ describe.each(withEngines(WIRES))('WatchExpiry over %s on %s', (wire, engine) =>
     expect([f?.code, f?.rawMessage]).toEqual([Code.InvalidArgument, 'thresholds: 2h not scheduled by this server; allowed: 30d, 7d, 1d, 1h']);
   });
 
+  it('ends a stream once its bearer token is revoked, after the revocation event; streams of other bearers go on', async () => {
+    const owner = `cred-${wire}`;
+    const mine = await create(owner, 10 * DAY, ['rotor:rotate']);
+    const own = watch({ ownerId: owner }, mine.secret);
+    const admin = watch({ ownerId: owner }, s.adminSecret);
+    await waitForWatchers(s, 2);
+    await api.revokeToken({ id: mine.id }, s.adminSecret);
+    const f = await own.ended;
+    expect([f?.code, f?.rawMessage]).toEqual([Code.Unauthenticated, 'bearer token has been revoked; reconnect with a valid token']);
+    expect(own.received.filter((e) => e.type !== ExpiryEventType.HEARTBEAT).map((e) => [e.type, e.tokenId])).toEqual([[ExpiryEventType.REVOKED, mine.id]]);
+    await admin.until((r) => r.some((e) => e.type === ExpiryEventType.REVOKED), 10_000, 'the revocation on the admin stream');
+    expect(admin.done).toBe(false);
+    await waitForWatchers(s, 1);
+    // A new stream with the revoked token is refused when it opens.
+    const again = await watch({ ownerId: owner }, mine.secret).ended;
+    expect([again?.code, again?.rawMessage]).toEqual([Code.Unauthenticated, 'bearer token has been revoked']);
+  });
+
   it('refuses bad selections with a clear code and message', async () => {
     const mine = await create(`sel-${wire}`, 10 * DAY, ['rotor:rotate']);
     const other = await create(`sel-other-${wire}`);

@@ -43,9 +43,9 @@ describe('EventFeed', () => {
     const rows: WatchedEvent[] = [];
     feed = new EventFeed(memoryLog(rows), () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 10 });
     await feed.start();
-    const a = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [3600]);
-    const owner = feed.subscribe({ kind: 'owner', ownerId: 'web' }, [3600]);
-    const other = feed.subscribe({ kind: 'family', familyId: 'fam_other' }, [3600]);
+    const a = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [3600], 'tok_watcher');
+    const owner = feed.subscribe({ kind: 'owner', ownerId: 'web' }, [3600], 'tok_watcher');
+    const other = feed.subscribe({ kind: 'family', familyId: 'fam_other' }, [3600], 'tok_watcher');
     rows.push(ev(1), ev(2, 'tok_b1'), ev(3, 'tok_a1', 'expiring_soon', 3600), ev(4, 'tok_a1', 'expiring_soon', 86400));
     feed.wake();
     await settle(feed);
@@ -64,11 +64,51 @@ describe('EventFeed', () => {
     expect(feed.position).toBe(4);
   });
 
+  it('ends the streams of a revoked or expired bearer after the event that says so; a rotated bearer and other watchers go on', async () => {
+    const rows: WatchedEvent[] = [];
+    feed = new EventFeed(memoryLog(rows), () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 10 });
+    await feed.start();
+    // Watching its own token with it, and watching the owner with it.
+    const own = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_me'] }, [], 'tok_me');
+    const owner = feed.subscribe({ kind: 'owner', ownerId: 'web' }, [], 'tok_me');
+    const admin = feed.subscribe({ kind: 'owner', ownerId: 'web' }, [], 'tok_admin');
+    const expiring = feed.subscribe({ kind: 'owner', ownerId: 'web' }, [], 'tok_short');
+    const rotating = feed.subscribe({ kind: 'owner', ownerId: 'web' }, [], 'tok_rot');
+    rows.push(ev(1, 'tok_me', 'revoked'), ev(2, 'tok_short', 'expired'), ev(3, 'tok_rot', 'rotated'), ev(4, 'tok_other', 'revoked'));
+    feed.wake();
+    await settle(feed);
+    const ended = async (w: typeof own) => w.take().then((i) => (i.kind === 'event' ? i.event.sequence : -1), (e: RotorError) => `${e.code}: ${e.message}`);
+    const revoked = 'unauthenticated: bearer token has been revoked; reconnect with a valid token';
+    // The revocation reaches its own watcher first, then the stream ends.
+    expect([await ended(own), await ended(own)]).toEqual([1, revoked]);
+    expect([await ended(owner), await ended(owner)]).toEqual([1, revoked]);
+    expect([await ended(expiring), await ended(expiring), await ended(expiring)]).toEqual([1, 2, 'unauthenticated: bearer token has expired; reconnect with a valid token']);
+    expect([await ended(admin), await ended(admin), await ended(admin), await ended(admin)]).toEqual([1, 2, 3, 4]);
+    expect([await ended(rotating), await ended(rotating), await ended(rotating), await ended(rotating)]).toEqual([1, 2, 3, 4]);
+    expect(feed.watchers).toBe(2);
+  });
+
+  it('ends a waiting stream of a revoked bearer at once when none of its events is queued', async () => {
+    const rows: WatchedEvent[] = [];
+    feed = new EventFeed(memoryLog(rows), () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 10 });
+    await feed.start();
+    const w = feed.subscribe({ kind: 'family', familyId: 'fam_elsewhere' }, [], 'tok_me');
+    const waiting = w.take().then(
+      () => 'an item',
+      (e: unknown) => e,
+    );
+    rows.push({ ...ev(1, 'tok_me', 'family_revoked'), familyId: 'fam_mine' });
+    feed.wake();
+    await settle(feed);
+    expect(await waiting).toMatchObject({ code: 'unauthenticated', message: 'bearer token has been revoked; reconnect with a valid token' });
+    expect(feed.watchers).toBe(0);
+  });
+
   it('moves past a hole in the sequence at once (a hole is a rolled-back number) and offers what follows in order', async () => {
     const rows: WatchedEvent[] = [ev(1)];
     feed = new EventFeed(memoryLog(rows), () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 10 });
     await feed.start();
-    const w = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, []);
+    const w = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [], 'tok_watcher');
     rows.push(ev(3), ev(4));
     feed.wake();
     await settle(feed);
@@ -81,8 +121,8 @@ describe('EventFeed', () => {
     const rows: WatchedEvent[] = [];
     feed = new EventFeed(memoryLog(rows), () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 3 });
     await feed.start();
-    const slow = feed.subscribe({ kind: 'owner', ownerId: 'web' }, []);
-    const fast = feed.subscribe({ kind: 'owner', ownerId: 'web' }, []);
+    const slow = feed.subscribe({ kind: 'owner', ownerId: 'web' }, [], 'tok_watcher');
+    const fast = feed.subscribe({ kind: 'owner', ownerId: 'web' }, [], 'tok_watcher');
     const got: number[] = [];
     const reader = (async () => {
       for (;;) {
@@ -114,7 +154,7 @@ describe('EventFeed', () => {
     feed.wake();
     await settle(feed);
     expect([reads, feed.position]).toEqual([0, 1]);
-    const w = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, []);
+    const w = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [], 'tok_watcher');
     expect(w.liveFrom).toBe(1);
     await settle(feed);
     expect([reads, feed.position, w.pending]).toEqual([1, 2, 1]);
@@ -133,7 +173,7 @@ describe('EventFeed', () => {
     await settle(feed);
     expect([tails, feed.position]).toEqual([0, 4]);
     // A watcher from here on gets what follows.
-    const w = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, []);
+    const w = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [], 'tok_watcher');
     expect(w.liveFrom).toBe(4);
     rows.push(ev(5));
     feed.wake();
@@ -157,7 +197,7 @@ describe('EventFeed', () => {
     };
     rows.push(ev(2), ev(3));
     await new Promise((r) => setTimeout(r, 40));
-    w = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, []);
+    w = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [], 'tok_watcher');
     expect(w.liveFrom).toBe(1);
     release();
     log.latestSequence = latest;
@@ -178,7 +218,7 @@ describe('EventFeed', () => {
     };
     feed = new EventFeed(log, () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 10 });
     await feed.start();
-    feed.subscribe({ kind: 'owner', ownerId: 'web' }, []);
+    feed.subscribe({ kind: 'owner', ownerId: 'web' }, [], 'tok_watcher');
     const step = async () => {
       for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
       gate?.();
@@ -220,15 +260,15 @@ describe('EventFeed', () => {
     const rows: WatchedEvent[] = [ev(1), ev(2, 'tok_zz1')];
     feed = new EventFeed(memoryLog(rows), () => 42, quiet, { pollIntervalMs: 60_000, heartbeatMs: 100, bufferEvents: 3 });
     await feed.start();
-    const live = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, []);
-    const replaying = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, []);
+    const live = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [], 'tok_watcher');
+    const replaying = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [], 'tok_watcher');
     live.markLive();
     const item = await live.take();
     expect(item).toEqual({ kind: 'heartbeat', sequence: 2, at: 42 });
     expect(replaying.pending).toBe(0);
     feed.close();
     await expect(live.take()).rejects.toMatchObject({ code: 'unavailable', message: 'server is shutting down; reconnect with after_sequence set to the last sequence received' });
-    expect(() => feed!.subscribe({ kind: 'owner', ownerId: 'web' }, [])).toThrow('server is shutting down');
+    expect(() => feed!.subscribe({ kind: 'owner', ownerId: 'web' }, [], 'tok_watcher')).toThrow('server is shutting down');
   });
 });
 
@@ -242,8 +282,8 @@ describe('EventFeed when the database is lost', () => {
     const feed = new EventFeed(log, () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 10 });
     try {
       await feed.start();
-      const a = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, []);
-      const b = feed.subscribe({ kind: 'owner', ownerId: 'web' }, []);
+      const a = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [], 'tok_watcher');
+      const b = feed.subscribe({ kind: 'owner', ownerId: 'web' }, [], 'tok_watcher');
       // Any other failure is logged and retried; the streams stay.
       failWith = new Error('syntax error');
       feed.wake();
@@ -258,7 +298,7 @@ describe('EventFeed when the database is lost', () => {
       expect(feed.watchers).toBe(0);
       // Back: a new watcher gets what was committed meanwhile, from the feed's old position.
       failWith = undefined;
-      const c = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, []);
+      const c = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [], 'tok_watcher');
       rows.push(ev(2));
       feed.wake();
       await settle(feed);
