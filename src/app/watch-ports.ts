@@ -23,10 +23,22 @@ export interface LiveSubscription {
   close(): void;
 }
 
+/** The bearer token a stream was authorized with: the stream lives as long as it authenticates. */
+export interface WatchCredential {
+  tokenId: string;
+  familyId: string;
+}
+
+/**
+ * Whether a credential authenticates now, read fresh (not from the token cache): `until` is the
+ * instant it stops (DESIGN.md rules 2 and 7, `usableUntil`), `problem` why it no longer does.
+ */
+export type CredentialCheck = (tokenId: string) => Promise<{ until: number; problem?: string }>;
+
 /** The shared live feed of the event log. Implementation: src/expiry/event-feed.ts. */
 export interface LiveFeed {
-  /** `credentialId`: the bearer token the stream was authorized with; its end ends the stream. */
-  subscribe(selection: WatchSelection, thresholdsSeconds: readonly number[], credentialId: string): LiveSubscription;
+  /** `credential`: the bearer the stream was authorized with; when it stops authenticating, the stream ends. */
+  subscribe(selection: WatchSelection, thresholdsSeconds: readonly number[], credential: WatchCredential): LiveSubscription;
 }
 
 /** What WatchExpiry needs beyond the AppContext: the feed and the thresholds the server schedules. */

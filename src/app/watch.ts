@@ -1,12 +1,12 @@
 import { requireWatch } from '../domain/authorization.js';
-import { RotorError } from '../domain/errors.js';
+import { RotorError, isRotorError } from '../domain/errors.js';
 import { selectThresholds, wantsEvent, type WatchSelection } from '../domain/expiry.js';
 import { LIMITS, requireId, requireIdentifier } from '../domain/input-limits.js';
-import { isUsable, type TokenRecord } from '../domain/token.js';
+import { assertUsable, isUsable, usableUntil, type TokenRecord } from '../domain/token.js';
 import type { WatchedEvent } from '../domain/token-event.js';
 import { successorForUse, type Caller } from './authenticate.js';
 import type { AppContext } from './context.js';
-import type { WatchRuntime } from './watch-ports.js';
+import type { WatchCredential, WatchRuntime } from './watch-ports.js';
 
 /** WatchExpiry input, decoded from the wire (durations already in seconds). */
 export interface WatchRequest {
@@ -32,8 +32,8 @@ const SNAPSHOT_LIMIT = 1000;
 /** A validated, authorized watch: what to follow and which thresholds to pass on. */
 export interface WatchPlan {
   selection: WatchSelection;
-  /** The caller's token: the stream lives as long as it authenticates (endsCredential). */
-  credentialId: string;
+  /** The caller's token: the stream lives as long as it authenticates. */
+  credential: WatchCredential;
   thresholdsSeconds: number[];
   afterSequence: number | undefined;
   includeSnapshot: boolean;
@@ -78,7 +78,27 @@ export async function planWatch(app: AppContext, caller: Caller, req: WatchReque
   } else {
     selection = { kind: 'tokens', tokenIds: [caller.token.id] };
   }
-  return { selection, credentialId: caller.token.id, thresholdsSeconds, afterSequence: req.afterSequence, includeSnapshot: req.includeSnapshot };
+  return { selection, credential: { tokenId: caller.token.id, familyId: caller.token.familyId }, thresholdsSeconds, afterSequence: req.afterSequence, includeSnapshot: req.includeSnapshot };
+}
+
+/**
+ * The feed's credential check (src/expiry/event-feed.ts): the token and the successor its
+ * usability depends on, read in a transaction so that neither comes from the token cache.
+ */
+export async function checkCredential(app: AppContext, tokenId: string): Promise<{ until: number; problem?: string }> {
+  return app.store.transaction(async (tx) => {
+    const token = await tx.tokens.findById(tokenId);
+    if (!token) return { until: 0, problem: 'token is unknown' };
+    const successor = token.revokeReason === 'rotated' && token.successorId !== null ? await tx.tokens.findById(token.successorId) : undefined;
+    const until = usableUntil(token, successor);
+    try {
+      assertUsable(token, app.now(), successor);
+      return { until };
+    } catch (e) {
+      if (isRotorError(e)) return { until, problem: e.message };
+      throw e;
+    }
+  });
 }
 
 async function requireCredential(app: AppContext, credentialId: string): Promise<void> {
@@ -108,15 +128,15 @@ export async function* watchEvents(app: AppContext, runtime: WatchRuntime, plan:
   // Live only: the log's end before joining bounds what counts as "before" (the feed's own
   // position may lag while nobody watched).
   const liveAfter = plan.afterSequence === undefined && !plan.includeSnapshot ? await app.store.events.latestSequence() : undefined;
-  const sub = runtime.feed.subscribe(plan.selection, plan.thresholdsSeconds, plan.credentialId);
+  const sub = runtime.feed.subscribe(plan.selection, plan.thresholdsSeconds, plan.credential);
   if (liveAfter !== undefined) sub.skipThrough(liveAfter);
   const onAbort = () => sub.close();
   if (signal?.aborted) sub.close();
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    // The feed ends the stream for a revocation it reads from now on; one that committed between
-    // the call's authentication and joining the feed is caught here.
-    await requireCredential(app, plan.credentialId);
+    // The feed ends the stream when a later event or the clock ends its credential; a revocation
+    // that committed between the call's authentication and joining the feed is caught here.
+    await requireCredential(app, plan.credential.tokenId);
     // Live only: anything after the log's end at the start that the feed had already read
     // before this watcher joined (its position ran ahead of liveAfter) is replayed from the log.
     let from = plan.afterSequence ?? liveAfter;

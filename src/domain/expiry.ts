@@ -94,17 +94,6 @@ export type WatchSelection =
   | { kind: 'owner'; ownerId: string }
   | { kind: 'family'; familyId: string };
 
-/**
- * The end of a watcher's credential: a stream is authorized when it opens, and it ends (after the
- * event that says so) once its bearer token is revoked, revoked with its family, or expired. A
- * rotated bearer is left alone: it may stay usable for its overlap window, and its holder moves
- * to the successor anyway.
- */
-export function endsCredential(type: string): 'revoked' | 'expired' | undefined {
-  if (type === 'revoked' || type === 'family_revoked') return 'revoked';
-  return type === 'expired' ? 'expired' : undefined;
-}
-
 /** Whether a watcher asking for `thresholds` gets the event: EXPIRING_SOON only for its own thresholds. */
 export function wantsEvent(thresholds: ReadonlySet<number>, e: { type: string; thresholdSeconds?: number | null }): boolean {
   return e.type !== 'expiring_soon' || thresholds.has(e.thresholdSeconds ?? -1);

@@ -1,8 +1,8 @@
 import type { Logger } from '../app/context.js';
 import type { EventRepository } from '../app/store-ports.js';
-import type { LiveFeed } from '../app/watch-ports.js';
+import type { CredentialCheck, LiveFeed, WatchCredential } from '../app/watch-ports.js';
 import { RotorError } from '../domain/errors.js';
-import { endsCredential, type WatchSelection } from '../domain/expiry.js';
+import type { WatchSelection } from '../domain/expiry.js';
 import type { Clock } from '../domain/ports.js';
 import type { WatchedEvent } from '../domain/token-event.js';
 import { Subscription } from './subscription.js';
@@ -15,6 +15,19 @@ export interface EventFeedOptions {
   heartbeatMs: number;
   /** Undelivered events one watcher may hold before its stream ends with RESOURCE_EXHAUSTED. */
   bufferEvents: number;
+  /** Reads whether a watcher's bearer token still authenticates (src/app/watch.ts checkCredential). */
+  checkCredential: CredentialCheck;
+}
+
+/** A bearer token that streams were authorized with, followed once for all of them. */
+interface FollowedCredential {
+  readonly tokenId: string;
+  readonly familyId: string;
+  /** When it stops authenticating, as last checked (Infinity until a check answers). */
+  until: number;
+  readonly subs: Set<Subscription>;
+  checking: boolean;
+  again: boolean;
 }
 
 const PAGE = 1000;
@@ -37,8 +50,11 @@ export class EventFeed implements LiveFeed {
   private readonly byToken = new Map<string, Set<Subscription>>();
   private readonly byOwner = new Map<string, Set<Subscription>>();
   private readonly byFamily = new Map<string, Set<Subscription>>();
-  /** Watchers by the bearer token their stream was authorized with. */
-  private readonly byCredential = new Map<string, Set<Subscription>>();
+  /** The bearer tokens of the watchers, by token id and by family. */
+  private readonly credentials = new Map<string, FollowedCredential>();
+  private readonly credentialsByFamily = new Map<string, Set<FollowedCredential>>();
+  /** Bearers found no longer valid, ended after the next read: the events that say so go first. */
+  private readonly toEnd = new Map<FollowedCredential, RotorError>();
   private polling = false;
   private stale = false;
   private again = false;
@@ -70,18 +86,19 @@ export class EventFeed implements LiveFeed {
     return this.subs.size;
   }
 
-  subscribe(selection: WatchSelection, thresholdsSeconds: readonly number[], credentialId: string): Subscription {
+  subscribe(selection: WatchSelection, thresholdsSeconds: readonly number[], credential: WatchCredential): Subscription {
     if (this.closed) throw new RotorError('unavailable', 'server is shutting down; reconnect to another replica');
     const key = thresholdsSeconds.join(',');
     let thresholds = this.thresholdSets.get(key);
     if (!thresholds) this.thresholdSets.set(key, (thresholds = new Set(thresholdsSeconds)));
-    const sub = new Subscription(selection, credentialId, thresholds, this.position, this.options.bufferEvents, (s) => this.detach(s));
+    const sub = new Subscription(selection, credential.tokenId, thresholds, this.position, this.options.bufferEvents, (s) => this.detach(s));
     this.subs.add(sub);
-    for (const [index, key] of this.keysOf(sub)) {
+    for (const [index, key] of this.keysOf(selection)) {
       let set = index.get(key);
       if (!set) index.set(key, (set = new Set()));
       set.add(sub);
     }
+    this.follow(sub, credential);
     if (this.stale) {
       this.stale = false;
       this.read();
@@ -151,6 +168,9 @@ export class EventFeed implements LiveFeed {
   }
 
   private async poll(): Promise<void> {
+    // Bearers found invalid before this read began: their streams end once it has offered its events.
+    const ending = [...this.toEnd];
+    this.toEnd.clear();
     try {
       for (;;) {
         this.again = false;
@@ -180,6 +200,8 @@ export class EventFeed implements LiveFeed {
       this.log.warn('event feed read failed; retrying on the next poll', { error: e instanceof Error ? e.message : String(e) });
       // The database is gone: end the streams so clients resume elsewhere (or here, later).
       if (e instanceof RotorError && e.code === 'unavailable') this.interrupt(DATABASE_LOST);
+    } finally {
+      for (const [c, reason] of ending) for (const s of [...c.subs]) s.endAfterQueued(reason);
     }
   }
 
@@ -189,18 +211,75 @@ export class EventFeed implements LiveFeed {
     for (const set of [this.byToken.get(e.tokenId), this.byOwner.get(e.ownerId), this.byFamily.get(e.familyId)]) {
       if (set) for (const s of set) s.offer(item);
     }
-    // After the offers, so that a watcher of its own token still receives the event first.
-    const ended = endsCredential(e.type);
-    const holders = ended && this.byCredential.get(e.tokenId);
-    if (holders) {
-      const reason = new RotorError('unauthenticated', `bearer token ${ended === 'expired' ? 'has expired' : 'has been revoked'}; reconnect with a valid token`);
-      for (const s of [...holders]) s.endAfterQueued(reason);
+    // A change in the family of a watcher's bearer (its revocation, a rotation that starts or
+    // ends an overlap window, its successor's revocation, the family's) may end that bearer.
+    // Checked after the offers, so the events that say so reach the watchers first.
+    if (e.type !== 'expiring_soon') {
+      const followed = this.credentialsByFamily.get(e.familyId);
+      if (followed) for (const c of followed) this.check(c);
     }
+  }
+
+  private follow(sub: Subscription, credential: WatchCredential): void {
+    let c = this.credentials.get(credential.tokenId);
+    if (!c) {
+      c = { tokenId: credential.tokenId, familyId: credential.familyId, until: Infinity, subs: new Set(), checking: false, again: false };
+      this.credentials.set(c.tokenId, c);
+      let family = this.credentialsByFamily.get(c.familyId);
+      if (!family) this.credentialsByFamily.set(c.familyId, (family = new Set()));
+      family.add(c);
+      // Learn when it stops authenticating, for the clock (expiry, the end of an overlap window).
+      this.check(c);
+    }
+    c.subs.add(sub);
+  }
+
+  private unfollow(sub: Subscription): void {
+    const c = this.credentials.get(sub.credentialId);
+    if (!c || !c.subs.delete(sub) || c.subs.size > 0) return;
+    this.credentials.delete(c.tokenId);
+    const family = this.credentialsByFamily.get(c.familyId);
+    family?.delete(c);
+    if (family?.size === 0) this.credentialsByFamily.delete(c.familyId);
+  }
+
+  /** Reads whether `c` still authenticates; one read at a time per credential, calls during it cause one more. */
+  private check(c: FollowedCredential): void {
+    if (this.closed) return;
+    if (c.checking) {
+      c.again = true;
+      return;
+    }
+    c.checking = true;
+    this.options
+      .checkCredential(c.tokenId)
+      .then(
+        (r) => {
+          c.until = r.until;
+          if (r.problem === undefined) return;
+          // The change committed before this check read it: the next read of the log offers its
+          // events, and only then do the streams end (poll()).
+          this.toEnd.set(c, new RotorError('unauthenticated', `bearer ${r.problem}; reconnect with a valid token`));
+          this.read();
+        },
+        (e: unknown) => {
+          this.log.warn('could not check the bearer token of WatchExpiry streams; checking again on its next event', { token_id: c.tokenId, error: e instanceof Error ? e.message : String(e) });
+        },
+      )
+      .finally(() => {
+        c.checking = false;
+        if (c.again && this.credentials.get(c.tokenId) === c) {
+          c.again = false;
+          this.check(c);
+        }
+      });
   }
 
   private heartbeats(): void {
     const t = Date.now();
     const at = this.now();
+    // A bearer whose time is up (expiry, the end of an overlap window) is checked, and so ended.
+    for (const c of this.credentials.values()) if (at >= c.until) this.check(c);
     for (const s of this.subs) {
       if (s.live && s.pending === 0 && t - s.idleSince >= this.options.heartbeatMs) s.heartbeat(this.position, at);
     }
@@ -208,24 +287,22 @@ export class EventFeed implements LiveFeed {
 
   private detach(sub: Subscription): void {
     if (!this.subs.delete(sub)) return;
-    for (const [index, key] of this.keysOf(sub)) {
+    this.unfollow(sub);
+    for (const [index, key] of this.keysOf(sub.selection)) {
       const set = index.get(key);
       set?.delete(sub);
       if (set?.size === 0) index.delete(key);
     }
   }
 
-  /** The index entries of a watcher: its selection's, and its credential's. */
-  private keysOf(sub: Subscription): [Map<string, Set<Subscription>>, string][] {
-    const credential: [Map<string, Set<Subscription>>, string] = [this.byCredential, sub.credentialId];
-    const selection = sub.selection;
+  private keysOf(selection: WatchSelection): [Map<string, Set<Subscription>>, string][] {
     switch (selection.kind) {
       case 'tokens':
-        return [...[...new Set(selection.tokenIds)].map((id): [Map<string, Set<Subscription>>, string] => [this.byToken, id]), credential];
+        return [...new Set(selection.tokenIds)].map((id) => [this.byToken, id]);
       case 'owner':
-        return [[this.byOwner, selection.ownerId], credential];
+        return [[this.byOwner, selection.ownerId]];
       case 'family':
-        return [[this.byFamily, selection.familyId], credential];
+        return [[this.byFamily, selection.familyId]];
     }
   }
 }

@@ -7,6 +7,7 @@ import { rotorServices } from '../api/services.js';
 import type { AppContext, Logger } from '../app/context.js';
 import type { JwtSettings } from '../app/jwt-access-tokens.js';
 import { SigningKeyRing } from '../app/signing-key-ring.js';
+import { checkCredential } from '../app/watch.js';
 import { createSigningKeySeal } from '../domain/signing-key-seal.js';
 import { createTokenKeys } from '../domain/token-keys.js';
 import { EventFeed } from '../expiry/event-feed.js';
@@ -104,6 +105,7 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
     pollIntervalMs: config.expiry.pollIntervalMs,
     heartbeatMs: config.expiry.heartbeatSeconds * 1000,
     bufferEvents: config.expiry.bufferEvents,
+    checkCredential: (tokenId) => checkCredential(app, tokenId),
   });
   if (config.databaseListen) {
     // Other replicas' events wake the feed (and drop their token rows from the cache); the feed

@@ -39,7 +39,8 @@ describe.each(ENGINES)('live-only watch joining a feed that already moved on %s'
   it('an event the feed read before the watch joined is replayed, not lost', async () => {
     // Another watcher keeps the feed reading on every commit.
     const feed = s.rotor.expiry.feed;
-    const other = feed.subscribe({ kind: 'owner', ownerId: 'someone-else' }, [], 'tok_watcher');
+    const { token: admin } = await authenticate(s.rotor.app, { authorization: `Bearer ${s.adminSecret}`, peer: null });
+    const other = feed.subscribe({ kind: 'owner', ownerId: 'someone-else' }, [], { tokenId: admin.id, familyId: admin.familyId });
     const token = await tokenOf('live-only');
     const events = s.rotor.store.events;
     const latest = events.latestSequence.bind(events);
@@ -57,8 +58,7 @@ describe.each(ENGINES)('live-only watch joining a feed that already moved on %s'
       return end;
     };
     try {
-      const { token: admin } = await authenticate(s.rotor.app, { authorization: `Bearer ${s.adminSecret}`, peer: null });
-      const plan = { selection: { kind: 'owner' as const, ownerId: 'live-only' }, credentialId: admin.id, thresholdsSeconds: [], afterSequence: undefined, includeSnapshot: false };
+      const plan = { selection: { kind: 'owner' as const, ownerId: 'live-only' }, credential: { tokenId: admin.id, familyId: admin.familyId }, thresholdsSeconds: [], afterSequence: undefined, includeSnapshot: false };
       const stream = watchEvents(s.rotor.app, { feed, thresholdsSeconds: [] }, plan);
       const first = await Promise.race([stream.next(), new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 2000))]);
       expect(first).not.toBe('timeout');

@@ -51,22 +51,26 @@ describe.each(ENGINES)('watchers never pass an event that can still commit below
     const watcher = api.watchExpiry({ tokenIds: [x, y] }, s.adminSecret);
     await waitForWatchers(s, 1);
 
-    // T1: the next store transaction (revoking X) waits at its end, after its event insert, until released.
+    // T1: the store transaction revoking X waits at its end, after its event insert, until released.
+    // Told apart by what it wrote: other transactions may run meanwhile (the feed checks the
+    // watcher's bearer in a read-only one).
     const store = s.rotor.store;
     const original = store.transaction.bind(store);
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
     let inserted!: () => void;
     const heldOpen = new Promise<void>((r) => (inserted = r));
-    store.transaction = (<T>(work: (tx: Repositories) => Promise<T>, options?: { lock?: string }) => {
-      store.transaction = original;
-      return original(async (tx) => {
+    let armed = true;
+    store.transaction = (<T>(work: (tx: Repositories) => Promise<T>, options?: { lock?: string }) =>
+      original(async (tx) => {
         const result = await work(tx);
-        inserted();
-        await gate;
+        if (armed && (await tx.tokens.findById(x))?.revokedAt != null) {
+          armed = false;
+          inserted();
+          await gate;
+        }
         return result;
-      }, options);
-    }) as typeof store.transaction;
+      }, options)) as typeof store.transaction;
     const t1 = api.revokeToken({ id: x }, s.adminSecret);
     await heldOpen;
 
@@ -84,6 +88,7 @@ describe.each(ENGINES)('watchers never pass an event that can still commit below
       seen = [...watcher.received];
     } finally {
       release();
+      store.transaction = original;
     }
     await Promise.all([t1, t2]);
 

@@ -9,6 +9,9 @@ import { RotorError } from '../../src/domain/errors.js';
 import { EventFeed } from '../../src/expiry/event-feed.js';
 
 const quiet = { info() {}, warn() {}, error() {} };
+/** The bearer of the watchers, and a check that always finds it valid. */
+const CRED = { tokenId: 'tok_watcher', familyId: 'fam_watcher' };
+const valid = async () => ({ until: Infinity });
 
 function ev(sequence: number, tokenId = 'tok_a1', type: WatchedEvent['type'] = 'revoked', thresholdSeconds: number | null = null): WatchedEvent {
   return { sequence, type, tokenId, familyId: 'fam_f1', ownerId: 'web', successorId: null, actor: 'x', peer: null, reason: null, occurredAt: 0, expiresAt: 0, thresholdSeconds };
@@ -41,11 +44,11 @@ describe('EventFeed', () => {
 
   it('offers events in sequence order to the watchers of their token, owner or family only', async () => {
     const rows: WatchedEvent[] = [];
-    feed = new EventFeed(memoryLog(rows), () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 10 });
+    feed = new EventFeed(memoryLog(rows), () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 10, checkCredential: valid });
     await feed.start();
-    const a = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [3600], 'tok_watcher');
-    const owner = feed.subscribe({ kind: 'owner', ownerId: 'web' }, [3600], 'tok_watcher');
-    const other = feed.subscribe({ kind: 'family', familyId: 'fam_other' }, [3600], 'tok_watcher');
+    const a = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [3600], CRED);
+    const owner = feed.subscribe({ kind: 'owner', ownerId: 'web' }, [3600], CRED);
+    const other = feed.subscribe({ kind: 'family', familyId: 'fam_other' }, [3600], CRED);
     rows.push(ev(1), ev(2, 'tok_b1'), ev(3, 'tok_a1', 'expiring_soon', 3600), ev(4, 'tok_a1', 'expiring_soon', 86400));
     feed.wake();
     await settle(feed);
@@ -64,51 +67,91 @@ describe('EventFeed', () => {
     expect(feed.position).toBe(4);
   });
 
-  it('ends the streams of a revoked or expired bearer after the event that says so; a rotated bearer and other watchers go on', async () => {
+  /** A credential check over a table the test edits; counts the checks per token. */
+  function credentialTable() {
+    const state = new Map<string, { until: number; problem?: string }>();
+    const checks = new Map<string, number>();
+    const check = async (tokenId: string) => {
+      checks.set(tokenId, (checks.get(tokenId) ?? 0) + 1);
+      return state.get(tokenId) ?? { until: Infinity };
+    };
+    return { state, checks, check };
+  }
+  const cred = (tokenId: string, familyId = `fam_of_${tokenId}`) => ({ tokenId, familyId });
+  const ended = async (w: { take(): Promise<{ kind: string; event?: WatchedEvent }> }) =>
+    w.take().then(
+      (i) => (i.kind === 'event' ? i.event!.sequence : -1),
+      (e: RotorError) => `${e.code}: ${e.message}`,
+    );
+
+  it('an event in the family of a watcher\'s bearer re-checks it; a bearer that no longer authenticates ends its streams after the queued events', async () => {
     const rows: WatchedEvent[] = [];
-    feed = new EventFeed(memoryLog(rows), () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 10 });
+    const t = credentialTable();
+    feed = new EventFeed(memoryLog(rows), () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 10, checkCredential: t.check });
     await feed.start();
-    // Watching its own token with it, and watching the owner with it.
-    const own = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_me'] }, [], 'tok_me');
-    const owner = feed.subscribe({ kind: 'owner', ownerId: 'web' }, [], 'tok_me');
-    const admin = feed.subscribe({ kind: 'owner', ownerId: 'web' }, [], 'tok_admin');
-    const expiring = feed.subscribe({ kind: 'owner', ownerId: 'web' }, [], 'tok_short');
-    const rotating = feed.subscribe({ kind: 'owner', ownerId: 'web' }, [], 'tok_rot');
-    rows.push(ev(1, 'tok_me', 'revoked'), ev(2, 'tok_short', 'expired'), ev(3, 'tok_rot', 'rotated'), ev(4, 'tok_other', 'revoked'));
+    // Watching its own token with it, and its owner with it; another bearer watches the owner.
+    const own = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_me'] }, [], cred('tok_me', 'fam_me'));
+    const owner = feed.subscribe({ kind: 'owner', ownerId: 'web' }, [], cred('tok_me', 'fam_me'));
+    const other = feed.subscribe({ kind: 'owner', ownerId: 'web' }, [], cred('tok_admin'));
+    await settle(feed);
+    // One check per bearer when it first appears (for its time bound), not one per stream.
+    expect(Object.fromEntries(t.checks)).toEqual({ tok_me: 1, tok_admin: 1 });
+    t.state.set('tok_me', { until: 0, problem: 'token has been revoked' });
+    rows.push({ ...ev(1, 'tok_me', 'revoked'), familyId: 'fam_me' }, ev(2, 'tok_x', 'revoked'));
     feed.wake();
     await settle(feed);
-    const ended = async (w: typeof own) => w.take().then((i) => (i.kind === 'event' ? i.event.sequence : -1), (e: RotorError) => `${e.code}: ${e.message}`);
     const revoked = 'unauthenticated: bearer token has been revoked; reconnect with a valid token';
-    // The revocation reaches its own watcher first, then the stream ends.
+    // Every event read with the revocation is delivered, then the stream ends.
     expect([await ended(own), await ended(own)]).toEqual([1, revoked]);
-    expect([await ended(owner), await ended(owner)]).toEqual([1, revoked]);
-    expect([await ended(expiring), await ended(expiring), await ended(expiring)]).toEqual([1, 2, 'unauthenticated: bearer token has expired; reconnect with a valid token']);
-    expect([await ended(admin), await ended(admin), await ended(admin), await ended(admin)]).toEqual([1, 2, 3, 4]);
-    expect([await ended(rotating), await ended(rotating), await ended(rotating), await ended(rotating)]).toEqual([1, 2, 3, 4]);
-    expect(feed.watchers).toBe(2);
+    expect([await ended(owner), await ended(owner), await ended(owner)]).toEqual([1, 2, revoked]);
+    expect([await ended(other), await ended(other)]).toEqual([1, 2]);
+    expect(t.checks.get('tok_me')).toBe(2);
+    expect(t.checks.get('tok_admin')).toBe(1); // not its family
+    expect(feed.watchers).toBe(1);
   });
 
-  it('ends a waiting stream of a revoked bearer at once when none of its events is queued', async () => {
+  it('ends the streams of a bearer whose time is up (expiry, end of an overlap window) on the clock alone, with the reason the check gives', async () => {
     const rows: WatchedEvent[] = [];
-    feed = new EventFeed(memoryLog(rows), () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 10 });
+    const t = credentialTable();
+    let now = 1_000;
+    t.state.set('tok_short', { until: 5_000 });
+    feed = new EventFeed(memoryLog(rows), () => now, quiet, { pollIntervalMs: 60_000, heartbeatMs: 100, bufferEvents: 10, checkCredential: t.check });
     await feed.start();
-    const w = feed.subscribe({ kind: 'family', familyId: 'fam_elsewhere' }, [], 'tok_me');
+    const w = feed.subscribe({ kind: 'family', familyId: 'fam_elsewhere' }, [], cred('tok_short'));
     const waiting = w.take().then(
       () => 'an item',
       (e: unknown) => e,
     );
-    rows.push({ ...ev(1, 'tok_me', 'family_revoked'), familyId: 'fam_mine' });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(feed.watchers).toBe(1); // its time is not up
+    t.state.set('tok_short', { until: 5_000, problem: 'token has expired' });
+    now = 5_000;
+    expect(await waiting).toMatchObject({ code: 'unauthenticated', message: 'bearer token has expired; reconnect with a valid token' });
+    expect(feed.watchers).toBe(0);
+  });
+
+  it('a check that fails (database gone) ends nothing and is logged', async () => {
+    const rows: WatchedEvent[] = [];
+    const warnings: string[] = [];
+    feed = new EventFeed(memoryLog(rows), () => 0, { ...quiet, warn: (m: string) => void warnings.push(m) }, {
+      pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 10,
+      checkCredential: () => Promise.reject(new Error('database unavailable')),
+    });
+    await feed.start();
+    const w = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_me'] }, [], cred('tok_me'));
+    rows.push({ ...ev(1, 'tok_me', 'revoked'), familyId: 'fam_of_tok_me' });
     feed.wake();
     await settle(feed);
-    expect(await waiting).toMatchObject({ code: 'unauthenticated', message: 'bearer token has been revoked; reconnect with a valid token' });
-    expect(feed.watchers).toBe(0);
+    expect(await ended(w)).toBe(1);
+    expect(feed.watchers).toBe(1);
+    expect(warnings).toContain('could not check the bearer token of WatchExpiry streams; checking again on its next event');
   });
 
   it('moves past a hole in the sequence at once (a hole is a rolled-back number) and offers what follows in order', async () => {
     const rows: WatchedEvent[] = [ev(1)];
-    feed = new EventFeed(memoryLog(rows), () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 10 });
+    feed = new EventFeed(memoryLog(rows), () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 10, checkCredential: valid });
     await feed.start();
-    const w = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [], 'tok_watcher');
+    const w = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [], CRED);
     rows.push(ev(3), ev(4));
     feed.wake();
     await settle(feed);
@@ -119,10 +162,10 @@ describe('EventFeed', () => {
 
   it('a full buffer ends only that watcher with resource_exhausted; the feed never waits', async () => {
     const rows: WatchedEvent[] = [];
-    feed = new EventFeed(memoryLog(rows), () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 3 });
+    feed = new EventFeed(memoryLog(rows), () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 3, checkCredential: valid });
     await feed.start();
-    const slow = feed.subscribe({ kind: 'owner', ownerId: 'web' }, [], 'tok_watcher');
-    const fast = feed.subscribe({ kind: 'owner', ownerId: 'web' }, [], 'tok_watcher');
+    const slow = feed.subscribe({ kind: 'owner', ownerId: 'web' }, [], CRED);
+    const fast = feed.subscribe({ kind: 'owner', ownerId: 'web' }, [], CRED);
     const got: number[] = [];
     const reader = (async () => {
       for (;;) {
@@ -148,13 +191,13 @@ describe('EventFeed', () => {
     let reads = 0;
     const tail = log.tail.bind(log);
     log.tail = (after, limit) => (reads++, tail(after, limit));
-    feed = new EventFeed(log, () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 10 });
+    feed = new EventFeed(log, () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 10, checkCredential: valid });
     await feed.start();
     rows.push(ev(2));
     feed.wake();
     await settle(feed);
     expect([reads, feed.position]).toEqual([0, 1]);
-    const w = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [], 'tok_watcher');
+    const w = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [], CRED);
     expect(w.liveFrom).toBe(1);
     await settle(feed);
     expect([reads, feed.position, w.pending]).toEqual([1, 2, 1]);
@@ -166,14 +209,14 @@ describe('EventFeed', () => {
     let tails = 0;
     const tail = log.tail.bind(log);
     log.tail = (after, limit) => (tails++, tail(after, limit));
-    feed = new EventFeed(log, () => 0, quiet, { pollIntervalMs: 20, heartbeatMs: 60_000, bufferEvents: 10 });
+    feed = new EventFeed(log, () => 0, quiet, { pollIntervalMs: 20, heartbeatMs: 60_000, bufferEvents: 10, checkCredential: valid });
     await feed.start();
     rows.push(ev(2), ev(3, 'tok_b1'), ev(4));
     await new Promise((r) => setTimeout(r, 80));
     await settle(feed);
     expect([tails, feed.position]).toEqual([0, 4]);
     // A watcher from here on gets what follows.
-    const w = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [], 'tok_watcher');
+    const w = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [], CRED);
     expect(w.liveFrom).toBe(4);
     rows.push(ev(5));
     feed.wake();
@@ -186,7 +229,7 @@ describe('EventFeed', () => {
     const log = memoryLog(rows);
     let release: () => void = () => undefined;
     const latest = log.latestSequence.bind(log);
-    feed = new EventFeed(log, () => 0, quiet, { pollIntervalMs: 20, heartbeatMs: 60_000, bufferEvents: 10 });
+    feed = new EventFeed(log, () => 0, quiet, { pollIntervalMs: 20, heartbeatMs: 60_000, bufferEvents: 10, checkCredential: valid });
     await feed.start();
     let w: ReturnType<EventFeed['subscribe']> | undefined;
     log.latestSequence = async () => {
@@ -197,7 +240,7 @@ describe('EventFeed', () => {
     };
     rows.push(ev(2), ev(3));
     await new Promise((r) => setTimeout(r, 40));
-    w = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [], 'tok_watcher');
+    w = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [], CRED);
     expect(w.liveFrom).toBe(1);
     release();
     log.latestSequence = latest;
@@ -216,9 +259,9 @@ describe('EventFeed', () => {
       await new Promise<void>((r) => (gate = r));
       return tail(after, limit);
     };
-    feed = new EventFeed(log, () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 10 });
+    feed = new EventFeed(log, () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 10, checkCredential: valid });
     await feed.start();
-    feed.subscribe({ kind: 'owner', ownerId: 'web' }, [], 'tok_watcher');
+    feed.subscribe({ kind: 'owner', ownerId: 'web' }, [], CRED);
     const step = async () => {
       for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
       gate?.();
@@ -258,17 +301,17 @@ describe('EventFeed', () => {
 
   it('heartbeats go to live, idle watchers with nothing pending; close ends every watcher with unavailable', async () => {
     const rows: WatchedEvent[] = [ev(1), ev(2, 'tok_zz1')];
-    feed = new EventFeed(memoryLog(rows), () => 42, quiet, { pollIntervalMs: 60_000, heartbeatMs: 100, bufferEvents: 3 });
+    feed = new EventFeed(memoryLog(rows), () => 42, quiet, { pollIntervalMs: 60_000, heartbeatMs: 100, bufferEvents: 3, checkCredential: valid });
     await feed.start();
-    const live = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [], 'tok_watcher');
-    const replaying = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [], 'tok_watcher');
+    const live = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [], CRED);
+    const replaying = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [], CRED);
     live.markLive();
     const item = await live.take();
     expect(item).toEqual({ kind: 'heartbeat', sequence: 2, at: 42 });
     expect(replaying.pending).toBe(0);
     feed.close();
     await expect(live.take()).rejects.toMatchObject({ code: 'unavailable', message: 'server is shutting down; reconnect with after_sequence set to the last sequence received' });
-    expect(() => feed!.subscribe({ kind: 'owner', ownerId: 'web' }, [], 'tok_watcher')).toThrow('server is shutting down');
+    expect(() => feed!.subscribe({ kind: 'owner', ownerId: 'web' }, [], CRED)).toThrow('server is shutting down');
   });
 });
 
@@ -279,11 +322,11 @@ describe('EventFeed when the database is lost', () => {
     const log = memoryLog(rows);
     const tail = log.tail.bind(log);
     log.tail = (after, limit) => (failWith ? Promise.reject(failWith) : tail(after, limit));
-    const feed = new EventFeed(log, () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 10 });
+    const feed = new EventFeed(log, () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 10, checkCredential: valid });
     try {
       await feed.start();
-      const a = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [], 'tok_watcher');
-      const b = feed.subscribe({ kind: 'owner', ownerId: 'web' }, [], 'tok_watcher');
+      const a = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [], CRED);
+      const b = feed.subscribe({ kind: 'owner', ownerId: 'web' }, [], CRED);
       // Any other failure is logged and retried; the streams stay.
       failWith = new Error('syntax error');
       feed.wake();
@@ -298,7 +341,7 @@ describe('EventFeed when the database is lost', () => {
       expect(feed.watchers).toBe(0);
       // Back: a new watcher gets what was committed meanwhile, from the feed's old position.
       failWith = undefined;
-      const c = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [], 'tok_watcher');
+      const c = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [], CRED);
       rows.push(ev(2));
       feed.wake();
       await settle(feed);
