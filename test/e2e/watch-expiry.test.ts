@@ -213,6 +213,16 @@ describe.each(withEngines(WIRES))('WatchExpiry over %s on %s', (wire, engine) =>
     expect([again?.code, again?.rawMessage]).toEqual([Code.Unauthenticated, 'bearer token has been revoked']);
   });
 
+  it('ends a stream when its bearer expires, on the clock alone (no scheduler runs here)', async () => {
+    const owner = `exp-${wire}`;
+    const mine = await create(owner, HOUR, ['rotor:rotate']);
+    const own = watch({}, mine.secret);
+    await waitForWatchers(s, 1);
+    s.clock.advance(HOUR);
+    const f = await own.ended;
+    expect([f?.code, f?.rawMessage]).toEqual([Code.Unauthenticated, 'bearer token has expired; reconnect with a valid token']);
+  });
+
   it('refuses bad selections with a clear code and message', async () => {
     const mine = await create(`sel-${wire}`, 10 * DAY, ['rotor:rotate']);
     const other = await create(`sel-other-${wire}`);
