@@ -2,6 +2,7 @@ import { RotorError, isRotorError } from '../domain/errors.js';
 import { assertUsable, type TokenRecord } from '../domain/token.js';
 import { parseSecret } from '../domain/token-secret.js';
 import type { AppContext, CallMeta } from './context.js';
+import type { TokenRepository } from './store-ports.js';
 
 /** An authenticated caller: the token that signed the call. */
 export interface Caller {
@@ -32,9 +33,9 @@ export async function findBySecret(app: AppContext, secret: string): Promise<Tok
  * The successor a rotated token's usability depends on (DESIGN.md: at most one predecessor inside
  * its overlap window). Loaded only for rotated tokens, which are rare on the hot path.
  */
-export async function successorForUse(app: AppContext, token: TokenRecord): Promise<TokenRecord | undefined> {
+export async function successorForUse(tokens: Pick<TokenRepository, 'findById'>, token: TokenRecord): Promise<TokenRecord | undefined> {
   if (token.revokeReason !== 'rotated' || token.successorId === null) return undefined;
-  return app.store.tokens.findById(token.successorId);
+  return tokens.findById(token.successorId);
 }
 
 /** A presented secret's token, usable now: what authenticating a bearer and a JWT request's subject share. */
@@ -53,7 +54,7 @@ export interface UsableToken {
 export async function usableBySecret(app: AppContext, secret: string): Promise<UsableToken> {
   const token = await findBySecret(app, secret);
   if (!token) throw new RotorError('invalid_token', 'token is unknown');
-  const successor = await successorForUse(app, token);
+  const successor = await successorForUse(app.store.tokens, token);
   const now = app.now();
   assertUsable(token, now, successor);
   return { token, successor, now };

@@ -51,7 +51,7 @@ export async function introspect(app: AppContext, caller: Caller, secret: string
     throw e;
   }
   if (!privileged && !(token && digestsEqual(token.secretDigest, caller.token.secretDigest))) throw denied();
-  if (!token || !isUsable(token, app.now(), await successorForUse(app, token))) return { active: false };
+  if (!token || !isUsable(token, app.now(), await successorForUse(app.store.tokens, token))) return { active: false };
   return {
     active: true,
     token: {

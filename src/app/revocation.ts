@@ -23,7 +23,7 @@ export async function revokeToken(app: AppContext, caller: Caller, id: string): 
  */
 async function revokeRecord(app: AppContext, who: Who, token: TokenRecord): Promise<TokenRecord> {
   const now = app.now();
-  const successor = await successorForUse(app, token);
+  const successor = await successorForUse(app.store.tokens, token);
   return app.store.transaction(async (tx) => {
     const state = tokenState(token, now);
     let reason: string | undefined;

@@ -2,7 +2,7 @@ import { requireWatch } from '../domain/authorization.js';
 import { RotorError, isRotorError } from '../domain/errors.js';
 import { selectThresholds, wantsEvent, type WatchSelection } from '../domain/expiry.js';
 import { LIMITS, requireId, requireIdentifier } from '../domain/input-limits.js';
-import { assertUsable, isUsable, usableUntil, type TokenRecord } from '../domain/token.js';
+import { assertUsable, usableUntil, type TokenRecord } from '../domain/token.js';
 import type { WatchedEvent } from '../domain/token-event.js';
 import { successorForUse, type Caller } from './authenticate.js';
 import type { AppContext } from './context.js';
@@ -89,7 +89,7 @@ export async function checkCredential(app: AppContext, tokenId: string): Promise
   return app.store.transaction(async (tx) => {
     const token = await tx.tokens.findById(tokenId);
     if (!token) return { until: 0, problem: 'token is unknown' };
-    const successor = token.revokeReason === 'rotated' && token.successorId !== null ? await tx.tokens.findById(token.successorId) : undefined;
+    const successor = await successorForUse(tx.tokens, token);
     const until = usableUntil(token, successor);
     try {
       assertUsable(token, app.now(), successor);
@@ -99,13 +99,6 @@ export async function checkCredential(app: AppContext, tokenId: string): Promise
       throw e;
     }
   });
-}
-
-async function requireCredential(app: AppContext, credentialId: string): Promise<void> {
-  const token = await app.store.tokens.findById(credentialId);
-  if (!token || !isUsable(token, app.now(), await successorForUse(app, token))) {
-    throw new RotorError('unauthenticated', 'bearer token is no longer valid');
-  }
 }
 
 async function snapshotTokens(app: AppContext, selection: WatchSelection): Promise<TokenRecord[]> {
@@ -134,9 +127,6 @@ export async function* watchEvents(app: AppContext, runtime: WatchRuntime, plan:
   if (signal?.aborted) sub.close();
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    // The feed ends the stream when a later event or the clock ends its credential; a revocation
-    // that committed between the call's authentication and joining the feed is caught here.
-    await requireCredential(app, plan.credential.tokenId);
     // Live only: anything after the log's end at the start that the feed had already read
     // before this watcher joined (its position ran ahead of liveAfter) is replayed from the log.
     let from = plan.afterSequence ?? liveAfter;
