@@ -52,7 +52,8 @@ describe.each(ENGINES)('live-only watch joining a feed that already moved on %s'
       if (!injected) {
         injected = true;
         await revoke(token);
-        for (let i = 0; i < 100 && feed.position <= end; i++) await new Promise((r) => setTimeout(r, 10));
+        const deadline = Date.now() + 10_000; // milliseconds normally; a loaded machine may take longer
+        while (feed.position <= end && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
         expect(feed.position).toBeGreaterThan(end);
       }
       return end;
@@ -60,7 +61,8 @@ describe.each(ENGINES)('live-only watch joining a feed that already moved on %s'
     try {
       const plan = { selection: { kind: 'owner' as const, ownerId: 'live-only' }, credential: { tokenId: admin.id, familyId: admin.familyId }, thresholdsSeconds: [], afterSequence: undefined, includeSnapshot: false };
       const stream = watchEvents(s.rotor.app, { feed, thresholdsSeconds: [] }, plan);
-      const first = await Promise.race([stream.next(), new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 2000))]);
+      // A lost event would leave the stream waiting forever: the timer turns that into a failure.
+      const first = await Promise.race([stream.next(), new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 10_000))]);
       expect(first).not.toBe('timeout');
       const item = (first as IteratorResult<WatchItem>).value as WatchItem;
       expect(item).toMatchObject({ kind: 'event', event: { type: 'revoked', tokenId: token.id } });

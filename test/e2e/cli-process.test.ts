@@ -113,7 +113,8 @@ describe.each(ENGINES)('rotor CLI, serve process, buf curl, and no secret at res
     const denied = await runCli(['token', 'get', first.token.id, '--server', server], { ROTOR_TOKEN: first.secret });
     expect(denied.code).toBe(1);
     expect(denied.stderr).toContain('unauthenticated: bearer token has been revoked');
-  });
+    // Nine CLI processes, about 7 s alone: the default 30 s is too close under load.
+  }, 60_000);
 
   it('creates a token bound to a workload and rotates it with the workload JWT from a file', async () => {
     const bind = ['--bind-issuer', ci.issuer, '--bind-subject', 'project_path:group/app:*', '--bind-audience', 'rotor', '--bind-claim', 'namespace_id=42'];

@@ -101,7 +101,9 @@ describe.each(ENGINES)('watchers never pass an event that can still commit below
 
     const after = seen.length > 0 ? seen[seen.length - 1]!.sequence : BigInt(start);
     const resumed = api.watchExpiry({ tokenIds: [x, y], afterSequence: after }, s.adminSecret);
-    await resumed.until((r) => seen.length + r.length >= log.length, 3000, 'every logged event of X and Y').catch(() => undefined);
+    // Bounded so that a missing event shows as the diff below rather than as a timeout; the replay
+    // takes milliseconds, the bound only has to outlast a loaded machine.
+    await resumed.until((r) => seen.length + r.length >= log.length, 10_000, 'every logged event of X and Y').catch(() => undefined);
     resumed.cancel();
     const got = [...seen, ...resumed.received].filter((e) => e.type !== ExpiryEventType.HEARTBEAT).map((e) => `${e.sequence}:${e.tokenId}`);
     expect(got).toEqual(log);

@@ -15,7 +15,11 @@ interface Line {
   state: string | null;
 }
 
-/** `rotor watch` as a process against `rotor serve`: output formats, resume after a dropped connection, exit codes. */
+/**
+ * `rotor watch` as a process against `rotor serve`: output formats, resume after a dropped connection, exit codes.
+ * Each test starts several CLI processes (about 0.8 s each on an idle 2-core machine, some 5 s in all):
+ * the timeouts leave room for a loaded one.
+ */
 describe.each(ENGINES)('rotor watch end to end (real serve process) on %s', (engine) => {
   const dataDir = mkdtempSync(join(tmpdir(), 'rotor-watch-cli-'));
   const env: Record<string, string> = { ROTOR_DATA_DIR: dataDir, ROTOR_LOG_LEVEL: 'info' };
@@ -93,7 +97,7 @@ describe.each(ENGINES)('rotor watch end to end (real serve process) on %s', (eng
     expect(seqs.slice(1)).toEqual([...seqs.slice(1)].sort((a, b) => a - b));
     expect(w.stderr()).toMatch(/reconnecting in \d+ ms after sequence \d+/);
     expect(secretsIn(w.stdout() + w.stderr(), secrets)).toEqual([]);
-  }, 20_000);
+  }, 60_000);
 
   it('prints human lines for the credential’s own token by default', async () => {
     const t = await create('watch-human');
@@ -105,7 +109,7 @@ describe.each(ENGINES)('rotor watch end to end (real serve process) on %s', (eng
     }
     expect(await w.exited).toBe(0);
     expect(w.stdout()).toMatch(new RegExp(`^\\S+Z #\\d+ SNAPSHOT ${t.id} family_id=${t.family_id} state=active expires_at=\\S+Z\\n$`));
-  }, 20_000);
+  }, 60_000);
 
   it('exits 1 with the server’s reason on a refused credential or selection, 2 on bad flags', async () => {
     const bad = await runCli(['watch', '--server', url()], { ROTOR_TOKEN: 'rtr_pat_nonsense' });
@@ -122,5 +126,5 @@ describe.each(ENGINES)('rotor watch end to end (real serve process) on %s', (eng
       const r = await runCli(['watch', ...args, '--server', url()], { ROTOR_TOKEN: t.secret });
       expect(r.code, args.join(' ')).toBe(2);
     }
-  }, 20_000);
+  }, 60_000);
 });

@@ -24,7 +24,9 @@ describe.each(ENGINES)('WatchExpiry fan-out on %s', (engine) => {
   let apis: Api[];
 
   beforeAll(async () => {
-    s = await startTestServer({ ROTOR_WATCH_BUFFER_EVENTS: String(BUFFER), ROTOR_EXPIRY_SCAN_INTERVAL_MS: '0' }, { engine });
+    // Heartbeats are tested below: here a stream idle for 15 s (a slow setup of 1,000 streams and
+    // the flood, on a loaded machine) would get one before the rotation and fail the exact lists.
+    s = await startTestServer({ ROTOR_WATCH_BUFFER_EVENTS: String(BUFFER), ROTOR_EXPIRY_SCAN_INTERVAL_MS: '0', ROTOR_WATCH_HEARTBEAT_SECONDS: '3600' }, { engine });
     // Four grpc-js channels (HTTP/2 connections) of 250 streams each.
     apis = Array.from({ length: 4 }, () => grpcApi(s));
   });
@@ -86,7 +88,8 @@ describe.each(ENGINES)('WatchExpiry fan-out on %s', (engine) => {
     expect(all).toHaveLength(flooded);
     expect(new Set(all).size).toBe(flooded);
     resumed.cancel();
-  });
+    // About 5 s alone; its own waits allow up to 20 s each.
+  }, 90_000);
 });
 
 describe.each(withEngines(['grpc', 'connect'] as const))('heartbeats over %s on %s', (wire, engine) => {
@@ -96,7 +99,8 @@ describe.each(withEngines(['grpc', 'connect'] as const))('heartbeats over %s on 
     try {
       const w = api.watchExpiry({}, s.adminSecret);
       const t0 = Date.now();
-      await w.until((r) => r.length >= 2, 6000, 'two heartbeats');
+      // Due about 1.3 s and 2.7 s in (a 333 ms tick); the bound only catches a hang.
+      await w.until((r) => r.length >= 2, 15_000, 'two heartbeats');
       expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
       const latest = BigInt(await s.rotor.store.events.latestSequence());
       expect(w.received.map((e) => [e.type, e.sequence, e.tokenId])).toEqual([

@@ -11,6 +11,8 @@ export class FaultProxy {
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
   private armed: { marker: string; onLost: () => void } | undefined;
+  /** Waiters of `responseSeen`: a response to a request containing `marker` that carries `needle`. */
+  private readonly sightings = new Set<{ marker: string; needle: string; seen: () => void }>();
   /** Requests whose head contains one of these get 404 (Connect: UNIMPLEMENTED), as from a server without the method. */
   readonly refused = new Set<string>();
   /** While true, new connections are closed at once (the server looks down). */
@@ -32,6 +34,31 @@ export class FaultProxy {
     });
   }
 
+  /**
+   * Resolves once the server's answer to a request whose head contains `marker` has carried
+   * `needle` back towards the client (for a stream: a message naming it was sent), or rejects
+   * after `ms`. Lets a test wait for a state of a client it cannot observe directly (another
+   * process) instead of for a log line that comes before that state.
+   */
+  responseSeen(marker: string, needle: string, ms = 15_000): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.sightings.delete(w);
+        reject(new Error(`no answer to a request for ${marker} carried ${needle} within ${ms} ms`));
+      }, ms);
+      const w = {
+        marker,
+        needle,
+        seen: () => {
+          clearTimeout(timer);
+          this.sightings.delete(w);
+          resolve();
+        },
+      };
+      this.sightings.add(w);
+    });
+  }
+
   /** Cuts every open connection (streams included). */
   dropAll(): void {
     for (const s of this.sockets) s.destroy();
@@ -45,6 +72,10 @@ export class FaultProxy {
     const upstream = connect(this.targetPort, '127.0.0.1');
     this.sockets.add(client).add(upstream);
     let cutOnAnswer = false;
+    // For responseSeen: the request line of the request this connection carries now (HTTP/1.1
+    // without pipelining: one at a time), and what the server has answered to it so far.
+    let requested = '';
+    let answered = '';
     client.on('data', (chunk: Buffer) => {
       const head = chunk.toString('latin1');
       if ([...this.refused].some((m) => head.includes(m))) {
@@ -52,6 +83,11 @@ export class FaultProxy {
         return;
       }
       if (this.armed && head.includes(this.armed.marker)) cutOnAnswer = true;
+      const requestLine = /^[A-Z]+ \S+ HTTP\/1\.[01]\r\n/.exec(head);
+      if (requestLine) {
+        requested = requestLine[0];
+        answered = '';
+      }
       upstream.write(chunk);
     });
     upstream.on('data', (chunk: Buffer) => {
@@ -64,6 +100,10 @@ export class FaultProxy {
         return;
       }
       client.write(chunk);
+      if (this.sightings.size > 0) {
+        answered = (answered + chunk.toString('latin1')).slice(-65_536);
+        for (const w of [...this.sightings]) if (requested.includes(w.marker) && answered.includes(w.needle)) w.seen();
+      }
     });
     const close = () => {
       client.destroy();
