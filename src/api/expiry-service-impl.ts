@@ -11,6 +11,7 @@ import { tokenState } from '../domain/token.js';
 import type { TokenEventType } from '../domain/token-event.js';
 import { ExpiryEventSchema, ExpiryEventType, ExpiryService, type ExpiryEvent } from '../gen/rotor/v1/expiry_service_pb.js';
 import { callMeta } from './call-meta.js';
+import { mapStream } from './streams.js';
 import { STATE_TO_PB } from './token-mapping.js';
 
 /** Log event types → ExpiryEventType; a `created` token enters a selection as a SNAPSHOT (reason `created` or `rotated`). */
@@ -86,26 +87,29 @@ function buildPb(item: WatchItem): ExpiryEvent {
   }
 }
 
-/** `rotor.v1.ExpiryService`: WatchExpiry written once as an async generator, mounted on both ports. */
+/** `rotor.v1.ExpiryService`: WatchExpiry written once as an async iterable, mounted on both ports. */
 export function expiryServiceImpl(app: AppContext, runtime: WatchRuntime): ServiceImpl<typeof ExpiryService> {
   return {
-    async *watchExpiry(req, ctx) {
-      const caller = await authenticate(app, callMeta(ctx));
-      const plan = await planWatch(
-        app,
-        caller,
-        {
-          tokenIds: req.tokenIds,
-          ownerId: req.ownerId,
-          familyId: req.familyId,
-          thresholdsSeconds: req.thresholds.map(thresholdSecondsFromPb),
-          // A value past 2^53 converts to a number that is not a safe integer, which planWatch refuses.
-          afterSequence: req.afterSequence === undefined ? undefined : Number(req.afterSequence),
-          includeSnapshot: req.includeSnapshot,
-        },
-        runtime.thresholdsSeconds,
-      );
-      for await (const item of watchEvents(app, runtime, plan, ctx.signal)) yield expiryEventToPb(item);
+    // A plain iterator, not an async generator: one promise per delivered event (src/api/streams.ts).
+    watchExpiry(req, ctx) {
+      return mapStream(async () => {
+        const caller = await authenticate(app, callMeta(ctx));
+        const plan = await planWatch(
+          app,
+          caller,
+          {
+            tokenIds: req.tokenIds,
+            ownerId: req.ownerId,
+            familyId: req.familyId,
+            thresholdsSeconds: req.thresholds.map(thresholdSecondsFromPb),
+            // A value past 2^53 converts to a number that is not a safe integer, which planWatch refuses.
+            afterSequence: req.afterSequence === undefined ? undefined : Number(req.afterSequence),
+            includeSnapshot: req.includeSnapshot,
+          },
+          runtime.thresholdsSeconds,
+        );
+        return watchEvents(app, runtime, plan, ctx.signal);
+      }, expiryEventToPb);
     },
   };
 }

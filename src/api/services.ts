@@ -9,6 +9,7 @@ import { TokenService } from '../gen/rotor/v1/token_service_pb.js';
 import { toConnectError } from './connect-errors.js';
 import { expiryServiceImpl } from './expiry-service-impl.js';
 import { healthServiceImpl } from './health-service-impl.js';
+import { mapStreamErrors } from './streams.js';
 import { tokenExchangeServiceImpl } from './token-exchange-service-impl.js';
 import { tokenServiceImpl } from './token-service-impl.js';
 
@@ -20,25 +21,6 @@ export interface MountedService {
 
 type UnaryFn = (req: unknown, ctx: HandlerContext) => unknown;
 type StreamFn = (req: unknown, ctx: HandlerContext) => AsyncIterable<unknown>;
-
-/**
- * A stream whose failure is mapped by `map`. A plain iterator rather than another async
- * generator around the handler's: one layer less of promises for every message of every stream.
- */
-function mapStreamErrors(source: AsyncIterable<unknown>, map: (e: unknown) => unknown): AsyncIterable<unknown> {
-  return {
-    [Symbol.asyncIterator]() {
-      const it = source[Symbol.asyncIterator]();
-      const fail = (e: unknown): never => {
-        throw map(e);
-      };
-      return {
-        next: () => it.next().catch(fail),
-        return: (value?: unknown) => (it.return ? it.return(value).catch(fail) : Promise.resolve({ done: true as const, value })),
-      };
-    },
-  };
-}
 
 /** Wraps every method so that errors leave through the one mapping in connect-errors.ts. */
 function withErrorMapping(app: AppContext, service: DescService, impl: object): Partial<ServiceImpl<DescService>> {

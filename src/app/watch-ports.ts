@@ -17,9 +17,10 @@ export interface LiveSubscription {
   markLive(): void;
   /**
    * The next item; rejects with the reason when the subscription ended (overflow, shutdown,
-   * close, or, once the items queued before it were taken, the end of its credential).
+   * close, or, once the items queued before it were taken, the end of its credential). An
+   * iterator result, so a stream hands it on as it is.
    */
-  take(): Promise<LiveItem>;
+  next(): Promise<IteratorResult<LiveItem, never>>;
   close(): void;
 }
 

@@ -3,7 +3,7 @@ import { RotorError } from '../domain/errors.js';
 import { wantsEvent, type WatchSelection } from '../domain/expiry.js';
 import type { WatchedEvent } from '../domain/token-event.js';
 
-/** The ended state every later take() rejects with. */
+/** The ended state every later next() rejects with. */
 const CLOSED = new RotorError('unavailable', 'watch closed');
 
 /**
@@ -37,10 +37,12 @@ let lastHeartbeat: { kind: 'heartbeat'; sequence: number; at: number } | undefin
  */
 export class Subscription implements LiveSubscription {
   private queue: LiveItem[] = [];
-  private waiter: (() => void) | undefined;
+  /** The stream waiting in next(): settled with the next item, or the failure. */
+  private resolveWaiter: ((r: IteratorResult<LiveItem, never>) => void) | undefined;
+  private rejectWaiter: ((e: RotorError) => void) | undefined;
   private wakePending = false;
   private failure: RotorError | undefined;
-  /** Set by endAfterQueued: the reason take() rejects with once the queue is empty. */
+  /** Set by endAfterQueued: the reason next() rejects with once the queue is empty. */
   private ending: RotorError | undefined;
   private floor: number;
   live = false;
@@ -104,7 +106,7 @@ export class Subscription implements LiveSubscription {
 
   /**
    * Ends the subscription after what it holds: it takes no further events, the queued ones (the
-   * event that ended its credential among them) are still delivered, then take() rejects.
+   * event that ended its credential among them) are still delivered, then next() rejects.
    */
   endAfterQueued(reason: RotorError): void {
     if (this.failure || this.ending) return;
@@ -113,7 +115,7 @@ export class Subscription implements LiveSubscription {
     if (this.queue.length === 0) this.fail(reason);
   }
 
-  /** Ends the subscription: queued items are dropped and take() rejects with `reason`. */
+  /** Ends the subscription: queued items are dropped and next() rejects with `reason`. */
   fail(reason: RotorError): void {
     if (this.failure) return;
     this.failure = reason;
@@ -122,19 +124,28 @@ export class Subscription implements LiveSubscription {
     this.wake();
   }
 
-  async take(): Promise<LiveItem> {
-    for (;;) {
-      if (this.failure) throw this.failure;
+  /**
+   * The next item, or the reason the subscription ended. Not an async function: a waiting stream
+   * holds one promise, which push() (through the wake slices) settles with the item itself, so a
+   * delivery costs one promise per stream (bench/README.md, "Fan-out").
+   */
+  next(): Promise<IteratorResult<LiveItem, never>> {
+    if (!this.failure) {
       const item = this.queue.shift();
-      if (item) {
-        if (item.kind === 'event') this.floor = Math.max(this.floor, item.event.sequence);
-        this.idleSince = Date.now();
-        return item;
-      }
+      if (item) return Promise.resolve(this.taken(item));
       if (this.ending) this.fail(this.ending);
-      if (this.failure) throw this.failure;
-      await new Promise<void>((resolve) => (this.waiter = resolve));
     }
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => {
+      this.resolveWaiter = resolve;
+      this.rejectWaiter = reject;
+    });
+  }
+
+  private taken(item: LiveItem): IteratorResult<LiveItem, never> {
+    if (item.kind === 'event') this.floor = Math.max(this.floor, item.event.sequence);
+    this.idleSince = Date.now();
+    return { done: false, value: item };
   }
 
   close(): void {
@@ -144,8 +155,8 @@ export class Subscription implements LiveSubscription {
   private push(item: LiveItem): void {
     this.queue.push(item);
     this.idleSince = Date.now();
-    // Only a stream waiting in take() needs waking; a busy one takes the item when it comes back.
-    if (!this.waiter || this.wakePending) return;
+    // Only a stream waiting in next() needs waking; a busy one takes the item when it comes back.
+    if (!this.resolveWaiter || this.wakePending) return;
     this.wakePending = true;
     wakeQueue.push(this);
     if (!wakeScheduled) {
@@ -160,9 +171,24 @@ export class Subscription implements LiveSubscription {
     this.wake();
   }
 
+  /** Settles the waiting next(), if any: with the next queued item, or the failure. */
   private wake(): void {
-    const w = this.waiter;
-    this.waiter = undefined;
-    w?.();
+    const resolve = this.resolveWaiter;
+    const reject = this.rejectWaiter;
+    if (!resolve || !reject) return;
+    if (!this.failure) {
+      const item = this.queue.shift();
+      if (!item) {
+        // Woken with nothing to give (the item went with a failure, or never came): keep waiting,
+        // unless the queue ran dry on an ending subscription.
+        if (this.ending) this.fail(this.ending);
+        return;
+      }
+      this.resolveWaiter = this.rejectWaiter = undefined;
+      resolve(this.taken(item));
+      return;
+    }
+    this.resolveWaiter = this.rejectWaiter = undefined;
+    reject(this.failure);
   }
 }

@@ -7,6 +7,10 @@ import type { EventRepository } from '../../src/app/store-ports.js';
 import type { WatchedEvent } from '../../src/domain/token-event.js';
 import { RotorError } from '../../src/domain/errors.js';
 import { EventFeed } from '../../src/expiry/event-feed.js';
+import type { Subscription } from '../../src/expiry/subscription.js';
+
+/** The next item of a watcher (rejects when it ended). */
+const take = (s: Subscription) => s.next().then((r) => r.value);
 
 const quiet = { info() {}, warn() {}, error() {} };
 /** The bearer of the watchers, and a check that always finds it valid. */
@@ -55,7 +59,7 @@ describe('EventFeed', () => {
     const seqs = async (s: typeof a, n: number) => {
       const out: number[] = [];
       for (let i = 0; i < n; i++) {
-        const item = await s.take();
+        const item = await take(s);
         out.push(item.kind === 'event' ? item.event.sequence : -1);
       }
       return out;
@@ -78,8 +82,8 @@ describe('EventFeed', () => {
     return { state, checks, check };
   }
   const cred = (tokenId: string, familyId = `fam_of_${tokenId}`) => ({ tokenId, familyId });
-  const ended = async (w: { take(): Promise<{ kind: string; event?: WatchedEvent }> }) =>
-    w.take().then(
+  const ended = async (w: Subscription) =>
+    take(w).then(
       (i) => (i.kind === 'event' ? i.event!.sequence : -1),
       (e: RotorError) => `${e.code}: ${e.message}`,
     );
@@ -118,7 +122,7 @@ describe('EventFeed', () => {
     feed = new EventFeed(memoryLog(rows), () => now, quiet, { pollIntervalMs: 60_000, heartbeatMs: 100, bufferEvents: 10, checkCredential: t.check });
     await feed.start();
     const w = feed.subscribe({ kind: 'family', familyId: 'fam_elsewhere' }, [], cred('tok_short'));
-    const waiting = w.take().then(
+    const waiting = take(w).then(
       () => 'an item',
       (e: unknown) => e,
     );
@@ -156,7 +160,7 @@ describe('EventFeed', () => {
     feed.wake();
     await settle(feed);
     expect([feed.position, w.pending]).toEqual([4, 2]);
-    const taken = [await w.take(), await w.take()].map((item) => (item.kind === 'event' ? item.event.sequence : -1));
+    const taken = [await take(w), await take(w)].map((item) => (item.kind === 'event' ? item.event.sequence : -1));
     expect(taken).toEqual([3, 4]);
   });
 
@@ -169,7 +173,7 @@ describe('EventFeed', () => {
     const got: number[] = [];
     const reader = (async () => {
       for (;;) {
-        const item = await fast.take();
+        const item = await take(fast);
         if (item.kind === 'event') got.push(item.event.sequence);
         if (got.length === 5) return;
       }
@@ -181,7 +185,7 @@ describe('EventFeed', () => {
     }
     await reader;
     expect(got).toEqual([1, 2, 3, 4, 5]);
-    await expect(slow.take()).rejects.toMatchObject({ code: 'resource_exhausted' });
+    await expect(take(slow)).rejects.toMatchObject({ code: 'resource_exhausted' });
     expect(feed.watchers).toBe(1);
   });
 
@@ -306,11 +310,11 @@ describe('EventFeed', () => {
     const live = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [], CRED);
     const replaying = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [], CRED);
     live.markLive();
-    const item = await live.take();
+    const item = await take(live);
     expect(item).toEqual({ kind: 'heartbeat', sequence: 2, at: 42 });
     expect(replaying.pending).toBe(0);
     feed.close();
-    await expect(live.take()).rejects.toMatchObject({ code: 'unavailable', message: 'server is shutting down; reconnect with after_sequence set to the last sequence received' });
+    await expect(take(live)).rejects.toMatchObject({ code: 'unavailable', message: 'server is shutting down; reconnect with after_sequence set to the last sequence received' });
     expect(() => feed!.subscribe({ kind: 'owner', ownerId: 'web' }, [], CRED)).toThrow('server is shutting down');
   });
 });
@@ -336,7 +340,7 @@ describe('EventFeed when the database is lost', () => {
       feed.wake();
       await settle(feed);
       for (const s of [a, b]) {
-        await expect(s.take()).rejects.toMatchObject({ code: 'unavailable', message: 'database unavailable; reconnect with after_sequence set to the last sequence received' });
+        await expect(take(s)).rejects.toMatchObject({ code: 'unavailable', message: 'database unavailable; reconnect with after_sequence set to the last sequence received' });
       }
       expect(feed.watchers).toBe(0);
       // Back: a new watcher gets what was committed meanwhile, from the feed's old position.
@@ -345,7 +349,7 @@ describe('EventFeed when the database is lost', () => {
       rows.push(ev(2));
       feed.wake();
       await settle(feed);
-      const item = await c.take();
+      const item = await take(c);
       expect(item.kind === 'event' ? item.event.sequence : -1).toBe(2);
     } finally {
       feed.close();

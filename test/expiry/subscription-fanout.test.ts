@@ -9,6 +9,9 @@ import { expiryEventToPb } from '../../src/api/expiry-service-impl.js';
 import type { WatchedEvent } from '../../src/domain/token-event.js';
 import { Subscription } from '../../src/expiry/subscription.js';
 
+/** The next item of a watcher (rejects when it ended). */
+const take = (s: Subscription) => s.next().then((r) => r.value);
+
 function ev(sequence: number): WatchedEvent {
   return { sequence, type: 'revoked', tokenId: 'tok_a1', familyId: 'fam_f1', ownerId: 'web', successorId: null, actor: 'x', peer: null, reason: null, occurredAt: 0, expiresAt: 0, thresholdSeconds: null };
 }
@@ -22,7 +25,7 @@ describe('Subscription fan-out', () => {
     const firstTurn: number[] = [];
     const readers = subs.map(async (s, i) => {
       for (let n = 0; n < 2; n++) {
-        const item = await s.take();
+        const item = await take(s);
         if (item.kind === 'event') got[i]!.push(item.event.sequence);
       }
     });
@@ -47,7 +50,7 @@ describe('Subscription fan-out', () => {
 
   it('a watcher that fails while its wake-up is queued rejects its take() at once', async () => {
     const s = sub();
-    const taken = s.take();
+    const taken = take(s);
     await new Promise((r) => setImmediate(r));
     s.offer({ kind: 'event', event: ev(1) });
     s.close();
@@ -59,13 +62,13 @@ describe('Subscription fan-out', () => {
     const [a, b] = [sub(), sub()];
     a.heartbeat(7, 1000);
     b.heartbeat(7, 1000);
-    const [ha, hb] = [await a.take(), await b.take()];
+    const [ha, hb] = [await take(a), await take(b)];
     expect(ha).toBe(hb);
     expect(expiryEventToPb(ha)).toBe(expiryEventToPb(hb));
     // A later tick gets its own item.
     const c = sub();
     c.heartbeat(7, 2000);
-    const hc = await c.take();
+    const hc = await take(c);
     expect(hc).not.toBe(ha);
     expect(hc).toMatchObject({ kind: 'heartbeat', sequence: 7, at: 2000 });
   });

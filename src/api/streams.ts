@@ -1,0 +1,54 @@
+/**
+ * Server-streaming plumbing as plain iterators. An async generator wrapped around another
+ * (`for await … yield`) costs several promises and jobs per item; with 10,000 WatchExpiry
+ * streams each fan-out pays that 10,000 times (bench/README.md, "Fan-out"). These cost one
+ * promise per item.
+ */
+
+/**
+ * The items of the stream that `open` resolves to, each passed through `map`. `open` runs on the
+ * first next() (a handler's checks, then its source); a stream given up before it resolved is
+ * closed as soon as it does.
+ */
+export function mapStream<T, U>(open: () => Promise<AsyncIterator<T>>, map: (value: T) => U): AsyncIterableIterator<U> {
+  let source: AsyncIterator<T> | undefined;
+  let opening: Promise<AsyncIterator<T>> | undefined;
+  let closed = false;
+  const step = (r: IteratorResult<T>): IteratorResult<U> => (r.done ? { done: true, value: undefined } : { done: false, value: map(r.value) });
+  const opened = (s: AsyncIterator<T>): AsyncIterator<T> => {
+    source = s;
+    if (closed) void s.return?.(undefined).catch(() => undefined);
+    return s;
+  };
+  const it: AsyncIterableIterator<U> = {
+    [Symbol.asyncIterator]: () => it,
+    next: () => {
+      if (closed) return Promise.resolve({ done: true, value: undefined });
+      if (source) return source.next().then(step);
+      return (opening ??= open().then(opened)).then((s) => (closed ? { done: true, value: undefined } : s.next().then(step)));
+    },
+    return: () => {
+      closed = true;
+      const done = { done: true as const, value: undefined };
+      if (!source?.return) return Promise.resolve(done);
+      return source.return(undefined).then(() => done);
+    },
+  };
+  return it;
+}
+
+/** A stream whose failure is mapped by `map` (connect-errors.ts's one mapping). */
+export function mapStreamErrors(source: AsyncIterable<unknown>, map: (e: unknown) => unknown): AsyncIterable<unknown> {
+  return {
+    [Symbol.asyncIterator]() {
+      const it = source[Symbol.asyncIterator]();
+      const fail = (e: unknown): never => {
+        throw map(e);
+      };
+      return {
+        next: () => it.next().catch(fail),
+        return: (value?: unknown) => (it.return ? it.return(value).catch(fail) : Promise.resolve({ done: true as const, value })),
+      };
+    },
+  };
+}
