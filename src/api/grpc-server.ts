@@ -165,9 +165,9 @@ function writable(call: grpc.ServerWritableStream<unknown, unknown>): Promise<vo
 }
 
 /**
- * Drives a connect-es server-streaming handler (an async generator) on a grpc-js call with
+ * Drives a connect-es server-streaming handler (an async iterable) on a grpc-js call with
  * backpressure: the next message is pulled only after call.write() accepted the previous one, or
- * after 'drain' when it did not. A slow client therefore stops the generator, and whatever the
+ * after 'drain' when it did not. A slow client therefore stops pulling, and whatever the
  * handler buffers (the watcher's bounded queue) decides what happens next. The handler's end
  * becomes OK; its error becomes the status, through the one error mapping.
  */

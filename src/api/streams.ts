@@ -14,7 +14,17 @@ export function mapStream<T, U>(open: () => Promise<AsyncIterator<T>>, map: (val
   let source: AsyncIterator<T> | undefined;
   let opening: Promise<AsyncIterator<T>> | undefined;
   let closed = false;
-  const step = (r: IteratorResult<T>): IteratorResult<U> => (r.done ? { done: true, value: undefined } : { done: false, value: map(r.value) });
+  const step = (r: IteratorResult<T>): IteratorResult<U> => {
+    if (r.done) return { done: true, value: undefined };
+    try {
+      return { done: false, value: map(r.value) };
+    } catch (e) {
+      // The stream fails here, and its consumer will not return() a failed iterator: close the source.
+      closed = true;
+      void source?.return?.(undefined).catch(() => undefined);
+      throw e;
+    }
+  };
   const opened = (s: AsyncIterator<T>): AsyncIterator<T> => {
     source = s;
     if (closed) void s.return?.(undefined).catch(() => undefined);

@@ -133,8 +133,12 @@ export interface WatchStream extends AsyncIterableIterator<WatchItem> {
  * the server's CPU per fan-out at 10,000 streams, bench/README.md "Fan-out").
  */
 class WatchItems implements WatchStream {
+  /** Set once open() has joined the feed (before its first yield or its end). */
   private sub: LiveSubscription | undefined;
   private opening: AsyncGenerator<WatchItem, void> | undefined;
+  private state: 'opening' | 'live' | 'ended' = 'opening';
+  /** Why the opening failed: every later next() rejects with it. */
+  private failure: unknown;
   private readonly onAbort = () => this.end();
 
   constructor(
@@ -151,16 +155,25 @@ class WatchItems implements WatchStream {
   }
 
   next(): Promise<IteratorResult<WatchItem>> {
-    const opening = this.opening;
-    if (!opening) return this.sub!.next();
-    return opening.next().then(
+    if (this.state === 'live') return this.sub!.next();
+    if (this.state === 'ended') return this.failure === undefined ? Promise.resolve({ done: true, value: undefined }) : Promise.reject(this.failure);
+    return this.opening!.next().then(
       (r): IteratorResult<WatchItem> | Promise<IteratorResult<WatchItem>> => {
         if (!r.done) return r;
         this.opening = undefined;
+        // Given up (return()) while the opening ran: it joined the feed after end() looked.
+        if (this.state === 'ended') {
+          this.end();
+          return { done: true, value: undefined };
+        }
+        this.state = 'live';
         this.sub!.markLive();
         return this.sub!.next();
       },
       (e: unknown) => {
+        this.state = 'ended';
+        this.failure = e;
+        this.opening = undefined;
         this.end();
         throw e;
       },
@@ -169,15 +182,18 @@ class WatchItems implements WatchStream {
 
   /** The stream went away (cancelled, or its consumer stopped early). */
   return(): Promise<IteratorResult<WatchItem>> {
+    this.state = 'ended';
     this.end();
     const opening = this.opening;
     this.opening = undefined;
+    // A running opening finishes its step first; open() then leaves the feed itself.
     return opening ? opening.return(undefined) : Promise.resolve({ done: true, value: undefined });
   }
 
   /**
    * Leaves the feed. A subscription that ends by itself (overflow, shutdown, its credential)
-   * has left already; the abort listener then stays on the call's signal, which ends with the call.
+   * has left already; the abort listener then stays on the call's signal until that is
+   * collected with the call.
    */
   private end(): void {
     this.signal?.removeEventListener('abort', this.onAbort);
@@ -186,34 +202,39 @@ class WatchItems implements WatchStream {
 
   private async *open(): AsyncGenerator<WatchItem, void> {
     const { app, plan } = this;
-    // Live only: the log's end before joining bounds what counts as "before" (the feed's own
-    // position may lag while nobody watched).
-    const liveAfter = plan.afterSequence === undefined && !plan.includeSnapshot ? await app.store.events.latestSequence() : undefined;
-    const sub = (this.sub = this.runtime.feed.subscribe(plan.selection, plan.thresholdsSeconds, plan.credential));
-    if (liveAfter !== undefined) sub.skipThrough(liveAfter);
-    if (this.signal?.aborted) sub.close();
-    this.signal?.addEventListener('abort', this.onAbort, { once: true });
-    // Live only: anything after the log's end at the start that the feed had already read
-    // before this watcher joined (its position ran ahead of liveAfter) is replayed from the log.
-    let from = plan.afterSequence ?? liveAfter;
-    if (plan.includeSnapshot) {
-      const sequence = await app.store.events.latestSequence();
-      const at = app.now();
-      for (const token of await snapshotTokens(app, plan.selection)) yield { kind: 'snapshot', token, sequence, at };
-      from ??= sequence;
-    }
-    if (from !== undefined) {
-      sub.skipThrough(from);
-      const thresholds = new Set(plan.thresholdsSeconds);
-      for (let cursor = from; cursor < sub.liveFrom; ) {
-        const page = await app.store.events.forSelection(plan.selection, cursor, sub.liveFrom, REPLAY_PAGE);
-        for (const event of page) {
-          if (wantsEvent(thresholds, event)) yield { kind: 'event', event };
-        }
-        const last = page[page.length - 1];
-        if (page.length < REPLAY_PAGE || !last) break;
-        cursor = last.sequence;
+    try {
+      // Live only: the log's end before joining bounds what counts as "before" (the feed's own
+      // position may lag while nobody watched).
+      const liveAfter = plan.afterSequence === undefined && !plan.includeSnapshot ? await app.store.events.latestSequence() : undefined;
+      const sub = (this.sub = this.runtime.feed.subscribe(plan.selection, plan.thresholdsSeconds, plan.credential));
+      if (liveAfter !== undefined) sub.skipThrough(liveAfter);
+      if (this.signal?.aborted || this.state === 'ended') sub.close();
+      this.signal?.addEventListener('abort', this.onAbort, { once: true });
+      // Live only: anything after the log's end at the start that the feed had already read
+      // before this watcher joined (its position ran ahead of liveAfter) is replayed from the log.
+      let from = plan.afterSequence ?? liveAfter;
+      if (plan.includeSnapshot) {
+        const sequence = await app.store.events.latestSequence();
+        const at = app.now();
+        for (const token of await snapshotTokens(app, plan.selection)) yield { kind: 'snapshot', token, sequence, at };
+        from ??= sequence;
       }
+      if (from !== undefined) {
+        sub.skipThrough(from);
+        const thresholds = new Set(plan.thresholdsSeconds);
+        for (let cursor = from; cursor < sub.liveFrom; ) {
+          const page = await app.store.events.forSelection(plan.selection, cursor, sub.liveFrom, REPLAY_PAGE);
+          for (const event of page) {
+            if (wantsEvent(thresholds, event)) yield { kind: 'event', event };
+          }
+          const last = page[page.length - 1];
+          if (page.length < REPLAY_PAGE || !last) break;
+          cursor = last.sequence;
+        }
+      }
+    } finally {
+      // Given up at a yield, or while a step ran: leave the feed.
+      if (this.state === 'ended') this.end();
     }
   }
 }

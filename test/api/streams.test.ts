@@ -58,6 +58,18 @@ describe('mapStream', () => {
     expect(await mapped.next()).toEqual({ done: true, value: undefined });
   });
 
+  it('a failing map fails the stream and returns the source (a consumer does not return() a failed iterator)', async () => {
+    const s = source([1, 2]);
+    const mapped = mapStream(async () => s.it, (v) => {
+      if (v === 2) throw new Error('cannot map 2');
+      return String(v);
+    });
+    expect(await mapped.next()).toEqual({ done: false, value: '1' });
+    await expect(mapped.next()).rejects.toThrow('cannot map 2');
+    expect(s.state.returned).toBe(true);
+    expect(await mapped.next()).toEqual({ done: true, value: undefined });
+  });
+
   it('return() after the opening returns the source', async () => {
     const s = source([1, 2]);
     const mapped = mapStream(async () => s.it, String);

@@ -48,13 +48,13 @@ describe('Subscription fan-out', () => {
     expect(got.every((g) => g.length === 2 && g[0] === 1 && g[1] === 2)).toBe(true);
   });
 
-  it('a watcher that fails while its wake-up is queued rejects its take() at once', async () => {
+  it('a watcher that fails while its wake-up is queued rejects its next() at once', async () => {
     const s = sub();
     const taken = take(s);
     await new Promise((r) => setImmediate(r));
     s.offer({ kind: 'event', event: ev(1) });
     s.close();
-    // The queued item was dropped with the failure: take() rejects rather than returning it.
+    // The queued item was dropped with the failure: next() rejects rather than returning it.
     await expect(taken).rejects.toThrow('watch closed');
   });
 
