@@ -129,8 +129,8 @@ export interface WatchStream extends AsyncIterableIterator<WatchItem> {
 /**
  * watchEvents' iterator. Joining the feed, the snapshot and the replay run as an async generator
  * (`opening`); once it is done, next() is the subscription's own, so a live item costs the stream
- * one promise, where a generator around the subscription cost several (they were about 45 % of
- * the server's CPU per fan-out at 10,000 streams, bench/README.md "Fan-out").
+ * one promise, where a generator around the subscription cost several (removing them cut the
+ * server's CPU per 10,000-stream fan-out by about 45 %, bench/README.md "Fourth session").
  */
 class WatchItems implements WatchStream {
   /** Set once open() has joined the feed (before its first yield or its end). */

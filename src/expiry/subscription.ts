@@ -127,7 +127,7 @@ export class Subscription implements LiveSubscription {
   /**
    * The next item, or the reason the subscription ended. Not an async function: a waiting stream
    * holds one promise, which push() (through the wake slices) settles with the item itself, so a
-   * delivery costs one promise per stream (bench/README.md, "Fan-out").
+   * delivery costs one promise per stream (bench/README.md, "Fourth session").
    */
   next(): Promise<IteratorResult<LiveItem, never>> {
     if (!this.failure) {
@@ -179,8 +179,7 @@ export class Subscription implements LiveSubscription {
     if (!this.failure) {
       const item = this.queue.shift();
       if (!item) {
-        // Woken with nothing to give (the item went with a failure, or never came): keep waiting,
-        // unless the queue ran dry on an ending subscription.
+        // Nothing left to give: keep waiting, unless the queue ran dry on an ending subscription.
         if (this.ending) this.fail(this.ending);
         return;
       }
