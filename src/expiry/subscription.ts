@@ -130,22 +130,30 @@ export class Subscription implements LiveSubscription {
    * delivery costs one promise per stream (bench/README.md, "Fourth session").
    */
   next(): Promise<IteratorResult<LiveItem, never>> {
-    if (!this.failure) {
-      const item = this.queue.shift();
-      if (item) return Promise.resolve(this.taken(item));
-      if (this.ending) this.fail(this.ending);
-    }
-    if (this.failure) return Promise.reject(this.failure);
+    const now = this.ready();
+    if (now instanceof RotorError) return Promise.reject(now);
+    if (now) return Promise.resolve(now);
     return new Promise((resolve, reject) => {
       this.resolveWaiter = resolve;
       this.rejectWaiter = reject;
     });
   }
 
-  private taken(item: LiveItem): IteratorResult<LiveItem, never> {
-    if (item.kind === 'event') this.floor = Math.max(this.floor, item.event.sequence);
-    this.idleSince = Date.now();
-    return { done: false, value: item };
+  /**
+   * What next() can answer at once: the next queued item, or the failure (an ending
+   * subscription fails once its queue ran dry); undefined when the stream has to wait.
+   */
+  private ready(): IteratorResult<LiveItem, never> | RotorError | undefined {
+    if (!this.failure) {
+      const item = this.queue.shift();
+      if (item) {
+        if (item.kind === 'event') this.floor = Math.max(this.floor, item.event.sequence);
+        this.idleSince = Date.now();
+        return { done: false, value: item };
+      }
+      if (this.ending) this.fail(this.ending);
+    }
+    return this.failure;
   }
 
   close(): void {
@@ -176,18 +184,15 @@ export class Subscription implements LiveSubscription {
     const resolve = this.resolveWaiter;
     const reject = this.rejectWaiter;
     if (!resolve || !reject) return;
-    if (!this.failure) {
-      const item = this.queue.shift();
-      if (!item) {
-        // Nothing left to give: keep waiting, unless the queue ran dry on an ending subscription.
-        if (this.ending) this.fail(this.ending);
-        return;
-      }
-      this.resolveWaiter = this.rejectWaiter = undefined;
-      resolve(this.taken(item));
-      return;
-    }
+    // Cleared first: ready() may fail() the subscription, which wakes again.
     this.resolveWaiter = this.rejectWaiter = undefined;
-    reject(this.failure);
+    const now = this.ready();
+    if (now instanceof RotorError) reject(now);
+    else if (now) resolve(now);
+    else {
+      // Nothing yet: keep waiting.
+      this.resolveWaiter = resolve;
+      this.rejectWaiter = reject;
+    }
   }
 }
