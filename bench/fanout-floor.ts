@@ -1,8 +1,10 @@
 /**
  * Diagnostic of the fan-out scenario, no target: the floor Node's own HTTP/2 sets on this machine.
  * A bare `node:http2` server (no gRPC library, no Rotor) holds N open streams and writes one
- * 80-byte DATA frame to each of them; a bare `node:http2` client process, on as many connections
- * as the Rotor run uses, records the delay from the write (a timestamp in the frame) to receipt.
+ * 80-byte DATA frame to each of them, in slices of WAKE_SLICE streams per event-loop turn as
+ * Rotor's feed wakes its watchers (src/expiry/subscription.ts), so the first slices are on the wire
+ * while later ones are written; a bare `node:http2` client process, on as many connections as the
+ * Rotor run uses, records the delay from the write (a timestamp in the frame) to receipt.
  * Reported next to the Rotor runs so they can be read against what the transport alone costs in
  * the same run: the server's CPU per fan-out and the delivery p50/p99, with no application work.
  *
@@ -10,6 +12,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import * as http2 from 'node:http2';
+import { WAKE_SLICE } from '../src/expiry/subscription.js';
 import { cpuMs, percentile, rssMb, sleep } from './stats.js';
 
 export interface FanoutFloorResult {
@@ -42,7 +45,13 @@ function floorServer(streams: number): void {
   process.on('message', () => {
     const frame = Buffer.alloc(80, 1);
     frame.writeDoubleLE(Date.now(), 0);
-    for (const s of open) s.write(frame);
+    let next = 0;
+    const slice = () => {
+      const end = Math.min(open.length, next + WAKE_SLICE);
+      for (; next < end; next++) open[next]!.write(frame);
+      if (next < open.length) setImmediate(slice);
+    };
+    slice();
   });
   process.on('disconnect', () => process.exit(0));
   server.listen(0, '127.0.0.1', () => process.send!({ port: (server.address() as { port: number }).port } satisfies ServerMsg));

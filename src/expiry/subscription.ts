@@ -14,7 +14,7 @@ const CLOSED = new RotorError('unavailable', 'watch closed');
  * "Fan-out"); in slices of this size the first streams are on the wire while later ones are
  * still being written, and other work (RPCs, reads) runs between slices.
  */
-const WAKE_SLICE = 256;
+export const WAKE_SLICE = 256;
 let wakeQueue: Subscription[] = [];
 let wakeScheduled = false;
 
