@@ -81,9 +81,25 @@ export interface EventRepository {
    * more than the threshold, and which has none for this threshold yet; insert-if-absent on the
    * unique key, so concurrent schedulers write each at most once. Returns how many it wrote.
    */
-  appendExpiringSoon(q: { thresholdSeconds: number; from: number; to: number; now: number; limit: number }): Promise<number>;
+  appendExpiringSoon(q: ExpiringSoonScan): Promise<number>;
   /** Appends one `expired` per live (not rotated or revoked) token that expired in (from, to]; insert-if-absent. */
-  appendExpired(q: { from: number; to: number; limit: number }): Promise<number>;
+  appendExpired(q: ExpiredScan): Promise<number>;
+}
+
+/** One EXPIRING_SOON pass over live tokens expiring in `(from, to]`, for one threshold; `now` is the events' time. */
+export interface ExpiringSoonScan {
+  thresholdSeconds: number;
+  from: number;
+  to: number;
+  now: number;
+  limit: number;
+}
+
+/** One EXPIRED pass over live tokens that expired in `(from, to]`. */
+export interface ExpiredScan {
+  from: number;
+  to: number;
+  limit: number;
 }
 
 /** The repositories bound to one connection or transaction. */

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import type { EventRepository } from '../app/store-ports.js';
+import type { EventRepository, ExpiredScan, ExpiringSoonScan } from '../app/store-ports.js';
 import type { WatchSelection } from '../domain/expiry.js';
 import type { NewTokenEvent, TokenEvent, TokenEventType, WatchedEvent } from '../domain/token-event.js';
 import type { WorkloadActor } from '../domain/workload-binding.js';
@@ -152,10 +152,35 @@ export class KnexEventRepository implements EventRepository {
     return rows.map(toWatched);
   }
 
-  async appendExpiringSoon(q: { thresholdSeconds: number; from: number; to: number; now: number; limit: number }): Promise<number> {
-    const suffix = `:${q.thresholdSeconds}`;
-    const result = await this.db.raw(
-      `INSERT INTO token_events (${SCHEDULED_COLUMNS})
+  async appendExpiringSoon(q: ExpiringSoonScan): Promise<number> {
+    return this.appendScheduled(expiringSoonStatement(q));
+  }
+
+  async appendExpired(q: ExpiredScan): Promise<number> {
+    return this.appendScheduled(expiredStatement(q));
+  }
+
+  private async appendScheduled(statement: ScheduledStatement): Promise<number> {
+    const n = returnedCount(await this.db.raw(statement.sql, statement.bindings));
+    if (n > 0) this.appended(n);
+    return n;
+  }
+}
+
+/** A scheduler statement as sent: exported so a test can EXPLAIN exactly what runs (test/store/expiry-scan-plan.test.ts). */
+export interface ScheduledStatement {
+  sql: string;
+  bindings: (string | number)[];
+}
+
+/**
+ * Inserts the missing EXPIRING_SOON rows of live tokens due in the range, found through the index
+ * on (revoked_at, expires_at); a token whose whole lifetime is shorter than the threshold gets none.
+ */
+export function expiringSoonStatement(q: ExpiringSoonScan): ScheduledStatement {
+  const suffix = `:${q.thresholdSeconds}`;
+  return {
+    sql: `INSERT INTO token_events (${SCHEDULED_COLUMNS})
        SELECT 'expiring_soon', t.id, t.family_id, NULL, '${SCHEDULER_ACTOR}', NULL, NULL, CAST(? AS BIGINT), 'expiring_soon:' || t.id || ?, CAST(? AS INTEGER)
        FROM tokens t
        WHERE t.revoked_at IS NULL AND t.expires_at > ? AND t.expires_at <= ? AND t.expires_at - t.created_at > ?
@@ -164,16 +189,14 @@ export class KnexEventRepository implements EventRepository {
        LIMIT ?
        ON CONFLICT (unique_key) DO NOTHING
        RETURNING sequence`,
-      [q.now, suffix, q.thresholdSeconds, q.from, q.to, q.thresholdSeconds * 1000, suffix, q.limit],
-    );
-    const n = returnedCount(result);
-    if (n > 0) this.appended(n);
-    return n;
-  }
+    bindings: [q.now, suffix, q.thresholdSeconds, q.from, q.to, q.thresholdSeconds * 1000, suffix, q.limit],
+  };
+}
 
-  async appendExpired(q: { from: number; to: number; limit: number }): Promise<number> {
-    const result = await this.db.raw(
-      `INSERT INTO token_events (${SCHEDULED_COLUMNS})
+/** Inserts the missing EXPIRED rows of live tokens that expired in the range, through the same index. */
+export function expiredStatement(q: ExpiredScan): ScheduledStatement {
+  return {
+    sql: `INSERT INTO token_events (${SCHEDULED_COLUMNS})
        SELECT 'expired', t.id, t.family_id, NULL, '${SCHEDULER_ACTOR}', NULL, NULL, t.expires_at, 'expired:' || t.id, NULL
        FROM tokens t
        WHERE t.revoked_at IS NULL AND t.expires_at > ? AND t.expires_at <= ?
@@ -182,10 +205,6 @@ export class KnexEventRepository implements EventRepository {
        LIMIT ?
        ON CONFLICT (unique_key) DO NOTHING
        RETURNING sequence`,
-      [q.from, q.to, q.limit],
-    );
-    const n = returnedCount(result);
-    if (n > 0) this.appended(n);
-    return n;
-  }
+    bindings: [q.from, q.to, q.limit],
+  };
 }
