@@ -5,7 +5,8 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { LOG_LEVELS, createLogger, type LogLevel } from '../runtime/logger.js';
 import type { Token } from '../gen/rotor/v1/token_pb.js';
-import { runAgent, type AgentApi, type AgentResult, type AgentToken } from './agent.js';
+import { lockTokenFile } from './agent-lock.js';
+import { AGENT_EXIT, runAgent, type AgentApi, type AgentResult, type AgentToken } from './agent.js';
 import { asBearer, rotorClients } from './client.js';
 import { systemClock } from './retry-policy.js';
 import { UsageError } from './token-commands.js';
@@ -106,5 +107,14 @@ export async function agentCommand(args: string[], env: NodeJS.ProcessEnv, signa
     ...(env.ROTOR_TOKEN?.trim() ? { initialToken: env.ROTOR_TOKEN.trim() } : {}),
     ...(values.exec === undefined ? {} : { hook: execHook(values.exec, tokenFile) }),
   };
-  return runAgent(options);
+  const lock = await lockTokenFile(tokenFile);
+  if (!lock.held) {
+    const who = lock.holderPid === undefined ? 'another rotor agent' : `another rotor agent (pid ${lock.holderPid})`;
+    return { code: AGENT_EXIT.locked, message: `${who} already keeps ${tokenFile} fresh; stop it first, or give this one its own --token-file` };
+  }
+  try {
+    return await runAgent(options);
+  } finally {
+    await lock.release();
+  }
 }

@@ -20,6 +20,8 @@ export const AGENT_EXIT = {
   revoked: 3,
   /** Someone else rotated the token (or a rotation may have completed out of reach): the successor's secret is not ours. */
   rotatedElsewhere: 4,
+  /** Another agent on this machine already keeps the file fresh (src/cli/agent-lock.ts). */
+  locked: 5,
 } as const;
 
 /** How a run of the agent ended. */

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -235,6 +235,27 @@ describe.each(ENGINES)('rotor agent end to end (real serve process) on %s', (eng
       await proxy.stop();
     }
   }, 20_000);
+
+  it('a second agent on the same file (through another path) exits 5 naming the first, which keeps running', async () => {
+    const { secret } = await createAgentToken('svc-twice', '60s');
+    const file = join(work, 'twice.token');
+    const a = agent(file, url(), secret);
+    // The first agent writes ROTOR_TOKEN into the absent file after it took the lock.
+    await waitFor('the first write', () => fileToken(file) === secret);
+    symlinkSync(work, `${work}-link`);
+    try {
+      const b = agent(join(`${work}-link`, 'twice.token'), url(), secret);
+      const code = await Promise.race([b.exited, new Promise((r) => setTimeout(() => r('still running'), 15_000))]);
+      expect(code).toBe(5);
+      expect(b.stderr()).toContain(`rotor agent: another rotor agent (pid ${a.child.pid}) already keeps ${join(`${work}-link`, 'twice.token')} fresh; stop it first`);
+    } finally {
+      rmSync(`${work}-link`, { force: true });
+    }
+    expect(a.child.exitCode).toBe(null);
+    expect(fileToken(file)).toBe(secret);
+    a.child.kill('SIGTERM');
+    expect(await a.exited).toBe(0);
+  }, 30_000);
 
   it('without WatchExpiry (the method answers 404), rotates on the fraction and notices a revocation by polling', async () => {
     const proxy = new FaultProxy(serve.httpPort);
