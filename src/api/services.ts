@@ -1,5 +1,5 @@
 import type { DescService } from '@bufbuild/protobuf';
-import type { ConnectRouter, HandlerContext, ServiceImpl } from '@connectrpc/connect';
+import type { ConnectError, ConnectRouter, HandlerContext, ServiceImpl } from '@connectrpc/connect';
 import type { AppContext } from '../app/context.js';
 import type { WatchRuntime } from '../app/watch-ports.js';
 import { ExpiryService } from '../gen/rotor/v1/expiry_service_pb.js';
@@ -9,6 +9,7 @@ import { TokenService } from '../gen/rotor/v1/token_service_pb.js';
 import { toConnectError } from './connect-errors.js';
 import { expiryServiceImpl } from './expiry-service-impl.js';
 import { healthServiceImpl } from './health-service-impl.js';
+import { RpcStats } from './rpc-stats.js';
 import { mapStreamErrors } from './streams.js';
 import { tokenExchangeServiceImpl } from './token-exchange-service-impl.js';
 import { tokenServiceImpl } from './token-service-impl.js';
@@ -22,20 +23,41 @@ export interface MountedService {
 type UnaryFn = (req: unknown, ctx: HandlerContext) => unknown;
 type StreamFn = (req: unknown, ctx: HandlerContext) => AsyncIterable<unknown>;
 
-/** Wraps every method so that errors leave through the one mapping in connect-errors.ts. */
-function withErrorMapping(app: AppContext, service: DescService, impl: object): Partial<ServiceImpl<DescService>> {
+/**
+ * Wraps every method so that errors leave through the one mapping in connect-errors.ts, and counts
+ * how each call ended (and how long a unary call took) in `stats`: one place for both ports.
+ */
+function withErrorMapping(app: AppContext, service: DescService, impl: object, stats: RpcStats): Partial<ServiceImpl<DescService>> {
   const wrapped: Record<string, UnaryFn | StreamFn> = {};
   for (const [name, fn] of Object.entries(impl) as [string, UnaryFn][]) {
-    const where = `${service.typeName}/${name}`;
-    if (service.methods.find((m) => m.localName === name)?.methodKind === 'server_streaming') {
-      wrapped[name] = (req, ctx) => mapStreamErrors((fn as unknown as StreamFn)(req, ctx), (e) => toConnectError(e, app.log, where));
+    const method = service.methods.find((m) => m.localName === name);
+    const where = `${service.typeName}/${method?.name ?? name}`;
+    if (method?.methodKind === 'server_streaming') {
+      const counted = stats.method(where, true);
+      wrapped[name] = (req, ctx) =>
+        mapStreamErrors(
+          (fn as unknown as StreamFn)(req, ctx),
+          (e) => toConnectError(e, app.log, where),
+          (end) => {
+            // A client that went away ends its stream through the abort signal, whatever error that raises inside.
+            if (ctx.signal.aborted || end.how === 'returned') counted.end('canceled');
+            else if (end.how === 'done') counted.end('ok');
+            else counted.failed(end.error as ConnectError);
+          },
+        );
       continue;
     }
+    const counted = stats.method(where, false);
     wrapped[name] = async (req, ctx) => {
+      const started = performance.now();
       try {
-        return await fn(req, ctx);
+        const res = await fn(req, ctx);
+        counted.end('ok', started);
+        return res;
       } catch (e) {
-        throw toConnectError(e, app.log, where);
+        const ce = toConnectError(e, app.log, where);
+        counted.failed(ce, started);
+        throw ce;
       }
     };
   }
@@ -46,14 +68,14 @@ function withErrorMapping(app: AppContext, service: DescService, impl: object): 
  * Every service Rotor serves; handlers are written once and mounted on both ports. ExpiryService
  * needs the live feed, so it is mounted only when `watch` is given (the composition root does).
  */
-export function rotorServices(app: AppContext, watch?: WatchRuntime): MountedService[] {
+export function rotorServices(app: AppContext, watch?: WatchRuntime, stats: RpcStats = new RpcStats()): MountedService[] {
   const list: [DescService, object][] = [
     [TokenService, tokenServiceImpl(app)],
     [TokenExchangeService, tokenExchangeServiceImpl(app)],
     [HealthService, healthServiceImpl],
   ];
   if (watch) list.push([ExpiryService, expiryServiceImpl(app, watch)]);
-  return list.map(([service, impl]) => ({ service, impl: withErrorMapping(app, service, impl) }));
+  return list.map(([service, impl]) => ({ service, impl: withErrorMapping(app, service, impl, stats) }));
 }
 
 /** Registers the services on a Connect router (the HTTP port). */

@@ -47,17 +47,40 @@ export function mapStream<T, U>(open: () => Promise<AsyncIterator<T>>, map: (val
   return it;
 }
 
-/** A stream whose failure is mapped by `map` (connect-errors.ts's one mapping). */
-export function mapStreamErrors(source: AsyncIterable<unknown>, map: (e: unknown) => unknown): AsyncIterable<unknown> {
+/** How a stream ended, told once to mapStreamErrors' `ended`; `failed` with the mapped error. */
+export type StreamEnd = { how: 'done' } | { how: 'returned' } | { how: 'failed'; error: unknown };
+
+/**
+ * A stream whose failure is mapped by `map` (connect-errors.ts's one mapping). `ended` hears once
+ * how the stream ended: the source finished, it was given up (the client cancelled or went away),
+ * or it failed.
+ */
+export function mapStreamErrors(source: AsyncIterable<unknown>, map: (e: unknown) => unknown, ended: (end: StreamEnd) => void = () => undefined): AsyncIterable<unknown> {
   return {
     [Symbol.asyncIterator]() {
       const it = source[Symbol.asyncIterator]();
+      let over = false;
+      const end = (e: StreamEnd) => {
+        if (over) return;
+        over = true;
+        ended(e);
+      };
       const fail = (e: unknown): never => {
-        throw map(e);
+        const mapped = map(e);
+        end({ how: 'failed', error: mapped });
+        throw mapped;
+      };
+      const step = (r: IteratorResult<unknown>) => {
+        if (r.done) end({ how: 'done' });
+        return r;
       };
       return {
-        next: () => it.next().catch(fail),
-        return: (value?: unknown) => (it.return ? it.return(value).catch(fail) : Promise.resolve({ done: true as const, value })),
+        // One reaction per item either way: then(step, fail) costs what catch(fail) did.
+        next: () => it.next().then(step, fail),
+        return: (value?: unknown) => {
+          end({ how: 'returned' });
+          return it.return ? it.return(value).catch(fail) : Promise.resolve({ done: true as const, value });
+        },
       };
     },
   };

@@ -55,6 +55,8 @@ export class EventFeed implements LiveFeed {
   private readonly credentialsByFamily = new Map<string, Set<FollowedCredential>>();
   /** Bearers found no longer valid, ended after the next read: the events that say so go first. */
   private readonly toEnd = new Map<FollowedCredential, RotorError>();
+  private eventsRead = 0;
+  private readFailures = 0;
   private polling = false;
   private stale = false;
   private again = false;
@@ -80,6 +82,11 @@ export class EventFeed implements LiveFeed {
     this.pollTimer = setInterval(() => this.read(), this.options.pollIntervalMs).unref();
     const tick = Math.max(100, Math.min(1000, Math.floor(this.options.heartbeatMs / 3)));
     this.heartbeatTimer = setInterval(() => this.heartbeats(), tick).unref();
+  }
+
+  /** For GET /metrics: open watchers, events read from the log and dispatched, failed reads. */
+  stats(): { watchers: number; eventsRead: number; readFailures: number } {
+    return { watchers: this.subs.size, eventsRead: this.eventsRead, readFailures: this.readFailures };
   }
 
   get watchers(): number {
@@ -190,6 +197,7 @@ export class EventFeed implements LiveFeed {
         const rows = await this.events.tail(this.position, PAGE);
         // A hole in the sequence is final on both engines (SQLite has one writer; on PostgreSQL
         // tail() reads only up to the settled sequence, migration 20261127_051): a rolled-back number.
+        this.eventsRead += rows.length;
         for (const e of rows) {
           this.position = e.sequence;
           this.dispatch(e);
@@ -197,6 +205,7 @@ export class EventFeed implements LiveFeed {
         if (rows.length < PAGE) return;
       }
     } catch (e) {
+      this.readFailures++;
       this.log.warn('event feed read failed; retrying on the next poll', { error: e instanceof Error ? e.message : String(e) });
       // The database is gone: end the streams so clients resume elsewhere (or here, later).
       if (e instanceof RotorError && e.code === 'unavailable') this.interrupt(DATABASE_LOST);

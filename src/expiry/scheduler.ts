@@ -42,6 +42,8 @@ export class ExpiryScheduler {
   private running: Promise<PassResult> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  private passes = 0;
+  private failures = 0;
   private readonly batchSize: number;
   private readonly maxBatches: number;
 
@@ -53,6 +55,11 @@ export class ExpiryScheduler {
   ) {
     this.batchSize = options.batchSize ?? 500;
     this.maxBatches = options.maxBatchesPerPass ?? 20;
+  }
+
+  /** For GET /metrics: passes finished and passes failed since the process started. */
+  stats(): { passes: number; failures: number } {
+    return { passes: this.passes, failures: this.failures };
   }
 
   /** Starts the periodic passes (the first one right away). */
@@ -78,7 +85,16 @@ export class ExpiryScheduler {
   /** Runs one pass now (tests move the clock and call this instead of waiting). Passes never overlap. */
   runOnce(): Promise<PassResult> {
     const previous = this.running ?? Promise.resolve(undefined);
-    const next = previous.catch(() => undefined).then(() => this.pass());
+    const next = previous
+      .catch(() => undefined)
+      .then(() => this.pass())
+      .then(
+        (r) => (this.passes++, r),
+        (e: unknown) => {
+          this.failures++;
+          throw e;
+        },
+      );
     this.running = next;
     return next;
   }

@@ -7,18 +7,18 @@ import { CallTracker } from '../api/call-tracker.js';
 import { connectRoutes, type MountedService } from '../api/services.js';
 import type { AppContext } from '../app/context.js';
 import { withDecodeErrorsAsInvalidArgument } from './decode-error-shim.js';
-import { oauthHandler } from './oauth-routes.js';
+import { oauthHandler, type HttpExtras } from './oauth-routes.js';
 
 /** Largest RPC message accepted on the HTTP port. */
 const MAX_HTTP_MESSAGE_BYTES = 64 * 1024;
 
 /**
  * The HTTP port: connect-node serves Connect (JSON and binary), gRPC-Web and gRPC for the same
- * handlers as the gRPC port; every other path goes to the OAuth routes and /healthz. This is
+ * handlers as the gRPC port; every other path goes to the OAuth routes, /healthz and /metrics. This is
  * connect-node's `connectNodeAdapter` with each handler wrapped by the decode-error shim.
  */
-export function createHttpServer(app: AppContext, services: MountedService[], ping: () => Promise<void>, tracker = new CallTracker()): Server {
-  const oauth = oauthHandler(app, ping);
+export function createHttpServer(app: AppContext, services: MountedService[], ping: () => Promise<void>, tracker = new CallTracker(), extras: HttpExtras = {}): Server {
+  const oauth = oauthHandler(app, ping, extras);
   const router = createConnectRouter({ readMaxBytes: MAX_HTTP_MESSAGE_BYTES, acceptCompression: [compressionGzip, compressionBrotli] });
   connectRoutes(services)(router);
   const paths = new Map<string, UniversalHandler>(router.handlers.map((h) => [h.requestPath, withDecodeErrorsAsInvalidArgument(h)]));

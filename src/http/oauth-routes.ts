@@ -6,6 +6,7 @@ import { introspect } from '../app/introspection.js';
 import { revokeBySecret } from '../app/revocation.js';
 import { readForm } from './form-body.js';
 import { sendJson, sendOAuthError } from './oauth-errors.js';
+import type { HttpRouteStats } from './metrics.js';
 import { wellKnownRoutes } from './well-known-routes.js';
 
 type Route = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
@@ -94,22 +95,32 @@ function healthRoute(ping: () => Promise<void>): Route {
 }
 
 /** The non-RPC routes of the HTTP port, by path, with their one allowed method. */
-function oauthRoutes(app: AppContext, ping: () => Promise<void>): Map<string, { method: string; route: Route }> {
+function oauthRoutes(app: AppContext, ping: () => Promise<void>, metrics: Route | undefined): Map<string, { method: string; route: Route }> {
   return new Map([
     ['/oauth/token', { method: 'POST', route: tokenRoute(app) }],
     ['/oauth/introspect', { method: 'POST', route: introspectRoute(app) }],
     ['/oauth/revoke', { method: 'POST', route: revokeRoute(app) }],
     ['/healthz', { method: 'GET', route: healthRoute(ping) }],
+    ...(metrics ? ([['/metrics', { method: 'GET', route: metrics }]] as const) : []),
     ...wellKnownRoutes(app),
   ]);
 }
 
+/** What the composition root adds: GET /metrics (unless turned off), and where requests are counted. */
+export interface HttpExtras {
+  metrics?: Route;
+  stats?: HttpRouteStats;
+}
+
 /** Dispatches a request to an OAuth route; errors leave through the one mapping in oauth-errors.ts. */
-export function oauthHandler(app: AppContext, ping: () => Promise<void>) {
-  const routes = oauthRoutes(app, ping);
+export function oauthHandler(app: AppContext, ping: () => Promise<void>, extras: HttpExtras = {}) {
+  const routes = oauthRoutes(app, ping, extras.metrics);
+  const stats = extras.stats;
   return (req: IncomingMessage, res: ServerResponse): void => {
     const path = (req.url ?? '/').split('?')[0]!;
     const entry = routes.get(path);
+    // Counted by route, and unknown paths as one route: a path is chosen by the client.
+    if (stats) res.once('finish', () => stats.finished(entry ? path : 'other', res.statusCode));
     if (!entry) {
       sendJson(res, 404, { error: 'not_found' });
       return;

@@ -3,6 +3,7 @@ import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CallTracker } from '../api/call-tracker.js';
 import { bindGrpc, createGrpcServer } from '../api/grpc-server.js';
+import { RpcStats } from '../api/rpc-stats.js';
 import { rotorServices } from '../api/services.js';
 import type { AppContext, Logger } from '../app/context.js';
 import type { JwtSettings } from '../app/jwt-access-tokens.js';
@@ -13,11 +14,13 @@ import { createTokenKeys } from '../domain/token-keys.js';
 import { EventFeed } from '../expiry/event-feed.js';
 import { ExpiryScheduler } from '../expiry/scheduler.js';
 import { createHttpServer } from '../http/http-server.js';
+import { HttpRouteStats, Metrics } from '../http/metrics.js';
 import { WorkloadVerifier } from '../identity/workload-verifier.js';
 import { KnexReplayCache } from '../store/jti-repository.js';
 import { openStore, type KnexStore } from '../store/knex-store.js';
 import { KnexSigningKeyRepository } from '../store/signing-key-repository.js';
 import type { RotorConfig } from './config.js';
+import { ROTOR_VERSION } from './version.js';
 
 /** A running Rotor: both ports bound, storage open. */
 export interface RunningRotor {
@@ -125,11 +128,24 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
     intervalMs: config.expiry.scanIntervalMs,
   });
   const unwake = app.store.onEventsCommitted(() => feed.wake());
-  const services = rotorServices(app, { feed, thresholdsSeconds: config.expiry.thresholdsSeconds });
+  const rpcStats = new RpcStats();
+  const services = rotorServices(app, { feed, thresholdsSeconds: config.expiry.thresholdsSeconds }, rpcStats);
   const ping = () => app.store.ping();
   const tracker = new CallTracker();
+  const httpStats = new HttpRouteStats();
+  const metrics = config.metrics
+    ? new Metrics({
+        version: ROTOR_VERSION,
+        engine: app.store.engine,
+        rpc: rpcStats,
+        http: httpStats,
+        store: () => app.store.stats(),
+        feed: () => feed.stats(),
+        scheduler: () => scheduler.stats(),
+      })
+    : undefined;
   const grpcServer = createGrpcServer(services, log, tracker);
-  const httpServer: HttpServer = createHttpServer(app, services, ping, tracker);
+  const httpServer: HttpServer = createHttpServer(app, services, ping, tracker, { stats: httpStats, ...(metrics ? { metrics: metrics.route() } : {}) });
   let grpcPort: number;
   try {
     await feed.start();
@@ -142,6 +158,7 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
       });
     });
   } catch (e) {
+    metrics?.close();
     feed.close();
     grpcServer.forceShutdown();
     await app.store.close();
@@ -199,6 +216,7 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
       clearInterval(idleSweep);
       await allDone;
       await feed.settled();
+      metrics?.close();
       await app.store.close();
     },
   };

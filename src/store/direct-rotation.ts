@@ -14,6 +14,7 @@
  */
 import type { Knex } from 'knex';
 import type { RotationCommit } from '../app/store-ports.js';
+import type { NewTokenEvent } from '../domain/token-event.js';
 import { RotorError } from '../domain/errors.js';
 import type { Engine } from './database.js';
 import {
@@ -46,13 +47,13 @@ interface PgConnection {
   query(q: { text: string; values?: unknown[] }): Promise<{ rows: unknown[] }>;
 }
 
-/** What a commit did: whether the compare-and-set won, and how many events it appended. */
+/** What a commit did: whether the compare-and-set won, and the events it appended. */
 export interface CommitOutcome {
   won: boolean;
-  events: number;
+  events: readonly NewTokenEvent[];
 }
 
-const LOST: CommitOutcome = { won: false, events: 0 };
+const LOST: CommitOutcome = { won: false, events: [] };
 
 export class DirectRotationWriter {
   private readonly pool: PoolClient;
@@ -110,7 +111,7 @@ export class DirectRotationWriter {
       await run(INSERT_TOKEN_SQL, tokenValues(c.successor));
       await run(insertEventsSql(events.length), eventValues(events));
       await run('COMMIT', []);
-      return { won: true, events: events.length };
+      return { won: true, events };
     } catch (e) {
       await run('ROLLBACK', []).catch(() => undefined);
       throw e;
@@ -155,7 +156,7 @@ export class DirectRotationWriter {
       await conn.query({ text: PG_INSERT_TOKEN, values: tokenValues(c.successor) });
       await conn.query({ text: pgPlaceholders(insertEventsSql(events.length)), values: eventValues(events) });
       await conn.query({ text: 'COMMIT' });
-      return { won: true, events: events.length };
+      return { won: true, events };
     } catch (e) {
       await conn.query({ text: 'ROLLBACK' }).catch(() => undefined);
       throw e;

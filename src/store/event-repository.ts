@@ -5,6 +5,12 @@ import type { NewTokenEvent, TokenEvent, TokenEventType, WatchedEvent } from '..
 import type { WorkloadActor } from '../domain/workload-binding.js';
 import { returnedCount, toEventRow } from './rotation-statements.js';
 
+/** What the store counts of an appended event (the metrics' `rotor_token_events_total`). */
+export type EventKind = Pick<NewTokenEvent, 'type' | 'reason'>;
+
+const EXPIRING_SOON: EventKind = { type: 'expiring_soon', reason: null };
+const EXPIRED: EventKind = { type: 'expired', reason: null };
+
 /** The `token_events` table row. */
 interface EventRow {
   sequence: number | string;
@@ -57,8 +63,8 @@ const SCHEDULER_ACTOR = 'scheduler';
 export class KnexEventRepository implements EventRepository {
   constructor(
     private readonly db: Knex | Knex.Transaction,
-    /** Told how many events were appended (the store wakes the live feed after commit). */
-    private readonly appended: (count: number) => void = () => {},
+    /** Told of the events appended, by type and reason (the store counts them and wakes the live feed after commit). */
+    private readonly appended: (events: readonly EventKind[]) => void = () => {},
     /** Share concurrent latestSequence() reads (the pool's repository, never a transaction's). */
     private readonly shareReads = false,
   ) {}
@@ -68,7 +74,7 @@ export class KnexEventRepository implements EventRepository {
   async append(events: readonly NewTokenEvent[]): Promise<void> {
     if (events.length === 0) return;
     await this.db('token_events').insert(events.map(toEventRow));
-    this.appended(events.length);
+    this.appended(events);
   }
 
   async list(filter: { tokenId?: string; familyId?: string; afterSequence?: number }, limit: number): Promise<TokenEvent[]> {
@@ -153,16 +159,16 @@ export class KnexEventRepository implements EventRepository {
   }
 
   async appendExpiringSoon(q: ExpiringSoonScan): Promise<number> {
-    return this.appendScheduled(expiringSoonStatement(q));
+    return this.appendScheduled(expiringSoonStatement(q), EXPIRING_SOON);
   }
 
   async appendExpired(q: ExpiredScan): Promise<number> {
-    return this.appendScheduled(expiredStatement(q));
+    return this.appendScheduled(expiredStatement(q), EXPIRED);
   }
 
-  private async appendScheduled(statement: ScheduledStatement): Promise<number> {
+  private async appendScheduled(statement: ScheduledStatement, kind: EventKind): Promise<number> {
     const n = returnedCount(await this.db.raw(statement.sql, statement.bindings));
-    if (n > 0) this.appended(n);
+    if (n > 0) this.appended(Array<EventKind>(n).fill(kind));
     return n;
   }
 }

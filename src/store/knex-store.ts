@@ -5,9 +5,9 @@ import { CachedTokenRepository } from './cached-token-repository.js';
 import type { RotorError } from '../domain/errors.js';
 import { asStoreError, guardRepository } from './database-errors.js';
 import { type DatabaseConfig, type Engine, migrate, openDatabase } from './database.js';
-import { KnexEventRepository } from './event-repository.js';
+import { KnexEventRepository, type EventKind } from './event-repository.js';
 import { listenForEvents, type EventListener, type EventWake } from './pg-notify.js';
-import { TokenCache, type TokenCacheOptions } from './token-cache.js';
+import { TokenCache, type TokenCacheOptions, type TokenCacheStats } from './token-cache.js';
 import { KnexTokenRepository } from './token-repository.js';
 
 /** Default cache settings: one second of cross-process staleness at most. */
@@ -18,6 +18,15 @@ const DEFAULT_TOKEN_CACHE: TokenCacheOptions = { ttlMs: 1000, maxEntries: 10_000
  * failure that means "the database is not there" leaves it as the domain's `unavailable` error
  * (src/store/database-errors.ts), from the pool repositories and from transactions alike.
  */
+/** What GET /metrics reads of the store (src/http/metrics.ts). */
+export interface StoreStats {
+  /** Events committed by this process, by type and reason. */
+  eventsCommitted: { type: string; reason: string | null; count: number }[];
+  /** Calls failed as `unavailable` (database unreachable, statement or pool timeout). */
+  unavailable: number;
+  cache: TokenCacheStats;
+}
+
 export class KnexStore implements Store {
   readonly tokens: CachedTokenRepository;
   readonly events: KnexEventRepository;
@@ -26,6 +35,10 @@ export class KnexStore implements Store {
   onUnavailable: (e: RotorError) => void = () => undefined;
   private listener: EventListener | undefined;
   private readonly eventListeners = new Set<() => void>();
+  /** Events this process committed, by type and reason, since the store opened (for /metrics). */
+  private readonly committed = new Map<string, { type: string; reason: string | null; count: number }>();
+  /** `unavailable` errors raised since the store opened (for /metrics). */
+  private unavailableCount = 0;
   private readonly direct: DirectRotationWriter;
 
   constructor(
@@ -34,9 +47,9 @@ export class KnexStore implements Store {
     cacheOptions: TokenCacheOptions = DEFAULT_TOKEN_CACHE,
   ) {
     this.cache = new TokenCache(cacheOptions);
-    const report = (e: RotorError) => this.onUnavailable(e);
+    const report = (e: RotorError) => this.reportUnavailable(e);
     this.tokens = new CachedTokenRepository(guardRepository(new KnexTokenRepository(knex), report), this.cache, true);
-    this.events = guardRepository(new KnexEventRepository(knex, (n) => this.eventsCommitted(n), true), report);
+    this.events = guardRepository(new KnexEventRepository(knex, (events) => this.eventsCommitted(events), true), report);
     this.direct = new DirectRotationWriter(knex, engine);
   }
 
@@ -45,7 +58,17 @@ export class KnexStore implements Store {
    * so its driver failures leave as `unavailable` too, reported like the store's own.
    */
   guard<T extends object>(repo: T): T {
-    return guardRepository(repo, (e) => this.onUnavailable(e));
+    return guardRepository(repo, (e) => this.reportUnavailable(e));
+  }
+
+  /** Counts of what the store did since it opened, read by GET /metrics. */
+  stats(): StoreStats {
+    return { eventsCommitted: [...this.committed.values()], unavailable: this.unavailableCount, cache: this.cache.stats() };
+  }
+
+  private reportUnavailable(e: RotorError): void {
+    this.unavailableCount++;
+    this.onUnavailable(e);
   }
 
   /**
@@ -57,8 +80,15 @@ export class KnexStore implements Store {
     return () => this.eventListeners.delete(listener);
   }
 
-  private eventsCommitted(count: number): void {
-    if (count > 0) for (const l of this.eventListeners) l();
+  private eventsCommitted(events: readonly EventKind[]): void {
+    if (events.length === 0) return;
+    for (const e of events) {
+      const key = `${e.type}/${e.reason ?? ''}`;
+      const c = this.committed.get(key);
+      if (c) c.count++;
+      else this.committed.set(key, { type: e.type, reason: e.reason, count: 1 });
+    }
+    for (const l of this.eventListeners) l();
   }
 
   /**
@@ -72,7 +102,7 @@ export class KnexStore implements Store {
    */
   async transaction<T>(work: (tx: Repositories) => Promise<T>, options: { lock?: string } = {}): Promise<T> {
     const written: string[] = [];
-    let appended = 0;
+    const appended: EventKind[] = [];
     try {
       const result = await this.knex.transaction(async (trx) => {
         if (options.lock !== undefined && this.engine === 'postgres') {
@@ -80,14 +110,14 @@ export class KnexStore implements Store {
         }
         return work({
           tokens: new CachedTokenRepository(new KnexTokenRepository(trx), this.cache, false, (ids) => written.push(...ids)),
-          events: new KnexEventRepository(trx, (n) => void (appended += n)),
+          events: new KnexEventRepository(trx, (events) => void appended.push(...events)),
         });
       });
       this.eventsCommitted(appended);
       return result;
     } catch (e) {
       const mapped = asStoreError(e);
-      if (mapped !== e) this.onUnavailable(mapped as RotorError);
+      if (mapped !== e) this.reportUnavailable(mapped as RotorError);
       throw mapped;
     } finally {
       if (written.length > 0) this.cache.invalidate(written);
@@ -105,7 +135,7 @@ export class KnexStore implements Store {
       outcome = await this.direct.commit(commit);
     } catch (e) {
       const mapped = asStoreError(e);
-      if (mapped !== e) this.onUnavailable(mapped as RotorError);
+      if (mapped !== e) this.reportUnavailable(mapped as RotorError);
       throw mapped;
     } finally {
       this.cache.invalidate([commit.currentId, commit.successor.id]);

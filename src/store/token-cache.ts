@@ -8,6 +8,12 @@ export interface TokenCacheOptions {
   now?: () => number;
 }
 
+export interface TokenCacheStats {
+  hits: number;
+  misses: number;
+  entries: number;
+}
+
 interface Entry {
   record: TokenRecord;
   storedAt: number;
@@ -29,6 +35,8 @@ export class TokenCache {
   private readonly digestById = new Map<string, string>();
   private epoch = 0;
   private readonly clock: () => number;
+  private hits = 0;
+  private misses = 0;
 
   constructor(private readonly options: TokenCacheOptions) {
     this.clock = options.now ?? Date.now;
@@ -45,17 +53,29 @@ export class TokenCache {
 
   getByDigest(digest: string): TokenRecord | undefined {
     const e = this.byDigest.get(digest);
-    if (!e) return undefined;
+    if (!e) {
+      this.misses++;
+      return undefined;
+    }
     if (this.clock() - e.storedAt >= this.options.ttlMs) {
+      this.misses++;
       this.drop(e.record.id);
       return undefined;
     }
+    this.hits++;
     return e.record;
+  }
+
+  /** Lookups answered from the cache and not, since it was created, and the rows it holds. */
+  stats(): TokenCacheStats {
+    return { hits: this.hits, misses: this.misses, entries: this.byDigest.size };
   }
 
   getById(id: string): TokenRecord | undefined {
     const digest = this.digestById.get(id);
-    return digest === undefined ? undefined : this.getByDigest(digest);
+    if (digest !== undefined) return this.getByDigest(digest);
+    this.misses++;
+    return undefined;
   }
 
   /** Caches a row read at `epoch`, unless a write happened since the read started. */

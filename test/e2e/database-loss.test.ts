@@ -162,6 +162,13 @@ describe.each(ENGINES)('losing the database: UNAVAILABLE / 503, then the same pr
     // The failures were logged as unavailability, never as unexpected errors.
     expect(s.logs.some((l) => l.includes('"database unavailable"'))).toBe(true);
     expect(s.logs.filter((l) => /unexpected error|rpc handler failed/.test(l))).toEqual([]);
+    // And counted for alerting (docs/metrics.md): each refused call, never as internal.
+    const metrics = await (await fetch(`${s.httpUrl}/metrics`)).text();
+    const unavailable = Number(/^rotor_database_unavailable_total (\d+)$/m.exec(metrics)?.[1]);
+    // Every refused call above but /healthz's probe (r1-r6 and r8 on PostgreSQL, r1-r4 on SQLite).
+    expect(unavailable).toBeGreaterThanOrEqual(engine === 'postgres' ? 7 : 4);
+    expect(metrics).toMatch(/^rotor_rpc_handled_total\{method="rotor.v1.TokenService\/RotateToken",code="unavailable"\} 2$/m);
+    expect(metrics).not.toMatch(/code="internal"/);
   });
 
   it.runIf(engine === 'postgres')('cut the connection: open WatchExpiry streams end with UNAVAILABLE; restored: resuming with after_sequence gets exactly the missed events (another replica\'s included), then live ones', async () => {

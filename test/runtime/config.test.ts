@@ -61,3 +61,11 @@ describe('limits and cache ranges (README configuration table)', () => {
     );
   });
 });
+
+describe('ROTOR_METRICS (docs/metrics.md)', () => {
+  it('on by default; off turns GET /metrics off; anything else is refused', () => {
+    expect(loadConfig(base).metrics).toBe(true);
+    expect(loadConfig({ ...base, ROTOR_METRICS: 'off' }).metrics).toBe(false);
+    expect(() => loadConfig({ ...base, ROTOR_METRICS: 'yes' })).toThrow(new ConfigError('ROTOR_METRICS must be on or off, got "yes"'));
+  });
+});
