@@ -1,4 +1,5 @@
-import { Code, type ConnectError } from '@connectrpc/connect';
+import type { Code, ConnectError } from '@connectrpc/connect';
+import { codeToString } from '@connectrpc/connect/protocol-connect';
 
 /**
  * Counts of the RPCs the handlers finished, for GET /metrics (src/http/metrics.ts). Plain numbers
@@ -9,14 +10,9 @@ import { Code, type ConnectError } from '@connectrpc/connect';
 /** Upper bounds, in seconds, of the unary duration histogram's buckets (then +Inf). */
 export const DURATION_BUCKETS: readonly number[] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
-/** `ok`, then Connect's codes in snake case (`invalid_argument`, `resource_exhausted`, …): the `code` label. */
-const CODE_LABELS = new Map<number, string>([[0, 'ok']]);
-for (const [name, value] of Object.entries(Code)) {
-  if (typeof value === 'number') CODE_LABELS.set(value, name.replace(/[A-Z]/g, (c, i: number) => (i > 0 ? '_' : '') + c.toLowerCase()));
-}
-
+/** The `code` label: `ok`, or Connect's name of the code (`invalid_argument`, `resource_exhausted`, …). */
 export function codeLabel(code: Code | 0): string {
-  return CODE_LABELS.get(code) ?? 'unknown';
+  return code === 0 ? 'ok' : codeToString(code);
 }
 
 /** One method: calls finished by code, and (unary) how long they took. */

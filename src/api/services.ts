@@ -39,7 +39,8 @@ function withErrorMapping(app: AppContext, service: DescService, impl: object, s
           (fn as unknown as StreamFn)(req, ctx),
           (e) => toConnectError(e, app.log, where),
           (end) => {
-            // A client that went away ends its stream through the abort signal, whatever error that raises inside.
+            // A client that went away (or whose deadline passed) ends its stream through the abort
+            // signal, whatever error that raises inside.
             if (ctx.signal.aborted || end.how === 'returned') counted.end('canceled');
             else if (end.how === 'done') counted.end('ok');
             else counted.failed(end.error as ConnectError);
@@ -50,15 +51,16 @@ function withErrorMapping(app: AppContext, service: DescService, impl: object, s
     const counted = stats.method(where, false);
     wrapped[name] = async (req, ctx) => {
       const started = performance.now();
+      let res: unknown;
       try {
-        const res = await fn(req, ctx);
-        counted.end('ok', started);
-        return res;
+        res = await fn(req, ctx);
       } catch (e) {
         const ce = toConnectError(e, app.log, where);
         counted.failed(ce, started);
         throw ce;
       }
+      counted.end('ok', started);
+      return res;
     };
   }
   return wrapped as unknown as Partial<ServiceImpl<DescService>>;

@@ -78,8 +78,9 @@ export function mapStreamErrors(source: AsyncIterable<unknown>, map: (e: unknown
         // One reaction per item either way: then(step, fail) costs what catch(fail) did.
         next: () => it.next().then(step, fail),
         return: (value?: unknown) => {
+          const returned = it.return ? it.return(value).catch(fail) : Promise.resolve({ done: true as const, value });
           end({ how: 'returned' });
-          return it.return ? it.return(value).catch(fail) : Promise.resolve({ done: true as const, value });
+          return returned;
         },
       };
     },

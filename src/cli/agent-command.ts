@@ -112,6 +112,9 @@ export async function agentCommand(args: string[], env: NodeJS.ProcessEnv, signa
     const who = lock.holderPid === undefined ? 'another rotor agent' : `another rotor agent (pid ${lock.holderPid})`;
     return { code: AGENT_EXIT.locked, message: `${who} already keeps ${tokenFile} fresh; stop it first, or give this one its own --token-file` };
   }
+  if (lock.unlockedBecause !== undefined) {
+    options.log.warn('running without the token-file lock: a second agent on this file would not be refused', { error: lock.unlockedBecause });
+  }
   try {
     return await runAgent(options);
   } finally {

@@ -57,6 +57,7 @@ export class EventFeed implements LiveFeed {
   private readonly toEnd = new Map<FollowedCredential, RotorError>();
   private eventsRead = 0;
   private readFailures = 0;
+  private overflows = 0;
   private polling = false;
   private stale = false;
   private again = false;
@@ -84,9 +85,9 @@ export class EventFeed implements LiveFeed {
     this.heartbeatTimer = setInterval(() => this.heartbeats(), tick).unref();
   }
 
-  /** For GET /metrics: open watchers, events read from the log and dispatched, failed reads. */
-  stats(): { watchers: number; eventsRead: number; readFailures: number } {
-    return { watchers: this.subs.size, eventsRead: this.eventsRead, readFailures: this.readFailures };
+  /** For GET /metrics: open watchers, events read from the log and dispatched, failed reads, watchers ended for falling behind. */
+  stats(): { watchers: number; eventsRead: number; readFailures: number; overflows: number } {
+    return { watchers: this.subs.size, eventsRead: this.eventsRead, readFailures: this.readFailures, overflows: this.overflows };
   }
 
   get watchers(): number {
@@ -98,7 +99,15 @@ export class EventFeed implements LiveFeed {
     const key = thresholdsSeconds.join(',');
     let thresholds = this.thresholdSets.get(key);
     if (!thresholds) this.thresholdSets.set(key, (thresholds = new Set(thresholdsSeconds)));
-    const sub = new Subscription(selection, credential.tokenId, thresholds, this.position, this.options.bufferEvents, (s) => this.detach(s));
+    const sub = new Subscription(
+      selection,
+      credential.tokenId,
+      thresholds,
+      this.position,
+      this.options.bufferEvents,
+      (s) => this.detach(s),
+      () => void this.overflows++,
+    );
     this.subs.add(sub);
     for (const [index, key] of this.keysOf(selection)) {
       let set = index.get(key);

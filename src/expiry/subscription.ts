@@ -56,6 +56,8 @@ export class Subscription implements LiveSubscription {
     readonly liveFrom: number,
     private readonly capacity: number,
     private readonly detach: (s: Subscription) => void,
+    /** Told when this watcher fell behind and ends with RESOURCE_EXHAUSTED (counted for /metrics). */
+    private readonly overflowed: () => void = () => undefined,
   ) {
     this.floor = liveFrom;
     this.idleSince = Date.now();
@@ -85,6 +87,7 @@ export class Subscription implements LiveSubscription {
     if (this.failure || event.sequence <= this.floor) return;
     if (!wantsEvent(this.thresholds, event)) return;
     if (this.queue.length >= this.capacity) {
+      this.overflowed();
       this.fail(
         new RotorError(
           'resource_exhausted',

@@ -6,7 +6,7 @@ import { DURATION_BUCKETS, type RpcStats } from '../api/rpc-stats.js';
 /**
  * GET /metrics on the HTTP port: Prometheus text exposition (format 0.0.4) of counters the
  * components keep as plain numbers (docs/metrics.md lists every series). Nothing here is on a
- * request's path: a scrape reads the numbers and formats them.
+ * request's path: a scrape reads the numbers and formats them, and changes none of them.
  *
  * No label carries a token id, owner, family, secret or peer address: only method names, result
  * codes, routes, event types and reasons, all from fixed sets. So the series count stays bounded
@@ -15,6 +15,8 @@ import { DURATION_BUCKETS, type RpcStats } from '../api/rpc-stats.js';
 
 /** Sampling interval of the event-loop delay monitor. */
 const LOOP_RESOLUTION_MS = 10;
+/** The event-loop delay figures cover fixed windows of this length, whoever scrapes and how often. */
+const LOOP_WINDOW_MS = 60_000;
 
 /** Counts of the non-RPC HTTP routes (OAuth, well-known, health, metrics), by route and status. */
 export class HttpRouteStats {
@@ -40,28 +42,44 @@ export interface MetricsSources {
   http: HttpRouteStats;
   store: () => {
     eventsCommitted: { type: string; reason: string | null; count: number }[];
+    reuseDetected: number;
     unavailable: number;
     cache: { hits: number; misses: number; entries: number };
   };
-  feed: () => { watchers: number; eventsRead: number; readFailures: number };
+  feed: () => { watchers: number; eventsRead: number; readFailures: number; overflows: number };
   scheduler: () => { passes: number; failures: number };
 }
 
 /** The metrics of one running server; `close()` stops its event-loop delay monitor. */
 export class Metrics {
   private readonly loopDelay: IntervalHistogram;
+  /** The last complete window's event-loop delay, in seconds. */
+  private lastWindow: { p99: number; max: number } | undefined;
+  private readonly windowTimer: NodeJS.Timeout;
   private readonly startSeconds = Math.round(Date.now() / 1000 - process.uptime());
 
   constructor(private readonly sources: MetricsSources) {
     this.loopDelay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
     this.loopDelay.enable();
+    this.windowTimer = setInterval(() => {
+      this.lastWindow = this.loopDelayNow();
+      this.loopDelay.reset();
+    }, LOOP_WINDOW_MS).unref();
   }
 
   close(): void {
+    clearInterval(this.windowTimer);
     this.loopDelay.disable();
   }
 
-  /** The exposition text. The event-loop delay figures cover the time since the previous scrape. */
+  /** Event-loop lateness so far in the current window (the monitor's samples include its interval). */
+  private loopDelayNow(): { p99: number; max: number } {
+    const d = this.loopDelay;
+    const seconds = (ns: number) => (Number.isFinite(ns) && d.count > 0 ? Math.max(0, ns / 1e6 - LOOP_RESOLUTION_MS) / 1000 : 0);
+    return { p99: seconds(d.percentile(99)), max: seconds(d.max) };
+  }
+
+  /** The exposition text. Reading it changes nothing: several scrapers see the same figures. */
   render(): string {
     const out = new Exposition();
     const s = this.sources;
@@ -95,6 +113,11 @@ export class Metrics {
       'Events this process committed to the event log, by type and reason; a family revocation writes one per token of the family.',
       store.eventsCommitted.map((e): Sample => [{ type: e.type, reason: e.reason ?? 'none' }, e.count]),
     );
+    out.counter(
+      'rotor_reuse_detected_total',
+      'Rotated tokens presented again (after the reuse grace): each revoked its whole family. Counted at commit, whatever the entry point (gRPC, Connect, POST /oauth/token).',
+      [[{}, store.reuseDetected]],
+    );
     out.counter('rotor_database_unavailable_total', 'Calls failed because the database was unreachable or timed out.', [[{}, store.unavailable]]);
     out.counter('rotor_token_cache_lookups_total', 'Token lookups by secret digest or id, answered from the in-process cache (hit) or not (miss).', [
       [{ result: 'hit' }, store.cache.hits],
@@ -105,6 +128,7 @@ export class Metrics {
     const feed = s.feed();
     out.gauge('rotor_watch_streams', 'Open WatchExpiry streams in the live feed.', [[{}, feed.watchers]]);
     out.counter('rotor_watch_events_read_total', 'Events the live feed read from the log and offered to its streams.', [[{}, feed.eventsRead]]);
+    out.counter('rotor_watch_overflows_total', 'WatchExpiry streams ended with RESOURCE_EXHAUSTED because their client fell behind by more than the buffer.', [[{}, feed.overflows]]);
     out.counter('rotor_watch_feed_read_failures_total', 'Reads of the event log by the live feed that failed.', [[{}, feed.readFailures]]);
     const scans = s.scheduler();
     out.counter('rotor_expiry_scans_total', 'Passes of the expiry scheduler, by result.', [
@@ -123,12 +147,9 @@ export class Metrics {
     out.gauge('nodejs_heap_size_used_bytes', 'V8 heap in use.', [[{}, mem.heapUsed]]);
     out.gauge('nodejs_heap_size_total_bytes', 'V8 heap reserved.', [[{}, mem.heapTotal]]);
     out.gauge('nodejs_external_memory_bytes', 'Memory held outside the V8 heap (buffers).', [[{}, mem.external]]);
-    const delay = this.loopDelay;
-    // The monitor's samples include its own sampling interval; what is reported is the lateness.
-    const seconds = (ns: number) => (Number.isFinite(ns) && delay.count > 0 ? Math.max(0, ns / 1e6 - LOOP_RESOLUTION_MS) / 1000 : 0);
-    out.gauge('nodejs_eventloop_delay_p99_seconds', 'Event loop delay, 99th percentile since the previous scrape.', [[{}, seconds(delay.percentile(99))]]);
-    out.gauge('nodejs_eventloop_delay_max_seconds', 'Event loop delay, maximum since the previous scrape.', [[{}, seconds(delay.max)]]);
-    delay.reset();
+    const delay = this.lastWindow ?? this.loopDelayNow();
+    out.gauge('nodejs_eventloop_delay_p99_seconds', 'Event loop lateness, 99th percentile over the last complete minute (since the start, during the first).', [[{}, delay.p99]]);
+    out.gauge('nodejs_eventloop_delay_max_seconds', 'Event loop lateness, maximum over the last complete minute (since the start, during the first).', [[{}, delay.max]]);
     return out.text();
   }
 

@@ -180,8 +180,9 @@ export interface ScheduledStatement {
 }
 
 /**
- * Inserts the missing EXPIRING_SOON rows of live tokens due in the range, found through the index
- * on (revoked_at, expires_at); a token whose whole lifetime is shorter than the threshold gets none.
+ * Inserts the missing EXPIRING_SOON rows of live tokens due in the range, found through an index
+ * on expiry (SQLite picks (revoked_at, expires_at), PostgreSQL (expires_at); the plan test checks
+ * both); a token whose whole lifetime is shorter than the threshold gets none.
  */
 export function expiringSoonStatement(q: ExpiringSoonScan): ScheduledStatement {
   const suffix = `:${q.thresholdSeconds}`;
@@ -199,7 +200,7 @@ export function expiringSoonStatement(q: ExpiringSoonScan): ScheduledStatement {
   };
 }
 
-/** Inserts the missing EXPIRED rows of live tokens that expired in the range, through the same index. */
+/** Inserts the missing EXPIRED rows of live tokens that expired in the range, through an index on expiry. */
 export function expiredStatement(q: ExpiredScan): ScheduledStatement {
   return {
     sql: `INSERT INTO token_events (${SCHEDULED_COLUMNS})

@@ -13,20 +13,38 @@ import { KnexTokenRepository } from './token-repository.js';
 /** Default cache settings: one second of cross-process staleness at most. */
 const DEFAULT_TOKEN_CACHE: TokenCacheOptions = { ttlMs: 1000, maxEntries: 10_000 };
 
-/**
- * The knex-backed Store: cached repositories on the pool, plus transactions. Every database
- * failure that means "the database is not there" leaves it as the domain's `unavailable` error
- * (src/store/database-errors.ts), from the pool repositories and from transactions alike.
- */
 /** What GET /metrics reads of the store (src/http/metrics.ts). */
 export interface StoreStats {
-  /** Events committed by this process, by type and reason. */
+  /** Events committed by this process, by type and reason; every pair the code writes is listed from 0. */
   eventsCommitted: { type: string; reason: string | null; count: number }[];
+  /** Commits that revoked a family for token reuse (one per detection, however many members). */
+  reuseDetected: number;
   /** Calls failed as `unavailable` (database unreachable, statement or pool timeout). */
   unavailable: number;
   cache: TokenCacheStats;
 }
 
+/**
+ * The (type, reason) pairs the use cases write, exported from 0 so that a rate over the first
+ * event of a kind is not lost (Prometheus needs a sample before the increase).
+ */
+const EVENT_KINDS: readonly EventKind[] = [
+  { type: 'created', reason: null },
+  { type: 'created', reason: 'rotated' },
+  { type: 'rotated', reason: 'rotated' },
+  { type: 'revoked', reason: 'revoked' },
+  { type: 'revoked', reason: 'overlap_ended' },
+  { type: 'family_revoked', reason: 'family_revoked' },
+  { type: 'family_revoked', reason: 'reuse_detected' },
+  { type: 'expiring_soon', reason: null },
+  { type: 'expired', reason: null },
+];
+
+/**
+ * The knex-backed Store: cached repositories on the pool, plus transactions. Every database
+ * failure that means "the database is not there" leaves it as the domain's `unavailable` error
+ * (src/store/database-errors.ts), from the pool repositories and from transactions alike.
+ */
 export class KnexStore implements Store {
   readonly tokens: CachedTokenRepository;
   readonly events: KnexEventRepository;
@@ -36,7 +54,8 @@ export class KnexStore implements Store {
   private listener: EventListener | undefined;
   private readonly eventListeners = new Set<() => void>();
   /** Events this process committed, by type and reason, since the store opened (for /metrics). */
-  private readonly committed = new Map<string, { type: string; reason: string | null; count: number }>();
+  private readonly committed = new Map(EVENT_KINDS.map((e) => [`${e.type}/${e.reason ?? ''}`, { type: e.type, reason: e.reason, count: 0 }]));
+  private reuseDetected = 0;
   /** `unavailable` errors raised since the store opened (for /metrics). */
   private unavailableCount = 0;
   private readonly direct: DirectRotationWriter;
@@ -63,7 +82,7 @@ export class KnexStore implements Store {
 
   /** Counts of what the store did since it opened, read by GET /metrics. */
   stats(): StoreStats {
-    return { eventsCommitted: [...this.committed.values()], unavailable: this.unavailableCount, cache: this.cache.stats() };
+    return { eventsCommitted: [...this.committed.values()], reuseDetected: this.reuseDetected, unavailable: this.unavailableCount, cache: this.cache.stats() };
   }
 
   private reportUnavailable(e: RotorError): void {
@@ -82,12 +101,15 @@ export class KnexStore implements Store {
 
   private eventsCommitted(events: readonly EventKind[]): void {
     if (events.length === 0) return;
+    let reuse = false;
     for (const e of events) {
       const key = `${e.type}/${e.reason ?? ''}`;
       const c = this.committed.get(key);
       if (c) c.count++;
       else this.committed.set(key, { type: e.type, reason: e.reason, count: 1 });
+      if (e.type === 'family_revoked' && e.reason === 'reuse_detected') reuse = true;
     }
+    if (reuse) this.reuseDetected++;
     for (const l of this.eventListeners) l();
   }
 
@@ -110,7 +132,9 @@ export class KnexStore implements Store {
         }
         return work({
           tokens: new CachedTokenRepository(new KnexTokenRepository(trx), this.cache, false, (ids) => written.push(...ids)),
-          events: new KnexEventRepository(trx, (events) => void appended.push(...events)),
+          events: new KnexEventRepository(trx, (events) => {
+            for (const e of events) appended.push(e);
+          }),
         });
       });
       this.eventsCommitted(appended);

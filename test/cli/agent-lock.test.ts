@@ -6,6 +6,7 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { lockName, lockTokenFile, type TokenFileLock } from '../../src/cli/agent-lock.js';
@@ -64,6 +65,18 @@ describe.skipIf(process.platform !== 'linux')('agent token-file lock', () => {
     await exited;
     const lock = await held(file);
     await lock.release();
+  });
+
+  it('a peer that connects and never closes does not hold up release (any process may connect)', async () => {
+    const file = join(work, 'peer.token');
+    const lock = await held(file);
+    const peer = createConnection(lockName(file)!);
+    await new Promise((resolve) => peer.once('data', resolve));
+    // vitest's test timeout catches a release that waits for the peer.
+    await lock.release();
+    peer.destroy();
+    const again = await held(file);
+    await again.release();
   });
 
   it('no directory yet: no lock to take (the agent reports the missing directory itself)', async () => {

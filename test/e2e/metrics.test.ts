@@ -5,6 +5,7 @@
 import { Code } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TokenKind } from '../../src/gen/rotor/v1/token_pb.js';
+import { ROTOR_VERSION } from '../../src/runtime/version.js';
 import { ENGINES } from '../support/engines.js';
 import { secretsIn } from '../support/leak-scan.js';
 import { connectApi, failure, grpcApi, newKey, type Api } from '../support/rotor-api.js';
@@ -63,6 +64,26 @@ describe.each(ENGINES)('GET /metrics on %s', (engine) => {
     await s?.stop();
   });
 
+  it('exports the alerting series from 0, before anything happened', async () => {
+    const fresh = await startTestServer({}, { engine });
+    try {
+      const at = parse(await (await fetch(`${fresh.httpUrl}/metrics`)).text());
+      for (const series of [
+        'rotor_reuse_detected_total',
+        'rotor_watch_overflows_total',
+        'rotor_database_unavailable_total',
+        'rotor_expiry_scans_total{result="failed"}',
+        'rotor_token_events_total{type="family_revoked",reason="reuse_detected"}',
+        'rotor_token_events_total{type="rotated",reason="rotated"}',
+        'rotor_token_events_total{type="expired",reason="none"}',
+      ]) {
+        expect(at.get(series), series).toBe(0);
+      }
+    } finally {
+      await fresh.stop();
+    }
+  });
+
   it('counts RPCs on both ports by method and code, unary durations, events by type and reason, OAuth routes; names no token', async () => {
     const before = (await scrape()).at;
     const created = await grpc.createToken({ kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'svc-observed', name: 'm', scopes: ['rotor:rotate'], expiresAt: inMs(Date.now(), 3_600_000) }, s.adminSecret);
@@ -99,6 +120,7 @@ describe.each(ENGINES)('GET /metrics on %s', (engine) => {
     // One event per token of the family (the rotated one and its successor); one detection.
     expect(events('family_revoked', 'reuse_detected')).toBe(2);
     expect(delta('rotor_rpc_errors_total{method="rotor.v1.TokenService/RotateToken",error="reuse_detected"}')).toBe(1);
+    expect(delta('rotor_reuse_detected_total')).toBe(1);
     expect(delta('rotor_rpc_errors_total{method="rotor.v1.TokenService/GetToken",error="not_found"}')).toBe(1);
 
     expect(delta('rotor_http_requests_total{route="/oauth/introspect",status="200"}')).toBe(1);
@@ -115,7 +137,8 @@ describe.each(ENGINES)('GET /metrics on %s', (engine) => {
     expect(value(at, `${h}_count{${method}}`) - value(before, `${h}_count{${method}}`)).toBe(3);
     expect(value(at, `${h}_sum{${method}}`)).toBeGreaterThan(0);
 
-    expect(value(at, `rotor_build_info{version="0.1.0",engine="${engine}"}`)).toBe(1);
+    expect(ROTOR_VERSION).toMatch(/^\d+\.\d+\.\d+/);
+    expect(value(at, `rotor_build_info{version="${ROTOR_VERSION}",engine="${engine}"}`)).toBe(1);
     expect(value(at, 'process_resident_memory_bytes')).toBeGreaterThan(10_000_000);
     expect(value(at, 'rotor_token_cache_lookups_total{result="hit"}') + value(at, 'rotor_token_cache_lookups_total{result="miss"}')).toBeGreaterThan(0);
 
@@ -124,16 +147,18 @@ describe.each(ENGINES)('GET /metrics on %s', (engine) => {
     expect(secretsIn(text, issuedSecrets)).toEqual([]);
   });
 
-  it('WatchExpiry streams: open ones in the gauge, a cancelled one counted as canceled, one ended by a revocation by its code', async () => {
+  it('WatchExpiry streams: open ones in the gauge, cancelled ones (either port) counted as canceled, one ended by a revocation by its code', async () => {
     const before = (await scrape()).at;
     const created = await grpc.createToken({ kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'svc-watched', name: 'w', scopes: ['rotor:rotate'], expiresAt: inMs(Date.now(), 3_600_000) }, s.adminSecret);
     issuedSecrets.add(created.secret);
     const byAdmin = grpc.watchExpiry({ ownerId: 'svc-watched', afterSequence: 0n }, s.adminSecret);
+    const byAdminOverConnect = connect.watchExpiry({ ownerId: 'svc-watched', afterSequence: 0n }, s.adminSecret);
     const own = connect.watchExpiry({}, created.secret);
-    await waitForWatchers(s, 2);
-    expect(value((await scrape()).at, 'rotor_watch_streams')).toBe(2);
+    await waitForWatchers(s, 3);
+    expect(value((await scrape()).at, 'rotor_watch_streams')).toBe(3);
 
     byAdmin.cancel();
+    byAdminOverConnect.cancel();
     await waitForWatchers(s, 1);
     // The holder's own stream ends once its bearer is revoked.
     await grpc.revokeToken({ id: created.token!.id }, s.adminSecret);
@@ -142,8 +167,11 @@ describe.each(ENGINES)('GET /metrics on %s', (engine) => {
 
     const { at } = await scrape();
     const watch = (code: string) => value(at, `rotor_rpc_handled_total{method="rotor.v1.ExpiryService/WatchExpiry",code="${code}"}`) - value(before, `rotor_rpc_handled_total{method="rotor.v1.ExpiryService/WatchExpiry",code="${code}"}`);
-    await expect.poll(async () => value((await scrape()).at, 'rotor_rpc_handled_total{method="rotor.v1.ExpiryService/WatchExpiry",code="canceled"}') - value(before, 'rotor_rpc_handled_total{method="rotor.v1.ExpiryService/WatchExpiry",code="canceled"}')).toBe(1);
+    // A cancelled stream is counted when its handler ends, which may come just after the feed let go of it.
+    await expect.poll(async () => value((await scrape()).at, 'rotor_rpc_handled_total{method="rotor.v1.ExpiryService/WatchExpiry",code="canceled"}') - value(before, 'rotor_rpc_handled_total{method="rotor.v1.ExpiryService/WatchExpiry",code="canceled"}')).toBe(2);
     expect(watch('unauthenticated')).toBe(1);
+    expect(watch('unavailable')).toBe(0);
+    expect(watch('ok')).toBe(0);
     expect(value(at, 'rotor_watch_streams')).toBe(0);
     expect(value(at, 'rotor_watch_events_read_total') - value(before, 'rotor_watch_events_read_total')).toBeGreaterThanOrEqual(2);
     // Streams are not timed.

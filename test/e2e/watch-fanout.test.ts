@@ -59,6 +59,8 @@ describe.each(ENGINES)('WatchExpiry fan-out on %s', (engine) => {
       await new Promise((r) => setTimeout(r, 50));
     }
     expect(s.rotor.expiry.feed.watchers).toBe(STREAMS);
+    // Counted for /metrics when it happened, before the client could be told (docs/metrics.md).
+    expect(s.rotor.expiry.feed.stats().overflows).toBe(1);
 
     // The stalled stream has not read a thing since; every other stream gets the rotation.
     const rotated = await api.rotateToken({ idempotencyKey: newKey() }, target.secret);

@@ -125,6 +125,7 @@ describe.each(ENGINES)('expiry scheduler statements on %s', (engine) => {
     const tokens = found.filter((a) => a.table === 'tokens');
     const events = found.filter((a) => a.table === 'token_events');
     expect(tokens.length, plan.join('\n')).toBeGreaterThan(0);
+    expect(events.length, plan.join('\n')).toBeGreaterThan(0);
     for (const a of tokens) expect(a.how, plan.join('\n')).toMatch(/^index tokens_(live_expiry|expires_at_index)$/);
     for (const a of events) expect(a.how, plan.join('\n')).toBe('index token_events_unique_key');
     if (engine === 'sqlite') {
