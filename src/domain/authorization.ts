@@ -1,7 +1,7 @@
 import { audiencesNotHeld } from './audiences.js';
 import { RotorError } from './errors.js';
 import { POLICY_KNOBS, type TokenPolicy } from './policy.js';
-import { SCOPE_ADMIN, SCOPE_INTROSPECT, SCOPE_ROTATE, hasScope, narrowScopes } from './scopes.js';
+import { SCOPE_ADMIN, SCOPE_INTROSPECT, SCOPE_METRICS, SCOPE_ROTATE, hasScope, narrowScopes } from './scopes.js';
 import type { TokenRecord } from './token.js';
 import { sameBinding } from './workload-binding.js';
 
@@ -13,7 +13,8 @@ import { sameBinding } from './workload-binding.js';
  *   scope of the target held by the caller, so a narrow token cannot take over or shut out a
  *   wider token of its owner;
  * - creating for an owner: never looser than the caller itself (scopes, audiences, expiry,
- *   policy), unless the caller is an admin.
+ *   policy), unless the caller is an admin;
+ * - reading GET /metrics when it asks for a token: `rotor:metrics` or `rotor:admin`.
  */
 export type Principal = Pick<TokenRecord, 'id' | 'ownerId' | 'scopes' | 'audiences' | 'expiresAt' | 'policy' | 'revokedAt'>;
 
@@ -108,6 +109,11 @@ export function successorExpiryFor(caller: Principal, expiresAt: number, request
     throw new RotorError('invalid_argument', 'expires_at must not be later than the expiry of the calling token', { field: 'expires_at' });
   }
   return caller.expiresAt;
+}
+
+/** GET /metrics with `ROTOR_METRICS=token`: `rotor:metrics` or `rotor:admin`. */
+export function assertMayReadMetrics(caller: Principal): void {
+  if (!isAdmin(caller) && !hasScope(caller.scopes, SCOPE_METRICS)) throw new RotorError('permission_denied', 'reading metrics needs rotor:metrics or rotor:admin');
 }
 
 /** RFC 7662 callers: `rotor:introspect` or `rotor:admin` for any token, anyone for itself. */

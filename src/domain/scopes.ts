@@ -1,9 +1,10 @@
 import { RotorError } from './errors.js';
 
-/** Reserved scopes (issue 2): manage every token, rotate oneself, introspect others. */
+/** Reserved scopes (issue 2): manage every token, rotate oneself, introspect others; read GET /metrics when it asks for a token. */
 export const SCOPE_ADMIN = 'rotor:admin';
 export const SCOPE_ROTATE = 'rotor:rotate';
 export const SCOPE_INTROSPECT = 'rotor:introspect';
+export const SCOPE_METRICS = 'rotor:metrics';
 
 export const MAX_SCOPES = 64;
 export const MAX_SCOPE_LENGTH = 128;

@@ -1,5 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { authenticate } from '../app/authenticate.js';
+import { assertMayReadMetrics } from '../domain/authorization.js';
+import { isRotorError } from '../domain/errors.js';
+import { SCOPE_METRICS } from '../domain/scopes.js';
 import type { AppContext } from '../app/context.js';
 import { exchangeToken } from '../app/exchange-service.js';
 import { introspect } from '../app/introspection.js';
@@ -94,21 +97,46 @@ function healthRoute(ping: () => Promise<void>): Route {
   };
 }
 
+/**
+ * GET /metrics: open, or (`ROTOR_METRICS=token`) for a bearer with `rotor:metrics` or
+ * `rotor:admin`. A token without the scope is 403 `insufficient_scope` (RFC 6750 §3.1).
+ */
+function metricsRoute(app: AppContext, metrics: MetricsRoute): Route {
+  if (!metrics.requireToken) return metrics.route;
+  return async (req, res) => {
+    const caller = await authenticate(app, { authorization: req.headers.authorization, peer: peerOf(req) });
+    try {
+      assertMayReadMetrics(caller.token);
+    } catch (e) {
+      if (!isRotorError(e) || e.code !== 'permission_denied') throw e;
+      sendJson(res, 403, { error: 'insufficient_scope', error_description: e.message }, { 'www-authenticate': `Bearer error="insufficient_scope", scope="${SCOPE_METRICS}"` });
+      return;
+    }
+    await metrics.route(req, res);
+  };
+}
+
 /** The non-RPC routes of the HTTP port, by path, with their one allowed method. */
-function oauthRoutes(app: AppContext, ping: () => Promise<void>, metrics: Route | undefined): Map<string, { method: string; route: Route }> {
+function oauthRoutes(app: AppContext, ping: () => Promise<void>, metrics: MetricsRoute | undefined): Map<string, { method: string; route: Route }> {
   return new Map([
     ['/oauth/token', { method: 'POST', route: tokenRoute(app) }],
     ['/oauth/introspect', { method: 'POST', route: introspectRoute(app) }],
     ['/oauth/revoke', { method: 'POST', route: revokeRoute(app) }],
     ['/healthz', { method: 'GET', route: healthRoute(ping) }],
-    ...(metrics ? ([['/metrics', { method: 'GET', route: metrics }]] as const) : []),
+    ...(metrics ? ([['/metrics', { method: 'GET', route: metricsRoute(app, metrics) }]] as const) : []),
     ...wellKnownRoutes(app),
   ]);
 }
 
+/** GET /metrics as the composition root mounts it (docs/metrics.md, "Access"). */
+export interface MetricsRoute {
+  route: Route;
+  requireToken: boolean;
+}
+
 /** What the composition root adds: GET /metrics (unless turned off), and where requests are counted. */
 export interface HttpExtras {
-  metrics?: Route;
+  metrics?: MetricsRoute;
   stats?: HttpRouteStats;
 }
 

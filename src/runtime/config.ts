@@ -39,8 +39,8 @@ export interface RotorConfig {
   trust: TrustConfig | undefined;
   /** WatchExpiry and the expiry scheduler (docs/watch-expiry.md). */
   expiry: ExpiryConfig;
-  /** `ROTOR_METRICS`: serve GET /metrics on the HTTP port (docs/metrics.md). */
-  metrics: boolean;
+  /** `ROTOR_METRICS`: GET /metrics on the HTTP port open to all, for a `rotor:metrics` bearer only, or not served (docs/metrics.md). */
+  metrics: 'on' | 'token' | 'off';
 }
 
 /** Settings of the expiry scheduler and the WatchExpiry feed. */
@@ -194,8 +194,8 @@ export function loadConfig(env: Env = process.env): RotorConfig {
   const { secret, source } = loadSecret(env, dataDir);
   const jwt = loadJwtConfig(env);
   const metrics = env.ROTOR_METRICS || 'on';
-  if (metrics !== 'on' && metrics !== 'off') throw new ConfigError(`ROTOR_METRICS must be on or off, got "${metrics}"`);
-  return { metrics: metrics === 'on', host, grpcPort, httpPort, dataDir, databaseUrl, databasePoolMax, databaseStatementTimeoutMs, databaseListen, secret, secretSource: source, limits, logLevel, tokenCacheTtlMs, jwt, trust, expiry };
+  if (metrics !== 'on' && metrics !== 'token' && metrics !== 'off') throw new ConfigError(`ROTOR_METRICS must be on, token or off, got "${metrics}"`);
+  return { metrics, host, grpcPort, httpPort, dataDir, databaseUrl, databasePoolMax, databaseStatementTimeoutMs, databaseListen, secret, secretSource: source, limits, logLevel, tokenCacheTtlMs, jwt, trust, expiry };
 }
 
 /** Settings of signed JWT access tokens (RFC 9068) and their signing keys. */

@@ -133,19 +133,23 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
   const ping = () => app.store.ping();
   const tracker = new CallTracker();
   const httpStats = new HttpRouteStats();
-  const metrics = config.metrics
-    ? new Metrics({
-        version: ROTOR_VERSION,
-        engine: app.store.engine,
-        rpc: rpcStats,
-        http: httpStats,
-        store: () => app.store.stats(),
-        feed: () => feed.stats(),
-        scheduler: () => scheduler.stats(),
-      })
-    : undefined;
+  const metrics =
+    config.metrics === 'off'
+      ? undefined
+      : new Metrics({
+          version: ROTOR_VERSION,
+          engine: app.store.engine,
+          rpc: rpcStats,
+          http: httpStats,
+          store: () => app.store.stats(),
+          feed: () => feed.stats(),
+          scheduler: () => scheduler.stats(),
+        });
   const grpcServer = createGrpcServer(services, log, tracker);
-  const httpServer: HttpServer = createHttpServer(app, services, ping, tracker, { stats: httpStats, ...(metrics ? { metrics: metrics.route() } : {}) });
+  const httpServer: HttpServer = createHttpServer(app, services, ping, tracker, {
+    stats: httpStats,
+    ...(metrics ? { metrics: { route: metrics.route(), requireToken: config.metrics === 'token' } } : {}),
+  });
   let grpcPort: number;
   try {
     await feed.start();

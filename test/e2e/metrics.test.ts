@@ -179,6 +179,39 @@ describe.each(ENGINES)('GET /metrics on %s', (engine) => {
   });
 });
 
+describe('GET /metrics with ROTOR_METRICS=token', () => {
+  it('no bearer 401, a token without rotor:metrics 403 insufficient_scope, rotor:metrics or rotor:admin 200', async () => {
+    const s = await startTestServer({ ROTOR_METRICS: 'token' });
+    const grpc = grpcApi(s);
+    try {
+      const mint = async (scopes: string[]) => {
+        const r = await grpc.createToken({ kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'prometheus', name: 'scraper', scopes, expiresAt: inMs(Date.now(), 3_600_000) }, s.adminSecret);
+        issuedSecrets.add(r.secret);
+        return r.secret;
+      };
+      const get = (bearer?: string) => fetch(`${s.httpUrl}/metrics`, { headers: bearer ? { authorization: `Bearer ${bearer}` } : {} });
+
+      const anonymous = await get();
+      expect(anonymous.status).toBe(401);
+      expect(anonymous.headers.get('www-authenticate')).toMatch(/^Bearer/);
+      expect(await anonymous.text()).not.toContain('rotor_rpc_handled_total');
+
+      const unscoped = await get(await mint(['rotor:rotate']));
+      expect(unscoped.status).toBe(403);
+      expect(unscoped.headers.get('www-authenticate')).toBe('Bearer error="insufficient_scope", scope="rotor:metrics"');
+      expect(await unscoped.json()).toEqual({ error: 'insufficient_scope', error_description: 'reading metrics needs rotor:metrics or rotor:admin' });
+
+      const scraper = await get(await mint(['rotor:metrics', 'rotor:rotate']));
+      expect(scraper.status).toBe(200);
+      parse(await scraper.text());
+      expect((await get(s.adminSecret)).status).toBe(200);
+    } finally {
+      grpc.close();
+      await s.stop();
+    }
+  });
+});
+
 describe('GET /metrics turned off', () => {
   it('ROTOR_METRICS=off: 404, like any unknown path', async () => {
     const s = await startTestServer({ ROTOR_METRICS: 'off' });

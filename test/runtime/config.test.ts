@@ -63,9 +63,10 @@ describe('limits and cache ranges (README configuration table)', () => {
 });
 
 describe('ROTOR_METRICS (docs/metrics.md)', () => {
-  it('on by default; off turns GET /metrics off; anything else is refused', () => {
-    expect(loadConfig(base).metrics).toBe(true);
-    expect(loadConfig({ ...base, ROTOR_METRICS: 'off' }).metrics).toBe(false);
-    expect(() => loadConfig({ ...base, ROTOR_METRICS: 'yes' })).toThrow(new ConfigError('ROTOR_METRICS must be on or off, got "yes"'));
+  it('on by default; token asks for a bearer; off turns GET /metrics off; anything else is refused', () => {
+    expect(loadConfig(base).metrics).toBe('on');
+    expect(loadConfig({ ...base, ROTOR_METRICS: 'token' }).metrics).toBe('token');
+    expect(loadConfig({ ...base, ROTOR_METRICS: 'off' }).metrics).toBe('off');
+    expect(() => loadConfig({ ...base, ROTOR_METRICS: 'yes' })).toThrow(new ConfigError('ROTOR_METRICS must be on, token or off, got "yes"'));
   });
 });
