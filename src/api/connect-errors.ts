@@ -15,6 +15,7 @@ export function connectCodeOf(code: RotorErrorCode): Code {
       return Code.Unauthenticated;
     case 'reuse_detected':
     case 'permission_denied':
+    case 'insufficient_scope':
     case 'workload_mismatch':
       return Code.PermissionDenied;
     case 'already_rotated':

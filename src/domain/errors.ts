@@ -16,6 +16,8 @@ export type RotorErrorCode =
   /** The caller's own credentials are missing or not usable. */
   | 'unauthenticated'
   | 'permission_denied'
+  /** RFC 6750 §3.1: a usable bearer that lacks the scope a resource needs (GET /metrics: `rotor:metrics`). */
+  | 'insufficient_scope'
   | 'not_found'
   /** RFC 7009 §2.2.1: the presented token's type cannot be revoked (JWT access tokens). */
   | 'revocation_unsupported'

@@ -42,6 +42,8 @@ function oauthErrorOf(code: RotorErrorCode): OAuthError {
       return { error: 'unauthorized_client', status: 400 };
     case 'unauthenticated':
       return { error: 'invalid_token', status: 401 };
+    case 'insufficient_scope':
+      return { error: 'insufficient_scope', status: 403 };
     case 'unavailable':
     case 'resource_exhausted':
       return { error: 'temporarily_unavailable', status: 503 };
@@ -71,13 +73,19 @@ export function sendOAuthError(res: ServerResponse, e: unknown, log: Logger, whe
     const { error, status } = oauthErrorOf(e.code);
     const body: Record<string, string> = { error, error_description: e.message, rotor_error: e.code };
     if (e.details.successorId) body.successor_id = e.details.successorId;
-    const extra: Record<string, string> = status === 401 ? { 'www-authenticate': bearerChallenge(e.message, e.details.noCredentials === true) } : {};
+    const extra: Record<string, string> =
+      status === 401 ? { 'www-authenticate': bearerChallenge(e.message, e.details.noCredentials === true) } : e.code === 'insufficient_scope' ? { 'www-authenticate': scopeChallenge(e.message) } : {};
     sendJson(res, status, body, extra);
     return;
   }
   const ref = randomUUID();
   log.error('unexpected error', { where, ref, error: e instanceof Error ? (e.stack ?? e.message) : String(e) });
   sendJson(res, 500, { error: 'server_error', error_description: `internal error (ref ${ref})` });
+}
+
+/** RFC 6750 §3.1: the bearer is fine but lacks a scope (the message names it). */
+function scopeChallenge(message: string): string {
+  return `Bearer realm="rotor", error="insufficient_scope", error_description="${message.replace(/["\\]/g, "'")}"`;
 }
 
 /** RFC 6750 §3: no error code when the request carried no credentials, else `invalid_token`. */

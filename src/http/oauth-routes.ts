@@ -1,8 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { authenticate } from '../app/authenticate.js';
 import { assertMayReadMetrics } from '../domain/authorization.js';
-import { isRotorError } from '../domain/errors.js';
-import { SCOPE_METRICS } from '../domain/scopes.js';
 import type { AppContext } from '../app/context.js';
 import { exchangeToken } from '../app/exchange-service.js';
 import { introspect } from '../app/introspection.js';
@@ -105,13 +103,7 @@ function metricsRoute(app: AppContext, metrics: MetricsRoute): Route {
   if (!metrics.requireToken) return metrics.route;
   return async (req, res) => {
     const caller = await authenticate(app, { authorization: req.headers.authorization, peer: peerOf(req) });
-    try {
-      assertMayReadMetrics(caller.token);
-    } catch (e) {
-      if (!isRotorError(e) || e.code !== 'permission_denied') throw e;
-      sendJson(res, 403, { error: 'insufficient_scope', error_description: e.message }, { 'www-authenticate': `Bearer error="insufficient_scope", scope="${SCOPE_METRICS}"` });
-      return;
-    }
+    assertMayReadMetrics(caller.token);
     await metrics.route(req, res);
   };
 }
