@@ -288,10 +288,14 @@ export function createGrpcServer(services: MountedService[], log: Logger, tracke
   return server;
 }
 
-/** Binds the server; resolves with the port actually bound (port 0 picks an ephemeral one). */
-export function bindGrpc(server: grpc.Server, host: string, port: number): Promise<number> {
+/**
+ * Binds the server, with TLS when `tls` is given (a PEM chain and its key; no client
+ * certificates asked for); resolves with the port actually bound (port 0 picks an ephemeral one).
+ */
+export function bindGrpc(server: grpc.Server, host: string, port: number, tls?: { cert: Buffer; key: Buffer }): Promise<number> {
+  const credentials = tls ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false) : grpc.ServerCredentials.createInsecure();
   return new Promise((resolve, reject) => {
-    server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) =>
+    server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${port}`, credentials, (err, bound) =>
       err ? reject(err) : resolve(bound),
     );
   });

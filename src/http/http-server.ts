@@ -1,7 +1,8 @@
 import { Code, ConnectError, createConnectRouter, createContextValues } from '@connectrpc/connect';
 import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from '@connectrpc/connect-node';
 import type { UniversalHandler } from '@connectrpc/connect/protocol';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { callMetaKey } from '../api/call-meta.js';
 import { CallTracker } from '../api/call-tracker.js';
 import { connectRoutes, type MountedService } from '../api/services.js';
@@ -17,12 +18,19 @@ const MAX_HTTP_MESSAGE_BYTES = 64 * 1024;
  * handlers as the gRPC port; every other path goes to the OAuth routes, /healthz and /metrics. This is
  * connect-node's `connectNodeAdapter` with each handler wrapped by the decode-error shim.
  */
-export function createHttpServer(app: AppContext, services: MountedService[], ping: () => Promise<void>, tracker = new CallTracker(), extras: HttpExtras = {}): Server {
+export function createHttpServer(
+  app: AppContext,
+  services: MountedService[],
+  ping: () => Promise<void>,
+  tracker = new CallTracker(),
+  extras: HttpExtras = {},
+  tls?: { cert: Buffer; key: Buffer },
+): Server {
   const oauth = oauthHandler(app, ping, extras);
   const router = createConnectRouter({ readMaxBytes: MAX_HTTP_MESSAGE_BYTES, acceptCompression: [compressionGzip, compressionBrotli] });
   connectRoutes(services)(router);
   const paths = new Map<string, UniversalHandler>(router.handlers.map((h) => [h.requestPath, withDecodeErrorsAsInvalidArgument(h)]));
-  const server = createServer((req, res) => {
+  const handle = (req: IncomingMessage, res: ServerResponse) => {
     const handler = paths.get((req.url ?? '').split('?', 1)[0]!);
     if (!handler) {
       oauth(req, res);
@@ -37,7 +45,9 @@ export function createHttpServer(app: AppContext, services: MountedService[], pi
         if (ConnectError.from(reason).code === Code.Aborted) return;
         app.log.error('rpc handler failed', { rpc: `${handler.service.typeName}/${handler.method.name}` });
       });
-  });
+  };
+  // With TLS: HTTPS (HTTP/1.1); an https.Server is an http.Server for everything shutdown uses.
+  const server: Server = tls ? createHttpsServer({ cert: tls.cert, key: tls.key }, handle) : createServer(handle);
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
   return server;

@@ -6,6 +6,7 @@ import { SIGNING_ALGS, type SigningAlg } from '../domain/jwt-access-token.js';
 import { DEFAULT_LIMITS, type PolicyLimits } from '../domain/policy.js';
 import { parseTrustConfig, TrustConfigError, type TrustConfig } from '../identity/trust-config.js';
 import { LOG_LEVELS, type LogLevel } from './logger.js';
+import { loadTlsConfig, type TlsConfig } from './tls-config.js';
 
 /** Everything the server reads from the environment, validated. */
 export interface RotorConfig {
@@ -39,6 +40,8 @@ export interface RotorConfig {
   trust: TrustConfig | undefined;
   /** WatchExpiry and the expiry scheduler (docs/watch-expiry.md). */
   expiry: ExpiryConfig;
+  /** TLS on both ports (`ROTOR_TLS_CERT_FILE`, `ROTOR_TLS_KEY_FILE`); undefined: plain text. */
+  tls: TlsConfig | undefined;
   /** `ROTOR_METRICS`: GET /metrics on the HTTP port open to all, for a `rotor:metrics` bearer only, or not served (docs/metrics.md). */
   metrics: 'on' | 'token' | 'off';
 }
@@ -195,7 +198,8 @@ export function loadConfig(env: Env = process.env): RotorConfig {
   const jwt = loadJwtConfig(env);
   const metrics = env.ROTOR_METRICS || 'on';
   if (metrics !== 'on' && metrics !== 'token' && metrics !== 'off') throw new ConfigError(`ROTOR_METRICS must be on, token or off, got "${metrics}"`);
-  return { metrics, host, grpcPort, httpPort, dataDir, databaseUrl, databasePoolMax, databaseStatementTimeoutMs, databaseListen, secret, secretSource: source, limits, logLevel, tokenCacheTtlMs, jwt, trust, expiry };
+  const tls = loadTlsConfig(env);
+  return { tls, metrics, host, grpcPort, httpPort, dataDir, databaseUrl, databasePoolMax, databaseStatementTimeoutMs, databaseListen, secret, secretSource: source, limits, logLevel, tokenCacheTtlMs, jwt, trust, expiry };
 }
 
 /** Settings of signed JWT access tokens (RFC 9068) and their signing keys. */

@@ -68,12 +68,12 @@ export async function createApp(config: RotorConfig, log: Logger, now: () => num
 function createJwtSettings(config: RotorConfig, store: KnexStore, random: (n: number) => Uint8Array, log: Logger): JwtSettings {
   const schedule = { rotationMs: config.jwt.keyRotationSeconds * 1000, ttlMs: config.jwt.accessTokenTtlSeconds * 1000 };
   const keyRing = new SigningKeyRing(store.guard(new KnexSigningKeyRepository(store.knex)), createSigningKeySeal(config.secret), schedule, config.jwt.signingAlg, random, log);
-  return { issuer: config.jwt.issuer ?? defaultIssuer(config.host, config.httpPort), ttlSeconds: config.jwt.accessTokenTtlSeconds, keyRing };
+  return { issuer: config.jwt.issuer ?? defaultIssuer(config.host, config.httpPort, config.tls !== undefined), ttlSeconds: config.jwt.accessTokenTtlSeconds, keyRing };
 }
 
-/** `http://<host>:<port>`, the issuer when `ROTOR_ISSUER` is unset. */
-function defaultIssuer(host: string, port: number): string {
-  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+/** `http(s)://<host>:<port>`, the issuer when `ROTOR_ISSUER` is unset. */
+function defaultIssuer(host: string, port: number, tls: boolean): string {
+  return `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
 /**
@@ -149,11 +149,11 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
   const httpServer: HttpServer = createHttpServer(app, services, ping, tracker, {
     stats: httpStats,
     ...(metrics ? { metrics: { route: metrics.route(), requireToken: config.metrics === 'token' } } : {}),
-  });
+  }, config.tls);
   let grpcPort: number;
   try {
     await feed.start();
-    grpcPort = await bindGrpc(grpcServer, config.host, config.grpcPort);
+    grpcPort = await bindGrpc(grpcServer, config.host, config.grpcPort, config.tls);
     await new Promise<void>((resolve, reject) => {
       httpServer.once('error', reject);
       httpServer.listen(config.httpPort, config.host, () => {
@@ -171,7 +171,7 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
   scheduler.start();
   const httpPort = (httpServer.address() as AddressInfo).port;
   if (config.jwt.issuer === undefined) {
-    app.jwt.issuer = defaultIssuer(config.host, httpPort);
+    app.jwt.issuer = defaultIssuer(config.host, httpPort, config.tls !== undefined);
     if (config.host === '0.0.0.0' || config.host === '::') log.warn('set ROTOR_ISSUER: the default JWT issuer names a wildcard address', { issuer: app.jwt.issuer });
   }
   log.info('rotor listening', {
@@ -181,6 +181,7 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
     database: app.store.engine,
     secret_source: config.secretSource,
     issuer: app.jwt.issuer,
+    tls: config.tls ? config.tls.certFile : 'off',
     trusted_issuers: config.trust?.issuers.length ?? 0,
     federation_rules: config.trust?.federation.length ?? 0,
   });

@@ -35,7 +35,12 @@ export interface GrpcServiceClient<S extends DescService> {
 }
 
 /** Creates a plain grpc-js client (no Connect code involved) for `service` at `address`. */
-export function grpcClient<S extends DescService>(service: S, address: string, channelOptions: grpc.ChannelOptions = {}): GrpcServiceClient<S> {
+export function grpcClient<S extends DescService>(
+  service: S,
+  address: string,
+  channelOptions: grpc.ChannelOptions = {},
+  credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
+): GrpcServiceClient<S> {
   const definition: grpc.ServiceDefinition = Object.fromEntries(
     service.methods.map((m) => [
       m.localName,
@@ -51,7 +56,7 @@ export function grpcClient<S extends DescService>(service: S, address: string, c
     ]),
   );
   const Ctor = grpc.makeGenericClientConstructor(definition, service.typeName);
-  const client = new Ctor(address, grpc.credentials.createInsecure(), channelOptions) as unknown as grpc.Client &
+  const client = new Ctor(address, credentials, channelOptions) as unknown as grpc.Client &
     Record<string, (req: unknown, md: grpc.Metadata, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void>;
   return {
     call(method, request, opts = {}) {
