@@ -113,7 +113,7 @@ export function successorExpiryFor(caller: Principal, expiresAt: number, request
 
 /** GET /metrics with `ROTOR_METRICS=token`: `rotor:metrics` or `rotor:admin`. */
 export function assertMayReadMetrics(caller: Principal): void {
-  if (!isAdmin(caller) && !hasScope(caller.scopes, SCOPE_METRICS)) throw new RotorError('insufficient_scope', 'reading metrics needs rotor:metrics or rotor:admin');
+  if (!isAdmin(caller) && !hasScope(caller.scopes, SCOPE_METRICS)) throw new RotorError('insufficient_scope', `reading metrics needs ${SCOPE_METRICS} or ${SCOPE_ADMIN}`);
 }
 
 /** RFC 7662 callers: `rotor:introspect` or `rotor:admin` for any token, anyone for itself. */

@@ -3,6 +3,7 @@ import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, un
 import type { UniversalHandler } from '@connectrpc/connect/protocol';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
+import type { Socket } from 'node:net';
 import { callMetaKey } from '../api/call-meta.js';
 import { CallTracker } from '../api/call-tracker.js';
 import { connectRoutes, type MountedService } from '../api/services.js';
@@ -47,8 +48,30 @@ export function createHttpServer(
       });
   };
   // With TLS: HTTPS (HTTP/1.1); an https.Server is an http.Server for everything shutdown uses.
-  const server: Server = tls ? createHttpsServer({ cert: tls.cert, key: tls.key }, handle) : createServer(handle);
+  const server: Server = tls ? createHttpsServer({ cert: tls.cert, key: tls.key, handshakeTimeout: HANDSHAKE_TIMEOUT_MS }, handle) : createServer(handle);
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
+  cutsRawConnections(server);
   return server;
+}
+
+/** A TLS handshake must finish within this, like the request headers after it. */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/**
+ * closeAllConnections() cuts the HTTP connections only: a TCP connection whose TLS handshake never
+ * finished (a port probe, a stalled client) kept close() waiting for the handshake timeout. The
+ * server remembers every accepted socket, and closeAllConnections() destroys those too.
+ */
+function cutsRawConnections(server: Server): void {
+  const sockets = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  const closeHttpConnections = server.closeAllConnections.bind(server);
+  server.closeAllConnections = () => {
+    closeHttpConnections();
+    for (const socket of sockets) socket.destroy();
+  };
 }

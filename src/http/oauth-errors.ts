@@ -73,8 +73,8 @@ export function sendOAuthError(res: ServerResponse, e: unknown, log: Logger, whe
     const { error, status } = oauthErrorOf(e.code);
     const body: Record<string, string> = { error, error_description: e.message, rotor_error: e.code };
     if (e.details.successorId) body.successor_id = e.details.successorId;
-    const extra: Record<string, string> =
-      status === 401 ? { 'www-authenticate': bearerChallenge(e.message, e.details.noCredentials === true) } : e.code === 'insufficient_scope' ? { 'www-authenticate': scopeChallenge(e.message) } : {};
+    // RFC 6750 §3: a bearer problem (401 invalid_token, 403 insufficient_scope) says so in a challenge.
+    const extra: Record<string, string> = status === 401 || error === 'insufficient_scope' ? { 'www-authenticate': bearerChallenge(error, e.message, e.details.noCredentials === true) } : {};
     sendJson(res, status, body, extra);
     return;
   }
@@ -83,13 +83,12 @@ export function sendOAuthError(res: ServerResponse, e: unknown, log: Logger, whe
   sendJson(res, 500, { error: 'server_error', error_description: `internal error (ref ${ref})` });
 }
 
-/** RFC 6750 §3.1: the bearer is fine but lacks a scope (the message names it). */
-function scopeChallenge(message: string): string {
-  return `Bearer realm="rotor", error="insufficient_scope", error_description="${message.replace(/["\\]/g, "'")}"`;
-}
-
-/** RFC 6750 §3: no error code when the request carried no credentials, else `invalid_token`. */
-function bearerChallenge(message: string, noCredentials: boolean): string {
+/**
+ * RFC 6750 §3: no error code when the request carried no credentials, else the error and its
+ * description, reduced to the characters §3 allows in a quoted value (no quote, backslash,
+ * control or non-ASCII character can reach the header).
+ */
+function bearerChallenge(error: string, message: string, noCredentials: boolean): string {
   if (noCredentials) return 'Bearer realm="rotor"';
-  return `Bearer realm="rotor", error="invalid_token", error_description="${message.replace(/["\\]/g, "'")}"`;
+  return `Bearer realm="rotor", error="${error}", error_description="${message.replace(/[^\x20\x21\x23-\x5b\x5d-\x7e]/g, "'")}"`;
 }

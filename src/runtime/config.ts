@@ -5,6 +5,7 @@ import { DEFAULT_THRESHOLDS_SECONDS, normalizeThresholds, parseDurationSeconds }
 import { SIGNING_ALGS, type SigningAlg } from '../domain/jwt-access-token.js';
 import { DEFAULT_LIMITS, type PolicyLimits } from '../domain/policy.js';
 import { parseTrustConfig, TrustConfigError, type TrustConfig } from '../identity/trust-config.js';
+import { ConfigError } from './config-error.js';
 import { LOG_LEVELS, type LogLevel } from './logger.js';
 import { loadTlsConfig, type TlsConfig } from './tls-config.js';
 
@@ -59,10 +60,7 @@ export interface ExpiryConfig {
   pollIntervalMs: number;
 }
 
-/** A configuration problem; the message names the variable. */
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
-}
+export { ConfigError };
 
 type Env = Record<string, string | undefined>;
 
@@ -204,7 +202,7 @@ export function loadConfig(env: Env = process.env): RotorConfig {
 
 /** Settings of signed JWT access tokens (RFC 9068) and their signing keys. */
 export interface JwtConfig {
-  /** `ROTOR_ISSUER`, normalised without a trailing slash; unset: `http://<host>:<http port>` once bound. */
+  /** `ROTOR_ISSUER`, normalised without a trailing slash; unset: `http://<host>:<http port>` (`https://` with TLS) once bound. */
   issuer: string | undefined;
   accessTokenTtlSeconds: number;
   keyRotationSeconds: number;

@@ -71,6 +71,10 @@ function createJwtSettings(config: RotorConfig, store: KnexStore, random: (n: nu
   return { issuer: config.jwt.issuer ?? defaultIssuer(config.host, config.httpPort, config.tls !== undefined), ttlSeconds: config.jwt.accessTokenTtlSeconds, keyRing };
 }
 
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
 /** `http(s)://<host>:<port>`, the issuer when `ROTOR_ISSUER` is unset. */
 function defaultIssuer(host: string, port: number, tls: boolean): string {
   return `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
@@ -170,6 +174,9 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
   }
   scheduler.start();
   const httpPort = (httpServer.address() as AddressInfo).port;
+  if (config.metrics === 'token' && config.tls === undefined && !isLoopback(config.host)) {
+    log.warn('ROTOR_METRICS=token without TLS: the scraper sends its bearer in plain text; set ROTOR_TLS_CERT_FILE and ROTOR_TLS_KEY_FILE or terminate TLS in front', { host: config.host });
+  }
   if (config.jwt.issuer === undefined) {
     app.jwt.issuer = defaultIssuer(config.host, httpPort, config.tls !== undefined);
     if (config.host === '0.0.0.0' || config.host === '::') log.warn('set ROTOR_ISSUER: the default JWT issuer names a wildcard address', { issuer: app.jwt.issuer });
@@ -182,6 +189,7 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
     secret_source: config.secretSource,
     issuer: app.jwt.issuer,
     tls: config.tls ? config.tls.certFile : 'off',
+    ...(config.tls && { tls_certificate_valid_to: new Date(config.tls.validTo).toISOString() }),
     trusted_issuers: config.trust?.issuers.length ?? 0,
     federation_rules: config.trust?.federation.length ?? 0,
   });

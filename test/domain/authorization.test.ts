@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  assertMayReadMetrics,
   checkCreation,
   isAdmin,
   mayIntrospectOthers,
@@ -10,7 +11,7 @@ import {
   type Principal,
 } from '../../src/domain/authorization.js';
 import type { RotorErrorCode } from '../../src/domain/errors.js';
-import { SCOPE_ADMIN, SCOPE_INTROSPECT, SCOPE_ROTATE } from '../../src/domain/scopes.js';
+import { SCOPE_ADMIN, SCOPE_INTROSPECT, SCOPE_METRICS, SCOPE_ROTATE } from '../../src/domain/scopes.js';
 import { DAY, HOUR, NOW, expectRotorError, testPolicy, tokenRecord } from './fixtures.js';
 
 const MSG_OTHER_OWNER = 'caller may not access tokens of this owner';
@@ -33,6 +34,14 @@ function admin(overrides: Parameters<typeof tokenRecord>[0] = {}): Principal {
 function target(overrides: Parameters<typeof tokenRecord>[0] = {}) {
   return tokenRecord({ id: 'tok_target00000000000000001', ...overrides });
 }
+
+describe('GET /metrics with ROTOR_METRICS=token', () => {
+  it('rotor:metrics or rotor:admin may read; anyone else is insufficient_scope', () => {
+    expect(() => assertMayReadMetrics(caller({ scopes: [SCOPE_METRICS] }))).not.toThrow();
+    expect(() => assertMayReadMetrics(admin())).not.toThrow();
+    expectExactly(() => assertMayReadMetrics(caller({ scopes: [SCOPE_ROTATE, SCOPE_INTROSPECT] })), 'insufficient_scope', 'reading metrics needs rotor:metrics or rotor:admin');
+  });
+});
 
 describe('roles', () => {
   it('rotor:admin makes an admin; rotor:introspect or admin may introspect others', () => {

@@ -199,6 +199,7 @@ describe('GET /metrics with ROTOR_METRICS=token', () => {
       const unscoped = await get(await mint(['rotor:rotate']));
       expect(unscoped.status).toBe(403);
       expect(unscoped.headers.get('www-authenticate')).toBe('Bearer realm="rotor", error="insufficient_scope", error_description="reading metrics needs rotor:metrics or rotor:admin"');
+      // Nothing of the metrics before authentication either.
       expect(await unscoped.json()).toEqual({ error: 'insufficient_scope', error_description: 'reading metrics needs rotor:metrics or rotor:admin', rotor_error: 'insufficient_scope' });
 
       const scraper = await get(await mint(['rotor:metrics', 'rotor:rotate']));
