@@ -98,9 +98,12 @@ function strings(path: string, v: unknown, nonEmpty: boolean): string[] {
   return [...new Set(v.map((x, i) => str(`${path}[${i}]`, x)))];
 }
 
-/** True for `localhost`, 127.0.0.0/8 and ::1: test issuers that may speak plain http. */
+/**
+ * True for `localhost`, 127.0.0.0/8 and ::1 (as a URL writes it, `[::1]`, or bare, as in
+ * ROTOR_HOST): test issuers that may speak plain http, and a bind address no one else reaches.
+ */
 export function isLoopbackHost(hostname: string): boolean {
-  return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
+  return hostname === 'localhost' || hostname === '[::1]' || hostname === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
 }
 
 function url(path: string, v: unknown, insecure: boolean): string {

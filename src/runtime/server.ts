@@ -15,6 +15,7 @@ import { EventFeed } from '../expiry/event-feed.js';
 import { ExpiryScheduler } from '../expiry/scheduler.js';
 import { createHttpServer } from '../http/http-server.js';
 import { HttpRouteStats, Metrics } from '../http/metrics.js';
+import { isLoopbackHost } from '../identity/trust-config.js';
 import { WorkloadVerifier } from '../identity/workload-verifier.js';
 import { KnexReplayCache } from '../store/jti-repository.js';
 import { openStore, type KnexStore } from '../store/knex-store.js';
@@ -69,10 +70,6 @@ function createJwtSettings(config: RotorConfig, store: KnexStore, random: (n: nu
   const schedule = { rotationMs: config.jwt.keyRotationSeconds * 1000, ttlMs: config.jwt.accessTokenTtlSeconds * 1000 };
   const keyRing = new SigningKeyRing(store.guard(new KnexSigningKeyRepository(store.knex)), createSigningKeySeal(config.secret), schedule, config.jwt.signingAlg, random, log);
   return { issuer: config.jwt.issuer ?? defaultIssuer(config.host, config.httpPort, config.tls !== undefined), ttlSeconds: config.jwt.accessTokenTtlSeconds, keyRing };
-}
-
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 
 /** `http(s)://<host>:<port>`, the issuer when `ROTOR_ISSUER` is unset. */
@@ -174,7 +171,7 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
   }
   scheduler.start();
   const httpPort = (httpServer.address() as AddressInfo).port;
-  if (config.metrics === 'token' && config.tls === undefined && !isLoopback(config.host)) {
+  if (config.metrics === 'token' && config.tls === undefined && !isLoopbackHost(config.host)) {
     log.warn('ROTOR_METRICS=token without TLS: the scraper sends its bearer in plain text; set ROTOR_TLS_CERT_FILE and ROTOR_TLS_KEY_FILE or terminate TLS in front', { host: config.host });
   }
   if (config.jwt.issuer === undefined) {

@@ -143,7 +143,7 @@ describe.each(ENGINES)('GET /metrics on %s', (engine) => {
     expect(value(at, 'rotor_token_cache_lookups_total{result="hit"}') + value(at, 'rotor_token_cache_lookups_total{result="miss"}')).toBeGreaterThan(0);
 
     // Bounded labels only: no token id, family id, owner or secret appears.
-    for (const id of [created.token!.id, rotated.token!.id, created.token!.familyId, 'svc-observed']) expect(text).not.toContain(id);
+    for (const id of [created.token!.id, rotated.token!.id, created.token!.familyId, 'svc-observed', 'rotor:rotate', '127.0.0.1']) expect(text).not.toContain(id);
     expect(secretsIn(text, issuedSecrets)).toEqual([]);
   });
 
@@ -206,8 +206,19 @@ describe('GET /metrics with ROTOR_METRICS=token', () => {
       expect(scraper.status).toBe(200);
       parse(await scraper.text());
       expect((await get(s.adminSecret)).status).toBe(200);
+      // On a loopback address the bearer never leaves the machine: no warning.
+      expect(s.logs.some((l) => l.includes('ROTOR_METRICS=token without TLS'))).toBe(false);
     } finally {
       grpc.close();
+      await s.stop();
+    }
+  });
+
+  it('without TLS on a non-loopback address, the start-up log warns that the bearer travels in plain text', async () => {
+    const s = await startTestServer({ ROTOR_METRICS: 'token', ROTOR_HOST: '0.0.0.0' });
+    try {
+      expect(s.logs.filter((l) => l.includes('ROTOR_METRICS=token without TLS')).length).toBe(1);
+    } finally {
       await s.stop();
     }
   });
