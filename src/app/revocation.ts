@@ -22,18 +22,22 @@ export async function revokeToken(app: AppContext, caller: Caller, id: string): 
  * now. Already revoked or expired tokens are left as they are.
  */
 async function revokeRecord(app: AppContext, who: Who, token: TokenRecord): Promise<TokenRecord> {
-  const now = app.now();
-  const successor = await successorForUse(app.store.tokens, token);
-  return app.store.transaction(async (tx) => {
-    const state = tokenState(token, now);
-    let reason: string | undefined;
-    if (state === 'active' && (await tx.tokens.revoke(token.id, 'revoked', now))) reason = 'revoked';
-    if (state === 'rotated' && isUsable(token, now, successor) && (await tx.tokens.endOverlap(token.id, now))) reason = 'overlap_ended';
-    if (reason !== undefined) {
-      await tx.events.append([eventOf(who, { type: 'revoked', tokenId: token.id, familyId: token.familyId, successorId: null, reason, occurredAt: now })]);
-    }
-    return (await tx.tokens.findById(token.id)) ?? token;
-  });
+  return app.store.transaction(
+    async (tx) => {
+      // Read again under the family's lock: the row may have been rotated since it was looked up.
+      const now = app.now();
+      const current = (await tx.tokens.findById(token.id)) ?? token;
+      const successor = await successorForUse(tx.tokens, current);
+      const state = tokenState(current, now);
+      let reason: string | undefined;
+      if (state === 'active' && (await tx.tokens.revoke(current.id, 'revoked', now))) reason = 'revoked';
+      if (state === 'rotated' && isUsable(current, now, successor) && (await tx.tokens.endOverlap(current.id, now))) reason = 'overlap_ended';
+      if (reason === undefined) return current;
+      await tx.events.append([eventOf(who, { type: 'revoked', tokenId: current.id, familyId: current.familyId, successorId: null, reason, occurredAt: now })]);
+      return (await tx.tokens.findById(current.id)) ?? current;
+    },
+    { family: token.familyId },
+  );
 }
 
 /**
@@ -64,12 +68,13 @@ export async function revokeFamily(app: AppContext, caller: Caller, familyId: st
   if (!root) throw new RotorError('not_found', `family ${familyId} not found`);
   requireManage(caller.token, root);
   const now = app.now();
-  return app.store.transaction((tx) => revokeFamilyIn(tx, whoIs(caller), familyId, 'family_revoked', now));
+  return app.store.transaction((tx) => revokeFamilyIn(tx, whoIs(caller), familyId, 'family_revoked', now), { family: familyId });
 }
 
 /**
- * Revokes every live member of a family inside the caller's transaction and logs one
- * `family_revoked` event per member (so a watcher of any member learns of it).
+ * Revokes every live member of a family inside the caller's transaction, which must hold the
+ * family's lock (`Store.transaction` with `family`), and logs one `family_revoked` event per
+ * member (so a watcher of any member learns of it).
  */
 export async function revokeFamilyIn(
   tx: Repositories,

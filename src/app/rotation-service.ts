@@ -53,7 +53,9 @@ type Outcome = { kind: 'minted'; minted: MintedToken } | { kind: 'reuse'; curren
  *
  * Every other case, and any lost race, runs the authoritative path: load, decide and act in one
  * transaction (replay an idempotent retry, answer "already rotated", or revoke the family on
- * reuse). A lost compare-and-set there re-runs the transaction, where rule 3 then answers.
+ * reuse). A lost compare-and-set there re-runs the transaction, where rule 3 then answers. Both
+ * paths' transactions hold the family's lock (`Store.transaction` with `family`, and
+ * `Store.commitRotation`), like every other change to a family.
  */
 export async function rotate(app: AppContext, target: RotationTarget, opts: RotationOptions): Promise<MintedToken> {
   const key = opts.idempotencyKey === undefined ? undefined : requireIdempotencyKey(opts.idempotencyKey);
@@ -80,11 +82,14 @@ export async function rotate(app: AppContext, target: RotationTarget, opts: Rota
     actor: proof?.claims,
     actorRejection: proof?.rejection,
   };
-  const fast = await tryFastRotation(app, req);
+  const current = await load(app.store.tokens, req);
+  if (!current) throw notFound(req);
+  const fast = await tryFastRotation(app, req, current);
   if (fast) return fast;
   for (let attempt = 1; ; attempt++) {
     try {
-      const outcome = await app.store.transaction((tx) => decideAndAct(app, tx, req));
+      // A token's family never changes, so the row read above names the lock to take.
+      const outcome = await app.store.transaction((tx) => decideAndAct(app, tx, req), { family: current.familyId });
       if (outcome.kind === 'minted') return outcome.minted;
       app.log.warn('token reuse detected; family revoked', {
         token_id: outcome.current.id,
@@ -168,9 +173,7 @@ function mint(app: AppContext, req: Prepared, current: TokenRecord, decision: { 
  * The fast path: an active token, read outside the transaction, rotated with a short
  * transaction. Undefined when anything else applies (the authoritative path then decides).
  */
-async function tryFastRotation(app: AppContext, req: Prepared): Promise<MintedToken | undefined> {
-  const current = await load(app.store.tokens, req);
-  if (!current) throw notFound(req);
+async function tryFastRotation(app: AppContext, req: Prepared, current: TokenRecord): Promise<MintedToken | undefined> {
   if (current.revokedAt !== null) return undefined;
   const now = app.now();
   const decision = decide(req, current, undefined, now, app);

@@ -44,7 +44,10 @@ export interface TokenRepository {
   revoke(id: string, reason: RevokeReason, now: number): Promise<boolean>;
   /** Ends a rotated token's overlap window now; it stays rotated, so reuse detection still applies. */
   endOverlap(id: string, now: number): Promise<boolean>;
-  /** Revokes every member of a family that is not yet revoked; returns the ids it revoked. */
+  /**
+   * Revokes every member of a family that is not yet revoked (rotated members included) in one
+   * statement; returns the ids it revoked. Run it in a transaction that holds the family's lock.
+   */
   revokeFamily(familyId: string, reason: RevokeReason, now: number): Promise<string[]>;
   list(filter: TokenFilter, now: number, limit: number, after: PageCursor | undefined): Promise<TokenRecord[]>;
   /** Records a use of `token`; implementations may skip the write when its last use is recent. */
@@ -113,12 +116,16 @@ export interface Store extends Repositories {
   /**
    * Runs `work` in one database transaction; it commits when `work` resolves. Transactions that
    * pass the same `lock` name never overlap (check-then-insert without a unique key to lean on).
+   * Transactions that pass the same `family` never overlap either: every change to a family
+   * passes its id (docs/rotation.md, "Changes to one family are serialised"), so a revocation that
+   * reads the live members cannot miss a successor that a concurrent rotation commits.
    */
-  transaction<T>(work: (tx: Repositories) => Promise<T>, options?: { lock?: string }): Promise<T>;
+  transaction<T>(work: (tx: Repositories) => Promise<T>, options?: { lock?: string; family?: string }): Promise<T>;
   /**
-   * One rotation's writes in a transaction of their own: `markRotated`, then `insert` of the
-   * successor, then `append` of the events, exactly as `transaction` would run them through the
-   * repositories. False when the compare-and-set lost (nothing is written).
+   * One rotation's writes in a transaction of their own, under the lock of the successor's family
+   * (as `transaction` with `family`): `markRotated`, then `insert` of the successor, then `append`
+   * of the events, exactly as `transaction` would run them through the repositories. False when
+   * the compare-and-set lost (nothing is written).
    */
   commitRotation(commit: RotationCommit): Promise<boolean>;
   close(): Promise<void>;

@@ -17,6 +17,7 @@ import type { RotationCommit } from '../app/store-ports.js';
 import type { NewTokenEvent } from '../domain/token-event.js';
 import { RotorError } from '../domain/errors.js';
 import type { Engine } from './database.js';
+import { familyLockSql } from './family-lock.js';
 import {
   INSERT_TOKEN_SQL,
   MARK_ROTATED_SQL,
@@ -137,14 +138,15 @@ export class DirectRotationWriter {
   }
 
   /**
-   * PostgreSQL: unnamed parameterised statements, each awaited before the next is sent (pg 8
+   * PostgreSQL: BEGIN and the family's lock (src/store/family-lock.ts) in one simple-protocol round
+   * trip, then unnamed parameterised statements, each awaited before the next is sent (pg 8
    * deprecates queueing a query while another runs). Unnamed, not named prepared statements: a
    * connection pooler in transaction mode (README, "Operating Rotor on PostgreSQL") may run the
    * next transaction on another server session, where a named statement would not exist. A failed
    * statement aborts the transaction; the ROLLBACK ends it before the connection goes back.
    */
   private async commitPg(conn: PgConnection, c: RotationCommit): Promise<CommitOutcome> {
-    await conn.query({ text: 'BEGIN' });
+    await conn.query({ text: `BEGIN; ${familyLockSql(c.successor.familyId)}` });
     try {
       const now = c.clock();
       const marked = await conn.query({ text: PG_MARK_ROTATED, values: markRotatedValues(c.currentId, c.successor.id, c.rotationKeyDigest, now) });

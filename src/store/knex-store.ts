@@ -6,6 +6,7 @@ import type { RotorError } from '../domain/errors.js';
 import { asStoreError, guardRepository } from './database-errors.js';
 import { type DatabaseConfig, type Engine, migrate, openDatabase } from './database.js';
 import { KnexEventRepository, type EventKind } from './event-repository.js';
+import { familyLockSql } from './family-lock.js';
 import { listenForEvents, type EventListener, type EventWake } from './pg-notify.js';
 import { TokenCache, type TokenCacheOptions, type TokenCacheStats } from './token-cache.js';
 import { KnexTokenRepository } from './token-repository.js';
@@ -120,9 +121,10 @@ export class KnexStore implements Store {
    * lock run one after another: on PostgreSQL an advisory lock (`pg_advisory_xact_lock`), needed
    * because READ COMMITTED lets two transactions both see "nothing there" and both insert; on
    * SQLite writers are serialised anyway (one connection per process, and another process's
-   * stale write fails with SQLITE_BUSY), so nothing is taken.
+   * stale write fails with SQLITE_BUSY), so nothing is taken. With `family`, it first takes that
+   * family's lock (src/store/family-lock.ts; PostgreSQL only, for the same reason).
    */
-  async transaction<T>(work: (tx: Repositories) => Promise<T>, options: { lock?: string } = {}): Promise<T> {
+  async transaction<T>(work: (tx: Repositories) => Promise<T>, options: { lock?: string; family?: string } = {}): Promise<T> {
     const written: string[] = [];
     const appended: EventKind[] = [];
     try {
@@ -130,6 +132,7 @@ export class KnexStore implements Store {
         if (options.lock !== undefined && this.engine === 'postgres') {
           await trx.raw('select pg_advisory_xact_lock(hashtext(?))', [`rotor:${options.lock}`]);
         }
+        if (options.family !== undefined && this.engine === 'postgres') await trx.raw(familyLockSql(options.family));
         return work({
           tokens: new CachedTokenRepository(new KnexTokenRepository(trx), this.cache, false, (ids) => written.push(...ids)),
           events: new KnexEventRepository(trx, (events) => {

@@ -130,11 +130,11 @@ export class KnexTokenRepository implements TokenRepository {
   }
 
   async revokeFamily(familyId: string, reason: RevokeReason, now: number): Promise<string[]> {
-    const live = (q: Knex.QueryBuilder) =>
-      q.where({ family_id: familyId }).andWhere((w) => w.whereNull('revoked_at').orWhere('revoke_reason', 'rotated'));
-    const ids = (await live(this.table().select('id'))).map((r: { id: string }) => r.id);
-    if (ids.length > 0) await this.table().whereIn('id', ids).update({ revoked_at: now, revoke_reason: reason });
-    return ids;
+    const rows: { id: string }[] = await this.table()
+      .where({ family_id: familyId })
+      .andWhere((w) => w.whereNull('revoked_at').orWhere('revoke_reason', 'rotated'))
+      .update({ revoked_at: now, revoke_reason: reason }, ['id']);
+    return rows.map((r) => r.id);
   }
 
   async list(filter: TokenFilter, now: number, limit: number, after: PageCursor | undefined): Promise<TokenRecord[]> {

@@ -15,6 +15,7 @@ import type { NewTokenEvent } from '../../src/domain/token-event.js';
 import type { TokenRecord } from '../../src/domain/token.js';
 import { createTokenKeys } from '../../src/domain/token-keys.js';
 import { RotorError } from '../../src/domain/errors.js';
+import { familyLockSql } from '../../src/store/family-lock.js';
 import { openStore, type KnexStore } from '../../src/store/knex-store.js';
 import pg from 'pg';
 import { ENGINES, describeOnPostgres, engineDatabase, scratchDatabase } from '../support/engines.js';
@@ -252,9 +253,9 @@ describeOnPostgres('Store.commitRotation statements on postgres', () => {
     const store = await openStore({ url: db.url });
     const sent: unknown[] = [];
     const original = pg.Client.prototype.query;
+    const now = Date.now();
+    const current = fresh(now);
     try {
-      const now = Date.now();
-      const current = fresh(now);
       await store.tokens.insert(current);
       pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
         sent.push(args[0]);
@@ -266,8 +267,10 @@ describeOnPostgres('Store.commitRotation statements on postgres', () => {
       await store.close();
       await db.drop();
     }
-    const texts = sent.map((q) => (typeof q === 'string' ? q : (q as { text: string }).text).split(/\s/)[0]?.toUpperCase());
-    expect(texts).toEqual(['BEGIN', 'UPDATE', 'INSERT', 'INSERT', 'COMMIT']);
+    const texts = sent.map((q) => (typeof q === 'string' ? q : (q as { text: string }).text));
+    expect(texts.map((t) => t.split(/[\s;]/)[0]?.toUpperCase())).toEqual(['BEGIN', 'UPDATE', 'INSERT', 'INSERT', 'COMMIT']);
+    // The family's lock travels with BEGIN (src/store/family-lock.ts): no extra round trip.
+    expect(texts[0]).toBe(`BEGIN; ${familyLockSql(current.familyId)}`);
     for (const q of sent) {
       expect(typeof q).toBe('object');
       expect(q).not.toHaveProperty('name');
