@@ -20,6 +20,8 @@ const TYPE_TO_PB: Readonly<Record<TokenEventType, ExpiryEventType>> = {
   expiring_soon: ExpiryEventType.EXPIRING_SOON,
   expired: ExpiryEventType.EXPIRED,
   rotated: ExpiryEventType.ROTATED,
+  replayed: ExpiryEventType.REPLAYED,
+  retry_refused: ExpiryEventType.RETRY_REFUSED,
   revoked: ExpiryEventType.REVOKED,
   family_revoked: ExpiryEventType.FAMILY_REVOKED,
 };

@@ -1,7 +1,7 @@
 import { RotorError } from '../domain/errors.js';
 import { requireAudiences, requireId, requireIdempotencyKey } from '../domain/input-limits.js';
 import { mintSuccessor, type MintedToken } from '../domain/new-token.js';
-import { alreadyRotated, decideRotation } from '../domain/rotation.js';
+import { alreadyRotated, decideRotation, type RefusedRetryKeys, type RetryRefusal } from '../domain/rotation.js';
 import { isAdmin, requireRotateById, successorExpiryFor } from '../domain/authorization.js';
 import { normalizeScopes } from '../domain/scopes.js';
 import type { TokenRecord } from '../domain/token.js';
@@ -39,8 +39,19 @@ class LostRace extends Error {}
 
 const MAX_ATTEMPTS = 3;
 
-/** What a rotation attempt resolved to. */
-type Outcome = { kind: 'minted'; minted: MintedToken } | { kind: 'reuse'; current: TokenRecord; revoked: number };
+/** What a rotation attempt resolved to; `refused` is thrown once its transaction (which logged the refusal) has committed. */
+type Outcome =
+  | { kind: 'minted'; minted: MintedToken }
+  | { kind: 'refused'; error: RotorError }
+  | { kind: 'reuse'; current: TokenRecord; revoked: number; cause: 'presented_again' | 'wrong_retry_keys' };
+
+const NONE_REFUSED: RefusedRetryKeys = { racing: 0, late: 0 };
+
+/** The answers to reuse, by what gave it away. */
+const REUSE_MESSAGES = {
+  presented_again: 'token was already rotated: reuse detected, every token of its family is now revoked',
+  wrong_retry_keys: 'too many wrong idempotency keys for a rotated token: treated as reuse, every token of its family is now revoked',
+} as const;
 
 /**
  * Rotates a token under DESIGN.md rules 1-7.
@@ -58,6 +69,7 @@ type Outcome = { kind: 'minted'; minted: MintedToken } | { kind: 'reuse'; curren
  * `Store.commitRotation`), like every other change to a family.
  */
 export async function rotate(app: AppContext, target: RotationTarget, opts: RotationOptions): Promise<MintedToken> {
+  const receivedAt = app.now();
   const key = opts.idempotencyKey === undefined ? undefined : requireIdempotencyKey(opts.idempotencyKey);
   const lookup =
     target.mode === 'presented'
@@ -81,6 +93,7 @@ export async function rotate(app: AppContext, target: RotationTarget, opts: Rota
     lookup,
     actor: proof?.claims,
     actorRejection: proof?.rejection,
+    receivedAt,
   };
   const current = await load(app.store.tokens, req);
   if (!current) throw notFound(req);
@@ -91,15 +104,15 @@ export async function rotate(app: AppContext, target: RotationTarget, opts: Rota
       // A token's family never changes, so the row read above names the lock to take.
       const outcome = await app.store.transaction((tx) => decideAndAct(app, tx, req), { family: current.familyId });
       if (outcome.kind === 'minted') return outcome.minted;
+      if (outcome.kind === 'refused') throw outcome.error;
       app.log.warn('token reuse detected; family revoked', {
         token_id: outcome.current.id,
         family_id: outcome.current.familyId,
         revoked: outcome.revoked,
+        cause: outcome.cause,
         peer: opts.peer,
       });
-      throw new RotorError('reuse_detected', 'token was already rotated: reuse detected, every token of its family is now revoked', {
-        familyId: outcome.current.familyId,
-      });
+      throw new RotorError('reuse_detected', REUSE_MESSAGES[outcome.cause], { familyId: outcome.current.familyId });
     } catch (e) {
       if (e instanceof LostRace && attempt < MAX_ATTEMPTS) continue;
       if (e instanceof LostRace) throw new RotorError('unavailable', 'rotation kept losing to concurrent rotations; retry');
@@ -121,6 +134,8 @@ interface Prepared {
   actor: WorkloadClaims | undefined;
   /** Why the request's actor JWT was rejected, raised by rule 4. */
   actorRejection: RotorError | undefined;
+  /** When the call reached `rotate` (rule 3: only a later wrong key counts as a guess). */
+  receivedAt: number;
 }
 
 function load(repo: Repositories['tokens'], req: Prepared): Promise<TokenRecord | undefined> {
@@ -143,7 +158,7 @@ function actorOf(req: Prepared, current: TokenRecord): Who {
   return who;
 }
 
-function decide(req: Prepared, current: TokenRecord, successor: TokenRecord | undefined, now: number, app: AppContext) {
+function decide(req: Prepared, current: TokenRecord, successor: TokenRecord | undefined, now: number, app: AppContext, refusedRetryKeys = NONE_REFUSED) {
   if (req.target.mode === 'by_id') requireRotateById(req.target.caller.token, current);
   const decision = decideRotation({
     mode: req.target.mode,
@@ -156,6 +171,8 @@ function decide(req: Prepared, current: TokenRecord, successor: TokenRecord | un
     actor: req.actor,
     actorRejection: req.actorRejection,
     byAdmin: req.target.mode === 'by_id' && isAdmin(req.target.caller.token),
+    receivedAt: req.receivedAt,
+    refusedRetryKeys,
     now,
     limits: app.limits,
   });
@@ -201,20 +218,39 @@ function rotationEvents(who: Who, current: TokenRecord, successor: TokenRecord, 
   ];
 }
 
+/** The audit of a retry of a rotated token: answered with its successor again, or refused for a wrong key. */
+function retryEvent(who: Who, type: 'replayed' | 'retry_refused', current: TokenRecord, successor: TokenRecord, now: number, reason: RetryRefusal | null = null) {
+  return eventOf(who, { type, tokenId: current.id, familyId: current.familyId, successorId: successor.id, reason, occurredAt: now });
+}
+
+/** The wrong keys refused so far for a rotated token, from its `retry_refused` events. */
+async function refusedRetryKeys(tx: Repositories, tokenId: string): Promise<RefusedRetryKeys> {
+  const byReason = await tx.events.countByReason(tokenId, 'retry_refused');
+  return { racing: byReason.racing_rotation ?? 0, late: byReason.wrong_idempotency_key ?? 0 };
+}
+
 /** The authoritative path: load, decide and act inside one transaction. */
 async function decideAndAct(app: AppContext, tx: Repositories, req: Prepared): Promise<Outcome> {
   const current = await load(tx.tokens, req);
   if (!current) throw notFound(req);
   const now = app.now();
   const successor = current.successorId ? await tx.tokens.findById(current.successorId) : undefined;
-  const decision = decide(req, current, successor, now, app);
+  // Only a keyed request for a rotated token can be a wrong key (rule 3): count the earlier ones.
+  const refused = req.keyDigest !== undefined && current.revokeReason === 'rotated' ? await refusedRetryKeys(tx, current.id) : NONE_REFUSED;
+  const decision = decide(req, current, successor, now, app, refused);
   const who = actorOf(req, current);
   switch (decision.type) {
-    case 'replay':
-      return { kind: 'minted', minted: replay(app, current, decision.successor, req.lookup.seed, req.key!) };
+    case 'replay': {
+      const minted = replay(app, current, decision.successor, req.lookup.seed, req.key!);
+      await tx.events.append([retryEvent(who, 'replayed', current, decision.successor, now)]);
+      return { kind: 'minted', minted };
+    }
+    case 'refuse_retry':
+      await tx.events.append([retryEvent(who, 'retry_refused', current, decision.successor, now, decision.reason)]);
+      return { kind: 'refused', error: alreadyRotated(decision.successor.id) };
     case 'reuse':
       // Rule 3: the family is revoked in the same transaction that detected the reuse.
-      return { kind: 'reuse', current, revoked: await revokeFamilyIn(tx, who, current.familyId, 'reuse_detected', now) };
+      return { kind: 'reuse', current, cause: decision.cause, revoked: await revokeFamilyIn(tx, who, current.familyId, 'reuse_detected', now) };
     case 'rotate': {
       const minted = mint(app, req, current, decision, now);
       await commitRotation(tx, current, minted.record, req.keyDigest, app.now, who);

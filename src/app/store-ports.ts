@@ -1,6 +1,6 @@
 import type { RevokeReason, TokenRecord, TokenState } from '../domain/token.js';
 import type { WatchSelection } from '../domain/expiry.js';
-import type { NewTokenEvent, TokenEvent, WatchedEvent } from '../domain/token-event.js';
+import type { NewTokenEvent, TokenEvent, TokenEventType, WatchedEvent } from '../domain/token-event.js';
 import type { TokenKind } from '../domain/token-kind.js';
 
 /** The writes of one rotation (DESIGN.md rule 6), for `Store.commitRotation`. */
@@ -64,6 +64,8 @@ export interface EventRepository {
    * 20261127_051_pg_event_commit_order), and readers wait for it to settle the log.
    */
   append(events: readonly NewTokenEvent[]): Promise<void>;
+  /** How many events of `type` the log holds for `tokenId`, by reason (the wrong retry keys of rule 3). */
+  countByReason(tokenId: string, type: TokenEventType): Promise<Partial<Record<string, number>>>;
   /** Events after `afterSequence`, oldest first. */
   list(filter: { tokenId?: string; familyId?: string; afterSequence?: number }, limit: number): Promise<TokenEvent[]>;
   /**

@@ -121,7 +121,7 @@ export async function clearPending(path: string): Promise<void> {
   await syncDirectory(dirname(path));
 }
 
-/** A fresh idempotency key: 192 random bits, base64url (32 characters, within the server's 16–128). */
+/** A fresh idempotency key: 192 random bits, base64url (32 characters, within the server's 22–128). */
 export function newIdempotencyKey(): string {
   return randomBytes(24).toString('base64url');
 }

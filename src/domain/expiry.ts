@@ -78,6 +78,8 @@ export function stateAfter(type: TokenEventType, reason: string | null): TokenSt
     case 'expiring_soon':
       return 'active';
     case 'rotated':
+    case 'replayed':
+    case 'retry_refused':
       return 'rotated';
     case 'revoked':
       return reason === 'overlap_ended' ? 'rotated' : 'revoked';

@@ -1,4 +1,5 @@
 import { RotorError } from './errors.js';
+import { nonRandomReason } from './key-material.js';
 
 /** Size limits for every free-form field accepted at a boundary. */
 export const LIMITS = {
@@ -13,7 +14,10 @@ export const LIMITS = {
   watchTokenIds: 100,
   /** Thresholds one WatchExpiry call may list. */
   watchThresholds: 16,
-  idempotencyKeyMin: 16,
+  /** 22 base64url characters carry 132 bits, the least that is at least 128. */
+  idempotencyKeyMin: 22,
+  /** A key of hex digits only carries 4 bits a character: 32 for 128 bits (`openssl rand -hex 16`). */
+  idempotencyKeyMinHex: 32,
   idempotencyKeyMax: 128,
   /** Longest token of any type accepted as a parameter (opaque or JWT). */
   tokenParameter: 8192,
@@ -24,6 +28,7 @@ const PRINTABLE = /^[\x21-\x7e]+$/;
 const CONTROL_OR_FORMAT = /[\p{Cc}\p{Cf}\u2028\u2029]/u;
 const ID = /^[a-z]{3}_[0-9A-Za-z]{1,60}$/;
 const IDEMPOTENCY_KEY = /^[A-Za-z0-9_-]+$/;
+const HEX = /^[0-9A-Fa-f]+$/;
 
 function fail(field: string, message: string): never {
   throw new RotorError('invalid_argument', `${field}: ${message}`, { field });
@@ -53,13 +58,23 @@ export function requireId(field: string, value: string): string {
 }
 
 /**
- * An idempotency key (DESIGN.md rule 3): unguessable, so at least 16 URL-safe characters; clients
- * generate a random key per rotation and keep it until the rotation succeeds.
+ * An idempotency key (docs/rotation.md rule 3): it lets a retry fetch the successor's secret, so it
+ * must be unguessable: at least 128 bits of key material (22+ URL-safe characters, 32+ when only
+ * hex digits), and not obviously hand-made (src/domain/key-material.ts). Clients generate a
+ * random key per rotation and keep it until the rotation succeeds.
  */
 export function requireIdempotencyKey(value: string): string {
   if (value.length < LIMITS.idempotencyKeyMin || value.length > LIMITS.idempotencyKeyMax || !IDEMPOTENCY_KEY.test(value)) {
-    fail('idempotency_key', `must be ${LIMITS.idempotencyKeyMin}-${LIMITS.idempotencyKeyMax} characters of A-Z a-z 0-9 _ -`);
+    fail(
+      'idempotency_key',
+      `must be ${LIMITS.idempotencyKeyMin}-${LIMITS.idempotencyKeyMax} characters of A-Z a-z 0-9 _ - (at least 128 random bits, e.g. openssl rand -base64 24 | tr '+/' '-_')`,
+    );
   }
+  if (HEX.test(value) && value.length < LIMITS.idempotencyKeyMinHex) {
+    fail('idempotency_key', `a key of hex digits only must be at least ${LIMITS.idempotencyKeyMinHex} characters (128 random bits, e.g. openssl rand -hex 16)`);
+  }
+  const flaw = nonRandomReason([...value].map((c) => c.charCodeAt(0)));
+  if (flaw !== undefined) fail('idempotency_key', `does not look random (${flaw}); generate a new key for each rotation from a secure random source`);
   return value;
 }
 

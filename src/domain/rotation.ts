@@ -32,6 +32,10 @@ export interface RotationInput {
   actorRejection?: RotorError;
   /** Named by id by an admin, who may rotate a bound token without the workload's proof. */
   byAdmin?: boolean;
+  /** When the request arrived (ms): wrong keys close to the rotation are taken for racing callers. */
+  receivedAt: number;
+  /** Wrong idempotency keys already refused for `current` (its `retry_refused` events), by kind. */
+  refusedRetryKeys: RefusedRetryKeys;
   now: number;
   limits: PolicyLimits;
 }
@@ -40,10 +44,46 @@ export interface RotationInput {
 export type RotationDecision =
   /** Rule 5/6: mint a successor with these attributes and compare-and-set the current token. */
   | { type: 'rotate'; scopes: string[]; audiences: string[]; expiresAt: number }
-  /** Rule 3, idempotent retry: hand back the existing successor again. */
+  /** Rule 3, idempotent retry: hand back the existing successor again (and log it). */
   | { type: 'replay'; successor: TokenRecord }
-  /** Rule 3, reuse: revoke the whole family, then answer permission denied. */
-  | { type: 'reuse' };
+  /** Rule 3, a wrong idempotency key inside the grace: log the refusal, then answer "already rotated". */
+  | { type: 'refuse_retry'; successor: TokenRecord; reason: RetryRefusal }
+  /**
+   * Rule 3, reuse: revoke the whole family, then answer permission denied. `cause`: the token was
+   * presented after the grace (or was not the immediate predecessor), or it was retried with wrong
+   * idempotency keys more than `MAX_REFUSED_RETRY_KEYS` times.
+   */
+  | { type: 'reuse'; cause: 'presented_again' | 'wrong_retry_keys' };
+
+/**
+ * Why a wrong idempotency key was refused, as its `retry_refused` event records it: it arrived
+ * within `RETRY_RACE_WINDOW_MS` of the rotation (a caller that raced it, such as another replica
+ * with a key of its own), or later (a guess at the successor's secret).
+ */
+export type RetryRefusal = 'racing_rotation' | 'wrong_idempotency_key';
+
+/** Wrong keys refused so far for one rotated token, by `RetryRefusal`. */
+export interface RefusedRetryKeys {
+  racing: number;
+  late: number;
+}
+
+/**
+ * Wrong idempotency keys refused for one rotated token, after the race window, before the next
+ * one is treated as reuse. Keys carry 128 bits (src/domain/input-limits.ts), so a guess cannot
+ * succeed; this stops anyone holding the old secret from trying for long, and tells the owner
+ * (the family is revoked).
+ */
+export const MAX_REFUSED_RETRY_KEYS = 5;
+
+/**
+ * Callers racing one rotation each with a key of their own (replicas of one workload) lose with a
+ * wrong key. Inside this window after the rotation, up to `MAX_RACING_RETRY_KEYS` of them are
+ * refused without counting towards `MAX_REFUSED_RETRY_KEYS`, so 50 racing callers leave the family
+ * intact while a guesser still gets a bounded number of tries in all.
+ */
+export const RETRY_RACE_WINDOW_MS = 3000;
+export const MAX_RACING_RETRY_KEYS = 64;
 
 /**
  * DESIGN.md rotation rules 2, 3, 4, 5 and 7 as one pure decision. Rule 1 (parse, checksum,
@@ -108,19 +148,24 @@ function decideSuperseded(input: RotationInput): RotationDecision {
   const rotatedAt = current.revokedAt ?? 0;
   // "Immediate predecessor": its successor is still the active head of the family.
   const immediate = successor !== undefined && tokenState(successor, now) === 'active';
-  if (
-    immediate &&
-    input.idempotencyKeyDigest !== undefined &&
-    current.rotationKeyDigest !== null &&
-    digestsEqual(input.idempotencyKeyDigest, current.rotationKeyDigest) &&
-    now < rotatedAt + input.limits.retryWindowSeconds * 1000
-  ) {
+  const key = input.idempotencyKeyDigest;
+  const keyMatches = key !== undefined && current.rotationKeyDigest !== null && digestsEqual(key, current.rotationKeyDigest);
+  if (immediate && keyMatches && now < rotatedAt + input.limits.retryWindowSeconds * 1000) {
     // An idempotent retry of a bound token proves the workload again, as the first call did.
     requireWorkload(input);
     return { type: 'replay', successor };
   }
   // Naming a superseded token by id is a stale request, not a stolen credential.
   if (input.mode === 'by_id') throw alreadyRotated(current.successorId ?? '');
-  if (immediate && now < rotatedAt + current.policy.reuseGraceSeconds * 1000) throw alreadyRotated(successor.id);
-  return { type: 'reuse' };
+  if (immediate && now < rotatedAt + current.policy.reuseGraceSeconds * 1000) {
+    // A request without a key guesses nothing. A wrong key is refused and logged; close to the
+    // rotation it is taken for a racing caller, later for a guess at the successor's secret, and
+    // past either limit it is treated as reuse.
+    if (key === undefined || keyMatches) throw alreadyRotated(successor.id);
+    const racing = input.receivedAt - rotatedAt <= RETRY_RACE_WINDOW_MS;
+    const refused = racing ? input.refusedRetryKeys.racing : input.refusedRetryKeys.late;
+    if (refused >= (racing ? MAX_RACING_RETRY_KEYS : MAX_REFUSED_RETRY_KEYS)) return { type: 'reuse', cause: 'wrong_retry_keys' };
+    return { type: 'refuse_retry', successor, reason: racing ? 'racing_rotation' : 'wrong_idempotency_key' };
+  }
+  return { type: 'reuse', cause: 'presented_again' };
 }

@@ -77,6 +77,14 @@ export class KnexEventRepository implements EventRepository {
     this.appended(events);
   }
 
+  async countByReason(tokenId: string, type: TokenEventType): Promise<Partial<Record<string, number>>> {
+    const rows = (await this.db('token_events').where({ token_id: tokenId, type }).groupBy('reason').select('reason').count({ n: '*' })) as {
+      reason: string | null;
+      n: number | string;
+    }[];
+    return Object.fromEntries(rows.map((r) => [r.reason ?? '', Number(r.n)]));
+  }
+
   async list(filter: { tokenId?: string; familyId?: string; afterSequence?: number }, limit: number): Promise<TokenEvent[]> {
     const q = this.db<EventRow>('token_events').select('*');
     if (filter.tokenId !== undefined) q.where('token_id', filter.tokenId);

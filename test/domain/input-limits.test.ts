@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { LIMITS, requireAudiences, requireId, requireIdempotencyKey, requireIdentifier, requireText } from '../../src/domain/input-limits.js';
 import { expectRotorError } from './fixtures.js';
@@ -54,18 +55,43 @@ describe('requireId', () => {
 });
 
 describe('requireIdempotencyKey', () => {
-  it('accepts 16..128 URL-safe characters', () => {
-    expect(requireIdempotencyKey('a'.repeat(16))).toHaveLength(16);
-    expect(requireIdempotencyKey('Ab0_-'.repeat(25) + 'abc')).toHaveLength(128);
+  it('accepts 22..128 URL-safe characters of random key material, 32+ when only hex digits', () => {
+    expect(requireIdempotencyKey('Kq8xP2mZ7vB4nL9wR3tY6e')).toHaveLength(22);
+    expect(requireIdempotencyKey('9f86d081884c7d659a2feaa0c55ad015')).toHaveLength(32);
+    expect(requireIdempotencyKey('1b4e28ba-2fa1-41d2-883f-0016d3cca427')).toHaveLength(36); // a UUID
+    expect(requireIdempotencyKey('Ab0_-Qz9'.repeat(15) + 'xY3k_Pw7')).toHaveLength(128);
+  });
+
+  it('accepts what a secure random source produces (10,000 keys of each form the docs suggest)', () => {
+    for (let i = 0; i < 10_000; i++) {
+      requireIdempotencyKey(randomBytes(16).toString('base64url')); // 22 characters
+      requireIdempotencyKey(randomBytes(16).toString('hex')); // 32 hex digits
+      requireIdempotencyKey(randomBytes(24).toString('base64url')); // 32 characters, as rotor agent makes
+    }
   });
 
   it.each([
-    ['too short', 'a'.repeat(15)],
-    ['too long', 'a'.repeat(129)],
-    ['bad character', 'a'.repeat(16) + '='],
-    ['space', 'a'.repeat(8) + ' ' + 'a'.repeat(8)],
+    ['too short', 'Kq8xP2mZ7vB4nL9wR3tY6'],
+    ['too long', 'Ab0_-'.repeat(25) + 'abcd'],
+    ['bad character', 'Kq8xP2mZ7vB4nL9wR3tY6e='],
+    ['space', 'Kq8xP2mZ7vB 4nL9wR3tY6e'],
   ])('refuses a key that is %s', (_label, key) => {
-    const err = expectRotorError(() => requireIdempotencyKey(key), 'invalid_argument', 'idempotency_key: must be 16-128 characters');
+    const err = expectRotorError(() => requireIdempotencyKey(key), 'invalid_argument', 'idempotency_key: must be 22-128 characters');
+    expect(err.details.field).toBe('idempotency_key');
+  });
+
+  it('refuses hex keys under 128 bits', () => {
+    expectRotorError(() => requireIdempotencyKey('9f86d081884c7d659a2feaa0c55ad01'), 'invalid_argument', 'hex digits only must be at least 32 characters');
+  });
+
+  it.each([
+    ['one character', 'a'.repeat(40), 'too few distinct characters'],
+    ['a counter', '00000000000000000000000000004711', 'too few distinct characters'],
+    ['a repeated pattern', 'Xk3_9QpZXk3_9QpZXk3_9QpZXk3_9QpZ', 'it repeats a shorter pattern'],
+    ['the alphabet', 'abcdefghijklmnopqrstuvwxyz', 'most characters follow their neighbour in sequence'],
+    ['counting digits', '01234567890123456789012345678901', 'it repeats a shorter pattern'],
+  ])('refuses a key that is obviously not random: %s', (_label, key, why) => {
+    const err = expectRotorError(() => requireIdempotencyKey(key), 'invalid_argument', `idempotency_key: does not look random (${why})`);
     expect(err.details.field).toBe('idempotency_key');
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { RotorError } from '../../src/domain/errors.js';
-import { decideRotation, type RotationDecision, type RotationInput, type RotationMode } from '../../src/domain/rotation.js';
+import { MAX_RACING_RETRY_KEYS, MAX_REFUSED_RETRY_KEYS, RETRY_RACE_WINDOW_MS, decideRotation, type RotationDecision, type RotationInput, type RotationMode } from '../../src/domain/rotation.js';
 import { SCOPE_ROTATE } from '../../src/domain/scopes.js';
 import { formatSecret, parseSecret } from '../../src/domain/token-secret.js';
 import { isUsable, usableUntil, type TokenRecord } from '../../src/domain/token.js';
@@ -38,6 +38,8 @@ function input(overrides: Partial<RotationInput> = {}): RotationInput {
     audiences: [],
     expiresAt: undefined,
     now: NOW,
+    receivedAt: NOW,
+    refusedRetryKeys: { racing: 0, late: 0 },
     limits: testLimits(),
     ...overrides,
   };
@@ -125,7 +127,7 @@ describe('rule 2: expired or revoked (not by rotation) is refused', () => {
     const { req, successor } = supersededInput({ idempotencyKeyDigest: KEY_DIGEST });
     const current = { ...req.current, expiresAt: NOW + MINUTE };
     expect(decideRotation({ ...req, current, now: NOW + MINUTE })).toEqual({ type: 'replay', successor });
-    expect(decideRotation({ ...req, current, idempotencyKeyDigest: undefined, now: NOW + MINUTE })).toEqual({ type: 'reuse' });
+    expect(decideRotation({ ...req, current, idempotencyKeyDigest: undefined, now: NOW + MINUTE })).toEqual({ type: 'reuse', cause: 'presented_again' });
   });
 });
 
@@ -153,35 +155,34 @@ describe('rule 3: an already rotated token (replay, reuse grace, reuse)', () => 
 
     it('honours a configured retry window', () => {
       const { req } = supersededInput({ idempotencyKeyDigest: KEY_DIGEST, now: NOW + 30 * SECOND, limits: testLimits({ retryWindowSeconds: 20 }) });
-      expect(decideRotation(req)).toEqual({ type: 'reuse' });
+      expect(decideRotation(req)).toEqual({ type: 'reuse', cause: 'presented_again' });
     });
 
-    it('a different key is not a retry: inside the grace window it is already_rotated', () => {
+    it('a different key is not a retry: inside the grace window it is refused (logged, then answered already_rotated)', () => {
       const { req, successor } = supersededInput({ idempotencyKeyDigest: OTHER_KEY_DIGEST, now: NOW + SECOND });
-      const err = expectRotorError(() => decideRotation(req), 'already_rotated', 'already rotated');
-      expect(err.details.successorId).toBe(successor.id);
+      expect(decideRotation(req)).toEqual({ type: 'refuse_retry', successor, reason: 'racing_rotation' });
     });
 
     it('a different key outside the grace window is reuse', () => {
       const { req } = supersededInput({ idempotencyKeyDigest: OTHER_KEY_DIGEST, now: NOW + MINUTE });
-      expect(decideRotation(req)).toEqual({ type: 'reuse' });
+      expect(decideRotation(req)).toEqual({ type: 'reuse', cause: 'presented_again' });
     });
 
     it('a request without a key is not a retry', () => {
       const { req } = supersededInput({ idempotencyKeyDigest: undefined, now: NOW + MINUTE });
-      expect(decideRotation(req)).toEqual({ type: 'reuse' });
+      expect(decideRotation(req)).toEqual({ type: 'reuse', cause: 'presented_again' });
     });
 
     it('a key on the request does not match a rotation that had none', () => {
       const { req } = supersededInput({ idempotencyKeyDigest: KEY_DIGEST, now: NOW + MINUTE }, { keyDigest: null });
-      expect(decideRotation(req)).toEqual({ type: 'reuse' });
+      expect(decideRotation(req)).toEqual({ type: 'reuse', cause: 'presented_again' });
     });
   });
 
   describe('after the retry window', () => {
     it('the same key is ordinary reuse once the grace has also passed', () => {
       const { req } = supersededInput({ idempotencyKeyDigest: KEY_DIGEST, now: NOW + RETRY_WINDOW });
-      expect(decideRotation(req)).toEqual({ type: 'reuse' });
+      expect(decideRotation(req)).toEqual({ type: 'reuse', cause: 'presented_again' });
     });
 
     it('the same key falls back to the grace answer while a long grace still runs', () => {
@@ -204,12 +205,12 @@ describe('rule 3: an already rotated token (replay, reuse grace, reuse)', () => 
     it('is reuse from the first millisecond after the grace window', () => {
       const { req } = supersededInput({ now: NOW + 10 * SECOND - 1 });
       expectRotorError(() => decideRotation(req), 'already_rotated', 'already rotated');
-      expect(decideRotation({ ...req, now: NOW + 10 * SECOND })).toEqual({ type: 'reuse' });
+      expect(decideRotation({ ...req, now: NOW + 10 * SECOND })).toEqual({ type: 'reuse', cause: 'presented_again' });
     });
 
     it('with zero grace, a second presentation is reuse at once', () => {
       const { req } = supersededInput({ now: NOW }, { policy: { reuseGraceSeconds: 0 } });
-      expect(decideRotation(req)).toEqual({ type: 'reuse' });
+      expect(decideRotation(req)).toEqual({ type: 'reuse', cause: 'presented_again' });
     });
 
     it('never puts a secret into the message', () => {
@@ -220,10 +221,62 @@ describe('rule 3: an already rotated token (replay, reuse grace, reuse)', () => 
     });
   });
 
+  describe('wrong idempotency keys inside the grace', () => {
+    const LATE = NOW + RETRY_RACE_WINDOW_MS + 1;
+    const wrongKey = (racing: number, late: number, at = LATE, overrides: Partial<RotationInput> = {}) =>
+      supersededInput({ idempotencyKeyDigest: OTHER_KEY_DIGEST, now: at, receivedAt: at, refusedRetryKeys: { racing, late }, ...overrides });
+
+    it(`after the race window a wrong key is a guess: refused and logged up to ${MAX_REFUSED_RETRY_KEYS} times, then reuse`, () => {
+      for (let n = 0; n < MAX_REFUSED_RETRY_KEYS; n++) {
+        const { req, successor } = wrongKey(0, n);
+        expect(decideRotation(req)).toEqual({ type: 'refuse_retry', successor, reason: 'wrong_idempotency_key' });
+      }
+      expect(decideRotation(wrongKey(0, MAX_REFUSED_RETRY_KEYS).req)).toEqual({ type: 'reuse', cause: 'wrong_retry_keys' });
+      expect(decideRotation(wrongKey(0, MAX_REFUSED_RETRY_KEYS + 3).req)).toEqual({ type: 'reuse', cause: 'wrong_retry_keys' });
+    });
+
+    it(`inside the race window a wrong key is a racing caller: up to ${MAX_RACING_RETRY_KEYS} refused, counted apart from guesses`, () => {
+      for (const at of [NOW, NOW + 1, NOW + RETRY_RACE_WINDOW_MS]) {
+        const { req, successor } = wrongKey(MAX_RACING_RETRY_KEYS - 1, MAX_REFUSED_RETRY_KEYS, at);
+        expect(decideRotation(req)).toEqual({ type: 'refuse_retry', successor, reason: 'racing_rotation' });
+      }
+      expect(decideRotation(wrongKey(MAX_RACING_RETRY_KEYS, 0, NOW + 5).req)).toEqual({ type: 'reuse', cause: 'wrong_retry_keys' });
+      // Racers never count against the limit of guesses after the window.
+      const { req, successor } = wrongKey(MAX_RACING_RETRY_KEYS, 0);
+      expect(decideRotation(req)).toEqual({ type: 'refuse_retry', successor, reason: 'wrong_idempotency_key' });
+    });
+
+    it('a request without a key guesses nothing: already_rotated whatever the counts', () => {
+      const { req, successor } = wrongKey(MAX_RACING_RETRY_KEYS, MAX_REFUSED_RETRY_KEYS, LATE, { idempotencyKeyDigest: undefined });
+      expectRotorError(() => decideRotation(req), 'already_rotated', successor.id);
+    });
+
+    it('a key against a rotation that had none is a wrong key too', () => {
+      const { req, successor } = supersededInput(
+        { idempotencyKeyDigest: KEY_DIGEST, now: LATE, receivedAt: LATE, refusedRetryKeys: { racing: 0, late: 0 } },
+        { keyDigest: null },
+      );
+      expect(decideRotation(req)).toEqual({ type: 'refuse_retry', successor, reason: 'wrong_idempotency_key' });
+    });
+
+    it('the right key past the retry window but inside a long grace is not a guess', () => {
+      const { req, successor } = supersededInput(
+        { idempotencyKeyDigest: KEY_DIGEST, now: NOW + RETRY_WINDOW, receivedAt: NOW + RETRY_WINDOW, refusedRetryKeys: { racing: 0, late: MAX_REFUSED_RETRY_KEYS } },
+        { policy: { reuseGraceSeconds: 3600 } },
+      );
+      expectRotorError(() => decideRotation(req), 'already_rotated', successor.id);
+    });
+
+    it('the right key is still replayed after refused guesses', () => {
+      const { req, successor } = wrongKey(MAX_RACING_RETRY_KEYS, MAX_REFUSED_RETRY_KEYS, LATE, { idempotencyKeyDigest: KEY_DIGEST });
+      expect(decideRotation(req)).toEqual({ type: 'replay', successor });
+    });
+  });
+
   describe('outside every grace rule', () => {
     it('is reuse', () => {
       const { req } = supersededInput({ now: NOW + HOUR });
-      expect(decideRotation(req)).toEqual({ type: 'reuse' });
+      expect(decideRotation(req)).toEqual({ type: 'reuse', cause: 'presented_again' });
     });
   });
 
@@ -235,22 +288,22 @@ describe('rule 3: an already rotated token (replay, reuse grace, reuse)', () => 
 
     it('is reuse even inside the grace window when the successor was itself rotated', () => {
       const req = grandparent({ revokedAt: NOW + 500, revokeReason: 'rotated', successorId: 'tok_third' });
-      expect(decideRotation({ ...req, idempotencyKeyDigest: undefined })).toEqual({ type: 'reuse' });
+      expect(decideRotation({ ...req, idempotencyKeyDigest: undefined })).toEqual({ type: 'reuse', cause: 'presented_again' });
     });
 
     it('is reuse even with the matching key inside the retry window', () => {
       const req = grandparent({ revokedAt: NOW + 500, revokeReason: 'rotated', successorId: 'tok_third' });
-      expect(decideRotation(req)).toEqual({ type: 'reuse' });
+      expect(decideRotation(req)).toEqual({ type: 'reuse', cause: 'presented_again' });
     });
 
     it('is reuse when the successor was revoked', () => {
       const req = grandparent({ revokedAt: NOW + 500, revokeReason: 'revoked' });
-      expect(decideRotation(req)).toEqual({ type: 'reuse' });
+      expect(decideRotation(req)).toEqual({ type: 'reuse', cause: 'presented_again' });
     });
 
     it('is reuse when the successor row is missing', () => {
       const { req } = supersededInput({ idempotencyKeyDigest: KEY_DIGEST, now: NOW + SECOND });
-      expect(decideRotation({ ...req, successor: undefined })).toEqual({ type: 'reuse' });
+      expect(decideRotation({ ...req, successor: undefined })).toEqual({ type: 'reuse', cause: 'presented_again' });
     });
   });
 
@@ -314,9 +367,9 @@ describe('rule 4: workload binding', () => {
 
   it('checks rule 3 first: a superseded token presented with an actor token is still reuse', () => {
     const { req } = supersededInput({ now: NOW + DAY });
-    expect(decideRotation({ ...req, actor: ACTOR })).toEqual({ type: 'reuse' });
+    expect(decideRotation({ ...req, actor: ACTOR })).toEqual({ type: 'reuse', cause: 'presented_again' });
     const { req: boundReq } = supersededInput({ now: NOW + DAY, current: bound({ revokedAt: NOW, revokeReason: 'rotated', successorId: 'tok_successor0000000000001' }) });
-    expect(decideRotation({ ...boundReq })).toEqual({ type: 'reuse' });
+    expect(decideRotation({ ...boundReq })).toEqual({ type: 'reuse', cause: 'presented_again' });
   });
 
   it('rotates a bound token for a verified actor whose claims match the binding', () => {
@@ -361,7 +414,7 @@ describe('rule 4: workload binding', () => {
     const rejection = new RotorError('invalid_workload_token', 'actor_token has expired (exp)');
     expect(() => decideRotation(input({ current: bound(), actorRejection: rejection }))).toThrow(rejection);
     const { req } = supersededInput({ now: NOW + DAY });
-    expect(decideRotation({ ...req, current: { ...req.current, policy: testPolicy({ workloadBinding: BINDING }) }, actorRejection: rejection })).toEqual({ type: 'reuse' });
+    expect(decideRotation({ ...req, current: { ...req.current, policy: testPolicy({ workloadBinding: BINDING }) }, actorRejection: rejection })).toEqual({ type: 'reuse', cause: 'presented_again' });
     expectRotorError(() => decideRotation(input({ current: bound({ revokedAt: NOW - 1, revokeReason: 'revoked' }), actorRejection: rejection })), 'token_revoked', 'token has been revoked');
     // A token without a binding refuses any actor token, verified or not, the same way.
     expectRotorError(() => decideRotation(input({ actorRejection: rejection })), 'invalid_argument', 'actor_token is not accepted: this token has no workload binding');
@@ -477,10 +530,9 @@ describe('rule 6: a lost race is handled by rule 3, never by a second successor'
     expect(decideRotation(req)).toEqual({ type: 'replay', successor });
   });
 
-  it('the loser with a different key gets already_rotated, not a new successor', () => {
-    const { req, successor } = supersededInput({ idempotencyKeyDigest: OTHER_KEY_DIGEST, now: NOW + 50 });
-    const err = expectRotorError(() => decideRotation(req), 'already_rotated', `its successor is ${successor.id}`);
-    expect(err.details.successorId).toBe(successor.id);
+  it('the loser with a different key is refused as a racing caller (answered already_rotated), not given a new successor', () => {
+    const { req, successor } = supersededInput({ idempotencyKeyDigest: OTHER_KEY_DIGEST, now: NOW + 50, receivedAt: NOW + 1 });
+    expect(decideRotation(req)).toEqual({ type: 'refuse_retry', successor, reason: 'racing_rotation' });
   });
 
   it('decideRotation never returns rotate for a rotated token, whatever the request', () => {
@@ -541,7 +593,7 @@ describe('rule 7: overlap keeps the predecessor usable, never rotatable', () => 
     const { predecessor, successor } = rotatedPair({ rotatedAt: NOW, keyDigest: KEY_DIGEST, policy: { overlapSeconds: OVERLAP } });
     const now = NOW + MINUTE;
     expect(isUsable(predecessor, now)).toBe(true);
-    expect(decideRotation(input({ current: predecessor, successor, now }))).toEqual({ type: 'reuse' });
+    expect(decideRotation(input({ current: predecessor, successor, now }))).toEqual({ type: 'reuse', cause: 'presented_again' });
   });
 
   it('inside the overlap and the grace it is already_rotated, not a rotation', () => {

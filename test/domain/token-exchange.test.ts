@@ -57,7 +57,7 @@ describe('validateExchange', () => {
           scope: 'read write',
           audience: ['api', 'api'],
           resource: ['https://rs.example/'],
-          idempotencyKey: 'k'.repeat(16),
+          idempotencyKey: 'Kq8xP2mZ7vB4nL9wR3tY6e',
         }),
       );
       expect(out).toEqual({
@@ -69,7 +69,7 @@ describe('validateExchange', () => {
         scopes: ['read', 'write'],
         audience: ['api'],
         resource: ['https://rs.example/'],
-        idempotencyKey: 'k'.repeat(16),
+        idempotencyKey: 'Kq8xP2mZ7vB4nL9wR3tY6e',
       });
     });
   });
@@ -194,7 +194,7 @@ describe('validateExchange', () => {
 
   describe('idempotency_key', () => {
     it('refuses a guessable (short) key', () => {
-      const err = expectRotorError(() => validateExchange(params({ idempotencyKey: 'retry-1' })), 'invalid_argument', 'idempotency_key: must be 16-128');
+      const err = expectRotorError(() => validateExchange(params({ idempotencyKey: 'retry-1' })), 'invalid_argument', 'idempotency_key: must be 22-128');
       expect(err.details.field).toBe('idempotency_key');
     });
   });

@@ -381,12 +381,27 @@ const cases: Case[] = [
   invalidExchange(
     'idempotency_key too short',
     () => ({ idempotency_key: 'short' }),
-    'idempotency_key: must be 16-128 characters',
+    'idempotency_key: must be 22-128 characters',
+  ),
+  invalidExchange(
+    'idempotency_key of 31 hex digits (124 bits)',
+    () => ({ idempotency_key: '0123456789abcdef0123456789abcde'.split('').reverse().join('') }),
+    'idempotency_key: a key of hex digits only must be at least 32 characters',
+  ),
+  invalidExchange(
+    'idempotency_key that is not random (a counter)',
+    () => ({ idempotency_key: '00000000000000000000000000004711' }),
+    'idempotency_key: does not look random (too few distinct characters)',
+  ),
+  invalidExchange(
+    'idempotency_key that is not random (a repeated pattern)',
+    () => ({ idempotency_key: 'Xk3_9QpZXk3_9QpZXk3_9QpZXk3_9QpZ' }),
+    'idempotency_key: does not look random (it repeats a shorter pattern)',
   ),
   invalidExchange(
     'idempotency_key longer than 128 characters',
     () => ({ idempotency_key: 'k'.repeat(129) }),
-    'idempotency_key: must be 16-128 characters',
+    'idempotency_key: must be 22-128 characters',
   ),
   invalidExchange(
     'more than 64 scopes on exchange (65 in scope)',
@@ -496,7 +511,7 @@ const cases: Case[] = [
       'rotateToken',
       () => ({ id: f.live.id, idempotencyKey: 'k'.repeat(129) }),
       admin,
-      invalidArgument('idempotency_key: must be 16-128 characters'),
+      invalidArgument('idempotency_key: must be 22-128 characters'),
     ),
   },
 

@@ -233,8 +233,12 @@ async function checkEveryFamily(knex: Knex, families: { familyId: string; secret
       expect(rotated[0]!.sequence).toBeGreaterThan(lastRotated);
       lastRotated = rotated[0]!.sequence;
     }
-    expect(events).toHaveLength(chain.length + (chain.length - 1));
-    expect(events.filter((e) => !['created', 'rotated'].includes(e.type))).toEqual([]);
+    // A retry after the kill whose rotation had committed was answered by replay: one `replayed`
+    // event each, naming the successor of the rotated token it retried (docs/rotation.md rule 3).
+    const replayed = events.filter((e) => e.type === 'replayed');
+    for (const e of replayed) expect(e.successor_id).toBe(byId.get(e.token_id)!.successor_id);
+    expect(events).toHaveLength(chain.length + (chain.length - 1) + replayed.length);
+    expect(events.filter((e) => !['created', 'rotated', 'replayed'].includes(e.type))).toEqual([]);
 
     // Resuming after any sequence returns every later committed event of the family, in order.
     const repo = new KnexEventRepository(knex);

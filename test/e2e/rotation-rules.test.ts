@@ -386,10 +386,21 @@ describe.each(withEngines<Wire>(['grpc', 'connect']))('rotation rules over %s on
 
     it('a malformed idempotency key is INVALID_ARGUMENT and rotates nothing', async () => {
       const c = await newToken();
-      for (const bad of ['too-short', 'has spaces in it!!!!', 'x'.repeat(129)]) {
+      for (const bad of ['too-short', 'has spaces in it!!!!!!!!', 'x'.repeat(129), '0000004711', 'Kq8xP2mZ7vB4nL9wR3tY6']) {
         const f = await failure(api.rotateToken({ idempotencyKey: bad }, c.secret));
         expect(f.code).toBe(Code.InvalidArgument);
-        expect(f.rawMessage).toBe('idempotency_key: must be 16-128 characters of A-Z a-z 0-9 _ -');
+        expect(f.rawMessage).toBe(
+          "idempotency_key: must be 22-128 characters of A-Z a-z 0-9 _ - (at least 128 random bits, e.g. openssl rand -base64 24 | tr '+/' '-_')",
+        );
+      }
+      for (const [bad, why] of [
+        ['0123456789abcdef0123456789abcde', 'a key of hex digits only must be at least 32 characters (128 random bits, e.g. openssl rand -hex 16)'],
+        ['a'.repeat(40), 'does not look random (too few distinct characters); generate a new key for each rotation from a secure random source'],
+        ['abcdefghijklmnopqrstuvwxyzABCDEF', 'does not look random (most characters follow their neighbour in sequence); generate a new key for each rotation from a secure random source'],
+      ] as const) {
+        const f = await failure(api.rotateToken({ idempotencyKey: bad }, c.secret));
+        expect(f.code).toBe(Code.InvalidArgument);
+        expect(f.rawMessage).toBe(`idempotency_key: ${why}`);
       }
       expect((await get(c.id)).state).toBe(TokenState.ACTIVE);
     });

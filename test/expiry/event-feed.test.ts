@@ -26,6 +26,7 @@ function memoryLog(rows: WatchedEvent[]): EventRepository {
   const unused = () => Promise.reject(new Error('not used by the feed'));
   return {
     append: unused,
+    countByReason: unused,
     list: unused,
     forSelection: unused,
     appendExpiringSoon: unused,

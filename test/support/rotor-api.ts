@@ -264,7 +264,7 @@ export async function failure(p: Promise<unknown>): Promise<RpcFailure> {
   throw new Error(`expected the call to fail, but it returned ${shown}`);
 }
 
-/** A fresh, unguessable idempotency key (16-128 chars of [A-Za-z0-9_-]). */
+/** A fresh, unguessable idempotency key (22-128 chars of [A-Za-z0-9_-], 128+ random bits). */
 export function newKey(): string {
   return randomBytes(24).toString('base64url');
 }

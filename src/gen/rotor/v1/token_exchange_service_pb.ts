@@ -73,6 +73,8 @@ export type ExchangeTokenRequest = Message<"rotor.v1.ExchangeTokenRequest"> & {
   resource: string[];
 
   /**
+   * As RotateTokenRequest.idempotency_key: at least 128 random bits, 22-128 characters.
+   *
    * @generated from field: string idempotency_key = 10;
    */
   idempotencyKey: string;

@@ -206,7 +206,8 @@ export type RotateTokenRequest = Message<"rotor.v1.RotateTokenRequest"> & {
   id: string;
 
   /**
-   * Retrying with the same key after a lost response returns the same successor.
+   * Retrying with the same key after a lost response returns the same successor. At least 128
+   * random bits: 22-128 characters of A-Z a-z 0-9 _ - (32 or more when only hex digits).
    *
    * @generated from field: string idempotency_key = 2;
    */
