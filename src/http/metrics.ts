@@ -48,6 +48,8 @@ export interface MetricsSources {
   };
   feed: () => { watchers: number; eventsRead: number; readFailures: number; overflows: number };
   scheduler: () => { passes: number; failures: number };
+  /** The server secret fails the strength rules and was admitted for a database with tokens (src/runtime/weak-secret-gate.ts). */
+  secretWeak: boolean;
 }
 
 /** The metrics of one running server; `close()` stops its event-loop delay monitor. */
@@ -84,6 +86,7 @@ export class Metrics {
     const out = new Exposition();
     const s = this.sources;
     out.gauge('rotor_build_info', 'Rotor version and storage engine (always 1).', [[{ version: s.version, engine: s.engine }, 1]]);
+    out.gauge('rotor_server_secret_weak', '1 when the server secret fails the strength rules and is accepted only because the database already holds tokens made under it; 0 otherwise.', [[{}, s.secretWeak ? 1 : 0]]);
 
     const rpc = s.rpc.all();
     out.counter(

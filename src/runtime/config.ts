@@ -7,6 +7,7 @@ import { DEFAULT_LIMITS, type PolicyLimits } from '../domain/policy.js';
 import { parseTrustConfig, TrustConfigError, type TrustConfig } from '../identity/trust-config.js';
 import { ConfigError } from './config-error.js';
 import { LOG_LEVELS, type LogLevel } from './logger.js';
+import { assessSecret, SECRET_ADVICE, SECRET_MIN_CHARS, type SecretStrength } from './secret-strength.js';
 import { loadTlsConfig, type TlsConfig } from './tls-config.js';
 
 /** Everything the server reads from the environment, validated. */
@@ -30,7 +31,13 @@ export interface RotorConfig {
   databaseListen: boolean;
   /** Where the server secret came from (the value itself is never logged). */
   secretSource: 'env' | 'file';
+  /** Key bytes of the server secret: the UTF-8 bytes of the value as written (see loadSecret). */
   secret: Uint8Array;
+  /**
+   * Set when the secret fails the strength rules (src/runtime/secret-strength.ts) but met the old
+   * ones: start-up refuses it on a database without tokens and warns on one with tokens.
+   */
+  weakSecret: WeakSecret | undefined;
   limits: PolicyLimits;
   logLevel: LogLevel;
   /** How long token rows may be served from the in-process cache (0 disables it). */
@@ -58,6 +65,13 @@ export interface ExpiryConfig {
   bufferEvents: number;
   /** How often the feed reads the log without a local wake-up (other replicas' commits). */
   pollIntervalMs: number;
+}
+
+/** A secret that fails the strength rules: which variable or file, and why (never the value). */
+export interface WeakSecret {
+  /** `ROTOR_SECRET`, or the path of secret.key with a note that ROTOR_SECRET is unset. */
+  name: string;
+  reason: string;
 }
 
 export { ConfigError };
@@ -98,26 +112,47 @@ function thresholds(env: Env): number[] {
 }
 
 /**
- * Reads the server secret: `ROTOR_SECRET` (at least 32 characters), else `<data dir>/secret.key`,
- * generated once with 256 random bits and mode 0600 when it does not exist.
+ * Reads the server secret: `ROTOR_SECRET`, else `<data dir>/secret.key`, generated once (32
+ * random bytes as base64url, mode 0600) when it does not exist. Both must pass the strength rules
+ * of src/runtime/secret-strength.ts. A value that fails them but has the 32 characters the rules
+ * asked for before is not refused here: it may key a database that already holds tokens, which
+ * only start-up can see, so it comes back as `weakSecret` (src/runtime/weak-secret-gate.ts).
+ *
+ * The key bytes are the UTF-8 bytes of the value as written, as they always were (not the bytes
+ * the hex or base64 decodes to): changing that would break every token and sealed signing key of
+ * every existing database, and the text encodes the same random bytes, so it keys the HMACs just
+ * as well.
  */
-function loadSecret(env: Env, dataDir: string): { secret: Uint8Array; source: 'env' | 'file' } {
+function loadSecret(env: Env, dataDir: string): { secret: Uint8Array; source: 'env' | 'file'; weak: WeakSecret | undefined } {
   const raw = env.ROTOR_SECRET;
   if (raw !== undefined && raw !== '') {
-    if (raw.length < 32) throw new ConfigError('ROTOR_SECRET must be at least 32 characters (e.g. `openssl rand -base64 32`)');
-    return { secret: new TextEncoder().encode(raw), source: 'env' };
+    if (raw.length < SECRET_MIN_CHARS) throw new ConfigError(`ROTOR_SECRET is too short; ${SECRET_ADVICE}`);
+    return { secret: new TextEncoder().encode(raw), source: 'env', weak: weakness(assessSecret(raw), 'ROTOR_SECRET') };
   }
   const file = join(dataDir, 'secret.key');
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   try {
-    writeFileSync(file, randomBytes(32).toString('base64url') + '\n', { flag: 'wx', mode: 0o600 });
+    writeFileSync(file, generateSecret() + '\n', { flag: 'wx', mode: 0o600 });
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new ConfigError(`cannot create ${file}: ${(e as Error).message}`);
   }
   chmodSync(file, 0o600);
   const text = readFileSync(file, 'utf8').trim();
-  if (text.length < 32) throw new ConfigError(`${file} must hold at least 32 characters; delete it to generate a new one`);
-  return { secret: new TextEncoder().encode(text), source: 'file' };
+  const name = `${file} (the server secret, read when ROTOR_SECRET is unset)`;
+  if (text.length < SECRET_MIN_CHARS) throw new ConfigError(`${name} is too short; delete it to generate a new one, or ${SECRET_ADVICE}`);
+  return { secret: new TextEncoder().encode(text), source: 'file', weak: weakness(assessSecret(text), name) };
+}
+
+/** 32 random bytes as base64url (the format secret.key always had), drawn again in the unlikely case they fail the rules. */
+function generateSecret(): string {
+  for (;;) {
+    const value = randomBytes(32).toString('base64url');
+    if (assessSecret(value).strong) return value;
+  }
+}
+
+function weakness(verdict: SecretStrength, name: string): WeakSecret | undefined {
+  return verdict.strong ? undefined : { name, reason: verdict.reason };
 }
 
 /** Reads and validates the JSON file named by ROTOR_TRUST_CONFIG (docs/workload-identity.md). */
@@ -192,12 +227,12 @@ export function loadConfig(env: Env = process.env): RotorConfig {
     pollIntervalMs: inRange(env, 'ROTOR_WATCH_POLL_INTERVAL_MS', 1000, 10, 60_000),
   };
   const trust = loadTrustConfig(env, maxLifetimeSeconds);
-  const { secret, source } = loadSecret(env, dataDir);
+  const { secret, source, weak } = loadSecret(env, dataDir);
   const jwt = loadJwtConfig(env);
   const metrics = env.ROTOR_METRICS || 'on';
   if (metrics !== 'on' && metrics !== 'token' && metrics !== 'off') throw new ConfigError(`ROTOR_METRICS must be on, token or off, got "${metrics}"`);
   const tls = loadTlsConfig(env);
-  return { tls, metrics, host, grpcPort, httpPort, dataDir, databaseUrl, databasePoolMax, databaseStatementTimeoutMs, databaseListen, secret, secretSource: source, limits, logLevel, tokenCacheTtlMs, jwt, trust, expiry };
+  return { tls, metrics, host, grpcPort, httpPort, dataDir, databaseUrl, databasePoolMax, databaseStatementTimeoutMs, databaseListen, secret, secretSource: source, weakSecret: weak, limits, logLevel, tokenCacheTtlMs, jwt, trust, expiry };
 }
 
 /** Settings of signed JWT access tokens (RFC 9068) and their signing keys. */

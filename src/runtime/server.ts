@@ -21,6 +21,7 @@ import { KnexReplayCache } from '../store/jti-repository.js';
 import { openStore, type KnexStore } from '../store/knex-store.js';
 import { KnexSigningKeyRepository } from '../store/signing-key-repository.js';
 import type { RotorConfig } from './config.js';
+import { admitWeakSecret } from './weak-secret-gate.js';
 import { ROTOR_VERSION } from './version.js';
 
 /** A running Rotor: both ports bound, storage open. */
@@ -40,7 +41,10 @@ export interface RunningRotor {
  */
 const STREAM_FLUSH_MS = 1000;
 
-/** Builds the application context (storage, keys, clock, randomness) from configuration. */
+/**
+ * Builds the application context (storage, keys, clock, randomness) from configuration. Refuses a
+ * weak server secret on a database that holds no tokens (src/runtime/weak-secret-gate.ts).
+ */
 export async function createApp(config: RotorConfig, log: Logger, now: () => number = Date.now): Promise<AppContext & { store: KnexStore }> {
   const store = await openStore(
     {
@@ -52,6 +56,14 @@ export async function createApp(config: RotorConfig, log: Logger, now: () => num
     { ttlMs: config.tokenCacheTtlMs, maxEntries: 10_000 },
   );
   store.onUnavailable = unavailableLogger(log);
+  if (config.weakSecret !== undefined) {
+    try {
+      await admitWeakSecret(store, config.weakSecret, log);
+    } catch (e) {
+      await store.close();
+      throw e;
+    }
+  }
   const random = (n: number) => new Uint8Array(randomBytes(n));
   return {
     store,
@@ -145,6 +157,7 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
           store: () => app.store.stats(),
           feed: () => feed.stats(),
           scheduler: () => scheduler.stats(),
+          secretWeak: config.weakSecret !== undefined,
         });
   const grpcServer = createGrpcServer(services, log, tracker);
   const httpServer: HttpServer = createHttpServer(app, services, ping, tracker, {

@@ -184,6 +184,19 @@ export class KnexStore implements Store {
   }
 
   /**
+   * Whether any token row or JWT signing key exists: data keyed by the server secret, which a
+   * weak secret may then not be refused for (src/runtime/weak-secret-gate.ts).
+   */
+  async holdsSecretKeyedData(): Promise<boolean> {
+    try {
+      if ((await this.knex('tokens').first('id')) !== undefined) return true;
+      return (await this.knex('signing_keys').first('kid')) !== undefined;
+    } catch (e) {
+      throw asStoreError(e);
+    }
+  }
+
+  /**
    * PostgreSQL: LISTENs for event inserts of every process (this one's too) on one dedicated
    * connection. With the cache on, it drops the token rows they name from the cache at once (the
    * whole cache after a reconnect, when notifications may have been missed);

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, loadDatabaseConfig } from '../../src/runtime/config.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'rotor-config-'));
-const base = { ROTOR_DATA_DIR: dataDir, ROTOR_SECRET: 'config-test-secret-0123456789abcdefgh' };
+const base = { ROTOR_DATA_DIR: dataDir, ROTOR_SECRET: '90741e96932df58f7ca547076bc7183c53782a87ac6c0d6330c72e21612b47d4' };
 
 describe('database configuration (README: Operating Rotor on PostgreSQL)', () => {
   it('defaults: SQLite in the data directory, pool 10, statement timeout 5000 ms', () => {

@@ -1,10 +1,11 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/runtime/config.js';
 
-const base = () => ({ ROTOR_DATA_DIR: mkdtempSync(join(tmpdir(), 'rotor-cfg-')), ROTOR_SECRET: 'x'.repeat(32) });
+const base = () => ({ ROTOR_DATA_DIR: mkdtempSync(join(tmpdir(), 'rotor-cfg-')), ROTOR_SECRET: randomBytes(32).toString('hex') });
 
 describe('JWT configuration', () => {
   it('has documented defaults: no explicit issuer, 300 s tokens, weekly ES256 keys', () => {

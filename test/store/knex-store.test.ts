@@ -20,7 +20,7 @@ import { listenForEvents, parseEventPayload } from '../../src/store/pg-notify.js
 import { ENGINES, TEST_POSTGRES_URL, describeOnPostgres, engineDatabase, scratchDatabase, type ScratchDatabase } from '../support/engines.js';
 import { hostPortOf, startTcpProxy } from '../support/tcp-proxy.js';
 
-const SECRET = 'store-test-secret-0123456789abcdefghij';
+const SECRET = 'eB9JVzUkBaz0yP0musfKTJUDW52WVQOBpoex/H9fXFs=';
 
 async function appOn(url: string): Promise<AppContext & { store: KnexStore }> {
   const config = loadConfig({ ROTOR_DATA_DIR: mkdtempSync(join(tmpdir(), 'rotor-store-data-')), ROTOR_DATABASE_URL: url, ROTOR_SECRET: SECRET });

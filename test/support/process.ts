@@ -5,10 +5,13 @@ import { fileURLToPath } from 'node:url';
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const CLI = `${ROOT}dist/src/cli/main.js`;
 
-/** Runs `rotor …` to completion. */
-export function runCli(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
+/**
+ * Runs `rotor …` to completion. `timeoutMs`: kill it after that long (for a command expected to
+ * exit, such as a `serve` that must refuse to start, so a regression leaves no server behind).
+ */
+export function runCli(args: string[], env: Record<string, string>, options: { timeoutMs?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, cwd: ROOT }, (err, stdout, stderr) => {
+    execFile(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, cwd: ROOT, timeout: options.timeoutMs ?? 0, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
   });
