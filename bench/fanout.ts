@@ -77,7 +77,18 @@ class Watchers {
 export async function runFanout(work: string, streams: number, rotations: number, client: WatcherClient, progress: (m: string) => void): Promise<FanoutResult> {
   const [grpcPort, httpPort] = [await freePort(), await freePort()];
   // A short heartbeat: a stream's first one tells the watcher child that the stream is registered.
-  const env = { ...rotorEnv(join(work, `fanout-${streams}-${client}`), grpcPort, httpPort), ROTOR_EXPIRY_SCAN_INTERVAL_MS: '0', ROTOR_WATCH_HEARTBEAT_SECONDS: '2', NODE_OPTIONS: process.env.BENCH_SERVER_NODE_OPTIONS ?? '' };
+  // Every stream is opened with the one admin bearer, so the caps on open streams per token and
+  // per owner (16 and 256 by default) are raised to the stream count, and the process cap with them.
+  const cap = String(streams);
+  const env = {
+    ...rotorEnv(join(work, `fanout-${streams}-${client}`), grpcPort, httpPort),
+    ROTOR_EXPIRY_SCAN_INTERVAL_MS: '0',
+    ROTOR_WATCH_HEARTBEAT_SECONDS: '2',
+    ROTOR_WATCH_MAX_STREAMS_PER_TOKEN: cap,
+    ROTOR_WATCH_MAX_STREAMS_PER_OWNER: cap,
+    ROTOR_WATCH_MAX_STREAMS_PER_PROCESS: cap,
+    NODE_OPTIONS: process.env.BENCH_SERVER_NODE_OPTIONS ?? '',
+  };
   const address = `127.0.0.1:${grpcPort}`;
   const admin = await bootstrap(env);
   const server = await startServer(env, address);

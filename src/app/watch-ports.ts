@@ -24,10 +24,14 @@ export interface LiveSubscription {
   close(): void;
 }
 
-/** The bearer token a stream was authorized with: the stream lives as long as it authenticates. */
+/**
+ * The bearer token a stream was authorized with: the stream lives as long as it authenticates,
+ * and counts against the caps of this token and of its owner (src/domain/watch-stream-caps.ts).
+ */
 export interface WatchCredential {
   tokenId: string;
   familyId: string;
+  ownerId: string;
 }
 
 /**
@@ -38,7 +42,11 @@ export type CredentialCheck = (tokenId: string) => Promise<{ until: number; prob
 
 /** The shared live feed of the event log. Implementation: src/expiry/event-feed.ts. */
 export interface LiveFeed {
-  /** `credential`: the bearer the stream was authorized with; when it stops authenticating, the stream ends. */
+  /**
+   * `credential`: the bearer the stream was authorized with; when it stops authenticating, the
+   * stream ends. Throws `resource_exhausted` when the stream would exceed a cap on open streams;
+   * the slot is held until the subscription ends, however it ends.
+   */
   subscribe(selection: WatchSelection, thresholdsSeconds: readonly number[], credential: WatchCredential): LiveSubscription;
 }
 

@@ -78,7 +78,7 @@ export async function planWatch(app: AppContext, caller: Caller, req: WatchReque
   } else {
     selection = { kind: 'tokens', tokenIds: [caller.token.id] };
   }
-  return { selection, credential: { tokenId: caller.token.id, familyId: caller.token.familyId }, thresholdsSeconds, afterSequence: req.afterSequence, includeSnapshot: req.includeSnapshot };
+  return { selection, credential: { tokenId: caller.token.id, familyId: caller.token.familyId, ownerId: caller.token.ownerId }, thresholdsSeconds, afterSequence: req.afterSequence, includeSnapshot: req.includeSnapshot };
 }
 
 /**

@@ -36,7 +36,10 @@ export type RotorErrorCode =
   | 'workload_mismatch'
   /** A dependency (database, an issuer's JWKS or discovery endpoint) did not answer in time. */
   | 'unavailable'
-  /** A watcher fell too far behind (its bounded buffer overflowed); it resumes by sequence. */
+  /**
+   * A watcher fell too far behind (its bounded buffer overflowed; it resumes by sequence), or a
+   * WatchExpiry stream would exceed a cap on open streams (src/domain/watch-stream-caps.ts).
+   */
   | 'resource_exhausted';
 
 /** Details that may accompany an error; never a secret. */

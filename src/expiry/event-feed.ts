@@ -3,6 +3,7 @@ import type { EventRepository } from '../app/store-ports.js';
 import type { CredentialCheck, LiveFeed, WatchCredential } from '../app/watch-ports.js';
 import { RotorError } from '../domain/errors.js';
 import type { WatchSelection } from '../domain/expiry.js';
+import { DEFAULT_WATCH_STREAM_CAPS, exceededWatchStreamCap, watchStreamCapError, type WatchStreamCap, type WatchStreamCaps } from '../domain/watch-stream-caps.js';
 import type { Clock } from '../domain/ports.js';
 import type { WatchedEvent } from '../domain/token-event.js';
 import { Subscription } from './subscription.js';
@@ -17,12 +18,15 @@ export interface EventFeedOptions {
   bufferEvents: number;
   /** Reads whether a watcher's bearer token still authenticates (src/app/watch.ts checkCredential). */
   checkCredential: CredentialCheck;
+  /** Most streams per bearer token, per owner id and in this process (default DEFAULT_WATCH_STREAM_CAPS). */
+  streamCaps?: WatchStreamCaps;
 }
 
 /** A bearer token that streams were authorized with, followed once for all of them. */
 interface FollowedCredential {
   readonly tokenId: string;
   readonly familyId: string;
+  readonly ownerId: string;
   /** When it stops authenticating, as last checked (Infinity until a check answers). */
   until: number;
   readonly subs: Set<Subscription>;
@@ -53,6 +57,11 @@ export class EventFeed implements LiveFeed {
   /** The bearer tokens of the watchers, by token id and by family. */
   private readonly credentials = new Map<string, FollowedCredential>();
   private readonly credentialsByFamily = new Map<string, Set<FollowedCredential>>();
+  /** Open streams by the owner id of their bearer (per bearer: `credentials`' `subs`; in all: `subs`). */
+  private readonly streamsByOwner = new Map<string, number>();
+  private readonly caps: WatchStreamCaps;
+  /** Streams refused by each cap. */
+  private readonly refused: Record<WatchStreamCap, number> = { token: 0, owner: 0, process: 0 };
   /** Bearers found no longer valid, ended after the next read: the events that say so go first. */
   private readonly toEnd = new Map<FollowedCredential, RotorError>();
   private eventsRead = 0;
@@ -75,7 +84,9 @@ export class EventFeed implements LiveFeed {
     private readonly now: Clock,
     private readonly log: Logger,
     private readonly options: EventFeedOptions,
-  ) {}
+  ) {
+    this.caps = options.streamCaps ?? DEFAULT_WATCH_STREAM_CAPS;
+  }
 
   /** Starts at the end of the log, with the poll and heartbeat timers (one each for all watchers). */
   async start(): Promise<void> {
@@ -85,9 +96,12 @@ export class EventFeed implements LiveFeed {
     this.heartbeatTimer = setInterval(() => this.heartbeats(), tick).unref();
   }
 
-  /** For GET /metrics: open watchers, events read from the log and dispatched, failed reads, watchers ended for falling behind. */
-  stats(): { watchers: number; eventsRead: number; readFailures: number; overflows: number } {
-    return { watchers: this.subs.size, eventsRead: this.eventsRead, readFailures: this.readFailures, overflows: this.overflows };
+  /**
+   * For GET /metrics: open watchers, events read from the log and dispatched, failed reads,
+   * watchers ended for falling behind, streams refused by each cap.
+   */
+  stats(): { watchers: number; eventsRead: number; readFailures: number; overflows: number; refused: Readonly<Record<WatchStreamCap, number>> } {
+    return { watchers: this.subs.size, eventsRead: this.eventsRead, readFailures: this.readFailures, overflows: this.overflows, refused: { ...this.refused } };
   }
 
   get watchers(): number {
@@ -96,6 +110,15 @@ export class EventFeed implements LiveFeed {
 
   subscribe(selection: WatchSelection, thresholdsSeconds: readonly number[], credential: WatchCredential): Subscription {
     if (this.closed) throw new RotorError('unavailable', 'server is shutting down; reconnect to another replica');
+    // Counted here, where every stream of either port joins and every ending leaves (detach).
+    const cap = exceededWatchStreamCap(
+      { token: this.credentials.get(credential.tokenId)?.subs.size ?? 0, owner: this.streamsByOwner.get(credential.ownerId) ?? 0, process: this.subs.size },
+      this.caps,
+    );
+    if (cap !== undefined) {
+      this.refused[cap]++;
+      throw watchStreamCapError(cap, this.caps);
+    }
     const key = thresholdsSeconds.join(',');
     let thresholds = this.thresholdSets.get(key);
     if (!thresholds) this.thresholdSets.set(key, (thresholds = new Set(thresholdsSeconds)));
@@ -241,7 +264,7 @@ export class EventFeed implements LiveFeed {
   private follow(sub: Subscription, credential: WatchCredential): void {
     let c = this.credentials.get(credential.tokenId);
     if (!c) {
-      c = { tokenId: credential.tokenId, familyId: credential.familyId, until: Infinity, subs: new Set(), checking: false, again: false };
+      c = { tokenId: credential.tokenId, familyId: credential.familyId, ownerId: credential.ownerId, until: Infinity, subs: new Set(), checking: false, again: false };
       this.credentials.set(c.tokenId, c);
       let family = this.credentialsByFamily.get(c.familyId);
       if (!family) this.credentialsByFamily.set(c.familyId, (family = new Set()));
@@ -250,11 +273,16 @@ export class EventFeed implements LiveFeed {
       this.check(c);
     }
     c.subs.add(sub);
+    this.streamsByOwner.set(c.ownerId, (this.streamsByOwner.get(c.ownerId) ?? 0) + 1);
   }
 
   private unfollow(sub: Subscription): void {
     const c = this.credentials.get(sub.credentialId);
-    if (!c || !c.subs.delete(sub) || c.subs.size > 0) return;
+    if (!c || !c.subs.delete(sub)) return;
+    const owned = (this.streamsByOwner.get(c.ownerId) ?? 1) - 1;
+    if (owned > 0) this.streamsByOwner.set(c.ownerId, owned);
+    else this.streamsByOwner.delete(c.ownerId);
+    if (c.subs.size > 0) return;
     this.credentials.delete(c.tokenId);
     const family = this.credentialsByFamily.get(c.familyId);
     family?.delete(c);

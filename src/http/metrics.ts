@@ -2,6 +2,7 @@ import { readdirSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { DURATION_BUCKETS, type RpcStats } from '../api/rpc-stats.js';
+import { WATCH_STREAM_CAPS, type WatchStreamCap } from '../domain/watch-stream-caps.js';
 
 /**
  * GET /metrics on the HTTP port: Prometheus text exposition (format 0.0.4) of counters the
@@ -46,7 +47,7 @@ export interface MetricsSources {
     unavailable: number;
     cache: { hits: number; misses: number; entries: number };
   };
-  feed: () => { watchers: number; eventsRead: number; readFailures: number; overflows: number };
+  feed: () => { watchers: number; eventsRead: number; readFailures: number; overflows: number; refused: Readonly<Record<WatchStreamCap, number>> };
   scheduler: () => { passes: number; failures: number };
   /** The server secret fails the strength rules and was admitted for a database with tokens (src/runtime/weak-secret-gate.ts). */
   secretWeak: boolean;
@@ -131,6 +132,11 @@ export class Metrics {
     const feed = s.feed();
     out.gauge('rotor_watch_streams', 'Open WatchExpiry streams in the live feed.', [[{}, feed.watchers]]);
     out.counter('rotor_watch_events_read_total', 'Events the live feed read from the log and offered to its streams.', [[{}, feed.eventsRead]]);
+    out.counter(
+      'rotor_watch_streams_refused_total',
+      'WatchExpiry streams refused with RESOURCE_EXHAUSTED because they would exceed a cap on open streams of this process, by cap (token, owner, process).',
+      WATCH_STREAM_CAPS.map((cap): Sample => [{ cap }, feed.refused[cap]]),
+    );
     out.counter('rotor_watch_overflows_total', 'WatchExpiry streams ended with RESOURCE_EXHAUSTED because their client fell behind by more than the buffer.', [[{}, feed.overflows]]);
     out.counter('rotor_watch_feed_read_failures_total', 'Reads of the event log by the live feed that failed.', [[{}, feed.readFailures]]);
     const scans = s.scheduler();

@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { DEFAULT_THRESHOLDS_SECONDS, normalizeThresholds, parseDurationSeconds } from '../domain/expiry.js';
 import { SIGNING_ALGS, type SigningAlg } from '../domain/jwt-access-token.js';
 import { DEFAULT_LIMITS, type PolicyLimits } from '../domain/policy.js';
+import { DEFAULT_WATCH_STREAM_CAPS, type WatchStreamCaps } from '../domain/watch-stream-caps.js';
 import { parseTrustConfig, TrustConfigError, type TrustConfig } from '../identity/trust-config.js';
 import { ConfigError } from './config-error.js';
 import { LOG_LEVELS, type LogLevel } from './logger.js';
@@ -65,6 +66,8 @@ export interface ExpiryConfig {
   bufferEvents: number;
   /** How often the feed reads the log without a local wake-up (other replicas' commits). */
   pollIntervalMs: number;
+  /** Most WatchExpiry streams per bearer token, per owner id and in this process (each replica counts its own). */
+  streamCaps: WatchStreamCaps;
 }
 
 /** A secret that fails the strength rules: which variable or file, and why (never the value). */
@@ -73,6 +76,8 @@ export interface WeakSecret {
   name: string;
   reason: string;
 }
+/** Highest value of a ROTOR_WATCH_MAX_STREAMS_* variable: far past what one process can hold (about 15 KB a stream). */
+const MAX_STREAM_CAP = 1_000_000;
 
 export { ConfigError };
 
@@ -225,6 +230,11 @@ export function loadConfig(env: Env = process.env): RotorConfig {
     heartbeatSeconds: inRange(env, 'ROTOR_WATCH_HEARTBEAT_SECONDS', 15, 1, 3600),
     bufferEvents: inRange(env, 'ROTOR_WATCH_BUFFER_EVENTS', 1000, 1, 100_000),
     pollIntervalMs: inRange(env, 'ROTOR_WATCH_POLL_INTERVAL_MS', 1000, 10, 60_000),
+    streamCaps: {
+      perToken: inRange(env, 'ROTOR_WATCH_MAX_STREAMS_PER_TOKEN', DEFAULT_WATCH_STREAM_CAPS.perToken, 1, MAX_STREAM_CAP),
+      perOwner: inRange(env, 'ROTOR_WATCH_MAX_STREAMS_PER_OWNER', DEFAULT_WATCH_STREAM_CAPS.perOwner, 1, MAX_STREAM_CAP),
+      perProcess: inRange(env, 'ROTOR_WATCH_MAX_STREAMS_PER_PROCESS', DEFAULT_WATCH_STREAM_CAPS.perProcess, 1, MAX_STREAM_CAP),
+    },
   };
   const trust = loadTrustConfig(env, maxLifetimeSeconds);
   const { secret, source, weak } = loadSecret(env, dataDir);

@@ -121,6 +121,7 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
     pollIntervalMs: config.expiry.pollIntervalMs,
     heartbeatMs: config.expiry.heartbeatSeconds * 1000,
     bufferEvents: config.expiry.bufferEvents,
+    streamCaps: config.expiry.streamCaps,
     checkCredential: (tokenId) => checkCredential(app, tokenId),
   });
   if (config.databaseListen) {

@@ -25,7 +25,7 @@ describe.each(ENGINES)('watchEvents and its credential on %s', (engine) => {
     const minted = await createToken(s.rotor.app, admin, {
       kind: 'service_account', ownerId: 'cred', name: 'c', description: '', scopes: [], audiences: [], expiresAt: s.clock.now() + 86_400_000, policy: {},
     });
-    const plan = (tokenId: string): WatchPlan => ({ selection: { kind: 'owner', ownerId: 'cred' }, credential: { tokenId, familyId: minted.record.familyId }, thresholdsSeconds: [], afterSequence: 0, includeSnapshot: false });
+    const plan = (tokenId: string): WatchPlan => ({ selection: { kind: 'owner', ownerId: 'cred' }, credential: { tokenId, familyId: minted.record.familyId, ownerId: minted.record.ownerId }, thresholdsSeconds: [], afterSequence: 0, includeSnapshot: false });
     const runtime = { feed: s.rotor.expiry.feed, thresholdsSeconds: [] };
 
     // Still valid: the stream replays the creation.

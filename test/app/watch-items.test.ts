@@ -40,7 +40,7 @@ function setup() {
   } as unknown as AppContext;
   const plan = (p: Partial<WatchPlan> = {}): WatchPlan => ({
     selection: { kind: 'tokens', tokenIds: ['tok_a1'] },
-    credential: { tokenId: 'tok_me', familyId: 'fam_me' },
+    credential: { tokenId: 'tok_me', familyId: 'fam_me', ownerId: 'me' },
     thresholdsSeconds: [],
     afterSequence: undefined,
     includeSnapshot: false,

@@ -40,7 +40,7 @@ describe.each(ENGINES)('live-only watch joining a feed that already moved on %s'
     // Another watcher keeps the feed reading on every commit.
     const feed = s.rotor.expiry.feed;
     const { token: admin } = await authenticate(s.rotor.app, { authorization: `Bearer ${s.adminSecret}`, peer: null });
-    const other = feed.subscribe({ kind: 'owner', ownerId: 'someone-else' }, [], { tokenId: admin.id, familyId: admin.familyId });
+    const other = feed.subscribe({ kind: 'owner', ownerId: 'someone-else' }, [], { tokenId: admin.id, familyId: admin.familyId, ownerId: admin.ownerId });
     const token = await tokenOf('live-only');
     const events = s.rotor.store.events;
     const latest = events.latestSequence.bind(events);
@@ -59,7 +59,7 @@ describe.each(ENGINES)('live-only watch joining a feed that already moved on %s'
       return end;
     };
     try {
-      const plan = { selection: { kind: 'owner' as const, ownerId: 'live-only' }, credential: { tokenId: admin.id, familyId: admin.familyId }, thresholdsSeconds: [], afterSequence: undefined, includeSnapshot: false };
+      const plan = { selection: { kind: 'owner' as const, ownerId: 'live-only' }, credential: { tokenId: admin.id, familyId: admin.familyId, ownerId: admin.ownerId }, thresholdsSeconds: [], afterSequence: undefined, includeSnapshot: false };
       const stream = watchEvents(s.rotor.app, { feed, thresholdsSeconds: [] }, plan);
       // A lost event would leave the stream waiting forever: the timer turns that into a failure.
       const first = await Promise.race([stream.next(), new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 10_000))]);

@@ -71,6 +71,9 @@ describe.each(ENGINES)('GET /metrics on %s', (engine) => {
       for (const series of [
         'rotor_reuse_detected_total',
         'rotor_watch_overflows_total',
+        'rotor_watch_streams_refused_total{cap="token"}',
+        'rotor_watch_streams_refused_total{cap="owner"}',
+        'rotor_watch_streams_refused_total{cap="process"}',
         'rotor_database_unavailable_total',
         'rotor_expiry_scans_total{result="failed"}',
         'rotor_token_events_total{type="family_revoked",reason="reuse_detected"}',

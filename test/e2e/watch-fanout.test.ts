@@ -26,7 +26,18 @@ describe.each(ENGINES)('WatchExpiry fan-out on %s', (engine) => {
   beforeAll(async () => {
     // Heartbeats are tested below: here a stream idle for 15 s (a slow setup of 1,000 streams and
     // the flood, on a loaded machine) would get one before the rotation and fail the exact lists.
-    s = await startTestServer({ ROTOR_WATCH_BUFFER_EVENTS: String(BUFFER), ROTOR_EXPIRY_SCAN_INTERVAL_MS: '0', ROTOR_WATCH_HEARTBEAT_SECONDS: '3600' }, { engine });
+    // Every stream is the admin's: the caps per token and per owner (16, 256) are raised to fit them.
+    const cap = String(STREAMS + 1);
+    s = await startTestServer(
+      {
+        ROTOR_WATCH_BUFFER_EVENTS: String(BUFFER),
+        ROTOR_EXPIRY_SCAN_INTERVAL_MS: '0',
+        ROTOR_WATCH_HEARTBEAT_SECONDS: '3600',
+        ROTOR_WATCH_MAX_STREAMS_PER_TOKEN: cap,
+        ROTOR_WATCH_MAX_STREAMS_PER_OWNER: cap,
+      },
+      { engine },
+    );
     // Four grpc-js channels (HTTP/2 connections) of 250 streams each.
     apis = Array.from({ length: 4 }, () => grpcApi(s));
   });

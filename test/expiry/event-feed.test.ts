@@ -14,7 +14,7 @@ const take = (s: Subscription) => s.next().then((r) => r.value);
 
 const quiet = { info() {}, warn() {}, error() {} };
 /** The bearer of the watchers, and a check that always finds it valid. */
-const CRED = { tokenId: 'tok_watcher', familyId: 'fam_watcher' };
+const CRED = { tokenId: 'tok_watcher', familyId: 'fam_watcher', ownerId: 'watcher' };
 const valid = async () => ({ until: Infinity });
 
 function ev(sequence: number, tokenId = 'tok_a1', type: WatchedEvent['type'] = 'revoked', thresholdSeconds: number | null = null): WatchedEvent {
@@ -82,7 +82,7 @@ describe('EventFeed', () => {
     };
     return { state, checks, check };
   }
-  const cred = (tokenId: string, familyId = `fam_of_${tokenId}`) => ({ tokenId, familyId });
+  const cred = (tokenId: string, familyId = `fam_of_${tokenId}`) => ({ tokenId, familyId, ownerId: `owner_of_${tokenId}` });
   const ended = async (w: Subscription) =>
     take(w).then(
       (i) => (i.kind === 'event' ? i.event!.sequence : -1),
