@@ -16,15 +16,26 @@ export function nonRandomReason(symbols: readonly number[]): string | undefined 
   // 32 random bytes about 30; fewer than 8 (or a quarter of the length) is below 1e-9 for each.
   if (new Set(symbols).size < Math.min(8, Math.ceil(n / 4))) return 'too few distinct characters';
   // A shorter pattern repeated ('abcabcabc…'); for random input, 2^-(bits of n - p symbols).
-  for (let p = 1; p <= n / 2; p++) {
-    let repeats = true;
-    for (let i = p; i < n && repeats; i++) repeats = symbols[i] === symbols[i - p];
-    if (repeats) return 'it repeats a shorter pattern';
-  }
+  if (smallestPeriod(symbols) <= n / 2) return 'it repeats a shorter pattern';
   // Mostly equal or adjacent neighbours ('0123456789…', 'aaab…'): random hex digits have such a
   // pair with probability 3/16, so more than half of them is below 1e-6 at 32 digits.
   let steps = 0;
   for (let i = 1; i < n; i++) if (Math.abs(symbols[i]! - symbols[i - 1]!) <= 1) steps++;
   if (steps * 2 > n - 1) return 'most characters follow their neighbour in sequence';
   return undefined;
+}
+
+/**
+ * The smallest p such that symbols[i] = symbols[i + p] throughout (the length when none is
+ * smaller): Knuth-Morris-Pratt's failure function, whose longest proper border gives the period.
+ */
+export function smallestPeriod(symbols: ArrayLike<number>): number {
+  const n = symbols.length;
+  const border = new Array<number>(n).fill(0);
+  for (let i = 1, k = 0; i < n; i++) {
+    while (k > 0 && symbols[i] !== symbols[k]) k = border[k - 1]!;
+    if (symbols[i] === symbols[k]) k++;
+    border[i] = k;
+  }
+  return n - (border[n - 1] ?? 0);
 }

@@ -22,6 +22,8 @@
  * same entropy as the bytes it encodes.
  */
 
+import { smallestPeriod } from '../domain/key-material.js';
+
 /** Fewest random bytes the secret must encode. */
 export const SECRET_MIN_BYTES = 32;
 /** Fewest characters the secret ever had to have: a shorter value is refused even on an existing database. */
@@ -71,16 +73,4 @@ function randomnessFlaw(bytes: Buffer): string | undefined {
   if (entropy < MIN_ENTROPY_BITS_PER_BYTE) return `its bytes have ${entropy.toFixed(2)} bits of entropy each (at least ${MIN_ENTROPY_BITS_PER_BYTE})`;
   if (bytes.every((b) => b >= 0x20 && b <= 0x7e)) return 'it decodes to printable text, not random bytes';
   return undefined;
-}
-
-/** The smallest p such that bytes[i] = bytes[i + p] throughout (the length when none is smaller). */
-function smallestPeriod(bytes: Buffer): number {
-  // Knuth-Morris-Pratt failure function: the longest proper border gives the smallest period.
-  const border = new Array<number>(bytes.length).fill(0);
-  for (let i = 1, k = 0; i < bytes.length; i++) {
-    while (k > 0 && bytes[i] !== bytes[k]) k = border[k - 1]!;
-    if (bytes[i] === bytes[k]) k++;
-    border[i] = k;
-  }
-  return bytes.length - (border[bytes.length - 1] ?? 0);
 }
