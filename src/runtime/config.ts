@@ -147,7 +147,9 @@ function loadTrustConfig(env: Env, maxLifetimeSeconds: number): TrustConfig | un
  * stay below what a Node timer holds (2^31 - 1 ms, with grpc-js's +10 % jitter on the age).
  * `ROTOR_GRPC_MAX_CONNECTIONS` defaults to half the process's open-file limit, leaving the other
  * half to the HTTP port, the database and the files, so connections to the gRPC port alone can
- * never exhaust the descriptors; 10,000 where that limit cannot be read.
+ * never exhaust the descriptors; 10,000 where that limit cannot be read. The stream cap is high
+ * because grpc-js clients of one process share one connection per server address, and a stream
+ * past the cap waits in the client, silently, until one ends: a WatchExpiry stream never does.
  */
 function loadGrpcConnectionLimits(env: Env, fileLimit: number | undefined): GrpcConnectionLimits {
   const defaultMaxConnections = fileLimit === undefined ? 10_000 : Math.max(1, Math.floor(fileLimit / 2));
@@ -158,7 +160,7 @@ function loadGrpcConnectionLimits(env: Env, fileLimit: number | undefined): Grpc
     idleTimeoutMs: inRange(env, 'ROTOR_GRPC_IDLE_TIMEOUT_SECONDS', 300, 1, 86_400) * 1000,
     maxConnectionAgeMs: inRange(env, 'ROTOR_GRPC_MAX_CONNECTION_AGE_SECONDS', 7200, 1, 7 * 86_400) * 1000,
     maxConnectionAgeGraceMs: inRange(env, 'ROTOR_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS', 30, 1, 3600) * 1000,
-    maxConcurrentStreams: inRange(env, 'ROTOR_GRPC_MAX_CONCURRENT_STREAMS', 1000, 1, 100_000),
+    maxConcurrentStreams: inRange(env, 'ROTOR_GRPC_MAX_CONCURRENT_STREAMS', 10_000, 1, 1_000_000),
   };
 }
 

@@ -5,7 +5,7 @@
  * and then idles gets a GOAWAY after the idle timeout; a peer address past its connection limit,
  * and any connection past the process-wide cap, is closed at once while a grpc-js caller from
  * another address is served; max connection age ends a WatchExpiry stream with UNAVAILABLE and
- * the client resumes by sequence. No timing is asserted: every wait is on a socket or stream
+ * the client resumes by sequence; the stream cap is announced in SETTINGS. No timing is asserted: every wait is on a socket or stream
  * event, bounded by the test timeout.
  *
  * The attacker binds 127.0.0.2 (Linux routes all of 127.0.0.0/8 to the loopback interface), so a
@@ -85,6 +85,18 @@ function frameTypes(bytes: Buffer): number[] {
 const GOAWAY = 0x7;
 const SETTINGS = 0x4;
 
+/** The parameters of the first SETTINGS frame the server sent (RFC 9113 §6.5.1: 16-bit id, 32-bit value). */
+function firstSettings(bytes: Buffer): Map<number, number> {
+  const params = new Map<number, number>();
+  for (let at = 0; at + 9 <= bytes.length; at += 9 + bytes.readUIntBE(at, 3)) {
+    if (bytes[at + 3] !== SETTINGS) continue;
+    for (let p = at + 9; p + 6 <= at + 9 + bytes.readUIntBE(at, 3); p += 6) params.set(bytes.readUInt16BE(p), bytes.readUInt32BE(p + 2));
+    return params;
+  }
+  return params;
+}
+const SETTINGS_MAX_CONCURRENT_STREAMS = 0x3;
+
 function health(s: TestServer, credentials?: grpc.ChannelCredentials) {
   return grpcClient(HealthService, s.grpcAddress, {}, credentials);
 }
@@ -153,7 +165,7 @@ describe('gRPC port: idle timeout', () => {
 
 describe('gRPC port: connections per peer address', () => {
   let s: TestServer;
-  beforeAll(async () => void (s = await startTestServer({ ROTOR_GRPC_MAX_CONNECTIONS_PER_PEER: '3' })));
+  beforeAll(async () => void (s = await startTestServer({ ROTOR_GRPC_MAX_CONNECTIONS_PER_PEER: '3', ROTOR_GRPC_MAX_CONCURRENT_STREAMS: '7' })));
   afterAll(async () => s?.stop());
 
   it('closes a peer’s connection past its limit at once; another address is served meanwhile', async () => {
@@ -173,6 +185,8 @@ describe('gRPC port: connections per peer address', () => {
     }
     expect(held.map((c) => c.isClosed())).toEqual([false, false, false]);
     for (const c of held) expect(frameTypes(Buffer.concat(c.received))[0]).toBe(SETTINGS);
+    // The stream cap is announced in the server's SETTINGS.
+    expect(firstSettings(Buffer.concat(held[1]!.received)).get(SETTINGS_MAX_CONCURRENT_STREAMS)).toBe(7);
 
     // A slot freed by the attacker is a slot again, once the server has seen the connection go
     // (a refusal before that is retried; a slot never freed fails the test by its timeout).
@@ -236,7 +250,7 @@ describe('gRPC port: handshake timeout over TLS', () => {
 
 describe('gRPC port: max connection age', () => {
   let s: TestServer;
-  beforeAll(async () => void (s = await startTestServer({ ROTOR_GRPC_MAX_CONNECTION_AGE_SECONDS: '2', ROTOR_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS: '1' })));
+  beforeAll(async () => void (s = await startTestServer({ ROTOR_GRPC_MAX_CONNECTION_AGE_SECONDS: '3', ROTOR_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS: '1' })));
   afterAll(async () => s?.stop());
 
   it('ends a WatchExpiry stream with UNAVAILABLE, not silently; the client resumes by sequence on a new connection', async () => {
