@@ -232,7 +232,7 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
       for (const t of timers) clearTimeout(t);
       clearInterval(idleSweep);
       await allDone;
-      // grpc-js has closed its sessions; a socket it never received has nothing to finish.
+      // grpc-js has closed its sessions; what is left never became one (a TLS handshake in progress).
       grpcListener.destroyAll();
       await grpcClosed;
       await feed.settled();
