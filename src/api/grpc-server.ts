@@ -6,6 +6,7 @@ import { callMetaKey } from './call-meta.js';
 import { CallTracker } from './call-tracker.js';
 import { toConnectError } from './connect-errors.js';
 import { flatEncoder } from './flat-encoder.js';
+import type { GrpcConnectionLimits } from './grpc-listener.js';
 import type { MountedService } from './services.js';
 
 /** Largest request accepted on the gRPC port; Rotor messages are small. */
@@ -255,15 +256,39 @@ function deserializer(schema: DescMessage) {
 }
 
 /**
+ * How often the server pings a connection (HTTP/2 PING) and how long it waits for the answer
+ * before dropping it: a peer that vanished without closing (a crashed host, a dropped NAT entry)
+ * stops holding its WatchExpiry streams and its connection slot within a few minutes, instead of
+ * until TCP gives up on retransmissions. The cost is one ping per connection every two minutes.
+ * grpc-js has no server-side policy on the client's own pings (gRPC core's
+ * min_recv_ping_interval); a ping flood is bounded by nghttp2's flood protection.
+ */
+const KEEPALIVE_TIME_MS = 120_000;
+const KEEPALIVE_TIMEOUT_MS = 20_000;
+
+/**
  * Mounts Connect service implementations on a @grpc/grpc-js server, so the same handlers serve
  * the gRPC port (the hot path: plain grpc-js is several times faster than connect-node's gRPC
  * handler, DESIGN.md Interfaces). Unary and server-streaming methods; `tracker` counts unary calls
- * in flight for shutdown.
+ * in flight for shutdown. `limits` sets the per-connection limits grpc-js applies itself (idle
+ * timeout, maximum age and its grace, concurrent streams); listenGrpc applies the others.
  */
-export function createGrpcServer(services: MountedService[], log: Logger, tracker = new CallTracker()): grpc.Server {
+export function createGrpcServer(
+  services: MountedService[],
+  log: Logger,
+  limits: Pick<GrpcConnectionLimits, 'idleTimeoutMs' | 'maxConnectionAgeMs' | 'maxConnectionAgeGraceMs' | 'maxConcurrentStreams'>,
+  tracker = new CallTracker(),
+): grpc.Server {
+  // Only options grpc-js 1.14's Server reads (server.js constructor); client-side channel options
+  // such as grpc.keepalive_permit_without_calls would be ignored here.
   const server = new grpc.Server({
     'grpc.max_receive_message_length': MAX_GRPC_MESSAGE_BYTES,
-    'grpc.keepalive_permit_without_calls': 1,
+    'grpc.max_connection_idle_ms': limits.idleTimeoutMs,
+    'grpc.max_connection_age_ms': limits.maxConnectionAgeMs,
+    'grpc.max_connection_age_grace_ms': limits.maxConnectionAgeGraceMs,
+    'grpc.max_concurrent_streams': limits.maxConcurrentStreams,
+    'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
+    'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
   });
   for (const mounted of services) {
     const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
@@ -286,17 +311,4 @@ export function createGrpcServer(services: MountedService[], log: Logger, tracke
     server.addService(definition, handlers);
   }
   return server;
-}
-
-/**
- * Binds the server, with TLS when `tls` is given (a PEM chain and its key; no client
- * certificates asked for); resolves with the port actually bound (port 0 picks an ephemeral one).
- */
-export function bindGrpc(server: grpc.Server, host: string, port: number, tls?: { cert: Buffer; key: Buffer }): Promise<number> {
-  const credentials = tls ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false) : grpc.ServerCredentials.createInsecure();
-  return new Promise((resolve, reject) => {
-    server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${port}`, credentials, (err, bound) =>
-      err ? reject(err) : resolve(bound),
-    );
-  });
 }

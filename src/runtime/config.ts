@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import type { GrpcConnectionLimits } from '../api/grpc-listener.js';
 import { DEFAULT_THRESHOLDS_SECONDS, normalizeThresholds, parseDurationSeconds } from '../domain/expiry.js';
 import { SIGNING_ALGS, type SigningAlg } from '../domain/jwt-access-token.js';
 import { DEFAULT_LIMITS, type PolicyLimits } from '../domain/policy.js';
@@ -9,6 +10,7 @@ import { parseTrustConfig, TrustConfigError, type TrustConfig } from '../identit
 import { ConfigError } from './config-error.js';
 import { LOG_LEVELS, type LogLevel } from './logger.js';
 import { assessSecret, SECRET_ADVICE, SECRET_MIN_CHARS, type SecretStrength } from './secret-strength.js';
+import { openFileLimit } from './open-file-limit.js';
 import { loadTlsConfig, type TlsConfig } from './tls-config.js';
 
 /** Everything the server reads from the environment, validated. */
@@ -53,6 +55,8 @@ export interface RotorConfig {
   tls: TlsConfig | undefined;
   /** `ROTOR_METRICS`: GET /metrics on the HTTP port open to all, for a `rotor:metrics` bearer only, or not served (docs/metrics.md). */
   metrics: 'on' | 'token' | 'off';
+  /** Connection limits of the gRPC port (README: "Connection limits"). */
+  grpcConnections: GrpcConnectionLimits;
 }
 
 /** Settings of the expiry scheduler and the WatchExpiry feed. */
@@ -178,6 +182,28 @@ function loadTrustConfig(env: Env, maxLifetimeSeconds: number): TrustConfig | un
   }
 }
 
+/**
+ * The gRPC port's connection limits (README: "Connection limits"). Maximum age and idle timeout
+ * stay below what a Node timer holds (2^31 - 1 ms, with grpc-js's +10 % jitter on the age).
+ * `ROTOR_GRPC_MAX_CONNECTIONS` defaults to half the process's open-file limit, leaving the other
+ * half to the HTTP port, the database and the files, so connections to the gRPC port alone can
+ * never exhaust the descriptors; 10,000 where that limit cannot be read. The stream cap is high
+ * because grpc-js clients of one process share one connection per server address, and a stream
+ * past the cap waits in the client, silently, until one ends: a WatchExpiry stream never does.
+ */
+function loadGrpcConnectionLimits(env: Env, fileLimit: number | undefined): GrpcConnectionLimits {
+  const defaultMaxConnections = fileLimit === undefined ? 10_000 : Math.max(1, Math.floor(fileLimit / 2));
+  return {
+    handshakeTimeoutMs: inRange(env, 'ROTOR_GRPC_HANDSHAKE_TIMEOUT_MS', 10_000, 100, 120_000),
+    maxConnectionsPerPeer: wholeNumber(env, 'ROTOR_GRPC_MAX_CONNECTIONS_PER_PEER', 100, 1_000_000),
+    maxConnections: wholeNumber(env, 'ROTOR_GRPC_MAX_CONNECTIONS', defaultMaxConnections, 1_000_000),
+    idleTimeoutMs: inRange(env, 'ROTOR_GRPC_IDLE_TIMEOUT_SECONDS', 300, 1, 86_400) * 1000,
+    maxConnectionAgeMs: inRange(env, 'ROTOR_GRPC_MAX_CONNECTION_AGE_SECONDS', 7200, 1, 7 * 86_400) * 1000,
+    maxConnectionAgeGraceMs: inRange(env, 'ROTOR_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS', 30, 1, 3600) * 1000,
+    maxConcurrentStreams: inRange(env, 'ROTOR_GRPC_MAX_CONCURRENT_STREAMS', 10_000, 1, 1_000_000),
+  };
+}
+
 /** The database part of the configuration (also all that `rotor migrate` reads). */
 export function loadDatabaseConfig(env: Env = process.env): Pick<RotorConfig, 'databaseUrl' | 'databasePoolMax' | 'databaseStatementTimeoutMs' | 'databaseListen'> {
   const dataDir = resolve(env.ROTOR_DATA_DIR || './data');
@@ -242,7 +268,8 @@ export function loadConfig(env: Env = process.env): RotorConfig {
   const metrics = env.ROTOR_METRICS || 'on';
   if (metrics !== 'on' && metrics !== 'token' && metrics !== 'off') throw new ConfigError(`ROTOR_METRICS must be on, token or off, got "${metrics}"`);
   const tls = loadTlsConfig(env);
-  return { tls, metrics, host, grpcPort, httpPort, dataDir, databaseUrl, databasePoolMax, databaseStatementTimeoutMs, databaseListen, secret, secretSource: source, weakSecret: weak, limits, logLevel, tokenCacheTtlMs, jwt, trust, expiry };
+  const grpcConnections = loadGrpcConnectionLimits(env, openFileLimit());
+  return { grpcConnections, tls, metrics, host, grpcPort, httpPort, dataDir, databaseUrl, databasePoolMax, databaseStatementTimeoutMs, databaseListen, secret, secretSource: source, weakSecret: weak, limits, logLevel, tokenCacheTtlMs, jwt, trust, expiry };
 }
 
 /** Settings of signed JWT access tokens (RFC 9068) and their signing keys. */

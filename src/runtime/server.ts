@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CallTracker } from '../api/call-tracker.js';
-import { bindGrpc, createGrpcServer } from '../api/grpc-server.js';
+import { listenGrpc, type GrpcListener } from '../api/grpc-listener.js';
+import { createGrpcServer } from '../api/grpc-server.js';
 import { RpcStats } from '../api/rpc-stats.js';
 import { rotorServices } from '../api/services.js';
 import type { AppContext, Logger } from '../app/context.js';
@@ -160,15 +161,15 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
           scheduler: () => scheduler.stats(),
           secretWeak: config.weakSecret !== undefined,
         });
-  const grpcServer = createGrpcServer(services, log, tracker);
+  const grpcServer = createGrpcServer(services, log, config.grpcConnections, tracker);
   const httpServer: HttpServer = createHttpServer(app, services, ping, tracker, {
     stats: httpStats,
     ...(metrics ? { metrics: { route: metrics.route(), requireToken: config.metrics === 'token' } } : {}),
   }, config.tls);
-  let grpcPort: number;
+  let grpcListener: GrpcListener | undefined;
   try {
     await feed.start();
-    grpcPort = await bindGrpc(grpcServer, config.host, config.grpcPort, config.tls);
+    grpcListener = await listenGrpc(grpcServer, { host: config.host, port: config.grpcPort, tls: config.tls, limits: config.grpcConnections, log });
     await new Promise<void>((resolve, reject) => {
       httpServer.once('error', reject);
       httpServer.listen(config.httpPort, config.host, () => {
@@ -180,9 +181,11 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
     metrics?.close();
     feed.close();
     grpcServer.forceShutdown();
+    await grpcListener?.close();
     await app.store.close();
     throw e;
   }
+  const grpcPort = grpcListener.port;
   scheduler.start();
   const httpPort = (httpServer.address() as AddressInfo).port;
   if (config.metrics === 'token' && config.tls === undefined && !isLoopbackHost(config.host)) {
@@ -196,6 +199,8 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
     host: config.host,
     grpc_port: grpcPort,
     http_port: httpPort,
+    grpc_max_connections: config.grpcConnections.maxConnections,
+    grpc_max_connections_per_peer: config.grpcConnections.maxConnectionsPerPeer,
     database: app.store.engine,
     secret_source: config.secretSource,
     issuer: app.jwt.issuer,
@@ -219,6 +224,7 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
       unwake();
       feed.close();
       await scheduler.stop();
+      const grpcClosed = grpcListener.close();
       const grpcDone = new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
       const httpDone = new Promise<void>((resolve) => httpServer.close(() => resolve()));
       const allDone = Promise.all([grpcDone, httpDone]);
@@ -234,11 +240,15 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
       ]);
       if (cut) {
         grpcServer.forceShutdown();
+        grpcListener.destroyAll();
         httpServer.closeAllConnections();
       }
       for (const t of timers) clearTimeout(t);
       clearInterval(idleSweep);
       await allDone;
+      // grpc-js has closed its sessions; what is left never became one (a TLS handshake in progress).
+      grpcListener.destroyAll();
+      await grpcClosed;
       await feed.settled();
       metrics?.close();
       await app.store.close();

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, loadDatabaseConfig } from '../../src/runtime/config.js';
+import { openFileLimit } from '../../src/runtime/open-file-limit.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'rotor-config-'));
 const base = { ROTOR_DATA_DIR: dataDir, ROTOR_SECRET: '90741e96932df58f7ca547076bc7183c53782a87ac6c0d6330c72e21612b47d4' };
@@ -68,5 +69,65 @@ describe('ROTOR_METRICS (docs/metrics.md)', () => {
     expect(loadConfig({ ...base, ROTOR_METRICS: 'token' }).metrics).toBe('token');
     expect(loadConfig({ ...base, ROTOR_METRICS: 'off' }).metrics).toBe('off');
     expect(() => loadConfig({ ...base, ROTOR_METRICS: 'yes' })).toThrow(new ConfigError('ROTOR_METRICS must be on, token or off, got "yes"'));
+  });
+});
+
+describe('gRPC connection limits (README: Connection limits)', () => {
+  it('defaults: 10 s handshake, 100 per peer, half the open-file limit in all, 5 min idle, 2 h age with 30 s grace, 10,000 streams', () => {
+    const limit = openFileLimit();
+    expect(loadConfig(base).grpcConnections).toEqual({
+      handshakeTimeoutMs: 10_000,
+      maxConnectionsPerPeer: 100,
+      maxConnections: limit === undefined ? 10_000 : Math.floor(limit / 2),
+      idleTimeoutMs: 300_000,
+      maxConnectionAgeMs: 7_200_000,
+      maxConnectionAgeGraceMs: 30_000,
+      maxConcurrentStreams: 10_000,
+    });
+  });
+
+  it('reads every variable; 0 turns the per-peer limit and the process-wide cap off', () => {
+    const c = loadConfig({
+      ...base,
+      ROTOR_GRPC_HANDSHAKE_TIMEOUT_MS: '2500',
+      ROTOR_GRPC_MAX_CONNECTIONS_PER_PEER: '0',
+      ROTOR_GRPC_MAX_CONNECTIONS: '0',
+      ROTOR_GRPC_IDLE_TIMEOUT_SECONDS: '60',
+      ROTOR_GRPC_MAX_CONNECTION_AGE_SECONDS: '3600',
+      ROTOR_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS: '5',
+      ROTOR_GRPC_MAX_CONCURRENT_STREAMS: '200',
+    });
+    expect(c.grpcConnections).toEqual({
+      handshakeTimeoutMs: 2500,
+      maxConnectionsPerPeer: 0,
+      maxConnections: 0,
+      idleTimeoutMs: 60_000,
+      maxConnectionAgeMs: 3_600_000,
+      maxConnectionAgeGraceMs: 5000,
+      maxConcurrentStreams: 200,
+    });
+  });
+
+  it.each([
+    ['ROTOR_GRPC_HANDSHAKE_TIMEOUT_MS', '99', 'ROTOR_GRPC_HANDSHAKE_TIMEOUT_MS must be a whole number of milliseconds between 100 and 120000, got "99"'],
+    ['ROTOR_GRPC_MAX_CONNECTIONS_PER_PEER', '-1', 'ROTOR_GRPC_MAX_CONNECTIONS_PER_PEER must be a whole number between 0 and 1000000, got "-1"'],
+    ['ROTOR_GRPC_MAX_CONNECTIONS', 'many', 'ROTOR_GRPC_MAX_CONNECTIONS must be a whole number between 0 and 1000000, got "many"'],
+    ['ROTOR_GRPC_IDLE_TIMEOUT_SECONDS', '0', 'ROTOR_GRPC_IDLE_TIMEOUT_SECONDS must be a whole number of seconds between 1 and 86400, got "0"'],
+    ['ROTOR_GRPC_MAX_CONNECTION_AGE_SECONDS', '604801', 'ROTOR_GRPC_MAX_CONNECTION_AGE_SECONDS must be a whole number of seconds between 1 and 604800, got "604801"'],
+    ['ROTOR_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS', '0', 'ROTOR_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS must be a whole number of seconds between 1 and 3600, got "0"'],
+    ['ROTOR_GRPC_MAX_CONCURRENT_STREAMS', '0', 'ROTOR_GRPC_MAX_CONCURRENT_STREAMS must be a whole number between 1 and 1000000, got "0"'],
+  ])('%s=%s is refused with a message naming it', (name, value, message) => {
+    expect(() => loadConfig({ ...base, [name]: value })).toThrow(new ConfigError(message));
+  });
+
+  it('openFileLimit reads the soft limit of /proc/self/limits, and nothing where it cannot', () => {
+    const limits = 'Limit                     Soft Limit           Hard Limit           Units\nMax open files            1024                 524288               files\n';
+    expect(openFileLimit(() => limits)).toBe(1024);
+    expect(openFileLimit(() => limits.replace('1024 ', 'unlimited '))).toBeUndefined();
+    expect(
+      openFileLimit(() => {
+        throw new Error('ENOENT');
+      }),
+    ).toBeUndefined();
   });
 });
