@@ -37,7 +37,12 @@ export type RotorErrorCode =
   /** A dependency (database, an issuer's JWKS or discovery endpoint) did not answer in time. */
   | 'unavailable'
   /** A watcher fell too far behind (its bounded buffer overflowed); it resumes by sequence. */
-  | 'resource_exhausted';
+  | 'resource_exhausted'
+  /**
+   * A watcher resumed after a sequence whose successors the retention job may have deleted
+   * (ROTOR_RETENTION_DAYS): the replay would have a hole, so it starts again from a snapshot.
+   */
+  | 'events_purged';
 
 /** Details that may accompany an error; never a secret. */
 export interface RotorErrorDetails {

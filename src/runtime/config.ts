@@ -41,6 +41,8 @@ export interface RotorConfig {
   trust: TrustConfig | undefined;
   /** WatchExpiry and the expiry scheduler (docs/watch-expiry.md). */
   expiry: ExpiryConfig;
+  /** What the retention job deletes, and how often it runs (README, "Retention"). */
+  retention: RetentionConfig;
   /** TLS on both ports (`ROTOR_TLS_CERT_FILE`, `ROTOR_TLS_KEY_FILE`); undefined: plain text. */
   tls: TlsConfig | undefined;
   /** `ROTOR_METRICS`: GET /metrics on the HTTP port open to all, for a `rotor:metrics` bearer only, or not served (docs/metrics.md). */
@@ -58,6 +60,14 @@ export interface ExpiryConfig {
   bufferEvents: number;
   /** How often the feed reads the log without a local wake-up (other replicas' commits). */
   pollIntervalMs: number;
+}
+
+/** Settings of the retention job (src/expiry/retention.ts). */
+export interface RetentionConfig {
+  /** Tokens ended, and events written, longer ago than this many days are deleted; 0 keeps everything. */
+  days: number;
+  /** Time between passes; 0 runs none in this process. */
+  intervalMs: number;
 }
 
 export { ConfigError };
@@ -80,7 +90,7 @@ function inRange(env: Env, name: string, fallback: number, min: number, max: num
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   const n = Number(raw);
-  const unit = name.endsWith('_MS') ? ' of milliseconds' : name.endsWith('_SECONDS') ? ' of seconds' : '';
+  const unit = name.endsWith('_MS') ? ' of milliseconds' : name.endsWith('_SECONDS') ? ' of seconds' : name.endsWith('_DAYS') ? ' of days' : '';
   if (!/^\d+$/.test(raw) || n < min || n > max) throw new ConfigError(`${name} must be a whole number${unit} between ${min} and ${max}, got "${raw}"`);
   return n;
 }
@@ -191,13 +201,17 @@ export function loadConfig(env: Env = process.env): RotorConfig {
     bufferEvents: inRange(env, 'ROTOR_WATCH_BUFFER_EVENTS', 1000, 1, 100_000),
     pollIntervalMs: inRange(env, 'ROTOR_WATCH_POLL_INTERVAL_MS', 1000, 10, 60_000),
   };
+  const retention: RetentionConfig = {
+    days: wholeNumber(env, 'ROTOR_RETENTION_DAYS', 90, 36_500),
+    intervalMs: wholeNumber(env, 'ROTOR_RETENTION_INTERVAL_MS', 3_600_000, 86_400_000),
+  };
   const trust = loadTrustConfig(env, maxLifetimeSeconds);
   const { secret, source } = loadSecret(env, dataDir);
   const jwt = loadJwtConfig(env);
   const metrics = env.ROTOR_METRICS || 'on';
   if (metrics !== 'on' && metrics !== 'token' && metrics !== 'off') throw new ConfigError(`ROTOR_METRICS must be on, token or off, got "${metrics}"`);
   const tls = loadTlsConfig(env);
-  return { tls, metrics, host, grpcPort, httpPort, dataDir, databaseUrl, databasePoolMax, databaseStatementTimeoutMs, databaseListen, secret, secretSource: source, limits, logLevel, tokenCacheTtlMs, jwt, trust, expiry };
+  return { tls, metrics, host, grpcPort, httpPort, dataDir, databaseUrl, databasePoolMax, databaseStatementTimeoutMs, databaseListen, secret, secretSource: source, limits, logLevel, tokenCacheTtlMs, jwt, trust, expiry, retention };
 }
 
 /** Settings of signed JWT access tokens (RFC 9068) and their signing keys. */

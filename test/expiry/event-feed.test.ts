@@ -30,6 +30,9 @@ function memoryLog(rows: WatchedEvent[]): EventRepository {
     forSelection: unused,
     appendExpiringSoon: unused,
     appendExpired: unused,
+    deleteWrittenBefore: unused,
+    deleteReleased: unused,
+    deletedThrough: unused,
     latestSequence: async () => rows.reduce((m, r) => Math.max(m, r.sequence), 0),
     tail: async (after, limit) => rows.filter((r) => r.sequence > after).sort((a, b) => a.sequence - b.sequence).slice(0, limit),
   };
