@@ -6,6 +6,7 @@ import * as expiryEvents from './20261127_004_expiry_events.js';
 import * as pgEventNotify from './20261127_050_pg_event_notify.js';
 import * as pgEventCommitOrder from './20261127_051_pg_event_commit_order.js';
 import * as workloadJtiNonce from './20261127_052_workload_jti_nonce.js';
+import * as retention from './20261207_061_retention.js';
 
 /** Every migration in order. Listed in code so the compiled build needs no directory scan. */
 export const MIGRATIONS: ReadonlyArray<readonly [string, Knex.Migration]> = [
@@ -16,6 +17,7 @@ export const MIGRATIONS: ReadonlyArray<readonly [string, Knex.Migration]> = [
   ['20261127_050_pg_event_notify', pgEventNotify],
   ['20261127_051_pg_event_commit_order', pgEventCommitOrder],
   ['20261127_052_workload_jti_nonce', workloadJtiNonce],
+  ['20261207_061_retention', retention],
 ];
 
 /** A knex migration source over the list above. */

@@ -35,6 +35,9 @@ export function connectCodeOf(code: RotorErrorCode): Code {
       return Code.Unavailable;
     case 'resource_exhausted':
       return Code.ResourceExhausted;
+    // As etcd answers a watch from a compacted revision: the position lies outside the log kept.
+    case 'events_purged':
+      return Code.OutOfRange;
   }
 }
 

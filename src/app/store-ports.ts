@@ -54,6 +54,32 @@ export interface TokenRepository {
   touchLastUsed(token: TokenRecord, now: number): Promise<void>;
   /** True when some unexpired, unrevoked token holds the scope. */
   existsActiveWithScope(scope: string, now: number): Promise<boolean>;
+  /**
+   * Retention (src/expiry/retention.ts): examines up to `limit` tokens that ended (expired, or
+   * revoked or rotated) before `endedBefore`, after `after` in the pass's order, and deletes those
+   * whose whole family ended before it too; a family with a member that ended later, or that is
+   * still usable, keeps every row (docs/rotation.md, "Retention"). `next` is where the following
+   * batch starts; undefined when the pass has examined every candidate.
+   */
+  deleteEnded(q: EndedTokenBatch): Promise<{ deletedIds: string[]; next: EndedTokenCursor | undefined }>;
+}
+
+/** One batch of the retention's token deletes. */
+export interface EndedTokenBatch {
+  endedBefore: number;
+  limit: number;
+  /** Undefined: the first batch of a pass. */
+  after: EndedTokenCursor | undefined;
+}
+
+/**
+ * Position of a retention pass over ended tokens: first those that expired before the cutoff
+ * (by expiry), then those revoked or rotated before it that expire after it (by revocation time);
+ * `last` is the last row examined, undefined at the start of a phase.
+ */
+export interface EndedTokenCursor {
+  phase: 'expired' | 'revoked';
+  last: { at: number; id: string } | undefined;
 }
 
 /** The append-only event log. Implementation: src/store/event-repository.ts. */
@@ -89,6 +115,25 @@ export interface EventRepository {
   appendExpiringSoon(q: ExpiringSoonScan): Promise<number>;
   /** Appends one `expired` per live (not rotated or revoked) token that expired in (from, to]; insert-if-absent. */
   appendExpired(q: ExpiredScan): Promise<number>;
+  /**
+   * Retention: deletes the next events of the log written before `before`, at most `limit`, as a
+   * prefix of the log, and moves `deletedThrough` to the last sequence of that prefix. Scheduler
+   * events of a token that still exists and is neither revoked nor rotated stay (the scheduler
+   * would write them again, src/expiry/scheduler.ts); `deleteReleased` takes them later.
+   * `more`: the batch was full, call again.
+   */
+  deleteWrittenBefore(q: { before: number; limit: number }): Promise<{ deleted: number; more: boolean }>;
+  /**
+   * Retention: examines up to `limit` events kept at or below `deletedThrough`, after sequence
+   * `after`, and deletes those whose token is now gone, revoked or rotated. `next`: where the
+   * following batch starts; undefined when none is left.
+   */
+  deleteReleased(q: { limit: number; after: number }): Promise<{ deleted: number; next: number | undefined }>;
+  /**
+   * The highest sequence up to which retention may have deleted events (0: none ever deleted).
+   * A replay after a lower sequence could have holes.
+   */
+  deletedThrough(): Promise<number>;
 }
 
 /** One EXPIRING_SOON pass over live tokens expiring in `(from, to]`, for one threshold; `now` is the events' time. */
@@ -130,5 +175,15 @@ export interface Store extends Repositories {
    * the compare-and-set lost (nothing is written).
    */
   commitRotation(commit: RotationCommit): Promise<boolean>;
+  /**
+   * Runs `work` only if no other process runs work of the same `name` on this database right now
+   * (PostgreSQL: a session advisory lock held for the whole of `work`, tried, not waited for);
+   * `ran: false` when another one does. `work` gets transactions of its own to run its batches in,
+   * each committed on its own. SQLite serves one process, so `work` always runs there.
+   */
+  runExclusive<T>(name: string, work: (transaction: TransactionRunner) => Promise<T>): Promise<{ ran: true; value: T } | { ran: false }>;
   close(): Promise<void>;
 }
+
+/** Runs one short transaction, as `Store.transaction` does. */
+export type TransactionRunner = <T>(work: (tx: Repositories) => Promise<T>) => Promise<T>;

@@ -101,6 +101,21 @@ export async function checkCredential(app: AppContext, tokenId: string): Promise
   });
 }
 
+/**
+ * A resume must start inside the log that retention kept (src/expiry/retention.ts): events after
+ * `afterSequence` up to the deletion mark may be gone, and replaying the rest would hide the gap.
+ */
+async function requireRetained(app: AppContext, afterSequence: number): Promise<void> {
+  const deleted = await app.store.events.deletedThrough();
+  if (afterSequence < deleted) {
+    throw new RotorError(
+      'events_purged',
+      `events up to sequence ${deleted} were deleted by retention (ROTOR_RETENTION_DAYS); after_sequence ${afterSequence} is older: start again with include_snapshot and no after_sequence`,
+      { field: 'after_sequence' },
+    );
+  }
+}
+
 async function snapshotTokens(app: AppContext, selection: WatchSelection): Promise<TokenRecord[]> {
   if (selection.kind === 'tokens') {
     const found = await Promise.all(selection.tokenIds.map((id) => app.store.tokens.findById(id)));
@@ -203,6 +218,7 @@ class WatchItems implements WatchStream {
   private async *open(): AsyncGenerator<WatchItem, void> {
     const { app, plan } = this;
     try {
+      if (plan.afterSequence !== undefined) await requireRetained(app, plan.afterSequence);
       // Live only: the log's end before joining bounds what counts as "before" (the feed's own
       // position may lag while nobody watched).
       const liveAfter = plan.afterSequence === undefined && !plan.includeSnapshot ? await app.store.events.latestSequence() : undefined;
@@ -231,6 +247,8 @@ class WatchItems implements WatchStream {
           if (page.length < REPLAY_PAGE || !last) break;
           cursor = last.sequence;
         }
+        // A retention pass that ran during the replay may have deleted events before it read them.
+        if (plan.afterSequence !== undefined) await requireRetained(app, plan.afterSequence);
       }
     } finally {
       // Given up at a yield, or while a step ran: leave the feed.

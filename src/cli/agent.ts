@@ -225,6 +225,8 @@ class Agent {
     } catch (e) {
       const code = connectCode(e);
       if (code === Code.Unauthenticated) return settle({ kind: 'recheck' });
+      // Retention deleted events after the last sequence seen: watch again from a snapshot.
+      if (code === Code.OutOfRange) this.lastSequence = undefined;
       if (code === Code.Unimplemented) {
         this.streamAvailable = false;
         this.o.log.info('the server has no WatchExpiry; rotating on the lifetime fraction, looking the token up every poll interval');

@@ -40,7 +40,12 @@ export type RotorErrorCode =
    * A watcher fell too far behind (its bounded buffer overflowed; it resumes by sequence), or a
    * WatchExpiry stream would exceed a cap on open streams (src/domain/watch-stream-caps.ts).
    */
-  | 'resource_exhausted';
+  | 'resource_exhausted'
+  /**
+   * A watcher resumed after a sequence whose successors the retention job may have deleted
+   * (ROTOR_RETENTION_DAYS): the replay would have a hole, so it starts again from a snapshot.
+   */
+  | 'events_purged';
 
 /** Details that may accompany an error; never a secret. */
 export interface RotorErrorDetails {

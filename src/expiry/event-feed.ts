@@ -80,7 +80,8 @@ export class EventFeed implements LiveFeed {
   private readonly thresholdSets = new Map<string, ReadonlySet<number>>();
 
   constructor(
-    private readonly events: EventRepository,
+    /** The feed reads the log's tail and nothing else. */
+    private readonly events: Pick<EventRepository, 'latestSequence' | 'tail'>,
     private readonly now: Clock,
     private readonly log: Logger,
     private readonly options: EventFeedOptions,

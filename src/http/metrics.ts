@@ -51,6 +51,7 @@ export interface MetricsSources {
   scheduler: () => { passes: number; failures: number };
   /** The server secret fails the strength rules and was admitted for a database with tokens (src/runtime/weak-secret-gate.ts). */
   secretWeak: boolean;
+  retention: () => { passes: number; failures: number; elsewhere: number; tokens: number; events: number };
 }
 
 /** The metrics of one running server; `close()` stops its event-loop delay monitor. */
@@ -143,6 +144,16 @@ export class Metrics {
     out.counter('rotor_expiry_scans_total', 'Passes of the expiry scheduler, by result.', [
       [{ result: 'ok' }, scans.passes],
       [{ result: 'failed' }, scans.failures],
+    ]);
+    const retention = s.retention();
+    out.counter('rotor_retention_passes_total', 'Passes of the retention job, by result (elsewhere: another replica held the pass lock, this one did nothing).', [
+      [{ result: 'ok' }, retention.passes],
+      [{ result: 'failed' }, retention.failures],
+      [{ result: 'elsewhere' }, retention.elsewhere],
+    ]);
+    out.counter('rotor_retention_deleted_total', 'Rows the retention job of this replica deleted, by table (ROTOR_RETENTION_DAYS).', [
+      [{ table: 'tokens' }, retention.tokens],
+      [{ table: 'token_events' }, retention.events],
     ]);
 
     const cpu = process.cpuUsage();

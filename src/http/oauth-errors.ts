@@ -29,6 +29,8 @@ function oauthErrorOf(code: RotorErrorCode): OAuthError {
     case 'invalid_workload_token':
     case 'workload_proof_required':
     case 'workload_mismatch':
+    // Only WatchExpiry raises it, which has no OAuth endpoint; listed so the mapping stays total.
+    case 'events_purged':
       return { error: 'invalid_request', status: 400 };
     case 'invalid_scope':
       return { error: 'invalid_scope', status: 400 };

@@ -51,6 +51,8 @@ export interface RotorConfig {
   trust: TrustConfig | undefined;
   /** WatchExpiry and the expiry scheduler (docs/watch-expiry.md). */
   expiry: ExpiryConfig;
+  /** What the retention job deletes, and how often it runs (README, "Retention"). */
+  retention: RetentionConfig;
   /** TLS on both ports (`ROTOR_TLS_CERT_FILE`, `ROTOR_TLS_KEY_FILE`); undefined: plain text. */
   tls: TlsConfig | undefined;
   /** `ROTOR_METRICS`: GET /metrics on the HTTP port open to all, for a `rotor:metrics` bearer only, or not served (docs/metrics.md). */
@@ -83,6 +85,14 @@ export interface WeakSecret {
 /** Highest value of a ROTOR_WATCH_MAX_STREAMS_* variable: far past what one process can hold (about 15 KB a stream). */
 const MAX_STREAM_CAP = 1_000_000;
 
+/** Settings of the retention job (src/expiry/retention.ts). */
+export interface RetentionConfig {
+  /** Tokens ended, and events written, longer ago than this many days are deleted; 0 keeps everything. */
+  days: number;
+  /** Time between passes; 0 runs none in this process. */
+  intervalMs: number;
+}
+
 export { ConfigError };
 
 type Env = Record<string, string | undefined>;
@@ -103,7 +113,7 @@ function inRange(env: Env, name: string, fallback: number, min: number, max: num
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   const n = Number(raw);
-  const unit = name.endsWith('_MS') ? ' of milliseconds' : name.endsWith('_SECONDS') ? ' of seconds' : '';
+  const unit = name.endsWith('_MS') ? ' of milliseconds' : name.endsWith('_SECONDS') ? ' of seconds' : name.endsWith('_DAYS') ? ' of days' : '';
   if (!/^\d+$/.test(raw) || n < min || n > max) throw new ConfigError(`${name} must be a whole number${unit} between ${min} and ${max}, got "${raw}"`);
   return n;
 }
@@ -262,6 +272,10 @@ export function loadConfig(env: Env = process.env): RotorConfig {
       perProcess: inRange(env, 'ROTOR_WATCH_MAX_STREAMS_PER_PROCESS', DEFAULT_WATCH_STREAM_CAPS.perProcess, 1, MAX_STREAM_CAP),
     },
   };
+  const retention: RetentionConfig = {
+    days: wholeNumber(env, 'ROTOR_RETENTION_DAYS', 90, 36_500),
+    intervalMs: wholeNumber(env, 'ROTOR_RETENTION_INTERVAL_MS', 3_600_000, 86_400_000),
+  };
   const trust = loadTrustConfig(env, maxLifetimeSeconds);
   const { secret, source, weak } = loadSecret(env, dataDir);
   const jwt = loadJwtConfig(env);
@@ -269,7 +283,7 @@ export function loadConfig(env: Env = process.env): RotorConfig {
   if (metrics !== 'on' && metrics !== 'token' && metrics !== 'off') throw new ConfigError(`ROTOR_METRICS must be on, token or off, got "${metrics}"`);
   const tls = loadTlsConfig(env);
   const grpcConnections = loadGrpcConnectionLimits(env, openFileLimit());
-  return { grpcConnections, tls, metrics, host, grpcPort, httpPort, dataDir, databaseUrl, databasePoolMax, databaseStatementTimeoutMs, databaseListen, secret, secretSource: source, weakSecret: weak, limits, logLevel, tokenCacheTtlMs, jwt, trust, expiry };
+  return { grpcConnections, tls, metrics, host, grpcPort, httpPort, dataDir, databaseUrl, databasePoolMax, databaseStatementTimeoutMs, databaseListen, secret, secretSource: source, weakSecret: weak, limits, logLevel, tokenCacheTtlMs, jwt, trust, expiry, retention };
 }
 
 /** Settings of signed JWT access tokens (RFC 9068) and their signing keys. */

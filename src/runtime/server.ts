@@ -13,6 +13,7 @@ import { checkCredential } from '../app/watch.js';
 import { createSigningKeySeal } from '../domain/signing-key-seal.js';
 import { createTokenKeys } from '../domain/token-keys.js';
 import { EventFeed } from '../expiry/event-feed.js';
+import { RetentionJob } from '../expiry/retention.js';
 import { ExpiryScheduler } from '../expiry/scheduler.js';
 import { createHttpServer } from '../http/http-server.js';
 import { HttpRouteStats, Metrics } from '../http/metrics.js';
@@ -33,6 +34,8 @@ export interface RunningRotor {
   store: KnexStore;
   /** The expiry scheduler (tests call `runOnce()` after moving the clock) and the WatchExpiry feed. */
   expiry: { scheduler: ExpiryScheduler; feed: EventFeed };
+  /** The retention job (tests call `runOnce()` after moving the clock). */
+  retention: RetentionJob;
   close(graceMs?: number): Promise<void>;
 }
 
@@ -142,6 +145,7 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
     thresholdsSeconds: config.expiry.thresholdsSeconds,
     intervalMs: config.expiry.scanIntervalMs,
   });
+  const retention = new RetentionJob(app.store, app.now, log, { retentionDays: config.retention.days, intervalMs: config.retention.intervalMs });
   const unwake = app.store.onEventsCommitted(() => feed.wake());
   const rpcStats = new RpcStats();
   const services = rotorServices(app, { feed, thresholdsSeconds: config.expiry.thresholdsSeconds }, rpcStats);
@@ -160,6 +164,7 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
           feed: () => feed.stats(),
           scheduler: () => scheduler.stats(),
           secretWeak: config.weakSecret !== undefined,
+          retention: () => retention.stats(),
         });
   const grpcServer = createGrpcServer(services, log, config.grpcConnections, tracker);
   const httpServer: HttpServer = createHttpServer(app, services, ping, tracker, {
@@ -187,6 +192,7 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
   }
   const grpcPort = grpcListener.port;
   scheduler.start();
+  retention.start();
   const httpPort = (httpServer.address() as AddressInfo).port;
   if (config.metrics === 'token' && config.tls === undefined && !isLoopbackHost(config.host)) {
     log.warn('ROTOR_METRICS=token without TLS: the scraper sends its bearer in plain text; set ROTOR_TLS_CERT_FILE and ROTOR_TLS_KEY_FILE or terminate TLS in front', { host: config.host });
@@ -206,6 +212,7 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
     issuer: app.jwt.issuer,
     tls: config.tls ? config.tls.certFile : 'off',
     ...(config.tls && { tls_certificate_valid_to: new Date(config.tls.validTo).toISOString() }),
+    retention_days: config.retention.days,
     trusted_issuers: config.trust?.issuers.length ?? 0,
     federation_rules: config.trust?.federation.length ?? 0,
   });
@@ -215,6 +222,7 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
     app,
     store: app.store,
     expiry: { scheduler, feed },
+    retention,
     /**
      * Ends every WatchExpiry stream with UNAVAILABLE, stops accepting calls, lets unary calls in
      * flight finish for up to `graceMs` (streams get STREAM_FLUSH_MS after them, not the whole
@@ -224,6 +232,7 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
       unwake();
       feed.close();
       await scheduler.stop();
+      await retention.stop();
       const grpcClosed = grpcListener.close();
       const grpcDone = new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
       const httpDone = new Promise<void>((resolve) => httpServer.close(() => resolve()));

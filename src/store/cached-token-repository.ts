@@ -1,4 +1,4 @@
-import type { PageCursor, TokenFilter, TokenRepository } from '../app/store-ports.js';
+import type { EndedTokenBatch, EndedTokenCursor, PageCursor, TokenFilter, TokenRepository } from '../app/store-ports.js';
 import type { RevokeReason, TokenRecord } from '../domain/token.js';
 import type { TokenCache } from './token-cache.js';
 import { LAST_USED_RESOLUTION_MS } from './token-repository.js';
@@ -111,5 +111,12 @@ export class CachedTokenRepository implements TokenRepository {
 
   existsActiveWithScope(scope: string, now: number): Promise<boolean> {
     return this.base.existsActiveWithScope(scope, now);
+  }
+
+  /** Deleted rows leave the cache, so this process answers "unknown" for them at once. */
+  async deleteEnded(q: EndedTokenBatch): Promise<{ deletedIds: string[]; next: EndedTokenCursor | undefined }> {
+    const r = await this.base.deleteEnded(q);
+    this.wrote(r.deletedIds);
+    return r;
   }
 }

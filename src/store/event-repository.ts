@@ -3,7 +3,21 @@ import type { EventRepository, ExpiredScan, ExpiringSoonScan } from '../app/stor
 import type { WatchSelection } from '../domain/expiry.js';
 import type { NewTokenEvent, TokenEvent, TokenEventType, WatchedEvent } from '../domain/token-event.js';
 import type { WorkloadActor } from '../domain/workload-binding.js';
+import { writtenBefore } from '../domain/retention.js';
 import { returnedCount, toEventRow } from './rotation-statements.js';
+import {
+  EVENTS_MARK,
+  deleteEventRangeStatement,
+  deleteEventsStatement,
+  eventPageStatement,
+  keptEventsStatement,
+  lookAheadStatement,
+  raiseMarkStatement,
+  readMarkStatement,
+  rowsOf,
+  unrevokedTokensStatement,
+  type RetentionStatement,
+} from './retention-statements.js';
 
 /** What the store counts of an appended event (the metrics' `rotor_token_events_total`). */
 export type EventKind = Pick<NewTokenEvent, 'type' | 'reason'>;
@@ -174,12 +188,65 @@ export class KnexEventRepository implements EventRepository {
     return this.appendScheduled(expiredStatement(q), EXPIRED);
   }
 
+  /**
+   * One retention batch, in the caller's transaction: reads the page after the mark, finds the
+   * prefix written before the cutoff (`writtenBefore`, looking ahead past a run of `expired`
+   * events when the page ends in one), deletes it but the reschedulable events, and raises the
+   * mark to its end. An event with a sequence at or below the mark that has not committed yet
+   * would have to come from a transaction open for longer than the retention period; statement
+   * timeouts end every transaction long before.
+   */
+  async deleteWrittenBefore(q: { before: number; limit: number }): Promise<{ deleted: number; more: boolean }> {
+    const mark = await this.deletedThrough();
+    const page = rowsOf<{ sequence: number | string; type: string; occurred_at: number | string }>(await this.run(eventPageStatement(mark, q.limit))).map((r) => ({
+      sequence: Number(r.sequence),
+      type: r.type as TokenEventType,
+      occurredAt: Number(r.occurred_at),
+    }));
+    let { count, open } = writtenBefore(page, q.before);
+    if (open && page.length === q.limit && count < page.length) {
+      const next = rowsOf<{ occurred_at: number | string }>(await this.run(lookAheadStatement(page[page.length - 1]!.sequence)))[0];
+      if (next !== undefined && Number(next.occurred_at) < q.before) count = page.length;
+    }
+    if (count === 0) return { deleted: 0, more: false };
+    const through = page[count - 1]!.sequence;
+    const deleted = returnedCount(await this.run(deleteEventRangeStatement(mark, through)));
+    await this.run(raiseMarkStatement(EVENTS_MARK, through));
+    return { deleted, more: count === page.length && page.length === q.limit };
+  }
+
+  /**
+   * Reads the events kept at or below the mark (only reschedulable ones were, so they are few)
+   * by primary key, looks their tokens up by primary key, and deletes those whose token is gone,
+   * revoked or rotated: no join a planner could turn into a read of every live token.
+   */
+  async deleteReleased(q: { limit: number; after: number }): Promise<{ deleted: number; next: number | undefined }> {
+    const mark = await this.deletedThrough();
+    const kept = rowsOf<{ sequence: number | string; token_id: string }>(await this.run(keptEventsStatement(mark, q.after, q.limit)));
+    if (kept.length === 0) return { deleted: 0, next: undefined };
+    const ids = [...new Set(kept.map((k) => k.token_id))];
+    const live = new Set(rowsOf<{ id: string }>(await this.run(unrevokedTokensStatement(ids))).map((r) => r.id));
+    const released = kept.filter((k) => !live.has(k.token_id)).map((k) => Number(k.sequence));
+    const deleted = released.length === 0 ? 0 : returnedCount(await this.run(deleteEventsStatement(released)));
+    return { deleted, next: kept.length < q.limit ? undefined : Number(kept[kept.length - 1]!.sequence) };
+  }
+
+  async deletedThrough(): Promise<number> {
+    const row = rowsOf<{ value: number | string }>(await this.run(readMarkStatement(EVENTS_MARK)))[0];
+    return row === undefined ? 0 : Number(row.value);
+  }
+
+  private run(s: RetentionStatement): Promise<unknown> {
+    return this.db.raw(s.sql, s.bindings);
+  }
+
   private async appendScheduled(statement: ScheduledStatement, kind: EventKind): Promise<number> {
     const n = returnedCount(await this.db.raw(statement.sql, statement.bindings));
     if (n > 0) this.appended(Array<EventKind>(n).fill(kind));
     return n;
   }
 }
+
 
 /** A scheduler statement as sent: exported so a test can EXPLAIN exactly what runs (test/store/expiry-scan-plan.test.ts). */
 export interface ScheduledStatement {

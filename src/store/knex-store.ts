@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import type { Repositories, RotationCommit, Store } from '../app/store-ports.js';
+import type { Repositories, RotationCommit, Store, TransactionRunner } from '../app/store-ports.js';
 import { DirectRotationWriter, type CommitOutcome } from './direct-rotation.js';
 import { CachedTokenRepository } from './cached-token-repository.js';
 import type { RotorError } from '../domain/errors.js';
@@ -174,6 +174,45 @@ export class KnexStore implements Store {
     return outcome.won;
   }
 
+  /**
+   * PostgreSQL: `pg_try_advisory_lock` on a connection of its own outside the pool, held while
+   * `work` runs and released by closing that connection (so a lock can never outlive the pass,
+   * even when the unlock itself would fail); `work`'s transactions run on pooled connections, so
+   * a pool of one still serves. Should the lock's connection break mid-way, another replica may
+   * start a pass while this one finishes its batch: deletes stay exact (each row is deleted, and
+   * counted, by the one statement that removed it) and the event mark only moves forward.
+   */
+  async runExclusive<T>(name: string, work: (transaction: TransactionRunner) => Promise<T>): Promise<{ ran: true; value: T } | { ran: false }> {
+    const transaction: TransactionRunner = (w) => this.transaction(w);
+    if (this.engine !== 'postgres') return { ran: true, value: await work(transaction) };
+    const client = this.knex.client as { acquireRawConnection(): Promise<RawPgClient>; destroyRawConnection(c: RawPgClient): Promise<void> };
+    let conn: RawPgClient;
+    try {
+      conn = await client.acquireRawConnection();
+    } catch (e) {
+      throw this.storeError(e);
+    }
+    try {
+      let locked: boolean;
+      try {
+        const r = await conn.query('select pg_try_advisory_lock(hashtext($1)) as locked', [`rotor:${name}`]);
+        locked = r.rows[0]?.locked === true;
+      } catch (e) {
+        throw this.storeError(e);
+      }
+      if (!locked) return { ran: false };
+      return { ran: true, value: await work(transaction) };
+    } finally {
+      await client.destroyRawConnection(conn).catch(() => undefined);
+    }
+  }
+
+  private storeError(e: unknown): unknown {
+    const mapped = asStoreError(e);
+    if (mapped !== e) this.reportUnavailable(mapped as RotorError);
+    return mapped;
+  }
+
   /** A trivial round trip (GET /healthz); fails with `unavailable` when the database is gone. */
   async ping(): Promise<void> {
     try {
@@ -226,6 +265,11 @@ export class KnexStore implements Store {
     await this.direct.close();
     await this.knex.destroy();
   }
+}
+
+/** The part of a raw pg Client `runExclusive` uses; closing it releases its session lock. */
+interface RawPgClient {
+  query(sql: string, values: unknown[]): Promise<{ rows: { locked?: unknown }[] }>;
 }
 
 /** Opens the database, applies migrations and returns the store. */

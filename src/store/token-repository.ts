@@ -1,9 +1,10 @@
 import type { Knex } from 'knex';
-import type { PageCursor, TokenFilter, TokenRepository } from '../app/store-ports.js';
+import type { EndedTokenBatch, EndedTokenCursor, PageCursor, TokenFilter, TokenRepository } from '../app/store-ports.js';
 import type { TokenPolicy } from '../domain/policy.js';
 import type { RevokeReason, TokenRecord } from '../domain/token.js';
 import { isTokenKind } from '../domain/token-kind.js';
 import { MARK_ROTATED_SQL, markRotatedValues, returnedCount } from './rotation-statements.js';
+import { deleteEndedStatement, endedCandidatesStatement, liveFamiliesStatement, rowsOf, type RetentionRow, type RetentionStatement } from './retention-statements.js';
 
 /** The `tokens` table row (snake_case, as stored). */
 export interface TokenRow {
@@ -179,5 +180,33 @@ export class KnexTokenRepository implements TokenRepository {
       .where('expires_at', '>', now)
       .where('scopes', 'like', `%${JSON.stringify(scope)}%`);
     return rows.some((r) => (JSON.parse(r.scopes) as string[]).includes(scope));
+  }
+
+  /**
+   * One retention batch, in the caller's transaction: the next `limit` candidates in the pass's
+   * order, the families among them that still have a member which ended at or after the cutoff
+   * (or has not ended), and the delete of the other candidates. A family whose members all ended
+   * before the cutoff stays that way (none can be rotated or un-revoked), so no row lock is
+   * needed; the delete re-checks each row's own end, since a reuse detection may revoke it again.
+   */
+  async deleteEnded(q: EndedTokenBatch): Promise<{ deletedIds: string[]; next: EndedTokenCursor | undefined }> {
+    const phase = q.after?.phase ?? 'expired';
+    const candidates = rowsOf<RetentionRow>(await this.run(endedCandidatesStatement(phase, q.endedBefore, q.after?.last, q.limit)));
+    if (candidates.length === 0) {
+      return { deletedIds: [], next: phase === 'expired' ? { phase: 'revoked', last: undefined } : undefined };
+    }
+    const families = [...new Set(candidates.map((c) => c.family_id))];
+    const live = new Set(rowsOf<{ family_id: string }>(await this.run(liveFamiliesStatement(families, q.endedBefore))).map((r) => r.family_id));
+    const doomed = candidates.filter((c) => !live.has(c.family_id)).map((c) => c.id);
+    const deletedIds = doomed.length === 0 ? [] : rowsOf<{ id: string }>(await this.run(deleteEndedStatement(doomed, q.endedBefore))).map((r) => r.id);
+    const lastRow = candidates[candidates.length - 1]!;
+    const last = { at: Number(lastRow.at), id: lastRow.id };
+    let next: EndedTokenCursor | undefined = { phase, last };
+    if (candidates.length < q.limit) next = phase === 'expired' ? { phase: 'revoked', last: undefined } : undefined;
+    return { deletedIds, next };
+  }
+
+  private run(s: RetentionStatement): Promise<unknown> {
+    return this.db.raw(s.sql, s.bindings);
   }
 }

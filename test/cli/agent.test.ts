@@ -152,6 +152,23 @@ describe('rotor agent (fake server, manual clock)', () => {
     expect((await run).code).toBe(0);
   });
 
+  it('after OUT_OF_RANGE (retention deleted events after its sequence) watches again from a snapshot, not from that sequence', async () => {
+    const first = server.issue();
+    writeFileSync(file, first.secret);
+    const run = start({ pollMs: 500 });
+    await until('the watch', () => server.live !== undefined);
+    server.live!.push(event(ExpiryEventType.SNAPSHOT, { sequence: 3, tokenId: first.id, state: TokenState.ACTIVE }));
+    await flush();
+    server.live!.fail(new ConnectError('events up to sequence 9 were deleted by retention', Code.OutOfRange));
+    await until('the look-up after the poll interval', () => clock.hasTimerAt(T0 + 500));
+    await clock.advance(500);
+    await until('the new watch', () => server.streams.length === 2);
+    expect(server.live!.request).toEqual({ includeSnapshot: true });
+    expect(server.rotateCalls).toEqual([]);
+    stop.abort();
+    expect((await run).code).toBe(0);
+  });
+
   it('retries a rotation whose response was lost with the SAME idempotency key and backoff, and gets the same successor', async () => {
     server.watchUnimplemented = true;
     const first = server.issue();

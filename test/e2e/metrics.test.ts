@@ -76,6 +76,8 @@ describe.each(ENGINES)('GET /metrics on %s', (engine) => {
         'rotor_watch_streams_refused_total{cap="process"}',
         'rotor_database_unavailable_total',
         'rotor_expiry_scans_total{result="failed"}',
+        'rotor_retention_passes_total{result="failed"}',
+        'rotor_retention_deleted_total{table="tokens"}',
         'rotor_token_events_total{type="family_revoked",reason="reuse_detected"}',
         'rotor_token_events_total{type="rotated",reason="rotated"}',
         'rotor_token_events_total{type="expired",reason="none"}',

@@ -65,7 +65,8 @@ export async function startTestServer(env: Record<string, string> = {}, options:
   const clock = testClock();
   try {
     if (engine === 'postgres') db = await scratchDatabase();
-    config = loadConfig({ ROTOR_DATA_DIR: dataDir, ROTOR_GRPC_PORT: '0', ROTOR_HTTP_PORT: '0', ...(db ? { ROTOR_DATABASE_URL: options.rewriteDatabaseUrl?.(db.url) ?? db.url } : {}), ...env });
+    // Retention passes only when a test runs them (rotor.retention.runOnce()), whatever its clock says.
+    config = loadConfig({ ROTOR_DATA_DIR: dataDir, ROTOR_GRPC_PORT: '0', ROTOR_HTTP_PORT: '0', ROTOR_RETENTION_INTERVAL_MS: '0', ...(db ? { ROTOR_DATABASE_URL: options.rewriteDatabaseUrl?.(db.url) ?? db.url } : {}), ...env });
     // Raw lines, without the logger's redaction: the leak check below must see any secret.
     const log = createLogger('debug', (line) => void logs.push(line), { redact: false });
     rotor = await startRotor(config, log, clock.now);
