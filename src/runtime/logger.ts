@@ -15,6 +15,37 @@ export function redactSecrets(text: string): string {
   return text.replace(SECRET_SHAPE, (_m, kind: string) => `rtr_${kind}_[redacted]`).replace(JWT_SHAPE, '[redacted JWT]');
 }
 
+/** One error of a cause chain as a log field shows it. */
+export interface ErrorLink {
+  name: string;
+  message: string;
+  /** A driver's or Node's code (`ECONNREFUSED`, a SQLSTATE, `SQLITE_BUSY`), when it has one. */
+  code?: string;
+}
+
+/** How many links of a cause chain a log line shows (chains can be cyclic). */
+const MAX_CHAIN = 5;
+
+/**
+ * `e` and the errors it was caused by (ES2022 `cause`), outermost first, as a log field: so a
+ * translated failure (a `RotorError` with the driver error as its cause) logs why it happened.
+ * Empty for undefined; a thrown non-Error is shown by its string form.
+ */
+export function errorChain(e: unknown): ErrorLink[] {
+  const chain: ErrorLink[] = [];
+  const seen = new Set<unknown>();
+  for (let link = e; link !== undefined && !seen.has(link) && chain.length < MAX_CHAIN; link = link instanceof Error ? link.cause : undefined) {
+    seen.add(link);
+    if (!(link instanceof Error)) {
+      chain.push({ name: typeof link, message: String(link) });
+      break;
+    }
+    const code = 'code' in link && (typeof link.code === 'string' || typeof link.code === 'number') ? String(link.code) : undefined;
+    chain.push({ name: link.name, message: link.message, ...(code === undefined ? {} : { code }) });
+  }
+  return chain;
+}
+
 /**
  * A JSON-lines logger. Fields are the caller's responsibility (no secrets), and every line is
  * still passed through `redactSecrets` so a mistake cannot leak a token. Tests turn the safety
