@@ -21,7 +21,8 @@ import type { NewTokenEvent } from '../src/domain/token-event.js';
 import { migrate, openDatabase, type Engine } from '../src/store/database.js';
 import { DirectRotationWriter } from '../src/store/direct-rotation.js';
 import { toEventRow } from '../src/store/rotation-statements.js';
-import { KnexTokenRepository, toRow, type TokenRow } from '../src/store/token-repository.js';
+import { KnexTokenRepository } from '../src/store/token-repository.js';
+import { toRow, type TokenRow } from '../src/store/token-row.js';
 import { closedLoop, summarize, type ScenarioResult } from './stats.js';
 
 

@@ -1,6 +1,6 @@
 import { Code, ConnectError } from '@connectrpc/connect';
 import { randomUUID } from 'node:crypto';
-import type { Logger } from '../app/context.js';
+import type { Logger } from '../app/logger-port.js';
 import { isRotorError, type RotorErrorCode } from '../domain/errors.js';
 
 /** The one mapping from domain error codes to Connect/gRPC codes (docs/rotation.md, Errors). */

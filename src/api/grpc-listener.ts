@@ -1,7 +1,7 @@
 import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
-import type { Logger } from '../app/context.js';
+import type { Logger } from '../app/logger-port.js';
 import { peerKey } from './peer-key.js';
 
 /**

@@ -1,7 +1,7 @@
 import { create, fromBinary, toBinary, type DescMessage, type DescMethod, type DescService } from '@bufbuild/protobuf';
 import { Code, ConnectError, createContextValues, type ContextValues, type HandlerContext } from '@connectrpc/connect';
 import * as grpc from '@grpc/grpc-js';
-import type { Logger } from '../app/context.js';
+import type { Logger } from '../app/logger-port.js';
 import { callMetaKey } from './call-meta.js';
 import { CallTracker } from './call-tracker.js';
 import { toConnectError } from './connect-errors.js';

@@ -1,16 +1,10 @@
 import type { PolicyLimits } from '../domain/policy.js';
 import type { Clock, RandomSource } from '../domain/ports.js';
 import type { TokenKeys } from '../domain/token-keys.js';
-import type { JwtSettings } from './jwt-access-tokens.js';
 import type { WorkloadIdentity } from './identity-port.js';
+import type { JwtSettings } from './jwt-settings.js';
+import type { Logger } from './logger-port.js';
 import type { Store } from './store-ports.js';
-
-/** Structured logging; fields must never carry a secret. */
-export interface Logger {
-  info(message: string, fields?: Record<string, unknown>): void;
-  warn(message: string, fields?: Record<string, unknown>): void;
-  error(message: string, fields?: Record<string, unknown>): void;
-}
 
 /** What every use case needs: storage, keys, limits, a clock and a random source. */
 export interface AppContext {

@@ -13,20 +13,7 @@ import { usableUntil, type TokenRecord } from '../domain/token.js';
 import { actorTokenWithoutBinding, checkBinding, type WorkloadActor } from '../domain/workload-binding.js';
 import { noteUse, usableBySecret } from './authenticate.js';
 import type { AppContext } from './context.js';
-import type { SigningKeyRing } from './signing-key-ring.js';
 import { verifyActorToken } from './workload-proof.js';
-
-/** What the app needs to issue and check JWT access tokens. */
-export interface JwtSettings {
-  /**
-   * RFC 8414 issuer (`iss`), without a trailing slash. Set once at start: from `ROTOR_ISSUER`,
-   * else from the HTTP port once it is bound.
-   */
-  issuer: string;
-  /** Lifetime of a JWT access token (`ROTOR_JWT_ACCESS_TOKEN_TTL_SECONDS`). */
-  ttlSeconds: number;
-  keyRing: SigningKeyRing;
-}
 
 /** A signed JWT access token and the claims in it. */
 export interface MintedJwt {

@@ -3,7 +3,7 @@ import type { SigningAlg } from '../domain/jwt-access-token.js';
 import type { RandomSource } from '../domain/ports.js';
 import { keyToCreate, publishedKeys, signingKeyAt, type KeyPlan, type KeySchedule, type SigningKeyMeta } from '../domain/signing-key-schedule.js';
 import type { SigningKeySeal } from '../domain/signing-key-seal.js';
-import type { Logger } from './context.js';
+import type { Logger } from './logger-port.js';
 
 /** A stored signing key: its schedule, public JWK and sealed private key (erased once unpublished). */
 export interface StoredSigningKey extends SigningKeyMeta {

@@ -9,7 +9,7 @@ import { lockTokenFile } from './agent-lock.js';
 import { AGENT_EXIT, runAgent, type AgentApi, type AgentResult, type AgentToken } from './agent.js';
 import { asBearer, rotorClients } from './client.js';
 import { systemClock } from './retry-policy.js';
-import { UsageError } from './token-commands.js';
+import { UsageError } from './usage-error.js';
 import { positiveDuration } from './duration.js';
 
 /** Deadline of each unary call, so a server that hangs is retried like one that is down. */

@@ -1,5 +1,5 @@
 import { Code } from '@connectrpc/connect';
-import type { Logger } from '../app/context.js';
+import type { Logger } from '../app/logger-port.js';
 import { TokenState } from '../gen/rotor/v1/token_pb.js';
 import { AGENT_EXIT, AgentExit, describeError, finalError, judgeEvent, notActive, type AgentResult, type AgentToken, type Trigger } from './agent-verdicts.js';
 import { resumableWatch, type OpenWatch } from './event-stream.js';

@@ -1,5 +1,5 @@
 import { parseDurationSeconds } from '../domain/expiry.js';
-import { UsageError } from './token-commands.js';
+import { UsageError } from './usage-error.js';
 
 /** Parses `90s`, `15m`, `12h`, `30d` (or plain seconds) into seconds; undefined if malformed (src/domain/expiry.ts). */
 export function parseDuration(text: string): number | undefined {

@@ -9,7 +9,8 @@ import { createLogger } from '../runtime/logger.js';
 import { createApp, startRotor } from '../runtime/server.js';
 import { parseDuration } from './duration.js';
 import { agentCommand } from './agent-command.js';
-import { UsageError, tokenCommand } from './token-commands.js';
+import { tokenCommand } from './token-commands.js';
+import { UsageError } from './usage-error.js';
 import { watchCommand } from './watch-command.js';
 
 const USAGE = `usage: rotor <command>

@@ -5,9 +5,7 @@ import { KIND_TO_PB, STATE_TO_PB } from '../api/token-mapping.js';
 import { TokenKind, TokenState, type Token, type WorkloadBinding } from '../gen/rotor/v1/token_pb.js';
 import { tokenClient } from './client.js';
 import { parseDuration } from './duration.js';
-
-/** A usage mistake; the CLI prints it with the usage text and exits 2. */
-export class UsageError extends Error {}
+import { UsageError } from './usage-error.js';
 
 const KINDS: Readonly<Record<string, TokenKind>> = KIND_TO_PB;
 const STATES: Readonly<Record<string, TokenState>> = STATE_TO_PB;

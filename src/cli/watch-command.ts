@@ -7,7 +7,7 @@ import { resumableWatch, type OpenWatch, type WatchSelection } from './event-str
 import { eventJson, eventLine } from './expiry-events.js';
 import { systemClock } from './retry-policy.js';
 import { describeError } from './agent-verdicts.js';
-import { UsageError } from './token-commands.js';
+import { UsageError } from './usage-error.js';
 
 /**
  * `rotor watch`: prints WatchExpiry events, one per line (human, or JSON with --json), and

@@ -57,17 +57,28 @@ export interface RotorErrorDetails {
 }
 
 /**
+ * What a `RotorError` carries besides its message: the details, and apart from them the standard
+ * `cause` (ES2022 `ErrorOptions`), the error it stands for. The cause is for the log only: no
+ * transport sends it, and it never becomes part of `details`.
+ */
+export interface RotorErrorOptions extends RotorErrorDetails, ErrorOptions {}
+
+/**
  * The one error class of the domain. Its message is safe to show to the caller: it never
- * contains a secret, and it is written for the client who sent the request.
+ * contains a secret, and it is written for the client who sent the request. A translated
+ * failure keeps what it translates as `cause` (`new RotorError('unavailable', message, { cause })`).
  */
 export class RotorError extends Error {
   override readonly name = 'RotorError';
+  readonly details: RotorErrorDetails;
   constructor(
     readonly code: RotorErrorCode,
     message: string,
-    readonly details: RotorErrorDetails = {},
+    options: RotorErrorOptions = {},
   ) {
-    super(message);
+    const { cause, ...details } = options;
+    super(message, 'cause' in options ? { cause } : undefined);
+    this.details = details;
   }
 }
 

@@ -1,4 +1,4 @@
-import type { Logger } from '../app/context.js';
+import type { Logger } from '../app/logger-port.js';
 import type { EventRepository } from '../app/store-ports.js';
 import type { CredentialCheck, LiveFeed, WatchCredential } from '../app/watch-ports.js';
 import { RotorError } from '../domain/errors.js';

@@ -1,4 +1,4 @@
-import type { Logger } from '../app/context.js';
+import type { Logger } from '../app/logger-port.js';
 import type { EndedTokenCursor, Store } from '../app/store-ports.js';
 import type { Clock } from '../domain/ports.js';
 import { retentionCutoff } from '../domain/retention.js';

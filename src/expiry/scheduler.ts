@@ -1,4 +1,4 @@
-import type { Logger } from '../app/context.js';
+import type { Logger } from '../app/logger-port.js';
 import type { EventRepository } from '../app/store-ports.js';
 import type { Clock } from '../domain/ports.js';
 

@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
-import type { Logger } from '../app/context.js';
+import type { Logger } from '../app/logger-port.js';
 import { isRotorError, type RotorErrorCode } from '../domain/errors.js';
 
 /** An RFC 6749 §5.2 error code and the HTTP status it is sent with. */

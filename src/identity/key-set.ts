@@ -1,6 +1,6 @@
 import { createLocalJWKSet, errors, type JSONWebKeySet } from 'jose';
 import * as oauth from 'oauth4webapi';
-import type { Logger } from '../app/context.js';
+import type { Logger } from '../app/logger-port.js';
 import { RotorError } from '../domain/errors.js';
 import type { Clock } from '../domain/ports.js';
 import { isLoopbackHost, type TrustedIssuer } from './trust-config.js';

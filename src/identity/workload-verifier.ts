@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { decodeJwt, decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from 'jose';
-import type { Logger } from '../app/context.js';
+import type { Logger } from '../app/logger-port.js';
 import { RotorError } from '../domain/errors.js';
 import type { Clock, ReplayCache } from '../domain/ports.js';
 import type { WorkloadClaims } from '../domain/workload-binding.js';

@@ -1,4 +1,4 @@
-import type { Logger } from '../app/context.js';
+import type { Logger } from '../app/logger-port.js';
 
 /** Log levels in increasing severity. */
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
@@ -13,6 +13,37 @@ const JWT_SHAPE = /eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+/g;
 /** Masks every Rotor secret (keeping its kind prefix) and every signed JWT in a string. */
 export function redactSecrets(text: string): string {
   return text.replace(SECRET_SHAPE, (_m, kind: string) => `rtr_${kind}_[redacted]`).replace(JWT_SHAPE, '[redacted JWT]');
+}
+
+/** One error of a cause chain as a log field shows it. */
+export interface ErrorLink {
+  name: string;
+  message: string;
+  /** A driver's or Node's code (`ECONNREFUSED`, a SQLSTATE, `SQLITE_BUSY`), when it has one. */
+  code?: string;
+}
+
+/** How many links of a cause chain a log line shows (chains can be cyclic). */
+const MAX_CHAIN = 5;
+
+/**
+ * `e` and the errors it was caused by (ES2022 `cause`), outermost first, as a log field: so a
+ * translated failure (a `RotorError` with the driver error as its cause) logs why it happened.
+ * Empty for undefined; a thrown non-Error is shown by its string form.
+ */
+export function errorChain(e: unknown): ErrorLink[] {
+  const chain: ErrorLink[] = [];
+  const seen = new Set<unknown>();
+  for (let link = e; link !== undefined && !seen.has(link) && chain.length < MAX_CHAIN; link = link instanceof Error ? link.cause : undefined) {
+    seen.add(link);
+    if (!(link instanceof Error)) {
+      chain.push({ name: typeof link, message: String(link) });
+      break;
+    }
+    const code = 'code' in link && (typeof link.code === 'string' || typeof link.code === 'number') ? String(link.code) : undefined;
+    chain.push({ name: link.name, message: link.message, ...(code === undefined ? {} : { code }) });
+  }
+  return chain;
 }
 
 /**

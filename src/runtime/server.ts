@@ -6,10 +6,12 @@ import { listenGrpc, type GrpcListener } from '../api/grpc-listener.js';
 import { createGrpcServer } from '../api/grpc-server.js';
 import { RpcStats } from '../api/rpc-stats.js';
 import { rotorServices } from '../api/services.js';
-import type { AppContext, Logger } from '../app/context.js';
-import type { JwtSettings } from '../app/jwt-access-tokens.js';
+import type { AppContext } from '../app/context.js';
+import type { JwtSettings } from '../app/jwt-settings.js';
+import type { Logger } from '../app/logger-port.js';
 import { SigningKeyRing } from '../app/signing-key-ring.js';
 import { checkCredential } from '../app/watch.js';
+import type { RotorError } from '../domain/errors.js';
 import { createSigningKeySeal } from '../domain/signing-key-seal.js';
 import { createTokenKeys } from '../domain/token-keys.js';
 import { EventFeed } from '../expiry/event-feed.js';
@@ -23,6 +25,7 @@ import { KnexReplayCache } from '../store/jti-repository.js';
 import { openStore, type KnexStore } from '../store/knex-store.js';
 import { KnexSigningKeyRepository } from '../store/signing-key-repository.js';
 import type { RotorConfig } from './config.js';
+import { errorChain } from './logger.js';
 import { admitWeakSecret } from './weak-secret-gate.js';
 import { ROTOR_VERSION } from './version.js';
 
@@ -95,9 +98,9 @@ function defaultIssuer(host: string, port: number, tls: boolean): string {
 
 /**
  * Logs database unavailability at most once a second (calls fail with UNAVAILABLE / 503 on their
- * own; the log says why, with the driver's message, which names no secret).
+ * own; the log says why: the driver's error chain, whose messages name no secret).
  */
-function unavailableLogger(log: Logger): (e: Error) => void {
+function unavailableLogger(log: Logger): (e: RotorError) => void {
   let last = 0;
   let suppressed = 0;
   return (e) => {
@@ -106,13 +109,7 @@ function unavailableLogger(log: Logger): (e: Error) => void {
       suppressed++;
       return;
     }
-    const cause = (e as { cause?: unknown }).cause;
-    log.warn('database unavailable', {
-      reason: e.message,
-      cause: cause instanceof Error ? cause.message : undefined,
-      code: (cause as { code?: unknown } | undefined)?.code,
-      suppressed,
-    });
+    log.warn('database unavailable', { reason: e.message, cause: errorChain(e.cause), suppressed });
     last = now;
     suppressed = 0;
   };

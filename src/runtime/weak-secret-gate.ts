@@ -1,4 +1,4 @@
-import type { Logger } from '../app/context.js';
+import type { Logger } from '../app/logger-port.js';
 import { ConfigError } from './config-error.js';
 import type { WeakSecret } from './config.js';
 import { SECRET_ADVICE } from './secret-strength.js';

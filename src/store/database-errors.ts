@@ -42,8 +42,7 @@ export function unavailableReason(e: unknown): UnavailableReason | undefined {
   }
   if (/Query read timeout/i.test(e.message)) return 'timeout';
   if (CONNECTION_MESSAGES.some((m) => m.test(e.message))) return 'connection';
-  const cause = (e as { cause?: unknown }).cause;
-  return cause instanceof Error && cause !== e ? unavailableReason(cause) : undefined;
+  return e.cause instanceof Error && e.cause !== e ? unavailableReason(e.cause) : undefined;
 }
 
 const MESSAGES: Record<UnavailableReason, string> = {
@@ -61,9 +60,7 @@ export function asStoreError(e: unknown): unknown {
   if (e instanceof RotorError) return e;
   const reason = unavailableReason(e);
   if (reason === undefined) return e;
-  const err = new RotorError('unavailable', MESSAGES[reason]);
-  (err as { cause?: unknown }).cause = e;
-  return err;
+  return new RotorError('unavailable', MESSAGES[reason], { cause: e });
 }
 
 /**

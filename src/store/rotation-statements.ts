@@ -9,7 +9,7 @@
  */
 import type { NewTokenEvent } from '../domain/token-event.js';
 import type { TokenRecord } from '../domain/token.js';
-import { toRow, type TokenRow } from './token-repository.js';
+import { toRow, type TokenRow } from './token-row.js';
 
 /**
  * Compare-and-set: marks the token rotated only while it is neither revoked nor expired at `now`.

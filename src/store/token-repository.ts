@@ -1,93 +1,12 @@
 import type { Knex } from 'knex';
 import type { EndedTokenBatch, EndedTokenCursor, PageCursor, TokenFilter, TokenRepository } from '../app/store-ports.js';
-import type { TokenPolicy } from '../domain/policy.js';
 import type { RevokeReason, TokenRecord } from '../domain/token.js';
-import { isTokenKind } from '../domain/token-kind.js';
 import { MARK_ROTATED_SQL, markRotatedValues, returnedCount } from './rotation-statements.js';
 import { deleteEndedStatement, endedCandidatesStatement, liveFamiliesStatement, rowsOf, type RetentionRow, type RetentionStatement } from './retention-statements.js';
-
-/** The `tokens` table row (snake_case, as stored). */
-export interface TokenRow {
-  id: string;
-  family_id: string;
-  previous_id: string | null;
-  successor_id: string | null;
-  kind: string;
-  owner_id: string;
-  name: string;
-  description: string;
-  scopes: string;
-  audiences: string;
-  policy: string;
-  created_at: number | string;
-  expires_at: number | string;
-  last_used_at: number | string | null;
-  revoked_at: number | string | null;
-  revoke_reason: string | null;
-  overlap_ended_at: number | string | null;
-  secret_digest: string;
-  display_prefix: string;
-  rotation_key_digest: string | null;
-}
-
+import { toRecord, toRow, type TokenRow } from './token-row.js';
 
 /** A stored last use younger than this is not written again (it is an audit hint, not a counter). */
 export const LAST_USED_RESOLUTION_MS = 60_000;
-
-const num = (v: number | string): number => Number(v);
-const numOrNull = (v: number | string | null): number | null => (v === null ? null : Number(v));
-
-function toRecord(row: TokenRow): TokenRecord {
-  if (!isTokenKind(row.kind)) throw new Error(`tokens.kind holds an unknown value for ${row.id}`);
-  return {
-    id: row.id,
-    familyId: row.family_id,
-    previousId: row.previous_id,
-    successorId: row.successor_id,
-    kind: row.kind,
-    ownerId: row.owner_id,
-    name: row.name,
-    description: row.description,
-    scopes: JSON.parse(row.scopes) as string[],
-    audiences: JSON.parse(row.audiences) as string[],
-    policy: JSON.parse(row.policy) as TokenPolicy,
-    createdAt: num(row.created_at),
-    expiresAt: num(row.expires_at),
-    lastUsedAt: numOrNull(row.last_used_at),
-    revokedAt: numOrNull(row.revoked_at),
-    revokeReason: row.revoke_reason as RevokeReason | null,
-    overlapEndedAt: numOrNull(row.overlap_ended_at),
-    secretDigest: row.secret_digest,
-    displayPrefix: row.display_prefix,
-    rotationKeyDigest: row.rotation_key_digest,
-  };
-}
-
-/** The row the repository writes for a record (also used by the bench's bare baseline). */
-export function toRow(t: TokenRecord): TokenRow {
-  return {
-    id: t.id,
-    family_id: t.familyId,
-    previous_id: t.previousId,
-    successor_id: t.successorId,
-    kind: t.kind,
-    owner_id: t.ownerId,
-    name: t.name,
-    description: t.description,
-    scopes: JSON.stringify(t.scopes),
-    audiences: JSON.stringify(t.audiences),
-    policy: JSON.stringify(t.policy),
-    created_at: t.createdAt,
-    expires_at: t.expiresAt,
-    last_used_at: t.lastUsedAt,
-    revoked_at: t.revokedAt,
-    revoke_reason: t.revokeReason,
-    overlap_ended_at: t.overlapEndedAt,
-    secret_digest: t.secretDigest,
-    display_prefix: t.displayPrefix,
-    rotation_key_digest: t.rotationKeyDigest,
-  };
-}
 
 /** knex repository of the `tokens` table; `db` is the pool or a transaction. */
 export class KnexTokenRepository implements TokenRepository {

@@ -5,7 +5,7 @@
  */
 import { generateKeyPair } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Logger } from '../../src/app/context.js';
+import type { Logger } from '../../src/app/logger-port.js';
 import { rotorErrorOf } from '../support/errors.js';
 import { MemoryReplayCache } from '../../src/identity/replay-cache.js';
 import { parseTrustConfig } from '../../src/identity/trust-config.js';

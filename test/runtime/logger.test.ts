@@ -1,5 +1,12 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { createLogger, redactSecrets } from '../../src/runtime/logger.js';
+import { RotorError } from '../../src/domain/errors.js';
+import { loadConfig } from '../../src/runtime/config.js';
+import { createLogger, errorChain, redactSecrets } from '../../src/runtime/logger.js';
+import { createApp } from '../../src/runtime/server.js';
 
 const SECRET = 'rtr_pat_' + 'A'.repeat(43) + 'bcdef0';
 
@@ -32,5 +39,54 @@ describe('logger', () => {
     log.info('hidden');
     log.warn('shown', { n: 1 });
     expect(lines.map((l) => JSON.parse(l) as { level: string; msg: string })).toEqual([expect.objectContaining({ level: 'warn', msg: 'shown' })]);
+  });
+
+  it('errorChain lists an error and its causes, outermost first, with their codes', () => {
+    const driver = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+    const pool = new Error('pool: could not create a connection', { cause: driver });
+    const e = new RotorError('unavailable', 'database unavailable: the connection failed; retry shortly', { cause: pool });
+    expect(errorChain(e)).toEqual([
+      { name: 'RotorError', message: 'database unavailable: the connection failed; retry shortly', code: 'unavailable' },
+      { name: 'Error', message: 'pool: could not create a connection' },
+      { name: 'Error', message: 'connect ECONNREFUSED 127.0.0.1:5432', code: 'ECONNREFUSED' },
+    ]);
+    expect(errorChain(undefined)).toEqual([]);
+    expect(errorChain(new Error('x', { cause: 'a string' }))).toEqual([{ name: 'Error', message: 'x' }, { name: 'string', message: 'a string' }]);
+  });
+
+  it('errorChain stops on a cyclic chain', () => {
+    const a = new Error('a');
+    const b = new Error('b', { cause: a });
+    Object.defineProperty(a, 'cause', { value: b });
+    expect(errorChain(a).map((l) => l.message)).toEqual(['a', 'b']);
+  });
+});
+
+describe('the database-unavailable log line', () => {
+  it('shows the translated driver error chain', async () => {
+    const lines: string[] = [];
+    const config = loadConfig({ ROTOR_DATA_DIR: mkdtempSync(join(tmpdir(), 'rotor-logger-data-')), ROTOR_SECRET: randomBytes(32).toString('hex') });
+    const app = await createApp(config, createLogger('warn', (l) => void lines.push(l)));
+    try {
+      const driver = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+      const repo = app.store.guard({ read: () => Promise.reject(new Error('pool: could not create a connection', { cause: driver })) });
+      const failure = await repo.read().catch((e: unknown) => e);
+      expect(failure).toBeInstanceOf(RotorError);
+      expect(failure).toMatchObject({ code: 'unavailable', cause: { cause: driver } });
+      const logged = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'database unavailable');
+      expect(logged).toEqual([
+        expect.objectContaining({
+          level: 'warn',
+          reason: 'database unavailable: the connection failed; retry shortly',
+          cause: [
+            { name: 'Error', message: 'pool: could not create a connection' },
+            { name: 'Error', message: 'connect ECONNREFUSED 127.0.0.1:5432', code: 'ECONNREFUSED' },
+          ],
+          suppressed: 0,
+        }),
+      ]);
+    } finally {
+      await app.store.close();
+    }
   });
 });

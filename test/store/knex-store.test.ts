@@ -103,6 +103,18 @@ describe('driver failures become `unavailable`, other errors pass through', () =
     expect(mapped.code).toBe('unavailable');
     expect(mapped.message).toMatch(/^database unavailable: .+; retry shortly$/);
     expect(mapped.message).not.toContain('5432');
+    // The driver error stays reachable for the log, as the standard cause.
+    expect(mapped.cause).toBe(err);
+  });
+
+  it('a driver error wrapped in another error is found through its cause, and kept whole', () => {
+    const driver = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+    const wrapped = new Error('pool: could not create a connection', { cause: driver });
+    expect(unavailableReason(wrapped)).toBe('connection');
+    const mapped = asStoreError(wrapped) as RotorError;
+    expect(mapped.code).toBe('unavailable');
+    expect(mapped.cause).toBe(wrapped);
+    expect(mapped.cause).toMatchObject({ cause: driver });
   });
 
   it.each([

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Knex } from 'knex';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Logger } from '../../src/app/context.js';
+import type { Logger } from '../../src/app/logger-port.js';
 import { SigningKeyRing } from '../../src/app/signing-key-ring.js';
 import { createSigningKeySeal } from '../../src/domain/signing-key-seal.js';
 import { migrate, openDatabase } from '../../src/store/database.js';
