@@ -4,11 +4,11 @@ import type { SigningKeyRing } from './signing-key-ring.js';
 /** What the app needs to issue and check JWT access tokens. */
 export interface JwtSettings {
   /**
-   * RFC 8414 issuer (`iss`), without a trailing slash. Set once at start: from `ROTOR_ISSUER`,
-   * else from the HTTP port once it is bound.
+   * RFC 8414 issuer (`iss`), without a trailing slash: `ROTOR_ISSUER`, else derived from the HTTP
+   * port, which start-up binds before it builds the application (src/runtime/server.ts).
    */
-  issuer: string;
+  readonly issuer: string;
   /** Lifetime of a JWT access token (`ROTOR_JWT_ACCESS_TOKEN_TTL_SECONDS`). */
-  ttlSeconds: number;
-  keyRing: SigningKeyRing;
+  readonly ttlSeconds: number;
+  readonly keyRing: SigningKeyRing;
 }

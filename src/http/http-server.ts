@@ -1,7 +1,7 @@
 import { Code, ConnectError, createConnectRouter, createContextValues } from '@connectrpc/connect';
 import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from '@connectrpc/connect-node';
 import type { UniversalHandler } from '@connectrpc/connect/protocol';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import { callMetaKey } from '../api/call-meta.js';
@@ -15,23 +15,23 @@ import { oauthHandler, type HttpExtras } from './oauth-routes.js';
 const MAX_HTTP_MESSAGE_BYTES = 64 * 1024;
 
 /**
- * The HTTP port: connect-node serves Connect (JSON and binary), gRPC-Web and gRPC for the same
- * handlers as the gRPC port; every other path goes to the OAuth routes, /healthz and /metrics. This is
- * connect-node's `connectNodeAdapter` with each handler wrapped by the decode-error shim.
+ * The HTTP port's requests: connect-node serves Connect (JSON and binary) and gRPC-Web for the
+ * same handlers as the gRPC port; every other path goes to the OAuth routes, /healthz and
+ * /metrics. This is connect-node's `connectNodeAdapter` with each handler wrapped by the
+ * decode-error shim.
  */
-export function createHttpServer(
+export function httpRequestHandler(
   app: AppContext,
   services: MountedService[],
   ping: () => Promise<void>,
   tracker = new CallTracker(),
   extras: HttpExtras = {},
-  tls?: { cert: Buffer; key: Buffer },
-): Server {
+): RequestListener {
   const oauth = oauthHandler(app, ping, extras);
   const router = createConnectRouter({ readMaxBytes: MAX_HTTP_MESSAGE_BYTES, acceptCompression: [compressionGzip, compressionBrotli] });
   connectRoutes(services)(router);
   const paths = new Map<string, UniversalHandler>(router.handlers.map((h) => [h.requestPath, withDecodeErrorsAsInvalidArgument(h)]));
-  const handle = (req: IncomingMessage, res: ServerResponse) => {
+  return (req: IncomingMessage, res: ServerResponse) => {
     const handler = paths.get((req.url ?? '').split('?', 1)[0]!);
     if (!handler) {
       oauth(req, res);
@@ -47,12 +47,34 @@ export function createHttpServer(
         app.log.error('rpc handler failed', { rpc: `${handler.service.typeName}/${handler.method.name}` });
       });
   };
+}
+
+/** The HTTP port's server, and the one call that puts the application behind it. */
+export interface HttpPort {
+  server: Server;
+  /** Serves `handle` from now on; until then every request gets 503 `{"status":"starting"}`. */
+  serve(handle: RequestListener): void;
+}
+
+/**
+ * The HTTP port's server (HTTPS with TLS) with its timeouts, created before the application so
+ * that start-up can bind it first and derive the issuer from the port it got.
+ */
+export function createHttpServer(tls?: { cert: Buffer; key: Buffer }): HttpPort {
+  let handle: RequestListener = starting;
+  const dispatch: RequestListener = (req, res) => handle(req, res);
   // With TLS: HTTPS (HTTP/1.1); an https.Server is an http.Server for everything shutdown uses.
-  const server: Server = tls ? createHttpsServer({ cert: tls.cert, key: tls.key, handshakeTimeout: HANDSHAKE_TIMEOUT_MS }, handle) : createServer(handle);
+  const server: Server = tls ? createHttpsServer({ cert: tls.cert, key: tls.key, handshakeTimeout: HANDSHAKE_TIMEOUT_MS }, dispatch) : createServer(dispatch);
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
   cutsRawConnections(server);
-  return server;
+  return { server, serve: (h) => void (handle = h) };
+}
+
+/** The answer while start-up is still building the application behind a bound port. */
+function starting(_req: IncomingMessage, res: ServerResponse): void {
+  res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1', 'cache-control': 'no-store' });
+  res.end('{"status":"starting"}');
 }
 
 /** A TLS handshake must finish within this, like the request headers after it. */

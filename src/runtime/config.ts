@@ -1,5 +1,4 @@
-import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { GrpcConnectionLimits } from '../api/grpc-listener.js';
 import { DEFAULT_THRESHOLDS_SECONDS, normalizeThresholds, parseDurationSeconds } from '../domain/expiry.js';
@@ -9,8 +8,8 @@ import { DEFAULT_WATCH_STREAM_CAPS, type WatchStreamCaps } from '../domain/watch
 import { parseTrustConfig, TrustConfigError, type TrustConfig } from '../identity/trust-config.js';
 import { ConfigError } from './config-error.js';
 import { LOG_LEVELS, type LogLevel } from './logger.js';
-import { assessSecret, SECRET_ADVICE, SECRET_MIN_CHARS, type SecretStrength } from './secret-strength.js';
 import { openFileLimit } from './open-file-limit.js';
+import { requireSecretLength, type SecretSetting } from './server-secret.js';
 import { loadTlsConfig, type TlsConfig } from './tls-config.js';
 
 /** Everything the server reads from the environment, validated. */
@@ -32,15 +31,8 @@ export interface RotorConfig {
    * the cache at once. Off behind a transaction-pooling proxy, where LISTEN does not work.
    */
   databaseListen: boolean;
-  /** Where the server secret came from (the value itself is never logged). */
-  secretSource: 'env' | 'file';
-  /** Key bytes of the server secret: the UTF-8 bytes of the value as written (see loadSecret). */
-  secret: Uint8Array;
-  /**
-   * Set when the secret fails the strength rules (src/runtime/secret-strength.ts) but met the old
-   * ones: start-up refuses it on a database without tokens and warns on one with tokens.
-   */
-  weakSecret: WeakSecret | undefined;
+  /** The server secret's source; read (and secret.key created) at start-up by src/runtime/server-secret.ts. */
+  secret: SecretSetting;
   limits: PolicyLimits;
   logLevel: LogLevel;
   /** How long token rows may be served from the in-process cache (0 disables it). */
@@ -76,12 +68,6 @@ export interface ExpiryConfig {
   streamCaps: WatchStreamCaps;
 }
 
-/** A secret that fails the strength rules: which variable or file, and why (never the value). */
-export interface WeakSecret {
-  /** `ROTOR_SECRET`, or the path of secret.key with a note that ROTOR_SECRET is unset. */
-  name: string;
-  reason: string;
-}
 /** Highest value of a ROTOR_WATCH_MAX_STREAMS_* variable: far past what one process can hold (about 15 KB a stream). */
 const MAX_STREAM_CAP = 1_000_000;
 
@@ -131,47 +117,15 @@ function thresholds(env: Env): number[] {
 }
 
 /**
- * Reads the server secret: `ROTOR_SECRET`, else `<data dir>/secret.key`, generated once (32
- * random bytes as base64url, mode 0600) when it does not exist. Both must pass the strength rules
- * of src/runtime/secret-strength.ts. A value that fails them but has the 32 characters the rules
- * asked for before is not refused here: it may key a database that already holds tokens, which
- * only start-up can see, so it comes back as `weakSecret` (src/runtime/weak-secret-gate.ts).
- *
- * The key bytes are the UTF-8 bytes of the value as written, as they always were (not the bytes
- * the hex or base64 decodes to): changing that would break every token and sealed signing key of
- * every existing database, and the text encodes the same random bytes, so it keys the HMACs just
- * as well.
+ * Where the server secret comes from: `ROTOR_SECRET` (checked for length here), else
+ * `<data dir>/secret.key`, which start-up reads and creates when absent
+ * (src/runtime/server-secret.ts). Nothing is written while configuration is parsed.
  */
-function loadSecret(env: Env, dataDir: string): { secret: Uint8Array; source: 'env' | 'file'; weak: WeakSecret | undefined } {
-  const raw = env.ROTOR_SECRET;
-  if (raw !== undefined && raw !== '') {
-    if (raw.length < SECRET_MIN_CHARS) throw new ConfigError(`ROTOR_SECRET is too short; ${SECRET_ADVICE}`);
-    return { secret: new TextEncoder().encode(raw), source: 'env', weak: weakness(assessSecret(raw), 'ROTOR_SECRET') };
-  }
-  const file = join(dataDir, 'secret.key');
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  try {
-    writeFileSync(file, generateSecret() + '\n', { flag: 'wx', mode: 0o600 });
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new ConfigError(`cannot create ${file}: ${(e as Error).message}`);
-  }
-  chmodSync(file, 0o600);
-  const text = readFileSync(file, 'utf8').trim();
-  const name = `${file} (the server secret, read when ROTOR_SECRET is unset)`;
-  if (text.length < SECRET_MIN_CHARS) throw new ConfigError(`${name} is too short; delete it to generate a new one, or ${SECRET_ADVICE}`);
-  return { secret: new TextEncoder().encode(text), source: 'file', weak: weakness(assessSecret(text), name) };
-}
-
-/** 32 random bytes as base64url (the format secret.key always had), drawn again in the unlikely case they fail the rules. */
-function generateSecret(): string {
-  for (;;) {
-    const value = randomBytes(32).toString('base64url');
-    if (assessSecret(value).strong) return value;
-  }
-}
-
-function weakness(verdict: SecretStrength, name: string): WeakSecret | undefined {
-  return verdict.strong ? undefined : { name, reason: verdict.reason };
+function secretSetting(env: Env, dataDir: string): SecretSetting {
+  const value = env.ROTOR_SECRET;
+  if (value === undefined || value === '') return { from: 'file', path: join(dataDir, 'secret.key') };
+  requireSecretLength(value, 'ROTOR_SECRET');
+  return { from: 'env', value };
 }
 
 /** Reads and validates the JSON file named by ROTOR_TRUST_CONFIG (docs/workload-identity.md). */
@@ -277,13 +231,13 @@ export function loadConfig(env: Env = process.env): RotorConfig {
     intervalMs: wholeNumber(env, 'ROTOR_RETENTION_INTERVAL_MS', 3_600_000, 86_400_000),
   };
   const trust = loadTrustConfig(env, maxLifetimeSeconds);
-  const { secret, source, weak } = loadSecret(env, dataDir);
+  const secret = secretSetting(env, dataDir);
   const jwt = loadJwtConfig(env);
   const metrics = env.ROTOR_METRICS || 'on';
   if (metrics !== 'on' && metrics !== 'token' && metrics !== 'off') throw new ConfigError(`ROTOR_METRICS must be on, token or off, got "${metrics}"`);
   const tls = loadTlsConfig(env);
   const grpcConnections = loadGrpcConnectionLimits(env, openFileLimit());
-  return { grpcConnections, tls, metrics, host, grpcPort, httpPort, dataDir, databaseUrl, databasePoolMax, databaseStatementTimeoutMs, databaseListen, secret, secretSource: source, weakSecret: weak, limits, logLevel, tokenCacheTtlMs, jwt, trust, expiry, retention };
+  return { grpcConnections, tls, metrics, host, grpcPort, httpPort, dataDir, databaseUrl, databasePoolMax, databaseStatementTimeoutMs, databaseListen, secret, limits, logLevel, tokenCacheTtlMs, jwt, trust, expiry, retention };
 }
 
 /** Settings of signed JWT access tokens (RFC 9068) and their signing keys. */

@@ -1,6 +1,6 @@
 import type { Logger } from '../app/logger-port.js';
 import { ConfigError } from './config-error.js';
-import type { WeakSecret } from './config.js';
+import type { WeakSecret } from './server-secret.js';
 import { SECRET_ADVICE } from './secret-strength.js';
 
 /** What the gate asks of the store. */

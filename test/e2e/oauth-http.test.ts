@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import * as oauth from 'oauth4webapi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TokenService } from '../../src/gen/rotor/v1/token_service_pb.js';
@@ -56,7 +57,7 @@ describe.each(ENGINES)('OAuth HTTP endpoints with oauth4webapi as the client on 
 
   it('returns the same successor for a retry with the same idempotency key', async () => {
     const { secret } = await newToken();
-    const key = 'retry-key-0123456789abcdef';
+    const key = randomBytes(24).toString('base64url');
     const first = await exchange({ subject_token: secret, subject_token_type: ACCESS_TOKEN, idempotency_key: key });
     const again = await exchange({ subject_token: secret, subject_token_type: ACCESS_TOKEN, idempotency_key: key });
     issuedSecrets.add(first.access_token);

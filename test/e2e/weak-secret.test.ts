@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createSigningKeySeal } from '../../src/domain/signing-key-seal.js';
+import { loadServerSecret } from '../../src/runtime/server-secret.js';
 import { loadConfig } from '../../src/runtime/config.js';
 import { migrate, openDatabase } from '../../src/store/database.js';
 import { describeOnPostgres, scratchDatabase, type ScratchDatabase } from '../support/engines.js';
@@ -157,9 +158,9 @@ describe('a data directory made under a weak secret by the previous code (test/f
     const { knex } = openDatabase({ url: `sqlite://${join(dir, 'rotor.db')}` });
     try {
       const rows = (await knex('signing_keys').select('kid', 'private_key_sealed').orderBy('slot')) as { kid: string; private_key_sealed: string }[];
-      const config = loadConfig({ ROTOR_DATA_DIR: dir, ROTOR_SECRET: WEAK });
-      expect(config.weakSecret).toBeDefined();
-      expect(JSON.parse(createSigningKeySeal(config.secret).open(rows[0]!.kid, rows[0]!.private_key_sealed))).toMatchObject({ kty: expect.any(String), d: expect.any(String) });
+      const secret = loadServerSecret(loadConfig({ ROTOR_DATA_DIR: dir, ROTOR_SECRET: WEAK }).secret);
+      expect(secret.weak).toBeDefined();
+      expect(JSON.parse(createSigningKeySeal(secret.bytes).open(rows[0]!.kid, rows[0]!.private_key_sealed))).toMatchObject({ kty: expect.any(String), d: expect.any(String) });
     } finally {
       await knex.destroy();
     }

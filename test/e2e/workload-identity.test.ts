@@ -8,6 +8,7 @@
  * The issuers start once per file; Rotor runs on every engine (test/support/engines.ts) against
  * them, one engine after the other (each server has its own JWKS cache and jti replay table).
  */
+import { randomBytes } from 'node:crypto';
 import { generateKeyPair } from 'jose';
 import { Code } from '@connectrpc/connect';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -405,7 +406,7 @@ describe('workload identity over /oauth/token and gRPC', () => {
       it('refuses an actor_token or an idempotency_key with a jwt subject', async () => {
         const actor = await post({ subject_token: await ci.sign(now()), subject_token_type: JWT_TYPE, actor_token: await ci.sign(now()), actor_token_type: JWT_TYPE });
         expect([actor.status, actor.body.error_description]).toEqual([400, 'actor_token is not accepted with a jwt subject_token']);
-        const key = await post({ subject_token: await ci.sign(now()), subject_token_type: JWT_TYPE, idempotency_key: 'k'.repeat(20) });
+        const key = await post({ subject_token: await ci.sign(now()), subject_token_type: JWT_TYPE, idempotency_key: randomBytes(24).toString('base64url') });
         expect([key.status, key.body.error_description]).toEqual([400, 'idempotency_key applies to rotation only; a federation JWT is used once']);
       });
     });

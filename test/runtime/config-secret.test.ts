@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/runtime/config.js';
 import { createLogger } from '../../src/runtime/logger.js';
+import { loadServerSecret } from '../../src/runtime/server-secret.js';
 import { admitWeakSecret } from '../../src/runtime/weak-secret-gate.js';
 
 const freshDir = () => mkdtempSync(join(tmpdir(), 'rotor-secret-'));
@@ -16,16 +17,16 @@ describe('ROTOR_SECRET and secret.key (README: Configuration)', () => {
     ['base64', randomBytes(32).toString('base64')],
     ['base64url', randomBytes(32).toString('base64url')],
   ])('a strong %s value is accepted, and its key bytes are the UTF-8 of the value as written, as before', (_name, value) => {
-    const c = loadConfig({ ROTOR_DATA_DIR: freshDir(), ROTOR_SECRET: value });
-    expect(c.weakSecret).toBeUndefined();
-    expect(c.secretSource).toBe('env');
-    expect(c.secret).toEqual(utf8(value));
+    const c = loadServerSecret(loadConfig({ ROTOR_DATA_DIR: freshDir(), ROTOR_SECRET: value }).secret);
+    expect(c.weak).toBeUndefined();
+    expect(c.source).toBe('env');
+    expect(c.bytes).toEqual(utf8(value));
   });
 
   it('a weak value of 32 characters or more (the old rule) is kept for start-up to decide, with the same key bytes', () => {
-    const c = loadConfig({ ROTOR_DATA_DIR: freshDir(), ROTOR_SECRET: 'a'.repeat(32) });
-    expect(c.weakSecret).toEqual({ name: 'ROTOR_SECRET', reason: 'it decodes (as hex) to 16 bytes, fewer than 32' });
-    expect(c.secret).toEqual(utf8('a'.repeat(32)));
+    const c = loadServerSecret(loadConfig({ ROTOR_DATA_DIR: freshDir(), ROTOR_SECRET: 'a'.repeat(32) }).secret);
+    expect(c.weak).toEqual({ name: 'ROTOR_SECRET', reason: 'it decodes (as hex) to 16 bytes, fewer than 32' });
+    expect(c.bytes).toEqual(utf8('a'.repeat(32)));
   });
 
   it('a value shorter than 32 characters is refused outright, naming ROTOR_SECRET and how to make one, never quoting it', () => {
@@ -35,34 +36,38 @@ describe('ROTOR_SECRET and secret.key (README: Configuration)', () => {
     expect(load).not.toThrow(value);
   });
 
-  it('without ROTOR_SECRET, secret.key is generated once: 32 random bytes as base64url, mode 0600, strong; later loads read the same bytes', () => {
-    const dir = freshDir();
-    const first = loadConfig({ ROTOR_DATA_DIR: dir });
+  it('without ROTOR_SECRET, configuration only names secret.key; start-up generates it once: 32 random bytes as base64url, mode 0600, strong; later loads read the same bytes', () => {
+    const dir = join(freshDir(), 'data');
     const file = join(dir, 'secret.key');
+    const config = loadConfig({ ROTOR_DATA_DIR: dir });
+    expect(config.secret).toEqual({ from: 'file', path: file });
+    expect(existsSync(dir)).toBe(false); // parsing writes nothing
+    const first = loadServerSecret(config.secret);
     const text = readFileSync(file, 'utf8');
     expect(text).toMatch(/^[A-Za-z0-9_-]{43}\n$/);
     expect(statSync(file).mode & 0o777).toBe(0o600);
-    expect(first).toMatchObject({ secretSource: 'file', weakSecret: undefined });
-    expect(first.secret).toEqual(utf8(text.trim()));
-    expect(loadConfig({ ROTOR_DATA_DIR: dir }).secret).toEqual(first.secret);
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+    expect(first).toMatchObject({ source: 'file', weak: undefined });
+    expect(first.bytes).toEqual(utf8(text.trim()));
+    expect(loadServerSecret(loadConfig({ ROTOR_DATA_DIR: dir }).secret).bytes).toEqual(first.bytes);
   });
 
   it('secret.key provided by the operator follows the same rules: hex is read as written, a weak one is named by its path, a short one is refused', () => {
     const hexDir = freshDir();
     const hex = randomBytes(32).toString('hex');
     writeFileSync(join(hexDir, 'secret.key'), `${hex}\n`);
-    expect(loadConfig({ ROTOR_DATA_DIR: hexDir })).toMatchObject({ secret: utf8(hex), weakSecret: undefined });
+    expect(loadServerSecret(loadConfig({ ROTOR_DATA_DIR: hexDir }).secret)).toMatchObject({ bytes: utf8(hex), weak: undefined });
 
     const weakDir = freshDir();
     writeFileSync(join(weakDir, 'secret.key'), 'x'.repeat(40));
-    expect(loadConfig({ ROTOR_DATA_DIR: weakDir }).weakSecret).toEqual({
+    expect(loadServerSecret(loadConfig({ ROTOR_DATA_DIR: weakDir }).secret).weak).toEqual({
       name: `${join(weakDir, 'secret.key')} (the server secret, read when ROTOR_SECRET is unset)`,
       reason: 'it decodes (as base64) to 30 bytes, fewer than 32',
     });
 
     const shortDir = freshDir();
     writeFileSync(join(shortDir, 'secret.key'), 'x'.repeat(31));
-    expect(() => loadConfig({ ROTOR_DATA_DIR: shortDir })).toThrow(/secret\.key \(the server secret, read when ROTOR_SECRET is unset\) is too short; delete it to generate a new one, or use at least 32 random bytes as hex or base64/);
+    expect(() => loadServerSecret(loadConfig({ ROTOR_DATA_DIR: shortDir }).secret)).toThrow(/secret\.key \(the server secret, read when ROTOR_SECRET is unset\) is too short; delete it to generate a new one, or use at least 32 random bytes as hex or base64/);
   });
 });
 

@@ -6,6 +6,7 @@ import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { bootstrapAdmin } from '../../src/app/bootstrap.js';
 import { createSigningKeySeal } from '../../src/domain/signing-key-seal.js';
 import { loadConfig, type RotorConfig } from '../../src/runtime/config.js';
+import { loadServerSecret } from '../../src/runtime/server-secret.js';
 import { createLogger } from '../../src/runtime/logger.js';
 import { startRotor, type RunningRotor } from '../../src/runtime/server.js';
 import { scratchDatabase, type Engine, type ScratchDatabase } from './engines.js';
@@ -96,7 +97,7 @@ export async function startTestServer(env: Record<string, string> = {}, options:
       // database, then fails the stop (the key check would be incomplete).
       let keysUnread: unknown;
       try {
-        for (const d of await privateKeyMaterial(rotor, config.secret)) issuedSecrets.add(d);
+        for (const d of await privateKeyMaterial(rotor, loadServerSecret(config.secret).bytes)) issuedSecrets.add(d);
       } catch (e) {
         keysUnread = e;
       }

@@ -1,0 +1,101 @@
+import { randomBytes } from 'node:crypto';
+import type { AppContext } from '../app/context.js';
+import type { JwtSettings } from '../app/jwt-settings.js';
+import type { Logger } from '../app/logger-port.js';
+import { SigningKeyRing } from '../app/signing-key-ring.js';
+import type { RotorError } from '../domain/errors.js';
+import { createSigningKeySeal } from '../domain/signing-key-seal.js';
+import { createTokenKeys } from '../domain/token-keys.js';
+import { WorkloadVerifier } from '../identity/workload-verifier.js';
+import { KnexReplayCache } from '../store/jti-repository.js';
+import { openStore, type KnexStore } from '../store/knex-store.js';
+import { KnexSigningKeyRepository } from '../store/signing-key-repository.js';
+import type { RotorConfig } from './config.js';
+import { errorChain } from './logger.js';
+import { loadServerSecret, type ServerSecret } from './server-secret.js';
+import { admitWeakSecret } from './weak-secret-gate.js';
+
+/** The application context on a knex store, and what start-up learnt of the server secret. */
+export type RotorApp = AppContext & { store: KnexStore; secret: Pick<ServerSecret, 'source' | 'weak'> };
+
+/** What `createApp` takes besides configuration. */
+export interface AppOptions {
+  now?: () => number;
+  /**
+   * `iss` of JWT access tokens and base of the RFC 8414 metadata: `ROTOR_ISSUER`, else what the
+   * caller derived from the bound HTTP port (`startRotor`); by default from the configured port.
+   */
+  issuer?: string;
+}
+
+/**
+ * Builds the application context (storage, keys, clock, randomness) from configuration: reads
+ * the server secret (creating secret.key when it is absent), opens and migrates the database, and
+ * refuses a weak server secret on a database that holds no tokens (src/runtime/weak-secret-gate.ts).
+ */
+export async function createApp(config: RotorConfig, log: Logger, options: AppOptions = {}): Promise<RotorApp> {
+  const secret = loadServerSecret(config.secret);
+  const store = await openStore(
+    {
+      url: config.databaseUrl,
+      poolMax: config.databasePoolMax,
+      statementTimeoutMs: config.databaseStatementTimeoutMs,
+      onDriverWarning: (message) => log.warn('database driver warning', { message }),
+    },
+    { ttlMs: config.tokenCacheTtlMs, maxEntries: 10_000 },
+  );
+  store.onUnavailable = unavailableLogger(log);
+  if (secret.weak !== undefined) {
+    try {
+      await admitWeakSecret(store, secret.weak, log);
+    } catch (e) {
+      await store.close();
+      throw e;
+    }
+  }
+  const now = options.now ?? Date.now;
+  const random = (n: number) => new Uint8Array(randomBytes(n));
+  const issuer = options.issuer ?? config.jwt.issuer ?? defaultIssuer(config.host, config.httpPort, config.tls !== undefined);
+  return {
+    store,
+    secret: { source: secret.source, weak: secret.weak },
+    keys: createTokenKeys(secret.bytes),
+    limits: config.limits,
+    now,
+    random,
+    log,
+    jwt: createJwtSettings(config, store, secret.bytes, issuer, random, log),
+    identity: config.trust === undefined ? undefined : new WorkloadVerifier(config.trust, store.guard(new KnexReplayCache(store.knex)), now, log),
+  };
+}
+
+/** JWT access token settings: issuer, lifetime and the signing key ring (keys sealed under the server secret). */
+function createJwtSettings(config: RotorConfig, store: KnexStore, secret: Uint8Array, issuer: string, random: (n: number) => Uint8Array, log: Logger): JwtSettings {
+  const schedule = { rotationMs: config.jwt.keyRotationSeconds * 1000, ttlMs: config.jwt.accessTokenTtlSeconds * 1000 };
+  const keyRing = new SigningKeyRing(store.guard(new KnexSigningKeyRepository(store.knex)), createSigningKeySeal(secret), schedule, config.jwt.signingAlg, random, log);
+  return { issuer, ttlSeconds: config.jwt.accessTokenTtlSeconds, keyRing };
+}
+
+/** `http(s)://<host>:<port>`, the issuer when `ROTOR_ISSUER` is unset. */
+export function defaultIssuer(host: string, port: number, tls: boolean): string {
+  return `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+/**
+ * Logs database unavailability at most once a second (calls fail with UNAVAILABLE / 503 on their
+ * own; the log says why: the driver's error chain, whose messages name no secret).
+ */
+function unavailableLogger(log: Logger): (e: RotorError) => void {
+  let last = 0;
+  let suppressed = 0;
+  return (e) => {
+    const now = Date.now();
+    if (now - last < 1000) {
+      suppressed++;
+      return;
+    }
+    log.warn('database unavailable', { reason: e.message, cause: errorChain(e.cause), suppressed });
+    last = now;
+    suppressed = 0;
+  };
+}
