@@ -1,5 +1,6 @@
 /**
- * `npm run bench` (issue acceptance 8, STYLE.md habit 10): IntrospectToken and RotateToken
+ * `npm run bench` (targets in bench/README.md; why ratios, not figures: CONTRIBUTING.md,
+ * Benchmarks): IntrospectToken and RotateToken
  * throughput and p50/p99 latency against baselines measured in the same run:
  *   - introspection against the no-op RPC rotor.v1.HealthService/Check on the same gRPC port;
  *   - rotation against a bare knex transaction running the same statements on the same engine.
@@ -193,7 +194,7 @@ async function main(): Promise<void> {
   process.stdout.write(JSON.stringify(result, null, 2) + '\n');
 }
 
-/** The WatchExpiry fan-out scenario (issue 4 acceptance 5), on SQLite: each stream count on a fresh server. */
+/** The WatchExpiry fan-out scenario (10,000 streams under 300 MB RSS, bench/README.md), on SQLite: each stream count on a fresh server. */
 async function fanoutScenario(): Promise<Record<string, unknown>> {
   const work = mkdtempSync(join(tmpdir(), 'rotor-bench-fanout-'));
   try {

@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 
 /**
- * Workload identity (issue 3). A token's workload binding lives in its policy (the `policy` JSON
+ * Workload identity (docs/workload-identity.md). A token's workload binding lives in its policy (the `policy` JSON
  * column, inherited by successors), so the tokens table is unchanged. This adds:
  * - `token_events.act`: the verified workload (`{"iss","sub"}` JSON) that proved a rotation or
  *   obtained a token by federation; never the JWT itself;

@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 
 /**
- * Issue 4: the expiry scheduler's events in the log. `unique_key` makes each scheduled event
+ * WatchExpiry (docs/watch-expiry.md): the expiry scheduler's events in the log. `unique_key` makes each scheduled event
  * exist at most once ("expiring_soon:<token>:<threshold seconds>", "expired:<token>"), whichever
  * process or restart inserts it; ordinary events leave it NULL (NULLs never collide on SQLite or
  * PostgreSQL). `threshold_seconds` is the threshold an EXPIRING_SOON event reports. The scheduler

@@ -269,9 +269,10 @@ const KEEPALIVE_TIMEOUT_MS = 20_000;
 /**
  * Mounts Connect service implementations on a @grpc/grpc-js server, so the same handlers serve
  * the gRPC port (the hot path: plain grpc-js is several times faster than connect-node's gRPC
- * handler, DESIGN.md Interfaces). Unary and server-streaming methods; `tracker` counts unary calls
- * in flight for shutdown. `limits` sets the per-connection limits grpc-js applies itself (idle
- * timeout, maximum age and its grace, concurrent streams); listenGrpc applies the others.
+ * handler; docs/design.md, "Two ports, one set of handlers"). Unary and server-streaming
+ * methods; `tracker` counts unary calls in flight for shutdown. `limits` sets the per-connection
+ * limits grpc-js applies itself (idle timeout, maximum age and its grace, concurrent streams);
+ * listenGrpc applies the others.
  */
 export function createGrpcServer(
   services: MountedService[],

@@ -21,7 +21,7 @@ export function bearerToken(authorization: string | undefined): string | undefin
 }
 
 /**
- * Looks a presented secret up by its keyed digest (DESIGN.md rule 1): parse and checksum first,
+ * Looks a presented secret up by its keyed digest (docs/rotation.md rule 1): parse and checksum first,
  * so garbage never reaches the database. Undefined for a well-formed but unknown secret.
  */
 export async function findBySecret(app: AppContext, secret: string): Promise<TokenRecord | undefined> {
@@ -30,8 +30,8 @@ export async function findBySecret(app: AppContext, secret: string): Promise<Tok
 }
 
 /**
- * The successor a rotated token's usability depends on (DESIGN.md: at most one predecessor inside
- * its overlap window). Loaded only for rotated tokens, which are rare on the hot path.
+ * The successor a rotated token's usability depends on (docs/design.md, Domain: at most one
+ * predecessor inside its overlap window). Loaded only for rotated tokens, which are rare on the hot path.
  */
 export async function successorForUse(tokens: Pick<TokenRepository, 'findById'>, token: TokenRecord): Promise<TokenRecord | undefined> {
   if (token.revokeReason !== 'rotated' || token.successorId === null) return undefined;
@@ -48,7 +48,7 @@ export interface UsableToken {
 }
 
 /**
- * Finds a presented secret's token and requires it usable (DESIGN.md rules 1-2): unknown is
+ * Finds a presented secret's token and requires it usable (docs/rotation.md rules 1-2): unknown is
  * `invalid_token`, expired or revoked (outside an overlap window) assertUsable's codes.
  */
 export async function usableBySecret(app: AppContext, secret: string): Promise<UsableToken> {

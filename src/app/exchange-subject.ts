@@ -8,7 +8,7 @@ import { rotate } from './rotation-service.js';
 /**
  * The subject half of RFC 8693 token exchange: what the `subject_token` yields, before the output
  * format (`requested_token_type`) is chosen.
- * - `access_token`: a Rotor token → its rotation (DESIGN.md rules 1-7; a bound token needs the
+ * - `access_token`: a Rotor token → its rotation (docs/rotation.md rules 1-7; a bound token needs the
  *   `actor_token` of rule 4);
  * - `jwt`: a workload JWT from a trusted issuer → federation to a service account.
  */

@@ -20,10 +20,11 @@ export function federationConfigured(app: AppContext): app is AppContext & { ide
 }
 
 /**
- * Workload federation (DESIGN.md, Token exchange): a JWT from a trusted issuer that matches a
- * federation rule yields a fresh short-lived `service_account` token owned by the rule's service
- * account. The JWT is verified (and its `jti` spent) before the domain decides; the event log
- * records the workload's `iss`/`sub` as `act`, never the JWT.
+ * Workload federation (docs/design.md, "Token exchange, federation and JWT access tokens"): a
+ * JWT from a trusted issuer that matches a federation rule yields a fresh short-lived
+ * `service_account` token owned by the rule's service account. The JWT is verified (and its
+ * `jti` spent) before the domain decides; the event log records the workload's `iss`/`sub` as
+ * `act`, never the JWT.
  */
 export async function federate(app: AppContext, req: ExchangeRequest, peer: string | null): Promise<MintedToken> {
   if (!federationConfigured(app)) {

@@ -43,7 +43,7 @@ async function mintAccessToken(app: AppContext, identity: AccessTokenIdentity): 
  * RFC 8693 exchange of a usable Rotor access token for a JWT access token. The subject is not
  * rotated; it needs no particular scope (the JWT is narrower and shorter-lived than the token
  * itself). A token with a workload binding may send its workload's JWT as `actor_token`: verified
- * and matched like a rotation's proof (DESIGN.md rule 4), it puts the workload's `iss`/`sub` in
+ * and matched like a rotation's proof (docs/rotation.md rule 4), it puts the workload's `iss`/`sub` in
  * the JWT's `act` claim (RFC 8693 §4.1). A token without a binding refuses an `actor_token`.
  */
 export async function issueJwtForRotorToken(

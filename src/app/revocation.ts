@@ -18,7 +18,7 @@ export async function revokeToken(app: AppContext, caller: Caller, id: string): 
 
 /**
  * Revokes an active token. A rotated token stays rotated (so presenting it again is still
- * reuse, DESIGN.md rule 3); if it still authenticates inside its overlap window, the window ends
+ * reuse, docs/rotation.md rule 3); if it still authenticates inside its overlap window, the window ends
  * now. Already revoked or expired tokens are left as they are.
  */
 async function revokeRecord(app: AppContext, who: Who, token: TokenRecord): Promise<TokenRecord> {

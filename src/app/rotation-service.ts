@@ -54,7 +54,7 @@ const REUSE_MESSAGES = {
 } as const;
 
 /**
- * Rotates a token under DESIGN.md rules 1-7.
+ * Rotates a token under docs/rotation.md rules 1-7.
  *
  * Fast path: the current row is read outside any transaction (possibly from the cache), and when
  * the decision is an ordinary rotation the successor is minted before the transaction opens, so
@@ -282,7 +282,7 @@ async function commitRotation(
 }
 
 /**
- * DESIGN.md rule 3, idempotent retry: re-derive the successor secret from (seed, key) and check
+ * docs/rotation.md rule 3, idempotent retry: re-derive the successor secret from (seed, key) and check
  * it against the stored digest, so the same successor is returned without storing plaintext.
  */
 function replay(app: AppContext, current: TokenRecord, successor: TokenRecord, seed: string, key: string): MintedToken {

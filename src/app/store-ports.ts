@@ -3,7 +3,7 @@ import type { WatchSelection } from '../domain/expiry.js';
 import type { NewTokenEvent, TokenEvent, TokenEventType, WatchedEvent } from '../domain/token-event.js';
 import type { TokenKind } from '../domain/token-kind.js';
 
-/** The writes of one rotation (DESIGN.md rule 6), for `Store.commitRotation`. */
+/** The writes of one rotation (docs/rotation.md rule 6), for `Store.commitRotation`. */
 export interface RotationCommit {
   currentId: string;
   successor: TokenRecord;
@@ -36,7 +36,7 @@ export interface TokenRepository {
   findFamilyRoot(familyId: string): Promise<TokenRecord | undefined>;
   insert(token: TokenRecord): Promise<void>;
   /**
-   * Compare-and-set of DESIGN.md rule 6: marks `id` rotated only while it is neither revoked nor
+   * Compare-and-set of docs/rotation.md rule 6: marks `id` rotated only while it is neither revoked nor
    * expired at `now`. False when another transaction got there first (or the token expired).
    */
   markRotated(id: string, successorId: string, rotationKeyDigest: string | null, now: number): Promise<boolean>;

@@ -36,7 +36,7 @@ export interface WatchCredential {
 
 /**
  * Whether a credential authenticates now, read fresh (not from the token cache): `until` is the
- * instant it stops (DESIGN.md rules 2 and 7, `usableUntil`), `problem` why it no longer does.
+ * instant it stops (docs/rotation.md rules 2 and 7, `usableUntil`), `problem` why it no longer does.
  */
 export type CredentialCheck = (tokenId: string) => Promise<{ until: number; problem?: string }>;
 

@@ -7,7 +7,7 @@ import type { AppContext } from './context.js';
 export type ActorProof = { claims: WorkloadClaims; rejection?: undefined } | { claims?: undefined; rejection: RotorError };
 
 /**
- * DESIGN.md rule 4, the I/O half: verifies an RFC 8693 `actor_token` before the rotation
+ * docs/rotation.md rule 4, the I/O half: verifies an RFC 8693 `actor_token` before the rotation
  * decision, so the domain decides on verified claims only. Undefined when none was sent. A
  * malformed request (type missing or wrong) throws at once; a JWT that fails verification, or an
  * issuer whose keys are unavailable, is returned as a rejection, which the domain raises at rule

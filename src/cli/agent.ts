@@ -44,7 +44,7 @@ export interface AgentOptions {
 class Stopped extends Error {}
 
 /**
- * `rotor agent`: keeps the token in a file fresh (issue 4). A loop of: finish any pending
+ * `rotor agent`: keeps the token in a file fresh (docs/agent.md). A loop of: finish any pending
  * rotation; look the token up; wait until the lifetime fraction passes or WatchExpiry says
  * EXPIRING_SOON (or that the token or family is gone); persist a pending rotation with a fresh
  * idempotency key; rotate, retrying with the SAME key while the server is unreachable; write the

@@ -35,7 +35,8 @@ export interface ResumableWatchOptions {
 
 /**
  * WatchExpiry that survives transient failures: it reconnects with backoff and `after_sequence`
- * set to the newest sequence seen, so the server replays exactly the missed events (issue 4).
+ * set to the newest sequence seen, so the server replays exactly the missed events
+ * (docs/watch-expiry.md, Resume).
  * A snapshot is asked for on the first call, and on reconnects only while no sequence is known;
  * after that the replay covers every change. A call silent for `idleTimeoutMs` is cut and
  * resumed the same way. Final errors (UNAUTHENTICATED, PERMISSION_DENIED, UNIMPLEMENTED, …) are

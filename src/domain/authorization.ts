@@ -6,8 +6,8 @@ import type { TokenRecord } from './token.js';
 import { sameBinding } from './workload-binding.js';
 
 /**
- * Who may do what to which token (issue 2: admins manage every token, owners the tokens of their
- * own owner id). One rule set, used by every use case:
+ * Who may do what to which token (docs/rotation.md, "Who may do what": admins manage every token,
+ * owners the tokens of their own owner id). One rule set, used by every use case:
  * - viewing metadata (Get, List): `rotor:admin`, or the same owner id;
  * - managing (rotate by id, revoke, revoke family): `rotor:admin`, or the same owner id AND every
  *   scope of the target held by the caller, so a narrow token cannot take over or shut out a
@@ -19,7 +19,7 @@ import { sameBinding } from './workload-binding.js';
 export type Principal = Pick<TokenRecord, 'id' | 'ownerId' | 'scopes' | 'audiences' | 'expiresAt' | 'policy' | 'revokedAt'>;
 
 /**
- * A superseded token that still authenticates inside its overlap window (DESIGN.md rule 7) makes
+ * A superseded token that still authenticates inside its overlap window (docs/rotation.md rule 7) makes
  * ordinary calls only: it can never be rotated again, so it may not mint (create, rotate by id)
  * or manage tokens either.
  */
@@ -62,7 +62,7 @@ export function requireView(caller: Principal, target: Pick<TokenRecord, 'ownerI
 }
 
 /**
- * May watch the events of tokens of `target`'s owner (WatchExpiry, issue 4): as for reading
+ * May watch the events of tokens of `target`'s owner (WatchExpiry, docs/watch-expiry.md): as for reading
  * metadata, `rotor:admin` or the same owner id (so always the caller's own token). Events carry
  * ids, times and states, never a secret, so watching needs no manage rights.
  */

@@ -30,7 +30,7 @@ export type RotorErrorCode =
   | 'unsupported_token_type'
   /** A workload JWT (actor or subject) failed verification: signature, alg, iss, aud, times, typ, replay. */
   | 'invalid_workload_token'
-  /** A token with a workload binding was rotated without an actor JWT (DESIGN.md rule 4). */
+  /** A token with a workload binding was rotated without an actor JWT (docs/rotation.md rule 4). */
   | 'workload_proof_required'
   /** A verified workload JWT does not match the binding or any federation rule. */
   | 'workload_mismatch'

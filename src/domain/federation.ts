@@ -2,9 +2,10 @@ import { RotorError } from './errors.js';
 import { mismatchOf, type WorkloadClaims } from './workload-binding.js';
 
 /**
- * A federation rule (DESIGN.md, Token exchange): a workload JWT from `issuer` whose `sub`
- * matches `subject`, whose `aud` contains `audience` and whose claims hold `claims` may obtain
- * a short-lived token for `serviceAccount`, never wider than `scopes` and `maxLifetimeSeconds`.
+ * A federation rule (docs/design.md, "Token exchange, federation and JWT access tokens"): a
+ * workload JWT from `issuer` whose `sub` matches `subject`, whose `aud` contains
+ * `audience` and whose claims hold `claims` may obtain a short-lived token for `serviceAccount`,
+ * never wider than `scopes` and `maxLifetimeSeconds`.
  */
 export interface FederationRule {
   issuer: string;

@@ -47,7 +47,7 @@ export function mintToken(spec: NewTokenSpec, now: number, random: RandomSource,
 }
 
 /**
- * Mints the successor of `current` (DESIGN.md rule 5: kind, owner, name, policy and, unless
+ * Mints the successor of `current` (docs/rotation.md rule 5: kind, owner, name, policy and, unless
  * narrowed, audiences are inherited). `secretBytes` is a CSPRNG, or the deterministic stream of an
  * idempotent rotation.
  */

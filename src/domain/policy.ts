@@ -1,7 +1,7 @@
 import { RotorError } from './errors.js';
 import { validateBinding, type WorkloadBinding } from './workload-binding.js';
 
-/** Per-token rotation policy, fully resolved (DESIGN.md, Domain). Values in seconds. */
+/** Per-token rotation policy, fully resolved (docs/design.md, Domain). Values in seconds. */
 export interface TokenPolicy {
   maxLifetimeSeconds: number;
   /** Lifetime of a successor when a rotation names none; 0 means "the predecessor's lifetime". */
@@ -20,11 +20,11 @@ export type PolicyRequest = Partial<TokenPolicy>;
 
 /** Server-wide limits and defaults, from configuration. */
 export interface PolicyLimits {
-  /** Upper bound for every token's lifetime (issue 2: default 365 days). */
+  /** Upper bound for every token's lifetime (`ROTOR_MAX_LIFETIME_SECONDS`, default 365 days). */
   maxLifetimeSeconds: number;
   defaultOverlapSeconds: number;
   defaultReuseGraceSeconds: number;
-  /** How long an idempotent retry returns the same successor (DESIGN.md rule 3; default 10 min). */
+  /** How long an idempotent retry returns the same successor (docs/rotation.md rule 3; default 10 min). */
   retryWindowSeconds: number;
   /** Upper bound on a token's reuse grace, so a leaked predecessor cannot linger. */
   maxReuseGraceSeconds: number;
@@ -72,8 +72,8 @@ export function lifetimeCapMs(policy: TokenPolicy, limits: PolicyLimits): number
 }
 
 /**
- * Checks a requested expiry (DESIGN.md: expires_at required, capped by the max lifetime). The
- * effective cap is the smaller of the token's policy and the server's current limit.
+ * Checks a requested expiry (docs/design.md, Domain: expires_at required, capped by the max
+ * lifetime). The effective cap is the smaller of the token's policy and the server's current limit.
  */
 export function checkExpiry(expiresAt: number, now: number, policy: TokenPolicy, limits: PolicyLimits): number {
   if (!Number.isFinite(expiresAt) || expiresAt <= now) {

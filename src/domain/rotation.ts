@@ -86,7 +86,7 @@ export const RETRY_RACE_WINDOW_MS = 3000;
 export const MAX_RACING_RETRY_KEYS = 64;
 
 /**
- * DESIGN.md rotation rules 2, 3, 4, 5 and 7 as one pure decision. Rule 1 (parse, checksum,
+ * docs/rotation.md rule 2, 3, 4, 5 and 7 as one pure decision. Rule 1 (parse, checksum,
  * lookup) happens before; rule 6 (the compare-and-set) belongs to the transaction that acts on the
  * decision.
  */

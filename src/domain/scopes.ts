@@ -1,6 +1,6 @@
 import { RotorError } from './errors.js';
 
-/** Reserved scopes (issue 2): manage every token, rotate oneself, introspect others; read GET /metrics when it asks for a token. */
+/** Reserved scopes (docs/rotation.md, "Who may do what"): manage every token, rotate oneself, introspect others; read GET /metrics when it asks for a token. */
 export const SCOPE_ADMIN = 'rotor:admin';
 export const SCOPE_ROTATE = 'rotor:rotate';
 export const SCOPE_INTROSPECT = 'rotor:introspect';
@@ -39,7 +39,7 @@ export function parseScopeParameter(scope: string): string[] {
 }
 
 /**
- * Narrowing only (DESIGN.md rotation rule 5): the requested scopes must all be held. An empty
+ * Narrowing only (docs/rotation.md rule 5): the requested scopes must all be held. An empty
  * request keeps the held scopes. Escalation is `invalid_scope`.
  */
 export function narrowScopes(held: readonly string[], requested: readonly string[]): string[] {

@@ -1,7 +1,7 @@
 import type { WorkloadActor } from './workload-binding.js';
 
 /**
- * Event types of the append-only log (DESIGN.md, Event). The log is the audit trail and the source
+ * Event types of the append-only log (docs/design.md, Domain). The log is the audit trail and the source
  * of WatchExpiry; every state change writes its event in the same transaction, and the expiry
  * scheduler appends `expiring_soon` and `expired` (src/expiry/scheduler.ts).
  */

@@ -3,7 +3,8 @@ import type { RandomSource } from './ports.js';
 
 /**
  * Keyed functions over secrets, all derived from the one server secret (`ROTOR_SECRET`) with
- * domain separation, so a database dump alone reveals nothing usable (DESIGN.md, Token secrets).
+ * domain separation, so a database dump alone reveals nothing usable
+ * (docs/design.md, "Rules that hold everywhere").
  */
 export interface TokenKeys {
   /** HMAC-SHA-256 digest of a secret, the only form in which a secret is stored. */

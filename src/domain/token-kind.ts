@@ -1,4 +1,4 @@
-/** Whom a token stands for (DESIGN.md, Domain). */
+/** Whom a token stands for (docs/design.md, Domain). */
 export const TOKEN_KINDS = ['personal', 'project', 'group', 'service_account'] as const;
 export type TokenKind = (typeof TOKEN_KINDS)[number];
 

@@ -2,7 +2,7 @@ import { RotorError } from './errors.js';
 import type { TokenPolicy } from './policy.js';
 import type { TokenKind } from './token-kind.js';
 
-/** Why a token stopped being active (DESIGN.md, Domain). */
+/** Why a token stopped being active (docs/design.md, Domain). */
 export type RevokeReason = 'rotated' | 'revoked' | 'family_revoked' | 'reuse_detected';
 
 /** The stored token, as the domain sees it. Times are milliseconds since the epoch. */
@@ -32,7 +32,7 @@ export interface TokenRecord {
   rotationKeyDigest: string | null;
 }
 
-/** Derived state; never stored (DESIGN.md: "State is derived, never stored twice"). */
+/** Derived state; never stored (docs/design.md, Domain: "States are derived, never stored"). */
 export type TokenState = 'active' | 'rotated' | 'revoked' | 'expired';
 
 /** The state of a token at `now`. Revocation and rotation take precedence over expiry. */
@@ -43,7 +43,7 @@ export function tokenState(token: TokenRecord, now: number): TokenState {
 
 /**
  * The instant until which a token authenticates ordinary calls: its expiry; for a rotated token
- * the end of its overlap window (DESIGN.md rule 7), cut short when its successor stops being the
+ * the end of its overlap window (docs/rotation.md rule 7), cut short when its successor stops being the
  * active head, so a family has at most one predecessor inside its overlap window; never for a
  * revoked one. For a rotated token pass its successor; without it only rule 7's bound applies.
  */
@@ -61,7 +61,7 @@ export function isUsable(token: TokenRecord, now: number, successor?: TokenRecor
 }
 
 /**
- * Refuses a presented credential that may not authenticate (DESIGN.md rule 2 for ordinary
+ * Refuses a presented credential that may not authenticate (docs/rotation.md rule 2 for ordinary
  * calls). Messages say what happened without echoing the secret.
  */
 export function assertUsable(token: TokenRecord, now: number, successor?: TokenRecord): void {

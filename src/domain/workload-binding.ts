@@ -1,9 +1,9 @@
 import { RotorError } from './errors.js';
 
 /**
- * A token's workload binding (DESIGN.md, Policy): only a workload that proves, with a JWT from
+ * A token's workload binding (docs/design.md, Domain): only a workload that proves, with a JWT from
  * `issuer`, that its `sub` matches `subject`, its `aud` contains `audience` and its claims hold
- * every value of `claims` may rotate the token (DESIGN.md rule 4).
+ * every value of `claims` may rotate the token (docs/rotation.md rule 4).
  */
 export interface WorkloadBinding {
   issuer: string;
@@ -116,7 +116,7 @@ export function actorTokenWithoutBinding(): RotorError {
 }
 
 /**
- * DESIGN.md rule 4: the verified actor must match the token's binding. The message names the
+ * docs/rotation.md rule 4: the verified actor must match the token's binding. The message names the
  * condition that failed, never the JWT or its claim values.
  */
 export function checkBinding(binding: WorkloadBinding, actor: WorkloadClaims | undefined): void {

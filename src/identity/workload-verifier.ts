@@ -13,7 +13,7 @@ export type WorkloadTokenField = 'actor_token' | 'subject_token';
 export interface VerifyOptions {
   /**
    * Keyed digest of the request's idempotency key and the token it rotates: a retry of the same
-   * rotation may present the same JWT again (DESIGN.md rule 3); any other second use is a replay.
+   * rotation may present the same JWT again (docs/rotation.md rule 3); any other second use is a replay.
    */
   retryKeyDigest?: string;
 }

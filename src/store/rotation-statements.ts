@@ -1,5 +1,5 @@
 /**
- * The three writes of a rotation commit (DESIGN.md rule 6) as SQL text. The compare-and-set runs
+ * The three writes of a rotation commit (docs/rotation.md rule 6) as SQL text. The compare-and-set runs
  * two ways: through knex inside a transaction (`KnexTokenRepository.markRotated`, the
  * authoritative path) and on the driver by `DirectRotationWriter` (the fast path). The two INSERTs
  * are the fast path's; the knex path inserts the same rows (`toRow`, `toEventRow`) with knex's

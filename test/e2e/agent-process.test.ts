@@ -19,7 +19,7 @@ interface CliToken {
 }
 
 /**
- * Acceptance 4 of issue 4: `rotor agent` as a process against `rotor serve` as a process.
+ * `rotor agent` (docs/agent.md) as a process against `rotor serve` as a process.
  * Tokens live a few seconds and the agent rotates after a fraction of that, so each case takes
  * seconds. A token's clock starts when the test creates it, and the agent (a new Node process)
  * needs about 0.8 s on an idle 2-core machine to look it up and open its stream, several times

@@ -1,8 +1,8 @@
 /**
- * Issue acceptance 4: "50 concurrent rotations of one token → exactly one successor; the others get
- * the same successor (same idempotency key) or FAILED_PRECONDITION (inside the grace); the family
- * stays active. After the grace, presenting the old token for rotation revokes every member
- * (IntrospectToken inactive for all) and is recorded in the event log."
+ * 50 concurrent rotations of one token → exactly one successor; the others get the same successor
+ * (same idempotency key) or FAILED_PRECONDITION (inside the grace); the family stays active. After
+ * the grace, presenting the old token for rotation revokes every member (IntrospectToken inactive
+ * for all) and is recorded in the event log (docs/rotation.md rules 3 and 6).
  *
  * Primary run: plain @grpc/grpc-js on the gRPC port; the same scenario again over Connect (HTTP/1.1).
  * Both run on the embedded SQLite store (one connection, so transactions serialise) and, when
@@ -20,7 +20,7 @@ import { withEngines } from '../support/engines.js';
 const N = 50;
 const GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
-/** Server default reuse grace (DESIGN.md rule 3). */
+/** Server default reuse grace (docs/rotation.md rule 3). */
 const DEFAULT_GRACE_MS = 10_000;
 const MSG_ALREADY_ROTATED = (successorId: string) => `token was already rotated; its successor is ${successorId}`;
 const MSG_REUSE = 'token was already rotated: reuse detected, every token of its family is now revoked';
@@ -30,7 +30,7 @@ type Answer =
   | { keyed: boolean; ok: true; id: string; secret: string }
   | { keyed: boolean; ok: false; error: unknown };
 
-describe.each(withEngines<Wire>(['grpc', 'connect']))(`issue acceptance 4: ${N} concurrent rotations of one token over %s on %s`, (wire, engine) => {
+describe.each(withEngines<Wire>(['grpc', 'connect']))(`${N} concurrent rotations of one token over %s on %s`, (wire, engine) => {
   let s: TestServer;
   let api: Api;
 

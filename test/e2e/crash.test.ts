@@ -1,5 +1,5 @@
 /**
- * Issue 5 acceptance 3: a `rotor serve` process is killed with SIGKILL in the middle of a stream
+ * Crash safety: a `rotor serve` process is killed with SIGKILL in the middle of a stream
  * of rotations (300, over 6 families, each family's client rotating in a loop with an
  * idempotency key and retrying with the SAME key after a failure, as the agent does). A new
  * process is started on the same database and the clients carry on. Afterwards the database is
@@ -10,7 +10,7 @@
  *   the chain is exactly as long as the rotations the client saw succeed (a rotation committed
  *   just before the kill, whose answer was lost, came back unchanged on the retry);
  * - the client's last secret is the head;
- * - events (table `token_events`; WatchExpiry is issue 4): one `created` event per token, one
+ * - events (table `token_events`; WatchExpiry: docs/watch-expiry.md): one `created` event per token, one
  *   `rotated` event per rotated token naming its successor, in chain order of sequence;
  * - WatchExpiry: one watcher per family (by family id or owner id) streams from the start of the
  *   log on the killed process, its stream ends with UNAVAILABLE, and it resumes on the new

@@ -1,5 +1,5 @@
 /**
- * Issue 5 acceptance 4: losing the database during a test yields UNAVAILABLE / HTTP 503 within the
+ * Database loss: losing the database during a test yields UNAVAILABLE / HTTP 503 within the
  * statement timeout, and the same process serves again once the database is back.
  *
  * PostgreSQL: the machine's PostgreSQL keeps running (other test runs use it); the server talks to

@@ -1,5 +1,5 @@
 /**
- * Issue 4 acceptance 1: with a controllable clock, each threshold fires exactly once per token,
+ * The expiry scheduler: with a controllable clock, each threshold fires exactly once per token,
  * EXPIRED fires once, and nothing fires for rotated or revoked tokens' future thresholds; also
  * with several passes and with two schedulers on one database (a second connection, as a second
  * replica would have). Runs on every engine of test/support/engines.ts.

@@ -1,7 +1,6 @@
 /**
- * Issue 3, acceptance 4: "A JWT access token issued by Rotor verifies with jose against the
- * published JWKS, and still does after the signing key rotates; introspection reports it
- * correctly." Run over grpc-js (gRPC port), the Connect client and POST /oauth/token with
+ * A JWT access token issued by Rotor verifies with jose against the published JWKS, and still
+ * does after the signing key rotates; introspection reports it correctly. Run over grpc-js (gRPC port), the Connect client and POST /oauth/token with
  * oauth4webapi, each against its own real server whose clock the test moves, on every engine
  * (test/support/engines.ts): on PostgreSQL the signing keys live in its signing_keys table.
  */
@@ -116,7 +115,7 @@ function oauthTransport(as: oauth.AuthorizationServer): Transport {
 
 const WIRES = ['grpc', 'connect', 'oauth'] as const;
 
-describe.each(withEngines(WIRES))('acceptance 4: JWT access tokens over %s on %s', (wire, engine) => {
+describe.each(withEngines(WIRES))('JWT access tokens over %s on %s', (wire, engine) => {
   let s: TestServer;
   let as: oauth.AuthorizationServer;
   let t: Transport;
@@ -242,7 +241,7 @@ describe.each(withEngines(WIRES))('acceptance 4: JWT access tokens over %s on %s
   });
 });
 
-describe.each(ENGINES)('acceptance 4 with oauth4webapi as the resource server (RFC 9068 validation) on %s', (engine) => {
+describe.each(ENGINES)('JWT access tokens with oauth4webapi as the resource server (RFC 9068 validation) on %s', (engine) => {
   let s: TestServer;
   beforeAll(async () => {
     s = await startTestServer({}, { engine });

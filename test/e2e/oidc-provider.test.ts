@@ -1,5 +1,5 @@
 /**
- * Acceptance 1: a real third-party issuer. `oidc-provider` on loopback issues JWT access tokens;
+ * Workload identity with a real third-party issuer. `oidc-provider` on loopback issues JWT access tokens;
  * a CI job (oauth4webapi as the client) exchanges them at Rotor's /oauth/token: federation to a
  * service account, and the actor proof that rotates a bound token. The provider starts once per
  * file; Rotor runs on every engine (test/support/engines.ts) against it.

@@ -1,5 +1,5 @@
 /**
- * Issue 5 acceptance 2 (the rotation part) and the cache bound across replicas: two real
+ * Rotation and the cache bound across replicas: two real
  * `rotor serve` processes on one PostgreSQL database with the same ROTOR_SECRET.
  *
  * - 50 concurrent rotations of one token spread over both → exactly one successor, and every
@@ -10,7 +10,7 @@
  * - A revocation through A reaches B's token cache through LISTEN/NOTIFY (milliseconds), and a
  *   replica that does not LISTEN within ROTOR_TOKEN_CACHE_TTL_MS (+ slack); both measured.
  *
- * - Acceptance 2, WatchExpiry part: a watcher on B receives a rotation made through A within 1 s
+ * - WatchExpiry across replicas: a watcher on B receives a rotation made through A within 1 s
  *   (B's poll interval is 10 s, so only the NOTIFY wake-up can deliver it in time); each expiry
  *   threshold fires exactly once with both replicas' schedulers running (short-lived tokens,
  *   thresholds of seconds: the serve processes run on the real clock).
@@ -193,7 +193,7 @@ describeOnPostgres('two rotor serve processes on one database on postgres', () =
     expect(median(viaB.map((r) => r.refusedBy))).toBeLessThan(CACHE_TTL_MS / 4);
   });
 
-  it(`acceptance 2: a watcher connected to B receives a rotation made through A within 1 s (B polls the log only every ${POLL_MS} ms: NOTIFY wakes it)`, async () => {
+  it(`a watcher connected to B receives a rotation made through A within 1 s (B polls the log only every ${POLL_MS} ms: NOTIFY wakes it)`, async () => {
     const took: number[] = [];
     for (let i = 0; i < 5; i++) {
       const t = await newToken(a);
@@ -214,7 +214,7 @@ describeOnPostgres('two rotor serve processes on one database on postgres', () =
     for (const ms of took) expect(ms).toBeLessThan(1000);
   });
 
-  it(`acceptance 2: each expiry threshold (${THRESHOLDS}) fires exactly once with both replicas running the scheduler every ${SCAN_MS} ms`, async () => {
+  it(`each expiry threshold (${THRESHOLDS}) fires exactly once with both replicas running the scheduler every ${SCAN_MS} ms`, async () => {
     // Short-lived tokens through both replicas; both schedulers race for every threshold.
     const tokens = await Promise.all(
       Array.from({ length: 10 }, async (_, i) => {

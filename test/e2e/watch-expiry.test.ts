@@ -2,7 +2,7 @@
  * WatchExpiry end to end over both ports: plain @grpc/grpc-js on the gRPC port, and the Connect
  * client on the HTTP port over HTTP/1.1 (connect-node createConnectTransport, httpVersion 1.1).
  *
- * Issue 4 acceptance 2: a client killed mid-stream (the call aborted while events flow) that
+ * Resume: a client killed mid-stream (the call aborted while events flow) that
  * reconnects with its last sequence gets exactly the missed events, then live ones: what the two
  * streams received together equals the event log of the selection, in order, nothing twice.
  * Also: selection and its authorization, input validation, event mapping, snapshots, threshold
@@ -71,7 +71,7 @@ describe.each(withEngines(WIRES))('WatchExpiry over %s on %s', (wire, engine) =>
     return { id: res.token!.id, familyId: res.token!.familyId, secret: res.secret };
   }
 
-  it('acceptance 2: killed mid-stream, resumed with its last sequence: exactly the missed events, then live ones', async () => {
+  it('killed mid-stream, resumed with its last sequence: exactly the missed events, then live ones', async () => {
     const owner = `resume-${wire}`;
     const first = watch({ ownerId: owner }, s.adminSecret);
     // A live-only watch sends what commits after it joined the feed: wait for that before writing.

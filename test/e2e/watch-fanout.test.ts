@@ -1,5 +1,5 @@
 /**
- * Issue 4 acceptance 3: 1,000 concurrent WatchExpiry streams in one test all receive a rotation
+ * Fan-out: 1,000 concurrent WatchExpiry streams in one test all receive a rotation
  * event; one stalled subscriber (it stops reading) does not delay the others, and once its bounded
  * buffer overflows its stream ends with RESOURCE_EXHAUSTED (seen when it reads again) and it
  * resumes by sequence; heartbeats arrive on an idle stream (short heartbeat configured).

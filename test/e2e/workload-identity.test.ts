@@ -1,10 +1,10 @@
 /**
- * Workload identity end to end (issue 3): a real Rotor trusting loopback jose issuers.
- * - Acceptance 2: every bad workload JWT is `invalid_request` on POST /oauth/token and
+ * Workload identity end to end (docs/workload-identity.md): a real Rotor trusting loopback jose issuers.
+ * - Every bad workload JWT is `invalid_request` on POST /oauth/token and
  *   UNAUTHENTICATED or PERMISSION_DENIED over gRPC, and the bound token stays active.
- * - Acceptance 3: an issuer whose JWKS endpoint is down or hangs gives 503
+ * - An issuer whose JWKS endpoint is down or hangs gives 503
  *   `temporarily_unavailable` / UNAVAILABLE within the fetch timeout.
- * - Acceptance 5: federation scope, audience and lifetime limits.
+ * - Federation scope, audience and lifetime limits.
  * The issuers start once per file; Rotor runs on every engine (test/support/engines.ts) against
  * them, one engine after the other (each server has its own JWKS cache and jti replay table).
  */
@@ -119,7 +119,7 @@ describe('workload identity over /oauth/token and gRPC', () => {
     }
 
     // -------------------------------------------------------------------------------------------
-    describe('acceptance 2: bad actor JWTs for a bound token', () => {
+    describe('bad actor JWTs for a bound token', () => {
       let bound: { id: string; secret: string };
       beforeAll(async () => {
         bound = await boundToken();
@@ -214,7 +214,7 @@ describe('workload identity over /oauth/token and gRPC', () => {
     });
 
     // -------------------------------------------------------------------------------------------
-    describe('acceptance 3: an issuer whose JWKS endpoint is down or slow', () => {
+    describe('an issuer whose JWKS endpoint is down or slow', () => {
       it('down: 503 temporarily_unavailable and UNAVAILABLE, the token untouched', async () => {
         const t = await boundToken(flaky);
         flaky.mode = 'down';

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { parseTrustConfig, TrustConfigError } from '../../src/identity/trust-config.js';
 import { ConfigError, loadConfig } from '../../src/runtime/config.js';
 
-const ISSUE_EXAMPLE = {
+const CI_EXAMPLE = {
   issuers: [{ issuer: 'https://ci.example', discovery: true, audiences: ['rotor'], algorithms: ['RS256', 'ES256'] }],
   federation: [
     {
@@ -21,7 +21,7 @@ const ISSUE_EXAMPLE = {
   ],
 };
 
-const clone = () => structuredClone(ISSUE_EXAMPLE) as unknown as { issuers: Record<string, unknown>[]; federation: Record<string, unknown>[] };
+const clone = () => structuredClone(CI_EXAMPLE) as unknown as { issuers: Record<string, unknown>[]; federation: Record<string, unknown>[] };
 
 function refused(doc: unknown): string {
   try {
@@ -34,8 +34,8 @@ function refused(doc: unknown): string {
 }
 
 describe('trust config', () => {
-  it('accepts the example of the issue and fills the defaults', () => {
-    const t = parseTrustConfig(ISSUE_EXAMPLE, 86400 * 365);
+  it('accepts a CI example and fills the defaults', () => {
+    const t = parseTrustConfig(CI_EXAMPLE, 86400 * 365);
     expect(t.issuers[0]).toMatchObject({
       issuer: 'https://ci.example',
       keys: { kind: 'discovery', algorithm: 'oidc' },
@@ -98,7 +98,7 @@ describe('trust config', () => {
     expect(() => loadConfig({ ROTOR_DATA_DIR: dir, ROTOR_TRUST_CONFIG: file })).toThrow(new ConfigError('ROTOR_TRUST_CONFIG: federation[0].scopes: must be a non-empty array of strings'));
     writeFileSync(file, '{ not json');
     expect(() => loadConfig({ ROTOR_DATA_DIR: dir, ROTOR_TRUST_CONFIG: file })).toThrow(/^ROTOR_TRUST_CONFIG: cannot read .*trust\.json as JSON: /);
-    writeFileSync(file, JSON.stringify(ISSUE_EXAMPLE));
+    writeFileSync(file, JSON.stringify(CI_EXAMPLE));
     expect(loadConfig({ ROTOR_DATA_DIR: dir, ROTOR_TRUST_CONFIG: file }).trust?.federation).toHaveLength(1);
     expect(loadConfig({ ROTOR_DATA_DIR: dir }).trust).toBeUndefined();
   });

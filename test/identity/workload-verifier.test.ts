@@ -1,7 +1,7 @@
 /**
  * src/identity against real loopback issuers: key sources (discovery, jwks_uri, inline), the
- * RFC 8725 checks one by one, the jti replay cache, and the JWKS fetch discipline (acceptance 3:
- * single-flight, one refetch per cooldown, down/slow issuers fail fast with `unavailable`).
+ * RFC 8725 checks one by one, the jti replay cache, and the JWKS fetch discipline
+ * (single-flight, one refetch per cooldown, down/slow issuers fail fast with `unavailable`).
  */
 import { generateKeyPair } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -67,7 +67,7 @@ describe('WorkloadVerifier', () => {
     await byUri.verify(await other.sign(clock), 'subject_token');
   });
 
-  describe('refuses (acceptance 2)', () => {
+  describe('refuses', () => {
     const cases: [string, (v: WorkloadVerifier) => Promise<string>, string][] = [
       ['alg none', async () => unsecuredJwt({ iss: ci.issuer, sub: 's', aud: 'rotor', exp: clock / 1000 + 60, iat: clock / 1000 }), 'actor_token is unsigned (alg none is not accepted)'],
       ['HS256 keyed with the public key', async () => hs256WithKey({ kid: ci.kid }, { iss: ci.issuer, sub: 's', aud: 'rotor', exp: clock / 1000 + 60, iat: clock / 1000, jti: 'x' }, await ci.publicPem()), "actor_token is signed with HS256, which this issuer's algorithms do not allow"],
@@ -133,7 +133,7 @@ describe('WorkloadVerifier', () => {
     });
   });
 
-  describe('JWKS fetching (acceptance 3)', () => {
+  describe('JWKS fetching', () => {
     it('an unknown kid: 50 concurrent requests make one refetch; more within the cooldown make none', async () => {
       const v = verifier();
       await v.verify(await ci.sign(clock), 'actor_token');

@@ -1,6 +1,6 @@
 /**
- * Issue 4: the expiry scheduler "finds due work through an index on expiry, so its cost follows
- * what is due, not the table size". The scheduler's two statements, exactly as the repository
+ * The expiry scheduler finds due work through an index on expiry, so its cost follows what is
+ * due, not the table size. The scheduler's two statements, exactly as the repository
  * sends them (`expiringSoonStatement`, `expiredStatement`), are EXPLAINed on every engine over a
  * table whose rows are mostly not due: live tokens expiring far past the largest threshold, and
  * long-expired and revoked ones. Every access to `tokens` and to `token_events` must go through an

@@ -1,6 +1,6 @@
 /**
- * The storage engines every store and end-to-end test runs on (issue 5: "the whole store and
- * end-to-end suite runs on both engines").
+ * The storage engines every store and end-to-end test runs on (docs/design.md, "Rules that hold
+ * everywhere": tests run on both SQLite and PostgreSQL).
  *
  *   ROTOR_TEST_DATABASE_URL=postgres://user@host:5432/db   (a server where the user may CREATE DATABASE)
  *
@@ -9,7 +9,7 @@
  * files and parallel CI runs never see each other's rows. When it is unset, `ENGINES` is
  * ['sqlite'] and one line (test/support/global-setup.ts) says that the PostgreSQL half is
  * skipped. `.ci/run` always sets it.
- * `ROTOR_TEST_POSTGRES_URL` (the variable of the core issue) is still read as an alias.
+ * `ROTOR_TEST_POSTGRES_URL` (its earlier name) is still read as an alias.
  *
  * Adopting it in a test file:
  *

@@ -1,5 +1,5 @@
 /**
- * Runs one section of docs/bad-input.md (issue acceptance 5): each case on every port it names
+ * Runs one section of docs/bad-input.md (every bad input gets the documented answer): each case on every port it names
  * against a real server, then checks that nothing was answered INTERNAL / 500, that the server
  * logged no unexpected error and still serves, and that the doc lists exactly the rows of the
  * table under the section's heading. Each file of test/e2e/bad-input/ calls describeBadInput once.
@@ -70,7 +70,7 @@ function checkHttp(where: string, name: string, a: HttpAnswer, e: HttpExpect): v
 
 /** The cases of `section` of docs/bad-input.md, in the doc's order, against one server per engine. */
 export function describeBadInput(section: BadInputSection, cases: Case[]): void {
-  describe.each(ENGINES)('bad input gets the documented answer on every port (acceptance 5) on %s', (engine) => {
+  describe.each(ENGINES)('bad input gets the documented answer on every port on %s', (engine) => {
     beforeAll(async () => {
       await startBadInputServer(engine);
     });
