@@ -25,7 +25,6 @@ import { KnexTokenRepository } from '../src/store/token-repository.js';
 import { toRow, type TokenRow } from '../src/store/token-row.js';
 import { closedLoop, summarize, type ScenarioResult } from './stats.js';
 
-
 /** Everything one rotation iteration writes, prepared before timing starts. */
 interface Iteration {
   digest: string;
@@ -68,8 +67,21 @@ async function seed(knex: Knex, rotations: number, engine: Engine): Promise<Bare
   const now = Date.now();
   const policy = resolvePolicy({}, DEFAULT_LIMITS);
   const mint = (name: string, scopes: string[]) =>
-    mintToken({ kind: 'service_account', ownerId: 'bench', name, description: '', scopes, audiences: [], policy, expiresAt: now + 3_600_000 }, now, random, keys)
-      .record;
+    mintToken(
+      {
+        kind: 'service_account',
+        ownerId: 'bench',
+        name,
+        description: '',
+        scopes,
+        audiences: [],
+        policy,
+        expiresAt: now + 3_600_000,
+      },
+      now,
+      random,
+      keys,
+    ).record;
   // The introspection pair: a bearer used a moment ago (so its touch UPDATE matches no row, as on
   // a busy server) and the token being introspected.
   const bearer = { ...mint('admin', ['rotor:admin', 'rotor:introspect']), lastUsedAt: now };
@@ -83,17 +95,48 @@ async function seed(knex: Knex, rotations: number, engine: Engine): Promise<Bare
     for (let i = 0; i < rotations; i++) {
       const current = mint(`pool-${i}`, ['rotor:rotate']);
       await repo.insert(current);
-      const successor = mintSuccessor(current, { scopes: current.scopes, expiresAt: now + 3_600_000 }, now, random, random, keys).record;
+      const successor = mintSuccessor(
+        current,
+        { scopes: current.scopes, expiresAt: now + 3_600_000 },
+        now,
+        random,
+        random,
+        keys,
+      ).record;
       const events: NewTokenEvent[] = [
-        { type: 'rotated', tokenId: current.id, familyId: current.familyId, successorId: successor.id, actor: current.id, peer: '127.0.0.1:50000', reason: 'rotated', occurredAt: now },
-        { type: 'created', tokenId: successor.id, familyId: current.familyId, successorId: null, actor: current.id, peer: '127.0.0.1:50000', reason: 'rotated', occurredAt: now },
+        {
+          type: 'rotated',
+          tokenId: current.id,
+          familyId: current.familyId,
+          successorId: successor.id,
+          actor: current.id,
+          peer: '127.0.0.1:50000',
+          reason: 'rotated',
+          occurredAt: now,
+        },
+        {
+          type: 'created',
+          tokenId: successor.id,
+          familyId: current.familyId,
+          successorId: null,
+          actor: current.id,
+          peer: '127.0.0.1:50000',
+          reason: 'rotated',
+          occurredAt: now,
+        },
       ];
       iterations.push({
         digest: current.secretDigest,
         currentId: current.id,
         successorRow: toRow(successor),
         eventRows: events.map(toEventRow),
-        commit: { currentId: current.id, successor, rotationKeyDigest: null, clock: Date.now, events: (at) => events.map((e) => ({ ...e, occurredAt: at })) },
+        commit: {
+          currentId: current.id,
+          successor,
+          rotationKeyDigest: null,
+          clock: Date.now,
+          events: (at) => events.map((e) => ({ ...e, occurredAt: at })),
+        },
       });
     }
   });
@@ -109,7 +152,13 @@ async function seed(knex: Knex, rotations: number, engine: Engine): Promise<Bare
       const n = await trx('tokens')
         .where({ id: it.currentId })
         .whereNull('revoked_at')
-        .update({ revoked_at: t, revoke_reason: 'rotated', successor_id: it.successorRow.id, rotation_key_digest: null, last_used_at: t });
+        .update({
+          revoked_at: t,
+          revoke_reason: 'rotated',
+          successor_id: it.successorRow.id,
+          rotation_key_digest: null,
+          last_used_at: t,
+        });
       if (n !== 1) throw new Error('bare transaction: compare-and-set lost');
       await trx('tokens').insert(it.successorRow);
       await trx('token_events').insert(it.eventRows);

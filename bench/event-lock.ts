@@ -25,7 +25,9 @@ try {
   const locked = await openBareBaseline('/tmp', rounds * perRound + warmup, dbs[0]!.url);
   const plain = await openBareBaseline('/tmp', rounds * perRound + warmup, dbs[1]!.url);
   const k = knexFactory({ client: 'pg', connection: dbs[1]!.url, pool: { min: 0, max: 1 } });
-  await k.raw(`ALTER TABLE token_events ALTER COLUMN sequence SET DEFAULT nextval(pg_get_serial_sequence('token_events', 'sequence')::regclass)`);
+  await k.raw(
+    `ALTER TABLE token_events ALTER COLUMN sequence SET DEFAULT nextval(pg_get_serial_sequence('token_events', 'sequence')::regclass)`,
+  );
   await k.destroy();
   const reader = knexFactory({ client: 'pg', connection: dbs[0]!.url, pool: { min: 0, max: Math.max(1, readers) } });
   await locked.rotation(warmup, concurrency);
@@ -49,17 +51,23 @@ try {
       const result = await side.rotation(perRound, concurrency);
       stop = true;
       await Promise.all(loops);
-      console.log(`  ${readers} reader(s) settled the log ${Math.round((settles * 1000) / (performance.now() - t0))} times/s`);
+      console.log(
+        `  ${readers} reader(s) settled the log ${Math.round((settles * 1000) / (performance.now() - t0))} times/s`,
+      );
       return result;
     };
     const a = await run(first);
     const b = await run(second);
     const [l, p] = first === locked ? [a, b] : [b, a];
     ratios.push(l.rps / p.rps);
-    console.log(`round ${r + 1}: with lock ${l.rps.toFixed(0)} rps (p50 ${l.p50_ms} ms, p99 ${l.p99_ms} ms), without ${p.rps.toFixed(0)} rps (p50 ${p.p50_ms} ms, p99 ${p.p99_ms} ms), ratio ${ratios.at(-1)!.toFixed(3)}`);
+    console.log(
+      `round ${r + 1}: with lock ${l.rps.toFixed(0)} rps (p50 ${l.p50_ms} ms, p99 ${l.p99_ms} ms), without ${p.rps.toFixed(0)} rps (p50 ${p.p50_ms} ms, p99 ${p.p99_ms} ms), ratio ${ratios.at(-1)!.toFixed(3)}`,
+    );
   }
   const sorted = [...ratios].sort((x, y) => x - y);
-  console.log(`with lock ÷ without, median of ${rounds} rounds: ${sorted[Math.floor(rounds / 2)]!.toFixed(2)} (${ratios.map((x) => x.toFixed(2)).join(' / ')}), ${concurrency} in flight`);
+  console.log(
+    `with lock ÷ without, median of ${rounds} rounds: ${sorted[Math.floor(rounds / 2)]!.toFixed(2)} (${ratios.map((x) => x.toFixed(2)).join(' / ')}), ${concurrency} in flight`,
+  );
   await reader.destroy();
   await locked.close();
   await plain.close();

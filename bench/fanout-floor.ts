@@ -54,7 +54,9 @@ function floorServer(streams: number): void {
     slice();
   });
   process.on('disconnect', () => process.exit(0));
-  server.listen(0, '127.0.0.1', () => process.send!({ port: (server.address() as { port: number }).port } satisfies ServerMsg));
+  server.listen(0, '127.0.0.1', () =>
+    process.send!({ port: (server.address() as { port: number }).port } satisfies ServerMsg),
+  );
 }
 
 function floorClient(port: number, streams: number, connections: number): void {
@@ -81,7 +83,8 @@ function floorClient(port: number, streams: number, connections: number): void {
 function next<T>(child: ChildProcess, pick: (m: T) => boolean): Promise<T> {
   return new Promise((resolve, reject) => {
     const onMessage = (m: T) => {
-      if ((m as { error?: string }).error !== undefined) reject(new Error(`fan-out floor: ${(m as { error: string }).error}`));
+      if ((m as { error?: string }).error !== undefined)
+        reject(new Error(`fan-out floor: ${(m as { error: string }).error}`));
       else if (pick(m)) {
         child.off('message', onMessage);
         resolve(m);
@@ -97,9 +100,11 @@ export async function runFanoutFloor(streams: number, connections: number, event
   const server = fork(self, ['server', String(streams)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   let client: ChildProcess | undefined;
   try {
-    const { port } = await next<ServerMsg>(server, (m) => 'port' in m) as { port: number };
+    const { port } = (await next<ServerMsg>(server, (m) => 'port' in m)) as { port: number };
     const serverOpen = next<ServerMsg>(server, (m) => 'open' in m);
-    client = fork(self, ['client', String(port), String(streams), String(connections)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    client = fork(self, ['client', String(port), String(streams), String(connections)], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
     await next<ClientMsg>(client, (m) => 'opened' in m);
     await serverOpen;
     await sleep(500);

@@ -9,7 +9,13 @@ import { fromBinary } from '@bufbuild/protobuf';
 import { timestampMs } from '@bufbuild/protobuf/wkt';
 import type * as grpc from '@grpc/grpc-js';
 import { connect, type ClientHttp2Session } from 'node:http2';
-import { ExpiryEventSchema, ExpiryEventType, ExpiryService, WatchExpiryRequestSchema, type ExpiryEvent } from '../src/gen/rotor/v1/expiry_service_pb.js';
+import {
+  ExpiryEventSchema,
+  ExpiryEventType,
+  ExpiryService,
+  WatchExpiryRequestSchema,
+  type ExpiryEvent,
+} from '../src/gen/rotor/v1/expiry_service_pb.js';
 import { grpcClient } from '../test/support/grpc-client.js';
 import { grpcFrame } from './grpc.js';
 import { percentile } from './stats.js';
@@ -24,7 +30,15 @@ export type WatcherClient = 'grpc-js' | 'http2';
 
 /** What the parent asks. */
 export type WatchersJob =
-  | { kind: 'open'; address: string; bearer: string; tokenIds: string[]; streams: number; channels: number; client: WatcherClient }
+  | {
+      kind: 'open';
+      address: string;
+      bearer: string;
+      tokenIds: string[];
+      streams: number;
+      channels: number;
+      client: WatcherClient;
+    }
   | { kind: 'await'; tokenId: string }
   | { kind: 'close' };
 
@@ -120,10 +134,17 @@ async function handle(job: WatchersJob): Promise<WatchersReply> {
       }
       // A local subchannel pool per client: each channel gets its own connection.
       clients = Array.from({ length: job.channels }, () =>
-        grpcClient(ExpiryService, job.address, { 'grpc.use_local_subchannel_pool': 1, 'grpc.max_receive_message_length': 1 << 20 }),
+        grpcClient(ExpiryService, job.address, {
+          'grpc.use_local_subchannel_pool': 1,
+          'grpc.max_receive_message_length': 1 << 20,
+        }),
       );
       for (let i = 0; i < job.streams; i++) {
-        const call = clients[i % clients.length]!.stream('watchExpiry', { tokenIds: job.tokenIds }, { token: job.bearer });
+        const call = clients[i % clients.length]!.stream(
+          'watchExpiry',
+          { tokenIds: job.tokenIds },
+          { token: job.bearer },
+        );
         call.on('data', onEvent.bind(call));
         call.on('error', (err: grpc.ServiceError) => {
           if (err.code !== 1 && errors.length < 10) errors.push(`${err.code} ${err.details}`);

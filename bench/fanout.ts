@@ -62,7 +62,11 @@ class Watchers {
   }
   ask<K extends WatchersReply['kind']>(job: WatchersJob, expect: K): Promise<Extract<WatchersReply, { kind: K }>> {
     return new Promise((resolve, reject) => {
-      this.queue.push((r) => (r.kind === expect ? resolve(r as Extract<WatchersReply, { kind: K }>) : reject(new Error(`watchers: ${JSON.stringify(r)}`))));
+      this.queue.push((r) =>
+        r.kind === expect
+          ? resolve(r as Extract<WatchersReply, { kind: K }>)
+          : reject(new Error(`watchers: ${JSON.stringify(r)}`)),
+      );
       this.child.send(job);
     });
   }
@@ -75,7 +79,13 @@ class Watchers {
 }
 
 /** Runs the fan-out scenario for `streams` watchers in a fresh server under `work`. */
-export async function runFanout(work: string, streams: number, rotations: number, client: WatcherClient, progress: (m: string) => void): Promise<FanoutResult> {
+export async function runFanout(
+  work: string,
+  streams: number,
+  rotations: number,
+  client: WatcherClient,
+  progress: (m: string) => void,
+): Promise<FanoutResult> {
   const [grpcPort, httpPort] = [await freePort(), await freePort()];
   // A short heartbeat: a stream's first one tells the watcher child that the stream is registered.
   // Every stream is opened with the one admin bearer, so the caps on open streams per token and
@@ -101,7 +111,13 @@ export async function runFanout(work: string, streams: number, rotations: number
     for (let i = 0; i < rotations; i++) {
       const created = (await api.call(
         'createToken',
-        { kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'fanout', name: `watched-${i}`, scopes: ['rotor:rotate'], expiresAt: timestampFromMs(Date.now() + 3_600_000) },
+        {
+          kind: TokenKind.SERVICE_ACCOUNT,
+          ownerId: 'fanout',
+          name: `watched-${i}`,
+          scopes: ['rotor:rotate'],
+          expiresAt: timestampFromMs(Date.now() + 3_600_000),
+        },
         admin,
       )) as { token: { id: string }; secret: string };
       tokens.push({ id: created.token.id, secret: created.secret });
@@ -110,7 +126,10 @@ export async function runFanout(work: string, streams: number, rotations: number
     const rssIdle = rssMb(pid);
     const channels = Math.max(1, Math.ceil(streams / 1000));
     progress(`fan-out: opening ${streams} streams over ${channels} ${client} connections`);
-    const opened = await watchers.ask({ kind: 'open', address, bearer: admin, tokenIds: tokens.map((t) => t.id), streams, channels, client }, 'opened');
+    const opened = await watchers.ask(
+      { kind: 'open', address, bearer: admin, tokenIds: tokens.map((t) => t.id), streams, channels, client },
+      'opened',
+    );
     await sleep(500);
     const rssOpen = rssMb(pid);
     const [cpu0, wcpu0] = [cpuMs(pid), cpuMs(watchers.pid)];

@@ -32,7 +32,12 @@ export function grpcFrame<S extends DescMessage>(schema: S, message: MessageInit
 }
 
 /** Sends a pre-encoded gRPC frame exactly as h2load will, and returns the status and the response message. */
-export function rawUnary(address: string, path: string, frame: Buffer, token?: string): Promise<{ code: number; details: string; response: Buffer }> {
+export function rawUnary(
+  address: string,
+  path: string,
+  frame: Buffer,
+  token?: string,
+): Promise<{ code: number; details: string; response: Buffer }> {
   const client = new grpc.Client(address, grpc.credentials.createInsecure());
   const md = new grpc.Metadata();
   if (token !== undefined) md.set('authorization', `Bearer ${token}`);

@@ -40,24 +40,35 @@ export async function h2load(job: H2loadJob): Promise<ScenarioResult> {
   const log = join(job.workDir, `${job.name}.log`);
   writeFileSync(body, job.frame);
   const args = [
-    '-n', String(job.requests),
-    '-c', String(job.clients),
-    '-m', String(job.streamsPerClient),
-    '-t', '1',
-    '--data', body,
-    '--log-file', log,
-    '-H', 'content-type: application/grpc',
-    '-H', 'te: trailers',
+    '-n',
+    String(job.requests),
+    '-c',
+    String(job.clients),
+    '-m',
+    String(job.streamsPerClient),
+    '-t',
+    '1',
+    '--data',
+    body,
+    '--log-file',
+    log,
+    '-H',
+    'content-type: application/grpc',
+    '-H',
+    'te: trailers',
   ];
   if (job.bearer !== undefined) args.push('-H', `authorization: Bearer ${job.bearer}`);
   args.push(job.url);
   const { stdout } = await run('h2load', args, { maxBuffer: 16 * 1024 * 1024 });
   const finished = /finished in ([\d.]+)(s|ms|us),/.exec(stdout);
-  const counts = /requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored/.exec(stdout);
+  const counts = /requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored/.exec(
+    stdout,
+  );
   const data = /\((\d+)\) data/.exec(stdout);
   if (!finished || !counts || !data) throw new Error(`cannot parse h2load output:\n${stdout}`);
   const succeeded = Number(counts[3]);
-  if (succeeded !== job.requests) throw new Error(`h2load ${job.name}: ${succeeded}/${job.requests} succeeded:\n${stdout}`);
+  if (succeeded !== job.requests)
+    throw new Error(`h2load ${job.name}: ${succeeded}/${job.requests} succeeded:\n${stdout}`);
   const dataBytes = Number(data[1]);
   if (dataBytes !== job.requests * job.responseDataBytes) {
     throw new Error(

@@ -6,7 +6,8 @@
 import { randomBytes } from 'node:crypto';
 import knexFactory from 'knex';
 
-export const BENCH_POSTGRES_URL = process.env.BENCH_POSTGRES_URL || process.env.ROTOR_TEST_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
+export const BENCH_POSTGRES_URL =
+  process.env.BENCH_POSTGRES_URL || process.env.ROTOR_TEST_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
 
 export interface BenchDatabase {
   url: string;
@@ -25,7 +26,12 @@ export function createBenchDatabase(adminUrl: string = BENCH_POSTGRES_URL): Prom
  */
 export async function createScratchDatabase(adminUrl: string, prefix: string): Promise<BenchDatabase> {
   const name = `${prefix}_${randomBytes(6).toString('hex')}`;
-  const admin = () => knexFactory({ client: 'pg', connection: { connectionString: adminUrl, connectionTimeoutMillis: 5000 }, pool: { min: 0, max: 1 } });
+  const admin = () =>
+    knexFactory({
+      client: 'pg',
+      connection: { connectionString: adminUrl, connectionTimeoutMillis: 5000 },
+      pool: { min: 0, max: 1 },
+    });
   const a = admin();
   try {
     await a.raw(`CREATE DATABASE ${name}`);

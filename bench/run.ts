@@ -18,7 +18,11 @@ import { fromBinary } from '@bufbuild/protobuf';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { CheckRequestSchema, HealthService } from '../src/gen/rotor/v1/health_service_pb.js';
 import { TokenKind } from '../src/gen/rotor/v1/token_pb.js';
-import { IntrospectTokenRequestSchema, IntrospectTokenResponseSchema, TokenService } from '../src/gen/rotor/v1/token_service_pb.js';
+import {
+  IntrospectTokenRequestSchema,
+  IntrospectTokenResponseSchema,
+  TokenService,
+} from '../src/gen/rotor/v1/token_service_pb.js';
 import { openBareBaseline, type BareBaseline } from './bare-txn.js';
 import { benchClient, grpcFrame, rawUnary } from './grpc.js';
 import type { LoadReply, LoadSpec } from './grpc-load.js';
@@ -56,7 +60,8 @@ const parts = new Set((process.env.BENCH_SCENARIOS || 'throughput,fanout').split
 const fanoutSettings = {
   streams: (process.env.BENCH_FANOUT_STREAMS || '1000,10000').split(',').map((n) => {
     const v = Number(n);
-    if (!Number.isSafeInteger(v) || v <= 0 || v > 50_000) throw new Error(`BENCH_FANOUT_STREAMS must list counts 1-50000, got "${n}"`);
+    if (!Number.isSafeInteger(v) || v <= 0 || v > 50_000)
+      throw new Error(`BENCH_FANOUT_STREAMS must list counts 1-50000, got "${n}"`);
     return v;
   }),
   // Each rotation is of a different watched token; one stream may watch up to 100 (token_ids).
@@ -64,7 +69,8 @@ const fanoutSettings = {
   // Watcher clients (bench/fanout-watchers.ts): each count runs once per client, on a fresh server.
   clients: (process.env.BENCH_FANOUT_CLIENTS || 'grpc-js,http2').split(',').map((c): WatcherClient => {
     const v = c.trim();
-    if (v !== 'grpc-js' && v !== 'http2') throw new Error(`BENCH_FANOUT_CLIENTS must list grpc-js and/or http2, got "${c}"`);
+    if (v !== 'grpc-js' && v !== 'http2')
+      throw new Error(`BENCH_FANOUT_CLIENTS must list grpc-js and/or http2, got "${c}"`);
     return v;
   }),
 };
@@ -114,7 +120,9 @@ class Loader {
   }
 
   static start(address: string): Promise<Loader> {
-    const child = fork(new URL('./grpc-load.js', import.meta.url), [address], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(new URL('./grpc-load.js', import.meta.url), [address], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
     return new Promise((resolve, reject) => {
       child.once('message', () => resolve(new Loader(child)));
       child.once('exit', (code) => reject(new Error(`grpc-js load child exited with ${code} before starting`)));
@@ -142,7 +150,12 @@ function machine() {
   } catch {
     // not Linux: keep os.cpus()
   }
-  return { nproc: availableParallelism(), cpu_model: model, node: process.version, platform: `${process.platform}-${process.arch}` };
+  return {
+    nproc: availableParallelism(),
+    cpu_model: model,
+    node: process.version,
+    platform: `${process.platform}-${process.arch}`,
+  };
 }
 
 type EngineName = 'sqlite' | 'postgres';
@@ -150,7 +163,8 @@ type EngineName = 'sqlite' | 'postgres';
 /** Which engines to run (BENCH_ENGINES, default both). */
 function engines(): EngineName[] {
   const raw = (process.env.BENCH_ENGINES || 'sqlite,postgres').split(',').map((e) => e.trim());
-  for (const e of raw) if (e !== 'sqlite' && e !== 'postgres') throw new Error(`BENCH_ENGINES: unknown engine "${e}" (sqlite, postgres)`);
+  for (const e of raw)
+    if (e !== 'sqlite' && e !== 'postgres') throw new Error(`BENCH_ENGINES: unknown engine "${e}" (sqlite, postgres)`);
   return raw as EngineName[];
 }
 
@@ -158,7 +172,8 @@ async function main(): Promise<void> {
   const started = Date.now();
   // BENCH_NO_H2LOAD=1 forces the grpc-js-only fallback, as on a machine without h2load.
   const h2 = process.env.BENCH_NO_H2LOAD ? undefined : await h2loadVersion();
-  if (!h2) progress('h2load not found (Debian: apt-get install nghttp2-client); the grpc-js loop measures every scenario');
+  if (!h2)
+    progress('h2load not found (Debian: apt-get install nghttp2-client); the grpc-js loop measures every scenario');
   const results: Record<string, unknown> = {};
   for (const engine of parts.has('throughput') ? engines() : []) {
     progress(`== engine: ${engine}`);
@@ -200,17 +215,26 @@ async function fanoutScenario(): Promise<Record<string, unknown>> {
   try {
     const runs: FanoutResult[] = [];
     for (const n of fanoutSettings.streams) {
-      for (const client of fanoutSettings.clients) runs.push(await runFanout(work, n, fanoutSettings.rotations, client, progress));
+      for (const client of fanoutSettings.clients)
+        runs.push(await runFanout(work, n, fanoutSettings.rotations, client, progress));
     }
     // Diagnostic: bare node:http2 at the same counts (bench/fanout-floor.ts), the transport's floor.
     const floor: FanoutFloorResult[] = [];
     for (const n of fanoutSettings.streams) {
       const f = await runFanoutFloor(n, Math.max(1, Math.ceil(n / 1000)), fanoutSettings.rotations);
       floor.push(f);
-      progress(`  floor  ${String(n).padStart(6)} streams (bare node:http2 server and client): p50 ${f.latency_p50_ms} ms, p99 ${f.latency_p99_ms} ms, server CPU per fan-out ${f.server_cpu_ms_per_event} ms, RSS ${f.rss_streams_open_mb} MB`);
+      progress(
+        `  floor  ${String(n).padStart(6)} streams (bare node:http2 server and client): p50 ${f.latency_p50_ms} ms, p99 ${f.latency_p99_ms} ms, server CPU per fan-out ${f.server_cpu_ms_per_event} ms, RSS ${f.rss_streams_open_mb} MB`,
+      );
     }
     // RSS: the worst 10,000-stream run; it does not depend on the client much.
-    const at10k = runs.filter((r) => r.streams === 10_000).sort((a, b) => Math.max(b.rss_streams_open_mb, b.rss_after_rotations_mb) - Math.max(a.rss_streams_open_mb, a.rss_after_rotations_mb))[0];
+    const at10k = runs
+      .filter((r) => r.streams === 10_000)
+      .sort(
+        (a, b) =>
+          Math.max(b.rss_streams_open_mb, b.rss_after_rotations_mb) -
+          Math.max(a.rss_streams_open_mb, a.rss_after_rotations_mb),
+      )[0];
     return {
       tool: 'WatchExpiry on the gRPC port (grpc-js server), watcher child process with @grpc/grpc-js or raw node:http2 gRPC clients; latency = receipt − occurred_at of ROTATED; RSS = VmRSS of the rotor serve child',
       settings: fanoutSettings,
@@ -223,12 +247,19 @@ async function fanoutScenario(): Promise<Record<string, unknown>> {
           target: TARGETS.fanout_rss_mb_at_10000,
           measured: at10k ? Math.max(at10k.rss_streams_open_mb, at10k.rss_after_rotations_mb) : null,
           peak: at10k?.rss_peak_mb ?? null,
-          met: at10k ? Math.max(at10k.rss_streams_open_mb, at10k.rss_after_rotations_mb) < TARGETS.fanout_rss_mb_at_10000 : null,
+          met: at10k
+            ? Math.max(at10k.rss_streams_open_mb, at10k.rss_after_rotations_mb) < TARGETS.fanout_rss_mb_at_10000
+            : null,
         },
         p99_ms: {
           target: TARGETS.fanout_p99_ms,
           measured: Math.max(...runs.map((r) => r.latency_p99_ms)),
-          by_client: Object.fromEntries(fanoutSettings.clients.map((c) => [c, Math.max(...runs.filter((r) => r.client === c).map((r) => r.latency_p99_ms))])),
+          by_client: Object.fromEntries(
+            fanoutSettings.clients.map((c) => [
+              c,
+              Math.max(...runs.filter((r) => r.client === c).map((r) => r.latency_p99_ms)),
+            ]),
+          ),
           met: runs.every((r) => r.latency_p99_ms < TARGETS.fanout_p99_ms),
         },
       },
@@ -242,7 +273,12 @@ async function fanoutScenario(): Promise<Record<string, unknown>> {
  * Every scenario on one engine: the server on `serverDbUrl` (PostgreSQL) or a SQLite file in its
  * data directory, the bare baseline on its own database of the same engine.
  */
-async function benchEngine(engine: EngineName, h2: string | undefined, serverDbUrl: string | undefined, bareDbUrl: string | undefined) {
+async function benchEngine(
+  engine: EngineName,
+  h2: string | undefined,
+  serverDbUrl: string | undefined,
+  bareDbUrl: string | undefined,
+) {
   const { rounds, concurrency: c, grpcjs_requests: n, warmup_requests: warm } = settings;
   const work = mkdtempSync(join(tmpdir(), 'rotor-bench-'));
   let server: ServerProcess | undefined;
@@ -268,7 +304,11 @@ async function benchEngine(engine: EngineName, h2: string | undefined, serverDbU
     const api = benchClient(TokenService, address);
     const expiresAt = timestampFromMs(Date.now() + 3_600_000);
     const create = async (name: string, scopes: string[]) =>
-      (await api.call('createToken', { kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'bench', name, scopes, expiresAt }, admin)) as { secret: string };
+      (await api.call(
+        'createToken',
+        { kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'bench', name, scopes, expiresAt },
+        admin,
+      )) as { secret: string };
     const target = (await create('introspected', ['orders:read'])).secret;
     const pool = new Array<string>(poolSize);
     await closedLoop(poolSize, 16, async (i) => {
@@ -291,12 +331,33 @@ async function benchEngine(engine: EngineName, h2: string | undefined, serverDbU
     const introspectCheck = await rawUnary(address, introspectPath, introspectFrame, admin);
     if (noopCheck.code !== 0) throw new Error(`HealthService/Check failed: ${noopCheck.details}`);
     if (introspectCheck.code !== 0) throw new Error(`IntrospectToken failed: ${introspectCheck.details}`);
-    if (!fromBinary(IntrospectTokenResponseSchema, introspectCheck.response).active) throw new Error('IntrospectToken answered active=false');
+    if (!fromBinary(IntrospectTokenResponseSchema, introspectCheck.response).active)
+      throw new Error('IntrospectToken answered active=false');
     const streams = Math.max(1, Math.round(c / settings.h2load_clients));
     const h2noop = (name: string, requests: number, bearer?: string) =>
-      h2load({ name, url: `http://${address}${noopPath}`, frame: noopFrame, bearer, requests, clients: settings.h2load_clients, streamsPerClient: streams, responseDataBytes: 5 + noopCheck.response.length, workDir: work });
+      h2load({
+        name,
+        url: `http://${address}${noopPath}`,
+        frame: noopFrame,
+        bearer,
+        requests,
+        clients: settings.h2load_clients,
+        streamsPerClient: streams,
+        responseDataBytes: 5 + noopCheck.response.length,
+        workDir: work,
+      });
     const h2introspect = (name: string, requests: number) =>
-      h2load({ name, url: `http://${address}${introspectPath}`, frame: introspectFrame, bearer: admin, requests, clients: settings.h2load_clients, streamsPerClient: streams, responseDataBytes: 5 + introspectCheck.response.length, workDir: work });
+      h2load({
+        name,
+        url: `http://${address}${introspectPath}`,
+        frame: introspectFrame,
+        bearer: admin,
+        requests,
+        clients: settings.h2load_clients,
+        streamsPerClient: streams,
+        responseDataBytes: 5 + introspectCheck.response.length,
+        workDir: work,
+      });
 
     loader = await Loader.start(address);
 
@@ -336,7 +397,10 @@ async function benchEngine(engine: EngineName, h2: string | undefined, serverDbU
         record('noop_bearer_h2load', await h2noop(`noop-bearer-${r}`, settings.h2load_noop_requests, admin));
       }
       record('noop_grpcjs', await loader.run({ kind: 'noop', requests: n, concurrency: c }));
-      record('introspect_grpcjs', await loader.run({ kind: 'introspect', requests: n, concurrency: c, bearer: admin, token: target }));
+      record(
+        'introspect_grpcjs',
+        await loader.run({ kind: 'introspect', requests: n, concurrency: c, bearer: admin, token: target }),
+      );
       record('rotate_grpcjs', await loader.run({ kind: 'rotate', concurrency: c, secrets: rotationSlice(r) }));
       // The server is idle (no client) while the bare baselines run in this process.
       record('bare_txn', await bare.rotation(n, c));
@@ -352,9 +416,14 @@ async function benchEngine(engine: EngineName, h2: string | undefined, serverDbU
       : ratioOf(results.introspect_grpcjs!, results.noop_grpcjs!);
     const rotateVsBare = ratioOf(results.rotate_grpcjs!, results.bare_txn!);
     return {
-      database: engine === 'postgres' ? `PostgreSQL, scratch databases on ${safeUrl(BENCH_POSTGRES_URL)}, pool ${DEFAULT_POOL_MAX} connections (server and bare baseline alike)` : 'SQLite file in WAL mode, one connection',
+      database:
+        engine === 'postgres'
+          ? `PostgreSQL, scratch databases on ${safeUrl(BENCH_POSTGRES_URL)}, pool ${DEFAULT_POOL_MAX} connections (server and bare baseline alike)`
+          : 'SQLite file in WAL mode, one connection',
       tools: {
-        introspect_vs_noop: h2 ? `${h2}, ${settings.h2load_clients} connections × ${streams} streams, 1 thread` : `@grpc/grpc-js closed loop (h2load not installed or BENCH_NO_H2LOAD set)`,
+        introspect_vs_noop: h2
+          ? `${h2}, ${settings.h2load_clients} connections × ${streams} streams, 1 thread`
+          : `@grpc/grpc-js closed loop (h2load not installed or BENCH_NO_H2LOAD set)`,
         grpcjs: `@grpc/grpc-js closed loop in a child process, one channel, ${c} calls in flight`,
         bare: `knex in the bench process on its own ${engine === 'postgres' ? 'PostgreSQL scratch database' : 'SQLite file'} (src/store/database.ts settings), ${c} in flight`,
       },
@@ -362,11 +431,21 @@ async function benchEngine(engine: EngineName, h2: string | undefined, serverDbU
       ratios: {
         introspect_vs_noop: introspectVsNoop,
         rotate_vs_bare_txn: rotateVsBare,
-        ...(h2 ? { introspect_vs_noop_same_headers_diagnostic: ratioOf(results.introspect_h2load!, results.noop_bearer_h2load!) } : {}),
+        ...(h2
+          ? {
+              introspect_vs_noop_same_headers_diagnostic: ratioOf(
+                results.introspect_h2load!,
+                results.noop_bearer_h2load!,
+              ),
+            }
+          : {}),
         introspect_vs_noop_grpcjs: ratioOf(results.introspect_grpcjs!, results.noop_grpcjs!),
         rotate_vs_noop_grpcjs: ratioOf(results.rotate_grpcjs!, results.noop_grpcjs!),
         rotate_vs_bare_driver_diagnostic: ratioOf(results.rotate_grpcjs!, results.bare_txn_driver!),
-        introspect_grpcjs_vs_bare_introspect_queries: ratioOf(results.introspect_grpcjs!, results.bare_introspect_queries!),
+        introspect_grpcjs_vs_bare_introspect_queries: ratioOf(
+          results.introspect_grpcjs!,
+          results.bare_introspect_queries!,
+        ),
       },
       targets: {
         introspect_vs_noop: {
@@ -374,7 +453,11 @@ async function benchEngine(engine: EngineName, h2: string | undefined, serverDbU
           measured: introspectVsNoop.median,
           met: introspectVsNoop.median >= TARGETS.introspect_vs_noop,
         },
-        rotate_vs_bare_txn: { target: TARGETS.rotate_vs_bare_txn, measured: rotateVsBare.median, met: rotateVsBare.median >= TARGETS.rotate_vs_bare_txn },
+        rotate_vs_bare_txn: {
+          target: TARGETS.rotate_vs_bare_txn,
+          measured: rotateVsBare.median,
+          met: rotateVsBare.median >= TARGETS.rotate_vs_bare_txn,
+        },
       },
     };
   } finally {

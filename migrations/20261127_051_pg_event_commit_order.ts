@@ -31,7 +31,9 @@ import type { Knex } from 'knex';
  */
 export async function up(knex: Knex): Promise<void> {
   if (knex.client.config.client !== 'pg') return;
-  const seq = (await knex.raw(`SELECT pg_get_serial_sequence('token_events', 'sequence') AS name`)) as { rows: { name: string }[] };
+  const seq = (await knex.raw(`SELECT pg_get_serial_sequence('token_events', 'sequence') AS name`)) as {
+    rows: { name: string }[];
+  };
   const name = seq.rows[0]!.name;
   await knex.raw(`
     CREATE FUNCTION rotor_next_event_sequence() RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
@@ -45,7 +47,11 @@ export async function up(knex: Knex): Promise<void> {
 
 export async function down(knex: Knex): Promise<void> {
   if (knex.client.config.client !== 'pg') return;
-  const seq = (await knex.raw(`SELECT pg_get_serial_sequence('token_events', 'sequence') AS name`)) as { rows: { name: string }[] };
-  await knex.raw(`ALTER TABLE token_events ALTER COLUMN sequence SET DEFAULT nextval('${seq.rows[0]!.name}'::regclass)`);
+  const seq = (await knex.raw(`SELECT pg_get_serial_sequence('token_events', 'sequence') AS name`)) as {
+    rows: { name: string }[];
+  };
+  await knex.raw(
+    `ALTER TABLE token_events ALTER COLUMN sequence SET DEFAULT nextval('${seq.rows[0]!.name}'::regclass)`,
+  );
   await knex.raw('DROP FUNCTION IF EXISTS rotor_next_event_sequence()');
 }

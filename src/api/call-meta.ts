@@ -9,5 +9,7 @@ export const callMetaKey = createContextKey<CallMeta | undefined>(undefined, { d
 
 /** Extracts the transport-neutral call facts from a Connect handler context. */
 export function callMeta(ctx: HandlerContext): CallMeta {
-  return ctx.values.get(callMetaKey) ?? { authorization: ctx.requestHeader.get('authorization') ?? undefined, peer: null };
+  return (
+    ctx.values.get(callMetaKey) ?? { authorization: ctx.requestHeader.get('authorization') ?? undefined, peer: null }
+  );
 }

@@ -9,7 +9,12 @@ import { RotorError } from '../domain/errors.js';
 import { stateAfter } from '../domain/expiry.js';
 import { tokenState } from '../domain/token.js';
 import type { TokenEventType } from '../domain/token-event.js';
-import { ExpiryEventSchema, ExpiryEventType, ExpiryService, type ExpiryEvent } from '../gen/rotor/v1/expiry_service_pb.js';
+import {
+  ExpiryEventSchema,
+  ExpiryEventType,
+  ExpiryService,
+  type ExpiryEvent,
+} from '../gen/rotor/v1/expiry_service_pb.js';
 import { callMeta } from './call-meta.js';
 import { mapStream } from './streams.js';
 import { STATE_TO_PB } from './token-mapping.js';
@@ -32,7 +37,9 @@ const MAX_THRESHOLD_SECONDS = 10n * 365n * 86400n;
 /** A requested threshold: a positive whole number of seconds. */
 function thresholdSecondsFromPb(d: Duration): number {
   if (d.seconds <= 0n || d.nanos !== 0 || d.seconds > MAX_THRESHOLD_SECONDS) {
-    throw new RotorError('invalid_argument', 'thresholds: each must be a positive whole number of seconds', { field: 'thresholds' });
+    throw new RotorError('invalid_argument', 'thresholds: each must be a positive whole number of seconds', {
+      field: 'thresholds',
+    });
   }
   return Number(d.seconds);
 }
@@ -56,7 +63,11 @@ export function expiryEventToPb(item: WatchItem): ExpiryEvent {
 function buildPb(item: WatchItem): ExpiryEvent {
   switch (item.kind) {
     case 'heartbeat':
-      return create(ExpiryEventSchema, { sequence: BigInt(item.sequence), type: ExpiryEventType.HEARTBEAT, occurredAt: timestampFromMs(item.at) });
+      return create(ExpiryEventSchema, {
+        sequence: BigInt(item.sequence),
+        type: ExpiryEventType.HEARTBEAT,
+        occurredAt: timestampFromMs(item.at),
+      });
     case 'snapshot': {
       const t = item.token;
       return create(ExpiryEventSchema, {

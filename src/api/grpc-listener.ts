@@ -66,11 +66,24 @@ const PREFACE_BYTES = 24 + 9;
  */
 export function listenGrpc(
   server: grpc.Server,
-  options: { host: string; port: number; tls: { cert: Buffer; key: Buffer } | undefined; limits: GrpcConnectionLimits; log: Logger },
+  options: {
+    host: string;
+    port: number;
+    tls: { cert: Buffer; key: Buffer } | undefined;
+    limits: GrpcConnectionLimits;
+    log: Logger;
+  },
 ): Promise<GrpcListener> {
   const { limits, log } = options;
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
-  const tlsServer = options.tls ? createTlsServer({ cert: options.tls.cert, key: options.tls.key, ALPNProtocols: ['h2'], handshakeTimeout: limits.handshakeTimeoutMs }) : undefined;
+  const tlsServer = options.tls
+    ? createTlsServer({
+        cert: options.tls.cert,
+        key: options.tls.key,
+        ALPNProtocols: ['h2'],
+        handshakeTimeout: limits.handshakeTimeoutMs,
+      })
+    : undefined;
   /** Every open connection; the value is its decrypted TLS socket once the handshake is done. */
   const sockets = new Map<Socket, TLSSocket | undefined>();
   /** TLS sockets between 'connection' and 'secureConnection', by remote address and port. */
@@ -81,14 +94,19 @@ export function listenGrpc(
   const refuse = (socket: Socket, peer: string, reason: 'peer_limit' | 'connection_limit') => {
     // resetAndDestroy: an RST tells the client at once, and leaves no TIME_WAIT behind here.
     socket.resetAndDestroy();
-    warn(`grpc connection refused: ${reason}`, { peer, limit: reason === 'peer_limit' ? limits.maxConnectionsPerPeer : limits.maxConnections });
+    warn(`grpc connection refused: ${reason}`, {
+      peer,
+      limit: reason === 'peer_limit' ? limits.maxConnectionsPerPeer : limits.maxConnections,
+    });
   };
 
   const accept = (socket: Socket) => {
     const peer = peerKey(socket.remoteAddress);
-    if (limits.maxConnections > 0 && sockets.size >= limits.maxConnections) return refuse(socket, peer, 'connection_limit');
+    if (limits.maxConnections > 0 && sockets.size >= limits.maxConnections)
+      return refuse(socket, peer, 'connection_limit');
     const held = perPeer.get(peer) ?? 0;
-    if (limits.maxConnectionsPerPeer > 0 && held >= limits.maxConnectionsPerPeer) return refuse(socket, peer, 'peer_limit');
+    if (limits.maxConnectionsPerPeer > 0 && held >= limits.maxConnectionsPerPeer)
+      return refuse(socket, peer, 'peer_limit');
     perPeer.set(peer, held + 1);
     sockets.set(socket, undefined);
     const connection = `${socket.remoteAddress}|${socket.remotePort}`;
@@ -96,7 +114,10 @@ export function listenGrpc(
       const stream = tlsServer ? sockets.get(socket) : socket;
       if (stream !== undefined && stream.bytesRead >= PREFACE_BYTES) return;
       socket.destroy();
-      warn('grpc connection cut: no HTTP/2 preface within the handshake timeout', { peer, timeout_ms: limits.handshakeTimeoutMs });
+      warn('grpc connection cut: no HTTP/2 preface within the handshake timeout', {
+        peer,
+        timeout_ms: limits.handshakeTimeoutMs,
+      });
     }, limits.handshakeTimeoutMs);
     socket.once('close', () => {
       clearTimeout(deadline);
@@ -134,7 +155,9 @@ export function listenGrpc(
     listener.listen(options.port, options.host, () => {
       listener.off('error', reject);
       // Accept errors (EMFILE when out of file descriptors) leave the listener working.
-      listener.on('error', (e: NodeJS.ErrnoException) => warn('grpc accept failed', { code: e.code, error: e.message }));
+      listener.on('error', (e: NodeJS.ErrnoException) =>
+        warn('grpc accept failed', { code: e.code, error: e.message }),
+      );
       const closed = new Promise<void>((done) => listener.once('close', () => done()));
       resolve({
         port: (listener.address() as AddressInfo).port,

@@ -59,7 +59,10 @@ class GrpcCallContext implements HandlerContext {
   ) {
     const deadline = call.getDeadline();
     this.deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
-    this.values = createContextValues().set(callMetaKey, { authorization: authorizationOf(call.metadata), peer: call.getPeer() });
+    this.values = createContextValues().set(callMetaKey, {
+      authorization: authorizationOf(call.metadata),
+      peer: call.getPeer(),
+    });
     // grpc-js emits 'cancelled' whenever the stream closes; it only matters for a call still running.
     call.on('cancelled', () => this.cancelled());
   }
@@ -79,7 +82,8 @@ class GrpcCallContext implements HandlerContext {
   get signal(): AbortSignal {
     if (!this.controller) {
       this.controller = new AbortController();
-      if (this.state === 'cancelled') this.controller.abort(new ConnectError('call cancelled by the client', Code.Canceled));
+      if (this.state === 'cancelled')
+        this.controller.abort(new ConnectError('call cancelled by the client', Code.Canceled));
     }
     return this.controller.signal;
   }
@@ -116,7 +120,12 @@ function statusOf(err: unknown, log: Logger, where: string): grpc.StatusObject {
   return { code: ce.code as number as grpc.status, details: ce.rawMessage, metadata: md };
 }
 
-function unaryHandler(mounted: MountedService, method: DescMethod, log: Logger, tracker: CallTracker): grpc.handleUnaryCall<unknown, unknown> {
+function unaryHandler(
+  mounted: MountedService,
+  method: DescMethod,
+  log: Logger,
+  tracker: CallTracker,
+): grpc.handleUnaryCall<unknown, unknown> {
   const impl = (mounted.impl as Record<string, Unary | undefined>)[method.localName];
   return (call, unaryCallback) => {
     const done = tracker.startUnary();
@@ -126,7 +135,10 @@ function unaryHandler(mounted: MountedService, method: DescMethod, log: Logger, 
     };
     const req = call.request;
     if (req instanceof UndecodableRequest) {
-      callback({ code: grpc.status.INVALID_ARGUMENT, details: `request is not a valid ${method.input.typeName}: ${req.reason}` });
+      callback({
+        code: grpc.status.INVALID_ARGUMENT,
+        details: `request is not a valid ${method.input.typeName}: ${req.reason}`,
+      });
       return;
     }
     if (!impl) {
@@ -172,13 +184,20 @@ function writable(call: grpc.ServerWritableStream<unknown, unknown>): Promise<vo
  * handler buffers (the watcher's bounded queue) decides what happens next. The handler's end
  * becomes OK; its error becomes the status, through the one error mapping.
  */
-function serverStreamingHandler(mounted: MountedService, method: DescMethod, log: Logger): grpc.handleServerStreamingCall<unknown, unknown> {
+function serverStreamingHandler(
+  mounted: MountedService,
+  method: DescMethod,
+  log: Logger,
+): grpc.handleServerStreamingCall<unknown, unknown> {
   const impl = (mounted.impl as Record<string, ServerStreaming | undefined>)[method.localName];
   const where = `${mounted.service.typeName}/${method.name}`;
   return (call) => {
     const req = call.request;
     if (req instanceof UndecodableRequest) {
-      call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: `request is not a valid ${method.input.typeName}: ${req.reason}` });
+      call.emit('error', {
+        code: grpc.status.INVALID_ARGUMENT,
+        details: `request is not a valid ${method.input.typeName}: ${req.reason}`,
+      });
       return;
     }
     if (!impl) {
@@ -277,7 +296,10 @@ const KEEPALIVE_TIMEOUT_MS = 20_000;
 export function createGrpcServer(
   services: MountedService[],
   log: Logger,
-  limits: Pick<GrpcConnectionLimits, 'idleTimeoutMs' | 'maxConnectionAgeMs' | 'maxConnectionAgeGraceMs' | 'maxConcurrentStreams'>,
+  limits: Pick<
+    GrpcConnectionLimits,
+    'idleTimeoutMs' | 'maxConnectionAgeMs' | 'maxConnectionAgeGraceMs' | 'maxConcurrentStreams'
+  >,
   tracker = new CallTracker(),
 ): grpc.Server {
   // Only options grpc-js 1.14's Server reads (server.js constructor); client-side channel options
@@ -307,7 +329,9 @@ export function createGrpcServer(
         responseDeserialize: deserializer(method.output),
         originalName: method.localName,
       };
-      handlers[method.name] = streaming ? serverStreamingHandler(mounted, method, log) : unaryHandler(mounted, method, log, tracker);
+      handlers[method.name] = streaming
+        ? serverStreamingHandler(mounted, method, log)
+        : unaryHandler(mounted, method, log, tracker);
     }
     server.addService(definition, handlers);
   }

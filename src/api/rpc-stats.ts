@@ -8,7 +8,9 @@ import { codeToString } from '@connectrpc/connect/protocol-connect';
  */
 
 /** Upper bounds, in seconds, of the unary duration histogram's buckets (then +Inf). */
-export const DURATION_BUCKETS: readonly number[] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+export const DURATION_BUCKETS: readonly number[] = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+];
 
 /** The `code` label: `ok`, or Connect's name of the code (`invalid_argument`, `resource_exhausted`, …). */
 export function codeLabel(code: Code | 0): string {

@@ -27,7 +27,12 @@ type StreamFn = (req: unknown, ctx: HandlerContext) => AsyncIterable<unknown>;
  * Wraps every method so that errors leave through the one mapping in connect-errors.ts, and counts
  * how each call ended (and how long a unary call took) in `stats`: one place for both ports.
  */
-function withErrorMapping(app: AppContext, service: DescService, impl: object, stats: RpcStats): Partial<ServiceImpl<DescService>> {
+function withErrorMapping(
+  app: AppContext,
+  service: DescService,
+  impl: object,
+  stats: RpcStats,
+): Partial<ServiceImpl<DescService>> {
   const wrapped: Record<string, UnaryFn | StreamFn> = {};
   for (const [name, fn] of Object.entries(impl) as [string, UnaryFn][]) {
     const method = service.methods.find((m) => m.localName === name);
@@ -70,7 +75,11 @@ function withErrorMapping(app: AppContext, service: DescService, impl: object, s
  * Every service Rotor serves; handlers are written once and mounted on both ports. ExpiryService
  * needs the live feed, so it is mounted only when `watch` is given (the composition root does).
  */
-export function rotorServices(app: AppContext, watch?: WatchRuntime, stats: RpcStats = new RpcStats()): MountedService[] {
+export function rotorServices(
+  app: AppContext,
+  watch?: WatchRuntime,
+  stats: RpcStats = new RpcStats(),
+): MountedService[] {
   const list: [DescService, object][] = [
     [TokenService, tokenServiceImpl(app)],
     [TokenExchangeService, tokenExchangeServiceImpl(app)],

@@ -35,7 +35,9 @@ export function mapStream<T, U>(open: () => Promise<AsyncIterator<T>>, map: (val
     next: () => {
       if (closed) return Promise.resolve({ done: true, value: undefined });
       if (source) return source.next().then(step);
-      return (opening ??= open().then(opened)).then((s) => (closed ? { done: true, value: undefined } : s.next().then(step)));
+      return (opening ??= open().then(opened)).then((s) =>
+        closed ? { done: true, value: undefined } : s.next().then(step),
+      );
     },
     return: () => {
       closed = true;
@@ -55,7 +57,11 @@ export type StreamEnd = { how: 'done' } | { how: 'returned' } | { how: 'failed';
  * how the stream ended: the source finished, it was given up (the client cancelled or went away),
  * or it failed.
  */
-export function mapStreamErrors(source: AsyncIterable<unknown>, map: (e: unknown) => unknown, ended: (end: StreamEnd) => void = () => undefined): AsyncIterable<unknown> {
+export function mapStreamErrors(
+  source: AsyncIterable<unknown>,
+  map: (e: unknown) => unknown,
+  ended: (end: StreamEnd) => void = () => undefined,
+): AsyncIterable<unknown> {
   return {
     [Symbol.asyncIterator]() {
       const it = source[Symbol.asyncIterator]();

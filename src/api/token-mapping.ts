@@ -33,7 +33,10 @@ export const STATE_TO_PB: Readonly<Record<TokenState, PbState>> = {
 /** Proto enum → domain kind; UNSPECIFIED or unknown numbers are refused. */
 export function kindFromPb(kind: PbKind, field = 'kind'): TokenKind {
   const found = (Object.keys(KIND_TO_PB) as TokenKind[]).find((k) => KIND_TO_PB[k] === kind);
-  if (!found) throw new RotorError('invalid_argument', `${field} must be one of PERSONAL, PROJECT, GROUP, SERVICE_ACCOUNT`, { field });
+  if (!found)
+    throw new RotorError('invalid_argument', `${field} must be one of PERSONAL, PROJECT, GROUP, SERVICE_ACCOUNT`, {
+      field,
+    });
   return found;
 }
 
@@ -118,7 +121,8 @@ export function tokenToPb(t: TokenRecord, now: number): Token {
       defaultLifetimeSeconds: BigInt(t.policy.defaultLifetimeSeconds),
       overlapSeconds: BigInt(t.policy.overlapSeconds),
       reuseGraceSeconds: BigInt(t.policy.reuseGraceSeconds),
-      workloadBinding: t.policy.workloadBinding === undefined ? undefined : create(WorkloadBindingSchema, t.policy.workloadBinding),
+      workloadBinding:
+        t.policy.workloadBinding === undefined ? undefined : create(WorkloadBindingSchema, t.policy.workloadBinding),
     }),
   });
 }

@@ -8,7 +8,15 @@ import { createToken, getToken, listTokens } from '../app/token-service.js';
 import { TokenKind as TokenKindPb } from '../gen/rotor/v1/token_pb.js';
 import { TokenService } from '../gen/rotor/v1/token_service_pb.js';
 import { callMeta } from './call-meta.js';
-import { kindFromPb, kindToPb, msFromTimestamp, optionalKindFromPb, optionalStateFromPb, policyFromPb, tokenToPb } from './token-mapping.js';
+import {
+  kindFromPb,
+  kindToPb,
+  msFromTimestamp,
+  optionalKindFromPb,
+  optionalStateFromPb,
+  policyFromPb,
+  tokenToPb,
+} from './token-mapping.js';
 
 /** `rotor.v1.TokenService`: decodes requests, calls the use cases, encodes responses. */
 export function tokenServiceImpl(app: AppContext): ServiceImpl<typeof TokenService> {

@@ -33,7 +33,10 @@ export async function findBySecret(app: AppContext, secret: string): Promise<Tok
  * The successor a rotated token's usability depends on (docs/design.md, Domain: at most one
  * predecessor inside its overlap window). Loaded only for rotated tokens, which are rare on the hot path.
  */
-export async function successorForUse(tokens: Pick<TokenRepository, 'findById'>, token: TokenRecord): Promise<TokenRecord | undefined> {
+export async function successorForUse(
+  tokens: Pick<TokenRepository, 'findById'>,
+  token: TokenRecord,
+): Promise<TokenRecord | undefined> {
   if (token.revokeReason !== 'rotated' || token.successorId === null) return undefined;
   return tokens.findById(token.successorId);
 }

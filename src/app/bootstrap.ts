@@ -12,7 +12,10 @@ import { insertCreated, mintBootstrap } from './token-service.js';
  * `rotor bootstrap` runs on one PostgreSQL database) take the `bootstrap` lock, so the second one
  * sees the first one's admin token and is refused.
  */
-export async function bootstrapAdmin(app: AppContext, opts: { ownerId: string; lifetimeSeconds: number }): Promise<MintedToken> {
+export async function bootstrapAdmin(
+  app: AppContext,
+  opts: { ownerId: string; lifetimeSeconds: number },
+): Promise<MintedToken> {
   const now = app.now();
   const lifetime = Math.min(opts.lifetimeSeconds, app.limits.maxLifetimeSeconds);
   const minted = mintBootstrap(
@@ -29,11 +32,14 @@ export async function bootstrapAdmin(app: AppContext, opts: { ownerId: string; l
     },
     now,
   );
-  await app.store.transaction(async (tx) => {
-    if (await tx.tokens.existsActiveWithScope(SCOPE_ADMIN, now)) {
-      throw new RotorError('permission_denied', 'an active admin token already exists; bootstrap refused');
-    }
-    await insertCreated(tx, minted, { actor: 'bootstrap', peer: null }, now);
-  }, { lock: 'bootstrap' });
+  await app.store.transaction(
+    async (tx) => {
+      if (await tx.tokens.existsActiveWithScope(SCOPE_ADMIN, now)) {
+        throw new RotorError('permission_denied', 'an active admin token already exists; bootstrap refused');
+      }
+      await insertCreated(tx, minted, { actor: 'bootstrap', peer: null }, now);
+    },
+    { lock: 'bootstrap' },
+  );
   return minted;
 }

@@ -1,5 +1,11 @@
 import { RotorError } from '../domain/errors.js';
-import { TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT, requestedAudiences, validateExchange, type ExchangeParams } from '../domain/token-exchange.js';
+import {
+  TOKEN_TYPE_ACCESS_TOKEN,
+  TOKEN_TYPE_JWT,
+  requestedAudiences,
+  validateExchange,
+  type ExchangeParams,
+} from '../domain/token-exchange.js';
 import type { AppContext } from './context.js';
 import { issueJwtForRotorToken } from './jwt-access-tokens.js';
 import { exchangeSubject } from './exchange-subject.js';
@@ -21,7 +27,11 @@ export interface ExchangeResult {
  * With `requested_token_type=...:jwt` a Rotor access token is exchanged for a JWT access token
  * without being rotated (docs/jwt-access-tokens.md).
  */
-export async function exchangeToken(app: AppContext, params: ExchangeParams, peer: string | null): Promise<ExchangeResult> {
+export async function exchangeToken(
+  app: AppContext,
+  params: ExchangeParams,
+  peer: string | null,
+): Promise<ExchangeResult> {
   const req = validateExchange(params);
   if (req.requestedTokenType === TOKEN_TYPE_JWT) {
     if (req.subjectTokenType !== TOKEN_TYPE_ACCESS_TOKEN) {
@@ -31,7 +41,17 @@ export async function exchangeToken(app: AppContext, params: ExchangeParams, pee
       );
     }
     const audiences = requestedAudiences(req);
-    const { jwt, claims } = await issueJwtForRotorToken(app, { subjectToken: req.subjectToken, scopes: req.scopes, audiences, actorToken: req.actorToken, actorTokenType: req.actorTokenType }, peer);
+    const { jwt, claims } = await issueJwtForRotorToken(
+      app,
+      {
+        subjectToken: req.subjectToken,
+        scopes: req.scopes,
+        audiences,
+        actorToken: req.actorToken,
+        actorTokenType: req.actorTokenType,
+      },
+      peer,
+    );
     return {
       accessToken: jwt,
       issuedTokenType: TOKEN_TYPE_JWT,
@@ -42,7 +62,10 @@ export async function exchangeToken(app: AppContext, params: ExchangeParams, pee
     };
   }
   if (req.requestedTokenType !== TOKEN_TYPE_ACCESS_TOKEN) {
-    throw new RotorError('unsupported_token_type', `requested_token_type must be ${TOKEN_TYPE_ACCESS_TOKEN} or ${TOKEN_TYPE_JWT}`);
+    throw new RotorError(
+      'unsupported_token_type',
+      `requested_token_type must be ${TOKEN_TYPE_ACCESS_TOKEN} or ${TOKEN_TYPE_JWT}`,
+    );
   }
   const minted = await exchangeSubject(app, req, peer);
   return {
@@ -60,5 +83,8 @@ export async function exchangeToken(app: AppContext, params: ExchangeParams, pee
  * `requested_token_type`, published in the RFC 8414 metadata (docs/jwt-access-tokens.md).
  */
 export function exchangeTokenTypes(app: AppContext): { subject: string[]; requested: string[] } {
-  return { subject: federationConfigured(app) ? [TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT] : [TOKEN_TYPE_ACCESS_TOKEN], requested: [TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT] };
+  return {
+    subject: federationConfigured(app) ? [TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT] : [TOKEN_TYPE_ACCESS_TOKEN],
+    requested: [TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT],
+  };
 }

@@ -1,6 +1,11 @@
 import { RotorError } from '../domain/errors.js';
 import type { MintedToken } from '../domain/new-token.js';
-import { TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT, requestedAudiences, type ExchangeRequest } from '../domain/token-exchange.js';
+import {
+  TOKEN_TYPE_ACCESS_TOKEN,
+  TOKEN_TYPE_JWT,
+  requestedAudiences,
+  type ExchangeRequest,
+} from '../domain/token-exchange.js';
 import type { AppContext } from './context.js';
 import { federate } from './federation-service.js';
 import { rotate } from './rotation-service.js';
@@ -12,7 +17,11 @@ import { rotate } from './rotation-service.js';
  *   `actor_token` of rule 4);
  * - `jwt`: a workload JWT from a trusted issuer → federation to a service account.
  */
-export async function exchangeSubject(app: AppContext, req: ExchangeRequest, peer: string | null): Promise<MintedToken> {
+export async function exchangeSubject(
+  app: AppContext,
+  req: ExchangeRequest,
+  peer: string | null,
+): Promise<MintedToken> {
   switch (req.subjectTokenType) {
     case TOKEN_TYPE_ACCESS_TOKEN:
       return rotate(
@@ -31,6 +40,9 @@ export async function exchangeSubject(app: AppContext, req: ExchangeRequest, pee
     case TOKEN_TYPE_JWT:
       return federate(app, req, peer);
     default:
-      throw new RotorError('unsupported_token_type', `subject_token_type must be ${TOKEN_TYPE_ACCESS_TOKEN} or ${TOKEN_TYPE_JWT}`);
+      throw new RotorError(
+        'unsupported_token_type',
+        `subject_token_type must be ${TOKEN_TYPE_ACCESS_TOKEN} or ${TOKEN_TYPE_JWT}`,
+      );
   }
 }

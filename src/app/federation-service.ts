@@ -15,7 +15,9 @@ const FEDERATION_ACTOR = 'federation';
  * The one place of that rule: `federate` refuses otherwise, and the RFC 8414 metadata
  * (`exchangeTokenTypes`) advertises a JWT subject only then.
  */
-export function federationConfigured(app: AppContext): app is AppContext & { identity: NonNullable<AppContext['identity']> } {
+export function federationConfigured(
+  app: AppContext,
+): app is AppContext & { identity: NonNullable<AppContext['identity']> } {
   return app.identity !== undefined && app.identity.federation.length > 0;
 }
 
@@ -28,18 +30,33 @@ export function federationConfigured(app: AppContext): app is AppContext & { ide
  */
 export async function federate(app: AppContext, req: ExchangeRequest, peer: string | null): Promise<MintedToken> {
   if (!federationConfigured(app)) {
-    throw new RotorError('unsupported_token_type', 'subject_token_type jwt (workload federation) is not configured on this server');
+    throw new RotorError(
+      'unsupported_token_type',
+      'subject_token_type jwt (workload federation) is not configured on this server',
+    );
   }
   if (req.actorToken !== undefined) {
-    throw new RotorError('invalid_argument', 'actor_token is not accepted with a jwt subject_token', { field: 'actor_token' });
+    throw new RotorError('invalid_argument', 'actor_token is not accepted with a jwt subject_token', {
+      field: 'actor_token',
+    });
   }
   if (req.idempotencyKey !== undefined) {
-    throw new RotorError('invalid_argument', 'idempotency_key applies to rotation only; a federation JWT is used once', { field: 'idempotency_key' });
+    throw new RotorError(
+      'invalid_argument',
+      'idempotency_key applies to rotation only; a federation JWT is used once',
+      { field: 'idempotency_key' },
+    );
   }
   const workload = await app.identity.verify(req.subjectToken, 'subject_token');
   const now = app.now();
   const audiences = requestedAudiences(req);
-  const grant = decideFederation(app.identity.federation, workload, { scopes: req.scopes, audiences }, now, app.limits.maxLifetimeSeconds);
+  const grant = decideFederation(
+    app.identity.federation,
+    workload,
+    { scopes: req.scopes, audiences },
+    now,
+    app.limits.maxLifetimeSeconds,
+  );
   const minted = mintToken(
     {
       kind: 'service_account',
@@ -57,7 +74,12 @@ export async function federate(app: AppContext, req: ExchangeRequest, peer: stri
   );
   const act = { iss: workload.iss, sub: workload.sub };
   await app.store.transaction((tx) => insertCreated(tx, minted, { actor: FEDERATION_ACTOR, peer, act }, now));
-  app.log.info('workload federated', { token_id: minted.record.id, service_account: grant.rule.serviceAccount, iss: act.iss, sub: printable(act.sub) });
+  app.log.info('workload federated', {
+    token_id: minted.record.id,
+    service_account: grant.rule.serviceAccount,
+    iss: act.iss,
+    sub: printable(act.sub),
+  });
   return minted;
 }
 

@@ -29,7 +29,8 @@ export interface ActiveToken {
 /** RFC 7662 §2.2 introspection result, before transport encoding. */
 export type Introspection = { active: false } | { active: true; token: ActiveToken };
 
-const denied = () => new RotorError('permission_denied', `introspecting another token needs the ${SCOPE_INTROSPECT} scope`);
+const denied = () =>
+  new RotorError('permission_denied', `introspecting another token needs the ${SCOPE_INTROSPECT} scope`);
 
 /**
  * RFC 7662 introspection of a Rotor token or of a JWT access token Rotor issued. Callers holding
@@ -37,7 +38,8 @@ const denied = () => new RotorError('permission_denied', `introspecting another 
  * JWT: one issued from the caller's token). Anything not usable is `{active: false}` (§2.2).
  */
 export async function introspect(app: AppContext, caller: Caller, secret: string): Promise<Introspection> {
-  if (secret.length > LIMITS.tokenParameter) throw new RotorError('invalid_argument', 'token is too long', { field: 'token' });
+  if (secret.length > LIMITS.tokenParameter)
+    throw new RotorError('invalid_argument', 'token is too long', { field: 'token' });
   if (looksLikeJwt(secret)) return introspectJwt(app, caller, secret);
   const privileged = mayIntrospectOthers(caller.token);
   let token: TokenRecord | undefined;

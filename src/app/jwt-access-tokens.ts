@@ -31,9 +31,14 @@ async function mintAccessToken(app: AppContext, identity: AccessTokenIdentity): 
   const now = app.now();
   const claims = accessTokenClaims(identity, app.jwt.issuer, now, app.jwt.ttlSeconds, newJwtId(app.random));
   const { meta, privateKey } = await app.jwt.keyRing.signingKey(now);
-  const jwt = await new SignJWT({ ...claims }).setProtectedHeader({ alg: meta.alg, typ: JWT_ACCESS_TOKEN_TYP, kid: meta.kid }).sign(privateKey);
+  const jwt = await new SignJWT({ ...claims })
+    .setProtectedHeader({ alg: meta.alg, typ: JWT_ACCESS_TOKEN_TYP, kid: meta.kid })
+    .sign(privateKey);
   if (jwt.length > LIMITS.tokenParameter) {
-    throw new RotorError('invalid_argument', `the JWT would be longer than ${LIMITS.tokenParameter} characters; request fewer scopes or audiences`);
+    throw new RotorError(
+      'invalid_argument',
+      `the JWT would be longer than ${LIMITS.tokenParameter} characters; request fewer scopes or audiences`,
+    );
   }
   await app.jwt.keyRing.signed(meta, claims.exp * 1000);
   return { jwt, claims, kid: meta.kid };
@@ -48,7 +53,13 @@ async function mintAccessToken(app: AppContext, identity: AccessTokenIdentity): 
  */
 export async function issueJwtForRotorToken(
   app: AppContext,
-  req: { subjectToken: string; scopes: readonly string[]; audiences: readonly string[]; actorToken: string | undefined; actorTokenType: string | undefined },
+  req: {
+    subjectToken: string;
+    scopes: readonly string[];
+    audiences: readonly string[];
+    actorToken: string | undefined;
+    actorTokenType: string | undefined;
+  },
   peer: string | null,
 ): Promise<MintedJwt> {
   const { token, successor, now } = await usableBySecret(app, req.subjectToken);
@@ -57,12 +68,23 @@ export async function issueJwtForRotorToken(
   if (act) identity.act = act;
   const minted = await mintAccessToken(app, identity);
   noteUse(app, token, now);
-  app.log.info('issued JWT access token', { jti: minted.claims.jti, kid: minted.kid, token_id: token.id, exp: minted.claims.exp, peer });
+  app.log.info('issued JWT access token', {
+    jti: minted.claims.jti,
+    kid: minted.kid,
+    token_id: token.id,
+    exp: minted.claims.exp,
+    peer,
+  });
   return minted;
 }
 
 /** The verified workload behind a JWT request, when it sent an `actor_token` (bound tokens only). */
-async function actorFor(app: AppContext, token: TokenRecord, actorToken: string | undefined, actorTokenType: string | undefined): Promise<WorkloadActor | undefined> {
+async function actorFor(
+  app: AppContext,
+  token: TokenRecord,
+  actorToken: string | undefined,
+  actorTokenType: string | undefined,
+): Promise<WorkloadActor | undefined> {
   if (actorToken === undefined && actorTokenType === undefined) return undefined;
   const binding = token.policy.workloadBinding;
   // Refused before the JWT is verified, so its jti is not spent.
@@ -116,7 +138,10 @@ const MAX_CHAIN = 64;
  * into has been revoked. Ordinary rotation of the source does not end the JWT. A JWT without a
  * source does not stand (fails closed; verifyRotorJwt already requires `token_id`).
  */
-export async function jwtSourceStanding(app: AppContext, claims: AccessTokenClaims): Promise<{ standing: boolean; source: TokenRecord | undefined }> {
+export async function jwtSourceStanding(
+  app: AppContext,
+  claims: AccessTokenClaims,
+): Promise<{ standing: boolean; source: TokenRecord | undefined }> {
   if (claims.token_id === undefined) return { standing: false, source: undefined };
   const source = await app.store.tokens.findById(claims.token_id);
   if (!source || source.overlapEndedAt !== null) return { standing: false, source };

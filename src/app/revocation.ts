@@ -31,9 +31,19 @@ async function revokeRecord(app: AppContext, who: Who, token: TokenRecord): Prom
       const state = tokenState(current, now);
       let reason: string | undefined;
       if (state === 'active' && (await tx.tokens.revoke(current.id, 'revoked', now))) reason = 'revoked';
-      if (state === 'rotated' && isUsable(current, now, successor) && (await tx.tokens.endOverlap(current.id, now))) reason = 'overlap_ended';
+      if (state === 'rotated' && isUsable(current, now, successor) && (await tx.tokens.endOverlap(current.id, now)))
+        reason = 'overlap_ended';
       if (reason === undefined) return current;
-      await tx.events.append([eventOf(who, { type: 'revoked', tokenId: current.id, familyId: current.familyId, successorId: null, reason, occurredAt: now })]);
+      await tx.events.append([
+        eventOf(who, {
+          type: 'revoked',
+          tokenId: current.id,
+          familyId: current.familyId,
+          successorId: null,
+          reason,
+          occurredAt: now,
+        }),
+      ]);
       return (await tx.tokens.findById(current.id)) ?? current;
     },
     { family: token.familyId },
@@ -68,7 +78,9 @@ export async function revokeFamily(app: AppContext, caller: Caller, familyId: st
   if (!root) throw new RotorError('not_found', `family ${familyId} not found`);
   requireManage(caller.token, root);
   const now = app.now();
-  return app.store.transaction((tx) => revokeFamilyIn(tx, whoIs(caller), familyId, 'family_revoked', now), { family: familyId });
+  return app.store.transaction((tx) => revokeFamilyIn(tx, whoIs(caller), familyId, 'family_revoked', now), {
+    family: familyId,
+  });
 }
 
 /**
@@ -84,6 +96,10 @@ export async function revokeFamilyIn(
   now: number,
 ): Promise<number> {
   const ids = await tx.tokens.revokeFamily(familyId, reason, now);
-  await tx.events.append(ids.map((tokenId) => eventOf(who, { type: 'family_revoked', tokenId, familyId, successorId: null, reason, occurredAt: now })));
+  await tx.events.append(
+    ids.map((tokenId) =>
+      eventOf(who, { type: 'family_revoked', tokenId, familyId, successorId: null, reason, occurredAt: now }),
+    ),
+  );
   return ids.length;
 }

@@ -50,7 +50,8 @@ const NONE_REFUSED: RefusedRetryKeys = { racing: 0, late: 0 };
 /** The answers to reuse, by what gave it away. */
 const REUSE_MESSAGES = {
   presented_again: 'token was already rotated: reuse detected, every token of its family is now revoked',
-  wrong_retry_keys: 'too many wrong idempotency keys for a rotated token: treated as reuse, every token of its family is now revoked',
+  wrong_retry_keys:
+    'too many wrong idempotency keys for a rotated token: treated as reuse, every token of its family is now revoked',
 } as const;
 
 /**
@@ -115,7 +116,8 @@ export async function rotate(app: AppContext, target: RotationTarget, opts: Rota
       throw new RotorError('reuse_detected', REUSE_MESSAGES[outcome.cause], { familyId: outcome.current.familyId });
     } catch (e) {
       if (e instanceof LostRace && attempt < MAX_ATTEMPTS) continue;
-      if (e instanceof LostRace) throw new RotorError('unavailable', 'rotation kept losing to concurrent rotations; retry');
+      if (e instanceof LostRace)
+        throw new RotorError('unavailable', 'rotation kept losing to concurrent rotations; retry');
       throw e;
     }
   }
@@ -153,12 +155,22 @@ function notFound(req: Prepared): RotorError {
 }
 
 function actorOf(req: Prepared, current: TokenRecord): Who {
-  const who: Who = { actor: req.target.mode === 'by_id' ? req.target.caller.token.id : current.id, peer: req.opts.peer };
+  const who: Who = {
+    actor: req.target.mode === 'by_id' ? req.target.caller.token.id : current.id,
+    peer: req.opts.peer,
+  };
   if (req.actor !== undefined) who.act = { iss: req.actor.iss, sub: req.actor.sub };
   return who;
 }
 
-function decide(req: Prepared, current: TokenRecord, successor: TokenRecord | undefined, now: number, app: AppContext, refusedRetryKeys = NONE_REFUSED) {
+function decide(
+  req: Prepared,
+  current: TokenRecord,
+  successor: TokenRecord | undefined,
+  now: number,
+  app: AppContext,
+  refusedRetryKeys = NONE_REFUSED,
+) {
   if (req.target.mode === 'by_id') requireRotateById(req.target.caller.token, current);
   const decision = decideRotation({
     mode: req.target.mode,
@@ -177,10 +189,19 @@ function decide(req: Prepared, current: TokenRecord, successor: TokenRecord | un
     limits: app.limits,
   });
   if (decision.type !== 'rotate' || req.target.mode !== 'by_id') return decision;
-  return { ...decision, expiresAt: successorExpiryFor(req.target.caller.token, decision.expiresAt, req.opts.expiresAt !== undefined) };
+  return {
+    ...decision,
+    expiresAt: successorExpiryFor(req.target.caller.token, decision.expiresAt, req.opts.expiresAt !== undefined),
+  };
 }
 
-function mint(app: AppContext, req: Prepared, current: TokenRecord, decision: { scopes: string[]; audiences: string[]; expiresAt: number }, now: number): MintedToken {
+function mint(
+  app: AppContext,
+  req: Prepared,
+  current: TokenRecord,
+  decision: { scopes: string[]; audiences: string[]; expiresAt: number },
+  now: number,
+): MintedToken {
   const bytes = req.key === undefined ? app.random : app.keys.successorBytes(req.lookup.seed, req.key);
   const attrs = { scopes: decision.scopes, expiresAt: decision.expiresAt, audiences: decision.audiences };
   return mintSuccessor(current, attrs, now, bytes, app.random, app.keys);
@@ -213,14 +234,42 @@ async function tryFastRotation(app: AppContext, req: Prepared, current: TokenRec
 /** The two events of a rotation: the predecessor rotated, the successor created. */
 function rotationEvents(who: Who, current: TokenRecord, successor: TokenRecord, now: number) {
   return [
-    eventOf(who, { type: 'rotated', tokenId: current.id, familyId: current.familyId, successorId: successor.id, reason: 'rotated', occurredAt: now }),
-    eventOf(who, { type: 'created', tokenId: successor.id, familyId: successor.familyId, successorId: null, reason: 'rotated', occurredAt: now }),
+    eventOf(who, {
+      type: 'rotated',
+      tokenId: current.id,
+      familyId: current.familyId,
+      successorId: successor.id,
+      reason: 'rotated',
+      occurredAt: now,
+    }),
+    eventOf(who, {
+      type: 'created',
+      tokenId: successor.id,
+      familyId: successor.familyId,
+      successorId: null,
+      reason: 'rotated',
+      occurredAt: now,
+    }),
   ];
 }
 
 /** The audit of a retry of a rotated token: answered with its successor again, or refused for a wrong key. */
-function retryEvent(who: Who, type: 'replayed' | 'retry_refused', current: TokenRecord, successor: TokenRecord, now: number, reason: RetryRefusal | null = null) {
-  return eventOf(who, { type, tokenId: current.id, familyId: current.familyId, successorId: successor.id, reason, occurredAt: now });
+function retryEvent(
+  who: Who,
+  type: 'replayed' | 'retry_refused',
+  current: TokenRecord,
+  successor: TokenRecord,
+  now: number,
+  reason: RetryRefusal | null = null,
+) {
+  return eventOf(who, {
+    type,
+    tokenId: current.id,
+    familyId: current.familyId,
+    successorId: successor.id,
+    reason,
+    occurredAt: now,
+  });
 }
 
 /** The wrong keys refused so far for a rotated token, from its `retry_refused` events. */
@@ -236,7 +285,10 @@ async function decideAndAct(app: AppContext, tx: Repositories, req: Prepared): P
   const now = app.now();
   const successor = current.successorId ? await tx.tokens.findById(current.successorId) : undefined;
   // Only a keyed request for a rotated token can be a wrong key (rule 3): count the earlier ones.
-  const refused = req.keyDigest !== undefined && current.revokeReason === 'rotated' ? await refusedRetryKeys(tx, current.id) : NONE_REFUSED;
+  const refused =
+    req.keyDigest !== undefined && current.revokeReason === 'rotated'
+      ? await refusedRetryKeys(tx, current.id)
+      : NONE_REFUSED;
   const decision = decide(req, current, successor, now, app, refused);
   const who = actorOf(req, current);
   switch (decision.type) {
@@ -250,7 +302,12 @@ async function decideAndAct(app: AppContext, tx: Repositories, req: Prepared): P
       return { kind: 'refused', error: alreadyRotated(decision.successor.id) };
     case 'reuse':
       // Rule 3: the family is revoked in the same transaction that detected the reuse.
-      return { kind: 'reuse', current, cause: decision.cause, revoked: await revokeFamilyIn(tx, who, current.familyId, 'reuse_detected', now) };
+      return {
+        kind: 'reuse',
+        current,
+        cause: decision.cause,
+        revoked: await revokeFamilyIn(tx, who, current.familyId, 'reuse_detected', now),
+      };
     case 'rotate': {
       const minted = mint(app, req, current, decision, now);
       await commitRotation(tx, current, minted.record, req.keyDigest, app.now, who);
@@ -295,7 +352,14 @@ function replay(app: AppContext, current: TokenRecord, successor: TokenRecord, s
 export async function rotateToken(
   app: AppContext,
   meta: CallMeta,
-  req: { id: string; idempotencyKey: string; scopes: readonly string[]; expiresAt: number | undefined; actorToken?: string; actorTokenType?: string },
+  req: {
+    id: string;
+    idempotencyKey: string;
+    scopes: readonly string[];
+    expiresAt: number | undefined;
+    actorToken?: string;
+    actorTokenType?: string;
+  },
 ): Promise<MintedToken> {
   const opts: RotationOptions = {
     idempotencyKey: req.idempotencyKey === '' ? undefined : req.idempotencyKey,

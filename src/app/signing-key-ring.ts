@@ -1,7 +1,14 @@
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose';
 import type { SigningAlg } from '../domain/jwt-access-token.js';
 import type { RandomSource } from '../domain/ports.js';
-import { keyToCreate, publishedKeys, signingKeyAt, type KeyPlan, type KeySchedule, type SigningKeyMeta } from '../domain/signing-key-schedule.js';
+import {
+  keyToCreate,
+  publishedKeys,
+  signingKeyAt,
+  type KeyPlan,
+  type KeySchedule,
+  type SigningKeyMeta,
+} from '../domain/signing-key-schedule.js';
 import type { SigningKeySeal } from '../domain/signing-key-seal.js';
 import type { Logger } from './logger-port.js';
 
@@ -25,8 +32,6 @@ export interface SigningKeyRepository {
   /** Erases the sealed private key of every key no longer published at `now`. */
   erasePrivateKeys(now: number): Promise<number>;
 }
-
-
 
 /** A key ready to sign with. */
 export interface ActiveSigningKey {
@@ -63,7 +68,11 @@ export class SigningKeyRing {
 
   /** The key that signs at `now` (created or pre-published when due), without its private part. */
   private async currentKey(now: number): Promise<SigningKeyMeta> {
-    if (this.keys === undefined || keyToCreate(this.keys, this.maxCachedSlot(), now, this.schedule) !== undefined || !signingKeyAt(this.keys, now)) {
+    if (
+      this.keys === undefined ||
+      keyToCreate(this.keys, this.maxCachedSlot(), now, this.schedule) !== undefined ||
+      !signingKeyAt(this.keys, now)
+    ) {
       await this.refresh(now);
     }
     const meta = signingKeyAt(this.keys ?? [], now);
@@ -139,9 +148,25 @@ export class SigningKeyRing {
     const publicJwk: JWK = y === undefined ? { kty, crv, x } : { kty, crv, x, y };
     const kid = await calculateJwkThumbprint(publicJwk);
     const sealedPrivateKey = this.seal.seal(kid, JSON.stringify(await exportJWK(pair.privateKey)), this.random);
-    const inserted = await this.repo.insertIfSlotFree({ kid, alg: this.alg, slot: plan.slot, createdAt: now, notBefore: plan.notBefore, retireAt: plan.retireAt, publishUntil: plan.publishUntil, publicJwk, sealedPrivateKey });
+    const inserted = await this.repo.insertIfSlotFree({
+      kid,
+      alg: this.alg,
+      slot: plan.slot,
+      createdAt: now,
+      notBefore: plan.notBefore,
+      retireAt: plan.retireAt,
+      publishUntil: plan.publishUntil,
+      publicJwk,
+      sealedPrivateKey,
+    });
     if (inserted) {
-      this.log.info('created JWT signing key', { kid, alg: this.alg, slot: plan.slot, not_before: new Date(plan.notBefore).toISOString(), retire_at: new Date(plan.retireAt).toISOString() });
+      this.log.info('created JWT signing key', {
+        kid,
+        alg: this.alg,
+        slot: plan.slot,
+        not_before: new Date(plan.notBefore).toISOString(),
+        retire_at: new Date(plan.retireAt).toISOString(),
+      });
     }
   }
 

@@ -106,7 +106,12 @@ export interface EventRepository {
    */
   tail(afterSequence: number, limit: number): Promise<WatchedEvent[]>;
   /** Events of a watch selection in (afterSequence, upToSequence], oldest first (resume replay). */
-  forSelection(selection: WatchSelection, afterSequence: number, upToSequence: number, limit: number): Promise<WatchedEvent[]>;
+  forSelection(
+    selection: WatchSelection,
+    afterSequence: number,
+    upToSequence: number,
+    limit: number,
+  ): Promise<WatchedEvent[]>;
   /**
    * Appends one `expiring_soon` per live token whose expiry lies in (from, to], whose life spans
    * more than the threshold, and which has none for this threshold yet; insert-if-absent on the
@@ -181,7 +186,10 @@ export interface Store extends Repositories {
    * `ran: false` when another one does. `work` gets transactions of its own to run its batches in,
    * each committed on its own. SQLite serves one process, so `work` always runs there.
    */
-  runExclusive<T>(name: string, work: (transaction: TransactionRunner) => Promise<T>): Promise<{ ran: true; value: T } | { ran: false }>;
+  runExclusive<T>(
+    name: string,
+    work: (transaction: TransactionRunner) => Promise<T>,
+  ): Promise<{ ran: true; value: T } | { ran: false }>;
   close(): Promise<void>;
 }
 

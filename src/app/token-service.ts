@@ -57,14 +57,26 @@ function mintFor(app: AppContext, caller: Caller | 'bootstrap', input: CreateTok
   }
   const expiresAt = checkExpiry(input.expiresAt, now, policy, app.limits);
   if (caller !== 'bootstrap') checkCreation(caller.token, { ownerId, scopes, audiences, expiresAt, policy });
-  return mintToken({ kind: input.kind, ownerId, name, description, scopes, audiences, policy, expiresAt }, now, app.random, app.keys);
+  return mintToken(
+    { kind: input.kind, ownerId, name, description, scopes, audiences, policy, expiresAt },
+    now,
+    app.random,
+    app.keys,
+  );
 }
 
 /** Stores a minted first token of a family and its `created` event. */
 export async function insertCreated(tx: Repositories, minted: MintedToken, who: Who, now: number): Promise<void> {
   await tx.tokens.insert(minted.record);
   await tx.events.append([
-    eventOf(who, { type: 'created', tokenId: minted.record.id, familyId: minted.record.familyId, successorId: null, reason: null, occurredAt: now }),
+    eventOf(who, {
+      type: 'created',
+      tokenId: minted.record.id,
+      familyId: minted.record.familyId,
+      successorId: null,
+      reason: null,
+      occurredAt: now,
+    }),
   ]);
 }
 
@@ -101,7 +113,9 @@ export async function listTokens(
   pageToken: string,
 ): Promise<{ tokens: TokenRecord[]; nextPageToken: string }> {
   if (!Number.isSafeInteger(pageSize) || pageSize < 0 || pageSize > LIMITS.pageSize) {
-    throw new RotorError('invalid_argument', `page_size must be between 0 and ${LIMITS.pageSize}`, { field: 'page_size' });
+    throw new RotorError('invalid_argument', `page_size must be between 0 and ${LIMITS.pageSize}`, {
+      field: 'page_size',
+    });
   }
   const limit = pageSize === 0 ? 50 : pageSize;
   const effective: TokenFilter = { ...filter };
@@ -126,7 +140,10 @@ function encodeCursor(c: PageCursor): string {
 }
 
 function decodeCursor(token: string): PageCursor {
-  const m = token.length <= 128 ? /^(\d{1,16}):([a-z]{3}_[0-9A-Za-z]{1,60})$/.exec(Buffer.from(token, 'base64url').toString()) : null;
+  const m =
+    token.length <= 128
+      ? /^(\d{1,16}):([a-z]{3}_[0-9A-Za-z]{1,60})$/.exec(Buffer.from(token, 'base64url').toString())
+      : null;
   if (!m) throw new RotorError('invalid_argument', 'page_token is not valid', { field: 'page_token' });
   return { createdAt: Number(m[1]), id: m[2]! };
 }

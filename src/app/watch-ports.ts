@@ -47,7 +47,11 @@ export interface LiveFeed {
    * stream ends. Throws `resource_exhausted` when the stream would exceed a cap on open streams;
    * the slot is held until the subscription ends, however it ends.
    */
-  subscribe(selection: WatchSelection, thresholdsSeconds: readonly number[], credential: WatchCredential): LiveSubscription;
+  subscribe(
+    selection: WatchSelection,
+    thresholdsSeconds: readonly number[],
+    credential: WatchCredential,
+  ): LiveSubscription;
 }
 
 /** What WatchExpiry needs beyond the AppContext: the feed and the thresholds the server schedules. */

@@ -43,11 +43,21 @@ export interface WatchPlan {
  * Validates and authorizes a WatchExpiry request (src/domain/authorization.ts requireWatch): at
  * most one selector; none selects the caller's own token. Unknown ids are NOT_FOUND, as for GetToken.
  */
-export async function planWatch(app: AppContext, caller: Caller, req: WatchRequest, scheduled: readonly number[]): Promise<WatchPlan> {
+export async function planWatch(
+  app: AppContext,
+  caller: Caller,
+  req: WatchRequest,
+  scheduled: readonly number[],
+): Promise<WatchPlan> {
   const set = [req.tokenIds.length > 0, req.ownerId !== '', req.familyId !== ''].filter(Boolean).length;
-  if (set > 1) throw new RotorError('invalid_argument', 'set at most one of token_ids, owner_id, family_id', { field: 'token_ids' });
+  if (set > 1)
+    throw new RotorError('invalid_argument', 'set at most one of token_ids, owner_id, family_id', {
+      field: 'token_ids',
+    });
   if (req.thresholdsSeconds.length > LIMITS.watchThresholds) {
-    throw new RotorError('invalid_argument', `thresholds: at most ${LIMITS.watchThresholds} values`, { field: 'thresholds' });
+    throw new RotorError('invalid_argument', `thresholds: at most ${LIMITS.watchThresholds} values`, {
+      field: 'thresholds',
+    });
   }
   const thresholdsSeconds = selectThresholds(req.thresholdsSeconds, scheduled);
   if (req.afterSequence !== undefined && (!Number.isSafeInteger(req.afterSequence) || req.afterSequence < 0)) {
@@ -56,7 +66,9 @@ export async function planWatch(app: AppContext, caller: Caller, req: WatchReque
   let selection: WatchSelection;
   if (req.tokenIds.length > 0) {
     if (req.tokenIds.length > LIMITS.watchTokenIds) {
-      throw new RotorError('invalid_argument', `token_ids: at most ${LIMITS.watchTokenIds} values`, { field: 'token_ids' });
+      throw new RotorError('invalid_argument', `token_ids: at most ${LIMITS.watchTokenIds} values`, {
+        field: 'token_ids',
+      });
     }
     const ids = [...new Set(req.tokenIds.map((id) => requireId('token_ids', id)))];
     for (const id of ids) {
@@ -78,7 +90,13 @@ export async function planWatch(app: AppContext, caller: Caller, req: WatchReque
   } else {
     selection = { kind: 'tokens', tokenIds: [caller.token.id] };
   }
-  return { selection, credential: { tokenId: caller.token.id, familyId: caller.token.familyId, ownerId: caller.token.ownerId }, thresholdsSeconds, afterSequence: req.afterSequence, includeSnapshot: req.includeSnapshot };
+  return {
+    selection,
+    credential: { tokenId: caller.token.id, familyId: caller.token.familyId, ownerId: caller.token.ownerId },
+    thresholdsSeconds,
+    afterSequence: req.afterSequence,
+    includeSnapshot: req.includeSnapshot,
+  };
 }
 
 /**
@@ -132,7 +150,12 @@ async function snapshotTokens(app: AppContext, selection: WatchSelection): Promi
  * anything at or below what was already sent is skipped, so nothing is missed or sent twice.
  * Without after_sequence and snapshot, only events after the log's end at the call's start are sent.
  */
-export function watchEvents(app: AppContext, runtime: WatchRuntime, plan: WatchPlan, signal?: AbortSignal): WatchStream {
+export function watchEvents(
+  app: AppContext,
+  runtime: WatchRuntime,
+  plan: WatchPlan,
+  signal?: AbortSignal,
+): WatchStream {
   return new WatchItems(app, runtime, plan, signal);
 }
 
@@ -171,7 +194,10 @@ class WatchItems implements WatchStream {
 
   next(): Promise<IteratorResult<WatchItem>> {
     if (this.state === 'live') return this.sub!.next();
-    if (this.state === 'ended') return this.failure === undefined ? Promise.resolve({ done: true, value: undefined }) : Promise.reject(this.failure);
+    if (this.state === 'ended')
+      return this.failure === undefined
+        ? Promise.resolve({ done: true, value: undefined })
+        : Promise.reject(this.failure);
     return this.opening!.next().then(
       (r): IteratorResult<WatchItem> | Promise<IteratorResult<WatchItem>> => {
         if (!r.done) return r;
@@ -221,7 +247,8 @@ class WatchItems implements WatchStream {
       if (plan.afterSequence !== undefined) await requireRetained(app, plan.afterSequence);
       // Live only: the log's end before joining bounds what counts as "before" (the feed's own
       // position may lag while nobody watched).
-      const liveAfter = plan.afterSequence === undefined && !plan.includeSnapshot ? await app.store.events.latestSequence() : undefined;
+      const liveAfter =
+        plan.afterSequence === undefined && !plan.includeSnapshot ? await app.store.events.latestSequence() : undefined;
       const sub = (this.sub = this.runtime.feed.subscribe(plan.selection, plan.thresholdsSeconds, plan.credential));
       if (liveAfter !== undefined) sub.skipThrough(liveAfter);
       if (this.signal?.aborted || this.state === 'ended') sub.close();

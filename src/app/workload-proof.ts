@@ -4,7 +4,9 @@ import { actorTokenWithoutBinding, type WorkloadBinding, type WorkloadClaims } f
 import type { AppContext } from './context.js';
 
 /** The outcome of verifying an actor token: its claims, or why it was rejected. */
-export type ActorProof = { claims: WorkloadClaims; rejection?: undefined } | { claims?: undefined; rejection: RotorError };
+export type ActorProof =
+  | { claims: WorkloadClaims; rejection?: undefined }
+  | { claims?: undefined; rejection: RotorError };
 
 /**
  * docs/rotation.md rule 4, the I/O half: verifies an RFC 8693 `actor_token` before the rotation
@@ -28,14 +30,26 @@ export async function verifyActorToken(
   const type = actorTokenType ?? '';
   if (token === '' && type === '') return undefined;
   checkActorParams(token, type);
-  if (type !== TOKEN_TYPE_JWT) throw new RotorError('invalid_argument', `actor_token_type must be ${TOKEN_TYPE_JWT}`, { field: 'actor_token_type' });
+  if (type !== TOKEN_TYPE_JWT)
+    throw new RotorError('invalid_argument', `actor_token_type must be ${TOKEN_TYPE_JWT}`, {
+      field: 'actor_token_type',
+    });
   if (!bound) return { rejection: actorTokenWithoutBinding() };
   if (app.identity === undefined) {
-    return { rejection: new RotorError('invalid_argument', 'actor_token is not accepted: no trusted issuers are configured on this server', { field: 'actor_token' }) };
+    return {
+      rejection: new RotorError(
+        'invalid_argument',
+        'actor_token is not accepted: no trusted issuers are configured on this server',
+        { field: 'actor_token' },
+      ),
+    };
   }
   try {
     const claims = await app.identity.verify(token, 'actor_token', {
-      retryKeyDigest: retry === undefined ? undefined : app.keys.idempotencyDigest(`actor-retry\n${retry.tokenRef}\n${retry.idempotencyKey}`),
+      retryKeyDigest:
+        retry === undefined
+          ? undefined
+          : app.keys.idempotencyDigest(`actor-retry\n${retry.tokenRef}\n${retry.idempotencyKey}`),
     });
     return { claims };
   } catch (e) {
@@ -52,11 +66,17 @@ export function requireSatisfiableBinding(app: AppContext, binding: WorkloadBind
   if (binding === undefined) return;
   const audiences = app.identity?.issuerAudiences(binding.issuer);
   if (audiences === undefined) {
-    throw new RotorError('invalid_argument', 'policy.workload_binding.issuer: is not a trusted issuer of this server', { field: 'policy.workload_binding.issuer' });
+    throw new RotorError('invalid_argument', 'policy.workload_binding.issuer: is not a trusted issuer of this server', {
+      field: 'policy.workload_binding.issuer',
+    });
   }
   if (!audiences.includes(binding.audience)) {
-    throw new RotorError('invalid_argument', "policy.workload_binding.audience: is not one of the issuer's accepted audiences", {
-      field: 'policy.workload_binding.audience',
-    });
+    throw new RotorError(
+      'invalid_argument',
+      "policy.workload_binding.audience: is not one of the issuer's accepted audiences",
+      {
+        field: 'policy.workload_binding.audience',
+      },
+    );
   }
 }

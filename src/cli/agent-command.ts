@@ -21,13 +21,20 @@ const HOOK_TIMEOUT_MS = 60_000;
 export function parseFraction(text: string): number {
   const ratio = /^(\d{1,6})\/(\d{1,6})$/.exec(text.trim());
   const value = ratio ? Number(ratio[1]) / Number(ratio[2]) : /^0?\.\d{1,6}$/.test(text.trim()) ? Number(text) : NaN;
-  if (!(value > 0 && value < 1)) throw new UsageError('--rotate-at-fraction must be a fraction strictly between 0 and 1, like 2/3 or 0.8');
+  if (!(value > 0 && value < 1))
+    throw new UsageError('--rotate-at-fraction must be a fraction strictly between 0 and 1, like 2/3 or 0.8');
   return value;
 }
 
 function agentToken(t: Token | undefined): AgentToken {
   if (!t?.createdAt || !t.expiresAt) throw new ConnectError('the server answered without the token', Code.Internal);
-  return { id: t.id, familyId: t.familyId, createdAt: timestampMs(t.createdAt), expiresAt: timestampMs(t.expiresAt), state: t.state };
+  return {
+    id: t.id,
+    familyId: t.familyId,
+    createdAt: timestampMs(t.createdAt),
+    expiresAt: timestampMs(t.expiresAt),
+    state: t.state,
+  };
 }
 
 /** AgentApi over Connect on the HTTP port: the bearer is the agent's current token on every call. */
@@ -37,10 +44,15 @@ function connectAgentApi(server: string): AgentApi {
     async describe(secret) {
       const self = await tokens.introspectToken({ token: secret }, asBearer(secret, { timeoutMs: CALL_TIMEOUT_MS }));
       if (!self.active) throw new ConnectError('token is not active', Code.Unauthenticated);
-      return agentToken((await tokens.getToken({ id: self.tokenId }, asBearer(secret, { timeoutMs: CALL_TIMEOUT_MS }))).token);
+      return agentToken(
+        (await tokens.getToken({ id: self.tokenId }, asBearer(secret, { timeoutMs: CALL_TIMEOUT_MS }))).token,
+      );
     },
     async rotate(secret, idempotencyKey) {
-      const res = await tokens.rotateToken({ id: '', idempotencyKey }, asBearer(secret, { timeoutMs: CALL_TIMEOUT_MS }));
+      const res = await tokens.rotateToken(
+        { id: '', idempotencyKey },
+        asBearer(secret, { timeoutMs: CALL_TIMEOUT_MS }),
+      );
       return { token: agentToken(res.token), secret: res.secret };
     },
     watch: (secret) => (request, signal) => expiry.watchExpiry(request, asBearer(secret, { signal })),
@@ -92,7 +104,8 @@ export async function agentCommand(args: string[], env: NodeJS.ProcessEnv, signa
   const level = values['log-level'] as LogLevel;
   if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
   if (values.exec === '') throw new UsageError('--exec must not be empty');
-  if (env.ROTOR_TOKEN && /\s/.test(env.ROTOR_TOKEN.trim())) throw new UsageError('ROTOR_TOKEN must hold exactly one token');
+  if (env.ROTOR_TOKEN && /\s/.test(env.ROTOR_TOKEN.trim()))
+    throw new UsageError('ROTOR_TOKEN must hold exactly one token');
   const options = {
     tokenFile,
     fraction: parseFraction(values['rotate-at-fraction']),
@@ -110,10 +123,15 @@ export async function agentCommand(args: string[], env: NodeJS.ProcessEnv, signa
   const lock = await lockTokenFile(tokenFile);
   if (!lock.held) {
     const who = lock.holderPid === undefined ? 'another rotor agent' : `another rotor agent (pid ${lock.holderPid})`;
-    return { code: AGENT_EXIT.locked, message: `${who} already keeps ${tokenFile} fresh; stop it first, or give this one its own --token-file` };
+    return {
+      code: AGENT_EXIT.locked,
+      message: `${who} already keeps ${tokenFile} fresh; stop it first, or give this one its own --token-file`,
+    };
   }
   if (lock.unlockedBecause !== undefined) {
-    options.log.warn('running without the token-file lock: a second agent on this file would not be refused', { error: lock.unlockedBecause });
+    options.log.warn('running without the token-file lock: a second agent on this file would not be refused', {
+      error: lock.unlockedBecause,
+    });
   }
   try {
     return await runAgent(options);

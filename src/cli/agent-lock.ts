@@ -21,7 +21,11 @@ import { basename, dirname } from 'node:path';
  * (docs/agent.md, "Limits").
  */
 export type TokenFileLock =
-  | { held: true; release(): Promise<void>; /** Set when the lock could not be taken for another reason than a holder: the agent runs unlocked. */ unlockedBecause?: string }
+  | {
+      held: true;
+      release(): Promise<void> /** Set when the lock could not be taken for another reason than a holder: the agent runs unlocked. */;
+      unlockedBecause?: string;
+    }
   | { held: false; holderPid: number | undefined };
 
 /** How long the holder's answer (its pid) may take, and how long a connection to the holder may stay open. */
@@ -37,7 +41,10 @@ export function lockName(file: string): string | undefined {
     // The agent reports a missing directory itself when it reads or writes F.
     return undefined;
   }
-  const digest = createHash('sha256').update(`${dir.dev}:${dir.ino}/${basename(file)}`).digest('hex').slice(0, 40);
+  const digest = createHash('sha256')
+    .update(`${dir.dev}:${dir.ino}/${basename(file)}`)
+    .digest('hex')
+    .slice(0, 40);
   return `\0rotor-agent-${digest}`;
 }
 
@@ -52,7 +59,8 @@ export async function lockTokenFile(file: string): Promise<TokenFileLock> {
   for (let attempt = 0; ; attempt++) {
     const bound = await bind(name);
     if (!(bound instanceof Error)) return { held: true, release: () => bound.release() };
-    if (bound.code !== 'EADDRINUSE') return { held: true, release: async () => undefined, unlockedBecause: `${bound.code ?? bound.message}` };
+    if (bound.code !== 'EADDRINUSE')
+      return { held: true, release: async () => undefined, unlockedBecause: `${bound.code ?? bound.message}` };
     const holder = await askHolder(name);
     // Refused: the holder was ending just then, and the name is free now; take it once more.
     if (holder === 'gone' && attempt === 0) continue;

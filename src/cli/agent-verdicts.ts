@@ -41,17 +41,26 @@ export class AgentExit extends Error {
 }
 
 /** What ends the agent's wait. */
-export type Trigger = { kind: 'rotate'; why: string } | { kind: 'recheck' } | { kind: 'stop' } | { kind: 'exit'; exit: AgentExit };
+export type Trigger =
+  | { kind: 'rotate'; why: string }
+  | { kind: 'recheck' }
+  | { kind: 'stop' }
+  | { kind: 'exit'; exit: AgentExit };
 
 /** What one WatchExpiry event means for the token kept in `file`; undefined: keep waiting. */
 export function judgeEvent(e: ExpiryEvent, token: AgentToken, file: string): Trigger | undefined {
   if (e.type === ExpiryEventType.FAMILY_REVOKED && (e.familyId === token.familyId || e.tokenId === token.id)) {
-    return exit(AGENT_EXIT.revoked, `family ${token.familyId} was revoked${e.reason ? ` (${e.reason})` : ''}: the token in ${file} is dead; issue a new token`);
+    return exit(
+      AGENT_EXIT.revoked,
+      `family ${token.familyId} was revoked${e.reason ? ` (${e.reason})` : ''}: the token in ${file} is dead; issue a new token`,
+    );
   }
   if (e.tokenId !== token.id) return undefined;
   switch (e.type) {
     case ExpiryEventType.SNAPSHOT:
-      return e.state === TokenState.ACTIVE || e.state === TokenState.UNSPECIFIED ? undefined : { kind: 'exit', exit: notActive({ ...token, state: e.state }, file) };
+      return e.state === TokenState.ACTIVE || e.state === TokenState.UNSPECIFIED
+        ? undefined
+        : { kind: 'exit', exit: notActive({ ...token, state: e.state }, file) };
     case ExpiryEventType.EXPIRING_SOON: {
       const thresholdMs = Number(e.threshold?.seconds ?? 0n) * 1000;
       // A threshold as long as the whole lifetime was due at birth, and would be for every
@@ -62,7 +71,10 @@ export function judgeEvent(e: ExpiryEvent, token: AgentToken, file: string): Tri
     case ExpiryEventType.EXPIRED:
       return exit(AGENT_EXIT.revoked, `token ${token.id} expired before it could be rotated; issue a new token`);
     case ExpiryEventType.REVOKED:
-      return exit(AGENT_EXIT.revoked, `token ${token.id} was revoked${e.reason ? ` (${e.reason})` : ''}; issue a new token`);
+      return exit(
+        AGENT_EXIT.revoked,
+        `token ${token.id} was revoked${e.reason ? ` (${e.reason})` : ''}; issue a new token`,
+      );
     case ExpiryEventType.ROTATED:
       return { kind: 'exit', exit: rotatedElsewhere(`token ${token.id}`, e.successorId, file) };
     default:
@@ -94,14 +106,21 @@ export function finalError(file: string, e: unknown, doing: string): Error {
   if (!(e instanceof ConnectError)) return e instanceof Error ? e : new Error(String(e));
   const domain = e.metadata.get('rotor-error');
   if (domain === 'reuse_detected') return new AgentExit(AGENT_EXIT.revoked, `family revoked: ${e.rawMessage}`);
-  if (domain === 'already_rotated') return rotatedElsewhere(`the token in ${file}`, e.metadata.get('rotor-successor-id') ?? '', file);
+  if (domain === 'already_rotated')
+    return rotatedElsewhere(`the token in ${file}`, e.metadata.get('rotor-successor-id') ?? '', file);
   switch (e.code) {
     case Code.Unauthenticated:
-      return new AgentExit(AGENT_EXIT.revoked, `the token in ${file} no longer authenticates (${e.rawMessage}): it or its family was revoked, it expired, or it was rotated elsewhere; issue a new token`);
+      return new AgentExit(
+        AGENT_EXIT.revoked,
+        `the token in ${file} no longer authenticates (${e.rawMessage}): it or its family was revoked, it expired, or it was rotated elsewhere; issue a new token`,
+      );
     case Code.FailedPrecondition:
       return new AgentExit(AGENT_EXIT.revoked, `${doing}: ${e.rawMessage}`);
     case Code.PermissionDenied:
-      return new AgentExit(AGENT_EXIT.error, `${doing}: ${e.rawMessage} (the token needs the rotor:rotate scope to rotate itself)`);
+      return new AgentExit(
+        AGENT_EXIT.error,
+        `${doing}: ${e.rawMessage} (the token needs the rotor:rotate scope to rotate itself)`,
+      );
     default:
       return new AgentExit(AGENT_EXIT.error, `${doing}: ${describeError(e)}`);
   }

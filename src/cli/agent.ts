@@ -1,10 +1,29 @@
 import { Code } from '@connectrpc/connect';
 import type { Logger } from '../app/logger-port.js';
 import { TokenState } from '../gen/rotor/v1/token_pb.js';
-import { AGENT_EXIT, AgentExit, describeError, finalError, judgeEvent, notActive, type AgentResult, type AgentToken, type Trigger } from './agent-verdicts.js';
+import {
+  AGENT_EXIT,
+  AgentExit,
+  describeError,
+  finalError,
+  judgeEvent,
+  notActive,
+  type AgentResult,
+  type AgentToken,
+  type Trigger,
+} from './agent-verdicts.js';
 import { resumableWatch, type OpenWatch } from './event-stream.js';
 import { backoffDelay, connectCode, isTransient, type Backoff, type Clock } from './retry-policy.js';
-import { clearPending, newIdempotencyKey, readPending, readTokenFile, secretFingerprint, writeFileAtomic, writePending, type PendingRotation } from './token-file.js';
+import {
+  clearPending,
+  newIdempotencyKey,
+  readPending,
+  readTokenFile,
+  secretFingerprint,
+  writeFileAtomic,
+  writePending,
+  type PendingRotation,
+} from './token-file.js';
 
 export { AGENT_EXIT, type AgentResult, type AgentToken } from './agent-verdicts.js';
 
@@ -77,7 +96,9 @@ class Agent {
           continue;
         }
         if (pending) {
-          this.o.log.info('discarding a pending rotation of a token no longer in the file', { started_at: new Date(pending.startedAt).toISOString() });
+          this.o.log.info('discarding a pending rotation of a token no longer in the file', {
+            started_at: new Date(pending.startedAt).toISOString(),
+          });
           await clearPending(this.o.tokenFile);
         }
         const token = await this.describe(secret);
@@ -87,7 +108,11 @@ class Agent {
         if (trigger.kind === 'exit') throw trigger.exit;
         if (trigger.kind === 'recheck') continue;
         this.o.log.info('rotating', { token_id: token.id, family_id: token.familyId, why: trigger.why });
-        const p: PendingRotation = { idempotencyKey: this.newKey(), tokenSha256: secretFingerprint(secret), startedAt: this.o.clock.now() };
+        const p: PendingRotation = {
+          idempotencyKey: this.newKey(),
+          tokenSha256: secretFingerprint(secret),
+          startedAt: this.o.clock.now(),
+        };
         await writePending(this.o.tokenFile, p);
         secret = await this.finishRotation(secret, p);
       }
@@ -102,7 +127,10 @@ class Agent {
     const inFile = await readTokenFile(this.o.tokenFile);
     if (inFile !== undefined) return inFile;
     if (!this.o.initialToken) {
-      throw new AgentExit(AGENT_EXIT.usage, `${this.o.tokenFile} does not exist and ROTOR_TOKEN is not set: give the agent its first token in one of them`);
+      throw new AgentExit(
+        AGENT_EXIT.usage,
+        `${this.o.tokenFile} does not exist and ROTOR_TOKEN is not set: give the agent its first token in one of them`,
+      );
     }
     // Check it first, so a mistyped ROTOR_TOKEN never ends up in the file (which would then win).
     const token = await this.describe(this.o.initialToken);
@@ -144,7 +172,8 @@ class Agent {
             await this.pause(attempt, 'server unreachable while checking an old pending rotation', e);
             continue;
           }
-          if (connectCode(e) !== Code.Unauthenticated) throw finalError(this.o.tokenFile, e, 'checking an old pending rotation');
+          if (connectCode(e) !== Code.Unauthenticated)
+            throw finalError(this.o.tokenFile, e, 'checking an old pending rotation');
         }
         if (state !== TokenState.ACTIVE) {
           throw new AgentExit(
@@ -182,8 +211,14 @@ class Agent {
     const lifetime = token.expiresAt - token.createdAt;
     const rotateAt = token.createdAt + lifetime * this.o.fraction;
     const now = this.o.clock.now();
-    if (now >= rotateAt) return { kind: 'rotate', why: `${Math.round(this.o.fraction * 100)} % of the lifetime has passed` };
-    if (this.announced !== token.id) this.o.log.info('waiting', { token_id: token.id, rotate_at: new Date(rotateAt).toISOString(), expires_at: new Date(token.expiresAt).toISOString() });
+    if (now >= rotateAt)
+      return { kind: 'rotate', why: `${Math.round(this.o.fraction * 100)} % of the lifetime has passed` };
+    if (this.announced !== token.id)
+      this.o.log.info('waiting', {
+        token_id: token.id,
+        rotate_at: new Date(rotateAt).toISOString(),
+        expires_at: new Date(token.expiresAt).toISOString(),
+      });
 
     this.announced = token.id;
     const ac = new AbortController();
@@ -194,10 +229,15 @@ class Agent {
     void this.o.clock.sleep(rotateAt - now, ac.signal).then(() => {
       if (this.o.signal.aborted) return settle({ kind: 'stop' });
       // Never trust a timer alone: one that fired early would rotate again and again.
-      settle(this.o.clock.now() >= rotateAt ? { kind: 'rotate', why: `${Math.round(this.o.fraction * 100)} % of the lifetime has passed` } : { kind: 'recheck' });
+      settle(
+        this.o.clock.now() >= rotateAt
+          ? { kind: 'rotate', why: `${Math.round(this.o.fraction * 100)} % of the lifetime has passed` }
+          : { kind: 'recheck' },
+      );
     });
     // Without the stream, a lookup every pollMs notices a revocation before the rotation is due.
-    if (!this.streamAvailable && rotateAt - now > this.o.pollMs) void this.o.clock.sleep(this.o.pollMs, ac.signal).then(() => settle({ kind: 'recheck' }));
+    if (!this.streamAvailable && rotateAt - now > this.o.pollMs)
+      void this.o.clock.sleep(this.o.pollMs, ac.signal).then(() => settle({ kind: 'recheck' }));
     const watching = this.streamAvailable ? this.watchEvents(secret, token, ac.signal, settle) : Promise.resolve();
     const trigger = await decided;
     ac.abort();
@@ -206,16 +246,30 @@ class Agent {
     return trigger;
   }
 
-  private async watchEvents(secret: string, token: AgentToken, signal: AbortSignal, settle: (t: Trigger) => void): Promise<void> {
-    const events = resumableWatch(this.o.api.watch(secret), {}, {
-      clock: this.o.clock,
-      backoff: this.o.backoff,
-      signal,
-      includeSnapshot: true,
-      ...(this.o.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: this.o.idleTimeoutMs }),
-      ...(this.lastSequence === undefined ? {} : { afterSequence: this.lastSequence }),
-      onReconnect: (error, delayMs, after) => this.o.log.warn('watch interrupted; reconnecting', { error: describeError(error), delay_ms: delayMs, after_sequence: after?.toString() }),
-    });
+  private async watchEvents(
+    secret: string,
+    token: AgentToken,
+    signal: AbortSignal,
+    settle: (t: Trigger) => void,
+  ): Promise<void> {
+    const events = resumableWatch(
+      this.o.api.watch(secret),
+      {},
+      {
+        clock: this.o.clock,
+        backoff: this.o.backoff,
+        signal,
+        includeSnapshot: true,
+        ...(this.o.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: this.o.idleTimeoutMs }),
+        ...(this.lastSequence === undefined ? {} : { afterSequence: this.lastSequence }),
+        onReconnect: (error, delayMs, after) =>
+          this.o.log.warn('watch interrupted; reconnecting', {
+            error: describeError(error),
+            delay_ms: delayMs,
+            after_sequence: after?.toString(),
+          }),
+      },
+    );
     try {
       for await (const event of events) {
         if (this.lastSequence === undefined || event.sequence > this.lastSequence) this.lastSequence = event.sequence;
@@ -229,9 +283,13 @@ class Agent {
       if (code === Code.OutOfRange) this.lastSequence = undefined;
       if (code === Code.Unimplemented) {
         this.streamAvailable = false;
-        this.o.log.info('the server has no WatchExpiry; rotating on the lifetime fraction, looking the token up every poll interval');
+        this.o.log.info(
+          'the server has no WatchExpiry; rotating on the lifetime fraction, looking the token up every poll interval',
+        );
       } else {
-        this.o.log.warn('watch failed; looking the token up again after the poll interval', { error: describeError(e) });
+        this.o.log.warn('watch failed; looking the token up again after the poll interval', {
+          error: describeError(e),
+        });
       }
       await this.o.clock.sleep(this.o.pollMs, signal);
       if (!signal.aborted) settle({ kind: 'recheck' });
@@ -250,7 +308,9 @@ class Agent {
     try {
       await this.o.hook(token);
     } catch (e) {
-      this.o.log.warn('the --exec hook failed; the token file was written anyway', { error: e instanceof Error ? e.message : String(e) });
+      this.o.log.warn('the --exec hook failed; the token file was written anyway', {
+        error: e instanceof Error ? e.message : String(e),
+      });
     }
   }
 }

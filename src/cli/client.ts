@@ -21,7 +21,10 @@ export function tokenClient(server: string, token: string | undefined): Client<t
  * TokenService and ExpiryService clients without a fixed credential: callers whose token changes
  * (the agent) pass it per call with `asBearer`.
  */
-export function rotorClients(server: string): { tokens: Client<typeof TokenService>; expiry: Client<typeof ExpiryService> } {
+export function rotorClients(server: string): {
+  tokens: Client<typeof TokenService>;
+  expiry: Client<typeof ExpiryService>;
+} {
   const t = transport(server);
   return { tokens: createClient(TokenService, t), expiry: createClient(ExpiryService, t) };
 }

@@ -42,7 +42,11 @@ export interface ResumableWatchOptions {
  * resumed the same way. Final errors (UNAUTHENTICATED, PERMISSION_DENIED, UNIMPLEMENTED, …) are
  * thrown; an abort of `signal` ends the iteration quietly.
  */
-export async function* resumableWatch(open: OpenWatch, selection: WatchSelection, opts: ResumableWatchOptions): AsyncGenerator<ExpiryEvent> {
+export async function* resumableWatch(
+  open: OpenWatch,
+  selection: WatchSelection,
+  opts: ResumableWatchOptions,
+): AsyncGenerator<ExpiryEvent> {
   let after = opts.afterSequence;
   let attempt = 0;
   let first = true;
@@ -53,7 +57,14 @@ export async function* resumableWatch(open: OpenWatch, selection: WatchSelection
     opts.signal.addEventListener('abort', cancel, { once: true });
     let lastSeen = opts.clock.now();
     let idle = false;
-    if (opts.idleTimeoutMs !== undefined) void watchIdle(opts.clock, opts.idleTimeoutMs, call, () => lastSeen, () => (idle = true));
+    if (opts.idleTimeoutMs !== undefined)
+      void watchIdle(
+        opts.clock,
+        opts.idleTimeoutMs,
+        call,
+        () => lastSeen,
+        () => (idle = true),
+      );
     try {
       const includeSnapshot = opts.includeSnapshot && (first || after === undefined);
       first = false;
@@ -81,7 +92,13 @@ export async function* resumableWatch(open: OpenWatch, selection: WatchSelection
 }
 
 /** Aborts `call` once `lastSeen()` is `limitMs` old; ends when the call ends. */
-async function watchIdle(clock: Clock, limitMs: number, call: AbortController, lastSeen: () => number, onIdle: () => void): Promise<void> {
+async function watchIdle(
+  clock: Clock,
+  limitMs: number,
+  call: AbortController,
+  lastSeen: () => number,
+  onIdle: () => void,
+): Promise<void> {
   while (!call.signal.aborted) {
     await clock.sleep(lastSeen() + limitMs - clock.now(), call.signal);
     if (!call.signal.aborted && clock.now() - lastSeen() >= limitMs) {

@@ -42,7 +42,10 @@ export function eventLine(e: ExpiryEvent): string {
   const parts = [String(j.occurred_at ?? '-'), `#${String(j.sequence)}`, String(j.type)];
   if (j.token_id) parts.push(String(j.token_id));
   for (const k of ['family_id', 'successor_id', 'state', 'expires_at', 'threshold_seconds', 'reason'] as const) {
-    if (j[k] !== null) parts.push(`${k === 'threshold_seconds' ? 'threshold' : k}=${String(j[k])}${k === 'threshold_seconds' ? 's' : ''}`);
+    if (j[k] !== null)
+      parts.push(
+        `${k === 'threshold_seconds' ? 'threshold' : k}=${String(j[k])}${k === 'threshold_seconds' ? 's' : ''}`,
+      );
   }
   return parts.join(' ');
 }

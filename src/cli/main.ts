@@ -58,22 +58,35 @@ async function serve(): Promise<void> {
 async function migrateCommand(args: string[]): Promise<void> {
   if (args.length > 0) throw new UsageError(`migrate takes no arguments, got "${args[0]}"`);
   const config = loadDatabaseConfig();
-  const { knex, engine } = openDatabase({ url: config.databaseUrl, poolMax: 2, statementTimeoutMs: config.databaseStatementTimeoutMs });
+  const { knex, engine } = openDatabase({
+    url: config.databaseUrl,
+    poolMax: 2,
+    statementTimeoutMs: config.databaseStatementTimeoutMs,
+  });
   try {
     const applied = await migrate(knex);
     for (const name of applied) process.stdout.write(`applied ${name}\n`);
-    process.stdout.write(`${engine} database is up to date (${applied.length} migration${applied.length === 1 ? '' : 's'} applied now)\n`);
+    process.stdout.write(
+      `${engine} database is up to date (${applied.length} migration${applied.length === 1 ? '' : 's'} applied now)\n`,
+    );
   } finally {
     await knex.destroy();
   }
 }
 
 async function bootstrap(args: string[]): Promise<void> {
-  const { values } = parseArgs({ args, options: { owner: { type: 'string', default: 'admin' }, 'expires-in': { type: 'string', default: '90d' } } });
+  const { values } = parseArgs({
+    args,
+    options: { owner: { type: 'string', default: 'admin' }, 'expires-in': { type: 'string', default: '90d' } },
+  });
   const lifetime = parseDuration(values['expires-in']);
-  if (lifetime === undefined || lifetime === 0) throw new UsageError('--expires-in must look like 90s, 15m, 12h or 30d');
+  if (lifetime === undefined || lifetime === 0)
+    throw new UsageError('--expires-in must look like 90s, 15m, 12h or 30d');
   const config = loadConfig();
-  const app = await createApp(config, createLogger('warn', (l) => process.stderr.write(l)));
+  const app = await createApp(
+    config,
+    createLogger('warn', (l) => process.stderr.write(l)),
+  );
   try {
     const minted = await bootstrapAdmin(app, { ownerId: values.owner, lifetimeSeconds: lifetime });
     process.stdout.write(minted.secret + '\n');
@@ -115,7 +128,10 @@ async function main(argv: string[]): Promise<number> {
         throw new UsageError(`unknown command "${command}"`);
     }
   } catch (e) {
-    if (e instanceof UsageError || (e instanceof TypeError && 'code' in e && String(e.code).startsWith('ERR_PARSE_ARGS'))) {
+    if (
+      e instanceof UsageError ||
+      (e instanceof TypeError && 'code' in e && String(e.code).startsWith('ERR_PARSE_ARGS'))
+    ) {
       process.stderr.write(`rotor: ${e.message}\n${USAGE}`);
       return 2;
     }

@@ -53,7 +53,15 @@ export function backoffDelay(b: Backoff, attempt: number): number {
  * UNAVAILABLE, UNKNOWN or INTERNAL). Everything a retry cannot change — authentication,
  * permission, bad input, a precondition, an unimplemented method — is final.
  */
-const TRANSIENT = new Set<Code>([Code.Unavailable, Code.ResourceExhausted, Code.DeadlineExceeded, Code.Aborted, Code.Internal, Code.Unknown, Code.Canceled]);
+const TRANSIENT = new Set<Code>([
+  Code.Unavailable,
+  Code.ResourceExhausted,
+  Code.DeadlineExceeded,
+  Code.Aborted,
+  Code.Internal,
+  Code.Unknown,
+  Code.Canceled,
+]);
 
 /** True for a ConnectError a retry may fix; false for anything else (including non-Connect errors). */
 export function isTransient(e: unknown): boolean {

@@ -83,10 +83,17 @@ const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
  * `--bind-issuer/--bind-subject/--bind-audience [--bind-claim name=value …]`: a workload binding
  * (docs/workload-identity.md), all three or none; the server validates the values.
  */
-function bindingOf(values: { 'bind-issuer'?: string; 'bind-subject'?: string; 'bind-audience'?: string; 'bind-claim': string[] }) {
+function bindingOf(values: {
+  'bind-issuer'?: string;
+  'bind-subject'?: string;
+  'bind-audience'?: string;
+  'bind-claim': string[];
+}) {
   const { 'bind-issuer': issuer, 'bind-subject': subject, 'bind-audience': audience } = values;
-  if (issuer === undefined && subject === undefined && audience === undefined && values['bind-claim'].length === 0) return undefined;
-  if (!issuer || !subject || !audience) throw new UsageError('--bind-issuer, --bind-subject and --bind-audience go together');
+  if (issuer === undefined && subject === undefined && audience === undefined && values['bind-claim'].length === 0)
+    return undefined;
+  if (!issuer || !subject || !audience)
+    throw new UsageError('--bind-issuer, --bind-subject and --bind-audience go together');
   const claims: Record<string, string> = {};
   for (const c of values['bind-claim']) {
     const at = c.indexOf('=');
@@ -101,7 +108,10 @@ function bindingOf(values: { 'bind-issuer'?: string; 'bind-subject'?: string; 'b
  * from ROTOR_ACTOR_TOKEN; never a command-line value, which other users could read in the
  * process list.
  */
-function actorTokenOf(file: string | undefined, env: NodeJS.ProcessEnv): { actorToken: string; actorTokenType: string } | undefined {
+function actorTokenOf(
+  file: string | undefined,
+  env: NodeJS.ProcessEnv,
+): { actorToken: string; actorTokenType: string } | undefined {
   let jwt: string | undefined;
   if (file !== undefined) {
     try {
@@ -185,12 +195,16 @@ export async function tokenCommand(args: string[], env: NodeJS.ProcessEnv): Prom
         pageToken: values['page-token'],
       });
       if (values.json) {
-        process.stdout.write(JSON.stringify({ tokens: res.tokens.map(tokenJson), next_page_token: res.nextPageToken }) + '\n');
+        process.stdout.write(
+          JSON.stringify({ tokens: res.tokens.map(tokenJson), next_page_token: res.nextPageToken }) + '\n',
+        );
         return;
       }
       for (const t of res.tokens) {
         const j = tokenJson(t);
-        process.stdout.write(`${t.id}  ${String(j.state).padEnd(8)} ${String(j.kind).padEnd(16)} ${t.ownerId}  ${t.name}  expires ${String(j.expires_at)}\n`);
+        process.stdout.write(
+          `${t.id}  ${String(j.state).padEnd(8)} ${String(j.kind).padEnd(16)} ${t.ownerId}  ${t.name}  expires ${String(j.expires_at)}\n`,
+        );
       }
       if (res.nextPageToken) process.stdout.write(`next page: --page-token ${res.nextPageToken}\n`);
       return;

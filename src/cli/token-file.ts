@@ -99,8 +99,18 @@ export async function readPending(path: string): Promise<PendingRotation | undef
     parsed = undefined;
   }
   const p = parsed as Partial<Record<keyof PendingRotation, unknown>> | undefined;
-  if (!p || typeof p.idempotencyKey !== 'string' || !KEY.test(p.idempotencyKey) || typeof p.tokenSha256 !== 'string' || !/^[0-9a-f]{64}$/.test(p.tokenSha256) || typeof p.startedAt !== 'number' || !Number.isFinite(p.startedAt)) {
-    throw new Error(`${file} is not a pending-rotation record; it is written only by rotor agent (remove it only if no rotation is in progress)`);
+  if (
+    !p ||
+    typeof p.idempotencyKey !== 'string' ||
+    !KEY.test(p.idempotencyKey) ||
+    typeof p.tokenSha256 !== 'string' ||
+    !/^[0-9a-f]{64}$/.test(p.tokenSha256) ||
+    typeof p.startedAt !== 'number' ||
+    !Number.isFinite(p.startedAt)
+  ) {
+    throw new Error(
+      `${file} is not a pending-rotation record; it is written only by rotor agent (remove it only if no rotation is in progress)`,
+    );
   }
   return { idempotencyKey: p.idempotencyKey, tokenSha256: p.tokenSha256, startedAt: p.startedAt };
 }

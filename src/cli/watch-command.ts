@@ -31,10 +31,16 @@ export async function watchCommand(args: string[], env: NodeJS.ProcessEnv, signa
     },
   });
   const secret = env.ROTOR_TOKEN;
-  if (!secret) throw new UsageError('ROTOR_TOKEN must hold the credential to watch with (and, without selection flags, the token to watch)');
-  const chosen = [values['token-id'].length > 0, values.owner !== undefined, values.family !== undefined].filter(Boolean).length;
+  if (!secret)
+    throw new UsageError(
+      'ROTOR_TOKEN must hold the credential to watch with (and, without selection flags, the token to watch)',
+    );
+  const chosen = [values['token-id'].length > 0, values.owner !== undefined, values.family !== undefined].filter(
+    Boolean,
+  ).length;
   if (chosen > 1) throw new UsageError('choose at most one of --token-id, --owner, --family');
-  if (values.owner === '' || values.family === '' || values['token-id'].includes('')) throw new UsageError('--token-id, --owner and --family must not be empty');
+  if (values.owner === '' || values.family === '' || values['token-id'].includes(''))
+    throw new UsageError('--token-id, --owner and --family must not be empty');
   const selection: WatchSelection = {
     tokenIds: values['token-id'],
     ownerId: values.owner ?? '',
@@ -43,7 +49,8 @@ export async function watchCommand(args: string[], env: NodeJS.ProcessEnv, signa
   };
   let afterSequence: bigint | undefined;
   if (values['after-sequence'] !== undefined) {
-    if (!/^\d{1,20}$/.test(values['after-sequence']) || BigInt(values['after-sequence']) > 0xffffffffffffffffn) throw new UsageError('--after-sequence must be a non-negative integer (a sequence printed by rotor watch)');
+    if (!/^\d{1,20}$/.test(values['after-sequence']) || BigInt(values['after-sequence']) > 0xffffffffffffffffn)
+      throw new UsageError('--after-sequence must be a non-negative integer (a sequence printed by rotor watch)');
     afterSequence = BigInt(values['after-sequence']);
   }
   const maxMs = positiveDuration(values['max-backoff'], '--max-backoff') * 1000;
@@ -64,12 +71,16 @@ export async function watchCommand(args: string[], env: NodeJS.ProcessEnv, signa
     idleTimeoutMs,
     ...(afterSequence === undefined ? {} : { afterSequence }),
     onReconnect: (error, delayMs, after) =>
-      process.stderr.write(`rotor watch: stream interrupted (${describeError(error) ?? 'ended by the server'}); reconnecting in ${delayMs} ms after sequence ${after?.toString() ?? '-'}\n`),
+      process.stderr.write(
+        `rotor watch: stream interrupted (${describeError(error) ?? 'ended by the server'}); reconnecting in ${delayMs} ms after sequence ${after?.toString() ?? '-'}\n`,
+      ),
   });
   try {
-    for await (const e of events) process.stdout.write((values.json ? JSON.stringify(eventJson(e)) : eventLine(e)) + '\n');
+    for await (const e of events)
+      process.stdout.write((values.json ? JSON.stringify(eventJson(e)) : eventLine(e)) + '\n');
   } catch (e) {
-    if (e instanceof ConnectError && e.code === Code.Unimplemented) throw new Error('the server does not implement WatchExpiry (ExpiryService)');
+    if (e instanceof ConnectError && e.code === Code.Unimplemented)
+      throw new Error('the server does not implement WatchExpiry (ExpiryService)');
     throw e;
   }
 }

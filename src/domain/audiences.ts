@@ -16,6 +16,7 @@ export function audiencesNotHeld(held: readonly string[], requested: readonly st
 export function narrowAudiences(held: readonly string[], requested: readonly string[]): string[] {
   if (requested.length === 0) return [...held];
   const extra = audiencesNotHeld(held, requested);
-  if (extra.length > 0) throw new RotorError('invalid_target', `audience not allowed for this token: ${extra.join(' ')}`);
+  if (extra.length > 0)
+    throw new RotorError('invalid_target', `audience not allowed for this token: ${extra.join(' ')}`);
   return [...requested];
 }

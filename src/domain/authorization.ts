@@ -16,7 +16,10 @@ import { sameBinding } from './workload-binding.js';
  *   policy), unless the caller is an admin;
  * - reading GET /metrics when it asks for a token: `rotor:metrics` or `rotor:admin`.
  */
-export type Principal = Pick<TokenRecord, 'id' | 'ownerId' | 'scopes' | 'audiences' | 'expiresAt' | 'policy' | 'revokedAt'>;
+export type Principal = Pick<
+  TokenRecord,
+  'id' | 'ownerId' | 'scopes' | 'audiences' | 'expiresAt' | 'policy' | 'revokedAt'
+>;
 
 /**
  * A superseded token that still authenticates inside its overlap window (docs/rotation.md rule 7) makes
@@ -42,8 +45,11 @@ function audiencesOutside(caller: Principal, audiences: readonly string[]): stri
  * one creation away from void.
  */
 function looserPolicy(caller: Principal, other: TokenPolicy): string[] {
-  const looser: string[] = POLICY_KNOBS.filter((k) => k !== 'defaultLifetimeSeconds' && other[k] > caller.policy[k]).map(snake);
-  if (caller.policy.workloadBinding !== undefined && !sameBinding(caller.policy.workloadBinding, other.workloadBinding)) looser.push('workload_binding');
+  const looser: string[] = POLICY_KNOBS.filter(
+    (k) => k !== 'defaultLifetimeSeconds' && other[k] > caller.policy[k],
+  ).map(snake);
+  if (caller.policy.workloadBinding !== undefined && !sameBinding(caller.policy.workloadBinding, other.workloadBinding))
+    looser.push('workload_binding');
   return looser;
 }
 
@@ -67,7 +73,8 @@ export function requireView(caller: Principal, target: Pick<TokenRecord, 'ownerI
  * ids, times and states, never a secret, so watching needs no manage rights.
  */
 export function requireWatch(caller: Principal, target: Pick<TokenRecord, 'ownerId'>): void {
-  if (!mayView(caller, target)) throw new RotorError('permission_denied', 'watching tokens of another owner needs rotor:admin');
+  if (!mayView(caller, target))
+    throw new RotorError('permission_denied', 'watching tokens of another owner needs rotor:admin');
 }
 
 /** May rotate by id, revoke, or revoke the family of `target`. */
@@ -86,7 +93,10 @@ export function requireManage(caller: Principal, target: Pick<TokenRecord, 'owne
 }
 
 /** Rotation by id: manage rights, and a non-admin needs `rotor:rotate` as for self-rotation. */
-export function requireRotateById(caller: Principal, target: Pick<TokenRecord, 'ownerId' | 'scopes' | 'audiences' | 'policy'>): void {
+export function requireRotateById(
+  caller: Principal,
+  target: Pick<TokenRecord, 'ownerId' | 'scopes' | 'audiences' | 'policy'>,
+): void {
   requireManage(caller, target);
   if (isAdmin(caller)) return;
   if (!hasScope(caller.scopes, SCOPE_ROTATE)) {
@@ -94,7 +104,10 @@ export function requireRotateById(caller: Principal, target: Pick<TokenRecord, '
   }
   const looser = looserPolicy(caller, target.policy);
   if (looser.length > 0) {
-    throw new RotorError('permission_denied', `the target token's policy is looser than the caller's: ${looser.join(', ')}`);
+    throw new RotorError(
+      'permission_denied',
+      `the target token's policy is looser than the caller's: ${looser.join(', ')}`,
+    );
   }
 }
 
@@ -106,14 +119,17 @@ export function requireRotateById(caller: Principal, target: Pick<TokenRecord, '
 export function successorExpiryFor(caller: Principal, expiresAt: number, requested: boolean): number {
   if (isAdmin(caller) || expiresAt <= caller.expiresAt) return expiresAt;
   if (requested) {
-    throw new RotorError('invalid_argument', 'expires_at must not be later than the expiry of the calling token', { field: 'expires_at' });
+    throw new RotorError('invalid_argument', 'expires_at must not be later than the expiry of the calling token', {
+      field: 'expires_at',
+    });
   }
   return caller.expiresAt;
 }
 
 /** GET /metrics with `ROTOR_METRICS=token`: `rotor:metrics` or `rotor:admin`. */
 export function assertMayReadMetrics(caller: Principal): void {
-  if (!isAdmin(caller) && !hasScope(caller.scopes, SCOPE_METRICS)) throw new RotorError('insufficient_scope', `reading metrics needs ${SCOPE_METRICS} or ${SCOPE_ADMIN}`);
+  if (!isAdmin(caller) && !hasScope(caller.scopes, SCOPE_METRICS))
+    throw new RotorError('insufficient_scope', `reading metrics needs ${SCOPE_METRICS} or ${SCOPE_ADMIN}`);
 }
 
 /** RFC 7662 callers: `rotor:introspect` or `rotor:admin` for any token, anyone for itself. */
@@ -142,15 +158,20 @@ export function checkCreation(caller: Principal, req: CreationRequest): void {
   const outside = audiencesOutside(caller, req.audiences);
   if (outside.length > 0) throw new RotorError('invalid_target', `audiences exceed the caller's: ${outside.join(' ')}`);
   if (req.expiresAt > caller.expiresAt) {
-    throw new RotorError('invalid_argument', 'expires_at must not be later than the expiry of the calling token', { field: 'expires_at' });
+    throw new RotorError('invalid_argument', 'expires_at must not be later than the expiry of the calling token', {
+      field: 'expires_at',
+    });
   }
   const looser = looserPolicy(caller, req.policy);
   if (looser.length > 0) {
-    throw new RotorError('invalid_argument', `policy must not be looser than the calling token's: ${looser.join(', ')}`, { field: 'policy' });
+    throw new RotorError(
+      'invalid_argument',
+      `policy must not be looser than the calling token's: ${looser.join(', ')}`,
+      { field: 'policy' },
+    );
   }
 }
 
 function snake(k: string): string {
   return k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 }
-

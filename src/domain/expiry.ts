@@ -20,7 +20,11 @@ export function parseDurationSeconds(text: string, opts: { bareSeconds?: boolean
 
 /** Seconds → the shortest exact `Nd`/`Nh`/`Nm`/`Ns` spelling (for messages and docs). */
 export function formatDurationSeconds(seconds: number): string {
-  for (const [unit, size] of [['d', 86400], ['h', 3600], ['m', 60]] as const) {
+  for (const [unit, size] of [
+    ['d', 86400],
+    ['h', 3600],
+    ['m', 60],
+  ] as const) {
     if (seconds % size === 0) return `${seconds / size}${unit}`;
   }
   return `${seconds}s`;
@@ -97,6 +101,9 @@ export type WatchSelection =
   | { kind: 'family'; familyId: string };
 
 /** Whether a watcher asking for `thresholds` gets the event: EXPIRING_SOON only for its own thresholds. */
-export function wantsEvent(thresholds: ReadonlySet<number>, e: { type: string; thresholdSeconds?: number | null }): boolean {
+export function wantsEvent(
+  thresholds: ReadonlySet<number>,
+  e: { type: string; thresholdSeconds?: number | null },
+): boolean {
   return e.type !== 'expiring_soon' || thresholds.has(e.thresholdSeconds ?? -1);
 }

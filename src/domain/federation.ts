@@ -58,12 +58,15 @@ export function decideFederation(
     throw new RotorError('workload_mismatch', 'subject_token matches no federation rule', { field: 'subject_token' });
   }
   const extra = req.scopes.filter((s) => !rule.scopes.includes(s));
-  if (extra.length > 0) throw new RotorError('invalid_scope', `requested scopes exceed the federation rule's scopes: ${extra.join(' ')}`);
+  if (extra.length > 0)
+    throw new RotorError('invalid_scope', `requested scopes exceed the federation rule's scopes: ${extra.join(' ')}`);
   const scopes = req.scopes.length === 0 ? [...rule.scopes] : [...req.scopes];
   const outside = req.audiences.filter((a) => !rule.tokenAudiences.includes(a));
-  if (outside.length > 0) throw new RotorError('invalid_target', `audience not allowed by the federation rule: ${outside.join(' ')}`);
+  if (outside.length > 0)
+    throw new RotorError('invalid_target', `audience not allowed by the federation rule: ${outside.join(' ')}`);
   let expiresAt = now + Math.min(rule.maxLifetimeSeconds, serverMaxLifetimeSeconds) * 1000;
   if (rule.capToTokenExpiry) expiresAt = Math.min(expiresAt, w.exp);
-  if (expiresAt <= now) throw new RotorError('invalid_workload_token', 'subject_token has expired', { field: 'subject_token' });
+  if (expiresAt <= now)
+    throw new RotorError('invalid_workload_token', 'subject_token has expired', { field: 'subject_token' });
   return { rule, scopes, audiences: [...req.audiences], expiresAt };
 }

@@ -64,17 +64,28 @@ export function requireId(field: string, value: string): string {
  * random key per rotation and keep it until the rotation succeeds.
  */
 export function requireIdempotencyKey(value: string): string {
-  if (value.length < LIMITS.idempotencyKeyMin || value.length > LIMITS.idempotencyKeyMax || !IDEMPOTENCY_KEY.test(value)) {
+  if (
+    value.length < LIMITS.idempotencyKeyMin ||
+    value.length > LIMITS.idempotencyKeyMax ||
+    !IDEMPOTENCY_KEY.test(value)
+  ) {
     fail(
       'idempotency_key',
       `must be ${LIMITS.idempotencyKeyMin}-${LIMITS.idempotencyKeyMax} characters of A-Z a-z 0-9 _ - (at least 128 random bits, e.g. openssl rand -base64 24 | tr '+/' '-_')`,
     );
   }
   if (HEX.test(value) && value.length < LIMITS.idempotencyKeyMinHex) {
-    fail('idempotency_key', `a key of hex digits only must be at least ${LIMITS.idempotencyKeyMinHex} characters (128 random bits, e.g. openssl rand -hex 16)`);
+    fail(
+      'idempotency_key',
+      `a key of hex digits only must be at least ${LIMITS.idempotencyKeyMinHex} characters (128 random bits, e.g. openssl rand -hex 16)`,
+    );
   }
   const flaw = nonRandomReason([...value].map((c) => c.charCodeAt(0)));
-  if (flaw !== undefined) fail('idempotency_key', `does not look random (${flaw}); generate a new key for each rotation from a secure random source`);
+  if (flaw !== undefined)
+    fail(
+      'idempotency_key',
+      `does not look random (${flaw}); generate a new key for each rotation from a secure random source`,
+    );
   return value;
 }
 

@@ -59,12 +59,32 @@ export function newJwtId(random: RandomSource): string {
  * `identity.expiresAt`; `aud` the granted audiences, else the issuer as the default resource
  * (RFC 9068 §3 requires an audience). Times in the claims are whole seconds.
  */
-export function accessTokenClaims(identity: AccessTokenIdentity, issuer: string, now: number, ttlSeconds: number, jti: string): AccessTokenClaims {
+export function accessTokenClaims(
+  identity: AccessTokenIdentity,
+  issuer: string,
+  now: number,
+  ttlSeconds: number,
+  jti: string,
+): AccessTokenClaims {
   const iat = Math.floor(now / 1000);
   const exp = Math.floor(Math.min(now + ttlSeconds * 1000, identity.expiresAt) / 1000);
-  if (exp <= iat) throw new RotorError('token_expired', 'token expires within a second; rotate it before asking for a JWT');
-  const aud = identity.audiences.length === 0 ? issuer : identity.audiences.length === 1 ? identity.audiences[0]! : [...identity.audiences];
-  const claims: AccessTokenClaims = { iss: issuer, sub: identity.sub, aud, exp, iat, jti, client_id: identity.clientId ?? identity.sub };
+  if (exp <= iat)
+    throw new RotorError('token_expired', 'token expires within a second; rotate it before asking for a JWT');
+  const aud =
+    identity.audiences.length === 0
+      ? issuer
+      : identity.audiences.length === 1
+        ? identity.audiences[0]!
+        : [...identity.audiences];
+  const claims: AccessTokenClaims = {
+    iss: issuer,
+    sub: identity.sub,
+    aud,
+    exp,
+    iat,
+    jti,
+    client_id: identity.clientId ?? identity.sub,
+  };
   if (identity.scopes.length > 0) claims.scope = identity.scopes.join(' ');
   if (identity.act) claims.act = { ...identity.act };
   if (identity.source) {
@@ -91,7 +111,10 @@ export function identityForRotorToken(
 ): AccessTokenIdentity {
   const reserved = request.scopes.filter((s) => s.startsWith(RESERVED_SCOPE_PREFIX));
   if (reserved.length > 0) {
-    throw new RotorError('invalid_scope', `scopes ${RESERVED_SCOPE_PREFIX}* are not issued in JWT access tokens: ${reserved.join(' ')}`);
+    throw new RotorError(
+      'invalid_scope',
+      `scopes ${RESERVED_SCOPE_PREFIX}* are not issued in JWT access tokens: ${reserved.join(' ')}`,
+    );
   }
   const held = token.scopes.filter((s) => !s.startsWith(RESERVED_SCOPE_PREFIX));
   const scopes = request.scopes.length === 0 ? held : narrowScopes(token.scopes, request.scopes);

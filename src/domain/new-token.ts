@@ -13,7 +13,10 @@ export function newId(prefix: 'tok' | 'fam', random: RandomSource): string {
 }
 
 /** The attributes a caller chooses for a new token. */
-export type NewTokenSpec = Pick<TokenRecord, 'kind' | 'ownerId' | 'name' | 'description' | 'scopes' | 'audiences' | 'policy' | 'expiresAt'>;
+export type NewTokenSpec = Pick<
+  TokenRecord,
+  'kind' | 'ownerId' | 'name' | 'description' | 'scopes' | 'audiences' | 'policy' | 'expiresAt'
+>;
 
 /** A minted token: the record to store and the plaintext to show exactly once. */
 export interface MintedToken {

@@ -13,7 +13,12 @@ export interface TokenPolicy {
 }
 
 /** The numeric knobs of a policy (seconds), compared when one policy must not be looser. */
-export const POLICY_KNOBS = ['maxLifetimeSeconds', 'defaultLifetimeSeconds', 'overlapSeconds', 'reuseGraceSeconds'] as const;
+export const POLICY_KNOBS = [
+  'maxLifetimeSeconds',
+  'defaultLifetimeSeconds',
+  'overlapSeconds',
+  'reuseGraceSeconds',
+] as const;
 
 /** A policy request: unset fields take the server defaults. */
 export type PolicyRequest = Partial<TokenPolicy>;
@@ -50,7 +55,12 @@ function bounded(name: string, value: number | undefined, fallback: number, max:
 
 /** Resolves a requested policy against the server limits; out-of-range knobs are refused. */
 export function resolvePolicy(request: PolicyRequest, limits: PolicyLimits): TokenPolicy {
-  const maxLifetimeSeconds = bounded('max_lifetime_seconds', request.maxLifetimeSeconds, limits.maxLifetimeSeconds, limits.maxLifetimeSeconds);
+  const maxLifetimeSeconds = bounded(
+    'max_lifetime_seconds',
+    request.maxLifetimeSeconds,
+    limits.maxLifetimeSeconds,
+    limits.maxLifetimeSeconds,
+  );
   if (maxLifetimeSeconds === 0) {
     throw new RotorError('invalid_argument', 'policy.max_lifetime_seconds must be positive', {
       field: 'policy.max_lifetime_seconds',
@@ -59,10 +69,21 @@ export function resolvePolicy(request: PolicyRequest, limits: PolicyLimits): Tok
   const policy: TokenPolicy = {
     maxLifetimeSeconds,
     defaultLifetimeSeconds: bounded('default_lifetime_seconds', request.defaultLifetimeSeconds, 0, maxLifetimeSeconds),
-    overlapSeconds: bounded('overlap_seconds', request.overlapSeconds, limits.defaultOverlapSeconds, maxLifetimeSeconds),
-    reuseGraceSeconds: bounded('reuse_grace_seconds', request.reuseGraceSeconds, limits.defaultReuseGraceSeconds, limits.maxReuseGraceSeconds),
+    overlapSeconds: bounded(
+      'overlap_seconds',
+      request.overlapSeconds,
+      limits.defaultOverlapSeconds,
+      maxLifetimeSeconds,
+    ),
+    reuseGraceSeconds: bounded(
+      'reuse_grace_seconds',
+      request.reuseGraceSeconds,
+      limits.defaultReuseGraceSeconds,
+      limits.maxReuseGraceSeconds,
+    ),
   };
-  if (request.workloadBinding !== undefined) policy.workloadBinding = validateBinding('policy.workload_binding', request.workloadBinding);
+  if (request.workloadBinding !== undefined)
+    policy.workloadBinding = validateBinding('policy.workload_binding', request.workloadBinding);
   return policy;
 }
 

@@ -15,5 +15,8 @@ export interface ReplayCache {
    * retry of the same request: the same `retryKeyDigest` (idempotency key and rotated token) as
    * the first use.
    */
-  consume(entry: { jtiDigest: string; expiresAt: number; retryKeyDigest: string | undefined }, now: number): Promise<boolean>;
+  consume(
+    entry: { jtiDigest: string; expiresAt: number; retryKeyDigest: string | undefined },
+    now: number,
+  ): Promise<boolean>;
 }

@@ -100,9 +100,14 @@ export function decideRotation(input: RotationInput): RotationDecision {
   // it is the target's state that is wrong, not the caller's credential.
   if (state === 'revoked' || state === 'expired') {
     if (input.mode === 'by_id') {
-      throw new RotorError('not_rotatable', `token ${current.id} has ${state === 'revoked' ? 'been revoked' : 'expired'} and cannot be rotated`);
+      throw new RotorError(
+        'not_rotatable',
+        `token ${current.id} has ${state === 'revoked' ? 'been revoked' : 'expired'} and cannot be rotated`,
+      );
     }
-    throw state === 'revoked' ? new RotorError('token_revoked', 'token has been revoked') : new RotorError('token_expired', 'token has expired');
+    throw state === 'revoked'
+      ? new RotorError('token_revoked', 'token has been revoked')
+      : new RotorError('token_expired', 'token has expired');
   }
   requireWorkload(input);
   if (input.mode === 'presented' && !hasScope(current.scopes, SCOPE_ROTATE)) {
@@ -114,7 +119,10 @@ export function decideRotation(input: RotationInput): RotationDecision {
   if (input.expiresAt !== undefined) {
     expiresAt = checkExpiry(input.expiresAt, now, current.policy, input.limits);
   } else {
-    const lifetime = current.policy.defaultLifetimeSeconds > 0 ? current.policy.defaultLifetimeSeconds * 1000 : issuedLifetime(current);
+    const lifetime =
+      current.policy.defaultLifetimeSeconds > 0
+        ? current.policy.defaultLifetimeSeconds * 1000
+        : issuedLifetime(current);
     expiresAt = now + Math.min(lifetime, lifetimeCapMs(current.policy, input.limits));
   }
   return { type: 'rotate', scopes, audiences: narrowAudiences(current.audiences, input.audiences), expiresAt };
@@ -122,7 +130,9 @@ export function decideRotation(input: RotationInput): RotationDecision {
 
 /** The answer for a superseded token inside the grace, or named by id: "already rotated". */
 export function alreadyRotated(successorId: string): RotorError {
-  return new RotorError('already_rotated', `token was already rotated; its successor is ${successorId}`, { successorId });
+  return new RotorError('already_rotated', `token was already rotated; its successor is ${successorId}`, {
+    successorId,
+  });
 }
 
 /**
@@ -149,7 +159,8 @@ function decideSuperseded(input: RotationInput): RotationDecision {
   // "Immediate predecessor": its successor is still the active head of the family.
   const immediate = successor !== undefined && tokenState(successor, now) === 'active';
   const key = input.idempotencyKeyDigest;
-  const keyMatches = key !== undefined && current.rotationKeyDigest !== null && digestsEqual(key, current.rotationKeyDigest);
+  const keyMatches =
+    key !== undefined && current.rotationKeyDigest !== null && digestsEqual(key, current.rotationKeyDigest);
   if (immediate && keyMatches && now < rotatedAt + input.limits.retryWindowSeconds * 1000) {
     // An idempotent retry of a bound token proves the workload again, as the first call did.
     requireWorkload(input);
@@ -164,7 +175,8 @@ function decideSuperseded(input: RotationInput): RotationDecision {
     if (key === undefined || keyMatches) throw alreadyRotated(successor.id);
     const racing = input.receivedAt - rotatedAt <= RETRY_RACE_WINDOW_MS;
     const refused = racing ? input.refusedRetryKeys.racing : input.refusedRetryKeys.late;
-    if (refused >= (racing ? MAX_RACING_RETRY_KEYS : MAX_REFUSED_RETRY_KEYS)) return { type: 'reuse', cause: 'wrong_retry_keys' };
+    if (refused >= (racing ? MAX_RACING_RETRY_KEYS : MAX_REFUSED_RETRY_KEYS))
+      return { type: 'reuse', cause: 'wrong_retry_keys' };
     return { type: 'refuse_retry', successor, reason: racing ? 'racing_rotation' : 'wrong_idempotency_key' };
   }
   return { type: 'reuse', cause: 'presented_again' };

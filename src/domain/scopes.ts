@@ -35,7 +35,10 @@ export function parseScopeParameter(scope: string): string[] {
   if (scope.length > MAX_SCOPES * (MAX_SCOPE_LENGTH + 1)) {
     throw new RotorError('invalid_argument', 'scope is too long', { field: 'scope' });
   }
-  return normalizeScopes(scope.split(' ').filter((s) => s.length > 0), 'scope');
+  return normalizeScopes(
+    scope.split(' ').filter((s) => s.length > 0),
+    'scope',
+  );
 }
 
 /**

@@ -56,7 +56,12 @@ export function signingKeyAt<K extends SigningKeyMeta>(keys: readonly K[], now: 
  * at once, or the successor of the current key once its pre-publication lead has begun.
  * `maxSlot` is the highest slot ever stored (-1 for none), so slots never repeat.
  */
-export function keyToCreate(keys: readonly SigningKeyMeta[], maxSlot: number, now: number, schedule: KeySchedule): KeyPlan | undefined {
+export function keyToCreate(
+  keys: readonly SigningKeyMeta[],
+  maxSlot: number,
+  now: number,
+  schedule: KeySchedule,
+): KeyPlan | undefined {
   const plan = (slot: number, notBefore: number): KeyPlan => ({
     slot,
     notBefore,

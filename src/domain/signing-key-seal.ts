@@ -31,7 +31,12 @@ export function createSigningKeySeal(serverSecret: Uint8Array): SigningKeySeal {
       const cipher = createCipheriv('aes-256-gcm', key, iv);
       cipher.setAAD(aad(kid));
       const body = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
-      return [VERSION, iv.toString('base64url'), body.toString('base64url'), cipher.getAuthTag().toString('base64url')].join('.');
+      return [
+        VERSION,
+        iv.toString('base64url'),
+        body.toString('base64url'),
+        cipher.getAuthTag().toString('base64url'),
+      ].join('.');
     },
     open(kid, sealed) {
       const [version, iv, body, tag] = sealed.split('.');
@@ -44,7 +49,9 @@ export function createSigningKeySeal(serverSecret: Uint8Array): SigningKeySeal {
       try {
         return Buffer.concat([decipher.update(Buffer.from(body, 'base64url')), decipher.final()]).toString('utf8');
       } catch {
-        throw new Error(`signing key ${kid} cannot be decrypted: the server secret differs from the one that sealed it`);
+        throw new Error(
+          `signing key ${kid} cannot be decrypted: the server secret differs from the one that sealed it`,
+        );
       }
     },
   };

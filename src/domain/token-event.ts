@@ -5,7 +5,15 @@ import type { WorkloadActor } from './workload-binding.js';
  * of WatchExpiry; every state change writes its event in the same transaction, and the expiry
  * scheduler appends `expiring_soon` and `expired` (src/expiry/scheduler.ts).
  */
-export type TokenEventType = 'created' | 'rotated' | 'replayed' | 'retry_refused' | 'revoked' | 'family_revoked' | 'expiring_soon' | 'expired';
+export type TokenEventType =
+  | 'created'
+  | 'rotated'
+  | 'replayed'
+  | 'retry_refused'
+  | 'revoked'
+  | 'family_revoked'
+  | 'expiring_soon'
+  | 'expired';
 
 /** Who did it and from where: the audit half of an event. */
 export interface Actor {

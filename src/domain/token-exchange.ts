@@ -61,10 +61,14 @@ function tokenParameter(field: string, value: string): void {
 export function checkActorParams(actorToken: string, actorTokenType: string): void {
   tokenParameter('actor_token', actorToken);
   if (actorToken !== '' && actorTokenType === '') {
-    throw new RotorError('invalid_argument', 'actor_token_type is required when actor_token is present', { field: 'actor_token_type' });
+    throw new RotorError('invalid_argument', 'actor_token_type is required when actor_token is present', {
+      field: 'actor_token_type',
+    });
   }
   if (actorToken === '' && actorTokenType !== '') {
-    throw new RotorError('invalid_argument', 'actor_token_type must not be sent without actor_token', { field: 'actor_token_type' });
+    throw new RotorError('invalid_argument', 'actor_token_type must not be sent without actor_token', {
+      field: 'actor_token_type',
+    });
   }
 }
 
@@ -76,9 +80,12 @@ export function checkActorParams(actorToken: string, actorTokenType: string): vo
 export function validateExchange(p: ExchangeParams): ExchangeRequest {
   if (p.grantType !== GRANT_TOKEN_EXCHANGE) {
     if (p.grantType === '') throw new RotorError('invalid_argument', 'grant_type is required', { field: 'grant_type' });
-    throw new RotorError('unsupported_grant_type', `grant_type must be ${GRANT_TOKEN_EXCHANGE}`, { field: 'grant_type' });
+    throw new RotorError('unsupported_grant_type', `grant_type must be ${GRANT_TOKEN_EXCHANGE}`, {
+      field: 'grant_type',
+    });
   }
-  if (p.subjectToken === '') throw new RotorError('invalid_argument', 'subject_token is required', { field: 'subject_token' });
+  if (p.subjectToken === '')
+    throw new RotorError('invalid_argument', 'subject_token is required', { field: 'subject_token' });
   if (p.subjectTokenType === '') {
     throw new RotorError('invalid_argument', 'subject_token_type is required', { field: 'subject_token_type' });
   }

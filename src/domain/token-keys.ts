@@ -42,9 +42,7 @@ export function createTokenKeys(serverSecret: Uint8Array): TokenKeys {
         const chunks: Buffer[] = [];
         let have = 0;
         while (have < length) {
-          const block = createHmac('sha256', successorKey)
-            .update(`${seed}\0${key}\0${counter++}`)
-            .digest();
+          const block = createHmac('sha256', successorKey).update(`${seed}\0${key}\0${counter++}`).digest();
           chunks.push(block);
           have += block.length;
         }

@@ -48,7 +48,10 @@ export function parseSecret(input: string): ParsedSecret {
     if (!input.startsWith(prefix)) continue;
     // Checked in place, without slicing: this runs twice per authenticated call (bearer and target).
     const bodyEnd = input.length - SECRET_CHECKSUM_CHARS;
-    if (input.length !== prefix.length + SECRET_RANDOM_CHARS + SECRET_CHECKSUM_CHARS || !isBase62(input, prefix.length, bodyEnd)) {
+    if (
+      input.length !== prefix.length + SECRET_RANDOM_CHARS + SECRET_CHECKSUM_CHARS ||
+      !isBase62(input, prefix.length, bodyEnd)
+    ) {
       throw new RotorError('invalid_token', 'token is malformed');
     }
     // encodeBase62Fixed is a bijection on [0, 62^6), so comparing the decoded number with the

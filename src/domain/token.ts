@@ -50,7 +50,11 @@ export function tokenState(token: TokenRecord, now: number): TokenState {
 export function usableUntil(token: TokenRecord, successor?: TokenRecord): number {
   if (token.revokedAt === null) return token.expiresAt;
   if (token.revokeReason !== 'rotated') return 0;
-  const overlapEnd = Math.min(token.expiresAt, token.revokedAt + token.policy.overlapSeconds * 1000, token.overlapEndedAt ?? Infinity);
+  const overlapEnd = Math.min(
+    token.expiresAt,
+    token.revokedAt + token.policy.overlapSeconds * 1000,
+    token.overlapEndedAt ?? Infinity,
+  );
   if (successor?.revokedAt != null) return Math.min(overlapEnd, successor.revokedAt);
   return successor ? Math.min(overlapEnd, successor.expiresAt) : overlapEnd;
 }

@@ -58,10 +58,19 @@ export function watchStreamCapError(cap: WatchStreamCap, caps: WatchStreamCaps):
   const variable = WATCH_STREAM_CAP_VARIABLES[cap];
   switch (cap) {
     case 'token':
-      return new RotorError('resource_exhausted', `too many WatchExpiry streams for this token (limit ${caps.perToken}, ${variable}); close one or reuse a stream`);
+      return new RotorError(
+        'resource_exhausted',
+        `too many WatchExpiry streams for this token (limit ${caps.perToken}, ${variable}); close one or reuse a stream`,
+      );
     case 'owner':
-      return new RotorError('resource_exhausted', `too many WatchExpiry streams for this token's owner (limit ${caps.perOwner}, ${variable}); close one or reuse a stream`);
+      return new RotorError(
+        'resource_exhausted',
+        `too many WatchExpiry streams for this token's owner (limit ${caps.perOwner}, ${variable}); close one or reuse a stream`,
+      );
     case 'process':
-      return new RotorError('resource_exhausted', `too many WatchExpiry streams on this server (limit ${caps.perProcess}, ${variable}); retry later or on another replica`);
+      return new RotorError(
+        'resource_exhausted',
+        `too many WatchExpiry streams on this server (limit ${caps.perProcess}, ${variable}); retry later or on another replica`,
+      );
   }
 }

@@ -65,7 +65,8 @@ export function validateBinding(field: string, b: WorkloadBinding): WorkloadBind
   const claims: Record<string, string> = {};
   for (const name of names.sort()) {
     if (!CLAIM_NAME.test(name)) fail(`${field}.claims`, 'names must be 1-64 printable characters without whitespace');
-    if (['iss', 'sub', 'aud', 'exp', 'nbf', 'iat', 'jti'].includes(name)) fail(`${field}.claims`, `${name} is checked by its own field, not as a claim condition`);
+    if (['iss', 'sub', 'aud', 'exp', 'nbf', 'iat', 'jti'].includes(name))
+      fail(`${field}.claims`, `${name} is checked by its own field, not as a claim condition`);
     claims[name] = text(`${field}.claims.${name}`, b.claims[name]!, false);
   }
   return { issuer, subject, audience, claims };
@@ -100,7 +101,10 @@ export function claimMatches(actual: unknown, wanted: string): boolean {
 }
 
 /** The first condition of (subject, audience, claims) that `claims` fail, or undefined. */
-export function mismatchOf(cond: { issuer: string; subject: string; audience: string; claims: Readonly<Record<string, string>> }, w: WorkloadClaims): string | undefined {
+export function mismatchOf(
+  cond: { issuer: string; subject: string; audience: string; claims: Readonly<Record<string, string>> },
+  w: WorkloadClaims,
+): string | undefined {
   if (w.iss !== cond.issuer) return 'issuer';
   if (!subjectMatches(cond.subject, w.sub)) return 'subject';
   if (!w.aud.includes(cond.audience)) return 'audience';
@@ -112,7 +116,9 @@ export function mismatchOf(cond: { issuer: string; subject: string; audience: st
 
 /** Rule 4, other half: a token without a workload binding refuses an actor token rather than ignoring it. */
 export function actorTokenWithoutBinding(): RotorError {
-  return new RotorError('invalid_argument', 'actor_token is not accepted: this token has no workload binding', { field: 'actor_token' });
+  return new RotorError('invalid_argument', 'actor_token is not accepted: this token has no workload binding', {
+    field: 'actor_token',
+  });
 }
 
 /**
@@ -129,7 +135,9 @@ export function checkBinding(binding: WorkloadBinding, actor: WorkloadClaims | u
   }
   const failed = mismatchOf(binding, actor);
   if (failed !== undefined) {
-    throw new RotorError('workload_mismatch', `actor_token does not match the token's workload binding: ${failed}`, { field: 'actor_token' });
+    throw new RotorError('workload_mismatch', `actor_token does not match the token's workload binding: ${failed}`, {
+      field: 'actor_token',
+    });
   }
 }
 

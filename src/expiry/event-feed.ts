@@ -3,7 +3,13 @@ import type { EventRepository } from '../app/store-ports.js';
 import type { CredentialCheck, LiveFeed, WatchCredential } from '../app/watch-ports.js';
 import { RotorError } from '../domain/errors.js';
 import type { WatchSelection } from '../domain/expiry.js';
-import { DEFAULT_WATCH_STREAM_CAPS, exceededWatchStreamCap, watchStreamCapError, type WatchStreamCap, type WatchStreamCaps } from '../domain/watch-stream-caps.js';
+import {
+  DEFAULT_WATCH_STREAM_CAPS,
+  exceededWatchStreamCap,
+  watchStreamCapError,
+  type WatchStreamCap,
+  type WatchStreamCaps,
+} from '../domain/watch-stream-caps.js';
 import type { Clock } from '../domain/ports.js';
 import type { WatchedEvent } from '../domain/token-event.js';
 import { Subscription } from './subscription.js';
@@ -37,7 +43,10 @@ interface FollowedCredential {
 const PAGE = 1000;
 
 /** How streams end when the feed cannot read the log (src/store/database-errors.ts said `unavailable`). */
-const DATABASE_LOST = new RotorError('unavailable', 'database unavailable; reconnect with after_sequence set to the last sequence received');
+const DATABASE_LOST = new RotorError(
+  'unavailable',
+  'database unavailable; reconnect with after_sequence set to the last sequence received',
+);
 
 /**
  * ONE live feed of the event log for every WatchExpiry stream of this process. It reads the log
@@ -101,19 +110,39 @@ export class EventFeed implements LiveFeed {
    * For GET /metrics: open watchers, events read from the log and dispatched, failed reads,
    * watchers ended for falling behind, streams refused by each cap.
    */
-  stats(): { watchers: number; eventsRead: number; readFailures: number; overflows: number; refused: Readonly<Record<WatchStreamCap, number>> } {
-    return { watchers: this.subs.size, eventsRead: this.eventsRead, readFailures: this.readFailures, overflows: this.overflows, refused: { ...this.refused } };
+  stats(): {
+    watchers: number;
+    eventsRead: number;
+    readFailures: number;
+    overflows: number;
+    refused: Readonly<Record<WatchStreamCap, number>>;
+  } {
+    return {
+      watchers: this.subs.size,
+      eventsRead: this.eventsRead,
+      readFailures: this.readFailures,
+      overflows: this.overflows,
+      refused: { ...this.refused },
+    };
   }
 
   get watchers(): number {
     return this.subs.size;
   }
 
-  subscribe(selection: WatchSelection, thresholdsSeconds: readonly number[], credential: WatchCredential): Subscription {
+  subscribe(
+    selection: WatchSelection,
+    thresholdsSeconds: readonly number[],
+    credential: WatchCredential,
+  ): Subscription {
     if (this.closed) throw new RotorError('unavailable', 'server is shutting down; reconnect to another replica');
     // Counted here, where every stream of either port joins and every ending leaves (detach).
     const cap = exceededWatchStreamCap(
-      { token: this.credentials.get(credential.tokenId)?.subs.size ?? 0, owner: this.streamsByOwner.get(credential.ownerId) ?? 0, process: this.subs.size },
+      {
+        token: this.credentials.get(credential.tokenId)?.subs.size ?? 0,
+        owner: this.streamsByOwner.get(credential.ownerId) ?? 0,
+        process: this.subs.size,
+      },
       this.caps,
     );
     if (cap !== undefined) {
@@ -195,7 +224,10 @@ export class EventFeed implements LiveFeed {
     this.closed = true;
     clearInterval(this.pollTimer);
     clearInterval(this.heartbeatTimer);
-    const reason = new RotorError('unavailable', 'server is shutting down; reconnect with after_sequence set to the last sequence received');
+    const reason = new RotorError(
+      'unavailable',
+      'server is shutting down; reconnect with after_sequence set to the last sequence received',
+    );
     for (const s of [...this.subs]) s.fail(reason);
   }
 
@@ -239,7 +271,9 @@ export class EventFeed implements LiveFeed {
       }
     } catch (e) {
       this.readFailures++;
-      this.log.warn('event feed read failed; retrying on the next poll', { error: e instanceof Error ? e.message : String(e) });
+      this.log.warn('event feed read failed; retrying on the next poll', {
+        error: e instanceof Error ? e.message : String(e),
+      });
       // The database is gone: end the streams so clients resume elsewhere (or here, later).
       if (e instanceof RotorError && e.code === 'unavailable') this.interrupt(DATABASE_LOST);
     } finally {
@@ -265,7 +299,15 @@ export class EventFeed implements LiveFeed {
   private follow(sub: Subscription, credential: WatchCredential): void {
     let c = this.credentials.get(credential.tokenId);
     if (!c) {
-      c = { tokenId: credential.tokenId, familyId: credential.familyId, ownerId: credential.ownerId, until: Infinity, subs: new Set(), checking: false, again: false };
+      c = {
+        tokenId: credential.tokenId,
+        familyId: credential.familyId,
+        ownerId: credential.ownerId,
+        until: Infinity,
+        subs: new Set(),
+        checking: false,
+        again: false,
+      };
       this.credentials.set(c.tokenId, c);
       let family = this.credentialsByFamily.get(c.familyId);
       if (!family) this.credentialsByFamily.set(c.familyId, (family = new Set()));
@@ -310,7 +352,10 @@ export class EventFeed implements LiveFeed {
           this.read();
         },
         (e: unknown) => {
-          this.log.warn('could not check the bearer token of WatchExpiry streams; checking again on its next event', { token_id: c.tokenId, error: e instanceof Error ? e.message : String(e) });
+          this.log.warn('could not check the bearer token of WatchExpiry streams; checking again on its next event', {
+            token_id: c.tokenId,
+            error: e instanceof Error ? e.message : String(e),
+          });
         },
       )
       .finally(() => {

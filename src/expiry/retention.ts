@@ -76,7 +76,9 @@ export class RetentionJob {
     if (this.options.retentionDays === 0 || this.options.intervalMs === 0 || this.timer) return;
     const tick = () => {
       this.runOnce()
-        .catch((e: unknown) => this.log.warn('retention pass failed', { error: e instanceof Error ? e.message : String(e) }))
+        .catch((e: unknown) =>
+          this.log.warn('retention pass failed', { error: e instanceof Error ? e.message : String(e) }),
+        )
         .finally(() => {
           if (!this.stopped) this.timer = setTimeout(tick, this.options.intervalMs).unref();
         });
@@ -130,7 +132,9 @@ export class RetentionJob {
         do {
           if (this.stopped) return { ...result, outcome: 'stopped' as const };
           const after = cursor;
-          const b = await transaction((tx) => tx.tokens.deleteEnded({ endedBefore: cutoff, limit: this.batchSize, after }));
+          const b = await transaction((tx) =>
+            tx.tokens.deleteEnded({ endedBefore: cutoff, limit: this.batchSize, after }),
+          );
           count(b.deletedIds.length, 0);
           cursor = b.next;
         } while (cursor !== undefined);
@@ -143,14 +147,21 @@ export class RetentionJob {
         for (let after: number | undefined = 0; after !== undefined; ) {
           if (this.stopped) return { ...result, outcome: 'stopped' as const };
           const from: number = after;
-          const b: { deleted: number; next: number | undefined } = await transaction((tx) => tx.events.deleteReleased({ limit: this.batchSize, after: from }));
+          const b: { deleted: number; next: number | undefined } = await transaction((tx) =>
+            tx.events.deleteReleased({ limit: this.batchSize, after: from }),
+          );
           count(0, b.deleted);
           after = b.next;
         }
         return result;
       } finally {
         if (result.tokens + result.events > 0) {
-          this.log.info('retention deleted rows', { tokens: result.tokens, events: result.events, batches: result.batches, cutoff: new Date(cutoff).toISOString() });
+          this.log.info('retention deleted rows', {
+            tokens: result.tokens,
+            events: result.events,
+            batches: result.batches,
+            cutoff: new Date(cutoff).toISOString(),
+          });
         }
       }
     });

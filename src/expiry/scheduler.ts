@@ -67,7 +67,9 @@ export class ExpiryScheduler {
     if (this.options.intervalMs === 0 || this.timer) return;
     const tick = () => {
       this.runOnce()
-        .catch((e: unknown) => this.log.warn('expiry scan failed', { error: e instanceof Error ? e.message : String(e) }))
+        .catch((e: unknown) =>
+          this.log.warn('expiry scan failed', { error: e instanceof Error ? e.message : String(e) }),
+        )
         .finally(() => {
           if (!this.stopped) this.timer = setTimeout(tick, this.options.intervalMs).unref();
         });
@@ -106,7 +108,9 @@ export class ExpiryScheduler {
       const to = now + t * 1000;
       const mark = this.thresholdMarks.get(t);
       const from = mark === undefined ? now : Math.max(now, mark - OVERLAP_MS);
-      const r = await this.drain((limit) => this.events.appendExpiringSoon({ thresholdSeconds: t, from, to, now, limit }));
+      const r = await this.drain((limit) =>
+        this.events.appendExpiringSoon({ thresholdSeconds: t, from, to, now, limit }),
+      );
       expiringSoon += r.written;
       if (r.complete) this.thresholdMarks.set(t, to);
     }
@@ -114,7 +118,8 @@ export class ExpiryScheduler {
     const from = this.expiredMark === undefined ? now - largest : Math.min(now, this.expiredMark - OVERLAP_MS);
     const r = await this.drain((limit) => this.events.appendExpired({ from, to: now, limit }));
     if (r.complete) this.expiredMark = now;
-    if (expiringSoon + r.written > 0) this.log.info('expiry events written', { expiring_soon: expiringSoon, expired: r.written });
+    if (expiringSoon + r.written > 0)
+      this.log.info('expiry events written', { expiring_soon: expiringSoon, expired: r.written });
     return { expiringSoon, expired: r.written };
   }
 

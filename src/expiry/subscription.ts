@@ -103,7 +103,8 @@ export class Subscription implements LiveSubscription {
   heartbeat(sequence: number, at: number): void {
     if (this.failure) return;
     const seq = Math.max(sequence, this.floor);
-    if (lastHeartbeat?.sequence !== seq || lastHeartbeat.at !== at) lastHeartbeat = { kind: 'heartbeat', sequence: seq, at };
+    if (lastHeartbeat?.sequence !== seq || lastHeartbeat.at !== at)
+      lastHeartbeat = { kind: 'heartbeat', sequence: seq, at };
     this.push(lastHeartbeat);
   }
 

@@ -43,7 +43,10 @@ function rewriteConnectError(res: UniversalServerResponse, body: Uint8Array): Un
     return { ...res, body: once(body) };
   }
   if (parsed.code !== 'internal' || !parsed.message?.startsWith('parse binary:')) return { ...res, body: once(body) };
-  const text = JSON.stringify({ code: 'invalid_argument', message: `request is not a valid message: ${parsed.message.slice(14)}` });
+  const text = JSON.stringify({
+    code: 'invalid_argument',
+    message: `request is not a valid message: ${parsed.message.slice(14)}`,
+  });
   const bytes = new TextEncoder().encode(text);
   const header = new Headers(res.header);
   header.set('content-length', String(bytes.byteLength));
@@ -56,7 +59,12 @@ async function* rewriteTrailers(body: AsyncIterable<Uint8Array>): AsyncIterable<
     if (chunk.length >= 5 && (chunk[0]! & 0x80) === 0x80) {
       const text = new TextDecoder().decode(chunk.subarray(5));
       if (/^grpc-status: ?13\r?$/m.test(text) && /^grpc-message: ?parse%20binary/m.test(text)) {
-        const fixed = text.replace(/^grpc-status: ?13/m, 'grpc-status: 3').replace(/^grpc-message: ?parse%20binary(%3A|:)/m, 'grpc-message: request%20is%20not%20a%20valid%20message%3A');
+        const fixed = text
+          .replace(/^grpc-status: ?13/m, 'grpc-status: 3')
+          .replace(
+            /^grpc-message: ?parse%20binary(%3A|:)/m,
+            'grpc-message: request%20is%20not%20a%20valid%20message%3A',
+          );
         const payload = new TextEncoder().encode(fixed);
         const frame = new Uint8Array(5 + payload.length);
         frame[0] = chunk[0]!;

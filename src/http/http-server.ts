@@ -1,5 +1,10 @@
 import { Code, ConnectError, createConnectRouter, createContextValues } from '@connectrpc/connect';
-import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from '@connectrpc/connect-node';
+import {
+  compressionBrotli,
+  compressionGzip,
+  universalRequestFromNodeRequest,
+  universalResponseToNodeResponse,
+} from '@connectrpc/connect-node';
 import type { UniversalHandler } from '@connectrpc/connect/protocol';
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -28,9 +33,14 @@ export function httpRequestHandler(
   extras: HttpExtras = {},
 ): RequestListener {
   const oauth = oauthHandler(app, ping, extras);
-  const router = createConnectRouter({ readMaxBytes: MAX_HTTP_MESSAGE_BYTES, acceptCompression: [compressionGzip, compressionBrotli] });
+  const router = createConnectRouter({
+    readMaxBytes: MAX_HTTP_MESSAGE_BYTES,
+    acceptCompression: [compressionGzip, compressionBrotli],
+  });
   connectRoutes(services)(router);
-  const paths = new Map<string, UniversalHandler>(router.handlers.map((h) => [h.requestPath, withDecodeErrorsAsInvalidArgument(h)]));
+  const paths = new Map<string, UniversalHandler>(
+    router.handlers.map((h) => [h.requestPath, withDecodeErrorsAsInvalidArgument(h)]),
+  );
   return (req: IncomingMessage, res: ServerResponse) => {
     const handler = paths.get((req.url ?? '').split('?', 1)[0]!);
     if (!handler) {
@@ -39,7 +49,15 @@ export function httpRequestHandler(
     }
     const done = handler.method.methodKind === 'unary' ? tracker.startUnary() : undefined;
     if (done) res.once('close', done);
-    const uReq = universalRequestFromNodeRequest(req, res, undefined, createContextValues().set(callMetaKey, { authorization: req.headers.authorization, peer: req.socket.remoteAddress ?? null }));
+    const uReq = universalRequestFromNodeRequest(
+      req,
+      res,
+      undefined,
+      createContextValues().set(callMetaKey, {
+        authorization: req.headers.authorization,
+        peer: req.socket.remoteAddress ?? null,
+      }),
+    );
     handler(uReq)
       .then((uRes) => universalResponseToNodeResponse(uRes, res))
       .catch((reason: unknown) => {
@@ -64,7 +82,9 @@ export function createHttpServer(tls?: { cert: Buffer; key: Buffer }): HttpPort 
   let handle: RequestListener = starting;
   const dispatch: RequestListener = (req, res) => handle(req, res);
   // With TLS: HTTPS (HTTP/1.1); an https.Server is an http.Server for everything shutdown uses.
-  const server: Server = tls ? createHttpsServer({ cert: tls.cert, key: tls.key, handshakeTimeout: HANDSHAKE_TIMEOUT_MS }, dispatch) : createServer(dispatch);
+  const server: Server = tls
+    ? createHttpsServer({ cert: tls.cert, key: tls.key, handshakeTimeout: HANDSHAKE_TIMEOUT_MS }, dispatch)
+    : createServer(dispatch);
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
   cutsRawConnections(server);

@@ -47,7 +47,13 @@ export interface MetricsSources {
     unavailable: number;
     cache: { hits: number; misses: number; entries: number };
   };
-  feed: () => { watchers: number; eventsRead: number; readFailures: number; overflows: number; refused: Readonly<Record<WatchStreamCap, number>> };
+  feed: () => {
+    watchers: number;
+    eventsRead: number;
+    readFailures: number;
+    overflows: number;
+    refused: Readonly<Record<WatchStreamCap, number>>;
+  };
   scheduler: () => { passes: number; failures: number };
   /** The server secret fails the strength rules and was admitted for a database with tokens (src/runtime/weak-secret-gate.ts). */
   secretWeak: boolean;
@@ -79,7 +85,8 @@ export class Metrics {
   /** Event-loop lateness so far in the current window (the monitor's samples include its interval). */
   private loopDelayNow(): { p99: number; max: number } {
     const d = this.loopDelay;
-    const seconds = (ns: number) => (Number.isFinite(ns) && d.count > 0 ? Math.max(0, ns / 1e6 - LOOP_RESOLUTION_MS) / 1000 : 0);
+    const seconds = (ns: number) =>
+      Number.isFinite(ns) && d.count > 0 ? Math.max(0, ns / 1e6 - LOOP_RESOLUTION_MS) / 1000 : 0;
     return { p99: seconds(d.percentile(99)), max: seconds(d.max) };
   }
 
@@ -87,8 +94,14 @@ export class Metrics {
   render(): string {
     const out = new Exposition();
     const s = this.sources;
-    out.gauge('rotor_build_info', 'Rotor version and storage engine (always 1).', [[{ version: s.version, engine: s.engine }, 1]]);
-    out.gauge('rotor_server_secret_weak', '1 when the server secret fails the strength rules and is accepted only because the database already holds tokens made under it; 0 otherwise.', [[{}, s.secretWeak ? 1 : 0]]);
+    out.gauge('rotor_build_info', 'Rotor version and storage engine (always 1).', [
+      [{ version: s.version, engine: s.engine }, 1],
+    ]);
+    out.gauge(
+      'rotor_server_secret_weak',
+      '1 when the server secret fails the strength rules and is accepted only because the database already holds tokens made under it; 0 otherwise.',
+      [[{}, s.secretWeak ? 1 : 0]],
+    );
 
     const rpc = s.rpc.all();
     out.counter(
@@ -104,7 +117,9 @@ export class Metrics {
     out.histogram(
       'rotor_rpc_duration_seconds',
       'Time a unary RPC spent in its handler, by method.',
-      rpc.filter((m) => !m.streaming && m.durationCount > 0).map((m) => ({ labels: { method: m.method }, buckets: m.buckets, sum: m.durationSum, count: m.durationCount })),
+      rpc
+        .filter((m) => !m.streaming && m.durationCount > 0)
+        .map((m) => ({ labels: { method: m.method }, buckets: m.buckets, sum: m.durationSum, count: m.durationCount })),
     );
     out.counter(
       'rotor_http_requests_total',
@@ -123,53 +138,85 @@ export class Metrics {
       'Rotated tokens presented again (after the reuse grace): each revoked its whole family. Counted at commit, whatever the entry point (gRPC, Connect, POST /oauth/token).',
       [[{}, store.reuseDetected]],
     );
-    out.counter('rotor_database_unavailable_total', 'Calls failed because the database was unreachable or timed out.', [[{}, store.unavailable]]);
-    out.counter('rotor_token_cache_lookups_total', 'Token lookups by secret digest or id, answered from the in-process cache (hit) or not (miss).', [
-      [{ result: 'hit' }, store.cache.hits],
-      [{ result: 'miss' }, store.cache.misses],
+    out.counter('rotor_database_unavailable_total', 'Calls failed because the database was unreachable or timed out.', [
+      [{}, store.unavailable],
     ]);
+    out.counter(
+      'rotor_token_cache_lookups_total',
+      'Token lookups by secret digest or id, answered from the in-process cache (hit) or not (miss).',
+      [
+        [{ result: 'hit' }, store.cache.hits],
+        [{ result: 'miss' }, store.cache.misses],
+      ],
+    );
     out.gauge('rotor_token_cache_entries', 'Token rows held in the in-process cache.', [[{}, store.cache.entries]]);
 
     const feed = s.feed();
     out.gauge('rotor_watch_streams', 'Open WatchExpiry streams in the live feed.', [[{}, feed.watchers]]);
-    out.counter('rotor_watch_events_read_total', 'Events the live feed read from the log and offered to its streams.', [[{}, feed.eventsRead]]);
+    out.counter('rotor_watch_events_read_total', 'Events the live feed read from the log and offered to its streams.', [
+      [{}, feed.eventsRead],
+    ]);
     out.counter(
       'rotor_watch_streams_refused_total',
       'WatchExpiry streams refused with RESOURCE_EXHAUSTED because they would exceed a cap on open streams of this process, by cap (token, owner, process).',
       WATCH_STREAM_CAPS.map((cap): Sample => [{ cap }, feed.refused[cap]]),
     );
-    out.counter('rotor_watch_overflows_total', 'WatchExpiry streams ended with RESOURCE_EXHAUSTED because their client fell behind by more than the buffer.', [[{}, feed.overflows]]);
-    out.counter('rotor_watch_feed_read_failures_total', 'Reads of the event log by the live feed that failed.', [[{}, feed.readFailures]]);
+    out.counter(
+      'rotor_watch_overflows_total',
+      'WatchExpiry streams ended with RESOURCE_EXHAUSTED because their client fell behind by more than the buffer.',
+      [[{}, feed.overflows]],
+    );
+    out.counter('rotor_watch_feed_read_failures_total', 'Reads of the event log by the live feed that failed.', [
+      [{}, feed.readFailures],
+    ]);
     const scans = s.scheduler();
     out.counter('rotor_expiry_scans_total', 'Passes of the expiry scheduler, by result.', [
       [{ result: 'ok' }, scans.passes],
       [{ result: 'failed' }, scans.failures],
     ]);
     const retention = s.retention();
-    out.counter('rotor_retention_passes_total', 'Passes of the retention job, by result (elsewhere: another replica held the pass lock, this one did nothing).', [
-      [{ result: 'ok' }, retention.passes],
-      [{ result: 'failed' }, retention.failures],
-      [{ result: 'elsewhere' }, retention.elsewhere],
-    ]);
-    out.counter('rotor_retention_deleted_total', 'Rows the retention job of this replica deleted, by table (ROTOR_RETENTION_DAYS).', [
-      [{ table: 'tokens' }, retention.tokens],
-      [{ table: 'token_events' }, retention.events],
-    ]);
+    out.counter(
+      'rotor_retention_passes_total',
+      'Passes of the retention job, by result (elsewhere: another replica held the pass lock, this one did nothing).',
+      [
+        [{ result: 'ok' }, retention.passes],
+        [{ result: 'failed' }, retention.failures],
+        [{ result: 'elsewhere' }, retention.elsewhere],
+      ],
+    );
+    out.counter(
+      'rotor_retention_deleted_total',
+      'Rows the retention job of this replica deleted, by table (ROTOR_RETENTION_DAYS).',
+      [
+        [{ table: 'tokens' }, retention.tokens],
+        [{ table: 'token_events' }, retention.events],
+      ],
+    );
 
     const cpu = process.cpuUsage();
     const mem = process.memoryUsage();
     out.counter('process_cpu_user_seconds_total', 'User CPU time of the process.', [[{}, cpu.user / 1e6]]);
     out.counter('process_cpu_system_seconds_total', 'System CPU time of the process.', [[{}, cpu.system / 1e6]]);
     out.gauge('process_resident_memory_bytes', 'Resident set size.', [[{}, mem.rss]]);
-    out.gauge('process_start_time_seconds', 'Start of the process, seconds since the epoch.', [[{}, this.startSeconds]]);
+    out.gauge('process_start_time_seconds', 'Start of the process, seconds since the epoch.', [
+      [{}, this.startSeconds],
+    ]);
     const fds = openFds();
     if (fds !== undefined) out.gauge('process_open_fds', 'Open file descriptors.', [[{}, fds]]);
     out.gauge('nodejs_heap_size_used_bytes', 'V8 heap in use.', [[{}, mem.heapUsed]]);
     out.gauge('nodejs_heap_size_total_bytes', 'V8 heap reserved.', [[{}, mem.heapTotal]]);
     out.gauge('nodejs_external_memory_bytes', 'Memory held outside the V8 heap (buffers).', [[{}, mem.external]]);
     const delay = this.lastWindow ?? this.loopDelayNow();
-    out.gauge('nodejs_eventloop_delay_p99_seconds', 'Event loop lateness, 99th percentile over the last complete minute (since the start, during the first).', [[{}, delay.p99]]);
-    out.gauge('nodejs_eventloop_delay_max_seconds', 'Event loop lateness, maximum over the last complete minute (since the start, during the first).', [[{}, delay.max]]);
+    out.gauge(
+      'nodejs_eventloop_delay_p99_seconds',
+      'Event loop lateness, 99th percentile over the last complete minute (since the start, during the first).',
+      [[{}, delay.p99]],
+    );
+    out.gauge(
+      'nodejs_eventloop_delay_max_seconds',
+      'Event loop lateness, maximum over the last complete minute (since the start, during the first).',
+      [[{}, delay.max]],
+    );
     return out.text();
   }
 
@@ -177,7 +224,11 @@ export class Metrics {
   route(): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
     return async (req, res) => {
       const body = this.render();
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
+      res.writeHead(200, {
+        'content-type': 'text/plain; version=0.0.4; charset=utf-8',
+        'cache-control': 'no-store',
+        'content-length': Buffer.byteLength(body),
+      });
       res.end(req.method === 'HEAD' ? undefined : body);
     };
   }
@@ -208,7 +259,11 @@ class Exposition {
     for (const [labels, v] of samples) this.sample(name, labels, v);
   }
 
-  histogram(name: string, help: string, series: { labels: Labels; buckets: readonly number[]; sum: number; count: number }[]): void {
+  histogram(
+    name: string,
+    help: string,
+    series: { labels: Labels; buckets: readonly number[]; sum: number; count: number }[],
+  ): void {
     this.family(name, 'histogram', help);
     for (const h of series) {
       let cumulative = 0;
@@ -231,7 +286,9 @@ class Exposition {
   }
 
   private sample(name: string, labels: Labels, value: number): void {
-    const pairs = Object.entries(labels).map(([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`);
+    const pairs = Object.entries(labels).map(
+      ([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`,
+    );
     this.lines.push(`${name}${pairs.length ? `{${pairs.join(',')}}` : ''} ${formatValue(value)}`);
   }
 }

@@ -76,7 +76,10 @@ export function sendOAuthError(res: ServerResponse, e: unknown, log: Logger, whe
     const body: Record<string, string> = { error, error_description: e.message, rotor_error: e.code };
     if (e.details.successorId) body.successor_id = e.details.successorId;
     // RFC 6750 §3: a bearer problem (401 invalid_token, 403 insufficient_scope) says so in a challenge.
-    const extra: Record<string, string> = status === 401 || error === 'insufficient_scope' ? { 'www-authenticate': bearerChallenge(error, e.message, e.details.noCredentials === true) } : {};
+    const extra: Record<string, string> =
+      status === 401 || error === 'insufficient_scope'
+        ? { 'www-authenticate': bearerChallenge(error, e.message, e.details.noCredentials === true) }
+        : {};
     sendJson(res, status, body, extra);
     return;
   }

@@ -109,7 +109,11 @@ function metricsRoute(app: AppContext, metrics: MetricsRoute): Route {
 }
 
 /** The non-RPC routes of the HTTP port, by path, with their one allowed method. */
-function oauthRoutes(app: AppContext, ping: () => Promise<void>, metrics: MetricsRoute | undefined): Map<string, { method: string; route: Route }> {
+function oauthRoutes(
+  app: AppContext,
+  ping: () => Promise<void>,
+  metrics: MetricsRoute | undefined,
+): Map<string, { method: string; route: Route }> {
   return new Map([
     ['/oauth/token', { method: 'POST', route: tokenRoute(app) }],
     ['/oauth/introspect', { method: 'POST', route: introspectRoute(app) }],
@@ -147,7 +151,12 @@ export function oauthHandler(app: AppContext, ping: () => Promise<void>, extras:
     }
     if (req.method !== entry.method && !(entry.method === 'GET' && req.method === 'HEAD')) {
       req.resume();
-      sendJson(res, 405, { error: 'invalid_request', error_description: `use ${entry.method}` }, { allow: entry.method });
+      sendJson(
+        res,
+        405,
+        { error: 'invalid_request', error_description: `use ${entry.method}` },
+        { allow: entry.method },
+      );
       return;
     }
     entry.route(req, res).catch((e: unknown) => {

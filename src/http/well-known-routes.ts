@@ -58,8 +58,13 @@ function metadataPathFor(issuer: string): string {
 
 /** GET routes of the HTTP port for discovery: the JWKS and the RFC 8414 metadata. */
 export function wellKnownRoutes(app: AppContext): [string, { method: string; route: Route }][] {
-  const metadata: Route = async (_req, res) => sendPublicJson(res, authorizationServerMetadata(app), 'application/json');
-  const jwks: Route = async (_req, res) => sendPublicJson(res, await app.jwt.keyRing.jwks(app.now()), 'application/jwk-set+json');
+  const metadata: Route = async (_req, res) =>
+    sendPublicJson(res, authorizationServerMetadata(app), 'application/json');
+  const jwks: Route = async (_req, res) =>
+    sendPublicJson(res, await app.jwt.keyRing.jwks(app.now()), 'application/jwk-set+json');
   const paths = new Set([METADATA_PATH, metadataPathFor(app.jwt.issuer)]);
-  return [[JWKS_PATH, { method: 'GET', route: jwks }], ...[...paths].map((p): [string, { method: string; route: Route }] => [p, { method: 'GET', route: metadata }])];
+  return [
+    [JWKS_PATH, { method: 'GET', route: jwks }],
+    ...[...paths].map((p): [string, { method: string; route: Route }] => [p, { method: 'GET', route: metadata }]),
+  ];
 }

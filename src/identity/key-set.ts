@@ -85,7 +85,11 @@ export class IssuerKeySet {
       if (this.pending) await this.pending;
       else if (this.lastError !== undefined && t - this.lastAttempt < cooldownMs) throw this.lastError;
       else await this.refresh();
-    } else if (t - this.fetchedAt >= this.issuer.jwksCacheSeconds * 1000 && t - this.lastAttempt >= cooldownMs && !this.pending) {
+    } else if (
+      t - this.fetchedAt >= this.issuer.jwksCacheSeconds * 1000 &&
+      t - this.lastAttempt >= cooldownMs &&
+      !this.pending
+    ) {
       // Stale: refresh in the background and keep answering with the keys we have.
       this.refresh().catch(() => undefined);
     }
@@ -110,7 +114,10 @@ export class IssuerKeySet {
         this.lastError = undefined;
       })
       .catch((e: unknown) => {
-        const err = e instanceof RotorError ? e : new RotorError('unavailable', `keys of issuer ${this.issuer.issuer} are unavailable`);
+        const err =
+          e instanceof RotorError
+            ? e
+            : new RotorError('unavailable', `keys of issuer ${this.issuer.issuer} are unavailable`);
         this.lastError = err;
         this.log.warn('workload issuer keys unavailable', { issuer: this.issuer.issuer, error: err.message });
         throw err;
@@ -122,11 +129,17 @@ export class IssuerKeySet {
   }
 
   private unavailable(reason: string): RotorError {
-    return new RotorError('unavailable', `keys of issuer ${this.issuer.issuer} are unavailable: ${reason}; retry later`);
+    return new RotorError(
+      'unavailable',
+      `keys of issuer ${this.issuer.issuer} are unavailable: ${reason}; retry later`,
+    );
   }
 
   private allowedUrl(u: URL): boolean {
-    return u.protocol === 'https:' || (u.protocol === 'http:' && (this.issuer.allowInsecureHttp || isLoopbackHost(u.hostname)));
+    return (
+      u.protocol === 'https:' ||
+      (u.protocol === 'http:' && (this.issuer.allowInsecureHttp || isLoopbackHost(u.hostname)))
+    );
   }
 
   /**
@@ -154,8 +167,13 @@ export class IssuerKeySet {
       });
       as = await oauth.processDiscoveryResponse(issuerUrl, res);
     } catch (e) {
-      if (e instanceof DocumentTooLarge) throw this.unavailable(`the discovery document is larger than ${MAX_KEY_DOCUMENT_BYTES} bytes`);
-      throw this.unavailable(signal.aborted ? `discovery timed out after ${this.issuer.fetchTimeoutMs} ms` : `discovery failed (${describe(e)})`);
+      if (e instanceof DocumentTooLarge)
+        throw this.unavailable(`the discovery document is larger than ${MAX_KEY_DOCUMENT_BYTES} bytes`);
+      throw this.unavailable(
+        signal.aborted
+          ? `discovery timed out after ${this.issuer.fetchTimeoutMs} ms`
+          : `discovery failed (${describe(e)})`,
+      );
     }
     if (typeof as.jwks_uri !== 'string') throw this.unavailable('the discovery document names no jwks_uri');
     let uri: URL;
@@ -174,13 +192,22 @@ export class IssuerKeySet {
     const uri = await this.locate(signal);
     let body: unknown;
     try {
-      const res = await boundedFetch(uri, { signal, headers: { accept: 'application/json, application/jwk-set+json' }, redirect: 'error' });
+      const res = await boundedFetch(uri, {
+        signal,
+        headers: { accept: 'application/json, application/jwk-set+json' },
+        redirect: 'error',
+      });
       if (res.status !== 200) throw this.unavailable(`the JWKS endpoint answered HTTP ${res.status}`);
       body = await res.json();
     } catch (e) {
       if (e instanceof RotorError) throw e;
-      if (e instanceof DocumentTooLarge) throw this.unavailable(`the JWKS endpoint answered with more than ${MAX_KEY_DOCUMENT_BYTES} bytes`);
-      throw this.unavailable(signal.aborted ? `the JWKS endpoint did not answer within ${this.issuer.fetchTimeoutMs} ms` : `the JWKS endpoint could not be fetched (${describe(e)})`);
+      if (e instanceof DocumentTooLarge)
+        throw this.unavailable(`the JWKS endpoint answered with more than ${MAX_KEY_DOCUMENT_BYTES} bytes`);
+      throw this.unavailable(
+        signal.aborted
+          ? `the JWKS endpoint did not answer within ${this.issuer.fetchTimeoutMs} ms`
+          : `the JWKS endpoint could not be fetched (${describe(e)})`,
+      );
     }
     if (typeof body !== 'object' || body === null || !Array.isArray((body as { keys?: unknown }).keys)) {
       throw this.unavailable('the JWKS endpoint did not return a JWK set');

@@ -7,7 +7,10 @@ import type { ReplayCache } from '../domain/ports.js';
 export class MemoryReplayCache implements ReplayCache {
   private readonly seen = new Map<string, { expiresAt: number; retryKeyDigest: string | undefined }>();
 
-  async consume(entry: { jtiDigest: string; expiresAt: number; retryKeyDigest: string | undefined }, now: number): Promise<boolean> {
+  async consume(
+    entry: { jtiDigest: string; expiresAt: number; retryKeyDigest: string | undefined },
+    now: number,
+  ): Promise<boolean> {
     for (const [k, v] of this.seen) if (v.expiresAt <= now) this.seen.delete(k);
     const prior = this.seen.get(entry.jtiDigest);
     if (prior === undefined) {

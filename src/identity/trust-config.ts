@@ -15,7 +15,19 @@ export interface TrustConfig {
 }
 
 /** Asymmetric JWS algorithms only (RFC 8725 §3.1/§3.2): a shared secret cannot be trusted here. */
-export const ALLOWED_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const;
+export const ALLOWED_ALGORITHMS = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+  'Ed25519',
+] as const;
 
 export type { FederationRule };
 
@@ -47,7 +59,6 @@ export interface TrustedIssuer {
   jwksCacheSeconds: number;
 }
 
-
 export const ISSUER_DEFAULTS = {
   clockSkewSeconds: 60,
   maxTokenAgeSeconds: 86_400,
@@ -69,7 +80,8 @@ function fail(path: string, message: string): never {
 
 function object(path: string, v: unknown, allowed: readonly string[]): Obj {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(path, 'must be an object');
-  for (const k of Object.keys(v)) if (!allowed.includes(k)) fail(path === '' ? k : `${path}.${k}`, 'is not a known field');
+  for (const k of Object.keys(v))
+    if (!allowed.includes(k)) fail(path === '' ? k : `${path}.${k}`, 'is not a known field');
   return v as Obj;
 }
 
@@ -87,13 +99,15 @@ function bool(path: string, v: unknown, fallback: boolean): boolean {
 
 function int(path: string, v: unknown, fallback: number, min: number, max: number): number {
   if (v === undefined) return fallback;
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) fail(path, `must be a whole number between ${min} and ${max}`);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max)
+    fail(path, `must be a whole number between ${min} and ${max}`);
   return v;
 }
 
 function strings(path: string, v: unknown, nonEmpty: boolean): string[] {
   if (v === undefined && !nonEmpty) return [];
-  if (!Array.isArray(v) || (nonEmpty && v.length === 0)) fail(path, nonEmpty ? 'must be a non-empty array of strings' : 'must be an array of strings');
+  if (!Array.isArray(v) || (nonEmpty && v.length === 0))
+    fail(path, nonEmpty ? 'must be a non-empty array of strings' : 'must be an array of strings');
   if (v.length > 64) fail(path, 'at most 64 values');
   return [...new Set(v.map((x, i) => str(`${path}[${i}]`, x)))];
 }
@@ -103,7 +117,12 @@ function strings(path: string, v: unknown, nonEmpty: boolean): string[] {
  * ROTOR_HOST): test issuers that may speak plain http, and a bind address no one else reaches.
  */
 export function isLoopbackHost(hostname: string): boolean {
-  return hostname === 'localhost' || hostname === '[::1]' || hostname === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
+  return (
+    hostname === 'localhost' ||
+    hostname === '[::1]' ||
+    hostname === '::1' ||
+    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname)
+  );
 }
 
 function url(path: string, v: unknown, insecure: boolean): string {
@@ -129,7 +148,8 @@ function inlineJwks(path: string, v: unknown): { keys: Record<string, unknown>[]
     const p = `${path}.keys[${i}]`;
     if (typeof k !== 'object' || k === null || Array.isArray(k)) fail(p, 'must be an object');
     const jwk = k as Obj;
-    if (!['RSA', 'EC', 'OKP'].includes(jwk.kty as string)) fail(`${p}.kty`, 'must be RSA, EC or OKP (public keys only)');
+    if (!['RSA', 'EC', 'OKP'].includes(jwk.kty as string))
+      fail(`${p}.kty`, 'must be RSA, EC or OKP (public keys only)');
     if (PRIVATE_JWK_MEMBERS.some((m) => m in jwk)) fail(p, 'must hold a public key only (remove private members)');
     return jwk;
   });
@@ -171,7 +191,8 @@ function parseIssuer(path: string, v: unknown): TrustedIssuer {
   }
   const algorithms = strings(`${path}.algorithms`, o.algorithms, true);
   for (const [i, a] of algorithms.entries()) {
-    if (!(ALLOWED_ALGORITHMS as readonly string[]).includes(a)) fail(`${path}.algorithms[${i}]`, `must be one of ${ALLOWED_ALGORITHMS.join(', ')}`);
+    if (!(ALLOWED_ALGORITHMS as readonly string[]).includes(a))
+      fail(`${path}.algorithms[${i}]`, `must be one of ${ALLOWED_ALGORITHMS.join(', ')}`);
   }
   return {
     issuer,
@@ -180,12 +201,30 @@ function parseIssuer(path: string, v: unknown): TrustedIssuer {
     algorithms,
     typ: o.typ === undefined ? undefined : str(`${path}.typ`, o.typ, 64),
     clockSkewSeconds: int(`${path}.clock_skew_seconds`, o.clock_skew_seconds, ISSUER_DEFAULTS.clockSkewSeconds, 0, 300),
-    maxTokenAgeSeconds: int(`${path}.max_token_age_seconds`, o.max_token_age_seconds, ISSUER_DEFAULTS.maxTokenAgeSeconds, 1, 30 * 86_400),
+    maxTokenAgeSeconds: int(
+      `${path}.max_token_age_seconds`,
+      o.max_token_age_seconds,
+      ISSUER_DEFAULTS.maxTokenAgeSeconds,
+      1,
+      30 * 86_400,
+    ),
     requireJti: bool(`${path}.require_jti`, o.require_jti, true),
     allowInsecureHttp,
     fetchTimeoutMs: int(`${path}.fetch_timeout_ms`, o.fetch_timeout_ms, ISSUER_DEFAULTS.fetchTimeoutMs, 100, 60_000),
-    jwksCooldownSeconds: int(`${path}.jwks_cooldown_seconds`, o.jwks_cooldown_seconds, ISSUER_DEFAULTS.jwksCooldownSeconds, 0, 3600),
-    jwksCacheSeconds: int(`${path}.jwks_cache_seconds`, o.jwks_cache_seconds, ISSUER_DEFAULTS.jwksCacheSeconds, 1, 86_400),
+    jwksCooldownSeconds: int(
+      `${path}.jwks_cooldown_seconds`,
+      o.jwks_cooldown_seconds,
+      ISSUER_DEFAULTS.jwksCooldownSeconds,
+      0,
+      3600,
+    ),
+    jwksCacheSeconds: int(
+      `${path}.jwks_cache_seconds`,
+      o.jwks_cache_seconds,
+      ISSUER_DEFAULTS.jwksCacheSeconds,
+      1,
+      86_400,
+    ),
   };
 }
 
@@ -201,17 +240,34 @@ const RULE_FIELDS = [
   'token_audiences',
 ] as const;
 
-function parseRule(path: string, v: unknown, issuers: readonly TrustedIssuer[], maxLifetimeSeconds: number): FederationRule {
+function parseRule(
+  path: string,
+  v: unknown,
+  issuers: readonly TrustedIssuer[],
+  maxLifetimeSeconds: number,
+): FederationRule {
   const o = object(path, v, RULE_FIELDS);
   const issuer = str(`${path}.issuer`, o.issuer, 2048);
   const trusted = issuers.find((i) => i.issuer === issuer);
   if (!trusted) fail(`${path}.issuer`, 'is not one of the issuers');
-  const claimsIn = o.claims === undefined ? {} : object(`${path}.claims`, o.claims, typeof o.claims === 'object' && o.claims !== null ? Object.keys(o.claims) : []);
+  const claimsIn =
+    o.claims === undefined
+      ? {}
+      : object(
+          `${path}.claims`,
+          o.claims,
+          typeof o.claims === 'object' && o.claims !== null ? Object.keys(o.claims) : [],
+        );
   const claims: Record<string, string> = {};
   for (const [k, val] of Object.entries(claimsIn)) claims[k] = str(`${path}.claims.${k}`, val);
   let binding;
   try {
-    binding = validateBinding(path, { issuer, subject: str(`${path}.subject`, o.subject), audience: str(`${path}.audience`, o.audience), claims });
+    binding = validateBinding(path, {
+      issuer,
+      subject: str(`${path}.subject`, o.subject),
+      audience: str(`${path}.audience`, o.audience),
+      claims,
+    });
   } catch (e) {
     if (isRotorError(e)) throw new TrustConfigError(e.message);
     throw e;
@@ -229,7 +285,11 @@ function parseRule(path: string, v: unknown, issuers: readonly TrustedIssuer[], 
   if (scopes.includes(SCOPE_ADMIN)) fail(`${path}.scopes`, `${SCOPE_ADMIN} may not be granted by federation`);
   // A federated token that could rotate itself would outlive the workload JWT indefinitely, each
   // successor living the rule's maximum again without a fresh proof: federate again instead.
-  if (scopes.includes(SCOPE_ROTATE)) fail(`${path}.scopes`, `${SCOPE_ROTATE} may not be granted by federation (a federated token is renewed by federating again)`);
+  if (scopes.includes(SCOPE_ROTATE))
+    fail(
+      `${path}.scopes`,
+      `${SCOPE_ROTATE} may not be granted by federation (a federated token is renewed by federating again)`,
+    );
   if (o.max_lifetime_seconds === undefined) fail(`${path}.max_lifetime_seconds`, 'is required');
   return {
     issuer,
@@ -256,6 +316,8 @@ export function parseTrustConfig(doc: unknown, maxLifetimeSeconds: number): Trus
     if (issuers.findIndex((b) => b.issuer === a.issuer) !== i) fail(`issuers[${i}].issuer`, 'appears twice');
   }
   if (o.federation !== undefined && !Array.isArray(o.federation)) fail('federation', 'must be an array');
-  const federation = ((o.federation as unknown[] | undefined) ?? []).map((v, i) => parseRule(`federation[${i}]`, v, issuers, maxLifetimeSeconds));
+  const federation = ((o.federation as unknown[] | undefined) ?? []).map((v, i) =>
+    parseRule(`federation[${i}]`, v, issuers, maxLifetimeSeconds),
+  );
   return { issuers, federation };
 }

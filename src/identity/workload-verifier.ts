@@ -50,7 +50,6 @@ export class WorkloadVerifier {
     return this.trust.federation;
   }
 
-
   async verify(jwt: string, field: WorkloadTokenField, opts: VerifyOptions = {}): Promise<WorkloadClaims> {
     const bad = (message: string) => new RotorError('invalid_workload_token', `${field} ${message}`, { field });
     const { header, issuer } = this.preflight(jwt, bad);
@@ -75,7 +74,10 @@ export class WorkloadVerifier {
     const exp = payload.exp! * 1000;
     if (jti !== undefined) {
       const jtiDigest = createHash('sha256').update(`${issuer.issuer}\n${jti}`).digest('hex');
-      const first = await this.replay.consume({ jtiDigest, expiresAt: exp + skew * 1000, retryKeyDigest: opts.retryKeyDigest }, this.now());
+      const first = await this.replay.consume(
+        { jtiDigest, expiresAt: exp + skew * 1000, retryKeyDigest: opts.retryKeyDigest },
+        this.now(),
+      );
       if (!first) throw bad('has been used before (jti replay): request a fresh JWT');
     }
     const aud = typeof payload.aud === 'string' ? [payload.aud] : (payload.aud ?? []);
@@ -93,7 +95,8 @@ export class WorkloadVerifier {
     } catch {
       throw bad('is not a signed JWT (JWS compact serialization)');
     }
-    if (typeof header.alg !== 'string' || header.alg.toLowerCase() === 'none') throw bad('is unsigned (alg none is not accepted)');
+    if (typeof header.alg !== 'string' || header.alg.toLowerCase() === 'none')
+      throw bad('is unsigned (alg none is not accepted)');
     for (const h of KEY_HEADERS) {
       if (header[h] !== undefined) throw bad(`carries a ${h} header: keys come only from the trust configuration`);
     }
@@ -101,7 +104,8 @@ export class WorkloadVerifier {
     if (typeof payload.iss !== 'string') throw bad('has no issuer (iss)');
     const issuer = this.trust.issuers.find((i) => i.issuer === payload.iss);
     if (issuer === undefined) throw bad('is from an issuer that is not trusted');
-    if (!issuer.algorithms.includes(header.alg)) throw bad(`is signed with ${safeAlg(header.alg)}, which this issuer's algorithms do not allow`);
+    if (!issuer.algorithms.includes(header.alg))
+      throw bad(`is signed with ${safeAlg(header.alg)}, which this issuer's algorithms do not allow`);
     return { header: { alg: header.alg }, issuer };
   }
 }
@@ -110,7 +114,8 @@ export class WorkloadVerifier {
 function joseFailure(e: unknown, bad: (m: string) => RotorError, alg: string | undefined): RotorError {
   if (e instanceof RotorError) return e;
   // jose reports a too-old `iat` (maxTokenAge) as JWTExpired with claim iat.
-  if (e instanceof errors.JWTExpired) return e.claim === 'iat' ? bad('is too old or issued in the future (iat)') : bad('has expired (exp)');
+  if (e instanceof errors.JWTExpired)
+    return e.claim === 'iat' ? bad('is too old or issued in the future (iat)') : bad('has expired (exp)');
   if (e instanceof errors.JWTClaimValidationFailed) {
     if (e.reason === 'missing') return bad(`lacks the required ${e.claim} claim`);
     switch (e.claim) {
@@ -119,7 +124,7 @@ function joseFailure(e: unknown, bad: (m: string) => RotorError, alg: string | u
       case 'iat':
         return bad('is too old or issued in the future (iat)');
       case 'aud':
-        return bad("is not for an accepted audience (aud)");
+        return bad('is not for an accepted audience (aud)');
       case 'iss':
         return bad('is from an issuer that is not trusted');
       case 'typ':
@@ -128,8 +133,9 @@ function joseFailure(e: unknown, bad: (m: string) => RotorError, alg: string | u
         return bad(`fails the ${e.claim} check`);
     }
   }
-  if (e instanceof errors.JOSEAlgNotAllowed) return bad(`is signed with ${safeAlg(alg)}, which this issuer's algorithms do not allow`);
-  if (e instanceof errors.JWKSNoMatchingKey) return bad("names a key (kid) the issuer does not publish");
+  if (e instanceof errors.JOSEAlgNotAllowed)
+    return bad(`is signed with ${safeAlg(alg)}, which this issuer's algorithms do not allow`);
+  if (e instanceof errors.JWKSNoMatchingKey) return bad('names a key (kid) the issuer does not publish');
   if (e instanceof errors.JWKSMultipleMatchingKeys) return bad('names no kid and the issuer publishes several keys');
   if (e instanceof errors.JWSSignatureVerificationFailed) return bad('has an invalid signature');
   return bad('is not a valid JWT');

@@ -87,7 +87,8 @@ function port(env: Env, name: string, fallback: number): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   const n = Number(raw);
-  if (!/^\d+$/.test(raw) || n > 65535) throw new ConfigError(`${name} must be a port number 0-65535 (0 = ephemeral), got "${raw}"`);
+  if (!/^\d+$/.test(raw) || n > 65535)
+    throw new ConfigError(`${name} must be a port number 0-65535 (0 = ephemeral), got "${raw}"`);
   return n;
 }
 
@@ -99,8 +100,15 @@ function inRange(env: Env, name: string, fallback: number, min: number, max: num
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   const n = Number(raw);
-  const unit = name.endsWith('_MS') ? ' of milliseconds' : name.endsWith('_SECONDS') ? ' of seconds' : name.endsWith('_DAYS') ? ' of days' : '';
-  if (!/^\d+$/.test(raw) || n < min || n > max) throw new ConfigError(`${name} must be a whole number${unit} between ${min} and ${max}, got "${raw}"`);
+  const unit = name.endsWith('_MS')
+    ? ' of milliseconds'
+    : name.endsWith('_SECONDS')
+      ? ' of seconds'
+      : name.endsWith('_DAYS')
+        ? ' of days'
+        : '';
+  if (!/^\d+$/.test(raw) || n < min || n > max)
+    throw new ConfigError(`${name} must be a whole number${unit} between ${min} and ${max}, got "${raw}"`);
   return n;
 }
 
@@ -111,7 +119,9 @@ function thresholds(env: Env): number[] {
   const parts = raw.split(',').map((p) => p.trim());
   const seconds = parts.map((p) => parseDurationSeconds(p));
   if (parts.length > 16 || seconds.some((s) => s === undefined || s === 0 || s > 10 * 365 * 86400)) {
-    throw new ConfigError(`ROTOR_EXPIRY_THRESHOLDS must be up to 16 comma-separated durations like 30d,7d,1d,1h (units s, m, h, d; at most 3650d), got "${raw}"`);
+    throw new ConfigError(
+      `ROTOR_EXPIRY_THRESHOLDS must be up to 16 comma-separated durations like 30d,7d,1d,1h (units s, m, h, d; at most 3650d), got "${raw}"`,
+    );
   }
   return normalizeThresholds(seconds as number[]);
 }
@@ -169,7 +179,9 @@ function loadGrpcConnectionLimits(env: Env, fileLimit: number | undefined): Grpc
 }
 
 /** The database part of the configuration (also all that `rotor migrate` reads). */
-export function loadDatabaseConfig(env: Env = process.env): Pick<RotorConfig, 'databaseUrl' | 'databasePoolMax' | 'databaseStatementTimeoutMs' | 'databaseListen'> {
+export function loadDatabaseConfig(
+  env: Env = process.env,
+): Pick<RotorConfig, 'databaseUrl' | 'databasePoolMax' | 'databaseStatementTimeoutMs' | 'databaseListen'> {
   const dataDir = resolve(env.ROTOR_DATA_DIR || './data');
   const databaseUrl = env.ROTOR_DATABASE_URL || `sqlite://${join(dataDir, 'rotor.db')}`;
   if (!/^(postgres(ql)?:\/\/|sqlite:\/\/|file:)/.test(databaseUrl)) {
@@ -178,9 +190,11 @@ export function loadDatabaseConfig(env: Env = process.env): Pick<RotorConfig, 'd
   const databasePoolMax = wholeNumber(env, 'ROTOR_DATABASE_POOL_MAX', 10, 1000);
   if (databasePoolMax === 0) throw new ConfigError('ROTOR_DATABASE_POOL_MAX must be at least 1');
   const databaseStatementTimeoutMs = wholeNumber(env, 'ROTOR_DATABASE_STATEMENT_TIMEOUT_MS', 5000, 600_000);
-  if (databaseStatementTimeoutMs < 100) throw new ConfigError('ROTOR_DATABASE_STATEMENT_TIMEOUT_MS must be at least 100 milliseconds');
+  if (databaseStatementTimeoutMs < 100)
+    throw new ConfigError('ROTOR_DATABASE_STATEMENT_TIMEOUT_MS must be at least 100 milliseconds');
   const listen = env.ROTOR_DATABASE_LISTEN || 'on';
-  if (listen !== 'on' && listen !== 'off') throw new ConfigError(`ROTOR_DATABASE_LISTEN must be on or off, got "${listen}"`);
+  if (listen !== 'on' && listen !== 'off')
+    throw new ConfigError(`ROTOR_DATABASE_LISTEN must be on or off, got "${listen}"`);
   return { databaseUrl, databasePoolMax, databaseStatementTimeoutMs, databaseListen: listen === 'on' };
 }
 
@@ -202,12 +216,27 @@ export function loadConfig(env: Env = process.env): RotorConfig {
   const { databaseUrl, databasePoolMax, databaseStatementTimeoutMs, databaseListen } = loadDatabaseConfig(env);
   const logLevel = (env.ROTOR_LOG_LEVEL || 'info') as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`ROTOR_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
-  const maxLifetimeSeconds = wholeNumber(env, 'ROTOR_MAX_LIFETIME_SECONDS', DEFAULT_LIMITS.maxLifetimeSeconds, 10 * 365 * 24 * 3600);
+  const maxLifetimeSeconds = wholeNumber(
+    env,
+    'ROTOR_MAX_LIFETIME_SECONDS',
+    DEFAULT_LIMITS.maxLifetimeSeconds,
+    10 * 365 * 24 * 3600,
+  );
   if (maxLifetimeSeconds === 0) throw new ConfigError('ROTOR_MAX_LIFETIME_SECONDS must be positive');
   const limits: PolicyLimits = {
     maxLifetimeSeconds,
-    defaultOverlapSeconds: wholeNumber(env, 'ROTOR_DEFAULT_OVERLAP_SECONDS', DEFAULT_LIMITS.defaultOverlapSeconds, maxLifetimeSeconds),
-    defaultReuseGraceSeconds: wholeNumber(env, 'ROTOR_DEFAULT_REUSE_GRACE_SECONDS', DEFAULT_LIMITS.defaultReuseGraceSeconds, DEFAULT_LIMITS.maxReuseGraceSeconds),
+    defaultOverlapSeconds: wholeNumber(
+      env,
+      'ROTOR_DEFAULT_OVERLAP_SECONDS',
+      DEFAULT_LIMITS.defaultOverlapSeconds,
+      maxLifetimeSeconds,
+    ),
+    defaultReuseGraceSeconds: wholeNumber(
+      env,
+      'ROTOR_DEFAULT_REUSE_GRACE_SECONDS',
+      DEFAULT_LIMITS.defaultReuseGraceSeconds,
+      DEFAULT_LIMITS.maxReuseGraceSeconds,
+    ),
     retryWindowSeconds: wholeNumber(env, 'ROTOR_RETRY_WINDOW_SECONDS', DEFAULT_LIMITS.retryWindowSeconds, 24 * 3600),
     maxReuseGraceSeconds: DEFAULT_LIMITS.maxReuseGraceSeconds,
   };
@@ -221,9 +250,27 @@ export function loadConfig(env: Env = process.env): RotorConfig {
     bufferEvents: inRange(env, 'ROTOR_WATCH_BUFFER_EVENTS', 1000, 1, 100_000),
     pollIntervalMs: inRange(env, 'ROTOR_WATCH_POLL_INTERVAL_MS', 1000, 10, 60_000),
     streamCaps: {
-      perToken: inRange(env, 'ROTOR_WATCH_MAX_STREAMS_PER_TOKEN', DEFAULT_WATCH_STREAM_CAPS.perToken, 1, MAX_STREAM_CAP),
-      perOwner: inRange(env, 'ROTOR_WATCH_MAX_STREAMS_PER_OWNER', DEFAULT_WATCH_STREAM_CAPS.perOwner, 1, MAX_STREAM_CAP),
-      perProcess: inRange(env, 'ROTOR_WATCH_MAX_STREAMS_PER_PROCESS', DEFAULT_WATCH_STREAM_CAPS.perProcess, 1, MAX_STREAM_CAP),
+      perToken: inRange(
+        env,
+        'ROTOR_WATCH_MAX_STREAMS_PER_TOKEN',
+        DEFAULT_WATCH_STREAM_CAPS.perToken,
+        1,
+        MAX_STREAM_CAP,
+      ),
+      perOwner: inRange(
+        env,
+        'ROTOR_WATCH_MAX_STREAMS_PER_OWNER',
+        DEFAULT_WATCH_STREAM_CAPS.perOwner,
+        1,
+        MAX_STREAM_CAP,
+      ),
+      perProcess: inRange(
+        env,
+        'ROTOR_WATCH_MAX_STREAMS_PER_PROCESS',
+        DEFAULT_WATCH_STREAM_CAPS.perProcess,
+        1,
+        MAX_STREAM_CAP,
+      ),
     },
   };
   const retention: RetentionConfig = {
@@ -234,10 +281,31 @@ export function loadConfig(env: Env = process.env): RotorConfig {
   const secret = secretSetting(env, dataDir);
   const jwt = loadJwtConfig(env);
   const metrics = env.ROTOR_METRICS || 'on';
-  if (metrics !== 'on' && metrics !== 'token' && metrics !== 'off') throw new ConfigError(`ROTOR_METRICS must be on, token or off, got "${metrics}"`);
+  if (metrics !== 'on' && metrics !== 'token' && metrics !== 'off')
+    throw new ConfigError(`ROTOR_METRICS must be on, token or off, got "${metrics}"`);
   const tls = loadTlsConfig(env);
   const grpcConnections = loadGrpcConnectionLimits(env, openFileLimit());
-  return { grpcConnections, tls, metrics, host, grpcPort, httpPort, dataDir, databaseUrl, databasePoolMax, databaseStatementTimeoutMs, databaseListen, secret, limits, logLevel, tokenCacheTtlMs, jwt, trust, expiry, retention };
+  return {
+    grpcConnections,
+    tls,
+    metrics,
+    host,
+    grpcPort,
+    httpPort,
+    dataDir,
+    databaseUrl,
+    databasePoolMax,
+    databaseStatementTimeoutMs,
+    databaseListen,
+    secret,
+    limits,
+    logLevel,
+    tokenCacheTtlMs,
+    jwt,
+    trust,
+    expiry,
+    retention,
+  };
 }
 
 /** Settings of signed JWT access tokens (RFC 9068) and their signing keys. */
@@ -250,7 +318,6 @@ export interface JwtConfig {
   signingAlg: SigningAlg;
 }
 
-
 /**
  * RFC 8414 §2: the issuer is a URL with no query or fragment (https in production; http is
  * accepted for loopback and behind a TLS-terminating proxy).
@@ -262,7 +329,8 @@ function parseIssuer(raw: string): string {
   } catch {
     throw new ConfigError(`ROTOR_ISSUER must be an absolute http(s) URL, got "${raw}"`);
   }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new ConfigError('ROTOR_ISSUER must use https (or http)');
+  if (url.protocol !== 'https:' && url.protocol !== 'http:')
+    throw new ConfigError('ROTOR_ISSUER must use https (or http)');
   if (url.search !== '' || url.hash !== '' || raw.includes('?') || raw.includes('#')) {
     throw new ConfigError('ROTOR_ISSUER must not have a query or fragment (RFC 8414 §2)');
   }
@@ -275,8 +343,10 @@ function loadJwtConfig(env: Env): JwtConfig {
   const accessTokenTtlSeconds = wholeNumber(env, 'ROTOR_JWT_ACCESS_TOKEN_TTL_SECONDS', 300, 86_400);
   if (accessTokenTtlSeconds === 0) throw new ConfigError('ROTOR_JWT_ACCESS_TOKEN_TTL_SECONDS must be positive');
   const keyRotationSeconds = wholeNumber(env, 'ROTOR_JWT_KEY_ROTATION_SECONDS', 7 * 86_400, 365 * 86_400);
-  if (keyRotationSeconds < 3600) throw new ConfigError('ROTOR_JWT_KEY_ROTATION_SECONDS must be at least 3600 (one hour)');
+  if (keyRotationSeconds < 3600)
+    throw new ConfigError('ROTOR_JWT_KEY_ROTATION_SECONDS must be at least 3600 (one hour)');
   const signingAlg = (env.ROTOR_JWT_SIGNING_ALG || 'ES256') as SigningAlg;
-  if (!SIGNING_ALGS.includes(signingAlg)) throw new ConfigError(`ROTOR_JWT_SIGNING_ALG must be one of ${SIGNING_ALGS.join(', ')}`);
+  if (!SIGNING_ALGS.includes(signingAlg))
+    throw new ConfigError(`ROTOR_JWT_SIGNING_ALG must be one of ${SIGNING_ALGS.join(', ')}`);
   return { issuer, accessTokenTtlSeconds, keyRotationSeconds, signingAlg };
 }

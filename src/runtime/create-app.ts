@@ -55,7 +55,8 @@ export async function createApp(config: RotorConfig, log: Logger, options: AppOp
   }
   const now = options.now ?? Date.now;
   const random = (n: number) => new Uint8Array(randomBytes(n));
-  const issuer = options.issuer ?? config.jwt.issuer ?? defaultIssuer(config.host, config.httpPort, config.tls !== undefined);
+  const issuer =
+    options.issuer ?? config.jwt.issuer ?? defaultIssuer(config.host, config.httpPort, config.tls !== undefined);
   return {
     store,
     secret: { source: secret.source, weak: secret.weak },
@@ -65,14 +66,31 @@ export async function createApp(config: RotorConfig, log: Logger, options: AppOp
     random,
     log,
     jwt: createJwtSettings(config, store, secret.bytes, issuer, random, log),
-    identity: config.trust === undefined ? undefined : new WorkloadVerifier(config.trust, store.guard(new KnexReplayCache(store.knex)), now, log),
+    identity:
+      config.trust === undefined
+        ? undefined
+        : new WorkloadVerifier(config.trust, store.guard(new KnexReplayCache(store.knex)), now, log),
   };
 }
 
 /** JWT access token settings: issuer, lifetime and the signing key ring (keys sealed under the server secret). */
-function createJwtSettings(config: RotorConfig, store: KnexStore, secret: Uint8Array, issuer: string, random: (n: number) => Uint8Array, log: Logger): JwtSettings {
+function createJwtSettings(
+  config: RotorConfig,
+  store: KnexStore,
+  secret: Uint8Array,
+  issuer: string,
+  random: (n: number) => Uint8Array,
+  log: Logger,
+): JwtSettings {
   const schedule = { rotationMs: config.jwt.keyRotationSeconds * 1000, ttlMs: config.jwt.accessTokenTtlSeconds * 1000 };
-  const keyRing = new SigningKeyRing(store.guard(new KnexSigningKeyRepository(store.knex)), createSigningKeySeal(secret), schedule, config.jwt.signingAlg, random, log);
+  const keyRing = new SigningKeyRing(
+    store.guard(new KnexSigningKeyRepository(store.knex)),
+    createSigningKeySeal(secret),
+    schedule,
+    config.jwt.signingAlg,
+    random,
+    log,
+  );
   return { issuer, ttlSeconds: config.jwt.accessTokenTtlSeconds, keyRing };
 }
 

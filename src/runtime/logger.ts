@@ -12,7 +12,9 @@ const JWT_SHAPE = /eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+/g;
 
 /** Masks every Rotor secret (keeping its kind prefix) and every signed JWT in a string. */
 export function redactSecrets(text: string): string {
-  return text.replace(SECRET_SHAPE, (_m, kind: string) => `rtr_${kind}_[redacted]`).replace(JWT_SHAPE, '[redacted JWT]');
+  return text
+    .replace(SECRET_SHAPE, (_m, kind: string) => `rtr_${kind}_[redacted]`)
+    .replace(JWT_SHAPE, '[redacted JWT]');
 }
 
 /** One error of a cause chain as a log field shows it. */
@@ -34,13 +36,20 @@ const MAX_CHAIN = 5;
 export function errorChain(e: unknown): ErrorLink[] {
   const chain: ErrorLink[] = [];
   const seen = new Set<unknown>();
-  for (let link = e; link !== undefined && !seen.has(link) && chain.length < MAX_CHAIN; link = link instanceof Error ? link.cause : undefined) {
+  for (
+    let link = e;
+    link !== undefined && !seen.has(link) && chain.length < MAX_CHAIN;
+    link = link instanceof Error ? link.cause : undefined
+  ) {
     seen.add(link);
     if (!(link instanceof Error)) {
       chain.push({ name: typeof link, message: String(link) });
       break;
     }
-    const code = 'code' in link && (typeof link.code === 'string' || typeof link.code === 'number') ? String(link.code) : undefined;
+    const code =
+      'code' in link && (typeof link.code === 'string' || typeof link.code === 'number')
+        ? String(link.code)
+        : undefined;
     chain.push({ name: link.name, message: link.message, ...(code === undefined ? {} : { code }) });
   }
   return chain;

@@ -5,7 +5,9 @@ import { readFileSync } from 'node:fs';
  * start), read from Linux's /proc/self/limits; undefined where that file does not exist or says
  * "unlimited". Node has no getrlimit of its own.
  */
-export function openFileLimit(read: () => string = () => readFileSync('/proc/self/limits', 'utf8')): number | undefined {
+export function openFileLimit(
+  read: () => string = () => readFileSync('/proc/self/limits', 'utf8'),
+): number | undefined {
   let text: string;
   try {
     text = read();

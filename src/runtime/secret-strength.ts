@@ -35,14 +35,20 @@ const MIN_ENTROPY_BITS_PER_BYTE = 3.5;
 export const SECRET_ADVICE = 'use at least 32 random bytes as hex or base64, e.g. the output of `openssl rand -hex 32`';
 
 /** The verdict on a secret: its decoded bytes, or why it is weak (never quoting it). */
-export type SecretStrength = { strong: true; encoding: 'hex' | 'base64'; bytes: number } | { strong: false; reason: string };
+export type SecretStrength =
+  | { strong: true; encoding: 'hex' | 'base64'; bytes: number }
+  | { strong: false; reason: string };
 
 /** Applies the rules above to a secret as written (surrounding whitespace ignored). */
 export function assessSecret(value: string): SecretStrength {
   const decoded = decodeSecret(value.trim());
   if (decoded === undefined) return { strong: false, reason: 'it is not hex or base64' };
   const { encoding, bytes } = decoded;
-  if (bytes.length < SECRET_MIN_BYTES) return { strong: false, reason: `it decodes (as ${encoding}) to ${bytes.length} bytes, fewer than ${SECRET_MIN_BYTES}` };
+  if (bytes.length < SECRET_MIN_BYTES)
+    return {
+      strong: false,
+      reason: `it decodes (as ${encoding}) to ${bytes.length} bytes, fewer than ${SECRET_MIN_BYTES}`,
+    };
   const weakness = randomnessFlaw(bytes);
   return weakness === undefined ? { strong: true, encoding, bytes: bytes.length } : { strong: false, reason: weakness };
 }
@@ -50,7 +56,8 @@ export function assessSecret(value: string): SecretStrength {
 /** Hex when the value is only hex digits of even length, else strict base64 or base64url. */
 function decodeSecret(value: string): { encoding: 'hex' | 'base64'; bytes: Buffer } | undefined {
   if (value === '') return undefined;
-  if (/^[0-9a-fA-F]+$/.test(value) && value.length % 2 === 0) return { encoding: 'hex', bytes: Buffer.from(value, 'hex') };
+  if (/^[0-9a-fA-F]+$/.test(value) && value.length % 2 === 0)
+    return { encoding: 'hex', bytes: Buffer.from(value, 'hex') };
   const body = value.replace(/={1,2}$/, '');
   if (!/^[A-Za-z0-9+/]+$/.test(body) && !/^[A-Za-z0-9_-]+$/.test(body)) return undefined;
   if (body.length % 4 === 1) return undefined;
@@ -67,10 +74,12 @@ function randomnessFlaw(bytes: Buffer): string | undefined {
   if (period <= bytes.length / 2) return `it repeats a block of ${period} byte${period === 1 ? '' : 's'}`;
   const counts = new Map<number, number>();
   for (const b of bytes) counts.set(b, (counts.get(b) ?? 0) + 1);
-  if (counts.size < MIN_DISTINCT_BYTES) return `it has only ${counts.size} distinct byte values (at least ${MIN_DISTINCT_BYTES})`;
+  if (counts.size < MIN_DISTINCT_BYTES)
+    return `it has only ${counts.size} distinct byte values (at least ${MIN_DISTINCT_BYTES})`;
   let entropy = 0;
   for (const n of counts.values()) entropy -= (n / bytes.length) * Math.log2(n / bytes.length);
-  if (entropy < MIN_ENTROPY_BITS_PER_BYTE) return `its bytes have ${entropy.toFixed(2)} bits of entropy each (at least ${MIN_ENTROPY_BITS_PER_BYTE})`;
+  if (entropy < MIN_ENTROPY_BITS_PER_BYTE)
+    return `its bytes have ${entropy.toFixed(2)} bits of entropy each (at least ${MIN_ENTROPY_BITS_PER_BYTE})`;
   if (bytes.every((b) => b >= 0x20 && b <= 0x7e)) return 'it decodes to printable text, not random bytes';
   return undefined;
 }

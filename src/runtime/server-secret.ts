@@ -52,14 +52,19 @@ export function requireSecretLength(value: string, name: string, advice = SECRET
 export function loadServerSecret(setting: SecretSetting): ServerSecret {
   if (setting.from === 'env') {
     requireSecretLength(setting.value, 'ROTOR_SECRET');
-    return { bytes: new TextEncoder().encode(setting.value), source: 'env', weak: weakness(setting.value, 'ROTOR_SECRET') };
+    return {
+      bytes: new TextEncoder().encode(setting.value),
+      source: 'env',
+      weak: weakness(setting.value, 'ROTOR_SECRET'),
+    };
   }
   const file = setting.path;
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
   try {
     writeFileSync(file, `${generateSecret()}\n`, { flag: 'wx', mode: 0o600 });
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new ConfigError(`cannot create ${file}: ${(e as Error).message}`);
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST')
+      throw new ConfigError(`cannot create ${file}: ${(e as Error).message}`);
   }
   chmodSync(file, 0o600);
   const text = readFileSync(file, 'utf8').trim();

@@ -49,7 +49,10 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
   const httpPort = await listenHttp(http, config.host, config.httpPort);
   let app: RotorApp;
   try {
-    app = await createApp(config, log, { now, issuer: config.jwt.issuer ?? defaultIssuer(config.host, httpPort, config.tls !== undefined) });
+    app = await createApp(config, log, {
+      now,
+      issuer: config.jwt.issuer ?? defaultIssuer(config.host, httpPort, config.tls !== undefined),
+    });
   } catch (e) {
     await closeHttp(http);
     throw e;
@@ -58,7 +61,13 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
   let grpcListener: GrpcListener;
   try {
     await parts.feed.start();
-    grpcListener = await listenGrpc(parts.grpcServer, { host: config.host, port: config.grpcPort, tls: config.tls, limits: config.grpcConnections, log });
+    grpcListener = await listenGrpc(parts.grpcServer, {
+      host: config.host,
+      port: config.grpcPort,
+      tls: config.tls,
+      limits: config.grpcConnections,
+      log,
+    });
   } catch (e) {
     parts.metrics?.close();
     parts.feed.close();
@@ -148,7 +157,10 @@ function buildServer(app: RotorApp, config: RotorConfig, log: Logger) {
     thresholdsSeconds: config.expiry.thresholdsSeconds,
     intervalMs: config.expiry.scanIntervalMs,
   });
-  const retention = new RetentionJob(app.store, app.now, log, { retentionDays: config.retention.days, intervalMs: config.retention.intervalMs });
+  const retention = new RetentionJob(app.store, app.now, log, {
+    retentionDays: config.retention.days,
+    intervalMs: config.retention.intervalMs,
+  });
   const unwake = app.store.onEventsCommitted(() => feed.wake());
   const rpcStats = new RpcStats();
   const services = rotorServices(app, { feed, thresholdsSeconds: config.expiry.thresholdsSeconds }, rpcStats);
@@ -179,7 +191,10 @@ function buildServer(app: RotorApp, config: RotorConfig, log: Logger) {
 /** The start-up line (and its warnings): what is bound, on what, trusting whom; never a secret. */
 function logStart(app: RotorApp, config: RotorConfig, log: Logger, grpcPort: number, httpPort: number): void {
   if (config.metrics === 'token' && config.tls === undefined && !isLoopbackHost(config.host)) {
-    log.warn('ROTOR_METRICS=token without TLS: the scraper sends its bearer in plain text; set ROTOR_TLS_CERT_FILE and ROTOR_TLS_KEY_FILE or terminate TLS in front', { host: config.host });
+    log.warn(
+      'ROTOR_METRICS=token without TLS: the scraper sends its bearer in plain text; set ROTOR_TLS_CERT_FILE and ROTOR_TLS_KEY_FILE or terminate TLS in front',
+      { host: config.host },
+    );
   }
   if (config.jwt.issuer === undefined && (config.host === '0.0.0.0' || config.host === '::')) {
     log.warn('set ROTOR_ISSUER: the default JWT issuer names a wildcard address', { issuer: app.jwt.issuer });

@@ -42,7 +42,9 @@ export async function shutdown(parts: ShutdownParts, graceMs: number): Promise<v
   const cut = await Promise.race([
     allDone.then(() => false),
     after(graceMs).then(() => true),
-    tracker.unaryDrained().then(() => Promise.race([allDone.then(() => false), after(STREAM_FLUSH_MS).then(() => true)])),
+    tracker
+      .unaryDrained()
+      .then(() => Promise.race([allDone.then(() => false), after(STREAM_FLUSH_MS).then(() => true)])),
   ]);
   if (cut) {
     grpcServer.forceShutdown();

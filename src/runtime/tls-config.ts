@@ -35,12 +35,14 @@ function readPem(env: Env, name: string): { file: string; pem: Buffer } {
  */
 export function loadTlsConfig(env: Env, now: number = Date.now()): TlsConfig | undefined {
   for (const name of ['ROTOR_TLS_CERT_FILE', 'ROTOR_TLS_KEY_FILE']) {
-    if (name in env && env[name] !== undefined && env[name]!.trim() === '') throw new ConfigError(`${name} is set but empty: give a file, or unset it for plain text`);
+    if (name in env && env[name] !== undefined && env[name]!.trim() === '')
+      throw new ConfigError(`${name} is set but empty: give a file, or unset it for plain text`);
   }
   const hasCert = env.ROTOR_TLS_CERT_FILE !== undefined;
   const hasKey = env.ROTOR_TLS_KEY_FILE !== undefined;
   if (!hasCert && !hasKey) return undefined;
-  if (hasCert !== hasKey) throw new ConfigError('ROTOR_TLS_CERT_FILE and ROTOR_TLS_KEY_FILE go together: set both for TLS, or neither');
+  if (hasCert !== hasKey)
+    throw new ConfigError('ROTOR_TLS_CERT_FILE and ROTOR_TLS_KEY_FILE go together: set both for TLS, or neither');
   const cert = readPem(env, 'ROTOR_TLS_CERT_FILE');
   const key = readPem(env, 'ROTOR_TLS_KEY_FILE');
   let leaf: X509Certificate;
@@ -50,19 +52,27 @@ export function loadTlsConfig(env: Env, now: number = Date.now()): TlsConfig | u
   } catch {
     throw new ConfigError(`ROTOR_TLS_CERT_FILE: ${cert.file} holds no PEM certificate`);
   }
-  if (Date.parse(leaf.validTo) <= now) throw new ConfigError(`ROTOR_TLS_CERT_FILE: the certificate in ${cert.file} expired on ${new Date(Date.parse(leaf.validTo)).toISOString()}`);
+  if (Date.parse(leaf.validTo) <= now)
+    throw new ConfigError(
+      `ROTOR_TLS_CERT_FILE: the certificate in ${cert.file} expired on ${new Date(Date.parse(leaf.validTo)).toISOString()}`,
+    );
   let privateKey: KeyObject;
   try {
     privateKey = createPrivateKey(key.pem);
   } catch (e) {
     const encrypted = /passphrase/i.test((e as Error).message) || key.pem.includes('ENCRYPTED');
-    throw new ConfigError(`ROTOR_TLS_KEY_FILE: ${key.file} ${encrypted ? 'is encrypted; give the key without a passphrase' : 'holds no PEM private key'}`);
+    throw new ConfigError(
+      `ROTOR_TLS_KEY_FILE: ${key.file} ${encrypted ? 'is encrypted; give the key without a passphrase' : 'holds no PEM private key'}`,
+    );
   }
-  if (!leaf.checkPrivateKey(privateKey)) throw new ConfigError(`ROTOR_TLS_KEY_FILE: ${key.file} is not the key of the certificate in ${cert.file}`);
+  if (!leaf.checkPrivateKey(privateKey))
+    throw new ConfigError(`ROTOR_TLS_KEY_FILE: ${key.file} is not the key of the certificate in ${cert.file}`);
   try {
     createSecureContext({ cert: cert.pem, key: key.pem });
   } catch {
-    throw new ConfigError(`ROTOR_TLS_CERT_FILE: ${cert.file} is not a certificate chain Node can serve with ${key.file}`);
+    throw new ConfigError(
+      `ROTOR_TLS_CERT_FILE: ${cert.file} is not a certificate chain Node can serve with ${key.file}`,
+    );
   }
   return { cert: cert.pem, key: key.pem, certFile: cert.file, keyFile: key.file, validTo: Date.parse(leaf.validTo) };
 }

@@ -24,7 +24,10 @@ export async function admitWeakSecret(store: KeyedDataProbe, weak: WeakSecret, l
       `${weak.name} is too weak: ${weak.reason}; ${SECRET_ADVICE}. A weak secret is accepted only on a database that already holds tokens made under it; this one holds none`,
     );
   }
-  log.warn(`the server secret is weak: ${weak.reason}; the database holds tokens keyed by it, so the server starts, but a copy of the database lets anyone test guesses of the secret offline and unseal the JWT signing keys. Rotating the server secret is not supported yet (docs/follow-ups.md)`, {
-    secret_source: weak.name,
-  });
+  log.warn(
+    `the server secret is weak: ${weak.reason}; the database holds tokens keyed by it, so the server starts, but a copy of the database lets anyone test guesses of the secret offline and unseal the JWT signing keys. Rotating the server secret is not supported yet (docs/follow-ups.md)`,
+    {
+      secret_source: weak.name,
+    },
+  );
 }

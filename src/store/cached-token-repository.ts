@@ -1,8 +1,13 @@
-import type { EndedTokenBatch, EndedTokenCursor, PageCursor, TokenFilter, TokenRepository } from '../app/store-ports.js';
+import type {
+  EndedTokenBatch,
+  EndedTokenCursor,
+  PageCursor,
+  TokenFilter,
+  TokenRepository,
+} from '../app/store-ports.js';
 import type { RevokeReason, TokenRecord } from '../domain/token.js';
 import type { TokenCache } from './token-cache.js';
 import { LAST_USED_RESOLUTION_MS } from './token-repository.js';
-
 
 /**
  * Wraps a token repository with the in-process cache. Outside transactions reads go through the
@@ -33,7 +38,10 @@ export class CachedTokenRepository implements TokenRepository {
 
   async findByDigest(secretDigest: string): Promise<TokenRecord | undefined> {
     if (!this.readThrough) return this.base.findByDigest(secretDigest);
-    return this.cache.getByDigest(secretDigest) ?? this.readShared(`digest:${secretDigest}`, () => this.base.findByDigest(secretDigest));
+    return (
+      this.cache.getByDigest(secretDigest) ??
+      this.readShared(`digest:${secretDigest}`, () => this.base.findByDigest(secretDigest))
+    );
   }
 
   /**

@@ -97,7 +97,10 @@ export function openDatabase(config: DatabaseConfig): { knex: Knex; engine: Engi
     pool: {
       min: 1,
       max: 1,
-      afterCreate(conn: { exec(sql: string, cb: (err: Error | null) => void): void }, done: (err: Error | null, conn: unknown) => void) {
+      afterCreate(
+        conn: { exec(sql: string, cb: (err: Error | null) => void): void },
+        done: (err: Error | null, conn: unknown) => void,
+      ) {
         conn.exec(
           `PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = ${Math.trunc(timeout)}; PRAGMA foreign_keys = ON;`,
           (err) => done(err, conn),
@@ -121,7 +124,10 @@ const MIGRATION_LOCK_KEY = 0x526f746f; // "Roto"
 export async function migrate(knex: Knex): Promise<string[]> {
   if (engineOf(knex) !== 'postgres') return applied(await knex.migrate.latest({ migrationSource }));
   // A connection outside the pool, so a pool of one still has a connection for the migrations.
-  const client = knex.client as { acquireRawConnection(): Promise<RawPgClient>; destroyRawConnection(c: RawPgClient): Promise<void> };
+  const client = knex.client as {
+    acquireRawConnection(): Promise<RawPgClient>;
+    destroyRawConnection(c: RawPgClient): Promise<void>;
+  };
   const conn = await client.acquireRawConnection();
   try {
     await conn.query('select pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);

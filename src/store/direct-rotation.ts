@@ -72,7 +72,8 @@ export class DirectRotationWriter {
 
   /** Runs the commit in one transaction of its own; `won` is false when the compare-and-set lost (nothing written). */
   commit(c: RotationCommit): Promise<CommitOutcome> {
-    if (this.closed) return Promise.reject(new RotorError('unavailable', 'server is shutting down; retry on another replica'));
+    if (this.closed)
+      return Promise.reject(new RotorError('unavailable', 'server is shutting down; retry on another replica'));
     const run = this.run(c);
     this.running.add(run);
     const done = () => void this.running.delete(run);
@@ -83,7 +84,9 @@ export class DirectRotationWriter {
   private async run(c: RotationCommit): Promise<CommitOutcome> {
     const conn = await this.pool.acquireConnection();
     try {
-      return this.engine === 'postgres' ? await this.commitPg(conn as PgConnection, c) : await this.commitSqlite(conn as SqliteConnection, c);
+      return this.engine === 'postgres'
+        ? await this.commitPg(conn as PgConnection, c)
+        : await this.commitSqlite(conn as SqliteConnection, c);
     } finally {
       await this.pool.releaseConnection(conn);
     }
@@ -98,12 +101,16 @@ export class DirectRotationWriter {
   private async commitSqlite(conn: SqliteConnection, c: RotationCommit): Promise<CommitOutcome> {
     const run = async (sql: string, values: unknown[]) => {
       const stmt = await this.sqliteStatement(conn, sql);
-      return new Promise<unknown[]>((resolve, reject) => stmt.all(values, (err, rows) => (err ? reject(err) : resolve(rows))));
+      return new Promise<unknown[]>((resolve, reject) =>
+        stmt.all(values, (err, rows) => (err ? reject(err) : resolve(rows))),
+      );
     };
     await run('BEGIN', []);
     try {
       const now = c.clock();
-      const won = (await run(MARK_ROTATED_SQL, markRotatedValues(c.currentId, c.successor.id, c.rotationKeyDigest, now))).length === 1;
+      const won =
+        (await run(MARK_ROTATED_SQL, markRotatedValues(c.currentId, c.successor.id, c.rotationKeyDigest, now)))
+          .length === 1;
       if (!won) {
         await run('ROLLBACK', []);
         return LOST;
@@ -149,7 +156,10 @@ export class DirectRotationWriter {
     await conn.query({ text: `BEGIN; ${familyLockSql(c.successor.familyId)}` });
     try {
       const now = c.clock();
-      const marked = await conn.query({ text: PG_MARK_ROTATED, values: markRotatedValues(c.currentId, c.successor.id, c.rotationKeyDigest, now) });
+      const marked = await conn.query({
+        text: PG_MARK_ROTATED,
+        values: markRotatedValues(c.currentId, c.successor.id, c.rotationKeyDigest, now),
+      });
       if (marked.rows.length !== 1) {
         await conn.query({ text: 'ROLLBACK' });
         return LOST;
@@ -174,7 +184,14 @@ export class DirectRotationWriter {
     await Promise.allSettled([...this.running]);
     const all = [...this.sqlite.values()].flatMap((byText) => [...byText.values()]);
     this.sqlite.clear();
-    await Promise.all(all.map((p) => p.then((s) => new Promise<void>((resolve) => s.finalize(() => resolve())), () => undefined)));
+    await Promise.all(
+      all.map((p) =>
+        p.then(
+          (s) => new Promise<void>((resolve) => s.finalize(() => resolve())),
+          () => undefined,
+        ),
+      ),
+    );
   }
 }
 

@@ -68,7 +68,8 @@ function toWatched(row: WatchedRow): WatchedEvent {
 }
 
 /** Columns of a scheduled event, in the order the INSERT … SELECT statements below fill them. */
-const SCHEDULED_COLUMNS = 'type, token_id, family_id, successor_id, actor, peer, reason, occurred_at, unique_key, threshold_seconds';
+const SCHEDULED_COLUMNS =
+  'type, token_id, family_id, successor_id, actor, peer, reason, occurred_at, unique_key, threshold_seconds';
 
 /** The actor the log records for events the expiry scheduler writes. */
 const SCHEDULER_ACTOR = 'scheduler';
@@ -92,14 +93,21 @@ export class KnexEventRepository implements EventRepository {
   }
 
   async countByReason(tokenId: string, type: TokenEventType): Promise<Partial<Record<string, number>>> {
-    const rows = (await this.db('token_events').where({ token_id: tokenId, type }).groupBy('reason').select('reason').count({ n: '*' })) as {
+    const rows = (await this.db('token_events')
+      .where({ token_id: tokenId, type })
+      .groupBy('reason')
+      .select('reason')
+      .count({ n: '*' })) as {
       reason: string | null;
       n: number | string;
     }[];
     return Object.fromEntries(rows.map((r) => [r.reason ?? '', Number(r.n)]));
   }
 
-  async list(filter: { tokenId?: string; familyId?: string; afterSequence?: number }, limit: number): Promise<TokenEvent[]> {
+  async list(
+    filter: { tokenId?: string; familyId?: string; afterSequence?: number },
+    limit: number,
+  ): Promise<TokenEvent[]> {
     const q = this.db<EventRow>('token_events').select('*');
     if (filter.tokenId !== undefined) q.where('token_id', filter.tokenId);
     if (filter.familyId !== undefined) q.where('family_id', filter.familyId);
@@ -122,7 +130,9 @@ export class KnexEventRepository implements EventRepository {
 
   private async readLatest(): Promise<number> {
     if (this.postgres) return this.settledSequence();
-    const row = (await this.db('token_events').max({ seq: 'sequence' }).first()) as { seq: number | string | null } | undefined;
+    const row = (await this.db('token_events').max({ seq: 'sequence' }).first()) as
+      | { seq: number | string | null }
+      | undefined;
     return Number(row?.seq ?? 0);
   }
 
@@ -163,7 +173,12 @@ export class KnexEventRepository implements EventRepository {
     return rows.map(toWatched);
   }
 
-  async forSelection(selection: WatchSelection, afterSequence: number, upToSequence: number, limit: number): Promise<WatchedEvent[]> {
+  async forSelection(
+    selection: WatchSelection,
+    afterSequence: number,
+    upToSequence: number,
+    limit: number,
+  ): Promise<WatchedEvent[]> {
     const q = this.watched().where('e.sequence', '>', afterSequence).andWhere('e.sequence', '<=', upToSequence);
     switch (selection.kind) {
       case 'tokens':
@@ -198,14 +213,18 @@ export class KnexEventRepository implements EventRepository {
    */
   async deleteWrittenBefore(q: { before: number; limit: number }): Promise<{ deleted: number; more: boolean }> {
     const mark = await this.deletedThrough();
-    const page = rowsOf<{ sequence: number | string; type: string; occurred_at: number | string }>(await this.run(eventPageStatement(mark, q.limit))).map((r) => ({
+    const page = rowsOf<{ sequence: number | string; type: string; occurred_at: number | string }>(
+      await this.run(eventPageStatement(mark, q.limit)),
+    ).map((r) => ({
       sequence: Number(r.sequence),
       type: r.type as TokenEventType,
       occurredAt: Number(r.occurred_at),
     }));
     let { count, open } = writtenBefore(page, q.before);
     if (open && page.length === q.limit && count < page.length) {
-      const next = rowsOf<{ occurred_at: number | string }>(await this.run(lookAheadStatement(page[page.length - 1]!.sequence)))[0];
+      const next = rowsOf<{ occurred_at: number | string }>(
+        await this.run(lookAheadStatement(page[page.length - 1]!.sequence)),
+      )[0];
       if (next !== undefined && Number(next.occurred_at) < q.before) count = page.length;
     }
     if (count === 0) return { deleted: 0, more: false };
@@ -222,7 +241,9 @@ export class KnexEventRepository implements EventRepository {
    */
   async deleteReleased(q: { limit: number; after: number }): Promise<{ deleted: number; next: number | undefined }> {
     const mark = await this.deletedThrough();
-    const kept = rowsOf<{ sequence: number | string; token_id: string }>(await this.run(keptEventsStatement(mark, q.after, q.limit)));
+    const kept = rowsOf<{ sequence: number | string; token_id: string }>(
+      await this.run(keptEventsStatement(mark, q.after, q.limit)),
+    );
     if (kept.length === 0) return { deleted: 0, next: undefined };
     const ids = [...new Set(kept.map((k) => k.token_id))];
     const live = new Set(rowsOf<{ id: string }>(await this.run(unrevokedTokensStatement(ids))).map((r) => r.id));
@@ -246,7 +267,6 @@ export class KnexEventRepository implements EventRepository {
     return n;
   }
 }
-
 
 /** A scheduler statement as sent: exported so a test can EXPLAIN exactly what runs (test/store/expiry-scan-plan.test.ts). */
 export interface ScheduledStatement {

@@ -20,13 +20,20 @@ export class KnexReplayCache implements ReplayCache {
 
   constructor(private readonly db: Knex) {}
 
-  async consume(entry: { jtiDigest: string; expiresAt: number; retryKeyDigest: string | undefined }, now: number): Promise<boolean> {
+  async consume(
+    entry: { jtiDigest: string; expiresAt: number; retryKeyDigest: string | undefined },
+    now: number,
+  ): Promise<boolean> {
     if (now - this.lastPurge >= PURGE_EVERY_MS) {
       this.lastPurge = now;
       await this.db('workload_jtis').where('expires_at', '<=', now).delete();
     }
     const inserted = await this.db<JtiRow>('workload_jtis')
-      .insert({ jti_digest: entry.jtiDigest, expires_at: entry.expiresAt, retry_key_digest: entry.retryKeyDigest ?? null })
+      .insert({
+        jti_digest: entry.jtiDigest,
+        expires_at: entry.expiresAt,
+        retry_key_digest: entry.retryKeyDigest ?? null,
+      })
       .onConflict('jti_digest')
       .ignore()
       .returning('jti_digest');

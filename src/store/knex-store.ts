@@ -58,7 +58,9 @@ export class KnexStore implements Store {
   private listener: EventListener | undefined;
   private readonly eventListeners = new Set<() => void>();
   /** Events this process committed, by type and reason, since the store opened (for /metrics). */
-  private readonly committed = new Map(EVENT_KINDS.map((e) => [`${e.type}/${e.reason ?? ''}`, { type: e.type, reason: e.reason, count: 0 }]));
+  private readonly committed = new Map(
+    EVENT_KINDS.map((e) => [`${e.type}/${e.reason ?? ''}`, { type: e.type, reason: e.reason, count: 0 }]),
+  );
   private reuseDetected = 0;
   /** `unavailable` errors raised since the store opened (for /metrics). */
   private unavailableCount = 0;
@@ -72,7 +74,10 @@ export class KnexStore implements Store {
     this.cache = new TokenCache(cacheOptions);
     const report = (e: RotorError) => this.reportUnavailable(e);
     this.tokens = new CachedTokenRepository(guardRepository(new KnexTokenRepository(knex), report), this.cache, true);
-    this.events = guardRepository(new KnexEventRepository(knex, (events) => this.eventsCommitted(events), true), report);
+    this.events = guardRepository(
+      new KnexEventRepository(knex, (events) => this.eventsCommitted(events), true),
+      report,
+    );
     this.direct = new DirectRotationWriter(knex, engine);
   }
 
@@ -86,7 +91,12 @@ export class KnexStore implements Store {
 
   /** Counts of what the store did since it opened, read by GET /metrics. */
   stats(): StoreStats {
-    return { eventsCommitted: [...this.committed.values()], reuseDetected: this.reuseDetected, unavailable: this.unavailableCount, cache: this.cache.stats() };
+    return {
+      eventsCommitted: [...this.committed.values()],
+      reuseDetected: this.reuseDetected,
+      unavailable: this.unavailableCount,
+      cache: this.cache.stats(),
+    };
   }
 
   private reportUnavailable(e: RotorError): void {
@@ -127,7 +137,10 @@ export class KnexStore implements Store {
    * stale write fails with SQLITE_BUSY), so nothing is taken. With `family`, it first takes that
    * family's lock (src/store/family-lock.ts; PostgreSQL only, for the same reason).
    */
-  async transaction<T>(work: (tx: Repositories) => Promise<T>, options: { lock?: string; family?: string } = {}): Promise<T> {
+  async transaction<T>(
+    work: (tx: Repositories) => Promise<T>,
+    options: { lock?: string; family?: string } = {},
+  ): Promise<T> {
     const written: string[] = [];
     const appended: EventKind[] = [];
     try {
@@ -137,7 +150,9 @@ export class KnexStore implements Store {
         }
         if (options.family !== undefined && this.engine === 'postgres') await trx.raw(familyLockSql(options.family));
         return work({
-          tokens: new CachedTokenRepository(new KnexTokenRepository(trx), this.cache, false, (ids) => written.push(...ids)),
+          tokens: new CachedTokenRepository(new KnexTokenRepository(trx), this.cache, false, (ids) =>
+            written.push(...ids),
+          ),
           events: new KnexEventRepository(trx, (events) => {
             for (const e of events) appended.push(e);
           }),
@@ -182,10 +197,16 @@ export class KnexStore implements Store {
    * start a pass while this one finishes its batch: deletes stay exact (each row is deleted, and
    * counted, by the one statement that removed it) and the event mark only moves forward.
    */
-  async runExclusive<T>(name: string, work: (transaction: TransactionRunner) => Promise<T>): Promise<{ ran: true; value: T } | { ran: false }> {
+  async runExclusive<T>(
+    name: string,
+    work: (transaction: TransactionRunner) => Promise<T>,
+  ): Promise<{ ran: true; value: T } | { ran: false }> {
     const transaction: TransactionRunner = (w) => this.transaction(w);
     if (this.engine !== 'postgres') return { ran: true, value: await work(transaction) };
-    const client = this.knex.client as { acquireRawConnection(): Promise<RawPgClient>; destroyRawConnection(c: RawPgClient): Promise<void> };
+    const client = this.knex.client as {
+      acquireRawConnection(): Promise<RawPgClient>;
+      destroyRawConnection(c: RawPgClient): Promise<void>;
+    };
     let conn: RawPgClient;
     try {
       conn = await client.acquireRawConnection();
@@ -245,7 +266,11 @@ export class KnexStore implements Store {
    * only delays an event until the feed's poll. `onError` hears of connection failures (the
    * listener reconnects by itself). No-op on SQLite, or when called again.
    */
-  followRemoteWrites(url: string, onError: (e: Error) => void, onEvents: (wake: EventWake | undefined) => void = () => undefined): void {
+  followRemoteWrites(
+    url: string,
+    onError: (e: Error) => void,
+    onEvents: (wake: EventWake | undefined) => void = () => undefined,
+  ): void {
     if (this.engine !== 'postgres' || this.listener) return;
     this.listener = listenForEvents({
       url,

@@ -87,7 +87,13 @@ export function listenForEvents(opts: ListenOptions): EventListener {
 
   async function connect(): Promise<void> {
     if (closed) return;
-    const c = new pg.Client({ connectionString: opts.url, connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs, keepAlive: true, application_name: 'rotor-listen' });
+    const c = new pg.Client({
+      connectionString: opts.url,
+      connectionTimeoutMillis: timeoutMs,
+      query_timeout: timeoutMs,
+      keepAlive: true,
+      application_name: 'rotor-listen',
+    });
     client = c;
     c.on('error', (e) => drop(c, e));
     c.on('end', () => drop(c, new Error('listen connection ended')));

@@ -35,7 +35,12 @@ const placeholders = (n: number) => Array<string>(n).fill('?').join(', ');
  * before the cutoff but expiring after it, by revocation time (index `tokens_live_expiry`).
  * Together they cover every token with min(expires_at, revoked_at) < cutoff exactly once.
  */
-export function endedCandidatesStatement(phase: 'expired' | 'revoked', cutoff: number, last: { at: number; id: string } | undefined, limit: number): RetentionStatement {
+export function endedCandidatesStatement(
+  phase: 'expired' | 'revoked',
+  cutoff: number,
+  last: { at: number; id: string } | undefined,
+  limit: number,
+): RetentionStatement {
   const col = phase === 'expired' ? 'expires_at' : 'revoked_at';
   const where = phase === 'expired' ? ['expires_at < ?'] : ['revoked_at < ?', 'expires_at >= ?'];
   const bindings: (string | number)[] = phase === 'expired' ? [cutoff] : [cutoff, cutoff];
@@ -110,12 +115,18 @@ export function keptEventsStatement(through: number, after: number, limit: numbe
 
 /** Which of `ids` still exist neither revoked nor rotated (their scheduler events stay). */
 export function unrevokedTokensStatement(ids: readonly string[]): RetentionStatement {
-  return { sql: `SELECT id FROM tokens WHERE id IN (${placeholders(ids.length)}) AND revoked_at IS NULL`, bindings: [...ids] };
+  return {
+    sql: `SELECT id FROM tokens WHERE id IN (${placeholders(ids.length)}) AND revoked_at IS NULL`,
+    bindings: [...ids],
+  };
 }
 
 /** Deletes the events with these sequences; returns the sequences it deleted. */
 export function deleteEventsStatement(sequences: readonly number[]): RetentionStatement {
-  return { sql: `DELETE FROM token_events WHERE sequence IN (${placeholders(sequences.length)}) RETURNING sequence`, bindings: [...sequences] };
+  return {
+    sql: `DELETE FROM token_events WHERE sequence IN (${placeholders(sequences.length)}) RETURNING sequence`,
+    bindings: [...sequences],
+  };
 }
 
 /** Reads a mark (no row: 0). */

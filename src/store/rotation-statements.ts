@@ -19,15 +19,37 @@ export const MARK_ROTATED_SQL =
   'update tokens set revoked_at = ?, revoke_reason = ?, successor_id = ?, rotation_key_digest = ?, last_used_at = ? ' +
   'where id = ? and revoked_at is null and expires_at > ? returning id';
 
-export function markRotatedValues(id: string, successorId: string, rotationKeyDigest: string | null, now: number): unknown[] {
+export function markRotatedValues(
+  id: string,
+  successorId: string,
+  rotationKeyDigest: string | null,
+  now: number,
+): unknown[] {
   return [now, 'rotated', successorId, rotationKeyDigest, now, id, now];
 }
 
 /** Every column of `tokens`, in the order `INSERT_TOKEN_SQL` lists them; the values come from `toRow`. */
 const TOKEN_COLUMNS: readonly (keyof TokenRow)[] = [
-  'id', 'family_id', 'previous_id', 'successor_id', 'kind', 'owner_id', 'name', 'description', 'scopes', 'audiences',
-  'policy', 'created_at', 'expires_at', 'last_used_at', 'revoked_at', 'revoke_reason', 'overlap_ended_at',
-  'secret_digest', 'display_prefix', 'rotation_key_digest',
+  'id',
+  'family_id',
+  'previous_id',
+  'successor_id',
+  'kind',
+  'owner_id',
+  'name',
+  'description',
+  'scopes',
+  'audiences',
+  'policy',
+  'created_at',
+  'expires_at',
+  'last_used_at',
+  'revoked_at',
+  'revoke_reason',
+  'overlap_ended_at',
+  'secret_digest',
+  'display_prefix',
+  'rotation_key_digest',
 ];
 
 export const INSERT_TOKEN_SQL = `insert into tokens (${TOKEN_COLUMNS.join(', ')}) values (${TOKEN_COLUMNS.map(() => '?').join(', ')})`;
@@ -53,7 +75,18 @@ export function toEventRow(e: NewTokenEvent) {
   };
 }
 
-const EVENT_COLUMNS = Object.keys(toEventRow({ type: 'created', tokenId: '', familyId: '', successorId: null, actor: '', peer: null, reason: null, occurredAt: 0 })) as (keyof ReturnType<typeof toEventRow>)[];
+const EVENT_COLUMNS = Object.keys(
+  toEventRow({
+    type: 'created',
+    tokenId: '',
+    familyId: '',
+    successorId: null,
+    actor: '',
+    peer: null,
+    reason: null,
+    occurredAt: 0,
+  }),
+) as (keyof ReturnType<typeof toEventRow>)[];
 
 /** An INSERT of `count` events (one statement, so they get consecutive sequences). */
 export function insertEventsSql(count: number): string {

@@ -73,6 +73,9 @@ export class KnexSigningKeyRepository implements SigningKeyRepository {
   }
 
   async erasePrivateKeys(now: number): Promise<number> {
-    return this.db('signing_keys').where('publish_until', '<=', now).whereNotNull('private_key_sealed').update({ private_key_sealed: null });
+    return this.db('signing_keys')
+      .where('publish_until', '<=', now)
+      .whereNotNull('private_key_sealed')
+      .update({ private_key_sealed: null });
   }
 }

@@ -1,8 +1,21 @@
 import type { Knex } from 'knex';
-import type { EndedTokenBatch, EndedTokenCursor, PageCursor, TokenFilter, TokenRepository } from '../app/store-ports.js';
+import type {
+  EndedTokenBatch,
+  EndedTokenCursor,
+  PageCursor,
+  TokenFilter,
+  TokenRepository,
+} from '../app/store-ports.js';
 import type { RevokeReason, TokenRecord } from '../domain/token.js';
 import { MARK_ROTATED_SQL, markRotatedValues, returnedCount } from './rotation-statements.js';
-import { deleteEndedStatement, endedCandidatesStatement, liveFamiliesStatement, rowsOf, type RetentionRow, type RetentionStatement } from './retention-statements.js';
+import {
+  deleteEndedStatement,
+  endedCandidatesStatement,
+  liveFamiliesStatement,
+  rowsOf,
+  type RetentionRow,
+  type RetentionStatement,
+} from './retention-statements.js';
 import { toRecord, toRow, type TokenRow } from './token-row.js';
 
 /** A stored last use younger than this is not written again (it is an audit hint, not a counter). */
@@ -36,16 +49,29 @@ export class KnexTokenRepository implements TokenRepository {
   }
 
   async markRotated(id: string, successorId: string, rotationKeyDigest: string | null, now: number): Promise<boolean> {
-    return returnedCount(await this.db.raw(MARK_ROTATED_SQL, markRotatedValues(id, successorId, rotationKeyDigest, now) as Knex.RawBinding[])) === 1;
+    return (
+      returnedCount(
+        await this.db.raw(
+          MARK_ROTATED_SQL,
+          markRotatedValues(id, successorId, rotationKeyDigest, now) as Knex.RawBinding[],
+        ),
+      ) === 1
+    );
   }
 
   async revoke(id: string, reason: RevokeReason, now: number): Promise<boolean> {
-    const n = await this.table().where({ id }).whereNull('revoked_at').update({ revoked_at: now, revoke_reason: reason });
+    const n = await this.table()
+      .where({ id })
+      .whereNull('revoked_at')
+      .update({ revoked_at: now, revoke_reason: reason });
     return n === 1;
   }
 
   async endOverlap(id: string, now: number): Promise<boolean> {
-    const n = await this.table().where({ id, revoke_reason: 'rotated' }).whereNull('overlap_ended_at').update({ overlap_ended_at: now });
+    const n = await this.table()
+      .where({ id, revoke_reason: 'rotated' })
+      .whereNull('overlap_ended_at')
+      .update({ overlap_ended_at: now });
     return n === 1;
   }
 
@@ -79,7 +105,11 @@ export class KnexTokenRepository implements TokenRepository {
         break;
     }
     if (after) {
-      q.where((w) => w.where('created_at', '>', after.createdAt).orWhere((x) => x.where('created_at', after.createdAt).where('id', '>', after.id)));
+      q.where((w) =>
+        w
+          .where('created_at', '>', after.createdAt)
+          .orWhere((x) => x.where('created_at', after.createdAt).where('id', '>', after.id)),
+      );
     }
     const rows = await q.orderBy([{ column: 'created_at' }, { column: 'id' }]).limit(limit);
     return rows.map(toRecord);
@@ -110,14 +140,23 @@ export class KnexTokenRepository implements TokenRepository {
    */
   async deleteEnded(q: EndedTokenBatch): Promise<{ deletedIds: string[]; next: EndedTokenCursor | undefined }> {
     const phase = q.after?.phase ?? 'expired';
-    const candidates = rowsOf<RetentionRow>(await this.run(endedCandidatesStatement(phase, q.endedBefore, q.after?.last, q.limit)));
+    const candidates = rowsOf<RetentionRow>(
+      await this.run(endedCandidatesStatement(phase, q.endedBefore, q.after?.last, q.limit)),
+    );
     if (candidates.length === 0) {
       return { deletedIds: [], next: phase === 'expired' ? { phase: 'revoked', last: undefined } : undefined };
     }
     const families = [...new Set(candidates.map((c) => c.family_id))];
-    const live = new Set(rowsOf<{ family_id: string }>(await this.run(liveFamiliesStatement(families, q.endedBefore))).map((r) => r.family_id));
+    const live = new Set(
+      rowsOf<{ family_id: string }>(await this.run(liveFamiliesStatement(families, q.endedBefore))).map(
+        (r) => r.family_id,
+      ),
+    );
     const doomed = candidates.filter((c) => !live.has(c.family_id)).map((c) => c.id);
-    const deletedIds = doomed.length === 0 ? [] : rowsOf<{ id: string }>(await this.run(deleteEndedStatement(doomed, q.endedBefore))).map((r) => r.id);
+    const deletedIds =
+      doomed.length === 0
+        ? []
+        : rowsOf<{ id: string }>(await this.run(deleteEndedStatement(doomed, q.endedBefore))).map((r) => r.id);
     const lastRow = candidates[candidates.length - 1]!;
     const last = { at: Number(lastRow.at), id: lastRow.id };
     let next: EndedTokenCursor | undefined = { phase, last };

@@ -18,7 +18,8 @@ function flat(schema: DescMessage, msg: Record<string, unknown>): Buffer {
   return bytes;
 }
 
-const generic = (schema: DescMessage, msg: Record<string, unknown>) => Buffer.from(toBinary(schema, create(schema, msg as never)));
+const generic = (schema: DescMessage, msg: Record<string, unknown>) =>
+  Buffer.from(toBinary(schema, create(schema, msg as never)));
 
 const introspections: Record<string, unknown>[] = [
   {},
@@ -37,7 +38,15 @@ const introspections: Record<string, unknown>[] = [
     aud: ['https://a.example', '', 'b'],
   },
   // Non-ASCII, lone surrogates (both encoders write U+FFFD), lengths around the one-byte prefix.
-  { active: true, sub: 'ünïcødé ✓ 𝄞', scope: 'x'.repeat(42), ownerId: 'y'.repeat(43), iss: 'z'.repeat(200), jti: '\ud800', clientId: 'a\udc00b' },
+  {
+    active: true,
+    sub: 'ünïcødé ✓ 𝄞',
+    scope: 'x'.repeat(42),
+    ownerId: 'y'.repeat(43),
+    iss: 'z'.repeat(200),
+    jti: '\ud800',
+    clientId: 'a\udc00b',
+  },
   { active: true, exp: BigInt(Number.MAX_SAFE_INTEGER), iat: 127n, kind: TokenKind.PERSONAL, aud: ['é'.repeat(100)] },
   { exp: 128n, iat: 16_384n, aud: [] },
 ];
@@ -46,22 +55,33 @@ describe('flatEncoder', () => {
   it('writes exactly the bytes toBinary writes for IntrospectTokenResponse', () => {
     for (const msg of introspections) {
       const bytes = flat(IntrospectTokenResponseSchema, msg);
-      expect(bytes.equals(generic(IntrospectTokenResponseSchema, msg)), JSON.stringify(msg, (_, v) => (typeof v === 'bigint' ? `${v}n` : v))).toBe(true);
+      expect(
+        bytes.equals(generic(IntrospectTokenResponseSchema, msg)),
+        JSON.stringify(msg, (_, v) => (typeof v === 'bigint' ? `${v}n` : v)),
+      ).toBe(true);
       expect(fromBinary(IntrospectTokenResponseSchema, bytes).active).toBe(msg.active === true);
     }
   });
 
   it('accepts a built message as well as a plain object, and numbers for 64-bit fields', () => {
     const msg = create(IntrospectTokenResponseSchema, { active: true, exp: 42n, tokenId: 'tok_x' });
-    expect(flat(IntrospectTokenResponseSchema, msg as never).equals(generic(IntrospectTokenResponseSchema, msg as never))).toBe(true);
-    expect(flat(IntrospectTokenResponseSchema, { exp: 42 }).equals(generic(IntrospectTokenResponseSchema, { exp: 42n }))).toBe(true);
+    expect(
+      flat(IntrospectTokenResponseSchema, msg as never).equals(generic(IntrospectTokenResponseSchema, msg as never)),
+    ).toBe(true);
+    expect(
+      flat(IntrospectTokenResponseSchema, { exp: 42 }).equals(generic(IntrospectTokenResponseSchema, { exp: 42n })),
+    ).toBe(true);
   });
 
   it('covers the other flat responses (health check, revoke family)', () => {
     for (const status of ['SERVING', 'NOT_SERVING', '']) {
       expect(flat(CheckResponseSchema, { status }).equals(generic(CheckResponseSchema, { status }))).toBe(true);
     }
-    expect(flat(RevokeFamilyResponseSchema, { revokedCount: 300 }).equals(generic(RevokeFamilyResponseSchema, { revokedCount: 300 }))).toBe(true);
+    expect(
+      flat(RevokeFamilyResponseSchema, { revokedCount: 300 }).equals(
+        generic(RevokeFamilyResponseSchema, { revokedCount: 300 }),
+      ),
+    ).toBe(true);
   });
 
   it('declines values outside its fast path, so the generic encoding answers', () => {
@@ -77,7 +97,10 @@ describe('flatEncoder', () => {
       { aud: [1] },
       { $unknown: [{ no: 99, wireType: 0, data: new Uint8Array([1]) }] },
     ]) {
-      expect(encode(msg as Record<string, unknown>), JSON.stringify(msg, (_, v) => (typeof v === 'bigint' ? `${v}n` : v))).toBeUndefined();
+      expect(
+        encode(msg as Record<string, unknown>),
+        JSON.stringify(msg, (_, v) => (typeof v === 'bigint' ? `${v}n` : v)),
+      ).toBeUndefined();
     }
   });
 

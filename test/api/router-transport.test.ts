@@ -23,8 +23,14 @@ describe('TokenService through createRouterTransport', () => {
   const logs: string[] = [];
 
   beforeAll(async () => {
-    const config = loadConfig({ ROTOR_DATA_DIR: mkdtempSync(join(tmpdir(), 'rotor-mem-')), ROTOR_DATABASE_URL: 'sqlite://:memory:' });
-    app = await createApp(config, createLogger('debug', (l) => void logs.push(l)));
+    const config = loadConfig({
+      ROTOR_DATA_DIR: mkdtempSync(join(tmpdir(), 'rotor-mem-')),
+      ROTOR_DATABASE_URL: 'sqlite://:memory:',
+    });
+    app = await createApp(
+      config,
+      createLogger('debug', (l) => void logs.push(l)),
+    );
     admin = (await bootstrapAdmin(app, { ownerId: 'admin', lifetimeSeconds: 3600 })).secret;
   });
   afterAll(async () => app.store.close());
@@ -40,35 +46,79 @@ describe('TokenService through createRouterTransport', () => {
 
   it('creates a token and shows the secret once, never in reads', async () => {
     const { tokens } = clients(admin);
-    const res = await tokens.createToken({ kind: TokenKind.GROUP, ownerId: 'g1', name: 'ci', scopes: ['read'], expiresAt: timestampFromMs(Date.now() + 60_000) });
+    const res = await tokens.createToken({
+      kind: TokenKind.GROUP,
+      ownerId: 'g1',
+      name: 'ci',
+      scopes: ['read'],
+      expiresAt: timestampFromMs(Date.now() + 60_000),
+    });
     expect(res.secret).toMatch(/^rtr_grp_[0-9A-Za-z]{49}$/);
     const got = await tokens.getToken({ id: res.token!.id });
-    expect(got.token).toMatchObject({ state: TokenState.ACTIVE, ownerId: 'g1', displayPrefix: res.secret.slice(0, 12) });
-    expect(JSON.stringify(got.token, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))).not.toContain(res.secret.slice(12));
+    expect(got.token).toMatchObject({
+      state: TokenState.ACTIVE,
+      ownerId: 'g1',
+      displayPrefix: res.secret.slice(0, 12),
+    });
+    expect(JSON.stringify(got.token, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))).not.toContain(
+      res.secret.slice(12),
+    );
   });
 
   it('lets owners manage only their own tokens and never escalate scopes', async () => {
     const { tokens } = clients(admin);
-    const owner = await tokens.createToken({ kind: TokenKind.PERSONAL, ownerId: 'alice', name: 'a', scopes: ['read'], expiresAt: timestampFromMs(Date.now() + 60_000) });
-    const other = await tokens.createToken({ kind: TokenKind.PERSONAL, ownerId: 'bob', name: 'b', scopes: ['read'], expiresAt: timestampFromMs(Date.now() + 60_000) });
+    const owner = await tokens.createToken({
+      kind: TokenKind.PERSONAL,
+      ownerId: 'alice',
+      name: 'a',
+      scopes: ['read'],
+      expiresAt: timestampFromMs(Date.now() + 60_000),
+    });
+    const other = await tokens.createToken({
+      kind: TokenKind.PERSONAL,
+      ownerId: 'bob',
+      name: 'b',
+      scopes: ['read'],
+      expiresAt: timestampFromMs(Date.now() + 60_000),
+    });
     const alice = clients(owner.secret).tokens;
     const err = await alice.getToken({ id: other.token!.id }).catch((e: unknown) => ConnectError.from(e));
-    expect(err).toMatchObject({ code: Code.PermissionDenied, rawMessage: 'caller may not access tokens of this owner' });
+    expect(err).toMatchObject({
+      code: Code.PermissionDenied,
+      rawMessage: 'caller may not access tokens of this owner',
+    });
     const escalate = await alice
-      .createToken({ kind: TokenKind.PERSONAL, ownerId: 'alice', name: 'more', scopes: ['read', 'rotor:admin'], expiresAt: timestampFromMs(Date.now() + 60_000) })
+      .createToken({
+        kind: TokenKind.PERSONAL,
+        ownerId: 'alice',
+        name: 'more',
+        scopes: ['read', 'rotor:admin'],
+        expiresAt: timestampFromMs(Date.now() + 60_000),
+      })
       .catch((e: unknown) => ConnectError.from(e));
-    expect(escalate).toMatchObject({ code: Code.InvalidArgument, rawMessage: 'requested scopes exceed the scopes held: rotor:admin' });
+    expect(escalate).toMatchObject({
+      code: Code.InvalidArgument,
+      rawMessage: 'requested scopes exceed the scopes held: rotor:admin',
+    });
     const listed = await alice.listTokens({ ownerId: '' });
     expect(listed.tokens.map((t) => t.ownerId)).toEqual(['alice']);
   });
 
   it('maps an unexpected failure to Internal with a reference and logs the cause only', async () => {
-    const broken: AppContext = { ...app, store: { ...app.store, transaction: () => Promise.reject(new Error('disk on fire')) } as never };
+    const broken: AppContext = {
+      ...app,
+      store: { ...app.store, transaction: () => Promise.reject(new Error('disk on fire')) } as never,
+    };
     const transport = createRouterTransport(connectRoutes(rotorServices(broken)), {
       transport: { interceptors: [(next) => (req) => (req.header.set('authorization', `Bearer ${admin}`), next(req))] },
     });
     const err = await connectErrorOf(
-      createClient(TokenService, transport).createToken({ kind: TokenKind.GROUP, ownerId: 'g', name: 'n', expiresAt: timestampFromMs(Date.now() + 60_000) }),
+      createClient(TokenService, transport).createToken({
+        kind: TokenKind.GROUP,
+        ownerId: 'g',
+        name: 'n',
+        expiresAt: timestampFromMs(Date.now() + 60_000),
+      }),
     );
     expect(err.code).toBe(Code.Internal);
     expect(err.rawMessage).toMatch(/^internal error \(ref [0-9a-f-]{36}\)$/);
@@ -78,7 +128,12 @@ describe('TokenService through createRouterTransport', () => {
   it('pages through ListTokens with a stable cursor', async () => {
     const { tokens } = clients(admin);
     for (let i = 0; i < 5; i++) {
-      await tokens.createToken({ kind: TokenKind.PROJECT, ownerId: 'pager', name: `t${i}`, expiresAt: timestampFromMs(Date.now() + 60_000) });
+      await tokens.createToken({
+        kind: TokenKind.PROJECT,
+        ownerId: 'pager',
+        name: `t${i}`,
+        expiresAt: timestampFromMs(Date.now() + 60_000),
+      });
     }
     const seen: string[] = [];
     let pageToken = '';

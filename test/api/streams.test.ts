@@ -28,7 +28,10 @@ describe('mapStream', () => {
   it('opens the source on the first next() and maps every value in order, then ends', async () => {
     const s = source([1, 2, 3]);
     let opened = 0;
-    const mapped = mapStream(async () => (opened++, s.it), (v) => `#${v}`);
+    const mapped = mapStream(
+      async () => (opened++, s.it),
+      (v) => `#${v}`,
+    );
     expect(opened).toBe(0);
     const got: string[] = [];
     for await (const v of mapped) got.push(v);
@@ -37,7 +40,9 @@ describe('mapStream', () => {
   });
 
   it('passes on a failure of the opening and of the source', async () => {
-    await expect(mapStream(() => Promise.reject(new Error('not authenticated')), String).next()).rejects.toThrow('not authenticated');
+    await expect(mapStream(() => Promise.reject(new Error('not authenticated')), String).next()).rejects.toThrow(
+      'not authenticated',
+    );
     const s = source([1, 2], 1);
     const mapped = mapStream(async () => s.it, String);
     expect(await mapped.next()).toEqual({ done: false, value: '1' });
@@ -60,10 +65,13 @@ describe('mapStream', () => {
 
   it('a failing map fails the stream and returns the source (a consumer does not return() a failed iterator)', async () => {
     const s = source([1, 2]);
-    const mapped = mapStream(async () => s.it, (v) => {
-      if (v === 2) throw new Error('cannot map 2');
-      return String(v);
-    });
+    const mapped = mapStream(
+      async () => s.it,
+      (v) => {
+        if (v === 2) throw new Error('cannot map 2');
+        return String(v);
+      },
+    );
     expect(await mapped.next()).toEqual({ done: false, value: '1' });
     await expect(mapped.next()).rejects.toThrow('cannot map 2');
     expect(s.state.returned).toBe(true);
@@ -82,7 +90,10 @@ describe('mapStream', () => {
 describe('mapStreamErrors', () => {
   it('maps a failure and leaves values alone', async () => {
     const s = source([1], 1);
-    const it = mapStreamErrors({ [Symbol.asyncIterator]: () => s.it }, (e) => new Error(`mapped: ${(e as Error).message}`))[Symbol.asyncIterator]();
+    const it = mapStreamErrors(
+      { [Symbol.asyncIterator]: () => s.it },
+      (e) => new Error(`mapped: ${(e as Error).message}`),
+    )[Symbol.asyncIterator]();
     expect(await it.next()).toEqual({ done: false, value: 1 });
     await expect(it.next()).rejects.toThrow('mapped: failed at 1');
   });

@@ -46,20 +46,41 @@ async function replica(url: string): Promise<App> {
     ROTOR_SECRET: SECRET,
     ROTOR_TOKEN_CACHE_TTL_MS: '0',
   });
-  return createApp(config, createLogger('error', () => undefined));
+  return createApp(
+    config,
+    createLogger('error', () => undefined),
+  );
 }
 
 /** A new family of one token, reuse grace 0 so that presenting a predecessor is reuse at once. */
 async function newFamily(app: App, scopes = ['rotor:rotate']): Promise<MintedToken> {
   const now = app.now();
   const policy = resolvePolicy({ reuseGraceSeconds: 0 }, app.limits);
-  const minted = mintToken({ kind: 'service_account', ownerId: 'race', name: 'n', description: '', scopes, audiences: [], policy, expiresAt: now + HOUR }, now, app.random, app.keys);
+  const minted = mintToken(
+    {
+      kind: 'service_account',
+      ownerId: 'race',
+      name: 'n',
+      description: '',
+      scopes,
+      audiences: [],
+      policy,
+      expiresAt: now + HOUR,
+    },
+    now,
+    app.random,
+    app.keys,
+  );
   await app.store.transaction((tx) => insertCreated(tx, minted, { actor: 'system', peer: null }, now));
   return minted;
 }
 
 const rotateBySecret = (app: App, secret: string) =>
-  rotate(app, { mode: 'presented', secret }, { idempotencyKey: undefined, scopes: [], audiences: [], expiresAt: undefined, peer: null });
+  rotate(
+    app,
+    { mode: 'presented', secret },
+    { idempotencyKey: undefined, scopes: [], audiences: [], expiresAt: undefined, peer: null },
+  );
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -78,7 +99,9 @@ async function mintsAgain(app: App, secret: string, trial: number): Promise<stri
     const minted = await rotateBySecret(app, secret);
     return [`trial ${trial}: the thief's successor rotated again to ${minted.record.id}`];
   } catch (e) {
-    return isRotorError(e) && e.code === 'token_revoked' ? [] : [`trial ${trial}: rotating the thief's successor failed with ${String(e)}`];
+    return isRotorError(e) && e.code === 'token_revoked'
+      ? []
+      : [`trial ${trial}: rotating the thief's successor failed with ${String(e)}`];
   }
 }
 
@@ -112,14 +135,18 @@ describe.each(ENGINES)('family changes are serialised across replicas on %s', (e
         sleep(i % 8).then(() => rotateBySecret(b, second.secret)), // the thief rotates B
       ]);
       expect(owner.status).toBe('rejected');
-      expect(isRotorError((owner as PromiseRejectedResult).reason) && (owner as PromiseRejectedResult).reason.code).toBe('reuse_detected');
+      expect(
+        isRotorError((owner as PromiseRejectedResult).reason) && (owner as PromiseRejectedResult).reason.code,
+      ).toBe('reuse_detected');
       reuses++;
       const family = await members(a, first.record.familyId);
       const active = activeOf(family, a.now());
       if (active.length > 0) survivors.push(`trial ${i}: ${active.join(', ')} active (thief ${thief.status})`);
       // None can be minted: the thief's successor, if its rotation won, can be rotated no more.
       if (thief.status === 'fulfilled') survivors.push(...(await mintsAgain(b, thief.value.secret, i)));
-      const unrevoked = family.filter((t) => t.revokeReason !== 'reuse_detected').map((t) => `${t.id} ${t.revokeReason}`);
+      const unrevoked = family
+        .filter((t) => t.revokeReason !== 'reuse_detected')
+        .map((t) => `${t.id} ${t.revokeReason}`);
       if (unrevoked.length > 0) survivors.push(`trial ${i}: not revoked for reuse: ${unrevoked.join(', ')}`);
     }
     expect(reuses).toBe(TRIALS[engine]);

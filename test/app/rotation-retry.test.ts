@@ -101,7 +101,13 @@ class LosingStore implements Store {
 
 type BaseApp = AppContext & { store: KnexStore };
 
-const options = (idempotencyKey?: string): RotationOptions => ({ idempotencyKey, scopes: [], audiences: [], expiresAt: undefined, peer: null });
+const options = (idempotencyKey?: string): RotationOptions => ({
+  idempotencyKey,
+  scopes: [],
+  audiences: [],
+  expiresAt: undefined,
+  peer: null,
+});
 
 /** 128 random bits, URL-safe: a key the service accepts (src/domain/key-material.ts). */
 const newKey = () => randomBytes(16).toString('base64url');
@@ -122,7 +128,10 @@ describe.each(ENGINES)('rotation retry path on %s', (engine) => {
       ROTOR_SECRET: randomBytes(32).toString('hex'),
       ROTOR_TOKEN_CACHE_TTL_MS: '0',
     });
-    base = await createApp(config, createLogger('error', () => undefined));
+    base = await createApp(
+      config,
+      createLogger('error', () => undefined),
+    );
   });
   afterAll(async () => {
     await base?.store.close();
@@ -138,7 +147,16 @@ describe.each(ENGINES)('rotation retry path on %s', (engine) => {
     const now = base.now();
     const policy = resolvePolicy({ reuseGraceSeconds: 60 }, base.limits);
     const minted = mintToken(
-      { kind: 'service_account', ownerId: 'retry', name: 'n', description: '', scopes: ['rotor:rotate'], audiences: [], policy, expiresAt: now + HOUR },
+      {
+        kind: 'service_account',
+        ownerId: 'retry',
+        name: 'n',
+        description: '',
+        scopes: ['rotor:rotate'],
+        audiences: [],
+        policy,
+        expiresAt: now + HOUR,
+      },
       now,
       base.random,
       base.keys,
@@ -163,7 +181,10 @@ describe.each(ENGINES)('rotation retry path on %s', (engine) => {
     expect(minted.record.previousId).toBe(first.record.id);
     const { tokens, events } = await written(first.record.familyId);
     expect(tokens.map((t) => t.id).sort()).toEqual([first.record.id, minted.record.id].sort());
-    expect(tokens.find((t) => t.id === first.record.id)).toMatchObject({ revokeReason: 'rotated', successorId: minted.record.id });
+    expect(tokens.find((t) => t.id === first.record.id)).toMatchObject({
+      revokeReason: 'rotated',
+      successorId: minted.record.id,
+    });
     expect(base.keys.secretDigest(minted.secret)).toBe(tokens.find((t) => t.id === minted.record.id)?.secretDigest);
     expect(events).toEqual([`created ${first.record.id}`, `rotated ${first.record.id}`, `created ${minted.record.id}`]);
   });
@@ -189,7 +210,11 @@ describe.each(ENGINES)('rotation retry path on %s', (engine) => {
     const answer = await rotate(app, { mode: 'presented', secret: first.secret }, options()).catch((e: unknown) => e);
     expect(rival).toBeDefined();
     expect(answer).toBeInstanceOf(RotorError);
-    expect(answer).toMatchObject({ code: 'already_rotated', message: `token was already rotated; its successor is ${rival!.record.id}`, details: { successorId: rival!.record.id } });
+    expect(answer).toMatchObject({
+      code: 'already_rotated',
+      message: `token was already rotated; its successor is ${rival!.record.id}`,
+      details: { successorId: rival!.record.id },
+    });
     expect(store.fastCommits).toBe(1);
     expect(store.transactions).toBe(1);
     expect(store.markRotatedCalls).toBe(0);
@@ -214,14 +239,21 @@ describe.each(ENGINES)('rotation retry path on %s', (engine) => {
     expect(store.markRotatedCalls).toBe(0);
     const { tokens, events } = await written(first.record.familyId);
     expect(tokens.map((t) => t.id).sort()).toEqual([first.record.id, rival!.record.id].sort());
-    expect(events).toEqual([`created ${first.record.id}`, `rotated ${first.record.id}`, `created ${rival!.record.id}`, `replayed ${first.record.id}`]);
+    expect(events).toEqual([
+      `created ${first.record.id}`,
+      `rotated ${first.record.id}`,
+      `created ${rival!.record.id}`,
+      `replayed ${first.record.id}`,
+    ]);
   });
 
   it(`losing every time: after exactly ${ATTEMPTS} authoritative attempts the answer is unavailable, and nothing was written`, async () => {
     const first = await newFamily();
     store.fastLosses = 1;
     store.txLosses = Number.POSITIVE_INFINITY;
-    const answer = await rotate(app, { mode: 'presented', secret: first.secret }, options(newKey())).catch((e: unknown) => e);
+    const answer = await rotate(app, { mode: 'presented', secret: first.secret }, options(newKey())).catch(
+      (e: unknown) => e,
+    );
     expect(answer).toBeInstanceOf(RotorError);
     expect(answer).toMatchObject({ code: 'unavailable', message: GAVE_UP });
     expect(store.fastCommits).toBe(1);

@@ -23,14 +23,30 @@ describe.each(ENGINES)('watchEvents and its credential on %s', (engine) => {
   it('a credential revoked before the stream joined the feed ends the stream with unauthenticated after its replay; a valid one streams', async () => {
     const admin = await authenticate(s.rotor.app, { authorization: `Bearer ${s.adminSecret}`, peer: null });
     const minted = await createToken(s.rotor.app, admin, {
-      kind: 'service_account', ownerId: 'cred', name: 'c', description: '', scopes: [], audiences: [], expiresAt: s.clock.now() + 86_400_000, policy: {},
+      kind: 'service_account',
+      ownerId: 'cred',
+      name: 'c',
+      description: '',
+      scopes: [],
+      audiences: [],
+      expiresAt: s.clock.now() + 86_400_000,
+      policy: {},
     });
-    const plan = (tokenId: string): WatchPlan => ({ selection: { kind: 'owner', ownerId: 'cred' }, credential: { tokenId, familyId: minted.record.familyId, ownerId: minted.record.ownerId }, thresholdsSeconds: [], afterSequence: 0, includeSnapshot: false });
+    const plan = (tokenId: string): WatchPlan => ({
+      selection: { kind: 'owner', ownerId: 'cred' },
+      credential: { tokenId, familyId: minted.record.familyId, ownerId: minted.record.ownerId },
+      thresholdsSeconds: [],
+      afterSequence: 0,
+      includeSnapshot: false,
+    });
     const runtime = { feed: s.rotor.expiry.feed, thresholdsSeconds: [] };
 
     // Still valid: the stream replays the creation.
     const ok = watchEvents(s.rotor.app, runtime, plan(minted.record.id));
-    expect((await ok.next()).value).toMatchObject({ kind: 'event', event: { type: 'created', tokenId: minted.record.id } });
+    expect((await ok.next()).value).toMatchObject({
+      kind: 'event',
+      event: { type: 'created', tokenId: minted.record.id },
+    });
     await ok.return(undefined);
 
     // Authenticated earlier, revoked now, and only then the stream starts.
@@ -50,7 +66,10 @@ describe.each(ENGINES)('watchEvents and its credential on %s', (engine) => {
       }
     })();
     expect(got).toEqual(['created', 'revoked']);
-    expect(end).toMatchObject({ code: 'unauthenticated', message: 'bearer token has been revoked; reconnect with a valid token' });
+    expect(end).toMatchObject({
+      code: 'unauthenticated',
+      message: 'bearer token has been revoked; reconnect with a valid token',
+    });
     expect(s.rotor.expiry.feed.watchers).toBe(0);
   });
 });

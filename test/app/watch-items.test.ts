@@ -93,7 +93,7 @@ describe('watchEvents iterator', () => {
     await expect(w.next()).rejects.toThrow('database unavailable');
   });
 
-  it('live: next() is the subscription\'s; return() leaves the feed and settles the waiting next()', async () => {
+  it("live: next() is the subscription's; return() leaves the feed and settles the waiting next()", async () => {
     const t = setup();
     const w = watchEvents(t.app, { feed: t.feed, thresholdsSeconds: [] }, t.plan());
     const first = w.next();
@@ -102,7 +102,23 @@ describe('watchEvents iterator', () => {
     await turns();
     expect(t.members.size).toBe(1);
     const [sub] = [...t.members];
-    sub!.offer({ kind: 'event', event: { sequence: 1, type: 'revoked', tokenId: 'tok_a1', familyId: 'fam_f1', ownerId: 'web', successorId: null, actor: 'x', peer: null, reason: null, occurredAt: 0, expiresAt: 0, thresholdSeconds: null } });
+    sub!.offer({
+      kind: 'event',
+      event: {
+        sequence: 1,
+        type: 'revoked',
+        tokenId: 'tok_a1',
+        familyId: 'fam_f1',
+        ownerId: 'web',
+        successorId: null,
+        actor: 'x',
+        peer: null,
+        reason: null,
+        occurredAt: 0,
+        expiresAt: 0,
+        thresholdSeconds: null,
+      },
+    });
     expect(await first).toMatchObject({ done: false, value: { kind: 'event', event: { sequence: 1 } } });
     const waiting = w.next();
     await w.return();

@@ -24,7 +24,21 @@ describe.each(ENGINES)('live-only watch joining a feed that already moved on %s'
     const now = Date.now();
     const policy = resolvePolicy({}, DEFAULT_LIMITS);
     const random = (n: number) => new Uint8Array(randomBytes(n));
-    const t = mintToken({ kind: 'service_account', ownerId: owner, name: 'n', description: '', scopes: [], audiences: [], policy, expiresAt: now + 3_600_000 }, now, random, s.rotor.app.keys).record;
+    const t = mintToken(
+      {
+        kind: 'service_account',
+        ownerId: owner,
+        name: 'n',
+        description: '',
+        scopes: [],
+        audiences: [],
+        policy,
+        expiresAt: now + 3_600_000,
+      },
+      now,
+      random,
+      s.rotor.app.keys,
+    ).record;
     await s.rotor.store.tokens.insert(t);
     return t;
   }
@@ -32,7 +46,18 @@ describe.each(ENGINES)('live-only watch joining a feed that already moved on %s'
   async function revoke(t: TokenRecord): Promise<void> {
     await s.rotor.store.transaction(async (tx) => {
       await tx.tokens.revoke(t.id, 'revoked', Date.now());
-      await tx.events.append([{ type: 'revoked', tokenId: t.id, familyId: t.familyId, successorId: null, actor: 'test', peer: null, reason: 'revoked', occurredAt: Date.now() }]);
+      await tx.events.append([
+        {
+          type: 'revoked',
+          tokenId: t.id,
+          familyId: t.familyId,
+          successorId: null,
+          actor: 'test',
+          peer: null,
+          reason: 'revoked',
+          occurredAt: Date.now(),
+        },
+      ]);
     });
   }
 
@@ -40,7 +65,11 @@ describe.each(ENGINES)('live-only watch joining a feed that already moved on %s'
     // Another watcher keeps the feed reading on every commit.
     const feed = s.rotor.expiry.feed;
     const { token: admin } = await authenticate(s.rotor.app, { authorization: `Bearer ${s.adminSecret}`, peer: null });
-    const other = feed.subscribe({ kind: 'owner', ownerId: 'someone-else' }, [], { tokenId: admin.id, familyId: admin.familyId, ownerId: admin.ownerId });
+    const other = feed.subscribe({ kind: 'owner', ownerId: 'someone-else' }, [], {
+      tokenId: admin.id,
+      familyId: admin.familyId,
+      ownerId: admin.ownerId,
+    });
     const token = await tokenOf('live-only');
     const events = s.rotor.store.events;
     const latest = events.latestSequence.bind(events);
@@ -59,10 +88,19 @@ describe.each(ENGINES)('live-only watch joining a feed that already moved on %s'
       return end;
     };
     try {
-      const plan = { selection: { kind: 'owner' as const, ownerId: 'live-only' }, credential: { tokenId: admin.id, familyId: admin.familyId, ownerId: admin.ownerId }, thresholdsSeconds: [], afterSequence: undefined, includeSnapshot: false };
+      const plan = {
+        selection: { kind: 'owner' as const, ownerId: 'live-only' },
+        credential: { tokenId: admin.id, familyId: admin.familyId, ownerId: admin.ownerId },
+        thresholdsSeconds: [],
+        afterSequence: undefined,
+        includeSnapshot: false,
+      };
       const stream = watchEvents(s.rotor.app, { feed, thresholdsSeconds: [] }, plan);
       // A lost event would leave the stream waiting forever: the timer turns that into a failure.
-      const first = await Promise.race([stream.next(), new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 10_000))]);
+      const first = await Promise.race([
+        stream.next(),
+        new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 10_000)),
+      ]);
       expect(first).not.toBe('timeout');
       const item = (first as IteratorResult<WatchItem>).value as WatchItem;
       expect(item).toMatchObject({ kind: 'event', event: { type: 'revoked', tokenId: token.id } });

@@ -54,11 +54,17 @@ describe.skipIf(process.platform !== 'linux')('agent token-file lock', () => {
     const module = `${ROOT}dist/src/cli/agent-lock.js`;
     const child = spawn(
       process.execPath,
-      ['--input-type=module', '-e', `const { lockTokenFile } = await import(${JSON.stringify(module)}); const l = await lockTokenFile(${JSON.stringify(file)}); console.log(l.held); setInterval(() => {}, 1000);`],
+      [
+        '--input-type=module',
+        '-e',
+        `const { lockTokenFile } = await import(${JSON.stringify(module)}); const l = await lockTokenFile(${JSON.stringify(file)}); console.log(l.held); setInterval(() => {}, 1000);`,
+      ],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );
     const exited = new Promise((resolve) => child.once('exit', resolve));
-    const firstLine = await new Promise<string>((resolve) => child.stdout!.once('data', (d: Buffer) => resolve(d.toString().trim())));
+    const firstLine = await new Promise<string>((resolve) =>
+      child.stdout!.once('data', (d: Buffer) => resolve(d.toString().trim())),
+    );
     expect(firstLine).toBe('true');
     expect(await lockTokenFile(file)).toEqual({ held: false, holderPid: child.pid });
     child.kill('SIGKILL');

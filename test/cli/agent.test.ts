@@ -35,7 +35,8 @@ describe('rotor agent (fake server, manual clock)', () => {
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
   function start(extra: Partial<AgentOptions> = {}): Promise<AgentResult> {
-    const line = (level: string) => (msg: string, fields?: Record<string, unknown>) => logs.push(JSON.stringify({ level, msg, ...fields }));
+    const line = (level: string) => (msg: string, fields?: Record<string, unknown>) =>
+      logs.push(JSON.stringify({ level, msg, ...fields }));
     return runAgent({
       tokenFile: file,
       fraction: 2 / 3,
@@ -86,7 +87,11 @@ describe('rotor agent (fake server, manual clock)', () => {
     expect(fileToken()).toBe(server.tokens[2]!.secret);
     stop.abort();
     expect(await run).toEqual({ code: AGENT_EXIT.stopped, message: 'stopped' });
-    expect(server.family(first.familyId).map((t) => t.state)).toEqual([TokenState.ROTATED, TokenState.ROTATED, TokenState.ACTIVE]);
+    expect(server.family(first.familyId).map((t) => t.state)).toEqual([
+      TokenState.ROTATED,
+      TokenState.ROTATED,
+      TokenState.ACTIVE,
+    ]);
     noSecretLogged();
   });
 
@@ -114,7 +119,14 @@ describe('rotor agent (fake server, manual clock)', () => {
     const s1 = server.live!;
     expect(s1.secret).toBe(first.secret);
     expect(s1.request).toEqual({ includeSnapshot: true });
-    s1.push(event(ExpiryEventType.SNAPSHOT, { sequence: 7, tokenId: first.id, familyId: first.familyId, state: TokenState.ACTIVE }));
+    s1.push(
+      event(ExpiryEventType.SNAPSHOT, {
+        sequence: 7,
+        tokenId: first.id,
+        familyId: first.familyId,
+        state: TokenState.ACTIVE,
+      }),
+    );
     s1.push(event(ExpiryEventType.EXPIRING_SOON, { sequence: 8, tokenId: first.id, thresholdMs: 3_600_000 }));
     await clock.advance(100);
     expect(server.rotateCalls).toEqual([]);
@@ -181,7 +193,11 @@ describe('rotor agent (fake server, manual clock)', () => {
     await until('the first retry is scheduled', () => clock.hasTimerAt(T0 + 2_100));
     expect(server.rotateCalls).toHaveLength(1);
     const pending = await readPending(file);
-    expect(pending).toEqual({ idempotencyKey: 'test-key-000000000001', tokenSha256: secretFingerprint(first.secret), startedAt: T0 + 2_000 });
+    expect(pending).toEqual({
+      idempotencyKey: 'test-key-000000000001',
+      tokenSha256: secretFingerprint(first.secret),
+      startedAt: T0 + 2_000,
+    });
     expect(mode(pendingPath(file))).toBe(0o600);
     // Backoff doubles: retries 100, 200 and 400 ms apart; the third retry gets the answer.
     for (const at of [T0 + 2_100, T0 + 2_300, T0 + 2_700]) {
@@ -210,7 +226,7 @@ describe('rotor agent (fake server, manual clock)', () => {
     await clock.advance(2_000);
     await until('the retry is scheduled', () => clock.hasTimerAt(T0 + 2_100));
     stop.abort(); // the agent "dies" while backing off
-    expect(await crashed).toEqual({ code: 0, message: "stopped" });
+    expect(await crashed).toEqual({ code: 0, message: 'stopped' });
     expect(fileToken()).toBe(first.secret);
     expect((await readPending(file))?.idempotencyKey).toBe('test-key-000000000001');
 
@@ -231,7 +247,11 @@ describe('rotor agent (fake server, manual clock)', () => {
     server.watchUnimplemented = true;
     const t = server.issue();
     writeFileSync(file, t.secret);
-    await writePending(file, { idempotencyKey: 'stale-key-0000000001', tokenSha256: secretFingerprint('secret-of-the-predecessor'), startedAt: 0 });
+    await writePending(file, {
+      idempotencyKey: 'stale-key-0000000001',
+      tokenSha256: secretFingerprint('secret-of-the-predecessor'),
+      startedAt: 0,
+    });
     const run = start();
     await until('the agent waits', () => clock.hasTimerAt(T0 + 2_000));
     expect(await readPending(file)).toBeUndefined();
@@ -244,7 +264,11 @@ describe('rotor agent (fake server, manual clock)', () => {
   it('past the retry window, a pending key is not replayed when the token is no longer active (it would be reuse): exit 4', async () => {
     const t = server.issue();
     writeFileSync(file, t.secret);
-    await writePending(file, { idempotencyKey: 'old-key-000000000001', tokenSha256: secretFingerprint(t.secret), startedAt: clock.now() - 700_000 });
+    await writePending(file, {
+      idempotencyKey: 'old-key-000000000001',
+      tokenSha256: secretFingerprint(t.secret),
+      startedAt: clock.now() - 700_000,
+    });
     t.state = TokenState.ROTATED;
     const result = await start();
     expect(result.code).toBe(AGENT_EXIT.rotatedElsewhere);
@@ -256,7 +280,11 @@ describe('rotor agent (fake server, manual clock)', () => {
     server.watchUnimplemented = true;
     const t = server.issue();
     writeFileSync(file, t.secret);
-    await writePending(file, { idempotencyKey: 'old-key-000000000001', tokenSha256: secretFingerprint(t.secret), startedAt: clock.now() - 700_000 });
+    await writePending(file, {
+      idempotencyKey: 'old-key-000000000001',
+      tokenSha256: secretFingerprint(t.secret),
+      startedAt: clock.now() - 700_000,
+    });
     const run = start();
     await until('the successor is written', () => clock.hasTimerAt(T0 + 2_000));
     expect(server.rotateCalls.map((c) => c.key)).toEqual(['test-key-000000000001']);
@@ -299,7 +327,9 @@ describe('rotor agent (fake server, manual clock)', () => {
     await clock.advance(1);
     const result = await run;
     expect(result.code).toBe(AGENT_EXIT.revoked);
-    expect(result.message).toBe(`the token in ${file} no longer authenticates (bearer token has been revoked): it or its family was revoked, it expired, or it was rotated elsewhere; issue a new token`);
+    expect(result.message).toBe(
+      `the token in ${file} no longer authenticates (bearer token has been revoked): it or its family was revoked, it expired, or it was rotated elsewhere; issue a new token`,
+    );
     expect(server.rotateCalls).toEqual([]);
   });
 
@@ -308,9 +338,14 @@ describe('rotor agent (fake server, manual clock)', () => {
     writeFileSync(file, t.secret);
     const run = start();
     await until('the watch', () => server.live !== undefined);
-    server.live!.push(event(ExpiryEventType.FAMILY_REVOKED, { sequence: 40, tokenId: t.id, familyId: t.familyId, reason: 'revoked' }));
+    server.live!.push(
+      event(ExpiryEventType.FAMILY_REVOKED, { sequence: 40, tokenId: t.id, familyId: t.familyId, reason: 'revoked' }),
+    );
     const result = await run;
-    expect(result).toEqual({ code: AGENT_EXIT.revoked, message: `family ${t.familyId} was revoked (revoked): the token in ${file} is dead; issue a new token` });
+    expect(result).toEqual({
+      code: AGENT_EXIT.revoked,
+      message: `family ${t.familyId} was revoked (revoked): the token in ${file} is dead; issue a new token`,
+    });
     expect(server.rotateCalls).toEqual([]);
   });
 
@@ -329,16 +364,27 @@ describe('rotor agent (fake server, manual clock)', () => {
 
     // A pending rotation retried with a different key inside the grace → already rotated → exit 4.
     a.rotatedAt = clock.now();
-    await writePending(file, { idempotencyKey: 'another-key-00000001', tokenSha256: secretFingerprint(a.secret), startedAt: clock.now() });
+    await writePending(file, {
+      idempotencyKey: 'another-key-00000001',
+      tokenSha256: secretFingerprint(a.secret),
+      startedAt: clock.now(),
+    });
     const raced = await start();
     expect(raced.code).toBe(AGENT_EXIT.rotatedElsewhere);
     expect(raced.message).toContain('successor tok_other');
 
     // The same after the grace: the server revokes the family as reuse → exit 3.
     await clock.advance(20_000);
-    await writePending(file, { idempotencyKey: 'another-key-00000001', tokenSha256: secretFingerprint(a.secret), startedAt: clock.now() });
+    await writePending(file, {
+      idempotencyKey: 'another-key-00000001',
+      tokenSha256: secretFingerprint(a.secret),
+      startedAt: clock.now(),
+    });
     const reuse = await start();
-    expect(reuse).toEqual({ code: AGENT_EXIT.revoked, message: 'family revoked: token was already rotated: reuse detected, every token of its family is now revoked' });
+    expect(reuse).toEqual({
+      code: AGENT_EXIT.revoked,
+      message: 'family revoked: token was already rotated: reuse detected, every token of its family is now revoked',
+    });
   });
 
   it('exits 4 when WatchExpiry says another client rotated the token', async () => {
@@ -389,6 +435,9 @@ describe('rotor agent (fake server, manual clock)', () => {
     const refused = await start({ initialToken: 'secret-unknown' });
     expect(refused.code).toBe(AGENT_EXIT.revoked);
     expect(existsSync(file)).toBe(false);
-    expect(await start()).toEqual({ code: AGENT_EXIT.usage, message: `${file} does not exist and ROTOR_TOKEN is not set: give the agent its first token in one of them` });
+    expect(await start()).toEqual({
+      code: AGENT_EXIT.usage,
+      message: `${file} does not exist and ROTOR_TOKEN is not set: give the agent its first token in one of them`,
+    });
   });
 });

@@ -43,14 +43,33 @@ describe('resumableWatch', () => {
   it('reconnects after transient failures and clean ends with after_sequence = the newest sequence, snapshot only on the first call, backoff growing and reset by progress', async () => {
     const clock = instantClock();
     const { open, requests } = scripted([
-      { events: [event(ExpiryEventType.SNAPSHOT, { sequence: 5 }), event(ExpiryEventType.EXPIRING_SOON, { sequence: 6 })], end: new ConnectError('premature close', Code.Unavailable) },
+      {
+        events: [
+          event(ExpiryEventType.SNAPSHOT, { sequence: 5 }),
+          event(ExpiryEventType.EXPIRING_SOON, { sequence: 6 }),
+        ],
+        end: new ConnectError('premature close', Code.Unavailable),
+      },
       { events: [], end: new ConnectError('overflow', Code.ResourceExhausted) },
       { events: [event(ExpiryEventType.ROTATED, { sequence: 9 })] },
-      { events: [event(ExpiryEventType.HEARTBEAT, { sequence: 12 })], end: new ConnectError('bearer token has been revoked', Code.Unauthenticated) },
+      {
+        events: [event(ExpiryEventType.HEARTBEAT, { sequence: 12 })],
+        end: new ConnectError('bearer token has been revoked', Code.Unauthenticated),
+      },
     ]);
     const reconnects: (bigint | undefined)[] = [];
     const result = await collect(
-      resumableWatch(open, { familyId: 'fam_1' }, { clock, backoff: { baseMs: 100, maxMs: 1000, random: () => 0.999 }, signal: new AbortController().signal, includeSnapshot: true, onReconnect: (_e, _d, after) => reconnects.push(after) }),
+      resumableWatch(
+        open,
+        { familyId: 'fam_1' },
+        {
+          clock,
+          backoff: { baseMs: 100, maxMs: 1000, random: () => 0.999 },
+          signal: new AbortController().signal,
+          includeSnapshot: true,
+          onReconnect: (_e, _d, after) => reconnects.push(after),
+        },
+      ),
     );
     expect(result.seqs).toEqual([5, 6, 9, 12]);
     expect(result.error).toBeInstanceOf(ConnectError);
@@ -67,21 +86,48 @@ describe('resumableWatch', () => {
 
   it('keeps asking for the snapshot while no sequence is known, and starts from --after-sequence', async () => {
     const clock = instantClock();
-    const { open, requests } = scripted([{ events: [], end: new ConnectError('refused', Code.Unavailable) }, { events: [], end: new ConnectError('nope', Code.Unimplemented) }]);
-    const r = await collect(resumableWatch(open, {}, { clock, backoff: { baseMs: 1, maxMs: 1 }, signal: new AbortController().signal, includeSnapshot: true }));
+    const { open, requests } = scripted([
+      { events: [], end: new ConnectError('refused', Code.Unavailable) },
+      { events: [], end: new ConnectError('nope', Code.Unimplemented) },
+    ]);
+    const r = await collect(
+      resumableWatch(
+        open,
+        {},
+        { clock, backoff: { baseMs: 1, maxMs: 1 }, signal: new AbortController().signal, includeSnapshot: true },
+      ),
+    );
     expect((r.error as ConnectError).code).toBe(Code.Unimplemented);
     expect(requests).toEqual([{ includeSnapshot: true }, { includeSnapshot: true }]);
 
     const again = scripted([{ events: [], end: new ConnectError('nope', Code.PermissionDenied) }]);
-    await collect(resumableWatch(again.open, { tokenIds: ['tok_a'] }, { clock, backoff: { baseMs: 1, maxMs: 1 }, signal: new AbortController().signal, includeSnapshot: false, afterSequence: 41n }));
+    await collect(
+      resumableWatch(
+        again.open,
+        { tokenIds: ['tok_a'] },
+        {
+          clock,
+          backoff: { baseMs: 1, maxMs: 1 },
+          signal: new AbortController().signal,
+          includeSnapshot: false,
+          afterSequence: 41n,
+        },
+      ),
+    );
     expect(again.requests).toEqual([{ tokenIds: ['tok_a'], includeSnapshot: false, afterSequence: 41n }]);
   });
 
   it('ends quietly when aborted', async () => {
     const ac = new AbortController();
-    const { open } = scripted([{ events: [event(ExpiryEventType.HEARTBEAT, { sequence: 1 })], end: new ConnectError('x', Code.Canceled) }]);
+    const { open } = scripted([
+      { events: [event(ExpiryEventType.HEARTBEAT, { sequence: 1 })], end: new ConnectError('x', Code.Canceled) },
+    ]);
     const seen: number[] = [];
-    for await (const e of resumableWatch(open, {}, { clock: instantClock(), backoff: { baseMs: 1, maxMs: 1 }, signal: ac.signal, includeSnapshot: false })) {
+    for await (const e of resumableWatch(
+      open,
+      {},
+      { clock: instantClock(), backoff: { baseMs: 1, maxMs: 1 }, signal: ac.signal, includeSnapshot: false },
+    )) {
       seen.push(Number(e.sequence));
       ac.abort();
     }
@@ -102,7 +148,18 @@ describe('resumableWatch idle timeout', () => {
     const seen: number[] = [];
     const errors: unknown[] = [];
     const done = (async () => {
-      for await (const e of resumableWatch(open, {}, { clock, backoff: { baseMs: 100, maxMs: 100, random: () => 0.999 }, signal: ac.signal, includeSnapshot: false, idleTimeoutMs: 1_000, onReconnect: (e) => errors.push(e) })) {
+      for await (const e of resumableWatch(
+        open,
+        {},
+        {
+          clock,
+          backoff: { baseMs: 100, maxMs: 100, random: () => 0.999 },
+          signal: ac.signal,
+          includeSnapshot: false,
+          idleTimeoutMs: 1_000,
+          onReconnect: (e) => errors.push(e),
+        },
+      )) {
         seen.push(Number(e.sequence));
       }
     })();
@@ -125,7 +182,13 @@ describe('resumableWatch idle timeout', () => {
 
 describe('rotor watch output', () => {
   it('prints JSON lines with snake_case fields and human lines with the set fields only', () => {
-    const e = event(ExpiryEventType.EXPIRING_SOON, { sequence: 42, tokenId: 'tok_a', familyId: 'fam_a', thresholdMs: 3_600_000, state: TokenState.ACTIVE });
+    const e = event(ExpiryEventType.EXPIRING_SOON, {
+      sequence: 42,
+      tokenId: 'tok_a',
+      familyId: 'fam_a',
+      thresholdMs: 3_600_000,
+      state: TokenState.ACTIVE,
+    });
     expect(eventJson(e)).toEqual({
       sequence: 42,
       type: 'EXPIRING_SOON',
@@ -138,7 +201,9 @@ describe('rotor watch output', () => {
       occurred_at: '1970-01-01T00:00:00.000Z',
       state: 'active',
     });
-    expect(eventLine(e)).toBe('1970-01-01T00:00:00.000Z #42 EXPIRING_SOON tok_a family_id=fam_a state=active threshold=3600s');
+    expect(eventLine(e)).toBe(
+      '1970-01-01T00:00:00.000Z #42 EXPIRING_SOON tok_a family_id=fam_a state=active threshold=3600s',
+    );
   });
 });
 

@@ -3,7 +3,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseFraction } from '../../src/cli/agent-command.js';
-import { clearPending, newIdempotencyKey, pendingPath, readPending, readTokenFile, writeFileAtomic, writePending } from '../../src/cli/token-file.js';
+import {
+  clearPending,
+  newIdempotencyKey,
+  pendingPath,
+  readPending,
+  readTokenFile,
+  writeFileAtomic,
+  writePending,
+} from '../../src/cli/token-file.js';
 
 describe('token file and pending-rotation record', () => {
   let dir: string;

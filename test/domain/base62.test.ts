@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { BASE62, base62Digit, decodeBase62, encodeBase62Fixed, isBase62, uniformBase62 } from '../../src/domain/base62.js';
+import {
+  BASE62,
+  base62Digit,
+  decodeBase62,
+  encodeBase62Fixed,
+  isBase62,
+  uniformBase62,
+} from '../../src/domain/base62.js';
 import { seededRandom } from './fixtures.js';
 
 describe('BASE62', () => {
@@ -64,7 +71,8 @@ describe('isBase62', () => {
 describe('base62Digit and decodeBase62', () => {
   it('gives every alphabet character its index and -1 to anything else', () => {
     for (let i = 0; i < BASE62.length; i++) expect(base62Digit(BASE62.charCodeAt(i))).toBe(i);
-    for (const bad of ['/', ':', '@', '[', '`', '{', '-', '_', ' ', '\u00e9']) expect(base62Digit(bad.charCodeAt(0)), bad).toBe(-1);
+    for (const bad of ['/', ':', '@', '[', '`', '{', '-', '_', ' ', '\u00e9'])
+      expect(base62Digit(bad.charCodeAt(0)), bad).toBe(-1);
   });
 
   it('inverts encodeBase62Fixed on a range of the string', () => {

@@ -5,7 +5,10 @@ import { RotorError } from '../../src/domain/errors.js';
 describe('RotorError', () => {
   it('exposes a cause given as ErrorOptions as e.cause, and keeps it out of the details', () => {
     const driver = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
-    const e = new RotorError('unavailable', 'database unavailable: the connection failed; retry shortly', { familyId: 'fam_x', cause: driver });
+    const e = new RotorError('unavailable', 'database unavailable: the connection failed; retry shortly', {
+      familyId: 'fam_x',
+      cause: driver,
+    });
     expect(e.cause).toBe(driver);
     expect(e.details).toEqual({ familyId: 'fam_x' });
     expect(e.code).toBe('unavailable');

@@ -17,8 +17,12 @@ const SCHEDULED = [30 * 86400, 7 * 86400, 86400, 3600];
 
 describe('durations', () => {
   it('parses s, m, h, d and refuses anything else', () => {
-    expect(['90s', '15m', '12h', '30d', ' 7d '].map((t) => parseDurationSeconds(t))).toEqual([90, 900, 43200, 2592000, 604800]);
-    expect(['', '1w', '1.5h', '-1d', 'd', '10', '9999999999d', '1 d'].map((t) => parseDurationSeconds(t))).toEqual(Array(8).fill(undefined));
+    expect(['90s', '15m', '12h', '30d', ' 7d '].map((t) => parseDurationSeconds(t))).toEqual([
+      90, 900, 43200, 2592000, 604800,
+    ]);
+    expect(['', '1w', '1.5h', '-1d', 'd', '10', '9999999999d', '1 d'].map((t) => parseDurationSeconds(t))).toEqual(
+      Array(8).fill(undefined),
+    );
     expect(parseDurationSeconds('0s')).toBe(0); // the configuration refuses it (test/runtime/config-expiry.test.ts)
     expect(parseDurationSeconds('10', { bareSeconds: true })).toBe(10);
     expect(parseDurationSeconds('31536000s')).toBe(31536000);

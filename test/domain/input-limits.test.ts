@@ -1,6 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { LIMITS, requireAudiences, requireId, requireIdempotencyKey, requireIdentifier, requireText } from '../../src/domain/input-limits.js';
+import {
+  LIMITS,
+  requireAudiences,
+  requireId,
+  requireIdempotencyKey,
+  requireIdentifier,
+  requireText,
+} from '../../src/domain/input-limits.js';
 import { expectRotorError } from './fixtures.js';
 
 describe('requireIdentifier', () => {
@@ -16,7 +23,11 @@ describe('requireIdentifier', () => {
     ['tab\there', 'without whitespace'],
     ['ümlaut', 'without whitespace'],
   ])('refuses %j', (value, message) => {
-    const err = expectRotorError(() => requireIdentifier('owner_id', value, LIMITS.ownerId), 'invalid_argument', message);
+    const err = expectRotorError(
+      () => requireIdentifier('owner_id', value, LIMITS.ownerId),
+      'invalid_argument',
+      message,
+    );
     expect(err.details.field).toBe('owner_id');
   });
 });
@@ -32,13 +43,29 @@ describe('requireText', () => {
   });
 
   it('refuses text over the limit and control characters', () => {
-    expectRotorError(() => requireText('name', 'x'.repeat(LIMITS.name + 1), LIMITS.name), 'invalid_argument', `at most ${LIMITS.name}`);
-    expectRotorError(() => requireText('name', 'line\nbreak', LIMITS.name), 'invalid_argument', 'name: must not contain control or format characters');
+    expectRotorError(
+      () => requireText('name', 'x'.repeat(LIMITS.name + 1), LIMITS.name),
+      'invalid_argument',
+      `at most ${LIMITS.name}`,
+    );
+    expectRotorError(
+      () => requireText('name', 'line\nbreak', LIMITS.name),
+      'invalid_argument',
+      'name: must not contain control or format characters',
+    );
     for (const c of ['\u009b', '\u202e', '\u200b', '\u2028']) {
-      expectRotorError(() => requireText('description', `a${c}b`, LIMITS.description), 'invalid_argument', 'must not contain control or format characters');
+      expectRotorError(
+        () => requireText('description', `a${c}b`, LIMITS.description),
+        'invalid_argument',
+        'must not contain control or format characters',
+      );
     }
     expect(requireText('description', 'Grüße, 日本 – ok', LIMITS.description)).toBe('Grüße, 日本 – ok');
-    expectRotorError(() => requireText('name', 'del\x7f', LIMITS.name), 'invalid_argument', 'control or format characters');
+    expectRotorError(
+      () => requireText('name', 'del\x7f', LIMITS.name),
+      'invalid_argument',
+      'control or format characters',
+    );
   });
 });
 
@@ -48,10 +75,17 @@ describe('requireId', () => {
     expect(requireId('family_id', 'fam_0')).toBe('fam_0');
   });
 
-  it.each(['', 'tok_', 'TOK_abc', 'tok-abc', 'tok_abc!', 'tok_' + 'a'.repeat(61), 'token_abc'])('refuses %j', (value) => {
-    const err = expectRotorError(() => requireId('id', value), 'invalid_argument', value === '' ? 'id: is required' : 'id: is not a valid id');
-    expect(err.details.field).toBe('id');
-  });
+  it.each(['', 'tok_', 'TOK_abc', 'tok-abc', 'tok_abc!', 'tok_' + 'a'.repeat(61), 'token_abc'])(
+    'refuses %j',
+    (value) => {
+      const err = expectRotorError(
+        () => requireId('id', value),
+        'invalid_argument',
+        value === '' ? 'id: is required' : 'id: is not a valid id',
+      );
+      expect(err.details.field).toBe('id');
+    },
+  );
 });
 
 describe('requireIdempotencyKey', () => {
@@ -76,12 +110,20 @@ describe('requireIdempotencyKey', () => {
     ['bad character', 'Kq8xP2mZ7vB4nL9wR3tY6e='],
     ['space', 'Kq8xP2mZ7vB 4nL9wR3tY6e'],
   ])('refuses a key that is %s', (_label, key) => {
-    const err = expectRotorError(() => requireIdempotencyKey(key), 'invalid_argument', 'idempotency_key: must be 22-128 characters');
+    const err = expectRotorError(
+      () => requireIdempotencyKey(key),
+      'invalid_argument',
+      'idempotency_key: must be 22-128 characters',
+    );
     expect(err.details.field).toBe('idempotency_key');
   });
 
   it('refuses hex keys under 128 bits', () => {
-    expectRotorError(() => requireIdempotencyKey('9f86d081884c7d659a2feaa0c55ad01'), 'invalid_argument', 'hex digits only must be at least 32 characters');
+    expectRotorError(
+      () => requireIdempotencyKey('9f86d081884c7d659a2feaa0c55ad01'),
+      'invalid_argument',
+      'hex digits only must be at least 32 characters',
+    );
   });
 
   it.each([
@@ -91,7 +133,11 @@ describe('requireIdempotencyKey', () => {
     ['the alphabet', 'abcdefghijklmnopqrstuvwxyz', 'most characters follow their neighbour in sequence'],
     ['counting digits', '01234567890123456789012345678901', 'it repeats a shorter pattern'],
   ])('refuses a key that is obviously not random: %s', (_label, key, why) => {
-    const err = expectRotorError(() => requireIdempotencyKey(key), 'invalid_argument', `idempotency_key: does not look random (${why})`);
+    const err = expectRotorError(
+      () => requireIdempotencyKey(key),
+      'invalid_argument',
+      `idempotency_key: does not look random (${why})`,
+    );
     expect(err.details.field).toBe('idempotency_key');
   });
 });
@@ -103,11 +149,19 @@ describe('requireAudiences', () => {
 
   it('refuses too many values', () => {
     const many = Array.from({ length: LIMITS.audiences + 1 }, (_, i) => `aud${i}`);
-    expectRotorError(() => requireAudiences('audience', many), 'invalid_argument', `audience: at most ${LIMITS.audiences} values`);
+    expectRotorError(
+      () => requireAudiences('audience', many),
+      'invalid_argument',
+      `audience: at most ${LIMITS.audiences} values`,
+    );
   });
 
   it('refuses an empty or oversized value', () => {
     expectRotorError(() => requireAudiences('resource', ['']), 'invalid_argument', 'resource: is required');
-    expectRotorError(() => requireAudiences('resource', ['x'.repeat(LIMITS.audience + 1)]), 'invalid_argument', `at most ${LIMITS.audience}`);
+    expectRotorError(
+      () => requireAudiences('resource', ['x'.repeat(LIMITS.audience + 1)]),
+      'invalid_argument',
+      `at most ${LIMITS.audience}`,
+    );
   });
 });

@@ -20,13 +20,28 @@ describe('identityForRotorToken', () => {
   });
 
   it('narrows scopes and audiences, never widens', () => {
-    expect(identityForRotorToken(token, token.expiresAt, { scopes: ['read'], audiences: ['billing'] })).toMatchObject({ scopes: ['read'], audiences: ['billing'] });
-    expectRotorError(() => identityForRotorToken(token, token.expiresAt, { scopes: ['read', 'admin'], audiences: [] }), 'invalid_scope', 'requested scopes exceed the scopes held: admin');
-    expectRotorError(() => identityForRotorToken(token, token.expiresAt, { scopes: [], audiences: ['elsewhere'] }), 'invalid_target', 'audience not allowed for this token: elsewhere');
+    expect(identityForRotorToken(token, token.expiresAt, { scopes: ['read'], audiences: ['billing'] })).toMatchObject({
+      scopes: ['read'],
+      audiences: ['billing'],
+    });
+    expectRotorError(
+      () => identityForRotorToken(token, token.expiresAt, { scopes: ['read', 'admin'], audiences: [] }),
+      'invalid_scope',
+      'requested scopes exceed the scopes held: admin',
+    );
+    expectRotorError(
+      () => identityForRotorToken(token, token.expiresAt, { scopes: [], audiences: ['elsewhere'] }),
+      'invalid_target',
+      'audience not allowed for this token: elsewhere',
+    );
   });
 
   it('refuses rotor:* scopes even when held', () => {
-    expectRotorError(() => identityForRotorToken(token, token.expiresAt, { scopes: ['rotor:rotate'], audiences: [] }), 'invalid_scope', 'scopes rotor:* are not issued in JWT access tokens: rotor:rotate');
+    expectRotorError(
+      () => identityForRotorToken(token, token.expiresAt, { scopes: ['rotor:rotate'], audiences: [] }),
+      'invalid_scope',
+      'scopes rotor:* are not issued in JWT access tokens: rotor:rotate',
+    );
   });
 });
 
@@ -38,7 +53,14 @@ describe('narrowAudiences', () => {
 });
 
 describe('accessTokenClaims', () => {
-  const identity = { sub: 'user-1', scopes: ['read'], audiences: ['api'], expiresAt: NOW + 60 * MINUTE, clientId: 'tok_1', source: { tokenId: 'tok_1', familyId: 'fam_1' } };
+  const identity = {
+    sub: 'user-1',
+    scopes: ['read'],
+    audiences: ['api'],
+    expiresAt: NOW + 60 * MINUTE,
+    clientId: 'tok_1',
+    source: { tokenId: 'tok_1', familyId: 'fam_1' },
+  };
 
   it('fills the RFC 9068 claims; lifetime is the TTL', () => {
     expect(accessTokenClaims(identity, ISSUER, NOW + 400, 300, 'jwt_x')).toEqual({
@@ -56,13 +78,40 @@ describe('accessTokenClaims', () => {
   });
 
   it('never outlives what it was derived from', () => {
-    expect(accessTokenClaims({ ...identity, expiresAt: NOW + 42_500 }, ISSUER, NOW, 300, 'jwt_x').exp).toBe(NOW / 1000 + 42);
-    expectRotorError(() => accessTokenClaims({ ...identity, expiresAt: NOW + 999 }, ISSUER, NOW, 300, 'jwt_x'), 'token_expired', 'expires within a second');
+    expect(accessTokenClaims({ ...identity, expiresAt: NOW + 42_500 }, ISSUER, NOW, 300, 'jwt_x').exp).toBe(
+      NOW / 1000 + 42,
+    );
+    expectRotorError(
+      () => accessTokenClaims({ ...identity, expiresAt: NOW + 999 }, ISSUER, NOW, 300, 'jwt_x'),
+      'token_expired',
+      'expires within a second',
+    );
   });
 
   it('defaults aud to the issuer and client_id to sub; omits an empty scope; carries act', () => {
-    const c = accessTokenClaims({ sub: 'sa-deployer', scopes: [], audiences: [], expiresAt: NOW + 60 * MINUTE, act: { iss: 'https://ci.example', sub: 'job-1' } }, ISSUER, NOW, 300, 'jwt_y');
-    expect(c).toEqual({ iss: ISSUER, sub: 'sa-deployer', aud: ISSUER, iat: NOW / 1000, exp: NOW / 1000 + 300, jti: 'jwt_y', client_id: 'sa-deployer', act: { iss: 'https://ci.example', sub: 'job-1' } });
+    const c = accessTokenClaims(
+      {
+        sub: 'sa-deployer',
+        scopes: [],
+        audiences: [],
+        expiresAt: NOW + 60 * MINUTE,
+        act: { iss: 'https://ci.example', sub: 'job-1' },
+      },
+      ISSUER,
+      NOW,
+      300,
+      'jwt_y',
+    );
+    expect(c).toEqual({
+      iss: ISSUER,
+      sub: 'sa-deployer',
+      aud: ISSUER,
+      iat: NOW / 1000,
+      exp: NOW / 1000 + 300,
+      jti: 'jwt_y',
+      client_id: 'sa-deployer',
+      act: { iss: 'https://ci.example', sub: 'job-1' },
+    });
     expect(accessTokenClaims({ ...identity, audiences: ['a', 'b'] }, ISSUER, NOW, 300, 'j').aud).toEqual(['a', 'b']);
   });
 });

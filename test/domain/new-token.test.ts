@@ -35,7 +35,14 @@ describe('mintToken', () => {
     const keys = testKeys();
     const { record, secret } = mintToken(spec, NOW, seededRandom('mint'), keys);
     expect(parseSecret(secret)).toEqual({ kind: 'service_account', secret });
-    expect(record).toMatchObject({ ...spec, previousId: null, successorId: null, createdAt: NOW, revokedAt: null, revokeReason: null });
+    expect(record).toMatchObject({
+      ...spec,
+      previousId: null,
+      successorId: null,
+      createdAt: NOW,
+      revokedAt: null,
+      revokeReason: null,
+    });
     expect(record.id).toMatch(/^tok_/);
     expect(record.familyId).toMatch(/^fam_/);
     expect(record.secretDigest).toBe(keys.secretDigest(secret));
@@ -49,7 +56,14 @@ describe('mintSuccessor', () => {
 
   it('inherits kind, owner, name, audiences, policy and family; links to the predecessor', () => {
     const keys = testKeys();
-    const { record, secret } = mintSuccessor(current, { scopes: ['read'], expiresAt: NOW + DAY }, NOW, seededRandom('s'), seededRandom('r'), keys);
+    const { record, secret } = mintSuccessor(
+      current,
+      { scopes: ['read'], expiresAt: NOW + DAY },
+      NOW,
+      seededRandom('s'),
+      seededRandom('r'),
+      keys,
+    );
     expect(parseSecret(secret).kind).toBe('project');
     expect(record).toMatchObject({
       kind: current.kind,
@@ -74,19 +88,54 @@ describe('mintSuccessor', () => {
   it('uses narrowed audiences when given, the inherited ones otherwise', () => {
     const keys = testKeys();
     const wide = tokenRecord({ audiences: ['api', 'billing'] });
-    const narrowed = mintSuccessor(wide, { scopes: [], expiresAt: NOW + DAY, audiences: ['billing'] }, NOW, seededRandom('s'), seededRandom('r'), keys);
+    const narrowed = mintSuccessor(
+      wide,
+      { scopes: [], expiresAt: NOW + DAY, audiences: ['billing'] },
+      NOW,
+      seededRandom('s'),
+      seededRandom('r'),
+      keys,
+    );
     expect(narrowed.record.audiences).toEqual(['billing']);
-    const inherited = mintSuccessor(wide, { scopes: [], expiresAt: NOW + DAY }, NOW, seededRandom('s'), seededRandom('r'), keys);
+    const inherited = mintSuccessor(
+      wide,
+      { scopes: [], expiresAt: NOW + DAY },
+      NOW,
+      seededRandom('s'),
+      seededRandom('r'),
+      keys,
+    );
     expect(inherited.record.audiences).toEqual(['api', 'billing']);
   });
 
   it('re-derives the same secret from the same idempotent byte stream (rule 3 replay)', () => {
     const keys = testKeys();
-    const a = mintSuccessor(current, { scopes: [], expiresAt: NOW + DAY }, NOW, keys.successorBytes('seed', 'key-0000000000000000'), seededRandom('r1'), keys);
-    const b = mintSuccessor(current, { scopes: [], expiresAt: NOW + DAY }, NOW, keys.successorBytes('seed', 'key-0000000000000000'), seededRandom('r2'), keys);
+    const a = mintSuccessor(
+      current,
+      { scopes: [], expiresAt: NOW + DAY },
+      NOW,
+      keys.successorBytes('seed', 'key-0000000000000000'),
+      seededRandom('r1'),
+      keys,
+    );
+    const b = mintSuccessor(
+      current,
+      { scopes: [], expiresAt: NOW + DAY },
+      NOW,
+      keys.successorBytes('seed', 'key-0000000000000000'),
+      seededRandom('r2'),
+      keys,
+    );
     expect(b.secret).toBe(a.secret);
     expect(b.record.secretDigest).toBe(a.record.secretDigest);
-    const c = mintSuccessor(current, { scopes: [], expiresAt: NOW + DAY }, NOW, keys.successorBytes('seed', 'key-0000000000000001'), seededRandom('r1'), keys);
+    const c = mintSuccessor(
+      current,
+      { scopes: [], expiresAt: NOW + DAY },
+      NOW,
+      keys.successorBytes('seed', 'key-0000000000000001'),
+      seededRandom('r1'),
+      keys,
+    );
     expect(c.secret).not.toBe(a.secret);
   });
 });

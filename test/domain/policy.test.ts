@@ -22,13 +22,23 @@ describe('resolvePolicy', () => {
   });
 
   it('keeps requested values within bounds', () => {
-    const request = { maxLifetimeSeconds: 86400, defaultLifetimeSeconds: 3600, overlapSeconds: 60, reuseGraceSeconds: 0 };
+    const request = {
+      maxLifetimeSeconds: 86400,
+      defaultLifetimeSeconds: 3600,
+      overlapSeconds: 60,
+      reuseGraceSeconds: 0,
+    };
     expect(resolvePolicy(request, limits)).toEqual(request);
   });
 
   it('accepts values exactly at their bound', () => {
     const p = resolvePolicy(
-      { maxLifetimeSeconds: 100, defaultLifetimeSeconds: 100, overlapSeconds: 100, reuseGraceSeconds: limits.maxReuseGraceSeconds },
+      {
+        maxLifetimeSeconds: 100,
+        defaultLifetimeSeconds: 100,
+        overlapSeconds: 100,
+        reuseGraceSeconds: limits.maxReuseGraceSeconds,
+      },
       limits,
     );
     expect(p.defaultLifetimeSeconds).toBe(100);
@@ -45,7 +55,11 @@ describe('resolvePolicy', () => {
   });
 
   it('refuses a zero max lifetime', () => {
-    const err = expectRotorError(() => resolvePolicy({ maxLifetimeSeconds: 0 }, limits), 'invalid_argument', 'must be positive');
+    const err = expectRotorError(
+      () => resolvePolicy({ maxLifetimeSeconds: 0 }, limits),
+      'invalid_argument',
+      'must be positive',
+    );
     expect(err.details.field).toBe('policy.max_lifetime_seconds');
   });
 
@@ -59,7 +73,11 @@ describe('resolvePolicy', () => {
   });
 
   it('refuses an overlap above the max lifetime', () => {
-    expectRotorError(() => resolvePolicy({ maxLifetimeSeconds: 100, overlapSeconds: 101 }, limits), 'invalid_argument', 'policy.overlap_seconds');
+    expectRotorError(
+      () => resolvePolicy({ maxLifetimeSeconds: 100, overlapSeconds: 101 }, limits),
+      'invalid_argument',
+      'policy.overlap_seconds',
+    );
   });
 
   it('refuses a reuse grace above the server maximum', () => {
@@ -76,7 +94,11 @@ describe('resolvePolicy', () => {
     ['NaN', Number.NaN],
     ['infinite', Number.POSITIVE_INFINITY],
   ])('refuses a %s value', (_label, value) => {
-    expectRotorError(() => resolvePolicy({ overlapSeconds: value }, limits), 'invalid_argument', 'policy.overlap_seconds must be between');
+    expectRotorError(
+      () => resolvePolicy({ overlapSeconds: value }, limits),
+      'invalid_argument',
+      'policy.overlap_seconds must be between',
+    );
   });
 });
 
@@ -104,7 +126,11 @@ describe('checkExpiry', () => {
   it('caps by the server limit when it is lower than the token policy', () => {
     const tight = testLimits({ maxLifetimeSeconds: 3600 });
     expect(checkExpiry(NOW + 3600 * SECOND, NOW, policy, tight)).toBe(NOW + 3600 * SECOND);
-    expectRotorError(() => checkExpiry(NOW + 3600 * SECOND + 1, NOW, policy, tight), 'invalid_argument', 'max lifetime of 3600 seconds');
+    expectRotorError(
+      () => checkExpiry(NOW + 3600 * SECOND + 1, NOW, policy, tight),
+      'invalid_argument',
+      'max lifetime of 3600 seconds',
+    );
   });
 
   it.each([
@@ -113,7 +139,11 @@ describe('checkExpiry', () => {
     ['NaN', Number.NaN],
     ['infinite', Number.POSITIVE_INFINITY],
   ])('refuses an expiry %s', (_label, expiresAt) => {
-    const err = expectRotorError(() => checkExpiry(expiresAt, NOW, policy, limits), 'invalid_argument', 'expires_at must be in the future');
+    const err = expectRotorError(
+      () => checkExpiry(expiresAt, NOW, policy, limits),
+      'invalid_argument',
+      'expires_at must be in the future',
+    );
     expect(err.details.field).toBe('expires_at');
   });
 });

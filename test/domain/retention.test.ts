@@ -32,7 +32,10 @@ describe('writtenBefore: the prefix of the log written before the cutoff', () =>
     // Written before an old event: as old as it.
     expect(writtenBefore([expired(CUTOFF + DAY), old()], CUTOFF)).toEqual({ count: 2, open: true });
     // Trailing `expired` events: not counted yet; `open` asks the caller to look ahead.
-    expect(writtenBefore([old(), expired(CUTOFF - 300 * DAY), expired(CUTOFF - 300 * DAY)], CUTOFF)).toEqual({ count: 1, open: true });
+    expect(writtenBefore([old(), expired(CUTOFF - 300 * DAY), expired(CUTOFF - 300 * DAY)], CUTOFF)).toEqual({
+      count: 1,
+      open: true,
+    });
     expect(writtenBefore([expired(CUTOFF - 300 * DAY)], CUTOFF)).toEqual({ count: 0, open: true });
   });
 });

@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { RotorError } from '../../src/domain/errors.js';
-import { MAX_RACING_RETRY_KEYS, MAX_REFUSED_RETRY_KEYS, RETRY_RACE_WINDOW_MS, decideRotation, type RotationDecision, type RotationInput, type RotationMode } from '../../src/domain/rotation.js';
+import {
+  MAX_RACING_RETRY_KEYS,
+  MAX_REFUSED_RETRY_KEYS,
+  RETRY_RACE_WINDOW_MS,
+  decideRotation,
+  type RotationDecision,
+  type RotationInput,
+  type RotationMode,
+} from '../../src/domain/rotation.js';
 import { SCOPE_ROTATE } from '../../src/domain/scopes.js';
 import { formatSecret, parseSecret } from '../../src/domain/token-secret.js';
 import { isUsable, usableUntil, type TokenRecord } from '../../src/domain/token.js';
@@ -98,16 +106,27 @@ describe('rule 2: expired or revoked (not by rotation) is refused', () => {
     expect(decideRotation(input({ current })).type).toBe('rotate');
   });
 
-  it.each(['revoked', 'family_revoked', 'reuse_detected'] as const)('refuses a token revoked as %s with token_revoked', (reason) => {
-    const current = tokenRecord({ revokedAt: NOW - SECOND, revokeReason: reason });
-    expectRotorError(() => decideRotation(input({ current })), 'token_revoked', 'token has been revoked');
-    // Named by id, the target's state is the problem, not the caller's credential.
-    expectRotorError(() => decideRotation(input({ current, mode: 'by_id' })), 'not_rotatable', 'has been revoked and cannot be rotated');
-  });
+  it.each(['revoked', 'family_revoked', 'reuse_detected'] as const)(
+    'refuses a token revoked as %s with token_revoked',
+    (reason) => {
+      const current = tokenRecord({ revokedAt: NOW - SECOND, revokeReason: reason });
+      expectRotorError(() => decideRotation(input({ current })), 'token_revoked', 'token has been revoked');
+      // Named by id, the target's state is the problem, not the caller's credential.
+      expectRotorError(
+        () => decideRotation(input({ current, mode: 'by_id' })),
+        'not_rotatable',
+        'has been revoked and cannot be rotated',
+      );
+    },
+  );
 
   it('refuses an expired token named by id as not_rotatable (FAILED_PRECONDITION), not as a bad credential', () => {
     const current = tokenRecord({ expiresAt: NOW - SECOND });
-    expectRotorError(() => decideRotation(input({ current, mode: 'by_id' })), 'not_rotatable', 'has expired and cannot be rotated');
+    expectRotorError(
+      () => decideRotation(input({ current, mode: 'by_id' })),
+      'not_rotatable',
+      'has expired and cannot be rotated',
+    );
     expectRotorError(() => decideRotation(input({ current })), 'token_expired', 'token has expired');
   });
 
@@ -127,7 +146,10 @@ describe('rule 2: expired or revoked (not by rotation) is refused', () => {
     const { req, successor } = supersededInput({ idempotencyKeyDigest: KEY_DIGEST });
     const current = { ...req.current, expiresAt: NOW + MINUTE };
     expect(decideRotation({ ...req, current, now: NOW + MINUTE })).toEqual({ type: 'replay', successor });
-    expect(decideRotation({ ...req, current, idempotencyKeyDigest: undefined, now: NOW + MINUTE })).toEqual({ type: 'reuse', cause: 'presented_again' });
+    expect(decideRotation({ ...req, current, idempotencyKeyDigest: undefined, now: NOW + MINUTE })).toEqual({
+      type: 'reuse',
+      cause: 'presented_again',
+    });
   });
 });
 
@@ -144,7 +166,11 @@ describe('rule 3: an already rotated token (replay, reuse grace, reuse)', () => 
     });
 
     it('replays for an admin rotating by id as well', () => {
-      const { req, successor } = supersededInput({ mode: 'by_id', idempotencyKeyDigest: KEY_DIGEST, now: NOW + MINUTE });
+      const { req, successor } = supersededInput({
+        mode: 'by_id',
+        idempotencyKeyDigest: KEY_DIGEST,
+        now: NOW + MINUTE,
+      });
       expect(decideRotation(req)).toEqual({ type: 'replay', successor });
     });
 
@@ -154,7 +180,11 @@ describe('rule 3: an already rotated token (replay, reuse grace, reuse)', () => 
     });
 
     it('honours a configured retry window', () => {
-      const { req } = supersededInput({ idempotencyKeyDigest: KEY_DIGEST, now: NOW + 30 * SECOND, limits: testLimits({ retryWindowSeconds: 20 }) });
+      const { req } = supersededInput({
+        idempotencyKeyDigest: KEY_DIGEST,
+        now: NOW + 30 * SECOND,
+        limits: testLimits({ retryWindowSeconds: 20 }),
+      });
       expect(decideRotation(req)).toEqual({ type: 'reuse', cause: 'presented_again' });
     });
 
@@ -198,7 +228,11 @@ describe('rule 3: an already rotated token (replay, reuse grace, reuse)', () => 
   describe('inside the reuse grace window (immediate predecessor)', () => {
     it('throws already_rotated naming the successor id', () => {
       const { req, successor } = supersededInput({ now: NOW + 9 * SECOND });
-      const err = expectRotorError(() => decideRotation(req), 'already_rotated', `token was already rotated; its successor is ${successor.id}`);
+      const err = expectRotorError(
+        () => decideRotation(req),
+        'already_rotated',
+        `token was already rotated; its successor is ${successor.id}`,
+      );
       expect(err.details).toEqual({ successorId: successor.id });
     });
 
@@ -224,15 +258,27 @@ describe('rule 3: an already rotated token (replay, reuse grace, reuse)', () => 
   describe('wrong idempotency keys inside the grace', () => {
     const LATE = NOW + RETRY_RACE_WINDOW_MS + 1;
     const wrongKey = (racing: number, late: number, at = LATE, overrides: Partial<RotationInput> = {}) =>
-      supersededInput({ idempotencyKeyDigest: OTHER_KEY_DIGEST, now: at, receivedAt: at, refusedRetryKeys: { racing, late }, ...overrides });
+      supersededInput({
+        idempotencyKeyDigest: OTHER_KEY_DIGEST,
+        now: at,
+        receivedAt: at,
+        refusedRetryKeys: { racing, late },
+        ...overrides,
+      });
 
     it(`after the race window a wrong key is a guess: refused and logged up to ${MAX_REFUSED_RETRY_KEYS} times, then reuse`, () => {
       for (let n = 0; n < MAX_REFUSED_RETRY_KEYS; n++) {
         const { req, successor } = wrongKey(0, n);
         expect(decideRotation(req)).toEqual({ type: 'refuse_retry', successor, reason: 'wrong_idempotency_key' });
       }
-      expect(decideRotation(wrongKey(0, MAX_REFUSED_RETRY_KEYS).req)).toEqual({ type: 'reuse', cause: 'wrong_retry_keys' });
-      expect(decideRotation(wrongKey(0, MAX_REFUSED_RETRY_KEYS + 3).req)).toEqual({ type: 'reuse', cause: 'wrong_retry_keys' });
+      expect(decideRotation(wrongKey(0, MAX_REFUSED_RETRY_KEYS).req)).toEqual({
+        type: 'reuse',
+        cause: 'wrong_retry_keys',
+      });
+      expect(decideRotation(wrongKey(0, MAX_REFUSED_RETRY_KEYS + 3).req)).toEqual({
+        type: 'reuse',
+        cause: 'wrong_retry_keys',
+      });
     });
 
     it(`inside the race window a wrong key is a racing caller: up to ${MAX_RACING_RETRY_KEYS} refused, counted apart from guesses`, () => {
@@ -240,14 +286,19 @@ describe('rule 3: an already rotated token (replay, reuse grace, reuse)', () => 
         const { req, successor } = wrongKey(MAX_RACING_RETRY_KEYS - 1, MAX_REFUSED_RETRY_KEYS, at);
         expect(decideRotation(req)).toEqual({ type: 'refuse_retry', successor, reason: 'racing_rotation' });
       }
-      expect(decideRotation(wrongKey(MAX_RACING_RETRY_KEYS, 0, NOW + 5).req)).toEqual({ type: 'reuse', cause: 'wrong_retry_keys' });
+      expect(decideRotation(wrongKey(MAX_RACING_RETRY_KEYS, 0, NOW + 5).req)).toEqual({
+        type: 'reuse',
+        cause: 'wrong_retry_keys',
+      });
       // Racers never count against the limit of guesses after the window.
       const { req, successor } = wrongKey(MAX_RACING_RETRY_KEYS, 0);
       expect(decideRotation(req)).toEqual({ type: 'refuse_retry', successor, reason: 'wrong_idempotency_key' });
     });
 
     it('a request without a key guesses nothing: already_rotated whatever the counts', () => {
-      const { req, successor } = wrongKey(MAX_RACING_RETRY_KEYS, MAX_REFUSED_RETRY_KEYS, LATE, { idempotencyKeyDigest: undefined });
+      const { req, successor } = wrongKey(MAX_RACING_RETRY_KEYS, MAX_REFUSED_RETRY_KEYS, LATE, {
+        idempotencyKeyDigest: undefined,
+      });
       expectRotorError(() => decideRotation(req), 'already_rotated', successor.id);
     });
 
@@ -261,14 +312,21 @@ describe('rule 3: an already rotated token (replay, reuse grace, reuse)', () => 
 
     it('the right key past the retry window but inside a long grace is not a guess', () => {
       const { req, successor } = supersededInput(
-        { idempotencyKeyDigest: KEY_DIGEST, now: NOW + RETRY_WINDOW, receivedAt: NOW + RETRY_WINDOW, refusedRetryKeys: { racing: 0, late: MAX_REFUSED_RETRY_KEYS } },
+        {
+          idempotencyKeyDigest: KEY_DIGEST,
+          now: NOW + RETRY_WINDOW,
+          receivedAt: NOW + RETRY_WINDOW,
+          refusedRetryKeys: { racing: 0, late: MAX_REFUSED_RETRY_KEYS },
+        },
         { policy: { reuseGraceSeconds: 3600 } },
       );
       expectRotorError(() => decideRotation(req), 'already_rotated', successor.id);
     });
 
     it('the right key is still replayed after refused guesses', () => {
-      const { req, successor } = wrongKey(MAX_RACING_RETRY_KEYS, MAX_REFUSED_RETRY_KEYS, LATE, { idempotencyKeyDigest: KEY_DIGEST });
+      const { req, successor } = wrongKey(MAX_RACING_RETRY_KEYS, MAX_REFUSED_RETRY_KEYS, LATE, {
+        idempotencyKeyDigest: KEY_DIGEST,
+      });
       expect(decideRotation(req)).toEqual({ type: 'replay', successor });
     });
   });
@@ -288,7 +346,10 @@ describe('rule 3: an already rotated token (replay, reuse grace, reuse)', () => 
 
     it('is reuse even inside the grace window when the successor was itself rotated', () => {
       const req = grandparent({ revokedAt: NOW + 500, revokeReason: 'rotated', successorId: 'tok_third' });
-      expect(decideRotation({ ...req, idempotencyKeyDigest: undefined })).toEqual({ type: 'reuse', cause: 'presented_again' });
+      expect(decideRotation({ ...req, idempotencyKeyDigest: undefined })).toEqual({
+        type: 'reuse',
+        cause: 'presented_again',
+      });
     });
 
     it('is reuse even with the matching key inside the retry window', () => {
@@ -317,7 +378,11 @@ describe('rule 3: an already rotated token (replay, reuse grace, reuse)', () => 
     it('answers already_rotated for an older ancestor, naming its recorded successor', () => {
       const { req, predecessor } = supersededInput({ mode: 'by_id', now: NOW + SECOND });
       const rotatedSuccessor = { ...req.successor!, revokedAt: NOW + 500, revokeReason: 'rotated' as const };
-      const err = expectRotorError(() => decideRotation({ ...req, successor: rotatedSuccessor }), 'already_rotated', 'already rotated');
+      const err = expectRotorError(
+        () => decideRotation({ ...req, successor: rotatedSuccessor }),
+        'already_rotated',
+        'already rotated',
+      );
       expect(err.details.successorId).toBe(predecessor.successorId);
     });
 
@@ -332,7 +397,10 @@ describe('rule 3: an already rotated token (replay, reuse grace, reuse)', () => 
                 : successorState === 'active'
                   ? successor
                   : { ...successor, revokedAt: NOW, revokeReason: successorState };
-            expect(outcome({ ...req, successor: s }), `${now - NOW} ${idempotencyKeyDigest} ${successorState}`).not.toBe('reuse');
+            expect(
+              outcome({ ...req, successor: s }),
+              `${now - NOW} ${idempotencyKeyDigest} ${successorState}`,
+            ).not.toBe('reuse');
           }
         }
       }
@@ -347,7 +415,8 @@ describe('rule 4: workload binding', () => {
     audience: 'rotor',
     claims: { namespace_id: '42' },
   };
-  const bound = (overrides: Partial<TokenRecord> = {}) => tokenRecord({ policy: testPolicy({ workloadBinding: BINDING }), ...overrides });
+  const bound = (overrides: Partial<TokenRecord> = {}) =>
+    tokenRecord({ policy: testPolicy({ workloadBinding: BINDING }), ...overrides });
   const ACTOR: WorkloadClaims = {
     iss: 'https://gitlab.example',
     sub: 'project_path:group/app:ref_type:branch:ref:main',
@@ -362,20 +431,29 @@ describe('rule 4: workload binding', () => {
   });
 
   it('refuses an actor token for a token without a binding instead of ignoring it', () => {
-    expectRotorError(() => decideRotation(input({ actor: ACTOR })), 'invalid_argument', 'actor_token is not accepted: this token has no workload binding');
+    expectRotorError(
+      () => decideRotation(input({ actor: ACTOR })),
+      'invalid_argument',
+      'actor_token is not accepted: this token has no workload binding',
+    );
   });
 
   it('checks rule 3 first: a superseded token presented with an actor token is still reuse', () => {
     const { req } = supersededInput({ now: NOW + DAY });
     expect(decideRotation({ ...req, actor: ACTOR })).toEqual({ type: 'reuse', cause: 'presented_again' });
-    const { req: boundReq } = supersededInput({ now: NOW + DAY, current: bound({ revokedAt: NOW, revokeReason: 'rotated', successorId: 'tok_successor0000000000001' }) });
+    const { req: boundReq } = supersededInput({
+      now: NOW + DAY,
+      current: bound({ revokedAt: NOW, revokeReason: 'rotated', successorId: 'tok_successor0000000000001' }),
+    });
     expect(decideRotation({ ...boundReq })).toEqual({ type: 'reuse', cause: 'presented_again' });
   });
 
   it('rotates a bound token for a verified actor whose claims match the binding', () => {
     expect(decideRotation(input({ current: bound(), actor: ACTOR }))).toMatchObject({ type: 'rotate' });
     // A numeric claim matches its decimal form.
-    expect(decideRotation(input({ current: bound(), actor: { ...ACTOR, claims: { namespace_id: 42 } } })).type).toBe('rotate');
+    expect(decideRotation(input({ current: bound(), actor: { ...ACTOR, claims: { namespace_id: 42 } } })).type).toBe(
+      'rotate',
+    );
   });
 
   it('refuses a bound token without an actor token', () => {
@@ -406,22 +484,49 @@ describe('rule 4: workload binding', () => {
 
   it('lets an admin rotate a bound token by id without the workload, but not an owner', () => {
     expect(decideRotation(input({ mode: 'by_id', byAdmin: true, current: bound() })).type).toBe('rotate');
-    expectRotorError(() => decideRotation(input({ mode: 'by_id', byAdmin: false, current: bound() })), 'workload_proof_required', 'bound to a workload');
-    expect(decideRotation(input({ mode: 'by_id', byAdmin: false, current: bound(), actor: ACTOR })).type).toBe('rotate');
+    expectRotorError(
+      () => decideRotation(input({ mode: 'by_id', byAdmin: false, current: bound() })),
+      'workload_proof_required',
+      'bound to a workload',
+    );
+    expect(decideRotation(input({ mode: 'by_id', byAdmin: false, current: bound(), actor: ACTOR })).type).toBe(
+      'rotate',
+    );
   });
 
   it('an actor token that failed verification is raised at rule 4, after rules 2 and 3', () => {
     const rejection = new RotorError('invalid_workload_token', 'actor_token has expired (exp)');
     expect(() => decideRotation(input({ current: bound(), actorRejection: rejection }))).toThrow(rejection);
     const { req } = supersededInput({ now: NOW + DAY });
-    expect(decideRotation({ ...req, current: { ...req.current, policy: testPolicy({ workloadBinding: BINDING }) }, actorRejection: rejection })).toEqual({ type: 'reuse', cause: 'presented_again' });
-    expectRotorError(() => decideRotation(input({ current: bound({ revokedAt: NOW - 1, revokeReason: 'revoked' }), actorRejection: rejection })), 'token_revoked', 'token has been revoked');
+    expect(
+      decideRotation({
+        ...req,
+        current: { ...req.current, policy: testPolicy({ workloadBinding: BINDING }) },
+        actorRejection: rejection,
+      }),
+    ).toEqual({ type: 'reuse', cause: 'presented_again' });
+    expectRotorError(
+      () =>
+        decideRotation(
+          input({ current: bound({ revokedAt: NOW - 1, revokeReason: 'revoked' }), actorRejection: rejection }),
+        ),
+      'token_revoked',
+      'token has been revoked',
+    );
     // A token without a binding refuses any actor token, verified or not, the same way.
-    expectRotorError(() => decideRotation(input({ actorRejection: rejection })), 'invalid_argument', 'actor_token is not accepted: this token has no workload binding');
+    expectRotorError(
+      () => decideRotation(input({ actorRejection: rejection })),
+      'invalid_argument',
+      'actor_token is not accepted: this token has no workload binding',
+    );
   });
 
   it('an idempotent retry of a bound token must prove the workload again', () => {
-    const { predecessor, successor } = rotatedPair({ rotatedAt: NOW, keyDigest: KEY_DIGEST, policy: { workloadBinding: BINDING } });
+    const { predecessor, successor } = rotatedPair({
+      rotatedAt: NOW,
+      keyDigest: KEY_DIGEST,
+      policy: { workloadBinding: BINDING },
+    });
     const req = input({ current: predecessor, successor, idempotencyKeyDigest: KEY_DIGEST, now: NOW + MINUTE });
     expect(decideRotation({ ...req, actor: ACTOR })).toEqual({ type: 'replay', successor });
     expectRotorError(() => decideRotation(req), 'workload_proof_required', 'bound to a workload');
@@ -436,11 +541,18 @@ describe('rule 5: successor scopes and expiry', () => {
     });
 
     it('narrows to a requested subset', () => {
-      expect(decideRotation(input({ scopes: ['read', SCOPE_ROTATE] }))).toMatchObject({ type: 'rotate', scopes: ['read', SCOPE_ROTATE] });
+      expect(decideRotation(input({ scopes: ['read', SCOPE_ROTATE] }))).toMatchObject({
+        type: 'rotate',
+        scopes: ['read', SCOPE_ROTATE],
+      });
     });
 
     it('refuses escalation with invalid_scope', () => {
-      const err = expectRotorError(() => decideRotation(input({ scopes: ['read', 'rotor:admin'] })), 'invalid_scope', 'requested scopes exceed the scopes held: rotor:admin');
+      const err = expectRotorError(
+        () => decideRotation(input({ scopes: ['read', 'rotor:admin'] })),
+        'invalid_scope',
+        'requested scopes exceed the scopes held: rotor:admin',
+      );
       expect(err.message).not.toContain('read');
     });
   });
@@ -450,16 +562,26 @@ describe('rule 5: successor scopes and expiry', () => {
 
     it('keeps the current audiences when none are requested, and narrows to a requested subset', () => {
       expect(decideRotation(input({ current }))).toMatchObject({ type: 'rotate', audiences: ['api.a', 'api.b'] });
-      expect(decideRotation(input({ current, audiences: ['api.b'] }))).toMatchObject({ type: 'rotate', audiences: ['api.b'] });
+      expect(decideRotation(input({ current, audiences: ['api.b'] }))).toMatchObject({
+        type: 'rotate',
+        audiences: ['api.b'],
+      });
     });
 
     it('refuses an audience not held with invalid_target', () => {
-      expectRotorError(() => decideRotation(input({ current, audiences: ['api.a', 'api.c'] })), 'invalid_target', 'audience not allowed for this token: api.c');
+      expectRotorError(
+        () => decideRotation(input({ current, audiences: ['api.a', 'api.c'] })),
+        'invalid_target',
+        'audience not allowed for this token: api.c',
+      );
     });
 
     it('narrows a token without audiences (unrestricted) to any requested ones, as creation and JWT issuance do', () => {
       const unrestricted = tokenRecord({ audiences: [] });
-      expect(decideRotation(input({ current: unrestricted, audiences: ['api.a'] }))).toMatchObject({ type: 'rotate', audiences: ['api.a'] });
+      expect(decideRotation(input({ current: unrestricted, audiences: ['api.a'] }))).toMatchObject({
+        type: 'rotate',
+        audiences: ['api.a'],
+      });
       expect(decideRotation(input({ current: unrestricted }))).toMatchObject({ type: 'rotate', audiences: [] });
     });
   });
@@ -471,12 +593,20 @@ describe('rule 5: successor scopes and expiry', () => {
     });
 
     it("defaults to the predecessor's issued lifetime when the policy sets none", () => {
-      const current = tokenRecord({ createdAt: NOW - 2 * DAY, expiresAt: NOW + 5 * DAY, policy: testPolicy({ defaultLifetimeSeconds: 0 }) });
+      const current = tokenRecord({
+        createdAt: NOW - 2 * DAY,
+        expiresAt: NOW + 5 * DAY,
+        policy: testPolicy({ defaultLifetimeSeconds: 0 }),
+      });
       expect(decideRotation(input({ current }))).toMatchObject({ type: 'rotate', expiresAt: NOW + 7 * DAY });
     });
 
     it("caps the default by the token policy's max lifetime", () => {
-      const current = tokenRecord({ createdAt: NOW - DAY, expiresAt: NOW + 29 * DAY, policy: testPolicy({ maxLifetimeSeconds: 7 * 24 * 3600 }) });
+      const current = tokenRecord({
+        createdAt: NOW - DAY,
+        expiresAt: NOW + 29 * DAY,
+        policy: testPolicy({ maxLifetimeSeconds: 7 * 24 * 3600 }),
+      });
       expect(decideRotation(input({ current }))).toMatchObject({ type: 'rotate', expiresAt: NOW + 7 * DAY });
     });
 
@@ -487,7 +617,10 @@ describe('rule 5: successor scopes and expiry', () => {
     });
 
     it('uses a requested expiry within the max lifetime', () => {
-      expect(decideRotation(input({ expiresAt: NOW + 2 * HOUR }))).toMatchObject({ type: 'rotate', expiresAt: NOW + 2 * HOUR });
+      expect(decideRotation(input({ expiresAt: NOW + 2 * HOUR }))).toMatchObject({
+        type: 'rotate',
+        expiresAt: NOW + 2 * HOUR,
+      });
     });
 
     it('accepts a requested expiry exactly at the max lifetime', () => {
@@ -506,8 +639,16 @@ describe('rule 5: successor scopes and expiry', () => {
     });
 
     it('refuses a requested expiry in the past or now', () => {
-      expectRotorError(() => decideRotation(input({ expiresAt: NOW - 1 })), 'invalid_argument', 'expires_at must be in the future');
-      expectRotorError(() => decideRotation(input({ expiresAt: NOW })), 'invalid_argument', 'expires_at must be in the future');
+      expectRotorError(
+        () => decideRotation(input({ expiresAt: NOW - 1 })),
+        'invalid_argument',
+        'expires_at must be in the future',
+      );
+      expectRotorError(
+        () => decideRotation(input({ expiresAt: NOW })),
+        'invalid_argument',
+        'expires_at must be in the future',
+      );
     });
   });
 
@@ -515,23 +656,34 @@ describe('rule 5: successor scopes and expiry', () => {
     const current = tokenRecord({ scopes: ['read', 'write'] });
 
     it('refuses a token without it with permission_denied', () => {
-      expectRotorError(() => decideRotation(input({ current })), 'permission_denied', `lacks the ${SCOPE_ROTATE} scope`);
+      expectRotorError(
+        () => decideRotation(input({ current })),
+        'permission_denied',
+        `lacks the ${SCOPE_ROTATE} scope`,
+      );
     });
 
     it("does not require it in mode 'by_id' (the caller's authority is checked elsewhere)", () => {
-      expect(decideRotation(input({ current, mode: 'by_id' }))).toMatchObject({ type: 'rotate', scopes: ['read', 'write'] });
+      expect(decideRotation(input({ current, mode: 'by_id' }))).toMatchObject({
+        type: 'rotate',
+        scopes: ['read', 'write'],
+      });
     });
   });
 });
 
 describe('rule 6: a lost race is handled by rule 3, never by a second successor', () => {
-  it('the loser re-reading the rotated row with the same key gets the winner\'s successor', () => {
+  it("the loser re-reading the rotated row with the same key gets the winner's successor", () => {
     const { req, successor } = supersededInput({ idempotencyKeyDigest: KEY_DIGEST, now: NOW + 50 });
     expect(decideRotation(req)).toEqual({ type: 'replay', successor });
   });
 
   it('the loser with a different key is refused as a racing caller (answered already_rotated), not given a new successor', () => {
-    const { req, successor } = supersededInput({ idempotencyKeyDigest: OTHER_KEY_DIGEST, now: NOW + 50, receivedAt: NOW + 1 });
+    const { req, successor } = supersededInput({
+      idempotencyKeyDigest: OTHER_KEY_DIGEST,
+      now: NOW + 50,
+      receivedAt: NOW + 1,
+    });
     expect(decideRotation(req)).toEqual({ type: 'refuse_retry', successor, reason: 'racing_rotation' });
   });
 
@@ -539,11 +691,22 @@ describe('rule 6: a lost race is handled by rule 3, never by a second successor'
     const modes: RotationMode[] = ['presented', 'by_id'];
     let cases = 0;
     for (const mode of modes) {
-      for (const now of [NOW, NOW + 1, NOW + 9 * SECOND, NOW + 10 * SECOND, NOW + RETRY_WINDOW - 1, NOW + RETRY_WINDOW, NOW + DAY]) {
+      for (const now of [
+        NOW,
+        NOW + 1,
+        NOW + 9 * SECOND,
+        NOW + 10 * SECOND,
+        NOW + RETRY_WINDOW - 1,
+        NOW + RETRY_WINDOW,
+        NOW + DAY,
+      ]) {
         for (const idempotencyKeyDigest of [undefined, KEY_DIGEST, OTHER_KEY_DIGEST]) {
           for (const overlapSeconds of [0, 300]) {
             for (const successorState of ['active', 'rotated', 'missing'] as const) {
-              const { req, successor } = supersededInput({ mode, now, idempotencyKeyDigest }, { policy: { overlapSeconds } });
+              const { req, successor } = supersededInput(
+                { mode, now, idempotencyKeyDigest },
+                { policy: { overlapSeconds } },
+              );
               const s =
                 successorState === 'missing'
                   ? undefined
@@ -551,7 +714,10 @@ describe('rule 6: a lost race is handled by rule 3, never by a second successor'
                     ? successor
                     : { ...successor, revokedAt: NOW, revokeReason: 'rotated' as const };
               const result = outcome({ ...req, successor: s, scopes: ['read'], expiresAt: NOW + 2 * DAY });
-              expect(result, `${mode} +${now - NOW}ms ${String(idempotencyKeyDigest)} overlap=${overlapSeconds} ${successorState}`).not.toBe('rotate');
+              expect(
+                result,
+                `${mode} +${now - NOW}ms ${String(idempotencyKeyDigest)} overlap=${overlapSeconds} ${successorState}`,
+              ).not.toBe('rotate');
               cases++;
             }
           }
@@ -590,15 +756,26 @@ describe('rule 7: overlap keeps the predecessor usable, never rotatable', () => 
   });
 
   it('inside the overlap (after the grace) presenting it for rotation is reuse, not a rotation', () => {
-    const { predecessor, successor } = rotatedPair({ rotatedAt: NOW, keyDigest: KEY_DIGEST, policy: { overlapSeconds: OVERLAP } });
+    const { predecessor, successor } = rotatedPair({
+      rotatedAt: NOW,
+      keyDigest: KEY_DIGEST,
+      policy: { overlapSeconds: OVERLAP },
+    });
     const now = NOW + MINUTE;
     expect(isUsable(predecessor, now)).toBe(true);
-    expect(decideRotation(input({ current: predecessor, successor, now }))).toEqual({ type: 'reuse', cause: 'presented_again' });
+    expect(decideRotation(input({ current: predecessor, successor, now }))).toEqual({
+      type: 'reuse',
+      cause: 'presented_again',
+    });
   });
 
   it('inside the overlap and the grace it is already_rotated, not a rotation', () => {
     const { predecessor, successor } = rotatedPair({ rotatedAt: NOW, policy: { overlapSeconds: OVERLAP } });
     expect(isUsable(predecessor, NOW + SECOND)).toBe(true);
-    expectRotorError(() => decideRotation(input({ current: predecessor, successor, now: NOW + SECOND })), 'already_rotated', successor.id);
+    expectRotorError(
+      () => decideRotation(input({ current: predecessor, successor, now: NOW + SECOND })),
+      'already_rotated',
+      successor.id,
+    );
   });
 });

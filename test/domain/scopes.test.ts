@@ -36,7 +36,11 @@ describe('normalizeScopes', () => {
     ['non-ASCII', 'lesen·schreiben'],
     ['too long', 'x'.repeat(MAX_SCOPE_LENGTH + 1)],
   ])('refuses a scope with %s as invalid_argument naming the field', (_label, scope) => {
-    const err = expectRotorError(() => normalizeScopes(['ok', scope], 'scopes'), 'invalid_argument', 'scopes: each scope must be');
+    const err = expectRotorError(
+      () => normalizeScopes(['ok', scope], 'scopes'),
+      'invalid_argument',
+      'scopes: each scope must be',
+    );
     expect(err.details.field).toBe('scopes');
   });
 
@@ -63,7 +67,11 @@ describe('parseScopeParameter', () => {
   });
 
   it('reports errors against the scope field', () => {
-    const err = expectRotorError(() => parseScopeParameter('read "write"'), 'invalid_argument', 'scope: each scope must be');
+    const err = expectRotorError(
+      () => parseScopeParameter('read "write"'),
+      'invalid_argument',
+      'scope: each scope must be',
+    );
     expect(err.details.field).toBe('scope');
   });
 
@@ -72,7 +80,11 @@ describe('parseScopeParameter', () => {
   });
 
   it('refuses an oversized parameter before splitting it', () => {
-    const err = expectRotorError(() => parseScopeParameter(' '.repeat(MAX_SCOPES * (MAX_SCOPE_LENGTH + 1) + 1)), 'invalid_argument', 'scope is too long');
+    const err = expectRotorError(
+      () => parseScopeParameter(' '.repeat(MAX_SCOPES * (MAX_SCOPE_LENGTH + 1) + 1)),
+      'invalid_argument',
+      'scope is too long',
+    );
     expect(err.details.field).toBe('scope');
   });
 });
@@ -96,7 +108,11 @@ describe('narrowScopes', () => {
   });
 
   it('refuses escalation with invalid_scope naming only the extra scopes', () => {
-    const err = expectRotorError(() => narrowScopes(held, ['read', 'admin', SCOPE_ADMIN]), 'invalid_scope', 'requested scopes exceed the scopes held');
+    const err = expectRotorError(
+      () => narrowScopes(held, ['read', 'admin', SCOPE_ADMIN]),
+      'invalid_scope',
+      'requested scopes exceed the scopes held',
+    );
     expect(err.message).toContain(`admin ${SCOPE_ADMIN}`);
     expect(err.message).not.toContain('read');
   });

@@ -1,11 +1,26 @@
 import { describe, expect, it } from 'vitest';
-import { keyToCreate, prepublishLeadMs, publishedKeys, signingKeyAt, type KeySchedule, type SigningKeyMeta } from '../../src/domain/signing-key-schedule.js';
+import {
+  keyToCreate,
+  prepublishLeadMs,
+  publishedKeys,
+  signingKeyAt,
+  type KeySchedule,
+  type SigningKeyMeta,
+} from '../../src/domain/signing-key-schedule.js';
 import { DAY, HOUR, MINUTE, NOW } from './fixtures.js';
 
 const WEEK: KeySchedule = { rotationMs: 7 * DAY, ttlMs: 5 * MINUTE };
 
 function key(slot: number, notBefore: number, schedule = WEEK, createdAt = notBefore): SigningKeyMeta {
-  return { kid: `k${slot}`, alg: 'ES256', slot, createdAt, notBefore, retireAt: notBefore + schedule.rotationMs, publishUntil: notBefore + schedule.rotationMs + schedule.ttlMs };
+  return {
+    kid: `k${slot}`,
+    alg: 'ES256',
+    slot,
+    createdAt,
+    notBefore,
+    retireAt: notBefore + schedule.rotationMs,
+    publishUntil: notBefore + schedule.rotationMs + schedule.ttlMs,
+  };
 }
 
 describe('prepublishLeadMs', () => {
@@ -17,7 +32,12 @@ describe('prepublishLeadMs', () => {
 
 describe('keyToCreate', () => {
   it('creates slot 0, signing at once, when there is no key', () => {
-    expect(keyToCreate([], -1, NOW, WEEK)).toEqual({ slot: 0, notBefore: NOW, retireAt: NOW + 7 * DAY, publishUntil: NOW + 7 * DAY + 5 * MINUTE });
+    expect(keyToCreate([], -1, NOW, WEEK)).toEqual({
+      slot: 0,
+      notBefore: NOW,
+      retireAt: NOW + 7 * DAY,
+      publishUntil: NOW + 7 * DAY + 5 * MINUTE,
+    });
   });
 
   it('creates nothing while the current key is far from retiring', () => {
@@ -26,7 +46,12 @@ describe('keyToCreate', () => {
 
   it('pre-publishes the successor a day before the current key retires; it signs from the retirement on', () => {
     const k0 = key(0, NOW);
-    expect(keyToCreate([k0], 0, NOW + 6 * DAY, WEEK)).toEqual({ slot: 1, notBefore: k0.retireAt, retireAt: k0.retireAt + 7 * DAY, publishUntil: k0.retireAt + 7 * DAY + 5 * MINUTE });
+    expect(keyToCreate([k0], 0, NOW + 6 * DAY, WEEK)).toEqual({
+      slot: 1,
+      notBefore: k0.retireAt,
+      retireAt: k0.retireAt + 7 * DAY,
+      publishUntil: k0.retireAt + 7 * DAY + 5 * MINUTE,
+    });
   });
 
   it('creates nothing when the successor already exists (another replica made it)', () => {

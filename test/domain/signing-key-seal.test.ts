@@ -22,12 +22,16 @@ describe('createSigningKeySeal', () => {
 
   it('refuses another server secret, another row and a tampered ciphertext', () => {
     const sealed = createSigningKeySeal(SERVER_SECRET).seal('kid-1', PRIVATE, seededRandom('iv'));
-    expect(() => createSigningKeySeal(new Uint8Array(32).fill(1)).open('kid-1', sealed)).toThrow('server secret differs');
+    expect(() => createSigningKeySeal(new Uint8Array(32).fill(1)).open('kid-1', sealed)).toThrow(
+      'server secret differs',
+    );
     expect(() => createSigningKeySeal(SERVER_SECRET).open('kid-2', sealed)).toThrow('cannot be decrypted');
     const [v, iv, body, tag] = sealed.split('.');
     const flipped = Buffer.from(body!, 'base64url');
     flipped[0] = flipped[0]! ^ 1;
-    expect(() => createSigningKeySeal(SERVER_SECRET).open('kid-1', [v, iv, flipped.toString('base64url'), tag].join('.'))).toThrow('cannot be decrypted');
+    expect(() =>
+      createSigningKeySeal(SERVER_SECRET).open('kid-1', [v, iv, flipped.toString('base64url'), tag].join('.')),
+    ).toThrow('cannot be decrypted');
     expect(() => createSigningKeySeal(SERVER_SECRET).open('kid-1', 'plain')).toThrow('not sealed in a known format');
   });
 

@@ -85,23 +85,39 @@ describe('validateExchange', () => {
     });
 
     it('refuses an empty grant type with invalid_argument', () => {
-      const err = expectRotorError(() => validateExchange(params({ grantType: '' })), 'invalid_argument', 'grant_type is required');
+      const err = expectRotorError(
+        () => validateExchange(params({ grantType: '' })),
+        'invalid_argument',
+        'grant_type is required',
+      );
       expect(err.details.field).toBe('grant_type');
     });
 
     it('is checked before anything else', () => {
-      expectRotorError(() => validateExchange(params({ grantType: 'password', subjectToken: '' })), 'unsupported_grant_type', 'grant_type');
+      expectRotorError(
+        () => validateExchange(params({ grantType: 'password', subjectToken: '' })),
+        'unsupported_grant_type',
+        'grant_type',
+      );
     });
   });
 
   describe('required subject parameters', () => {
     it('refuses an empty subject_token', () => {
-      const err = expectRotorError(() => validateExchange(params({ subjectToken: '' })), 'invalid_argument', 'subject_token is required');
+      const err = expectRotorError(
+        () => validateExchange(params({ subjectToken: '' })),
+        'invalid_argument',
+        'subject_token is required',
+      );
       expect(err.details.field).toBe('subject_token');
     });
 
     it('refuses an empty subject_token_type', () => {
-      const err = expectRotorError(() => validateExchange(params({ subjectTokenType: '' })), 'invalid_argument', 'subject_token_type is required');
+      const err = expectRotorError(
+        () => validateExchange(params({ subjectTokenType: '' })),
+        'invalid_argument',
+        'subject_token_type is required',
+      );
       expect(err.details.field).toBe('subject_token_type');
     });
   });
@@ -138,7 +154,11 @@ describe('validateExchange', () => {
       ['actor_token_type', { actorToken: 'eyJ.c.d', actorTokenType: 'urn:example:custom' }],
       ['requested_token_type', { requestedTokenType: 'access_token' }],
     ] as const)('refuses an unknown %s, naming the field and not echoing the value', (field, overrides) => {
-      const err = expectRotorError(() => validateExchange(params(overrides)), 'invalid_argument', `${field} is not a known token type`);
+      const err = expectRotorError(
+        () => validateExchange(params(overrides)),
+        'invalid_argument',
+        `${field} is not a known token type`,
+      );
       expect(err.details.field).toBe(field);
       expect(err.message).not.toMatch(/bogus|custom|: access_token/);
     });
@@ -152,14 +172,21 @@ describe('validateExchange', () => {
 
     it('refuses an oversized subject_token without echoing it', () => {
       const token = 'a'.repeat(LIMITS.tokenParameter + 1);
-      const err = expectRotorError(() => validateExchange(params({ subjectToken: token })), 'invalid_argument', 'subject_token is too long');
+      const err = expectRotorError(
+        () => validateExchange(params({ subjectToken: token })),
+        'invalid_argument',
+        'subject_token is too long',
+      );
       expect(err.details.field).toBe('subject_token');
       expect(err.message.length).toBeLessThan(100);
     });
 
     it('refuses an oversized actor_token', () => {
       const err = expectRotorError(
-        () => validateExchange(params({ actorToken: 'a'.repeat(LIMITS.tokenParameter + 1), actorTokenType: TOKEN_TYPE_JWT })),
+        () =>
+          validateExchange(
+            params({ actorToken: 'a'.repeat(LIMITS.tokenParameter + 1), actorTokenType: TOKEN_TYPE_JWT }),
+          ),
         'invalid_argument',
         'actor_token is too long',
       );
@@ -172,7 +199,11 @@ describe('validateExchange', () => {
     });
 
     it('refuses an invalid resource value', () => {
-      const err = expectRotorError(() => validateExchange(params({ resource: ['has space'] })), 'invalid_argument', 'resource:');
+      const err = expectRotorError(
+        () => validateExchange(params({ resource: ['has space'] })),
+        'invalid_argument',
+        'resource:',
+      );
       expect(err.details.field).toBe('resource');
     });
   });
@@ -183,18 +214,30 @@ describe('validateExchange', () => {
     });
 
     it('refuses a scope with a forbidden character', () => {
-      const err = expectRotorError(() => validateExchange(params({ scope: 'read wr"ite' })), 'invalid_argument', 'scope: each scope must be');
+      const err = expectRotorError(
+        () => validateExchange(params({ scope: 'read wr"ite' })),
+        'invalid_argument',
+        'scope: each scope must be',
+      );
       expect(err.details.field).toBe('scope');
     });
 
     it('refuses an oversized scope parameter', () => {
-      expectRotorError(() => validateExchange(params({ scope: 'a '.repeat(5000) })), 'invalid_argument', 'scope is too long');
+      expectRotorError(
+        () => validateExchange(params({ scope: 'a '.repeat(5000) })),
+        'invalid_argument',
+        'scope is too long',
+      );
     });
   });
 
   describe('idempotency_key', () => {
     it('refuses a guessable (short) key', () => {
-      const err = expectRotorError(() => validateExchange(params({ idempotencyKey: 'retry-1' })), 'invalid_argument', 'idempotency_key: must be 22-128');
+      const err = expectRotorError(
+        () => validateExchange(params({ idempotencyKey: 'retry-1' })),
+        'invalid_argument',
+        'idempotency_key: must be 22-128',
+      );
       expect(err.details.field).toBe('idempotency_key');
     });
   });
@@ -202,7 +245,11 @@ describe('validateExchange', () => {
 
 describe('requestedAudiences', () => {
   it('joins audience and resource in order, without repeats', () => {
-    expect(requestedAudiences({ audience: ['a', 'b'], resource: ['https://r.example/', 'b'] })).toEqual(['a', 'b', 'https://r.example/']);
+    expect(requestedAudiences({ audience: ['a', 'b'], resource: ['https://r.example/', 'b'] })).toEqual([
+      'a',
+      'b',
+      'https://r.example/',
+    ]);
     expect(requestedAudiences({ audience: [], resource: [] })).toEqual([]);
   });
 });

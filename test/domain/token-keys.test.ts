@@ -26,10 +26,14 @@ describe('secretDigest', () => {
 
   it('is HMAC-SHA-256 under the secret-digest subkey, base64url (the stored form must never change)', () => {
     const secret = formatSecret('service_account', seededRandom('stored-form'));
-    const expected = createHmac('sha256', subkey(SERVER_SECRET, 'rotor/v1/secret-digest')).update(secret).digest('base64url');
+    const expected = createHmac('sha256', subkey(SERVER_SECRET, 'rotor/v1/secret-digest'))
+      .update(secret)
+      .digest('base64url');
     expect(testKeys().secretDigest(secret)).toBe(expected);
     const key = 'retry-key-1';
-    const expectedKey = createHmac('sha256', subkey(SERVER_SECRET, 'rotor/v1/idempotency-digest')).update(key).digest('base64url');
+    const expectedKey = createHmac('sha256', subkey(SERVER_SECRET, 'rotor/v1/idempotency-digest'))
+      .update(key)
+      .digest('base64url');
     expect(testKeys().idempotencyDigest(key)).toBe(expectedKey);
   });
 

@@ -88,7 +88,12 @@ describe('parseSecret', () => {
 
   it('rejects a non-base62 character anywhere after the prefix as malformed, checksum included', () => {
     const secret = formatSecret('project', seededRandom('non-base62'));
-    for (const i of [SECRET_PREFIX.project.length, SECRET_PREFIX.project.length + 20, secret.length - SECRET_CHECKSUM_CHARS, secret.length - 1]) {
+    for (const i of [
+      SECRET_PREFIX.project.length,
+      SECRET_PREFIX.project.length + 20,
+      secret.length - SECRET_CHECKSUM_CHARS,
+      secret.length - 1,
+    ]) {
       for (const bad of ['-', '_', '+', '/', '=', ' ']) {
         const tampered = secret.slice(0, i) + bad + secret.slice(i + 1);
         expectRotorError(() => parseSecret(tampered), 'invalid_token', 'token is malformed');

@@ -31,7 +31,11 @@ describe('usableUntil / isUsable', () => {
   });
 
   it('a revoked token is never usable', () => {
-    const t = tokenRecord({ revokedAt: NOW + SECOND, revokeReason: 'revoked', policy: testPolicy({ overlapSeconds: 3600 }) });
+    const t = tokenRecord({
+      revokedAt: NOW + SECOND,
+      revokeReason: 'revoked',
+      policy: testPolicy({ overlapSeconds: 3600 }),
+    });
     expect(usableUntil(t)).toBe(0);
     expect(isUsable(t, NOW)).toBe(false);
   });

@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { decideFederation, type FederationRule } from '../../src/domain/federation.js';
-import { claimMatches, sameBinding, subjectMatches, validateBinding, type WorkloadClaims } from '../../src/domain/workload-binding.js';
+import {
+  claimMatches,
+  sameBinding,
+  subjectMatches,
+  validateBinding,
+  type WorkloadClaims,
+} from '../../src/domain/workload-binding.js';
 import { HOUR, MINUTE, NOW, expectRotorError } from './fixtures.js';
 
 describe('subjectMatches', () => {
@@ -42,11 +48,31 @@ describe('validateBinding', () => {
     expect(Object.keys(validateBinding('policy.workload_binding', ok).claims)).toEqual(['a', 'b']);
   });
   it('names the bad field', () => {
-    expectRotorError(() => validateBinding('policy.workload_binding', { ...ok, issuer: '' }), 'invalid_argument', 'policy.workload_binding.issuer: is required');
-    expectRotorError(() => validateBinding('policy.workload_binding', { ...ok, subject: '*' }), 'invalid_argument', 'policy.workload_binding.subject: must contain more than wildcards');
-    expectRotorError(() => validateBinding('policy.workload_binding', { ...ok, audience: 'x'.repeat(257) }), 'invalid_argument', 'policy.workload_binding.audience: must be at most 256 characters');
-    expectRotorError(() => validateBinding('policy.workload_binding', { ...ok, claims: { sub: 'x' } }), 'invalid_argument', 'policy.workload_binding.claims: sub is checked by its own field');
-    expectRotorError(() => validateBinding('policy.workload_binding', { ...ok, claims: { a: 'line\nbreak' } }), 'invalid_argument', 'policy.workload_binding.claims.a: must be printable ASCII');
+    expectRotorError(
+      () => validateBinding('policy.workload_binding', { ...ok, issuer: '' }),
+      'invalid_argument',
+      'policy.workload_binding.issuer: is required',
+    );
+    expectRotorError(
+      () => validateBinding('policy.workload_binding', { ...ok, subject: '*' }),
+      'invalid_argument',
+      'policy.workload_binding.subject: must contain more than wildcards',
+    );
+    expectRotorError(
+      () => validateBinding('policy.workload_binding', { ...ok, audience: 'x'.repeat(257) }),
+      'invalid_argument',
+      'policy.workload_binding.audience: must be at most 256 characters',
+    );
+    expectRotorError(
+      () => validateBinding('policy.workload_binding', { ...ok, claims: { sub: 'x' } }),
+      'invalid_argument',
+      'policy.workload_binding.claims: sub is checked by its own field',
+    );
+    expectRotorError(
+      () => validateBinding('policy.workload_binding', { ...ok, claims: { a: 'line\nbreak' } }),
+      'invalid_argument',
+      'policy.workload_binding.claims.a: must be printable ASCII',
+    );
   });
   it('sameBinding compares every field', () => {
     expect(sameBinding(ok, { ...ok, claims: { a: '1', b: '2' } })).toBe(true);
@@ -79,21 +105,49 @@ describe('decideFederation', () => {
   const MAX = 365 * 86400;
 
   it('grants the rule scopes for the JWT remaining life when the rule caps to it', () => {
-    expect(decideFederation([rule], w, { scopes: [], audiences: [] }, NOW, MAX)).toMatchObject({ scopes: ['deploy', 'read'], audiences: [], expiresAt: NOW + 10 * MINUTE });
+    expect(decideFederation([rule], w, { scopes: [], audiences: [] }, NOW, MAX)).toMatchObject({
+      scopes: ['deploy', 'read'],
+      audiences: [],
+      expiresAt: NOW + 10 * MINUTE,
+    });
   });
   it('grants the rule lifetime when it does not cap, bounded by the server maximum', () => {
-    expect(decideFederation([{ ...rule, capToTokenExpiry: false }], w, { scopes: [], audiences: [] }, NOW, MAX).expiresAt).toBe(NOW + HOUR);
-    expect(decideFederation([{ ...rule, capToTokenExpiry: false }], w, { scopes: [], audiences: [] }, NOW, 600).expiresAt).toBe(NOW + 10 * MINUTE);
+    expect(
+      decideFederation([{ ...rule, capToTokenExpiry: false }], w, { scopes: [], audiences: [] }, NOW, MAX).expiresAt,
+    ).toBe(NOW + HOUR);
+    expect(
+      decideFederation([{ ...rule, capToTokenExpiry: false }], w, { scopes: [], audiences: [] }, NOW, 600).expiresAt,
+    ).toBe(NOW + 10 * MINUTE);
   });
   it('narrows scopes and audiences; beyond the rule is invalid_scope / invalid_target', () => {
-    expect(decideFederation([rule], w, { scopes: ['read'], audiences: ['https://deploy.example'] }, NOW, MAX)).toMatchObject({ scopes: ['read'], audiences: ['https://deploy.example'] });
-    expectRotorError(() => decideFederation([rule], w, { scopes: ['read', 'admin'], audiences: [] }, NOW, MAX), 'invalid_scope', "requested scopes exceed the federation rule's scopes: admin");
-    expectRotorError(() => decideFederation([rule], w, { scopes: [], audiences: ['https://other.example'] }, NOW, MAX), 'invalid_target', 'audience not allowed by the federation rule: https://other.example');
+    expect(
+      decideFederation([rule], w, { scopes: ['read'], audiences: ['https://deploy.example'] }, NOW, MAX),
+    ).toMatchObject({ scopes: ['read'], audiences: ['https://deploy.example'] });
+    expectRotorError(
+      () => decideFederation([rule], w, { scopes: ['read', 'admin'], audiences: [] }, NOW, MAX),
+      'invalid_scope',
+      "requested scopes exceed the federation rule's scopes: admin",
+    );
+    expectRotorError(
+      () => decideFederation([rule], w, { scopes: [], audiences: ['https://other.example'] }, NOW, MAX),
+      'invalid_target',
+      'audience not allowed by the federation rule: https://other.example',
+    );
   });
   it('takes the first matching rule, and refuses when none matches', () => {
     const second = { ...rule, subject: '*', claims: {}, serviceAccount: 'sa-any' };
-    expect(decideFederation([rule, second], w, { scopes: [], audiences: [] }, NOW, MAX).rule.serviceAccount).toBe('sa-deployer');
-    expect(decideFederation([rule, second], { ...w, claims: { namespace_id: '7' } }, { scopes: [], audiences: [] }, NOW, MAX).rule.serviceAccount).toBe('sa-any');
-    expectRotorError(() => decideFederation([rule], { ...w, sub: 'project_path:group/other:x' }, { scopes: [], audiences: [] }, NOW, MAX), 'workload_mismatch', 'subject_token matches no federation rule');
+    expect(decideFederation([rule, second], w, { scopes: [], audiences: [] }, NOW, MAX).rule.serviceAccount).toBe(
+      'sa-deployer',
+    );
+    expect(
+      decideFederation([rule, second], { ...w, claims: { namespace_id: '7' } }, { scopes: [], audiences: [] }, NOW, MAX)
+        .rule.serviceAccount,
+    ).toBe('sa-any');
+    expectRotorError(
+      () =>
+        decideFederation([rule], { ...w, sub: 'project_path:group/other:x' }, { scopes: [], audiences: [] }, NOW, MAX),
+      'workload_mismatch',
+      'subject_token matches no federation rule',
+    );
   });
 });

@@ -29,7 +29,12 @@ describe.each(ENGINES)('rotor agent end to end (real serve process) on %s', (eng
   const dataDir = mkdtempSync(join(tmpdir(), 'rotor-agent-e2e-'));
   const work = mkdtempSync(join(tmpdir(), 'rotor-agent-files-'));
   // The server schedules one EXPIRING_SOON threshold, 4 s, and scans for due ones every 200 ms.
-  const env: Record<string, string> = { ROTOR_DATA_DIR: dataDir, ROTOR_LOG_LEVEL: 'info', ROTOR_EXPIRY_THRESHOLDS: '4s', ROTOR_EXPIRY_SCAN_INTERVAL_MS: '200' };
+  const env: Record<string, string> = {
+    ROTOR_DATA_DIR: dataDir,
+    ROTOR_LOG_LEVEL: 'info',
+    ROTOR_EXPIRY_THRESHOLDS: '4s',
+    ROTOR_EXPIRY_SCAN_INTERVAL_MS: '200',
+  };
   const secrets: string[] = [];
   const agents: CliProcess[] = [];
   let admin: string;
@@ -67,7 +72,26 @@ describe.each(ENGINES)('rotor agent end to end (real serve process) on %s', (eng
   });
 
   async function createAgentToken(owner: string, expiresIn: string): Promise<{ token: CliToken; secret: string }> {
-    const r = await runCli(['token', 'create', '--server', url(), '--kind', 'service_account', '--owner', owner, '--name', 'agent', '--scope', 'rotor:rotate', '--expires-in', expiresIn, '--json'], { ROTOR_TOKEN: admin });
+    const r = await runCli(
+      [
+        'token',
+        'create',
+        '--server',
+        url(),
+        '--kind',
+        'service_account',
+        '--owner',
+        owner,
+        '--name',
+        'agent',
+        '--scope',
+        'rotor:rotate',
+        '--expires-in',
+        expiresIn,
+        '--json',
+      ],
+      { ROTOR_TOKEN: admin },
+    );
     expect(r.stderr).toBe('');
     const created = JSON.parse(r.stdout) as { token: CliToken; secret: string };
     secrets.push(created.secret);
@@ -81,12 +105,30 @@ describe.each(ENGINES)('rotor agent end to end (real serve process) on %s', (eng
   }
 
   async function family(familyId: string): Promise<CliToken[]> {
-    const r = await runCli(['token', 'list', '--server', url(), '--family', familyId, '--json'], { ROTOR_TOKEN: admin });
+    const r = await runCli(['token', 'list', '--server', url(), '--family', familyId, '--json'], {
+      ROTOR_TOKEN: admin,
+    });
     return (JSON.parse(r.stdout) as { tokens: CliToken[] }).tokens;
   }
 
   function agent(file: string, server: string, firstToken: string, extra: string[] = []): CliProcess {
-    const a = startCli(['agent', '--token-file', file, '--server', server, '--max-backoff', '1s', '--poll-interval', '1s', '--rotate-at-fraction', '0.5', ...extra], { ROTOR_TOKEN: firstToken });
+    const a = startCli(
+      [
+        'agent',
+        '--token-file',
+        file,
+        '--server',
+        server,
+        '--max-backoff',
+        '1s',
+        '--poll-interval',
+        '1s',
+        '--rotate-at-fraction',
+        '0.5',
+        ...extra,
+      ],
+      { ROTOR_TOKEN: firstToken },
+    );
     agents.push(a);
     return a;
   }
@@ -100,7 +142,12 @@ describe.each(ENGINES)('rotor agent end to end (real serve process) on %s', (eng
     const file = join(work, 'fresh.token');
     const hookLog = join(work, 'hook.log');
     // The fraction (0.9: 9 s) comes after the 4 s threshold (due 6 s in): the stream drives this.
-    const a = agent(file, url(), secret, ['--rotate-at-fraction', '0.9', '--exec', `printf '%s %s %s\\n' "$ROTOR_TOKEN_ID" "$ROTOR_TOKEN_FILE" "\${ROTOR_TOKEN:-unset}" >> '${hookLog}'`]);
+    const a = agent(file, url(), secret, [
+      '--rotate-at-fraction',
+      '0.9',
+      '--exec',
+      `printf '%s %s %s\\n' "$ROTOR_TOKEN_ID" "$ROTOR_TOKEN_FILE" "\${ROTOR_TOKEN:-unset}" >> '${hookLog}'`,
+    ]);
 
     const successorSecret = await waitFor('the first rotation', () => {
       const t = fileToken(file);
@@ -114,7 +161,9 @@ describe.each(ENGINES)('rotor agent end to end (real serve process) on %s', (eng
     expect(old.state).toBe('rotated');
     expect(Date.parse(old.revoked_at!)).toBeLessThan(Date.parse(old.expires_at));
     // The file's token works, and it is the successor.
-    const self = await runCli(['token', 'list', '--server', url(), '--family', token.family_id, '--json'], { ROTOR_TOKEN: successorSecret });
+    const self = await runCli(['token', 'list', '--server', url(), '--family', token.family_id, '--json'], {
+      ROTOR_TOKEN: successorSecret,
+    });
     expect(self.code).toBe(0);
     const members = (JSON.parse(self.stdout) as { tokens: CliToken[] }).tokens;
     expect(members.map((m) => m.state)).toEqual(['rotated', 'active']);
@@ -122,7 +171,12 @@ describe.each(ENGINES)('rotor agent end to end (real serve process) on %s', (eng
     expect(successor.previous_id).toBe(token.id);
     // The hook ran after the first write (ROTOR_TOKEN into the absent file) and after the rotation,
     // with ROTOR_TOKEN_ID and ROTOR_TOKEN_FILE set and ROTOR_TOKEN removed (docs/agent.md, "The hook").
-    await waitFor('the hook', () => existsSync(hookLog) && readFileSync(hookLog, 'utf8').startsWith(`${token.id} ${file} unset\n${successor.id} ${file} unset\n`));
+    await waitFor(
+      'the hook',
+      () =>
+        existsSync(hookLog) &&
+        readFileSync(hookLog, 'utf8').startsWith(`${token.id} ${file} unset\n${successor.id} ${file} unset\n`),
+    );
 
     // The successor is rotated in turn (same 10 s lifetime, on its own 4 s notice).
     await waitFor('the second rotation', () => {
@@ -195,9 +249,14 @@ describe.each(ENGINES)('rotor agent end to end (real serve process) on %s', (eng
       expect(statSync(file).mode & 0o777).toBe(0o600);
       // The retry used the same key and got the successor the lost call had minted.
       expect(a.stderr()).toContain('rotation failed; retrying with the same idempotency key');
-      const wrote = a.stderr().split('\n').filter((l) => l.includes('"msg":"rotated; wrote the successor"'));
+      const wrote = a
+        .stderr()
+        .split('\n')
+        .filter((l) => l.includes('"msg":"rotated; wrote the successor"'));
       expect(JSON.parse(wrote[0]!)).toMatchObject({ token_id: committed[1]!.id });
-      const works = await runCli(['token', 'get', committed[1]!.id, '--server', url(), '--json'], { ROTOR_TOKEN: successorSecret });
+      const works = await runCli(['token', 'get', committed[1]!.id, '--server', url(), '--json'], {
+        ROTOR_TOKEN: successorSecret,
+      });
       expect(works.stderr).toBe('');
       expect(JSON.parse(works.stdout)).toMatchObject({ id: committed[1]!.id, state: 'active', previous_id: token.id });
 
@@ -229,7 +288,9 @@ describe.each(ENGINES)('rotor agent end to end (real serve process) on %s', (eng
       await tokenClient(url(), admin).revokeFamily({ familyId: token.family_id });
       const code = await Promise.race([a.exited, new Promise((r) => setTimeout(() => r('still running'), 10_000))]);
       expect(code).toBe(3);
-      expect(a.stderr()).toContain(`rotor agent: family ${token.family_id} was revoked (family_revoked): the token in ${file} is dead; issue a new token`);
+      expect(a.stderr()).toContain(
+        `rotor agent: family ${token.family_id} was revoked (family_revoked): the token in ${file} is dead; issue a new token`,
+      );
       expect(fileToken(file)).toBe(secret);
     } finally {
       await proxy.stop();
@@ -247,7 +308,9 @@ describe.each(ENGINES)('rotor agent end to end (real serve process) on %s', (eng
       const b = agent(join(`${work}-link`, 'twice.token'), url(), secret);
       const code = await Promise.race([b.exited, new Promise((r) => setTimeout(() => r('still running'), 15_000))]);
       expect(code).toBe(5);
-      expect(b.stderr()).toContain(`rotor agent: another rotor agent (pid ${a.child.pid}) already keeps ${join(`${work}-link`, 'twice.token')} fresh; stop it first`);
+      expect(b.stderr()).toContain(
+        `rotor agent: another rotor agent (pid ${a.child.pid}) already keeps ${join(`${work}-link`, 'twice.token')} fresh; stop it first`,
+      );
     } finally {
       rmSync(`${work}-link`, { force: true });
     }
@@ -280,7 +343,9 @@ describe.each(ENGINES)('rotor agent end to end (real serve process) on %s', (eng
       // between that and the lookup of the token (introspection answers inactive): both are the
       // same verdict, and both name the file.
       expect(a.stderr()).toMatch(
-        new RegExp(`rotor agent: the token in ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} no longer authenticates \\((bearer token has been revoked|token is not active)\\)`),
+        new RegExp(
+          `rotor agent: the token in ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} no longer authenticates \\((bearer token has been revoked|token is not active)\\)`,
+        ),
       );
     } finally {
       await proxy.stop();

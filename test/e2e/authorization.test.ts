@@ -134,26 +134,29 @@ describe.each(withEngines<Wire>(['grpc', 'connect']))('authorization rules over 
     it.each([
       ['a wider sibling', ['read', 'write', 'rotor:rotate'], 'write rotor:rotate'],
       ['an admin-scoped token of the same owner', ['rotor:admin', 'read'], 'rotor:admin'],
-    ])('a read-only token cannot rotate, revoke or revoke the family of %s; the target stays active', async (_label, scopes, missing) => {
-      const owner = f.owner();
-      const wide = await f.create(owner, { scopes });
-      const narrow = await f.create(owner, { scopes: ['read'], name: 'reader' });
+    ])(
+      'a read-only token cannot rotate, revoke or revoke the family of %s; the target stays active',
+      async (_label, scopes, missing) => {
+        const owner = f.owner();
+        const wide = await f.create(owner, { scopes });
+        const narrow = await f.create(owner, { scopes: ['read'], name: 'reader' });
 
-      const rotate = await failure(api.rotateToken({ id: wide.id }, narrow.secret));
-      expect(rotate.code).toBe(Code.PermissionDenied);
-      expect(rotate.rawMessage).toBe(MSG_LACKS_SCOPES(missing));
+        const rotate = await failure(api.rotateToken({ id: wide.id }, narrow.secret));
+        expect(rotate.code).toBe(Code.PermissionDenied);
+        expect(rotate.rawMessage).toBe(MSG_LACKS_SCOPES(missing));
 
-      const revoke = await failure(api.revokeToken({ id: wide.id }, narrow.secret));
-      expect(revoke.code).toBe(Code.PermissionDenied);
-      expect(revoke.rawMessage).toBe(MSG_LACKS_SCOPES(missing));
+        const revoke = await failure(api.revokeToken({ id: wide.id }, narrow.secret));
+        expect(revoke.code).toBe(Code.PermissionDenied);
+        expect(revoke.rawMessage).toBe(MSG_LACKS_SCOPES(missing));
 
-      const revokeFamily = await failure(api.revokeFamily({ familyId: wide.familyId }, narrow.secret));
-      expect(revokeFamily.code).toBe(Code.PermissionDenied);
-      expect(revokeFamily.rawMessage).toBe(MSG_LACKS_SCOPES(missing));
+        const revokeFamily = await failure(api.revokeFamily({ familyId: wide.familyId }, narrow.secret));
+        expect(revokeFamily.code).toBe(Code.PermissionDenied);
+        expect(revokeFamily.rawMessage).toBe(MSG_LACKS_SCOPES(missing));
 
-      await expectUntouched(wide);
-      expect((await s.rotor.store.events.list({ tokenId: wide.id }, 100)).map((e) => e.type)).toEqual(['created']);
-    });
+        await expectUntouched(wide);
+        expect((await s.rotor.store.events.list({ tokenId: wide.id }, 100)).map((e) => e.type)).toEqual(['created']);
+      },
+    );
 
     it('the read-only token still views its owner’s tokens (GetToken, ListTokens), never another owner’s', async () => {
       const owner = f.owner();
@@ -168,7 +171,9 @@ describe.each(withEngines<Wire>(['grpc', 'connect']))('authorization rules over 
 
       const listed = (await api.listTokens({ pageSize: 100 }, narrow.secret)).tokens.map((t) => t.id).sort();
       expect(listed).toEqual([wide.id, narrow.id].sort());
-      const byOwner = (await api.listTokens({ ownerId: owner, pageSize: 100 }, narrow.secret)).tokens.map((t) => t.id).sort();
+      const byOwner = (await api.listTokens({ ownerId: owner, pageSize: 100 }, narrow.secret)).tokens
+        .map((t) => t.id)
+        .sort();
       expect(byOwner).toEqual([wide.id, narrow.id].sort());
 
       const other = await failure(api.getToken({ id: stranger.id }, narrow.secret));
@@ -244,7 +249,9 @@ describe.each(withEngines<Wire>(['grpc', 'connect']))('authorization rules over 
       expect(stale.code).toBe(Code.Unauthenticated);
       expect(stale.rawMessage).toBe(MSG_OVERLAP_ENDED);
       // The audit log names the caller, not the rotated token.
-      const rotated = (await s.rotor.store.events.list({ tokenId: sibling.id }, 100)).filter((e) => e.type === 'rotated');
+      const rotated = (await s.rotor.store.events.list({ tokenId: sibling.id }, 100)).filter(
+        (e) => e.type === 'rotated',
+      );
       expect(rotated.map((e) => [e.successorId, e.actor])).toEqual([[succ.id, caller.id]]);
       // The caller itself is unaffected.
       expect(await f.active(caller.secret)).toBe(true);
@@ -273,16 +280,51 @@ describe.each(withEngines<Wire>(['grpc', 'connect']))('authorization rules over 
 
     beforeAll(async () => {
       owner = f.owner('creator');
-      caller = await f.create(owner, { scopes: ['read', 'write'], audiences: ['api.a', 'api.b'], lifetimeMs: DAY_MS, policy: { overlapSeconds: 30n } });
+      caller = await f.create(owner, {
+        scopes: ['read', 'write'],
+        audiences: ['api.a', 'api.b'],
+        lifetimeMs: DAY_MS,
+        policy: { overlapSeconds: 30n },
+      });
       callerExpiry = ms(caller.token.expiresAt);
     });
 
     it.each<[string, () => CreateOverrides, Code, string, string]>([
-      ['another owner', () => ({ ownerId: 'someone-else' }), Code.PermissionDenied, MSG_OTHER_OWNER, 'permission_denied'],
-      ['a scope it lacks', () => ({ scopes: ['read', 'deploy'] }), Code.InvalidArgument, 'requested scopes exceed the scopes held: deploy', 'invalid_scope'],
-      ['the admin scope', () => ({ scopes: ['rotor:admin'] }), Code.InvalidArgument, 'requested scopes exceed the scopes held: rotor:admin', 'invalid_scope'],
-      ['an audience outside its own', () => ({ audiences: ['api.a', 'api.c'] }), Code.InvalidArgument, "audiences exceed the caller's: api.c", 'invalid_target'],
-      ['no audience (unrestricted) from an audience-bound caller', () => ({ audiences: [] }), Code.InvalidArgument, "audiences exceed the caller's: (unrestricted)", 'invalid_target'],
+      [
+        'another owner',
+        () => ({ ownerId: 'someone-else' }),
+        Code.PermissionDenied,
+        MSG_OTHER_OWNER,
+        'permission_denied',
+      ],
+      [
+        'a scope it lacks',
+        () => ({ scopes: ['read', 'deploy'] }),
+        Code.InvalidArgument,
+        'requested scopes exceed the scopes held: deploy',
+        'invalid_scope',
+      ],
+      [
+        'the admin scope',
+        () => ({ scopes: ['rotor:admin'] }),
+        Code.InvalidArgument,
+        'requested scopes exceed the scopes held: rotor:admin',
+        'invalid_scope',
+      ],
+      [
+        'an audience outside its own',
+        () => ({ audiences: ['api.a', 'api.c'] }),
+        Code.InvalidArgument,
+        "audiences exceed the caller's: api.c",
+        'invalid_target',
+      ],
+      [
+        'no audience (unrestricted) from an audience-bound caller',
+        () => ({ audiences: [] }),
+        Code.InvalidArgument,
+        "audiences exceed the caller's: (unrestricted)",
+        'invalid_target',
+      ],
       [
         'an expiry after its own',
         () => ({ expiresAt: inMs(callerExpiry, 60_000) }),
@@ -316,7 +358,14 @@ describe.each(withEngines<Wire>(['grpc', 'connect']))('authorization rules over 
 
     it('accepts a request no looser than the caller, exactly as asked', async () => {
       const exp = callerExpiry - 1_000;
-      const res = await api.createToken(request({ audiences: ['api.b'], expiresAt: inMs(exp, 0), policy: { overlapSeconds: 30n, reuseGraceSeconds: 5n } }), caller.secret);
+      const res = await api.createToken(
+        request({
+          audiences: ['api.b'],
+          expiresAt: inMs(exp, 0),
+          policy: { overlapSeconds: 30n, reuseGraceSeconds: 5n },
+        }),
+        caller.secret,
+      );
       issuedSecrets.add(res.secret);
       const t = res.token!;
       expect(t.ownerId).toBe(owner);
@@ -327,7 +376,9 @@ describe.each(withEngines<Wire>(['grpc', 'connect']))('authorization rules over 
       expect(t.policy?.reuseGraceSeconds).toBe(5n);
       expect(t.previousId).toBe('');
       expect(t.familyId).not.toBe(caller.familyId);
-      expect((await s.rotor.store.events.list({ tokenId: t.id }, 10)).map((e) => [e.type, e.actor])).toEqual([['created', caller.id]]);
+      expect((await s.rotor.store.events.list({ tokenId: t.id }, 10)).map((e) => [e.type, e.actor])).toEqual([
+        ['created', caller.id],
+      ]);
     });
 
     it('an admin may create what the caller may not: other owner, wider scopes, unrestricted audiences, later expiry, looser policy', async () => {
@@ -360,23 +411,40 @@ describe.each(withEngines<Wire>(['grpc', 'connect']))('authorization rules over 
       ['U+202E RIGHT-TO-LEFT OVERRIDE', 'deploy key \u202Egnp.exe'],
       ['U+009B CONTROL SEQUENCE INTRODUCER', 'deploy key \u009B31mred'],
       ['U+200B ZERO WIDTH SPACE', 'deploy\u200Bkey'],
-    ])('CreateToken with %s in the description is INVALID_ARGUMENT and creates nothing', async (_label, description) => {
-      const owner = f.owner('text');
-      const r = await failure(
-        api.createToken(
-          { kind: TokenKind.PROJECT, ownerId: owner, name: 'n', description, scopes: ['read'], expiresAt: inMs(s.clock.now(), HOUR_MS) },
-          s.adminSecret,
-        ),
-      );
-      expect(r.code).toBe(Code.InvalidArgument);
-      expect(r.rawMessage).toBe(MSG_CONTROL);
-      expect(await f.ofOwner(owner)).toHaveLength(0);
-    });
+    ])(
+      'CreateToken with %s in the description is INVALID_ARGUMENT and creates nothing',
+      async (_label, description) => {
+        const owner = f.owner('text');
+        const r = await failure(
+          api.createToken(
+            {
+              kind: TokenKind.PROJECT,
+              ownerId: owner,
+              name: 'n',
+              description,
+              scopes: ['read'],
+              expiresAt: inMs(s.clock.now(), HOUR_MS),
+            },
+            s.adminSecret,
+          ),
+        );
+        expect(r.code).toBe(Code.InvalidArgument);
+        expect(r.rawMessage).toBe(MSG_CONTROL);
+        expect(await f.ofOwner(owner)).toHaveLength(0);
+      },
+    );
 
     it('ordinary Unicode text (accents, CJK, emoji) is accepted unchanged', async () => {
       const description = 'Déploiement – 配置 🚀';
       const res = await api.createToken(
-        { kind: TokenKind.PROJECT, ownerId: f.owner('text'), name: 'n', description, scopes: ['read'], expiresAt: inMs(s.clock.now(), HOUR_MS) },
+        {
+          kind: TokenKind.PROJECT,
+          ownerId: f.owner('text'),
+          name: 'n',
+          description,
+          scopes: ['read'],
+          expiresAt: inMs(s.clock.now(), HOUR_MS),
+        },
         s.adminSecret,
       );
       issuedSecrets.add(res.secret);
@@ -388,147 +456,154 @@ describe.each(withEngines<Wire>(['grpc', 'connect']))('authorization rules over 
 
 // ---------------------------------------------------------------------------------------------
 
-describe.each(ENGINES)('revoking a rotated token cannot switch reuse detection off (grpc-js + fetch /oauth/revoke) on %s', (engine) => {
-  let s: TestServer;
-  let api: Api;
-  const f = fixtures(
-    () => s,
-    () => api,
-  );
+describe.each(ENGINES)(
+  'revoking a rotated token cannot switch reuse detection off (grpc-js + fetch /oauth/revoke) on %s',
+  (engine) => {
+    let s: TestServer;
+    let api: Api;
+    const f = fixtures(
+      () => s,
+      () => api,
+    );
 
-  beforeAll(async () => {
-    s = await startTestServer({}, { engine });
-    api = grpcApi(s);
-  });
-  afterAll(async () => {
-    api.close();
-    await s.stop();
-  });
-
-  /** RFC 7009 §2.1: the holder posts the token itself, form-encoded. */
-  async function oauthRevoke(token: string): Promise<{ status: number; body: string }> {
-    const res = await fetch(`${s.httpUrl}/oauth/revoke`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ token, token_type_hint: 'access_token' }).toString(),
+    beforeAll(async () => {
+      s = await startTestServer({}, { engine });
+      api = grpcApi(s);
     });
-    return { status: res.status, body: await res.text() };
-  }
+    afterAll(async () => {
+      api.close();
+      await s.stop();
+    });
 
-  async function selfRotate(secret: string) {
-    const res = await api.rotateToken({}, secret);
-    issuedSecrets.add(res.secret);
-    return res;
-  }
-
-  /** Rule 3 outcome: every member revoked for reuse, secrets dead, one family_revoked event each. */
-  async function expectFamilyRevokedForReuse(familyId: string, secrets: string[]) {
-    const members = await f.family(familyId);
-    expect(members.length).toBeGreaterThan(1);
-    for (const m of members) {
-      expect(m.state, `state of ${m.id}`).toBe(TokenState.REVOKED);
-      expect(m.revokeReason, `revoke reason of ${m.id}`).toBe('reuse_detected');
+    /** RFC 7009 §2.1: the holder posts the token itself, form-encoded. */
+    async function oauthRevoke(token: string): Promise<{ status: number; body: string }> {
+      const res = await fetch(`${s.httpUrl}/oauth/revoke`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ token, token_type_hint: 'access_token' }).toString(),
+      });
+      return { status: res.status, body: await res.text() };
     }
-    for (const secret of secrets) expect(await f.active(secret)).toBe(false);
-    const logged = (await s.rotor.store.events.list({ familyId }, 100)).filter((e) => e.type === 'family_revoked');
-    expect(logged.map((e) => e.tokenId).sort()).toEqual(members.map((m) => m.id).sort());
-    for (const e of logged) expect(e.reason).toBe('reuse_detected');
-  }
 
-  it('A rotated to B; /oauth/revoke of A answers 200 but A stays ROTATED; A presented after the grace is reuse and B is revoked', async () => {
-    const a = await f.create(f.owner('svc'), { scopes: ['rotor:rotate', 'read'] });
-    const b = await selfRotate(a.secret);
+    async function selfRotate(secret: string) {
+      const res = await api.rotateToken({}, secret);
+      issuedSecrets.add(res.secret);
+      return res;
+    }
 
-    const revoked = await oauthRevoke(a.secret);
-    expect(revoked).toEqual({ status: 200, body: '' });
+    /** Rule 3 outcome: every member revoked for reuse, secrets dead, one family_revoked event each. */
+    async function expectFamilyRevokedForReuse(familyId: string, secrets: string[]) {
+      const members = await f.family(familyId);
+      expect(members.length).toBeGreaterThan(1);
+      for (const m of members) {
+        expect(m.state, `state of ${m.id}`).toBe(TokenState.REVOKED);
+        expect(m.revokeReason, `revoke reason of ${m.id}`).toBe('reuse_detected');
+      }
+      for (const secret of secrets) expect(await f.active(secret)).toBe(false);
+      const logged = (await s.rotor.store.events.list({ familyId }, 100)).filter((e) => e.type === 'family_revoked');
+      expect(logged.map((e) => e.tokenId).sort()).toEqual(members.map((m) => m.id).sort());
+      for (const e of logged) expect(e.reason).toBe('reuse_detected');
+    }
 
-    const seen = await f.get(a.id);
-    expect(seen.state).toBe(TokenState.ROTATED);
-    expect(seen.revokeReason).toBe('rotated');
-    expect(seen.successorId).toBe(b.token!.id);
-    expect(await f.active(b.secret)).toBe(true);
+    it('A rotated to B; /oauth/revoke of A answers 200 but A stays ROTATED; A presented after the grace is reuse and B is revoked', async () => {
+      const a = await f.create(f.owner('svc'), { scopes: ['rotor:rotate', 'read'] });
+      const b = await selfRotate(a.secret);
 
-    s.clock.advance(DEFAULT_GRACE_MS + 1_000);
-    const reuse = await failure(api.rotateToken({}, a.secret));
-    expect(reuse.code).toBe(Code.PermissionDenied);
-    expect(reuse.rawMessage).toBe(MSG_REUSE);
-    expect(reuse.meta('rotor-error')).toBe('reuse_detected');
+      const revoked = await oauthRevoke(a.secret);
+      expect(revoked).toEqual({ status: 200, body: '' });
 
-    await expectFamilyRevokedForReuse(a.familyId, [a.secret, b.secret]);
-    const viaB = await failure(api.getToken({ id: b.token!.id }, b.secret));
-    expect(viaB.code).toBe(Code.Unauthenticated);
-    expect(viaB.rawMessage).toBe(MSG_REVOKED);
-  });
+      const seen = await f.get(a.id);
+      expect(seen.state).toBe(TokenState.ROTATED);
+      expect(seen.revokeReason).toBe('rotated');
+      expect(seen.successorId).toBe(b.token!.id);
+      expect(await f.active(b.secret)).toBe(true);
 
-  it('with overlap 60 s, A authenticates inside the overlap until /oauth/revoke ends it; A stays ROTATED and the end is logged', async () => {
-    const a = await f.create(f.owner('svc'), { scopes: ['rotor:rotate', 'read'], policy: { overlapSeconds: 60n } });
-    const b = await selfRotate(a.secret);
+      s.clock.advance(DEFAULT_GRACE_MS + 1_000);
+      const reuse = await failure(api.rotateToken({}, a.secret));
+      expect(reuse.code).toBe(Code.PermissionDenied);
+      expect(reuse.rawMessage).toBe(MSG_REUSE);
+      expect(reuse.meta('rotor-error')).toBe('reuse_detected');
 
-    expect((await api.getToken({ id: a.id }, a.secret)).token!.state).toBe(TokenState.ROTATED);
-    expect(await f.active(a.secret)).toBe(true);
+      await expectFamilyRevokedForReuse(a.familyId, [a.secret, b.secret]);
+      const viaB = await failure(api.getToken({ id: b.token!.id }, b.secret));
+      expect(viaB.code).toBe(Code.Unauthenticated);
+      expect(viaB.rawMessage).toBe(MSG_REVOKED);
+    });
 
-    expect(await oauthRevoke(a.secret)).toEqual({ status: 200, body: '' });
+    it('with overlap 60 s, A authenticates inside the overlap until /oauth/revoke ends it; A stays ROTATED and the end is logged', async () => {
+      const a = await f.create(f.owner('svc'), { scopes: ['rotor:rotate', 'read'], policy: { overlapSeconds: 60n } });
+      const b = await selfRotate(a.secret);
 
-    const g = await failure(api.getToken({ id: a.id }, a.secret));
-    expect(g.code).toBe(Code.Unauthenticated);
-    expect(g.rawMessage).toBe(MSG_OVERLAP_ENDED);
-    expect(await f.active(a.secret)).toBe(false);
+      expect((await api.getToken({ id: a.id }, a.secret)).token!.state).toBe(TokenState.ROTATED);
+      expect(await f.active(a.secret)).toBe(true);
 
-    const seen = await f.get(a.id);
-    expect(seen.state).toBe(TokenState.ROTATED);
-    expect(seen.revokeReason).toBe('rotated');
-    expect(seen.successorId).toBe(b.token!.id);
+      expect(await oauthRevoke(a.secret)).toEqual({ status: 200, body: '' });
 
-    const log = await s.rotor.store.events.list({ tokenId: a.id }, 100);
-    expect(log.map((e) => [e.type, e.reason])).toEqual([
-      ['created', null],
-      ['rotated', 'rotated'],
-      ['revoked', 'overlap_ended'],
-    ]);
-    // The holder revoked it by possession: the actor is the token itself.
-    expect(log[2]!.actor).toBe(a.id);
+      const g = await failure(api.getToken({ id: a.id }, a.secret));
+      expect(g.code).toBe(Code.Unauthenticated);
+      expect(g.rawMessage).toBe(MSG_OVERLAP_ENDED);
+      expect(await f.active(a.secret)).toBe(false);
 
-    // Revoking again is answered the same way and changes nothing (RFC 7009 §2.2).
-    expect(await oauthRevoke(a.secret)).toEqual({ status: 200, body: '' });
-    expect(await s.rotor.store.events.list({ tokenId: a.id }, 100)).toHaveLength(3);
+      const seen = await f.get(a.id);
+      expect(seen.state).toBe(TokenState.ROTATED);
+      expect(seen.revokeReason).toBe('rotated');
+      expect(seen.successorId).toBe(b.token!.id);
 
-    // The successor is untouched ...
-    expect((await api.getToken({ id: b.token!.id }, b.secret)).token!.state).toBe(TokenState.ACTIVE);
-    // ... and A is still subject to rule 3.
-    s.clock.advance(DEFAULT_GRACE_MS + 1_000);
-    const reuse = await failure(api.rotateToken({}, a.secret));
-    expect(reuse.code).toBe(Code.PermissionDenied);
-    expect(reuse.rawMessage).toBe(MSG_REUSE);
-    await expectFamilyRevokedForReuse(a.familyId, [a.secret, b.secret]);
-  });
+      const log = await s.rotor.store.events.list({ tokenId: a.id }, 100);
+      expect(log.map((e) => [e.type, e.reason])).toEqual([
+        ['created', null],
+        ['rotated', 'rotated'],
+        ['revoked', 'overlap_ended'],
+      ]);
+      // The holder revoked it by possession: the actor is the token itself.
+      expect(log[2]!.actor).toBe(a.id);
 
-  it('/oauth/revoke of an active token revokes it (the holder can still revoke what it holds)', async () => {
-    const a = await f.create(f.owner('svc'), { scopes: ['read'] });
-    expect(await oauthRevoke(a.secret)).toEqual({ status: 200, body: '' });
-    const seen = await f.get(a.id);
-    expect(seen.state).toBe(TokenState.REVOKED);
-    expect(seen.revokeReason).toBe('revoked');
-    const g = await failure(api.getToken({ id: a.id }, a.secret));
-    expect(g.code).toBe(Code.Unauthenticated);
-    expect(g.rawMessage).toBe(MSG_REVOKED);
-  });
+      // Revoking again is answered the same way and changes nothing (RFC 7009 §2.2).
+      expect(await oauthRevoke(a.secret)).toEqual({ status: 200, body: '' });
+      expect(await s.rotor.store.events.list({ tokenId: a.id }, 100)).toHaveLength(3);
 
-  it('a rotated token whose own expiry has passed, presented after the grace, is reuse (family revoked), not "expired"', async () => {
-    const a = await f.create(f.owner('svc'), { scopes: ['rotor:rotate', 'read'], lifetimeMs: 30_000, policy: { defaultLifetimeSeconds: 3600n } });
-    const b = await selfRotate(a.secret);
-    expect(ms(b.token!.expiresAt)).toBeGreaterThan(ms(a.token.expiresAt) + 30 * 60_000);
+      // The successor is untouched ...
+      expect((await api.getToken({ id: b.token!.id }, b.secret)).token!.state).toBe(TokenState.ACTIVE);
+      // ... and A is still subject to rule 3.
+      s.clock.advance(DEFAULT_GRACE_MS + 1_000);
+      const reuse = await failure(api.rotateToken({}, a.secret));
+      expect(reuse.code).toBe(Code.PermissionDenied);
+      expect(reuse.rawMessage).toBe(MSG_REUSE);
+      await expectFamilyRevokedForReuse(a.familyId, [a.secret, b.secret]);
+    });
 
-    s.clock.advance(31_000);
-    expect(s.clock.now()).toBeGreaterThan(ms(a.token.expiresAt));
-    // Rotation takes precedence over expiry in the derived state.
-    expect((await f.get(a.id)).state).toBe(TokenState.ROTATED);
+    it('/oauth/revoke of an active token revokes it (the holder can still revoke what it holds)', async () => {
+      const a = await f.create(f.owner('svc'), { scopes: ['read'] });
+      expect(await oauthRevoke(a.secret)).toEqual({ status: 200, body: '' });
+      const seen = await f.get(a.id);
+      expect(seen.state).toBe(TokenState.REVOKED);
+      expect(seen.revokeReason).toBe('revoked');
+      const g = await failure(api.getToken({ id: a.id }, a.secret));
+      expect(g.code).toBe(Code.Unauthenticated);
+      expect(g.rawMessage).toBe(MSG_REVOKED);
+    });
 
-    const reuse = await failure(api.rotateToken({}, a.secret));
-    expect(reuse.code).toBe(Code.PermissionDenied);
-    expect(reuse.rawMessage).toBe(MSG_REUSE);
-    await expectFamilyRevokedForReuse(a.familyId, [a.secret, b.secret]);
-  });
-});
+    it('a rotated token whose own expiry has passed, presented after the grace, is reuse (family revoked), not "expired"', async () => {
+      const a = await f.create(f.owner('svc'), {
+        scopes: ['rotor:rotate', 'read'],
+        lifetimeMs: 30_000,
+        policy: { defaultLifetimeSeconds: 3600n },
+      });
+      const b = await selfRotate(a.secret);
+      expect(ms(b.token!.expiresAt)).toBeGreaterThan(ms(a.token.expiresAt) + 30 * 60_000);
+
+      s.clock.advance(31_000);
+      expect(s.clock.now()).toBeGreaterThan(ms(a.token.expiresAt));
+      // Rotation takes precedence over expiry in the derived state.
+      expect((await f.get(a.id)).state).toBe(TokenState.ROTATED);
+
+      const reuse = await failure(api.rotateToken({}, a.secret));
+      expect(reuse.code).toBe(Code.PermissionDenied);
+      expect(reuse.rawMessage).toBe(MSG_REUSE);
+      await expectFamilyRevokedForReuse(a.familyId, [a.secret, b.secret]);
+    });
+  },
+);
 
 // ---------------------------------------------------------------------------------------------
 
@@ -585,11 +660,24 @@ describe.each(ENGINES)('rotation by id and overlap-window callers stay within th
 
   it('a rotated token inside its overlap window cannot create a token (a new family that reuse detection would not reach)', async () => {
     const owner = f.owner();
-    const a = await f.create(owner, { scopes: ['read', 'rotor:rotate'], lifetimeMs: 30 * DAY_MS, policy: { overlapSeconds: 60n } });
+    const a = await f.create(owner, {
+      scopes: ['read', 'rotor:rotate'],
+      lifetimeMs: 30 * DAY_MS,
+      policy: { overlapSeconds: 60n },
+    });
     const b = await api.rotateToken({}, a.secret);
     issuedSecrets.add(b.secret);
     const r = await failure(
-      api.createToken({ kind: TokenKind.SERVICE_ACCOUNT, ownerId: owner, name: 'spin-off', scopes: ['read', 'rotor:rotate'], expiresAt: inMs(s.clock.now(), 29 * DAY_MS) }, a.secret),
+      api.createToken(
+        {
+          kind: TokenKind.SERVICE_ACCOUNT,
+          ownerId: owner,
+          name: 'spin-off',
+          scopes: ['read', 'rotor:rotate'],
+          expiresAt: inMs(s.clock.now(), 29 * DAY_MS),
+        },
+        a.secret,
+      ),
     );
     expect(r.code).toBe(Code.PermissionDenied);
     expect(r.rawMessage).toBe('a rotated token may not create or manage tokens; use its successor');

@@ -36,7 +36,9 @@ describe.each(ENGINES)('rotor CLI, serve process, buf curl, and no secret at res
 
   beforeAll(async () => {
     ci = await startTestIssuer();
-    env.ROTOR_TRUST_CONFIG = writeTrustConfig({ issuers: [{ issuer: ci.issuer, jwks_uri: ci.jwksUri, audiences: ['rotor'], algorithms: ['ES256'] }] });
+    env.ROTOR_TRUST_CONFIG = writeTrustConfig({
+      issuers: [{ issuer: ci.issuer, jwks_uri: ci.jwksUri, audiences: ['rotor'], algorithms: ['ES256'] }],
+    });
     if (engine === 'postgres') {
       db = await scratchDatabase();
       env.ROTOR_DATABASE_URL = db.url;
@@ -44,7 +46,9 @@ describe.each(ENGINES)('rotor CLI, serve process, buf curl, and no secret at res
     const migrated = await runCli(['migrate'], env);
     expect(migrated.stderr).toBe('');
     expect(migrated.stdout).toContain('applied 20261127_001_core\n');
-    expect(migrated.stdout).toMatch(new RegExp(`^${engine} database is up to date \\(\\d+ migrations applied now\\)$`, 'm'));
+    expect(migrated.stdout).toMatch(
+      new RegExp(`^${engine} database is up to date \\(\\d+ migrations applied now\\)$`, 'm'),
+    );
     const again = await runCli(['migrate'], env);
     expect(again.stdout).toBe(`${engine} database is up to date (0 migrations applied now)\n`);
     const boot = await runCli(['bootstrap', '--owner', 'ops'], env);
@@ -72,7 +76,10 @@ describe.each(ENGINES)('rotor CLI, serve process, buf curl, and no secret at res
   });
 
   it('refuses an unknown --kind or --state with exit code 2, including inherited object keys', async () => {
-    for (const args of [['create', '--kind', 'constructor', '--owner', 'a', '--name', 'b'], ['list', '--state', 'toString']]) {
+    for (const args of [
+      ['create', '--kind', 'constructor', '--owner', 'a', '--name', 'b'],
+      ['list', '--state', 'toString'],
+    ]) {
       const r = await runCli(['token', ...args, '--server', server], { ROTOR_TOKEN: admin });
       expect(r.code).toBe(2);
       expect(r.stderr).toMatch(/^rotor: --(kind|state) must be one of /);
@@ -80,11 +87,35 @@ describe.each(ENGINES)('rotor CLI, serve process, buf curl, and no secret at res
   });
 
   it('creates, rotates (idempotently), lists, gets and revokes tokens with the CLI', async () => {
-    const created = await runCli(['token', 'create', '--server', server, '--kind', 'project', '--owner', 'proj-1', '--name', 'deploy', '--scope', 'rotor:rotate', '--scope', 'deploy', '--expires-in', '7d', '--json'], {
-      ROTOR_TOKEN: admin,
-    });
+    const created = await runCli(
+      [
+        'token',
+        'create',
+        '--server',
+        server,
+        '--kind',
+        'project',
+        '--owner',
+        'proj-1',
+        '--name',
+        'deploy',
+        '--scope',
+        'rotor:rotate',
+        '--scope',
+        'deploy',
+        '--expires-in',
+        '7d',
+        '--json',
+      ],
+      {
+        ROTOR_TOKEN: admin,
+      },
+    );
     expect(created.stderr).toBe('');
-    const { token, secret } = JSON.parse(created.stdout) as { token: { id: string; family_id: string; state: string }; secret: string };
+    const { token, secret } = JSON.parse(created.stdout) as {
+      token: { id: string; family_id: string; state: string };
+      secret: string;
+    };
     expect(token.state).toBe('active');
     expect(secret).toMatch(/^rtr_prj_/);
     secrets.push(secret);
@@ -97,8 +128,13 @@ describe.each(ENGINES)('rotor CLI, serve process, buf curl, and no secret at res
     expect(JSON.parse(retried.stdout)).toEqual(first);
     secrets.push(first.secret);
 
-    const list = await runCli(['token', 'list', '--server', server, '--family', token.family_id, '--json'], { ROTOR_TOKEN: admin });
-    const states = (JSON.parse(list.stdout) as { tokens: { id: string; state: string }[] }).tokens.map((t) => [t.id, t.state]);
+    const list = await runCli(['token', 'list', '--server', server, '--family', token.family_id, '--json'], {
+      ROTOR_TOKEN: admin,
+    });
+    const states = (JSON.parse(list.stdout) as { tokens: { id: string; state: string }[] }).tokens.map((t) => [
+      t.id,
+      t.state,
+    ]);
     expect(states).toEqual([
       [token.id, 'rotated'],
       [first.token.id, 'active'],
@@ -107,8 +143,14 @@ describe.each(ENGINES)('rotor CLI, serve process, buf curl, and no secret at res
     const human = await runCli(['token', 'get', first.token.id, '--server', server], { ROTOR_TOKEN: admin });
     expect(human.stdout).toMatch(/^state +active$/m);
 
-    const revoked = await runCli(['token', 'revoke', first.token.id, '--server', server, '--json'], { ROTOR_TOKEN: admin });
-    expect(JSON.parse(revoked.stdout)).toMatchObject({ id: first.token.id, state: 'revoked', revoke_reason: 'revoked' });
+    const revoked = await runCli(['token', 'revoke', first.token.id, '--server', server, '--json'], {
+      ROTOR_TOKEN: admin,
+    });
+    expect(JSON.parse(revoked.stdout)).toMatchObject({
+      id: first.token.id,
+      state: 'revoked',
+      revoke_reason: 'revoked',
+    });
 
     const denied = await runCli(['token', 'get', first.token.id, '--server', server], { ROTOR_TOKEN: first.secret });
     expect(denied.code).toBe(1);
@@ -117,14 +159,70 @@ describe.each(ENGINES)('rotor CLI, serve process, buf curl, and no secret at res
   }, 60_000);
 
   it('creates a token bound to a workload and rotates it with the workload JWT from a file', async () => {
-    const bind = ['--bind-issuer', ci.issuer, '--bind-subject', 'project_path:group/app:*', '--bind-audience', 'rotor', '--bind-claim', 'namespace_id=42'];
-    const half = await runCli(['token', 'create', '--server', server, '--owner', 'proj-2', '--name', 'b', '--expires-in', '1d', '--bind-issuer', ci.issuer], { ROTOR_TOKEN: admin });
-    expect([half.code, half.stderr]).toEqual([2, expect.stringContaining('--bind-issuer, --bind-subject and --bind-audience go together')]);
-    const created = await runCli(['token', 'create', '--server', server, '--kind', 'project', '--owner', 'proj-2', '--name', 'bound', '--scope', 'rotor:rotate', '--expires-in', '1d', ...bind, '--json'], { ROTOR_TOKEN: admin });
+    const bind = [
+      '--bind-issuer',
+      ci.issuer,
+      '--bind-subject',
+      'project_path:group/app:*',
+      '--bind-audience',
+      'rotor',
+      '--bind-claim',
+      'namespace_id=42',
+    ];
+    const half = await runCli(
+      [
+        'token',
+        'create',
+        '--server',
+        server,
+        '--owner',
+        'proj-2',
+        '--name',
+        'b',
+        '--expires-in',
+        '1d',
+        '--bind-issuer',
+        ci.issuer,
+      ],
+      { ROTOR_TOKEN: admin },
+    );
+    expect([half.code, half.stderr]).toEqual([
+      2,
+      expect.stringContaining('--bind-issuer, --bind-subject and --bind-audience go together'),
+    ]);
+    const created = await runCli(
+      [
+        'token',
+        'create',
+        '--server',
+        server,
+        '--kind',
+        'project',
+        '--owner',
+        'proj-2',
+        '--name',
+        'bound',
+        '--scope',
+        'rotor:rotate',
+        '--expires-in',
+        '1d',
+        ...bind,
+        '--json',
+      ],
+      { ROTOR_TOKEN: admin },
+    );
     expect(created.stderr).toBe('');
-    const { token, secret } = JSON.parse(created.stdout) as { token: { id: string; workload_binding: unknown }; secret: string };
+    const { token, secret } = JSON.parse(created.stdout) as {
+      token: { id: string; workload_binding: unknown };
+      secret: string;
+    };
     secrets.push(secret);
-    expect(token.workload_binding).toEqual({ issuer: ci.issuer, subject: 'project_path:group/app:*', audience: 'rotor', claims: { namespace_id: '42' } });
+    expect(token.workload_binding).toEqual({
+      issuer: ci.issuer,
+      subject: 'project_path:group/app:*',
+      audience: 'rotor',
+      claims: { namespace_id: '42' },
+    });
 
     const without = await runCli(['token', 'rotate', '--server', server], { ROTOR_TOKEN: secret });
     expect(without.code).toBe(1);
@@ -134,9 +232,14 @@ describe.each(ENGINES)('rotor CLI, serve process, buf curl, and no secret at res
     secrets.push(jwt);
     const jwtFile = join(mkdtempSync(join(tmpdir(), 'rotor-cli-jwt-')), 'id_token');
     writeFileSync(jwtFile, `${jwt}\n`, { mode: 0o600 });
-    const rotated = await runCli(['token', 'rotate', '--server', server, '--actor-token-file', jwtFile, '--json'], { ROTOR_TOKEN: secret });
+    const rotated = await runCli(['token', 'rotate', '--server', server, '--actor-token-file', jwtFile, '--json'], {
+      ROTOR_TOKEN: secret,
+    });
     expect(rotated.stderr).toBe('');
-    const next = JSON.parse(rotated.stdout) as { token: { previous_id: string; workload_binding: unknown }; secret: string };
+    const next = JSON.parse(rotated.stdout) as {
+      token: { previous_id: string; workload_binding: unknown };
+      secret: string;
+    };
     secrets.push(next.secret);
     expect(next.token.previous_id).toBe(token.id);
     expect(next.token.workload_binding).toEqual(token.workload_binding);
@@ -144,14 +247,36 @@ describe.each(ENGINES)('rotor CLI, serve process, buf curl, and no secret at res
   });
 
   it('answers buf curl over gRPC on the gRPC port and Connect on the HTTP port', async () => {
-    const health = await bufCurl(['--protocol', 'grpc', '--http2-prior-knowledge', `http://127.0.0.1:${serve.grpcPort}/rotor.v1.HealthService/Check`]);
+    const health = await bufCurl([
+      '--protocol',
+      'grpc',
+      '--http2-prior-knowledge',
+      `http://127.0.0.1:${serve.grpcPort}/rotor.v1.HealthService/Check`,
+    ]);
     expect(health.stderr).toBe('');
     expect(JSON.parse(health.stdout)).toEqual({ status: 'SERVING' });
 
-    const introspect = await bufCurl(['-H', `authorization: Bearer ${admin}`, '-d', JSON.stringify({ token: admin }), `${server}/rotor.v1.TokenService/IntrospectToken`]);
-    expect(JSON.parse(introspect.stdout)).toMatchObject({ active: true, ownerId: 'ops', scope: 'rotor:admin rotor:rotate rotor:introspect' });
+    const introspect = await bufCurl([
+      '-H',
+      `authorization: Bearer ${admin}`,
+      '-d',
+      JSON.stringify({ token: admin }),
+      `${server}/rotor.v1.TokenService/IntrospectToken`,
+    ]);
+    expect(JSON.parse(introspect.stdout)).toMatchObject({
+      active: true,
+      ownerId: 'ops',
+      scope: 'rotor:admin rotor:rotate rotor:introspect',
+    });
 
-    const bad = await bufCurl(['--protocol', 'grpc', '--http2-prior-knowledge', '-d', '{"token":"rtr_pat_nonsense"}', `http://127.0.0.1:${serve.grpcPort}/rotor.v1.TokenService/IntrospectToken`]);
+    const bad = await bufCurl([
+      '--protocol',
+      'grpc',
+      '--http2-prior-knowledge',
+      '-d',
+      '{"token":"rtr_pat_nonsense"}',
+      `http://127.0.0.1:${serve.grpcPort}/rotor.v1.TokenService/IntrospectToken`,
+    ]);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toContain('unauthenticated');
   });
@@ -159,17 +284,48 @@ describe.each(ENGINES)('rotor CLI, serve process, buf curl, and no secret at res
   it('leaves no issued secret in the database (SQLite files, PostgreSQL rows) or the server output', async () => {
     // Exercise the paths where a secret passes through: exchange, failures that carry secrets.
     const form = (body: Record<string, string>) =>
-      fetch(`${server}/oauth/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(body) });
-    const create = await runCli(['token', 'create', '--server', server, '--owner', 'svc', '--name', 'x', '--scope', 'rotor:rotate', '--expires-in', '1h', '--json'], { ROTOR_TOKEN: admin });
+      fetch(`${server}/oauth/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams(body),
+      });
+    const create = await runCli(
+      [
+        'token',
+        'create',
+        '--server',
+        server,
+        '--owner',
+        'svc',
+        '--name',
+        'x',
+        '--scope',
+        'rotor:rotate',
+        '--expires-in',
+        '1h',
+        '--json',
+      ],
+      { ROTOR_TOKEN: admin },
+    );
     const s1 = (JSON.parse(create.stdout) as { secret: string }).secret;
     secrets.push(s1);
-    const ok = (await (await form({ grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token: s1, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token' })).json()) as { access_token: string };
+    const ok = (await (
+      await form({
+        grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+        subject_token: s1,
+        subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+      })
+    ).json()) as { access_token: string };
     secrets.push(ok.access_token);
     const wrongGrant = await form({ grant_type: 'password', subject_token: ok.access_token });
     expect(wrongGrant.status).toBe(400);
     expect(await wrongGrant.text()).not.toContain(ok.access_token);
     await new Promise((r) => setTimeout(r, 100));
-    const reuse = await form({ grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token: s1, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token' });
+    const reuse = await form({
+      grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+      subject_token: s1,
+      subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+    });
     expect(reuse.status).toBe(400);
 
     expect(await serve.stop()).toBe(0);

@@ -60,130 +60,144 @@ interface EventRow {
   successor_id: string | null;
 }
 
-describe.each(ENGINES)('SIGKILL in the middle of a stream of rotations, restart, every family consistent, on %s', (engine) => {
-  const dataDir = mkdtempSync(join(tmpdir(), 'rotor-crash-'));
-  let db: ScratchDatabase | undefined;
-  let env: Record<string, string>;
-  let server: ServeProcess | undefined;
+describe.each(ENGINES)(
+  'SIGKILL in the middle of a stream of rotations, restart, every family consistent, on %s',
+  (engine) => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'rotor-crash-'));
+    let db: ScratchDatabase | undefined;
+    let env: Record<string, string>;
+    let server: ServeProcess | undefined;
 
-  beforeAll(async () => {
-    env = { ROTOR_DATA_DIR: dataDir, ROTOR_SECRET: randomBytes(32).toString('base64url'), ROTOR_LOG_LEVEL: 'info' };
-    if (engine === 'postgres') {
-      db = await scratchDatabase();
-      env.ROTOR_DATABASE_URL = db.url;
-    }
-  });
-  afterAll(async () => {
-    if (server && server.child.exitCode === null && server.child.signalCode === null) await server.stop();
-    rmSync(dataDir, { recursive: true, force: true });
-    await db?.drop();
-  });
+    beforeAll(async () => {
+      env = { ROTOR_DATA_DIR: dataDir, ROTOR_SECRET: randomBytes(32).toString('base64url'), ROTOR_LOG_LEVEL: 'info' };
+      if (engine === 'postgres') {
+        db = await scratchDatabase();
+        env.ROTOR_DATABASE_URL = db.url;
+      }
+    });
+    afterAll(async () => {
+      if (server && server.child.exitCode === null && server.child.signalCode === null) await server.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+      await db?.drop();
+    });
 
-  it(`${FAMILIES} families × ${PER_FAMILY} rotations, SIGKILL after ${KILL_AFTER}, restart on the same database`, async () => {
-    const boot = await runCli(['bootstrap', '--owner', 'ops'], env);
-    expect(boot.code).toBe(0);
-    const admin = boot.stdout.trim();
-    server = await startServe(env);
-    let api: Api = grpcApi(addressOf(server));
-
-    const families: { familyId: string; secret: string; done: number; retriedAfterFailure: number }[] = [];
-    for (let i = 0; i < FAMILIES; i++) {
-      const r = await api.createToken(
-        { kind: TokenKind.SERVICE_ACCOUNT, ownerId: `crash-${i}`, name: 'app', scopes: ['rotor:rotate'], expiresAt: inMs(Date.now(), 86_400_000) },
-        admin,
-      );
-      families.push({ familyId: r.token!.familyId, secret: r.secret, done: 0, retriedAfterFailure: 0 });
-    }
-
-    // One watcher per family, connected through the whole run: by family id or by owner id
-    // (the feed's two indexes), from the start of the log.
-    const selectionOf = (i: number) => (i % 2 === 0 ? { familyId: families[i]!.familyId } : { ownerId: `crash-${i}` });
-    const before: WatchStream[] = families.map((_, i) => api.watchExpiry({ ...selectionOf(i), afterSequence: 0n }, admin));
-    let resumed: WatchStream[] = [];
-
-    const clients: Api[] = [];
-    let total = 0;
-    let killed: Promise<void> | undefined;
-    const killAndRestart = async () => {
-      const old = server!;
-      const exited = new Promise((r) => old.child.once('exit', r));
-      old.child.kill('SIGKILL');
-      await exited;
-      expect(old.child.signalCode).toBe('SIGKILL');
-      // The streams of the killed process end; each watcher keeps the last sequence it received.
-      const ends = await Promise.all(before.map((w) => w.ended));
-      for (const f of ends) expect(f?.code).toBe(Code.Unavailable);
+    it(`${FAMILIES} families × ${PER_FAMILY} rotations, SIGKILL after ${KILL_AFTER}, restart on the same database`, async () => {
+      const boot = await runCli(['bootstrap', '--owner', 'ops'], env);
+      expect(boot.code).toBe(0);
+      const admin = boot.stdout.trim();
       server = await startServe(env);
-      clients.push(api);
-      api = grpcApi(addressOf(server));
-      // They resume on the new process at once, while the rotations go on.
-      resumed = before.map((w, i) => {
-        const last = events(w).at(-1)?.sequence ?? 0n;
-        return api.watchExpiry({ ...selectionOf(i), afterSequence: last }, admin);
-      });
-    };
+      let api: Api = grpcApi(addressOf(server));
 
-    /** One family's client: rotate, and after any transport failure retry with the same key. */
-    const drive = async (f: (typeof families)[number]) => {
-      let key: string | undefined;
-      while (f.done < PER_FAMILY) {
-        key ??= newKey();
-        try {
-          const r = await api.rotateToken({ idempotencyKey: key }, f.secret);
-          f.secret = r.secret;
-          f.done++;
-          key = undefined;
-          if (++total === KILL_AFTER) killed = killAndRestart();
-        } catch (e) {
-          if (!(e instanceof RpcFailure) || e.code !== Code.Unavailable) throw e;
-          f.retriedAfterFailure++;
-          await new Promise((r) => setTimeout(r, 20));
-        }
+      const families: { familyId: string; secret: string; done: number; retriedAfterFailure: number }[] = [];
+      for (let i = 0; i < FAMILIES; i++) {
+        const r = await api.createToken(
+          {
+            kind: TokenKind.SERVICE_ACCOUNT,
+            ownerId: `crash-${i}`,
+            name: 'app',
+            scopes: ['rotor:rotate'],
+            expiresAt: inMs(Date.now(), 86_400_000),
+          },
+          admin,
+        );
+        families.push({ familyId: r.token!.familyId, secret: r.secret, done: 0, retriedAfterFailure: 0 });
       }
-    };
-    await Promise.all(families.map(drive));
-    await killed;
-    expect(total).toBe(FAMILIES * PER_FAMILY);
-    // The kill happened mid-stream: some calls were in flight and had to be retried.
-    expect(families.reduce((n, f) => n + f.retriedAfterFailure, 0)).toBeGreaterThan(0);
 
-    // The restarted process serves every family's last secret as its active head.
-    for (const f of families) {
-      const seen = await api.introspectToken({ token: f.secret }, admin);
-      expect(seen.active).toBe(true);
-      expect(seen.familyId).toBe(f.familyId);
-    }
-
-    const { knex } = openDatabase({ url: env.ROTOR_DATABASE_URL ?? `sqlite://${join(dataDir, 'rotor.db')}` });
-    try {
-      // Every resuming watcher: what it got before the kill and after resuming is exactly the
-      // committed log of its selection, in order, with nothing missing and nothing twice.
-      expect(resumed).toHaveLength(FAMILIES);
-      for (const [i, f] of families.entries()) {
-        const log = (await knex<EventRow>('token_events').where({ family_id: f.familyId }).orderBy('sequence').pluck('sequence')).map(BigInt);
-        const top = log.at(-1)!;
-        await resumed[i]!.until((r) => r.some((e) => e.sequence === top), 20_000, `family ${i}'s last event`);
-        const got = [...events(before[i]!), ...events(resumed[i]!)].map((e) => e.sequence);
-        expect(got).toEqual(log);
-        expect(events(before[i]!).length).toBeGreaterThan(0);
-        expect(events(resumed[i]!).length).toBeGreaterThan(0);
-        resumed[i]!.cancel();
-      }
-      api.close();
-      for (const c of clients) c.close();
-      const gaps = await checkEveryFamily(knex, families);
-      const streamed = [before, resumed].map((ws) => ws.reduce((n, w) => n + events(w).length, 0));
-      console.info(
-        `crash test on ${engine}: ${total} rotations, ${families.reduce((n, f) => n + f.retriedAfterFailure, 0)} retried after the kill, ${gaps} unused sequence numbers in the event log; ` +
-          `${FAMILIES} watchers got ${streamed[0]} events before the kill and ${streamed[1]} after resuming`,
+      // One watcher per family, connected through the whole run: by family id or by owner id
+      // (the feed's two indexes), from the start of the log.
+      const selectionOf = (i: number) =>
+        i % 2 === 0 ? { familyId: families[i]!.familyId } : { ownerId: `crash-${i}` };
+      const before: WatchStream[] = families.map((_, i) =>
+        api.watchExpiry({ ...selectionOf(i), afterSequence: 0n }, admin),
       );
-      if (engine === 'sqlite') expect(gaps).toBe(0);
-    } finally {
-      await knex.destroy();
-    }
-    // About 6 s alone (two server starts, 300 rotations); the default 30 s is too close under load.
-  }, 90_000);
-});
+      let resumed: WatchStream[] = [];
+
+      const clients: Api[] = [];
+      let total = 0;
+      let killed: Promise<void> | undefined;
+      const killAndRestart = async () => {
+        const old = server!;
+        const exited = new Promise((r) => old.child.once('exit', r));
+        old.child.kill('SIGKILL');
+        await exited;
+        expect(old.child.signalCode).toBe('SIGKILL');
+        // The streams of the killed process end; each watcher keeps the last sequence it received.
+        const ends = await Promise.all(before.map((w) => w.ended));
+        for (const f of ends) expect(f?.code).toBe(Code.Unavailable);
+        server = await startServe(env);
+        clients.push(api);
+        api = grpcApi(addressOf(server));
+        // They resume on the new process at once, while the rotations go on.
+        resumed = before.map((w, i) => {
+          const last = events(w).at(-1)?.sequence ?? 0n;
+          return api.watchExpiry({ ...selectionOf(i), afterSequence: last }, admin);
+        });
+      };
+
+      /** One family's client: rotate, and after any transport failure retry with the same key. */
+      const drive = async (f: (typeof families)[number]) => {
+        let key: string | undefined;
+        while (f.done < PER_FAMILY) {
+          key ??= newKey();
+          try {
+            const r = await api.rotateToken({ idempotencyKey: key }, f.secret);
+            f.secret = r.secret;
+            f.done++;
+            key = undefined;
+            if (++total === KILL_AFTER) killed = killAndRestart();
+          } catch (e) {
+            if (!(e instanceof RpcFailure) || e.code !== Code.Unavailable) throw e;
+            f.retriedAfterFailure++;
+            await new Promise((r) => setTimeout(r, 20));
+          }
+        }
+      };
+      await Promise.all(families.map(drive));
+      await killed;
+      expect(total).toBe(FAMILIES * PER_FAMILY);
+      // The kill happened mid-stream: some calls were in flight and had to be retried.
+      expect(families.reduce((n, f) => n + f.retriedAfterFailure, 0)).toBeGreaterThan(0);
+
+      // The restarted process serves every family's last secret as its active head.
+      for (const f of families) {
+        const seen = await api.introspectToken({ token: f.secret }, admin);
+        expect(seen.active).toBe(true);
+        expect(seen.familyId).toBe(f.familyId);
+      }
+
+      const { knex } = openDatabase({ url: env.ROTOR_DATABASE_URL ?? `sqlite://${join(dataDir, 'rotor.db')}` });
+      try {
+        // Every resuming watcher: what it got before the kill and after resuming is exactly the
+        // committed log of its selection, in order, with nothing missing and nothing twice.
+        expect(resumed).toHaveLength(FAMILIES);
+        for (const [i, f] of families.entries()) {
+          const log = (
+            await knex<EventRow>('token_events').where({ family_id: f.familyId }).orderBy('sequence').pluck('sequence')
+          ).map(BigInt);
+          const top = log.at(-1)!;
+          await resumed[i]!.until((r) => r.some((e) => e.sequence === top), 20_000, `family ${i}'s last event`);
+          const got = [...events(before[i]!), ...events(resumed[i]!)].map((e) => e.sequence);
+          expect(got).toEqual(log);
+          expect(events(before[i]!).length).toBeGreaterThan(0);
+          expect(events(resumed[i]!).length).toBeGreaterThan(0);
+          resumed[i]!.cancel();
+        }
+        api.close();
+        for (const c of clients) c.close();
+        const gaps = await checkEveryFamily(knex, families);
+        const streamed = [before, resumed].map((ws) => ws.reduce((n, w) => n + events(w).length, 0));
+        console.info(
+          `crash test on ${engine}: ${total} rotations, ${families.reduce((n, f) => n + f.retriedAfterFailure, 0)} retried after the kill, ${gaps} unused sequence numbers in the event log; ` +
+            `${FAMILIES} watchers got ${streamed[0]} events before the kill and ${streamed[1]} after resuming`,
+        );
+        if (engine === 'sqlite') expect(gaps).toBe(0);
+      } finally {
+        await knex.destroy();
+      }
+      // About 6 s alone (two server starts, 300 rotations); the default 30 s is too close under load.
+    }, 90_000);
+  },
+);
 
 /** The events (not heartbeats) a watcher received. */
 function events(w: WatchStream) {
@@ -192,9 +206,14 @@ function events(w: WatchStream) {
 
 /** The checks of the file comment; returns how many sequence numbers the log skips. */
 async function checkEveryFamily(knex: Knex, families: { familyId: string; secret: string }[]): Promise<number> {
-  const allEvents = (await knex<EventRow>('token_events').select('*').orderBy('sequence')).map((e) => ({ ...e, sequence: Number(e.sequence) }));
+  const allEvents = (await knex<EventRow>('token_events').select('*').orderBy('sequence')).map((e) => ({
+    ...e,
+    sequence: Number(e.sequence),
+  }));
   for (const f of families) {
-    const rows = await knex<Row>('tokens').where({ family_id: f.familyId }).select('id', 'family_id', 'previous_id', 'successor_id', 'revoked_at', 'revoke_reason');
+    const rows = await knex<Row>('tokens')
+      .where({ family_id: f.familyId })
+      .select('id', 'family_id', 'previous_id', 'successor_id', 'revoked_at', 'revoke_reason');
     const byId = new Map(rows.map((r) => [r.id, r]));
     const heads = rows.filter((r) => r.revoked_at === null);
     // "Exactly one active head, or the whole family revoked by reuse": nothing here reuses a

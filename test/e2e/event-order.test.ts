@@ -38,7 +38,13 @@ describe.each(ENGINES)('watchers never pass an event that can still commit below
 
   async function token(name: string) {
     const r = await api.createToken(
-      { kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'order', name, scopes: ['read'], expiresAt: inMs(s.clock.now(), 86_400_000) },
+      {
+        kind: TokenKind.SERVICE_ACCOUNT,
+        ownerId: 'order',
+        name,
+        scopes: ['read'],
+        expiresAt: inMs(s.clock.now(), 86_400_000),
+      },
       s.adminSecret,
     );
     return r.token!.id;
@@ -82,7 +88,9 @@ describe.each(ENGINES)('watchers never pass an event that can still commit below
       await new Promise((r) => setTimeout(r, HOLD_MS));
       // Writers do not wait for each other on PostgreSQL (T2 usually committed by now; it queues
       // only behind a reader that is settling the log); on SQLite T2 waits for the one writer.
-      console.info(`on ${engine}: T2 ${t2Done ? 'committed' : 'still waiting'} while T1 was held open for ${HOLD_MS} ms`);
+      console.info(
+        `on ${engine}: T2 ${t2Done ? 'committed' : 'still waiting'} while T1 was held open for ${HOLD_MS} ms`,
+      );
       // The watcher disconnects now; it resumes after the last sequence it received.
       watcher.cancel();
       seen = [...watcher.received];
@@ -92,9 +100,9 @@ describe.each(ENGINES)('watchers never pass an event that can still commit below
     }
     await Promise.all([t1, t2]);
 
-    const log = (await s.rotor.store.events.forSelection({ kind: 'tokens', tokenIds: [x, y] }, start, Number.MAX_SAFE_INTEGER, 100)).map(
-      (e) => `${e.sequence}:${e.tokenId}`,
-    );
+    const log = (
+      await s.rotor.store.events.forSelection({ kind: 'tokens', tokenIds: [x, y] }, start, Number.MAX_SAFE_INTEGER, 100)
+    ).map((e) => `${e.sequence}:${e.tokenId}`);
     expect(log).toHaveLength(2);
     // X's event (T1) has the lower sequence: it was inserted first.
     expect(log[0]!.endsWith(`:${x}`)).toBe(true);
@@ -103,9 +111,13 @@ describe.each(ENGINES)('watchers never pass an event that can still commit below
     const resumed = api.watchExpiry({ tokenIds: [x, y], afterSequence: after }, s.adminSecret);
     // Bounded so that a missing event shows as the diff below rather than as a timeout; the replay
     // takes milliseconds, the bound only has to outlast a loaded machine.
-    await resumed.until((r) => seen.length + r.length >= log.length, 10_000, 'every logged event of X and Y').catch(() => undefined);
+    await resumed
+      .until((r) => seen.length + r.length >= log.length, 10_000, 'every logged event of X and Y')
+      .catch(() => undefined);
     resumed.cancel();
-    const got = [...seen, ...resumed.received].filter((e) => e.type !== ExpiryEventType.HEARTBEAT).map((e) => `${e.sequence}:${e.tokenId}`);
+    const got = [...seen, ...resumed.received]
+      .filter((e) => e.type !== ExpiryEventType.HEARTBEAT)
+      .map((e) => `${e.sequence}:${e.tokenId}`);
     expect(got).toEqual(log);
     // Why: while T1 was open, the log was settled only below T1's sequence, so the watcher got nothing.
     expect(seen).toEqual([]);

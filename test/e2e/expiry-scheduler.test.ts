@@ -30,7 +30,11 @@ describe.each(ENGINES)('expiry scheduler on %s', (backend) => {
     s = await startTestServer({ ROTOR_EXPIRY_SCAN_INTERVAL_MS: '0' }, { engine: backend });
     api = grpcApi(s);
     second = await openStore({ url: s.databaseUrl }, { ttlMs: 0, maxEntries: 1 });
-    other = new ExpiryScheduler(second.events, s.clock.now, quiet, { thresholdsSeconds: THRESHOLDS, intervalMs: 0, batchSize: 3 });
+    other = new ExpiryScheduler(second.events, s.clock.now, quiet, {
+      thresholdsSeconds: THRESHOLDS,
+      intervalMs: 0,
+      batchSize: 3,
+    });
   });
   afterEach(async () => {
     api?.close();
@@ -40,7 +44,13 @@ describe.each(ENGINES)('expiry scheduler on %s', (backend) => {
 
   async function token(lifetimeMs: number, owner: string) {
     const res = await api.createToken(
-      { kind: TokenKind.SERVICE_ACCOUNT, ownerId: owner, name: 'sched', scopes: ['rotor:rotate'], expiresAt: inMs(s.clock.now(), lifetimeMs) },
+      {
+        kind: TokenKind.SERVICE_ACCOUNT,
+        ownerId: owner,
+        name: 'sched',
+        scopes: ['rotor:rotate'],
+        expiresAt: inMs(s.clock.now(), lifetimeMs),
+      },
       s.adminSecret,
     );
     return { id: res.token!.id, secret: res.secret };
@@ -53,7 +63,8 @@ describe.each(ENGINES)('expiry scheduler on %s', (backend) => {
 
   /** Both schedulers, at the same time, `times` times. */
   async function scanAll(times = 3) {
-    for (let i = 0; i < times; i++) await Promise.all([s.rotor.expiry.scheduler.runOnce(), other.runOnce(), other.runOnce()]);
+    for (let i = 0; i < times; i++)
+      await Promise.all([s.rotor.expiry.scheduler.runOnce(), other.runOnce(), other.runOnce()]);
   }
 
   it('fires each threshold once per token, then EXPIRED once; rotated and revoked tokens get no later events', async () => {
@@ -95,15 +106,25 @@ describe.each(ENGINES)('expiry scheduler on %s', (backend) => {
       ]);
       expect(ev.every((e) => e.actor === 'scheduler')).toBe(true);
     }
-    for (const t of [rotated, revoked]) expect((await scheduled(t.id)).map((e) => e.thresholdSeconds)).toEqual([30 * 86400]);
+    for (const t of [rotated, revoked])
+      expect((await scheduled(t.id)).map((e) => e.thresholdSeconds)).toEqual([30 * 86400]);
     // The successor has its own schedule, each entry at most once.
     const own = (await scheduled(successor.token!.id)).map((e) => `${e.type}:${e.thresholdSeconds}`);
     expect(own.length).toBeGreaterThan(0);
     expect(new Set(own).size).toBe(own.length);
 
     // The unique keys the log holds are the ones the domain defines.
-    const keys = await s.rotor.store.knex('token_events').whereIn('token_id', plain.map((t) => t.id)).whereNotNull('unique_key').pluck('unique_key');
-    expect(new Set(keys)).toEqual(new Set(plain.flatMap((t) => [...THRESHOLDS.map((th) => expiringSoonKey(t.id, th)), expiredKey(t.id)])));
+    const keys = await s.rotor.store
+      .knex('token_events')
+      .whereIn(
+        'token_id',
+        plain.map((t) => t.id),
+      )
+      .whereNotNull('unique_key')
+      .pluck('unique_key');
+    expect(new Set(keys)).toEqual(
+      new Set(plain.flatMap((t) => [...THRESHOLDS.map((th) => expiringSoonKey(t.id, th)), expiredKey(t.id)])),
+    );
   });
 
   it('sends no threshold a token never crossed: a 2-day token gets 1d and 1h only', async () => {
@@ -123,7 +144,10 @@ describe.each(ENGINES)('expiry scheduler on %s', (backend) => {
     await scanAll(1);
     const before = await scheduled(t.id);
     expect(before.map((e) => e.thresholdSeconds)).toEqual([86400]);
-    const fresh = new ExpiryScheduler(second.events, s.clock.now, quiet, { thresholdsSeconds: THRESHOLDS, intervalMs: 0 });
+    const fresh = new ExpiryScheduler(second.events, s.clock.now, quiet, {
+      thresholdsSeconds: THRESHOLDS,
+      intervalMs: 0,
+    });
     expect(await fresh.runOnce()).toEqual({ expiringSoon: 0, expired: 0 });
     expect(await scheduled(t.id)).toEqual(before);
   });
@@ -132,22 +156,41 @@ describe.each(ENGINES)('expiry scheduler on %s', (backend) => {
 describe.each(ENGINES)('several schedulers with unequal batches, passes racing, on %s', (backend) => {
   it('write every due threshold: a batch cut short by another scheduler winning its rows does not end the pass', async () => {
     const s = await startTestServer({ ROTOR_EXPIRY_SCAN_INTERVAL_MS: '0' }, { engine: backend });
-    const stores = await Promise.all([0, 1, 2, 3].map(() => openStore({ url: s.databaseUrl }, { ttlMs: 0, maxEntries: 1 })));
+    const stores = await Promise.all(
+      [0, 1, 2, 3].map(() => openStore({ url: s.databaseUrl }, { ttlMs: 0, maxEntries: 1 })),
+    );
     const api = grpcApi(s);
     try {
       const N = 240;
       for (let i = 0; i < N; i++) {
-        await api.createToken({ kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'batch', name: `n${i}`, scopes: [], expiresAt: inMs(s.clock.now(), 2 * DAY + i * 1000) }, s.adminSecret);
+        await api.createToken(
+          {
+            kind: TokenKind.SERVICE_ACCOUNT,
+            ownerId: 'batch',
+            name: `n${i}`,
+            scopes: [],
+            expiresAt: inMs(s.clock.now(), 2 * DAY + i * 1000),
+          },
+          s.adminSecret,
+        );
       }
       const schedulers = [7, 13, 29, 61].map(
-        (batchSize, i) => new ExpiryScheduler(stores[i]!.events, s.clock.now, quiet, { thresholdsSeconds: [86400], intervalMs: 0, batchSize, maxBatchesPerPass: 100 }),
+        (batchSize, i) =>
+          new ExpiryScheduler(stores[i]!.events, s.clock.now, quiet, {
+            thresholdsSeconds: [86400],
+            intervalMs: 0,
+            batchSize,
+            maxBatchesPerPass: 100,
+          }),
       );
       await Promise.all(schedulers.map((x) => x.runOnce())); // nothing due yet: the marks are set
       for (let step = 0; step < 3; step++) {
         s.clock.advance(step === 0 ? DAY + 600_000 : 60_000);
         await Promise.all(schedulers.map((x) => x.runOnce()));
       }
-      const counted = (await s.rotor.store.knex('token_events').where({ type: 'expiring_soon' }).count({ n: '*' })) as { n: number | string }[];
+      const counted = (await s.rotor.store.knex('token_events').where({ type: 'expiring_soon' }).count({ n: '*' })) as {
+        n: number | string;
+      }[];
       expect(Number(counted[0]!.n)).toBe(N);
     } finally {
       api.close();

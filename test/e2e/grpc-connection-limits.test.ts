@@ -64,7 +64,8 @@ function track(socket: Socket, send: Buffer | undefined): Promise<RawConnection>
       if (send) socket.write(send);
       resolve(conn);
     };
-    if (socket.connecting || 'encrypted' in socket) socket.once(('encrypted' in socket ? 'secureConnect' : 'connect') as 'connect', ready);
+    if (socket.connecting || 'encrypted' in socket)
+      socket.once(('encrypted' in socket ? 'secureConnect' : 'connect') as 'connect', ready);
     else ready();
     // A connection refused before it connected (or a failed TLS handshake) still settles.
     socket.once('close', () => resolve(conn));
@@ -73,7 +74,10 @@ function track(socket: Socket, send: Buffer | undefined): Promise<RawConnection>
 
 /** A TCP connection to the gRPC port; `send` is written once it connects. */
 function raw(s: TestServer, send?: Buffer, localAddress?: string): Promise<RawConnection> {
-  return track(tcpConnect({ host: '127.0.0.1', port: s.rotor.grpcPort, ...(localAddress ? { localAddress } : {}) }), send);
+  return track(
+    tcpConnect({ host: '127.0.0.1', port: s.rotor.grpcPort, ...(localAddress ? { localAddress } : {}) }),
+    send,
+  );
 }
 
 /** Frame types in what the server sent (RFC 9113 §4.1: 9-byte headers, 24-bit length). */
@@ -90,7 +94,8 @@ function firstSettings(bytes: Buffer): Map<number, number> {
   const params = new Map<number, number>();
   for (let at = 0; at + 9 <= bytes.length; at += 9 + bytes.readUIntBE(at, 3)) {
     if (bytes[at + 3] !== SETTINGS) continue;
-    for (let p = at + 9; p + 6 <= at + 9 + bytes.readUIntBE(at, 3); p += 6) params.set(bytes.readUInt16BE(p), bytes.readUInt32BE(p + 2));
+    for (let p = at + 9; p + 6 <= at + 9 + bytes.readUIntBE(at, 3); p += 6)
+      params.set(bytes.readUInt16BE(p), bytes.readUInt32BE(p + 2));
     return params;
   }
   return params;
@@ -108,7 +113,13 @@ afterEach(() => {
 describe('gRPC port: handshake timeout (plain text)', () => {
   let s: TestServer;
   // The idle timeout stays at its default (minutes), so only the handshake timeout can cut these.
-  beforeAll(async () => void (s = await startTestServer({ ROTOR_GRPC_HANDSHAKE_TIMEOUT_MS: '300', ROTOR_GRPC_MAX_CONNECTIONS_PER_PEER: '0' })));
+  beforeAll(
+    async () =>
+      void (s = await startTestServer({
+        ROTOR_GRPC_HANDSHAKE_TIMEOUT_MS: '300',
+        ROTOR_GRPC_MAX_CONNECTIONS_PER_PEER: '0',
+      })),
+  );
   afterAll(async () => s?.stop());
 
   it('cuts connections that send nothing or only the preface magic, not one that sent its preface; a grpc-js call still succeeds', async () => {
@@ -150,7 +161,13 @@ describe('gRPC port: idle timeout', () => {
       const idle = await raw(s, PREFACE);
       await idle.closed;
       const t = await api.createToken(
-        { kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'idle-watch', name: 'w', scopes: ['read'], expiresAt: inMs(s.clock.now(), 3_600_000) },
+        {
+          kind: TokenKind.SERVICE_ACCOUNT,
+          ownerId: 'idle-watch',
+          name: 'w',
+          scopes: ['read'],
+          expiresAt: inMs(s.clock.now(), 3_600_000),
+        },
         s.adminSecret,
       );
       issuedSecrets.add(t.secret);
@@ -165,7 +182,13 @@ describe('gRPC port: idle timeout', () => {
 
 describe('gRPC port: connections per peer address', () => {
   let s: TestServer;
-  beforeAll(async () => void (s = await startTestServer({ ROTOR_GRPC_MAX_CONNECTIONS_PER_PEER: '3', ROTOR_GRPC_MAX_CONCURRENT_STREAMS: '7' })));
+  beforeAll(
+    async () =>
+      void (s = await startTestServer({
+        ROTOR_GRPC_MAX_CONNECTIONS_PER_PEER: '3',
+        ROTOR_GRPC_MAX_CONCURRENT_STREAMS: '7',
+      })),
+  );
   afterAll(async () => s?.stop());
 
   it('closes a peer’s connection past its limit at once; another address is served meanwhile', async () => {
@@ -203,7 +226,10 @@ describe('gRPC port: connections per peer address', () => {
 
 describe('gRPC port: process-wide connection cap', () => {
   let s: TestServer;
-  beforeAll(async () => void (s = await startTestServer({ ROTOR_GRPC_MAX_CONNECTIONS: '4', ROTOR_GRPC_MAX_CONNECTIONS_PER_PEER: '0' })));
+  beforeAll(
+    async () =>
+      void (s = await startTestServer({ ROTOR_GRPC_MAX_CONNECTIONS: '4', ROTOR_GRPC_MAX_CONNECTIONS_PER_PEER: '0' })),
+  );
   afterAll(async () => s?.stop());
 
   it('closes a connection past the cap whatever its address, and accepts again once one left', async () => {
@@ -226,11 +252,28 @@ describe('gRPC port: process-wide connection cap', () => {
 
 describe('gRPC port: handshake timeout over TLS', () => {
   let s: TestServer;
-  beforeAll(async () => void (s = await startTestServer({ ...TLS_ENV, ROTOR_GRPC_HANDSHAKE_TIMEOUT_MS: '300', ROTOR_GRPC_MAX_CONNECTIONS_PER_PEER: '0' })));
+  beforeAll(
+    async () =>
+      void (s = await startTestServer({
+        ...TLS_ENV,
+        ROTOR_GRPC_HANDSHAKE_TIMEOUT_MS: '300',
+        ROTOR_GRPC_MAX_CONNECTIONS_PER_PEER: '0',
+      })),
+  );
   afterAll(async () => s?.stop());
 
   it('cuts a connection that never starts TLS, and one that finishes TLS but sends only the preface magic; grpc-js over TLS works', async () => {
-    const tlsRaw = (send: Buffer) => track(tlsConnect({ host: '127.0.0.1', port: s.rotor.grpcPort, servername: 'localhost', ca: CA, ALPNProtocols: ['h2'] }), send);
+    const tlsRaw = (send: Buffer) =>
+      track(
+        tlsConnect({
+          host: '127.0.0.1',
+          port: s.rotor.grpcPort,
+          servername: 'localhost',
+          ca: CA,
+          ALPNProtocols: ['h2'],
+        }),
+        send,
+      );
     const complete = await tlsRaw(PREFACE);
     const noTls = await Promise.all(Array.from({ length: 10 }, () => raw(s)));
     const tlsMagic = await Promise.all(Array.from({ length: 10 }, () => tlsRaw(MAGIC)));
@@ -250,7 +293,13 @@ describe('gRPC port: handshake timeout over TLS', () => {
 
 describe('gRPC port: max connection age', () => {
   let s: TestServer;
-  beforeAll(async () => void (s = await startTestServer({ ROTOR_GRPC_MAX_CONNECTION_AGE_SECONDS: '3', ROTOR_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS: '1' })));
+  beforeAll(
+    async () =>
+      void (s = await startTestServer({
+        ROTOR_GRPC_MAX_CONNECTION_AGE_SECONDS: '3',
+        ROTOR_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS: '1',
+      })),
+  );
   afterAll(async () => s?.stop());
 
   it('ends a WatchExpiry stream with UNAVAILABLE, not silently; the client resumes by sequence on a new connection', async () => {
@@ -260,7 +309,13 @@ describe('gRPC port: max connection age', () => {
       const w = api.watchExpiry({ ownerId: owner }, s.adminSecret);
       await waitForWatchers(s, 1);
       const first = await api.createToken(
-        { kind: TokenKind.SERVICE_ACCOUNT, ownerId: owner, name: 'a', scopes: ['read'], expiresAt: inMs(s.clock.now(), 3_600_000) },
+        {
+          kind: TokenKind.SERVICE_ACCOUNT,
+          ownerId: owner,
+          name: 'a',
+          scopes: ['read'],
+          expiresAt: inMs(s.clock.now(), 3_600_000),
+        },
         s.adminSecret,
       );
       issuedSecrets.add(first.secret);
@@ -269,7 +324,13 @@ describe('gRPC port: max connection age', () => {
       expect(failure?.code).toBe(Code.Unavailable);
 
       const second = await api.createToken(
-        { kind: TokenKind.SERVICE_ACCOUNT, ownerId: owner, name: 'b', scopes: ['read'], expiresAt: inMs(s.clock.now(), 3_600_000) },
+        {
+          kind: TokenKind.SERVICE_ACCOUNT,
+          ownerId: owner,
+          name: 'b',
+          scopes: ['read'],
+          expiresAt: inMs(s.clock.now(), 3_600_000),
+        },
         s.adminSecret,
       );
       issuedSecrets.add(second.secret);

@@ -26,7 +26,11 @@ describe.each(ENGINES)('test harness: a real server on ephemeral ports on %s', (
 
   it('creates a token over gRPC and reads it over Connect', async () => {
     const g = grpcClient(TokenService, s.grpcAddress);
-    const res = (await g.call('createToken', { kind: TokenKind.PROJECT, ownerId: 'p1', name: 'n', scopes: ['read'], expiresAt: inMs(s.clock.now(), 3600_000) }, { token: s.adminSecret })) as {
+    const res = (await g.call(
+      'createToken',
+      { kind: TokenKind.PROJECT, ownerId: 'p1', name: 'n', scopes: ['read'], expiresAt: inMs(s.clock.now(), 3600_000) },
+      { token: s.adminSecret },
+    )) as {
       token: { id: string };
       secret: string;
     };
@@ -38,7 +42,10 @@ describe.each(ENGINES)('test harness: a real server on ephemeral ports on %s', (
 
   it('refuses a call without credentials on both ports', async () => {
     const g = grpcClient(TokenService, s.grpcAddress);
-    await expect(g.call('getToken', { id: 'tok_x' })).rejects.toMatchObject({ code: grpc.status.UNAUTHENTICATED, details: 'missing bearer token' });
+    await expect(g.call('getToken', { id: 'tok_x' })).rejects.toMatchObject({
+      code: grpc.status.UNAUTHENTICATED,
+      details: 'missing bearer token',
+    });
     g.close();
     const c = connectClient(TokenService, s.httpUrl);
     const err = await c.getToken({ id: 'tok_x' }).catch((e: unknown) => ConnectError.from(e));

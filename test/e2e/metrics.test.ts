@@ -13,7 +13,8 @@ import { inMs, issuedSecrets, startTestServer, waitForWatchers, type TestServer 
 
 type Scrape = Map<string, number>;
 
-const SAMPLE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*\})? (-?[0-9.e+-]+|NaN|\+Inf|-Inf)$/;
+const SAMPLE =
+  /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*\})? (-?[0-9.e+-]+|NaN|\+Inf|-Inf)$/;
 
 /** Parses the exposition strictly: every line is a HELP, a TYPE, or a sample of a declared family. */
 function parse(text: string): Scrape {
@@ -91,7 +92,16 @@ describe.each(ENGINES)('GET /metrics on %s', (engine) => {
 
   it('counts RPCs on both ports by method and code, unary durations, events by type and reason, OAuth routes; names no token', async () => {
     const before = (await scrape()).at;
-    const created = await grpc.createToken({ kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'svc-observed', name: 'm', scopes: ['rotor:rotate'], expiresAt: inMs(Date.now(), 3_600_000) }, s.adminSecret);
+    const created = await grpc.createToken(
+      {
+        kind: TokenKind.SERVICE_ACCOUNT,
+        ownerId: 'svc-observed',
+        name: 'm',
+        scopes: ['rotor:rotate'],
+        expiresAt: inMs(Date.now(), 3_600_000),
+      },
+      s.adminSecret,
+    );
     issuedSecrets.add(created.secret);
     const key = newKey();
     const rotated = await connect.rotateToken({ idempotencyKey: key }, created.secret);
@@ -112,13 +122,15 @@ describe.each(ENGINES)('GET /metrics on %s', (engine) => {
 
     const { text, at } = await scrape();
     const delta = (k: string) => value(at, k) - value(before, k);
-    const rpc = (method: string, code: string) => delta(`rotor_rpc_handled_total{method="rotor.v1.TokenService/${method}",code="${code}"}`);
+    const rpc = (method: string, code: string) =>
+      delta(`rotor_rpc_handled_total{method="rotor.v1.TokenService/${method}",code="${code}"}`);
     expect(rpc('CreateToken', 'ok')).toBe(1);
     expect(rpc('RotateToken', 'ok')).toBe(2);
     expect(rpc('RotateToken', 'permission_denied')).toBe(1);
     expect(rpc('GetToken', 'not_found')).toBe(1);
 
-    const events = (type: string, reason: string) => delta(`rotor_token_events_total{type="${type}",reason="${reason}"}`);
+    const events = (type: string, reason: string) =>
+      delta(`rotor_token_events_total{type="${type}",reason="${reason}"}`);
     expect(events('created', 'none')).toBe(1);
     expect(events('rotated', 'rotated')).toBe(1);
     expect(events('created', 'rotated')).toBe(1);
@@ -145,16 +157,36 @@ describe.each(ENGINES)('GET /metrics on %s', (engine) => {
     expect(ROTOR_VERSION).toMatch(/^\d+\.\d+\.\d+/);
     expect(value(at, `rotor_build_info{version="${ROTOR_VERSION}",engine="${engine}"}`)).toBe(1);
     expect(value(at, 'process_resident_memory_bytes')).toBeGreaterThan(10_000_000);
-    expect(value(at, 'rotor_token_cache_lookups_total{result="hit"}') + value(at, 'rotor_token_cache_lookups_total{result="miss"}')).toBeGreaterThan(0);
+    expect(
+      value(at, 'rotor_token_cache_lookups_total{result="hit"}') +
+        value(at, 'rotor_token_cache_lookups_total{result="miss"}'),
+    ).toBeGreaterThan(0);
 
     // Bounded labels only: no token id, family id, owner or secret appears.
-    for (const id of [created.token!.id, rotated.token!.id, created.token!.familyId, 'svc-observed', 'rotor:rotate', '127.0.0.1']) expect(text).not.toContain(id);
+    for (const id of [
+      created.token!.id,
+      rotated.token!.id,
+      created.token!.familyId,
+      'svc-observed',
+      'rotor:rotate',
+      '127.0.0.1',
+    ])
+      expect(text).not.toContain(id);
     expect(secretsIn(text, issuedSecrets)).toEqual([]);
   });
 
   it('WatchExpiry streams: open ones in the gauge, cancelled ones (either port) counted as canceled, one ended by a revocation by its code', async () => {
     const before = (await scrape()).at;
-    const created = await grpc.createToken({ kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'svc-watched', name: 'w', scopes: ['rotor:rotate'], expiresAt: inMs(Date.now(), 3_600_000) }, s.adminSecret);
+    const created = await grpc.createToken(
+      {
+        kind: TokenKind.SERVICE_ACCOUNT,
+        ownerId: 'svc-watched',
+        name: 'w',
+        scopes: ['rotor:rotate'],
+        expiresAt: inMs(Date.now(), 3_600_000),
+      },
+      s.adminSecret,
+    );
     issuedSecrets.add(created.secret);
     const byAdmin = grpc.watchExpiry({ ownerId: 'svc-watched', afterSequence: 0n }, s.adminSecret);
     const byAdminOverConnect = connect.watchExpiry({ ownerId: 'svc-watched', afterSequence: 0n }, s.adminSecret);
@@ -171,16 +203,30 @@ describe.each(ENGINES)('GET /metrics on %s', (engine) => {
     await waitForWatchers(s, 0);
 
     const { at } = await scrape();
-    const watch = (code: string) => value(at, `rotor_rpc_handled_total{method="rotor.v1.ExpiryService/WatchExpiry",code="${code}"}`) - value(before, `rotor_rpc_handled_total{method="rotor.v1.ExpiryService/WatchExpiry",code="${code}"}`);
+    const watch = (code: string) =>
+      value(at, `rotor_rpc_handled_total{method="rotor.v1.ExpiryService/WatchExpiry",code="${code}"}`) -
+      value(before, `rotor_rpc_handled_total{method="rotor.v1.ExpiryService/WatchExpiry",code="${code}"}`);
     // A cancelled stream is counted when its handler ends, which may come just after the feed let go of it.
-    await expect.poll(async () => value((await scrape()).at, 'rotor_rpc_handled_total{method="rotor.v1.ExpiryService/WatchExpiry",code="canceled"}') - value(before, 'rotor_rpc_handled_total{method="rotor.v1.ExpiryService/WatchExpiry",code="canceled"}')).toBe(2);
+    await expect
+      .poll(
+        async () =>
+          value(
+            (await scrape()).at,
+            'rotor_rpc_handled_total{method="rotor.v1.ExpiryService/WatchExpiry",code="canceled"}',
+          ) - value(before, 'rotor_rpc_handled_total{method="rotor.v1.ExpiryService/WatchExpiry",code="canceled"}'),
+      )
+      .toBe(2);
     expect(watch('unauthenticated')).toBe(1);
     expect(watch('unavailable')).toBe(0);
     expect(watch('ok')).toBe(0);
     expect(value(at, 'rotor_watch_streams')).toBe(0);
-    expect(value(at, 'rotor_watch_events_read_total') - value(before, 'rotor_watch_events_read_total')).toBeGreaterThanOrEqual(2);
+    expect(
+      value(at, 'rotor_watch_events_read_total') - value(before, 'rotor_watch_events_read_total'),
+    ).toBeGreaterThanOrEqual(2);
     // Streams are not timed.
-    expect([...at.keys()].some((k) => k.includes('WatchExpiry') && k.startsWith('rotor_rpc_duration_seconds'))).toBe(false);
+    expect([...at.keys()].some((k) => k.includes('WatchExpiry') && k.startsWith('rotor_rpc_duration_seconds'))).toBe(
+      false,
+    );
   });
 });
 
@@ -190,11 +236,21 @@ describe('GET /metrics with ROTOR_METRICS=token', () => {
     const grpc = grpcApi(s);
     try {
       const mint = async (scopes: string[]) => {
-        const r = await grpc.createToken({ kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'prometheus', name: 'scraper', scopes, expiresAt: inMs(Date.now(), 3_600_000) }, s.adminSecret);
+        const r = await grpc.createToken(
+          {
+            kind: TokenKind.SERVICE_ACCOUNT,
+            ownerId: 'prometheus',
+            name: 'scraper',
+            scopes,
+            expiresAt: inMs(Date.now(), 3_600_000),
+          },
+          s.adminSecret,
+        );
         issuedSecrets.add(r.secret);
         return r.secret;
       };
-      const get = (bearer?: string) => fetch(`${s.httpUrl}/metrics`, { headers: bearer ? { authorization: `Bearer ${bearer}` } : {} });
+      const get = (bearer?: string) =>
+        fetch(`${s.httpUrl}/metrics`, { headers: bearer ? { authorization: `Bearer ${bearer}` } : {} });
 
       const anonymous = await get();
       expect(anonymous.status).toBe(401);
@@ -203,9 +259,15 @@ describe('GET /metrics with ROTOR_METRICS=token', () => {
 
       const unscoped = await get(await mint(['rotor:rotate']));
       expect(unscoped.status).toBe(403);
-      expect(unscoped.headers.get('www-authenticate')).toBe('Bearer realm="rotor", error="insufficient_scope", error_description="reading metrics needs rotor:metrics or rotor:admin"');
+      expect(unscoped.headers.get('www-authenticate')).toBe(
+        'Bearer realm="rotor", error="insufficient_scope", error_description="reading metrics needs rotor:metrics or rotor:admin"',
+      );
       // Nothing of the metrics before authentication either.
-      expect(await unscoped.json()).toEqual({ error: 'insufficient_scope', error_description: 'reading metrics needs rotor:metrics or rotor:admin', rotor_error: 'insufficient_scope' });
+      expect(await unscoped.json()).toEqual({
+        error: 'insufficient_scope',
+        error_description: 'reading metrics needs rotor:metrics or rotor:admin',
+        rotor_error: 'insufficient_scope',
+      });
 
       const scraper = await get(await mint(['rotor:metrics', 'rotor:rotate']));
       expect(scraper.status).toBe(200);

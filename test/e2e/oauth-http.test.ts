@@ -29,7 +29,14 @@ describe.each(ENGINES)('OAuth HTTP endpoints with oauth4webapi as the client on 
 
   async function newToken(scopes = ['rotor:rotate', 'read', 'write'], policy = {}) {
     const c = connectClient(TokenService, s.httpUrl, s.adminSecret);
-    const res = await c.createToken({ kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'svc', name: 'deployer', scopes, expiresAt: inMs(s.clock.now(), 86400_000), policy });
+    const res = await c.createToken({
+      kind: TokenKind.SERVICE_ACCOUNT,
+      ownerId: 'svc',
+      name: 'deployer',
+      scopes,
+      expiresAt: inMs(s.clock.now(), 86400_000),
+      policy,
+    });
     issuedSecrets.add(res.secret);
     return res;
   }
@@ -41,7 +48,11 @@ describe.each(ENGINES)('OAuth HTTP endpoints with oauth4webapi as the client on 
 
   it('rotates a token through the RFC 8693 token-exchange grant', async () => {
     const { token, secret } = await newToken();
-    const result = await exchange({ subject_token: secret, subject_token_type: ACCESS_TOKEN, scope: 'rotor:rotate read' });
+    const result = await exchange({
+      subject_token: secret,
+      subject_token_type: ACCESS_TOKEN,
+      scope: 'rotor:rotate read',
+    });
     issuedSecrets.add(result.access_token);
     expect(result.token_type).toBe('bearer');
     expect(result.issued_token_type).toBe(ACCESS_TOKEN);
@@ -67,33 +78,65 @@ describe.each(ENGINES)('OAuth HTTP endpoints with oauth4webapi as the client on 
 
   it('answers RFC 6749 §5.2 errors that oauth4webapi surfaces as ResponseBodyError', async () => {
     const { secret } = await newToken(['rotor:rotate', 'read']);
-    const escalate = await exchange({ subject_token: secret, subject_token_type: ACCESS_TOKEN, scope: 'read admin' }).catch((e: unknown) => e);
+    const escalate = await exchange({
+      subject_token: secret,
+      subject_token_type: ACCESS_TOKEN,
+      scope: 'read admin',
+    }).catch((e: unknown) => e);
     expect(escalate).toBeInstanceOf(oauth.ResponseBodyError);
-    expect(escalate).toMatchObject({ status: 400, error: 'invalid_scope', error_description: 'requested scopes exceed the scopes held: admin' });
+    expect(escalate).toMatchObject({
+      status: 400,
+      error: 'invalid_scope',
+      error_description: 'requested scopes exceed the scopes held: admin',
+    });
 
     const missingType = await exchange({ subject_token: secret }).catch((e: unknown) => e);
-    expect(missingType).toMatchObject({ status: 400, error: 'invalid_request', error_description: 'subject_token_type is required' });
+    expect(missingType).toMatchObject({
+      status: 400,
+      error: 'invalid_request',
+      error_description: 'subject_token_type is required',
+    });
 
     const rotated = await exchange({ subject_token: secret, subject_token_type: ACCESS_TOKEN });
     issuedSecrets.add(rotated.access_token);
     const again = await exchange({ subject_token: secret, subject_token_type: ACCESS_TOKEN }).catch((e: unknown) => e);
     expect(again).toMatchObject({ status: 400, error: 'invalid_request' });
-    expect((again as oauth.ResponseBodyError).cause).toMatchObject({ rotor_error: 'already_rotated', successor_id: rotated.token_id });
+    expect((again as oauth.ResponseBodyError).cause).toMatchObject({
+      rotor_error: 'already_rotated',
+      successor_id: rotated.token_id,
+    });
   });
 
   it('introspects with a bearer credential (RFC 7662) and revokes by possession (RFC 7009)', async () => {
     const { token, secret } = await newToken();
     // Rotor authenticates introspection callers with a bearer token: a custom ClientAuth.
-    const bearer: oauth.ClientAuth = (_as, _client, _body, headers) => void headers.set('authorization', `Bearer ${s.adminSecret}`);
-    const live = await oauth.processIntrospectionResponse(as, client, await oauth.introspectionRequest(as, client, bearer, secret, opts));
-    expect(live).toMatchObject({ active: true, token_id: token!.id, sub: 'svc', token_type: 'Bearer', scope: 'rotor:rotate read write' });
+    const bearer: oauth.ClientAuth = (_as, _client, _body, headers) =>
+      void headers.set('authorization', `Bearer ${s.adminSecret}`);
+    const live = await oauth.processIntrospectionResponse(
+      as,
+      client,
+      await oauth.introspectionRequest(as, client, bearer, secret, opts),
+    );
+    expect(live).toMatchObject({
+      active: true,
+      token_id: token!.id,
+      sub: 'svc',
+      token_type: 'Bearer',
+      scope: 'rotor:rotate read write',
+    });
 
     await oauth.processRevocationResponse(await oauth.revocationRequest(as, client, oauth.None(), secret, opts));
-    const dead = await oauth.processIntrospectionResponse(as, client, await oauth.introspectionRequest(as, client, bearer, secret, opts));
+    const dead = await oauth.processIntrospectionResponse(
+      as,
+      client,
+      await oauth.introspectionRequest(as, client, bearer, secret, opts),
+    );
     expect(dead).toEqual({ active: false });
 
     // RFC 7009 §2.2: unknown tokens are answered 200 as well.
-    await expect(oauth.processRevocationResponse(await oauth.revocationRequest(as, client, oauth.None(), 'not-a-token', opts))).resolves.toBeUndefined();
+    await expect(
+      oauth.processRevocationResponse(await oauth.revocationRequest(as, client, oauth.None(), 'not-a-token', opts)),
+    ).resolves.toBeUndefined();
   });
 
   it('refuses introspection without a bearer credential with 401 and WWW-Authenticate', async () => {

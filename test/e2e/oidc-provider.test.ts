@@ -31,7 +31,13 @@ describe('oidc-provider JWT access tokens exchanged at /oauth/token with oauth4w
   it('the provider issues RFC 9068 JWT access tokens for the CI client', async () => {
     const jwt = await op.accessToken();
     expect(decodeProtectedHeader(jwt)).toMatchObject({ alg: 'ES256', typ: 'at+jwt' });
-    expect(decodeJwt(jwt)).toMatchObject({ iss: op.issuer, sub: op.clientId, aud: 'rotor', client_id: op.clientId, scope: 'deploy' });
+    expect(decodeJwt(jwt)).toMatchObject({
+      iss: op.issuer,
+      sub: op.clientId,
+      aud: 'rotor',
+      client_id: op.clientId,
+      scope: 'deploy',
+    });
   });
 
   describe.each(ENGINES)('Rotor on %s', (engine) => {
@@ -42,7 +48,15 @@ describe('oidc-provider JWT access tokens exchanged at /oauth/token with oauth4w
       const trust = writeTrustConfig({
         issuers: [{ issuer: op.issuer, discovery: true, audiences: ['rotor'], algorithms: ['ES256'], typ: 'at+jwt' }],
         federation: [
-          { issuer: op.issuer, subject: op.clientId, audience: 'rotor', claims: { client_id: op.clientId, scope: 'deploy' }, service_account: 'sa-ci', scopes: ['deploy', 'read'], max_lifetime_seconds: 900 },
+          {
+            issuer: op.issuer,
+            subject: op.clientId,
+            audience: 'rotor',
+            claims: { client_id: op.clientId, scope: 'deploy' },
+            service_account: 'sa-ci',
+            scopes: ['deploy', 'read'],
+            max_lifetime_seconds: 900,
+          },
         ],
       });
       s = await startTestServer({ ROTOR_TRUST_CONFIG: trust }, { engine });
@@ -81,7 +95,11 @@ describe('oidc-provider JWT access tokens exchanged at /oauth/token with oauth4w
       expect(info).toMatchObject({ active: true, ownerId: 'sa-ci', kind: TokenKind.SERVICE_ACCOUNT });
 
       const again = await rejected({ subject_token: jwt, subject_token_type: JWT_TYPE });
-      expect([again.status, again.error, again.error_description]).toEqual([400, 'invalid_request', 'subject_token has been used before (jti replay): request a fresh JWT']);
+      expect([again.status, again.error, again.error_description]).toEqual([
+        400,
+        'invalid_request',
+        'subject_token has been used before (jti replay): request a fresh JWT',
+      ]);
     });
 
     it('rotation of a bound token with the provider JWT as actor_token; the successor keeps the binding', async () => {
@@ -92,14 +110,26 @@ describe('oidc-provider JWT access tokens exchanged at /oauth/token with oauth4w
         name: 'deploy',
         scopes: ['rotor:rotate', 'deploy'],
         expiresAt: inMs(s.clock.now(), 86_400_000),
-        policy: { workloadBinding: { issuer: op.issuer, subject: op.clientId, audience: 'rotor', claims: { client_id: op.clientId } } },
+        policy: {
+          workloadBinding: {
+            issuer: op.issuer,
+            subject: op.clientId,
+            audience: 'rotor',
+            claims: { client_id: op.clientId },
+          },
+        },
       });
       issuedSecrets.add(created.secret);
 
       const without = await rejected({ subject_token: created.secret, subject_token_type: ACCESS_TOKEN });
       expect([without.status, without.error]).toEqual([400, 'invalid_request']);
 
-      const result = await exchange({ subject_token: created.secret, subject_token_type: ACCESS_TOKEN, actor_token: await op.accessToken(), actor_token_type: JWT_TYPE });
+      const result = await exchange({
+        subject_token: created.secret,
+        subject_token_type: ACCESS_TOKEN,
+        actor_token: await op.accessToken(),
+        actor_token_type: JWT_TYPE,
+      });
       const successor = (await admin.getToken({ id: result.token_id as string })).token!;
       expect(successor.policy?.workloadBinding).toMatchObject({ issuer: op.issuer, subject: op.clientId });
       expect((await admin.getToken({ id: created.token!.id })).token!.state).toBe(TokenState.ROTATED);

@@ -37,7 +37,9 @@ const THRESHOLDS = '3s,2s';
 const SCAN_MS = 200;
 const LIFETIME_MS = 5000;
 
-type Answer = { keyed: boolean; via: string; ok: true; id: string; secret: string } | { keyed: boolean; via: string; ok: false; error: unknown };
+type Answer =
+  | { keyed: boolean; via: string; ok: true; id: string; secret: string }
+  | { keyed: boolean; via: string; ok: false; error: unknown };
 
 describeOnPostgres('two rotor serve processes on one database on postgres', () => {
   let set: ReplicaSet;
@@ -65,7 +67,13 @@ describeOnPostgres('two rotor serve processes on one database on postgres', () =
 
   async function newToken(via: Api) {
     const r = await via.createToken(
-      { kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'svc-replicas', name: 'replicated app', scopes: ['rotor:rotate', 'read'], expiresAt: inMs(Date.now(), 86_400_000) },
+      {
+        kind: TokenKind.SERVICE_ACCOUNT,
+        ownerId: 'svc-replicas',
+        name: 'replicated app',
+        scopes: ['rotor:rotate', 'read'],
+        expiresAt: inMs(Date.now(), 86_400_000),
+      },
       set.adminSecret,
     );
     return { id: r.token!.id, familyId: r.token!.familyId, secret: r.secret };
@@ -94,7 +102,9 @@ describeOnPostgres('two rotor serve processes on one database on postgres', () =
     );
     const burstMs = Date.now() - t0;
     const answers: Answer[] = settled.map((r, i) =>
-      r.status === 'fulfilled' ? { ...r.value, ok: true } : { keyed: i % 2 === 0, via: replicas[i % replicas.length]![0], ok: false, error: r.reason },
+      r.status === 'fulfilled'
+        ? { ...r.value, ok: true }
+        : { keyed: i % 2 === 0, via: replicas[i % replicas.length]![0], ok: false, error: r.reason },
     );
     // The rules below assume the burst ran inside the reuse grace.
     expect(burstMs).toBeLessThan(GRACE_S * 1000);
@@ -138,7 +148,9 @@ describeOnPostgres('two rotor serve processes on one database on postgres', () =
     await new Promise((r) => setTimeout(r, Math.max(0, Math.max(t0, rotatedAt) + GRACE_S * 1000 + 300 - Date.now())));
     const reuse = await failure(b.rotateToken({}, t.secret));
     expect(reuse.code).toBe(Code.PermissionDenied);
-    expect(reuse.rawMessage).toBe('token was already rotated: reuse detected, every token of its family is now revoked');
+    expect(reuse.rawMessage).toBe(
+      'token was already rotated: reuse detected, every token of its family is now revoked',
+    );
     for (const m of await family(a, t.familyId)) {
       expect(m.state).toBe(TokenState.REVOKED);
       expect(m.revokeReason).toBe('reuse_detected');
@@ -171,7 +183,10 @@ describeOnPostgres('two rotor serve processes on one database on postgres', () =
         expect((await c.introspectToken({ token: t.secret }, set.adminSecret)).active).toBe(true);
         await a.revokeToken({ id: t.id }, set.adminSecret);
         const revokedAt = performance.now();
-        const [msB, msC] = await Promise.all([refusedAfter(b, t.secret, revokedAt), refusedAfter(c, t.secret, revokedAt)]);
+        const [msB, msC] = await Promise.all([
+          refusedAfter(b, t.secret, revokedAt),
+          refusedAfter(c, t.secret, revokedAt),
+        ]);
         viaB.push(msB);
         viaC.push(msC);
         // A, which made the write, refuses it at once.
@@ -182,7 +197,9 @@ describeOnPostgres('two rotor serve processes on one database on postgres', () =
     }
     // Each as "last served..refused by", ms after the revocation returned.
     const shown = (rs: Refusal[]) => rs.map((r) => `${r.servedUntil}..${r.refusedBy}`).join(', ');
-    console.info(`revocation through A honoured by B (LISTEN) after ${shown(viaB)} ms, by C (no LISTEN) after ${shown(viaC)} ms (cache TTL ${CACHE_TTL_MS} ms)`);
+    console.info(
+      `revocation through A honoured by B (LISTEN) after ${shown(viaB)} ms, by C (no LISTEN) after ${shown(viaC)} ms (cache TTL ${CACHE_TTL_MS} ms)`,
+    );
     // No call that started later than TTL + slack after the revocation was still answered from
     // the cache. (Not the time the refusal arrived: that adds the latency of the refusing call,
     // which a loaded machine may stretch without any cache serving too long.)
@@ -203,14 +220,20 @@ describeOnPostgres('two rotor serve processes on one database on postgres', () =
         await w.until((r) => r.length >= 1, 10_000, 'the snapshot');
         const t0 = performance.now();
         const rotated = await a.rotateToken({ idempotencyKey: newKey() }, t.secret);
-        const [, ev] = await w.until((r) => r.some((e) => e.type === ExpiryEventType.ROTATED), 5000, 'the rotation made through A');
+        const [, ev] = await w.until(
+          (r) => r.some((e) => e.type === ExpiryEventType.ROTATED),
+          5000,
+          'the rotation made through A',
+        );
         took.push(Math.round(performance.now() - t0));
         expect(ev).toMatchObject({ type: ExpiryEventType.ROTATED, tokenId: t.id, successorId: rotated.token!.id });
       } finally {
         w.cancel();
       }
     }
-    console.info(`rotation through A seen by a watcher on B after ${took.join(', ')} ms (from the RotateToken call; B's poll interval ${POLL_MS} ms)`);
+    console.info(
+      `rotation through A seen by a watcher on B after ${took.join(', ')} ms (from the RotateToken call; B's poll interval ${POLL_MS} ms)`,
+    );
     for (const ms of took) expect(ms).toBeLessThan(1000);
   });
 
@@ -219,7 +242,13 @@ describeOnPostgres('two rotor serve processes on one database on postgres', () =
     const tokens = await Promise.all(
       Array.from({ length: 10 }, async (_, i) => {
         const r = await (i % 2 ? a : b).createToken(
-          { kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'svc-expiring', name: `short ${i}`, scopes: ['read'], expiresAt: inMs(Date.now(), LIFETIME_MS) },
+          {
+            kind: TokenKind.SERVICE_ACCOUNT,
+            ownerId: 'svc-expiring',
+            name: `short ${i}`,
+            scopes: ['read'],
+            expiresAt: inMs(Date.now(), LIFETIME_MS),
+          },
           set.adminSecret,
         );
         return r.token!;
@@ -231,21 +260,51 @@ describeOnPostgres('two rotor serve processes on one database on postgres', () =
     const knex = knexFactory({ client: 'pg', connection: set.db.url, pool: { min: 0, max: 1 } });
     try {
       const scheduled = () =>
-        knex('token_events').whereIn('token_id', ids).whereIn('type', ['expiring_soon', 'expired']).select('token_id', 'type', 'threshold_seconds', 'unique_key');
+        knex('token_events')
+          .whereIn('token_id', ids)
+          .whereIn('type', ['expiring_soon', 'expired'])
+          .select('token_id', 'type', 'threshold_seconds', 'unique_key');
       // Every token expired, and both schedulers have passed over them several times since.
       await new Promise((r) => setTimeout(r, LIFETIME_MS + 6 * SCAN_MS + 500));
-      for (let i = 0; i < 50 && (await scheduled()).length < ids.length * 3; i++) await new Promise((r) => setTimeout(r, 100));
-      const rows = (await scheduled()) as { token_id: string; type: string; threshold_seconds: number | null; unique_key: string }[];
+      for (let i = 0; i < 50 && (await scheduled()).length < ids.length * 3; i++)
+        await new Promise((r) => setTimeout(r, 100));
+      const rows = (await scheduled()) as {
+        token_id: string;
+        type: string;
+        threshold_seconds: number | null;
+        unique_key: string;
+      }[];
       const got = rows.map((r) => `${r.token_id}:${r.type}:${r.threshold_seconds ?? ''}`).sort();
       const want = ids.flatMap((id) => [`${id}:expiring_soon:2`, `${id}:expiring_soon:3`, `${id}:expired:`]).sort();
       expect(got).toEqual(want);
       // Both schedulers ran passes (each logs what it wrote; the log line exists only when a pass wrote something).
-      const wrote = set.replicas.slice(0, 2).map((r) => r.output().split('\n').filter((l) => l.includes('"expiry events written"')).length);
-      console.info(`expiry events written by passes of A / B: ${wrote.join(' / ')} log lines; ${rows.length} events for ${ids.length} tokens`);
+      const wrote = set.replicas.slice(0, 2).map(
+        (r) =>
+          r
+            .output()
+            .split('\n')
+            .filter((l) => l.includes('"expiry events written"')).length,
+      );
+      console.info(
+        `expiry events written by passes of A / B: ${wrote.join(' / ')} log lines; ${rows.length} events for ${ids.length} tokens`,
+      );
       // The watcher got each of them once too.
-      await w.until((r) => r.filter((e) => e.type === ExpiryEventType.EXPIRED).length >= ids.length, 10_000, 'every EXPIRED');
-      const seen = w.received.filter((e) => e.type === ExpiryEventType.EXPIRING_SOON || e.type === ExpiryEventType.EXPIRED);
-      expect(seen.map((e) => `${e.tokenId}:${e.type === ExpiryEventType.EXPIRED ? 'expired' : 'expiring_soon'}:${e.threshold ? Number(e.threshold.seconds) : ''}`).sort()).toEqual(want);
+      await w.until(
+        (r) => r.filter((e) => e.type === ExpiryEventType.EXPIRED).length >= ids.length,
+        10_000,
+        'every EXPIRED',
+      );
+      const seen = w.received.filter(
+        (e) => e.type === ExpiryEventType.EXPIRING_SOON || e.type === ExpiryEventType.EXPIRED,
+      );
+      expect(
+        seen
+          .map(
+            (e) =>
+              `${e.tokenId}:${e.type === ExpiryEventType.EXPIRED ? 'expired' : 'expiring_soon'}:${e.threshold ? Number(e.threshold.seconds) : ''}`,
+          )
+          .sort(),
+      ).toEqual(want);
     } finally {
       w.cancel();
       await knex.destroy();

@@ -27,12 +27,35 @@ const quiet = { info() {}, warn() {}, error() {} };
 
 /** A server whose clock the test moves; no timer runs the scheduler or the retention job. */
 async function server(engine: 'sqlite' | 'postgres', env: Record<string, string> = {}) {
-  const s = await startTestServer({ ROTOR_EXPIRY_SCAN_INTERVAL_MS: '0', ROTOR_RETENTION_INTERVAL_MS: '0', ...env }, { engine });
+  const s = await startTestServer(
+    { ROTOR_EXPIRY_SCAN_INTERVAL_MS: '0', ROTOR_RETENTION_INTERVAL_MS: '0', ...env },
+    { engine },
+  );
   const api = grpcApi(s);
   // The bootstrap admin lives 30 days; the tests move the clock by months.
-  const admin = (await api.createToken({ kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'ops', name: 'long admin', scopes: ['rotor:admin'], expiresAt: inMs(s.clock.now(), 360 * DAY) }, s.adminSecret)).secret;
+  const admin = (
+    await api.createToken(
+      {
+        kind: TokenKind.SERVICE_ACCOUNT,
+        ownerId: 'ops',
+        name: 'long admin',
+        scopes: ['rotor:admin'],
+        expiresAt: inMs(s.clock.now(), 360 * DAY),
+      },
+      s.adminSecret,
+    )
+  ).secret;
   const create = async (lifetimeMs: number, owner = 'ret') => {
-    const r = await api.createToken({ kind: TokenKind.SERVICE_ACCOUNT, ownerId: owner, name: 'ret', scopes: ['rotor:rotate'], expiresAt: inMs(s.clock.now(), lifetimeMs) }, admin);
+    const r = await api.createToken(
+      {
+        kind: TokenKind.SERVICE_ACCOUNT,
+        ownerId: owner,
+        name: 'ret',
+        scopes: ['rotor:rotate'],
+        expiresAt: inMs(s.clock.now(), lifetimeMs),
+      },
+      admin,
+    );
     return { id: r.token!.id, familyId: r.token!.familyId, secret: r.secret };
   };
   const rotate = async (secret: string) => {
@@ -108,7 +131,11 @@ describe.each(ENGINES)('retention on %s', (engine) => {
 
     // A deleted family's secret is unknown now; a live family's rotated predecessor is still reuse.
     const unknown = await failure(t.api.rotateToken({ idempotencyKey: newKey() }, dead1.secret));
-    expect([unknown.code, unknown.meta('rotor-error'), unknown.rawMessage]).toEqual([Code.Unauthenticated, 'unauthenticated', 'bearer token is unknown']);
+    expect([unknown.code, unknown.meta('rotor-error'), unknown.rawMessage]).toEqual([
+      Code.Unauthenticated,
+      'unauthenticated',
+      'bearer token is unknown',
+    ]);
     const reuse = await failure(t.api.rotateToken({ idempotencyKey: newKey() }, live1.secret));
     expect([reuse.code, reuse.meta('rotor-error')]).toEqual([Code.PermissionDenied, 'reuse_detected']);
 
@@ -143,7 +170,11 @@ describe.each(ENGINES)('retention on %s', (engine) => {
       expect(w.received).toEqual([]);
 
       const ok = via.watchExpiry({ ownerId: 'ret', afterSequence: BigInt(mark) }, t.admin);
-      const events = await ok.until((e) => e.some((x) => x.tokenId === fresh.id && x.type === ExpiryEventType.REVOKED), 10_000, 'the replay after the mark');
+      const events = await ok.until(
+        (e) => e.some((x) => x.tokenId === fresh.id && x.type === ExpiryEventType.REVOKED),
+        10_000,
+        'the replay after the mark',
+      );
       expect(events.every((e) => e.sequence > BigInt(mark))).toBe(true);
       ok.cancel();
     }
@@ -206,7 +237,12 @@ describe.each(ENGINES)('retention on %s', (engine) => {
     const tok = await t.create(60 * DAY);
     /** The token's scheduler events as `sequence:key`: an event written again would show a new sequence. */
     const keyed = async () => {
-      const rows = (await s!.rotor.store.knex('token_events').where({ token_id: tok.id }).whereNotNull('unique_key').orderBy('sequence').select('sequence', 'unique_key')) as {
+      const rows = (await s!.rotor.store
+        .knex('token_events')
+        .where({ token_id: tok.id })
+        .whereNotNull('unique_key')
+        .orderBy('sequence')
+        .select('sequence', 'unique_key')) as {
         sequence: number | string;
         unique_key: string;
       }[];
@@ -223,23 +259,35 @@ describe.each(ENGINES)('retention on %s', (engine) => {
     expect(r.events).toBeGreaterThan(0);
     expect(await keyed()).toEqual(first);
     // A scheduler starting afresh (its first pass reads (now, now + 30d]) finds it there: nothing twice.
-    const fresh = new ExpiryScheduler(s.rotor.store.events, s.clock.now, quiet, { thresholdsSeconds: thresholds, intervalMs: 0 });
+    const fresh = new ExpiryScheduler(s.rotor.store.events, s.clock.now, quiet, {
+      thresholdsSeconds: thresholds,
+      intervalMs: 0,
+    });
     expect(await fresh.runOnce()).toEqual({ expiringSoon: 0, expired: 0 });
     expect(await keyed()).toEqual(first);
 
     // It expires unseen by the 1d threshold, so only EXPIRED is written, once however many scan.
     s.clock.advance(16 * DAY);
     await s.rotor.expiry.scheduler.runOnce();
-    await new ExpiryScheduler(s.rotor.store.events, s.clock.now, quiet, { thresholdsSeconds: thresholds, intervalMs: 0 }).runOnce();
+    await new ExpiryScheduler(s.rotor.store.events, s.clock.now, quiet, {
+      thresholdsSeconds: thresholds,
+      intervalMs: 0,
+    }).runOnce();
     const second = await keyed();
-    expect(second.map((k) => k.replace(/^\d+:/, ''))).toEqual([expiringSoonKey(tok.id, 30 * 86400), `expired:${tok.id}`]);
+    expect(second.map((k) => k.replace(/^\d+:/, ''))).toEqual([
+      expiringSoonKey(tok.id, 30 * 86400),
+      `expired:${tok.id}`,
+    ]);
     expect(second[0]).toBe(first[0]);
     const later = await t.create(DAY); // an event written after EXPIRED dates it
     s.clock.advance(14 * DAY); // the token ended 13 days ago: past the retention, with its events
     await s.rotor.retention.runOnce();
     expect((await tokenIds(s)).has(tok.id)).toBe(false);
     expect(await keyed()).toEqual([]);
-    await new ExpiryScheduler(s.rotor.store.events, s.clock.now, quiet, { thresholdsSeconds: thresholds, intervalMs: 0 }).runOnce();
+    await new ExpiryScheduler(s.rotor.store.events, s.clock.now, quiet, {
+      thresholdsSeconds: thresholds,
+      intervalMs: 0,
+    }).runOnce();
     expect(await keyed()).toEqual([]);
     expect((await tokenIds(s)).has(later.id)).toBe(false);
   });
@@ -306,7 +354,8 @@ describeOnPostgres('retention with two replicas on one database on postgres', ()
 
     // Passes racing on both replicas, several times: the totals are exactly what was there.
     const results: RetentionResult[] = [];
-    for (let i = 0; i < 3; i++) results.push(...(await Promise.all([a.runOnce(), b.runOnce(), b.runOnce(), a.runOnce()])));
+    for (let i = 0; i < 3; i++)
+      results.push(...(await Promise.all([a.runOnce(), b.runOnce(), b.runOnce(), a.runOnce()])));
     expect(results.reduce((n, r) => n + r.tokens, 0)).toBe(expectedTokens);
     expect(results.reduce((n, r) => n + r.events, 0)).toBe(expectedEvents);
     expect(await eventCount(s)).toBe(0);

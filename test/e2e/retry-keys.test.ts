@@ -16,7 +16,8 @@ import { connectApi, failure, grpcApi, newKey, type Api, type Wire } from '../su
 import { inMs, issuedSecrets, startTestServer, waitForWatchers, type TestServer } from '../support/server.js';
 
 const ALREADY_ROTATED = (id: string) => `token was already rotated; its successor is ${id}`;
-const WRONG_KEYS_REUSE = 'too many wrong idempotency keys for a rotated token: treated as reuse, every token of its family is now revoked';
+const WRONG_KEYS_REUSE =
+  'too many wrong idempotency keys for a rotated token: treated as reuse, every token of its family is now revoked';
 
 describe.each(withEngines<Wire>(['grpc', 'connect']))('retry keys over %s on %s', (wire, engine) => {
   let s: TestServer;
@@ -33,7 +34,13 @@ describe.each(withEngines<Wire>(['grpc', 'connect']))('retry keys over %s on %s'
 
   async function newToken() {
     const res = await api.createToken(
-      { kind: TokenKind.SERVICE_ACCOUNT, ownerId: `svc-${wire}`, name: 'keys', scopes: ['rotor:rotate'], expiresAt: inMs(s.clock.now(), 86_400_000) },
+      {
+        kind: TokenKind.SERVICE_ACCOUNT,
+        ownerId: `svc-${wire}`,
+        name: 'keys',
+        scopes: ['rotor:rotate'],
+        expiresAt: inMs(s.clock.now(), 86_400_000),
+      },
       s.adminSecret,
     );
     issuedSecrets.add(res.secret);
@@ -71,7 +78,8 @@ describe.each(withEngines<Wire>(['grpc', 'connect']))('retry keys over %s on %s'
     }
     const refused = (await eventsOf(a.id)).filter((e) => e.type === 'retry_refused');
     expect(refused).toHaveLength(MAX_REFUSED_RETRY_KEYS);
-    for (const e of refused) expect(e).toMatchObject({ successorId: b.id, reason: 'wrong_idempotency_key', actor: a.id });
+    for (const e of refused)
+      expect(e).toMatchObject({ successorId: b.id, reason: 'wrong_idempotency_key', actor: a.id });
     const watched = await replayLog(a.id);
     expect(watched.filter((e) => e.type === ExpiryEventType.RETRY_REFUSED)).toHaveLength(MAX_REFUSED_RETRY_KEYS);
 
@@ -80,7 +88,9 @@ describe.each(withEngines<Wire>(['grpc', 'connect']))('retry keys over %s on %s'
     expect(reuse.rawMessage).toBe(WRONG_KEYS_REUSE);
     expect(await stateOf(a.id)).toBe(TokenState.REVOKED);
     expect(await stateOf(b.id)).toBe(TokenState.REVOKED);
-    expect(s.logs.some((l) => l.includes('token reuse detected') && l.includes('"cause":"wrong_retry_keys"'))).toBe(true);
+    expect(s.logs.some((l) => l.includes('token reuse detected') && l.includes('"cause":"wrong_retry_keys"'))).toBe(
+      true,
+    );
   });
 
   it('requests without a key, and the right key, never count: the family stays intact after many of them', async () => {
@@ -109,7 +119,11 @@ describe.each(withEngines<Wire>(['grpc', 'connect']))('retry keys over %s on %s'
       const replayed = (await eventsOf(a.id)).filter((e) => e.type === 'replayed');
       expect(replayed).toHaveLength(1);
       expect(replayed[0]).toMatchObject({ successorId: b.id, reason: null, actor: a.id });
-      const seen = await w.until((es) => es.some((e) => e.type === ExpiryEventType.REPLAYED), 10_000, 'the REPLAYED event');
+      const seen = await w.until(
+        (es) => es.some((e) => e.type === ExpiryEventType.REPLAYED),
+        10_000,
+        'the REPLAYED event',
+      );
       const ev = seen.find((e) => e.type === ExpiryEventType.REPLAYED)!;
       expect(ev).toMatchObject({ tokenId: a.id, successorId: b.id, state: TokenState.ROTATED });
       expect(await stateOf(a.id)).toBe(TokenState.ROTATED);

@@ -74,7 +74,10 @@ describe('TLS on both ports', () => {
   it('HTTP port: Connect over HTTPS, OAuth metadata with an https issuer, plain HTTP refused', async () => {
     const transport = createConnectTransport({ baseUrl: https, httpVersion: '1.1', nodeOptions: { ca: CA } });
     const client = createClient(TokenService, transport);
-    const self = await client.introspectToken({ token: s.adminSecret }, { headers: { authorization: `Bearer ${s.adminSecret}` } });
+    const self = await client.introspectToken(
+      { token: s.adminSecret },
+      { headers: { authorization: `Bearer ${s.adminSecret}` } },
+    );
     expect(self.active).toBe(true);
 
     const meta = await httpsGet(`${https}/.well-known/oauth-authorization-server`);
@@ -88,14 +91,37 @@ describe('TLS on both ports', () => {
 
   it('the CLI reaches it with NODE_EXTRA_CA_CERTS, and not without', async () => {
     const env = { ROTOR_TOKEN: s.adminSecret, NODE_EXTRA_CA_CERTS: `${FIXTURES}/ca.pem` };
-    const created = await runCli(['token', 'create', '--server', https, '--kind', 'project', '--owner', 'tls-cli', '--name', 'n', '--scope', 'read', '--expires-in', '1h', '--json'], env);
+    const created = await runCli(
+      [
+        'token',
+        'create',
+        '--server',
+        https,
+        '--kind',
+        'project',
+        '--owner',
+        'tls-cli',
+        '--name',
+        'n',
+        '--scope',
+        'read',
+        '--expires-in',
+        '1h',
+        '--json',
+      ],
+      env,
+    );
     expect(created.stderr).toBe('');
     issuedSecrets.add((JSON.parse(created.stdout) as { secret: string }).secret);
     const r = await runCli(['token', 'list', '--server', https, '--owner', 'tls-cli', '--json'], env);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect((JSON.parse(r.stdout) as { tokens: { owner_id: string }[] }).tokens.map((t) => t.owner_id)).toEqual(['tls-cli']);
-    const untrusted = await runCli(['token', 'list', '--server', https, '--owner', 'tls-cli', '--json'], { ROTOR_TOKEN: s.adminSecret });
+    expect((JSON.parse(r.stdout) as { tokens: { owner_id: string }[] }).tokens.map((t) => t.owner_id)).toEqual([
+      'tls-cli',
+    ]);
+    const untrusted = await runCli(['token', 'list', '--server', https, '--owner', 'tls-cli', '--json'], {
+      ROTOR_TOKEN: s.adminSecret,
+    });
     expect(untrusted.code).not.toBe(0);
   });
 });
@@ -105,7 +131,14 @@ describe('shutdown over TLS', () => {
   // handshake held close() for the handshake timeout (Node's default 120 s; now 10 s).
   it('ends streams on both ports with UNAVAILABLE and cuts a connection stuck before its handshake', async () => {
     const s = await startTestServer(TLS_ENV);
-    const connect = createClient(ExpiryService, createConnectTransport({ baseUrl: `https://localhost:${s.rotor.httpPort}`, httpVersion: '1.1', nodeOptions: { ca: CA } }));
+    const connect = createClient(
+      ExpiryService,
+      createConnectTransport({
+        baseUrl: `https://localhost:${s.rotor.httpPort}`,
+        httpVersion: '1.1',
+        nodeOptions: { ca: CA },
+      }),
+    );
     const grpcExpiry = grpcClient(ExpiryService, s.grpcAddress, {}, grpc.credentials.createSsl(CA));
     const stuck = tcpConnect(s.rotor.httpPort, '127.0.0.1');
     const stuckClosed = new Promise((resolve) => stuck.once('close', resolve));

@@ -52,7 +52,24 @@ describe.each(ENGINES)('rotor watch end to end (real serve process) on %s', (eng
   });
 
   async function create(owner: string): Promise<{ id: string; family_id: string; secret: string }> {
-    const r = await runCli(['token', 'create', '--server', url(), '--owner', owner, '--name', 'w', '--scope', 'rotor:rotate', '--expires-in', '1h', '--json'], { ROTOR_TOKEN: admin });
+    const r = await runCli(
+      [
+        'token',
+        'create',
+        '--server',
+        url(),
+        '--owner',
+        owner,
+        '--name',
+        'w',
+        '--scope',
+        'rotor:rotate',
+        '--expires-in',
+        '1h',
+        '--json',
+      ],
+      { ROTOR_TOKEN: admin },
+    );
     const { token, secret } = JSON.parse(r.stdout) as { token: { id: string; family_id: string }; secret: string };
     secrets.push(secret);
     return { ...token, secret };
@@ -68,12 +85,34 @@ describe.each(ENGINES)('rotor watch end to end (real serve process) on %s', (eng
 
   it('prints JSON lines, and after a dropped connection resumes with after_sequence: the missed event once, no snapshot again, no duplicate', async () => {
     const t = await create('watch-json');
-    const w = startCli(['watch', '--family', t.family_id, '--snapshot', '--json', '--server', `http://127.0.0.1:${proxy.port}`, '--max-backoff', '1s'], { ROTOR_TOKEN: admin });
-    const lines = () => w.stdout().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Line);
+    const w = startCli(
+      [
+        'watch',
+        '--family',
+        t.family_id,
+        '--snapshot',
+        '--json',
+        '--server',
+        `http://127.0.0.1:${proxy.port}`,
+        '--max-backoff',
+        '1s',
+      ],
+      { ROTOR_TOKEN: admin },
+    );
+    const lines = () =>
+      w
+        .stdout()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Line);
     try {
-      await waitFor('the snapshot', () => lines().some((l) => l.type === 'SNAPSHOT' && l.token_id === t.id && l.state === 'active'));
+      await waitFor('the snapshot', () =>
+        lines().some((l) => l.type === 'SNAPSHOT' && l.token_id === t.id && l.state === 'active'),
+      );
       const s1 = await rotate(t.secret);
-      await waitFor('the first rotation', () => lines().some((l) => l.type === 'ROTATED' && l.token_id === t.id && l.successor_id === s1.id));
+      await waitFor('the first rotation', () =>
+        lines().some((l) => l.type === 'ROTATED' && l.token_id === t.id && l.successor_id === s1.id),
+      );
 
       // Cut the stream and keep the server unreachable through the proxy while the next rotation happens.
       proxy.paused = true;
@@ -81,9 +120,13 @@ describe.each(ENGINES)('rotor watch end to end (real serve process) on %s', (eng
       await waitFor('the watch to notice', () => w.stderr().includes('stream interrupted'));
       const s2 = await rotate(s1.secret);
       proxy.paused = false;
-      await waitFor('the missed rotation', () => lines().some((l) => l.type === 'ROTATED' && l.token_id === s1.id && l.successor_id === s2.id));
+      await waitFor('the missed rotation', () =>
+        lines().some((l) => l.type === 'ROTATED' && l.token_id === s1.id && l.successor_id === s2.id),
+      );
       const s3 = await rotate(s2.secret);
-      await waitFor('a live rotation after the resume', () => lines().some((l) => l.type === 'ROTATED' && l.token_id === s2.id && l.successor_id === s3.id));
+      await waitFor('a live rotation after the resume', () =>
+        lines().some((l) => l.type === 'ROTATED' && l.token_id === s2.id && l.successor_id === s3.id),
+      );
     } finally {
       w.child.kill('SIGTERM');
     }
@@ -93,7 +136,11 @@ describe.each(ENGINES)('rotor watch end to end (real serve process) on %s', (eng
     expect(new Set(seqs).size).toBe(seqs.length);
     // The requested snapshot of the first token came once (a successor's creation is logged as a SNAPSHOT of it).
     expect(all.filter((l) => l.type === 'SNAPSHOT' && l.token_id === t.id)).toHaveLength(1);
-    expect(all.filter((l) => l.type === 'ROTATED').map((l) => l.token_id)).toEqual([t.id, expect.any(String), expect.any(String)]);
+    expect(all.filter((l) => l.type === 'ROTATED').map((l) => l.token_id)).toEqual([
+      t.id,
+      expect.any(String),
+      expect.any(String),
+    ]);
     expect(seqs.slice(1)).toEqual([...seqs.slice(1)].sort((a, b) => a - b));
     expect(w.stderr()).toMatch(/reconnecting in \d+ ms after sequence \d+/);
     expect(secretsIn(w.stdout() + w.stderr(), secrets)).toEqual([]);
@@ -108,7 +155,9 @@ describe.each(ENGINES)('rotor watch end to end (real serve process) on %s', (eng
       w.child.kill('SIGTERM');
     }
     expect(await w.exited).toBe(0);
-    expect(w.stdout()).toMatch(new RegExp(`^\\S+Z #\\d+ SNAPSHOT ${t.id} family_id=${t.family_id} state=active expires_at=\\S+Z\\n$`));
+    expect(w.stdout()).toMatch(
+      new RegExp(`^\\S+Z #\\d+ SNAPSHOT ${t.id} family_id=${t.family_id} state=active expires_at=\\S+Z\\n$`),
+    );
   }, 60_000);
 
   it('exits 1 with the server’s reason on a refused credential or selection, 2 on bad flags', async () => {
@@ -122,7 +171,11 @@ describe.each(ENGINES)('rotor watch end to end (real serve process) on %s', (eng
     const threshold = await runCli(['watch', '--threshold', '5m', '--server', url()], { ROTOR_TOKEN: t.secret });
     expect(threshold.code).toBe(1);
     expect(threshold.stderr).toContain('not scheduled by this server');
-    for (const args of [['--after-sequence', '-1'], ['--threshold', '0s'], ['--owner', 'a', '--family', 'b']]) {
+    for (const args of [
+      ['--after-sequence', '-1'],
+      ['--threshold', '0s'],
+      ['--owner', 'a', '--family', 'b'],
+    ]) {
       const r = await runCli(['watch', ...args, '--server', url()], { ROTOR_TOKEN: t.secret });
       expect(r.code, args.join(' ')).toBe(2);
     }

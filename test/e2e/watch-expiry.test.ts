@@ -24,7 +24,12 @@ const WIRES: Wire[] = ['grpc', 'connect'];
 
 /** The event log of an owner after `after`, as (sequence, type) pairs in order. */
 async function logOf(s: TestServer, ownerId: string, after: number) {
-  const rows = await s.rotor.store.events.forSelection({ kind: 'owner', ownerId }, after, Number.MAX_SAFE_INTEGER, 10_000);
+  const rows = await s.rotor.store.events.forSelection(
+    { kind: 'owner', ownerId },
+    after,
+    Number.MAX_SAFE_INTEGER,
+    10_000,
+  );
   return rows.map((e) => `${e.sequence}:${e.type}:${e.tokenId}`);
 }
 
@@ -37,7 +42,9 @@ const TYPE_NAME: Record<number, string> = {
   [ExpiryEventType.EXPIRED]: 'expired',
 };
 const asLog = (events: ExpiryEvent[]) =>
-  events.filter((e) => e.type !== ExpiryEventType.HEARTBEAT).map((e) => `${e.sequence}:${TYPE_NAME[e.type]}:${e.tokenId}`);
+  events
+    .filter((e) => e.type !== ExpiryEventType.HEARTBEAT)
+    .map((e) => `${e.sequence}:${TYPE_NAME[e.type]}:${e.tokenId}`);
 
 describe.each(withEngines(WIRES))('WatchExpiry over %s on %s', (wire, engine) => {
   let s: TestServer;
@@ -123,24 +130,42 @@ describe.each(withEngines(WIRES))('WatchExpiry over %s on %s', (wire, engine) =>
     const rotated = await api.rotateToken({ idempotencyKey: newKey() }, t.secret);
     const successorId = rotated.token!.id;
     const ev = await own.next();
-    expect(ev).toMatchObject({ type: ExpiryEventType.ROTATED, tokenId: t.id, familyId: t.familyId, successorId, state: TokenState.ROTATED, reason: 'rotated' });
+    expect(ev).toMatchObject({
+      type: ExpiryEventType.ROTATED,
+      tokenId: t.id,
+      familyId: t.familyId,
+      successorId,
+      state: TokenState.ROTATED,
+      reason: 'rotated',
+    });
     expect(timestampMs(ev.expiresAt!)).toBeGreaterThan(s.clock.now());
     // Its bearer stopped authenticating with the rotation (no overlap window): the stream ends
     // right after the ROTATED event. (Awaited first: an event logged before the feed's next read
     // would reach the stream too, docs/watch-expiry.md.)
     const f = await own.ended;
-    expect([f?.code, f?.rawMessage]).toEqual([Code.Unauthenticated, 'bearer token has been rotated and its overlap window has ended; reconnect with a valid token']);
+    expect([f?.code, f?.rawMessage]).toEqual([
+      Code.Unauthenticated,
+      'bearer token has been rotated and its overlap window has ended; reconnect with a valid token',
+    ]);
     expect(own.received.map((e) => e.type)).toEqual([ExpiryEventType.ROTATED]);
     await api.revokeFamily({ familyId: t.familyId }, s.adminSecret);
     // Every member, the rotated one included, is revoked and gets its own FAMILY_REVOKED.
-    await fam.until((r) => r.filter((e) => e.type === ExpiryEventType.FAMILY_REVOKED).length === 2, 10_000, 'two FAMILY_REVOKED');
+    await fam.until(
+      (r) => r.filter((e) => e.type === ExpiryEventType.FAMILY_REVOKED).length === 2,
+      10_000,
+      'two FAMILY_REVOKED',
+    );
     const row = (e: ExpiryEvent) => [e.type, e.tokenId, e.state, e.reason];
     expect(fam.received.slice(0, 2).map(row)).toEqual([
       [ExpiryEventType.ROTATED, t.id, TokenState.ROTATED, 'rotated'],
       [ExpiryEventType.SNAPSHOT, successorId, TokenState.ACTIVE, 'rotated'],
     ]);
     expect(new Set(fam.received.slice(2).map((e) => JSON.stringify(row(e))))).toEqual(
-      new Set([t.id, successorId].map((id) => JSON.stringify([ExpiryEventType.FAMILY_REVOKED, id, TokenState.REVOKED, 'family_revoked']))),
+      new Set(
+        [t.id, successorId].map((id) =>
+          JSON.stringify([ExpiryEventType.FAMILY_REVOKED, id, TokenState.REVOKED, 'family_revoked']),
+        ),
+      ),
     );
     const seqs = fam.received.map((e) => e.sequence);
     expect([...seqs].sort((a, b) => (a < b ? -1 : 1))).toEqual(seqs);
@@ -155,7 +180,12 @@ describe.each(withEngines(WIRES))('WatchExpiry over %s on %s', (wire, engine) =>
     await w.until((r) => r.length >= 2, 10_000, 'two snapshots');
     const snaps = w.received.slice(0, 2);
     expect(snaps.every((e) => e.type === ExpiryEventType.SNAPSHOT)).toBe(true);
-    expect(new Map(snaps.map((e) => [e.tokenId, e.state]))).toEqual(new Map([[a.id, TokenState.ACTIVE], [b.id, TokenState.REVOKED]]));
+    expect(new Map(snaps.map((e) => [e.tokenId, e.state]))).toEqual(
+      new Map([
+        [a.id, TokenState.ACTIVE],
+        [b.id, TokenState.REVOKED],
+      ]),
+    );
     const position = snaps[0]!.sequence;
     expect(snaps[1]!.sequence).toBe(position);
     expect(position).toBe(BigInt(await s.rotor.store.events.latestSequence()));
@@ -184,7 +214,9 @@ describe.each(withEngines(WIRES))('WatchExpiry over %s on %s', (wire, engine) =>
       [ExpiryEventType.EXPIRING_SOON, 86400n],
       [ExpiryEventType.EXPIRING_SOON, 3600n],
     ]);
-    expect(hourOnly.received.map((e) => [e.type, e.threshold?.seconds, e.state])).toEqual([[ExpiryEventType.EXPIRING_SOON, 3600n, TokenState.ACTIVE]]);
+    expect(hourOnly.received.map((e) => [e.type, e.threshold?.seconds, e.state])).toEqual([
+      [ExpiryEventType.EXPIRING_SOON, 3600n, TokenState.ACTIVE],
+    ]);
     s.clock.advance(2 * HOUR);
     await s.rotor.expiry.scheduler.runOnce();
     const [, , expired] = await all.until((r) => r.length >= 3);
@@ -193,7 +225,10 @@ describe.each(withEngines(WIRES))('WatchExpiry over %s on %s', (wire, engine) =>
 
     const bad = watch({ thresholds: [{ seconds: 7200n }] }, s.adminSecret);
     const f = await bad.ended;
-    expect([f?.code, f?.rawMessage]).toEqual([Code.InvalidArgument, 'thresholds: 2h not scheduled by this server; allowed: 30d, 7d, 1d, 1h']);
+    expect([f?.code, f?.rawMessage]).toEqual([
+      Code.InvalidArgument,
+      'thresholds: 2h not scheduled by this server; allowed: 30d, 7d, 1d, 1h',
+    ]);
   });
 
   it('ends a stream once its bearer token is revoked, after the revocation event; streams of other bearers go on', async () => {
@@ -204,9 +239,18 @@ describe.each(withEngines(WIRES))('WatchExpiry over %s on %s', (wire, engine) =>
     await waitForWatchers(s, 2);
     await api.revokeToken({ id: mine.id }, s.adminSecret);
     const f = await own.ended;
-    expect([f?.code, f?.rawMessage]).toEqual([Code.Unauthenticated, 'bearer token has been revoked; reconnect with a valid token']);
-    expect(own.received.filter((e) => e.type !== ExpiryEventType.HEARTBEAT).map((e) => [e.type, e.tokenId])).toEqual([[ExpiryEventType.REVOKED, mine.id]]);
-    await admin.until((r) => r.some((e) => e.type === ExpiryEventType.REVOKED), 10_000, 'the revocation on the admin stream');
+    expect([f?.code, f?.rawMessage]).toEqual([
+      Code.Unauthenticated,
+      'bearer token has been revoked; reconnect with a valid token',
+    ]);
+    expect(own.received.filter((e) => e.type !== ExpiryEventType.HEARTBEAT).map((e) => [e.type, e.tokenId])).toEqual([
+      [ExpiryEventType.REVOKED, mine.id],
+    ]);
+    await admin.until(
+      (r) => r.some((e) => e.type === ExpiryEventType.REVOKED),
+      10_000,
+      'the revocation on the admin stream',
+    );
     expect(admin.done).toBe(false);
     await waitForWatchers(s, 1);
     // A new stream with the revoked token is refused when it opens.
@@ -221,30 +265,66 @@ describe.each(withEngines(WIRES))('WatchExpiry over %s on %s', (wire, engine) =>
     await waitForWatchers(s, 1);
     s.clock.advance(HOUR);
     const f = await own.ended;
-    expect([f?.code, f?.rawMessage]).toEqual([Code.Unauthenticated, 'bearer token has expired; reconnect with a valid token']);
+    expect([f?.code, f?.rawMessage]).toEqual([
+      Code.Unauthenticated,
+      'bearer token has expired; reconnect with a valid token',
+    ]);
   });
 
   it('refuses bad selections with a clear code and message', async () => {
     const mine = await create(`sel-${wire}`, 10 * DAY, ['rotor:rotate']);
     const other = await create(`sel-other-${wire}`);
     const cases: [Parameters<Api['watchExpiry']>[0], string | undefined, Code, string][] = [
-      [{ ownerId: 'x', familyId: mine.familyId }, s.adminSecret, Code.InvalidArgument, 'set at most one of token_ids, owner_id, family_id'],
+      [
+        { ownerId: 'x', familyId: mine.familyId },
+        s.adminSecret,
+        Code.InvalidArgument,
+        'set at most one of token_ids, owner_id, family_id',
+      ],
       [{ tokenIds: ['nope'] }, s.adminSecret, Code.InvalidArgument, 'token_ids: is not a valid id'],
       [{ tokenIds: ['tok_unknown1'] }, s.adminSecret, Code.NotFound, 'token tok_unknown1 not found'],
       [{ familyId: 'fam_unknown1' }, s.adminSecret, Code.NotFound, 'family fam_unknown1 not found'],
-      [{ thresholds: [{ seconds: 0n }] }, s.adminSecret, Code.InvalidArgument, 'thresholds: each must be a positive whole number of seconds'],
-      [{ thresholds: [{ seconds: 3600n, nanos: 5 }] }, s.adminSecret, Code.InvalidArgument, 'thresholds: each must be a positive whole number of seconds'],
+      [
+        { thresholds: [{ seconds: 0n }] },
+        s.adminSecret,
+        Code.InvalidArgument,
+        'thresholds: each must be a positive whole number of seconds',
+      ],
+      [
+        { thresholds: [{ seconds: 3600n, nanos: 5 }] },
+        s.adminSecret,
+        Code.InvalidArgument,
+        'thresholds: each must be a positive whole number of seconds',
+      ],
       // Past 2^53 a sequence is no JavaScript integer; the largest uint64 and the first unsafe value.
       [{ afterSequence: 2n ** 64n - 1n }, s.adminSecret, Code.InvalidArgument, 'after_sequence is out of range'],
       [{ afterSequence: 2n ** 53n }, s.adminSecret, Code.InvalidArgument, 'after_sequence is out of range'],
-      [{ tokenIds: [other.id] }, mine.secret, Code.PermissionDenied, 'watching tokens of another owner needs rotor:admin'],
-      [{ ownerId: `sel-other-${wire}` }, mine.secret, Code.PermissionDenied, 'watching tokens of another owner needs rotor:admin'],
-      [{ familyId: other.familyId }, mine.secret, Code.PermissionDenied, 'watching tokens of another owner needs rotor:admin'],
+      [
+        { tokenIds: [other.id] },
+        mine.secret,
+        Code.PermissionDenied,
+        'watching tokens of another owner needs rotor:admin',
+      ],
+      [
+        { ownerId: `sel-other-${wire}` },
+        mine.secret,
+        Code.PermissionDenied,
+        'watching tokens of another owner needs rotor:admin',
+      ],
+      [
+        { familyId: other.familyId },
+        mine.secret,
+        Code.PermissionDenied,
+        'watching tokens of another owner needs rotor:admin',
+      ],
       [{}, undefined, Code.Unauthenticated, 'missing bearer token'],
     ];
     for (const [req, bearer, code, message] of cases) {
       const f = await watch(req, bearer).ended;
-      expect([f?.code, f?.rawMessage], JSON.stringify(req, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))).toEqual([code, message]);
+      expect(
+        [f?.code, f?.rawMessage],
+        JSON.stringify(req, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v)),
+      ).toEqual([code, message]);
     }
     // Its own owner's tokens are fine for a non-admin.
     const ok = watch({ ownerId: `sel-${wire}` }, mine.secret);
@@ -260,7 +340,13 @@ describe.each(ENGINES)('WatchExpiry over gRPC-Web on the HTTP port on %s', (engi
     const abort = new AbortController();
     try {
       const created = await api.createToken(
-        { kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'web', name: 'w', scopes: ['rotor:rotate'], expiresAt: inMs(s.clock.now(), DAY) },
+        {
+          kind: TokenKind.SERVICE_ACCOUNT,
+          ownerId: 'web',
+          name: 'w',
+          scopes: ['rotor:rotate'],
+          expiresAt: inMs(s.clock.now(), DAY),
+        },
         s.adminSecret,
       );
       const client = connectClient(ExpiryService, s.httpUrl, s.adminSecret, { grpcWeb: true, binary: true });
@@ -296,7 +382,10 @@ describe.each(withEngines(WIRES))('shutdown over %s on %s', (wire, engine) => {
       await s.stop(600_000);
       const ends = await Promise.all(streams.map((w) => w.ended));
       expect(ends.map((f) => [f?.code, f?.rawMessage])).toEqual(
-        streams.map(() => [Code.Unavailable, 'server is shutting down; reconnect with after_sequence set to the last sequence received']),
+        streams.map(() => [
+          Code.Unavailable,
+          'server is shutting down; reconnect with after_sequence set to the last sequence received',
+        ]),
       );
     } finally {
       api.close();

@@ -49,12 +49,20 @@ describe.each(ENGINES)('WatchExpiry fan-out on %s', (engine) => {
   it(`${STREAMS} streams all receive a rotation; a stalled one delays nobody and ends with RESOURCE_EXHAUSTED`, async () => {
     const api = apis[0]!;
     const target = await api.createToken(
-      { kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'fleet', name: 'shared', scopes: ['rotor:rotate'], expiresAt: inMs(s.clock.now(), 10 * DAY) },
+      {
+        kind: TokenKind.SERVICE_ACCOUNT,
+        ownerId: 'fleet',
+        name: 'shared',
+        scopes: ['rotor:rotate'],
+        expiresAt: inMs(s.clock.now(), 10 * DAY),
+      },
       s.adminSecret,
     );
     const stalled = api.watchExpiry({ ownerId: 'stall' }, s.adminSecret);
     stalled.pause();
-    const streams: WatchStream[] = Array.from({ length: STREAMS }, (_, i) => apis[i % apis.length]!.watchExpiry({ tokenIds: [target.token!.id] }, s.adminSecret));
+    const streams: WatchStream[] = Array.from({ length: STREAMS }, (_, i) =>
+      apis[i % apis.length]!.watchExpiry({ tokenIds: [target.token!.id] }, s.adminSecret),
+    );
     await waitForWatchers(s, STREAMS + 1, 20_000);
 
     // Flood the stalled watcher's selection until its buffer overflows (it leaves the feed).
@@ -63,8 +71,14 @@ describe.each(ENGINES)('WatchExpiry fan-out on %s', (engine) => {
     while (s.rotor.expiry.feed.watchers > STREAMS && flooded < 20_000) {
       for (let i = 0; i < 200; i++, flooded++) {
         await createToken(s.rotor.app, caller, {
-          kind: 'service_account', ownerId: 'stall', name: `n${flooded}`, description: '', scopes: [], audiences: [],
-          expiresAt: s.clock.now() + DAY, policy: {},
+          kind: 'service_account',
+          ownerId: 'stall',
+          name: `n${flooded}`,
+          description: '',
+          scopes: [],
+          audiences: [],
+          expiresAt: s.clock.now() + DAY,
+          policy: {},
         });
       }
       await new Promise((r) => setTimeout(r, 50));
@@ -77,7 +91,9 @@ describe.each(ENGINES)('WatchExpiry fan-out on %s', (engine) => {
     const rotated = await api.rotateToken({ idempotencyKey: newKey() }, target.secret);
     await waitFor('every stream to receive the rotation', () => streams.every((w) => w.received.length >= 1), 20_000);
     for (const w of streams) {
-      expect(w.received.map((e) => [e.type, e.tokenId, e.successorId])).toEqual([[ExpiryEventType.ROTATED, target.token!.id, rotated.token!.id]]);
+      expect(w.received.map((e) => [e.type, e.tokenId, e.successorId])).toEqual([
+        [ExpiryEventType.ROTATED, target.token!.id, rotated.token!.id],
+      ]);
       expect(w.done).toBe(false);
     }
     // Cancelled calls leave the feed (the stalled watcher left when it overflowed).
@@ -130,7 +146,10 @@ describe.each(withEngines(['grpc', 'connect'] as const))('heartbeats over %s on 
 
 describe.each(ENGINES)('shutdown with a stalled stream on %s', (engine) => {
   it('does not wait the grace period for a client that stopped reading', async () => {
-    const s = await startTestServer({ ROTOR_WATCH_BUFFER_EVENTS: '16', ROTOR_EXPIRY_SCAN_INTERVAL_MS: '0' }, { engine });
+    const s = await startTestServer(
+      { ROTOR_WATCH_BUFFER_EVENTS: '16', ROTOR_EXPIRY_SCAN_INTERVAL_MS: '0' },
+      { engine },
+    );
     const api = grpcApi(s);
     try {
       const stalled = api.watchExpiry({ ownerId: 'stall' }, s.adminSecret);
@@ -140,8 +159,14 @@ describe.each(ENGINES)('shutdown with a stalled stream on %s', (engine) => {
       const caller = await authenticate(s.rotor.app, { authorization: `Bearer ${s.adminSecret}`, peer: null });
       for (let i = 0; i < 2000 && s.rotor.expiry.feed.watchers > 0; i++) {
         await createToken(s.rotor.app, caller, {
-          kind: 'service_account', ownerId: 'stall', name: `n${i}`, description: '', scopes: [], audiences: [],
-          expiresAt: s.clock.now() + DAY, policy: {},
+          kind: 'service_account',
+          ownerId: 'stall',
+          name: `n${i}`,
+          description: '',
+          scopes: [],
+          audiences: [],
+          expiresAt: s.clock.now() + DAY,
+          policy: {},
         });
         if (i % 100 === 99) await new Promise((r) => setTimeout(r, 20));
       }

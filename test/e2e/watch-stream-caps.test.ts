@@ -48,7 +48,10 @@ describe.each(withEngines(['grpc', 'connect'] as const))('WatchExpiry stream cap
 
   /** A token with no scope at all, of `ownerId` (a fresh owner when omitted). */
   async function mint(ownerId = `caps-${wire}-${++owners}`) {
-    const r = await api.createToken({ kind: TokenKind.SERVICE_ACCOUNT, ownerId, name: 'w', scopes: [], expiresAt: inMs(s.clock.now(), 3_600_000) }, s.adminSecret);
+    const r = await api.createToken(
+      { kind: TokenKind.SERVICE_ACCOUNT, ownerId, name: 'w', scopes: [], expiresAt: inMs(s.clock.now(), 3_600_000) },
+      s.adminSecret,
+    );
     issuedSecrets.add(r.secret);
     return { id: r.token!.id, ownerId, secret: r.secret };
   }
@@ -69,7 +72,8 @@ describe.each(withEngines(['grpc', 'connect'] as const))('WatchExpiry stream cap
     const before = s.rotor.expiry.feed.watchers;
     const w = watch(secret);
     while (!w.done) {
-      if (s.rotor.expiry.feed.watchers > before) throw new Error(`the stream was accepted (${before + 1} streams open), not refused`);
+      if (s.rotor.expiry.feed.watchers > before)
+        throw new Error(`the stream was accepted (${before + 1} streams open), not refused`);
       await new Promise((r) => setTimeout(r, 10));
     }
     const f = await w.ended;
@@ -129,13 +133,19 @@ describe.each(withEngines(['grpc', 'connect'] as const))('WatchExpiry stream cap
     first[0]!.cancel();
     await waitForWatchers(s, PER_PROCESS - 1);
     await fill(late.secret, 1, PER_PROCESS);
-    expect(failureOf(await refused(holders[0]!.secret))).toEqual(['ResourceExhausted', PROCESS_FULL, 'resource_exhausted']);
+    expect(failureOf(await refused(holders[0]!.secret))).toEqual([
+      'ResourceExhausted',
+      PROCESS_FULL,
+      'resource_exhausted',
+    ]);
   });
 
   it('GET /metrics counts refusals by cap (no token or owner in a label) and gauges the open streams', async () => {
     const scrape = async () => {
       const text = await (await fetch(`${s.httpUrl}/metrics`)).text();
-      const refusals = [...text.matchAll(/^rotor_watch_streams_refused_total(\{.*\}) (\d+)$/gm)].map((m) => [m[1]!, Number(m[2])] as const);
+      const refusals = [...text.matchAll(/^rotor_watch_streams_refused_total(\{.*\}) (\d+)$/gm)].map(
+        (m) => [m[1]!, Number(m[2])] as const,
+      );
       const streams = Number(/^rotor_watch_streams (\d+)$/m.exec(text)?.[1]);
       return { text, refusals: new Map(refusals), streams };
     };
@@ -158,7 +168,10 @@ describe.each(withEngines(['grpc', 'connect'] as const))('WatchExpiry stream cap
     expect([delta('token'), delta('owner'), delta('process')]).toEqual([2, 1, 1]);
     expect(after.streams).toBe(PER_PROCESS);
     // Refused streams still count as RPCs ended with their code.
-    expect(after.text).toMatch(/^rotor_rpc_errors_total\{method="rotor\.v1\.ExpiryService\/WatchExpiry",error="resource_exhausted"\} [1-9]/m);
-    for (const leak of [t.id, sibling.id, t.ownerId, ...others.map((o) => o.ownerId)]) expect(after.text).not.toContain(leak);
+    expect(after.text).toMatch(
+      /^rotor_rpc_errors_total\{method="rotor\.v1\.ExpiryService\/WatchExpiry",error="resource_exhausted"\} [1-9]/m,
+    );
+    for (const leak of [t.id, sibling.id, t.ownerId, ...others.map((o) => o.ownerId)])
+      expect(after.text).not.toContain(leak);
   });
 });

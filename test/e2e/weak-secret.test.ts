@@ -21,7 +21,11 @@ import { startTestServer } from '../support/server.js';
 
 const FIXTURE = join(ROOT, 'test/fixtures/weak-secret');
 /** The weak secret, admin and project token of the fixture (test-only values, see its README). */
-const fixture = JSON.parse(readFileSync(join(FIXTURE, 'tokens.json'), 'utf8')) as { secret: string; admin: string; project: { id: string; secret: string } };
+const fixture = JSON.parse(readFileSync(join(FIXTURE, 'tokens.json'), 'utf8')) as {
+  secret: string;
+  admin: string;
+  project: { id: string; secret: string };
+};
 const WEAK = fixture.secret;
 
 const REFUSAL =
@@ -46,10 +50,17 @@ function fixtureCopy(): string {
 
 async function metric(httpPort: number, name: string): Promise<string | undefined> {
   const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
-  return text.split('\n').find((l) => l.startsWith(`${name} `))?.slice(name.length + 1);
+  return text
+    .split('\n')
+    .find((l) => l.startsWith(`${name} `))
+    ?.slice(name.length + 1);
 }
 
-async function introspect(httpPort: number, bearer: string, token: string): Promise<{ active: boolean; token_id?: string }> {
+async function introspect(
+  httpPort: number,
+  bearer: string,
+  token: string,
+): Promise<{ active: boolean; token_id?: string }> {
   const res = await fetch(`http://127.0.0.1:${httpPort}/oauth/introspect`, {
     method: 'POST',
     headers: { authorization: `Bearer ${bearer}`, 'content-type': 'application/x-www-form-urlencoded' },
@@ -79,14 +90,23 @@ describe('a new data directory with a weak secret is refused', () => {
     const env = { ROTOR_DATA_DIR: tempDir(), ROTOR_SECRET: WEAK, ROTOR_GRPC_PORT: '0', ROTOR_HTTP_PORT: '0' };
     for (const command of ['serve', 'bootstrap']) {
       const r = await runCli([command], env, { timeoutMs: 20_000 });
-      expect({ command, code: r.code, stdout: r.stdout, stderr: r.stderr }).toEqual({ command, code: 2, stdout: '', stderr: REFUSAL });
+      expect({ command, code: r.code, stdout: r.stdout, stderr: r.stderr }).toEqual({
+        command,
+        code: 2,
+        stdout: '',
+        stderr: REFUSAL,
+      });
     }
   });
 
   it('the same for a weak secret.key written by the operator, named by its path', async () => {
     const dir = tempDir();
     writeFileSync(join(dir, 'secret.key'), `${'0123456789abcdef'.repeat(4)}\n`, { mode: 0o600 });
-    const r = await runCli(['serve'], { ROTOR_DATA_DIR: dir, ROTOR_SECRET: '', ROTOR_GRPC_PORT: '0', ROTOR_HTTP_PORT: '0' }, { timeoutMs: 20_000 });
+    const r = await runCli(
+      ['serve'],
+      { ROTOR_DATA_DIR: dir, ROTOR_SECRET: '', ROTOR_GRPC_PORT: '0', ROTOR_HTTP_PORT: '0' },
+      { timeoutMs: 20_000 },
+    );
     expect(r.code).toBe(2);
     expect(r.stderr).toBe(
       `rotor: configuration: ${join(dir, 'secret.key')} (the server secret, read when ROTOR_SECRET is unset) is too weak: it repeats a block of 8 bytes; use at least 32 random bytes as hex or base64, e.g. the output of \`openssl rand -hex 32\`. A weak secret is accepted only on a database that already holds tokens made under it; this one holds none\n`,
@@ -95,8 +115,17 @@ describe('a new data directory with a weak secret is refused', () => {
   });
 
   it('a value shorter than 32 characters is refused even before the database is opened', async () => {
-    const r = await runCli(['serve'], { ROTOR_DATA_DIR: tempDir(), ROTOR_SECRET: 'too-short-a-secret', ROTOR_GRPC_PORT: '0', ROTOR_HTTP_PORT: '0' }, { timeoutMs: 20_000 });
-    expect(r).toEqual({ code: 2, stdout: '', stderr: 'rotor: configuration: ROTOR_SECRET is too short; use at least 32 random bytes as hex or base64, e.g. the output of `openssl rand -hex 32`\n' });
+    const r = await runCli(
+      ['serve'],
+      { ROTOR_DATA_DIR: tempDir(), ROTOR_SECRET: 'too-short-a-secret', ROTOR_GRPC_PORT: '0', ROTOR_HTTP_PORT: '0' },
+      { timeoutMs: 20_000 },
+    );
+    expect(r).toEqual({
+      code: 2,
+      stdout: '',
+      stderr:
+        'rotor: configuration: ROTOR_SECRET is too short; use at least 32 random bytes as hex or base64, e.g. the output of `openssl rand -hex 32`\n',
+    });
   });
 });
 
@@ -129,10 +158,19 @@ describe('a data directory made under a weak secret by the previous code (test/f
       serve = await startServe(env);
       const output = serve.output();
       expect(weakWarnings(output), `start ${round}`).toEqual([
-        expect.objectContaining({ level: 'warn', secret_source: 'ROTOR_SECRET', msg: expect.stringMatching(/^the server secret is weak: it decodes \(as hex\) to 16 bytes, fewer than 32; the database holds tokens/) }),
+        expect.objectContaining({
+          level: 'warn',
+          secret_source: 'ROTOR_SECRET',
+          msg: expect.stringMatching(
+            /^the server secret is weak: it decodes \(as hex\) to 16 bytes, fewer than 32; the database holds tokens/,
+          ),
+        }),
       ]);
       expect(await metric(serve.httpPort, 'rotor_server_secret_weak')).toBe('1');
-      expect(await introspect(serve.httpPort, fixture.admin, fixture.project.secret)).toMatchObject({ active: true, token_id: fixture.project.id });
+      expect(await introspect(serve.httpPort, fixture.admin, fixture.project.secret)).toMatchObject({
+        active: true,
+        token_id: fixture.project.id,
+      });
       if (round === 1) {
         // A JWT for the project token: the signing key ring opens the sealed keys under the same secret.
         const res = await fetch(`http://127.0.0.1:${serve.httpPort}/oauth/token`, {
@@ -157,10 +195,15 @@ describe('a data directory made under a weak secret by the previous code (test/f
     const dir = fixtureCopy();
     const { knex } = openDatabase({ url: `sqlite://${join(dir, 'rotor.db')}` });
     try {
-      const rows = (await knex('signing_keys').select('kid', 'private_key_sealed').orderBy('slot')) as { kid: string; private_key_sealed: string }[];
+      const rows = (await knex('signing_keys').select('kid', 'private_key_sealed').orderBy('slot')) as {
+        kid: string;
+        private_key_sealed: string;
+      }[];
       const secret = loadServerSecret(loadConfig({ ROTOR_DATA_DIR: dir, ROTOR_SECRET: WEAK }).secret);
       expect(secret.weak).toBeDefined();
-      expect(JSON.parse(createSigningKeySeal(secret.bytes).open(rows[0]!.kid, rows[0]!.private_key_sealed))).toMatchObject({ kty: expect.any(String), d: expect.any(String) });
+      expect(
+        JSON.parse(createSigningKeySeal(secret.bytes).open(rows[0]!.kid, rows[0]!.private_key_sealed)),
+      ).toMatchObject({ kty: expect.any(String), d: expect.any(String) });
     } finally {
       await knex.destroy();
     }
@@ -170,7 +213,9 @@ describe('a data directory made under a weak secret by the previous code (test/f
     const dir = fixtureCopy();
     writeFileSync(join(dir, 'secret.key'), `${WEAK}\n`, { mode: 0o600 });
     serve = await startServe({ ROTOR_DATA_DIR: dir, ROTOR_SECRET: '' });
-    expect(weakWarnings(serve.output()).map((w) => w.secret_source)).toEqual([`${join(dir, 'secret.key')} (the server secret, read when ROTOR_SECRET is unset)`]);
+    expect(weakWarnings(serve.output()).map((w) => w.secret_source)).toEqual([
+      `${join(dir, 'secret.key')} (the server secret, read when ROTOR_SECRET is unset)`,
+    ]);
     expect(await introspect(serve.httpPort, fixture.admin, fixture.admin)).toMatchObject({ active: true });
     expect(await serve.stop()).toBe(0);
     expectNoSecretIn(serve.output());
@@ -195,9 +240,15 @@ describeOnPostgres('weak secret on PostgreSQL', () => {
     await db?.drop();
   });
 
-  it('an empty database is refused; once it holds the fixture\'s tokens it starts with the warning and serves them', async () => {
+  it("an empty database is refused; once it holds the fixture's tokens it starts with the warning and serves them", async () => {
     db = await scratchDatabase();
-    const env = { ROTOR_DATA_DIR: tempDir(), ROTOR_DATABASE_URL: db.url, ROTOR_SECRET: WEAK, ROTOR_GRPC_PORT: '0', ROTOR_HTTP_PORT: '0' };
+    const env = {
+      ROTOR_DATA_DIR: tempDir(),
+      ROTOR_DATABASE_URL: db.url,
+      ROTOR_SECRET: WEAK,
+      ROTOR_GRPC_PORT: '0',
+      ROTOR_HTTP_PORT: '0',
+    };
     const refused = await runCli(['serve'], env, { timeoutMs: 20_000 });
     expect({ code: refused.code, stderr: refused.stderr }).toEqual({ code: 2, stderr: REFUSAL });
 
@@ -219,7 +270,10 @@ describeOnPostgres('weak secret on PostgreSQL', () => {
     serve = await startServe(env);
     expect(weakWarnings(serve.output())).toHaveLength(1);
     expect(await metric(serve.httpPort, 'rotor_server_secret_weak')).toBe('1');
-    expect(await introspect(serve.httpPort, fixture.admin, fixture.project.secret)).toMatchObject({ active: true, token_id: fixture.project.id });
+    expect(await introspect(serve.httpPort, fixture.admin, fixture.project.secret)).toMatchObject({
+      active: true,
+      token_id: fixture.project.id,
+    });
     expect(await serve.stop()).toBe(0);
     expectNoSecretIn(serve.output());
     serve = undefined;

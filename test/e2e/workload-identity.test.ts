@@ -40,9 +40,22 @@ describe('workload identity over /oauth/token and gRPC', () => {
     flaky = await startTestIssuer();
     trust = writeTrustConfig({
       issuers: [
-        { issuer: ci.issuer, discovery: true, audiences: ['rotor'], algorithms: ['ES256'], typ: 'at+jwt', max_token_age_seconds: 3600 },
+        {
+          issuer: ci.issuer,
+          discovery: true,
+          audiences: ['rotor'],
+          algorithms: ['ES256'],
+          typ: 'at+jwt',
+          max_token_age_seconds: 3600,
+        },
         { issuer: other.issuer, jwks_uri: other.jwksUri, audiences: ['rotor'], algorithms: ['ES256'] },
-        { issuer: flaky.issuer, jwks_uri: flaky.jwksUri, audiences: ['rotor'], algorithms: ['ES256'], fetch_timeout_ms: 500 },
+        {
+          issuer: flaky.issuer,
+          jwks_uri: flaky.jwksUri,
+          audiences: ['rotor'],
+          algorithms: ['ES256'],
+          fetch_timeout_ms: 500,
+        },
       ],
       federation: [
         {
@@ -64,7 +77,14 @@ describe('workload identity over /oauth/token and gRPC', () => {
           max_lifetime_seconds: 600,
           cap_to_token_expiry: false,
         },
-        { issuer: flaky.issuer, subject: '*:main', audience: 'rotor', service_account: 'sa-flaky', scopes: ['read'], max_lifetime_seconds: 600 },
+        {
+          issuer: flaky.issuer,
+          subject: '*:main',
+          audience: 'rotor',
+          service_account: 'sa-flaky',
+          scopes: ['read'],
+          max_lifetime_seconds: 600,
+        },
       ],
     });
   });
@@ -99,7 +119,14 @@ describe('workload identity over /oauth/token and gRPC', () => {
           name: 'deployer',
           scopes: ['rotor:rotate', 'deploy'],
           expiresAt: inMs(now(), 86_400_000),
-          policy: { workloadBinding: { issuer: issuer.issuer, subject: 'project_path:group/app:*', audience: 'rotor', claims: { namespace_id: '42' } } },
+          policy: {
+            workloadBinding: {
+              issuer: issuer.issuer,
+              subject: 'project_path:group/app:*',
+              audience: 'rotor',
+              claims: { namespace_id: '42' },
+            },
+          },
         },
         s.adminSecret,
       );
@@ -108,7 +135,10 @@ describe('workload identity over /oauth/token and gRPC', () => {
     }
 
     async function post(params: Record<string, string>): Promise<{ status: number; body: Record<string, unknown> }> {
-      const res = await fetch(`${s.httpUrl}/oauth/token`, { method: 'POST', body: new URLSearchParams({ grant_type: GRANT, ...params }) });
+      const res = await fetch(`${s.httpUrl}/oauth/token`, {
+        method: 'POST',
+        body: new URLSearchParams({ grant_type: GRANT, ...params }),
+      });
       const body = (await res.json()) as Record<string, unknown>;
       if (typeof body.access_token === 'string') issuedSecrets.add(body.access_token);
       return { status: res.status, body };
@@ -126,44 +156,123 @@ describe('workload identity over /oauth/token and gRPC', () => {
       });
 
       const cases: [string, () => Promise<string>, 'unauthenticated' | 'denied', string][] = [
-        ['alg none', async () => unsecuredJwt({ iss: ci.issuer, sub: SUB, aud: 'rotor', iat: sec(), exp: sec() + 60, jti: 'n1' }), 'unauthenticated', 'actor_token is unsigned (alg none is not accepted)'],
+        [
+          'alg none',
+          async () => unsecuredJwt({ iss: ci.issuer, sub: SUB, aud: 'rotor', iat: sec(), exp: sec() + 60, jti: 'n1' }),
+          'unauthenticated',
+          'actor_token is unsigned (alg none is not accepted)',
+        ],
         [
           'HS256 signed with the issuer public key',
-          async () => hs256WithKey({ kid: ci.kid, typ: 'at+jwt' }, { iss: ci.issuer, sub: SUB, aud: 'rotor', iat: sec(), exp: sec() + 60, jti: 'h1', namespace_id: '42' }, await ci.publicPem()),
+          async () =>
+            hs256WithKey(
+              { kid: ci.kid, typ: 'at+jwt' },
+              { iss: ci.issuer, sub: SUB, aud: 'rotor', iat: sec(), exp: sec() + 60, jti: 'h1', namespace_id: '42' },
+              await ci.publicPem(),
+            ),
           'unauthenticated',
           "actor_token is signed with HS256, which this issuer's algorithms do not allow",
         ],
-        ['an algorithm outside the allow-list', () => ci.sign(now(), {}, { rsa: true }), 'unauthenticated', "actor_token is signed with RS256, which this issuer's algorithms do not allow"],
-        ['wrong iss (claims another trusted issuer, signed by this one)', () => ci.sign(now(), { iss: other.issuer }, { typ: 'JWT' }), 'unauthenticated', 'actor_token names a key (kid) the issuer does not publish'],
-        ['wrong iss (a trusted issuer the binding does not name)', () => other.sign(now()), 'denied', "actor_token does not match the token's workload binding: issuer"],
-        ['wrong aud', () => ci.sign(now(), { aud: 'not-rotor' }), 'unauthenticated', 'actor_token is not for an accepted audience (aud)'],
+        [
+          'an algorithm outside the allow-list',
+          () => ci.sign(now(), {}, { rsa: true }),
+          'unauthenticated',
+          "actor_token is signed with RS256, which this issuer's algorithms do not allow",
+        ],
+        [
+          'wrong iss (claims another trusted issuer, signed by this one)',
+          () => ci.sign(now(), { iss: other.issuer }, { typ: 'JWT' }),
+          'unauthenticated',
+          'actor_token names a key (kid) the issuer does not publish',
+        ],
+        [
+          'wrong iss (a trusted issuer the binding does not name)',
+          () => other.sign(now()),
+          'denied',
+          "actor_token does not match the token's workload binding: issuer",
+        ],
+        [
+          'wrong aud',
+          () => ci.sign(now(), { aud: 'not-rotor' }),
+          'unauthenticated',
+          'actor_token is not for an accepted audience (aud)',
+        ],
         ['expired', () => ci.sign(now(), { exp: sec() - 61 }), 'unauthenticated', 'actor_token has expired (exp)'],
-        ['nbf in the future', () => ci.sign(now(), { nbf: sec() + 120 }), 'unauthenticated', 'actor_token is not valid yet (nbf)'],
-        ['iat too old', () => ci.sign(now(), { iat: sec() - 3600 - 120 }), 'unauthenticated', 'actor_token is too old or issued in the future (iat)'],
-        ['subject not matching the binding', () => ci.sign(now(), { sub: 'project_path:group/other:ref_type:branch:ref:main' }), 'denied', "actor_token does not match the token's workload binding: subject"],
-        ['claim not matching the binding', () => ci.sign(now(), { namespace_id: '41' }), 'denied', "actor_token does not match the token's workload binding: claim namespace_id"],
-        ['untrusted issuer', () => ci.sign(now(), { iss: 'https://gitlab.evil.example' }), 'unauthenticated', 'actor_token is from an issuer that is not trusted'],
+        [
+          'nbf in the future',
+          () => ci.sign(now(), { nbf: sec() + 120 }),
+          'unauthenticated',
+          'actor_token is not valid yet (nbf)',
+        ],
+        [
+          'iat too old',
+          () => ci.sign(now(), { iat: sec() - 3600 - 120 }),
+          'unauthenticated',
+          'actor_token is too old or issued in the future (iat)',
+        ],
+        [
+          'subject not matching the binding',
+          () => ci.sign(now(), { sub: 'project_path:group/other:ref_type:branch:ref:main' }),
+          'denied',
+          "actor_token does not match the token's workload binding: subject",
+        ],
+        [
+          'claim not matching the binding',
+          () => ci.sign(now(), { namespace_id: '41' }),
+          'denied',
+          "actor_token does not match the token's workload binding: claim namespace_id",
+        ],
+        [
+          'untrusted issuer',
+          () => ci.sign(now(), { iss: 'https://gitlab.evil.example' }),
+          'unauthenticated',
+          'actor_token is from an issuer that is not trusted',
+        ],
         [
           'jku header pointing elsewhere',
           async () => {
             const { privateKey } = await generateKeyPair('ES256');
-            return ci.sign(now(), {}, { foreignKey: { key: privateKey, kid: 'attacker' }, header: { jku: 'http://127.0.0.1:1/attacker-jwks' } });
+            return ci.sign(
+              now(),
+              {},
+              { foreignKey: { key: privateKey, kid: 'attacker' }, header: { jku: 'http://127.0.0.1:1/attacker-jwks' } },
+            );
           },
           'unauthenticated',
           'actor_token carries a jku header: keys come only from the trust configuration',
         ],
-        ['an ID token (typ JWT) where at+jwt is required', () => ci.sign(now(), {}, { typ: 'JWT' }), 'unauthenticated', "actor_token has the wrong type (typ header): this issuer's tokens are accepted only with the configured typ"],
+        [
+          'an ID token (typ JWT) where at+jwt is required',
+          () => ci.sign(now(), {}, { typ: 'JWT' }),
+          'unauthenticated',
+          "actor_token has the wrong type (typ header): this issuer's tokens are accepted only with the configured typ",
+        ],
       ];
 
       for (const [name, make, kind, message] of cases) {
         it(`${name}: HTTP 400 invalid_request, gRPC ${kind === 'denied' ? 'PERMISSION_DENIED' : 'UNAUTHENTICATED'}`, async () => {
-          const http = await post({ subject_token: bound.secret, subject_token_type: ACCESS_TOKEN, actor_token: await make(), actor_token_type: JWT_TYPE });
+          const http = await post({
+            subject_token: bound.secret,
+            subject_token_type: ACCESS_TOKEN,
+            actor_token: await make(),
+            actor_token_type: JWT_TYPE,
+          });
           expect(http.status).toBe(400);
           expect(http.body).toMatchObject({ error: 'invalid_request', error_description: message });
-          const f = await failure(grpc.exchangeToken({ grantType: GRANT, subjectToken: bound.secret, subjectTokenType: ACCESS_TOKEN, actorToken: await make(), actorTokenType: JWT_TYPE }));
+          const f = await failure(
+            grpc.exchangeToken({
+              grantType: GRANT,
+              subjectToken: bound.secret,
+              subjectTokenType: ACCESS_TOKEN,
+              actorToken: await make(),
+              actorTokenType: JWT_TYPE,
+            }),
+          );
           expect(f.code).toBe(kind === 'denied' ? Code.PermissionDenied : Code.Unauthenticated);
           expect(f.rawMessage).toBe(message);
-          const r = await failure(grpc.rotateToken({ actorToken: await make(), actorTokenType: JWT_TYPE }, bound.secret));
+          const r = await failure(
+            grpc.rotateToken({ actorToken: await make(), actorTokenType: JWT_TYPE }, bound.secret),
+          );
           expect([r.code, r.rawMessage]).toEqual([f.code, message]);
           expect(await stateOf(bound.id)).toBe(TokenState.ACTIVE);
         });
@@ -172,10 +281,20 @@ describe('workload identity over /oauth/token and gRPC', () => {
       it('replayed jti: HTTP 400 invalid_request, gRPC UNAUTHENTICATED', async () => {
         const jwt = await ci.sign(now());
         const first = await boundToken();
-        const ok = await post({ subject_token: first.secret, subject_token_type: ACCESS_TOKEN, actor_token: jwt, actor_token_type: JWT_TYPE });
+        const ok = await post({
+          subject_token: first.secret,
+          subject_token_type: ACCESS_TOKEN,
+          actor_token: jwt,
+          actor_token_type: JWT_TYPE,
+        });
         expect(ok.status).toBe(200);
         const message = 'actor_token has been used before (jti replay): request a fresh JWT';
-        const http = await post({ subject_token: bound.secret, subject_token_type: ACCESS_TOKEN, actor_token: jwt, actor_token_type: JWT_TYPE });
+        const http = await post({
+          subject_token: bound.secret,
+          subject_token_type: ACCESS_TOKEN,
+          actor_token: jwt,
+          actor_token_type: JWT_TYPE,
+        });
         expect([http.status, http.body.error, http.body.error_description]).toEqual([400, 'invalid_request', message]);
         const f = await failure(grpc.rotateToken({ actorToken: jwt, actorTokenType: JWT_TYPE }, bound.secret));
         expect([f.code, f.rawMessage]).toEqual([Code.Unauthenticated, message]);
@@ -187,21 +306,52 @@ describe('workload identity over /oauth/token and gRPC', () => {
         const key = `retry-${Date.now()}-abcdefghij`;
         const a = await boundToken();
         const b = await boundToken();
-        const first = await post({ subject_token: a.secret, subject_token_type: ACCESS_TOKEN, actor_token: jwt, actor_token_type: JWT_TYPE, idempotency_key: key });
+        const first = await post({
+          subject_token: a.secret,
+          subject_token_type: ACCESS_TOKEN,
+          actor_token: jwt,
+          actor_token_type: JWT_TYPE,
+          idempotency_key: key,
+        });
         expect(first.status).toBe(200);
         // The retry of that rotation (lost response): same token, key and JWT → the same successor.
-        const retry = await post({ subject_token: a.secret, subject_token_type: ACCESS_TOKEN, actor_token: jwt, actor_token_type: JWT_TYPE, idempotency_key: key });
-        expect([retry.status, retry.body.token_id, retry.body.access_token]).toEqual([200, first.body.token_id, first.body.access_token]);
+        const retry = await post({
+          subject_token: a.secret,
+          subject_token_type: ACCESS_TOKEN,
+          actor_token: jwt,
+          actor_token_type: JWT_TYPE,
+          idempotency_key: key,
+        });
+        expect([retry.status, retry.body.token_id, retry.body.access_token]).toEqual([
+          200,
+          first.body.token_id,
+          first.body.access_token,
+        ]);
         // The spent JWT and the same key on another token bound to the same workload: a replay.
-        const other = await post({ subject_token: b.secret, subject_token_type: ACCESS_TOKEN, actor_token: jwt, actor_token_type: JWT_TYPE, idempotency_key: key });
-        expect([other.status, other.body.error, other.body.error_description]).toEqual([400, 'invalid_request', 'actor_token has been used before (jti replay): request a fresh JWT']);
+        const other = await post({
+          subject_token: b.secret,
+          subject_token_type: ACCESS_TOKEN,
+          actor_token: jwt,
+          actor_token_type: JWT_TYPE,
+          idempotency_key: key,
+        });
+        expect([other.status, other.body.error, other.body.error_description]).toEqual([
+          400,
+          'invalid_request',
+          'actor_token has been used before (jti replay): request a fresh JWT',
+        ]);
         expect(await stateOf(b.id)).toBe(TokenState.ACTIVE);
       });
 
       it('no JWT or claim value reaches the log or the event log', async () => {
         const jwt = await ci.sign(now());
         const t = await boundToken();
-        const ok = await post({ subject_token: t.secret, subject_token_type: ACCESS_TOKEN, actor_token: jwt, actor_token_type: JWT_TYPE });
+        const ok = await post({
+          subject_token: t.secret,
+          subject_token_type: ACCESS_TOKEN,
+          actor_token: jwt,
+          actor_token_type: JWT_TYPE,
+        });
         expect(ok.status).toBe(200);
         const logs = s.logs.join('');
         expect(logs).not.toContain(jwt.split('.')[2]!);
@@ -209,7 +359,9 @@ describe('workload identity over /oauth/token and gRPC', () => {
         expect(JSON.stringify(rows)).not.toContain(jwt.split('.')[1]!);
         const jtis = await s.rotor.store.knex('workload_jtis').select('*');
         expect(jtis.length).toBeGreaterThan(0);
-        expect(JSON.stringify(jtis)).not.toContain((JSON.parse(Buffer.from(jwt.split('.')[1]!, 'base64url').toString()) as { jti: string }).jti);
+        expect(JSON.stringify(jtis)).not.toContain(
+          (JSON.parse(Buffer.from(jwt.split('.')[1]!, 'base64url').toString()) as { jti: string }).jti,
+        );
       });
     });
 
@@ -219,10 +371,17 @@ describe('workload identity over /oauth/token and gRPC', () => {
         const t = await boundToken(flaky);
         flaky.mode = 'down';
         const message = `keys of issuer ${flaky.issuer} are unavailable: the JWKS endpoint answered HTTP 500; retry later`;
-        const http = await post({ subject_token: t.secret, subject_token_type: ACCESS_TOKEN, actor_token: await flaky.sign(now()), actor_token_type: JWT_TYPE });
+        const http = await post({
+          subject_token: t.secret,
+          subject_token_type: ACCESS_TOKEN,
+          actor_token: await flaky.sign(now()),
+          actor_token_type: JWT_TYPE,
+        });
         expect(http.status).toBe(503);
         expect(http.body).toMatchObject({ error: 'temporarily_unavailable', error_description: message });
-        const f = await failure(grpc.rotateToken({ actorToken: await flaky.sign(now()), actorTokenType: JWT_TYPE }, t.secret));
+        const f = await failure(
+          grpc.rotateToken({ actorToken: await flaky.sign(now()), actorTokenType: JWT_TYPE }, t.secret),
+        );
         expect([f.code, f.rawMessage]).toEqual([Code.Unavailable, message]);
         expect(await stateOf(t.id)).toBe(TokenState.ACTIVE);
         // Federation through the same issuer answers the same way.
@@ -236,13 +395,23 @@ describe('workload identity over /oauth/token and gRPC', () => {
         await ci.rotateKey();
         const before = ci.jwksFetches;
         const jwts = await Promise.all(Array.from({ length: 20 }, () => ci.sign(now())));
-        const answers = await Promise.all(jwts.map((jwt) => post({ subject_token: jwt, subject_token_type: JWT_TYPE })));
+        const answers = await Promise.all(
+          jwts.map((jwt) => post({ subject_token: jwt, subject_token_type: JWT_TYPE })),
+        );
         expect(answers.map((a) => a.status)).toEqual(Array(20).fill(200));
         expect(ci.jwksFetches - before).toBe(1);
 
         await ci.rotateKey();
-        const refused = await Promise.all(Array.from({ length: 5 }, async () => post({ subject_token: await ci.sign(now()), subject_token_type: JWT_TYPE })));
-        for (const r of refused) expect([r.status, r.body.error_description]).toEqual([400, 'subject_token names a key (kid) the issuer does not publish']);
+        const refused = await Promise.all(
+          Array.from({ length: 5 }, async () =>
+            post({ subject_token: await ci.sign(now()), subject_token_type: JWT_TYPE }),
+          ),
+        );
+        for (const r of refused)
+          expect([r.status, r.body.error_description]).toEqual([
+            400,
+            'subject_token names a key (kid) the issuer does not publish',
+          ]);
         expect(ci.jwksFetches - before).toBe(1);
         s.clock.advance(31_000); // later tests sign with the newest key: let it be fetched
       });
@@ -256,22 +425,38 @@ describe('workload identity over /oauth/token and gRPC', () => {
         // Never a hang: the answer comes before a 4 s timer on the same event loop (the server runs
         // in this process, so CPU load delays the timer as much as the fetch timeout); the exact
         // timeout is checked in test/identity/workload-verifier.test.ts.
-        const f = await beforeTimer(failure(grpc.exchangeToken({ grantType: GRANT, subjectToken: t.secret, subjectTokenType: ACCESS_TOKEN, actorToken, actorTokenType: JWT_TYPE })), 4000);
+        const f = await beforeTimer(
+          failure(
+            grpc.exchangeToken({
+              grantType: GRANT,
+              subjectToken: t.secret,
+              subjectTokenType: ACCESS_TOKEN,
+              actorToken,
+              actorTokenType: JWT_TYPE,
+            }),
+          ),
+          4000,
+        );
         expect(f.code).toBe(Code.Unavailable);
-        expect(f.rawMessage).toBe(`keys of issuer ${flaky.issuer} are unavailable: the JWKS endpoint did not answer within 500 ms; retry later`);
+        expect(f.rawMessage).toBe(
+          `keys of issuer ${flaky.issuer} are unavailable: the JWKS endpoint did not answer within 500 ms; retry later`,
+        );
         expect(Date.now() - started).toBeGreaterThanOrEqual(450);
       });
     });
 
     // -------------------------------------------------------------------------------------------
     describe('a JWT access token for a bound token carries the workload as act', () => {
-      const jwtRequest = (subject: string, extra: Record<string, string> = {}) => post({ subject_token: subject, subject_token_type: ACCESS_TOKEN, requested_token_type: JWT_TYPE, ...extra });
+      const jwtRequest = (subject: string, extra: Record<string, string> = {}) =>
+        post({ subject_token: subject, subject_token_type: ACCESS_TOKEN, requested_token_type: JWT_TYPE, ...extra });
 
       it('with the workload JWT as actor_token: act = its iss/sub, shown by introspection; the token is not rotated', async () => {
         const t = await boundToken();
         const res = await jwtRequest(t.secret, { actor_token: await ci.sign(now()), actor_token_type: JWT_TYPE });
         expect([res.status, res.body.issued_token_type]).toEqual([200, JWT_TYPE]);
-        const claims = JSON.parse(Buffer.from((res.body.access_token as string).split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
+        const claims = JSON.parse(
+          Buffer.from((res.body.access_token as string).split('.')[1]!, 'base64url').toString(),
+        ) as Record<string, unknown>;
         expect(claims).toMatchObject({ sub: 'svc-deployer', client_id: t.id, act: { iss: ci.issuer, sub: SUB } });
         const introspected = await fetch(`${s.httpUrl}/oauth/introspect`, {
           method: 'POST',
@@ -283,37 +468,72 @@ describe('workload identity over /oauth/token and gRPC', () => {
         // Without an actor_token: a JWT without act (the binding guards rotation, not JWTs).
         const plain = await jwtRequest(t.secret);
         expect(plain.status).toBe(200);
-        expect(JSON.parse(Buffer.from((plain.body.access_token as string).split('.')[1]!, 'base64url').toString())).not.toHaveProperty('act');
+        expect(
+          JSON.parse(Buffer.from((plain.body.access_token as string).split('.')[1]!, 'base64url').toString()),
+        ).not.toHaveProperty('act');
       });
 
       it('RotateToken checks the actor_token fields as the exchange does (docs/bad-input.md)', async () => {
         const t = await boundToken();
         const noType = await failure(grpc.rotateToken({ actorToken: await ci.sign(now()) }, t.secret));
-        expect([noType.code, noType.rawMessage]).toEqual([Code.InvalidArgument, 'actor_token_type is required when actor_token is present']);
+        expect([noType.code, noType.rawMessage]).toEqual([
+          Code.InvalidArgument,
+          'actor_token_type is required when actor_token is present',
+        ]);
         const noToken = await failure(grpc.rotateToken({ actorTokenType: JWT_TYPE }, t.secret));
-        expect([noToken.code, noToken.rawMessage]).toEqual([Code.InvalidArgument, 'actor_token_type must not be sent without actor_token']);
-        const long = await failure(grpc.rotateToken({ actorToken: 'a'.repeat(8193), actorTokenType: JWT_TYPE }, t.secret));
+        expect([noToken.code, noToken.rawMessage]).toEqual([
+          Code.InvalidArgument,
+          'actor_token_type must not be sent without actor_token',
+        ]);
+        const long = await failure(
+          grpc.rotateToken({ actorToken: 'a'.repeat(8193), actorTokenType: JWT_TYPE }, t.secret),
+        );
         expect([long.code, long.rawMessage]).toEqual([Code.InvalidArgument, 'actor_token is too long']);
         expect(await stateOf(t.id)).toBe(TokenState.ACTIVE);
       });
 
       it('a token without a binding refuses the actor_token before verifying it: its jti is not spent', async () => {
-        const plain = await grpc.createToken({ kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'svc-deployer', name: 'plain', scopes: ['deploy'], expiresAt: inMs(now(), 86_400_000) }, s.adminSecret);
+        const plain = await grpc.createToken(
+          {
+            kind: TokenKind.SERVICE_ACCOUNT,
+            ownerId: 'svc-deployer',
+            name: 'plain',
+            scopes: ['deploy'],
+            expiresAt: inMs(now(), 86_400_000),
+          },
+          s.adminSecret,
+        );
         issuedSecrets.add(plain.secret);
         const actor = await ci.sign(now());
         const refused = await jwtRequest(plain.secret, { actor_token: actor, actor_token_type: JWT_TYPE });
-        expect([refused.status, refused.body.error, refused.body.error_description]).toEqual([400, 'invalid_request', 'actor_token is not accepted: this token has no workload binding']);
+        expect([refused.status, refused.body.error, refused.body.error_description]).toEqual([
+          400,
+          'invalid_request',
+          'actor_token is not accepted: this token has no workload binding',
+        ]);
         const t = await boundToken();
         expect((await jwtRequest(t.secret, { actor_token: actor, actor_token_type: JWT_TYPE })).status).toBe(200);
       });
 
       it('RotateToken of a token without a binding refuses the actor_token before verifying it: its jti is not spent, its issuer not asked', async () => {
-        const plain = await grpc.createToken({ kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'svc-deployer', name: 'plain', scopes: ['deploy', 'rotor:rotate'], expiresAt: inMs(now(), 86_400_000) }, s.adminSecret);
+        const plain = await grpc.createToken(
+          {
+            kind: TokenKind.SERVICE_ACCOUNT,
+            ownerId: 'svc-deployer',
+            name: 'plain',
+            scopes: ['deploy', 'rotor:rotate'],
+            expiresAt: inMs(now(), 86_400_000),
+          },
+          s.adminSecret,
+        );
         issuedSecrets.add(plain.secret);
         const actor = await ci.sign(now());
         const fetchesBefore = ci.jwksFetches;
         const refused = await failure(grpc.rotateToken({ actorToken: actor, actorTokenType: JWT_TYPE }, plain.secret));
-        expect([refused.code, refused.rawMessage]).toEqual([Code.InvalidArgument, 'actor_token is not accepted: this token has no workload binding']);
+        expect([refused.code, refused.rawMessage]).toEqual([
+          Code.InvalidArgument,
+          'actor_token is not accepted: this token has no workload binding',
+        ]);
         expect(ci.jwksFetches).toBe(fetchesBefore);
         expect(await stateOf(plain.token!.id)).toBe(TokenState.ACTIVE);
         // The same JWT still proves a bound token's rotation: it was not spent on the refusal.
@@ -325,10 +545,29 @@ describe('workload identity over /oauth/token and gRPC', () => {
 
       it('a workload that does not match the binding, or a bad JWT, is refused as for rotation', async () => {
         const t = await boundToken();
-        const mismatch = await jwtRequest(t.secret, { actor_token: await ci.sign(now(), { namespace_id: '41' }), actor_token_type: JWT_TYPE });
-        expect([mismatch.status, mismatch.body.error, mismatch.body.error_description]).toEqual([400, 'invalid_request', "actor_token does not match the token's workload binding: claim namespace_id"]);
-        const g = await failure(grpc.exchangeToken({ grantType: GRANT, subjectToken: t.secret, subjectTokenType: ACCESS_TOKEN, requestedTokenType: JWT_TYPE, actorToken: await ci.sign(now(), { aud: 'x' }), actorTokenType: JWT_TYPE }));
-        expect([g.code, g.rawMessage]).toEqual([Code.Unauthenticated, 'actor_token is not for an accepted audience (aud)']);
+        const mismatch = await jwtRequest(t.secret, {
+          actor_token: await ci.sign(now(), { namespace_id: '41' }),
+          actor_token_type: JWT_TYPE,
+        });
+        expect([mismatch.status, mismatch.body.error, mismatch.body.error_description]).toEqual([
+          400,
+          'invalid_request',
+          "actor_token does not match the token's workload binding: claim namespace_id",
+        ]);
+        const g = await failure(
+          grpc.exchangeToken({
+            grantType: GRANT,
+            subjectToken: t.secret,
+            subjectTokenType: ACCESS_TOKEN,
+            requestedTokenType: JWT_TYPE,
+            actorToken: await ci.sign(now(), { aud: 'x' }),
+            actorTokenType: JWT_TYPE,
+          }),
+        );
+        expect([g.code, g.rawMessage]).toEqual([
+          Code.Unauthenticated,
+          'actor_token is not for an accepted audience (aud)',
+        ]);
       });
     });
 
@@ -343,47 +582,116 @@ describe('workload identity over /oauth/token and gRPC', () => {
         expect(res.body.expires_in).toBeLessThanOrEqual(300);
         expect(res.body.access_token).toMatch(/^rtr_sa_/);
         const info = await grpc.introspectToken({ token: res.body.access_token as string }, s.adminSecret);
-        expect(info).toMatchObject({ active: true, kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'sa-deployer', scope: 'deploy read' });
+        expect(info).toMatchObject({
+          active: true,
+          kind: TokenKind.SERVICE_ACCOUNT,
+          ownerId: 'sa-deployer',
+          scope: 'deploy read',
+        });
         const created = await s.rotor.store.events.list({ tokenId: res.body.token_id as string }, 10);
-        expect(created.map((e) => [e.type, e.actor, e.act])).toEqual([['created', 'federation', { iss: ci.issuer, sub: SUB }]]);
+        expect(created.map((e) => [e.type, e.actor, e.act])).toEqual([
+          ['created', 'federation', { iss: ci.issuer, sub: SUB }],
+        ]);
         // The same JWT cannot be used twice.
         const again = await post({ subject_token: jwt, subject_token_type: JWT_TYPE });
-        expect([again.status, again.body.error, again.body.error_description]).toEqual([400, 'invalid_request', 'subject_token has been used before (jti replay): request a fresh JWT']);
+        expect([again.status, again.body.error, again.body.error_description]).toEqual([
+          400,
+          'invalid_request',
+          'subject_token has been used before (jti replay): request a fresh JWT',
+        ]);
       });
 
       it('narrows scope and audience; beyond the rule is invalid_scope / invalid_target (INVALID_ARGUMENT on gRPC)', async () => {
-        const narrowed = await post({ subject_token: await ci.sign(now()), subject_token_type: JWT_TYPE, scope: 'read', audience: 'https://deploy.example' });
+        const narrowed = await post({
+          subject_token: await ci.sign(now()),
+          subject_token_type: JWT_TYPE,
+          scope: 'read',
+          audience: 'https://deploy.example',
+        });
         expect(narrowed.status).toBe(200);
         expect(narrowed.body.scope).toBe('read');
         const info = await grpc.introspectToken({ token: narrowed.body.access_token as string }, s.adminSecret);
         expect(info.aud).toEqual(['https://deploy.example']);
 
-        const scope = await post({ subject_token: await ci.sign(now()), subject_token_type: JWT_TYPE, scope: 'read admin' });
-        expect([scope.status, scope.body.error, scope.body.error_description]).toEqual([400, 'invalid_scope', "requested scopes exceed the federation rule's scopes: admin"]);
-        const target = await post({ subject_token: await ci.sign(now()), subject_token_type: JWT_TYPE, resource: 'https://elsewhere.example/' });
-        expect([target.status, target.body.error, target.body.error_description]).toEqual([400, 'invalid_target', 'audience not allowed by the federation rule: https://elsewhere.example/']);
-        const g = await failure(grpc.exchangeToken({ grantType: GRANT, subjectToken: await ci.sign(now()), subjectTokenType: JWT_TYPE, scope: 'write' }));
-        expect([g.code, g.rawMessage]).toEqual([Code.InvalidArgument, "requested scopes exceed the federation rule's scopes: write"]);
+        const scope = await post({
+          subject_token: await ci.sign(now()),
+          subject_token_type: JWT_TYPE,
+          scope: 'read admin',
+        });
+        expect([scope.status, scope.body.error, scope.body.error_description]).toEqual([
+          400,
+          'invalid_scope',
+          "requested scopes exceed the federation rule's scopes: admin",
+        ]);
+        const target = await post({
+          subject_token: await ci.sign(now()),
+          subject_token_type: JWT_TYPE,
+          resource: 'https://elsewhere.example/',
+        });
+        expect([target.status, target.body.error, target.body.error_description]).toEqual([
+          400,
+          'invalid_target',
+          'audience not allowed by the federation rule: https://elsewhere.example/',
+        ]);
+        const g = await failure(
+          grpc.exchangeToken({
+            grantType: GRANT,
+            subjectToken: await ci.sign(now()),
+            subjectTokenType: JWT_TYPE,
+            scope: 'write',
+          }),
+        );
+        expect([g.code, g.rawMessage]).toEqual([
+          Code.InvalidArgument,
+          "requested scopes exceed the federation rule's scopes: write",
+        ]);
       });
 
       it("lifetime: the rule's maximum when it does not cap to the JWT", async () => {
-        const res = await post({ subject_token: await ci.sign(now(), { sub: 'project_path:group/long:ref_type:branch:ref:main', exp: sec() + 120 }), subject_token_type: JWT_TYPE });
+        const res = await post({
+          subject_token: await ci.sign(now(), {
+            sub: 'project_path:group/long:ref_type:branch:ref:main',
+            exp: sec() + 120,
+          }),
+          subject_token_type: JWT_TYPE,
+        });
         expect(res.status).toBe(200);
         expect(res.body.expires_in).toBeGreaterThan(590);
         expect(res.body.expires_in).toBeLessThanOrEqual(600);
       });
 
       it('a JWT no rule matches: invalid_request / PERMISSION_DENIED; a bad one: UNAUTHENTICATED', async () => {
-        const unmatched = await post({ subject_token: await ci.sign(now(), { ref_protected: 'false' }), subject_token_type: JWT_TYPE });
-        expect([unmatched.status, unmatched.body.error, unmatched.body.error_description]).toEqual([400, 'invalid_request', 'subject_token matches no federation rule']);
-        const g = await failure(grpc.exchangeToken({ grantType: GRANT, subjectToken: await other.sign(now()), subjectTokenType: JWT_TYPE }));
+        const unmatched = await post({
+          subject_token: await ci.sign(now(), { ref_protected: 'false' }),
+          subject_token_type: JWT_TYPE,
+        });
+        expect([unmatched.status, unmatched.body.error, unmatched.body.error_description]).toEqual([
+          400,
+          'invalid_request',
+          'subject_token matches no federation rule',
+        ]);
+        const g = await failure(
+          grpc.exchangeToken({ grantType: GRANT, subjectToken: await other.sign(now()), subjectTokenType: JWT_TYPE }),
+        );
         expect([g.code, g.rawMessage]).toEqual([Code.PermissionDenied, 'subject_token matches no federation rule']);
-        const bad = await failure(grpc.exchangeToken({ grantType: GRANT, subjectToken: await ci.sign(now(), { aud: 'x' }), subjectTokenType: JWT_TYPE }));
-        expect([bad.code, bad.rawMessage]).toEqual([Code.Unauthenticated, 'subject_token is not for an accepted audience (aud)']);
+        const bad = await failure(
+          grpc.exchangeToken({
+            grantType: GRANT,
+            subjectToken: await ci.sign(now(), { aud: 'x' }),
+            subjectTokenType: JWT_TYPE,
+          }),
+        );
+        expect([bad.code, bad.rawMessage]).toEqual([
+          Code.Unauthenticated,
+          'subject_token is not for an accepted audience (aud)',
+        ]);
       });
 
       it('RFC 8414 metadata names the jwt subject token type once federation rules exist', async () => {
-        const meta = (await (await fetch(`${s.httpUrl}/.well-known/oauth-authorization-server`)).json()) as Record<string, unknown>;
+        const meta = (await (await fetch(`${s.httpUrl}/.well-known/oauth-authorization-server`)).json()) as Record<
+          string,
+          unknown
+        >;
         expect(meta.token_exchange_subject_token_types_supported).toEqual([ACCESS_TOKEN, JWT_TYPE]);
         expect(meta.token_exchange_requested_token_types_supported).toEqual([ACCESS_TOKEN, JWT_TYPE]);
       });
@@ -392,22 +700,53 @@ describe('workload identity over /oauth/token and gRPC', () => {
         const jwt = await ci.sign(now());
         const message = `requested_token_type jwt needs subject_token_type ${ACCESS_TOKEN}; federate first, then exchange the issued token for a JWT`;
         const http = await post({ subject_token: jwt, subject_token_type: JWT_TYPE, requested_token_type: JWT_TYPE });
-        expect([http.status, http.body.error, http.body.rotor_error, http.body.error_description]).toEqual([400, 'invalid_request', 'unsupported_token_type', message]);
-        const g = await failure(grpc.exchangeToken({ grantType: GRANT, subjectToken: jwt, subjectTokenType: JWT_TYPE, requestedTokenType: JWT_TYPE }));
+        expect([http.status, http.body.error, http.body.rotor_error, http.body.error_description]).toEqual([
+          400,
+          'invalid_request',
+          'unsupported_token_type',
+          message,
+        ]);
+        const g = await failure(
+          grpc.exchangeToken({
+            grantType: GRANT,
+            subjectToken: jwt,
+            subjectTokenType: JWT_TYPE,
+            requestedTokenType: JWT_TYPE,
+          }),
+        );
         expect([g.code, g.rawMessage]).toEqual([Code.InvalidArgument, message]);
         // Federate first, then exchange the issued token for a JWT.
         const federated = await post({ subject_token: jwt, subject_token_type: JWT_TYPE });
         expect(federated.status).toBe(200);
-        const asJwt = await post({ subject_token: federated.body.access_token as string, subject_token_type: ACCESS_TOKEN, requested_token_type: JWT_TYPE });
+        const asJwt = await post({
+          subject_token: federated.body.access_token as string,
+          subject_token_type: ACCESS_TOKEN,
+          requested_token_type: JWT_TYPE,
+        });
         expect([asJwt.status, asJwt.body.issued_token_type]).toEqual([200, JWT_TYPE]);
         issuedSecrets.add(asJwt.body.access_token as string);
       });
 
       it('refuses an actor_token or an idempotency_key with a jwt subject', async () => {
-        const actor = await post({ subject_token: await ci.sign(now()), subject_token_type: JWT_TYPE, actor_token: await ci.sign(now()), actor_token_type: JWT_TYPE });
-        expect([actor.status, actor.body.error_description]).toEqual([400, 'actor_token is not accepted with a jwt subject_token']);
-        const key = await post({ subject_token: await ci.sign(now()), subject_token_type: JWT_TYPE, idempotency_key: randomBytes(24).toString('base64url') });
-        expect([key.status, key.body.error_description]).toEqual([400, 'idempotency_key applies to rotation only; a federation JWT is used once']);
+        const actor = await post({
+          subject_token: await ci.sign(now()),
+          subject_token_type: JWT_TYPE,
+          actor_token: await ci.sign(now()),
+          actor_token_type: JWT_TYPE,
+        });
+        expect([actor.status, actor.body.error_description]).toEqual([
+          400,
+          'actor_token is not accepted with a jwt subject_token',
+        ]);
+        const key = await post({
+          subject_token: await ci.sign(now()),
+          subject_token_type: JWT_TYPE,
+          idempotency_key: randomBytes(24).toString('base64url'),
+        });
+        expect([key.status, key.body.error_description]).toEqual([
+          400,
+          'idempotency_key applies to rotation only; a federation JWT is used once',
+        ]);
       });
     });
   });

@@ -17,15 +17,37 @@ const quiet = { info() {}, warn() {}, error() {} };
 const CRED = { tokenId: 'tok_watcher', familyId: 'fam_watcher', ownerId: 'watcher' };
 const valid = async () => ({ until: Infinity });
 
-function ev(sequence: number, tokenId = 'tok_a1', type: WatchedEvent['type'] = 'revoked', thresholdSeconds: number | null = null): WatchedEvent {
-  return { sequence, type, tokenId, familyId: 'fam_f1', ownerId: 'web', successorId: null, actor: 'x', peer: null, reason: null, occurredAt: 0, expiresAt: 0, thresholdSeconds };
+function ev(
+  sequence: number,
+  tokenId = 'tok_a1',
+  type: WatchedEvent['type'] = 'revoked',
+  thresholdSeconds: number | null = null,
+): WatchedEvent {
+  return {
+    sequence,
+    type,
+    tokenId,
+    familyId: 'fam_f1',
+    ownerId: 'web',
+    successorId: null,
+    actor: 'x',
+    peer: null,
+    reason: null,
+    occurredAt: 0,
+    expiresAt: 0,
+    thresholdSeconds,
+  };
 }
 
 /** A log the test appends to: the two reads the feed makes. */
 function memoryLog(rows: WatchedEvent[]): Pick<EventRepository, 'latestSequence' | 'tail'> {
   return {
     latestSequence: async () => rows.reduce((m, r) => Math.max(m, r.sequence), 0),
-    tail: async (after, limit) => rows.filter((r) => r.sequence > after).sort((a, b) => a.sequence - b.sequence).slice(0, limit),
+    tail: async (after, limit) =>
+      rows
+        .filter((r) => r.sequence > after)
+        .sort((a, b) => a.sequence - b.sequence)
+        .slice(0, limit),
   };
 }
 
@@ -42,7 +64,12 @@ describe('EventFeed', () => {
 
   it('offers events in sequence order to the watchers of their token, owner or family only', async () => {
     const rows: WatchedEvent[] = [];
-    feed = new EventFeed(memoryLog(rows), () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 10, checkCredential: valid });
+    feed = new EventFeed(memoryLog(rows), () => 0, quiet, {
+      pollIntervalMs: 60_000,
+      heartbeatMs: 60_000,
+      bufferEvents: 10,
+      checkCredential: valid,
+    });
     await feed.start();
     const a = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [3600], CRED);
     const owner = feed.subscribe({ kind: 'owner', ownerId: 'web' }, [3600], CRED);
@@ -75,17 +102,26 @@ describe('EventFeed', () => {
     };
     return { state, checks, check };
   }
-  const cred = (tokenId: string, familyId = `fam_of_${tokenId}`) => ({ tokenId, familyId, ownerId: `owner_of_${tokenId}` });
+  const cred = (tokenId: string, familyId = `fam_of_${tokenId}`) => ({
+    tokenId,
+    familyId,
+    ownerId: `owner_of_${tokenId}`,
+  });
   const ended = async (w: Subscription) =>
     take(w).then(
       (i) => (i.kind === 'event' ? i.event!.sequence : -1),
       (e: RotorError) => `${e.code}: ${e.message}`,
     );
 
-  it('an event in the family of a watcher\'s bearer re-checks it; a bearer that no longer authenticates ends its streams after the queued events', async () => {
+  it("an event in the family of a watcher's bearer re-checks it; a bearer that no longer authenticates ends its streams after the queued events", async () => {
     const rows: WatchedEvent[] = [];
     const t = credentialTable();
-    feed = new EventFeed(memoryLog(rows), () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 10, checkCredential: t.check });
+    feed = new EventFeed(memoryLog(rows), () => 0, quiet, {
+      pollIntervalMs: 60_000,
+      heartbeatMs: 60_000,
+      bufferEvents: 10,
+      checkCredential: t.check,
+    });
     await feed.start();
     // Watching its own token with it, and its owner with it; another bearer watches the owner.
     const own = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_me'] }, [], cred('tok_me', 'fam_me'));
@@ -113,7 +149,12 @@ describe('EventFeed', () => {
     const t = credentialTable();
     let now = 1_000;
     t.state.set('tok_short', { until: 5_000 });
-    feed = new EventFeed(memoryLog(rows), () => now, quiet, { pollIntervalMs: 60_000, heartbeatMs: 100, bufferEvents: 10, checkCredential: t.check });
+    feed = new EventFeed(memoryLog(rows), () => now, quiet, {
+      pollIntervalMs: 60_000,
+      heartbeatMs: 100,
+      bufferEvents: 10,
+      checkCredential: t.check,
+    });
     await feed.start();
     const w = feed.subscribe({ kind: 'family', familyId: 'fam_elsewhere' }, [], cred('tok_short'));
     const waiting = take(w).then(
@@ -124,17 +165,27 @@ describe('EventFeed', () => {
     expect(feed.watchers).toBe(1); // its time is not up
     t.state.set('tok_short', { until: 5_000, problem: 'token has expired' });
     now = 5_000;
-    expect(await waiting).toMatchObject({ code: 'unauthenticated', message: 'bearer token has expired; reconnect with a valid token' });
+    expect(await waiting).toMatchObject({
+      code: 'unauthenticated',
+      message: 'bearer token has expired; reconnect with a valid token',
+    });
     expect(feed.watchers).toBe(0);
   });
 
   it('a check that fails (database gone) ends nothing and is logged', async () => {
     const rows: WatchedEvent[] = [];
     const warnings: string[] = [];
-    feed = new EventFeed(memoryLog(rows), () => 0, { ...quiet, warn: (m: string) => void warnings.push(m) }, {
-      pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 10,
-      checkCredential: () => Promise.reject(new Error('database unavailable')),
-    });
+    feed = new EventFeed(
+      memoryLog(rows),
+      () => 0,
+      { ...quiet, warn: (m: string) => void warnings.push(m) },
+      {
+        pollIntervalMs: 60_000,
+        heartbeatMs: 60_000,
+        bufferEvents: 10,
+        checkCredential: () => Promise.reject(new Error('database unavailable')),
+      },
+    );
     await feed.start();
     const w = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_me'] }, [], cred('tok_me'));
     rows.push({ ...ev(1, 'tok_me', 'revoked'), familyId: 'fam_of_tok_me' });
@@ -142,12 +193,19 @@ describe('EventFeed', () => {
     await settle(feed);
     expect(await ended(w)).toBe(1);
     expect(feed.watchers).toBe(1);
-    expect(warnings).toContain('could not check the bearer token of WatchExpiry streams; checking again on its next event');
+    expect(warnings).toContain(
+      'could not check the bearer token of WatchExpiry streams; checking again on its next event',
+    );
   });
 
   it('moves past a hole in the sequence at once (a hole is a rolled-back number) and offers what follows in order', async () => {
     const rows: WatchedEvent[] = [ev(1)];
-    feed = new EventFeed(memoryLog(rows), () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 10, checkCredential: valid });
+    feed = new EventFeed(memoryLog(rows), () => 0, quiet, {
+      pollIntervalMs: 60_000,
+      heartbeatMs: 60_000,
+      bufferEvents: 10,
+      checkCredential: valid,
+    });
     await feed.start();
     const w = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [], CRED);
     rows.push(ev(3), ev(4));
@@ -160,7 +218,12 @@ describe('EventFeed', () => {
 
   it('a full buffer ends only that watcher with resource_exhausted; the feed never waits', async () => {
     const rows: WatchedEvent[] = [];
-    feed = new EventFeed(memoryLog(rows), () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 3, checkCredential: valid });
+    feed = new EventFeed(memoryLog(rows), () => 0, quiet, {
+      pollIntervalMs: 60_000,
+      heartbeatMs: 60_000,
+      bufferEvents: 3,
+      checkCredential: valid,
+    });
     await feed.start();
     const slow = feed.subscribe({ kind: 'owner', ownerId: 'web' }, [], CRED);
     const fast = feed.subscribe({ kind: 'owner', ownerId: 'web' }, [], CRED);
@@ -189,7 +252,12 @@ describe('EventFeed', () => {
     let reads = 0;
     const tail = log.tail.bind(log);
     log.tail = (after, limit) => (reads++, tail(after, limit));
-    feed = new EventFeed(log, () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 10, checkCredential: valid });
+    feed = new EventFeed(log, () => 0, quiet, {
+      pollIntervalMs: 60_000,
+      heartbeatMs: 60_000,
+      bufferEvents: 10,
+      checkCredential: valid,
+    });
     await feed.start();
     rows.push(ev(2));
     feed.wake();
@@ -207,7 +275,12 @@ describe('EventFeed', () => {
     let tails = 0;
     const tail = log.tail.bind(log);
     log.tail = (after, limit) => (tails++, tail(after, limit));
-    feed = new EventFeed(log, () => 0, quiet, { pollIntervalMs: 20, heartbeatMs: 60_000, bufferEvents: 10, checkCredential: valid });
+    feed = new EventFeed(log, () => 0, quiet, {
+      pollIntervalMs: 20,
+      heartbeatMs: 60_000,
+      bufferEvents: 10,
+      checkCredential: valid,
+    });
     await feed.start();
     rows.push(ev(2), ev(3, 'tok_b1'), ev(4));
     await new Promise((r) => setTimeout(r, 80));
@@ -227,7 +300,12 @@ describe('EventFeed', () => {
     const log = memoryLog(rows);
     let release: () => void = () => undefined;
     const latest = log.latestSequence.bind(log);
-    feed = new EventFeed(log, () => 0, quiet, { pollIntervalMs: 20, heartbeatMs: 60_000, bufferEvents: 10, checkCredential: valid });
+    feed = new EventFeed(log, () => 0, quiet, {
+      pollIntervalMs: 20,
+      heartbeatMs: 60_000,
+      bufferEvents: 10,
+      checkCredential: valid,
+    });
     await feed.start();
     let w: ReturnType<EventFeed['subscribe']> | undefined;
     log.latestSequence = async () => {
@@ -257,7 +335,12 @@ describe('EventFeed', () => {
       await new Promise<void>((r) => (gate = r));
       return tail(after, limit);
     };
-    feed = new EventFeed(log, () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 10, checkCredential: valid });
+    feed = new EventFeed(log, () => 0, quiet, {
+      pollIntervalMs: 60_000,
+      heartbeatMs: 60_000,
+      bufferEvents: 10,
+      checkCredential: valid,
+    });
     await feed.start();
     feed.subscribe({ kind: 'owner', ownerId: 'web' }, [], CRED);
     const step = async () => {
@@ -299,7 +382,12 @@ describe('EventFeed', () => {
 
   it('heartbeats go to live, idle watchers with nothing pending; close ends every watcher with unavailable', async () => {
     const rows: WatchedEvent[] = [ev(1), ev(2, 'tok_zz1')];
-    feed = new EventFeed(memoryLog(rows), () => 42, quiet, { pollIntervalMs: 60_000, heartbeatMs: 100, bufferEvents: 3, checkCredential: valid });
+    feed = new EventFeed(memoryLog(rows), () => 42, quiet, {
+      pollIntervalMs: 60_000,
+      heartbeatMs: 100,
+      bufferEvents: 3,
+      checkCredential: valid,
+    });
     await feed.start();
     const live = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [], CRED);
     const replaying = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [], CRED);
@@ -308,7 +396,10 @@ describe('EventFeed', () => {
     expect(item).toEqual({ kind: 'heartbeat', sequence: 2, at: 42 });
     expect(replaying.pending).toBe(0);
     feed.close();
-    await expect(take(live)).rejects.toMatchObject({ code: 'unavailable', message: 'server is shutting down; reconnect with after_sequence set to the last sequence received' });
+    await expect(take(live)).rejects.toMatchObject({
+      code: 'unavailable',
+      message: 'server is shutting down; reconnect with after_sequence set to the last sequence received',
+    });
     expect(() => feed!.subscribe({ kind: 'owner', ownerId: 'web' }, [], CRED)).toThrow('server is shutting down');
   });
 });
@@ -320,7 +411,12 @@ describe('EventFeed when the database is lost', () => {
     const log = memoryLog(rows);
     const tail = log.tail.bind(log);
     log.tail = (after, limit) => (failWith ? Promise.reject(failWith) : tail(after, limit));
-    const feed = new EventFeed(log, () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 10, checkCredential: valid });
+    const feed = new EventFeed(log, () => 0, quiet, {
+      pollIntervalMs: 60_000,
+      heartbeatMs: 60_000,
+      bufferEvents: 10,
+      checkCredential: valid,
+    });
     try {
       await feed.start();
       const a = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [], CRED);
@@ -334,7 +430,10 @@ describe('EventFeed when the database is lost', () => {
       feed.wake();
       await settle(feed);
       for (const s of [a, b]) {
-        await expect(take(s)).rejects.toMatchObject({ code: 'unavailable', message: 'database unavailable; reconnect with after_sequence set to the last sequence received' });
+        await expect(take(s)).rejects.toMatchObject({
+          code: 'unavailable',
+          message: 'database unavailable; reconnect with after_sequence set to the last sequence received',
+        });
       }
       expect(feed.watchers).toBe(0);
       // Back: a new watcher gets what was committed meanwhile, from the feed's old position.

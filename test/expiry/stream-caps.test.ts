@@ -19,12 +19,28 @@ const A: WatchCredential = { tokenId: 'tok_a', familyId: 'fam_a', ownerId: 'x' }
 const B: WatchCredential = { tokenId: 'tok_b', familyId: 'fam_b', ownerId: 'x' };
 const C: WatchCredential = { tokenId: 'tok_c', familyId: 'fam_c', ownerId: 'y' };
 
-const TOKEN_FULL = (n: number) => `too many WatchExpiry streams for this token (limit ${n}, ROTOR_WATCH_MAX_STREAMS_PER_TOKEN); close one or reuse a stream`;
-const OWNER_FULL = (n: number) => `too many WatchExpiry streams for this token's owner (limit ${n}, ROTOR_WATCH_MAX_STREAMS_PER_OWNER); close one or reuse a stream`;
-const PROCESS_FULL = (n: number) => `too many WatchExpiry streams on this server (limit ${n}, ROTOR_WATCH_MAX_STREAMS_PER_PROCESS); retry later or on another replica`;
+const TOKEN_FULL = (n: number) =>
+  `too many WatchExpiry streams for this token (limit ${n}, ROTOR_WATCH_MAX_STREAMS_PER_TOKEN); close one or reuse a stream`;
+const OWNER_FULL = (n: number) =>
+  `too many WatchExpiry streams for this token's owner (limit ${n}, ROTOR_WATCH_MAX_STREAMS_PER_OWNER); close one or reuse a stream`;
+const PROCESS_FULL = (n: number) =>
+  `too many WatchExpiry streams on this server (limit ${n}, ROTOR_WATCH_MAX_STREAMS_PER_PROCESS); retry later or on another replica`;
 
 function ev(sequence: number, tokenId: string, familyId: string): WatchedEvent {
-  return { sequence, type: 'revoked', tokenId, familyId, ownerId: 'x', successorId: null, actor: 'x', peer: null, reason: null, occurredAt: 0, expiresAt: 0, thresholdSeconds: null };
+  return {
+    sequence,
+    type: 'revoked',
+    tokenId,
+    familyId,
+    ownerId: 'x',
+    successorId: null,
+    actor: 'x',
+    peer: null,
+    reason: null,
+    occurredAt: 0,
+    expiresAt: 0,
+    thresholdSeconds: null,
+  };
 }
 
 /** An in-memory log whose reads can be made to fail as a lost database does. */
@@ -34,7 +50,10 @@ function memoryLog(rows: WatchedEvent[]): Pick<EventRepository, 'latestSequence'
     latestSequence: async () => rows.reduce((m, r) => Math.max(m, r.sequence), 0),
     tail: async (after: number, limit: number) => {
       if (log.lost) throw new RotorError('unavailable', 'database unavailable: the connection failed; retry shortly');
-      return rows.filter((r) => r.sequence > after).sort((a, b) => a.sequence - b.sequence).slice(0, limit);
+      return rows
+        .filter((r) => r.sequence > after)
+        .sort((a, b) => a.sequence - b.sequence)
+        .slice(0, limit);
     },
   };
   return log;
@@ -71,7 +90,13 @@ describe('exceededWatchStreamCap', () => {
     expect(exceededWatchStreamCap(open, caps)).toBe(cap);
   });
   it('names the cap, its value and its variable in a RESOURCE_EXHAUSTED error', () => {
-    expect([watchStreamCapError('token', caps), watchStreamCapError('owner', caps), watchStreamCapError('process', caps)].map((e) => `${e.code}: ${e.message}`)).toEqual([
+    expect(
+      [
+        watchStreamCapError('token', caps),
+        watchStreamCapError('owner', caps),
+        watchStreamCapError('process', caps),
+      ].map((e) => `${e.code}: ${e.message}`),
+    ).toEqual([
       `resource_exhausted: ${TOKEN_FULL(2)}`,
       `resource_exhausted: ${OWNER_FULL(3)}`,
       `resource_exhausted: ${PROCESS_FULL(4)}`,
@@ -123,7 +148,16 @@ describe('EventFeed stream caps', () => {
    * With every cap at 1, one stream of A fills them all: A, B (A's owner) and C (the process)
    * are refused until it ends, and may open once it has, whichever way it ended.
    */
-  const endings: [string, (ctx: { feed: EventFeed; rows: WatchedEvent[]; log: { lost: boolean }; revoke: () => void; stream: Subscription }) => Promise<string>][] = [
+  const endings: [
+    string,
+    (ctx: {
+      feed: EventFeed;
+      rows: WatchedEvent[];
+      log: { lost: boolean };
+      revoke: () => void;
+      stream: Subscription;
+    }) => Promise<string>,
+  ][] = [
     ['the client cancels', async ({ stream }) => (stream.close(), 'unavailable: watch closed')],
     [
       'it falls behind (buffer overflow)',
@@ -163,7 +197,8 @@ describe('EventFeed stream caps', () => {
       pollIntervalMs: 60_000,
       heartbeatMs: 60_000,
       bufferEvents: 1,
-      checkCredential: async (tokenId) => (revoked && tokenId === A.tokenId ? { until: 0, problem: 'token has been revoked' } : { until: Infinity }),
+      checkCredential: async (tokenId) =>
+        revoked && tokenId === A.tokenId ? { until: 0, problem: 'token has been revoked' } : { until: Infinity },
       streamCaps: { perToken: 1, perOwner: 1, perProcess: 1 },
     });
     await feed.start();
@@ -177,7 +212,8 @@ describe('EventFeed stream caps', () => {
     const reason = await end({ feed, rows, log, revoke: () => void (revoked = true), stream });
     // The stream did end that way (after what it had queued), and every slot is free again.
     let last: unknown;
-    for (let i = 0; i < 3 && last === undefined; i++) await stream.next().catch((e: RotorError) => (last = `${e.code}: ${e.message}`));
+    for (let i = 0; i < 3 && last === undefined; i++)
+      await stream.next().catch((e: RotorError) => (last = `${e.code}: ${e.message}`));
     expect(last).toBe(reason);
     expect(feed.watchers).toBe(0);
     log.lost = false;
@@ -201,7 +237,12 @@ describe('EventFeed stream caps', () => {
   });
 
   it('defaults to 16 per token when no caps are given', async () => {
-    feed = new EventFeed(memoryLog([]), () => 0, quiet, { pollIntervalMs: 60_000, heartbeatMs: 60_000, bufferEvents: 1, checkCredential: async () => ({ until: Infinity }) });
+    feed = new EventFeed(memoryLog([]), () => 0, quiet, {
+      pollIntervalMs: 60_000,
+      heartbeatMs: 60_000,
+      bufferEvents: 1,
+      checkCredential: async () => ({ until: Infinity }),
+    });
     await feed.start();
     for (let i = 0; i < 16; i++) feed.subscribe({ kind: 'tokens', tokenIds: [A.tokenId] }, [], A);
     expect(attempt(feed, A)).toBe(`resource_exhausted: ${TOKEN_FULL(16)}`);

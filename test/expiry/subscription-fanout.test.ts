@@ -13,10 +13,24 @@ import { Subscription } from '../../src/expiry/subscription.js';
 const take = (s: Subscription) => s.next().then((r) => r.value);
 
 function ev(sequence: number): WatchedEvent {
-  return { sequence, type: 'revoked', tokenId: 'tok_a1', familyId: 'fam_f1', ownerId: 'web', successorId: null, actor: 'x', peer: null, reason: null, occurredAt: 0, expiresAt: 0, thresholdSeconds: null };
+  return {
+    sequence,
+    type: 'revoked',
+    tokenId: 'tok_a1',
+    familyId: 'fam_f1',
+    ownerId: 'web',
+    successorId: null,
+    actor: 'x',
+    peer: null,
+    reason: null,
+    occurredAt: 0,
+    expiresAt: 0,
+    thresholdSeconds: null,
+  };
 }
 
-const sub = () => new Subscription({ kind: 'tokens', tokenIds: ['tok_a1'] }, 'tok_watcher', new Set([3600]), 0, 10, () => {});
+const sub = () =>
+  new Subscription({ kind: 'tokens', tokenIds: ['tok_a1'] }, 'tok_watcher', new Set([3600]), 0, 10, () => {});
 
 describe('Subscription fan-out', () => {
   it('wakes 1,000 waiting watchers over several event-loop turns, each gets both events in order', async () => {

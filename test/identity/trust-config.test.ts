@@ -21,7 +21,11 @@ const CI_EXAMPLE = {
   ],
 };
 
-const clone = () => structuredClone(CI_EXAMPLE) as unknown as { issuers: Record<string, unknown>[]; federation: Record<string, unknown>[] };
+const clone = () =>
+  structuredClone(CI_EXAMPLE) as unknown as {
+    issuers: Record<string, unknown>[];
+    federation: Record<string, unknown>[];
+  };
 
 function refused(doc: unknown): string {
   try {
@@ -46,32 +50,101 @@ describe('trust config', () => {
       jwksCooldownSeconds: 30,
       typ: undefined,
     });
-    expect(t.federation[0]).toMatchObject({ serviceAccount: 'sa-deployer', scopes: ['deploy'], capToTokenExpiry: true, tokenAudiences: [] });
+    expect(t.federation[0]).toMatchObject({
+      serviceAccount: 'sa-deployer',
+      scopes: ['deploy'],
+      capToTokenExpiry: true,
+      tokenAudiences: [],
+    });
   });
 
   const cases: [string, (d: ReturnType<typeof clone>) => unknown, string][] = [
     ['unknown top-level field', (d) => ({ ...d, extra: 1 }), 'extra: is not a known field'],
     ['unknown issuer field', (d) => ((d.issuers[0]!.jwks_url = 'x'), d), 'issuers[0].jwks_url: is not a known field'],
     ['no issuers', () => ({ issuers: [] }), 'issuers: must be a non-empty array'],
-    ['http issuer', (d) => ((d.issuers[0]!.issuer = 'http://ci.example'), d), 'issuers[0].issuer: must be https (http only for loopback hosts or with allow_insecure_http)'],
-    ['two key sources', (d) => ((d.issuers[0]!.jwks_uri = 'https://ci.example/jwks'), d), 'issuers[0]: needs exactly one key source: discovery, jwks_uri or jwks'],
-    ['HS256', (d) => ((d.issuers[0]!.algorithms = ['HS256']), d), 'issuers[0].algorithms[0]: must be one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA, Ed25519'],
-    ['skew too large', (d) => ((d.issuers[0]!.clock_skew_seconds = 3600), d), 'issuers[0].clock_skew_seconds: must be a whole number between 0 and 300'],
-    ['private inline key', (d) => ((d.issuers[0]!.discovery = undefined), (d.issuers[0]!.jwks = { keys: [{ kty: 'EC', crv: 'P-256', x: 'a', y: 'b', d: 'c' }] }), d), 'issuers[0].jwks.keys[0]: must hold a public key only (remove private members)'],
-    ['rule for an unknown issuer', (d) => ((d.federation[0]!.issuer = 'https://other.example'), d), 'federation[0].issuer: is not one of the issuers'],
-    ['rule scopes not a list', (d) => ((d.federation[0]!.scopes = 'deploy'), d), 'federation[0].scopes: must be a non-empty array of strings'],
-    ['rule granting admin', (d) => ((d.federation[0]!.scopes = ['rotor:admin']), d), 'federation[0].scopes: rotor:admin may not be granted by federation'],
-    ['rule granting rotate', (d) => ((d.federation[0]!.scopes = ['deploy', 'rotor:rotate']), d), 'federation[0].scopes: rotor:rotate may not be granted by federation (a federated token is renewed by federating again)'],
-    ['rule scope with a space', (d) => ((d.federation[0]!.scopes = ['a b']), d), 'federation[0].scopes: each scope must be 1-128 printable characters without spaces, quotes or backslashes'],
-    ['rule audience the issuer does not accept', (d) => ((d.federation[0]!.audience = 'other'), d), "federation[0].audience: must be one of the issuer's audiences"],
-    ['rule lifetime beyond the server max', (d) => ((d.federation[0]!.max_lifetime_seconds = 86400 * 366), d), 'federation[0].max_lifetime_seconds: must be a whole number between 1 and 31536000'],
-    ['rule without lifetime', (d) => (delete d.federation[0]!.max_lifetime_seconds, d), 'federation[0].max_lifetime_seconds: is required'],
+    [
+      'http issuer',
+      (d) => ((d.issuers[0]!.issuer = 'http://ci.example'), d),
+      'issuers[0].issuer: must be https (http only for loopback hosts or with allow_insecure_http)',
+    ],
+    [
+      'two key sources',
+      (d) => ((d.issuers[0]!.jwks_uri = 'https://ci.example/jwks'), d),
+      'issuers[0]: needs exactly one key source: discovery, jwks_uri or jwks',
+    ],
+    [
+      'HS256',
+      (d) => ((d.issuers[0]!.algorithms = ['HS256']), d),
+      'issuers[0].algorithms[0]: must be one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA, Ed25519',
+    ],
+    [
+      'skew too large',
+      (d) => ((d.issuers[0]!.clock_skew_seconds = 3600), d),
+      'issuers[0].clock_skew_seconds: must be a whole number between 0 and 300',
+    ],
+    [
+      'private inline key',
+      (d) => (
+        (d.issuers[0]!.discovery = undefined),
+        (d.issuers[0]!.jwks = { keys: [{ kty: 'EC', crv: 'P-256', x: 'a', y: 'b', d: 'c' }] }),
+        d
+      ),
+      'issuers[0].jwks.keys[0]: must hold a public key only (remove private members)',
+    ],
+    [
+      'rule for an unknown issuer',
+      (d) => ((d.federation[0]!.issuer = 'https://other.example'), d),
+      'federation[0].issuer: is not one of the issuers',
+    ],
+    [
+      'rule scopes not a list',
+      (d) => ((d.federation[0]!.scopes = 'deploy'), d),
+      'federation[0].scopes: must be a non-empty array of strings',
+    ],
+    [
+      'rule granting admin',
+      (d) => ((d.federation[0]!.scopes = ['rotor:admin']), d),
+      'federation[0].scopes: rotor:admin may not be granted by federation',
+    ],
+    [
+      'rule granting rotate',
+      (d) => ((d.federation[0]!.scopes = ['deploy', 'rotor:rotate']), d),
+      'federation[0].scopes: rotor:rotate may not be granted by federation (a federated token is renewed by federating again)',
+    ],
+    [
+      'rule scope with a space',
+      (d) => ((d.federation[0]!.scopes = ['a b']), d),
+      'federation[0].scopes: each scope must be 1-128 printable characters without spaces, quotes or backslashes',
+    ],
+    [
+      'rule audience the issuer does not accept',
+      (d) => ((d.federation[0]!.audience = 'other'), d),
+      "federation[0].audience: must be one of the issuer's audiences",
+    ],
+    [
+      'rule lifetime beyond the server max',
+      (d) => ((d.federation[0]!.max_lifetime_seconds = 86400 * 366), d),
+      'federation[0].max_lifetime_seconds: must be a whole number between 1 and 31536000',
+    ],
+    [
+      'rule without lifetime',
+      (d) => (delete d.federation[0]!.max_lifetime_seconds, d),
+      'federation[0].max_lifetime_seconds: is required',
+    ],
     ['rule with an unknown field', (d) => ((d.federation[0]!.ttl = 5), d), 'federation[0].ttl: is not a known field'],
-    ['rule subject only wildcards', (d) => ((d.federation[0]!.subject = '**'), d), 'federation[0].subject: must contain more than wildcards'],
+    [
+      'rule subject only wildcards',
+      (d) => ((d.federation[0]!.subject = '**'), d),
+      'federation[0].subject: must contain more than wildcards',
+    ],
     ['rule claims null', (d) => ((d.federation[0]!.claims = null), d), 'federation[0].claims: must be an object'],
     ['issuer null', () => ({ issuers: [null] }), 'issuers[0]: must be an object'],
     ['document not an object', () => [], 'the document: must be an object'],
-    ['rule claim not a string', (d) => ((d.federation[0]!.claims = { namespace_id: 42 }), d), 'federation[0].claims.namespace_id: must be a non-empty string'],
+    [
+      'rule claim not a string',
+      (d) => ((d.federation[0]!.claims = { namespace_id: 42 }), d),
+      'federation[0].claims.namespace_id: must be a non-empty string',
+    ],
   ];
   for (const [name, mutate, message] of cases) {
     it(`refuses ${name}`, () => {
@@ -95,9 +168,13 @@ describe('trust config', () => {
     const d = clone();
     d.federation[0]!.scopes = [];
     writeFileSync(file, JSON.stringify(d));
-    expect(() => loadConfig({ ROTOR_DATA_DIR: dir, ROTOR_TRUST_CONFIG: file })).toThrow(new ConfigError('ROTOR_TRUST_CONFIG: federation[0].scopes: must be a non-empty array of strings'));
+    expect(() => loadConfig({ ROTOR_DATA_DIR: dir, ROTOR_TRUST_CONFIG: file })).toThrow(
+      new ConfigError('ROTOR_TRUST_CONFIG: federation[0].scopes: must be a non-empty array of strings'),
+    );
     writeFileSync(file, '{ not json');
-    expect(() => loadConfig({ ROTOR_DATA_DIR: dir, ROTOR_TRUST_CONFIG: file })).toThrow(/^ROTOR_TRUST_CONFIG: cannot read .*trust\.json as JSON: /);
+    expect(() => loadConfig({ ROTOR_DATA_DIR: dir, ROTOR_TRUST_CONFIG: file })).toThrow(
+      /^ROTOR_TRUST_CONFIG: cannot read .*trust\.json as JSON: /,
+    );
     writeFileSync(file, JSON.stringify(CI_EXAMPLE));
     expect(loadConfig({ ROTOR_DATA_DIR: dir, ROTOR_TRUST_CONFIG: file }).trust?.federation).toHaveLength(1);
     expect(loadConfig({ ROTOR_DATA_DIR: dir }).trust).toBeUndefined();

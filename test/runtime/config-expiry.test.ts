@@ -40,17 +40,61 @@ describe('WatchExpiry and scheduler configuration', () => {
     });
   });
   it.each([
-    ['ROTOR_EXPIRY_THRESHOLDS', '1w', 'ROTOR_EXPIRY_THRESHOLDS must be up to 16 comma-separated durations like 30d,7d,1d,1h (units s, m, h, d; at most 3650d), got "1w"'],
-    ['ROTOR_EXPIRY_THRESHOLDS', '0s', 'ROTOR_EXPIRY_THRESHOLDS must be up to 16 comma-separated durations like 30d,7d,1d,1h (units s, m, h, d; at most 3650d), got "0s"'],
-    ['ROTOR_EXPIRY_THRESHOLDS', '3651d', 'ROTOR_EXPIRY_THRESHOLDS must be up to 16 comma-separated durations like 30d,7d,1d,1h (units s, m, h, d; at most 3650d), got "3651d"'],
-    ['ROTOR_EXPIRY_THRESHOLDS', '3600', 'ROTOR_EXPIRY_THRESHOLDS must be up to 16 comma-separated durations like 30d,7d,1d,1h (units s, m, h, d; at most 3650d), got "3600"'],
-    ['ROTOR_EXPIRY_SCAN_INTERVAL_MS', '-1', 'ROTOR_EXPIRY_SCAN_INTERVAL_MS must be a whole number of milliseconds between 0 and 3600000, got "-1"'],
-    ['ROTOR_WATCH_HEARTBEAT_SECONDS', '0', 'ROTOR_WATCH_HEARTBEAT_SECONDS must be a whole number of seconds between 1 and 3600, got "0"'],
-    ['ROTOR_WATCH_BUFFER_EVENTS', 'many', 'ROTOR_WATCH_BUFFER_EVENTS must be a whole number between 1 and 100000, got "many"'],
-    ['ROTOR_WATCH_POLL_INTERVAL_MS', '5', 'ROTOR_WATCH_POLL_INTERVAL_MS must be a whole number of milliseconds between 10 and 60000, got "5"'],
-    ['ROTOR_WATCH_MAX_STREAMS_PER_TOKEN', '0', 'ROTOR_WATCH_MAX_STREAMS_PER_TOKEN must be a whole number between 1 and 1000000, got "0"'],
-    ['ROTOR_WATCH_MAX_STREAMS_PER_OWNER', '1e3', 'ROTOR_WATCH_MAX_STREAMS_PER_OWNER must be a whole number between 1 and 1000000, got "1e3"'],
-    ['ROTOR_WATCH_MAX_STREAMS_PER_PROCESS', '1000001', 'ROTOR_WATCH_MAX_STREAMS_PER_PROCESS must be a whole number between 1 and 1000000, got "1000001"'],
+    [
+      'ROTOR_EXPIRY_THRESHOLDS',
+      '1w',
+      'ROTOR_EXPIRY_THRESHOLDS must be up to 16 comma-separated durations like 30d,7d,1d,1h (units s, m, h, d; at most 3650d), got "1w"',
+    ],
+    [
+      'ROTOR_EXPIRY_THRESHOLDS',
+      '0s',
+      'ROTOR_EXPIRY_THRESHOLDS must be up to 16 comma-separated durations like 30d,7d,1d,1h (units s, m, h, d; at most 3650d), got "0s"',
+    ],
+    [
+      'ROTOR_EXPIRY_THRESHOLDS',
+      '3651d',
+      'ROTOR_EXPIRY_THRESHOLDS must be up to 16 comma-separated durations like 30d,7d,1d,1h (units s, m, h, d; at most 3650d), got "3651d"',
+    ],
+    [
+      'ROTOR_EXPIRY_THRESHOLDS',
+      '3600',
+      'ROTOR_EXPIRY_THRESHOLDS must be up to 16 comma-separated durations like 30d,7d,1d,1h (units s, m, h, d; at most 3650d), got "3600"',
+    ],
+    [
+      'ROTOR_EXPIRY_SCAN_INTERVAL_MS',
+      '-1',
+      'ROTOR_EXPIRY_SCAN_INTERVAL_MS must be a whole number of milliseconds between 0 and 3600000, got "-1"',
+    ],
+    [
+      'ROTOR_WATCH_HEARTBEAT_SECONDS',
+      '0',
+      'ROTOR_WATCH_HEARTBEAT_SECONDS must be a whole number of seconds between 1 and 3600, got "0"',
+    ],
+    [
+      'ROTOR_WATCH_BUFFER_EVENTS',
+      'many',
+      'ROTOR_WATCH_BUFFER_EVENTS must be a whole number between 1 and 100000, got "many"',
+    ],
+    [
+      'ROTOR_WATCH_POLL_INTERVAL_MS',
+      '5',
+      'ROTOR_WATCH_POLL_INTERVAL_MS must be a whole number of milliseconds between 10 and 60000, got "5"',
+    ],
+    [
+      'ROTOR_WATCH_MAX_STREAMS_PER_TOKEN',
+      '0',
+      'ROTOR_WATCH_MAX_STREAMS_PER_TOKEN must be a whole number between 1 and 1000000, got "0"',
+    ],
+    [
+      'ROTOR_WATCH_MAX_STREAMS_PER_OWNER',
+      '1e3',
+      'ROTOR_WATCH_MAX_STREAMS_PER_OWNER must be a whole number between 1 and 1000000, got "1e3"',
+    ],
+    [
+      'ROTOR_WATCH_MAX_STREAMS_PER_PROCESS',
+      '1000001',
+      'ROTOR_WATCH_MAX_STREAMS_PER_PROCESS must be a whole number between 1 and 1000000, got "1000001"',
+    ],
   ])('%s=%s is refused with a message naming the variable', (name, value, message) => {
     expect(() => load({ [name]: value })).toThrow(message);
   });

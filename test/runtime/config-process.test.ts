@@ -7,9 +7,12 @@ describe('rotor serve process settings', () => {
     expect(loadProcessConfig({ ROTOR_HEAP_GROWING_PERCENT: '0' })).toEqual({ heapGrowingPercent: 0 });
     expect(loadProcessConfig({ ROTOR_HEAP_GROWING_PERCENT: '100' })).toEqual({ heapGrowingPercent: 100 });
   });
-  it.each(['-5', '301', '1.5', 'lots'])('ROTOR_HEAP_GROWING_PERCENT=%s is refused with a message naming the variable', (value) => {
-    expect(() => loadProcessConfig({ ROTOR_HEAP_GROWING_PERCENT: value })).toThrow(
-      `ROTOR_HEAP_GROWING_PERCENT must be a whole number between 0 and 300, got "${value}"`,
-    );
-  });
+  it.each(['-5', '301', '1.5', 'lots'])(
+    'ROTOR_HEAP_GROWING_PERCENT=%s is refused with a message naming the variable',
+    (value) => {
+      expect(() => loadProcessConfig({ ROTOR_HEAP_GROWING_PERCENT: value })).toThrow(
+        `ROTOR_HEAP_GROWING_PERCENT must be a whole number between 0 and 300, got "${value}"`,
+      );
+    },
+  );
 });

@@ -16,12 +16,15 @@ describe('ROTOR_SECRET and secret.key (README: Configuration)', () => {
     ['hex', randomBytes(32).toString('hex')],
     ['base64', randomBytes(32).toString('base64')],
     ['base64url', randomBytes(32).toString('base64url')],
-  ])('a strong %s value is accepted, and its key bytes are the UTF-8 of the value as written, as before', (_name, value) => {
-    const c = loadServerSecret(loadConfig({ ROTOR_DATA_DIR: freshDir(), ROTOR_SECRET: value }).secret);
-    expect(c.weak).toBeUndefined();
-    expect(c.source).toBe('env');
-    expect(c.bytes).toEqual(utf8(value));
-  });
+  ])(
+    'a strong %s value is accepted, and its key bytes are the UTF-8 of the value as written, as before',
+    (_name, value) => {
+      const c = loadServerSecret(loadConfig({ ROTOR_DATA_DIR: freshDir(), ROTOR_SECRET: value }).secret);
+      expect(c.weak).toBeUndefined();
+      expect(c.source).toBe('env');
+      expect(c.bytes).toEqual(utf8(value));
+    },
+  );
 
   it('a weak value of 32 characters or more (the old rule) is kept for start-up to decide, with the same key bytes', () => {
     const c = loadServerSecret(loadConfig({ ROTOR_DATA_DIR: freshDir(), ROTOR_SECRET: 'a'.repeat(32) }).secret);
@@ -32,7 +35,11 @@ describe('ROTOR_SECRET and secret.key (README: Configuration)', () => {
   it('a value shorter than 32 characters is refused outright, naming ROTOR_SECRET and how to make one, never quoting it', () => {
     const value = 'short-but-secret-value';
     const load = () => loadConfig({ ROTOR_DATA_DIR: freshDir(), ROTOR_SECRET: value });
-    expect(load).toThrow(new ConfigError('ROTOR_SECRET is too short; use at least 32 random bytes as hex or base64, e.g. the output of `openssl rand -hex 32`'));
+    expect(load).toThrow(
+      new ConfigError(
+        'ROTOR_SECRET is too short; use at least 32 random bytes as hex or base64, e.g. the output of `openssl rand -hex 32`',
+      ),
+    );
     expect(load).not.toThrow(value);
   });
 
@@ -56,7 +63,10 @@ describe('ROTOR_SECRET and secret.key (README: Configuration)', () => {
     const hexDir = freshDir();
     const hex = randomBytes(32).toString('hex');
     writeFileSync(join(hexDir, 'secret.key'), `${hex}\n`);
-    expect(loadServerSecret(loadConfig({ ROTOR_DATA_DIR: hexDir }).secret)).toMatchObject({ bytes: utf8(hex), weak: undefined });
+    expect(loadServerSecret(loadConfig({ ROTOR_DATA_DIR: hexDir }).secret)).toMatchObject({
+      bytes: utf8(hex),
+      weak: undefined,
+    });
 
     const weakDir = freshDir();
     writeFileSync(join(weakDir, 'secret.key'), 'x'.repeat(40));
@@ -67,7 +77,9 @@ describe('ROTOR_SECRET and secret.key (README: Configuration)', () => {
 
     const shortDir = freshDir();
     writeFileSync(join(shortDir, 'secret.key'), 'x'.repeat(31));
-    expect(() => loadServerSecret(loadConfig({ ROTOR_DATA_DIR: shortDir }).secret)).toThrow(/secret\.key \(the server secret, read when ROTOR_SECRET is unset\) is too short; delete it to generate a new one, or use at least 32 random bytes as hex or base64/);
+    expect(() => loadServerSecret(loadConfig({ ROTOR_DATA_DIR: shortDir }).secret)).toThrow(
+      /secret\.key \(the server secret, read when ROTOR_SECRET is unset\) is too short; delete it to generate a new one, or use at least 32 random bytes as hex or base64/,
+    );
   });
 });
 
@@ -76,7 +88,13 @@ describe('start-up decision on a weak secret (src/runtime/weak-secret-gate.ts)',
 
   it('a database without tokens or signing keys is refused, naming ROTOR_SECRET and how to make a good one', async () => {
     const lines: string[] = [];
-    await expect(admitWeakSecret({ holdsSecretKeyedData: async () => false }, weak, createLogger('debug', (l) => void lines.push(l)))).rejects.toThrow(
+    await expect(
+      admitWeakSecret(
+        { holdsSecretKeyedData: async () => false },
+        weak,
+        createLogger('debug', (l) => void lines.push(l)),
+      ),
+    ).rejects.toThrow(
       new ConfigError(
         'ROTOR_SECRET is too weak: it repeats a block of 1 byte; use at least 32 random bytes as hex or base64, e.g. the output of `openssl rand -hex 32`. A weak secret is accepted only on a database that already holds tokens made under it; this one holds none',
       ),
@@ -86,10 +104,16 @@ describe('start-up decision on a weak secret (src/runtime/weak-secret-gate.ts)',
 
   it('a database with tokens starts, with one warn line naming the source', async () => {
     const lines: string[] = [];
-    await admitWeakSecret({ holdsSecretKeyedData: async () => true }, weak, createLogger('debug', (l) => void lines.push(l)));
+    await admitWeakSecret(
+      { holdsSecretKeyedData: async () => true },
+      weak,
+      createLogger('debug', (l) => void lines.push(l)),
+    );
     expect(lines).toHaveLength(1);
     const line = JSON.parse(lines[0]!) as { level: string; msg: string; secret_source: string };
     expect(line).toMatchObject({ level: 'warn', secret_source: 'ROTOR_SECRET' });
-    expect(line.msg).toMatch(/^the server secret is weak: it repeats a block of 1 byte; the database holds tokens keyed by it, so the server starts/);
+    expect(line.msg).toMatch(
+      /^the server secret is weak: it repeats a block of 1 byte; the database holds tokens keyed by it, so the server starts/,
+    );
   });
 });

@@ -6,7 +6,10 @@ import { ConfigError, loadConfig, loadDatabaseConfig } from '../../src/runtime/c
 import { openFileLimit } from '../../src/runtime/open-file-limit.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'rotor-config-'));
-const base = { ROTOR_DATA_DIR: dataDir, ROTOR_SECRET: '90741e96932df58f7ca547076bc7183c53782a87ac6c0d6330c72e21612b47d4' };
+const base = {
+  ROTOR_DATA_DIR: dataDir,
+  ROTOR_SECRET: '90741e96932df58f7ca547076bc7183c53782a87ac6c0d6330c72e21612b47d4',
+};
 
 describe('database configuration (README: Operating Rotor on PostgreSQL)', () => {
   it('defaults: SQLite in the data directory, pool 10, statement timeout 5000 ms', () => {
@@ -17,25 +20,54 @@ describe('database configuration (README: Operating Rotor on PostgreSQL)', () =>
   });
 
   it('reads ROTOR_DATABASE_URL, ROTOR_DATABASE_POOL_MAX and ROTOR_DATABASE_STATEMENT_TIMEOUT_MS', () => {
-    const c = loadConfig({ ...base, ROTOR_DATABASE_URL: 'postgres://rotor@db:5432/rotor', ROTOR_DATABASE_POOL_MAX: '25', ROTOR_DATABASE_STATEMENT_TIMEOUT_MS: '1500' });
-    expect(c).toMatchObject({ databaseUrl: 'postgres://rotor@db:5432/rotor', databasePoolMax: 25, databaseStatementTimeoutMs: 1500 });
+    const c = loadConfig({
+      ...base,
+      ROTOR_DATABASE_URL: 'postgres://rotor@db:5432/rotor',
+      ROTOR_DATABASE_POOL_MAX: '25',
+      ROTOR_DATABASE_STATEMENT_TIMEOUT_MS: '1500',
+    });
+    expect(c).toMatchObject({
+      databaseUrl: 'postgres://rotor@db:5432/rotor',
+      databasePoolMax: 25,
+      databaseStatementTimeoutMs: 1500,
+    });
   });
 
   it.each([
-    [{ ROTOR_DATABASE_URL: 'mysql://x' }, 'ROTOR_DATABASE_URL must start with postgres://, postgresql://, sqlite:// or file:'],
+    [
+      { ROTOR_DATABASE_URL: 'mysql://x' },
+      'ROTOR_DATABASE_URL must start with postgres://, postgresql://, sqlite:// or file:',
+    ],
     [{ ROTOR_DATABASE_POOL_MAX: '0' }, 'ROTOR_DATABASE_POOL_MAX must be at least 1'],
-    [{ ROTOR_DATABASE_POOL_MAX: 'ten' }, 'ROTOR_DATABASE_POOL_MAX must be a whole number between 0 and 1000, got "ten"'],
-    [{ ROTOR_DATABASE_POOL_MAX: '1001' }, 'ROTOR_DATABASE_POOL_MAX must be a whole number between 0 and 1000, got "1001"'],
+    [
+      { ROTOR_DATABASE_POOL_MAX: 'ten' },
+      'ROTOR_DATABASE_POOL_MAX must be a whole number between 0 and 1000, got "ten"',
+    ],
+    [
+      { ROTOR_DATABASE_POOL_MAX: '1001' },
+      'ROTOR_DATABASE_POOL_MAX must be a whole number between 0 and 1000, got "1001"',
+    ],
     [{ ROTOR_DATABASE_LISTEN: 'yes' }, 'ROTOR_DATABASE_LISTEN must be on or off, got "yes"'],
-    [{ ROTOR_DATABASE_STATEMENT_TIMEOUT_MS: '50' }, 'ROTOR_DATABASE_STATEMENT_TIMEOUT_MS must be at least 100 milliseconds'],
-    [{ ROTOR_DATABASE_STATEMENT_TIMEOUT_MS: '5s' }, 'ROTOR_DATABASE_STATEMENT_TIMEOUT_MS must be a whole number of milliseconds between 0 and 600000, got "5s"'],
+    [
+      { ROTOR_DATABASE_STATEMENT_TIMEOUT_MS: '50' },
+      'ROTOR_DATABASE_STATEMENT_TIMEOUT_MS must be at least 100 milliseconds',
+    ],
+    [
+      { ROTOR_DATABASE_STATEMENT_TIMEOUT_MS: '5s' },
+      'ROTOR_DATABASE_STATEMENT_TIMEOUT_MS must be a whole number of milliseconds between 0 and 600000, got "5s"',
+    ],
   ])('%o is refused with a message naming the variable', (env, message) => {
     expect(() => loadConfig({ ...base, ...env })).toThrow(new ConfigError(message));
     expect(() => loadDatabaseConfig({ ...base, ...env })).toThrow(new ConfigError(message));
   });
 
   it('loadDatabaseConfig (rotor migrate) needs no server secret', () => {
-    expect(loadDatabaseConfig({ ROTOR_DATABASE_URL: 'postgresql://h/db' })).toEqual({ databaseUrl: 'postgresql://h/db', databasePoolMax: 10, databaseStatementTimeoutMs: 5000, databaseListen: true });
+    expect(loadDatabaseConfig({ ROTOR_DATABASE_URL: 'postgresql://h/db' })).toEqual({
+      databaseUrl: 'postgresql://h/db',
+      databasePoolMax: 10,
+      databaseStatementTimeoutMs: 5000,
+      databaseListen: true,
+    });
     expect(loadDatabaseConfig({ ROTOR_DATABASE_LISTEN: 'off' }).databaseListen).toBe(false);
   });
 });
@@ -56,8 +88,13 @@ describe('limits and cache ranges (README configuration table)', () => {
     expect(() => loadConfig({ ...base, [name]: '-1' })).toThrow(ConfigError);
   });
   it('ROTOR_DEFAULT_OVERLAP_SECONDS is bounded by ROTOR_MAX_LIFETIME_SECONDS', () => {
-    expect(loadConfig({ ...base, ROTOR_MAX_LIFETIME_SECONDS: '600', ROTOR_DEFAULT_OVERLAP_SECONDS: '600' }).limits.defaultOverlapSeconds).toBe(600);
-    expect(() => loadConfig({ ...base, ROTOR_MAX_LIFETIME_SECONDS: '600', ROTOR_DEFAULT_OVERLAP_SECONDS: '601' })).toThrow(
+    expect(
+      loadConfig({ ...base, ROTOR_MAX_LIFETIME_SECONDS: '600', ROTOR_DEFAULT_OVERLAP_SECONDS: '600' }).limits
+        .defaultOverlapSeconds,
+    ).toBe(600);
+    expect(() =>
+      loadConfig({ ...base, ROTOR_MAX_LIFETIME_SECONDS: '600', ROTOR_DEFAULT_OVERLAP_SECONDS: '601' }),
+    ).toThrow(
       new ConfigError('ROTOR_DEFAULT_OVERLAP_SECONDS must be a whole number of seconds between 0 and 600, got "601"'),
     );
   });
@@ -68,7 +105,9 @@ describe('ROTOR_METRICS (docs/metrics.md)', () => {
     expect(loadConfig(base).metrics).toBe('on');
     expect(loadConfig({ ...base, ROTOR_METRICS: 'token' }).metrics).toBe('token');
     expect(loadConfig({ ...base, ROTOR_METRICS: 'off' }).metrics).toBe('off');
-    expect(() => loadConfig({ ...base, ROTOR_METRICS: 'yes' })).toThrow(new ConfigError('ROTOR_METRICS must be on, token or off, got "yes"'));
+    expect(() => loadConfig({ ...base, ROTOR_METRICS: 'yes' })).toThrow(
+      new ConfigError('ROTOR_METRICS must be on, token or off, got "yes"'),
+    );
   });
 });
 
@@ -109,19 +148,48 @@ describe('gRPC connection limits (README: Connection limits)', () => {
   });
 
   it.each([
-    ['ROTOR_GRPC_HANDSHAKE_TIMEOUT_MS', '99', 'ROTOR_GRPC_HANDSHAKE_TIMEOUT_MS must be a whole number of milliseconds between 100 and 120000, got "99"'],
-    ['ROTOR_GRPC_MAX_CONNECTIONS_PER_PEER', '-1', 'ROTOR_GRPC_MAX_CONNECTIONS_PER_PEER must be a whole number between 0 and 1000000, got "-1"'],
-    ['ROTOR_GRPC_MAX_CONNECTIONS', 'many', 'ROTOR_GRPC_MAX_CONNECTIONS must be a whole number between 0 and 1000000, got "many"'],
-    ['ROTOR_GRPC_IDLE_TIMEOUT_SECONDS', '0', 'ROTOR_GRPC_IDLE_TIMEOUT_SECONDS must be a whole number of seconds between 1 and 86400, got "0"'],
-    ['ROTOR_GRPC_MAX_CONNECTION_AGE_SECONDS', '604801', 'ROTOR_GRPC_MAX_CONNECTION_AGE_SECONDS must be a whole number of seconds between 1 and 604800, got "604801"'],
-    ['ROTOR_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS', '0', 'ROTOR_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS must be a whole number of seconds between 1 and 3600, got "0"'],
-    ['ROTOR_GRPC_MAX_CONCURRENT_STREAMS', '0', 'ROTOR_GRPC_MAX_CONCURRENT_STREAMS must be a whole number between 1 and 1000000, got "0"'],
+    [
+      'ROTOR_GRPC_HANDSHAKE_TIMEOUT_MS',
+      '99',
+      'ROTOR_GRPC_HANDSHAKE_TIMEOUT_MS must be a whole number of milliseconds between 100 and 120000, got "99"',
+    ],
+    [
+      'ROTOR_GRPC_MAX_CONNECTIONS_PER_PEER',
+      '-1',
+      'ROTOR_GRPC_MAX_CONNECTIONS_PER_PEER must be a whole number between 0 and 1000000, got "-1"',
+    ],
+    [
+      'ROTOR_GRPC_MAX_CONNECTIONS',
+      'many',
+      'ROTOR_GRPC_MAX_CONNECTIONS must be a whole number between 0 and 1000000, got "many"',
+    ],
+    [
+      'ROTOR_GRPC_IDLE_TIMEOUT_SECONDS',
+      '0',
+      'ROTOR_GRPC_IDLE_TIMEOUT_SECONDS must be a whole number of seconds between 1 and 86400, got "0"',
+    ],
+    [
+      'ROTOR_GRPC_MAX_CONNECTION_AGE_SECONDS',
+      '604801',
+      'ROTOR_GRPC_MAX_CONNECTION_AGE_SECONDS must be a whole number of seconds between 1 and 604800, got "604801"',
+    ],
+    [
+      'ROTOR_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS',
+      '0',
+      'ROTOR_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS must be a whole number of seconds between 1 and 3600, got "0"',
+    ],
+    [
+      'ROTOR_GRPC_MAX_CONCURRENT_STREAMS',
+      '0',
+      'ROTOR_GRPC_MAX_CONCURRENT_STREAMS must be a whole number between 1 and 1000000, got "0"',
+    ],
   ])('%s=%s is refused with a message naming it', (name, value, message) => {
     expect(() => loadConfig({ ...base, [name]: value })).toThrow(new ConfigError(message));
   });
 
   it('openFileLimit reads the soft limit of /proc/self/limits, and nothing where it cannot', () => {
-    const limits = 'Limit                     Soft Limit           Hard Limit           Units\nMax open files            1024                 524288               files\n';
+    const limits =
+      'Limit                     Soft Limit           Hard Limit           Units\nMax open files            1024                 524288               files\n';
     expect(openFileLimit(() => limits)).toBe(1024);
     expect(openFileLimit(() => limits.replace('1024 ', 'unlimited '))).toBeUndefined();
     expect(

@@ -38,20 +38,31 @@ describe('logger', () => {
     const log = createLogger('warn', (l) => void lines.push(l));
     log.info('hidden');
     log.warn('shown', { n: 1 });
-    expect(lines.map((l) => JSON.parse(l) as { level: string; msg: string })).toEqual([expect.objectContaining({ level: 'warn', msg: 'shown' })]);
+    expect(lines.map((l) => JSON.parse(l) as { level: string; msg: string })).toEqual([
+      expect.objectContaining({ level: 'warn', msg: 'shown' }),
+    ]);
   });
 
   it('errorChain lists an error and its causes, outermost first, with their codes', () => {
     const driver = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
     const pool = new Error('pool: could not create a connection', { cause: driver });
-    const e = new RotorError('unavailable', 'database unavailable: the connection failed; retry shortly', { cause: pool });
+    const e = new RotorError('unavailable', 'database unavailable: the connection failed; retry shortly', {
+      cause: pool,
+    });
     expect(errorChain(e)).toEqual([
-      { name: 'RotorError', message: 'database unavailable: the connection failed; retry shortly', code: 'unavailable' },
+      {
+        name: 'RotorError',
+        message: 'database unavailable: the connection failed; retry shortly',
+        code: 'unavailable',
+      },
       { name: 'Error', message: 'pool: could not create a connection' },
       { name: 'Error', message: 'connect ECONNREFUSED 127.0.0.1:5432', code: 'ECONNREFUSED' },
     ]);
     expect(errorChain(undefined)).toEqual([]);
-    expect(errorChain(new Error('x', { cause: 'a string' }))).toEqual([{ name: 'Error', message: 'x' }, { name: 'string', message: 'a string' }]);
+    expect(errorChain(new Error('x', { cause: 'a string' }))).toEqual([
+      { name: 'Error', message: 'x' },
+      { name: 'string', message: 'a string' },
+    ]);
   });
 
   it('errorChain stops on a cyclic chain', () => {
@@ -65,15 +76,25 @@ describe('logger', () => {
 describe('the database-unavailable log line', () => {
   it('shows the translated driver error chain', async () => {
     const lines: string[] = [];
-    const config = loadConfig({ ROTOR_DATA_DIR: mkdtempSync(join(tmpdir(), 'rotor-logger-data-')), ROTOR_SECRET: randomBytes(32).toString('hex') });
-    const app = await createApp(config, createLogger('warn', (l) => void lines.push(l)));
+    const config = loadConfig({
+      ROTOR_DATA_DIR: mkdtempSync(join(tmpdir(), 'rotor-logger-data-')),
+      ROTOR_SECRET: randomBytes(32).toString('hex'),
+    });
+    const app = await createApp(
+      config,
+      createLogger('warn', (l) => void lines.push(l)),
+    );
     try {
       const driver = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
-      const repo = app.store.guard({ read: () => Promise.reject(new Error('pool: could not create a connection', { cause: driver })) });
+      const repo = app.store.guard({
+        read: () => Promise.reject(new Error('pool: could not create a connection', { cause: driver })),
+      });
       const failure = await repo.read().catch((e: unknown) => e);
       expect(failure).toBeInstanceOf(RotorError);
       expect(failure).toMatchObject({ code: 'unavailable', cause: { cause: driver } });
-      const logged = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'database unavailable');
+      const logged = lines
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((l) => l.msg === 'database unavailable');
       expect(logged).toEqual([
         expect.objectContaining({
           level: 'warn',

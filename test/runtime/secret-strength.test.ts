@@ -41,12 +41,30 @@ describe('server secret strength (src/runtime/secret-strength.ts)', () => {
     ['16 random bytes as hex', random16.toString('hex'), 'it decodes (as hex) to 16 bytes, fewer than 32'],
     ['a passphrase', PASSPHRASE, 'it is not hex or base64'],
     ['hex of a passphrase', Buffer.from(PASSPHRASE).toString('hex'), 'it decodes to printable text, not random bytes'],
-    ['base64 of a passphrase', Buffer.from(PASSPHRASE).toString('base64'), 'it decodes to printable text, not random bytes'],
-    ['bytes 0-9 only (the first 40 digits of pi)', Buffer.from([...'3141592653589793238462643383279502884197'].map(Number)).toString('hex'), 'it has only 10 distinct byte values (at least 16)'],
-    ['one byte value dominating', Buffer.from([...new Array<number>(24).fill(0), ...Array.from({ length: 15 }, (_, i) => 200 + i), 7]).toString('hex'), 'its bytes have 2.57 bits of entropy each (at least 3.5)'],
+    [
+      'base64 of a passphrase',
+      Buffer.from(PASSPHRASE).toString('base64'),
+      'it decodes to printable text, not random bytes',
+    ],
+    [
+      'bytes 0-9 only (the first 40 digits of pi)',
+      Buffer.from([...'3141592653589793238462643383279502884197'].map(Number)).toString('hex'),
+      'it has only 10 distinct byte values (at least 16)',
+    ],
+    [
+      'one byte value dominating',
+      Buffer.from([...new Array<number>(24).fill(0), ...Array.from({ length: 15 }, (_, i) => 200 + i), 7]).toString(
+        'hex',
+      ),
+      'its bytes have 2.57 bits of entropy each (at least 3.5)',
+    ],
     ['mixed base64 alphabets', `${randomBytes(32).toString('base64url').slice(0, 40)}+/-_`, 'it is not hex or base64'],
     ['wrong padding', `${randomBytes(32).toString('base64url')}==`, 'it is not hex or base64'],
-    ['stray bits after the last byte', `${randomBytes(32).toString('base64url').slice(0, 42)}B`, 'it is not hex or base64'],
+    [
+      'stray bits after the last byte',
+      `${randomBytes(32).toString('base64url').slice(0, 42)}B`,
+      'it is not hex or base64',
+    ],
     ['empty', '  ', 'it is not hex or base64'],
   ])('%s: weak', (_name, value, reason) => {
     const verdict = assessSecret(value);

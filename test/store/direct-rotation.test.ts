@@ -26,7 +26,21 @@ const HOUR = 3_600_000;
 
 function fresh(now: number, expiresAt = now + HOUR): TokenRecord {
   const policy = resolvePolicy({}, DEFAULT_LIMITS);
-  return mintToken({ kind: 'service_account', ownerId: 'o', name: 'n', description: '', scopes: ['a', 'b'], audiences: ['x'], policy, expiresAt }, now, random, keys).record;
+  return mintToken(
+    {
+      kind: 'service_account',
+      ownerId: 'o',
+      name: 'n',
+      description: '',
+      scopes: ['a', 'b'],
+      audiences: ['x'],
+      policy,
+      expiresAt,
+    },
+    now,
+    random,
+    keys,
+  ).record;
 }
 
 function successorOf(current: TokenRecord, now: number): TokenRecord {
@@ -34,15 +48,34 @@ function successorOf(current: TokenRecord, now: number): TokenRecord {
 }
 
 function commitOf(current: TokenRecord, successor: TokenRecord, now: number): RotationCommit {
-  const ev = (e: Omit<NewTokenEvent, 'actor' | 'peer' | 'act'>): NewTokenEvent => ({ ...e, actor: current.id, peer: '127.0.0.1:1', act: { iss: 'https://ci.example', sub: 'job' } });
+  const ev = (e: Omit<NewTokenEvent, 'actor' | 'peer' | 'act'>): NewTokenEvent => ({
+    ...e,
+    actor: current.id,
+    peer: '127.0.0.1:1',
+    act: { iss: 'https://ci.example', sub: 'job' },
+  });
   return {
     currentId: current.id,
     successor,
     rotationKeyDigest: 'k'.repeat(64),
     clock: () => now,
     events: (at) => [
-      ev({ type: 'rotated', tokenId: current.id, familyId: current.familyId, successorId: successor.id, reason: 'rotated', occurredAt: at }),
-      ev({ type: 'created', tokenId: successor.id, familyId: successor.familyId, successorId: null, reason: 'rotated', occurredAt: at }),
+      ev({
+        type: 'rotated',
+        tokenId: current.id,
+        familyId: current.familyId,
+        successorId: successor.id,
+        reason: 'rotated',
+        occurredAt: at,
+      }),
+      ev({
+        type: 'created',
+        tokenId: successor.id,
+        familyId: successor.familyId,
+        successorId: null,
+        reason: 'rotated',
+        occurredAt: at,
+      }),
     ],
   };
 }
@@ -75,14 +108,36 @@ describe.each(ENGINES)('Store.commitRotation on %s', (engine) => {
     expect(wakes).toBe(before + 1);
 
     const old = await store.tokens.findById(current.id);
-    expect(old).toEqual({ ...current, revokedAt: now + 5, revokeReason: 'rotated', successorId: successor.id, rotationKeyDigest: 'k'.repeat(64), lastUsedAt: now + 5 });
+    expect(old).toEqual({
+      ...current,
+      revokedAt: now + 5,
+      revokeReason: 'rotated',
+      successorId: successor.id,
+      rotationKeyDigest: 'k'.repeat(64),
+      lastUsedAt: now + 5,
+    });
     expect(await store.tokens.findById(successor.id)).toEqual(successor);
     expect(await store.tokens.findByDigest(successor.secretDigest)).toEqual(successor);
 
     const [rotated] = await eventsOf(current.id);
     const [created] = await eventsOf(successor.id);
-    expect(rotated).toMatchObject({ type: 'rotated', successorId: successor.id, familyId: current.familyId, actor: current.id, peer: '127.0.0.1:1', reason: 'rotated', occurredAt: now + 5, act: { iss: 'https://ci.example', sub: 'job' }, thresholdSeconds: null });
-    expect(created).toMatchObject({ type: 'created', successorId: null, familyId: current.familyId, occurredAt: now + 5 });
+    expect(rotated).toMatchObject({
+      type: 'rotated',
+      successorId: successor.id,
+      familyId: current.familyId,
+      actor: current.id,
+      peer: '127.0.0.1:1',
+      reason: 'rotated',
+      occurredAt: now + 5,
+      act: { iss: 'https://ci.example', sub: 'job' },
+      thresholdSeconds: null,
+    });
+    expect(created).toMatchObject({
+      type: 'created',
+      successorId: null,
+      familyId: current.familyId,
+      occurredAt: now + 5,
+    });
     expect(created!.sequence).toBe(rotated!.sequence + 1);
   });
 
@@ -214,7 +269,9 @@ describe.each(ENGINES)('Store.commitRotation on %s', (engine) => {
     const closing = one.close().then(() => void (closed = true));
     await new Promise((r) => setTimeout(r, 50));
     expect(closed).toBe(false);
-    await expect(one.commitRotation(commitOf(current, successorOf(current, now), now))).rejects.toMatchObject({ code: 'unavailable' });
+    await expect(one.commitRotation(commitOf(current, successorOf(current, now), now))).rejects.toMatchObject({
+      code: 'unavailable',
+    });
     release();
     await holder;
     expect(await commit).toBe(true);
@@ -268,7 +325,13 @@ describeOnPostgres('Store.commitRotation statements on postgres', () => {
       await db.drop();
     }
     const texts = sent.map((q) => (typeof q === 'string' ? q : (q as { text: string }).text));
-    expect(texts.map((t) => t.split(/[\s;]/)[0]?.toUpperCase())).toEqual(['BEGIN', 'UPDATE', 'INSERT', 'INSERT', 'COMMIT']);
+    expect(texts.map((t) => t.split(/[\s;]/)[0]?.toUpperCase())).toEqual([
+      'BEGIN',
+      'UPDATE',
+      'INSERT',
+      'INSERT',
+      'COMMIT',
+    ]);
     // The family's lock travels with BEGIN (src/store/family-lock.ts): no extra round trip.
     expect(texts[0]).toBe(`BEGIN; ${familyLockSql(current.familyId)}`);
     for (const q of sent) {

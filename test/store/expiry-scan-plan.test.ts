@@ -49,17 +49,24 @@ interface PgPlanNode {
 
 /** The accesses to `tokens` and `token_events` in PostgreSQL's EXPLAIN (FORMAT JSON) (not executed). */
 async function pgAccesses(knex: Knex, s: ScheduledStatement): Promise<{ accesses: Access[]; plan: string[] }> {
-  const result = (await knex.raw(`EXPLAIN (FORMAT JSON) ${s.sql}`, s.bindings)) as { rows: { 'QUERY PLAN': [{ Plan: PgPlanNode }] }[] };
+  const result = (await knex.raw(`EXPLAIN (FORMAT JSON) ${s.sql}`, s.bindings)) as {
+    rows: { 'QUERY PLAN': [{ Plan: PgPlanNode }] }[];
+  };
   const accesses: Access[] = [];
   const plan: string[] = [];
   const walk = (n: PgPlanNode, depth: number) => {
-    plan.push(`${'  '.repeat(depth)}${n['Node Type']}${n['Relation Name'] ? ` on ${n['Relation Name']}` : ''}${n['Index Name'] ? ` using ${n['Index Name']}` : ''}`);
+    plan.push(
+      `${'  '.repeat(depth)}${n['Node Type']}${n['Relation Name'] ? ` on ${n['Relation Name']}` : ''}${n['Index Name'] ? ` using ${n['Index Name']}` : ''}`,
+    );
     const relation = n['Relation Name'];
     if (relation === 'tokens' || relation === 'token_events') {
       let how = 'full scan';
       if (n['Index Name']) how = `index ${n['Index Name']}`;
       // A bitmap heap scan reads the rows its bitmap index scan child found.
-      const bitmap = n['Node Type'] === 'Bitmap Heap Scan' ? n.Plans?.find((c) => c['Node Type'] === 'Bitmap Index Scan') : undefined;
+      const bitmap =
+        n['Node Type'] === 'Bitmap Heap Scan'
+          ? n.Plans?.find((c) => c['Node Type'] === 'Bitmap Index Scan')
+          : undefined;
       if (bitmap?.['Index Name']) how = `index ${bitmap['Index Name']}`;
       if (n['Node Type'] !== 'ModifyTable') accesses.push({ table: relation, how });
     }
@@ -71,7 +78,8 @@ async function pgAccesses(knex: Knex, s: ScheduledStatement): Promise<{ accesses
 
 /** ROWS far-future live tokens, ROWS long-expired live ones, ROWS revoked ones, and the few that are due. */
 async function seed(engine: Engine, knex: Knex): Promise<void> {
-  const columns = 'id, family_id, kind, owner_id, name, description, scopes, audiences, policy, created_at, expires_at, revoked_at, revoke_reason, secret_digest, display_prefix';
+  const columns =
+    'id, family_id, kind, owner_id, name, description, scopes, audiences, policy, created_at, expires_at, revoked_at, revoke_reason, secret_digest, display_prefix';
   const row = (prefix: string, expires: string, revoked: string) =>
     `SELECT '${prefix}' || i, '${prefix}' || i, 'service_account', 'plan-owner', 'n', '', '[]', '[]', '{}', ${NOW - 400 * DAY}, ${expires}, ${revoked}, ${revoked === 'NULL' ? 'NULL' : "'revoked'"}, '${prefix}-digest-' || i, 'rtr_x'`;
   const kinds: [string, number, string, string][] = [
@@ -86,8 +94,12 @@ async function seed(engine: Engine, knex: Knex): Promise<void> {
   ];
   for (const [prefix, n, expires, revoked] of kinds) {
     const select = row(prefix, expires, revoked);
-    if (engine === 'postgres') await knex.raw(`INSERT INTO tokens (${columns}) ${select} FROM generate_series(1, ${n}) AS g(i)`);
-    else await knex.raw(`WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < ${n}) INSERT INTO tokens (${columns}) ${select} FROM g`);
+    if (engine === 'postgres')
+      await knex.raw(`INSERT INTO tokens (${columns}) ${select} FROM generate_series(1, ${n}) AS g(i)`);
+    else
+      await knex.raw(
+        `WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < ${n}) INSERT INTO tokens (${columns}) ${select} FROM g`,
+      );
   }
   // The log a table like that has: a `created` event per token, and keyed scheduler events.
   const events = 'type, token_id, family_id, actor, occurred_at, unique_key, threshold_seconds';
@@ -98,7 +110,8 @@ async function seed(engine: Engine, knex: Knex): Promise<void> {
   await knex.raw('ANALYZE');
 }
 
-const soonScan = (limit = 500) => expiringSoonStatement({ thresholdSeconds: 2 * 86_400, from: NOW, to: NOW + 2 * DAY, now: NOW, limit });
+const soonScan = (limit = 500) =>
+  expiringSoonStatement({ thresholdSeconds: 2 * 86_400, from: NOW, to: NOW + 2 * DAY, now: NOW, limit });
 const expiredScan = (limit = 500) => expiredStatement({ from: NOW - 30 * DAY, to: NOW, limit });
 
 describe.each(ENGINES)('expiry scheduler statements on %s', (engine) => {
@@ -120,19 +133,25 @@ describe.each(ENGINES)('expiry scheduler statements on %s', (engine) => {
   it.each([
     ['EXPIRING_SOON', soonScan],
     ['EXPIRED', expiredScan],
-  ])('%s: tokens through an index on expiry, token_events through its unique key; no full scan', async (_name, scan) => {
-    const { accesses: found, plan } = await accesses(scan());
-    const tokens = found.filter((a) => a.table === 'tokens');
-    const events = found.filter((a) => a.table === 'token_events');
-    expect(tokens.length, plan.join('\n')).toBeGreaterThan(0);
-    expect(events.length, plan.join('\n')).toBeGreaterThan(0);
-    for (const a of tokens) expect(a.how, plan.join('\n')).toMatch(/^index tokens_(live_expiry|expires_at_index)$/);
-    for (const a of events) expect(a.how, plan.join('\n')).toBe('index token_events_unique_key');
-    if (engine === 'sqlite') {
-      // The index order is the statement's order: a batch stops at LIMIT instead of sorting every due row.
-      expect(plan.some((d) => d.includes('TEMP B-TREE')), plan.join('\n')).toBe(false);
-    }
-  });
+  ])(
+    '%s: tokens through an index on expiry, token_events through its unique key; no full scan',
+    async (_name, scan) => {
+      const { accesses: found, plan } = await accesses(scan());
+      const tokens = found.filter((a) => a.table === 'tokens');
+      const events = found.filter((a) => a.table === 'token_events');
+      expect(tokens.length, plan.join('\n')).toBeGreaterThan(0);
+      expect(events.length, plan.join('\n')).toBeGreaterThan(0);
+      for (const a of tokens) expect(a.how, plan.join('\n')).toMatch(/^index tokens_(live_expiry|expires_at_index)$/);
+      for (const a of events) expect(a.how, plan.join('\n')).toBe('index token_events_unique_key');
+      if (engine === 'sqlite') {
+        // The index order is the statement's order: a batch stops at LIMIT instead of sorting every due row.
+        expect(
+          plan.some((d) => d.includes('TEMP B-TREE')),
+          plan.join('\n'),
+        ).toBe(false);
+      }
+    },
+  );
 
   it('the statements write exactly the due rows, once', async () => {
     const run = async (s: ScheduledStatement) => {
@@ -154,7 +173,10 @@ describe.each(ENGINES)('expiry scheduler statements on %s', (engine) => {
     if (engine === 'postgres') await knex.raw('ANALYZE tokens');
     for (const scan of [soonScan, expiredScan]) {
       const { accesses: found, plan } = await accesses(scan());
-      expect(found.filter((a) => a.table === 'tokens').map((a) => a.how), plan.join('\n')).toContain('full scan');
+      expect(
+        found.filter((a) => a.table === 'tokens').map((a) => a.how),
+        plan.join('\n'),
+      ).toContain('full scan');
     }
   });
 });

@@ -36,7 +36,11 @@ describe.each(ENGINES)('KnexReplayCache on %s', (engine) => {
   afterAll(async () => cleanup());
 
   const NOW = 1_800_000_000_000;
-  const entry = (jtiDigest: string, retryKeyDigest?: string) => ({ jtiDigest, expiresAt: NOW + 60_000, retryKeyDigest });
+  const entry = (jtiDigest: string, retryKeyDigest?: string) => ({
+    jtiDigest,
+    expiresAt: NOW + 60_000,
+    retryKeyDigest,
+  });
 
   it('accepts a jti once', async () => {
     const cache = new KnexReplayCache(knex);
@@ -54,15 +58,25 @@ describe.each(ENGINES)('KnexReplayCache on %s', (engine) => {
 
   it('has exactly one winner among concurrent uses (two caches: two replicas)', async () => {
     const replicas = [new KnexReplayCache(knex), new KnexReplayCache(knex)];
-    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => replicas[i % 2]!.consume(entry('c'.repeat(64)), NOW)));
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => replicas[i % 2]!.consume(entry('c'.repeat(64)), NOW)),
+    );
     expect(results.filter(Boolean)).toHaveLength(1);
   });
 
   it('purges expired rows', async () => {
     const cache = new KnexReplayCache(knex);
     await cache.consume({ jtiDigest: 'd'.repeat(64), expiresAt: NOW + 1000, retryKeyDigest: undefined }, NOW);
-    expect(await knex('workload_jtis').where({ jti_digest: 'd'.repeat(64) }).first()).toBeDefined();
+    expect(
+      await knex('workload_jtis')
+        .where({ jti_digest: 'd'.repeat(64) })
+        .first(),
+    ).toBeDefined();
     await cache.consume(entry('e'.repeat(64)), NOW + 120_000);
-    expect(await knex('workload_jtis').where({ jti_digest: 'd'.repeat(64) }).first()).toBeUndefined();
+    expect(
+      await knex('workload_jtis')
+        .where({ jti_digest: 'd'.repeat(64) })
+        .first(),
+    ).toBeUndefined();
   });
 });

@@ -17,14 +17,28 @@ import { asStoreError, unavailableReason } from '../../src/store/database-errors
 import { migrate, openDatabase } from '../../src/store/database.js';
 import type { KnexStore } from '../../src/store/knex-store.js';
 import { listenForEvents, parseEventPayload } from '../../src/store/pg-notify.js';
-import { ENGINES, TEST_POSTGRES_URL, describeOnPostgres, engineDatabase, scratchDatabase, type ScratchDatabase } from '../support/engines.js';
+import {
+  ENGINES,
+  TEST_POSTGRES_URL,
+  describeOnPostgres,
+  engineDatabase,
+  scratchDatabase,
+  type ScratchDatabase,
+} from '../support/engines.js';
 import { hostPortOf, startTcpProxy } from '../support/tcp-proxy.js';
 
 const SECRET = 'eB9JVzUkBaz0yP0musfKTJUDW52WVQOBpoex/H9fXFs=';
 
 async function appOn(url: string): Promise<AppContext & { store: KnexStore }> {
-  const config = loadConfig({ ROTOR_DATA_DIR: mkdtempSync(join(tmpdir(), 'rotor-store-data-')), ROTOR_DATABASE_URL: url, ROTOR_SECRET: SECRET });
-  return createApp(config, createLogger('error', () => undefined));
+  const config = loadConfig({
+    ROTOR_DATA_DIR: mkdtempSync(join(tmpdir(), 'rotor-store-data-')),
+    ROTOR_DATABASE_URL: url,
+    ROTOR_SECRET: SECRET,
+  });
+  return createApp(
+    config,
+    createLogger('error', () => undefined),
+  );
 }
 
 describe.each(ENGINES)('knex store on %s', (engine) => {
@@ -61,7 +75,11 @@ describe.each(ENGINES)('knex store on %s', (engine) => {
     const race = await engineDatabase(engine);
     const apps = [await appOn(race.url), await appOn(race.url)];
     try {
-      const settled = await Promise.allSettled(Array.from({ length: 12 }, (_, i) => bootstrapAdmin(apps[i % 2]!, { ownerId: `admin-${i}`, lifetimeSeconds: 3600 })));
+      const settled = await Promise.allSettled(
+        Array.from({ length: 12 }, (_, i) =>
+          bootstrapAdmin(apps[i % 2]!, { ownerId: `admin-${i}`, lifetimeSeconds: 3600 }),
+        ),
+      );
       const ok = settled.filter((r) => r.status === 'fulfilled');
       expect(ok).toHaveLength(1);
       for (const r of settled) {
@@ -87,14 +105,32 @@ describe.each(ENGINES)('knex store on %s', (engine) => {
 
 describe('driver failures become `unavailable`, other errors pass through', () => {
   it.each([
-    ['ECONNREFUSED', Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }), 'connection'],
+    [
+      'ECONNREFUSED',
+      Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }),
+      'connection',
+    ],
     ['ECONNRESET', Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }), 'connection'],
-    ['57P01 admin shutdown', Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' }), 'connection'],
+    [
+      '57P01 admin shutdown',
+      Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' }),
+      'connection',
+    ],
     ['08006 connection failure', Object.assign(new Error('connection failure'), { code: '08006' }), 'connection'],
-    ['57014 statement timeout', Object.assign(new Error('canceling statement due to statement timeout'), { code: '57014' }), 'timeout'],
+    [
+      '57014 statement timeout',
+      Object.assign(new Error('canceling statement due to statement timeout'), { code: '57014' }),
+      'timeout',
+    ],
     ['connection terminated', new Error('Connection terminated unexpectedly'), 'connection'],
     ['query read timeout', new Error('Query read timeout'), 'timeout'],
-    ['pool acquire timeout', Object.assign(new Error('Knex: Timeout acquiring a connection. The pool is probably full.'), { name: 'KnexTimeoutError' }), 'timeout'],
+    [
+      'pool acquire timeout',
+      Object.assign(new Error('Knex: Timeout acquiring a connection. The pool is probably full.'), {
+        name: 'KnexTimeoutError',
+      }),
+      'timeout',
+    ],
     ['SQLITE_BUSY', Object.assign(new Error('SQLITE_BUSY: database is locked'), { code: 'SQLITE_BUSY' }), 'busy'],
   ] as const)('%s → unavailable (%s)', (_name, err, reason) => {
     expect(unavailableReason(err)).toBe(reason);
@@ -119,7 +155,10 @@ describe('driver failures become `unavailable`, other errors pass through', () =
 
   it.each([
     ['unique violation', Object.assign(new Error('duplicate key value violates unique constraint'), { code: '23505' })],
-    ['SQLITE_CONSTRAINT', Object.assign(new Error('SQLITE_CONSTRAINT: UNIQUE constraint failed'), { code: 'SQLITE_CONSTRAINT' })],
+    [
+      'SQLITE_CONSTRAINT',
+      Object.assign(new Error('SQLITE_CONSTRAINT: UNIQUE constraint failed'), { code: 'SQLITE_CONSTRAINT' }),
+    ],
     ['syntax error', Object.assign(new Error('syntax error at or near'), { code: '42601' })],
     ['a domain error', new RotorError('not_found', 'token tok_x not found')],
   ])('%s passes through unchanged', (_name, err) => {
@@ -142,7 +181,18 @@ describeOnPostgres('LISTEN/NOTIFY across two knex instances on postgres', () => 
   /** Appends one event through the writer's own pool and transaction. */
   async function appendEvent(tokenId: string): Promise<number> {
     await writer.store.transaction((tx) =>
-      tx.events.append([{ type: 'revoked', tokenId, familyId: 'fam_x', successorId: null, actor: 'test', peer: null, reason: 'revoked', occurredAt: Date.now() }]),
+      tx.events.append([
+        {
+          type: 'revoked',
+          tokenId,
+          familyId: 'fam_x',
+          successorId: null,
+          actor: 'test',
+          peer: null,
+          reason: 'revoked',
+          occurredAt: Date.now(),
+        },
+      ]),
     );
     const [last] = (await writer.store.events.list({ tokenId }, 10)).slice(-1);
     return last!.sequence;
@@ -165,7 +215,18 @@ describeOnPostgres('LISTEN/NOTIFY across two knex instances on postgres', () => 
       await waitFor(() => woke.includes(seq));
       await expect(
         writer.store.transaction(async (tx) => {
-          await tx.events.append([{ type: 'revoked', tokenId: 'tok_rolled_back', familyId: 'fam_x', successorId: null, actor: 'test', peer: null, reason: 'revoked', occurredAt: Date.now() }]);
+          await tx.events.append([
+            {
+              type: 'revoked',
+              tokenId: 'tok_rolled_back',
+              familyId: 'fam_x',
+              successorId: null,
+              actor: 'test',
+              peer: null,
+              reason: 'revoked',
+              occurredAt: Date.now(),
+            },
+          ]);
           throw new Error('roll back');
         }),
       ).rejects.toThrow('roll back');
@@ -206,7 +267,12 @@ describeOnPostgres('LISTEN/NOTIFY across two knex instances on postgres', () => 
     const proxy = await startTcpProxy(hostPortOf(TEST_POSTGRES_URL!));
     const woke: (number | undefined)[] = [];
     const errors: string[] = [];
-    const listener = listenForEvents({ url: proxy.rewrite(db.url), onWake: (w) => woke.push(w?.sequence), onError: (e) => errors.push(e.message), maxBackoffMs: 200 });
+    const listener = listenForEvents({
+      url: proxy.rewrite(db.url),
+      onWake: (w) => woke.push(w?.sequence),
+      onError: (e) => errors.push(e.message),
+      maxBackoffMs: 200,
+    });
     try {
       await listener.ready;
       proxy.cut();
@@ -234,9 +300,12 @@ describe('NOTIFY payloads of the events channel', () => {
   ])('%s', (payload, wake) => {
     expect(parseEventPayload(payload)).toEqual(wake);
   });
-  it.each(['', '42', 'x tok_a', '42 tok a', '99999999999999999999 tok_a'])('%j is not understood (the caller then treats it as "all")', (payload) => {
-    expect(parseEventPayload(payload)).toBeUndefined();
-  });
+  it.each(['', '42', 'x tok_a', '42 tok a', '99999999999999999999 tok_a'])(
+    '%j is not understood (the caller then treats it as "all")',
+    (payload) => {
+      expect(parseEventPayload(payload)).toBeUndefined();
+    },
+  );
 });
 
 async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {

@@ -34,7 +34,12 @@ interface Access {
   how: string;
 }
 
-const TABLES: Record<string, Access['table']> = { tokens: 'tokens', t: 'tokens', token_events: 'token_events', e: 'token_events' };
+const TABLES: Record<string, Access['table']> = {
+  tokens: 'tokens',
+  t: 'tokens',
+  token_events: 'token_events',
+  e: 'token_events',
+};
 
 /** SQLite's EXPLAIN QUERY PLAN: SEARCH reads a range of an index, SCAN without an index reads the table. */
 async function sqliteAccesses(knex: Knex, s: RetentionStatement): Promise<{ accesses: Access[]; plan: string[] }> {
@@ -59,15 +64,22 @@ interface PgPlanNode {
 
 /** PostgreSQL's EXPLAIN (FORMAT JSON), not executed: a Seq Scan reads the table. */
 async function pgAccesses(knex: Knex, s: RetentionStatement): Promise<{ accesses: Access[]; plan: string[] }> {
-  const result = (await knex.raw(`EXPLAIN (FORMAT JSON) ${s.sql}`, s.bindings)) as { rows: { 'QUERY PLAN': [{ Plan: PgPlanNode }] }[] };
+  const result = (await knex.raw(`EXPLAIN (FORMAT JSON) ${s.sql}`, s.bindings)) as {
+    rows: { 'QUERY PLAN': [{ Plan: PgPlanNode }] }[];
+  };
   const accesses: Access[] = [];
   const plan: string[] = [];
   const walk = (n: PgPlanNode, depth: number) => {
-    plan.push(`${'  '.repeat(depth)}${n['Node Type']}${n['Relation Name'] ? ` on ${n['Relation Name']}` : ''}${n['Index Name'] ? ` using ${n['Index Name']}` : ''}`);
+    plan.push(
+      `${'  '.repeat(depth)}${n['Node Type']}${n['Relation Name'] ? ` on ${n['Relation Name']}` : ''}${n['Index Name'] ? ` using ${n['Index Name']}` : ''}`,
+    );
     const relation = n['Relation Name'];
     if ((relation === 'tokens' || relation === 'token_events') && n['Node Type'] !== 'ModifyTable') {
       let how = n['Index Name'] ? `index ${n['Index Name']}` : 'full scan';
-      const bitmap = n['Node Type'] === 'Bitmap Heap Scan' ? n.Plans?.find((c) => c['Node Type'] === 'Bitmap Index Scan') : undefined;
+      const bitmap =
+        n['Node Type'] === 'Bitmap Heap Scan'
+          ? n.Plans?.find((c) => c['Node Type'] === 'Bitmap Index Scan')
+          : undefined;
       if (bitmap?.['Index Name']) how = `index ${bitmap['Index Name']}`;
       accesses.push({ table: relation, how });
     }
@@ -79,7 +91,8 @@ async function pgAccesses(knex: Knex, s: RetentionStatement): Promise<{ accesses
 
 /** ROWS live tokens, ROWS that expired a year ago, ROWS revoked long ago that expire later; three events each. */
 async function seed(engine: Engine, knex: Knex): Promise<void> {
-  const columns = 'id, family_id, kind, owner_id, name, description, scopes, audiences, policy, created_at, expires_at, revoked_at, revoke_reason, secret_digest, display_prefix';
+  const columns =
+    'id, family_id, kind, owner_id, name, description, scopes, audiences, policy, created_at, expires_at, revoked_at, revoke_reason, secret_digest, display_prefix';
   const row = (prefix: string, expires: string, revoked: string) =>
     `SELECT '${prefix}' || i, '${prefix}f' || (i / 4), 'service_account', 'plan-owner', 'n', '', '[]', '[]', '{}', ${NOW - 400 * DAY} + i, ${expires}, ${revoked}, ${revoked === 'NULL' ? 'NULL' : "'rotated'"}, '${prefix}-digest-' || i, 'rtr_x'`;
   const kinds: [string, string, string][] = [
@@ -89,13 +102,19 @@ async function seed(engine: Engine, knex: Knex): Promise<void> {
   ];
   for (const [prefix, expires, revoked] of kinds) {
     const select = row(prefix, expires, revoked);
-    if (engine === 'postgres') await knex.raw(`INSERT INTO tokens (${columns}) ${select} FROM generate_series(1, ${ROWS}) AS g(i)`);
-    else await knex.raw(`WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < ${ROWS}) INSERT INTO tokens (${columns}) ${select} FROM g`);
+    if (engine === 'postgres')
+      await knex.raw(`INSERT INTO tokens (${columns}) ${select} FROM generate_series(1, ${ROWS}) AS g(i)`);
+    else
+      await knex.raw(
+        `WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < ${ROWS}) INSERT INTO tokens (${columns}) ${select} FROM g`,
+      );
   }
   const events = 'type, token_id, family_id, actor, occurred_at, unique_key, threshold_seconds';
   for (const type of ['created', 'expiring_soon', 'expired']) {
     const key = type === 'created' ? 'NULL' : `'${type}:' || id`;
-    await knex.raw(`INSERT INTO token_events (${events}) SELECT '${type}', id, family_id, 'admin', created_at, ${key}, NULL FROM tokens ORDER BY created_at`);
+    await knex.raw(
+      `INSERT INTO token_events (${events}) SELECT '${type}', id, family_id, 'admin', created_at, ${key}, NULL FROM tokens ORDER BY created_at`,
+    );
   }
   await knex.raw('ANALYZE');
 }
@@ -109,9 +128,17 @@ const families = Array.from({ length: BATCH }, (_, i) => `gonef${i}`);
 const ids = Array.from({ length: BATCH }, (_, i) => `gone${i + 1}`);
 const STATEMENTS: [string, () => RetentionStatement, Access['table'][]][] = [
   ['expired candidates, first batch', () => endedCandidatesStatement('expired', CUTOFF, undefined, BATCH), ['tokens']],
-  ['expired candidates, after a cursor', () => endedCandidatesStatement('expired', CUTOFF, { at: NOW - 365 * DAY + 5_000_000, id: 'gone5000' }, BATCH), ['tokens']],
+  [
+    'expired candidates, after a cursor',
+    () => endedCandidatesStatement('expired', CUTOFF, { at: NOW - 365 * DAY + 5_000_000, id: 'gone5000' }, BATCH),
+    ['tokens'],
+  ],
   ['revoked candidates, first batch', () => endedCandidatesStatement('revoked', CUTOFF, undefined, BATCH), ['tokens']],
-  ['revoked candidates, after a cursor', () => endedCandidatesStatement('revoked', CUTOFF, { at: NOW - 200 * DAY + 5_000_000, id: 'rev5000' }, BATCH), ['tokens']],
+  [
+    'revoked candidates, after a cursor',
+    () => endedCandidatesStatement('revoked', CUTOFF, { at: NOW - 200 * DAY + 5_000_000, id: 'rev5000' }, BATCH),
+    ['tokens'],
+  ],
   ['live families', () => liveFamiliesStatement(families, CUTOFF), ['tokens']],
   ['delete ended tokens', () => deleteEndedStatement(ids, CUTOFF), ['tokens']],
   ['event page', () => eventPageStatement(1000, BATCH), ['token_events']],
@@ -119,7 +146,11 @@ const STATEMENTS: [string, () => RetentionStatement, Access['table'][]][] = [
   ['delete an event range', () => deleteEventRangeStatement(1000, 1000 + BATCH), ['token_events', 'tokens']],
   ['events kept below the mark', () => keptEventsStatement(50_000, 1000, BATCH), ['token_events']],
   ['their tokens still unrevoked', () => unrevokedTokensStatement(ids), ['tokens']],
-  ['delete released events', () => deleteEventsStatement(Array.from({ length: BATCH }, (_, i) => 1000 + 7 * i)), ['token_events']],
+  [
+    'delete released events',
+    () => deleteEventsStatement(Array.from({ length: BATCH }, (_, i) => 1000 + 7 * i)),
+    ['token_events'],
+  ],
 ];
 
 describe.each(ENGINES)('retention statements on %s', (engine) => {
@@ -143,7 +174,8 @@ describe.each(ENGINES)('retention statements on %s', (engine) => {
     const text = plan.join('\n');
     for (const table of tables) expect(found.filter((a) => a.table === table).length, text).toBeGreaterThan(0);
     for (const a of found) expect(a.how, text).not.toBe('full scan');
-    for (const a of found.filter((x) => x.table === 'token_events')) expect(a.how, text).toMatch(/^index (primary key|token_events_pkey)$/);
+    for (const a of found.filter((x) => x.table === 'token_events'))
+      expect(a.how, text).toMatch(/^index (primary key|token_events_pkey)$/);
   });
 
   // Last: it drops the indexes the other tests rely on.
@@ -156,7 +188,10 @@ describe.each(ENGINES)('retention statements on %s', (engine) => {
     if (engine === 'postgres') await knex.raw('ANALYZE tokens');
     for (const [, statement] of STATEMENTS.slice(0, 5)) {
       const { accesses: found, plan } = await accesses(statement());
-      expect(found.map((a) => a.how), plan.join('\n')).toContain('full scan');
+      expect(
+        found.map((a) => a.how),
+        plan.join('\n'),
+      ).toContain('full scan');
     }
   });
 });

@@ -36,7 +36,15 @@ async function scratch(engine: Engine): Promise<{ knex: Knex; drop(): Promise<vo
 describe.each(ENGINES)('signing keys on %s', (engine) => {
   let db: { knex: Knex; drop(): Promise<void> };
   let repo: KnexSigningKeyRepository;
-  const ring = (alg: 'ES256' | 'EdDSA' = 'ES256') => new SigningKeyRing(repo, createSigningKeySeal(SERVER_SECRET), SCHEDULE, alg, (n) => new Uint8Array(randomBytes(n)), quiet);
+  const ring = (alg: 'ES256' | 'EdDSA' = 'ES256') =>
+    new SigningKeyRing(
+      repo,
+      createSigningKeySeal(SERVER_SECRET),
+      SCHEDULE,
+      alg,
+      (n) => new Uint8Array(randomBytes(n)),
+      quiet,
+    );
 
   beforeAll(async () => {
     db = await scratch(engine);
@@ -54,17 +62,25 @@ describe.each(ENGINES)('signing keys on %s', (engine) => {
     expect(new Set(first.map((k) => k.meta.kid)).size).toBe(1);
     const dueAt = NOW + 6 * DAY + HOUR;
     await Promise.all(replicas.map((r) => r.signingKey(dueAt)));
-    const rows = (await db.knex('signing_keys').select('slot', 'kid').orderBy('slot')) as { slot: number; kid: string }[];
+    const rows = (await db.knex('signing_keys').select('slot', 'kid').orderBy('slot')) as {
+      slot: number;
+      kid: string;
+    }[];
     expect(rows.map((r) => Number(r.slot))).toEqual([0, 1]);
     const next = await Promise.all(replicas.map((r) => r.signingKey(NOW + 7 * DAY + MINUTE)));
     expect(new Set(next.map((k) => k.meta.kid))).toEqual(new Set([rows[1]!.kid]));
   });
 
   it('stores the private key only sealed; the public JWK has no private part', async () => {
-    const row = (await db.knex('signing_keys').where({ slot: 0 }).first()) as { kid: string; public_jwk: string; private_key_sealed: string };
+    const row = (await db.knex('signing_keys').where({ slot: 0 }).first()) as {
+      kid: string;
+      public_jwk: string;
+      private_key_sealed: string;
+    };
     expect(JSON.parse(row.public_jwk)).not.toHaveProperty('d');
     expect(row.private_key_sealed).toMatch(/^v1\./);
-    const d = (JSON.parse(createSigningKeySeal(SERVER_SECRET).open(row.kid, row.private_key_sealed)) as { d: string }).d;
+    const d = (JSON.parse(createSigningKeySeal(SERVER_SECRET).open(row.kid, row.private_key_sealed)) as { d: string })
+      .d;
     expect(d.length).toBeGreaterThan(20);
     expect(JSON.stringify(await db.knex('signing_keys').select())).not.toContain(d);
   });
@@ -72,7 +88,9 @@ describe.each(ENGINES)('signing keys on %s', (engine) => {
   it('publishes keys until their tokens expired, extends that when a token outlives the plan, then erases the private key', async () => {
     const r = ring();
     const at = NOW + 7 * DAY + 2 * MINUTE;
-    const k0 = (await repo.findByKid(((await db.knex('signing_keys').where({ slot: 0 }).first()) as { kid: string }).kid))!;
+    const k0 = (await repo.findByKid(
+      ((await db.knex('signing_keys').where({ slot: 0 }).first()) as { kid: string }).kid,
+    ))!;
     expect((await r.jwks(at)).keys.map((k) => k.kid)).toContain(k0.kid);
     await repo.extendPublication(k0.kid, k0.publishUntil + 10 * MINUTE);
     await repo.extendPublication(k0.kid, k0.publishUntil);
@@ -100,6 +118,8 @@ describe.each(ENGINES)('signing keys on %s', (engine) => {
     const gap = NOW + 60 * DAY;
     const k = await r.signingKey(gap);
     expect(k.meta.alg).toBe('EdDSA');
-    expect((await r.jwks(gap)).keys).toEqual([expect.objectContaining({ kty: 'OKP', crv: 'Ed25519', alg: 'EdDSA', use: 'sig', kid: k.meta.kid })]);
+    expect((await r.jwks(gap)).keys).toEqual([
+      expect.objectContaining({ kty: 'OKP', crv: 'Ed25519', alg: 'EdDSA', use: 'sig', kid: k.meta.kid }),
+    ]);
   });
 });

@@ -36,7 +36,11 @@ describe('TokenCache', () => {
     cache.put(record('tok_a', 'da'), cache.readStarted());
     cache.put(record('tok_b', 'db'), cache.readStarted());
     cache.put(record('tok_c', 'dc'), cache.readStarted());
-    expect([cache.getById('tok_a'), cache.getById('tok_b')?.id, cache.getById('tok_c')?.id]).toEqual([undefined, 'tok_b', 'tok_c']);
+    expect([cache.getById('tok_a'), cache.getById('tok_b')?.id, cache.getById('tok_c')?.id]).toEqual([
+      undefined,
+      'tok_b',
+      'tok_c',
+    ]);
     cache.invalidate(['tok_b']);
     expect(cache.getByDigest('db')).toBeUndefined();
     expect(cache.getByDigest('dc')).toBeDefined();

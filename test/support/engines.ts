@@ -28,12 +28,12 @@ import type { Engine } from '../../src/store/database.js';
 export type { Engine };
 
 /** The PostgreSQL server for tests, or undefined when the PostgreSQL half is skipped. */
-export const TEST_POSTGRES_URL: string | undefined = process.env.ROTOR_TEST_DATABASE_URL || process.env.ROTOR_TEST_POSTGRES_URL || undefined;
+export const TEST_POSTGRES_URL: string | undefined =
+  process.env.ROTOR_TEST_DATABASE_URL || process.env.ROTOR_TEST_POSTGRES_URL || undefined;
 
 if (TEST_POSTGRES_URL !== undefined && !/^postgres(ql)?:\/\//.test(TEST_POSTGRES_URL)) {
   throw new Error(`ROTOR_TEST_DATABASE_URL must be a postgres:// URL, got "${TEST_POSTGRES_URL}"`);
 }
-
 
 /** Every engine the tests run on here. */
 export const ENGINES: readonly Engine[] = TEST_POSTGRES_URL ? ['sqlite', 'postgres'] : ['sqlite'];

@@ -57,7 +57,18 @@ export class FakeStream {
 }
 
 /** An ExpiryEvent with defaults. */
-export function event(type: ExpiryEventType, fields: { sequence: number; tokenId?: string; familyId?: string; successorId?: string; thresholdMs?: number; reason?: string; state?: TokenState }): ExpiryEvent {
+export function event(
+  type: ExpiryEventType,
+  fields: {
+    sequence: number;
+    tokenId?: string;
+    familyId?: string;
+    successorId?: string;
+    thresholdMs?: number;
+    reason?: string;
+    state?: TokenState;
+  },
+): ExpiryEvent {
   return create(ExpiryEventSchema, {
     sequence: BigInt(fields.sequence),
     type,
@@ -104,7 +115,14 @@ export class FakeAgentServer implements AgentApi {
 
   /** Creates an active token of a new family now. */
   issue(): Stored {
-    const t: Stored = { id: `tok_${++this.n}`, familyId: `fam_${this.n}`, createdAt: this.clock.now(), expiresAt: this.clock.now() + this.lifetimeMs, state: TokenState.ACTIVE, secret: `secret-${this.n}` };
+    const t: Stored = {
+      id: `tok_${++this.n}`,
+      familyId: `fam_${this.n}`,
+      createdAt: this.clock.now(),
+      expiresAt: this.clock.now() + this.lifetimeMs,
+      state: TokenState.ACTIVE,
+      secret: `secret-${this.n}`,
+    };
     this.tokens.push(t);
     return t;
   }
@@ -127,7 +145,8 @@ export class FakeAgentServer implements AgentApi {
     const fail = this.describeFailures.shift();
     if (fail) return Promise.reject(fail);
     const t = this.bySecret(secret);
-    if (!t || this.view(t).state !== TokenState.ACTIVE) return Promise.reject(new ConnectError('bearer token has been revoked', Code.Unauthenticated));
+    if (!t || this.view(t).state !== TokenState.ACTIVE)
+      return Promise.reject(new ConnectError('bearer token has been revoked', Code.Unauthenticated));
     return Promise.resolve(this.view(t));
   }
 
@@ -141,20 +160,39 @@ export class FakeAgentServer implements AgentApi {
       const successor = this.tokens.find((x) => x.secret === t.successorSecret)!;
       if (key === t.rotatedWithKey) return this.answer({ token: this.view(successor), secret: successor.secret });
       if (this.clock.now() - t.rotatedAt! <= this.reuseGraceMs) {
-        const e = new ConnectError(`token was already rotated; its successor is ${successor.id}`, Code.FailedPrecondition);
+        const e = new ConnectError(
+          `token was already rotated; its successor is ${successor.id}`,
+          Code.FailedPrecondition,
+        );
         e.metadata.set('rotor-error', 'already_rotated');
         e.metadata.set('rotor-successor-id', successor.id);
         return Promise.reject(e);
       }
       for (const m of this.family(t.familyId)) m.state = TokenState.REVOKED;
-      const e = new ConnectError('token was already rotated: reuse detected, every token of its family is now revoked', Code.PermissionDenied);
+      const e = new ConnectError(
+        'token was already rotated: reuse detected, every token of its family is now revoked',
+        Code.PermissionDenied,
+      );
       e.metadata.set('rotor-error', 'reuse_detected');
       return Promise.reject(e);
     }
-    if (this.view(t).state !== TokenState.ACTIVE) return Promise.reject(new ConnectError('bearer token has been revoked', Code.Unauthenticated));
-    const s: Stored = { id: `tok_${++this.n}`, familyId: t.familyId, createdAt: this.clock.now(), expiresAt: this.clock.now() + this.lifetimeMs, state: TokenState.ACTIVE, secret: `secret-${this.n}` };
+    if (this.view(t).state !== TokenState.ACTIVE)
+      return Promise.reject(new ConnectError('bearer token has been revoked', Code.Unauthenticated));
+    const s: Stored = {
+      id: `tok_${++this.n}`,
+      familyId: t.familyId,
+      createdAt: this.clock.now(),
+      expiresAt: this.clock.now() + this.lifetimeMs,
+      state: TokenState.ACTIVE,
+      secret: `secret-${this.n}`,
+    };
     this.tokens.push(s);
-    Object.assign(t, { state: TokenState.ROTATED, successorSecret: s.secret, rotatedWithKey: key, rotatedAt: this.clock.now() });
+    Object.assign(t, {
+      state: TokenState.ROTATED,
+      successorSecret: s.secret,
+      rotatedWithKey: key,
+      rotatedAt: this.clock.now(),
+    });
     return this.answer({ token: this.view(s), secret: s.secret });
   }
 

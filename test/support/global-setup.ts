@@ -4,6 +4,8 @@
  */
 export default function setup(): void {
   if (!(process.env.ROTOR_TEST_DATABASE_URL || process.env.ROTOR_TEST_POSTGRES_URL)) {
-    console.info('ROTOR_TEST_DATABASE_URL is not set: the PostgreSQL half of the store and end-to-end tests is skipped (.ci/run sets it)');
+    console.info(
+      'ROTOR_TEST_DATABASE_URL is not set: the PostgreSQL half of the store and end-to-end tests is skipped (.ci/run sets it)',
+    );
   }
 }

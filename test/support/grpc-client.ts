@@ -14,8 +14,10 @@ import * as grpc from '@grpc/grpc-js';
 type MethodsOf<S> = S extends { method: infer M } ? M : never;
 type InputOf<M> = M extends DescMethodUnary<infer I extends DescMessage, DescMessage> ? MessageInitShape<I> : never;
 type OutputOf<M> = M extends DescMethodUnary<DescMessage, infer O extends DescMessage> ? MessageShape<O> : never;
-type StreamInputOf<M> = M extends DescMethodServerStreaming<infer I extends DescMessage, DescMessage> ? MessageInitShape<I> : never;
-type StreamOutputOf<M> = M extends DescMethodServerStreaming<DescMessage, infer O extends DescMessage> ? MessageShape<O> : never;
+type StreamInputOf<M> =
+  M extends DescMethodServerStreaming<infer I extends DescMessage, DescMessage> ? MessageInitShape<I> : never;
+type StreamOutputOf<M> =
+  M extends DescMethodServerStreaming<DescMessage, infer O extends DescMessage> ? MessageShape<O> : never;
 
 /** A @grpc/grpc-js client for one Rotor service, built from the generated descriptor. */
 export interface GrpcServiceClient<S extends DescService> {
@@ -57,7 +59,10 @@ export function grpcClient<S extends DescService>(
   );
   const Ctor = grpc.makeGenericClientConstructor(definition, service.typeName);
   const client = new Ctor(address, credentials, channelOptions) as unknown as grpc.Client &
-    Record<string, (req: unknown, md: grpc.Metadata, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void>;
+    Record<
+      string,
+      (req: unknown, md: grpc.Metadata, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void
+    >;
   return {
     call(method, request, opts = {}) {
       const md = new grpc.Metadata();
@@ -72,7 +77,9 @@ export function grpcClient<S extends DescService>(
     stream(method, request, opts = {}) {
       const md = new grpc.Metadata();
       if (opts.token !== undefined) md.set('authorization', `Bearer ${opts.token}`);
-      const fn = (client as unknown as Record<string, (req: unknown, md: grpc.Metadata) => grpc.ClientReadableStream<never>>)[method];
+      const fn = (
+        client as unknown as Record<string, (req: unknown, md: grpc.Metadata) => grpc.ClientReadableStream<never>>
+      )[method];
       if (!fn) throw new Error(`no method ${method}`);
       return fn.call(client, request, md);
     },

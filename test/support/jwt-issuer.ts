@@ -90,7 +90,13 @@ export async function startTestIssuer(opts: { typ?: string } = {}): Promise<Test
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/.well-known/openid-configuration') {
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ issuer: self.issuer, jwks_uri: self.jwksUri, id_token_signing_alg_values_supported: ['ES256', 'RS256'] }));
+      res.end(
+        JSON.stringify({
+          issuer: self.issuer,
+          jwks_uri: self.jwksUri,
+          id_token_signing_alg_values_supported: ['ES256', 'RS256'],
+        }),
+      );
       return;
     }
     if (path === '/jwks') {
@@ -140,10 +146,16 @@ export async function startTestIssuer(opts: { typ?: string } = {}): Promise<Test
         ...claims,
       };
       for (const k of o.omit ?? []) delete payload[k];
-      const key = o.foreignKey ? { privateKey: o.foreignKey.key, kid: o.foreignKey.kid, alg: 'ES256' } : o.rsa ? rsa : current;
+      const key = o.foreignKey
+        ? { privateKey: o.foreignKey.key, kid: o.foreignKey.kid, alg: 'ES256' }
+        : o.rsa
+          ? rsa
+          : current;
       const typ = o.typ ?? opts.typ;
       return rememberJwt(
-        await new SignJWT(payload).setProtectedHeader({ alg: key.alg, kid: key.kid, ...(typ ? { typ } : {}), ...o.header }).sign(key.privateKey),
+        await new SignJWT(payload)
+          .setProtectedHeader({ alg: key.alg, kid: key.kid, ...(typ ? { typ } : {}), ...o.header })
+          .sign(key.privateKey),
       );
     },
     async rotateKey() {

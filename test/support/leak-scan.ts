@@ -23,7 +23,9 @@ export function secretsInDirectory(dir: string, known: Iterable<string> = []): {
     for (const name of readdirSync(d)) {
       const path = join(d, name);
       if (statSync(path).isDirectory()) walk(path);
-      else for (const secret of secretsIn(readFileSync(path).toString('latin1'), knownList)) hits.push({ file: path, secret: secret.slice(0, 12) + '…' });
+      else
+        for (const secret of secretsIn(readFileSync(path).toString('latin1'), knownList))
+          hits.push({ file: path, secret: secret.slice(0, 12) + '…' });
     }
   };
   walk(dir);
@@ -37,8 +39,11 @@ export async function secretsInPostgres(url: string, known: Iterable<string> = [
     const tables = await knex('information_schema.tables').select('table_name').where({ table_schema: 'public' });
     const hits: string[] = [];
     for (const { table_name } of tables as { table_name: string }[]) {
-      const rows = (await knex.raw(`select t::text as row from "${table_name.replace(/"/g, '""')}" t`)) as { rows: { row: string }[] };
-      for (const { row } of rows.rows) for (const secret of secretsIn(row, known)) hits.push(`${table_name}: ${secret.slice(0, 12)}…`);
+      const rows = (await knex.raw(`select t::text as row from "${table_name.replace(/"/g, '""')}" t`)) as {
+        rows: { row: string }[];
+      };
+      for (const { row } of rows.rows)
+        for (const secret of secretsIn(row, known)) hits.push(`${table_name}: ${secret.slice(0, 12)}…`);
     }
     return hits;
   } finally {

@@ -49,7 +49,13 @@ export async function startOidcIssuer(): Promise<OidcIssuer> {
         enabled: true,
         defaultResource: () => 'https://rotor.example',
         useGrantedResource: () => true,
-        getResourceServerInfo: () => ({ scope: 'deploy', audience: 'rotor', accessTokenFormat: 'jwt', accessTokenTTL: 300, jwt: { sign: { alg: 'ES256' } } }),
+        getResourceServerInfo: () => ({
+          scope: 'deploy',
+          audience: 'rotor',
+          accessTokenFormat: 'jwt',
+          accessTokenTTL: 300,
+          jwt: { sign: { alg: 'ES256' } },
+        }),
       },
     },
   });
@@ -62,8 +68,17 @@ export async function startOidcIssuer(): Promise<OidcIssuer> {
     issuer,
     clientId: CLIENT_ID,
     async accessToken() {
-      as ??= await oauth.processDiscoveryResponse(issuerUrl, await oauth.discoveryRequest(issuerUrl, { ...opts, algorithm: 'oidc' }));
-      const res = await oauth.clientCredentialsGrantRequest(as, client, oauth.ClientSecretBasic(CLIENT_SECRET), { scope: 'deploy' }, opts);
+      as ??= await oauth.processDiscoveryResponse(
+        issuerUrl,
+        await oauth.discoveryRequest(issuerUrl, { ...opts, algorithm: 'oidc' }),
+      );
+      const res = await oauth.clientCredentialsGrantRequest(
+        as,
+        client,
+        oauth.ClientSecretBasic(CLIENT_SECRET),
+        { scope: 'deploy' },
+        opts,
+      );
       return rememberJwt((await oauth.processClientCredentialsResponse(as, client, res)).access_token);
     },
     async close() {

@@ -9,11 +9,20 @@ export const CLI = `${ROOT}dist/src/cli/main.js`;
  * Runs `rotor …` to completion. `timeoutMs`: kill it after that long (for a command expected to
  * exit, such as a `serve` that must refuse to start, so a regression leaves no server behind).
  */
-export function runCli(args: string[], env: Record<string, string>, options: { timeoutMs?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+export function runCli(
+  args: string[],
+  env: Record<string, string>,
+  options: { timeoutMs?: number } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, cwd: ROOT, timeout: options.timeoutMs ?? 0, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [CLI, ...args],
+      { env: { ...process.env, ...env }, cwd: ROOT, timeout: options.timeoutMs ?? 0, killSignal: 'SIGKILL' },
+      (err, stdout, stderr) => {
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -74,7 +83,11 @@ export interface CliProcess {
 
 /** Starts `rotor …` without waiting for it to finish. */
 export function startCli(args: string[], env: Record<string, string>): CliProcess {
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: { ...process.env, ...env },
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   let err = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -84,7 +97,11 @@ export function startCli(args: string[], env: Record<string, string>): CliProces
 }
 
 /** Polls `check` every 50 ms until it returns a value other than undefined/false, or fails after `ms`. */
-export async function waitFor<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, ms = 15_000): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  check: () => T | undefined | false | Promise<T | undefined | false>,
+  ms = 15_000,
+): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
     const v = await check();

@@ -22,7 +22,12 @@ export interface ReplicaSet {
 export async function startReplicas(count: number, extraEnv: Record<string, string> = {}): Promise<ReplicaSet> {
   const db = await scratchDatabase();
   const dirs: string[] = [];
-  const base = { ROTOR_DATABASE_URL: db.url, ROTOR_SECRET: randomBytes(32).toString('base64url'), ROTOR_LOG_LEVEL: 'info', ...extraEnv };
+  const base = {
+    ROTOR_DATABASE_URL: db.url,
+    ROTOR_SECRET: randomBytes(32).toString('base64url'),
+    ROTOR_LOG_LEVEL: 'info',
+    ...extraEnv,
+  };
   const envFor = () => {
     const dir = mkdtempSync(join(tmpdir(), 'rotor-replica-'));
     dirs.push(dir);

@@ -24,7 +24,11 @@ import {
   type RotateTokenRequestSchema,
   type RotateTokenResponseSchema,
 } from '../../src/gen/rotor/v1/token_service_pb.js';
-import { ExpiryService, type ExpiryEvent, type WatchExpiryRequestSchema } from '../../src/gen/rotor/v1/expiry_service_pb.js';
+import {
+  ExpiryService,
+  type ExpiryEvent,
+  type WatchExpiryRequestSchema,
+} from '../../src/gen/rotor/v1/expiry_service_pb.js';
 import { connectClient } from './connect-client.js';
 import { grpcClient } from './grpc-client.js';
 import { redactSecrets } from '../../src/runtime/logger.js';
@@ -56,13 +60,28 @@ export type Res<S extends DescMessage> = MessageShape<S>;
 
 export interface Api {
   wire: Wire;
-  createToken(req: Req<typeof CreateTokenRequestSchema>, bearer: string): Promise<Res<typeof CreateTokenResponseSchema>>;
+  createToken(
+    req: Req<typeof CreateTokenRequestSchema>,
+    bearer: string,
+  ): Promise<Res<typeof CreateTokenResponseSchema>>;
   getToken(req: Req<typeof GetTokenRequestSchema>, bearer: string): Promise<Res<typeof GetTokenResponseSchema>>;
   listTokens(req: Req<typeof ListTokensRequestSchema>, bearer: string): Promise<Res<typeof ListTokensResponseSchema>>;
-  rotateToken(req: Req<typeof RotateTokenRequestSchema>, bearer: string | undefined): Promise<Res<typeof RotateTokenResponseSchema>>;
-  revokeToken(req: Req<typeof RevokeTokenRequestSchema>, bearer: string): Promise<Res<typeof RevokeTokenResponseSchema>>;
-  revokeFamily(req: Req<typeof RevokeFamilyRequestSchema>, bearer: string): Promise<Res<typeof RevokeFamilyResponseSchema>>;
-  introspectToken(req: Req<typeof IntrospectTokenRequestSchema>, bearer: string): Promise<Res<typeof IntrospectTokenResponseSchema>>;
+  rotateToken(
+    req: Req<typeof RotateTokenRequestSchema>,
+    bearer: string | undefined,
+  ): Promise<Res<typeof RotateTokenResponseSchema>>;
+  revokeToken(
+    req: Req<typeof RevokeTokenRequestSchema>,
+    bearer: string,
+  ): Promise<Res<typeof RevokeTokenResponseSchema>>;
+  revokeFamily(
+    req: Req<typeof RevokeFamilyRequestSchema>,
+    bearer: string,
+  ): Promise<Res<typeof RevokeFamilyResponseSchema>>;
+  introspectToken(
+    req: Req<typeof IntrospectTokenRequestSchema>,
+    bearer: string,
+  ): Promise<Res<typeof IntrospectTokenResponseSchema>>;
   exchangeToken(req: Req<typeof ExchangeTokenRequestSchema>): Promise<Res<typeof ExchangeTokenResponseSchema>>;
   /** Opens WatchExpiry; events collect in the returned WatchStream. */
   watchExpiry(req: Req<typeof WatchExpiryRequestSchema>, bearer: string | undefined): WatchStream;
@@ -106,12 +125,20 @@ export class WatchStream {
   }
 
   /** Waits until `pred` holds for the events received (or fails after `timeoutMs`). */
-  async until(pred: (events: ExpiryEvent[]) => boolean, timeoutMs = 10_000, what = 'the expected events'): Promise<ExpiryEvent[]> {
+  async until(
+    pred: (events: ExpiryEvent[]) => boolean,
+    timeoutMs = 10_000,
+    what = 'the expected events',
+  ): Promise<ExpiryEvent[]> {
     if (pred(this.received)) return this.received;
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.listeners.delete(check);
-        reject(new Error(`timed out waiting for ${what}; received ${this.received.length} events${this.done ? ', stream ended' : ''}`));
+        reject(
+          new Error(
+            `timed out waiting for ${what}; received ${this.received.length} events${this.done ? ', stream ended' : ''}`,
+          ),
+        );
       }, timeoutMs);
       const check = () => {
         if (!pred(this.received)) {
@@ -219,7 +246,8 @@ export function connectApi(s: Pick<TestServer, 'httpUrl'>): Api {
       throw new RpcFailure(e.code, e.rawMessage, md);
     }
   };
-  const auth = (bearer: string | undefined) => (bearer === undefined ? {} : { headers: { authorization: `Bearer ${bearer}` } });
+  const auth = (bearer: string | undefined) =>
+    bearer === undefined ? {} : { headers: { authorization: `Bearer ${bearer}` } };
   return {
     wire: 'connect',
     createToken: (req, b) => wrap(tokens.createToken(req, auth(b))),

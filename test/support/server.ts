@@ -56,7 +56,10 @@ export interface TestServerOptions {
  * `{ engine: 'postgres' }` it runs on a scratch database on ROTOR_TEST_DATABASE_URL, dropped by
  * `stop()` (test/support/engines.ts).
  */
-export async function startTestServer(env: Record<string, string> = {}, options: TestServerOptions = {}): Promise<TestServer> {
+export async function startTestServer(
+  env: Record<string, string> = {},
+  options: TestServerOptions = {},
+): Promise<TestServer> {
   const engine = options.engine ?? 'sqlite';
   const dataDir = mkdtempSync(join(tmpdir(), 'rotor-test-'));
   let db: ScratchDatabase | undefined;
@@ -67,7 +70,14 @@ export async function startTestServer(env: Record<string, string> = {}, options:
   try {
     if (engine === 'postgres') db = await scratchDatabase();
     // Retention passes only when a test runs them (rotor.retention.runOnce()), whatever its clock says.
-    config = loadConfig({ ROTOR_DATA_DIR: dataDir, ROTOR_GRPC_PORT: '0', ROTOR_HTTP_PORT: '0', ROTOR_RETENTION_INTERVAL_MS: '0', ...(db ? { ROTOR_DATABASE_URL: options.rewriteDatabaseUrl?.(db.url) ?? db.url } : {}), ...env });
+    config = loadConfig({
+      ROTOR_DATA_DIR: dataDir,
+      ROTOR_GRPC_PORT: '0',
+      ROTOR_HTTP_PORT: '0',
+      ROTOR_RETENTION_INTERVAL_MS: '0',
+      ...(db ? { ROTOR_DATABASE_URL: options.rewriteDatabaseUrl?.(db.url) ?? db.url } : {}),
+      ...env,
+    });
     // Raw lines, without the logger's redaction: the leak check below must see any secret.
     const log = createLogger('debug', (line) => void logs.push(line), { redact: false });
     rotor = await startRotor(config, log, clock.now);
@@ -113,7 +123,9 @@ export async function startTestServer(env: Record<string, string> = {}, options:
       rmSync(dataDir, { recursive: true, force: true });
       if (keysUnread !== undefined) throw new Error('leak check: cannot read the signing keys', { cause: keysUnread });
       if (inFiles.length > 0 || inLogs.length > 0 || inDb.length > 0) {
-        throw new Error(`secrets leaked: ${inFiles.length} in the data directory, ${inDb.length} in the database, ${inLogs.length} in the log`);
+        throw new Error(
+          `secrets leaked: ${inFiles.length} in the data directory, ${inDb.length} in the database, ${inLogs.length} in the log`,
+        );
       }
     },
   };
@@ -122,7 +134,10 @@ export async function startTestServer(env: Record<string, string> = {}, options:
 /** The private parts (`d`) of every signing key still stored, unsealed with the server secret. */
 async function privateKeyMaterial(rotor: RunningRotor, secret: Uint8Array): Promise<string[]> {
   const seal = createSigningKeySeal(secret);
-  const rows = (await rotor.store.knex('signing_keys').whereNotNull('private_key_sealed').select('kid', 'private_key_sealed')) as { kid: string; private_key_sealed: string }[];
+  const rows = (await rotor.store
+    .knex('signing_keys')
+    .whereNotNull('private_key_sealed')
+    .select('kid', 'private_key_sealed')) as { kid: string; private_key_sealed: string }[];
   return rows.map((r) => String((JSON.parse(seal.open(r.kid, r.private_key_sealed)) as { d: string }).d));
 }
 
@@ -141,7 +156,10 @@ export { create };
 export async function waitForWatchers(s: TestServer, count: number, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (s.rotor.expiry.feed.watchers !== count) {
-    if (Date.now() > deadline) throw new Error(`expected ${count} watchers in the feed, still ${s.rotor.expiry.feed.watchers} after ${timeoutMs} ms`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `expected ${count} watchers in the feed, still ${s.rotor.expiry.feed.watchers} after ${timeoutMs} ms`,
+      );
     await new Promise((r) => setTimeout(r, 10));
   }
 }

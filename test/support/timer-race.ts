@@ -10,7 +10,11 @@
 export async function beforeTimer<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const sentinel = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`did not settle before a ${ms} ms timer fired (a hang, or a timeout longer than configured)`)), ms);
+    timer = setTimeout(
+      () =>
+        reject(new Error(`did not settle before a ${ms} ms timer fired (a hang, or a timeout longer than configured)`)),
+      ms,
+    );
   });
   try {
     return await Promise.race([p, sentinel]);

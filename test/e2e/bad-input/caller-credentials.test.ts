@@ -17,29 +17,70 @@ const cases: Case[] = [
   // ---- caller credentials ----
   {
     name: 'no bearer token',
-    ...rpc(TokenService, 'introspectToken', () => ({ token: f.unknown }), undefined, unauthenticated('missing bearer token')),
+    ...rpc(
+      TokenService,
+      'introspectToken',
+      () => ({ token: f.unknown }),
+      undefined,
+      unauthenticated('missing bearer token'),
+    ),
     http: {
       via: 'POST /oauth/introspect',
       send: onHttp('/oauth/introspect', () => ({ contentType: FORM, body: formBody({ token: f.live.secret }) })),
-      expect: { status: 401, error: 'invalid_token', description: 'missing bearer token', header: ['www-authenticate', 'Bearer realm="rotor"'] },
+      expect: {
+        status: 401,
+        error: 'invalid_token',
+        description: 'missing bearer token',
+        header: ['www-authenticate', 'Bearer realm="rotor"'],
+      },
     },
   },
   {
     name: 'malformed bearer token',
-    ...rpc(TokenService, 'introspectToken', () => ({ token: f.unknown }), () => f.malformed, unauthenticated('bearer token is malformed')),
+    ...rpc(
+      TokenService,
+      'introspectToken',
+      () => ({ token: f.unknown }),
+      () => f.malformed,
+      unauthenticated('bearer token is malformed'),
+    ),
     http: {
       via: 'POST /oauth/introspect',
-      send: onHttp('/oauth/introspect', () => ({ contentType: FORM, bearer: f.malformed, body: formBody({ token: f.live.secret }) })),
-      expect: { status: 401, error: 'invalid_token', description: 'bearer token is malformed', header: ['www-authenticate', 'Bearer realm="rotor", error="invalid_token"'] },
+      send: onHttp('/oauth/introspect', () => ({
+        contentType: FORM,
+        bearer: f.malformed,
+        body: formBody({ token: f.live.secret }),
+      })),
+      expect: {
+        status: 401,
+        error: 'invalid_token',
+        description: 'bearer token is malformed',
+        header: ['www-authenticate', 'Bearer realm="rotor", error="invalid_token"'],
+      },
     },
   },
   {
     name: 'expired bearer token',
-    ...rpc(TokenService, 'introspectToken', () => ({ token: f.unknown }), () => f.expired.secret, unauthenticated('bearer token has expired')),
+    ...rpc(
+      TokenService,
+      'introspectToken',
+      () => ({ token: f.unknown }),
+      () => f.expired.secret,
+      unauthenticated('bearer token has expired'),
+    ),
     http: {
       via: 'POST /oauth/introspect',
-      send: onHttp('/oauth/introspect', () => ({ contentType: FORM, bearer: f.expired.secret, body: formBody({ token: f.live.secret }) })),
-      expect: { status: 401, error: 'invalid_token', description: 'bearer token has expired', header: ['www-authenticate', 'Bearer realm="rotor", error="invalid_token"'] },
+      send: onHttp('/oauth/introspect', () => ({
+        contentType: FORM,
+        bearer: f.expired.secret,
+        body: formBody({ token: f.live.secret }),
+      })),
+      expect: {
+        status: 401,
+        error: 'invalid_token',
+        description: 'bearer token has expired',
+        header: ['www-authenticate', 'Bearer realm="rotor", error="invalid_token"'],
+      },
     },
   },
   {
@@ -52,7 +93,11 @@ const cases: Case[] = [
     }),
     http: {
       via: 'POST /oauth/introspect',
-      send: onHttp('/oauth/introspect', () => ({ contentType: FORM, bearer: f.admin, body: formBody({ token: f.unknown }) })),
+      send: onHttp('/oauth/introspect', () => ({
+        contentType: FORM,
+        bearer: f.admin,
+        body: formBody({ token: f.unknown }),
+      })),
       expect: { status: 200, json: { active: false } },
     },
   },
@@ -66,7 +111,11 @@ const cases: Case[] = [
     }),
     http: {
       via: 'POST /oauth/introspect',
-      send: onHttp('/oauth/introspect', () => ({ contentType: FORM, bearer: f.admin, body: formBody({ token: FOREIGN_JWT }) })),
+      send: onHttp('/oauth/introspect', () => ({
+        contentType: FORM,
+        bearer: f.admin,
+        body: formBody({ token: FOREIGN_JWT }),
+      })),
       expect: { status: 200, json: { active: false } },
     },
   },
@@ -80,7 +129,10 @@ const cases: Case[] = [
   },
   {
     name: 'revoke an unknown token',
-    ...rpc(TokenService, 'revokeToken', () => ({ id: 'tok_doesNotExist' }), admin, { code: grpc.status.NOT_FOUND, message: 'token tok_doesNotExist not found' }),
+    ...rpc(TokenService, 'revokeToken', () => ({ id: 'tok_doesNotExist' }), admin, {
+      code: grpc.status.NOT_FOUND,
+      message: 'token tok_doesNotExist not found',
+    }),
     http: {
       via: 'POST /oauth/revoke',
       send: onHttp('/oauth/revoke', () => ({ contentType: FORM, body: formBody({ token: f.unknown }) })),

@@ -10,7 +10,23 @@ import { TokenService } from '../../../src/gen/rotor/v1/token_service_pb.js';
 import { TokenKind } from '../../../src/gen/rotor/v1/token_pb.js';
 import { inMs } from '../../support/server.js';
 import { describeBadInput } from './suite.js';
-import { MAX_LIFETIME_SECONDS, PAST_MAX, KB100, SCOPE_SYNTAX, SEVENTEEN_AUDIENCES, LONG_AUDIENCE, admin, createRequest, f, invalidArgument, onConnect, onGrpc, rpc, s, type Case } from './support.js';
+import {
+  MAX_LIFETIME_SECONDS,
+  PAST_MAX,
+  KB100,
+  SCOPE_SYNTAX,
+  SEVENTEEN_AUDIENCES,
+  LONG_AUDIENCE,
+  admin,
+  createRequest,
+  f,
+  invalidArgument,
+  onConnect,
+  onGrpc,
+  rpc,
+  s,
+  type Case,
+} from './support.js';
 
 const cases: Case[] = [
   // ---- CreateToken ----
@@ -26,28 +42,57 @@ const cases: Case[] = [
   },
   {
     name: 'CreateToken expires_at in the past',
-    ...rpc(TokenService, 'createToken', createRequest((r) => (r.expiresAt = inMs(s.clock.now(), -60_000))), admin, invalidArgument('expires_at must be in the future')),
+    ...rpc(
+      TokenService,
+      'createToken',
+      createRequest((r) => (r.expiresAt = inMs(s.clock.now(), -60_000))),
+      admin,
+      invalidArgument('expires_at must be in the future'),
+    ),
   },
   {
     name: 'CreateToken expires_at after year 9999',
     grpc: {
-      send: onGrpc(TokenService, 'createToken', createRequest((r) => (r.expiresAt = { seconds: 253402300800n, nanos: 0 })), admin),
+      send: onGrpc(
+        TokenService,
+        'createToken',
+        createRequest((r) => (r.expiresAt = { seconds: 253402300800n, nanos: 0 })),
+        admin,
+      ),
       expect: invalidArgument('expires_at is out of range'),
     },
     // JSON cannot carry such a Timestamp (the Connect client refuses to encode it), so binary.
     connect: {
       via: 'Connect, application/proto',
-      send: onConnect(TokenService, 'createToken', createRequest((r) => (r.expiresAt = { seconds: 253402300800n, nanos: 0 })), admin, true),
+      send: onConnect(
+        TokenService,
+        'createToken',
+        createRequest((r) => (r.expiresAt = { seconds: 253402300800n, nanos: 0 })),
+        admin,
+        true,
+      ),
       expect: invalidArgument('expires_at is out of range'),
     },
   },
   {
     name: 'CreateToken without expires_at',
-    ...rpc(TokenService, 'createToken', createRequest((r) => delete r.expiresAt), admin, invalidArgument('expires_at is required')),
+    ...rpc(
+      TokenService,
+      'createToken',
+      createRequest((r) => delete r.expiresAt),
+      admin,
+      invalidArgument('expires_at is required'),
+    ),
   },
   {
     name: 'CreateToken kind UNSPECIFIED',
-    ...rpc(TokenService, 'createToken', createRequest((r) => (r.kind = TokenKind.UNSPECIFIED)), admin, invalidArgument('kind must be one of')),
+    ...rpc(
+      TokenService,
+      'createToken',
+      createRequest((r) => (r.kind = TokenKind.UNSPECIFIED)),
+      admin,
+      invalidArgument('kind must be one of'),
+    ),
   },
   {
     name: 'CreateToken policy max lifetime above the server max',
@@ -64,7 +109,12 @@ const cases: Case[] = [
     ...rpc(
       TokenService,
       'createToken',
-      createRequest((r) => (r.policy = { workloadBinding: { issuer: 'https://ci.example', subject: 'repo:org/app:*', audience: 'rotor' } })),
+      createRequest(
+        (r) =>
+          (r.policy = {
+            workloadBinding: { issuer: 'https://ci.example', subject: 'repo:org/app:*', audience: 'rotor' },
+          }),
+      ),
       admin,
       invalidArgument('policy.workload_binding.issuer: is not a trusted issuer of this server'),
     ),
@@ -74,7 +124,9 @@ const cases: Case[] = [
     ...rpc(
       TokenService,
       'createToken',
-      createRequest((r) => (r.policy = { workloadBinding: { issuer: 'https://ci.example', subject: '', audience: 'rotor' } })),
+      createRequest(
+        (r) => (r.policy = { workloadBinding: { issuer: 'https://ci.example', subject: '', audience: 'rotor' } }),
+      ),
       admin,
       invalidArgument('policy.workload_binding.subject: is required'),
     ),
@@ -94,19 +146,43 @@ const cases: Case[] = [
   },
   {
     name: 'CreateToken name longer than 128',
-    ...rpc(TokenService, 'createToken', createRequest((r) => (r.name = 'n'.repeat(129))), admin, invalidArgument('name: must be at most 128 characters')),
+    ...rpc(
+      TokenService,
+      'createToken',
+      createRequest((r) => (r.name = 'n'.repeat(129))),
+      admin,
+      invalidArgument('name: must be at most 128 characters'),
+    ),
   },
   {
     name: 'CreateToken description longer than 1024',
-    ...rpc(TokenService, 'createToken', createRequest((r) => (r.description = 'd'.repeat(1025))), admin, invalidArgument('description: must be at most 1024 characters')),
+    ...rpc(
+      TokenService,
+      'createToken',
+      createRequest((r) => (r.description = 'd'.repeat(1025))),
+      admin,
+      invalidArgument('description: must be at most 1024 characters'),
+    ),
   },
   {
     name: 'CreateToken owner_id longer than 128',
-    ...rpc(TokenService, 'createToken', createRequest((r) => (r.ownerId = 'o'.repeat(129))), admin, invalidArgument('owner_id: must be at most 128 characters')),
+    ...rpc(
+      TokenService,
+      'createToken',
+      createRequest((r) => (r.ownerId = 'o'.repeat(129))),
+      admin,
+      invalidArgument('owner_id: must be at most 128 characters'),
+    ),
   },
   {
     name: 'CreateToken owner_id with a space',
-    ...rpc(TokenService, 'createToken', createRequest((r) => (r.ownerId = 'bad input')), admin, invalidArgument('owner_id: must be printable characters without whitespace')),
+    ...rpc(
+      TokenService,
+      'createToken',
+      createRequest((r) => (r.ownerId = 'bad input')),
+      admin,
+      invalidArgument('owner_id: must be printable characters without whitespace'),
+    ),
   },
   {
     name: 'CreateToken kind out of the enum range (99)',
@@ -130,42 +206,80 @@ const cases: Case[] = [
   },
   {
     name: 'CreateToken scope longer than 128 characters',
-    ...rpc(TokenService, 'createToken', createRequest((r) => (r.scopes = ['read', 's'.repeat(129)])), admin, invalidArgument(SCOPE_SYNTAX('scopes'))),
+    ...rpc(
+      TokenService,
+      'createToken',
+      createRequest((r) => (r.scopes = ['read', 's'.repeat(129)])),
+      admin,
+      invalidArgument(SCOPE_SYNTAX('scopes')),
+    ),
   },
   {
     name: 'CreateToken scope with a space (one scope "read write")',
-    ...rpc(TokenService, 'createToken', createRequest((r) => (r.scopes = ['read write'])), admin, invalidArgument(SCOPE_SYNTAX('scopes'))),
+    ...rpc(
+      TokenService,
+      'createToken',
+      createRequest((r) => (r.scopes = ['read write'])),
+      admin,
+      invalidArgument(SCOPE_SYNTAX('scopes')),
+    ),
   },
   {
     name: 'CreateToken scope with a double quote',
-    ...rpc(TokenService, 'createToken', createRequest((r) => (r.scopes = ['re"ad'])), admin, invalidArgument(SCOPE_SYNTAX('scopes'))),
+    ...rpc(
+      TokenService,
+      'createToken',
+      createRequest((r) => (r.scopes = ['re"ad'])),
+      admin,
+      invalidArgument(SCOPE_SYNTAX('scopes')),
+    ),
   },
   {
     name: 'CreateToken scope with a backslash',
-    ...rpc(TokenService, 'createToken', createRequest((r) => (r.scopes = ['re\\ad'])), admin, invalidArgument(SCOPE_SYNTAX('scopes'))),
+    ...rpc(
+      TokenService,
+      'createToken',
+      createRequest((r) => (r.scopes = ['re\\ad'])),
+      admin,
+      invalidArgument(SCOPE_SYNTAX('scopes')),
+    ),
   },
   {
     name: 'CreateToken more than 16 audiences (17)',
-    ...rpc(TokenService, 'createToken', createRequest((r) => (r.audiences = SEVENTEEN_AUDIENCES)), admin, invalidArgument('audiences: at most 16 values')),
+    ...rpc(
+      TokenService,
+      'createToken',
+      createRequest((r) => (r.audiences = SEVENTEEN_AUDIENCES)),
+      admin,
+      invalidArgument('audiences: at most 16 values'),
+    ),
   },
   {
     name: 'CreateToken audience longer than 256 characters',
-    ...rpc(TokenService, 'createToken', createRequest((r) => (r.audiences = [LONG_AUDIENCE])), admin, invalidArgument('audiences: must be at most 256 characters')),
+    ...rpc(
+      TokenService,
+      'createToken',
+      createRequest((r) => (r.audiences = [LONG_AUDIENCE])),
+      admin,
+      invalidArgument('audiences: must be at most 256 characters'),
+    ),
   },
   ...(['name', 'description'] as const).flatMap((field) =>
     [
       ['U+202E, right-to-left override', '\u202e'],
       ['U+009B, C1 control', '\u009b'],
-    ].map(([what, ch]): Case => ({
-      name: `CreateToken ${field} containing ${what}`,
-      ...rpc(
-        TokenService,
-        'createToken',
-        createRequest((r) => (r[field] = `evil${ch}txt.exe`)),
-        admin,
-        invalidArgument(`${field}: must not contain control or format characters`),
-      ),
-    })),
+    ].map(
+      ([what, ch]): Case => ({
+        name: `CreateToken ${field} containing ${what}`,
+        ...rpc(
+          TokenService,
+          'createToken',
+          createRequest((r) => (r[field] = `evil${ch}txt.exe`)),
+          admin,
+          invalidArgument(`${field}: must not contain control or format characters`),
+        ),
+      }),
+    ),
   ),
   {
     name: 'CreateToken with a 100 KB description (100 KB request body)',

@@ -27,7 +27,8 @@ export function docRowsBySection(doc: string): Map<string, string[]> {
   let heading = '';
   for (const l of doc.split('\n')) {
     if (l.startsWith('## ')) heading = l.slice('## '.length).trim();
-    else if (l.startsWith('| ') && !l.startsWith('| Input') && !l.startsWith('| ---')) sections.set(heading, [...(sections.get(heading) ?? []), l]);
+    else if (l.startsWith('| ') && !l.startsWith('| Input') && !l.startsWith('| ---'))
+      sections.set(heading, [...(sections.get(heading) ?? []), l]);
   }
   return sections;
 }

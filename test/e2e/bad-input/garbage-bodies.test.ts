@@ -6,7 +6,21 @@
  */
 import { GRANT_TOKEN_EXCHANGE } from '../../../src/domain/token-exchange.js';
 import { describeBadInput } from './suite.js';
-import { ACCESS, KB100, FORM, f, formBody, invalidArgument, invalidRequest, onConnectRaw, onGrpcRaw, onGrpcWebRaw, onHttp, type Case, type HttpAnswer } from './support.js';
+import {
+  ACCESS,
+  KB100,
+  FORM,
+  f,
+  formBody,
+  invalidArgument,
+  invalidRequest,
+  onConnectRaw,
+  onGrpcRaw,
+  onGrpcWebRaw,
+  onHttp,
+  type Case,
+  type HttpAnswer,
+} from './support.js';
 
 /** Bytes that are no protobuf: 0xff is field 31 with the invalid wire type 7. */
 const GARBAGE_PROTO = Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 0x01]);
@@ -41,7 +55,11 @@ const cases: Case[] = [
     name: 'garbage JSON (not JSON)',
     connect: {
       via: 'Connect, application/json',
-      send: onConnectRaw('/rotor.v1.TokenService/CreateToken', 'application/json', () => '{"kind": "TOKEN_KIND_PROJECT", '),
+      send: onConnectRaw(
+        '/rotor.v1.TokenService/CreateToken',
+        'application/json',
+        () => '{"kind": "TOKEN_KIND_PROJECT", ',
+      ),
       expect: invalidArgument('cannot decode message rotor.v1.CreateTokenRequest from JSON'),
     },
   },
@@ -60,7 +78,10 @@ const cases: Case[] = [
     name: '/oauth/token with a 100 KB form body',
     http: {
       via: 'POST /oauth/token',
-      send: onHttp('/oauth/token', () => ({ contentType: FORM, body: formBody({ grant_type: GRANT_TOKEN_EXCHANGE, subject_token: KB100 }) })),
+      send: onHttp('/oauth/token', () => ({
+        contentType: FORM,
+        body: formBody({ grant_type: GRANT_TOKEN_EXCHANGE, subject_token: KB100 }),
+      })),
       expect: invalidRequest('request body exceeds 65536 bytes'),
     },
   },
@@ -70,7 +91,10 @@ const cases: Case[] = [
     http: {
       via: 'POST /oauth/token',
       send: async () => {
-        const once = onHttp('/oauth/token', () => ({ contentType: FORM, body: formBody({ grant_type: GRANT_TOKEN_EXCHANGE, subject_token: 'x'.repeat(1024 * 1024) }) }));
+        const once = onHttp('/oauth/token', () => ({
+          contentType: FORM,
+          body: formBody({ grant_type: GRANT_TOKEN_EXCHANGE, subject_token: 'x'.repeat(1024 * 1024) }),
+        }));
         let last: HttpAnswer | undefined;
         for (let i = 0; i < 3; i++) {
           last = await once();
@@ -94,20 +118,33 @@ const cases: Case[] = [
 /** Garbage form bodies on one OAuth endpoint: wrong content type, bad encodings, a repeated parameter. */
 function formGarbage(path: string, bearer: (() => string) | undefined): Case[] {
   const via = `POST ${path}`;
-  const send = (contentType: string, body: () => string | Uint8Array) => onHttp(path, () => ({ contentType, bearer: bearer?.(), body: body() }));
+  const send = (contentType: string, body: () => string | Uint8Array) =>
+    onHttp(path, () => ({ contentType, bearer: bearer?.(), body: body() }));
   const first = path === '/oauth/token' ? 'grant_type' : 'token';
   return [
     {
       name: `${path}: wrong content type (JSON)`,
-      http: { via, send: send('application/json', () => JSON.stringify({ [first]: 'x' })), expect: invalidRequest('content-type must be application/x-www-form-urlencoded') },
+      http: {
+        via,
+        send: send('application/json', () => JSON.stringify({ [first]: 'x' })),
+        expect: invalidRequest('content-type must be application/x-www-form-urlencoded'),
+      },
     },
     {
       name: `${path}: body is not UTF-8 (raw 0xff bytes)`,
-      http: { via, send: send(FORM, () => Buffer.concat([Buffer.from(`${first}=`), Buffer.from([0xff, 0xfe, 0xfd])])), expect: invalidRequest('request body is not valid UTF-8') },
+      http: {
+        via,
+        send: send(FORM, () => Buffer.concat([Buffer.from(`${first}=`), Buffer.from([0xff, 0xfe, 0xfd])])),
+        expect: invalidRequest('request body is not valid UTF-8'),
+      },
     },
     {
       name: `${path}: repeated single-valued parameter (${first} twice)`,
-      http: { via, send: send(FORM, () => `${first}=a&${first}=b`), expect: invalidRequest(`parameter ${first} must not be repeated`) },
+      http: {
+        via,
+        send: send(FORM, () => `${first}=a&${first}=b`),
+        expect: invalidRequest(`parameter ${first} must not be repeated`),
+      },
     },
     {
       name: `${path}: invalid percent-encoding (%ZZ, %FF)`,

@@ -13,7 +13,13 @@ const cases: Case[] = [
   // ---- RotateToken (by id, as admin) ----
   {
     name: 'scope escalation on RotateToken (scopes read, delete)',
-    ...rpc(TokenService, 'rotateToken', () => ({ id: f.live.id, scopes: ['read', 'delete'] }), admin, invalidArgument('requested scopes exceed the scopes held: delete')),
+    ...rpc(
+      TokenService,
+      'rotateToken',
+      () => ({ id: f.live.id, scopes: ['read', 'delete'] }),
+      admin,
+      invalidArgument('requested scopes exceed the scopes held: delete'),
+    ),
   },
   {
     name: 'RotateToken expires_at past the max lifetime',
@@ -27,7 +33,13 @@ const cases: Case[] = [
   },
   {
     name: 'RotateToken expires_at in the past',
-    ...rpc(TokenService, 'rotateToken', () => ({ id: f.live.id, expiresAt: inMs(s.clock.now(), -60_000) }), admin, invalidArgument('expires_at must be in the future')),
+    ...rpc(
+      TokenService,
+      'rotateToken',
+      () => ({ id: f.live.id, expiresAt: inMs(s.clock.now(), -60_000) }),
+      admin,
+      invalidArgument('expires_at must be in the future'),
+    ),
   },
   {
     name: 'RotateToken id that is not an id',
@@ -35,7 +47,10 @@ const cases: Case[] = [
   },
   {
     name: 'RotateToken of an unknown id',
-    ...rpc(TokenService, 'rotateToken', () => ({ id: 'tok_doesNotExist' }), admin, { code: grpc.status.NOT_FOUND, message: 'token tok_doesNotExist not found' }),
+    ...rpc(TokenService, 'rotateToken', () => ({ id: 'tok_doesNotExist' }), admin, {
+      code: grpc.status.NOT_FOUND,
+      message: 'token tok_doesNotExist not found',
+    }),
   },
   {
     name: 'RotateToken idempotency_key longer than 128 characters',

@@ -120,7 +120,8 @@ export function describeBadInput(section: BadInputSection, cases: Case[]): void 
       const sections = docRowsBySection(doc);
       // Every row of the doc sits under a heading that one file of this directory checks ...
       expect([...sections.keys()]).toEqual(BAD_INPUT_SECTIONS.map(([heading]) => heading));
-      for (const [, file] of BAD_INPUT_SECTIONS) expect(existsSync(new URL(`./${file}`, import.meta.url)), file).toBe(true);
+      for (const [, file] of BAD_INPUT_SECTIONS)
+        expect(existsSync(new URL(`./${file}`, import.meta.url)), file).toBe(true);
       // ... and this file's heading lists exactly its cases.
       expect(sections.get(section)).toEqual(cases.map(docRow));
     });

@@ -58,7 +58,14 @@ export async function startBadInputServer(engine: Engine): Promise<void> {
     const r = (await g.call(
       'createToken',
       // An audience, so that asking for another one widens (a token without any is unrestricted).
-      { kind: TokenKind.PROJECT, ownerId, name: ownerId, scopes: ['read', 'write', 'rotor:rotate'], audiences: ['https://api.example'], expiresAt: inMs(s.clock.now(), ms) },
+      {
+        kind: TokenKind.PROJECT,
+        ownerId,
+        name: ownerId,
+        scopes: ['read', 'write', 'rotor:rotate'],
+        audiences: ['https://api.example'],
+        expiresAt: inMs(s.clock.now(), ms),
+      },
       { token: s.adminSecret },
     )) as { token: { id: string }; secret: string };
     return { id: r.token.id, secret: r.secret };
@@ -145,7 +152,12 @@ export interface Case {
 
 const grpcClients = new Map<DescService, ReturnType<typeof grpcClient>>();
 
-export function onGrpc(service: DescService, method: string, request: () => object, token?: () => string | undefined): RpcSend {
+export function onGrpc(
+  service: DescService,
+  method: string,
+  request: () => object,
+  token?: () => string | undefined,
+): RpcSend {
   return async () => {
     let c = grpcClients.get(service);
     if (!c) {
@@ -163,9 +175,18 @@ export function onGrpc(service: DescService, method: string, request: () => obje
   };
 }
 
-export function onConnect(service: DescService, method: string, request: () => object, token?: () => string | undefined, binary = false): RpcSend {
+export function onConnect(
+  service: DescService,
+  method: string,
+  request: () => object,
+  token?: () => string | undefined,
+  binary = false,
+): RpcSend {
   return async () => {
-    const client = connectClient(service, s.httpUrl, token?.(), { binary }) as unknown as Record<string, (r: unknown) => Promise<unknown>>;
+    const client = connectClient(service, s.httpUrl, token?.(), { binary }) as unknown as Record<
+      string,
+      (r: unknown) => Promise<unknown>
+    >;
     try {
       const response = await client[method]!(request());
       return { code: 0, message: '', response };
@@ -203,17 +224,32 @@ async function httpAnswer(res: Response): Promise<HttpAnswer> {
 }
 
 /** A raw HTTP request to the HTTP port; a transport failure is answered as status 0. */
-export function onHttp(path: string, init: () => { method?: string; contentType?: string; bearer?: string; body?: string | Uint8Array }): HttpSend {
+export function onHttp(
+  path: string,
+  init: () => { method?: string; contentType?: string; bearer?: string; body?: string | Uint8Array },
+): HttpSend {
   return async () => {
     const i = init();
     const headers: Record<string, string> = {};
     if (i.contentType !== undefined) headers['content-type'] = i.contentType;
     if (i.bearer !== undefined) headers.authorization = `Bearer ${i.bearer}`;
     try {
-      return await httpAnswer(await fetch(`${s.httpUrl}${path}`, { method: i.method ?? 'POST', headers, body: i.body, signal: AbortSignal.timeout(5000) }));
+      return await httpAnswer(
+        await fetch(`${s.httpUrl}${path}`, {
+          method: i.method ?? 'POST',
+          headers,
+          body: i.body,
+          signal: AbortSignal.timeout(5000),
+        }),
+      );
     } catch (e) {
       const cause = (e as { cause?: { code?: string; message?: string } }).cause;
-      return { status: 0, headers: new Headers(), text: `fetch failed: ${cause?.code ?? cause?.message ?? String(e)}`, json: undefined };
+      return {
+        status: 0,
+        headers: new Headers(),
+        text: `fetch failed: ${cause?.code ?? cause?.message ?? String(e)}`,
+        json: undefined,
+      };
     }
   };
 }
@@ -226,14 +262,20 @@ export function formBody(params: Record<string, string>): string {
 
 /** snake_case connect error codes on the wire ("invalid_argument") → Code. */
 function connectCodeOf(name: unknown): number {
-  const found = Object.entries(Code).find(([k, v]) => typeof v === 'number' && k.replace(/([a-z])([A-Z])/g, '$1_$2').toLowerCase() === name);
+  const found = Object.entries(Code).find(
+    ([k, v]) => typeof v === 'number' && k.replace(/([a-z])([A-Z])/g, '$1_$2').toLowerCase() === name,
+  );
   return found ? (found[1] as number) : -1;
 }
 
 /** A raw unary Connect request (any content type) to the HTTP port. */
 export function onConnectRaw(path: string, contentType: string, body: () => string | Uint8Array): RpcSend {
   return async () => {
-    const res = await fetch(`${s.httpUrl}${path}`, { method: 'POST', headers: { 'content-type': contentType }, body: body() });
+    const res = await fetch(`${s.httpUrl}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': contentType },
+      body: body(),
+    });
     const a = await httpAnswer(res);
     if (res.status === 200) return { code: 0, message: '' };
     if (!a.json) return { code: -1, message: `HTTP ${res.status}: ${a.text.slice(0, 200)}` };
@@ -259,7 +301,10 @@ export function onGrpcWebRaw(path: string, payload: () => Uint8Array): RpcSend {
     for (let off = 0; off + 5 <= body.length; ) {
       const len = body.readUInt32BE(off + 1);
       if ((body[off]! & 0x80) === 0x80) {
-        for (const line of body.subarray(off + 5, off + 5 + len).toString('utf8').split(/\r?\n/)) {
+        for (const line of body
+          .subarray(off + 5, off + 5 + len)
+          .toString('utf8')
+          .split(/\r?\n/)) {
           const m = /^([^:]+):\s*(.*)$/.exec(line);
           if (m?.[1]?.toLowerCase() === 'grpc-status') status = m[2]!;
           if (m?.[1]?.toLowerCase() === 'grpc-message') message = m[2]!;
@@ -268,7 +313,10 @@ export function onGrpcWebRaw(path: string, payload: () => Uint8Array): RpcSend {
       off += 5 + len;
     }
     if (res.status !== 200) return { code: -1, message: `HTTP ${res.status}` };
-    return { code: status === null ? -1 : Number(status), message: message === null ? '' : decodeURIComponent(message) };
+    return {
+      code: status === null ? -1 : Number(status),
+      message: message === null ? '' : decodeURIComponent(message),
+    };
   };
 }
 
@@ -286,7 +334,12 @@ export type ExchangeForm = Record<string, string | string[]>;
 
 function exchangeParams(overrides: () => ExchangeForm): () => ExchangeForm {
   return () => {
-    const params: ExchangeForm = { grant_type: GRANT_TOKEN_EXCHANGE, subject_token: f.live.secret, subject_token_type: ACCESS, ...overrides() };
+    const params: ExchangeForm = {
+      grant_type: GRANT_TOKEN_EXCHANGE,
+      subject_token: f.live.secret,
+      subject_token_type: ACCESS,
+      ...overrides(),
+    };
     for (const [k, v] of Object.entries(params)) if (v === '') delete params[k];
     return params;
   };
@@ -304,22 +357,39 @@ function camelRequest(params: ExchangeForm): object {
 
 /** A form body with repeated parameters for array values. */
 function exchangeFormBody(params: ExchangeForm): string {
-  return new URLSearchParams(Object.entries(params).flatMap(([k, v]): [string, string][] => (typeof v === 'string' ? [[k, v]] : v.map((x) => [k, x])))).toString();
+  return new URLSearchParams(
+    Object.entries(params).flatMap(([k, v]): [string, string][] =>
+      typeof v === 'string' ? [[k, v]] : v.map((x) => [k, x]),
+    ),
+  ).toString();
 }
 
 /** One exchange case on the three endpoints. `overrides` sets RFC 8693 parameters ('' removes one). */
-export function exchange(name: string, overrides: () => ExchangeForm, rpcExpect: RpcExpect, httpExpect: HttpExpect): Case {
+export function exchange(
+  name: string,
+  overrides: () => ExchangeForm,
+  rpcExpect: RpcExpect,
+  httpExpect: HttpExpect,
+): Case {
   const params = exchangeParams(overrides);
   return {
     name,
     ...rpc(TokenExchangeService, 'exchangeToken', () => camelRequest(params()), undefined, rpcExpect),
-    http: { via: 'POST /oauth/token', send: onHttp('/oauth/token', () => ({ contentType: FORM, body: exchangeFormBody(params()) })), expect: httpExpect },
+    http: {
+      via: 'POST /oauth/token',
+      send: onHttp('/oauth/token', () => ({ contentType: FORM, body: exchangeFormBody(params()) })),
+      expect: httpExpect,
+    },
   };
 }
 
 export const invalidArgument = (message: string): RpcExpect => ({ code: grpc.status.INVALID_ARGUMENT, message });
 export const unauthenticated = (message: string): RpcExpect => ({ code: grpc.status.UNAUTHENTICATED, message });
-export const invalidRequest = (description: string): HttpExpect => ({ status: 400, error: 'invalid_request', description });
+export const invalidRequest = (description: string): HttpExpect => ({
+  status: 400,
+  error: 'invalid_request',
+  description,
+});
 /** An exchange refused as INVALID_ARGUMENT on the RPC ports and invalid_request on /oauth/token, with one message. */
 export const invalidExchange = (name: string, overrides: () => ExchangeForm, message: string): Case =>
   exchange(name, overrides, invalidArgument(message), invalidRequest(message));
@@ -343,6 +413,7 @@ export const admin = () => f.admin;
 export const PAST_MAX = (365 + 1) * DAY;
 export const KB100 = 'x'.repeat(100 * 1024);
 /** The scope syntax error (RFC 6749 §3.3 scope-token, at most 128 characters) for `field`. */
-export const SCOPE_SYNTAX = (field: string) => `${field}: each scope must be 1-128 printable characters without spaces, quotes or backslashes`;
+export const SCOPE_SYNTAX = (field: string) =>
+  `${field}: each scope must be 1-128 printable characters without spaces, quotes or backslashes`;
 export const SEVENTEEN_AUDIENCES = Array.from({ length: 17 }, (_, i) => `https://a${i}.example`);
 export const LONG_AUDIENCE = `https://a.example/${'x'.repeat(256)}`;

@@ -7,21 +7,57 @@
  */
 import { GRANT_TOKEN_EXCHANGE, TOKEN_TYPE_JWT } from '../../../src/domain/token-exchange.js';
 import { describeBadInput } from './suite.js';
-import { ACCESS, SCOPE_SYNTAX, SEVENTEEN_AUDIENCES, LONG_AUDIENCE, exchange, f, invalidArgument, invalidExchange, invalidRequest, unauthenticated, type Case } from './support.js';
+import {
+  ACCESS,
+  SCOPE_SYNTAX,
+  SEVENTEEN_AUDIENCES,
+  LONG_AUDIENCE,
+  exchange,
+  f,
+  invalidArgument,
+  invalidExchange,
+  invalidRequest,
+  unauthenticated,
+  type Case,
+} from './support.js';
 
 const cases: Case[] = [
   // ---- the presented token (RFC 8693 subject_token) ----
-  exchange('malformed token', () => ({ subject_token: f.malformed }), unauthenticated('token is malformed'), invalidRequest('token is malformed')),
+  exchange(
+    'malformed token',
+    () => ({ subject_token: f.malformed }),
+    unauthenticated('token is malformed'),
+    invalidRequest('token is malformed'),
+  ),
   exchange(
     'bad checksum (last character of a valid secret changed)',
     () => ({ subject_token: f.badChecksum }),
     unauthenticated('token checksum does not match'),
     invalidRequest('token checksum does not match'),
   ),
-  exchange('unknown token (well-formed, valid checksum, never issued)', () => ({ subject_token: f.unknown }), unauthenticated('token is unknown'), invalidRequest('token is unknown')),
-  exchange('expired token', () => ({ subject_token: f.expired.secret }), unauthenticated('token has expired'), invalidRequest('token has expired')),
-  exchange('revoked token', () => ({ subject_token: f.revoked.secret }), unauthenticated('token has been revoked'), invalidRequest('token has been revoked')),
-  invalidExchange('subject_token longer than 8192 characters', () => ({ subject_token: 'a'.repeat(10_000) }), 'subject_token is too long'),
+  exchange(
+    'unknown token (well-formed, valid checksum, never issued)',
+    () => ({ subject_token: f.unknown }),
+    unauthenticated('token is unknown'),
+    invalidRequest('token is unknown'),
+  ),
+  exchange(
+    'expired token',
+    () => ({ subject_token: f.expired.secret }),
+    unauthenticated('token has expired'),
+    invalidRequest('token has expired'),
+  ),
+  exchange(
+    'revoked token',
+    () => ({ subject_token: f.revoked.secret }),
+    unauthenticated('token has been revoked'),
+    invalidRequest('token has been revoked'),
+  ),
+  invalidExchange(
+    'subject_token longer than 8192 characters',
+    () => ({ subject_token: 'a'.repeat(10_000) }),
+    'subject_token is too long',
+  ),
 
   // ---- RFC 8693 §2.1 parameters ----
   exchange(
@@ -111,8 +147,18 @@ const cases: Case[] = [
     invalidArgument(SCOPE_SYNTAX('scope')),
     invalidRequest(SCOPE_SYNTAX('scope')),
   ),
-  exchange('scope with a double quote on exchange', () => ({ scope: 're"ad' }), invalidArgument(SCOPE_SYNTAX('scope')), invalidRequest(SCOPE_SYNTAX('scope'))),
-  exchange('scope with a backslash on exchange', () => ({ scope: 're\\ad' }), invalidArgument(SCOPE_SYNTAX('scope')), invalidRequest(SCOPE_SYNTAX('scope'))),
+  exchange(
+    'scope with a double quote on exchange',
+    () => ({ scope: 're"ad' }),
+    invalidArgument(SCOPE_SYNTAX('scope')),
+    invalidRequest(SCOPE_SYNTAX('scope')),
+  ),
+  exchange(
+    'scope with a backslash on exchange',
+    () => ({ scope: 're\\ad' }),
+    invalidArgument(SCOPE_SYNTAX('scope')),
+    invalidRequest(SCOPE_SYNTAX('scope')),
+  ),
   invalidExchange(
     'more than 16 audiences on exchange (17 audience parameters)',
     () => ({ audience: SEVENTEEN_AUDIENCES }),
@@ -149,7 +195,11 @@ const cases: Case[] = [
     'requested_token_type jwt with a rotor:* scope (scope=rotor:rotate)',
     () => ({ requested_token_type: TOKEN_TYPE_JWT, scope: 'rotor:rotate' }),
     invalidArgument('scopes rotor:* are not issued in JWT access tokens: rotor:rotate'),
-    { status: 400, error: 'invalid_scope', description: 'scopes rotor:* are not issued in JWT access tokens: rotor:rotate' },
+    {
+      status: 400,
+      error: 'invalid_scope',
+      description: 'scopes rotor:* are not issued in JWT access tokens: rotor:rotate',
+    },
   ),
   exchange(
     'requested_token_type jwt with scope escalation (scope=read admin)',
@@ -159,12 +209,20 @@ const cases: Case[] = [
   ),
   invalidExchange(
     'requested_token_type jwt with an actor_token for an unbound token',
-    () => ({ requested_token_type: TOKEN_TYPE_JWT, actor_token: 'eyJhbGciOiJFUzI1NiJ9.e30.sig', actor_token_type: TOKEN_TYPE_JWT }),
+    () => ({
+      requested_token_type: TOKEN_TYPE_JWT,
+      actor_token: 'eyJhbGciOiJFUzI1NiJ9.e30.sig',
+      actor_token_type: TOKEN_TYPE_JWT,
+    }),
     'actor_token is not accepted: this token has no workload binding',
   ),
   invalidExchange(
     'requested_token_type jwt with a jwt subject_token (federation straight into a JWT)',
-    () => ({ requested_token_type: TOKEN_TYPE_JWT, subject_token: 'eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJodHRwczovL2NpLmV4YW1wbGUifQ.sig', subject_token_type: TOKEN_TYPE_JWT }),
+    () => ({
+      requested_token_type: TOKEN_TYPE_JWT,
+      subject_token: 'eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJodHRwczovL2NpLmV4YW1wbGUifQ.sig',
+      subject_token_type: TOKEN_TYPE_JWT,
+    }),
     `requested_token_type jwt needs subject_token_type ${ACCESS}; federate first, then exchange the issued token for a JWT`,
   ),
   exchange(

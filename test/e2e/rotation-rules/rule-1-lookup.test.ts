@@ -70,5 +70,4 @@ describe.each(withEngines<Wire>(['grpc', 'connect']))('rotation rules over %s on
       expect(await family(c.familyId)).toHaveLength(1);
     });
   });
-
 });

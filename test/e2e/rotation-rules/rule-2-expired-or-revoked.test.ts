@@ -68,5 +68,4 @@ describe.each(withEngines<Wire>(['grpc', 'connect']))('rotation rules over %s on
       expect(await family(revoked.familyId)).toHaveLength(1);
     });
   });
-
 });

@@ -11,7 +11,14 @@ import { TokenState } from '../../../src/gen/rotor/v1/token_pb.js';
 import { failure, newKey, type Api, type Wire } from '../../support/rotor-api.js';
 import { issuedSecrets, type TestServer } from '../../support/server.js';
 import { withEngines } from '../../support/engines.js';
-import { ACCESS_TOKEN, DEFAULT_GRACE_MS, RETRY_WINDOW_MS, MSG_ALREADY_ROTATED, MSG_REUSE, rotationRulesServer } from './support.js';
+import {
+  ACCESS_TOKEN,
+  DEFAULT_GRACE_MS,
+  RETRY_WINDOW_MS,
+  MSG_ALREADY_ROTATED,
+  MSG_REUSE,
+  rotationRulesServer,
+} from './support.js';
 
 describe.each(withEngines<Wire>(['grpc', 'connect']))('rotation rules over %s on %s', (wire, engine) => {
   const rig = rotationRulesServer(wire, engine);
@@ -179,7 +186,13 @@ describe.each(withEngines<Wire>(['grpc', 'connect']))('rotation rules over %s on
 
     it('a malformed idempotency key is INVALID_ARGUMENT and rotates nothing', async () => {
       const c = await newToken();
-      for (const bad of ['too-short', 'has spaces in it!!!!!!!!', 'x'.repeat(129), '0000004711', 'Kq8xP2mZ7vB4nL9wR3tY6']) {
+      for (const bad of [
+        'too-short',
+        'has spaces in it!!!!!!!!',
+        'x'.repeat(129),
+        '0000004711',
+        'Kq8xP2mZ7vB4nL9wR3tY6',
+      ]) {
         const f = await failure(api.rotateToken({ idempotencyKey: bad }, c.secret));
         expect(f.code).toBe(Code.InvalidArgument);
         expect(f.rawMessage).toBe(
@@ -187,9 +200,18 @@ describe.each(withEngines<Wire>(['grpc', 'connect']))('rotation rules over %s on
         );
       }
       for (const [bad, why] of [
-        ['0123456789abcdef0123456789abcde', 'a key of hex digits only must be at least 32 characters (128 random bits, e.g. openssl rand -hex 16)'],
-        ['a'.repeat(40), 'does not look random (too few distinct characters); generate a new key for each rotation from a secure random source'],
-        ['abcdefghijklmnopqrstuvwxyzABCDEF', 'does not look random (most characters follow their neighbour in sequence); generate a new key for each rotation from a secure random source'],
+        [
+          '0123456789abcdef0123456789abcde',
+          'a key of hex digits only must be at least 32 characters (128 random bits, e.g. openssl rand -hex 16)',
+        ],
+        [
+          'a'.repeat(40),
+          'does not look random (too few distinct characters); generate a new key for each rotation from a secure random source',
+        ],
+        [
+          'abcdefghijklmnopqrstuvwxyzABCDEF',
+          'does not look random (most characters follow their neighbour in sequence); generate a new key for each rotation from a secure random source',
+        ],
       ] as const) {
         const f = await failure(api.rotateToken({ idempotencyKey: bad }, c.secret));
         expect(f.code).toBe(Code.InvalidArgument);
@@ -211,5 +233,4 @@ describe.each(withEngines<Wire>(['grpc', 'connect']))('rotation rules over %s on
       expect((await events(c.familyId)).some((e) => e.type === 'family_revoked')).toBe(false);
     });
   });
-
 });

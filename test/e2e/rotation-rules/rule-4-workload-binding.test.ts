@@ -27,16 +27,26 @@ describe.each(withEngines<Wire>(['grpc', 'connect']))('rotation rules over %s on
   });
 
   describe('rule 4: workload binding → verify the actor JWT or refuse', () => {
-    const binding = () => ({ issuer: ci.issuer, subject: 'project_path:group/app:*', audience: 'rotor', claims: { namespace_id: '42' } });
+    const binding = () => ({
+      issuer: ci.issuer,
+      subject: 'project_path:group/app:*',
+      audience: 'rotor',
+      claims: { namespace_id: '42' },
+    });
     const boundToken = () => newToken({ policy: { workloadBinding: binding() } });
-    const proof = async (claims: Record<string, unknown> = {}) => ({ actorToken: await ci.sign(s.clock.now(), claims), actorTokenType: JWT_TYPE });
+    const proof = async (claims: Record<string, unknown> = {}) => ({
+      actorToken: await ci.sign(s.clock.now(), claims),
+      actorTokenType: JWT_TYPE,
+    });
 
     it('a bound token rotates only with an actor_token JWT from the trusted issuer whose claims match the binding', async () => {
       const c = await boundToken();
       expect(c.token.policy?.workloadBinding).toMatchObject(binding());
       const without = await failure(exchange(c.secret));
       expect(without.code).toBe(Code.Unauthenticated);
-      expect(without.rawMessage).toBe('this token is bound to a workload: rotating it needs actor_token with actor_token_type urn:ietf:params:oauth:token-type:jwt');
+      expect(without.rawMessage).toBe(
+        'this token is bound to a workload: rotating it needs actor_token with actor_token_type urn:ietf:params:oauth:token-type:jwt',
+      );
       expect((await get(c.id)).state).toBe(TokenState.ACTIVE);
 
       const next = await exchange(c.secret, await proof());
@@ -59,11 +69,23 @@ describe.each(withEngines<Wire>(['grpc', 'connect']))('rotation rules over %s on
       const c = await boundToken();
       const t = Math.floor(s.clock.now() / 1000);
       const cases: [Record<string, unknown>, Code, string][] = [
-        [{ iss: 'https://untrusted.example' }, Code.Unauthenticated, 'actor_token is from an issuer that is not trusted'],
+        [
+          { iss: 'https://untrusted.example' },
+          Code.Unauthenticated,
+          'actor_token is from an issuer that is not trusted',
+        ],
         [{ aud: 'other' }, Code.Unauthenticated, 'actor_token is not for an accepted audience (aud)'],
         [{ exp: t - 120 }, Code.Unauthenticated, 'actor_token has expired (exp)'],
-        [{ sub: 'project_path:group/other:ref_type:branch:ref:main' }, Code.PermissionDenied, "actor_token does not match the token's workload binding: subject"],
-        [{ namespace_id: '43' }, Code.PermissionDenied, "actor_token does not match the token's workload binding: claim namespace_id"],
+        [
+          { sub: 'project_path:group/other:ref_type:branch:ref:main' },
+          Code.PermissionDenied,
+          "actor_token does not match the token's workload binding: subject",
+        ],
+        [
+          { namespace_id: '43' },
+          Code.PermissionDenied,
+          "actor_token does not match the token's workload binding: claim namespace_id",
+        ],
       ];
       for (const [claims, code, message] of cases) {
         const f = await failure(exchange(c.secret, await proof(claims)));
@@ -73,7 +95,10 @@ describe.each(withEngines<Wire>(['grpc', 'connect']))('rotation rules over %s on
       await exchange(c.secret, used);
       const c2 = await boundToken();
       const replay = await failure(exchange(c2.secret, used));
-      expect([replay.code, replay.rawMessage]).toEqual([Code.Unauthenticated, 'actor_token has been used before (jti replay): request a fresh JWT']);
+      expect([replay.code, replay.rawMessage]).toEqual([
+        Code.Unauthenticated,
+        'actor_token has been used before (jti replay): request a fresh JWT',
+      ]);
       expect((await get(c2.id)).state).toBe(TokenState.ACTIVE);
     });
 
@@ -95,10 +120,18 @@ describe.each(withEngines<Wire>(['grpc', 'connect']))('rotation rules over %s on
     });
 
     it('CreateToken refuses a binding to an untrusted issuer or an audience the issuer is not accepted for', async () => {
-      const untrusted = await failure(newToken({ policy: { workloadBinding: { ...binding(), issuer: 'https://untrusted.example' } } }));
-      expect([untrusted.code, untrusted.rawMessage]).toEqual([Code.InvalidArgument, 'policy.workload_binding.issuer: is not a trusted issuer of this server']);
+      const untrusted = await failure(
+        newToken({ policy: { workloadBinding: { ...binding(), issuer: 'https://untrusted.example' } } }),
+      );
+      expect([untrusted.code, untrusted.rawMessage]).toEqual([
+        Code.InvalidArgument,
+        'policy.workload_binding.issuer: is not a trusted issuer of this server',
+      ]);
       const aud = await failure(newToken({ policy: { workloadBinding: { ...binding(), audience: 'other' } } }));
-      expect([aud.code, aud.rawMessage]).toEqual([Code.InvalidArgument, "policy.workload_binding.audience: is not one of the issuer's accepted audiences"]);
+      expect([aud.code, aud.rawMessage]).toEqual([
+        Code.InvalidArgument,
+        "policy.workload_binding.audience: is not one of the issuer's accepted audiences",
+      ]);
     });
 
     it('an unbound token refuses an actor_token instead of ignoring it, valid or not', async () => {
@@ -115,11 +148,15 @@ describe.each(withEngines<Wire>(['grpc', 'connect']))('rotation rules over %s on
       const c = await newToken();
       await exchange(c.secret);
       s.clock.advance(DEFAULT_GRACE_MS + 1000);
-      const f = await failure(exchange(c.secret, { actorToken: 'eyJhbGciOiJub25lIn0.e30.', actorTokenType: 'urn:ietf:params:oauth:token-type:jwt' }));
+      const f = await failure(
+        exchange(c.secret, {
+          actorToken: 'eyJhbGciOiJub25lIn0.e30.',
+          actorTokenType: 'urn:ietf:params:oauth:token-type:jwt',
+        }),
+      );
       expect(f.code).toBe(Code.PermissionDenied);
       expect(f.rawMessage).toBe(MSG_REUSE);
       expect((await get(c.id)).state).toBe(TokenState.REVOKED);
     });
   });
-
 });

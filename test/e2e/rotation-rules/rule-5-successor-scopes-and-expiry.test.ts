@@ -127,5 +127,4 @@ describe.each(withEngines<Wire>(['grpc', 'connect']))('rotation rules over %s on
       expect(again.rawMessage).toBe('audience not allowed for this token: api.y');
     });
   });
-
 });

@@ -70,5 +70,4 @@ describe.each(withEngines<Wire>(['grpc', 'connect']))('rotation rules over %s on
       expect((await events(c.familyId)).filter((e) => e.type === 'rotated')).toHaveLength(1);
     });
   });
-
 });

@@ -7,7 +7,13 @@ import { timestampMs, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { afterAll, beforeAll, expect } from 'vitest';
 import type { TokenEvent } from '../../../src/domain/token-event.js';
 import type { ExchangeTokenRequestSchema } from '../../../src/gen/rotor/v1/token_exchange_service_pb.js';
-import { TokenKind, TokenState, type Token, type TokenPolicy, type WorkloadBinding } from '../../../src/gen/rotor/v1/token_pb.js';
+import {
+  TokenKind,
+  TokenState,
+  type Token,
+  type TokenPolicy,
+  type WorkloadBinding,
+} from '../../../src/gen/rotor/v1/token_pb.js';
 import type { RotateTokenRequestSchema } from '../../../src/gen/rotor/v1/token_service_pb.js';
 import type { Engine } from '../../support/engines.js';
 import { connectApi, grpcApi, type Api, type Req, type Wire } from '../../support/rotor-api.js';
@@ -22,7 +28,8 @@ export const DAY_MS = 86_400_000;
 export const DEFAULT_GRACE_MS = 10_000;
 export const RETRY_WINDOW_MS = 600_000;
 
-export const MSG_ALREADY_ROTATED = (successorId: string) => `token was already rotated; its successor is ${successorId}`;
+export const MSG_ALREADY_ROTATED = (successorId: string) =>
+  `token was already rotated; its successor is ${successorId}`;
 export const MSG_REUSE = 'token was already rotated: reuse detected, every token of its family is now revoked';
 export const MSG_OVERLAP_ENDED = 'bearer token has been rotated and its overlap window has ended';
 
@@ -43,7 +50,9 @@ export interface NewTokenOptions {
   scopes?: string[];
   audiences?: string[];
   lifetimeMs?: number;
-  policy?: Partial<Record<keyof Omit<TokenPolicy, '$typeName' | '$unknown' | 'workloadBinding'>, bigint>> & { workloadBinding?: Omit<WorkloadBinding, '$typeName' | '$unknown'> };
+  policy?: Partial<Record<keyof Omit<TokenPolicy, '$typeName' | '$unknown' | 'workloadBinding'>, bigint>> & {
+    workloadBinding?: Omit<WorkloadBinding, '$typeName' | '$unknown'>;
+  };
 }
 
 /** One file's server on one wire and engine, and the helpers its tests call. */
@@ -77,7 +86,9 @@ export function rotationRulesServer(wire: Wire, engine: Engine): RotationRulesSe
 
   beforeAll(async () => {
     ci = await startTestIssuer();
-    const trust = writeTrustConfig({ issuers: [{ issuer: ci.issuer, discovery: true, audiences: ['rotor'], algorithms: ['ES256'] }] });
+    const trust = writeTrustConfig({
+      issuers: [{ issuer: ci.issuer, discovery: true, audiences: ['rotor'], algorithms: ['ES256'] }],
+    });
     s = await startTestServer({ ROTOR_TRUST_CONFIG: trust }, { engine });
     api = wire === 'grpc' ? grpcApi(s) : connectApi(s);
     admin = s.adminSecret;
