@@ -206,7 +206,7 @@ async function main(): Promise<void> {
     ...(fanout ? { fanout } : {}),
     wall_seconds: Math.round((Date.now() - started) / 100) / 10,
   };
-  process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
 }
 
 /** The WatchExpiry fan-out scenario (10,000 streams under 300 MB RSS, bench/README.md), on SQLite: each stream count on a fresh server. */

@@ -12,7 +12,7 @@ import type { TokenEventType } from '../domain/token-event.js';
 import {
   ExpiryEventSchema,
   ExpiryEventType,
-  ExpiryService,
+  type ExpiryService,
   type ExpiryEvent,
 } from '../gen/rotor/v1/expiry_service_pb.js';
 import { callMeta } from './call-meta.js';

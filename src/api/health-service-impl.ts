@@ -1,5 +1,5 @@
 import type { ServiceImpl } from '@connectrpc/connect';
-import { HealthService } from '../gen/rotor/v1/health_service_pb.js';
+import type { HealthService } from '../gen/rotor/v1/health_service_pb.js';
 
 /** `rotor.v1.HealthService`: answers without I/O; also the benchmarks' no-op baseline. */
 export const healthServiceImpl: ServiceImpl<typeof HealthService> = {

@@ -1,7 +1,7 @@
 import type { ServiceImpl } from '@connectrpc/connect';
 import type { AppContext } from '../app/context.js';
 import { exchangeToken } from '../app/exchange-service.js';
-import { TokenExchangeService } from '../gen/rotor/v1/token_exchange_service_pb.js';
+import type { TokenExchangeService } from '../gen/rotor/v1/token_exchange_service_pb.js';
 import { callMeta } from './call-meta.js';
 
 /** `rotor.v1.TokenExchangeService`: RFC 8693 over gRPC/Connect, same rules as POST /oauth/token. */

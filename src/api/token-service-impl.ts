@@ -6,7 +6,7 @@ import { introspect } from '../app/introspection.js';
 import { revokeFamily, revokeToken } from '../app/revocation.js';
 import { createToken, getToken, listTokens } from '../app/token-service.js';
 import { TokenKind as TokenKindPb } from '../gen/rotor/v1/token_pb.js';
-import { TokenService } from '../gen/rotor/v1/token_service_pb.js';
+import type { TokenService } from '../gen/rotor/v1/token_service_pb.js';
 import { callMeta } from './call-meta.js';
 import {
   kindFromPb,

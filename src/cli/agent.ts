@@ -134,7 +134,7 @@ class Agent {
     }
     // Check it first, so a mistyped ROTOR_TOKEN never ends up in the file (which would then win).
     const token = await this.describe(this.o.initialToken);
-    await writeFileAtomic(this.o.tokenFile, this.o.initialToken + '\n');
+    await writeFileAtomic(this.o.tokenFile, `${this.o.initialToken}\n`);
     this.o.log.info('wrote the initial token from ROTOR_TOKEN', { file: this.o.tokenFile, token_id: token.id });
     await this.runHook(token);
     return this.o.initialToken;
@@ -193,7 +193,7 @@ class Agent {
         await this.pause(attempt, 'rotation failed; retrying with the same idempotency key', e);
         continue;
       }
-      await writeFileAtomic(this.o.tokenFile, rotated.secret + '\n');
+      await writeFileAtomic(this.o.tokenFile, `${rotated.secret}\n`);
       await clearPending(this.o.tokenFile);
       this.o.log.info('rotated; wrote the successor', {
         token_id: rotated.token.id,

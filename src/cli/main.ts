@@ -89,7 +89,7 @@ async function bootstrap(args: string[]): Promise<void> {
   );
   try {
     const minted = await bootstrapAdmin(app, { ownerId: values.owner, lifetimeSeconds: lifetime });
-    process.stdout.write(minted.secret + '\n');
+    process.stdout.write(`${minted.secret}\n`);
   } finally {
     await app.store.close();
   }

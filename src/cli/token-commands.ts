@@ -50,7 +50,7 @@ function bindingJson(b: WorkloadBinding | undefined): Record<string, unknown> | 
 
 function printToken(t: Token | undefined, secret: string | undefined, json: boolean): void {
   if (json) {
-    process.stdout.write(JSON.stringify(secret === undefined ? tokenJson(t) : { token: tokenJson(t), secret }) + '\n');
+    process.stdout.write(`${JSON.stringify(secret === undefined ? tokenJson(t) : { token: tokenJson(t), secret })}\n`);
     return;
   }
   const j = tokenJson(t);
@@ -196,7 +196,7 @@ export async function tokenCommand(args: string[], env: NodeJS.ProcessEnv): Prom
       });
       if (values.json) {
         process.stdout.write(
-          JSON.stringify({ tokens: res.tokens.map(tokenJson), next_page_token: res.nextPageToken }) + '\n',
+          `${JSON.stringify({ tokens: res.tokens.map(tokenJson), next_page_token: res.nextPageToken })}\n`,
         );
         return;
       }

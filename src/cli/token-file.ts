@@ -117,7 +117,7 @@ export async function readPending(path: string): Promise<PendingRotation | undef
 
 /** Persists a pending rotation (atomically, mode 0600) before the rotation call is made. */
 export async function writePending(path: string, pending: PendingRotation): Promise<void> {
-  await writeFileAtomic(pendingPath(path), JSON.stringify(pending) + '\n');
+  await writeFileAtomic(pendingPath(path), `${JSON.stringify(pending)}\n`);
 }
 
 /** Forgets the pending rotation of `path` (after the successor is written). */

@@ -77,7 +77,7 @@ export async function watchCommand(args: string[], env: NodeJS.ProcessEnv, signa
   });
   try {
     for await (const e of events)
-      process.stdout.write((values.json ? JSON.stringify(eventJson(e)) : eventLine(e)) + '\n');
+      process.stdout.write(`${values.json ? JSON.stringify(eventJson(e)) : eventLine(e)}\n`);
   } catch (e) {
     if (e instanceof ConnectError && e.code === Code.Unimplemented)
       throw new Error('the server does not implement WatchExpiry (ExpiryService)');

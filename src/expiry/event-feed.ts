@@ -321,7 +321,7 @@ export class EventFeed implements LiveFeed {
 
   private unfollow(sub: Subscription): void {
     const c = this.credentials.get(sub.credentialId);
-    if (!c || !c.subs.delete(sub)) return;
+    if (!c?.subs.delete(sub)) return;
     const owned = (this.streamsByOwner.get(c.ownerId) ?? 1) - 1;
     if (owned > 0) this.streamsByOwner.set(c.ownerId, owned);
     else this.streamsByOwner.delete(c.ownerId);

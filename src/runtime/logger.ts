@@ -70,7 +70,7 @@ export function createLogger(
   const emit = (lvl: LogLevel, message: string, fields?: Record<string, unknown>) => {
     if (LOG_LEVELS.indexOf(lvl) < min) return;
     const line = JSON.stringify({ time: new Date().toISOString(), level: lvl, msg: message, ...fields });
-    write((redact ? redactSecrets(line) : line) + '\n');
+    write(`${redact ? redactSecrets(line) : line}\n`);
   };
   return {
     debug: (m, f) => emit('debug', m, f),

@@ -63,7 +63,7 @@ describe('rotor agent (fake server, manual clock)', () => {
   it('rotates once 2/3 of the lifetime has passed, writes the successor with mode 0600 and rotates it in turn (timer only: no WatchExpiry)', async () => {
     server.watchUnimplemented = true;
     const first = server.issue();
-    writeFileSync(file, first.secret + '\n', { mode: 0o644 });
+    writeFileSync(file, `${first.secret}\n`, { mode: 0o644 });
     const run = start();
     await until('the agent waits for 2/3 of the lifetime', () => clock.hasTimerAt(T0 + 2_000));
     await clock.advance(1_999);

@@ -75,7 +75,7 @@ describe('requireId', () => {
     expect(requireId('family_id', 'fam_0')).toBe('fam_0');
   });
 
-  it.each(['', 'tok_', 'TOK_abc', 'tok-abc', 'tok_abc!', 'tok_' + 'a'.repeat(61), 'token_abc'])(
+  it.each(['', 'tok_', 'TOK_abc', 'tok-abc', 'tok_abc!', `tok_${'a'.repeat(61)}`, 'token_abc'])(
     'refuses %j',
     (value) => {
       const err = expectRotorError(
@@ -93,7 +93,7 @@ describe('requireIdempotencyKey', () => {
     expect(requireIdempotencyKey('Kq8xP2mZ7vB4nL9wR3tY6e')).toHaveLength(22);
     expect(requireIdempotencyKey('9f86d081884c7d659a2feaa0c55ad015')).toHaveLength(32);
     expect(requireIdempotencyKey('1b4e28ba-2fa1-41d2-883f-0016d3cca427')).toHaveLength(36); // a UUID
-    expect(requireIdempotencyKey('Ab0_-Qz9'.repeat(15) + 'xY3k_Pw7')).toHaveLength(128);
+    expect(requireIdempotencyKey(`${'Ab0_-Qz9'.repeat(15)}xY3k_Pw7`)).toHaveLength(128);
   });
 
   it('accepts what a secure random source produces (10,000 keys of each form the docs suggest)', () => {
@@ -106,7 +106,7 @@ describe('requireIdempotencyKey', () => {
 
   it.each([
     ['too short', 'Kq8xP2mZ7vB4nL9wR3tY6'],
-    ['too long', 'Ab0_-'.repeat(25) + 'abcd'],
+    ['too long', `${'Ab0_-'.repeat(25)}abcd`],
     ['bad character', 'Kq8xP2mZ7vB4nL9wR3tY6e='],
     ['space', 'Kq8xP2mZ7vB 4nL9wR3tY6e'],
   ])('refuses a key that is %s', (_label, key) => {

@@ -124,7 +124,7 @@ describe('newJwtId and looksLikeJwt', () => {
 
   it('tells a JWS compact serialisation from a Rotor secret', () => {
     expect(looksLikeJwt('eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln')).toBe(true);
-    expect(looksLikeJwt('rtr_pat_' + 'A'.repeat(49))).toBe(false);
+    expect(looksLikeJwt(`rtr_pat_${'A'.repeat(49)}`)).toBe(false);
     expect(looksLikeJwt('a.b')).toBe(false);
     expect(looksLikeJwt('a.b.c.d')).toBe(false);
   });

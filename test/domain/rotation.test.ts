@@ -84,7 +84,7 @@ describe('rule 1: parse and checksum the presented token before any lookup', () 
     ['empty', '', 'token is empty'],
     ['malformed (unknown prefix)', 'Bearer abc', 'token is malformed'],
     ['malformed (wrong length)', valid.slice(0, -2), 'token is malformed'],
-    ['malformed (non-base62)', valid.slice(0, -7) + '*' + valid.slice(-6), 'token is malformed'],
+    ['malformed (non-base62)', `${valid.slice(0, -7)}*${valid.slice(-6)}`, 'token is malformed'],
     ['bad checksum', valid.slice(0, -1) + (valid.endsWith('0') ? '1' : '0'), 'token checksum does not match'],
     ['oversized', valid + 'x'.repeat(100), 'token is malformed'],
   ])('refuses %s input with invalid_token, never echoing the input', (_label, presented, message) => {

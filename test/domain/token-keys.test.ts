@@ -70,8 +70,8 @@ describe('successorBytes', () => {
 
   it('differs for another seed, another key, or another server secret', () => {
     const base = Buffer.from(testKeys().successorBytes(seed, key)(32));
-    expect(Buffer.from(testKeys().successorBytes(seed + 'x', key)(32))).not.toEqual(base);
-    expect(Buffer.from(testKeys().successorBytes(seed, key + 'x')(32))).not.toEqual(base);
+    expect(Buffer.from(testKeys().successorBytes(`${seed}x`, key)(32))).not.toEqual(base);
+    expect(Buffer.from(testKeys().successorBytes(seed, `${key}x`)(32))).not.toEqual(base);
     expect(Buffer.from(createTokenKeys(OTHER_SECRET).successorBytes(seed, key)(32))).not.toEqual(base);
     expect(Buffer.from(createTokenKeys(SERVER_SECRET).successorBytes(seed, key)(32))).toEqual(base);
   });

@@ -51,7 +51,7 @@ describe('formatSecret', () => {
     const bytes = (n: number) => Uint8Array.from({ length: n }, (_, i) => pattern[i % pattern.length]!);
     const secret = formatSecret('personal', bytes);
     const random = secret.slice(SECRET_PREFIX.personal.length, -6);
-    expect(random).toBe('0z'.repeat(21) + '0');
+    expect(random).toBe(`${'0z'.repeat(21)}0`);
   });
 
   it('uses every base62 character, with no visible bias, over many secrets', () => {
@@ -134,7 +134,7 @@ describe('parseSecret', () => {
   });
 
   it('rejects oversized input before looking at it, without echoing it', () => {
-    const huge = 'rtr_pat_' + 'A'.repeat(10_000);
+    const huge = `rtr_pat_${'A'.repeat(10_000)}`;
     const err = expectRotorError(() => parseSecret(huge), 'invalid_token', 'malformed');
     expect(err.message.length).toBeLessThan(100);
   });
@@ -144,7 +144,7 @@ describe('parseSecret', () => {
   });
 
   it.each([
-    ['unknown prefix', 'ghp_' + 'a'.repeat(49)],
+    ['unknown prefix', `ghp_${'a'.repeat(49)}`],
     ['no prefix', 'a'.repeat(49)],
     ['truncated', null],
     ['one extra character', 'extra'],
@@ -156,9 +156,9 @@ describe('parseSecret', () => {
       variant === null
         ? secret.slice(0, -1)
         : variant === 'extra'
-          ? secret + 'a'
+          ? `${secret}a`
           : variant === 'dash'
-            ? secret.slice(0, 20) + '-' + secret.slice(21)
+            ? `${secret.slice(0, 20)}-${secret.slice(21)}`
             : variant === 'space'
               ? ` ${secret}`
               : variant;

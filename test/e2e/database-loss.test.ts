@@ -25,7 +25,7 @@ import { ExpiryEventType } from '../../src/gen/rotor/v1/expiry_service_pb.js';
 import { TokenKind } from '../../src/gen/rotor/v1/token_pb.js';
 import { openStore } from '../../src/store/knex-store.js';
 import { ENGINES, TEST_POSTGRES_URL } from '../support/engines.js';
-import { RpcFailure, connectApi, failure, grpcApi, type Api, type WatchStream } from '../support/rotor-api.js';
+import { type RpcFailure, connectApi, failure, grpcApi, type Api, type WatchStream } from '../support/rotor-api.js';
 import { inMs, issuedSecrets, startTestServer, type TestServer } from '../support/server.js';
 import { hostPortOf, startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 

@@ -145,7 +145,7 @@ describe('WorkloadVerifier', () => {
       ['a missing jti', async () => ci.sign(clock, {}, { omit: ['jti'] }), 'actor_token lacks the required jti claim'],
       [
         'a bad signature',
-        async () => (await ci.sign(clock)).slice(0, -4) + 'AAAA',
+        async () => `${(await ci.sign(clock)).slice(0, -4)}AAAA`,
         'actor_token has an invalid signature',
       ],
       ['garbage', async () => 'not.a.jwt', 'actor_token is not a signed JWT (JWS compact serialization)'],

@@ -8,7 +8,7 @@ import { loadConfig } from '../../src/runtime/config.js';
 import { createLogger, errorChain, redactSecrets } from '../../src/runtime/logger.js';
 import { createApp } from '../../src/runtime/server.js';
 
-const SECRET = 'rtr_pat_' + 'A'.repeat(43) + 'bcdef0';
+const SECRET = `rtr_pat_${'A'.repeat(43)}bcdef0`;
 
 describe('logger', () => {
   it('masks anything shaped like a Rotor secret by default', () => {
@@ -20,7 +20,7 @@ describe('logger', () => {
   });
 
   it('masks signed JWTs by default', () => {
-    const jwt = 'eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCJ9.eyJzdWIiOiJ3ZWIiLCJzY29wZSI6InJlYWQifQ.' + 'S'.repeat(86);
+    const jwt = `eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCJ9.eyJzdWIiOiJ3ZWIiLCJzY29wZSI6InJlYWQifQ.${'S'.repeat(86)}`;
     const lines: string[] = [];
     createLogger('info', (l) => void lines.push(l)).info('oops', { token: jwt });
     expect(lines.join('')).not.toContain(jwt.split('.')[1]);

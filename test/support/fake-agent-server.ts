@@ -3,7 +3,7 @@ import { durationFromMs, timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { AgentApi, AgentToken } from '../../src/cli/agent.js';
 import type { OpenWatch } from '../../src/cli/event-stream.js';
-import { ExpiryEventSchema, ExpiryEventType, type ExpiryEvent } from '../../src/gen/rotor/v1/expiry_service_pb.js';
+import { ExpiryEventSchema, type ExpiryEventType, type ExpiryEvent } from '../../src/gen/rotor/v1/expiry_service_pb.js';
 import { TokenState } from '../../src/gen/rotor/v1/token_pb.js';
 import type { ManualClock } from './manual-clock.js';
 

@@ -25,7 +25,7 @@ export function secretsInDirectory(dir: string, known: Iterable<string> = []): {
       if (statSync(path).isDirectory()) walk(path);
       else
         for (const secret of secretsIn(readFileSync(path).toString('latin1'), knownList))
-          hits.push({ file: path, secret: secret.slice(0, 12) + '…' });
+          hits.push({ file: path, secret: `${secret.slice(0, 12)}…` });
     }
   };
   walk(dir);

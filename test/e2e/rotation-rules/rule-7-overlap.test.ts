@@ -8,7 +8,7 @@ import { Code } from '@connectrpc/connect';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { TokenState } from '../../../src/gen/rotor/v1/token_pb.js';
 import { failure, type Api, type Wire } from '../../support/rotor-api.js';
-import { type TestServer } from '../../support/server.js';
+import type { TestServer } from '../../support/server.js';
 import { withEngines } from '../../support/engines.js';
 import { MSG_ALREADY_ROTATED, MSG_REUSE, MSG_OVERLAP_ENDED, rotationRulesServer } from './support.js';
 
