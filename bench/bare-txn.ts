@@ -149,16 +149,13 @@ async function seed(knex: Knex, rotations: number, engine: Engine): Promise<Bare
       if (!row) throw new Error('bare transaction: seeded token not found');
       // commitRotation(): compare-and-set the current row, insert the successor, two events.
       const t = Date.now();
-      const n = await trx('tokens')
-        .where({ id: it.currentId })
-        .whereNull('revoked_at')
-        .update({
-          revoked_at: t,
-          revoke_reason: 'rotated',
-          successor_id: it.successorRow.id,
-          rotation_key_digest: null,
-          last_used_at: t,
-        });
+      const n = await trx('tokens').where({ id: it.currentId }).whereNull('revoked_at').update({
+        revoked_at: t,
+        revoke_reason: 'rotated',
+        successor_id: it.successorRow.id,
+        rotation_key_digest: null,
+        last_used_at: t,
+      });
       if (n !== 1) throw new Error('bare transaction: compare-and-set lost');
       await trx('tokens').insert(it.successorRow);
       await trx('token_events').insert(it.eventRows);
