@@ -56,7 +56,10 @@ export function expiryEventToPb(item: WatchItem): ExpiryEvent {
   if (item.kind === 'snapshot') return buildPb(item);
   const key = item.kind === 'event' ? item.event : item;
   let msg = built.get(key);
-  if (!msg) built.set(key, (msg = buildPb(item)));
+  if (!msg) {
+    msg = buildPb(item);
+    built.set(key, msg);
+  }
   return msg;
 }
 

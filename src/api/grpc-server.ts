@@ -89,15 +89,18 @@ class GrpcCallContext implements HandlerContext {
   }
 
   get requestHeader(): Headers {
-    return (this.reqHeader ??= metadataToHeaders(this.call.metadata));
+    this.reqHeader ??= metadataToHeaders(this.call.metadata);
+    return this.reqHeader;
   }
 
   get responseHeader(): Headers {
-    return (this.resHeader ??= new Headers());
+    this.resHeader ??= new Headers();
+    return this.resHeader;
   }
 
   get responseTrailer(): Headers {
-    return (this.resTrailer ??= new Headers());
+    this.resTrailer ??= new Headers();
+    return this.resTrailer;
   }
 
   /** The handler is done: a later 'cancelled' (grpc-js emits it on every close) changes nothing. */
@@ -116,7 +119,9 @@ class GrpcCallContext implements HandlerContext {
 function statusOf(err: unknown, log: Logger, where: string): grpc.StatusObject {
   const ce = toConnectError(err, log, where);
   const md = new grpc.Metadata();
-  ce.metadata.forEach((v, k) => md.set(k, v));
+  ce.metadata.forEach((v, k) => {
+    md.set(k, v);
+  });
   return { code: ce.code as number as grpc.status, details: ce.rawMessage, metadata: md };
 }
 
@@ -259,7 +264,10 @@ function sharedSerializer(schema: DescMessage) {
   return (msg: unknown) => {
     if (typeof msg !== 'object' || msg === null) return encode(msg);
     let bytes = cache.get(msg);
-    if (!bytes) cache.set(msg, (bytes = encode(msg)));
+    if (!bytes) {
+      bytes = encode(msg);
+      cache.set(msg, bytes);
+    }
     return bytes;
   };
 }

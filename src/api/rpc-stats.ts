@@ -60,7 +60,10 @@ export class RpcStats {
 
   method(name: string, streaming: boolean): MethodStats {
     let m = this.methods.get(name);
-    if (!m) this.methods.set(name, (m = new MethodStats(name, streaming)));
+    if (!m) {
+      m = new MethodStats(name, streaming);
+      this.methods.set(name, m);
+    }
     return m;
   }
 

@@ -35,9 +35,8 @@ export function mapStream<T, U>(open: () => Promise<AsyncIterator<T>>, map: (val
     next: () => {
       if (closed) return Promise.resolve({ done: true, value: undefined });
       if (source) return source.next().then(step);
-      return (opening ??= open().then(opened)).then((s) =>
-        closed ? { done: true, value: undefined } : s.next().then(step),
-      );
+      opening ??= open().then(opened);
+      return opening.then((s) => (closed ? { done: true, value: undefined } : s.next().then(step)));
     },
     return: () => {
       closed = true;

@@ -249,7 +249,8 @@ class WatchItems implements WatchStream {
       // position may lag while nobody watched).
       const liveAfter =
         plan.afterSequence === undefined && !plan.includeSnapshot ? await app.store.events.latestSequence() : undefined;
-      const sub = (this.sub = this.runtime.feed.subscribe(plan.selection, plan.thresholdsSeconds, plan.credential));
+      const sub = this.runtime.feed.subscribe(plan.selection, plan.thresholdsSeconds, plan.credential);
+      this.sub = sub;
       if (liveAfter !== undefined) sub.skipThrough(liveAfter);
       if (this.signal?.aborted || this.state === 'ended') sub.close();
       this.signal?.addEventListener('abort', this.onAbort, { once: true });

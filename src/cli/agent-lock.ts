@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { statSync } from 'node:fs';
+import { type Stats, statSync } from 'node:fs';
 import { createConnection, createServer, type Socket } from 'node:net';
 import { basename, dirname } from 'node:path';
 
@@ -34,7 +34,7 @@ const ANSWER_MS = 3000;
 /** The socket name for `file`, or undefined when there is no lock to take (not Linux, or no directory yet). */
 export function lockName(file: string): string | undefined {
   if (process.platform !== 'linux') return undefined;
-  let dir;
+  let dir: Stats;
   try {
     dir = statSync(dirname(file));
   } catch {

@@ -151,7 +151,10 @@ export class EventFeed implements LiveFeed {
     }
     const key = thresholdsSeconds.join(',');
     let thresholds = this.thresholdSets.get(key);
-    if (!thresholds) this.thresholdSets.set(key, (thresholds = new Set(thresholdsSeconds)));
+    if (!thresholds) {
+      thresholds = new Set(thresholdsSeconds);
+      this.thresholdSets.set(key, thresholds);
+    }
     const sub = new Subscription(
       selection,
       credential.tokenId,
@@ -164,7 +167,10 @@ export class EventFeed implements LiveFeed {
     this.subs.add(sub);
     for (const [index, key] of this.keysOf(selection)) {
       let set = index.get(key);
-      if (!set) index.set(key, (set = new Set()));
+      if (!set) {
+        set = new Set();
+        index.set(key, set);
+      }
       set.add(sub);
     }
     this.follow(sub, credential);
@@ -310,7 +316,10 @@ export class EventFeed implements LiveFeed {
       };
       this.credentials.set(c.tokenId, c);
       let family = this.credentialsByFamily.get(c.familyId);
-      if (!family) this.credentialsByFamily.set(c.familyId, (family = new Set()));
+      if (!family) {
+        family = new Set();
+        this.credentialsByFamily.set(c.familyId, family);
+      }
       family.add(c);
       // Learn when it stops authenticating, for the clock (expiry, the end of an overlap window).
       this.check(c);

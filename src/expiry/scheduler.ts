@@ -91,7 +91,10 @@ export class ExpiryScheduler {
       .catch(() => undefined)
       .then(() => this.pass())
       .then(
-        (r) => (this.passes++, r),
+        (r) => {
+          this.passes++;
+          return r;
+        },
         (e: unknown) => {
           this.failures++;
           throw e;

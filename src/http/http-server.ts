@@ -88,7 +88,12 @@ export function createHttpServer(tls?: { cert: Buffer; key: Buffer }): HttpPort 
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
   cutsRawConnections(server);
-  return { server, serve: (h) => void (handle = h) };
+  return {
+    server,
+    serve: (h) => {
+      handle = h;
+    },
+  };
 }
 
 /** The answer while start-up is still building the application behind a bound port. */

@@ -1,7 +1,7 @@
 import { isRotorError } from '../domain/errors.js';
 import type { FederationRule } from '../domain/federation.js';
 import { SCOPE_ADMIN, SCOPE_ROTATE, normalizeScopes } from '../domain/scopes.js';
-import { validateBinding } from '../domain/workload-binding.js';
+import { type WorkloadBinding, validateBinding } from '../domain/workload-binding.js';
 
 /**
  * The trust configuration named by ROTOR_TRUST_CONFIG (docs/workload-identity.md): which
@@ -260,7 +260,7 @@ function parseRule(
         );
   const claims: Record<string, string> = {};
   for (const [k, val] of Object.entries(claimsIn)) claims[k] = str(`${path}.claims.${k}`, val);
-  let binding;
+  let binding: WorkloadBinding;
   try {
     binding = validateBinding(path, {
       issuer,

@@ -129,7 +129,10 @@ export class DirectRotationWriter {
   /** A statement prepared on `conn`, once; a failed prepare rejects (and is not kept). */
   private sqliteStatement(conn: SqliteConnection, sql: string): Promise<SqliteStatement> {
     let byText = this.sqlite.get(conn);
-    if (!byText) this.sqlite.set(conn, (byText = new Map()));
+    if (!byText) {
+      byText = new Map();
+      this.sqlite.set(conn, byText);
+    }
     let prepared = byText.get(sql);
     if (!prepared) {
       prepared = new Promise<SqliteStatement>((resolve, reject) => {

@@ -110,7 +110,14 @@ describe('TokenService through createRouterTransport', () => {
       store: { ...app.store, transaction: () => Promise.reject(new Error('disk on fire')) } as never,
     };
     const transport = createRouterTransport(connectRoutes(rotorServices(broken)), {
-      transport: { interceptors: [(next) => (req) => (req.header.set('authorization', `Bearer ${admin}`), next(req))] },
+      transport: {
+        interceptors: [
+          (next) => (req) => {
+            req.header.set('authorization', `Bearer ${admin}`);
+            return next(req);
+          },
+        ],
+      },
     });
     const err = await connectErrorOf(
       createClient(TokenService, transport).createToken({

@@ -29,7 +29,10 @@ describe('mapStream', () => {
     const s = source([1, 2, 3]);
     let opened = 0;
     const mapped = mapStream(
-      async () => (opened++, s.it),
+      async () => {
+        opened++;
+        return s.it;
+      },
       (v) => `#${v}`,
     );
     expect(opened).toBe(0);
@@ -53,7 +56,10 @@ describe('mapStream', () => {
     const s = source([1]);
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
-    const mapped = mapStream(async () => (await gate, s.it), String);
+    const mapped = mapStream(async () => {
+      await gate;
+      return s.it;
+    }, String);
     const first = mapped.next();
     await mapped.return!(undefined);
     release();

@@ -181,7 +181,10 @@ describe.each(ENGINES)('rotor agent end to end (real serve process) on %s', (eng
     // The successor is rotated in turn (same 10 s lifetime, on its own 4 s notice).
     await waitFor('the second rotation', () => {
       const t = fileToken(file);
-      if (t !== undefined && t !== successorSecret) return (secrets.push(t), true);
+      if (t !== undefined && t !== successorSecret) {
+        secrets.push(t);
+        return true;
+      }
       return false;
     });
     expect(statSync(file).mode & 0o777).toBe(0o600);

@@ -138,10 +138,13 @@ describe.each(ENGINES)(
     it('cut the connection: gRPC and Connect answer UNAVAILABLE, /oauth/token 503 temporarily_unavailable; restored: the same process rotates again', async () => {
       const a = await newToken();
       const b = await newToken();
-      const release =
-        engine === 'postgres'
-          ? (proxy!.cut(), async () => proxy!.restore())
-          : await holdSqliteWriteLock(s.databaseUrl.slice('sqlite://'.length));
+      let release: () => Promise<void>;
+      if (engine === 'postgres') {
+        proxy!.cut();
+        release = async () => proxy!.restore();
+      } else {
+        release = await holdSqliteWriteLock(s.databaseUrl.slice('sqlite://'.length));
+      }
       try {
         const r1 = await timed(failure(grpc.rotateToken({}, a.secret)));
         expectUnavailable(r1.value, r1.ms);

@@ -52,7 +52,12 @@ const open: RawConnection[] = [];
 function track(socket: Socket, send: Buffer | undefined): Promise<RawConnection> {
   const received: Buffer[] = [];
   let isClosed = false;
-  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve(void (isClosed = true))));
+  const closed = new Promise<void>((resolve) =>
+    socket.once('close', () => {
+      isClosed = true;
+      resolve();
+    }),
+  );
   const answered = new Promise<void>((resolve) => socket.once('data', () => resolve()));
   socket.on('data', (d: Buffer) => received.push(d));
   // A server reset (ECONNRESET) is one way of being closed; the 'close' event follows it.
@@ -113,13 +118,12 @@ afterEach(() => {
 describe('gRPC port: handshake timeout (plain text)', () => {
   let s: TestServer;
   // The idle timeout stays at its default (minutes), so only the handshake timeout can cut these.
-  beforeAll(
-    async () =>
-      void (s = await startTestServer({
-        ROTOR_GRPC_HANDSHAKE_TIMEOUT_MS: '300',
-        ROTOR_GRPC_MAX_CONNECTIONS_PER_PEER: '0',
-      })),
-  );
+  beforeAll(async () => {
+    s = await startTestServer({
+      ROTOR_GRPC_HANDSHAKE_TIMEOUT_MS: '300',
+      ROTOR_GRPC_MAX_CONNECTIONS_PER_PEER: '0',
+    });
+  });
   afterAll(async () => s?.stop());
 
   it('cuts connections that send nothing or only the preface magic, not one that sent its preface; a grpc-js call still succeeds', async () => {
@@ -143,7 +147,9 @@ describe('gRPC port: handshake timeout (plain text)', () => {
 describe('gRPC port: idle timeout', () => {
   let s: TestServer;
   // The handshake timeout stays at its default (10 s): a GOAWAY proves the idle timeout did it.
-  beforeAll(async () => void (s = await startTestServer({ ROTOR_GRPC_IDLE_TIMEOUT_SECONDS: '1' })));
+  beforeAll(async () => {
+    s = await startTestServer({ ROTOR_GRPC_IDLE_TIMEOUT_SECONDS: '1' });
+  });
   afterAll(async () => s?.stop());
 
   it('sends GOAWAY to a connection that completed the preface and then opened no stream, and closes it', async () => {
@@ -182,13 +188,12 @@ describe('gRPC port: idle timeout', () => {
 
 describe('gRPC port: connections per peer address', () => {
   let s: TestServer;
-  beforeAll(
-    async () =>
-      void (s = await startTestServer({
-        ROTOR_GRPC_MAX_CONNECTIONS_PER_PEER: '3',
-        ROTOR_GRPC_MAX_CONCURRENT_STREAMS: '7',
-      })),
-  );
+  beforeAll(async () => {
+    s = await startTestServer({
+      ROTOR_GRPC_MAX_CONNECTIONS_PER_PEER: '3',
+      ROTOR_GRPC_MAX_CONCURRENT_STREAMS: '7',
+    });
+  });
   afterAll(async () => s?.stop());
 
   it('closes a peer’s connection past its limit at once; another address is served meanwhile', async () => {
@@ -226,10 +231,9 @@ describe('gRPC port: connections per peer address', () => {
 
 describe('gRPC port: process-wide connection cap', () => {
   let s: TestServer;
-  beforeAll(
-    async () =>
-      void (s = await startTestServer({ ROTOR_GRPC_MAX_CONNECTIONS: '4', ROTOR_GRPC_MAX_CONNECTIONS_PER_PEER: '0' })),
-  );
+  beforeAll(async () => {
+    s = await startTestServer({ ROTOR_GRPC_MAX_CONNECTIONS: '4', ROTOR_GRPC_MAX_CONNECTIONS_PER_PEER: '0' });
+  });
   afterAll(async () => s?.stop());
 
   it('closes a connection past the cap whatever its address, and accepts again once one left', async () => {
@@ -252,14 +256,13 @@ describe('gRPC port: process-wide connection cap', () => {
 
 describe('gRPC port: handshake timeout over TLS', () => {
   let s: TestServer;
-  beforeAll(
-    async () =>
-      void (s = await startTestServer({
-        ...TLS_ENV,
-        ROTOR_GRPC_HANDSHAKE_TIMEOUT_MS: '300',
-        ROTOR_GRPC_MAX_CONNECTIONS_PER_PEER: '0',
-      })),
-  );
+  beforeAll(async () => {
+    s = await startTestServer({
+      ...TLS_ENV,
+      ROTOR_GRPC_HANDSHAKE_TIMEOUT_MS: '300',
+      ROTOR_GRPC_MAX_CONNECTIONS_PER_PEER: '0',
+    });
+  });
   afterAll(async () => s?.stop());
 
   it('cuts a connection that never starts TLS, and one that finishes TLS but sends only the preface magic; grpc-js over TLS works', async () => {
@@ -293,13 +296,12 @@ describe('gRPC port: handshake timeout over TLS', () => {
 
 describe('gRPC port: max connection age', () => {
   let s: TestServer;
-  beforeAll(
-    async () =>
-      void (s = await startTestServer({
-        ROTOR_GRPC_MAX_CONNECTION_AGE_SECONDS: '3',
-        ROTOR_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS: '1',
-      })),
-  );
+  beforeAll(async () => {
+    s = await startTestServer({
+      ROTOR_GRPC_MAX_CONNECTION_AGE_SECONDS: '3',
+      ROTOR_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS: '1',
+    });
+  });
   afterAll(async () => s?.stop());
 
   it('ends a WatchExpiry stream with UNAVAILABLE, not silently; the client resumes by sequence on a new connection', async () => {

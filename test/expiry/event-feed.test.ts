@@ -251,7 +251,10 @@ describe('EventFeed', () => {
     const log = memoryLog(rows);
     let reads = 0;
     const tail = log.tail.bind(log);
-    log.tail = (after, limit) => (reads++, tail(after, limit));
+    log.tail = (after, limit) => {
+      reads++;
+      return tail(after, limit);
+    };
     feed = new EventFeed(log, () => 0, quiet, {
       pollIntervalMs: 60_000,
       heartbeatMs: 60_000,
@@ -274,7 +277,10 @@ describe('EventFeed', () => {
     const log = memoryLog(rows);
     let tails = 0;
     const tail = log.tail.bind(log);
-    log.tail = (after, limit) => (tails++, tail(after, limit));
+    log.tail = (after, limit) => {
+      tails++;
+      return tail(after, limit);
+    };
     feed = new EventFeed(log, () => 0, quiet, {
       pollIntervalMs: 20,
       heartbeatMs: 60_000,
@@ -307,7 +313,6 @@ describe('EventFeed', () => {
       checkCredential: valid,
     });
     await feed.start();
-    let w: ReturnType<EventFeed['subscribe']> | undefined;
     log.latestSequence = async () => {
       const end = await latest();
       // The watcher arrives while the feed waits for the end of the log.
@@ -316,7 +321,7 @@ describe('EventFeed', () => {
     };
     rows.push(ev(2), ev(3));
     await new Promise((r) => setTimeout(r, 40));
-    w = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [], CRED);
+    const w = feed.subscribe({ kind: 'tokens', tokenIds: ['tok_a1'] }, [], CRED);
     expect(w.liveFrom).toBe(1);
     release();
     log.latestSequence = latest;

@@ -158,7 +158,13 @@ describe('EventFeed stream caps', () => {
       stream: Subscription;
     }) => Promise<string>,
   ][] = [
-    ['the client cancels', async ({ stream }) => (stream.close(), 'unavailable: watch closed')],
+    [
+      'the client cancels',
+      async ({ stream }) => {
+        stream.close();
+        return 'unavailable: watch closed';
+      },
+    ],
     [
       'it falls behind (buffer overflow)',
       async ({ feed, rows }) => {
@@ -209,7 +215,15 @@ describe('EventFeed stream caps', () => {
       `resource_exhausted: ${OWNER_FULL(1)}`,
       `resource_exhausted: ${PROCESS_FULL(1)}`,
     ]);
-    const reason = await end({ feed, rows, log, revoke: () => void (revoked = true), stream });
+    const reason = await end({
+      feed,
+      rows,
+      log,
+      revoke: () => {
+        revoked = true;
+      },
+      stream,
+    });
     // The stream did end that way (after what it had queued), and every slot is free again.
     let last: unknown;
     for (let i = 0; i < 3 && last === undefined; i++)

@@ -60,89 +60,152 @@ describe('trust config', () => {
 
   const cases: [string, (d: ReturnType<typeof clone>) => unknown, string][] = [
     ['unknown top-level field', (d) => ({ ...d, extra: 1 }), 'extra: is not a known field'],
-    ['unknown issuer field', (d) => ((d.issuers[0]!.jwks_url = 'x'), d), 'issuers[0].jwks_url: is not a known field'],
+    [
+      'unknown issuer field',
+      (d) => {
+        d.issuers[0]!.jwks_url = 'x';
+        return d;
+      },
+      'issuers[0].jwks_url: is not a known field',
+    ],
     ['no issuers', () => ({ issuers: [] }), 'issuers: must be a non-empty array'],
     [
       'http issuer',
-      (d) => ((d.issuers[0]!.issuer = 'http://ci.example'), d),
+      (d) => {
+        d.issuers[0]!.issuer = 'http://ci.example';
+        return d;
+      },
       'issuers[0].issuer: must be https (http only for loopback hosts or with allow_insecure_http)',
     ],
     [
       'two key sources',
-      (d) => ((d.issuers[0]!.jwks_uri = 'https://ci.example/jwks'), d),
+      (d) => {
+        d.issuers[0]!.jwks_uri = 'https://ci.example/jwks';
+        return d;
+      },
       'issuers[0]: needs exactly one key source: discovery, jwks_uri or jwks',
     ],
     [
       'HS256',
-      (d) => ((d.issuers[0]!.algorithms = ['HS256']), d),
+      (d) => {
+        d.issuers[0]!.algorithms = ['HS256'];
+        return d;
+      },
       'issuers[0].algorithms[0]: must be one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA, Ed25519',
     ],
     [
       'skew too large',
-      (d) => ((d.issuers[0]!.clock_skew_seconds = 3600), d),
+      (d) => {
+        d.issuers[0]!.clock_skew_seconds = 3600;
+        return d;
+      },
       'issuers[0].clock_skew_seconds: must be a whole number between 0 and 300',
     ],
     [
       'private inline key',
-      (d) => (
-        (d.issuers[0]!.discovery = undefined),
-        (d.issuers[0]!.jwks = { keys: [{ kty: 'EC', crv: 'P-256', x: 'a', y: 'b', d: 'c' }] }),
-        d
-      ),
+      (d) => {
+        d.issuers[0]!.discovery = undefined;
+        d.issuers[0]!.jwks = { keys: [{ kty: 'EC', crv: 'P-256', x: 'a', y: 'b', d: 'c' }] };
+        return d;
+      },
       'issuers[0].jwks.keys[0]: must hold a public key only (remove private members)',
     ],
     [
       'rule for an unknown issuer',
-      (d) => ((d.federation[0]!.issuer = 'https://other.example'), d),
+      (d) => {
+        d.federation[0]!.issuer = 'https://other.example';
+        return d;
+      },
       'federation[0].issuer: is not one of the issuers',
     ],
     [
       'rule scopes not a list',
-      (d) => ((d.federation[0]!.scopes = 'deploy'), d),
+      (d) => {
+        d.federation[0]!.scopes = 'deploy';
+        return d;
+      },
       'federation[0].scopes: must be a non-empty array of strings',
     ],
     [
       'rule granting admin',
-      (d) => ((d.federation[0]!.scopes = ['rotor:admin']), d),
+      (d) => {
+        d.federation[0]!.scopes = ['rotor:admin'];
+        return d;
+      },
       'federation[0].scopes: rotor:admin may not be granted by federation',
     ],
     [
       'rule granting rotate',
-      (d) => ((d.federation[0]!.scopes = ['deploy', 'rotor:rotate']), d),
+      (d) => {
+        d.federation[0]!.scopes = ['deploy', 'rotor:rotate'];
+        return d;
+      },
       'federation[0].scopes: rotor:rotate may not be granted by federation (a federated token is renewed by federating again)',
     ],
     [
       'rule scope with a space',
-      (d) => ((d.federation[0]!.scopes = ['a b']), d),
+      (d) => {
+        d.federation[0]!.scopes = ['a b'];
+        return d;
+      },
       'federation[0].scopes: each scope must be 1-128 printable characters without spaces, quotes or backslashes',
     ],
     [
       'rule audience the issuer does not accept',
-      (d) => ((d.federation[0]!.audience = 'other'), d),
+      (d) => {
+        d.federation[0]!.audience = 'other';
+        return d;
+      },
       "federation[0].audience: must be one of the issuer's audiences",
     ],
     [
       'rule lifetime beyond the server max',
-      (d) => ((d.federation[0]!.max_lifetime_seconds = 86400 * 366), d),
+      (d) => {
+        d.federation[0]!.max_lifetime_seconds = 86400 * 366;
+        return d;
+      },
       'federation[0].max_lifetime_seconds: must be a whole number between 1 and 31536000',
     ],
     [
       'rule without lifetime',
-      (d) => (delete d.federation[0]!.max_lifetime_seconds, d),
+      (d) => {
+        delete d.federation[0]!.max_lifetime_seconds;
+        return d;
+      },
       'federation[0].max_lifetime_seconds: is required',
     ],
-    ['rule with an unknown field', (d) => ((d.federation[0]!.ttl = 5), d), 'federation[0].ttl: is not a known field'],
+    [
+      'rule with an unknown field',
+      (d) => {
+        d.federation[0]!.ttl = 5;
+        return d;
+      },
+      'federation[0].ttl: is not a known field',
+    ],
     [
       'rule subject only wildcards',
-      (d) => ((d.federation[0]!.subject = '**'), d),
+      (d) => {
+        d.federation[0]!.subject = '**';
+        return d;
+      },
       'federation[0].subject: must contain more than wildcards',
     ],
-    ['rule claims null', (d) => ((d.federation[0]!.claims = null), d), 'federation[0].claims: must be an object'],
+    [
+      'rule claims null',
+      (d) => {
+        d.federation[0]!.claims = null;
+        return d;
+      },
+      'federation[0].claims: must be an object',
+    ],
     ['issuer null', () => ({ issuers: [null] }), 'issuers[0]: must be an object'],
     ['document not an object', () => [], 'the document: must be an object'],
     [
       'rule claim not a string',
-      (d) => ((d.federation[0]!.claims = { namespace_id: 42 }), d),
+      (d) => {
+        d.federation[0]!.claims = { namespace_id: 42 };
+        return d;
+      },
       'federation[0].claims.namespace_id: must be a non-empty string',
     ],
   ];

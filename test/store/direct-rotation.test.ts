@@ -266,7 +266,9 @@ describe.each(ENGINES)('Store.commitRotation on %s', (engine) => {
     const { one, release, holder } = await singleConnectionStore();
     const commit = one.commitRotation(commitOf(current, successorOf(current, now), now));
     let closed = false;
-    const closing = one.close().then(() => void (closed = true));
+    const closing = one.close().then(() => {
+      closed = true;
+    });
     await new Promise((r) => setTimeout(r, 50));
     expect(closed).toBe(false);
     await expect(one.commitRotation(commitOf(current, successorOf(current, now), now))).rejects.toMatchObject({

@@ -57,9 +57,18 @@ describe('CachedTokenRepository', () => {
   function fakeBase(rows: TokenRecord[]) {
     const calls: string[] = [];
     const base = {
-      findByDigest: async (d: string) => (calls.push(`digest:${d}`), rows.find((r) => r.secretDigest === d)),
-      findById: async (id: string) => (calls.push(`id:${id}`), rows.find((r) => r.id === id)),
-      revoke: async (id: string) => (calls.push(`revoke:${id}`), true),
+      findByDigest: async (d: string) => {
+        calls.push(`digest:${d}`);
+        return rows.find((r) => r.secretDigest === d);
+      },
+      findById: async (id: string) => {
+        calls.push(`id:${id}`);
+        return rows.find((r) => r.id === id);
+      },
+      revoke: async (id: string) => {
+        calls.push(`revoke:${id}`);
+        return true;
+      },
       touchLastUsed: async (t: TokenRecord) => void calls.push(`touch:${t.id}`),
     } as unknown as TokenRepository;
     return { base, calls };
@@ -103,8 +112,14 @@ describe('CachedTokenRepository', () => {
         const row = rows.find((r) => r.secretDigest === d);
         return new Promise<TokenRecord | undefined>((resolve) => gates.push(() => resolve(row)));
       },
-      findById: async (id: string) => (calls.push(`id:${id}`), rows.find((r) => r.id === id)),
-      revoke: async (id: string) => (calls.push(`revoke:${id}`), true),
+      findById: async (id: string) => {
+        calls.push(`id:${id}`);
+        return rows.find((r) => r.id === id);
+      },
+      revoke: async (id: string) => {
+        calls.push(`revoke:${id}`);
+        return true;
+      },
     } as unknown as TokenRepository;
     const cache = new TokenCache({ ttlMs: 60_000, maxEntries: 10 });
     const repo = new CachedTokenRepository(base, cache, true);

@@ -242,7 +242,9 @@ export function connectApi(s: Pick<TestServer, 'httpUrl'>): Api {
     } catch (e) {
       if (!(e instanceof ConnectError)) throw e;
       const md: Record<string, string> = {};
-      e.metadata.forEach((v, k) => void (md[k] = v));
+      e.metadata.forEach((v, k) => {
+        md[k] = v;
+      });
       throw new RpcFailure(e.code, e.rawMessage, md);
     }
   };
@@ -268,7 +270,9 @@ export function connectApi(s: Pick<TestServer, 'httpUrl'>): Api {
         } catch (e) {
           const ce = ConnectError.from(e);
           const md: Record<string, string> = {};
-          ce.metadata.forEach((v, k) => void (md[k] = v));
+          ce.metadata.forEach((v, k) => {
+            md[k] = v;
+          });
           w.end(new RpcFailure(ce.code, ce.rawMessage, md));
         }
       })();

@@ -20,7 +20,12 @@ export interface TestClock {
 
 export function testClock(): TestClock {
   let offset = 0;
-  return { now: () => Date.now() + offset, advance: (ms) => void (offset += ms) };
+  return {
+    now: () => Date.now() + offset,
+    advance: (ms) => {
+      offset += ms;
+    },
+  };
 }
 
 /** A real Rotor on ephemeral ports with its own data directory and captured log lines. */
