@@ -155,7 +155,8 @@ describe.each(ENGINES)('rotor agent end to end (real serve process) on %s', (eng
     });
     secrets.push(successorSecret);
     expect(statSync(file).mode & 0o777).toBe(0o600);
-    expect(existsSync(`${file}.pending`)).toBe(false);
+    // The agent writes the successor, then forgets the pending record: wait for the second step.
+    await waitFor('the pending record to be cleared', () => !existsSync(`${file}.pending`));
 
     const old = await getToken(token.id);
     expect(old.state).toBe('rotated');
