@@ -13,10 +13,17 @@
 //    "Dynamic require of … is not supported" when it runs.
 //
 // Flags (for test/e2e/client-bundle.test.ts): --outfile PATH, --entry PATH (to check the guard).
+//
+// `npm run build:client:sea` (--sea PATH) makes a Node single executable instead: the same bundle
+// as CommonJS (what Node 20's SEA runs) injected into a copy of the `node` running this script,
+// so it runs on hosts without any Node, but only on this platform and is as large as `node`
+// (about 100 MB). Linux only here: macOS and Windows also need the copy's signature removed.
+import { execFileSync } from 'node:child_process';
 import { build } from 'esbuild';
-import { chmod, rm, stat } from 'node:fs/promises';
+import { chmod, copyFile, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { builtinModules } from 'node:module';
-import { dirname, relative, resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
@@ -30,9 +37,17 @@ const { values } = parseArgs({
   options: {
     outfile: { type: 'string', default: resolve(ROOT, 'dist/rotor-client.mjs') },
     entry: { type: 'string', default: resolve(ROOT, 'src/cli/client-main.ts') },
+    sea: { type: 'string' },
   },
 });
-const outfile = resolve(values.outfile);
+if (values.sea !== undefined && process.platform !== 'linux') {
+  process.stderr.write(
+    'build:client: --sea is supported on Linux only (elsewhere the copy of node must be re-signed)\n',
+  );
+  process.exit(2);
+}
+const seaDir = values.sea === undefined ? undefined : await mkdtemp(join(tmpdir(), 'rotor-client-sea-'));
+const outfile = seaDir ? join(seaDir, 'rotor-client.cjs') : resolve(values.outfile);
 
 /** `pg/lib/x` → `pg`, `@grpc/grpc-js/build/x` → `@grpc/grpc-js`. */
 function packageName(spec) {
@@ -52,7 +67,7 @@ try {
     bundle: true,
     platform: 'node',
     target: 'node20',
-    format: 'esm',
+    format: seaDir ? 'cjs' : 'esm',
     // Kept out so they can be reported by importer below (bundling knex alone fails on its optional drivers).
     external: serverOnly.flatMap((p) => [p, `${p}/*`]),
     banner: { js: '#!/usr/bin/env node' },
@@ -80,16 +95,45 @@ for (const [file, input] of Object.entries(result.metafile.inputs)) {
 }
 
 if (problems.length > 0) {
-  await rm(outfile, { force: true });
+  await rm(seaDir ?? outfile, { recursive: true, force: true });
   process.stderr.write(
     `build:client: the client bundle would not be self-contained:\n${problems.map((p) => `  - ${p}\n`).join('')}`,
   );
   process.exit(1);
 }
 
-await chmod(outfile, 0o755);
-const { size } = await stat(outfile);
 const modules = Object.keys(result.metafile.inputs).length;
-process.stdout.write(
-  `build:client: ${relative(process.cwd(), outfile) || outfile} ${(size / 1024).toFixed(1)} KiB, ${modules} modules, runs with node >= 20 and no node_modules\n`,
-);
+if (seaDir) {
+  const executable = resolve(values.sea);
+  try {
+    await makeSingleExecutable(outfile, executable);
+  } finally {
+    await rm(seaDir, { recursive: true, force: true });
+  }
+  const { size } = await stat(executable);
+  process.stdout.write(
+    `build:client: ${relative(process.cwd(), executable)} ${(size / 1024 / 1024).toFixed(1)} MiB single executable (node ${process.version}, ${process.platform}-${process.arch}), ${modules} modules\n`,
+  );
+} else {
+  await chmod(outfile, 0o755);
+  const { size } = await stat(outfile);
+  process.stdout.write(
+    `build:client: ${relative(process.cwd(), outfile) || outfile} ${(size / 1024).toFixed(1)} KiB, ${modules} modules, runs with node >= 20 and no node_modules\n`,
+  );
+}
+
+/** Node's SEA recipe: a preparation blob of the CommonJS bundle, injected into a copy of this node. */
+async function makeSingleExecutable(script, executable) {
+  const dir = dirname(script);
+  const blob = join(dir, 'sea-prep.blob');
+  const config = join(dir, 'sea-config.json');
+  await writeFile(config, JSON.stringify({ main: script, output: blob, disableExperimentalSEAWarning: true }));
+  execFileSync(process.execPath, ['--experimental-sea-config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
+  await rm(executable, { force: true });
+  await copyFile(process.execPath, executable);
+  await chmod(executable, 0o755);
+  const { inject } = await import('postject');
+  await inject(executable, 'NODE_SEA_BLOB', await readFile(blob), {
+    sentinelFuse: 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2',
+  });
+}
