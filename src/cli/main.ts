@@ -1,14 +1,13 @@
-import { ConnectError } from '@connectrpc/connect';
 import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
 import { bootstrapAdmin } from '../app/bootstrap.js';
-import { isRotorError } from '../domain/errors.js';
-import { ConfigError, loadConfig, loadDatabaseConfig, loadProcessConfig } from '../runtime/config.js';
+import { loadConfig, loadDatabaseConfig, loadProcessConfig } from '../runtime/config.js';
 import { migrate, openDatabase } from '../store/database.js';
 import { createLogger } from '../runtime/logger.js';
 import { createApp, startRotor } from '../runtime/server.js';
 import { parseDuration } from './duration.js';
 import { agentCommand } from './agent-command.js';
+import { reportCommandError, stopSignal } from './command-errors.js';
 import { tokenCommand } from './token-commands.js';
 import { UsageError } from './usage-error.js';
 import { watchCommand } from './watch-command.js';
@@ -128,40 +127,8 @@ async function main(argv: string[]): Promise<number> {
         throw new UsageError(`unknown command "${command}"`);
     }
   } catch (e) {
-    if (
-      e instanceof UsageError ||
-      (e instanceof TypeError && 'code' in e && String(e.code).startsWith('ERR_PARSE_ARGS'))
-    ) {
-      process.stderr.write(`rotor: ${e.message}\n${USAGE}`);
-      return 2;
-    }
-    if (e instanceof ConfigError) {
-      process.stderr.write(`rotor: configuration: ${e.message}\n`);
-      return 2;
-    }
-    if (isRotorError(e)) {
-      process.stderr.write(`rotor: ${e.code}: ${e.message}\n`);
-      return 1;
-    }
-    if (e instanceof ConnectError) {
-      process.stderr.write(`rotor: ${ConnectError.from(e).code === undefined ? '' : codeName(e)}: ${e.rawMessage}\n`);
-      return 1;
-    }
-    process.stderr.write(`rotor: ${e instanceof Error ? e.message : String(e)}\n`);
-    return 1;
+    return reportCommandError(e, USAGE);
   }
-}
-
-/** Aborts on SIGINT or SIGTERM, so long-running commands end cleanly with exit code 0. */
-function stopSignal(): AbortSignal {
-  const ac = new AbortController();
-  process.once('SIGINT', () => ac.abort());
-  process.once('SIGTERM', () => ac.abort());
-  return ac.signal;
-}
-
-function codeName(e: ConnectError): string {
-  return e.message.slice(1, e.message.indexOf(']'));
 }
 
 const code = await main(process.argv.slice(2));
