@@ -151,6 +151,7 @@ async function seed(knex: Knex, rotations: number, engine: Engine): Promise<Bare
       const t = Date.now();
       const n = await trx('tokens').where({ id: it.currentId }).whereNull('revoked_at').update({
         revoked_at: t,
+        rotated_at: t,
         revoke_reason: 'rotated',
         successor_id: it.successorRow.id,
         rotation_key_digest: null,

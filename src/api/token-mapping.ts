@@ -112,6 +112,7 @@ export function tokenToPb(t: TokenRecord, now: number): Token {
     createdAt: ts(t.createdAt),
     expiresAt: ts(t.expiresAt),
     revokedAt: ts(t.revokedAt),
+    rotatedAt: ts(t.rotatedAt),
     lastUsedAt: ts(t.lastUsedAt),
     state: STATE_TO_PB[tokenState(t, now)],
     revokeReason: t.revokeReason ?? '',

@@ -38,6 +38,7 @@ function tokenJson(t: Token | undefined): Record<string, unknown> {
     expires_at: iso(t.expiresAt),
     revoked_at: iso(t.revokedAt),
     revoke_reason: t.revokeReason || null,
+    rotated_at: iso(t.rotatedAt),
     last_used_at: iso(t.lastUsedAt),
     display_prefix: t.displayPrefix,
     workload_binding: bindingJson(t.policy?.workloadBinding),

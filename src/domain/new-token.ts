@@ -32,6 +32,7 @@ function freshFields(secret: string, now: number, keys: TokenKeys) {
     lastUsedAt: null,
     revokedAt: null,
     revokeReason: null,
+    rotatedAt: null,
     overlapEndedAt: null,
     secretDigest: keys.secretDigest(secret),
     displayPrefix: displayPrefix(secret),

@@ -2,7 +2,7 @@ import { RotorError } from './errors.js';
 import { narrowAudiences } from './audiences.js';
 import { checkExpiry, lifetimeCapMs, type PolicyLimits } from './policy.js';
 import { SCOPE_ROTATE, hasScope, narrowScopes } from './scopes.js';
-import { issuedLifetime, tokenState, type TokenRecord } from './token.js';
+import { issuedLifetime, revokedError, rotationTime, tokenState, type TokenRecord } from './token.js';
 import { digestsEqual } from './token-keys.js';
 import { actorTokenWithoutBinding, checkBinding, type WorkloadClaims } from './workload-binding.js';
 
@@ -105,9 +105,7 @@ export function decideRotation(input: RotationInput): RotationDecision {
         `token ${current.id} has ${state === 'revoked' ? 'been revoked' : 'expired'} and cannot be rotated`,
       );
     }
-    throw state === 'revoked'
-      ? new RotorError('token_revoked', 'token has been revoked')
-      : new RotorError('token_expired', 'token has expired');
+    throw state === 'revoked' ? revokedError(current) : new RotorError('token_expired', 'token has expired');
   }
   requireWorkload(input);
   if (input.mode === 'presented' && !hasScope(current.scopes, SCOPE_ROTATE)) {
@@ -155,7 +153,7 @@ function requireWorkload(input: RotationInput): void {
 
 function decideSuperseded(input: RotationInput): RotationDecision {
   const { current, successor, now } = input;
-  const rotatedAt = current.revokedAt ?? 0;
+  const rotatedAt = rotationTime(current);
   // "Immediate predecessor": its successor is still the active head of the family.
   const immediate = successor !== undefined && tokenState(successor, now) === 'active';
   const key = input.idempotencyKeyDigest;

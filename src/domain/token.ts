@@ -21,8 +21,14 @@ export interface TokenRecord {
   createdAt: number;
   expiresAt: number;
   lastUsedAt: number | null;
+  /**
+   * When the token stopped being active: its rotation, or its revocation. Revoking a family
+   * overwrites it for rotated members, whose rotation time `rotatedAt` keeps.
+   */
   revokedAt: number | null;
   revokeReason: RevokeReason | null;
+  /** When the token was rotated (superseded by `successorId`); kept when its family is revoked later. */
+  rotatedAt: number | null;
   /** A rotated token's overlap ended early by a revocation; it stays ROTATED (rule 3 intact). */
   overlapEndedAt: number | null;
   /** Keyed HMAC-SHA-256 of the secret; the secret itself is never stored. */
@@ -52,11 +58,22 @@ export function usableUntil(token: TokenRecord, successor?: TokenRecord): number
   if (token.revokeReason !== 'rotated') return 0;
   const overlapEnd = Math.min(
     token.expiresAt,
-    token.revokedAt + token.policy.overlapSeconds * 1000,
+    rotationTime(token) + token.policy.overlapSeconds * 1000,
     token.overlapEndedAt ?? Infinity,
   );
-  if (successor?.revokedAt != null) return Math.min(overlapEnd, successor.revokedAt);
-  return successor ? Math.min(overlapEnd, successor.expiresAt) : overlapEnd;
+  if (!successor) return overlapEnd;
+  // The successor stopped being the active head when it was rotated (a later family revocation
+  // moves its `revokedAt`, not that instant), was revoked, or expired.
+  const headUntil = Math.min(successor.rotatedAt ?? Infinity, successor.revokedAt ?? Infinity, successor.expiresAt);
+  return Math.min(overlapEnd, headUntil);
+}
+
+/**
+ * When a rotated token was rotated: `rotatedAt`, else its `revokedAt`, which rotation sets to the
+ * same instant (a row rotated by a replica that predates `rotated_at`, during a rolling upgrade).
+ */
+export function rotationTime(token: TokenRecord): number {
+  return token.rotatedAt ?? token.revokedAt ?? 0;
 }
 
 /** True when the token may authenticate a call (RFC 7662 `active`). */
@@ -74,9 +91,26 @@ export function assertUsable(token: TokenRecord, now: number, successor?: TokenR
     case 'rotated':
       throw new RotorError('token_revoked', 'token has been rotated and its overlap window has ended');
     case 'revoked':
-      throw new RotorError('token_revoked', 'token has been revoked');
+      throw revokedError(token);
     default:
       throw new RotorError('token_expired', 'token has expired');
+  }
+}
+
+/**
+ * The answer to presenting a revoked token (docs/rotation.md, Errors). A holder whose family was
+ * revoked learns why and when, so the owner of a token that reuse detection revoked can tell a
+ * theft from an ordinary revocation; the time is the family's revocation, never anything secret.
+ */
+export function revokedError(token: TokenRecord): RotorError {
+  const at = token.revokedAt === null ? undefined : new Date(token.revokedAt).toISOString();
+  switch (at === undefined ? undefined : token.revokeReason) {
+    case 'reuse_detected':
+      return new RotorError('token_revoked', `token has been revoked: reuse detected at ${at}`);
+    case 'family_revoked':
+      return new RotorError('token_revoked', `token has been revoked: its family was revoked at ${at}`);
+    default:
+      return new RotorError('token_revoked', 'token has been revoked');
   }
 }
 

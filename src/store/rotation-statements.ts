@@ -14,10 +14,12 @@ import { toRow, type TokenRow } from './token-row.js';
 /**
  * Compare-and-set: marks the token rotated only while it is neither revoked nor expired at `now`.
  * It returns the id it changed, so "did I win" reads the same on both drivers and both paths.
+ * `rotated_at` gets the same instant as `revoked_at` and, unlike it, survives a later revocation
+ * of the family.
  */
 export const MARK_ROTATED_SQL =
-  'update tokens set revoked_at = ?, revoke_reason = ?, successor_id = ?, rotation_key_digest = ?, last_used_at = ? ' +
-  'where id = ? and revoked_at is null and expires_at > ? returning id';
+  'update tokens set revoked_at = ?, rotated_at = ?, revoke_reason = ?, successor_id = ?, rotation_key_digest = ?, ' +
+  'last_used_at = ? where id = ? and revoked_at is null and expires_at > ? returning id';
 
 export function markRotatedValues(
   id: string,
@@ -25,7 +27,7 @@ export function markRotatedValues(
   rotationKeyDigest: string | null,
   now: number,
 ): unknown[] {
-  return [now, 'rotated', successorId, rotationKeyDigest, now, id, now];
+  return [now, now, 'rotated', successorId, rotationKeyDigest, now, id, now];
 }
 
 /** Every column of `tokens`, in the order `INSERT_TOKEN_SQL` lists them; the values come from `toRow`. */
@@ -46,6 +48,7 @@ const TOKEN_COLUMNS: readonly (keyof TokenRow)[] = [
   'last_used_at',
   'revoked_at',
   'revoke_reason',
+  'rotated_at',
   'overlap_ended_at',
   'secret_digest',
   'display_prefix',

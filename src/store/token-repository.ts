@@ -75,6 +75,11 @@ export class KnexTokenRepository implements TokenRepository {
     return n === 1;
   }
 
+  /**
+   * Revokes every live or rotated member in one `UPDATE … RETURNING`. `revoked_at` becomes the
+   * family's revocation time (the answer to its holders, and the retention clock); a rotated
+   * member's `rotated_at` is left as it is.
+   */
   async revokeFamily(familyId: string, reason: RevokeReason, now: number): Promise<string[]> {
     const rows: { id: string }[] = await this.table()
       .where({ family_id: familyId })

@@ -24,6 +24,7 @@ export interface TokenRow {
   last_used_at: number | string | null;
   revoked_at: number | string | null;
   revoke_reason: string | null;
+  rotated_at: number | string | null;
   overlap_ended_at: number | string | null;
   secret_digest: string;
   display_prefix: string;
@@ -53,6 +54,7 @@ export function toRecord(row: TokenRow): TokenRecord {
     lastUsedAt: numOrNull(row.last_used_at),
     revokedAt: numOrNull(row.revoked_at),
     revokeReason: row.revoke_reason as RevokeReason | null,
+    rotatedAt: numOrNull(row.rotated_at),
     overlapEndedAt: numOrNull(row.overlap_ended_at),
     secretDigest: row.secret_digest,
     displayPrefix: row.display_prefix,
@@ -79,6 +81,7 @@ export function toRow(t: TokenRecord): TokenRow {
     last_used_at: t.lastUsedAt,
     revoked_at: t.revokedAt,
     revoke_reason: t.revokeReason,
+    rotated_at: t.rotatedAt,
     overlap_ended_at: t.overlapEndedAt,
     secret_digest: t.secretDigest,
     display_prefix: t.displayPrefix,

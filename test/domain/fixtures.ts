@@ -78,6 +78,7 @@ export function tokenRecord(overrides: Partial<TokenRecord> = {}): TokenRecord {
     lastUsedAt: null,
     revokedAt: null,
     revokeReason: null,
+    rotatedAt: null,
     overlapEndedAt: null,
     secretDigest: 'digest-current',
     displayPrefix: 'rtr_pat_abcd',
@@ -100,6 +101,7 @@ export function rotatedPair(
     successorId: 'tok_successor0000000000001',
     revokedAt: rotatedAt,
     revokeReason: 'rotated',
+    rotatedAt,
     rotationKeyDigest: opts.keyDigest === undefined ? 'key-digest-1' : opts.keyDigest,
   });
   const successor = tokenRecord({

@@ -79,6 +79,7 @@ describe('mintSuccessor', () => {
       createdAt: NOW,
       expiresAt: NOW + DAY,
       revokedAt: null,
+      rotatedAt: null,
       rotationKeyDigest: null,
     });
     expect(record.id).not.toBe(current.id);

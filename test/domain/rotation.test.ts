@@ -106,11 +106,16 @@ describe('rule 2: expired or revoked (not by rotation) is refused', () => {
     expect(decideRotation(input({ current })).type).toBe('rotate');
   });
 
-  it.each(['revoked', 'family_revoked', 'reuse_detected'] as const)(
-    'refuses a token revoked as %s with token_revoked',
-    (reason) => {
+  it.each([
+    ['revoked', 'token has been revoked'],
+    ['family_revoked', 'token has been revoked: its family was revoked at 2023-11-14T22:13:19.000Z'],
+    ['reuse_detected', 'token has been revoked: reuse detected at 2023-11-14T22:13:19.000Z'],
+  ] as const)(
+    'refuses a token revoked as %s with token_revoked "%s" (the family revocation time)',
+    (reason, message) => {
       const current = tokenRecord({ revokedAt: NOW - SECOND, revokeReason: reason });
-      expectRotorError(() => decideRotation(input({ current })), 'token_revoked', 'token has been revoked');
+      const err = expectRotorError(() => decideRotation(input({ current })), 'token_revoked', message);
+      expect(err.message).toBe(message);
       // Named by id, the target's state is the problem, not the caller's credential.
       expectRotorError(
         () => decideRotation(input({ current, mode: 'by_id' })),
@@ -139,6 +144,14 @@ describe('rule 2: expired or revoked (not by rotation) is refused', () => {
     const { req } = supersededInput({ idempotencyKeyDigest: KEY_DIGEST });
     const current = { ...req.current, revokeReason: 'family_revoked' as const };
     expectRotorError(() => decideRotation({ ...req, current }), 'token_revoked', 'token has been revoked');
+  });
+
+  it('a rotated token whose family was revoked later says when the family was revoked, not when it was rotated', () => {
+    const { predecessor } = rotatedPair({ rotatedAt: NOW - HOUR });
+    const current = { ...predecessor, revokedAt: NOW - SECOND, revokeReason: 'reuse_detected' as const };
+    expect(current.rotatedAt).toBe(NOW - HOUR);
+    const err = expectRotorError(() => decideRotation(input({ current })), 'token_revoked', 'reuse detected');
+    expect(err.message).toBe(`token has been revoked: reuse detected at ${new Date(NOW - SECOND).toISOString()}`);
   });
 
   it('sends a rotated token that has since expired to rule 3, not rule 2: presenting it is still reuse', () => {
@@ -240,6 +253,15 @@ describe('rule 3: an already rotated token (replay, reuse grace, reuse)', () => 
       const { req } = supersededInput({ now: NOW + 10 * SECOND - 1 });
       expectRotorError(() => decideRotation(req), 'already_rotated', 'already rotated');
       expect(decideRotation({ ...req, now: NOW + 10 * SECOND })).toEqual({ type: 'reuse', cause: 'presented_again' });
+    });
+
+    it('measures the grace from rotated_at', () => {
+      // rotated_at is the rotation time; revoked_at is only read for a row that lacks it.
+      const { req } = supersededInput({ now: NOW + 9 * SECOND });
+      const late = { ...req.current, rotatedAt: NOW - SECOND };
+      expect(decideRotation({ ...req, current: late })).toEqual({ type: 'reuse', cause: 'presented_again' });
+      const unset = { ...req.current, rotatedAt: null };
+      expectRotorError(() => decideRotation({ ...req, current: unset }), 'already_rotated', 'already rotated');
     });
 
     it('with zero grace, a second presentation is reuse at once', () => {

@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { assertUsable, isUsable, issuedLifetime, tokenState, usableUntil } from '../../src/domain/token.js';
-import { DAY, NOW, SECOND, expectRotorError, rotatedPair, testPolicy, tokenRecord } from './fixtures.js';
+import {
+  assertUsable,
+  isUsable,
+  issuedLifetime,
+  revokedError,
+  rotationTime,
+  tokenState,
+  usableUntil,
+} from '../../src/domain/token.js';
+import { DAY, HOUR, NOW, SECOND, expectRotorError, rotatedPair, testPolicy, tokenRecord } from './fixtures.js';
 
 describe('tokenState', () => {
   it('is active before expiry and expired from the expiry instant on', () => {
@@ -80,6 +88,17 @@ describe('at most one predecessor inside its overlap window', () => {
     }
   });
 
+  it('ends the overlap when the successor was rotated, even if its family was revoked later', () => {
+    const { predecessor, successor } = rotatedPair({ policy: { overlapSeconds: 60 } });
+    const moved = {
+      ...successor,
+      rotatedAt: NOW + 10 * SECOND,
+      revokedAt: NOW + 20 * SECOND,
+      revokeReason: 'reuse_detected' as const,
+    };
+    expect(usableUntil(predecessor, moved)).toBe(NOW + 10 * SECOND);
+  });
+
   it('ends the overlap when the successor expires first', () => {
     const { predecessor, successor } = rotatedPair({ policy: { overlapSeconds: 3600 } });
     const shortLived = { ...successor, expiresAt: NOW + 5 * SECOND };
@@ -97,15 +116,57 @@ describe('assertUsable', () => {
     expectRotorError(() => assertUsable(t, NOW), 'token_expired', 'token has expired');
   });
 
-  it('refuses a revoked token with token_revoked', () => {
-    const t = tokenRecord({ revokedAt: NOW - 1, revokeReason: 'family_revoked' });
-    expectRotorError(() => assertUsable(t, NOW), 'token_revoked', 'token has been revoked');
+  it.each([
+    ['revoked', 'token has been revoked'],
+    ['family_revoked', 'token has been revoked: its family was revoked at 2023-11-14T22:13:19.999Z'],
+    ['reuse_detected', 'token has been revoked: reuse detected at 2023-11-14T22:13:19.999Z'],
+  ] as const)('refuses a token revoked as %s with token_revoked "%s"', (reason, message) => {
+    const t = tokenRecord({ revokedAt: NOW - 1, revokeReason: reason });
+    const err = expectRotorError(() => assertUsable(t, NOW), 'token_revoked', message);
+    expect(err.message).toBe(message);
+  });
+
+  it('refuses a rotated token of a family revoked for reuse with the revocation time, never a secret', () => {
+    const { predecessor } = rotatedPair({ rotatedAt: NOW - DAY, policy: { overlapSeconds: 3600 } });
+    const t = { ...predecessor, revokedAt: NOW, revokeReason: 'reuse_detected' as const };
+    const err = expectRotorError(() => assertUsable(t, NOW + SECOND), 'token_revoked', 'reuse detected');
+    expect(err.message).toBe(`token has been revoked: reuse detected at ${new Date(NOW).toISOString()}`);
+    expect(err.message).not.toContain(t.secretDigest);
   });
 
   it('passes for a rotated token inside its overlap and refuses it after', () => {
     const t = tokenRecord({ revokedAt: NOW, revokeReason: 'rotated', policy: testPolicy({ overlapSeconds: 60 }) });
     expect(() => assertUsable(t, NOW + 59 * SECOND)).not.toThrow();
     expectRotorError(() => assertUsable(t, NOW + 60 * SECOND), 'token_revoked', 'overlap window has ended');
+  });
+});
+
+describe('rotatedAt', () => {
+  it('keeps the rotation time once the family is revoked: the token is REVOKED and never usable again', () => {
+    const { predecessor } = rotatedPair({ rotatedAt: NOW - HOUR, policy: { overlapSeconds: 2 * 3600 } });
+    expect(usableUntil(predecessor)).toBe(NOW + HOUR);
+    const revoked = { ...predecessor, revokedAt: NOW, revokeReason: 'family_revoked' as const };
+    expect(tokenState(revoked, NOW)).toBe('revoked');
+    expect(usableUntil(revoked)).toBe(0);
+    expect(rotationTime(revoked)).toBe(NOW - HOUR);
+  });
+
+  it('the overlap runs from rotatedAt; a rotated row without it falls back to revokedAt', () => {
+    const t = tokenRecord({
+      revokedAt: NOW,
+      rotatedAt: NOW - 30 * SECOND,
+      revokeReason: 'rotated',
+      policy: testPolicy({ overlapSeconds: 60 }),
+    });
+    expect(usableUntil(t)).toBe(NOW + 30 * SECOND);
+    expect(usableUntil({ ...t, rotatedAt: null })).toBe(NOW + 60 * SECOND);
+    expect(rotationTime({ ...t, rotatedAt: null })).toBe(NOW);
+  });
+});
+
+describe('revokedError', () => {
+  it('says nothing more for a token that is not revoked', () => {
+    expect(revokedError(tokenRecord()).message).toBe('token has been revoked');
   });
 });
 

@@ -348,7 +348,7 @@ describe.each(ENGINES)('rotor agent end to end (real serve process) on %s', (eng
       // same verdict, and both name the file.
       expect(a.stderr()).toMatch(
         new RegExp(
-          `rotor agent: the token in ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} no longer authenticates \\((bearer token has been revoked|token is not active)\\)`,
+          `rotor agent: the token in ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} no longer authenticates \\((bearer token has been revoked: its family was revoked at [0-9TZ:.-]+|token is not active)\\)`,
         ),
       );
     } finally {

@@ -527,7 +527,9 @@ describe.each(ENGINES)(
       await expectFamilyRevokedForReuse(a.familyId, [a.secret, b.secret]);
       const viaB = await failure(api.getToken({ id: b.token!.id }, b.secret));
       expect(viaB.code).toBe(Code.Unauthenticated);
-      expect(viaB.rawMessage).toBe(MSG_REVOKED);
+      expect(viaB.rawMessage).toBe(
+        `${MSG_REVOKED}: reuse detected at ${new Date(ms((await f.get(b.token!.id)).revokedAt)).toISOString()}`,
+      );
     });
 
     it('with overlap 60 s, A authenticates inside the overlap until /oauth/revoke ends it; A stays ROTATED and the end is logged', async () => {

@@ -10,6 +10,7 @@
  * really overlap and the compare-and-set of rule 6 decides the race.
  */
 import { randomBytes } from 'node:crypto';
+import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { Code } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TokenKind, TokenState, type Token } from '../../src/gen/rotor/v1/token_pb.js';
@@ -138,7 +139,13 @@ describe.each(withEngines<Wire>(['grpc', 'connect']))(
       // The successor is no longer a credential.
       const g = await failure(api.introspectToken({ token: successorSecret }, successorSecret));
       expect(g.code).toBe(Code.Unauthenticated);
-      expect(g.rawMessage).toBe('bearer token has been revoked');
+      const revokedAt = members[0]!.revokedAt!;
+      expect(
+        members.every((m) => m.revokedAt?.seconds === revokedAt.seconds && m.revokedAt.nanos === revokedAt.nanos),
+      ).toBe(true);
+      expect(g.rawMessage).toBe(
+        `bearer token has been revoked: reuse detected at ${timestampDate(revokedAt).toISOString()}`,
+      );
     }
 
     it(`${N} rotations, half with one shared idempotency key, half without: one successor, same secret for the key, FAILED_PRECONDITION for the rest; reuse after the grace revokes every member`, async () => {

@@ -111,6 +111,7 @@ describe.each(ENGINES)('Store.commitRotation on %s', (engine) => {
     expect(old).toEqual({
       ...current,
       revokedAt: now + 5,
+      rotatedAt: now + 5,
       revokeReason: 'rotated',
       successorId: successor.id,
       rotationKeyDigest: 'k'.repeat(64),

@@ -14,6 +14,7 @@ import { loadConfig } from '../../src/runtime/config.js';
 import { createLogger } from '../../src/runtime/logger.js';
 import { createApp } from '../../src/runtime/server.js';
 import { asStoreError, unavailableReason } from '../../src/store/database-errors.js';
+import { MIGRATIONS, migrationSource } from '../../migrations/index.js';
 import { migrate, openDatabase } from '../../src/store/database.js';
 import type { KnexStore } from '../../src/store/knex-store.js';
 import { listenForEvents, parseEventPayload } from '../../src/store/pg-notify.js';
@@ -28,6 +29,7 @@ import {
 import { hostPortOf, startTcpProxy } from '../support/tcp-proxy.js';
 
 const SECRET = 'eB9JVzUkBaz0yP0musfKTJUDW52WVQOBpoex/H9fXFs=';
+const numOrNull = (v: unknown): number | null => (v === null ? null : Number(v));
 
 async function appOn(url: string): Promise<AppContext & { store: KnexStore }> {
   const config = loadConfig({
@@ -68,6 +70,92 @@ describe.each(ENGINES)('knex store on %s', (engine) => {
     } finally {
       await a.knex.destroy();
       await b.knex.destroy();
+    }
+  });
+
+  it('migration 20261207_081_rotated_at backfills rotated_at from revoked_at for rotated rows only', async () => {
+    const old = await engineDatabase(engine);
+    const { knex } = openDatabase({ url: old.url });
+    try {
+      const before = MIGRATIONS.findIndex(([name]) => name === '20261207_081_rotated_at');
+      expect(before).toBeGreaterThan(0);
+      await knex.migrate.latest({
+        migrationSource: { ...migrationSource, getMigrations: async () => MIGRATIONS.slice(0, before) },
+      });
+      const row = (id: string, revokedAt: number | null, reason: string | null) => ({
+        id,
+        family_id: 'fam_backfill',
+        previous_id: null,
+        successor_id: null,
+        kind: 'project',
+        owner_id: 'o',
+        name: 'n',
+        description: '',
+        scopes: '[]',
+        audiences: '[]',
+        policy: '{}',
+        created_at: 1_000,
+        expires_at: 9_000_000_000_000,
+        last_used_at: null,
+        revoked_at: revokedAt,
+        overlap_ended_at: null,
+        revoke_reason: reason,
+        secret_digest: `digest-${id}`,
+        display_prefix: 'rtr_prj_abcd',
+        rotation_key_digest: null,
+      });
+      await knex('tokens').insert([
+        row('tok_rotated', 1_700_000_000_123, 'rotated'),
+        row('tok_revoked', 1_700_000_000_456, 'reuse_detected'),
+        row('tok_active', null, null),
+      ]);
+      expect(await migrate(knex)).toEqual(['20261207_081_rotated_at']);
+      const rows = await knex('tokens').select('id', 'revoked_at', 'rotated_at').orderBy('id');
+      expect(rows.map((r) => [r.id, numOrNull(r.revoked_at), numOrNull(r.rotated_at)])).toEqual([
+        ['tok_active', null, null],
+        ['tok_revoked', 1_700_000_000_456, null],
+        ['tok_rotated', 1_700_000_000_123, 1_700_000_000_123],
+      ]);
+    } finally {
+      await knex.destroy();
+      await old.drop();
+    }
+  });
+
+  it('rotation sets rotated_at (knex path); revoking the family moves revoked_at and keeps rotated_at', async () => {
+    const app = await appOn(db.url);
+    try {
+      const tokens = app.store.tokens;
+      const a = await bootstrapAdmin(app, { ownerId: `rotated-at-${engine}`, lifetimeSeconds: 3600 });
+      const b = {
+        ...a.record,
+        id: `${a.record.id}b`,
+        secretDigest: `${a.record.secretDigest}b`,
+        previousId: a.record.id,
+      };
+      const rotatedAt = a.record.createdAt + 1_000;
+      expect(await app.store.transaction(async (tx) => tx.tokens.markRotated(a.record.id, b.id, null, rotatedAt))).toBe(
+        true,
+      );
+      await tokens.insert(b);
+      expect(await tokens.findById(a.record.id)).toMatchObject({
+        revokedAt: rotatedAt,
+        rotatedAt,
+        revokeReason: 'rotated',
+      });
+      const revokedAt = rotatedAt + 5_000;
+      const ids = await app.store.transaction((tx) =>
+        tx.tokens.revokeFamily(a.record.familyId, 'reuse_detected', revokedAt),
+      );
+      expect(ids.sort()).toEqual([a.record.id, b.id].sort());
+      expect(await tokens.findById(a.record.id)).toMatchObject({
+        revokedAt,
+        rotatedAt,
+        revokeReason: 'reuse_detected',
+      });
+      expect(await tokens.findById(b.id)).toMatchObject({ revokedAt, rotatedAt: null, revokeReason: 'reuse_detected' });
+    } finally {
+      await app.store.close();
     }
   });
 

@@ -84,6 +84,30 @@ const cases: Case[] = [
     },
   },
   {
+    name: 'bearer token of a family revoked for reuse',
+    ...rpc(
+      TokenService,
+      'introspectToken',
+      () => ({ token: f.unknown }),
+      () => f.reused.secret,
+      unauthenticated('bearer token has been revoked: reuse detected at'),
+    ),
+    http: {
+      via: 'POST /oauth/introspect',
+      send: onHttp('/oauth/introspect', () => ({
+        contentType: FORM,
+        bearer: f.reused.secret,
+        body: formBody({ token: f.reused.secret }),
+      })),
+      expect: {
+        status: 401,
+        error: 'invalid_token',
+        description: 'bearer token has been revoked: reuse detected at',
+        header: ['www-authenticate', 'Bearer realm="rotor", error="invalid_token"'],
+      },
+    },
+  },
+  {
     name: 'introspect an unknown token (admin caller)',
     ...rpc(TokenService, 'introspectToken', () => ({ token: f.unknown }), admin, {
       code: grpc.status.OK,

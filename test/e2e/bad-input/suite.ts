@@ -37,7 +37,16 @@ import {
 const answers: { engine: string; name: string; where: string; code?: number; status?: number }[] = [];
 
 function presentedSecrets(): string[] {
-  return [f.admin, f.live.secret, f.expired.secret, f.revoked.secret, f.unknown, f.badChecksum];
+  return [
+    f.admin,
+    f.live.secret,
+    f.expired.secret,
+    f.revoked.secret,
+    f.reused.secret,
+    f.familyRevoked.secret,
+    f.unknown,
+    f.badChecksum,
+  ];
 }
 
 function checkRpc(where: string, name: string, a: RpcAnswer, e: RpcExpect): void {

@@ -35,6 +35,10 @@ export interface Fixtures {
   live: Issued;
   expired: Issued;
   revoked: Issued;
+  /** The successor of a rotated token whose family reuse detection revoked (the predecessor was presented again). */
+  reused: Issued;
+  /** A token whose family was revoked with RevokeFamily. */
+  familyRevoked: Issued;
   /** Well-formed, valid checksum, never issued. */
   unknown: string;
   malformed: string;
@@ -50,7 +54,10 @@ export interface Fixtures {
 export let s: TestServer;
 export let f: Fixtures;
 
-/** Starts a server on `engine` and creates the fixtures: a live, an expired and a revoked token. */
+/**
+ * Starts a server on `engine` and creates the fixtures: a live, an expired and a revoked token, a
+ * token of a family revoked for reuse and one of a family revoked by RevokeFamily.
+ */
 export async function startBadInputServer(engine: Engine): Promise<void> {
   s = await startTestServer({}, { engine });
   const g = grpcClient(TokenService, s.grpcAddress);
@@ -74,14 +81,34 @@ export async function startBadInputServer(engine: Engine): Promise<void> {
   const expired = await create('bad-input-expired', 60_000);
   const revoked = await create('bad-input-revoked', DAY);
   await g.call('revokeToken', { id: revoked.id }, { token: s.adminSecret });
-  g.close();
+  const familyRevoked = await create('bad-input-family-revoked', DAY);
+  const { token: family } = (await g.call('getToken', { id: familyRevoked.id }, { token: s.adminSecret })) as {
+    token: { familyId: string };
+  };
+  await g.call('revokeFamily', { familyId: family.familyId }, { token: s.adminSecret });
+  const predecessor = await create('bad-input-reused', DAY);
+  const rotated = (await g.call('rotateToken', {}, { token: predecessor.secret })) as {
+    token: { id: string };
+    secret: string;
+  };
+  const reused = { id: rotated.token.id, secret: rotated.secret };
   s.clock.advance(120_000);
+  // Past the reuse grace: presenting the predecessor again revokes its family, the successor too.
+  await g.call('rotateToken', {}, { token: predecessor.secret }).then(
+    () => {
+      throw new Error('presenting a rotated predecessor after the grace must be refused as reuse');
+    },
+    () => undefined,
+  );
+  g.close();
   const last = live.secret.slice(-1);
   f = {
     admin: s.adminSecret,
     live,
     expired,
     revoked,
+    reused,
+    familyRevoked,
     unknown: formatSecret('project', (n) => new Uint8Array(randomBytes(n))),
     malformed: 'rtr_prj_this-is-not-a-token',
     badChecksum: live.secret.slice(0, -1) + (last === 'A' ? 'B' : 'A'),

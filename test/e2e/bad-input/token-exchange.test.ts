@@ -53,6 +53,18 @@ const cases: Case[] = [
     unauthenticated('token has been revoked'),
     invalidRequest('token has been revoked'),
   ),
+  exchange(
+    'token of a family revoked for reuse (its rotated predecessor was presented after the grace)',
+    () => ({ subject_token: f.reused.secret }),
+    unauthenticated('token has been revoked: reuse detected at'),
+    invalidRequest('token has been revoked: reuse detected at'),
+  ),
+  exchange(
+    'token of a family revoked by RevokeFamily',
+    () => ({ subject_token: f.familyRevoked.secret }),
+    unauthenticated('token has been revoked: its family was revoked at'),
+    invalidRequest('token has been revoked: its family was revoked at'),
+  ),
   invalidExchange(
     'subject_token longer than 8192 characters',
     () => ({ subject_token: 'a'.repeat(10_000) }),

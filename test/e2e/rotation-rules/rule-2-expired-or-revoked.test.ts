@@ -10,7 +10,7 @@ import { TokenState } from '../../../src/gen/rotor/v1/token_pb.js';
 import { failure, newKey, type Api, type Wire } from '../../support/rotor-api.js';
 import type { TestServer } from '../../support/server.js';
 import { withEngines } from '../../support/engines.js';
-import { rotationRulesServer } from './support.js';
+import { MSG_FAMILY_REVOKED, rotationRulesServer } from './support.js';
 
 describe.each(withEngines<Wire>(['grpc', 'connect']))('rotation rules over %s on %s', (wire, engine) => {
   const rig = rotationRulesServer(wire, engine);
@@ -49,7 +49,9 @@ describe.each(withEngines<Wire>(['grpc', 'connect']))('rotation rules over %s on
       expect((await api.revokeFamily({ familyId: c.familyId }, admin)).revokedCount).toBe(1);
       const f = await failure(api.rotateToken({}, c.secret));
       expect(f.code).toBe(Code.Unauthenticated);
-      expect(f.rawMessage).toBe('bearer token has been revoked');
+      expect(f.rawMessage).toBe(`bearer ${MSG_FAMILY_REVOKED((await get(c.id)).revokedAt)}`);
+      const x = await failure(exchange(c.secret));
+      expect([x.code, x.rawMessage]).toEqual([Code.Unauthenticated, MSG_FAMILY_REVOKED((await get(c.id)).revokedAt)]);
       expect(await family(c.familyId)).toHaveLength(1);
     });
 

@@ -17,6 +17,8 @@ import {
   RETRY_WINDOW_MS,
   MSG_ALREADY_ROTATED,
   MSG_REUSE,
+  MSG_REVOKED_FOR_REUSE,
+  ms,
   rotationRulesServer,
 } from './support.js';
 
@@ -87,7 +89,48 @@ describe.each(withEngines<Wire>(['grpc', 'connect']))('rotation rules over %s on
       // The successor no longer authenticates anything.
       const g = await failure(api.getToken({ id: succ.token!.id }, succ.secret));
       expect(g.code).toBe(Code.Unauthenticated);
-      expect(g.rawMessage).toBe('bearer token has been revoked');
+      expect(g.rawMessage).toBe(`bearer ${MSG_REVOKED_FOR_REUSE((await get(succ.token!.id)).revokedAt)}`);
+    });
+
+    it('after reuse, the holder of the successor is told reuse was detected and when; the predecessor keeps its rotation time', async () => {
+      const c = await newToken();
+      const succ = await selfRotate(c.secret);
+      const rotated = await get(c.id);
+      expect(rotated.state).toBe(TokenState.ROTATED);
+      expect(ms(rotated.rotatedAt)).toBe(ms(rotated.revokedAt));
+      expect(succ.token!.rotatedAt).toBeUndefined();
+
+      s.clock.advance(DEFAULT_GRACE_MS + 1_000);
+      expect((await failure(api.rotateToken({}, c.secret))).code).toBe(Code.PermissionDenied);
+      await expectFamilyRevokedForReuse(c, [c.secret, succ.secret], c.id);
+
+      // GetToken and ListTokens: A is REVOKED for reuse at the family's revocation, and still says
+      // when it was rotated; B was never rotated.
+      const a = await get(c.id);
+      const b = await get(succ.token!.id);
+      expect(a.revokeReason).toBe('reuse_detected');
+      expect(ms(a.rotatedAt)).toBe(ms(rotated.rotatedAt));
+      expect(ms(a.revokedAt)).toBeGreaterThanOrEqual(ms(rotated.rotatedAt) + DEFAULT_GRACE_MS + 1_000);
+      expect(ms(b.revokedAt)).toBe(ms(a.revokedAt));
+      expect(b.rotatedAt).toBeUndefined();
+      const listed = new Map((await family(c.familyId)).map((t) => [t.id, t]));
+      expect(ms(listed.get(c.id)!.rotatedAt)).toBe(ms(rotated.rotatedAt));
+      expect(listed.get(succ.token!.id)!.rotatedAt).toBeUndefined();
+
+      // Presenting B (or A) anywhere: token_revoked naming reuse and the family's revocation time.
+      const message = MSG_REVOKED_FOR_REUSE(b.revokedAt);
+      for (const secret of [succ.secret, c.secret]) {
+        for (const call of [
+          api.rotateToken({}, secret),
+          api.getToken({ id: succ.token!.id }, secret),
+          api.introspectToken({ token: secret }, secret),
+        ]) {
+          const f = await failure(call);
+          expect([f.code, f.rawMessage]).toEqual([Code.Unauthenticated, `bearer ${message}`]);
+        }
+        const x = await failure(exchange(secret));
+        expect([x.code, x.rawMessage, x.meta('rotor-error')]).toEqual([Code.Unauthenticated, message, 'token_revoked']);
+      }
     });
 
     it('policy reuse_grace_seconds controls the grace window', async () => {

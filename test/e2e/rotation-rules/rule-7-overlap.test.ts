@@ -10,11 +10,17 @@ import { TokenState } from '../../../src/gen/rotor/v1/token_pb.js';
 import { failure, type Api, type Wire } from '../../support/rotor-api.js';
 import type { TestServer } from '../../support/server.js';
 import { withEngines } from '../../support/engines.js';
-import { MSG_ALREADY_ROTATED, MSG_REUSE, MSG_OVERLAP_ENDED, rotationRulesServer } from './support.js';
+import {
+  MSG_ALREADY_ROTATED,
+  MSG_OVERLAP_ENDED,
+  MSG_REUSE,
+  MSG_REVOKED_FOR_REUSE,
+  rotationRulesServer,
+} from './support.js';
 
 describe.each(withEngines<Wire>(['grpc', 'connect']))('rotation rules over %s on %s', (wire, engine) => {
   const rig = rotationRulesServer(wire, engine);
-  const { newToken, selfRotate, exchange, activeAsSeenByAdmin, expectFamilyRevokedForReuse } = rig;
+  const { newToken, selfRotate, exchange, get, activeAsSeenByAdmin, expectFamilyRevokedForReuse } = rig;
   let s: TestServer;
   let api: Api;
   // Set once the server of rotationRulesServer has started (its beforeAll runs first).
@@ -69,7 +75,7 @@ describe.each(withEngines<Wire>(['grpc', 'connect']))('rotation rules over %s on
       await expectFamilyRevokedForReuse(c, [c.secret, res.secret], c.id);
       const after = await failure(api.introspectToken({ token: c.secret }, c.secret));
       expect(after.code).toBe(Code.Unauthenticated);
-      expect(after.rawMessage).toBe('bearer token has been revoked');
+      expect(after.rawMessage).toBe(`bearer ${MSG_REVOKED_FOR_REUSE((await get(c.id)).revokedAt)}`);
     });
 
     it('the overlap never outlives the predecessor’s own expiry', async () => {

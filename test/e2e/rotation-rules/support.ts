@@ -32,6 +32,12 @@ export const MSG_ALREADY_ROTATED = (successorId: string) =>
   `token was already rotated; its successor is ${successorId}`;
 export const MSG_REUSE = 'token was already rotated: reuse detected, every token of its family is now revoked';
 export const MSG_OVERLAP_ENDED = 'bearer token has been rotated and its overlap window has ended';
+/** A token of a family revoked for reuse, presented; `at` is the family's revocation (its revoked_at). */
+export const MSG_REVOKED_FOR_REUSE = (at: Timestamp | undefined) =>
+  `token has been revoked: reuse detected at ${new Date(ms(at)).toISOString()}`;
+/** A token of a family revoked by RevokeFamily, presented. */
+export const MSG_FAMILY_REVOKED = (at: Timestamp | undefined) =>
+  `token has been revoked: its family was revoked at ${new Date(ms(at)).toISOString()}`;
 
 export function ms(ts: Timestamp | undefined): number {
   if (ts === undefined) throw new Error('timestamp is unset');
