@@ -1,13 +1,11 @@
 import { ConnectError } from '@connectrpc/connect';
-import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
-import { bootstrapAdmin } from '../app/bootstrap.js';
 import { isRotorError } from '../domain/errors.js';
 import { ConfigError, loadConfig, loadDatabaseConfig, loadProcessConfig } from '../runtime/config.js';
-import { migrate, openDatabase } from '../store/database.js';
 import { createLogger } from '../runtime/logger.js';
-import { createApp, startRotor } from '../runtime/server.js';
-import { parseDuration } from './duration.js';
+import { startRotor } from '../runtime/server.js';
+import { describeDatabase, migrate, openDatabase } from '../store/database.js';
+import { bootstrapCommand, recoverAdminCommand } from './admin-commands.js';
 import { agentCommand } from './agent-command.js';
 import { tokenCommand } from './token-commands.js';
 import { UsageError } from './usage-error.js';
@@ -16,8 +14,12 @@ import { watchCommand } from './watch-command.js';
 const USAGE = `usage: rotor <command>
   serve                         run the server (ports and storage from ROTOR_* variables)
   migrate                       apply pending database migrations and exit (serve also applies them)
-  bootstrap [--owner ID] [--expires-in 30d]
-                                create the first rotor:admin token; prints only its secret
+  bootstrap [--owner ID] [--expires-in 90d] [--create]
+                                create the first rotor:admin token (expires in 90 days unless told);
+                                prints only its secret; --create: allow a new SQLite database
+  recover-admin [--owner ID] [--expires-in 90d]
+                                break-glass: revoke every active admin token and print a new one's
+                                secret (needs the database and its server secret; README)
   token create|get|list|rotate|revoke [--server URL] [--json] ...
                                 manage tokens on a running server (credential: ROTOR_TOKEN)
     create ... --bind-issuer URL --bind-subject PATTERN --bind-audience AUD [--bind-claim k=v]...
@@ -58,6 +60,7 @@ async function serve(): Promise<void> {
 async function migrateCommand(args: string[]): Promise<void> {
   if (args.length > 0) throw new UsageError(`migrate takes no arguments, got "${args[0]}"`);
   const config = loadDatabaseConfig();
+  process.stderr.write(`rotor: database: ${describeDatabase(config.databaseUrl)}\n`);
   const { knex, engine } = openDatabase({
     url: config.databaseUrl,
     poolMax: 2,
@@ -74,27 +77,6 @@ async function migrateCommand(args: string[]): Promise<void> {
   }
 }
 
-async function bootstrap(args: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: { owner: { type: 'string', default: 'admin' }, 'expires-in': { type: 'string', default: '90d' } },
-  });
-  const lifetime = parseDuration(values['expires-in']);
-  if (lifetime === undefined || lifetime === 0)
-    throw new UsageError('--expires-in must look like 90s, 15m, 12h or 30d');
-  const config = loadConfig();
-  const app = await createApp(
-    config,
-    createLogger('warn', (l) => process.stderr.write(l)),
-  );
-  try {
-    const minted = await bootstrapAdmin(app, { ownerId: values.owner, lifetimeSeconds: lifetime });
-    process.stdout.write(`${minted.secret}\n`);
-  } finally {
-    await app.store.close();
-  }
-}
-
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
@@ -106,7 +88,10 @@ async function main(argv: string[]): Promise<number> {
         await migrateCommand(rest);
         return 0;
       case 'bootstrap':
-        await bootstrap(rest);
+        await bootstrapCommand(rest);
+        return 0;
+      case 'recover-admin':
+        await recoverAdminCommand(rest);
         return 0;
       case 'token':
         await tokenCommand(rest, process.env);
