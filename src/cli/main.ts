@@ -3,6 +3,7 @@ import { setFlagsFromString } from 'node:v8';
 import { isRotorError } from '../domain/errors.js';
 import { ConfigError, loadConfig, loadDatabaseConfig, loadProcessConfig } from '../runtime/config.js';
 import { createLogger } from '../runtime/logger.js';
+import { unknownSettingWarnings } from '../runtime/setting-names.js';
 import { startRotor } from '../runtime/server.js';
 import { describeDatabase, migrate, openDatabase } from '../store/database.js';
 import { bootstrapCommand, recoverAdminCommand } from './admin-commands.js';
@@ -33,12 +34,17 @@ const USAGE = `usage: rotor <command>
                                 keep the token in F fresh (first token: F, else ROTOR_TOKEN); docs/agent.md
 `;
 
+/** Whether `serve` has logged the unknown-variable warnings (else a configuration error prints them). */
+let settingsWarned = false;
+
 async function serve(): Promise<void> {
   const config = loadConfig();
   // Before the server allocates anything: V8 reads this flag at every full GC (not only at start).
   const { heapGrowingPercent } = loadProcessConfig();
   if (heapGrowingPercent > 0) setFlagsFromString(`--heap-growing-percent=${heapGrowingPercent}`);
   const log = createLogger(config.logLevel);
+  for (const warning of unknownSettingWarnings(process.env)) log.warn(warning);
+  settingsWarned = true;
   const rotor = await startRotor(config, log);
   let stopping = false;
   const stop = (signal: string) => {
@@ -79,6 +85,8 @@ async function migrateCommand(args: string[]): Promise<void> {
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  // serve logs them as JSON lines once its logger exists; every other command says them on stderr.
+  if (command !== 'serve') warnUnknownSettings();
   try {
     switch (command) {
       case 'serve':
@@ -121,6 +129,7 @@ async function main(argv: string[]): Promise<number> {
       return 2;
     }
     if (e instanceof ConfigError) {
+      if (command === 'serve' && !settingsWarned) warnUnknownSettings();
       process.stderr.write(`rotor: configuration: ${e.message}\n`);
       return 2;
     }
@@ -135,6 +144,11 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`rotor: ${e instanceof Error ? e.message : String(e)}\n`);
     return 1;
   }
+}
+
+/** One line on stderr per ROTOR_* variable Rotor does not read (src/runtime/setting-names.ts). */
+function warnUnknownSettings(): void {
+  for (const warning of unknownSettingWarnings(process.env)) process.stderr.write(`rotor: warning: ${warning}\n`);
 }
 
 /** Aborts on SIGINT or SIGTERM, so long-running commands end cleanly with exit code 0. */

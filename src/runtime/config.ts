@@ -10,6 +10,7 @@ import { ConfigError } from './config-error.js';
 import { LOG_LEVELS, type LogLevel } from './logger.js';
 import { openFileLimit } from './open-file-limit.js';
 import { requireSecretLength, type SecretSetting } from './server-secret.js';
+import type { SettingName } from './setting-names.js';
 import { loadTlsConfig, type TlsConfig } from './tls-config.js';
 
 /** Everything the server reads from the environment, validated. */
@@ -83,7 +84,7 @@ export { ConfigError };
 
 type Env = Record<string, string | undefined>;
 
-function port(env: Env, name: string, fallback: number): number {
+function port(env: Env, name: SettingName, fallback: number): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   const n = Number(raw);
@@ -92,11 +93,11 @@ function port(env: Env, name: string, fallback: number): number {
   return n;
 }
 
-function wholeNumber(env: Env, name: string, fallback: number, max: number): number {
+function wholeNumber(env: Env, name: SettingName, fallback: number, max: number): number {
   return inRange(env, name, fallback, 0, max);
 }
 
-function inRange(env: Env, name: string, fallback: number, min: number, max: number): number {
+function inRange(env: Env, name: SettingName, fallback: number, min: number, max: number): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   const n = Number(raw);
