@@ -3,6 +3,7 @@ import { setFlagsFromString } from 'node:v8';
 import { isRotorError } from '../domain/errors.js';
 import { ConfigError, loadConfig, loadDatabaseConfig, loadProcessConfig } from '../runtime/config.js';
 import { createLogger } from '../runtime/logger.js';
+import { prepareDirectories } from '../runtime/data-dir.js';
 import { unknownSettingWarnings } from '../runtime/setting-names.js';
 import { startRotor } from '../runtime/server.js';
 import { describeDatabase, migrate, openDatabase } from '../store/database.js';
@@ -67,6 +68,7 @@ async function migrateCommand(args: string[]): Promise<void> {
   if (args.length > 0) throw new UsageError(`migrate takes no arguments, got "${args[0]}"`);
   const config = loadDatabaseConfig();
   process.stderr.write(`rotor: database: ${describeDatabase(config.databaseUrl)}\n`);
+  prepareDirectories(config);
   const { knex, engine } = openDatabase({
     url: config.databaseUrl,
     poolMax: 2,

@@ -13,6 +13,7 @@ import { KnexServerKeyRepository } from '../store/server-key-repository.js';
 import { KnexSigningKeyRepository } from '../store/signing-key-repository.js';
 import type { RotorConfig } from './config.js';
 import { errorChain } from './logger.js';
+import { prepareDirectories } from './data-dir.js';
 import { checkServerKey } from './server-key-check.js';
 import { loadServerSecret, type ServerSecret } from './server-secret.js';
 import { admitWeakSecret } from './weak-secret-gate.js';
@@ -37,6 +38,7 @@ export interface AppOptions {
  * and a secret other than the one the database was created with (src/runtime/server-key-check.ts).
  */
 export async function createApp(config: RotorConfig, log: Logger, options: AppOptions = {}): Promise<RotorApp> {
+  prepareDirectories(config);
   const secret = loadServerSecret(config.secret);
   const store = await openStore(
     {
