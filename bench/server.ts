@@ -32,9 +32,11 @@ export function rotorEnv(dataDir: string, grpcPort: number, httpPort: number): N
   };
 }
 
-/** `rotor bootstrap`: creates the first admin token in the data dir and returns its secret. */
+/** `rotor bootstrap --create`: creates the database and the first admin token in the data dir; returns its secret. */
 export async function bootstrap(env: NodeJS.ProcessEnv): Promise<string> {
-  const { stdout } = await promisify(execFile)(process.execPath, [CLI, 'bootstrap', '--expires-in', '1d'], { env });
+  const { stdout } = await promisify(execFile)(process.execPath, [CLI, 'bootstrap', '--create', '--expires-in', '1d'], {
+    env,
+  });
   const secret = stdout.trim();
   if (!/^\S+$/.test(secret)) throw new Error(`rotor bootstrap printed no secret: ${JSON.stringify(stdout)}`);
   return secret;

@@ -7,6 +7,7 @@ import * as pgEventNotify from './20261127_050_pg_event_notify.js';
 import * as pgEventCommitOrder from './20261127_051_pg_event_commit_order.js';
 import * as workloadJtiNonce from './20261127_052_workload_jti_nonce.js';
 import * as retention from './20261207_061_retention.js';
+import * as serverKeyFingerprint from './20261207_071_server_key_fingerprint.js';
 import * as rotatedAt from './20261207_081_rotated_at.js';
 
 /** Every migration in order. Listed in code so the compiled build needs no directory scan. */
@@ -19,6 +20,7 @@ export const MIGRATIONS: ReadonlyArray<readonly [string, Knex.Migration]> = [
   ['20261127_051_pg_event_commit_order', pgEventCommitOrder],
   ['20261127_052_workload_jti_nonce', workloadJtiNonce],
   ['20261207_061_retention', retention],
+  ['20261207_071_server_key_fingerprint', serverKeyFingerprint],
   ['20261207_081_rotated_at', rotatedAt],
 ];
 

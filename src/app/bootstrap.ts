@@ -8,7 +8,8 @@ import { insertCreated, mintBootstrap } from './token-service.js';
  * Creates the first admin token (`rotor bootstrap`). Refused while an active `rotor:admin` token
  * exists, checked in the same transaction as the insert, so bootstrap cannot mint a second
  * working admin credential. Once every admin token has expired or been revoked, bootstrap is the
- * way back in (it needs access to the database and the server secret). Concurrent bootstraps (two
+ * way back in (it needs access to the database and the server secret); while a lost or leaked one
+ * is still active, `rotor recover-admin` is (src/app/recovery.ts). Concurrent bootstraps (two
  * `rotor bootstrap` runs on one PostgreSQL database) take the `bootstrap` lock, so the second one
  * sees the first one's admin token and is refused.
  */

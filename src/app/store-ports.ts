@@ -54,6 +54,8 @@ export interface TokenRepository {
   touchLastUsed(token: TokenRecord, now: number): Promise<void>;
   /** True when some unexpired, unrevoked token holds the scope. */
   existsActiveWithScope(scope: string, now: number): Promise<boolean>;
+  /** Every unexpired, unrevoked token that holds the scope (`rotor recover-admin`). */
+  listActiveWithScope(scope: string, now: number): Promise<TokenRecord[]>;
   /**
    * Retention (src/expiry/retention.ts): examines up to `limit` tokens that ended (expired, or
    * revoked or rotated) before `endedBefore`, after `after` in the pass's order, and deletes those

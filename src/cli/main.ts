@@ -1,11 +1,11 @@
-import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
-import { bootstrapAdmin } from '../app/bootstrap.js';
-import { loadConfig, loadDatabaseConfig, loadProcessConfig } from '../runtime/config.js';
-import { migrate, openDatabase } from '../store/database.js';
+import { ConfigError, loadConfig, loadDatabaseConfig, loadProcessConfig } from '../runtime/config.js';
 import { createLogger } from '../runtime/logger.js';
-import { createApp, startRotor } from '../runtime/server.js';
-import { parseDuration } from './duration.js';
+import { prepareDirectories } from '../runtime/data-dir.js';
+import { unknownSettingWarnings } from '../runtime/setting-names.js';
+import { startRotor } from '../runtime/server.js';
+import { describeDatabase, migrate, openDatabase } from '../store/database.js';
+import { bootstrapCommand, recoverAdminCommand } from './admin-commands.js';
 import { agentCommand } from './agent-command.js';
 import { reportCommandError, stopSignal } from './command-errors.js';
 import { tokenCommand } from './token-commands.js';
@@ -15,8 +15,12 @@ import { watchCommand } from './watch-command.js';
 const USAGE = `usage: rotor <command>
   serve                         run the server (ports and storage from ROTOR_* variables)
   migrate                       apply pending database migrations and exit (serve also applies them)
-  bootstrap [--owner ID] [--expires-in 30d]
-                                create the first rotor:admin token; prints only its secret
+  bootstrap [--owner ID] [--expires-in 90d] [--create]
+                                create the first rotor:admin token (expires in 90 days unless told);
+                                prints only its secret; --create: allow a new SQLite database
+  recover-admin [--owner ID] [--expires-in 90d]
+                                break-glass: revoke every active admin token and print a new one's
+                                secret (needs the database and its server secret; README)
   token create|get|list|rotate|revoke [--server URL] [--json] ...
                                 manage tokens on a running server (credential: ROTOR_TOKEN)
     create ... --bind-issuer URL --bind-subject PATTERN --bind-audience AUD [--bind-claim k=v]...
@@ -30,12 +34,17 @@ const USAGE = `usage: rotor <command>
                                 keep the token in F fresh (first token: F, else ROTOR_TOKEN); docs/agent.md
 `;
 
+/** Whether `serve` has logged the unknown-variable warnings (else a configuration error prints them). */
+let settingsWarned = false;
+
 async function serve(): Promise<void> {
   const config = loadConfig();
   // Before the server allocates anything: V8 reads this flag at every full GC (not only at start).
   const { heapGrowingPercent } = loadProcessConfig();
   if (heapGrowingPercent > 0) setFlagsFromString(`--heap-growing-percent=${heapGrowingPercent}`);
   const log = createLogger(config.logLevel);
+  for (const warning of unknownSettingWarnings(process.env)) log.warn(warning);
+  settingsWarned = true;
   const rotor = await startRotor(config, log);
   let stopping = false;
   const stop = (signal: string) => {
@@ -57,6 +66,8 @@ async function serve(): Promise<void> {
 async function migrateCommand(args: string[]): Promise<void> {
   if (args.length > 0) throw new UsageError(`migrate takes no arguments, got "${args[0]}"`);
   const config = loadDatabaseConfig();
+  process.stderr.write(`rotor: database: ${describeDatabase(config.databaseUrl)}\n`);
+  prepareDirectories(config);
   const { knex, engine } = openDatabase({
     url: config.databaseUrl,
     poolMax: 2,
@@ -73,29 +84,10 @@ async function migrateCommand(args: string[]): Promise<void> {
   }
 }
 
-async function bootstrap(args: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: { owner: { type: 'string', default: 'admin' }, 'expires-in': { type: 'string', default: '90d' } },
-  });
-  const lifetime = parseDuration(values['expires-in']);
-  if (lifetime === undefined || lifetime === 0)
-    throw new UsageError('--expires-in must look like 90s, 15m, 12h or 30d');
-  const config = loadConfig();
-  const app = await createApp(
-    config,
-    createLogger('warn', (l) => process.stderr.write(l)),
-  );
-  try {
-    const minted = await bootstrapAdmin(app, { ownerId: values.owner, lifetimeSeconds: lifetime });
-    process.stdout.write(`${minted.secret}\n`);
-  } finally {
-    await app.store.close();
-  }
-}
-
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  // serve logs them as JSON lines once its logger exists; every other command says them on stderr.
+  if (command !== 'serve') warnUnknownSettings();
   try {
     switch (command) {
       case 'serve':
@@ -105,7 +97,10 @@ async function main(argv: string[]): Promise<number> {
         await migrateCommand(rest);
         return 0;
       case 'bootstrap':
-        await bootstrap(rest);
+        await bootstrapCommand(rest);
+        return 0;
+      case 'recover-admin':
+        await recoverAdminCommand(rest);
         return 0;
       case 'token':
         await tokenCommand(rest, process.env);
@@ -127,8 +122,14 @@ async function main(argv: string[]): Promise<number> {
         throw new UsageError(`unknown command "${command}"`);
     }
   } catch (e) {
+    if (e instanceof ConfigError && command === 'serve' && !settingsWarned) warnUnknownSettings();
     return reportCommandError(e, USAGE);
   }
+}
+
+/** One line on stderr per ROTOR_* variable Rotor does not read (src/runtime/setting-names.ts). */
+function warnUnknownSettings(): void {
+  for (const warning of unknownSettingWarnings(process.env)) process.stderr.write(`rotor: warning: ${warning}\n`);
 }
 
 const code = await main(process.argv.slice(2));

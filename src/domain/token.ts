@@ -3,7 +3,7 @@ import type { TokenPolicy } from './policy.js';
 import type { TokenKind } from './token-kind.js';
 
 /** Why a token stopped being active (docs/design.md, Domain). */
-export type RevokeReason = 'rotated' | 'revoked' | 'family_revoked' | 'reuse_detected';
+export type RevokeReason = 'rotated' | 'revoked' | 'family_revoked' | 'reuse_detected' | 'recovered';
 
 /** The stored token, as the domain sees it. Times are milliseconds since the epoch. */
 export interface TokenRecord {

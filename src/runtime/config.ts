@@ -10,6 +10,7 @@ import { ConfigError } from './config-error.js';
 import { LOG_LEVELS, type LogLevel } from './logger.js';
 import { openFileLimit } from './open-file-limit.js';
 import { requireSecretLength, type SecretSetting } from './server-secret.js';
+import type { SettingName } from './setting-names.js';
 import { loadTlsConfig, type TlsConfig } from './tls-config.js';
 
 /** Everything the server reads from the environment, validated. */
@@ -83,7 +84,7 @@ export { ConfigError };
 
 type Env = Record<string, string | undefined>;
 
-function port(env: Env, name: string, fallback: number): number {
+function port(env: Env, name: SettingName, fallback: number): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   const n = Number(raw);
@@ -92,11 +93,11 @@ function port(env: Env, name: string, fallback: number): number {
   return n;
 }
 
-function wholeNumber(env: Env, name: string, fallback: number, max: number): number {
+function wholeNumber(env: Env, name: SettingName, fallback: number, max: number): number {
   return inRange(env, name, fallback, 0, max);
 }
 
-function inRange(env: Env, name: string, fallback: number, min: number, max: number): number {
+function inRange(env: Env, name: SettingName, fallback: number, min: number, max: number): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   const n = Number(raw);
@@ -181,21 +182,18 @@ function loadGrpcConnectionLimits(env: Env, fileLimit: number | undefined): Grpc
 /** The database part of the configuration (also all that `rotor migrate` reads). */
 export function loadDatabaseConfig(
   env: Env = process.env,
-): Pick<RotorConfig, 'databaseUrl' | 'databasePoolMax' | 'databaseStatementTimeoutMs' | 'databaseListen'> {
+): Pick<RotorConfig, 'dataDir' | 'databaseUrl' | 'databasePoolMax' | 'databaseStatementTimeoutMs' | 'databaseListen'> {
   const dataDir = resolve(env.ROTOR_DATA_DIR || './data');
   const databaseUrl = env.ROTOR_DATABASE_URL || `sqlite://${join(dataDir, 'rotor.db')}`;
   if (!/^(postgres(ql)?:\/\/|sqlite:\/\/|file:)/.test(databaseUrl)) {
     throw new ConfigError('ROTOR_DATABASE_URL must start with postgres://, postgresql://, sqlite:// or file:');
   }
-  const databasePoolMax = wholeNumber(env, 'ROTOR_DATABASE_POOL_MAX', 10, 1000);
-  if (databasePoolMax === 0) throw new ConfigError('ROTOR_DATABASE_POOL_MAX must be at least 1');
-  const databaseStatementTimeoutMs = wholeNumber(env, 'ROTOR_DATABASE_STATEMENT_TIMEOUT_MS', 5000, 600_000);
-  if (databaseStatementTimeoutMs < 100)
-    throw new ConfigError('ROTOR_DATABASE_STATEMENT_TIMEOUT_MS must be at least 100 milliseconds');
+  const databasePoolMax = inRange(env, 'ROTOR_DATABASE_POOL_MAX', 10, 1, 1000);
+  const databaseStatementTimeoutMs = inRange(env, 'ROTOR_DATABASE_STATEMENT_TIMEOUT_MS', 5000, 100, 600_000);
   const listen = env.ROTOR_DATABASE_LISTEN || 'on';
   if (listen !== 'on' && listen !== 'off')
     throw new ConfigError(`ROTOR_DATABASE_LISTEN must be on or off, got "${listen}"`);
-  return { databaseUrl, databasePoolMax, databaseStatementTimeoutMs, databaseListen: listen === 'on' };
+  return { dataDir, databaseUrl, databasePoolMax, databaseStatementTimeoutMs, databaseListen: listen === 'on' };
 }
 
 /**
@@ -216,13 +214,14 @@ export function loadConfig(env: Env = process.env): RotorConfig {
   const { databaseUrl, databasePoolMax, databaseStatementTimeoutMs, databaseListen } = loadDatabaseConfig(env);
   const logLevel = (env.ROTOR_LOG_LEVEL || 'info') as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`ROTOR_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
-  const maxLifetimeSeconds = wholeNumber(
+  // The range the message states is the range accepted (1 s to 10 years).
+  const maxLifetimeSeconds = inRange(
     env,
     'ROTOR_MAX_LIFETIME_SECONDS',
     DEFAULT_LIMITS.maxLifetimeSeconds,
+    1,
     10 * 365 * 24 * 3600,
   );
-  if (maxLifetimeSeconds === 0) throw new ConfigError('ROTOR_MAX_LIFETIME_SECONDS must be positive');
   const limits: PolicyLimits = {
     maxLifetimeSeconds,
     defaultOverlapSeconds: wholeNumber(
@@ -340,11 +339,8 @@ function parseIssuer(raw: string): string {
 
 function loadJwtConfig(env: Env): JwtConfig {
   const issuer = env.ROTOR_ISSUER ? parseIssuer(env.ROTOR_ISSUER) : undefined;
-  const accessTokenTtlSeconds = wholeNumber(env, 'ROTOR_JWT_ACCESS_TOKEN_TTL_SECONDS', 300, 86_400);
-  if (accessTokenTtlSeconds === 0) throw new ConfigError('ROTOR_JWT_ACCESS_TOKEN_TTL_SECONDS must be positive');
-  const keyRotationSeconds = wholeNumber(env, 'ROTOR_JWT_KEY_ROTATION_SECONDS', 7 * 86_400, 365 * 86_400);
-  if (keyRotationSeconds < 3600)
-    throw new ConfigError('ROTOR_JWT_KEY_ROTATION_SECONDS must be at least 3600 (one hour)');
+  const accessTokenTtlSeconds = inRange(env, 'ROTOR_JWT_ACCESS_TOKEN_TTL_SECONDS', 300, 1, 86_400);
+  const keyRotationSeconds = inRange(env, 'ROTOR_JWT_KEY_ROTATION_SECONDS', 7 * 86_400, 3600, 365 * 86_400);
   const signingAlg = (env.ROTOR_JWT_SIGNING_ALG || 'ES256') as SigningAlg;
   if (!SIGNING_ALGS.includes(signingAlg))
     throw new ConfigError(`ROTOR_JWT_SIGNING_ALG must be one of ${SIGNING_ALGS.join(', ')}`);

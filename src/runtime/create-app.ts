@@ -9,9 +9,12 @@ import { createTokenKeys } from '../domain/token-keys.js';
 import { WorkloadVerifier } from '../identity/workload-verifier.js';
 import { KnexReplayCache } from '../store/jti-repository.js';
 import { openStore, type KnexStore } from '../store/knex-store.js';
+import { KnexServerKeyRepository } from '../store/server-key-repository.js';
 import { KnexSigningKeyRepository } from '../store/signing-key-repository.js';
 import type { RotorConfig } from './config.js';
 import { errorChain } from './logger.js';
+import { prepareDirectories } from './data-dir.js';
+import { checkServerKey } from './server-key-check.js';
 import { loadServerSecret, type ServerSecret } from './server-secret.js';
 import { admitWeakSecret } from './weak-secret-gate.js';
 
@@ -30,10 +33,12 @@ export interface AppOptions {
 
 /**
  * Builds the application context (storage, keys, clock, randomness) from configuration: reads
- * the server secret (creating secret.key when it is absent), opens and migrates the database, and
- * refuses a weak server secret on a database that holds no tokens (src/runtime/weak-secret-gate.ts).
+ * the server secret (creating secret.key when it is absent), opens and migrates the database,
+ * refuses a weak server secret on a database that holds no tokens (src/runtime/weak-secret-gate.ts)
+ * and a secret other than the one the database was created with (src/runtime/server-key-check.ts).
  */
 export async function createApp(config: RotorConfig, log: Logger, options: AppOptions = {}): Promise<RotorApp> {
+  prepareDirectories(config);
   const secret = loadServerSecret(config.secret);
   const store = await openStore(
     {
@@ -45,15 +50,21 @@ export async function createApp(config: RotorConfig, log: Logger, options: AppOp
     { ttlMs: config.tokenCacheTtlMs, maxEntries: 10_000 },
   );
   store.onUnavailable = unavailableLogger(log);
-  if (secret.weak !== undefined) {
-    try {
-      await admitWeakSecret(store, secret.weak, log);
-    } catch (e) {
-      await store.close();
-      throw e;
-    }
-  }
   const now = options.now ?? Date.now;
+  try {
+    if (secret.weak !== undefined) await admitWeakSecret(store, secret.weak, log);
+    const keyCheck = await checkServerKey(
+      new KnexServerKeyRepository(store.knex),
+      secret.bytes,
+      config.secret,
+      createSigningKeySeal(secret.bytes),
+      now(),
+    );
+    if (keyCheck === 'recorded') log.info('server key fingerprint recorded in the database');
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
   const random = (n: number) => new Uint8Array(randomBytes(n));
   const issuer =
     options.issuer ?? config.jwt.issuer ?? defaultIssuer(config.host, config.httpPort, config.tls !== undefined);

@@ -8,7 +8,7 @@ import { assessSecret, SECRET_ADVICE, SECRET_MIN_CHARS } from './secret-strength
  * Where the server secret comes from, as configuration names it (src/runtime/config.ts): the
  * value of `ROTOR_SECRET`, or the file `<data dir>/secret.key`, which start-up creates when it
  * does not exist. Configuration only parses; the file is created and read here, by the commands
- * that key tokens with it (`rotor serve`, `rotor bootstrap`), never by `rotor migrate`.
+ * that key tokens with it (`rotor serve`, `rotor bootstrap`, `rotor recover-admin`), never by `rotor migrate`.
  */
 export type SecretSetting = { from: 'env'; value: string } | { from: 'file'; path: string };
 

@@ -15,6 +15,7 @@ import { HttpRouteStats, Metrics } from '../http/metrics.js';
 import { isLoopbackHost } from '../identity/trust-config.js';
 import type { KnexStore } from '../store/knex-store.js';
 import type { RotorConfig } from './config.js';
+import { ConfigError } from './config-error.js';
 import { createApp, defaultIssuer, type RotorApp } from './create-app.js';
 import { shutdown } from './shutdown.js';
 import { ROTOR_VERSION } from './version.js';
@@ -46,7 +47,9 @@ export interface RunningRotor {
  */
 export async function startRotor(config: RotorConfig, log: Logger, now?: () => number): Promise<RunningRotor> {
   const http = createHttpServer(config.tls);
-  const httpPort = await listenHttp(http, config.host, config.httpPort);
+  const httpPort = await listenHttp(http, config.host, config.httpPort).catch((e: unknown) => {
+    throw listenError(e, 'ROTOR_HTTP_PORT', config.host, config.httpPort);
+  });
   let app: RotorApp;
   try {
     app = await createApp(config, log, {
@@ -74,7 +77,7 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
     parts.grpcServer.forceShutdown();
     await closeHttp(http);
     await app.store.close();
-    throw e;
+    throw listenError(e, 'ROTOR_GRPC_PORT', config.host, config.grpcPort);
   }
   http.serve(parts.httpHandler);
   parts.scheduler.start();
@@ -120,6 +123,27 @@ function listenHttp(http: HttpPort, host: string, port: number): Promise<number>
       resolve((http.server.address() as AddressInfo).port);
     });
   });
+}
+
+/**
+ * A port that cannot be bound, as a configuration error naming the variable (a bare
+ * `listen EADDRINUSE` does not say which of the two ports, or what to change); other errors pass.
+ */
+function listenError(e: unknown, variable: 'ROTOR_HTTP_PORT' | 'ROTOR_GRPC_PORT', host: string, port: number): unknown {
+  switch ((e as NodeJS.ErrnoException | undefined)?.code) {
+    case 'EADDRINUSE':
+      return new ConfigError(
+        `${variable}: port ${port} is in use on ${host}; stop what holds it, or choose another port (0 picks a free one)`,
+      );
+    case 'EACCES':
+      return new ConfigError(
+        `${variable}: port ${port} on ${host} needs privileges this process lacks; use a port above 1023`,
+      );
+    case 'EADDRNOTAVAIL':
+      return new ConfigError(`ROTOR_HOST: ${host} is not an address of this machine`);
+    default:
+      return e;
+  }
 }
 
 function closeHttp(http: HttpPort): Promise<void> {

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { ConfigError } from './config-error.js';
+import type { SettingName } from './setting-names.js';
 
 /** The server's certificate chain and private key, PEM, for both ports (README: "TLS"). */
 export interface TlsConfig {
@@ -17,7 +18,7 @@ export interface TlsConfig {
 
 type Env = Record<string, string | undefined>;
 
-function readPem(env: Env, name: string): { file: string; pem: Buffer } {
+function readPem(env: Env, name: SettingName): { file: string; pem: Buffer } {
   const file = resolve(env[name]!);
   try {
     return { file, pem: readFileSync(file) };

@@ -121,6 +121,10 @@ export class CachedTokenRepository implements TokenRepository {
     return this.base.existsActiveWithScope(scope, now);
   }
 
+  listActiveWithScope(scope: string, now: number): Promise<TokenRecord[]> {
+    return this.base.listActiveWithScope(scope, now);
+  }
+
   /** Deleted rows leave the cache, so this process answers "unknown" for them at once. */
   async deleteEnded(q: EndedTokenBatch): Promise<{ deletedIds: string[]; next: EndedTokenCursor | undefined }> {
     const r = await this.base.deleteEnded(q);

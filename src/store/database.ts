@@ -1,5 +1,5 @@
 import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import knexFactory, { type Knex } from 'knex';
 import { migrationSource } from '../../migrations/index.js';
 
@@ -31,6 +31,23 @@ export function parseDatabaseUrl(url: string): { engine: Engine; target: string 
   if (url.startsWith('sqlite://')) return { engine: 'sqlite', target: url.slice('sqlite://'.length) };
   if (url.startsWith('file:')) return { engine: 'sqlite', target: url.slice('file:'.length) };
   return { engine: 'sqlite', target: url };
+}
+
+/**
+ * The database a URL names, for people: a PostgreSQL URL without its password (and query), or
+ * `sqlite <absolute path>`, so that a command opening the wrong database says so.
+ */
+export function describeDatabase(url: string): string {
+  const { engine, target } = parseDatabaseUrl(url);
+  if (engine === 'sqlite') return `sqlite ${target === ':memory:' ? target : resolve(target)}`;
+  try {
+    const u = new URL(target);
+    if (u.password !== '') u.password = '';
+    u.search = '';
+    return `postgres ${u.href}`;
+  } catch {
+    return 'postgres (a URL that does not parse)';
+  }
 }
 
 /** The part of a pg Client the pool's validation looks at. */

@@ -38,6 +38,7 @@ const EVENT_KINDS: readonly EventKind[] = [
   { type: 'retry_refused', reason: 'wrong_idempotency_key' },
   { type: 'revoked', reason: 'revoked' },
   { type: 'revoked', reason: 'overlap_ended' },
+  { type: 'revoked', reason: 'recovered' },
   { type: 'family_revoked', reason: 'family_revoked' },
   { type: 'family_revoked', reason: 'reuse_detected' },
   { type: 'expiring_soon', reason: null },

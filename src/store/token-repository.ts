@@ -136,6 +136,16 @@ export class KnexTokenRepository implements TokenRepository {
     return rows.some((r) => (JSON.parse(r.scopes) as string[]).includes(scope));
   }
 
+  async listActiveWithScope(scope: string, now: number): Promise<TokenRecord[]> {
+    const rows = await this.table()
+      .select('*')
+      .whereNull('revoked_at')
+      .where('expires_at', '>', now)
+      .where('scopes', 'like', `%${JSON.stringify(scope)}%`)
+      .orderBy('id');
+    return rows.map(toRecord).filter((t) => t.scopes.includes(scope));
+  }
+
   /**
    * One retention batch, in the caller's transaction: the next `limit` candidates in the pass's
    * order, the families among them that still have a member which ended at or after the cutoff

@@ -48,7 +48,7 @@ describe.each(ENGINES)('rotor agent end to end (real serve process) on %s', (eng
       db = await scratchDatabase();
       env.ROTOR_DATABASE_URL = db.url;
     }
-    const boot = await runCli(['bootstrap', '--owner', 'ops'], env);
+    const boot = await runCli(['bootstrap', '--create', '--owner', 'ops'], env);
     expect(boot.code).toBe(0);
     admin = boot.stdout.trim();
     secrets.push(admin);

@@ -33,6 +33,8 @@ describe.each(ENGINES)('rotor CLI, serve process, buf curl, and no secret at res
   /** A workload issuer the serve process trusts (for bound tokens). */
   let ci: TestIssuer;
   let db: ScratchDatabase | undefined;
+  /** The database line `migrate` and `bootstrap` print on stderr (the scratch URL has no password). */
+  const opened = () => (db === undefined ? `sqlite ${join(dataDir, 'rotor.db')}` : `postgres ${db.url}`);
 
   beforeAll(async () => {
     ci = await startTestIssuer();
@@ -44,7 +46,7 @@ describe.each(ENGINES)('rotor CLI, serve process, buf curl, and no secret at res
       env.ROTOR_DATABASE_URL = db.url;
     }
     const migrated = await runCli(['migrate'], env);
-    expect(migrated.stderr).toBe('');
+    expect(migrated.stderr).toBe(`rotor: database: ${opened()}\n`);
     expect(migrated.stdout).toContain('applied 20261127_001_core\n');
     expect(migrated.stdout).toMatch(
       new RegExp(`^${engine} database is up to date \\(\\d+ migrations applied now\\)$`, 'm'),
@@ -52,7 +54,7 @@ describe.each(ENGINES)('rotor CLI, serve process, buf curl, and no secret at res
     const again = await runCli(['migrate'], env);
     expect(again.stdout).toBe(`${engine} database is up to date (0 migrations applied now)\n`);
     const boot = await runCli(['bootstrap', '--owner', 'ops'], env);
-    expect(boot.stderr).toBe('');
+    expect(boot.stderr).toBe(`rotor: database: ${opened()}\n`);
     expect(boot.code).toBe(0);
     admin = boot.stdout.trim();
     expect(boot.stdout).toMatch(/^rtr_sa_[0-9A-Za-z]{49}\n$/);

@@ -82,7 +82,7 @@ describe.each(ENGINES)(
     });
 
     it(`${FAMILIES} families × ${PER_FAMILY} rotations, SIGKILL after ${KILL_AFTER}, restart on the same database`, async () => {
-      const boot = await runCli(['bootstrap', '--owner', 'ops'], env);
+      const boot = await runCli(['bootstrap', '--create', '--owner', 'ops'], env);
       expect(boot.code).toBe(0);
       const admin = boot.stdout.trim();
       server = await startServe(env);

@@ -36,7 +36,7 @@ describe.each(ENGINES)('rotor watch end to end (real serve process) on %s', (eng
       db = await scratchDatabase();
       env.ROTOR_DATABASE_URL = db.url;
     }
-    const boot = await runCli(['bootstrap', '--owner', 'ops'], env);
+    const boot = await runCli(['bootstrap', '--create', '--owner', 'ops'], env);
     admin = boot.stdout.trim();
     secrets.push(admin);
     serve = await startServe(env);

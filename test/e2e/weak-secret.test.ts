@@ -88,13 +88,16 @@ function expectNoSecretIn(output: string): void {
 describe('a new data directory with a weak secret is refused', () => {
   it('rotor serve and rotor bootstrap exit 2 with a message naming ROTOR_SECRET and how to make one, never quoting it', async () => {
     const env = { ROTOR_DATA_DIR: tempDir(), ROTOR_SECRET: WEAK, ROTOR_GRPC_PORT: '0', ROTOR_HTTP_PORT: '0' };
-    for (const command of ['serve', 'bootstrap']) {
-      const r = await runCli([command], env, { timeoutMs: 20_000 });
+    for (const [command, stderr] of [
+      [['serve'], REFUSAL],
+      [['bootstrap', '--create'], `rotor: database: sqlite ${env.ROTOR_DATA_DIR}/rotor.db\n${REFUSAL}`],
+    ] as const) {
+      const r = await runCli([...command], env, { timeoutMs: 20_000 });
       expect({ command, code: r.code, stdout: r.stdout, stderr: r.stderr }).toEqual({
         command,
         code: 2,
         stdout: '',
-        stderr: REFUSAL,
+        stderr,
       });
     }
   });

@@ -1,6 +1,6 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, loadDatabaseConfig } from '../../src/runtime/config.js';
 import { openFileLimit } from '../../src/runtime/open-file-limit.js';
@@ -38,23 +38,23 @@ describe('database configuration (README: Operating Rotor on PostgreSQL)', () =>
       { ROTOR_DATABASE_URL: 'mysql://x' },
       'ROTOR_DATABASE_URL must start with postgres://, postgresql://, sqlite:// or file:',
     ],
-    [{ ROTOR_DATABASE_POOL_MAX: '0' }, 'ROTOR_DATABASE_POOL_MAX must be at least 1'],
+    [{ ROTOR_DATABASE_POOL_MAX: '0' }, 'ROTOR_DATABASE_POOL_MAX must be a whole number between 1 and 1000, got "0"'],
     [
       { ROTOR_DATABASE_POOL_MAX: 'ten' },
-      'ROTOR_DATABASE_POOL_MAX must be a whole number between 0 and 1000, got "ten"',
+      'ROTOR_DATABASE_POOL_MAX must be a whole number between 1 and 1000, got "ten"',
     ],
     [
       { ROTOR_DATABASE_POOL_MAX: '1001' },
-      'ROTOR_DATABASE_POOL_MAX must be a whole number between 0 and 1000, got "1001"',
+      'ROTOR_DATABASE_POOL_MAX must be a whole number between 1 and 1000, got "1001"',
     ],
     [{ ROTOR_DATABASE_LISTEN: 'yes' }, 'ROTOR_DATABASE_LISTEN must be on or off, got "yes"'],
     [
       { ROTOR_DATABASE_STATEMENT_TIMEOUT_MS: '50' },
-      'ROTOR_DATABASE_STATEMENT_TIMEOUT_MS must be at least 100 milliseconds',
+      'ROTOR_DATABASE_STATEMENT_TIMEOUT_MS must be a whole number of milliseconds between 100 and 600000, got "50"',
     ],
     [
       { ROTOR_DATABASE_STATEMENT_TIMEOUT_MS: '5s' },
-      'ROTOR_DATABASE_STATEMENT_TIMEOUT_MS must be a whole number of milliseconds between 0 and 600000, got "5s"',
+      'ROTOR_DATABASE_STATEMENT_TIMEOUT_MS must be a whole number of milliseconds between 100 and 600000, got "5s"',
     ],
   ])('%o is refused with a message naming the variable', (env, message) => {
     expect(() => loadConfig({ ...base, ...env })).toThrow(new ConfigError(message));
@@ -63,6 +63,7 @@ describe('database configuration (README: Operating Rotor on PostgreSQL)', () =>
 
   it('loadDatabaseConfig (rotor migrate) needs no server secret', () => {
     expect(loadDatabaseConfig({ ROTOR_DATABASE_URL: 'postgresql://h/db' })).toEqual({
+      dataDir: resolve('./data'),
       databaseUrl: 'postgresql://h/db',
       databasePoolMax: 10,
       databaseStatementTimeoutMs: 5000,
@@ -83,8 +84,10 @@ describe('limits and cache ranges (README configuration table)', () => {
   it.each(ranges)('%s takes %d to %d and refuses one past either end', (name, min, max, read) => {
     expect(read(loadConfig({ ...base, [name]: String(min) }))).toBe(min);
     expect(read(loadConfig({ ...base, [name]: String(max) }))).toBe(max);
-    expect(() => loadConfig({ ...base, [name]: String(max + 1) })).toThrow(ConfigError);
-    if (min > 0) expect(() => loadConfig({ ...base, [name]: String(min - 1) })).toThrow(ConfigError);
+    // The message states the range that is accepted.
+    const range = new RegExp(`^${name} must be a whole number .*between ${min} and ${max}, got `);
+    expect(() => loadConfig({ ...base, [name]: String(max + 1) })).toThrow(range);
+    if (min > 0) expect(() => loadConfig({ ...base, [name]: String(min - 1) })).toThrow(range);
     expect(() => loadConfig({ ...base, [name]: '-1' })).toThrow(ConfigError);
   });
   it('ROTOR_DEFAULT_OVERLAP_SECONDS is bounded by ROTOR_MAX_LIFETIME_SECONDS', () => {

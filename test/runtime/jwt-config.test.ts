@@ -33,12 +33,18 @@ describe('JWT configuration', () => {
     [{ ROTOR_ISSUER: 'https://auth.example/?a=1' }, 'ROTOR_ISSUER must not have a query or fragment'],
     [{ ROTOR_ISSUER: 'https://auth.example/#x' }, 'ROTOR_ISSUER must not have a query or fragment'],
     [{ ROTOR_ISSUER: 'https://u:p@auth.example' }, 'ROTOR_ISSUER must not contain credentials'],
-    [{ ROTOR_JWT_ACCESS_TOKEN_TTL_SECONDS: '0' }, 'ROTOR_JWT_ACCESS_TOKEN_TTL_SECONDS must be positive'],
+    [
+      { ROTOR_JWT_ACCESS_TOKEN_TTL_SECONDS: '0' },
+      'ROTOR_JWT_ACCESS_TOKEN_TTL_SECONDS must be a whole number of seconds between 1 and 86400, got "0"',
+    ],
     [
       { ROTOR_JWT_ACCESS_TOKEN_TTL_SECONDS: '86401' },
-      'ROTOR_JWT_ACCESS_TOKEN_TTL_SECONDS must be a whole number of seconds between 0 and 86400',
+      'ROTOR_JWT_ACCESS_TOKEN_TTL_SECONDS must be a whole number of seconds between 1 and 86400',
     ],
-    [{ ROTOR_JWT_KEY_ROTATION_SECONDS: '60' }, 'ROTOR_JWT_KEY_ROTATION_SECONDS must be at least 3600'],
+    [
+      { ROTOR_JWT_KEY_ROTATION_SECONDS: '60' },
+      'ROTOR_JWT_KEY_ROTATION_SECONDS must be a whole number of seconds between 3600 and 31536000, got "60"',
+    ],
     [{ ROTOR_JWT_KEY_ROTATION_SECONDS: '1h' }, 'ROTOR_JWT_KEY_ROTATION_SECONDS must be a whole number'],
     [{ ROTOR_JWT_SIGNING_ALG: 'RS256' }, 'ROTOR_JWT_SIGNING_ALG must be one of ES256, EdDSA'],
   ])('refuses %o naming the variable', (env, message) => {
