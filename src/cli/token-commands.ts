@@ -1,8 +1,8 @@
 import { timestampDate, timestampFromMs } from '@bufbuild/protobuf/wkt';
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { KIND_TO_PB, STATE_TO_PB } from '../api/token-mapping.js';
 import { TokenKind, TokenState, type Token, type WorkloadBinding } from '../gen/rotor/v1/token_pb.js';
+import { JWT_TOKEN_TYPE, readActorTokenFile } from './actor-token.js';
 import { tokenClient } from './client.js';
 import { parseDuration } from './duration.js';
 import { UsageError } from './usage-error.js';
@@ -76,9 +76,6 @@ function expiry(values: { 'expires-in'?: string; 'expires-at'?: string }) {
   return undefined;
 }
 
-/** RFC 8693 token type of a workload JWT. */
-const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
-
 /**
  * `--bind-issuer/--bind-subject/--bind-audience [--bind-claim name=value …]`: a workload binding
  * (docs/workload-identity.md), all three or none; the server validates the values.
@@ -108,22 +105,13 @@ function bindingOf(values: {
  * from ROTOR_ACTOR_TOKEN; never a command-line value, which other users could read in the
  * process list.
  */
-function actorTokenOf(
+async function actorTokenOf(
   file: string | undefined,
   env: NodeJS.ProcessEnv,
-): { actorToken: string; actorTokenType: string } | undefined {
-  let jwt: string | undefined;
-  if (file !== undefined) {
-    try {
-      jwt = readFileSync(file, 'utf8').trim();
-    } catch {
-      throw new UsageError(`--actor-token-file: cannot read ${file}`);
-    }
-    if (jwt === '') throw new UsageError(`--actor-token-file: ${file} is empty`);
-  } else if (env.ROTOR_ACTOR_TOKEN) {
-    jwt = env.ROTOR_ACTOR_TOKEN.trim();
-  }
-  return jwt === undefined ? undefined : { actorToken: jwt, actorTokenType: JWT_TOKEN_TYPE };
+): Promise<{ actorToken: string; actorTokenType: string } | undefined> {
+  if (file !== undefined) return readActorTokenFile(file);
+  const jwt = env.ROTOR_ACTOR_TOKEN?.trim();
+  return jwt ? { actorToken: jwt, actorTokenType: JWT_TOKEN_TYPE } : undefined;
 }
 
 /** `rotor token create|get|list|rotate|revoke` against a running server over Connect. */
@@ -215,7 +203,7 @@ export async function tokenCommand(args: string[], env: NodeJS.ProcessEnv): Prom
         idempotencyKey: values['idempotency-key'],
         scopes: values.scope,
         expiresAt: expiry(values),
-        ...actorTokenOf(values['actor-token-file'], env),
+        ...(await actorTokenOf(values['actor-token-file'], env)),
       });
       printToken(res.token, res.secret, values.json);
       return;
