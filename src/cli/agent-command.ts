@@ -11,6 +11,8 @@ import { AGENT_EXIT, AgentExit, runAgent, type AgentApi, type AgentResult, type 
 import { asBearer, rotorClients } from './client.js';
 import { systemClock } from './retry-policy.js';
 import { UsageError } from './usage-error.js';
+import { AGENT_FLAGS } from './flag-tables.js';
+import { defaultServerUrl } from './server-url.js';
 import { positiveDuration } from './duration.js';
 
 /** Deadline of each unary call, so a server that hangs is retried like one that is down. */
@@ -97,21 +99,7 @@ function execHook(command: string, tokenFile: string): (token: AgentToken) => Pr
 
 /** `rotor agent --token-file F`: parses flags, wires the real server, clock and signals, runs the agent. */
 export async function agentCommand(args: string[], env: NodeJS.ProcessEnv, signal: AbortSignal): Promise<AgentResult> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      'token-file': { type: 'string' },
-      server: { type: 'string', default: env.ROTOR_SERVER || 'http://127.0.0.1:8080' },
-      'rotate-at-fraction': { type: 'string', default: '2/3' },
-      exec: { type: 'string' },
-      'max-backoff': { type: 'string', default: '30s' },
-      'retry-window': { type: 'string', default: '10m' },
-      'poll-interval': { type: 'string', default: '60s' },
-      'idle-timeout': { type: 'string', default: '60s' },
-      'log-level': { type: 'string', default: 'info' },
-      'actor-token-file': { type: 'string' },
-    },
-  });
+  const { values } = parseArgs({ args, options: AGENT_FLAGS, strict: true });
   if (!values['token-file']) throw new UsageError('--token-file is required');
   const tokenFile = resolve(values['token-file']);
   const level = values['log-level'] as LogLevel;
@@ -129,7 +117,7 @@ export async function agentCommand(args: string[], env: NodeJS.ProcessEnv, signa
     pollMs: positiveDuration(values['poll-interval'], '--poll-interval') * 1000,
     idleTimeoutMs: positiveDuration(values['idle-timeout'], '--idle-timeout') * 1000,
     backoff: { baseMs: 250, maxMs: positiveDuration(values['max-backoff'], '--max-backoff') * 1000 },
-    api: connectAgentApi(values.server, actorTokenFile),
+    api: connectAgentApi(values.server ?? defaultServerUrl(env), actorTokenFile),
     ...(actorTokenFile === undefined ? {} : { actorTokenFile }),
     clock: systemClock,
     log: createLogger(level, (l) => process.stderr.write(l)),

@@ -11,9 +11,12 @@ import { parseDuration } from './duration.js';
 import { agentCommand } from './agent-command.js';
 import { tokenCommand } from './token-commands.js';
 import { UsageError } from './usage-error.js';
+import { BOOTSTRAP_FLAGS } from './flag-tables.js';
+import { helpFor } from './help.js';
+import { endQuietlyOnClosedStdout, inCliTerms } from './cli-output.js';
 import { watchCommand } from './watch-command.js';
 
-const USAGE = `usage: rotor <command>
+const USAGE = `usage: rotor <command>      (rotor <command> --help, or rotor help <command>: every flag of a command)
   serve                         run the server (ports and storage from ROTOR_* variables)
   migrate                       apply pending database migrations and exit (serve also applies them)
   bootstrap [--owner ID] [--expires-in 30d]
@@ -27,7 +30,7 @@ const USAGE = `usage: rotor <command>
   watch [--token-id ID]... [--owner ID] [--family ID] [--threshold 1h]... [--after-sequence N]
         [--snapshot] [--json] [--server URL]
                                 print expiry and rotation events; default: the ROTOR_TOKEN token
-  agent --token-file F [--rotate-at-fraction 2/3] [--exec CMD] [--server URL]
+  agent --token-file F [--rotate-at-fraction 2/3] [--exec CMD] [--actor-token-file PATH] [--server URL]
                                 keep the token in F fresh (first token: F, else ROTOR_TOKEN); docs/agent.md
 `;
 
@@ -75,10 +78,7 @@ async function migrateCommand(args: string[]): Promise<void> {
 }
 
 async function bootstrap(args: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: { owner: { type: 'string', default: 'admin' }, 'expires-in': { type: 'string', default: '90d' } },
-  });
+  const { values } = parseArgs({ args, options: BOOTSTRAP_FLAGS, strict: true });
   const lifetime = parseDuration(values['expires-in']);
   if (lifetime === undefined || lifetime === 0)
     throw new UsageError('--expires-in must look like 90s, 15m, 12h or 30d');
@@ -97,6 +97,12 @@ async function bootstrap(args: string[]): Promise<void> {
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  endQuietlyOnClosedStdout();
+  const help = helpFor(argv);
+  if (help !== undefined) {
+    process.stdout.write(help);
+    return 0;
+  }
   try {
     switch (command) {
       case 'serve':
@@ -144,7 +150,9 @@ async function main(argv: string[]): Promise<number> {
       return 1;
     }
     if (e instanceof ConnectError) {
-      process.stderr.write(`rotor: ${ConnectError.from(e).code === undefined ? '' : codeName(e)}: ${e.rawMessage}\n`);
+      process.stderr.write(
+        `rotor: ${ConnectError.from(e).code === undefined ? '' : codeName(e)}: ${inCliTerms(e.rawMessage)}\n`,
+      );
       return 1;
     }
     process.stderr.write(`rotor: ${e instanceof Error ? e.message : String(e)}\n`);
