@@ -138,7 +138,8 @@ async function main(argv: string[]): Promise<number> {
       e instanceof UsageError ||
       (e instanceof TypeError && 'code' in e && String(e.code).startsWith('ERR_PARSE_ARGS'))
     ) {
-      process.stderr.write(`rotor: ${e.message}\n${USAGE}`);
+      // The failing command's own help (every flag it takes), else the list of commands.
+      process.stderr.write(`rotor: ${e.message}\n${helpFor([...argv, '--help']) ?? USAGE}`);
       return 2;
     }
     if (e instanceof ConfigError) {

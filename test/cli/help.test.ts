@@ -26,6 +26,13 @@ describe('rotor <command> --help lists every flag its parser accepts', () => {
     expect(helpFor(['token', '--help'])).toContain('rotor token rotate --help');
   });
 
+  it("a usage error prints the failing command's help, not the list of commands", async () => {
+    const r = await runCli(['token', 'get', '--scope', 'x', 'tok_a'], {});
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^rotor: Unknown option '--scope'.*\nusage: rotor token get ID \[flags\]\n/s);
+    expect(r.stderr).not.toContain('bootstrap');
+  });
+
   it('token create lists --audience, --description, --expires-at and the policy flags', () => {
     const flags = flagsIn(helpFor(['token', 'create', '--help'])!);
     for (const f of [
