@@ -20,6 +20,11 @@ const FIELD_FLAGS: readonly [RegExp, string][] = [
   [/^owner_id\b/, '--owner'],
   [/^scopes\b/, '--scope'],
   [/^audiences\b/, '--audience'],
+  [
+    /^this token is bound to a workload: rotating it needs actor_token with actor_token_type \S+/,
+    "this token is bound to a workload: rotating it needs the workload's JWT (--actor-token-file PATH or ROTOR_ACTOR_TOKEN)",
+  ],
+  [/^actor_token\b/, 'the workload JWT (--actor-token-file or ROTOR_ACTOR_TOKEN)'],
 ];
 
 /** A server message with its leading field name in the CLI's flag names (other messages unchanged). */

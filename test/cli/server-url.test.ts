@@ -39,6 +39,14 @@ describe("server messages in the CLI's flag names", () => {
       '--bind-issuer: is not a trusted issuer of this server',
     ],
     ['page_size must be between 0 and 500', '--page-size must be between 0 and 500'],
+    [
+      'this token is bound to a workload: rotating it needs actor_token with actor_token_type urn:ietf:params:oauth:token-type:jwt',
+      "this token is bound to a workload: rotating it needs the workload's JWT (--actor-token-file PATH or ROTOR_ACTOR_TOKEN)",
+    ],
+    [
+      'actor_token has been used before (jti replay): request a fresh JWT',
+      'the workload JWT (--actor-token-file or ROTOR_ACTOR_TOKEN) has been used before (jti replay): request a fresh JWT',
+    ],
     ['bearer token has expired', 'bearer token has expired'],
     ['token expires_at is later', 'token expires_at is later'],
   ])('%s', (server, cli) => {

@@ -187,7 +187,9 @@ describe.each(ENGINES)('rotor agent with a workload-bound token (real serve proc
       ROTOR_TOKEN: current,
     });
     expect(again.code).toBe(1);
-    expect(again.stderr).toContain('actor_token has been used before (jti replay)');
+    expect(again.stderr).toBe(
+      'rotor: unauthenticated: the workload JWT (--actor-token-file or ROTOR_ACTOR_TOKEN) has been used before (jti replay): request a fresh JWT\n',
+    );
   }, 90_000);
 
   it('without --actor-token-file: exits 6 saying what is missing, leaves no F.pending and the token active', async () => {
