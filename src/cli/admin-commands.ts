@@ -7,10 +7,8 @@ import { createLogger } from '../runtime/logger.js';
 import { createApp, type RotorApp } from '../runtime/create-app.js';
 import { describeDatabase, parseDatabaseUrl } from '../store/database.js';
 import { parseDuration } from './duration.js';
+import { BOOTSTRAP_FLAGS, RECOVER_ADMIN_FLAGS } from './flag-tables.js';
 import { UsageError } from './usage-error.js';
-
-/** Lifetime of the admin token `bootstrap` and `recover-admin` mint unless `--expires-in` says otherwise. */
-export const ADMIN_TOKEN_DEFAULT_EXPIRY = '90d';
 
 /**
  * `rotor bootstrap [--owner ID] [--expires-in 90d] [--create]`: the first admin token. It opens the
@@ -19,14 +17,7 @@ export const ADMIN_TOKEN_DEFAULT_EXPIRY = '90d';
  * would otherwise print an admin token of a new, empty database nobody serves.
  */
 export async function bootstrapCommand(args: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      owner: { type: 'string', default: 'admin' },
-      'expires-in': { type: 'string', default: ADMIN_TOKEN_DEFAULT_EXPIRY },
-      create: { type: 'boolean', default: false },
-    },
-  });
+  const { values } = parseArgs({ args, options: BOOTSTRAP_FLAGS, strict: true });
   const lifetime = lifetimeOf(values['expires-in']);
   const config = loadConfig();
   requireDatabase(config, values.create ? 'create' : 'bootstrap');
@@ -42,13 +33,7 @@ export async function bootstrapCommand(args: string[]): Promise<void> {
  * (src/runtime/server-key-check.ts refuses any other); never creates a database.
  */
 export async function recoverAdminCommand(args: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      owner: { type: 'string', default: 'admin' },
-      'expires-in': { type: 'string', default: ADMIN_TOKEN_DEFAULT_EXPIRY },
-    },
-  });
+  const { values } = parseArgs({ args, options: RECOVER_ADMIN_FLAGS, strict: true });
   const lifetime = lifetimeOf(values['expires-in']);
   const config = loadConfig();
   requireDatabase(config, 'recover-admin');

@@ -6,10 +6,13 @@ import { parseArgs } from 'node:util';
 import { LOG_LEVELS, createLogger, type LogLevel } from '../runtime/logger.js';
 import type { Token } from '../gen/rotor/v1/token_pb.js';
 import { lockTokenFile } from './agent-lock.js';
-import { AGENT_EXIT, runAgent, type AgentApi, type AgentResult, type AgentToken } from './agent.js';
+import { readActorTokenFile } from './actor-token.js';
+import { AGENT_EXIT, AgentExit, runAgent, type AgentApi, type AgentResult, type AgentToken } from './agent.js';
 import { asBearer, rotorClients } from './client.js';
 import { systemClock } from './retry-policy.js';
 import { UsageError } from './usage-error.js';
+import { AGENT_FLAGS } from './flag-tables.js';
+import { defaultServerUrl } from './server-url.js';
 import { positiveDuration } from './duration.js';
 
 /** Deadline of each unary call, so a server that hangs is retried like one that is down. */
@@ -37,8 +40,11 @@ function agentToken(t: Token | undefined): AgentToken {
   };
 }
 
-/** AgentApi over Connect on the HTTP port: the bearer is the agent's current token on every call. */
-function connectAgentApi(server: string): AgentApi {
+/**
+ * AgentApi over Connect on the HTTP port: the bearer is the agent's current token on every call.
+ * With `actorTokenFile` (a bound token), every RotateToken call reads the workload JWT afresh.
+ */
+function connectAgentApi(server: string, actorTokenFile: string | undefined): AgentApi {
   const { tokens, expiry } = rotorClients(server);
   return {
     async describe(secret) {
@@ -49,8 +55,16 @@ function connectAgentApi(server: string): AgentApi {
       );
     },
     async rotate(secret, idempotencyKey) {
+      let actor: { actorToken: string; actorTokenType: string } | undefined;
+      if (actorTokenFile !== undefined) {
+        try {
+          actor = await readActorTokenFile(actorTokenFile);
+        } catch (e) {
+          throw new AgentExit(AGENT_EXIT.workloadProof, e instanceof Error ? e.message : String(e));
+        }
+      }
       const res = await tokens.rotateToken(
-        { id: '', idempotencyKey },
+        { id: '', idempotencyKey, ...actor },
         asBearer(secret, { timeoutMs: CALL_TIMEOUT_MS }),
       );
       return { token: agentToken(res.token), secret: res.secret };
@@ -85,25 +99,15 @@ function execHook(command: string, tokenFile: string): (token: AgentToken) => Pr
 
 /** `rotor agent --token-file F`: parses flags, wires the real server, clock and signals, runs the agent. */
 export async function agentCommand(args: string[], env: NodeJS.ProcessEnv, signal: AbortSignal): Promise<AgentResult> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      'token-file': { type: 'string' },
-      server: { type: 'string', default: env.ROTOR_SERVER || 'http://127.0.0.1:8080' },
-      'rotate-at-fraction': { type: 'string', default: '2/3' },
-      exec: { type: 'string' },
-      'max-backoff': { type: 'string', default: '30s' },
-      'retry-window': { type: 'string', default: '10m' },
-      'poll-interval': { type: 'string', default: '60s' },
-      'idle-timeout': { type: 'string', default: '60s' },
-      'log-level': { type: 'string', default: 'info' },
-    },
-  });
+  const { values } = parseArgs({ args, options: AGENT_FLAGS, strict: true });
   if (!values['token-file']) throw new UsageError('--token-file is required');
   const tokenFile = resolve(values['token-file']);
   const level = values['log-level'] as LogLevel;
   if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
   if (values.exec === '') throw new UsageError('--exec must not be empty');
+  const actorTokenFile = values['actor-token-file'] === undefined ? undefined : resolve(values['actor-token-file']);
+  // Read once now so a wrong path is a usage error at start, not a failed rotation hours later.
+  if (actorTokenFile !== undefined) await readActorTokenFile(actorTokenFile);
   if (env.ROTOR_TOKEN && /\s/.test(env.ROTOR_TOKEN.trim()))
     throw new UsageError('ROTOR_TOKEN must hold exactly one token');
   const options = {
@@ -113,7 +117,8 @@ export async function agentCommand(args: string[], env: NodeJS.ProcessEnv, signa
     pollMs: positiveDuration(values['poll-interval'], '--poll-interval') * 1000,
     idleTimeoutMs: positiveDuration(values['idle-timeout'], '--idle-timeout') * 1000,
     backoff: { baseMs: 250, maxMs: positiveDuration(values['max-backoff'], '--max-backoff') * 1000 },
-    api: connectAgentApi(values.server),
+    api: connectAgentApi(values.server ?? defaultServerUrl(env), actorTokenFile),
+    ...(actorTokenFile === undefined ? {} : { actorTokenFile }),
     clock: systemClock,
     log: createLogger(level, (l) => process.stderr.write(l)),
     signal,

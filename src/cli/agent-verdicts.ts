@@ -22,7 +22,15 @@ export const AGENT_EXIT = {
   rotatedElsewhere: 4,
   /** Another agent on this machine already keeps the file fresh (src/cli/agent-lock.ts). */
   locked: 5,
+  /**
+   * The token is bound to a workload and the server refused the workload's proof (none sent, a
+   * JWT it rejects, or a JWT of another workload); the token itself is still active.
+   */
+  workloadProof: 6,
 } as const;
+
+/** The domain codes (`rotor-error`) of a refused workload proof (docs/workload-identity.md#errors). */
+const WORKLOAD_REFUSALS = new Set(['workload_proof_required', 'invalid_workload_token', 'workload_mismatch']);
 
 /** How a run of the agent ended. */
 export interface AgentResult {
@@ -101,10 +109,14 @@ function rotatedElsewhere(what: string, successorId: string, file: string): Agen
   );
 }
 
-/** A final (non-retryable) server answer while `doing`, as an agent exit with a message for the operator. */
-export function finalError(file: string, e: unknown, doing: string): Error {
+/**
+ * A final (non-retryable) server answer while `doing`, as an agent exit with a message for the
+ * operator. `actorTokenFile`: the agent's --actor-token-file, if any, named in a workload refusal.
+ */
+export function finalError(file: string, e: unknown, doing: string, actorTokenFile?: string): Error {
   if (!(e instanceof ConnectError)) return e instanceof Error ? e : new Error(String(e));
   const domain = e.metadata.get('rotor-error');
+  if (domain !== null && WORKLOAD_REFUSALS.has(domain)) return workloadRefusal(file, e, domain, actorTokenFile);
   if (domain === 'reuse_detected') return new AgentExit(AGENT_EXIT.revoked, `family revoked: ${e.rawMessage}`);
   if (domain === 'already_rotated')
     return rotatedElsewhere(`the token in ${file}`, e.metadata.get('rotor-successor-id') ?? '', file);
@@ -124,6 +136,19 @@ export function finalError(file: string, e: unknown, doing: string): Error {
     default:
       return new AgentExit(AGENT_EXIT.error, `${doing}: ${describeError(e)}`);
   }
+}
+
+/** The exit for a refused workload proof: what was refused and what to fix, never the JWT. */
+function workloadRefusal(file: string, e: ConnectError, domain: string, actorTokenFile: string | undefined): AgentExit {
+  const message =
+    domain === 'workload_proof_required'
+      ? actorTokenFile === undefined
+        ? `the token in ${file} is bound to a workload: rotating it needs the workload's JWT. Start the agent with --actor-token-file naming the file the workload's JWT is kept in (a Kubernetes projected service-account token, a CI job's id_token)`
+        : `the token in ${file} is bound to a workload and the server received no workload JWT (${e.rawMessage}); check that ${actorTokenFile} holds the JWT`
+      : domain === 'workload_mismatch'
+        ? `the workload JWT in ${actorTokenFile ?? '(none)'} is not the workload the token in ${file} is bound to (${e.rawMessage}): run the agent in that workload, or issue a token bound to this one`
+        : `the server refused the workload JWT in ${actorTokenFile ?? '(none)'} (${e.rawMessage}): the file must hold a current JWT from a trusted issuer, never used for a rotation before (each is accepted once)`;
+  return new AgentExit(AGENT_EXIT.workloadProof, message);
 }
 
 function exit(code: number, message: string): Trigger {

@@ -17,6 +17,7 @@ import { backoffDelay, connectCode, isTransient, type Backoff, type Clock } from
 import {
   clearPending,
   newIdempotencyKey,
+  pendingPath,
   readPending,
   readTokenFile,
   secretFingerprint,
@@ -25,7 +26,7 @@ import {
   type PendingRotation,
 } from './token-file.js';
 
-export { AGENT_EXIT, type AgentResult, type AgentToken } from './agent-verdicts.js';
+export { AGENT_EXIT, AgentExit, type AgentResult, type AgentToken } from './agent-verdicts.js';
 
 /** The server as the agent uses it; `src/cli/agent-command.ts` implements it over Connect, tests fake it. */
 export interface AgentApi {
@@ -58,6 +59,8 @@ export interface AgentOptions {
   /** Runs after each successful write of the token file; failures are logged, never fatal. */
   hook?: (token: AgentToken) => Promise<void>;
   newKey?: () => string;
+  /** The --actor-token-file the api reads the workload JWT of a bound token from; named in messages only. */
+  actorTokenFile?: string;
 }
 
 class Stopped extends Error {}
@@ -117,10 +120,70 @@ class Agent {
         secret = await this.finishRotation(secret, p);
       }
     } catch (e) {
-      if (e instanceof Stopped) return { code: AGENT_EXIT.stopped, message: 'stopped' };
-      if (e instanceof AgentExit) return { code: e.code, message: e.message };
-      return { code: AGENT_EXIT.error, message: e instanceof Error ? e.message : String(e) };
+      if (e instanceof Stopped) {
+        if (await this.pendingExists())
+          this.o.log.info('stopped with a rotation in progress: it stays pending and the next run finishes it', {
+            pending_file: pendingPath(this.o.tokenFile),
+          });
+        return { code: AGENT_EXIT.stopped, message: 'stopped' };
+      }
+      const result =
+        e instanceof AgentExit
+          ? { code: e.code, message: e.message }
+          : { code: AGENT_EXIT.error, message: e instanceof Error ? e.message : String(e) };
+      return { code: result.code, message: result.message + (await this.settlePending(result.code)) };
     }
+  }
+
+  private async pendingExists(): Promise<boolean> {
+    try {
+      return (await readPending(this.o.tokenFile)) !== undefined;
+    } catch {
+      return true; // a malformed record is there too
+    }
+  }
+
+  /**
+   * On a failing exit, never leaves F.pending unexplained: after exit 3 the token in F is dead, so
+   * its pending rotation can never be finished and is removed; otherwise what it is and what
+   * happens to it is added to the message (the next run with the same token retries it).
+   */
+  private async settlePending(code: number): Promise<string> {
+    if (!(await this.pendingExists())) return '';
+    const file = pendingPath(this.o.tokenFile);
+    if (code === AGENT_EXIT.revoked) {
+      try {
+        await clearPending(this.o.tokenFile);
+        return ` (removed ${file}: the rotation it recorded can no longer be finished)`;
+      } catch (e) {
+        return ` (could not remove ${file}: ${e instanceof Error ? e.message : String(e)}; remove it before putting a new token into ${this.o.tokenFile})`;
+      }
+    }
+    return ` (${file} is kept: it records a rotation that may have reached the server; a restart with the same token in ${this.o.tokenFile} retries it with the same idempotency key, and it is discarded once another token is put into ${this.o.tokenFile})`;
+  }
+
+  /**
+   * A final refusal of RotateToken under the pending key. When the token is still ACTIVE no
+   * rotation happened under that key (a committed one would have made it ROTATED), so the
+   * pending record is removed; otherwise it stays for settlePending to explain.
+   */
+  private async refused(secret: string, e: unknown): Promise<Error> {
+    const verdict = finalError(this.o.tokenFile, e, 'rotating the token', this.o.actorTokenFile);
+    let state: TokenState | undefined;
+    try {
+      state = (await this.o.api.describe(secret)).state;
+    } catch {
+      state = undefined;
+    }
+    if (state === TokenState.ACTIVE) {
+      await clearPending(this.o.tokenFile);
+      if (verdict instanceof AgentExit)
+        return new AgentExit(
+          verdict.code,
+          `${verdict.message}; the token in ${this.o.tokenFile} was not rotated and is still active`,
+        );
+    }
+    return verdict;
   }
 
   private async initialSecret(): Promise<string> {
@@ -189,7 +252,7 @@ class Agent {
       try {
         rotated = await this.o.api.rotate(secret, p.idempotencyKey);
       } catch (e) {
-        if (!isTransient(e)) throw finalError(this.o.tokenFile, e, 'rotating the token');
+        if (!isTransient(e)) throw await this.refused(secret, e);
         await this.pause(attempt, 'rotation failed; retrying with the same idempotency key', e);
         continue;
       }

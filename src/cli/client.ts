@@ -2,10 +2,18 @@ import { createClient, type CallOptions, type Client, type Interceptor, type Tra
 import { createConnectTransport } from '@connectrpc/connect-node';
 import { ExpiryService } from '../gen/rotor/v1/expiry_service_pb.js';
 import { TokenService } from '../gen/rotor/v1/token_service_pb.js';
+import { explainTransportErrors } from './transport-errors.js';
 
-/** The CLI talks Connect over HTTP/1.1 to the HTTP port (`ROTOR_SERVER`), unary and streaming alike. */
+/**
+ * The CLI talks Connect over HTTP/1.1 to the HTTP port (`ROTOR_SERVER`), unary and streaming alike;
+ * a server it cannot reach or trust is explained (src/cli/transport-errors.ts).
+ */
 function transport(server: string, interceptors: Interceptor[] = []): Transport {
-  return createConnectTransport({ baseUrl: server, httpVersion: '1.1', interceptors });
+  return createConnectTransport({
+    baseUrl: server,
+    httpVersion: '1.1',
+    interceptors: [explainTransportErrors, ...interceptors],
+  });
 }
 
 /** A Connect client of TokenService on the HTTP port, sending `authorization: Bearer`. */

@@ -1,6 +1,7 @@
 import { ConnectError } from '@connectrpc/connect';
 import { isRotorError } from '../domain/errors.js';
 import { ConfigError } from '../runtime/config-error.js';
+import { inCliTerms } from './cli-output.js';
 import { UsageError } from './usage-error.js';
 
 /**
@@ -26,7 +27,9 @@ export function reportCommandError(e: unknown, usage: string): number {
     return 1;
   }
   if (e instanceof ConnectError) {
-    process.stderr.write(`rotor: ${ConnectError.from(e).code === undefined ? '' : codeName(e)}: ${e.rawMessage}\n`);
+    process.stderr.write(
+      `rotor: ${ConnectError.from(e).code === undefined ? '' : codeName(e)}: ${inCliTerms(e.rawMessage)}\n`,
+    );
     return 1;
   }
   process.stderr.write(`rotor: ${e instanceof Error ? e.message : String(e)}\n`);

@@ -10,9 +10,11 @@ import { agentCommand } from './agent-command.js';
 import { reportCommandError, stopSignal } from './command-errors.js';
 import { tokenCommand } from './token-commands.js';
 import { UsageError } from './usage-error.js';
+import { helpFor } from './help.js';
+import { endQuietlyOnClosedStdout } from './cli-output.js';
 import { watchCommand } from './watch-command.js';
 
-const USAGE = `usage: rotor <command>
+const USAGE = `usage: rotor <command>      (rotor <command> --help, or rotor help <command>: every flag of a command)
   serve                         run the server (ports and storage from ROTOR_* variables)
   migrate                       apply pending database migrations and exit (serve also applies them)
   bootstrap [--owner ID] [--expires-in 90d] [--create]
@@ -30,7 +32,7 @@ const USAGE = `usage: rotor <command>
   watch [--token-id ID]... [--owner ID] [--family ID] [--threshold 1h]... [--after-sequence N]
         [--snapshot] [--json] [--server URL]
                                 print expiry and rotation events; default: the ROTOR_TOKEN token
-  agent --token-file F [--rotate-at-fraction 2/3] [--exec CMD] [--server URL]
+  agent --token-file F [--rotate-at-fraction 2/3] [--exec CMD] [--actor-token-file PATH] [--server URL]
                                 keep the token in F fresh (first token: F, else ROTOR_TOKEN); docs/agent.md
 `;
 
@@ -86,6 +88,12 @@ async function migrateCommand(args: string[]): Promise<void> {
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  endQuietlyOnClosedStdout();
+  const help = helpFor(argv);
+  if (help !== undefined) {
+    process.stdout.write(help);
+    return 0;
+  }
   // serve logs them as JSON lines once its logger exists; every other command says them on stderr.
   if (command !== 'serve') warnUnknownSettings();
   try {
@@ -123,7 +131,8 @@ async function main(argv: string[]): Promise<number> {
     }
   } catch (e) {
     if (e instanceof ConfigError && command === 'serve' && !settingsWarned) warnUnknownSettings();
-    return reportCommandError(e, USAGE);
+    // A usage error prints the failing command's own help (every flag it takes), else the list of commands.
+    return reportCommandError(e, helpFor([...argv, '--help']) ?? USAGE);
   }
 }
 

@@ -1,10 +1,19 @@
 import { timestampDate, timestampFromMs } from '@bufbuild/protobuf/wkt';
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { KIND_TO_PB, STATE_TO_PB } from '../api/token-mapping.js';
 import { TokenKind, TokenState, type Token, type WorkloadBinding } from '../gen/rotor/v1/token_pb.js';
+import { JWT_TOKEN_TYPE, readActorTokenFile } from './actor-token.js';
 import { tokenClient } from './client.js';
-import { parseDuration } from './duration.js';
+import { parseDuration, positiveDuration } from './duration.js';
+import {
+  type FlagTable,
+  TOKEN_CREATE_FLAGS,
+  TOKEN_GET_FLAGS,
+  TOKEN_LIST_FLAGS,
+  TOKEN_REVOKE_FLAGS,
+  TOKEN_ROTATE_FLAGS,
+} from './flag-tables.js';
+import { defaultServerUrl } from './server-url.js';
 import { UsageError } from './usage-error.js';
 
 const KINDS: Readonly<Record<string, TokenKind>> = KIND_TO_PB;
@@ -77,9 +86,6 @@ function expiry(values: { 'expires-in'?: string; 'expires-at'?: string }) {
   return undefined;
 }
 
-/** RFC 8693 token type of a workload JWT. */
-const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
-
 /**
  * `--bind-issuer/--bind-subject/--bind-audience [--bind-claim name=value …]`: a workload binding
  * (docs/workload-identity.md), all three or none; the server validates the values.
@@ -109,85 +115,85 @@ function bindingOf(values: {
  * from ROTOR_ACTOR_TOKEN; never a command-line value, which other users could read in the
  * process list.
  */
-function actorTokenOf(
+async function actorTokenOf(
   file: string | undefined,
   env: NodeJS.ProcessEnv,
-): { actorToken: string; actorTokenType: string } | undefined {
-  let jwt: string | undefined;
-  if (file !== undefined) {
-    try {
-      jwt = readFileSync(file, 'utf8').trim();
-    } catch {
-      throw new UsageError(`--actor-token-file: cannot read ${file}`);
-    }
-    if (jwt === '') throw new UsageError(`--actor-token-file: ${file} is empty`);
-  } else if (env.ROTOR_ACTOR_TOKEN) {
-    jwt = env.ROTOR_ACTOR_TOKEN.trim();
-  }
-  return jwt === undefined ? undefined : { actorToken: jwt, actorTokenType: JWT_TOKEN_TYPE };
+): Promise<{ actorToken: string; actorTokenType: string } | undefined> {
+  if (file !== undefined) return readActorTokenFile(file);
+  const jwt = env.ROTOR_ACTOR_TOKEN?.trim();
+  return jwt ? { actorToken: jwt, actorTokenType: JWT_TOKEN_TYPE } : undefined;
+}
+
+/** The policy flags of `token create` (durations) as a TokenPolicy; undefined fields stay the server's defaults. */
+function policyOf(values: {
+  overlap?: string;
+  'reuse-grace'?: string;
+  'default-lifetime'?: string;
+  'max-lifetime'?: string;
+}) {
+  const seconds = (flag: keyof typeof values, positive: boolean): bigint | undefined => {
+    const text = values[flag];
+    if (text === undefined) return undefined;
+    if (positive) return BigInt(positiveDuration(text, `--${flag}`));
+    const s = parseDuration(text);
+    if (s === undefined) throw new UsageError(`--${flag} must be a duration like 0, 10s, 15m, 12h or 30d`);
+    return BigInt(s);
+  };
+  return {
+    overlapSeconds: seconds('overlap', false),
+    reuseGraceSeconds: seconds('reuse-grace', false),
+    defaultLifetimeSeconds: seconds('default-lifetime', true),
+    maxLifetimeSeconds: seconds('max-lifetime', true),
+  };
+}
+
+/** Parses a subcommand's flags with its table (src/cli/flag-tables.ts), the same one `--help` prints. */
+function parse<T extends FlagTable>(table: T, args: string[]) {
+  return parseArgs({ args, options: table, allowPositionals: true, strict: true });
 }
 
 /** `rotor token create|get|list|rotate|revoke` against a running server over Connect. */
 export async function tokenCommand(args: string[], env: NodeJS.ProcessEnv): Promise<void> {
   const [sub, ...rest] = args;
-  const { values, positionals } = parseArgs({
-    args: rest,
-    allowPositionals: true,
-    options: {
-      server: { type: 'string', default: env.ROTOR_SERVER || 'http://127.0.0.1:8080' },
-      json: { type: 'boolean', default: false },
-      kind: { type: 'string' },
-      owner: { type: 'string' },
-      name: { type: 'string' },
-      description: { type: 'string', default: '' },
-      scope: { type: 'string', multiple: true, default: [] },
-      audience: { type: 'string', multiple: true, default: [] },
-      'expires-in': { type: 'string' },
-      'expires-at': { type: 'string' },
-      family: { type: 'string' },
-      state: { type: 'string' },
-      'page-size': { type: 'string' },
-      'page-token': { type: 'string', default: '' },
-      'idempotency-key': { type: 'string', default: '' },
-      'bind-issuer': { type: 'string' },
-      'bind-subject': { type: 'string' },
-      'bind-audience': { type: 'string' },
-      'bind-claim': { type: 'string', multiple: true, default: [] },
-      'actor-token-file': { type: 'string' },
-    },
-  });
-  const client = tokenClient(values.server, env.ROTOR_TOKEN);
+  const client = (server: string | undefined) => tokenClient(server ?? defaultServerUrl(env), env.ROTOR_TOKEN);
   switch (sub) {
     case 'create': {
+      const { values } = parse(TOKEN_CREATE_FLAGS, rest);
       const kind = lookup(KINDS, values.kind ?? 'personal');
       if (kind === undefined) throw new UsageError(`--kind must be one of ${Object.keys(KINDS).join(', ')}`);
       if (!values.owner || !values.name) throw new UsageError('--owner and --name are required');
+      const expiresAt = expiry(values);
+      if (expiresAt === undefined) throw new UsageError('--expires-in or --expires-at is required');
       const workloadBinding = bindingOf(values);
-      const res = await client.createToken({
+      const policy = { ...policyOf(values), ...(workloadBinding && { workloadBinding }) };
+      const hasPolicy = Object.values(policy).some((v) => v !== undefined);
+      const res = await client(values.server).createToken({
         kind,
         ownerId: values.owner,
         name: values.name,
         description: values.description,
         scopes: values.scope,
         audiences: values.audience,
-        expiresAt: expiry(values),
-        ...(workloadBinding && { policy: { workloadBinding } }),
+        expiresAt,
+        ...(hasPolicy && { policy }),
       });
       printToken(res.token, res.secret, values.json);
       return;
     }
     case 'get': {
+      const { values, positionals } = parse(TOKEN_GET_FLAGS, rest);
       const id = positionals[0];
       if (!id) throw new UsageError('usage: rotor token get ID');
-      printToken((await client.getToken({ id })).token, undefined, values.json);
+      printToken((await client(values.server).getToken({ id })).token, undefined, values.json);
       return;
     }
     case 'list': {
+      const { values } = parse(TOKEN_LIST_FLAGS, rest);
       const state = values.state === undefined ? TokenState.UNSPECIFIED : lookup(STATES, values.state);
       if (state === undefined) throw new UsageError(`--state must be one of ${Object.keys(STATES).join(', ')}`);
       const kind = values.kind === undefined ? TokenKind.UNSPECIFIED : lookup(KINDS, values.kind);
       if (kind === undefined) throw new UsageError(`--kind must be one of ${Object.keys(KINDS).join(', ')}`);
-      const res = await client.listTokens({
+      const res = await client(values.server).listTokens({
         ownerId: values.owner ?? '',
         kind,
         familyId: values.family ?? '',
@@ -211,20 +217,22 @@ export async function tokenCommand(args: string[], env: NodeJS.ProcessEnv): Prom
       return;
     }
     case 'rotate': {
-      const res = await client.rotateToken({
+      const { values, positionals } = parse(TOKEN_ROTATE_FLAGS, rest);
+      const res = await client(values.server).rotateToken({
         id: positionals[0] ?? '',
         idempotencyKey: values['idempotency-key'],
         scopes: values.scope,
         expiresAt: expiry(values),
-        ...actorTokenOf(values['actor-token-file'], env),
+        ...(await actorTokenOf(values['actor-token-file'], env)),
       });
       printToken(res.token, res.secret, values.json);
       return;
     }
     case 'revoke': {
+      const { values, positionals } = parse(TOKEN_REVOKE_FLAGS, rest);
       const id = positionals[0];
       if (!id) throw new UsageError('usage: rotor token revoke ID');
-      printToken((await client.revokeToken({ id })).token, undefined, values.json);
+      printToken((await client(values.server).revokeToken({ id })).token, undefined, values.json);
       return;
     }
     default:

@@ -8,6 +8,8 @@ import { eventJson, eventLine } from './expiry-events.js';
 import { systemClock } from './retry-policy.js';
 import { describeError } from './agent-verdicts.js';
 import { UsageError } from './usage-error.js';
+import { WATCH_FLAGS } from './flag-tables.js';
+import { defaultServerUrl } from './server-url.js';
 
 /**
  * `rotor watch`: prints WatchExpiry events, one per line (human, or JSON with --json), and
@@ -15,21 +17,8 @@ import { UsageError } from './usage-error.js';
  * a final error such as a refused credential (thrown; the CLI exits 1).
  */
 export async function watchCommand(args: string[], env: NodeJS.ProcessEnv, signal: AbortSignal): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      server: { type: 'string', default: env.ROTOR_SERVER || 'http://127.0.0.1:8080' },
-      json: { type: 'boolean', default: false },
-      'token-id': { type: 'string', multiple: true, default: [] },
-      owner: { type: 'string' },
-      family: { type: 'string' },
-      threshold: { type: 'string', multiple: true, default: [] },
-      'after-sequence': { type: 'string' },
-      snapshot: { type: 'boolean', default: false },
-      'max-backoff': { type: 'string', default: '30s' },
-      'idle-timeout': { type: 'string', default: '60s' },
-    },
-  });
+  const { values } = parseArgs({ args, options: WATCH_FLAGS, strict: true });
+  const server = values.server ?? defaultServerUrl(env);
   const secret = env.ROTOR_TOKEN;
   if (!secret)
     throw new UsageError(
@@ -56,12 +45,8 @@ export async function watchCommand(args: string[], env: NodeJS.ProcessEnv, signa
   const maxMs = positiveDuration(values['max-backoff'], '--max-backoff') * 1000;
   const idleTimeoutMs = positiveDuration(values['idle-timeout'], '--idle-timeout') * 1000;
 
-  // `rotor watch | head`: a reader that went away ends the watch quietly, not with a stack trace.
-  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code === 'EPIPE') process.exit(0);
-    throw e;
-  });
-  const { expiry } = rotorClients(values.server);
+  // `rotor watch | head`: src/cli/cli-output.ts ends the process quietly when the reader goes away.
+  const { expiry } = rotorClients(server);
   const open: OpenWatch = (req, sig) => expiry.watchExpiry(req, asBearer(secret, { signal: sig }));
   const events = resumableWatch(open, selection, {
     clock: systemClock,

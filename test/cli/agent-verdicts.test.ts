@@ -142,3 +142,52 @@ describe('what a final server answer means to the agent', () => {
     expect(r.message).toMatch(message);
   });
 });
+
+describe('a refused workload proof (bound token) is exit 6 with what to fix', () => {
+  const refusal = (message: string, code: Code, domain: string) => {
+    const e = new ConnectError(message, code);
+    e.metadata.set('rotor-error', domain);
+    return e;
+  };
+
+  it.each([
+    [
+      refusal(
+        'this token is bound to a workload: rotating it needs actor_token …',
+        Code.Unauthenticated,
+        'workload_proof_required',
+      ),
+      undefined,
+      /^the token in \/run\/token is bound to a workload: rotating it needs the workload's JWT\. Start the agent with --actor-token-file/,
+    ],
+    [
+      refusal(
+        'this token is bound to a workload: rotating it needs actor_token …',
+        Code.Unauthenticated,
+        'workload_proof_required',
+      ),
+      '/var/run/id_token',
+      /^the token in \/run\/token is bound to a workload and the server received no workload JWT .*check that \/var\/run\/id_token holds the JWT$/,
+    ],
+    [
+      refusal('actor_token has expired (exp)', Code.Unauthenticated, 'invalid_workload_token'),
+      '/var/run/id_token',
+      /^the server refused the workload JWT in \/var\/run\/id_token \(actor_token has expired \(exp\)\): the file must hold a current JWT/,
+    ],
+    [
+      refusal(
+        "actor_token does not match the token's workload binding: subject",
+        Code.PermissionDenied,
+        'workload_mismatch',
+      ),
+      '/var/run/id_token',
+      /^the workload JWT in \/var\/run\/id_token is not the workload the token in \/run\/token is bound to \(actor_token does not match the token's workload binding: subject\)/,
+    ],
+  ])('%s', (e, actorFile, message) => {
+    const r = finalError(F, e, 'rotating', actorFile);
+    expect(r).toBeInstanceOf(AgentExit);
+    expect((r as AgentExit).code).toBe(AGENT_EXIT.workloadProof);
+    expect((r as AgentExit).code).toBe(6);
+    expect(r.message).toMatch(message);
+  });
+});

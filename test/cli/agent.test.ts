@@ -372,6 +372,11 @@ describe('rotor agent (fake server, manual clock)', () => {
     const raced = await start();
     expect(raced.code).toBe(AGENT_EXIT.rotatedElsewhere);
     expect(raced.message).toContain('successor tok_other');
+    // Exit 4 keeps F.pending (the key may have reached the server) and says what becomes of it.
+    expect(raced.message).toContain(
+      `(${file}.pending is kept: it records a rotation that may have reached the server;`,
+    );
+    expect(existsSync(`${file}.pending`)).toBe(true);
 
     // The same after the grace: the server revokes the family as reuse → exit 3.
     await clock.advance(20_000);
@@ -383,8 +388,10 @@ describe('rotor agent (fake server, manual clock)', () => {
     const reuse = await start();
     expect(reuse).toEqual({
       code: AGENT_EXIT.revoked,
-      message: 'family revoked: token was already rotated: reuse detected, every token of its family is now revoked',
+      message: `family revoked: token was already rotated: reuse detected, every token of its family is now revoked (removed ${file}.pending: the rotation it recorded can no longer be finished)`,
     });
+    // The family is dead: its pending rotation can never be finished, so it is not left behind.
+    expect(existsSync(`${file}.pending`)).toBe(false);
   });
 
   it('exits 4 when WatchExpiry says another client rotated the token', async () => {

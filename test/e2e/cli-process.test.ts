@@ -228,7 +228,9 @@ describe.each(ENGINES)('rotor CLI, serve process, buf curl, and no secret at res
 
     const without = await runCli(['token', 'rotate', '--server', server], { ROTOR_TOKEN: secret });
     expect(without.code).toBe(1);
-    expect(without.stderr).toContain('this token is bound to a workload: rotating it needs actor_token');
+    expect(without.stderr).toBe(
+      "rotor: unauthenticated: this token is bound to a workload: rotating it needs the workload's JWT (--actor-token-file PATH or ROTOR_ACTOR_TOKEN)\n",
+    );
 
     const jwt = await ci.sign(Date.now());
     secrets.push(jwt);

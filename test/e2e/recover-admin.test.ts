@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/store/database.js';
 import { ENGINES, scratchDatabase, type ScratchDatabase } from '../support/engines.js';
 import { secretsIn } from '../support/leak-scan.js';
-import { runCli, startServe, type ServeProcess } from '../support/process.js';
+import { runCli, startServe, waitFor, type ServeProcess } from '../support/process.js';
 
 const SECRET = '90741e96932df58f7ca547076bc7183c53782a87ac6c0d6330c72e21612b47d4';
 const OTHER_SECRET = '4f1c0b7e2a9d8c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b';
@@ -152,7 +152,10 @@ describe.each(ENGINES)('rotor recover-admin and the server key fingerprint on %s
     expect(events.map((e) => e.token_id)).toContain(secondToken.id);
 
     // The old admin tokens no longer work (the serve process sees the revocation within its cache TTL).
-    const refused = await runCli(['token', 'list', '--server', server, '--owner', 'ops'], { ROTOR_TOKEN: first });
+    const refused = await waitFor('the old admin token to be refused', async () => {
+      const r = await runCli(['token', 'list', '--server', server, '--owner', 'ops'], { ROTOR_TOKEN: first });
+      return r.code === 0 ? undefined : r;
+    });
     expect(refused.code).toBe(1);
     const listed = await runCli(['token', 'get', secondToken.id, '--server', server, '--json'], {
       ROTOR_TOKEN: recovered,

@@ -122,7 +122,13 @@ describe('TLS on both ports', () => {
     const untrusted = await runCli(['token', 'list', '--server', https, '--owner', 'tls-cli', '--json'], {
       ROTOR_TOKEN: s.adminSecret,
     });
-    expect(untrusted.code).not.toBe(0);
+    expect(untrusted.code).toBe(1);
+    // The failure is explained with its fix (src/cli/transport-errors.ts).
+    expect(untrusted.stderr).toMatch(
+      new RegExp(
+        `^rotor: internal: the TLS certificate of ${https} is not trusted \\((UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_GET_ISSUER_CERT_LOCALLY): .*\\); if the server uses a private CA, point NODE_EXTRA_CA_CERTS at its PEM file`,
+      ),
+    );
   });
 });
 
