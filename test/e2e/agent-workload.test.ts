@@ -42,7 +42,7 @@ describe.each(ENGINES)('rotor agent with a workload-bound token (real serve proc
       db = await scratchDatabase();
       env.ROTOR_DATABASE_URL = db.url;
     }
-    const boot = await runCli(['bootstrap', '--owner', 'ops'], env);
+    const boot = await runCli(['bootstrap', '--owner', 'ops', '--create'], env);
     expect(boot.code).toBe(0);
     admin = boot.stdout.trim();
     secrets.push(admin);
