@@ -1,13 +1,16 @@
 import type { DescService } from '@bufbuild/protobuf';
 import type { ConnectError, ConnectRouter, HandlerContext, ServiceImpl } from '@connectrpc/connect';
 import type { AppContext } from '../app/context.js';
+import type { HealthState } from '../app/health-state.js';
 import type { WatchRuntime } from '../app/watch-ports.js';
+import { Health } from '../gen/grpc/health/v1/health_pb.js';
 import { ExpiryService } from '../gen/rotor/v1/expiry_service_pb.js';
 import { HealthService } from '../gen/rotor/v1/health_service_pb.js';
 import { TokenExchangeService } from '../gen/rotor/v1/token_exchange_service_pb.js';
 import { TokenService } from '../gen/rotor/v1/token_service_pb.js';
 import { toConnectError } from './connect-errors.js';
 import { expiryServiceImpl } from './expiry-service-impl.js';
+import { grpcHealthServiceImpl } from './grpc-health-service-impl.js';
 import { healthServiceImpl } from './health-service-impl.js';
 import { RpcStats } from './rpc-stats.js';
 import { mapStreamErrors } from './streams.js';
@@ -87,6 +90,15 @@ export function rotorServices(
   ];
   if (watch) list.push([ExpiryService, expiryServiceImpl(app, watch)]);
   return list.map(([service, impl]) => ({ service, impl: withErrorMapping(app, service, impl, stats) }));
+}
+
+/**
+ * `grpc.health.v1.Health` for the HTTP port (Connect, gRPC-Web). The gRPC port serves the same
+ * service with gRPC's own implementation instead (src/api/grpc-health.ts), so it is not in
+ * rotorServices' list.
+ */
+export function standardHealthService(app: AppContext, state: HealthState, stats: RpcStats): MountedService {
+  return { service: Health, impl: withErrorMapping(app, Health, grpcHealthServiceImpl(state), stats) };
 }
 
 /** Registers the services on a Connect router (the HTTP port). */

@@ -52,6 +52,8 @@ export interface RotorConfig {
   metrics: 'on' | 'token' | 'off';
   /** Connection limits of the gRPC port (README: "Connection limits"). */
   grpcConnections: GrpcConnectionLimits;
+  /** `ROTOR_REFLECTION`: gRPC server reflection (v1 and v1alpha) on the gRPC port. */
+  reflection: boolean;
 }
 
 /** Settings of the expiry scheduler and the WatchExpiry feed. */
@@ -282,10 +284,14 @@ export function loadConfig(env: Env = process.env): RotorConfig {
   const metrics = env.ROTOR_METRICS || 'on';
   if (metrics !== 'on' && metrics !== 'token' && metrics !== 'off')
     throw new ConfigError(`ROTOR_METRICS must be on, token or off, got "${metrics}"`);
+  const reflection = env.ROTOR_REFLECTION || 'on';
+  if (reflection !== 'on' && reflection !== 'off')
+    throw new ConfigError(`ROTOR_REFLECTION must be on or off, got "${reflection}"`);
   const tls = loadTlsConfig(env);
   const grpcConnections = loadGrpcConnectionLimits(env, openFileLimit());
   return {
     grpcConnections,
+    reflection: reflection === 'on',
     tls,
     metrics,
     host,

@@ -1,13 +1,18 @@
 import type { AddressInfo } from 'node:net';
 import { CallTracker } from '../api/call-tracker.js';
+import { addGrpcHealthService } from '../api/grpc-health.js';
 import { listenGrpc, type GrpcListener } from '../api/grpc-listener.js';
+import { addGrpcReflection } from '../api/grpc-reflection.js';
 import { createGrpcServer } from '../api/grpc-server.js';
 import { RpcStats } from '../api/rpc-stats.js';
-import { rotorServices } from '../api/services.js';
+import { rotorServices, standardHealthService } from '../api/services.js';
 import type { AppContext } from '../app/context.js';
+import { HealthState } from '../app/health-state.js';
 import type { Logger } from '../app/logger-port.js';
 import { checkCredential } from '../app/watch.js';
 import { EventFeed } from '../expiry/event-feed.js';
+import { file_grpc_health_v1_health } from '../gen/grpc/health/v1/health_pb.js';
+import { HealthService } from '../gen/rotor/v1/health_service_pb.js';
 import { RetentionJob } from '../expiry/retention.js';
 import { ExpiryScheduler } from '../expiry/scheduler.js';
 import { createHttpServer, httpRequestHandler, type HttpPort } from '../http/http-server.js';
@@ -72,6 +77,7 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
       log,
     });
   } catch (e) {
+    parts.health.close();
     parts.metrics?.close();
     parts.feed.close();
     parts.grpcServer.forceShutdown();
@@ -93,6 +99,7 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
     close: (graceMs = 5000) =>
       shutdown(
         {
+          health: parts.health,
           stopWork: async () => {
             parts.unwake();
             parts.feed.close();
@@ -151,10 +158,14 @@ function closeHttp(http: HttpPort): Promise<void> {
   return new Promise<void>((resolve) => http.server.close(() => resolve()));
 }
 
+/** How old a database verdict the standard health service may answer from (HealthState). */
+const HEALTH_INTERVAL_MS = 2000;
+
 /**
  * Everything that serves the application, not yet started: the WatchExpiry feed (woken by this
  * process's commits and, on PostgreSQL, other replicas' NOTIFYs), the expiry scheduler, the
- * retention job, the services mounted on both ports, the metrics and the gRPC server.
+ * retention job, the services mounted on both ports, the standard health state, the metrics and
+ * the gRPC server (with grpc.health.v1 and, unless turned off, reflection).
  */
 function buildServer(app: RotorApp, config: RotorConfig, log: Logger) {
   const feed = new EventFeed(app.store.events, app.now, log, {
@@ -188,6 +199,16 @@ function buildServer(app: RotorApp, config: RotorConfig, log: Logger) {
   const unwake = app.store.onEventsCommitted(() => feed.wake());
   const rpcStats = new RpcStats();
   const services = rotorServices(app, { feed, thresholdsSeconds: config.expiry.thresholdsSeconds }, rpcStats);
+  const health = new HealthState(() => app.store.ping(), {
+    databaseServices: services.map((m) => m.service.typeName).filter((name) => name !== HealthService.typeName),
+    processServices: [HealthService.typeName],
+    intervalMs: HEALTH_INTERVAL_MS,
+  });
+  const logUnavailable = app.store.onUnavailable;
+  app.store.onUnavailable = (e) => {
+    logUnavailable(e);
+    health.reportUnavailable();
+  };
   const tracker = new CallTracker();
   const httpStats = new HttpRouteStats();
   const metrics =
@@ -205,11 +226,16 @@ function buildServer(app: RotorApp, config: RotorConfig, log: Logger) {
           retention: () => retention.stats(),
         });
   const grpcServer = createGrpcServer(services, log, config.grpcConnections, tracker);
-  const httpHandler = httpRequestHandler(app, services, () => app.store.ping(), tracker, {
+  addGrpcHealthService(grpcServer, health);
+  if (config.reflection) {
+    addGrpcReflection(grpcServer, [...services.map((m) => m.service.file), file_grpc_health_v1_health]);
+  }
+  const httpServices = [...services, standardHealthService(app, health, rpcStats)];
+  const httpHandler = httpRequestHandler(app, httpServices, () => app.store.ping(), tracker, {
     stats: httpStats,
     ...(metrics ? { metrics: { route: metrics.route(), requireToken: config.metrics === 'token' } } : {}),
   });
-  return { feed, scheduler, retention, unwake, tracker, metrics, grpcServer, httpHandler };
+  return { feed, scheduler, retention, unwake, health, tracker, metrics, grpcServer, httpHandler };
 }
 
 /** The start-up line (and its warnings): what is bound, on what, trusting whom; never a secret. */
@@ -229,6 +255,7 @@ function logStart(app: RotorApp, config: RotorConfig, log: Logger, grpcPort: num
     http_port: httpPort,
     grpc_max_connections: config.grpcConnections.maxConnections,
     grpc_max_connections_per_peer: config.grpcConnections.maxConnectionsPerPeer,
+    grpc_reflection: config.reflection ? 'on' : 'off',
     database: app.store.engine,
     secret_source: app.secret.source,
     issuer: app.jwt.issuer,

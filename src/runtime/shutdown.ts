@@ -2,6 +2,7 @@ import type { Server as HttpServer } from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
 import type { CallTracker } from '../api/call-tracker.js';
 import type { GrpcListener } from '../api/grpc-listener.js';
+import type { HealthState } from '../app/health-state.js';
 
 /**
  * After the unary calls have finished, how long shutdown lets streams deliver their UNAVAILABLE
@@ -11,6 +12,8 @@ const STREAM_FLUSH_MS = 1000;
 
 /** What a graceful stop closes, in the order it closes them. */
 export interface ShutdownParts {
+  /** The standard health service: NOT_SERVING first; its watches end once unary calls have. */
+  health: Pick<HealthState, 'drain' | 'close'>;
   /** Stops what produces work or events (the WatchExpiry feed, which ends every stream with UNAVAILABLE; the scheduler; retention). */
   stopWork(): Promise<void>;
   grpcServer: grpc.Server;
@@ -22,13 +25,15 @@ export interface ShutdownParts {
 }
 
 /**
- * Graceful stop: stops the background work and ends every WatchExpiry stream with UNAVAILABLE,
+ * Graceful stop: turns the standard health service NOT_SERVING (a health Watch hears it at once;
+ * a load balancer stops sending), stops the background work and ends every WatchExpiry stream with UNAVAILABLE,
  * stops accepting calls, lets unary calls in flight finish for up to `graceMs` (streams get
  * STREAM_FLUSH_MS after them, not the whole grace), then cuts what is left, and releases the
  * rest (the database last).
  */
 export async function shutdown(parts: ShutdownParts, graceMs: number): Promise<void> {
   const { grpcServer, grpcListener, httpServer, tracker } = parts;
+  parts.health.drain();
   await parts.stopWork();
   const grpcClosed = grpcListener.close();
   const grpcDone = new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
@@ -42,10 +47,13 @@ export async function shutdown(parts: ShutdownParts, graceMs: number): Promise<v
   const cut = await Promise.race([
     allDone.then(() => false),
     after(graceMs).then(() => true),
-    tracker
-      .unaryDrained()
-      .then(() => Promise.race([allDone.then(() => false), after(STREAM_FLUSH_MS).then(() => true)])),
+    tracker.unaryDrained().then(() => {
+      // Health watches have said NOT_SERVING; ending them lets the ports close without the flush wait.
+      parts.health.close();
+      return Promise.race([allDone.then(() => false), after(STREAM_FLUSH_MS).then(() => true)]);
+    }),
   ]);
+  parts.health.close();
   if (cut) {
     grpcServer.forceShutdown();
     grpcListener.destroyAll();

@@ -124,7 +124,13 @@ export class KnexEventRepository implements EventRepository {
   latestSequence(): Promise<number> {
     if (this.inFlightLatest) return this.inFlightLatest;
     const q = this.readLatest();
-    if (this.shareReads) this.inFlightLatest = q.finally(() => (this.inFlightLatest = undefined));
+    if (this.shareReads) {
+      const shared = q.finally(() => (this.inFlightLatest = undefined));
+      // The first caller handles q's failure; without this the shared copy, which no later caller
+      // may ever take, rejects unhandled (Node's default then ends the process in a database outage).
+      shared.catch(() => undefined);
+      this.inFlightLatest = shared;
+    }
     return q;
   }
 

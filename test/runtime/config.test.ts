@@ -114,6 +114,17 @@ describe('ROTOR_METRICS (docs/metrics.md)', () => {
   });
 });
 
+describe('ROTOR_REFLECTION (README: Interfaces)', () => {
+  it('on by default; off turns gRPC server reflection off; anything else is refused', () => {
+    expect(loadConfig(base).reflection).toBe(true);
+    expect(loadConfig({ ...base, ROTOR_REFLECTION: 'on' }).reflection).toBe(true);
+    expect(loadConfig({ ...base, ROTOR_REFLECTION: 'off' }).reflection).toBe(false);
+    expect(() => loadConfig({ ...base, ROTOR_REFLECTION: 'true' })).toThrow(
+      new ConfigError('ROTOR_REFLECTION must be on or off, got "true"'),
+    );
+  });
+});
+
 describe('gRPC connection limits (README: Connection limits)', () => {
   it('defaults: 10 s handshake, 100 per peer, half the open-file limit in all, 5 min idle, 2 h age with 30 s grace, 10,000 streams', () => {
     const limit = openFileLimit();
