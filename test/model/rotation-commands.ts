@@ -56,22 +56,36 @@ class Rotate implements ModelCommand {
   constructor(
     readonly back: number,
     readonly namedBy: NamedBy,
-    readonly key: number | undefined,
+    /** A key of the family's pool; `fresh`: a new key on every try (a guesser); undefined: none. */
+    readonly key: number | 'fresh' | undefined,
     /** The same request sent this many times in a row (a retry loop; a guesser's burst). */
     readonly times: number,
   ) {}
   check = (m: Readonly<RotationModel>) => m.tokens.length > 0;
   async run(m: RotationModel, r: RealSystem): Promise<void> {
     const i = tokenOf(m, this.back);
-    for (let n = 0; n < this.times; n++) await this.once(m, r, i);
+    const start = m.events.length;
+    for (let n = 0; n < this.times; n++) {
+      const family = m.tokens[i]!.family;
+      const fresh = `${family}:fresh:${start}:${n}`;
+      await this.once(
+        m,
+        r,
+        i,
+        this.key === undefined ? undefined : this.key === 'fresh' ? fresh : `${family}:${this.key}`,
+      );
+    }
     await r.verify(m);
   }
-  private async once(m: RotationModel, r: RealSystem, i: number): Promise<void> {
-    const keyName = this.key === undefined ? undefined : `${m.tokens[i]!.family}:${this.key}`;
+  private async once(m: RotationModel, r: RealSystem, i: number, keyName: string | undefined): Promise<void> {
     const actual = await r.rotate(i, this.namedBy, keyName);
     const logged = m.events.length;
+    const racedBefore = m.tokens[i]!.refused.racing > 0;
     const expected = m.rotate(i, this.namedBy, keyName);
     r.note(`rotate ${this.namedBy}: ${answerKind(expected)}`);
+    if (!expected.ok && expected.code === 'reuse_detected' && expected.cause === 'wrong_retry_keys' && racedBefore) {
+      r.note('reuse for late wrong keys after racing ones');
+    }
     for (const e of m.events.slice(logged)) if (e.type === 'retry_refused') r.note(`retry_refused ${e.reason}`);
     const what = `${this} on model token #${i}`;
     if (expected.ok) {
@@ -172,15 +186,44 @@ class Advance implements ModelCommand {
   toString = () => `advance(${this.ms}ms)`;
 }
 
+/**
+ * A guesser ("Wrong retry keys"): presents a rotated token `racing` times with a new key each
+ * while inside the race window, moves the clock 1 ms past the race window when it is not there
+ * yet, then presents it `times` times more, each with a new key.
+ */
+class LateGuesses implements ModelCommand {
+  constructor(
+    readonly back: number,
+    readonly racing: number,
+    readonly times: number,
+  ) {}
+  check = (m: Readonly<RotationModel>) => {
+    const i = pick(m.tokens.length, this.back);
+    return i !== undefined && m.tokens[i]!.revokeReason === 'rotated';
+  };
+  async run(m: RotationModel, r: RealSystem): Promise<void> {
+    const i = tokenOf(m, this.back);
+    const lateFrom = m.tokens[i]!.revokedAt! + RETRY_RACE_WINDOW_MS + 1;
+    if (this.racing > 0 && lateFrom > m.now) await new Rotate(this.back, 'presented', 'fresh', this.racing).run(m, r);
+    if (lateFrom > m.now) await new Advance(lateFrom - m.now).run(m, r);
+    await new Rotate(this.back, 'presented', 'fresh', this.times).run(m, r);
+  }
+  toString = () => `guesses(token ~${this.back}, ${this.racing} racing then ${this.times} late fresh keys)`;
+}
+
 /** The instants where the rules change their answer for one token. */
 type Edge = 'grace' | 'retry' | 'race' | 'overlap' | 'expiry';
 
-/** Moves the clock to just before, at, or just after one of a token's window ends (when that is ahead). */
+/**
+ * Moves the clock to just before, at, or just after one of a token's window ends (when that is
+ * ahead), then, with `probe`, presents the token there (the rotation `probe` describes).
+ */
 class AdvanceToEdge implements ModelCommand {
   constructor(
     readonly back: number,
     readonly edge: Edge,
     readonly offset: -1 | 0 | 1,
+    readonly probe?: Rotate,
   ) {}
   check = (m: Readonly<RotationModel>) => {
     const target = this.target(m);
@@ -191,6 +234,7 @@ class AdvanceToEdge implements ModelCommand {
     m.advance(ms);
     r.clock.t += ms;
     await r.verify(m);
+    await this.probe?.run(m, r);
   }
   private target(m: Readonly<RotationModel>): number | undefined {
     const i = pick(m.tokens.length, this.back);
@@ -207,7 +251,8 @@ class AdvanceToEdge implements ModelCommand {
     }[this.edge];
     return t.revokedAt + length + this.offset;
   }
-  toString = () => `advanceTo(token ~${this.back} ${this.edge} end ${this.offset >= 0 ? '+' : ''}${this.offset}ms)`;
+  toString = () =>
+    `advanceTo(token ~${this.back} ${this.edge} end ${this.offset >= 0 ? '+' : ''}${this.offset}ms)${this.probe ? ` then ${this.probe}` : ''}`;
 }
 
 function answerKind(a: RotationAnswer): string {
@@ -215,25 +260,34 @@ function answerKind(a: RotationAnswer): string {
   return a.code === 'reuse_detected' ? `reuse_detected (${a.cause})` : a.code;
 }
 
-const back = fc.nat({ max: 5 });
-const key = fc.option(fc.nat({ max: 2 }), { nil: undefined, freq: 4 });
+/** Mostly the newest two tokens (the active head and its predecessor), sometimes older ones. */
+const back = fc.oneof({ arbitrary: fc.nat({ max: 1 }), weight: 2 }, { arbitrary: fc.nat({ max: 5 }), weight: 1 });
+const key = fc.option(
+  fc.oneof(
+    { arbitrary: fc.nat({ max: 2 }) as fc.Arbitrary<number | 'fresh'>, weight: 3 },
+    { arbitrary: fc.constant<'fresh'>('fresh'), weight: 1 },
+  ),
+  { nil: undefined, freq: 4 },
+);
 
 /**
- * The command arbitraries, rotations weighted up. Policies: reuse grace 0, 2 or 8 s (the retry
+ * The command arbitraries, rotations weighted up. Policies: reuse grace 0, 2, 8 or 30 s (the retry
  * window of the test app lies between), overlap 0 or 3 s, lifetimes short enough to expire.
  */
 export function commandArbitraries(): fc.Arbitrary<ModelCommand>[] {
   const create = fc
     .record({
-      reuseGraceSeconds: fc.constantFrom(0, 2, 8),
+      reuseGraceSeconds: fc.constantFrom(0, 2, 8, 30),
       overlapSeconds: fc.constantFrom(0, 3),
       lifetimeMs: fc.constantFrom(6_000, 60_000, 3_600_000),
     })
     .map(({ lifetimeMs, ...policy }): ModelCommand => new Create(policy, lifetimeMs));
-  const times = fc.constantFrom(1, 1, 1, 2, 6);
+  const times = fc.constantFrom(1, 1, 1, 2, 3, 7);
   const bySecret = fc.tuple(back, key, times).map(([b, k, n]): ModelCommand => new Rotate(b, 'presented', k, n));
   const byId = fc.tuple(back, key, times).map(([b, k, n]): ModelCommand => new Rotate(b, 'by_id', k, n));
-  const advance = fc.constantFrom(1, 999, 1000, 2000, 3000, 5000, 60_000).map((ms): ModelCommand => new Advance(ms));
+  const advance = fc
+    .constantFrom(1, 999, 1000, 2000, 3000, 3001, 4000, 5000, 60_000)
+    .map((ms): ModelCommand => new Advance(ms));
   const edge = fc
     .tuple(
       back,
@@ -241,6 +295,17 @@ export function commandArbitraries(): fc.Arbitrary<ModelCommand>[] {
       fc.constantFrom<-1 | 0 | 1>(-1, 0, 1),
     )
     .map(([b, e, o]): ModelCommand => new AdvanceToEdge(b, e, o));
+  const probe = fc
+    .tuple(
+      back,
+      fc.constantFrom<Edge>('grace', 'retry', 'race', 'overlap', 'expiry'),
+      fc.constantFrom<-1 | 0 | 1>(-1, 0, 1),
+      key,
+    )
+    .map(([b, e, o, k]): ModelCommand => new AdvanceToEdge(b, e, o, new Rotate(b, 'presented', k, 1)));
+  const guesses = fc
+    .tuple(back, fc.constantFrom(0, 2), fc.constantFrom(1, 6))
+    .map(([b, racing, late]): ModelCommand => new LateGuesses(b, racing, late));
   return [
     create,
     create,
@@ -256,6 +321,9 @@ export function commandArbitraries(): fc.Arbitrary<ModelCommand>[] {
     back.map((b): ModelCommand => new Introspect(b)),
     advance,
     edge,
-    edge,
+    probe,
+    probe,
+    guesses,
+    guesses,
   ];
 }

@@ -26,7 +26,7 @@ import { commandArbitraries } from './rotation-commands.js';
 import { RotationModel } from './rotation-model.js';
 import { RealSystem, type TestClock } from './rotation-system.js';
 
-/** Between the reuse graces the commands draw (0, 2, 8 s), so both orders of the two windows occur. */
+/** Between the reuse graces the commands draw (0, 2, 8, 30 s), so both orders of the two windows occur. */
 const RETRY_WINDOW_SECONDS = 4;
 const MAX_COMMANDS = 60;
 /** The fixed seeds of `npm test`, each run for RUNS_PER_SEED sequences. */
@@ -40,6 +40,7 @@ const REACHED = [
   'rotate presented: already_rotated',
   'rotate presented: reuse_detected (presented_again)',
   'rotate presented: reuse_detected (wrong_retry_keys)',
+  'reuse for late wrong keys after racing ones',
   'rotate presented: token_revoked',
   'rotate presented: token_expired',
   'rotate by_id: rotated',
