@@ -1,0 +1,329 @@
+/**
+ * The commands of the model-based rotation test: each applies one call to the reference model
+ * (rotation-model.ts) and to the application (rotation-system.ts), compares the answers, then
+ * checks the invariants against the database.
+ *
+ * A command names a token by how far back it was minted (`token ~0` is the newest, `~1` the one
+ * before, modulo the number of tokens), and a family likewise, so that shrunk sequences read well
+ * and stay meaningful when earlier commands are dropped. Idempotency keys come from a pool of
+ * three per family (`key 0`..`key 2`), so retries with the same key, and with a wrong one, are
+ * frequent.
+ */
+import fc from 'fast-check';
+import { expect } from 'vitest';
+import {
+  RETRY_RACE_WINDOW_MS,
+  type ModelPolicy,
+  type NamedBy,
+  type RotationAnswer,
+  type RotationModel,
+} from './rotation-model.js';
+import type { Outcome, RealSystem } from './rotation-system.js';
+
+type ModelCommand = fc.AsyncCommand<RotationModel, RealSystem>;
+
+/** Token `back` counted from the newest; undefined when there is none. */
+function pick(count: number, back: number): number | undefined {
+  return count === 0 ? undefined : count - 1 - (back % count);
+}
+
+function tokenOf(m: RotationModel, back: number): number {
+  const i = pick(m.tokens.length, back);
+  if (i === undefined) throw new Error('no token to pick');
+  return i;
+}
+
+class Create implements ModelCommand {
+  constructor(
+    readonly policy: ModelPolicy,
+    readonly lifetimeMs: number,
+  ) {}
+  check = (m: Readonly<RotationModel>) => m.families.length < 6;
+  async run(m: RotationModel, r: RealSystem): Promise<void> {
+    const answer = await r.create(this.policy, this.lifetimeMs);
+    if (!answer.ok) throw new Error(`CreateToken failed: ${answer.code} ${answer.message}`);
+    const i = m.create(this.policy, this.lifetimeMs);
+    r.familyIds.push(answer.familyId);
+    r.adopt(answer.id, answer.secret);
+    expect(r.familyIds.length - 1).toBe(m.tokens[i]!.family);
+    await r.verify(m);
+  }
+  toString = () =>
+    `create(grace ${this.policy.reuseGraceSeconds}s, overlap ${this.policy.overlapSeconds}s, lifetime ${this.lifetimeMs}ms)`;
+}
+
+class Rotate implements ModelCommand {
+  constructor(
+    readonly back: number,
+    readonly namedBy: NamedBy,
+    /** A key of the family's pool; `fresh`: a new key on every try (a guesser); undefined: none. */
+    readonly key: number | 'fresh' | undefined,
+    /** The same request sent this many times in a row (a retry loop; a guesser's burst). */
+    readonly times: number,
+  ) {}
+  check = (m: Readonly<RotationModel>) => m.tokens.length > 0;
+  async run(m: RotationModel, r: RealSystem): Promise<void> {
+    const i = tokenOf(m, this.back);
+    const start = m.events.length;
+    for (let n = 0; n < this.times; n++) {
+      const family = m.tokens[i]!.family;
+      const fresh = `${family}:fresh:${start}:${n}`;
+      await this.once(
+        m,
+        r,
+        i,
+        this.key === undefined ? undefined : this.key === 'fresh' ? fresh : `${family}:${this.key}`,
+      );
+    }
+    await r.verify(m);
+  }
+  private async once(m: RotationModel, r: RealSystem, i: number, keyName: string | undefined): Promise<void> {
+    const actual = await r.rotate(i, this.namedBy, keyName);
+    const logged = m.events.length;
+    const racedBefore = m.tokens[i]!.refused.racing > 0;
+    const expected = m.rotate(i, this.namedBy, keyName);
+    r.note(`rotate ${this.namedBy}: ${answerKind(expected)}`);
+    if (!expected.ok && expected.code === 'reuse_detected' && expected.cause === 'wrong_retry_keys' && racedBefore) {
+      r.note('reuse for late wrong keys after racing ones');
+    }
+    for (const e of m.events.slice(logged)) if (e.type === 'retry_refused') r.note(`retry_refused ${e.reason}`);
+    const what = `${this} on model token #${i}`;
+    if (expected.ok) {
+      expect(actual, what).toMatchObject({ ok: true });
+      const minted = actual as Extract<Outcome, { ok: true }>;
+      if (expected.replayed) {
+        expect({ id: minted.id, sameSecret: minted.secret === r.secret(expected.token) }, `${what}: replay`).toEqual({
+          id: r.id(expected.token),
+          sameSecret: true,
+        });
+      } else {
+        expect({ family: minted.familyId, previous: minted.previousId }, `${what}: successor`).toEqual({
+          family: r.familyId(m.tokens[i]!.family),
+          previous: r.id(i),
+        });
+        r.adopt(minted.id, minted.secret);
+      }
+    } else {
+      const refused = actual.ok ? { ok: true, code: undefined } : { ok: false, code: actual.code };
+      expect(refused, what).toEqual({ ok: false, code: expected.code });
+      const error = actual as Extract<Outcome, { ok: false }>;
+      if (expected.code === 'already_rotated') {
+        expect(error.successorId, `${what}: the successor named`).toBe(r.id(expected.successor));
+      }
+      if (expected.code === 'reuse_detected') {
+        expect(error.message.startsWith('too many wrong idempotency keys'), `${what}: ${error.message}`).toBe(
+          expected.cause === 'wrong_retry_keys',
+        );
+      }
+    }
+  }
+  toString = () =>
+    `rotate(token ~${this.back} ${this.namedBy === 'presented' ? 'by secret' : 'by id'}${this.key === undefined ? '' : `, key ${this.key}`}${this.times === 1 ? '' : `, ${this.times} times`})`;
+}
+
+class RevokeToken implements ModelCommand {
+  constructor(readonly back: number) {}
+  check = (m: Readonly<RotationModel>) => m.tokens.length > 0;
+  async run(m: RotationModel, r: RealSystem): Promise<void> {
+    const i = tokenOf(m, this.back);
+    const actual = await r.revokeToken(i);
+    const logged = m.events.length;
+    m.revokeToken(i);
+    r.note(`revokeToken: ${m.events[logged]?.reason ?? 'no change'}`);
+    expect(actual, `${this} on #${i}`).toMatchObject({ ok: true, id: r.id(i) });
+    await r.verify(m);
+  }
+  toString = () => `revokeToken(token ~${this.back})`;
+}
+
+class RevokeFamily implements ModelCommand {
+  constructor(readonly back: number) {}
+  check = (m: Readonly<RotationModel>) => m.families.length > 0;
+  async run(m: RotationModel, r: RealSystem): Promise<void> {
+    const f = pick(m.families.length, this.back)!;
+    const count = await r.revokeFamily(f);
+    expect(count, `${this}: revoked_count`).toBe(m.revokeFamily(f));
+    await r.verify(m);
+  }
+  toString = () => `revokeFamily(family ~${this.back})`;
+}
+
+class Authenticate implements ModelCommand {
+  constructor(readonly back: number) {}
+  check = (m: Readonly<RotationModel>) => m.tokens.length > 0;
+  async run(m: RotationModel, r: RealSystem): Promise<void> {
+    const i = tokenOf(m, this.back);
+    const actual = await r.authenticate(i);
+    const expected = m.authenticate(i);
+    r.note(`authenticate: ${expected.ok ? 'ok' : expected.code}${m.state(i) === 'rotated' ? ' (rotated)' : ''}`);
+    expect(actual.ok ? { ok: true } : { ok: false, code: actual.code }, `${this} on #${i}`).toEqual(expected);
+    await r.verify(m);
+  }
+  toString = () => `authenticate(token ~${this.back})`;
+}
+
+class Introspect implements ModelCommand {
+  constructor(readonly back: number) {}
+  check = (m: Readonly<RotationModel>) => m.tokens.length > 0;
+  async run(m: RotationModel, r: RealSystem): Promise<void> {
+    const i = tokenOf(m, this.back);
+    const active = m.introspect(i);
+    r.note(`introspect: ${active ? 'active' : 'inactive'}${m.state(i) === 'rotated' ? ' (rotated)' : ''}`);
+    expect(await r.introspect(i), `${this} on #${i}: active`).toBe(active);
+    await r.verify(m);
+  }
+  toString = () => `introspect(token ~${this.back})`;
+}
+
+class Advance implements ModelCommand {
+  constructor(readonly ms: number) {}
+  check = () => true;
+  async run(m: RotationModel, r: RealSystem): Promise<void> {
+    m.advance(this.ms);
+    r.clock.t += this.ms;
+    await r.verify(m);
+  }
+  toString = () => `advance(${this.ms}ms)`;
+}
+
+/**
+ * A guesser ("Wrong retry keys"): presents a rotated token `racing` times with a new key each
+ * while inside the race window, moves the clock 1 ms past the race window when it is not there
+ * yet, then presents it `times` times more, each with a new key.
+ */
+class LateGuesses implements ModelCommand {
+  constructor(
+    readonly back: number,
+    readonly racing: number,
+    readonly times: number,
+  ) {}
+  check = (m: Readonly<RotationModel>) => {
+    const i = pick(m.tokens.length, this.back);
+    return i !== undefined && m.tokens[i]!.revokeReason === 'rotated';
+  };
+  async run(m: RotationModel, r: RealSystem): Promise<void> {
+    const i = tokenOf(m, this.back);
+    const lateFrom = m.tokens[i]!.revokedAt! + RETRY_RACE_WINDOW_MS + 1;
+    if (this.racing > 0 && lateFrom > m.now) await new Rotate(this.back, 'presented', 'fresh', this.racing).run(m, r);
+    if (lateFrom > m.now) await new Advance(lateFrom - m.now).run(m, r);
+    await new Rotate(this.back, 'presented', 'fresh', this.times).run(m, r);
+  }
+  toString = () => `guesses(token ~${this.back}, ${this.racing} racing then ${this.times} late fresh keys)`;
+}
+
+/** The instants where the rules change their answer for one token. */
+type Edge = 'grace' | 'retry' | 'race' | 'overlap' | 'expiry';
+
+/**
+ * Moves the clock to just before, at, or just after one of a token's window ends (when that is
+ * ahead), then, with `probe`, presents the token there (the rotation `probe` describes).
+ */
+class AdvanceToEdge implements ModelCommand {
+  constructor(
+    readonly back: number,
+    readonly edge: Edge,
+    readonly offset: -1 | 0 | 1,
+    readonly probe?: Rotate,
+  ) {}
+  check = (m: Readonly<RotationModel>) => {
+    const target = this.target(m);
+    return target !== undefined && target > m.now;
+  };
+  async run(m: RotationModel, r: RealSystem): Promise<void> {
+    const ms = this.target(m)! - m.now;
+    m.advance(ms);
+    r.clock.t += ms;
+    await r.verify(m);
+    await this.probe?.run(m, r);
+  }
+  private target(m: Readonly<RotationModel>): number | undefined {
+    const i = pick(m.tokens.length, this.back);
+    if (i === undefined) return undefined;
+    const t = m.tokens[i]!;
+    if (this.edge === 'expiry') return t.expiresAt + this.offset;
+    if (t.revokeReason !== 'rotated' || t.revokedAt === null) return undefined;
+    const policy = m.families[t.family]!.policy;
+    const length = {
+      grace: policy.reuseGraceSeconds * 1000,
+      retry: m.retryWindowSeconds * 1000,
+      race: RETRY_RACE_WINDOW_MS,
+      overlap: policy.overlapSeconds * 1000,
+    }[this.edge];
+    return t.revokedAt + length + this.offset;
+  }
+  toString = () =>
+    `advanceTo(token ~${this.back} ${this.edge} end ${this.offset >= 0 ? '+' : ''}${this.offset}ms)${this.probe ? ` then ${this.probe}` : ''}`;
+}
+
+function answerKind(a: RotationAnswer): string {
+  if (a.ok) return a.replayed ? 'replayed' : 'rotated';
+  return a.code === 'reuse_detected' ? `reuse_detected (${a.cause})` : a.code;
+}
+
+/** Mostly the newest two tokens (the active head and its predecessor), sometimes older ones. */
+const back = fc.oneof({ arbitrary: fc.nat({ max: 1 }), weight: 2 }, { arbitrary: fc.nat({ max: 5 }), weight: 1 });
+const key = fc.option(
+  fc.oneof(
+    { arbitrary: fc.nat({ max: 2 }) as fc.Arbitrary<number | 'fresh'>, weight: 3 },
+    { arbitrary: fc.constant<'fresh'>('fresh'), weight: 1 },
+  ),
+  { nil: undefined, freq: 4 },
+);
+
+/**
+ * The command arbitraries, rotations weighted up. Policies: reuse grace 0, 2, 8 or 30 s (the retry
+ * window of the test app lies between), overlap 0 or 3 s, lifetimes short enough to expire.
+ */
+export function commandArbitraries(): fc.Arbitrary<ModelCommand>[] {
+  const create = fc
+    .record({
+      reuseGraceSeconds: fc.constantFrom(0, 2, 8, 30),
+      overlapSeconds: fc.constantFrom(0, 3),
+      lifetimeMs: fc.constantFrom(6_000, 60_000, 3_600_000),
+    })
+    .map(({ lifetimeMs, ...policy }): ModelCommand => new Create(policy, lifetimeMs));
+  const times = fc.constantFrom(1, 1, 1, 2, 3, 7);
+  const bySecret = fc.tuple(back, key, times).map(([b, k, n]): ModelCommand => new Rotate(b, 'presented', k, n));
+  const byId = fc.tuple(back, key, times).map(([b, k, n]): ModelCommand => new Rotate(b, 'by_id', k, n));
+  const advance = fc
+    .constantFrom(1, 999, 1000, 2000, 3000, 3001, 4000, 5000, 60_000)
+    .map((ms): ModelCommand => new Advance(ms));
+  const edge = fc
+    .tuple(
+      back,
+      fc.constantFrom<Edge>('grace', 'retry', 'race', 'overlap', 'expiry'),
+      fc.constantFrom<-1 | 0 | 1>(-1, 0, 1),
+    )
+    .map(([b, e, o]): ModelCommand => new AdvanceToEdge(b, e, o));
+  const probe = fc
+    .tuple(
+      back,
+      fc.constantFrom<Edge>('grace', 'retry', 'race', 'overlap', 'expiry'),
+      fc.constantFrom<-1 | 0 | 1>(-1, 0, 1),
+      key,
+    )
+    .map(([b, e, o, k]): ModelCommand => new AdvanceToEdge(b, e, o, new Rotate(b, 'presented', k, 1)));
+  const guesses = fc
+    .tuple(back, fc.constantFrom(0, 2), fc.constantFrom(1, 6))
+    .map(([b, racing, late]): ModelCommand => new LateGuesses(b, racing, late));
+  return [
+    create,
+    create,
+    bySecret,
+    bySecret,
+    bySecret,
+    bySecret,
+    byId,
+    byId,
+    back.map((b): ModelCommand => new RevokeToken(b)),
+    back.map((b): ModelCommand => new RevokeFamily(b)),
+    back.map((b): ModelCommand => new Authenticate(b)),
+    back.map((b): ModelCommand => new Introspect(b)),
+    advance,
+    edge,
+    probe,
+    probe,
+    guesses,
+    guesses,
+  ];
+}

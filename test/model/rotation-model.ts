@@ -1,0 +1,297 @@
+/**
+ * A reference model of token rotation, written from docs/rotation.md alone ("The rules, in order",
+ * "Wrong retry keys", "Changes to one family are serialised", "States of a token and of a
+ * family") and docs/watch-expiry.md "Events". It imports nothing from src/: the model-based test
+ * (rotation-model.test.ts) runs random command sequences against it and against the real
+ * application, and any disagreement is either a bug in the service or a gap in the doc.
+ *
+ * Tokens and families are named by their index in this model; the test maps indices to real ids.
+ * Time is milliseconds on the model's own clock, moved only by `advance`.
+ *
+ * Where the doc does not say whether an instant at the very end of a window is inside it, the
+ * model takes one reading and says so (`BOUNDARIES`); the report of the test lists them.
+ */
+
+/** docs/rotation.md "Wrong retry keys": "After `MAX_REFUSED_RETRY_KEYS` (5) such refusals, the next wrong key is reuse". */
+export const MAX_REFUSED_RETRY_KEYS = 5;
+/** docs/rotation.md "Wrong retry keys": racing wrong keys count "against a limit of its own, `MAX_RACING_RETRY_KEYS` (64)". */
+export const MAX_RACING_RETRY_KEYS = 64;
+/** docs/rotation.md "Wrong retry keys": "a wrong key that arrives within `RETRY_RACE_WINDOW_MS` (3 s) of the rotation". */
+export const RETRY_RACE_WINDOW_MS = 3000;
+
+/**
+ * The model's reading of window ends the doc leaves open. Expiry is the doc's own rule ("now ≥
+ * expires_at → EXPIRED"); the reuse grace, the retry window and the overlap window are read the
+ * same way (the end instant is outside). The race window is "within 3 s of the rotation": a key
+ * 3 s after the rotation is still racing.
+ */
+export const BOUNDARIES = {
+  graceEndExclusive: true,
+  retryWindowEndExclusive: true,
+  overlapEndExclusive: true,
+  raceWindowEndInclusive: true,
+} as const;
+
+/** docs/rotation.md "States of a token and of a family". */
+export type ModelState = 'active' | 'rotated' | 'revoked' | 'expired';
+
+/** The four revocation reasons a token row can carry (docs/design.md, Token record). */
+export type RevokeReason = 'rotated' | 'revoked' | 'family_revoked' | 'reuse_detected';
+
+/** How a rotation named its token: by presenting the secret, or by id (admin). */
+export type NamedBy = 'presented' | 'by_id';
+
+/** The per-token policy knobs the model varies (seconds), inherited by every successor. */
+export interface ModelPolicy {
+  reuseGraceSeconds: number;
+  overlapSeconds: number;
+}
+
+export interface ModelToken {
+  family: number;
+  previous: number | null;
+  successor: number | null;
+  createdAt: number;
+  expiresAt: number;
+  revokedAt: number | null;
+  revokeReason: RevokeReason | null;
+  /** Set when RevokeToken ended the overlap window of a rotated token (rule 7). */
+  overlapEnded: boolean;
+  /** The rotation that superseded it: its idempotency key (a name; null: none) and how it named the token. */
+  rotation: { key: string | null; namedBy: NamedBy } | null;
+  /** Wrong idempotency keys refused for it so far, by kind ("Wrong retry keys"). */
+  refused: { racing: number; late: number };
+}
+
+export interface ModelFamily {
+  policy: ModelPolicy;
+}
+
+/** One row of `token_events` as the doc describes it (docs/watch-expiry.md "Events"). */
+export interface ModelEvent {
+  type: 'created' | 'rotated' | 'replayed' | 'retry_refused' | 'revoked' | 'family_revoked';
+  token: number;
+  family: number;
+  successor: number | null;
+  /** `created`: 'created' for a new family, 'rotated' for a successor (the SNAPSHOT reason). */
+  reason: string | null;
+}
+
+/** What a rotation answers. */
+export type RotationAnswer =
+  | { ok: true; token: number; replayed: boolean }
+  | { ok: false; code: 'already_rotated'; successor: number }
+  | { ok: false; code: 'reuse_detected'; cause: 'presented_again' | 'wrong_retry_keys' }
+  | { ok: false; code: 'token_revoked' | 'token_expired' | 'not_rotatable' };
+
+/** What authenticating a presented secret answers (docs/rotation.md "Errors"). */
+export type AuthAnswer = { ok: true } | { ok: false; code: 'token_revoked' | 'token_expired' };
+
+export class RotationModel {
+  readonly tokens: ModelToken[] = [];
+  readonly families: ModelFamily[] = [];
+  /** The expected event log, in commit order. */
+  readonly events: ModelEvent[] = [];
+
+  /**
+   * @param now the model clock (ms)
+   * @param retryWindowSeconds `ROTOR_RETRY_WINDOW_SECONDS` (rule 3), a server limit
+   */
+  constructor(
+    public now: number,
+    readonly retryWindowSeconds: number,
+  ) {}
+
+  advance(ms: number): void {
+    this.now += ms;
+  }
+
+  /** "State is derived from stored timestamps, never stored". */
+  state(i: number): ModelState {
+    const t = this.token(i);
+    if (t.revokedAt !== null) return t.revokeReason === 'rotated' ? 'rotated' : 'revoked';
+    return this.now >= t.expiresAt ? 'expired' : 'active';
+  }
+
+  /**
+   * Rule 7 and design.md "States": an active token authenticates; a rotated one until
+   * `min(expires_at, rotated_at + overlap)`, cut short when its successor is rotated, revoked or
+   * expires, or when RevokeToken ended its window; nothing else does.
+   */
+  usable(i: number): boolean {
+    const t = this.token(i);
+    const state = this.state(i);
+    if (state === 'active') return true;
+    if (state !== 'rotated') return false;
+    const end = Math.min(t.expiresAt, (t.revokedAt ?? 0) + this.policyOf(i).overlapSeconds * 1000);
+    return this.before(end, BOUNDARIES.overlapEndExclusive) && !t.overlapEnded && this.state(t.successor!) === 'active';
+  }
+
+  /** CreateToken: the first token of a new family, and its `created` event. */
+  create(policy: ModelPolicy, lifetimeMs: number): number {
+    const family = this.families.push({ policy }) - 1;
+    const token = this.mint(family, null, lifetimeMs);
+    this.log({ type: 'created', token, family, successor: null, reason: 'created' });
+    return token;
+  }
+
+  /**
+   * Rules 2, 3, 5 and 6 for a request naming token `i` (by its secret, or by id as an admin),
+   * with an optional idempotency key (`key` is its name in the test's key pool).
+   */
+  rotate(i: number, namedBy: NamedBy, key: string | undefined): RotationAnswer {
+    const state = this.state(i);
+    // Rule 2 sends a superseded token to rule 3 even after it expired.
+    if (state === 'rotated') return this.superseded(i, namedBy, key);
+    if (state === 'revoked' || state === 'expired') {
+      if (namedBy === 'by_id') return { ok: false, code: 'not_rotatable' };
+      return { ok: false, code: state === 'revoked' ? 'token_revoked' : 'token_expired' };
+    }
+    // Rule 5: with no requested expiry and no default lifetime, the successor lives as long as
+    // the predecessor was issued for (the lifetimes here are far below the max lifetime).
+    const t = this.token(i);
+    const successor = this.mint(t.family, i, t.expiresAt - t.createdAt);
+    // Rule 6: the predecessor is revoked with reason `rotated` and linked to its successor.
+    t.revokedAt = this.now;
+    t.revokeReason = 'rotated';
+    t.successor = successor;
+    t.rotation = { key: key ?? null, namedBy };
+    this.log({ type: 'rotated', token: i, family: t.family, successor, reason: 'rotated' });
+    this.log({ type: 'created', token: successor, family: t.family, successor: null, reason: 'rotated' });
+    return { ok: true, token: successor, replayed: false };
+  }
+
+  /** Rule 3, and "Wrong retry keys". */
+  private superseded(i: number, namedBy: NamedBy, key: string | undefined): RotationAnswer {
+    const t = this.token(i);
+    const successor = t.successor!;
+    const rotatedAt = t.revokedAt!;
+    const rotation = t.rotation!;
+    // "its successor is still the active head"
+    const immediate = this.state(successor) === 'active';
+    const sameKey = key !== undefined && rotation.key === key;
+    if (
+      immediate &&
+      sameKey &&
+      this.before(rotatedAt + this.retryWindowSeconds * 1000, BOUNDARIES.retryWindowEndExclusive)
+    ) {
+      // The secret is re-derived from what names the token (its secret, or its id when it was
+      // rotated by id) and the key, then checked against the stored digest. The same key under
+      // the other naming derives another secret; the doc does not say the answer then, and the
+      // model says "already rotated", with nothing logged or counted.
+      if (namedBy !== rotation.namedBy) return { ok: false, code: 'already_rotated', successor };
+      this.log({ type: 'replayed', token: i, family: t.family, successor, reason: null });
+      return { ok: true, token: successor, replayed: true };
+    }
+    // "Rotation by id never triggers reuse detection: naming a superseded token is a stale request."
+    if (namedBy === 'by_id') return { ok: false, code: 'already_rotated', successor };
+    const graceEnd = rotatedAt + this.policyOf(i).reuseGraceSeconds * 1000;
+    if (immediate && this.before(graceEnd, BOUNDARIES.graceEndExclusive)) {
+      // "A request without a key guesses nothing and is not counted", nor does the right key.
+      if (key === undefined || sameKey) return { ok: false, code: 'already_rotated', successor };
+      const elapsed = this.now - rotatedAt;
+      const racing = BOUNDARIES.raceWindowEndInclusive
+        ? elapsed <= RETRY_RACE_WINDOW_MS
+        : elapsed < RETRY_RACE_WINDOW_MS;
+      const count = racing ? t.refused.racing : t.refused.late;
+      if (count >= (racing ? MAX_RACING_RETRY_KEYS : MAX_REFUSED_RETRY_KEYS)) {
+        this.revokeFamilyMembers(t.family, 'reuse_detected');
+        return { ok: false, code: 'reuse_detected', cause: 'wrong_retry_keys' };
+      }
+      if (racing) t.refused.racing++;
+      else t.refused.late++;
+      const reason = racing ? 'racing_rotation' : 'wrong_idempotency_key';
+      this.log({ type: 'retry_refused', token: i, family: t.family, successor, reason });
+      return { ok: false, code: 'already_rotated', successor };
+    }
+    this.revokeFamilyMembers(t.family, 'reuse_detected');
+    return { ok: false, code: 'reuse_detected', cause: 'presented_again' };
+  }
+
+  /**
+   * RevokeToken: an active token is revoked; a rotated one inside its overlap window has the
+   * window ended and stays rotated; anything else is left as it is (and the call still succeeds).
+   */
+  revokeToken(i: number): void {
+    const t = this.token(i);
+    const state = this.state(i);
+    if (state === 'active') {
+      t.revokedAt = this.now;
+      t.revokeReason = 'revoked';
+      this.log({ type: 'revoked', token: i, family: t.family, successor: null, reason: 'revoked' });
+    } else if (state === 'rotated' && this.usable(i)) {
+      t.overlapEnded = true;
+      this.log({ type: 'revoked', token: i, family: t.family, successor: null, reason: 'overlap_ended' });
+    }
+  }
+
+  /** RevokeFamily: the answer counts every member it revoked. */
+  revokeFamily(family: number): number {
+    return this.revokeFamilyMembers(family, 'family_revoked');
+  }
+
+  /** Rule 1 plus "Errors" for an ordinary call: a rotated token past its window is `token_revoked`. */
+  authenticate(i: number): AuthAnswer {
+    if (this.usable(i)) return { ok: true };
+    return { ok: false, code: this.state(i) === 'expired' ? 'token_expired' : 'token_revoked' };
+  }
+
+  /** IntrospectToken by a privileged caller: `active` exactly when the token authenticates. */
+  introspect(i: number): boolean {
+    return this.usable(i);
+  }
+
+  /** The policy of token `i` (its family's: successors inherit it). */
+  policyOf(i: number): ModelPolicy {
+    return this.families[this.token(i).family]!.policy;
+  }
+
+  token(i: number): ModelToken {
+    const t = this.tokens[i];
+    if (t === undefined) throw new Error(`model: no token #${i}`);
+    return t;
+  }
+
+  /**
+   * Reuse detection and RevokeFamily: "every token of the family is revoked", one
+   * `family_revoked` event per member, "the rotated ones included"; members already revoked for
+   * another reason stay as they are.
+   */
+  private revokeFamilyMembers(family: number, reason: 'family_revoked' | 'reuse_detected'): number {
+    let count = 0;
+    this.tokens.forEach((t, i) => {
+      if (t.family !== family || (t.revokedAt !== null && t.revokeReason !== 'rotated')) return;
+      t.revokedAt = this.now;
+      t.revokeReason = reason;
+      count++;
+      this.log({ type: 'family_revoked', token: i, family, successor: null, reason });
+    });
+    return count;
+  }
+
+  /** True while `now` is before `end` (or at it, when the end instant belongs to the window). */
+  private before(end: number, endExclusive: boolean): boolean {
+    return endExclusive ? this.now < end : this.now <= end;
+  }
+
+  private mint(family: number, previous: number | null, lifetimeMs: number): number {
+    return (
+      this.tokens.push({
+        family,
+        previous,
+        successor: null,
+        createdAt: this.now,
+        expiresAt: this.now + lifetimeMs,
+        revokedAt: null,
+        revokeReason: null,
+        overlapEnded: false,
+        rotation: null,
+        refused: { racing: 0, late: 0 },
+      }) - 1
+    );
+  }
+
+  private log(e: ModelEvent): void {
+    this.events.push(e);
+  }
+}
