@@ -18,21 +18,7 @@ export async function bootstrapAdmin(
   opts: { ownerId: string; lifetimeSeconds: number },
 ): Promise<MintedToken> {
   const now = app.now();
-  const lifetime = Math.min(opts.lifetimeSeconds, app.limits.maxLifetimeSeconds);
-  const minted = mintBootstrap(
-    app,
-    {
-      kind: 'service_account',
-      ownerId: opts.ownerId,
-      name: 'bootstrap admin',
-      description: 'created by rotor bootstrap',
-      scopes: [SCOPE_ADMIN, SCOPE_ROTATE, SCOPE_INTROSPECT],
-      audiences: [],
-      expiresAt: now + lifetime * 1000,
-      policy: {},
-    },
-    now,
-  );
+  const minted = mintAdmin(app, opts, 'bootstrap', now);
   await app.store.transaction(
     async (tx) => {
       if (await tx.tokens.existsActiveWithScope(SCOPE_ADMIN, now)) {
@@ -43,4 +29,32 @@ export async function bootstrapAdmin(
     { lock: 'bootstrap' },
   );
   return minted;
+}
+
+/**
+ * The admin token `rotor bootstrap` and `rotor recover-admin` mint (not stored yet): a service
+ * account of `ownerId` with rotor:admin, rotor:rotate and rotor:introspect, living
+ * `lifetimeSeconds` capped by the server's max lifetime, named after the command that made it.
+ */
+export function mintAdmin(
+  app: AppContext,
+  opts: { ownerId: string; lifetimeSeconds: number },
+  by: 'bootstrap' | 'recover-admin',
+  now: number,
+): MintedToken {
+  const lifetime = Math.min(opts.lifetimeSeconds, app.limits.maxLifetimeSeconds);
+  return mintBootstrap(
+    app,
+    {
+      kind: 'service_account',
+      ownerId: opts.ownerId,
+      name: by === 'bootstrap' ? 'bootstrap admin' : 'recovered admin',
+      description: `created by rotor ${by}`,
+      scopes: [SCOPE_ADMIN, SCOPE_ROTATE, SCOPE_INTROSPECT],
+      audiences: [],
+      expiresAt: now + lifetime * 1000,
+      policy: {},
+    },
+    now,
+  );
 }

@@ -1,8 +1,9 @@
 import { RotorError } from '../domain/errors.js';
 import type { MintedToken } from '../domain/new-token.js';
-import { SCOPE_ADMIN, SCOPE_INTROSPECT, SCOPE_ROTATE } from '../domain/scopes.js';
+import { SCOPE_ADMIN } from '../domain/scopes.js';
 import type { AppContext } from './context.js';
-import { eventOf, insertCreated, mintBootstrap, type Who } from './token-service.js';
+import { mintAdmin } from './bootstrap.js';
+import { eventOf, insertCreated, type Who } from './token-service.js';
 
 /** The actor of the events `rotor recover-admin` writes. */
 const RECOVERY: Who = { actor: 'recover-admin', peer: null };
@@ -30,21 +31,7 @@ export async function recoverAdmin(
   opts: { ownerId: string; lifetimeSeconds: number },
 ): Promise<Recovery> {
   const now = app.now();
-  const lifetime = Math.min(opts.lifetimeSeconds, app.limits.maxLifetimeSeconds);
-  const minted = mintBootstrap(
-    app,
-    {
-      kind: 'service_account',
-      ownerId: opts.ownerId,
-      name: 'recovered admin',
-      description: 'created by rotor recover-admin',
-      scopes: [SCOPE_ADMIN, SCOPE_ROTATE, SCOPE_INTROSPECT],
-      audiences: [],
-      expiresAt: now + lifetime * 1000,
-      policy: {},
-    },
-    now,
-  );
+  const minted = mintAdmin(app, opts, 'recover-admin', now);
   const revokedIds = await app.store.transaction(
     async (tx) => {
       const revoked: string[] = [];

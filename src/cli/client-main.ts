@@ -1,8 +1,8 @@
-import { agentCommand } from './agent-command.js';
-import { reportCommandError, stopSignal } from './command-errors.js';
-import { tokenCommand } from './token-commands.js';
+import { endQuietlyOnClosedStdout } from './cli-output.js';
+import { CLIENT_COMMANDS, runClientCommand } from './client-commands.js';
+import { reportCommandError } from './command-errors.js';
+import { helpFor } from './help.js';
 import { UsageError } from './usage-error.js';
-import { watchCommand } from './watch-command.js';
 
 /**
  * The entry point of the self-contained client (`npm run build:client` bundles it into
@@ -25,23 +25,19 @@ const USAGE = `usage: rotor <command>        (the client: serve, migrate and boo
                                 keep the token in F fresh (first token: F, else ROTOR_TOKEN); docs/agent.md
 `;
 
-const SERVER_COMMANDS = new Set(['serve', 'migrate', 'bootstrap']);
+const SERVER_COMMANDS = new Set(['serve', 'migrate', 'bootstrap', 'recover-admin']);
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  endQuietlyOnClosedStdout();
+  const help = command !== undefined && CLIENT_COMMANDS.has(command) ? helpFor(argv) : undefined;
+  if (help !== undefined) {
+    process.stdout.write(help);
+    return 0;
+  }
   try {
+    if (command !== undefined && CLIENT_COMMANDS.has(command)) return await runClientCommand(command, rest);
     switch (command) {
-      case 'token':
-        await tokenCommand(rest, process.env);
-        return 0;
-      case 'watch':
-        await watchCommand(rest, process.env, stopSignal());
-        return 0;
-      case 'agent': {
-        const result = await agentCommand(rest, process.env, stopSignal());
-        if (result.code !== 0) process.stderr.write(`rotor agent: ${result.message}\n`);
-        return result.code;
-      }
       case undefined:
       case 'help':
       case '--help':
@@ -53,7 +49,10 @@ async function main(argv: string[]): Promise<number> {
         throw new UsageError(`unknown command "${command}"`);
     }
   } catch (e) {
-    return reportCommandError(e, USAGE);
+    return reportCommandError(
+      e,
+      (command !== undefined && CLIENT_COMMANDS.has(command) && helpFor([...argv, '--help'])) || USAGE,
+    );
   }
 }
 

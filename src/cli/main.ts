@@ -6,13 +6,11 @@ import { unknownSettingWarnings } from '../runtime/setting-names.js';
 import { startRotor } from '../runtime/server.js';
 import { describeDatabase, migrate, openDatabase } from '../store/database.js';
 import { bootstrapCommand, recoverAdminCommand } from './admin-commands.js';
-import { agentCommand } from './agent-command.js';
-import { reportCommandError, stopSignal } from './command-errors.js';
-import { tokenCommand } from './token-commands.js';
+import { reportCommandError } from './command-errors.js';
+import { runClientCommand } from './client-commands.js';
 import { UsageError } from './usage-error.js';
 import { helpFor } from './help.js';
 import { endQuietlyOnClosedStdout } from './cli-output.js';
-import { watchCommand } from './watch-command.js';
 
 const USAGE = `usage: rotor <command>      (rotor <command> --help, or rotor help <command>: every flag of a command)
   serve                         run the server (ports and storage from ROTOR_* variables)
@@ -111,16 +109,9 @@ async function main(argv: string[]): Promise<number> {
         await recoverAdminCommand(rest);
         return 0;
       case 'token':
-        await tokenCommand(rest, process.env);
-        return 0;
       case 'watch':
-        await watchCommand(rest, process.env, stopSignal());
-        return 0;
-      case 'agent': {
-        const result = await agentCommand(rest, process.env, stopSignal());
-        if (result.code !== 0) process.stderr.write(`rotor agent: ${result.message}\n`);
-        return result.code;
-      }
+      case 'agent':
+        return await runClientCommand(command, rest);
       case undefined:
       case 'help':
       case '--help':

@@ -190,7 +190,8 @@ describe('the self-contained client bundle on sqlite', () => {
       // start may find it due already and replace it at once, so only its presence is awaited).
       await waitFor('the first token in the file', () => fileToken() !== undefined || agent.exitCode !== null, 20_000);
       expect(agent.exitCode, out).toBeNull();
-      expect(out).toContain('"msg":"wrote the initial token from ROTOR_TOKEN"');
+      // The log line may reach the pipe a moment after the file is written.
+      await waitFor('the initial-token log line', () => out.includes('"msg":"wrote the initial token from ROTOR_TOKEN"'));
       const successorSecret = await waitFor(
         'the first rotation',
         () => {
