@@ -191,7 +191,9 @@ describe('the self-contained client bundle on sqlite', () => {
       await waitFor('the first token in the file', () => fileToken() !== undefined || agent.exitCode !== null, 20_000);
       expect(agent.exitCode, out).toBeNull();
       // The log line may reach the pipe a moment after the file is written.
-      await waitFor('the initial-token log line', () => out.includes('"msg":"wrote the initial token from ROTOR_TOKEN"'));
+      await waitFor('the initial-token log line', () =>
+        out.includes('"msg":"wrote the initial token from ROTOR_TOKEN"'),
+      );
       const successorSecret = await waitFor(
         'the first rotation',
         () => {
