@@ -3,8 +3,11 @@ import { ConfigError, loadConfig, loadDatabaseConfig, loadProcessConfig } from '
 import { createLogger } from '../runtime/logger.js';
 import { prepareDirectories } from '../runtime/data-dir.js';
 import { unknownSettingWarnings } from '../runtime/setting-names.js';
+import { requireRecordedServerKey } from '../runtime/server-key-check.js';
+import { existingServerSecret } from '../runtime/server-secret.js';
 import { startRotor } from '../runtime/server.js';
 import { describeDatabase, migrate, openDatabase } from '../store/database.js';
+import { KnexServerKeyRepository } from '../store/server-key-repository.js';
 import { bootstrapCommand, recoverAdminCommand } from './admin-commands.js';
 import { reportCommandError } from './command-errors.js';
 import { runClientCommand } from './client-commands.js';
@@ -74,6 +77,13 @@ async function migrateCommand(args: string[]): Promise<void> {
     statementTimeoutMs: config.databaseStatementTimeoutMs,
   });
   try {
+    // A secret that is there (ROTOR_SECRET, or an existing secret.key) must be this database's:
+    // migrating another deployment's database is refused like serving it. Without one, migrate
+    // checks nothing (it keys nothing) and creates no secret.key.
+    const secret = existingServerSecret(process.env, config.dataDir);
+    if (secret !== undefined && (await knex.schema.hasTable('server_key'))) {
+      await requireRecordedServerKey(new KnexServerKeyRepository(knex), secret.bytes, secret.setting);
+    }
     const applied = await migrate(knex);
     for (const name of applied) process.stdout.write(`applied ${name}\n`);
     process.stdout.write(

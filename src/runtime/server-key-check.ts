@@ -57,6 +57,21 @@ export async function checkServerKey(
   return 'matched';
 }
 
+/**
+ * For commands that key nothing (`rotor migrate`): refuses `secret` only when the database has
+ * recorded the fingerprint of another one; records nothing itself.
+ */
+export async function requireRecordedServerKey(
+  store: Pick<ServerKeyStore, 'fingerprint'>,
+  secret: Uint8Array,
+  setting: SecretSetting,
+): Promise<void> {
+  const stored = await store.fingerprint();
+  if (stored !== undefined && !sameFingerprint(stored, serverKeyFingerprint(secret))) {
+    throw mismatch(setting, 'fingerprint mismatch');
+  }
+}
+
 function sameFingerprint(a: string, b: string): boolean {
   const x = Buffer.from(a);
   const y = Buffer.from(b);

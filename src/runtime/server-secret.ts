@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { ConfigError } from './config-error.js';
 import { assessSecret, SECRET_ADVICE, SECRET_MIN_CHARS } from './secret-strength.js';
 
@@ -84,4 +84,22 @@ function generateSecret(): string {
 function weakness(value: string, name: string): WeakSecret | undefined {
   const verdict = assessSecret(value);
   return verdict.strong ? undefined : { name, reason: verdict.reason };
+}
+
+/**
+ * The server secret if one is already there, for commands that key nothing but should not touch
+ * someone else's database (`rotor migrate`): `ROTOR_SECRET` when set, else `<data dir>/secret.key`
+ * when the file exists. Creates nothing; undefined when there is no secret to compare.
+ */
+export function existingServerSecret(
+  env: Record<string, string | undefined>,
+  dataDir: string,
+): { bytes: Uint8Array; setting: SecretSetting } | undefined {
+  const value = env.ROTOR_SECRET;
+  if (value !== undefined && value !== '') {
+    return { bytes: new TextEncoder().encode(value), setting: { from: 'env', value } };
+  }
+  const path = join(dataDir, 'secret.key');
+  if (!existsSync(path)) return undefined;
+  return { bytes: new TextEncoder().encode(readFileSync(path, 'utf8').trim()), setting: { from: 'file', path } };
 }

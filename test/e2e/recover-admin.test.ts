@@ -69,6 +69,16 @@ describe.each(ENGINES)('rotor recover-admin and the server key fingerprint on %s
     expect(await query(`select * from token_events where reason = 'recovered'`)).toEqual([]);
   });
 
+  it('migrate with another key (ROTOR_SECRET, or an existing secret.key) is refused before it migrates; with the right one it runs', async () => {
+    const r = await runCli(['migrate'], wrongKey());
+    expect({ code: r.code, stdout: r.stdout }).toEqual({ code: 2, stdout: '' });
+    expect(r.stderr).toContain(MISMATCH);
+    expect(r.stderr).not.toContain(OTHER_SECRET);
+    const ok = await runCli(['migrate'], env);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toContain('database is up to date');
+  });
+
   it('bootstrap with another key is refused the same way', async () => {
     const r = await runCli(['bootstrap'], wrongKey());
     expect({ code: r.code, stdout: r.stdout }).toEqual({ code: 2, stdout: '' });
