@@ -120,12 +120,13 @@ describe.each(withEngines<Wire>(['grpc', 'connect']))('rotation rules over %s on
       // Presenting B (or A) anywhere: token_revoked naming reuse and the family's revocation time.
       const message = MSG_REVOKED_FOR_REUSE(b.revokedAt);
       for (const secret of [succ.secret, c.secret]) {
+        // One call at a time: a call started before the previous one is awaited would reject unhandled.
         for (const call of [
-          api.rotateToken({}, secret),
-          api.getToken({ id: succ.token!.id }, secret),
-          api.introspectToken({ token: secret }, secret),
+          () => api.rotateToken({}, secret),
+          () => api.getToken({ id: succ.token!.id }, secret),
+          () => api.introspectToken({ token: secret }, secret),
         ]) {
-          const f = await failure(call);
+          const f = await failure(call());
           expect([f.code, f.rawMessage]).toEqual([Code.Unauthenticated, `bearer ${message}`]);
         }
         const x = await failure(exchange(secret));
