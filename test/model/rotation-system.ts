@@ -69,6 +69,21 @@ export class RealSystem {
     readonly coverage: Map<string, number> = new Map(),
   ) {}
 
+  /**
+   * The same tokens, families and idempotency keys driven through `app`: another replica on the
+   * same database. With `copy`, the token lists are its own (to try one explanation of a
+   * concurrent run without touching this one's).
+   */
+  view(app: RotorApp = this.app, copy = false): RealSystem {
+    const other = new RealSystem(app, this.admin, this.clock, this.engine, this.startSequence, this.coverage);
+    other.ids.push(...this.ids);
+    other.secrets.push(...this.secrets);
+    other.familyIds.push(...this.familyIds);
+    if (!copy) Object.assign(other, { ids: this.ids, secrets: this.secrets, familyIds: this.familyIds });
+    Object.assign(other, { keys: this.keys });
+    return other;
+  }
+
   /** Counts one answer of the model's, by kind. */
   note(kind: string): void {
     this.coverage.set(kind, (this.coverage.get(kind) ?? 0) + 1);
