@@ -6,6 +6,7 @@
  * `npm run test:deep` sets ROTOR_FUZZ_RUNS (a multiplier of those counts) and a random seed
  * unless ROTOR_FUZZ_SEED replays one; the seed is printed so a failure can be replayed.
  */
+import { Code } from '@connectrpc/connect';
 import { expect } from 'vitest';
 import type { TestServer } from '../support/server.js';
 
@@ -42,3 +43,22 @@ export async function expectServing(s: TestServer): Promise<void> {
   expect(r.status).toBe(200);
   await r.arrayBuffer();
 }
+
+/**
+ * The codes src/api/connect-errors.ts maps domain errors to (gRPC status numbers and Connect wire
+ * names share them); never `internal`, `unknown` or `unavailable` for bad input.
+ */
+export const DOCUMENTED_CODES = [
+  Code.InvalidArgument,
+  Code.Unauthenticated,
+  Code.PermissionDenied,
+  Code.FailedPrecondition,
+  Code.NotFound,
+  Code.ResourceExhausted,
+  Code.OutOfRange,
+];
+
+/** DOCUMENTED_CODES as Connect wire names (`invalid_argument`, …). */
+export const DOCUMENTED_CODE_NAMES = DOCUMENTED_CODES.map((c) =>
+  Code[c].replace(/[A-Z]/g, (m, i: number) => (i === 0 ? m.toLowerCase() : `_${m.toLowerCase()}`)),
+);
