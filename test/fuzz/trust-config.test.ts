@@ -61,6 +61,9 @@ function paths(v: Json, at: (string | number)[] = []): (string | number)[][] {
 function replaceAt(v: Json, path: (string | number)[], value: Json): Json {
   if (path.length === 0) return value;
   const [head, ...rest] = path;
+  // A new key only goes into objects: on an array a key such as `length` would break the copy, not the parser.
+  if (Array.isArray(v) && typeof head !== 'number') return v;
+  if (typeof v !== 'object' || v === null) return v;
   const copy = (Array.isArray(v) ? [...v] : { ...(v as object) }) as Record<string | number, Json>;
   copy[head as string] = replaceAt(copy[head as string], rest, value);
   return copy;
