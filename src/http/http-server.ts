@@ -6,14 +6,13 @@ import {
   universalResponseToNodeResponse,
 } from '@connectrpc/connect-node';
 import type { UniversalHandler } from '@connectrpc/connect/protocol';
-import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
-import type { Socket } from 'node:net';
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { callMetaKey } from '../api/call-meta.js';
 import { CallTracker } from '../api/call-tracker.js';
 import { connectRoutes, type MountedService } from '../api/services.js';
 import type { AppContext } from '../app/context.js';
 import { withDecodeErrorsAsInvalidArgument } from './decode-error-shim.js';
+import { HttpPortServer } from './http-port-server.js';
 import { oauthHandler, type HttpExtras } from './oauth-routes.js';
 
 /** Largest RPC message accepted on the HTTP port. */
@@ -69,25 +68,26 @@ export function httpRequestHandler(
 
 /** The HTTP port's server, and the one call that puts the application behind it. */
 export interface HttpPort {
-  server: Server;
+  server: HttpPortServer;
   /** Serves `handle` from now on; until then every request gets 503 `{"status":"starting"}`. */
   serve(handle: RequestListener): void;
 }
 
 /**
- * The HTTP port's server (HTTPS with TLS) with its timeouts, created before the application so
- * that start-up can bind it first and derive the issuer from the port it got.
+ * The HTTP port's server (HTTP/1.1 and HTTP/2; TLS when configured) with its timeouts, created
+ * before the application so that start-up can bind it first and derive the issuer from the port
+ * it got.
  */
 export function createHttpServer(tls?: { cert: Buffer; key: Buffer }): HttpPort {
   let handle: RequestListener = starting;
-  const dispatch: RequestListener = (req, res) => handle(req, res);
-  // With TLS: HTTPS (HTTP/1.1); an https.Server is an http.Server for everything shutdown uses.
-  const server: Server = tls
-    ? createHttpsServer({ cert: tls.cert, key: tls.key, handshakeTimeout: HANDSHAKE_TIMEOUT_MS }, dispatch)
-    : createServer(dispatch);
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 30_000;
-  cutsRawConnections(server);
+  // Node's HTTP/2 compatibility request and response carry what the handlers use (method, url,
+  // headers, socket.remoteAddress, the body as a stream; writeHead, setHeader, end) and connect-node
+  // takes both kinds; the handlers are typed for HTTP/1.1 only to keep their signatures plain.
+  const server = new HttpPortServer(
+    (req, res) => handle(req as IncomingMessage, res as ServerResponse),
+    { handshakeMs: HANDSHAKE_TIMEOUT_MS, headersMs: 10_000, requestMs: 30_000 },
+    tls,
+  );
   return {
     server,
     serve: (h) => {
@@ -102,23 +102,5 @@ function starting(_req: IncomingMessage, res: ServerResponse): void {
   res.end('{"status":"starting"}');
 }
 
-/** A TLS handshake must finish within this, like the request headers after it. */
+/** A TLS handshake (and, in plain text, a connection's first bytes) must arrive within this. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
-
-/**
- * closeAllConnections() cuts the HTTP connections only: a TCP connection whose TLS handshake never
- * finished (a port probe, a stalled client) kept close() waiting for the handshake timeout. The
- * server remembers every accepted socket, and closeAllConnections() destroys those too.
- */
-function cutsRawConnections(server: Server): void {
-  const sockets = new Set<Socket>();
-  server.on('connection', (socket: Socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-  });
-  const closeHttpConnections = server.closeAllConnections.bind(server);
-  server.closeAllConnections = () => {
-    closeHttpConnections();
-    for (const socket of sockets) socket.destroy();
-  };
-}

@@ -1,4 +1,3 @@
-import type { AddressInfo } from 'node:net';
 import { CallTracker } from '../api/call-tracker.js';
 import { addGrpcHealthService } from '../api/grpc-health.js';
 import { listenGrpc, type GrpcListener } from '../api/grpc-listener.js';
@@ -123,13 +122,7 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
 
 /** Listens on the HTTP port; resolves with the port bound (`0` picks a free one). */
 function listenHttp(http: HttpPort, host: string, port: number): Promise<number> {
-  return new Promise<number>((resolve, reject) => {
-    http.server.once('error', reject);
-    http.server.listen(port, host, () => {
-      http.server.off('error', reject);
-      resolve((http.server.address() as AddressInfo).port);
-    });
-  });
+  return http.server.listen(port, host);
 }
 
 /**

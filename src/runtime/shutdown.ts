@@ -1,8 +1,8 @@
-import type { Server as HttpServer } from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
 import type { CallTracker } from '../api/call-tracker.js';
 import type { GrpcListener } from '../api/grpc-listener.js';
 import type { HealthState } from '../app/health-state.js';
+import type { HttpPortServer } from '../http/http-port-server.js';
 
 /**
  * After the unary calls have finished, how long shutdown lets streams deliver their UNAVAILABLE
@@ -18,7 +18,8 @@ export interface ShutdownParts {
   stopWork(): Promise<void>;
   grpcServer: grpc.Server;
   grpcListener: GrpcListener;
-  httpServer: HttpServer;
+  /** The HTTP port (HTTP/1.1 connections and HTTP/2 sessions), with `http.Server`'s drain methods. */
+  httpServer: Pick<HttpPortServer, 'close' | 'closeIdleConnections' | 'closeAllConnections'>;
   tracker: CallTracker;
   /** Releases what is left once no call runs (metrics timers, the database). */
   release(): Promise<void>;
