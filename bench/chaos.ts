@@ -25,6 +25,7 @@ import knexFactory from 'knex';
 import { ExpiryEventType, type ExpiryEvent } from '../src/gen/rotor/v1/expiry_service_pb.js';
 import { TokenKind } from '../src/gen/rotor/v1/token_pb.js';
 import { connectApi, grpcApi, newKey, RpcFailure, type Api, type WatchStream } from '../test/support/rotor-api.js';
+import { FaultProxy } from '../test/support/fault-proxy.js';
 import { startTcpProxy, hostPortOf, type TcpProxy } from '../test/support/tcp-proxy.js';
 import { BENCH_POSTGRES_URL, createScratchDatabase } from './postgres.js';
 import { CLI, freePort } from './server.js';
@@ -45,6 +46,7 @@ export interface ChaosSummary {
   kills: number;
   restarts: number;
   cuts: number;
+  lostAnswers: number;
   watcherResumes: number;
   eventsChecked: number;
   agentRotations: number;
@@ -112,6 +114,8 @@ interface Replica {
   httpPort: number;
   dataDir: string;
   proxy: TcpProxy;
+  /** In front of the HTTP port, for the Connect clients: can lose the answer of a committed rotation. */
+  http: FaultProxy;
   child?: ChildProcess;
   out: string;
 }
@@ -249,6 +253,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
     kills: 0,
     restarts: 0,
     cuts: 0,
+    lostAnswers: 0,
     watcherResumes: 0,
     eventsChecked: 0,
     agentRotations: 0,
@@ -282,7 +287,10 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
   try {
     for (let slot = 0; slot < 3; slot++) {
       const proxy = await startTcpProxy(hostPortOf(db.url));
-      replicas.push({ slot, grpcPort: await freePort(), httpPort: await freePort(), dataDir: tmp(), proxy, out: '' });
+      const httpPort = await freePort();
+      const http = new FaultProxy(httpPort);
+      await http.start();
+      replicas.push({ slot, grpcPort: await freePort(), httpPort, dataDir: tmp(), proxy, http, out: '' });
     }
     const envOf = (r: Replica) => ({ ...baseEnv, ROTOR_DATABASE_URL: r.proxy.rewrite(db.url) });
     await Promise.all(replicas.map((r) => restartReplica(r, envOf(r))));
@@ -296,7 +304,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
 
     // One grpc-js and one Connect client per replica slot (ports are fixed across restarts).
     const clientsOf = replicas.map((r) => {
-      const a = { grpcAddress: `127.0.0.1:${r.grpcPort}`, httpUrl: `http://127.0.0.1:${r.httpPort}` };
+      const a = { grpcAddress: `127.0.0.1:${r.grpcPort}`, httpUrl: `http://127.0.0.1:${r.http.port}` };
       const g = grpcApi(a);
       const c = connectApi(a);
       apis.push(g, c);
@@ -554,7 +562,14 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
         await sleep(1000 + rand() * 3000);
         if (Date.now() >= deadline - 2000) break;
         const r = pick(replicas);
-        if (rand() < 0.5) {
+        const kind = rand();
+        if (kind < 0.25) {
+          // The next Connect RotateToken answer through this replica's HTTP proxy is lost after the commit.
+          log(`fault: lose the next RotateToken answer of replica ${r.slot}`);
+          void r.http.loseNextResponse('RotateToken', async () => {
+            summary.lostAnswers++;
+          });
+        } else if (kind < 0.6) {
           log(`fault: SIGKILL replica ${r.slot}`);
           await killReplica(r);
           summary.kills++;
@@ -696,6 +711,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
         fail(`rotation ${r.from} → ${r.to}: row says ${byId.get(r.from)?.successor_id}`);
     }
     summary.ops['checked:rotations'] = rotations.length;
+    // Retries that found their rotation committed (the answer was lost) and got it again.
+    const replayed = (await knex('token_events').where({ type: 'replayed' }).count({ n: '*' })) as {
+      n: string | number;
+    }[];
+    summary.ops['log:replayed'] = Number(replayed[0]!.n);
     summary.ops['checked:families'] = families.size;
     return summary;
   } catch (e) {
@@ -709,6 +729,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
     for (const b of balancers) await b.close();
     for (const r of replicas) await killReplica(r);
     for (const r of replicas) await r.proxy.close();
+    for (const r of replicas) await r.http.stop();
     await knex.destroy();
     await db.drop();
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
@@ -723,7 +744,7 @@ export function formatSummary(s: ChaosSummary): string {
   return [
     `chaos summary (seed ${s.seed})`,
     ops,
-    `  faults: ${s.kills} kills (${s.restarts} restarts), ${s.cuts} database cuts`,
+    `  faults: ${s.kills} kills (${s.restarts} restarts), ${s.cuts} database cuts, ${s.lostAnswers} lost answers`,
     `  watchers: ${s.watcherResumes} resumes, ${s.eventsChecked} events checked`,
     `  agents: ${s.agentRotations} rotations`,
     s.failures.length === 0 ? 'all checks held' : `${s.failures.length} FAILURES (replay with --seed ${s.seed})`,
