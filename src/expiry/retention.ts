@@ -2,6 +2,7 @@ import type { Logger } from '../app/logger-port.js';
 import type { EndedTokenCursor, Store } from '../app/store-ports.js';
 import type { Clock } from '../domain/ports.js';
 import { retentionCutoff } from '../domain/retention.js';
+import { PeriodicPass } from './periodic-pass.js';
 
 /** Settings of the retention job (README: ROTOR_RETENTION_*). */
 export interface RetentionOptions {
@@ -47,9 +48,7 @@ const LOCK = 'retention';
  * runs it, and the others skip (`elsewhere`), so each deleted row is deleted and counted once.
  */
 export class RetentionJob {
-  private running: Promise<RetentionResult> | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private stopped = false;
+  private readonly loop: PeriodicPass<RetentionResult>;
   private readonly totals = { passes: 0, failures: 0, elsewhere: 0, tokens: 0, events: 0 };
   private readonly batchSize: number;
 
@@ -60,6 +59,25 @@ export class RetentionJob {
     private readonly options: RetentionOptions,
   ) {
     this.batchSize = options.batchSize ?? RETENTION_BATCH_SIZE;
+    this.loop = new PeriodicPass(
+      () =>
+        this.pass().then(
+          (r) => {
+            if (r.outcome === 'elsewhere') this.totals.elsewhere++;
+            else if (r.outcome !== 'disabled') this.totals.passes++;
+            return r;
+          },
+          (e: unknown) => {
+            this.totals.failures++;
+            throw e;
+          },
+        ),
+      (e) => this.log.warn('retention pass failed', { error: e instanceof Error ? e.message : String(e) }),
+    );
+  }
+
+  private get stopped(): boolean {
+    return this.loop.stopped;
   }
 
   /** For GET /metrics: passes by result, and rows this process deleted, since it started. */
@@ -73,45 +91,18 @@ export class RetentionJob {
    * do not all try the lock while they are busy starting.
    */
   start(): void {
-    if (this.options.retentionDays === 0 || this.options.intervalMs === 0 || this.timer) return;
-    const tick = () => {
-      this.runOnce()
-        .catch((e: unknown) =>
-          this.log.warn('retention pass failed', { error: e instanceof Error ? e.message : String(e) }),
-        )
-        .finally(() => {
-          if (!this.stopped) this.timer = setTimeout(tick, this.options.intervalMs).unref();
-        });
-    };
-    this.timer = setTimeout(tick, Math.min(FIRST_PASS_DELAY_MS, this.options.intervalMs)).unref();
+    if (this.options.retentionDays === 0 || this.options.intervalMs === 0) return;
+    this.loop.start(Math.min(FIRST_PASS_DELAY_MS, this.options.intervalMs), this.options.intervalMs);
   }
 
   /** Stops the timer; a pass in progress ends after its current batch. */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    await this.running?.catch(() => undefined);
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   /** Runs one pass now (tests move the clock and call this). Passes of one process never overlap. */
   runOnce(): Promise<RetentionResult> {
-    const previous = this.running ?? Promise.resolve(undefined);
-    const next = previous
-      .catch(() => undefined)
-      .then(() => this.pass())
-      .then(
-        (r) => {
-          if (r.outcome === 'elsewhere') this.totals.elsewhere++;
-          else if (r.outcome !== 'disabled') this.totals.passes++;
-          return r;
-        },
-        (e: unknown) => {
-          this.totals.failures++;
-          throw e;
-        },
-      );
-    this.running = next;
-    return next;
+    return this.loop.runOnce();
   }
 
   private async pass(): Promise<RetentionResult> {

@@ -1,6 +1,7 @@
 import type { Logger } from '../app/logger-port.js';
 import type { EventRepository } from '../app/store-ports.js';
 import type { Clock } from '../domain/ports.js';
+import { PeriodicPass } from './periodic-pass.js';
 
 /** Settings of the expiry scheduler (README: ROTOR_EXPIRY_*). */
 export interface ExpirySchedulerOptions {
@@ -39,9 +40,7 @@ const OVERLAP_MS = 60_000;
 export class ExpiryScheduler {
   private readonly thresholdMarks = new Map<number, number>();
   private expiredMark: number | undefined;
-  private running: Promise<PassResult> | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private stopped = false;
+  private readonly loop: PeriodicPass<PassResult>;
   private passes = 0;
   private failures = 0;
   private readonly batchSize: number;
@@ -55,6 +54,20 @@ export class ExpiryScheduler {
   ) {
     this.batchSize = options.batchSize ?? 500;
     this.maxBatches = options.maxBatchesPerPass ?? 20;
+    this.loop = new PeriodicPass(
+      () =>
+        this.pass().then(
+          (r) => {
+            this.passes++;
+            return r;
+          },
+          (e: unknown) => {
+            this.failures++;
+            throw e;
+          },
+        ),
+      (e) => this.log.warn('expiry scan failed', { error: e instanceof Error ? e.message : String(e) }),
+    );
   }
 
   /** For GET /metrics: passes finished and passes failed since the process started. */
@@ -64,44 +77,18 @@ export class ExpiryScheduler {
 
   /** Starts the periodic passes (the first one right away). */
   start(): void {
-    if (this.options.intervalMs === 0 || this.timer) return;
-    const tick = () => {
-      this.runOnce()
-        .catch((e: unknown) =>
-          this.log.warn('expiry scan failed', { error: e instanceof Error ? e.message : String(e) }),
-        )
-        .finally(() => {
-          if (!this.stopped) this.timer = setTimeout(tick, this.options.intervalMs).unref();
-        });
-    };
-    this.timer = setTimeout(tick, 0).unref();
+    if (this.options.intervalMs === 0) return;
+    this.loop.start(0, this.options.intervalMs);
   }
 
   /** Stops the timer and waits for a pass in progress. */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    await this.running?.catch(() => undefined);
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   /** Runs one pass now (tests move the clock and call this instead of waiting). Passes never overlap. */
   runOnce(): Promise<PassResult> {
-    const previous = this.running ?? Promise.resolve(undefined);
-    const next = previous
-      .catch(() => undefined)
-      .then(() => this.pass())
-      .then(
-        (r) => {
-          this.passes++;
-          return r;
-        },
-        (e: unknown) => {
-          this.failures++;
-          throw e;
-        },
-      );
-    this.running = next;
-    return next;
+    return this.loop.runOnce();
   }
 
   private async pass(): Promise<PassResult> {
