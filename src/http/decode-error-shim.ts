@@ -5,7 +5,8 @@ import type { UniversalHandler, UniversalServerResponse } from '@connectrpc/conn
  * …", protocol/serialization.js), where JSON decode failures are `invalid_argument`. A client
  * sending garbage made a bad request, so Rotor answers `invalid_argument` on every protocol
  * (the gRPC port does the same in grpc-server.ts). This wrapper rewrites exactly that error and
- * nothing else: Connect unary error bodies and gRPC-Web trailer frames.
+ * nothing else: Connect unary error bodies, Connect streaming end-stream messages (WatchExpiry) and
+ * gRPC-Web trailer frames.
  */
 export function withDecodeErrorsAsInvalidArgument(handler: UniversalHandler): UniversalHandler {
   const wrapped = async (req: Parameters<UniversalHandler>[0]): Promise<UniversalServerResponse> => {
@@ -53,8 +54,39 @@ function rewriteConnectError(res: UniversalServerResponse, body: Uint8Array): Un
   return { ...res, status: 400, header, body: once(bytes) };
 }
 
+/** A Connect end-stream message (flag 0x02, uncompressed): `{"error": {"code", "message"}}`. */
+function rewriteEndStream(chunk: Uint8Array): Uint8Array {
+  let parsed: { error?: { code?: string; message?: string } };
+  try {
+    parsed = JSON.parse(new TextDecoder().decode(chunk.subarray(5))) as typeof parsed;
+  } catch {
+    return chunk;
+  }
+  const error = parsed.error;
+  if (error?.code !== 'internal' || !error.message?.startsWith('parse binary:')) return chunk;
+  const payload = new TextEncoder().encode(
+    JSON.stringify({
+      ...parsed,
+      error: {
+        ...error,
+        code: 'invalid_argument',
+        message: `request is not a valid message: ${error.message.slice(14)}`,
+      },
+    }),
+  );
+  const frame = new Uint8Array(5 + payload.length);
+  frame[0] = chunk[0]!;
+  new DataView(frame.buffer).setUint32(1, payload.length);
+  frame.set(payload, 5);
+  return frame;
+}
+
 async function* rewriteTrailers(body: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
   for await (const chunk of body) {
+    if (chunk.length >= 5 && chunk[0] === 0x02) {
+      yield rewriteEndStream(chunk);
+      continue;
+    }
     // A gRPC-Web trailer frame: flag 0x80, 4-byte length, then HTTP/1-style header lines.
     if (chunk.length >= 5 && (chunk[0]! & 0x80) === 0x80) {
       const text = new TextDecoder().decode(chunk.subarray(5));

@@ -15,6 +15,7 @@ import {
   invalidArgument,
   invalidRequest,
   onConnectRaw,
+  onConnectStreamRaw,
   onGrpcRaw,
   onGrpcWebRaw,
   onHttp,
@@ -48,6 +49,18 @@ const cases: Case[] = [
     connect: {
       via: 'gRPC-Web, application/grpc-web+proto',
       send: onGrpcWebRaw('/rotor.v1.TokenExchangeService/ExchangeToken', () => GARBAGE_PROTO),
+      expect: invalidArgument('request is not a valid message'),
+    },
+  },
+  {
+    name: 'garbage protobuf (WatchExpiry)',
+    grpc: {
+      send: onGrpcRaw('/rotor.v1.ExpiryService/WatchExpiry', () => GARBAGE_PROTO),
+      expect: invalidArgument('request is not a valid rotor.v1.WatchExpiryRequest'),
+    },
+    connect: {
+      via: 'Connect streaming, application/connect+proto',
+      send: onConnectStreamRaw('/rotor.v1.ExpiryService/WatchExpiry', 'application/connect+proto', () => GARBAGE_PROTO),
       expect: invalidArgument('request is not a valid message'),
     },
   },

@@ -310,6 +310,42 @@ export function onConnectRaw(path: string, contentType: string, body: () => stri
   };
 }
 
+/**
+ * A raw Connect streaming request (`application/connect+proto` or `+json`) with one enveloped
+ * message; the status comes from the end-stream message (flag 0x02), or from a JSON error body
+ * when the call is refused before the stream starts. Messages before the end are skipped.
+ */
+export function onConnectStreamRaw(path: string, contentType: string, payload: () => Uint8Array): RpcSend {
+  return async () => {
+    const p = payload();
+    const env = Buffer.alloc(5 + p.length);
+    env.writeUInt32BE(p.length, 1);
+    env.set(p, 5);
+    const res = await fetch(`${s.httpUrl}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': contentType, authorization: `Bearer ${f.admin}` },
+      body: env,
+    });
+    const body = Buffer.from(await res.arrayBuffer());
+    if (res.status !== 200) {
+      const a = JSON.parse(body.toString('utf8')) as { code?: unknown; message?: unknown };
+      return { code: connectCodeOf(a.code), message: String(a.message ?? '') };
+    }
+    for (let off = 0; off + 5 <= body.length; ) {
+      const len = body.readUInt32BE(off + 1);
+      if (body[off] === 0x02) {
+        const end = JSON.parse(body.subarray(off + 5, off + 5 + len).toString('utf8')) as {
+          error?: { code?: unknown; message?: unknown };
+        };
+        if (end.error === undefined) return { code: 0, message: '' };
+        return { code: connectCodeOf(end.error.code), message: String(end.error.message ?? '') };
+      }
+      off += 5 + len;
+    }
+    return { code: -1, message: 'no end-stream message' };
+  };
+}
+
 /** A raw gRPC-Web request: one enveloped message; the status comes from headers or the trailer frame. */
 export function onGrpcWebRaw(path: string, payload: () => Uint8Array): RpcSend {
   return async () => {
