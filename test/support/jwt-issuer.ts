@@ -1,4 +1,4 @@
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac, sign as cryptoSign, KeyObject, randomBytes } from 'node:crypto';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type JWK, type JWTPayload, type CryptoKey } from 'jose';
@@ -31,6 +31,11 @@ export interface TestIssuer {
   kid: string;
   /** Signs a JWT; `claims` override the defaults, `header` adds header parameters. */
   sign(now: number, claims?: JWTPayload, opts?: SignOptions): Promise<string>;
+  /**
+   * Signs any header and payload JSON (not checked, not completed) with the current ES256 key, or
+   * `alg: "none"`-style headers alike: for fuzzing. `header` and `payload` may be any JSON value.
+   */
+  signRaw(header: unknown, payload: unknown): string;
   /** Adds a new ES256 key (published from now on) and signs with it. */
   rotateKey(): Promise<void>;
   /** The public JWK set currently published. */
@@ -157,6 +162,14 @@ export async function startTestIssuer(opts: { typ?: string } = {}): Promise<Test
           .setProtectedHeader({ alg: key.alg, kid: key.kid, ...(typ ? { typ } : {}), ...o.header })
           .sign(key.privateKey),
       );
+    },
+    signRaw(header, payload) {
+      const input = `${b64json(header)}.${b64json(payload)}`;
+      const signature = cryptoSign('sha256', Buffer.from(input), {
+        key: KeyObject.from(current.privateKey),
+        dsaEncoding: 'ieee-p1363',
+      });
+      return rememberJwt(`${input}.${signature.toString('base64url')}`);
     },
     async rotateKey() {
       current = await newKey('ES256');
