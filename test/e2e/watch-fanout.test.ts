@@ -155,20 +155,26 @@ describe.each(ENGINES)('shutdown with a stalled stream on %s', (engine) => {
       const stalled = api.watchExpiry({ ownerId: 'stall' }, s.adminSecret);
       stalled.pause();
       await waitForWatchers(s, 1, 20_000);
-      // Enough events to fill the HTTP/2 window and the server's buffers: its writes block.
+      // Enough events to fill the HTTP/2 window and the server's buffers: its writes block. The
+      // tokens are created 20 at a time (the database round trips overlap), and the loop stops as
+      // soon as the stalled watcher has been cut off.
       const caller = await authenticate(s.rotor.app, { authorization: `Bearer ${s.adminSecret}`, peer: null });
-      for (let i = 0; i < 2000 && s.rotor.expiry.feed.watchers > 0; i++) {
-        await createToken(s.rotor.app, caller, {
-          kind: 'service_account',
-          ownerId: 'stall',
-          name: `n${i}`,
-          description: '',
-          scopes: [],
-          audiences: [],
-          expiresAt: s.clock.now() + DAY,
-          policy: {},
-        });
-        if (i % 100 === 99) await new Promise((r) => setTimeout(r, 20));
+      for (let i = 0; i < 2000 && s.rotor.expiry.feed.watchers > 0; i += 20) {
+        await Promise.all(
+          Array.from({ length: 20 }, (_, k) =>
+            createToken(s.rotor.app, caller, {
+              kind: 'service_account',
+              ownerId: 'stall',
+              name: `n${i + k}`,
+              description: '',
+              scopes: [],
+              audiences: [],
+              expiresAt: s.clock.now() + DAY,
+              policy: {},
+            }),
+          ),
+        );
+        if (i % 100 === 80) await new Promise((r) => setTimeout(r, 20));
       }
       expect(s.rotor.expiry.feed.watchers).toBe(0); // it overflowed: the server is stuck writing to it
       // A grace far past the test's 30 s timeout: waiting for it would fail the test, whatever the load.
