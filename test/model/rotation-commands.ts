@@ -186,6 +186,21 @@ class Advance implements ModelCommand {
   toString = () => `advance(${this.ms}ms)`;
 }
 
+/** One pass of the expiry scheduler: EXPIRING_SOON and EXPIRED events (docs/watch-expiry.md). */
+class Tick implements ModelCommand {
+  check = () => true;
+  async run(m: RotationModel, r: RealSystem): Promise<void> {
+    const start = m.events.length;
+    m.tick();
+    await r.tick();
+    const kinds = new Set(m.events.slice(start).map((e) => e.type));
+    if (kinds.size === 0) r.note('tick: nothing due');
+    for (const k of kinds) r.note(`tick: ${k}`);
+    await r.verify(m);
+  }
+  toString = () => 'tick';
+}
+
 /**
  * A guesser ("Wrong retry keys"): presents a rotated token `racing` times with a new key each
  * while inside the race window, moves the clock 1 ms past the race window when it is not there
@@ -211,8 +226,11 @@ class LateGuesses implements ModelCommand {
   toString = () => `guesses(token ~${this.back}, ${this.racing} racing then ${this.times} late fresh keys)`;
 }
 
-/** The instants where the rules change their answer for one token. */
-type Edge = 'grace' | 'retry' | 'race' | 'overlap' | 'expiry';
+/**
+ * The instants where the rules change their answer for one token; `soon` and `soonest`: where
+ * its longest and its shortest expiry threshold fall due.
+ */
+type Edge = 'grace' | 'retry' | 'race' | 'overlap' | 'expiry' | 'soon' | 'soonest';
 
 /**
  * Moves the clock to just before, at, or just after one of a token's window ends (when that is
@@ -223,7 +241,7 @@ class AdvanceToEdge implements ModelCommand {
     readonly back: number,
     readonly edge: Edge,
     readonly offset: -1 | 0 | 1,
-    readonly probe?: Rotate,
+    readonly probe?: Rotate | Tick,
   ) {}
   check = (m: Readonly<RotationModel>) => {
     const target = this.target(m);
@@ -241,6 +259,12 @@ class AdvanceToEdge implements ModelCommand {
     if (i === undefined) return undefined;
     const t = m.tokens[i]!;
     if (this.edge === 'expiry') return t.expiresAt + this.offset;
+    if (this.edge === 'soon' || this.edge === 'soonest') {
+      const thresholds = m.thresholdsSeconds;
+      if (thresholds.length === 0) return undefined;
+      const seconds = this.edge === 'soon' ? Math.max(...thresholds) : Math.min(...thresholds);
+      return t.expiresAt - seconds * 1000 + this.offset;
+    }
     if (t.revokeReason !== 'rotated' || t.revokedAt === null) return undefined;
     const policy = m.families[t.family]!.policy;
     const length = {
@@ -303,6 +327,13 @@ export function commandArbitraries(): fc.Arbitrary<ModelCommand>[] {
       key,
     )
     .map(([b, e, o, k]): ModelCommand => new AdvanceToEdge(b, e, o, new Rotate(b, 'presented', k, 1)));
+  // The scheduler's pass, alone or right at a threshold or expiry instant of a token.
+  const tick = fc.oneof(
+    fc.constant<ModelCommand>(new Tick()),
+    fc
+      .tuple(back, fc.constantFrom<Edge>('soon', 'soonest', 'expiry'), fc.constantFrom<-1 | 0 | 1>(-1, 0, 1))
+      .map(([b, e, o]): ModelCommand => new AdvanceToEdge(b, e, o, new Tick())),
+  );
   const guesses = fc
     .tuple(back, fc.constantFrom(0, 2), fc.constantFrom(1, 6))
     .map(([b, racing, late]): ModelCommand => new LateGuesses(b, racing, late));
@@ -325,5 +356,7 @@ export function commandArbitraries(): fc.Arbitrary<ModelCommand>[] {
     probe,
     guesses,
     guesses,
+    tick,
+    tick,
   ];
 }

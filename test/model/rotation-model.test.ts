@@ -1,8 +1,9 @@
 /**
  * Model-based test of the rotation rules: random sequences of create, rotate (by secret, with and
- * without idempotency keys; by id), RevokeToken, RevokeFamily, authenticate, introspect and clock
- * moves (to just before, at and after every window end) run against the reference model of
- * docs/rotation.md (rotation-model.ts) and against the application in process on each engine. Every
+ * without idempotency keys; by id), RevokeToken, RevokeFamily, authenticate, introspect, clock
+ * moves (to just before, at and after every window end and expiry threshold) and passes of the
+ * expiry scheduler run against the reference model of docs/rotation.md and docs/watch-expiry.md
+ * (rotation-model.ts) and against the application in process on each engine. Every
  * answer must match the model's, and after every command the database must hold the model's
  * token states and exactly the model's event log (rotation-system.ts `verify`).
  *
@@ -18,6 +19,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Caller } from '../../src/app/authenticate.js';
 import { bootstrapAdmin } from '../../src/app/bootstrap.js';
+import { ExpiryScheduler } from '../../src/expiry/scheduler.js';
 import { loadConfig } from '../../src/runtime/config.js';
 import { createLogger } from '../../src/runtime/logger.js';
 import { createApp, type RotorApp } from '../../src/runtime/create-app.js';
@@ -28,6 +30,11 @@ import { RealSystem, type TestClock } from './rotation-system.js';
 
 /** Between the reuse graces the commands draw (0, 2, 8, 30 s), so both orders of the two windows occur. */
 const RETRY_WINDOW_SECONDS = 4;
+/**
+ * The expiry scheduler's thresholds (largest first): the 6 s lifetimes the commands draw span only
+ * the shorter one, the 60 s and 1 h ones both; no lifetime equals a threshold.
+ */
+const THRESHOLDS_SECONDS = [30, 5];
 const MAX_COMMANDS = 60;
 /** The fixed seeds of `npm test`, each run for RUNS_PER_SEED sequences. */
 const SEEDS = [20261207, 1, 42, 7777];
@@ -58,6 +65,9 @@ const REACHED = [
   'authenticate: token_expired',
   'introspect: active (rotated)',
   'introspect: inactive',
+  'tick: expiring_soon',
+  'tick: expired',
+  'tick: nothing due',
 ];
 
 const deepRuns = Number(process.env.ROTOR_DEEP_RUNS ?? 0);
@@ -78,6 +88,7 @@ describe.each(ENGINES)('rotation rules against the reference model on %s', (engi
   let db: ScratchDatabase;
   let app: RotorApp;
   let admin: Caller;
+  let scheduler: ExpiryScheduler;
   const clock: TestClock = { t: Date.UTC(2030, 0, 1) };
   const coverage = new Map<string, number>();
 
@@ -98,6 +109,15 @@ describe.each(ENGINES)('rotation rules against the reference model on %s', (engi
       token: (await bootstrapAdmin(app, { ownerId: 'model-admin', lifetimeSeconds: 365 * 24 * 3600 })).record,
       peer: null,
     };
+    // Passes run only when a Tick command asks; the first one runs now, so that every pass of
+    // the sequences is a steady-state one (the first pass of a process reads a narrower range).
+    scheduler = new ExpiryScheduler(
+      app.store.events,
+      () => clock.t,
+      createLogger('error', () => undefined),
+      { thresholdsSeconds: THRESHOLDS_SECONDS, intervalMs: 0 },
+    );
+    await scheduler.runOnce();
   });
   afterAll(async () => {
     await app?.store.close();
@@ -117,8 +137,8 @@ describe.each(ENGINES)('rotation rules against the reference model on %s', (engi
             const startSequence = await RealSystem.lastSequence(app);
             await fc.asyncModelRun(
               () => ({
-                model: new RotationModel(clock.t, RETRY_WINDOW_SECONDS),
-                real: new RealSystem(app, admin, clock, engine, startSequence, coverage),
+                model: new RotationModel(clock.t, RETRY_WINDOW_SECONDS, THRESHOLDS_SECONDS),
+                real: Object.assign(new RealSystem(app, admin, clock, engine, startSequence, coverage), { scheduler }),
               }),
               commands,
             );

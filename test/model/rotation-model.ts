@@ -1,7 +1,8 @@
 /**
  * A reference model of token rotation, written from docs/rotation.md alone ("The rules, in order",
  * "Wrong retry keys", "Changes to one family are serialised", "States of a token and of a
- * family") and docs/watch-expiry.md "Events". It imports nothing from src/: the model-based test
+ * family") and docs/watch-expiry.md ("Events", "Thresholds and the expiry scheduler"). It
+ * imports nothing from src/: the model-based test
  * (rotation-model.test.ts) runs random command sequences against it and against the real
  * application, and any disagreement is either a bug in the service or a gap in the doc.
  *
@@ -61,6 +62,8 @@ export interface ModelToken {
   rotation: { key: string | null; namedBy: NamedBy } | null;
   /** Wrong idempotency keys refused for it so far, by kind ("Wrong retry keys"). */
   refused: { racing: number; late: number };
+  /** The scheduler's events written for it: thresholds (seconds) and whether EXPIRED was. */
+  scheduled: { thresholds: number[]; expired: boolean };
 }
 
 export interface ModelFamily {
@@ -69,12 +72,22 @@ export interface ModelFamily {
 
 /** One row of `token_events` as the doc describes it (docs/watch-expiry.md "Events"). */
 export interface ModelEvent {
-  type: 'created' | 'rotated' | 'replayed' | 'retry_refused' | 'revoked' | 'family_revoked';
+  type:
+    | 'created'
+    | 'rotated'
+    | 'replayed'
+    | 'retry_refused'
+    | 'revoked'
+    | 'family_revoked'
+    | 'expiring_soon'
+    | 'expired';
   token: number;
   family: number;
   successor: number | null;
   /** `created`: 'created' for a new family, 'rotated' for a successor (the SNAPSHOT reason). */
   reason: string | null;
+  /** `expiring_soon`: the threshold crossed, in seconds. */
+  threshold?: number;
 }
 
 /** What a rotation answers. */
@@ -96,10 +109,12 @@ export class RotationModel {
   /**
    * @param now the model clock (ms)
    * @param retryWindowSeconds `ROTOR_RETRY_WINDOW_SECONDS` (rule 3), a server limit
+   * @param thresholdsSeconds `ROTOR_EXPIRY_THRESHOLDS` of the scheduler `tick` stands for
    */
   constructor(
     public now: number,
     readonly retryWindowSeconds: number,
+    readonly thresholdsSeconds: readonly number[] = [],
   ) {}
 
   advance(ms: number): void {
@@ -225,6 +240,38 @@ export class RotationModel {
     }
   }
 
+  /**
+   * One pass of the expiry scheduler (docs/watch-expiry.md "Thresholds and the expiry
+   * scheduler"), in steady state (the test runs the scheduler's first pass before any command):
+   * tokens never revoked nor rotated ("`revoked_at IS NULL`") get EXPIRED once when
+   * `now ≥ expires_at`, and otherwise one EXPIRING_SOON per threshold `T` their life spans
+   * (`expires_at − created_at > T`) once `expires_at ≤ now + T` (the pass reads "`expires_at` in
+   * `(from, now + T]`"); thresholds still pending when the token expired are never written ("only
+   * `EXPIRED` is written"). The doc fixes no order within a pass; the test compares each pass's
+   * events as a set. Returns how many events it wrote.
+   */
+  tick(): number {
+    const before = this.events.length;
+    this.tokens.forEach((t, i) => {
+      if (t.revokedAt !== null) return;
+      if (this.now >= t.expiresAt) {
+        if (!t.scheduled.expired) {
+          t.scheduled.expired = true;
+          this.log({ type: 'expired', token: i, family: t.family, successor: null, reason: null });
+        }
+        return;
+      }
+      for (const threshold of this.thresholdsSeconds) {
+        const ms = threshold * 1000;
+        if (t.expiresAt - t.createdAt <= ms || t.scheduled.thresholds.includes(threshold)) continue;
+        if (t.expiresAt > this.now + ms) continue;
+        t.scheduled.thresholds.push(threshold);
+        this.log({ type: 'expiring_soon', token: i, family: t.family, successor: null, reason: null, threshold });
+      }
+    });
+    return this.events.length - before;
+  }
+
   /** RevokeFamily: the answer counts every member it revoked. */
   revokeFamily(family: number): number {
     return this.revokeFamilyMembers(family, 'family_revoked');
@@ -287,6 +334,7 @@ export class RotationModel {
         overlapEnded: false,
         rotation: null,
         refused: { racing: 0, late: 0 },
+        scheduled: { thresholds: [], expired: false },
       }) - 1
     );
   }

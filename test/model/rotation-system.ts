@@ -11,6 +11,7 @@ import { revokeFamily, revokeToken } from '../../src/app/revocation.js';
 import { rotate } from '../../src/app/rotation-service.js';
 import { createToken } from '../../src/app/token-service.js';
 import { isRotorError } from '../../src/domain/errors.js';
+import type { ExpiryScheduler } from '../../src/expiry/scheduler.js';
 import type { RotorApp } from '../../src/runtime/create-app.js';
 import type { Engine } from '../support/engines.js';
 import type { ModelEvent, ModelPolicy, ModelState, NamedBy, RotationModel } from './rotation-model.js';
@@ -42,10 +43,13 @@ interface EventRow {
   family_id: string;
   successor_id: string | null;
   reason: string | null;
+  threshold_seconds: number | string | null;
 }
 
 /** One event as compared: the log's columns the doc defines. */
-type LoggedEvent = Pick<EventRow, 'type' | 'token_id' | 'family_id' | 'successor_id' | 'reason'>;
+type LoggedEvent = Pick<EventRow, 'type' | 'token_id' | 'family_id' | 'successor_id' | 'reason'> & {
+  threshold: number | null;
+};
 
 /** 192 random bits, URL-safe: an idempotency key the service accepts (docs/rotation.md question 2). */
 const newKey = () => randomBytes(24).toString('base64url');
@@ -57,6 +61,8 @@ export class RealSystem {
   readonly familyIds: string[] = [];
   /** Idempotency keys by the model's name for them, drawn on first use. */
   private readonly keys = new Map<string, string>();
+  /** The expiry scheduler of the application (its passes run only through `tick`). */
+  scheduler: ExpiryScheduler | undefined;
 
   constructor(
     readonly app: RotorApp,
@@ -81,6 +87,7 @@ export class RealSystem {
     other.familyIds.push(...this.familyIds);
     if (!copy) Object.assign(other, { ids: this.ids, secrets: this.secrets, familyIds: this.familyIds });
     Object.assign(other, { keys: this.keys });
+    other.scheduler = this.scheduler;
     return other;
   }
 
@@ -123,6 +130,13 @@ export class RealSystem {
 
   async revokeToken(i: number): Promise<Outcome> {
     return outcome(revokeToken(this.app, this.admin, this.id(i)).then((record) => ({ record, secret: '' })));
+  }
+
+  /** One pass of the expiry scheduler; the number of events it wrote. */
+  async tick(): Promise<number> {
+    if (this.scheduler === undefined) throw new Error('no expiry scheduler in this system');
+    const r = await this.scheduler.runOnce();
+    return r.expiringSoon + r.expired;
   }
 
   async revokeFamily(f: number): Promise<number> {
@@ -174,7 +188,7 @@ export class RealSystem {
         .knex('token_events')
         .where('sequence', '>', this.startSequence)
         .orderBy('sequence', 'asc')
-        .select('sequence', 'type', 'token_id', 'family_id', 'successor_id', 'reason'),
+        .select('sequence', 'type', 'token_id', 'family_id', 'successor_id', 'reason', 'threshold_seconds'),
     ]);
     const byId = new Map(rows.map((r) => [r.id, r]));
     expect(rows.length, 'tokens in the run families: one row per model token, no extra successor').toBe(
@@ -217,14 +231,20 @@ export class RealSystem {
     this.verifyLog(events, model.events);
   }
 
-  /** The log since the run started equals the model's, in order; sequences increase (without a gap on SQLite). */
-  private verifyLog(rows: readonly EventRow[], expected: readonly ModelEvent[]): void {
-    const sequences = rows.map((r) => Number(r.sequence));
+  /**
+   * The log since the run started equals the model's, in order; sequences increase (without a gap
+   * on SQLite). The scheduler also writes events of earlier runs' tokens (still alive on the same
+   * database); those are left out of the comparison.
+   */
+  private verifyLog(all: readonly EventRow[], expected: readonly ModelEvent[]): void {
+    const sequences = all.map((r) => Number(r.sequence));
     sequences.forEach((s, k) => {
       const previous = k === 0 ? this.startSequence : sequences[k - 1]!;
       if (this.engine === 'sqlite') expect(s, `event sequence ${k} follows without a gap`).toBe(previous + 1);
       else expect(s, `event sequence ${k} increases`).toBeGreaterThan(previous);
     });
+    const runFamilies = new Set(this.familyIds);
+    const rows = all.filter((r) => runFamilies.has(r.family_id));
     const actual = rows.map(
       (r): LoggedEvent => ({
         type: r.type,
@@ -233,6 +253,7 @@ export class RealSystem {
         successor_id: r.successor_id,
         // A new family's `created` carries no reason in the log; WatchExpiry calls it `created`.
         reason: r.type === 'created' && r.reason === null ? 'created' : r.reason,
+        threshold: r.threshold_seconds === null ? null : Number(r.threshold_seconds),
       }),
     );
     const wanted = expected.map(
@@ -242,6 +263,7 @@ export class RealSystem {
         family_id: this.familyId(e.family),
         successor_id: e.successor === null ? null : this.id(e.successor),
         reason: e.reason,
+        threshold: e.threshold ?? null,
       }),
     );
     expect(inBatchOrder(actual), 'the event log').toEqual(inBatchOrder(wanted));
@@ -265,18 +287,27 @@ function stateOf(r: TokenRow, now: number): ModelState {
 
 /**
  * The doc fixes one `family_revoked` event per member but not their order within the one
- * revocation: each run of consecutive `family_revoked` events of one family is compared as a set.
+ * revocation, nor the order of a scheduler pass's events: each run of consecutive
+ * `family_revoked` events of one family, and each run of consecutive `expiring_soon` / `expired`
+ * events, is compared as a set.
  */
 function inBatchOrder(events: LoggedEvent[]): LoggedEvent[] {
   const out: LoggedEvent[] = [];
   let batch: LoggedEvent[] = [];
+  const scheduled = (e: LoggedEvent) => e.type === 'expiring_soon' || e.type === 'expired';
+  const key = (e: LoggedEvent) => `${e.type}:${e.token_id}:${e.threshold ?? ''}`;
   const flush = () => {
-    out.push(...batch.sort((a, b) => a.token_id.localeCompare(b.token_id)));
+    out.push(...batch.sort((a, b) => key(a).localeCompare(key(b))));
     batch = [];
   };
   for (const e of events) {
-    if (e.type !== 'family_revoked' || (batch.length > 0 && batch[0]!.family_id !== e.family_id)) flush();
-    if (e.type === 'family_revoked') batch.push(e);
+    const first = batch[0];
+    const joins =
+      first !== undefined &&
+      ((e.type === 'family_revoked' && first.type === 'family_revoked' && first.family_id === e.family_id) ||
+        (scheduled(e) && scheduled(first)));
+    if (!joins) flush();
+    if (e.type === 'family_revoked' || scheduled(e)) batch.push(e);
     else out.push(e);
   }
   flush();
