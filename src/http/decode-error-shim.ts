@@ -2,9 +2,11 @@ import type { UniversalHandler, UniversalServerResponse } from '@connectrpc/conn
 
 /**
  * connect-es reports a request body that fails protobuf decoding as `internal` ("parse binary:
- * …", protocol/serialization.js), where JSON decode failures are `invalid_argument`. A client
+ * …", protocol/serialization.js), where JSON decode failures are `invalid_argument`, and likewise
+ * an enveloped request (Connect streaming, gRPC-Web) whose compressed flag is set though no
+ * encoding was negotiated ("received compressed envelope, …", protocol/envelope.js). A client
  * sending garbage made a bad request, so Rotor answers `invalid_argument` on every protocol
- * (the gRPC port does the same in grpc-server.ts). This wrapper rewrites exactly that error and
+ * (the gRPC port does the same in grpc-server.ts). This wrapper rewrites exactly those errors and
  * nothing else: Connect unary error bodies, Connect streaming end-stream messages (WatchExpiry) and
  * gRPC-Web trailer frames.
  */
@@ -36,6 +38,17 @@ async function* once(bytes: Uint8Array): AsyncIterable<Uint8Array> {
   yield bytes;
 }
 
+const UNNEGOTIATED_COMPRESSION = 'received compressed envelope, but do not know how to decompress';
+
+/** The invalid_argument message for one of connect-es's `internal` decode errors; undefined for any other error. */
+function badRequestMessage(code: string | undefined, message: string | undefined): string | undefined {
+  if (code !== 'internal' || message === undefined) return undefined;
+  if (message.startsWith('parse binary:')) return `request is not a valid message: ${message.slice(14)}`;
+  if (message === UNNEGOTIATED_COMPRESSION)
+    return 'request is not a valid message: its compressed flag is set, but no content encoding was negotiated';
+  return undefined;
+}
+
 function rewriteConnectError(res: UniversalServerResponse, body: Uint8Array): UniversalServerResponse {
   let parsed: { code?: string; message?: string };
   try {
@@ -43,11 +56,9 @@ function rewriteConnectError(res: UniversalServerResponse, body: Uint8Array): Un
   } catch {
     return { ...res, body: once(body) };
   }
-  if (parsed.code !== 'internal' || !parsed.message?.startsWith('parse binary:')) return { ...res, body: once(body) };
-  const text = JSON.stringify({
-    code: 'invalid_argument',
-    message: `request is not a valid message: ${parsed.message.slice(14)}`,
-  });
+  const message = badRequestMessage(parsed.code, parsed.message);
+  if (message === undefined) return { ...res, body: once(body) };
+  const text = JSON.stringify({ code: 'invalid_argument', message });
   const bytes = new TextEncoder().encode(text);
   const header = new Headers(res.header);
   header.set('content-length', String(bytes.byteLength));
@@ -63,16 +74,10 @@ function rewriteEndStream(chunk: Uint8Array): Uint8Array {
     return chunk;
   }
   const error = parsed.error;
-  if (error?.code !== 'internal' || !error.message?.startsWith('parse binary:')) return chunk;
+  const message = badRequestMessage(error?.code, error?.message);
+  if (message === undefined) return chunk;
   const payload = new TextEncoder().encode(
-    JSON.stringify({
-      ...parsed,
-      error: {
-        ...error,
-        code: 'invalid_argument',
-        message: `request is not a valid message: ${error.message.slice(14)}`,
-      },
-    }),
+    JSON.stringify({ ...parsed, error: { ...error, code: 'invalid_argument', message } }),
   );
   const frame = new Uint8Array(5 + payload.length);
   frame[0] = chunk[0]!;
@@ -90,12 +95,16 @@ async function* rewriteTrailers(body: AsyncIterable<Uint8Array>): AsyncIterable<
     // A gRPC-Web trailer frame: flag 0x80, 4-byte length, then HTTP/1-style header lines.
     if (chunk.length >= 5 && (chunk[0]! & 0x80) === 0x80) {
       const text = new TextDecoder().decode(chunk.subarray(5));
-      if (/^grpc-status: ?13\r?$/m.test(text) && /^grpc-message: ?parse%20binary/m.test(text)) {
+      const grpcMessage = /^grpc-message: ?(.*?)\r?$/m.exec(text)?.[1];
+      const message = /^grpc-status: ?13\r?$/m.test(text)
+        ? badRequestMessage('internal', grpcMessage === undefined ? undefined : safeDecode(grpcMessage))
+        : undefined;
+      if (message !== undefined) {
         const fixed = text
           .replace(/^grpc-status: ?13/m, 'grpc-status: 3')
           .replace(
-            /^grpc-message: ?parse%20binary(%3A|:)/m,
-            'grpc-message: request%20is%20not%20a%20valid%20message%3A',
+            /^grpc-message: ?.*?(\r?)$/m,
+            (_, cr: string) => `grpc-message: ${encodeURIComponent(message)}${cr}`,
           );
         const payload = new TextEncoder().encode(fixed);
         const frame = new Uint8Array(5 + payload.length);
@@ -107,5 +116,13 @@ async function* rewriteTrailers(body: AsyncIterable<Uint8Array>): AsyncIterable<
       }
     }
     yield chunk;
+  }
+}
+
+function safeDecode(s: string): string | undefined {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return undefined;
   }
 }

@@ -65,6 +65,21 @@ const cases: Case[] = [
     },
   },
   {
+    name: 'compressed flag without a content encoding (WatchExpiry)',
+    connect: {
+      via: 'Connect streaming, application/connect+proto',
+      send: onConnectStreamRaw(
+        '/rotor.v1.ExpiryService/WatchExpiry',
+        'application/connect+proto',
+        () => Buffer.alloc(0),
+        0x01,
+      ),
+      expect: invalidArgument(
+        'request is not a valid message: its compressed flag is set, but no content encoding was negotiated',
+      ),
+    },
+  },
+  {
     name: 'garbage JSON (not JSON)',
     connect: {
       via: 'Connect, application/json',

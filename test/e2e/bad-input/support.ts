@@ -312,13 +312,14 @@ export function onConnectRaw(path: string, contentType: string, body: () => stri
 
 /**
  * A raw Connect streaming request (`application/connect+proto` or `+json`) with one enveloped
- * message; the status comes from the end-stream message (flag 0x02), or from a JSON error body
+ * message (`flags`: its envelope flags, 0x01 = compressed); the status comes from the end-stream message (flag 0x02), or from a JSON error body
  * when the call is refused before the stream starts. Messages before the end are skipped.
  */
-export function onConnectStreamRaw(path: string, contentType: string, payload: () => Uint8Array): RpcSend {
+export function onConnectStreamRaw(path: string, contentType: string, payload: () => Uint8Array, flags = 0): RpcSend {
   return async () => {
     const p = payload();
     const env = Buffer.alloc(5 + p.length);
+    env.writeUInt8(flags, 0);
     env.writeUInt32BE(p.length, 1);
     env.set(p, 5);
     const res = await fetch(`${s.httpUrl}${path}`, {
