@@ -124,9 +124,8 @@ describe.each(ENGINES)('lineage and cascade on %s', (engine) => {
     const outside = await create(a.adminSecret, 'sibling');
     const level2: Held[] = [];
     for (let i = 0; i < L2; i++) level2.push(await create(root.secret, `l2-${i}`, 1));
-    // One level-2 token is rotated; its successor (same family, same parent) creates level 3.
+    // One level-2 token is rotated; its successor (same family, same parent) creates 5 of level 3.
     const rotated = await rotate(level2[0]!.secret);
-    const creators = [rotated, ...level2.slice(1)];
     const level3: Held[] = [];
     for (let j = 0; j < L3_PER_L2; j++) level3.push(await create(rotated.secret, 'l3', 3));
     expect((await api.getToken({ id: level3[0]!.id }, a.adminSecret)).token!.parentId).toBe(rotated.id);
