@@ -65,8 +65,10 @@ export async function usableBySecret(app: AppContext, secret: string): Promise<U
 }
 
 /**
- * The nearest ancestor of `token` (itself included) that a revocation with cascade reached, by
- * walking `parent_id` (docs/rotation.md, "Lineage and cascade"); undefined when none did. One
+ * The nearest ancestor of `token` that a revocation with cascade reached, by walking `parent_id`
+ * (docs/rotation.md, "Lineage and cascade"); undefined when none did. The token's own mark is not
+ * looked at: a cascade revokes (or, for a rotated token, ends the window of) every token it marks,
+ * so its own state already answers, with its own message (rules 2 and 3). One
  * token read per ancestor, from the token cache outside transactions; a token created by
  * bootstrap or federation has no parent and costs nothing. A parent deleted by retention ends the
  * walk (it ended long ago, and a cascade that reached it revoked its descendants too).
@@ -75,7 +77,6 @@ export async function cascadeRevokedAncestor(
   tokens: Pick<TokenRepository, 'findById'>,
   token: TokenRecord,
 ): Promise<TokenRecord | undefined> {
-  if (token.cascadeRevokedAt !== null) return token;
   const seen = new Set<string>([token.id]);
   let parentId = token.parentId;
   while (parentId !== null) {

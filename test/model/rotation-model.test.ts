@@ -1,7 +1,8 @@
 /**
  * Model-based test of the rotation rules: random sequences of create, rotate (by secret, with and
  * without idempotency keys; by id), RevokeToken, RevokeFamily, authenticate, introspect and clock
- * moves (to just before, at and after every window end) run against the reference model of
+ * moves (to just before, at and after every window end), with and without retire on first use
+ * (an authentication or introspection of the successor retires its predecessor), run against the reference model of
  * docs/rotation.md (rotation-model.ts) and against the application in process on each engine. Every
  * answer must match the model's, and after every command the database must hold the model's
  * token states and exactly the model's event log (rotation-system.ts `verify`).
@@ -53,6 +54,7 @@ const REACHED = [
   'revokeToken: overlap_ended',
   'revokeToken: no change',
   'authenticate: ok',
+  'first use retired the predecessor',
   'authenticate: ok (rotated)',
   'authenticate: token_revoked (rotated)',
   'authenticate: token_expired',
