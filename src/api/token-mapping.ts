@@ -93,6 +93,7 @@ export function policyFromPb(p: PbPolicy | undefined): PolicyRequest {
     const b = p.workloadBinding;
     request.workloadBinding = { issuer: b.issuer, subject: b.subject, audience: b.audience, claims: { ...b.claims } };
   }
+  if (p.retireOnFirstUse !== undefined) request.retireOnFirstUse = p.retireOnFirstUse;
   return request;
 }
 
@@ -117,6 +118,7 @@ export function tokenToPb(t: TokenRecord, now: number): Token {
     state: STATE_TO_PB[tokenState(t, now)],
     revokeReason: t.revokeReason ?? '',
     displayPrefix: t.displayPrefix,
+    parentId: t.parentId ?? '',
     policy: create(TokenPolicySchema, {
       maxLifetimeSeconds: BigInt(t.policy.maxLifetimeSeconds),
       defaultLifetimeSeconds: BigInt(t.policy.defaultLifetimeSeconds),
@@ -124,6 +126,7 @@ export function tokenToPb(t: TokenRecord, now: number): Token {
       reuseGraceSeconds: BigInt(t.policy.reuseGraceSeconds),
       workloadBinding:
         t.policy.workloadBinding === undefined ? undefined : create(WorkloadBindingSchema, t.policy.workloadBinding),
+      retireOnFirstUse: t.policy.retireOnFirstUse === true ? true : undefined,
     }),
   });
 }

@@ -3,7 +3,7 @@ import { authenticate } from '../app/authenticate.js';
 import type { AppContext } from '../app/context.js';
 import { rotateToken } from '../app/rotation-service.js';
 import { introspect } from '../app/introspection.js';
-import { revokeFamily, revokeToken } from '../app/revocation.js';
+import { revokeFamilyWith, revokeTokenWith } from '../app/revocation.js';
 import { createToken, getToken, listTokens } from '../app/token-service.js';
 import { TokenKind as TokenKindPb } from '../gen/rotor/v1/token_pb.js';
 import type { TokenService } from '../gen/rotor/v1/token_service_pb.js';
@@ -73,12 +73,24 @@ export function tokenServiceImpl(app: AppContext): ServiceImpl<typeof TokenServi
 
     async revokeToken(req, ctx) {
       const caller = await authenticate(app, callMeta(ctx));
-      return { token: tokenToPb(await revokeToken(app, caller, req.id), app.now()) };
+      const r = await revokeTokenWith(app, caller, req.id, { cascade: req.cascade, dryRun: req.dryRun });
+      return {
+        token: tokenToPb(r.token, app.now()),
+        cascadeRevokedCount: r.cascadeCount,
+        dryRunTokenIds: r.dryRunIds,
+        truncated: r.truncated,
+      };
     },
 
     async revokeFamily(req, ctx) {
       const caller = await authenticate(app, callMeta(ctx));
-      return { revokedCount: await revokeFamily(app, caller, req.familyId) };
+      const r = await revokeFamilyWith(app, caller, req.familyId, { cascade: req.cascade, dryRun: req.dryRun });
+      return {
+        revokedCount: r.revokedCount,
+        cascadeRevokedCount: r.cascadeCount,
+        dryRunTokenIds: r.dryRunIds,
+        truncated: r.truncated,
+      };
     },
 
     async introspectToken(req, ctx) {

@@ -1,5 +1,5 @@
 import { RotorError, isRotorError } from '../domain/errors.js';
-import { assertUsable, type TokenRecord } from '../domain/token.js';
+import { assertUsable, lineageRevokedError, type TokenRecord } from '../domain/token.js';
 import { parseSecret } from '../domain/token-secret.js';
 import type { AppContext, CallMeta } from './context.js';
 import type { TokenRepository } from './store-ports.js';
@@ -60,7 +60,88 @@ export async function usableBySecret(app: AppContext, secret: string): Promise<U
   const successor = await successorForUse(app.store.tokens, token);
   const now = app.now();
   assertUsable(token, now, successor);
+  await assertLineageStands(app.store.tokens, token);
   return { token, successor, now };
+}
+
+/**
+ * The nearest ancestor of `token` that a revocation with cascade reached, by walking `parent_id`
+ * (docs/rotation.md, "Lineage and cascade"); undefined when none did. The token's own mark is not
+ * looked at: a cascade revokes (or, for a rotated token, ends the window of) every token it marks,
+ * so its own state already answers, with its own message (rules 2 and 3). One
+ * token read per ancestor, from the token cache outside transactions; a token created by
+ * bootstrap or federation has no parent and costs nothing. A parent deleted by retention ends the
+ * walk (it ended long ago, and a cascade that reached it revoked its descendants too).
+ */
+export async function cascadeRevokedAncestor(
+  tokens: Pick<TokenRepository, 'findById'>,
+  token: TokenRecord,
+): Promise<TokenRecord | undefined> {
+  const seen = new Set<string>([token.id]);
+  let parentId = token.parentId;
+  while (parentId !== null) {
+    // Parents are always older than their children, so a loop cannot happen; fail closed if it did.
+    if (seen.has(parentId)) return token;
+    seen.add(parentId);
+    const parent = await tokens.findById(parentId);
+    if (!parent) return undefined;
+    if (parent.cascadeRevokedAt !== null) return parent;
+    parentId = parent.parentId;
+  }
+  return undefined;
+}
+
+/** Refuses a token whose ancestor was revoked with cascade, as `token_revoked` naming when. */
+export async function assertLineageStands(
+  tokens: Pick<TokenRepository, 'findById'>,
+  token: TokenRecord,
+): Promise<void> {
+  const ancestor = await cascadeRevokedAncestor(tokens, token);
+  if (ancestor) throw lineageRevokedError(ancestor);
+}
+
+/**
+ * Retire on first use (docs/rotation.md, "Retire on first use"): the first use of a successor
+ * whose predecessor is still inside its window ends that window now, on every replica (the
+ * `predecessor_retired` event names the predecessor, so its row leaves every replica's cache).
+ * Only that first use writes: the successor's `retire_predecessor_until` is cleared by it, and
+ * every later use (or any use after the window) returns before touching the database. A failed
+ * write is logged and the call goes on: the predecessor then stays usable at most until the
+ * window's hard bound (`overlap_seconds`), and the next use tries again.
+ */
+export async function retireOnFirstUse(
+  app: AppContext,
+  token: TokenRecord,
+  now: number,
+  peer: string | null,
+): Promise<void> {
+  const until = token.retirePredecessorUntil;
+  const predecessorId = token.previousId;
+  if (until === null || predecessorId === null || now >= until || token.revokedAt !== null) return;
+  try {
+    await app.store.transaction(
+      async (tx) => {
+        if (!(await tx.tokens.clearRetirePending(token.id))) return;
+        if (!(await tx.tokens.endOverlap(predecessorId, now))) return;
+        await tx.events.append([
+          {
+            type: 'predecessor_retired',
+            tokenId: predecessorId,
+            familyId: token.familyId,
+            successorId: token.id,
+            actor: token.id,
+            peer,
+            act: null,
+            reason: null,
+            occurredAt: now,
+          },
+        ]);
+      },
+      { family: token.familyId },
+    );
+  } catch (e) {
+    app.log.warn('could not retire the predecessor on first use', { token_id: token.id, error: String(e) });
+  }
 }
 
 /**
@@ -76,6 +157,7 @@ export async function authenticate(app: AppContext, meta: CallMeta): Promise<Cal
   } catch (e) {
     throw asCallerCredentialError(e);
   }
+  await retireOnFirstUse(app, usable.token, usable.now, meta.peer);
   noteUse(app, usable.token, usable.now);
   return { token: usable.token, peer: meta.peer };
 }

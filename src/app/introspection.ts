@@ -6,7 +6,13 @@ import { SCOPE_INTROSPECT } from '../domain/scopes.js';
 import { isUsable, type TokenRecord } from '../domain/token.js';
 import type { TokenKind } from '../domain/token-kind.js';
 import { digestsEqual } from '../domain/token-keys.js';
-import { findBySecret, successorForUse, type Caller } from './authenticate.js';
+import {
+  cascadeRevokedAncestor,
+  findBySecret,
+  retireOnFirstUse,
+  successorForUse,
+  type Caller,
+} from './authenticate.js';
 import type { AppContext } from './context.js';
 import { jwtSourceStanding, verifyRotorJwt } from './jwt-access-tokens.js';
 
@@ -53,7 +59,11 @@ export async function introspect(app: AppContext, caller: Caller, secret: string
     throw e;
   }
   if (!privileged && !(token && digestsEqual(token.secretDigest, caller.token.secretDigest))) throw denied();
-  if (!token || !isUsable(token, app.now(), await successorForUse(app.store.tokens, token))) return { active: false };
+  const now = app.now();
+  if (!token || !isUsable(token, now, await successorForUse(app.store.tokens, token))) return { active: false };
+  if (await cascadeRevokedAncestor(app.store.tokens, token)) return { active: false };
+  // A resource server introspecting the token it was handed is a use of it.
+  await retireOnFirstUse(app, token, now, caller.peer);
   return {
     active: true,
     token: {

@@ -11,7 +11,7 @@ import {
 } from '../domain/jwt-access-token.js';
 import { usableUntil, type TokenRecord } from '../domain/token.js';
 import { actorTokenWithoutBinding, checkBinding, type WorkloadActor } from '../domain/workload-binding.js';
-import { noteUse, usableBySecret } from './authenticate.js';
+import { cascadeRevokedAncestor, noteUse, retireOnFirstUse, usableBySecret } from './authenticate.js';
 import type { AppContext } from './context.js';
 import { verifyActorToken } from './workload-proof.js';
 
@@ -67,6 +67,7 @@ export async function issueJwtForRotorToken(
   const act = await actorFor(app, token, req.actorToken, req.actorTokenType);
   if (act) identity.act = act;
   const minted = await mintAccessToken(app, identity);
+  await retireOnFirstUse(app, token, now, peer);
   noteUse(app, token, now);
   app.log.info('issued JWT access token', {
     jti: minted.claims.jti,
@@ -152,5 +153,8 @@ export async function jwtSourceStanding(
     if (t.revokeReason !== 'rotated' || t.successorId === null) break;
     t = await app.store.tokens.findById(t.successorId);
   }
+  // A cascade that reached an ancestor of the source ends its JWTs too, before its batches reach
+  // the source itself (docs/rotation.md, "Lineage and cascade").
+  if (await cascadeRevokedAncestor(app.store.tokens, source)) return { standing: false, source };
   return { standing: true, source };
 }

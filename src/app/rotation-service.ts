@@ -7,7 +7,14 @@ import { normalizeScopes } from '../domain/scopes.js';
 import type { TokenRecord } from '../domain/token.js';
 import { digestsEqual } from '../domain/token-keys.js';
 import { formatSecret, parseSecret } from '../domain/token-secret.js';
-import { asCallerCredentialError, authenticate, bearerToken, type Caller } from './authenticate.js';
+import {
+  asCallerCredentialError,
+  assertLineageStands,
+  authenticate,
+  bearerToken,
+  type Caller,
+} from './authenticate.js';
+import { cascadeRevoke } from './cascade.js';
 import type { AppContext, CallMeta } from './context.js';
 import type { Repositories } from './store-ports.js';
 import { revokeFamilyIn } from './revocation.js';
@@ -43,7 +50,14 @@ const MAX_ATTEMPTS = 3;
 type Outcome =
   | { kind: 'minted'; minted: MintedToken }
   | { kind: 'refused'; error: RotorError }
-  | { kind: 'reuse'; current: TokenRecord; revoked: number; cause: 'presented_again' | 'wrong_retry_keys' };
+  | {
+      kind: 'reuse';
+      current: TokenRecord;
+      revoked: number;
+      cause: 'presented_again' | 'wrong_retry_keys';
+      /** When the family was revoked (the cascade's time). */
+      at: number;
+    };
 
 const NONE_REFUSED: RefusedRetryKeys = { racing: 0, late: 0 };
 
@@ -98,6 +112,10 @@ export async function rotate(app: AppContext, target: RotationTarget, opts: Rota
   };
   const current = await load(app.store.tokens, req);
   if (!current) throw notFound(req);
+  // A token whose ancestor was revoked with cascade is revoked, even before the cascade's
+  // batches reach it (docs/rotation.md, "Lineage and cascade"); its family's lineage never
+  // changes, so checking it before the transaction is enough.
+  await assertLineageStands(app.store.tokens, current);
   const fast = await tryFastRotation(app, req, current);
   if (fast) return fast;
   for (let attempt = 1; ; attempt++) {
@@ -106,10 +124,31 @@ export async function rotate(app: AppContext, target: RotationTarget, opts: Rota
       const outcome = await app.store.transaction((tx) => decideAndAct(app, tx, req), { family: current.familyId });
       if (outcome.kind === 'minted') return outcome.minted;
       if (outcome.kind === 'refused') throw outcome.error;
+      // Reuse detection revokes with cascade: the family was marked in its transaction, so its
+      // descendants are already refused; the batches revoke them for the record.
+      let cascaded = 0;
+      try {
+        cascaded = (
+          await cascadeRevoke(
+            app,
+            actorOf(req, outcome.current),
+            { familyIds: [outcome.current.familyId] },
+            outcome.at,
+            false,
+          )
+        ).count;
+      } catch (e) {
+        // The mark already refuses every descendant; the answer to reuse must not change.
+        app.log.error('cascade after reuse detection did not finish', {
+          family_id: outcome.current.familyId,
+          error: String(e),
+        });
+      }
       app.log.warn('token reuse detected; family revoked', {
         token_id: outcome.current.id,
         family_id: outcome.current.familyId,
         revoked: outcome.revoked,
+        cascade_revoked: cascaded,
         cause: outcome.cause,
         peer: opts.peer,
       });
@@ -306,7 +345,8 @@ async function decideAndAct(app: AppContext, tx: Repositories, req: Prepared): P
         kind: 'reuse',
         current,
         cause: decision.cause,
-        revoked: await revokeFamilyIn(tx, who, current.familyId, 'reuse_detected', now),
+        revoked: await revokeFamilyIn(tx, who, current.familyId, 'reuse_detected', now, true),
+        at: now,
       };
     case 'rotate': {
       const minted = mint(app, req, current, decision, now);

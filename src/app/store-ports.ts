@@ -49,6 +49,31 @@ export interface TokenRepository {
    * statement; returns the ids it revoked. Run it in a transaction that holds the family's lock.
    */
   revokeFamily(familyId: string, reason: RevokeReason, now: number): Promise<string[]>;
+  /**
+   * Lineage (docs/rotation.md, "Lineage and cascade"): the distinct families with a member whose
+   * `parent_id` is one of `parentIds`.
+   */
+  childFamiliesOfTokens(parentIds: readonly string[]): Promise<string[]>;
+  /** The distinct families with a member whose parent is a member of one of `familyIds`. */
+  childFamiliesOfFamilies(familyIds: readonly string[]): Promise<string[]>;
+  /** Every member of these families that a revocation would revoke: not revoked yet, or rotated. */
+  revocableMembers(familyIds: readonly string[]): Promise<{ id: string; familyId: string }[]>;
+  /**
+   * A cascade batch, under the families' locks: revokes every member of `familyIds` not revoked
+   * yet (rotated members included) with reason `cascade`, and sets `cascade_revoked_at` on every
+   * member that lacks it. Returns the members it revoked, and every member it changed.
+   */
+  revokeFamiliesCascade(
+    familyIds: readonly string[],
+    now: number,
+  ): Promise<{ revoked: { id: string; familyId: string }[]; changed: string[] }>;
+  /** Sets `cascade_revoked_at` on the tokens (or every member of the family) that lack it; returns their ids. */
+  markCascade(target: { ids: readonly string[] } | { familyId: string }, now: number): Promise<string[]>;
+  /**
+   * Retire on first use: clears a successor's `retire_predecessor_until` if still set; true for
+   * the one call that cleared it (docs/rotation.md, "Retire on first use").
+   */
+  clearRetirePending(id: string): Promise<boolean>;
   list(filter: TokenFilter, now: number, limit: number, after: PageCursor | undefined): Promise<TokenRecord[]>;
   /** Records a use of `token`; implementations may skip the write when its last use is recent. */
   touchLastUsed(token: TokenRecord, now: number): Promise<void>;
@@ -172,9 +197,13 @@ export interface Store extends Repositories {
    * pass the same `lock` name never overlap (check-then-insert without a unique key to lean on).
    * Transactions that pass the same `family` never overlap either: every change to a family
    * passes its id (docs/rotation.md, "Changes to one family are serialised"), so a revocation that
-   * reads the live members cannot miss a successor that a concurrent rotation commits.
+   * reads the live members cannot miss a successor that a concurrent rotation commits. With
+   * `families` it takes the lock of each (a cascade batch), in one order, so two never deadlock.
    */
-  transaction<T>(work: (tx: Repositories) => Promise<T>, options?: { lock?: string; family?: string }): Promise<T>;
+  transaction<T>(
+    work: (tx: Repositories) => Promise<T>,
+    options?: { lock?: string; family?: string; families?: readonly string[] },
+  ): Promise<T>;
   /**
    * One rotation's writes in a transaction of their own, under the lock of the successor's family
    * (as `transaction` with `family`): `markRotated`, then `insert` of the successor, then `append`

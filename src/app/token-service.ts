@@ -62,6 +62,7 @@ function mintFor(app: AppContext, caller: Caller | 'bootstrap', input: CreateTok
     now,
     app.random,
     app.keys,
+    caller === 'bootstrap' ? null : caller.token.id,
   );
 }
 

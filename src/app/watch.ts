@@ -4,7 +4,7 @@ import { selectThresholds, wantsEvent, type WatchSelection } from '../domain/exp
 import { LIMITS, requireId, requireIdentifier } from '../domain/input-limits.js';
 import { assertUsable, usableUntil, type TokenRecord } from '../domain/token.js';
 import type { WatchedEvent } from '../domain/token-event.js';
-import { successorForUse, type Caller } from './authenticate.js';
+import { assertLineageStands, successorForUse, type Caller } from './authenticate.js';
 import type { AppContext } from './context.js';
 import type { LiveSubscription, WatchCredential, WatchRuntime } from './watch-ports.js';
 
@@ -111,6 +111,7 @@ export async function checkCredential(app: AppContext, tokenId: string): Promise
     const until = usableUntil(token, successor);
     try {
       assertUsable(token, app.now(), successor);
+      await assertLineageStands(tx.tokens, token);
       return { until };
     } catch (e) {
       if (isRotorError(e)) return { until, problem: e.message };

@@ -92,6 +92,11 @@ export const TOKEN_CREATE_FLAGS = {
     help: "policy: lifetime of each successor (default: the predecessor's)",
   },
   'max-lifetime': { type: 'string', value: 'D', help: 'policy: no token of the family lives longer than this' },
+  'retire-on-first-use': {
+    type: 'boolean',
+    default: false,
+    help: "policy: a rotated token stops working at its successor's first use, at the latest after --overlap (needs --overlap > 0)",
+  },
   'bind-issuer': {
     type: 'string',
     value: 'URL',
@@ -146,7 +151,16 @@ export const TOKEN_ROTATE_FLAGS = {
   },
 } satisfies FlagTable;
 
-export const TOKEN_REVOKE_FLAGS = { server, json } satisfies FlagTable;
+export const TOKEN_REVOKE_FLAGS = {
+  server,
+  json,
+  cascade: {
+    type: 'boolean',
+    default: false,
+    help: 'also revoke every family descended from the token (created by calls it authenticated, and so on down; docs/rotation.md)',
+  },
+  'dry-run': { type: 'boolean', default: false, help: 'change nothing; print the ids the call would revoke' },
+} satisfies FlagTable;
 
 export const WATCH_FLAGS = {
   server,

@@ -51,6 +51,8 @@ function tokenJson(t: Token | undefined): Record<string, unknown> {
     last_used_at: iso(t.lastUsedAt),
     display_prefix: t.displayPrefix,
     workload_binding: bindingJson(t.policy?.workloadBinding),
+    parent_id: t.parentId || null,
+    retire_on_first_use: t.policy?.retireOnFirstUse === true ? true : null,
   };
 }
 
@@ -165,7 +167,11 @@ export async function tokenCommand(args: string[], env: NodeJS.ProcessEnv): Prom
       const expiresAt = expiry(values);
       if (expiresAt === undefined) throw new UsageError('--expires-in or --expires-at is required');
       const workloadBinding = bindingOf(values);
-      const policy = { ...policyOf(values), ...(workloadBinding && { workloadBinding }) };
+      const policy = {
+        ...policyOf(values),
+        ...(workloadBinding && { workloadBinding }),
+        ...(values['retire-on-first-use'] && { retireOnFirstUse: true }),
+      };
       const hasPolicy = Object.values(policy).some((v) => v !== undefined);
       const res = await client(values.server).createToken({
         kind,
@@ -232,7 +238,28 @@ export async function tokenCommand(args: string[], env: NodeJS.ProcessEnv): Prom
       const { values, positionals } = parse(TOKEN_REVOKE_FLAGS, rest);
       const id = positionals[0];
       if (!id) throw new UsageError('usage: rotor token revoke ID');
-      printToken((await client(values.server).revokeToken({ id })).token, undefined, values.json);
+      const cascade = values.cascade;
+      const dryRun = values['dry-run'];
+      const res = await client(values.server).revokeToken({ id, cascade, dryRun });
+      if (!cascade && !dryRun) {
+        printToken(res.token, undefined, values.json);
+        return;
+      }
+      if (values.json) {
+        process.stdout.write(
+          `${JSON.stringify({
+            token: tokenJson(res.token),
+            cascade_revoked_count: res.cascadeRevokedCount,
+            ...(dryRun && { dry_run_token_ids: res.dryRunTokenIds, truncated: res.truncated }),
+          })}\n`,
+        );
+        return;
+      }
+      printToken(res.token, undefined, false);
+      if (dryRun) {
+        process.stdout.write(`would revoke ${res.dryRunTokenIds.length}${res.truncated ? '+' : ''} tokens:\n`);
+        for (const t of res.dryRunTokenIds) process.stdout.write(`${t}\n`);
+      } else process.stdout.write(`${'cascade'.padEnd(14)} ${res.cascadeRevokedCount} descendant tokens revoked\n`);
       return;
     }
     default:

@@ -50,6 +50,7 @@ function looserPolicy(caller: Principal, other: TokenPolicy): string[] {
   ).map(snake);
   if (caller.policy.workloadBinding !== undefined && !sameBinding(caller.policy.workloadBinding, other.workloadBinding))
     looser.push('workload_binding');
+  if (caller.policy.retireOnFirstUse === true && other.retireOnFirstUse !== true) looser.push('retire_on_first_use');
   return looser;
 }
 

@@ -84,6 +84,7 @@ export function stateAfter(type: TokenEventType, reason: string | null): TokenSt
     case 'rotated':
     case 'replayed':
     case 'retry_refused':
+    case 'predecessor_retired':
       return 'rotated';
     case 'revoked':
       return reason === 'overlap_ended' ? 'rotated' : 'revoked';

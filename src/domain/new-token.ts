@@ -37,16 +37,34 @@ function freshFields(secret: string, now: number, keys: TokenKeys) {
     secretDigest: keys.secretDigest(secret),
     displayPrefix: displayPrefix(secret),
     rotationKeyDigest: null,
+    cascadeRevokedAt: null,
+    retirePredecessorUntil: null,
   };
 }
 
-/** Mints the first token of a new family. */
-export function mintToken(spec: NewTokenSpec, now: number, random: RandomSource, keys: TokenKeys): MintedToken {
+/**
+ * Mints the first token of a new family. `parentId`: the token that authenticated the call
+ * (docs/rotation.md, "Lineage and cascade"); null for bootstrap, federation and recovery.
+ */
+export function mintToken(
+  spec: NewTokenSpec,
+  now: number,
+  random: RandomSource,
+  keys: TokenKeys,
+  parentId: string | null = null,
+): MintedToken {
   const secret = formatSecret(spec.kind, random);
   const id = newId('tok', random);
   return {
     secret,
-    record: { ...spec, id, familyId: newId('fam', random), previousId: null, ...freshFields(secret, now, keys) },
+    record: {
+      ...spec,
+      id,
+      familyId: newId('fam', random),
+      previousId: null,
+      ...freshFields(secret, now, keys),
+      parentId,
+    },
   };
 }
 
@@ -74,6 +92,17 @@ export function mintSuccessor(
       audiences: attrs.audiences ?? current.audiences,
       expiresAt: attrs.expiresAt,
       ...freshFields(secret, now, keys),
+      retirePredecessorUntil: retireWindowEnd(current, now),
     },
   };
+}
+
+/**
+ * Under `retire_on_first_use` (docs/rotation.md, "Retire on first use"), the instant until which
+ * the successor's first use still has a predecessor to retire: the end of the predecessor's
+ * overlap window (rule 7) for a rotation at `now`. Null without the policy.
+ */
+export function retireWindowEnd(current: TokenRecord, now: number): number | null {
+  if (current.policy.retireOnFirstUse !== true || current.policy.overlapSeconds <= 0) return null;
+  return Math.min(current.expiresAt, now + current.policy.overlapSeconds * 1000);
 }

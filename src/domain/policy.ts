@@ -10,6 +10,11 @@ export interface TokenPolicy {
   reuseGraceSeconds: number;
   /** Rule 4: only the bound workload may rotate the token (absent: no binding). */
   workloadBinding?: WorkloadBinding;
+  /**
+   * The rotated predecessor stops authenticating at the successor's first use, at the latest
+   * after `overlapSeconds` (docs/rotation.md, "Retire on first use"). Absent: false.
+   */
+  retireOnFirstUse?: boolean;
 }
 
 /** The numeric knobs of a policy (seconds), compared when one policy must not be looser. */
@@ -84,6 +89,16 @@ export function resolvePolicy(request: PolicyRequest, limits: PolicyLimits): Tok
   };
   if (request.workloadBinding !== undefined)
     policy.workloadBinding = validateBinding('policy.workload_binding', request.workloadBinding);
+  if (request.retireOnFirstUse === true) {
+    if (policy.overlapSeconds === 0) {
+      throw new RotorError(
+        'invalid_argument',
+        'policy.retire_on_first_use needs policy.overlap_seconds > 0 (the longest the predecessor may still authenticate)',
+        { field: 'policy.retire_on_first_use' },
+      );
+    }
+    policy.retireOnFirstUse = true;
+  }
   return policy;
 }
 

@@ -13,7 +13,8 @@ export type TokenEventType =
   | 'revoked'
   | 'family_revoked'
   | 'expiring_soon'
-  | 'expired';
+  | 'expired'
+  | 'predecessor_retired';
 
 /** Who did it and from where: the audit half of an event. */
 export interface Actor {

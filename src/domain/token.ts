@@ -3,7 +3,7 @@ import type { TokenPolicy } from './policy.js';
 import type { TokenKind } from './token-kind.js';
 
 /** Why a token stopped being active (docs/design.md, Domain). */
-export type RevokeReason = 'rotated' | 'revoked' | 'family_revoked' | 'reuse_detected' | 'recovered';
+export type RevokeReason = 'rotated' | 'revoked' | 'family_revoked' | 'reuse_detected' | 'recovered' | 'cascade';
 
 /** The stored token, as the domain sees it. Times are milliseconds since the epoch. */
 export interface TokenRecord {
@@ -36,6 +36,23 @@ export interface TokenRecord {
   displayPrefix: string;
   /** Keyed digest of the idempotency key of the rotation that superseded this token. */
   rotationKeyDigest: string | null;
+  /**
+   * The token that authenticated the call that created this token's family; successors keep it
+   * (docs/rotation.md, "Lineage and cascade"). Null for bootstrap, federation and recovery.
+   */
+  parentId: string | null;
+  /**
+   * When a revocation with cascade reached this token (the token named, every member of a family
+   * revoked with cascade, every descendant). Tokens created by a call it authenticated, and their
+   * descendants, never authenticate again (`lineageRevocation`), even while the cascade runs.
+   */
+  cascadeRevokedAt: number | null;
+  /**
+   * A successor minted under `retire_on_first_use`: until this instant its first use retires its
+   * predecessor (docs/rotation.md, "Retire on first use"); null once it did, or when nothing is to
+   * retire. Only the first use of such a successor writes.
+   */
+  retirePredecessorUntil: number | null;
 }
 
 /** Derived state; never stored (docs/design.md, Domain: "States are derived, never stored"). */
@@ -109,6 +126,8 @@ export function revokedError(token: TokenRecord): RotorError {
       return new RotorError('token_revoked', `token has been revoked: reuse detected at ${at}`);
     case 'family_revoked':
       return new RotorError('token_revoked', `token has been revoked: its family was revoked at ${at}`);
+    case 'cascade':
+      return new RotorError('token_revoked', `token has been revoked: an ancestor was revoked with cascade at ${at}`);
     default:
       return new RotorError('token_revoked', 'token has been revoked');
   }
@@ -117,4 +136,14 @@ export function revokedError(token: TokenRecord): RotorError {
 /** The lifetime a token was issued with, in milliseconds. */
 export function issuedLifetime(token: TokenRecord): number {
   return token.expiresAt - token.createdAt;
+}
+
+/**
+ * The answer to a token whose ancestor (`ancestor`, found by walking `parentId`) was revoked with
+ * cascade, while the cascade has not reached the token itself yet (docs/rotation.md, "Lineage
+ * and cascade").
+ */
+export function lineageRevokedError(ancestor: TokenRecord): RotorError {
+  const at = new Date(ancestor.cascadeRevokedAt ?? 0).toISOString();
+  return new RotorError('token_revoked', `token has been revoked: an ancestor was revoked with cascade at ${at}`);
 }

@@ -106,6 +106,37 @@ export class CachedTokenRepository implements TokenRepository {
     return ids;
   }
 
+  childFamiliesOfTokens(parentIds: readonly string[]): Promise<string[]> {
+    return this.base.childFamiliesOfTokens(parentIds);
+  }
+
+  childFamiliesOfFamilies(familyIds: readonly string[]): Promise<string[]> {
+    return this.base.childFamiliesOfFamilies(familyIds);
+  }
+
+  revocableMembers(familyIds: readonly string[]): Promise<{ id: string; familyId: string }[]> {
+    return this.base.revocableMembers(familyIds);
+  }
+
+  async revokeFamiliesCascade(
+    familyIds: readonly string[],
+    now: number,
+  ): Promise<{ revoked: { id: string; familyId: string }[]; changed: string[] }> {
+    const r = await this.base.revokeFamiliesCascade(familyIds, now);
+    this.wrote(r.changed);
+    return r;
+  }
+
+  async markCascade(target: { ids: readonly string[] } | { familyId: string }, now: number): Promise<string[]> {
+    const ids = await this.base.markCascade(target, now);
+    this.wrote(ids);
+    return ids;
+  }
+
+  clearRetirePending(id: string): Promise<boolean> {
+    return this.writing([id], () => this.base.clearRetirePending(id));
+  }
+
   list(filter: TokenFilter, now: number, limit: number, after: PageCursor | undefined): Promise<TokenRecord[]> {
     return this.base.list(filter, now, limit, after);
   }

@@ -29,6 +29,19 @@ export function familyLockKey(familyId: string): number {
   return h | 0;
 }
 
+/**
+ * The statement that takes the locks of many families (a cascade batch, src/app/cascade.ts) in
+ * ascending key order, so two such transactions cannot deadlock, and a transaction holding one
+ * family's lock never waits for another. Integers only, so it is safe as literal SQL.
+ */
+export function familyLocksSql(familyIds: readonly string[]): string {
+  const keys = [...new Set(familyIds.map(familyLockKey))].sort((a, b) => a - b);
+  return (
+    `select count(pg_advisory_xact_lock(${FAMILY_LOCK_CLASS}, k)) from ` +
+    `(select k from unnest(array[${keys.join(',')}]::int[]) as k order by k) as ordered`
+  );
+}
+
 /** The statement that takes the lock of `familyId`: integers only, so it is safe as literal SQL. */
 export function familyLockSql(familyId: string): string {
   return `select pg_advisory_xact_lock(${FAMILY_LOCK_CLASS}, ${familyLockKey(familyId)})`;

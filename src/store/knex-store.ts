@@ -6,7 +6,7 @@ import type { RotorError } from '../domain/errors.js';
 import { asStoreError, guardRepository } from './database-errors.js';
 import { type DatabaseConfig, type Engine, migrate, openDatabase } from './database.js';
 import { KnexEventRepository, type EventKind } from './event-repository.js';
-import { familyLockSql } from './family-lock.js';
+import { familyLockSql, familyLocksSql } from './family-lock.js';
 import { listenForEvents, type EventListener, type EventWake } from './pg-notify.js';
 import { TokenCache, type TokenCacheOptions, type TokenCacheStats } from './token-cache.js';
 import { KnexTokenRepository } from './token-repository.js';
@@ -41,6 +41,8 @@ const EVENT_KINDS: readonly EventKind[] = [
   { type: 'revoked', reason: 'recovered' },
   { type: 'family_revoked', reason: 'family_revoked' },
   { type: 'family_revoked', reason: 'reuse_detected' },
+  { type: 'family_revoked', reason: 'cascade' },
+  { type: 'predecessor_retired', reason: null },
   { type: 'expiring_soon', reason: null },
   { type: 'expired', reason: null },
 ];
@@ -140,7 +142,7 @@ export class KnexStore implements Store {
    */
   async transaction<T>(
     work: (tx: Repositories) => Promise<T>,
-    options: { lock?: string; family?: string } = {},
+    options: { lock?: string; family?: string; families?: readonly string[] } = {},
   ): Promise<T> {
     const written: string[] = [];
     const appended: EventKind[] = [];
@@ -150,6 +152,8 @@ export class KnexStore implements Store {
           await trx.raw('select pg_advisory_xact_lock(hashtext(?))', [`rotor:${options.lock}`]);
         }
         if (options.family !== undefined && this.engine === 'postgres') await trx.raw(familyLockSql(options.family));
+        if (options.families !== undefined && options.families.length > 0 && this.engine === 'postgres')
+          await trx.raw(familyLocksSql(options.families));
         return work({
           tokens: new CachedTokenRepository(new KnexTokenRepository(trx), this.cache, false, (ids) =>
             written.push(...ids),

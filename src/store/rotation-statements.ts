@@ -53,6 +53,9 @@ const TOKEN_COLUMNS: readonly (keyof TokenRow)[] = [
   'secret_digest',
   'display_prefix',
   'rotation_key_digest',
+  'parent_id',
+  'cascade_revoked_at',
+  'retire_predecessor_until',
 ];
 
 export const INSERT_TOKEN_SQL = `insert into tokens (${TOKEN_COLUMNS.join(', ')}) values (${TOKEN_COLUMNS.map(() => '?').join(', ')})`;

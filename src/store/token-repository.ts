@@ -88,6 +88,65 @@ export class KnexTokenRepository implements TokenRepository {
     return rows.map((r) => r.id);
   }
 
+  async childFamiliesOfTokens(parentIds: readonly string[]): Promise<string[]> {
+    if (parentIds.length === 0) return [];
+    const rows: { family_id: string }[] = await this.table().distinct('family_id').whereIn('parent_id', parentIds);
+    return rows.map((r) => r.family_id);
+  }
+
+  async childFamiliesOfFamilies(familyIds: readonly string[]): Promise<string[]> {
+    if (familyIds.length === 0) return [];
+    const rows: { family_id: string }[] = await this.table()
+      .distinct('family_id')
+      .whereIn('parent_id', (q) => q.select('id').from('tokens').whereIn('family_id', familyIds));
+    return rows.map((r) => r.family_id);
+  }
+
+  async revocableMembers(familyIds: readonly string[]): Promise<{ id: string; familyId: string }[]> {
+    if (familyIds.length === 0) return [];
+    const rows: { id: string; family_id: string }[] = await this.table()
+      .select('id', 'family_id')
+      .whereIn('family_id', familyIds)
+      .andWhere((w) => w.whereNull('revoked_at').orWhere('revoke_reason', 'rotated'))
+      .orderBy('id');
+    return rows.map((r) => ({ id: r.id, familyId: r.family_id }));
+  }
+
+  async revokeFamiliesCascade(
+    familyIds: readonly string[],
+    now: number,
+  ): Promise<{ revoked: { id: string; familyId: string }[]; changed: string[] }> {
+    if (familyIds.length === 0) return { revoked: [], changed: [] };
+    const rows: { id: string; family_id: string }[] = await this.table()
+      .whereIn('family_id', familyIds)
+      .andWhere((w) => w.whereNull('revoked_at').orWhere('revoke_reason', 'rotated'))
+      .update({ revoked_at: now, revoke_reason: 'cascade', cascade_revoked_at: now }, ['id', 'family_id']);
+    const marked: { id: string }[] = await this.table()
+      .whereIn('family_id', familyIds)
+      .whereNull('cascade_revoked_at')
+      .update({ cascade_revoked_at: now }, ['id']);
+    return {
+      revoked: rows.map((r) => ({ id: r.id, familyId: r.family_id })),
+      changed: [...rows.map((r) => r.id), ...marked.map((r) => r.id)],
+    };
+  }
+
+  async markCascade(target: { ids: readonly string[] } | { familyId: string }, now: number): Promise<string[]> {
+    const q = this.table().whereNull('cascade_revoked_at');
+    if ('ids' in target) q.whereIn('id', target.ids);
+    else q.where('family_id', target.familyId);
+    const rows: { id: string }[] = await q.update({ cascade_revoked_at: now }, ['id']);
+    return rows.map((r) => r.id);
+  }
+
+  async clearRetirePending(id: string): Promise<boolean> {
+    const n = await this.table()
+      .where({ id })
+      .whereNotNull('retire_predecessor_until')
+      .update({ retire_predecessor_until: null });
+    return n === 1;
+  }
+
   async list(filter: TokenFilter, now: number, limit: number, after: PageCursor | undefined): Promise<TokenRecord[]> {
     const q = this.table().select('*');
     if (filter.ownerId !== undefined) q.where('owner_id', filter.ownerId);

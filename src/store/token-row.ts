@@ -29,6 +29,9 @@ export interface TokenRow {
   secret_digest: string;
   display_prefix: string;
   rotation_key_digest: string | null;
+  parent_id: string | null;
+  cascade_revoked_at: number | string | null;
+  retire_predecessor_until: number | string | null;
 }
 
 const num = (v: number | string): number => Number(v);
@@ -59,6 +62,9 @@ export function toRecord(row: TokenRow): TokenRecord {
     secretDigest: row.secret_digest,
     displayPrefix: row.display_prefix,
     rotationKeyDigest: row.rotation_key_digest,
+    parentId: row.parent_id ?? null,
+    cascadeRevokedAt: numOrNull(row.cascade_revoked_at ?? null),
+    retirePredecessorUntil: numOrNull(row.retire_predecessor_until ?? null),
   };
 }
 
@@ -86,5 +92,8 @@ export function toRow(t: TokenRecord): TokenRow {
     secret_digest: t.secretDigest,
     display_prefix: t.displayPrefix,
     rotation_key_digest: t.rotationKeyDigest,
+    parent_id: t.parentId,
+    cascade_revoked_at: t.cascadeRevokedAt,
+    retire_predecessor_until: t.retirePredecessorUntil,
   };
 }

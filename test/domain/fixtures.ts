@@ -83,6 +83,9 @@ export function tokenRecord(overrides: Partial<TokenRecord> = {}): TokenRecord {
     secretDigest: 'digest-current',
     displayPrefix: 'rtr_pat_abcd',
     rotationKeyDigest: null,
+    parentId: null,
+    cascadeRevokedAt: null,
+    retirePredecessorUntil: null,
     ...overrides,
   };
 }

@@ -49,7 +49,7 @@ class Create implements ModelCommand {
     await r.verify(m);
   }
   toString = () =>
-    `create(grace ${this.policy.reuseGraceSeconds}s, overlap ${this.policy.overlapSeconds}s, lifetime ${this.lifetimeMs}ms)`;
+    `create(grace ${this.policy.reuseGraceSeconds}s, overlap ${this.policy.overlapSeconds}s${this.policy.retireOnFirstUse ? ', retire on first use' : ''}, lifetime ${this.lifetimeMs}ms)`;
 }
 
 class Rotate implements ModelCommand {
@@ -154,7 +154,9 @@ class Authenticate implements ModelCommand {
   async run(m: RotationModel, r: RealSystem): Promise<void> {
     const i = tokenOf(m, this.back);
     const actual = await r.authenticate(i);
+    const logged = m.events.length;
     const expected = m.authenticate(i);
+    if (m.events.length > logged) r.note('first use retired the predecessor');
     r.note(`authenticate: ${expected.ok ? 'ok' : expected.code}${m.state(i) === 'rotated' ? ' (rotated)' : ''}`);
     expect(actual.ok ? { ok: true } : { ok: false, code: actual.code }, `${this} on #${i}`).toEqual(expected);
     await r.verify(m);
@@ -167,7 +169,9 @@ class Introspect implements ModelCommand {
   check = (m: Readonly<RotationModel>) => m.tokens.length > 0;
   async run(m: RotationModel, r: RealSystem): Promise<void> {
     const i = tokenOf(m, this.back);
+    const logged = m.events.length;
     const active = m.introspect(i);
+    if (m.events.length > logged) r.note('first use retired the predecessor');
     r.note(`introspect: ${active ? 'active' : 'inactive'}${m.state(i) === 'rotated' ? ' (rotated)' : ''}`);
     expect(await r.introspect(i), `${this} on #${i}: active`).toBe(active);
     await r.verify(m);
@@ -303,9 +307,17 @@ export function commandArbitraries(): fc.Arbitrary<ModelCommand>[] {
     .record({
       reuseGraceSeconds: fc.constantFrom(0, 2, 8, 30),
       overlapSeconds: fc.constantFrom(0, 3),
+      retireOnFirstUse: fc.boolean(),
       lifetimeMs: fc.constantFrom(6_000, 60_000, 3_600_000),
     })
-    .map(({ lifetimeMs, ...policy }): ModelCommand => new Create(policy, lifetimeMs));
+    .map(
+      ({ lifetimeMs, retireOnFirstUse, ...policy }): ModelCommand =>
+        // docs/rotation.md "Retire on first use": only with overlap_seconds > 0.
+        new Create(
+          retireOnFirstUse && policy.overlapSeconds > 0 ? { ...policy, retireOnFirstUse } : policy,
+          lifetimeMs,
+        ),
+    );
   const times = fc.constantFrom(1, 1, 1, 2, 3, 7);
   const bySecret = fc.tuple(back, key, times).map(([b, k, n]): ModelCommand => new Rotate(b, 'presented', k, n));
   const byId = fc.tuple(back, key, times).map(([b, k, n]): ModelCommand => new Rotate(b, 'by_id', k, n));

@@ -2,8 +2,9 @@
  * Model-based test of the rotation rules: random sequences of create, rotate (by secret, with and
  * without idempotency keys; by id), RevokeToken, RevokeFamily, authenticate, introspect, clock
  * moves (to just before, at and after every window end and expiry threshold) and passes of the
- * expiry scheduler run against the reference model of docs/rotation.md and docs/watch-expiry.md
- * (rotation-model.ts) and against the application in process on each engine. Every
+ * expiry scheduler, with and without retire on first use (an authentication or introspection of
+ * the successor retires its predecessor), run against the reference model of docs/rotation.md and
+ * docs/watch-expiry.md (rotation-model.ts) and against the application in process on each engine. Every
  * answer must match the model's, and after every command the database must hold the model's
  * token states and exactly the model's event log (rotation-system.ts `verify`).
  *
@@ -60,6 +61,7 @@ const REACHED = [
   'revokeToken: overlap_ended',
   'revokeToken: no change',
   'authenticate: ok',
+  'first use retired the predecessor',
   'authenticate: ok (rotated)',
   'authenticate: token_revoked (rotated)',
   'authenticate: token_expired',

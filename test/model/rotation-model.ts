@@ -46,6 +46,8 @@ export type NamedBy = 'presented' | 'by_id';
 export interface ModelPolicy {
   reuseGraceSeconds: number;
   overlapSeconds: number;
+  /** docs/rotation.md "Retire on first use" (only with overlapSeconds > 0). */
+  retireOnFirstUse?: boolean;
 }
 
 export interface ModelToken {
@@ -64,6 +66,11 @@ export interface ModelToken {
   refused: { racing: number; late: number };
   /** The scheduler's events written for it: thresholds (seconds) and whether EXPIRED was. */
   scheduled: { thresholds: number[]; expired: boolean };
+  /**
+   * "Retire on first use": until when the first use of this successor retires its predecessor
+   * (the end of the predecessor's window at the rotation); null once used, or without the policy.
+   */
+  retireUntil: number | null;
 }
 
 export interface ModelFamily {
@@ -80,7 +87,8 @@ export interface ModelEvent {
     | 'revoked'
     | 'family_revoked'
     | 'expiring_soon'
-    | 'expired';
+    | 'expired'
+    | 'predecessor_retired';
   token: number;
   family: number;
   successor: number | null;
@@ -166,6 +174,10 @@ export class RotationModel {
     // the predecessor was issued for (the lifetimes here are far below the max lifetime).
     const t = this.token(i);
     const successor = this.mint(t.family, i, t.expiresAt - t.createdAt);
+    // "Retire on first use": the successor's first use before the predecessor's window ends retires it.
+    const policy = this.policyOf(i);
+    if (policy.retireOnFirstUse === true && policy.overlapSeconds > 0)
+      this.token(successor).retireUntil = Math.min(t.expiresAt, this.now + policy.overlapSeconds * 1000);
     // Rule 6: the predecessor is revoked with reason `rotated` and linked to its successor.
     t.revokedAt = this.now;
     t.revokeReason = 'rotated';
@@ -279,13 +291,35 @@ export class RotationModel {
 
   /** Rule 1 plus "Errors" for an ordinary call: a rotated token past its window is `token_revoked`. */
   authenticate(i: number): AuthAnswer {
-    if (this.usable(i)) return { ok: true };
+    if (this.usable(i)) {
+      this.firstUse(i);
+      return { ok: true };
+    }
     return { ok: false, code: this.state(i) === 'expired' ? 'token_expired' : 'token_revoked' };
   }
 
-  /** IntrospectToken by a privileged caller: `active` exactly when the token authenticates. */
+  /** IntrospectToken by a privileged caller: `active` exactly when the token authenticates; a use of it. */
   introspect(i: number): boolean {
-    return this.usable(i);
+    const active = this.usable(i);
+    if (active) this.firstUse(i);
+    return active;
+  }
+
+  /**
+   * "Retire on first use": the first use of an active successor before its predecessor's window
+   * ended ends that window (the predecessor stays rotated) and logs `predecessor_retired`, unless
+   * the window was already ended (RevokeToken) or the predecessor revoked with its family; later
+   * uses change nothing.
+   */
+  private firstUse(i: number): void {
+    const t = this.token(i);
+    if (t.retireUntil === null || t.previous === null || this.state(i) !== 'active') return;
+    if (!this.before(t.retireUntil, true)) return;
+    t.retireUntil = null;
+    const p = this.token(t.previous);
+    if (p.revokeReason !== 'rotated' || p.overlapEnded) return;
+    p.overlapEnded = true;
+    this.log({ type: 'predecessor_retired', token: t.previous, family: t.family, successor: i, reason: null });
   }
 
   /** The policy of token `i` (its family's: successors inherit it). */
@@ -335,6 +369,7 @@ export class RotationModel {
         rotation: null,
         refused: { racing: 0, late: 0 },
         scheduled: { thresholds: [], expired: false },
+        retireUntil: null,
       }) - 1
     );
   }

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { expect } from 'vitest';
-import { type Caller, usableBySecret } from '../../src/app/authenticate.js';
+import { type Caller, retireOnFirstUse, usableBySecret } from '../../src/app/authenticate.js';
 import { introspect } from '../../src/app/introspection.js';
 import { revokeFamily, revokeToken } from '../../src/app/revocation.js';
 import { rotate } from '../../src/app/rotation-service.js';
@@ -144,7 +144,13 @@ export class RealSystem {
   }
 
   async authenticate(i: number): Promise<Outcome> {
-    return outcome(usableBySecret(this.app, this.secret(i)).then(({ token }) => ({ record: token, secret: '' })));
+    // What `authenticate` does with a bearer, without turning the answer into `unauthenticated`.
+    return outcome(
+      usableBySecret(this.app, this.secret(i)).then(async ({ token, now }) => {
+        await retireOnFirstUse(this.app, token, now, null);
+        return { record: token, secret: '' };
+      }),
+    );
   }
 
   async introspect(i: number): Promise<boolean> {

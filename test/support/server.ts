@@ -54,6 +54,12 @@ export interface TestServerOptions {
   engine?: Engine;
   /** PostgreSQL: the URL the server connects with, from the scratch database's (e.g. through a proxy). */
   rewriteDatabaseUrl?: (url: string) => string;
+  /**
+   * A second replica: serve `join`'s database (PostgreSQL) instead of a new one, with its admin
+   * token (no bootstrap); `env` must give both the same ROTOR_SECRET. Its stop() leaves the
+   * database to `join`.
+   */
+  join?: TestServer;
 }
 
 /**
@@ -65,7 +71,7 @@ export async function startTestServer(
   env: Record<string, string> = {},
   options: TestServerOptions = {},
 ): Promise<TestServer> {
-  const engine = options.engine ?? 'sqlite';
+  const engine = options.join?.engine ?? options.engine ?? 'sqlite';
   const dataDir = mkdtempSync(join(tmpdir(), 'rotor-test-'));
   let db: ScratchDatabase | undefined;
   let rotor: RunningRotor;
@@ -73,7 +79,7 @@ export async function startTestServer(
   const logs: string[] = [];
   const clock = testClock();
   try {
-    if (engine === 'postgres') db = await scratchDatabase();
+    if (engine === 'postgres' && !options.join) db = await scratchDatabase();
     // Retention passes only when a test runs them (rotor.retention.runOnce()), whatever its clock says.
     config = loadConfig({
       ROTOR_DATA_DIR: dataDir,
@@ -81,6 +87,7 @@ export async function startTestServer(
       ROTOR_HTTP_PORT: '0',
       ROTOR_RETENTION_INTERVAL_MS: '0',
       ...(db ? { ROTOR_DATABASE_URL: options.rewriteDatabaseUrl?.(db.url) ?? db.url } : {}),
+      ...(options.join ? { ROTOR_DATABASE_URL: options.join.databaseUrl } : {}),
       ...env,
     });
     // Raw lines, without the logger's redaction: the leak check below must see any secret.
@@ -91,12 +98,14 @@ export async function startTestServer(
     rmSync(dataDir, { recursive: true, force: true });
     throw e;
   }
-  const admin = await bootstrapAdmin(rotor.app, { ownerId: 'admin', lifetimeSeconds: 30 * 86400 });
+  const admin = options.join
+    ? { secret: options.join.adminSecret }
+    : await bootstrapAdmin(rotor.app, { ownerId: 'admin', lifetimeSeconds: 30 * 86400 });
   issuedSecrets.add(admin.secret);
   return {
     rotor,
     engine,
-    databaseUrl: db?.url ?? `sqlite://${join(dataDir, 'rotor.db')}`,
+    databaseUrl: options.join?.databaseUrl ?? db?.url ?? `sqlite://${join(dataDir, 'rotor.db')}`,
     clock,
     dataDir,
     logs,

@@ -56,7 +56,10 @@ export interface NewTokenOptions {
   scopes?: string[];
   audiences?: string[];
   lifetimeMs?: number;
-  policy?: Partial<Record<keyof Omit<TokenPolicy, '$typeName' | '$unknown' | 'workloadBinding'>, bigint>> & {
+  policy?: Partial<
+    Record<keyof Omit<TokenPolicy, '$typeName' | '$unknown' | 'workloadBinding' | 'retireOnFirstUse'>, bigint>
+  > & {
+    retireOnFirstUse?: boolean;
     workloadBinding?: Omit<WorkloadBinding, '$typeName' | '$unknown'>;
   };
 }

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file rotor/v1/token.proto.
  */
 export const file_rotor_v1_token: GenFile = /*@__PURE__*/
-  fileDesc("ChRyb3Rvci92MS90b2tlbi5wcm90bxIIcm90b3IudjEirgIKC1Rva2VuUG9saWN5EiEKFG1heF9saWZldGltZV9zZWNvbmRzGAEgASgDSACIAQESJQoYZGVmYXVsdF9saWZldGltZV9zZWNvbmRzGAIgASgDSAGIAQESHAoPb3ZlcmxhcF9zZWNvbmRzGAMgASgDSAKIAQESIAoTcmV1c2VfZ3JhY2Vfc2Vjb25kcxgEIAEoA0gDiAEBEjMKEHdvcmtsb2FkX2JpbmRpbmcYBSABKAsyGS5yb3Rvci52MS5Xb3JrbG9hZEJpbmRpbmdCFwoVX21heF9saWZldGltZV9zZWNvbmRzQhsKGV9kZWZhdWx0X2xpZmV0aW1lX3NlY29uZHNCEgoQX292ZXJsYXBfc2Vjb25kc0IWChRfcmV1c2VfZ3JhY2Vfc2Vjb25kcyKqAQoPV29ya2xvYWRCaW5kaW5nEg4KBmlzc3VlchgBIAEoCRIPCgdzdWJqZWN0GAIgASgJEhAKCGF1ZGllbmNlGAMgASgJEjUKBmNsYWltcxgEIAMoCzIlLnJvdG9yLnYxLldvcmtsb2FkQmluZGluZy5DbGFpbXNFbnRyeRotCgtDbGFpbXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIrkECgVUb2tlbhIKCgJpZBgBIAEoCRIRCglmYW1pbHlfaWQYAiABKAkSEwoLcHJldmlvdXNfaWQYAyABKAkSFAoMc3VjY2Vzc29yX2lkGAQgASgJEiEKBGtpbmQYBSABKA4yEy5yb3Rvci52MS5Ub2tlbktpbmQSEAoIb3duZXJfaWQYBiABKAkSDAoEbmFtZRgHIAEoCRITCgtkZXNjcmlwdGlvbhgIIAEoCRIOCgZzY29wZXMYCSADKAkSLgoKY3JlYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcmV2b2tlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMbGFzdF91c2VkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIjCgVzdGF0ZRgOIAEoDjIULnJvdG9yLnYxLlRva2VuU3RhdGUSFQoNcmV2b2tlX3JlYXNvbhgPIAEoCRIRCglhdWRpZW5jZXMYECADKAkSJQoGcG9saWN5GBEgASgLMhUucm90b3IudjEuVG9rZW5Qb2xpY3kSFgoOZGlzcGxheV9wcmVmaXgYEiABKAkSLgoKcm90YXRlZF9hdBgTIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqjgEKCVRva2VuS2luZBIaChZUT0tFTl9LSU5EX1VOU1BFQ0lGSUVEEAASFwoTVE9LRU5fS0lORF9QRVJTT05BTBABEhYKElRPS0VOX0tJTkRfUFJPSkVDVBACEhQKEFRPS0VOX0tJTkRfR1JPVVAQAxIeChpUT0tFTl9LSU5EX1NFUlZJQ0VfQUNDT1VOVBAEKowBCgpUb2tlblN0YXRlEhsKF1RPS0VOX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSVE9LRU5fU1RBVEVfQUNUSVZFEAESFwoTVE9LRU5fU1RBVEVfUk9UQVRFRBACEhcKE1RPS0VOX1NUQVRFX1JFVk9LRUQQAxIXChNUT0tFTl9TVEFURV9FWFBJUkVEEARiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChRyb3Rvci92MS90b2tlbi5wcm90bxIIcm90b3IudjEi6AIKC1Rva2VuUG9saWN5EiEKFG1heF9saWZldGltZV9zZWNvbmRzGAEgASgDSACIAQESJQoYZGVmYXVsdF9saWZldGltZV9zZWNvbmRzGAIgASgDSAGIAQESHAoPb3ZlcmxhcF9zZWNvbmRzGAMgASgDSAKIAQESIAoTcmV1c2VfZ3JhY2Vfc2Vjb25kcxgEIAEoA0gDiAEBEjMKEHdvcmtsb2FkX2JpbmRpbmcYBSABKAsyGS5yb3Rvci52MS5Xb3JrbG9hZEJpbmRpbmcSIAoTcmV0aXJlX29uX2ZpcnN0X3VzZRgHIAEoCEgEiAEBQhcKFV9tYXhfbGlmZXRpbWVfc2Vjb25kc0IbChlfZGVmYXVsdF9saWZldGltZV9zZWNvbmRzQhIKEF9vdmVybGFwX3NlY29uZHNCFgoUX3JldXNlX2dyYWNlX3NlY29uZHNCFgoUX3JldGlyZV9vbl9maXJzdF91c2UiqgEKD1dvcmtsb2FkQmluZGluZxIOCgZpc3N1ZXIYASABKAkSDwoHc3ViamVjdBgCIAEoCRIQCghhdWRpZW5jZRgDIAEoCRI1CgZjbGFpbXMYBCADKAsyJS5yb3Rvci52MS5Xb3JrbG9hZEJpbmRpbmcuQ2xhaW1zRW50cnkaLQoLQ2xhaW1zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLMBAoFVG9rZW4SCgoCaWQYASABKAkSEQoJZmFtaWx5X2lkGAIgASgJEhMKC3ByZXZpb3VzX2lkGAMgASgJEhQKDHN1Y2Nlc3Nvcl9pZBgEIAEoCRIhCgRraW5kGAUgASgOMhMucm90b3IudjEuVG9rZW5LaW5kEhAKCG93bmVyX2lkGAYgASgJEgwKBG5hbWUYByABKAkSEwoLZGVzY3JpcHRpb24YCCABKAkSDgoGc2NvcGVzGAkgAygJEi4KCmNyZWF0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnJldm9rZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGxhc3RfdXNlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIwoFc3RhdGUYDiABKA4yFC5yb3Rvci52MS5Ub2tlblN0YXRlEhUKDXJldm9rZV9yZWFzb24YDyABKAkSEQoJYXVkaWVuY2VzGBAgAygJEiUKBnBvbGljeRgRIAEoCzIVLnJvdG9yLnYxLlRva2VuUG9saWN5EhYKDmRpc3BsYXlfcHJlZml4GBIgASgJEi4KCnJvdGF0ZWRfYXQYEyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhcmVudF9pZBgUIAEoCSqOAQoJVG9rZW5LaW5kEhoKFlRPS0VOX0tJTkRfVU5TUEVDSUZJRUQQABIXChNUT0tFTl9LSU5EX1BFUlNPTkFMEAESFgoSVE9LRU5fS0lORF9QUk9KRUNUEAISFAoQVE9LRU5fS0lORF9HUk9VUBADEh4KGlRPS0VOX0tJTkRfU0VSVklDRV9BQ0NPVU5UEAQqjAEKClRva2VuU3RhdGUSGwoXVE9LRU5fU1RBVEVfVU5TUEVDSUZJRUQQABIWChJUT0tFTl9TVEFURV9BQ1RJVkUQARIXChNUT0tFTl9TVEFURV9ST1RBVEVEEAISFwoTVE9LRU5fU1RBVEVfUkVWT0tFRBADEhcKE1RPS0VOX1NUQVRFX0VYUElSRUQQBGIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * TokenPolicy holds the per-token rotation knobs. An unset field takes the server default.
@@ -56,6 +56,15 @@ export type TokenPolicy = Message<"rotor.v1.TokenPolicy"> & {
    * @generated from field: rotor.v1.WorkloadBinding workload_binding = 5;
    */
   workloadBinding?: WorkloadBinding | undefined;
+
+  /**
+   * With overlap_seconds > 0: the rotated predecessor stops authenticating as soon as its
+   * successor is first used to authenticate, at the latest when overlap_seconds have passed
+   * (docs/rotation.md, "Retire on first use"). Successors keep it.
+   *
+   * @generated from field: optional bool retire_on_first_use = 7;
+   */
+  retireOnFirstUse?: boolean | undefined;
 };
 
 /**
@@ -179,7 +188,7 @@ export type Token = Message<"rotor.v1.Token"> & {
   state: TokenState;
 
   /**
-   * One of: rotated, revoked, family_revoked, reuse_detected. Empty while not revoked.
+   * One of: rotated, revoked, family_revoked, reuse_detected, cascade. Empty while not revoked.
    *
    * @generated from field: string revoke_reason = 15;
    */
@@ -209,6 +218,14 @@ export type Token = Message<"rotor.v1.Token"> & {
    * @generated from field: google.protobuf.Timestamp rotated_at = 19;
    */
   rotatedAt?: Timestamp | undefined;
+
+  /**
+   * The token that authenticated the call that created this token's family (docs/rotation.md,
+   * "Lineage and cascade"); successors keep it. Empty for bootstrap, federation and recovery.
+   *
+   * @generated from field: string parent_id = 20;
+   */
+  parentId: string;
 };
 
 /**

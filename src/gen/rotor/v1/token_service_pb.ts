@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file rotor/v1/token_service.proto.
  */
 export const file_rotor_v1_token_service: GenFile = /*@__PURE__*/
-  fileDesc("Chxyb3Rvci92MS90b2tlbl9zZXJ2aWNlLnByb3RvEghyb3Rvci52MSLmAQoSQ3JlYXRlVG9rZW5SZXF1ZXN0EiEKBGtpbmQYASABKA4yEy5yb3Rvci52MS5Ub2tlbktpbmQSEAoIb3duZXJfaWQYAiABKAkSDAoEbmFtZRgDIAEoCRITCgtkZXNjcmlwdGlvbhgEIAEoCRIOCgZzY29wZXMYBSADKAkSLgoKZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJYXVkaWVuY2VzGAcgAygJEiUKBnBvbGljeRgIIAEoCzIVLnJvdG9yLnYxLlRva2VuUG9saWN5IkUKE0NyZWF0ZVRva2VuUmVzcG9uc2USHgoFdG9rZW4YASABKAsyDy5yb3Rvci52MS5Ub2tlbhIOCgZzZWNyZXQYAiABKAkiHQoPR2V0VG9rZW5SZXF1ZXN0EgoKAmlkGAEgASgJIjIKEEdldFRva2VuUmVzcG9uc2USHgoFdG9rZW4YASABKAsyDy5yb3Rvci52MS5Ub2tlbiKnAQoRTGlzdFRva2Vuc1JlcXVlc3QSEAoIb3duZXJfaWQYASABKAkSIQoEa2luZBgCIAEoDjITLnJvdG9yLnYxLlRva2VuS2luZBIRCglmYW1pbHlfaWQYAyABKAkSIwoFc3RhdGUYBCABKA4yFC5yb3Rvci52MS5Ub2tlblN0YXRlEhEKCXBhZ2Vfc2l6ZRgFIAEoBRISCgpwYWdlX3Rva2VuGAYgASgJIk4KEkxpc3RUb2tlbnNSZXNwb25zZRIfCgZ0b2tlbnMYASADKAsyDy5yb3Rvci52MS5Ub2tlbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiqAEKElJvdGF0ZVRva2VuUmVxdWVzdBIKCgJpZBgBIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYAiABKAkSDgoGc2NvcGVzGAMgAygJEi4KCmV4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2FjdG9yX3Rva2VuGAUgASgJEhgKEGFjdG9yX3Rva2VuX3R5cGUYBiABKAkiRQoTUm90YXRlVG9rZW5SZXNwb25zZRIeCgV0b2tlbhgBIAEoCzIPLnJvdG9yLnYxLlRva2VuEg4KBnNlY3JldBgCIAEoCSIgChJSZXZva2VUb2tlblJlcXVlc3QSCgoCaWQYASABKAkiNQoTUmV2b2tlVG9rZW5SZXNwb25zZRIeCgV0b2tlbhgBIAEoCzIPLnJvdG9yLnYxLlRva2VuIigKE1Jldm9rZUZhbWlseVJlcXVlc3QSEQoJZmFtaWx5X2lkGAEgASgJIi0KFFJldm9rZUZhbWlseVJlc3BvbnNlEhUKDXJldm9rZWRfY291bnQYASABKAUiJwoWSW50cm9zcGVjdFRva2VuUmVxdWVzdBINCgV0b2tlbhgBIAEoCSKHAgoXSW50cm9zcGVjdFRva2VuUmVzcG9uc2USDgoGYWN0aXZlGAEgASgIEg0KBXNjb3BlGAIgASgJEgsKA2V4cBgDIAEoAxILCgNpYXQYBCABKAMSCwoDc3ViGAUgASgJEhIKCnRva2VuX3R5cGUYBiABKAkSEAoIdG9rZW5faWQYByABKAkSEQoJZmFtaWx5X2lkGAggASgJEiEKBGtpbmQYCSABKA4yEy5yb3Rvci52MS5Ub2tlbktpbmQSEAoIb3duZXJfaWQYCiABKAkSCwoDYXVkGAsgAygJEgsKA2lzcxgMIAEoCRILCgNqdGkYDSABKAkSEQoJY2xpZW50X2lkGA4gASgJMqUECgxUb2tlblNlcnZpY2USSgoLQ3JlYXRlVG9rZW4SHC5yb3Rvci52MS5DcmVhdGVUb2tlblJlcXVlc3QaHS5yb3Rvci52MS5DcmVhdGVUb2tlblJlc3BvbnNlEkEKCEdldFRva2VuEhkucm90b3IudjEuR2V0VG9rZW5SZXF1ZXN0Ghoucm90b3IudjEuR2V0VG9rZW5SZXNwb25zZRJHCgpMaXN0VG9rZW5zEhsucm90b3IudjEuTGlzdFRva2Vuc1JlcXVlc3QaHC5yb3Rvci52MS5MaXN0VG9rZW5zUmVzcG9uc2USSgoLUm90YXRlVG9rZW4SHC5yb3Rvci52MS5Sb3RhdGVUb2tlblJlcXVlc3QaHS5yb3Rvci52MS5Sb3RhdGVUb2tlblJlc3BvbnNlEkoKC1Jldm9rZVRva2VuEhwucm90b3IudjEuUmV2b2tlVG9rZW5SZXF1ZXN0Gh0ucm90b3IudjEuUmV2b2tlVG9rZW5SZXNwb25zZRJNCgxSZXZva2VGYW1pbHkSHS5yb3Rvci52MS5SZXZva2VGYW1pbHlSZXF1ZXN0Gh4ucm90b3IudjEuUmV2b2tlRmFtaWx5UmVzcG9uc2USVgoPSW50cm9zcGVjdFRva2VuEiAucm90b3IudjEuSW50cm9zcGVjdFRva2VuUmVxdWVzdBohLnJvdG9yLnYxLkludHJvc3BlY3RUb2tlblJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_rotor_v1_token]);
+  fileDesc("Chxyb3Rvci92MS90b2tlbl9zZXJ2aWNlLnByb3RvEghyb3Rvci52MSLmAQoSQ3JlYXRlVG9rZW5SZXF1ZXN0EiEKBGtpbmQYASABKA4yEy5yb3Rvci52MS5Ub2tlbktpbmQSEAoIb3duZXJfaWQYAiABKAkSDAoEbmFtZRgDIAEoCRITCgtkZXNjcmlwdGlvbhgEIAEoCRIOCgZzY29wZXMYBSADKAkSLgoKZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJYXVkaWVuY2VzGAcgAygJEiUKBnBvbGljeRgIIAEoCzIVLnJvdG9yLnYxLlRva2VuUG9saWN5IkUKE0NyZWF0ZVRva2VuUmVzcG9uc2USHgoFdG9rZW4YASABKAsyDy5yb3Rvci52MS5Ub2tlbhIOCgZzZWNyZXQYAiABKAkiHQoPR2V0VG9rZW5SZXF1ZXN0EgoKAmlkGAEgASgJIjIKEEdldFRva2VuUmVzcG9uc2USHgoFdG9rZW4YASABKAsyDy5yb3Rvci52MS5Ub2tlbiKnAQoRTGlzdFRva2Vuc1JlcXVlc3QSEAoIb3duZXJfaWQYASABKAkSIQoEa2luZBgCIAEoDjITLnJvdG9yLnYxLlRva2VuS2luZBIRCglmYW1pbHlfaWQYAyABKAkSIwoFc3RhdGUYBCABKA4yFC5yb3Rvci52MS5Ub2tlblN0YXRlEhEKCXBhZ2Vfc2l6ZRgFIAEoBRISCgpwYWdlX3Rva2VuGAYgASgJIk4KEkxpc3RUb2tlbnNSZXNwb25zZRIfCgZ0b2tlbnMYASADKAsyDy5yb3Rvci52MS5Ub2tlbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiqAEKElJvdGF0ZVRva2VuUmVxdWVzdBIKCgJpZBgBIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYAiABKAkSDgoGc2NvcGVzGAMgAygJEi4KCmV4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2FjdG9yX3Rva2VuGAUgASgJEhgKEGFjdG9yX3Rva2VuX3R5cGUYBiABKAkiRQoTUm90YXRlVG9rZW5SZXNwb25zZRIeCgV0b2tlbhgBIAEoCzIPLnJvdG9yLnYxLlRva2VuEg4KBnNlY3JldBgCIAEoCSJCChJSZXZva2VUb2tlblJlcXVlc3QSCgoCaWQYASABKAkSDwoHY2FzY2FkZRgCIAEoCBIPCgdkcnlfcnVuGAMgASgIIoIBChNSZXZva2VUb2tlblJlc3BvbnNlEh4KBXRva2VuGAEgASgLMg8ucm90b3IudjEuVG9rZW4SHQoVY2FzY2FkZV9yZXZva2VkX2NvdW50GAIgASgFEhkKEWRyeV9ydW5fdG9rZW5faWRzGAMgAygJEhEKCXRydW5jYXRlZBgEIAEoCCJKChNSZXZva2VGYW1pbHlSZXF1ZXN0EhEKCWZhbWlseV9pZBgBIAEoCRIPCgdjYXNjYWRlGAIgASgIEg8KB2RyeV9ydW4YAyABKAgiegoUUmV2b2tlRmFtaWx5UmVzcG9uc2USFQoNcmV2b2tlZF9jb3VudBgBIAEoBRIdChVjYXNjYWRlX3Jldm9rZWRfY291bnQYAiABKAUSGQoRZHJ5X3J1bl90b2tlbl9pZHMYAyADKAkSEQoJdHJ1bmNhdGVkGAQgASgIIicKFkludHJvc3BlY3RUb2tlblJlcXVlc3QSDQoFdG9rZW4YASABKAkihwIKF0ludHJvc3BlY3RUb2tlblJlc3BvbnNlEg4KBmFjdGl2ZRgBIAEoCBINCgVzY29wZRgCIAEoCRILCgNleHAYAyABKAMSCwoDaWF0GAQgASgDEgsKA3N1YhgFIAEoCRISCgp0b2tlbl90eXBlGAYgASgJEhAKCHRva2VuX2lkGAcgASgJEhEKCWZhbWlseV9pZBgIIAEoCRIhCgRraW5kGAkgASgOMhMucm90b3IudjEuVG9rZW5LaW5kEhAKCG93bmVyX2lkGAogASgJEgsKA2F1ZBgLIAMoCRILCgNpc3MYDCABKAkSCwoDanRpGA0gASgJEhEKCWNsaWVudF9pZBgOIAEoCTKlBAoMVG9rZW5TZXJ2aWNlEkoKC0NyZWF0ZVRva2VuEhwucm90b3IudjEuQ3JlYXRlVG9rZW5SZXF1ZXN0Gh0ucm90b3IudjEuQ3JlYXRlVG9rZW5SZXNwb25zZRJBCghHZXRUb2tlbhIZLnJvdG9yLnYxLkdldFRva2VuUmVxdWVzdBoaLnJvdG9yLnYxLkdldFRva2VuUmVzcG9uc2USRwoKTGlzdFRva2VucxIbLnJvdG9yLnYxLkxpc3RUb2tlbnNSZXF1ZXN0Ghwucm90b3IudjEuTGlzdFRva2Vuc1Jlc3BvbnNlEkoKC1JvdGF0ZVRva2VuEhwucm90b3IudjEuUm90YXRlVG9rZW5SZXF1ZXN0Gh0ucm90b3IudjEuUm90YXRlVG9rZW5SZXNwb25zZRJKCgtSZXZva2VUb2tlbhIcLnJvdG9yLnYxLlJldm9rZVRva2VuUmVxdWVzdBodLnJvdG9yLnYxLlJldm9rZVRva2VuUmVzcG9uc2USTQoMUmV2b2tlRmFtaWx5Eh0ucm90b3IudjEuUmV2b2tlRmFtaWx5UmVxdWVzdBoeLnJvdG9yLnYxLlJldm9rZUZhbWlseVJlc3BvbnNlElYKD0ludHJvc3BlY3RUb2tlbhIgLnJvdG9yLnYxLkludHJvc3BlY3RUb2tlblJlcXVlc3QaIS5yb3Rvci52MS5JbnRyb3NwZWN0VG9rZW5SZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_rotor_v1_token]);
 
 /**
  * @generated from message rotor.v1.CreateTokenRequest
@@ -280,6 +280,21 @@ export type RevokeTokenRequest = Message<"rotor.v1.RevokeTokenRequest"> & {
    * @generated from field: string id = 1;
    */
   id: string;
+
+  /**
+   * Also revoke every family descended from the token: created by a call it authenticated, and
+   * so on down (reason `cascade`; docs/rotation.md, "Lineage and cascade").
+   *
+   * @generated from field: bool cascade = 2;
+   */
+  cascade: boolean;
+
+  /**
+   * Change nothing; the answer lists what the call would revoke.
+   *
+   * @generated from field: bool dry_run = 3;
+   */
+  dryRun: boolean;
 };
 
 /**
@@ -294,9 +309,31 @@ export const RevokeTokenRequestSchema: GenMessage<RevokeTokenRequest> = /*@__PUR
  */
 export type RevokeTokenResponse = Message<"rotor.v1.RevokeTokenResponse"> & {
   /**
+   * The token after the call (as it is, for a dry run).
+   *
    * @generated from field: rotor.v1.Token token = 1;
    */
   token?: Token | undefined;
+
+  /**
+   * With cascade: how many descendants this call revoked (with dry_run: would revoke).
+   *
+   * @generated from field: int32 cascade_revoked_count = 2;
+   */
+  cascadeRevokedCount: number;
+
+  /**
+   * With dry_run: the ids of the tokens the call would revoke (the token itself first, when it
+   * would change), at most 100000; `truncated` says when there were more.
+   *
+   * @generated from field: repeated string dry_run_token_ids = 3;
+   */
+  dryRunTokenIds: string[];
+
+  /**
+   * @generated from field: bool truncated = 4;
+   */
+  truncated: boolean;
 };
 
 /**
@@ -314,6 +351,20 @@ export type RevokeFamilyRequest = Message<"rotor.v1.RevokeFamilyRequest"> & {
    * @generated from field: string family_id = 1;
    */
   familyId: string;
+
+  /**
+   * Also revoke every family descended from any member (reason `cascade`).
+   *
+   * @generated from field: bool cascade = 2;
+   */
+  cascade: boolean;
+
+  /**
+   * Change nothing; the answer lists what the call would revoke.
+   *
+   * @generated from field: bool dry_run = 3;
+   */
+  dryRun: boolean;
 };
 
 /**
@@ -328,11 +379,31 @@ export const RevokeFamilyRequestSchema: GenMessage<RevokeFamilyRequest> = /*@__P
  */
 export type RevokeFamilyResponse = Message<"rotor.v1.RevokeFamilyResponse"> & {
   /**
-   * How many tokens this call revoked.
+   * How many tokens of the family this call revoked (with dry_run: would revoke).
    *
    * @generated from field: int32 revoked_count = 1;
    */
   revokedCount: number;
+
+  /**
+   * With cascade: how many descendants this call revoked (with dry_run: would revoke).
+   *
+   * @generated from field: int32 cascade_revoked_count = 2;
+   */
+  cascadeRevokedCount: number;
+
+  /**
+   * With dry_run: the ids of the tokens the call would revoke, at most 100000; `truncated` says
+   * when there were more.
+   *
+   * @generated from field: repeated string dry_run_token_ids = 3;
+   */
+  dryRunTokenIds: string[];
+
+  /**
+   * @generated from field: bool truncated = 4;
+   */
+  truncated: boolean;
 };
 
 /**
