@@ -1,5 +1,6 @@
 import { RotorError, isRotorError } from '../domain/errors.js';
 import { assertUsable, type TokenRecord } from '../domain/token.js';
+import { digestsEqual } from '../domain/token-keys.js';
 import { parseSecret } from '../domain/token-secret.js';
 import type { AppContext, CallMeta } from './context.js';
 import type { DigestField, TokenRepository } from './store-ports.js';
@@ -43,9 +44,12 @@ export async function findByKeyedSecret(
 ): Promise<TokenRecord | undefined> {
   const hit = await tokens.findByDigest(digest);
   if (hit !== undefined || app.keys.older.length === 0) return hit;
-  const old = await tokens.findByAnyDigest(app.keys.older.map((k) => k.secretDigest(secret)));
-  if (old !== undefined) redigestLater(app, old, 'secretDigest', old.secretDigest, digest);
-  return old;
+  // The current digest again in the same query: another call may have re-digested the row
+  // between the two reads, and each statement sees what had committed when it began.
+  const found = await tokens.findByAnyDigest([digest, ...app.keys.older.map((k) => k.secretDigest(secret))]);
+  if (found !== undefined && !digestsEqual(found.secretDigest, digest))
+    redigestLater(app, found, 'secretDigest', found.secretDigest, digest);
+  return found;
 }
 
 /**

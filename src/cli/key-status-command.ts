@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { ConfigError, loadDatabaseConfig, previousSecrets } from '../runtime/config.js';
+import { ConfigError, loadConfig, previousSecrets } from '../runtime/config.js';
 import { keyStatus, rowsOf, type KeyStatus } from '../runtime/server-key-check.js';
 import { existingServerSecret, secretBytes } from '../runtime/server-secret.js';
 import { describeDatabase, openDatabase, parseDatabaseUrl } from '../store/database.js';
@@ -15,7 +15,7 @@ import { KEY_STATUS_FLAGS } from './flag-tables.js';
  */
 export async function keyStatusCommand(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: KEY_STATUS_FLAGS, strict: true });
-  const config = loadDatabaseConfig();
+  const config = loadConfig();
   process.stderr.write(`rotor: database: ${describeDatabase(config.databaseUrl)}\n`);
   const { engine, target } = parseDatabaseUrl(config.databaseUrl);
   if (engine === 'sqlite' && target !== ':memory:' && !existsSync(target))
@@ -34,7 +34,8 @@ export async function keyStatusCommand(args: string[]): Promise<void> {
     )
       throw new ConfigError('the database is not migrated to this version: run `rotor migrate` first');
     const repo = new KnexServerKeyRepository(knex);
-    const status = keyStatus(await repo.keyUsage(), secrets, await repo.legacyFingerprint());
+    const usage = await repo.keyUsage(Date.now(), config.limits.retryWindowSeconds * 1000);
+    const status = keyStatus(usage, secrets, await repo.legacyFingerprint());
     process.stdout.write(values.json ? `${JSON.stringify({ keys: status.map(asJson) })}\n` : table(status));
   } finally {
     await knex.destroy();
@@ -50,12 +51,13 @@ function asJson(s: KeyStatus) {
     tokens: s.tokens,
     idempotency_digests: s.retryKeys,
     signing_keys: s.signingKeys,
+    ended: s.ended,
   };
 }
 
 function table(status: KeyStatus[]): string {
   const rows = [
-    ['KEY', 'ROLE', 'ROWS', 'TOKENS', 'IDEMPOTENCY', 'SIGNING-KEYS', ''],
+    ['KEY', 'ROLE', 'ROWS', 'TOKENS', 'IDEMPOTENCY', 'SIGNING-KEYS', 'ENDED', ''],
     ...status.map((s) => [
       s.key,
       s.role,
@@ -63,6 +65,7 @@ function table(status: KeyStatus[]): string {
       String(s.tokens),
       String(s.retryKeys),
       String(s.signingKeys),
+      String(s.ended),
       s.legacyOf === undefined ? '' : `made from the raw secret of key ${s.legacyOf}`,
     ]),
   ];

@@ -63,6 +63,7 @@ export async function createApp(config: RotorConfig, log: Logger, options: AppOp
       now: now(),
       random,
       dropUnknown: config.dropUnknownKeys,
+      retryWindowMs: config.limits.retryWindowSeconds * 1000,
       log,
     });
     if (keyCheck.verdict === 'recorded') log.info('server key fingerprint recorded in the database');

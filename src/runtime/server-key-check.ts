@@ -18,15 +18,24 @@ export function serverKeyFingerprint(secret: Uint8Array): string {
   return `v1:${createHmac('sha256', secret).update(FINGERPRINT_LABEL).digest('hex')}`;
 }
 
-/** How many stored digests and sealed signing keys one server key made (`keyId` undefined: legacy rows). */
+/**
+ * How many stored digests and sealed signing keys one server key made (`keyId` undefined: legacy
+ * rows), counting as depending on it only what a client still relies on; the rest is `ended`.
+ */
 export interface KeyUsage {
   keyId: string | undefined;
-  /** Token secret digests. */
+  /** Digests of usable tokens: unrevoked and unexpired, or rotated and inside their overlap window. */
   tokens: number;
-  /** Idempotency-key digests of rotated tokens. */
+  /** Idempotency-key digests of tokens rotated inside the retry window (ROTOR_RETRY_WINDOW_SECONDS). */
   retryKeys: number;
   /** Sealed private JWT signing keys. */
   signingKeys: number;
+  /**
+   * Digests of ended tokens (expired, revoked, rotated past their overlap) and idempotency digests
+   * past the retry window: under a key no longer configured they only lose reuse detection (a
+   * rotated token presented again then reads as unknown instead of revoking its family).
+   */
+  ended: number;
 }
 
 /** What the check needs of the database (src/store/server-key-repository.ts). */
@@ -38,7 +47,7 @@ export interface ServerKeyStore {
   someSealedSigningKey(): Promise<{ kid: string; sealed: string } | undefined>;
   sealedSigningKeys(): Promise<{ kid: string; sealed: string }[]>;
   replaceSealed(kid: string, from: string, to: string): Promise<boolean>;
-  keyUsage(): Promise<KeyUsage[]>;
+  keyUsage(now: number, retryWindowMs: number): Promise<KeyUsage[]>;
 }
 
 /** One line of `rotor key-status`: a server key and what still depends on it. */
@@ -66,7 +75,7 @@ export function keyStatus(
   legacyFingerprint: string | undefined,
 ): KeyStatus[] {
   const keys = configured(secrets);
-  const empty = { tokens: 0, retryKeys: 0, signingKeys: 0 };
+  const empty = { tokens: 0, retryKeys: 0, signingKeys: 0, ended: 0 };
   const out: KeyStatus[] = keys.map((k, i) => ({
     key: k.id,
     keyId: k.id,
@@ -76,7 +85,7 @@ export function keyStatus(
   }));
   for (const u of usage) {
     if (u.keyId !== undefined && keys.some((k) => k.id === u.keyId)) continue;
-    if (u.tokens + u.retryKeys + u.signingKeys === 0) continue;
+    if (rowsOf(u) + u.ended === 0) continue;
     if (u.keyId !== undefined) {
       out.push({ key: u.keyId, ...u, role: 'unknown' });
       continue;
@@ -94,10 +103,12 @@ export function keyStatus(
 }
 
 function pick(u: KeyUsage | undefined) {
-  return u === undefined ? {} : { tokens: u.tokens, retryKeys: u.retryKeys, signingKeys: u.signingKeys };
+  return u === undefined
+    ? {}
+    : { tokens: u.tokens, retryKeys: u.retryKeys, signingKeys: u.signingKeys, ended: u.ended };
 }
 
-/** Rows that depend on `s`. */
+/** Rows that depend on `s` (its ended rows apart). */
 export function rowsOf(s: KeyUsage): number {
   return s.tokens + s.retryKeys + s.signingKeys;
 }
@@ -122,6 +133,8 @@ export interface ServerKeyCheckOptions {
   random: RandomSource;
   /** ROTOR_SECRET_DROP_UNKNOWN: start even when rows depend on keys that are not configured. */
   dropUnknown: boolean;
+  /** ROTOR_RETRY_WINDOW_SECONDS in ms: how long an idempotency digest is still relied on. */
+  retryWindowMs: number;
   log: Logger;
 }
 
@@ -159,9 +172,15 @@ export async function checkServerKey(store: ServerKeyStore, o: ServerKeyCheckOpt
     if (sameFingerprint(stored, mine)) verdict = 'recorded';
   }
   const known = keys.some((k) => sameFingerprint(k.fingerprint, stored));
-  const status = keyStatus(await store.keyUsage(), o.secrets, await store.legacyFingerprint());
+  const status = keyStatus(await store.keyUsage(o.now, o.retryWindowMs), o.secrets, await store.legacyFingerprint());
   const unknown = status.filter((s) => s.role === 'unknown' && rowsOf(s) > 0);
   const unknownRows = unknown.reduce((n, s) => n + rowsOf(s), 0);
+  const unknownEnded = status.filter((s) => s.role === 'unknown').reduce((n, s) => n + s.ended, 0);
+  if (unknownEnded > 0) {
+    o.log.warn('ended tokens depend on server keys that are not configured; presenting them again reads as unknown', {
+      ended_rows: unknownEnded,
+    });
+  }
   if ((!known || unknownRows > 0) && !o.dropUnknown) throw refusal(o.setting, known, unknown, unknownRows);
   if (unknownRows > 0 || !known) {
     o.log.warn('ROTOR_SECRET_DROP_UNKNOWN=true: starting although rows depend on server keys that are not configured', {

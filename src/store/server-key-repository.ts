@@ -81,41 +81,59 @@ export class KnexServerKeyRepository {
 
   /**
    * How many stored digests and sealed keys each server key made, by the key id they start with
-   * (legacy ones, without a key id, under `undefined`): one scan of each table.
+   * (legacy ones, without a key id, under `undefined`), split into the rows a client still relies
+   * on and ended ones (src/runtime/server-key-check.ts, `KeyUsage`): one scan of each table.
    */
-  async keyUsage(): Promise<KeyUsage[]> {
+  async keyUsage(now: number, retryWindowMs: number): Promise<KeyUsage[]> {
     return this.run(async () => {
       const byKey = new Map<string, KeyUsage>();
       const entry = (id: string) => {
         let e = byKey.get(id);
         if (!e) {
-          e = { keyId: id === '' ? undefined : id, tokens: 0, retryKeys: 0, signingKeys: 0 };
+          e = { keyId: id === '' ? undefined : id, tokens: 0, retryKeys: 0, signingKeys: 0, ended: 0 };
           byKey.set(id, e);
         }
         return e;
       };
+      const pg = (this.db.client as { dialect?: string }).dialect === 'postgresql';
+      const overlapMs = pg
+        ? "coalesce(((policy::json)->>'overlapSeconds')::bigint, 0) * 1000"
+        : "coalesce(cast(json_extract(policy, '$.overlapSeconds') as integer), 0) * 1000";
+      const rotatedAt = 'coalesce(rotated_at, revoked_at)';
+      // Usable now: unrevoked and unexpired, or rotated and still inside its overlap window.
+      const liveToken =
+        `expires_at > ${now} and (revoked_at is null or (revoke_reason = 'rotated' and overlap_ended_at is null ` +
+        `and ${rotatedAt} + ${overlapMs} > ${now}))`;
+      // Answered by an idempotent retry only inside the retry window.
+      const liveRetry = `${rotatedAt} > ${now - retryWindowMs}`;
       const count = async (
         table: string,
         column: string,
         version: string,
+        live: string,
         field: 'tokens' | 'retryKeys' | 'signingKeys',
       ) => {
         // A key id is the KEY_ID_CHARS characters after the version prefix, followed by a dot;
         // base64url (a legacy digest) never contains one.
         const at = version.length + 1;
-        const rows = rowsOf<{ key_id: string; n: number | string }>(
+        const rows = rowsOf<{ key_id: string; live: number | string; n: number | string }>(
           await this.db.raw(
             `select case when substr(${column}, 1, ${version.length}) = ? and substr(${column}, ${at + KEY_ID_CHARS}, 1) = '.' ` +
-              `then substr(${column}, ${at}, ${KEY_ID_CHARS}) else '' end as key_id, count(*) as n ` +
-              `from ${table} where ${column} is not null group by 1`,
+              `then substr(${column}, ${at}, ${KEY_ID_CHARS}) else '' end as key_id, ` +
+              `case when ${live} then 1 else 0 end as live, count(*) as n ` +
+              `from ${table} where ${column} is not null group by 1, 2`,
             [version],
           ),
         );
-        for (const r of rows) entry(r.key_id)[field] += Number(r.n);
+        for (const r of rows) {
+          const e = entry(r.key_id);
+          if (Number(r.live) === 1) e[field] += Number(r.n);
+          else e.ended += Number(r.n);
+        }
       };
-      await count('tokens', 'secret_digest', '', 'tokens');
-      await count('tokens', 'rotation_key_digest', '', 'retryKeys');
-      await count('signing_keys', 'private_key_sealed', 'v2.', 'signingKeys');
+      await count('tokens', 'secret_digest', '', liveToken, 'tokens');
+      await count('tokens', 'rotation_key_digest', '', liveRetry, 'retryKeys');
+      await count('signing_keys', 'private_key_sealed', 'v2.', '1 = 1', 'signingKeys');
       return [...byKey.values()];
     });
   }

@@ -78,7 +78,7 @@ describe.each(ENGINES)('server key rotation on the store on %s', (engine) => {
   async function status() {
     const repo = new KnexServerKeyRepository(app.store.knex);
     return keyStatus(
-      await repo.keyUsage(),
+      await repo.keyUsage(app.now(), 600_000),
       { current: secretBytes(B), previous: [secretBytes(A)] },
       await repo.legacyFingerprint(),
     );
@@ -125,10 +125,11 @@ describe.each(ENGINES)('server key rotation on the store on %s', (engine) => {
     );
     expect(refused).toBeInstanceOf(ConfigError);
     const message = (refused as Error).message;
-    // 5 token digests under A (admin-less: used, rotated, its successor...; legacy apart) and one idempotency digest.
+    // Under A: two usable tokens (used, the successor; the rotated one has ended), the idempotency
+    // digest of the rotation and the signing key; the legacy row apart.
     expect(message).toContain('ROTOR_SECRET differs from the server key of this database (fingerprint mismatch)');
     expect(message).toMatch(/^.*?(\d+) rows depend on server keys that are not configured/);
-    expect(message).toContain(`key ${ID_A}: 3 tokens, 1 idempotency digests, 1 signing keys`);
+    expect(message).toContain(`key ${ID_A}: 2 tokens, 1 idempotency digests, 1 signing keys`);
     expect(message).toContain('legacy rows: 1 tokens, 0 idempotency digests, 0 signing keys');
     expect(message).toContain('ROTOR_SECRET_DROP_UNKNOWN=true');
     expect(message).not.toContain(A);
@@ -149,7 +150,13 @@ describe.each(ENGINES)('server key rotation on the store on %s', (engine) => {
     expect(sealed.private_key_sealed.startsWith(`v2.${ID_B}.`)).toBe(true);
     expect((await app.jwt.keyRing.signingKey(app.now())).meta.kid).toBe(kid);
     const s = await status();
-    expect(s.find((k) => k.key === ID_A)).toMatchObject({ role: 'previous', tokens: 3, retryKeys: 1, signingKeys: 0 });
+    expect(s.find((k) => k.key === ID_A)).toMatchObject({
+      role: 'previous',
+      tokens: 2,
+      retryKeys: 1,
+      signingKeys: 0,
+      ended: 1,
+    });
     expect(s.find((k) => k.key === 'legacy')).toMatchObject({ role: 'previous', legacyOf: ID_A, tokens: 1 });
     expect(s.find((k) => k.key === ID_B)).toMatchObject({ role: 'current', signingKeys: 1 });
   });
@@ -189,7 +196,7 @@ describe.each(ENGINES)('server key rotation on the store on %s', (engine) => {
 
   it(`once every row is used, nothing depends on A and B alone starts (${engine})`, async () => {
     const s = await status();
-    expect(s.find((k) => k.key === ID_A)).toMatchObject({ tokens: 0, retryKeys: 0, signingKeys: 0 });
+    expect(s.find((k) => k.key === ID_A)).toMatchObject({ tokens: 0, retryKeys: 0, signingKeys: 0, ended: 0 });
     expect(s.find((k) => k.key === 'legacy')).toBeUndefined();
     await app.store.close();
     app = await open({ ROTOR_SECRET: B });
@@ -203,7 +210,7 @@ describe.each(ENGINES)('server key rotation on the store on %s', (engine) => {
       () => undefined,
       (e: unknown) => e as Error,
     );
-    expect(refused?.message).toContain(`key ${ID_B}: 4 tokens, 1 idempotency digests, 1 signing keys`);
+    expect(refused?.message).toContain(`key ${ID_B}: 3 tokens, 1 idempotency digests, 1 signing keys`);
     app = await open({ ROTOR_SECRET: C, ROTOR_SECRET_DROP_UNKNOWN: 'true' });
     expect(await findBySecret(app, used.secret)).toBeUndefined();
     expect(logs.join('')).toContain('ROTOR_SECRET_DROP_UNKNOWN=true: starting although rows depend on server keys');
