@@ -137,7 +137,7 @@ describe('ROTOR_SECRET_PREVIOUS and ROTOR_SECRET_DROP_UNKNOWN (docs/server-key.m
     [`${a},${a}`, 'ROTOR_SECRET_PREVIOUS names one secret twice'],
     [`${a},${current}`, 'ROTOR_SECRET_PREVIOUS repeats ROTOR_SECRET'],
     [
-      [a, b, a.slice(1) + 'x', b.slice(1) + 'y', `${a}z`].join(','),
+      [a, b, `${a.slice(1)}x`, `${b.slice(1)}y`, `${a}z`].join(','),
       'ROTOR_SECRET_PREVIOUS holds at most 4 secrets, got 5',
     ],
   ])('refuses %s, naming the entry and never the value', (value, message) => {
