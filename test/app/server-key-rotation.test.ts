@@ -22,7 +22,9 @@ import { createApp, type RotorApp } from '../../src/runtime/create-app.js';
 import { createLogger } from '../../src/runtime/logger.js';
 import { keyStatus, serverKeyFingerprint } from '../../src/runtime/server-key-check.js';
 import { secretBytes } from '../../src/runtime/server-secret.js';
+import { migrate, openDatabase } from '../../src/store/database.js';
 import { KnexServerKeyRepository } from '../../src/store/server-key-repository.js';
+import { MIGRATIONS, migrationSource } from '../../migrations/index.js';
 import { testPolicy } from '../domain/fixtures.js';
 import { ENGINES, engineDatabase, type ScratchDatabase } from '../support/engines.js';
 import { waitFor } from '../support/process.js';
@@ -214,5 +216,26 @@ describe.each(ENGINES)('server key rotation on the store on %s', (engine) => {
     app = await open({ ROTOR_SECRET: C, ROTOR_SECRET_DROP_UNKNOWN: 'true' });
     expect(await findBySecret(app, used.secret)).toBeUndefined();
     expect(logs.join('')).toContain('ROTOR_SECRET_DROP_UNKNOWN=true: starting although rows depend on server keys');
+  });
+});
+
+describe.each(ENGINES)('migration 20261208_051_server_key_ids on %s', (engine) => {
+  it(`keeps the recorded fingerprint as the legacy rows' key (${engine})`, async () => {
+    const old = await engineDatabase(engine);
+    const { knex } = openDatabase({ url: old.url });
+    try {
+      const before = MIGRATIONS.findIndex(([name]) => name === '20261208_051_server_key_ids');
+      expect(before).toBeGreaterThan(0);
+      await knex.migrate.latest({
+        migrationSource: { ...migrationSource, getMigrations: async () => MIGRATIONS.slice(0, before) },
+      });
+      const fingerprint = serverKeyFingerprint(secretBytes(A));
+      await knex('server_key').insert({ id: 1, fingerprint, created_at: 1 });
+      await migrate(knex);
+      expect(await new KnexServerKeyRepository(knex).legacyFingerprint()).toBe(fingerprint);
+    } finally {
+      await knex.destroy();
+      await old.drop();
+    }
   });
 });
