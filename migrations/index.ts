@@ -10,6 +10,7 @@ import * as retention from './20261207_061_retention.js';
 import * as serverKeyFingerprint from './20261207_071_server_key_fingerprint.js';
 import * as rotatedAt from './20261207_081_rotated_at.js';
 import * as lineage from './20261208_021_lineage.js';
+import * as serverKeyIds from './20261208_051_server_key_ids.js';
 
 /** Every migration in order. Listed in code so the compiled build needs no directory scan. */
 export const MIGRATIONS: ReadonlyArray<readonly [string, Knex.Migration]> = [
@@ -24,6 +25,7 @@ export const MIGRATIONS: ReadonlyArray<readonly [string, Knex.Migration]> = [
   ['20261207_071_server_key_fingerprint', serverKeyFingerprint],
   ['20261207_081_rotated_at', rotatedAt],
   ['20261208_021_lineage', lineage],
+  ['20261208_051_server_key_ids', serverKeyIds],
 ];
 
 /** A knex migration source over the list above. */

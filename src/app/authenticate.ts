@@ -1,8 +1,9 @@
 import { RotorError, isRotorError } from '../domain/errors.js';
 import { assertUsable, lineageRevokedError, type TokenRecord } from '../domain/token.js';
+import { digestsEqual } from '../domain/token-keys.js';
 import { parseSecret } from '../domain/token-secret.js';
 import type { AppContext, CallMeta } from './context.js';
-import type { TokenRepository } from './store-ports.js';
+import type { DigestField, TokenRepository } from './store-ports.js';
 
 /** An authenticated caller: the token that signed the call. */
 export interface Caller {
@@ -26,7 +27,42 @@ export function bearerToken(authorization: string | undefined): string | undefin
  */
 export async function findBySecret(app: AppContext, secret: string): Promise<TokenRecord | undefined> {
   const parsed = parseSecret(secret);
-  return app.store.tokens.findByDigest(app.keys.secretDigest(parsed.secret));
+  return findByKeyedSecret(app, app.store.tokens, parsed.secret);
+}
+
+/**
+ * Looks a (parsed) secret up under the current server key, then, only when that misses, under the
+ * older ones in one query (docs/server-key.md): a row found there is re-digested under the current
+ * key after the answer, the presented secret having proved it. When every row is current, a known
+ * secret costs one digest and one lookup, as before key rotation existed.
+ */
+export async function findByKeyedSecret(
+  app: AppContext,
+  tokens: Pick<TokenRepository, 'findByDigest' | 'findByAnyDigest'>,
+  secret: string,
+  digest = app.keys.secretDigest(secret),
+): Promise<TokenRecord | undefined> {
+  const hit = await tokens.findByDigest(digest);
+  if (hit !== undefined || app.keys.older.length === 0) return hit;
+  // The current digest again in the same query: another call may have re-digested the row
+  // between the two reads, and each statement sees what had committed when it began.
+  const found = await tokens.findByAnyDigest([digest, ...app.keys.older.map((k) => k.secretDigest(secret))]);
+  if (found !== undefined && !digestsEqual(found.secretDigest, digest))
+    redigestLater(app, found, 'secretDigest', found.secretDigest, digest);
+  return found;
+}
+
+/**
+ * Moves one digest of `token` to the current server key, off the request path (outside any
+ * transaction, like `noteUse`); a failed write is only logged, and the next use tries again.
+ */
+export function redigestLater(app: AppContext, token: TokenRecord, field: DigestField, from: string, to: string): void {
+  void app.store.tokens.redigest(token.id, field, from, to).catch((e: unknown) => {
+    app.log.warn('could not re-digest a token under the current server key', {
+      token_id: token.id,
+      error: String(e),
+    });
+  });
 }
 
 /**

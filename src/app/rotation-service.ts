@@ -5,6 +5,7 @@ import { alreadyRotated, decideRotation, type RefusedRetryKeys, type RetryRefusa
 import { isAdmin, requireRotateById, successorExpiryFor } from '../domain/authorization.js';
 import { normalizeScopes } from '../domain/scopes.js';
 import type { TokenRecord } from '../domain/token.js';
+import { digestKeyId } from '../domain/server-keys.js';
 import { digestsEqual } from '../domain/token-keys.js';
 import { formatSecret, parseSecret } from '../domain/token-secret.js';
 import {
@@ -12,6 +13,8 @@ import {
   assertLineageStands,
   authenticate,
   bearerToken,
+  findByKeyedSecret,
+  redigestLater,
   type Caller,
 } from './authenticate.js';
 import { cascadeRevoke } from './cascade.js';
@@ -86,17 +89,18 @@ const REUSE_MESSAGES = {
 export async function rotate(app: AppContext, target: RotationTarget, opts: RotationOptions): Promise<MintedToken> {
   const receivedAt = app.now();
   const key = opts.idempotencyKey === undefined ? undefined : requireIdempotencyKey(opts.idempotencyKey);
-  const lookup =
+  const lookup: Prepared['lookup'] =
     target.mode === 'presented'
-      ? { digest: app.keys.secretDigest(parseSecret(target.secret).secret), seed: target.secret }
+      ? secretLookup(app, parseSecret(target.secret).secret, target.secret)
       : { id: requireId('id', target.id), seed: target.id };
   // Rule 4, I/O half: the actor JWT is verified before any decision; the domain gets its claims.
   // A retry may present the same JWT again, but only for the same token and idempotency key. Only
   // a token with a workload binding gets it verified (and its jti spent, and its issuer's keys
   // fetched); the binding is inherited and never changes, so reading it first cannot go stale.
-  const retry = key === undefined ? undefined : { tokenRef: lookup.digest ?? lookup.id, idempotencyKey: key };
+  const retry =
+    key === undefined ? undefined : { tokenRef: 'digest' in lookup ? lookup.digest : lookup.id, idempotencyKey: key };
   const sentActor = (opts.actorToken ?? '') !== '' || (opts.actorTokenType ?? '') !== '';
-  const bound = sentActor && (await loadBy(app.store.tokens, lookup))?.policy.workloadBinding !== undefined;
+  const bound = sentActor && (await loadBy(app, app.store.tokens, lookup))?.policy.workloadBinding !== undefined;
   const proof = await verifyActorToken(app, opts.actorToken, opts.actorTokenType, retry, bound);
   const req: Prepared = {
     target,
@@ -110,7 +114,7 @@ export async function rotate(app: AppContext, target: RotationTarget, opts: Rota
     actorRejection: proof?.rejection,
     receivedAt,
   };
-  const current = await load(app.store.tokens, req);
+  const current = await load(app, app.store.tokens, req);
   if (!current) throw notFound(req);
   // A token whose ancestor was revoked with cascade is revoked, even before the cascade's
   // batches reach it (docs/rotation.md, "Lineage and cascade"); its family's lineage never
@@ -170,7 +174,8 @@ interface Prepared {
   keyDigest: string | undefined;
   scopes: string[];
   audiences: string[];
-  lookup: { digest: string; seed: string } | { id: string; seed: string };
+  /** The presented secret (and its digest under the current server key), or the id named. */
+  lookup: { secret: string; digest: string; seed: string } | { id: string; seed: string };
   /** The verified actor JWT, when the request carried one. */
   actor: WorkloadClaims | undefined;
   /** Why the request's actor JWT was rejected, raised by rule 4. */
@@ -179,12 +184,41 @@ interface Prepared {
   receivedAt: number;
 }
 
-function load(repo: Repositories['tokens'], req: Prepared): Promise<TokenRecord | undefined> {
-  return loadBy(repo, req.lookup);
+function secretLookup(app: AppContext, secret: string, seed: string): Prepared['lookup'] {
+  return { secret, digest: app.keys.secretDigest(secret), seed };
 }
 
-function loadBy(repo: Repositories['tokens'], lookup: Prepared['lookup']): Promise<TokenRecord | undefined> {
-  return 'digest' in lookup ? repo.findByDigest(lookup.digest) : repo.findById(lookup.id);
+function load(app: AppContext, repo: Repositories['tokens'], req: Prepared): Promise<TokenRecord | undefined> {
+  return loadBy(app, repo, req.lookup);
+}
+
+/** By id, or by the presented secret under the current server key and then the older ones (docs/server-key.md). */
+function loadBy(
+  app: AppContext,
+  repo: Repositories['tokens'],
+  lookup: Prepared['lookup'],
+): Promise<TokenRecord | undefined> {
+  return 'secret' in lookup ? findByKeyedSecret(app, repo, lookup.secret, lookup.digest) : repo.findById(lookup.id);
+}
+
+/**
+ * The request's idempotency key digested as `current` stores its own: a rotated token keeps the
+ * digest of the key its rotation was made with, under the server key of that time, so a retry
+ * across a server key change still matches (docs/server-key.md). Nothing extra is computed for a
+ * token never rotated or rotated under the current key.
+ */
+function retryKeyDigestFor(app: AppContext, req: Prepared, current: TokenRecord): string | undefined {
+  const stored = current.rotationKeyDigest;
+  if (req.key === undefined || req.keyDigest === undefined || stored === null) return req.keyDigest;
+  if (digestKeyId(stored) === app.keys.id) return req.keyDigest;
+  for (const k of app.keys.keysOf(stored)) {
+    const d = k.idempotencyDigest(req.key);
+    if (digestsEqual(d, stored)) {
+      redigestLater(app, current, 'rotationKeyDigest', stored, req.keyDigest);
+      return d;
+    }
+  }
+  return req.keyDigest;
 }
 
 function notFound(req: Prepared): RotorError {
@@ -215,7 +249,7 @@ function decide(
     mode: req.target.mode,
     current,
     successor,
-    idempotencyKeyDigest: req.keyDigest,
+    idempotencyKeyDigest: retryKeyDigestFor(app, req, current),
     scopes: req.scopes,
     audiences: req.audiences,
     expiresAt: req.opts.expiresAt,
@@ -319,7 +353,7 @@ async function refusedRetryKeys(tx: Repositories, tokenId: string): Promise<Refu
 
 /** The authoritative path: load, decide and act inside one transaction. */
 async function decideAndAct(app: AppContext, tx: Repositories, req: Prepared): Promise<Outcome> {
-  const current = await load(tx.tokens, req);
+  const current = await load(app, tx.tokens, req);
   if (!current) throw notFound(req);
   const now = app.now();
   const successor = current.successorId ? await tx.tokens.findById(current.successorId) : undefined;
@@ -380,12 +414,26 @@ async function commitRotation(
 
 /**
  * docs/rotation.md rule 3, idempotent retry: re-derive the successor secret from (seed, key) and check
- * it against the stored digest, so the same successor is returned without storing plaintext.
+ * it against the stored digest, so the same successor is returned without storing plaintext. The
+ * successor may have been made under an older server key (docs/server-key.md): its secret is
+ * re-derived under each configured key until one matches the digest (under the key the digest
+ * names), and its digest then moves to the current key.
  */
 function replay(app: AppContext, current: TokenRecord, successor: TokenRecord, seed: string, key: string): MintedToken {
-  const secret = formatSecret(current.kind, app.keys.successorBytes(seed, key));
-  if (!digestsEqual(app.keys.secretDigest(secret), successor.secretDigest)) throw alreadyRotated(successor.id);
-  return { record: successor, secret };
+  // The key that derived the secret (the current key of the replica that rotated) and the key of
+  // its stored digest differ once the successor has been re-digested: try each configured key
+  // for the first, the current one first, and check under the key the digest names.
+  const digestKeys = app.keys.keysOf(successor.secretDigest);
+  for (const maker of [app.keys, ...app.keys.older]) {
+    const secret = formatSecret(current.kind, maker.successorBytes(seed, key));
+    const under = digestKeys.find((k) => digestsEqual(k.secretDigest(secret), successor.secretDigest));
+    if (under === undefined) continue;
+    if (under.id !== app.keys.id) {
+      redigestLater(app, successor, 'secretDigest', successor.secretDigest, app.keys.secretDigest(secret));
+    }
+    return { record: successor, secret };
+  }
+  throw alreadyRotated(successor.id);
 }
 
 /** RotateToken: by id (admin or owner), or the caller's own bearer token when the id is empty. */

@@ -14,6 +14,9 @@ export interface RotationCommit {
   events: (now: number) => readonly NewTokenEvent[];
 }
 
+/** The keyed digests a token row stores (docs/server-key.md). */
+export type DigestField = 'secretDigest' | 'rotationKeyDigest';
+
 /** Filters of ListTokens; every field optional. */
 export interface TokenFilter {
   ownerId?: string;
@@ -32,6 +35,17 @@ export interface PageCursor {
 export interface TokenRepository {
   findById(id: string): Promise<TokenRecord | undefined>;
   findByDigest(secretDigest: string): Promise<TokenRecord | undefined>;
+  /**
+   * The token whose stored digest is one of `secretDigests` (the digests of one secret under the
+   * older server keys, docs/server-key.md); one query, tried only after `findByDigest` missed.
+   */
+  findByAnyDigest(secretDigests: readonly string[]): Promise<TokenRecord | undefined>;
+  /**
+   * Replaces a digest made under an older server key by the current key's digest of the same
+   * secret or idempotency key (the caller just proved it knows the plaintext), only while the row
+   * still holds `from`. False when it no longer does (another replica got there first).
+   */
+  redigest(id: string, field: DigestField, from: string, to: string): Promise<boolean>;
   /** The first token of a family (the widest scopes of it); undefined for an unknown family. */
   findFamilyRoot(familyId: string): Promise<TokenRecord | undefined>;
   insert(token: TokenRecord): Promise<void>;

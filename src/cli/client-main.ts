@@ -25,7 +25,7 @@ const USAGE = `usage: rotor <command>        (the client: serve, migrate and boo
                                 keep the token in F fresh (first token: F, else ROTOR_TOKEN); docs/agent.md
 `;
 
-const SERVER_COMMANDS = new Set(['serve', 'migrate', 'bootstrap', 'recover-admin']);
+const SERVER_COMMANDS = new Set(['serve', 'migrate', 'bootstrap', 'recover-admin', 'key-status']);
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;

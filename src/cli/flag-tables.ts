@@ -238,6 +238,8 @@ export const AGENT_FLAGS = {
   },
 } satisfies FlagTable;
 
+export const KEY_STATUS_FLAGS = { json } satisfies FlagTable;
+
 /** Every command `--help` knows, by its words (`token create` is two). */
 export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
   serve: {
@@ -249,6 +251,12 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
     synopsis: 'rotor migrate',
     summary: 'apply pending database migrations to ROTOR_DATABASE_URL and exit (serve applies them too)',
     flags: {},
+  },
+  'key-status': {
+    synopsis: 'rotor key-status [flags]',
+    summary:
+      'how many stored digests and sealed signing keys still depend on each server key (ROTOR_SECRET, ROTOR_SECRET_PREVIOUS, and keys no longer configured); docs/server-key.md',
+    flags: KEY_STATUS_FLAGS,
   },
   bootstrap: {
     synopsis: 'rotor bootstrap [flags]',

@@ -1,14 +1,22 @@
 import { setFlagsFromString } from 'node:v8';
-import { ConfigError, loadConfig, loadDatabaseConfig, loadProcessConfig } from '../runtime/config.js';
+import {
+  ConfigError,
+  loadConfig,
+  loadDatabaseConfig,
+  loadProcessConfig,
+  previousSecrets,
+  dropUnknownKeys,
+} from '../runtime/config.js';
 import { createLogger } from '../runtime/logger.js';
 import { prepareDirectories } from '../runtime/data-dir.js';
 import { unknownSettingWarnings } from '../runtime/setting-names.js';
 import { requireRecordedServerKey } from '../runtime/server-key-check.js';
-import { existingServerSecret } from '../runtime/server-secret.js';
+import { existingServerSecret, secretBytes } from '../runtime/server-secret.js';
 import { startRotor } from '../runtime/server.js';
 import { describeDatabase, migrate, openDatabase } from '../store/database.js';
 import { KnexServerKeyRepository } from '../store/server-key-repository.js';
 import { bootstrapCommand, recoverAdminCommand } from './admin-commands.js';
+import { keyStatusCommand } from './key-status-command.js';
 import { reportCommandError } from './command-errors.js';
 import { runClientCommand } from './client-commands.js';
 import { UsageError } from './usage-error.js';
@@ -24,6 +32,8 @@ const USAGE = `usage: rotor <command>      (rotor <command> --help, or rotor hel
   recover-admin [--owner ID] [--expires-in 90d]
                                 break-glass: revoke every active admin token and print a new one's
                                 secret (needs the database and its server secret; README)
+  key-status [--json]            rows that still depend on each server key (ROTOR_SECRET,
+                                ROTOR_SECRET_PREVIOUS); docs/server-key.md
   token create|get|list|rotate|revoke [--server URL] [--json] ...
                                 manage tokens on a running server (credential: ROTOR_TOKEN)
     create ... --bind-issuer URL --bind-subject PATTERN --bind-audience AUD [--bind-claim k=v]...
@@ -81,8 +91,12 @@ async function migrateCommand(args: string[]): Promise<void> {
     // migrating another deployment's database is refused like serving it. Without one, migrate
     // checks nothing (it keys nothing) and creates no secret.key.
     const secret = existingServerSecret(process.env, config.dataDir);
-    if (secret !== undefined && (await knex.schema.hasTable('server_key'))) {
-      await requireRecordedServerKey(new KnexServerKeyRepository(knex), secret.bytes, secret.setting);
+    if (secret !== undefined && !dropUnknownKeys(process.env) && (await knex.schema.hasTable('server_key'))) {
+      await requireRecordedServerKey(
+        new KnexServerKeyRepository(knex),
+        { current: secret.bytes, previous: previousSecrets(process.env).map(secretBytes) },
+        secret.setting,
+      );
     }
     const applied = await migrate(knex);
     for (const name of applied) process.stdout.write(`applied ${name}\n`);
@@ -117,6 +131,9 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       case 'recover-admin':
         await recoverAdminCommand(rest);
+        return 0;
+      case 'key-status':
+        await keyStatusCommand(rest);
         return 0;
       case 'token':
       case 'watch':

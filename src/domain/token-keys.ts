@@ -1,13 +1,16 @@
 import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
 import type { RandomSource } from './ports.js';
+import { deriveServerKey, digestKeyId, hkdfKey, KEY_LABELS, keyIdOf, legacySubkey } from './server-keys.js';
 
 /**
- * Keyed functions over secrets, all derived from the one server secret (`ROTOR_SECRET`) with
- * domain separation, so a database dump alone reveals nothing usable
- * (docs/design.md, "Rules that hold everywhere").
+ * The keyed functions over secrets of one server key, derived from it with domain separation, so
+ * a database dump alone reveals nothing usable (docs/design.md, "Rules that hold everywhere";
+ * docs/server-key.md).
  */
-export interface TokenKeys {
-  /** HMAC-SHA-256 digest of a secret, the only form in which a secret is stored. */
+export interface DigestKeys {
+  /** The key id every digest made here starts with; undefined for a legacy derivation (no prefix). */
+  readonly id: string | undefined;
+  /** Keyed digest of a secret, the only form in which a secret is stored: `<key id>.<HMAC-SHA-256>`. */
   secretDigest(secret: string): string;
   /** Keyed digest of an idempotency key (stored on the rotated predecessor). */
   idempotencyDigest(key: string): string;
@@ -20,22 +23,83 @@ export interface TokenKeys {
   successorBytes(seed: string, idempotencyKey: string): RandomSource;
 }
 
-/** A subkey of the server secret for one purpose, named by `label` (domain separation). */
-export function subkey(secret: Uint8Array, label: string): Buffer {
-  return createHmac('sha256', secret).update(label).digest();
+/**
+ * The keyed functions of the configured server keys: the current key's (what every new digest is
+ * made with), and the older ones a stored digest may have been made with.
+ */
+export interface TokenKeys extends DigestKeys {
+  readonly id: string;
+  /**
+   * The previous keys (`ROTOR_SECRET_PREVIOUS`, in order), then the legacy derivations of every
+   * configured secret (rows made before key ids existed): what a lookup tries after the current key.
+   */
+  readonly older: readonly DigestKeys[];
+  /** The configured keys that may have made `digest`: the one its key id names, or every legacy derivation. */
+  keysOf(digest: string): DigestKeys[];
+  /**
+   * A key for another purpose, derived from the current server secret through HKDF with `label`
+   * (src/domain/server-keys.ts, `deriveServerKey`): for example `rotor dpop nonce`.
+   */
+  deriveServerKey(label: string, length?: number): Buffer;
+  /** The same key derived from every configured secret, current first: to accept what older keys made. */
+  deriveServerKeys(label: string, length?: number): Buffer[];
 }
 
-/** Builds the keyed functions from the server secret (at least 32 bytes). */
-export function createTokenKeys(serverSecret: Uint8Array): TokenKeys {
-  if (serverSecret.length < 32) throw new TypeError('server secret must be at least 32 bytes');
+/** Builds the keyed functions from the current server secret and the previous ones (each at least 32 bytes). */
+export function createTokenKeys(serverSecret: Uint8Array, previous: readonly Uint8Array[] = []): TokenKeys {
+  for (const s of [serverSecret, ...previous])
+    if (s.length < 32) throw new TypeError('server secret must be at least 32 bytes');
+  const current = derivedKeys(serverSecret);
+  const previousKeys = previous.map(derivedKeys);
+  const legacy = [serverSecret, ...previous].map(legacyKeys);
+  const byId = new Map<string, DigestKeys>([current, ...previousKeys].map((k) => [k.id!, k]));
+  return {
+    ...current,
+    id: current.id!,
+    older: [...previousKeys, ...legacy],
+    deriveServerKey: (label, length) => deriveServerKey(serverSecret, label, length),
+    deriveServerKeys: (label, length) => [serverSecret, ...previous].map((s) => deriveServerKey(s, label, length)),
+    keysOf(digest) {
+      const id = digestKeyId(digest);
+      if (id === undefined) return legacy;
+      const k = byId.get(id);
+      return k === undefined ? [] : [k];
+    },
+  };
+}
+
+/** A key's functions under HKDF-derived subkeys; every digest starts with the key id. */
+function derivedKeys(secret: Uint8Array): DigestKeys {
+  const id = keyIdOf(secret);
+  return keyedFunctions(
+    id,
+    hkdfKey(secret, KEY_LABELS.secretDigest),
+    hkdfKey(secret, KEY_LABELS.idempotencyDigest),
+    hkdfKey(secret, KEY_LABELS.successorSecret),
+  );
+}
+
+/** The functions as Rotor made them before key ids: HMAC subkeys of the raw secret, digests without a prefix. */
+function legacyKeys(secret: Uint8Array): DigestKeys {
+  return keyedFunctions(
+    undefined,
+    legacySubkey(secret, 'rotor/v1/secret-digest'),
+    legacySubkey(secret, 'rotor/v1/idempotency-digest'),
+    legacySubkey(secret, 'rotor/v1/successor-secret'),
+  );
+}
+
+function keyedFunctions(id: string | undefined, digest: Buffer, idempotency: Buffer, successor: Buffer): DigestKeys {
   // KeyObjects built once: createHmac with raw key bytes imports the key again on every call,
   // and secretDigest runs twice per authenticated introspection (bench/README.md).
-  const digestKey: KeyObject = createSecretKey(subkey(serverSecret, 'rotor/v1/secret-digest'));
-  const idempotencyKey: KeyObject = createSecretKey(subkey(serverSecret, 'rotor/v1/idempotency-digest'));
-  const successorKey: KeyObject = createSecretKey(subkey(serverSecret, 'rotor/v1/successor-secret'));
+  const digestKey: KeyObject = createSecretKey(digest);
+  const idempotencyKey: KeyObject = createSecretKey(idempotency);
+  const successorKey: KeyObject = createSecretKey(successor);
+  const prefix = id === undefined ? '' : `${id}.`;
   return {
-    secretDigest: (secret) => createHmac('sha256', digestKey).update(secret).digest('base64url'),
-    idempotencyDigest: (key) => createHmac('sha256', idempotencyKey).update(key).digest('base64url'),
+    id,
+    secretDigest: (secret) => prefix + createHmac('sha256', digestKey).update(secret).digest('base64url'),
+    idempotencyDigest: (key) => prefix + createHmac('sha256', idempotencyKey).update(key).digest('base64url'),
     successorBytes(seed, key) {
       let counter = 0;
       return (length) => {

@@ -34,6 +34,10 @@ export interface RotorConfig {
   databaseListen: boolean;
   /** The server secret's source; read (and secret.key created) at start-up by src/runtime/server-secret.ts. */
   secret: SecretSetting;
+  /** `ROTOR_SECRET_PREVIOUS`: older server secrets, still accepted for what they made (docs/server-key.md). */
+  previousSecrets: string[];
+  /** `ROTOR_SECRET_DROP_UNKNOWN`: start even when rows depend on server keys that are not configured. */
+  dropUnknownKeys: boolean;
   limits: PolicyLimits;
   logLevel: LogLevel;
   /** How long token rows may be served from the in-process cache (0 disables it). */
@@ -139,6 +143,38 @@ function secretSetting(env: Env, dataDir: string): SecretSetting {
   if (value === undefined || value === '') return { from: 'file', path: join(dataDir, 'secret.key') };
   requireSecretLength(value, 'ROTOR_SECRET');
   return { from: 'env', value };
+}
+
+/** Most entries of ROTOR_SECRET_PREVIOUS: each one costs a digest on every lookup that misses. */
+const MAX_PREVIOUS_SECRETS = 4;
+
+/**
+ * `ROTOR_SECRET_PREVIOUS`: comma-separated older server secrets (hex and base64 never contain a
+ * comma), each as long as ROTOR_SECRET must be, none repeated and none equal to ROTOR_SECRET.
+ */
+export function previousSecrets(env: Env): string[] {
+  const raw = env.ROTOR_SECRET_PREVIOUS;
+  if (raw === undefined || raw.trim() === '') return [];
+  const values = raw.split(',').map((v) => v.trim());
+  if (values.length > MAX_PREVIOUS_SECRETS)
+    throw new ConfigError(`ROTOR_SECRET_PREVIOUS holds at most ${MAX_PREVIOUS_SECRETS} secrets, got ${values.length}`);
+  values.forEach((v, i) => {
+    const name = `ROTOR_SECRET_PREVIOUS entry ${i + 1}`;
+    if (v === '') throw new ConfigError(`${name} is empty; separate the secrets with single commas`);
+    requireSecretLength(v, name);
+  });
+  if (new Set(values).size !== values.length) throw new ConfigError('ROTOR_SECRET_PREVIOUS names one secret twice');
+  if (env.ROTOR_SECRET !== undefined && values.includes(env.ROTOR_SECRET))
+    throw new ConfigError('ROTOR_SECRET_PREVIOUS repeats ROTOR_SECRET; list only the older secrets');
+  return values;
+}
+
+/** `ROTOR_SECRET_DROP_UNKNOWN`: true or false (default false). */
+export function dropUnknownKeys(env: Env): boolean {
+  const raw = env.ROTOR_SECRET_DROP_UNKNOWN || 'false';
+  if (raw !== 'true' && raw !== 'false')
+    throw new ConfigError(`ROTOR_SECRET_DROP_UNKNOWN must be true or false, got "${raw}"`);
+  return raw === 'true';
 }
 
 /** Reads and validates the JSON file named by ROTOR_TRUST_CONFIG (docs/workload-identity.md). */
@@ -280,6 +316,8 @@ export function loadConfig(env: Env = process.env): RotorConfig {
   };
   const trust = loadTrustConfig(env, maxLifetimeSeconds);
   const secret = secretSetting(env, dataDir);
+  const previous = previousSecrets(env);
+  const dropUnknown = dropUnknownKeys(env);
   const jwt = loadJwtConfig(env);
   const metrics = env.ROTOR_METRICS || 'on';
   if (metrics !== 'on' && metrics !== 'token' && metrics !== 'off')
@@ -303,6 +341,8 @@ export function loadConfig(env: Env = process.env): RotorConfig {
     databaseStatementTimeoutMs,
     databaseListen,
     secret,
+    previousSecrets: previous,
+    dropUnknownKeys: dropUnknown,
     limits,
     logLevel,
     tokenCacheTtlMs,

@@ -15,7 +15,8 @@ import type { RotorConfig } from './config.js';
 import { errorChain } from './logger.js';
 import { prepareDirectories } from './data-dir.js';
 import { checkServerKey } from './server-key-check.js';
-import { loadServerSecret, type ServerSecret } from './server-secret.js';
+import { loadServerSecret, secretBytes, type ServerSecret } from './server-secret.js';
+import type { ServerSecrets } from '../domain/server-keys.js';
 import { admitWeakSecret } from './weak-secret-gate.js';
 
 /** The application context on a knex store, and what start-up learnt of the server secret. */
@@ -40,6 +41,8 @@ export interface AppOptions {
 export async function createApp(config: RotorConfig, log: Logger, options: AppOptions = {}): Promise<RotorApp> {
   prepareDirectories(config);
   const secret = loadServerSecret(config.secret);
+  const secrets: ServerSecrets = { current: secret.bytes, previous: config.previousSecrets.map(secretBytes) };
+  const random = (n: number) => new Uint8Array(randomBytes(n));
   const store = await openStore(
     {
       url: config.databaseUrl,
@@ -53,30 +56,36 @@ export async function createApp(config: RotorConfig, log: Logger, options: AppOp
   const now = options.now ?? Date.now;
   try {
     if (secret.weak !== undefined) await admitWeakSecret(store, secret.weak, log);
-    const keyCheck = await checkServerKey(
-      new KnexServerKeyRepository(store.knex),
-      secret.bytes,
-      config.secret,
-      createSigningKeySeal(secret.bytes),
-      now(),
-    );
-    if (keyCheck === 'recorded') log.info('server key fingerprint recorded in the database');
+    const keyCheck = await checkServerKey(new KnexServerKeyRepository(store.knex), {
+      secrets,
+      setting: config.secret,
+      seal: createSigningKeySeal(secrets.current, secrets.previous),
+      now: now(),
+      random,
+      dropUnknown: config.dropUnknownKeys,
+      retryWindowMs: config.limits.retryWindowSeconds * 1000,
+      log,
+    });
+    if (keyCheck.verdict === 'recorded') log.info('server key fingerprint recorded in the database');
+    if (keyCheck.verdict === 'rotated')
+      log.info("server key: this replica's ROTOR_SECRET is now the recorded current key");
+    if (keyCheck.resealed > 0)
+      log.info('re-sealed JWT signing keys under the current server key', { count: keyCheck.resealed });
   } catch (e) {
     await store.close();
     throw e;
   }
-  const random = (n: number) => new Uint8Array(randomBytes(n));
   const issuer =
     options.issuer ?? config.jwt.issuer ?? defaultIssuer(config.host, config.httpPort, config.tls !== undefined);
   return {
     store,
     secret: { source: secret.source, weak: secret.weak },
-    keys: createTokenKeys(secret.bytes),
+    keys: createTokenKeys(secrets.current, secrets.previous),
     limits: config.limits,
     now,
     random,
     log,
-    jwt: createJwtSettings(config, store, secret.bytes, issuer, random, log),
+    jwt: createJwtSettings(config, store, secrets, issuer, random, log),
     identity:
       config.trust === undefined
         ? undefined
@@ -88,7 +97,7 @@ export async function createApp(config: RotorConfig, log: Logger, options: AppOp
 function createJwtSettings(
   config: RotorConfig,
   store: KnexStore,
-  secret: Uint8Array,
+  secrets: ServerSecrets,
   issuer: string,
   random: (n: number) => Uint8Array,
   log: Logger,
@@ -96,7 +105,7 @@ function createJwtSettings(
   const schedule = { rotationMs: config.jwt.keyRotationSeconds * 1000, ttlMs: config.jwt.accessTokenTtlSeconds * 1000 };
   const keyRing = new SigningKeyRing(
     store.guard(new KnexSigningKeyRepository(store.knex)),
-    createSigningKeySeal(secret),
+    createSigningKeySeal(secrets.current, secrets.previous),
     schedule,
     config.jwt.signingAlg,
     random,

@@ -33,6 +33,11 @@ export interface ServerSecret {
   weak: WeakSecret | undefined;
 }
 
+/** Key bytes of a secret as written (see `loadServerSecret`): also those of each `ROTOR_SECRET_PREVIOUS` entry. */
+export function secretBytes(value: string): Uint8Array {
+  return new TextEncoder().encode(value);
+}
+
 /** Checks the value of `ROTOR_SECRET` as configuration parses it: too short is never accepted. */
 export function requireSecretLength(value: string, name: string, advice = SECRET_ADVICE): void {
   if (value.length < SECRET_MIN_CHARS) throw new ConfigError(`${name} is too short; ${advice}`);

@@ -1,4 +1,5 @@
 import type {
+  DigestField,
   EndedTokenBatch,
   EndedTokenCursor,
   PageCursor,
@@ -42,6 +43,15 @@ export class CachedTokenRepository implements TokenRepository {
       this.cache.getByDigest(secretDigest) ??
       this.readShared(`digest:${secretDigest}`, () => this.base.findByDigest(secretDigest))
     );
+  }
+
+  /** Older keys' digests are looked up rarely (a key change, or an unknown secret): no cache. */
+  findByAnyDigest(secretDigests: readonly string[]): Promise<TokenRecord | undefined> {
+    return this.base.findByAnyDigest(secretDigests);
+  }
+
+  redigest(id: string, field: DigestField, from: string, to: string): Promise<boolean> {
+    return this.writing([id], () => this.base.redigest(id, field, from, to));
   }
 
   /**

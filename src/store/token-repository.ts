@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import type {
+  DigestField,
   EndedTokenBatch,
   EndedTokenCursor,
   PageCursor,
@@ -37,6 +38,20 @@ export class KnexTokenRepository implements TokenRepository {
   async findByDigest(secretDigest: string): Promise<TokenRecord | undefined> {
     const row = await this.table().where({ secret_digest: secretDigest }).first();
     return row ? toRecord(row) : undefined;
+  }
+
+  async findByAnyDigest(secretDigests: readonly string[]): Promise<TokenRecord | undefined> {
+    if (secretDigests.length === 0) return undefined;
+    const row = await this.table().whereIn('secret_digest', secretDigests).first();
+    return row ? toRecord(row) : undefined;
+  }
+
+  async redigest(id: string, field: DigestField, from: string, to: string): Promise<boolean> {
+    const column = field === 'secretDigest' ? 'secret_digest' : 'rotation_key_digest';
+    const n = await this.table()
+      .where({ id, [column]: from })
+      .update({ [column]: to });
+    return n === 1;
   }
 
   async findFamilyRoot(familyId: string): Promise<TokenRecord | undefined> {

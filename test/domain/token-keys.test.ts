@@ -1,6 +1,7 @@
-import { createHmac } from 'node:crypto';
+import { createHmac, hkdfSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { createTokenKeys, digestsEqual, subkey } from '../../src/domain/token-keys.js';
+import { deriveServerKey, digestKeyId, keyIdOf } from '../../src/domain/server-keys.js';
+import { createTokenKeys, digestsEqual } from '../../src/domain/token-keys.js';
 import { formatSecret } from '../../src/domain/token-secret.js';
 import { SERVER_SECRET, seededRandom, testKeys } from './fixtures.js';
 
@@ -21,25 +22,91 @@ describe('secretDigest', () => {
     expect(testKeys().secretDigest(secret)).toBe(a);
     expect(createTokenKeys(OTHER_SECRET).secretDigest(secret)).not.toBe(a);
     expect(a).not.toContain(secret);
-    expect(a).toMatch(/^[A-Za-z0-9_-]{43}$/); // base64url of 32 bytes
+    expect(a).toMatch(/^[A-Za-z0-9_-]{8}\.[A-Za-z0-9_-]{43}$/); // key id, base64url of 32 bytes
   });
 
-  it('is HMAC-SHA-256 under the secret-digest subkey, base64url (the stored form must never change)', () => {
+  it('is the key id and HMAC-SHA-256 under the HKDF subkey of its label, base64url (the stored form must never change)', () => {
+    const hkdf = (label: string, n = 32) => Buffer.from(hkdfSync('sha256', SERVER_SECRET, new Uint8Array(0), label, n));
+    const id = hkdf('rotor key id', 6).toString('base64url');
+    expect(keyIdOf(SERVER_SECRET)).toBe(id);
+    expect(testKeys().id).toBe(id);
     const secret = formatSecret('service_account', seededRandom('stored-form'));
-    const expected = createHmac('sha256', subkey(SERVER_SECRET, 'rotor/v1/secret-digest'))
-      .update(secret)
-      .digest('base64url');
-    expect(testKeys().secretDigest(secret)).toBe(expected);
+    const expected = createHmac('sha256', hkdf('rotor token secret digest')).update(secret).digest('base64url');
+    expect(testKeys().secretDigest(secret)).toBe(`${id}.${expected}`);
     const key = 'retry-key-1';
-    const expectedKey = createHmac('sha256', subkey(SERVER_SECRET, 'rotor/v1/idempotency-digest'))
-      .update(key)
-      .digest('base64url');
-    expect(testKeys().idempotencyDigest(key)).toBe(expectedKey);
+    const expectedKey = createHmac('sha256', hkdf('rotor idempotency key digest')).update(key).digest('base64url');
+    expect(testKeys().idempotencyDigest(key)).toBe(`${id}.${expectedKey}`);
+  });
+
+  it('still recognises the legacy form (HMAC subkeys of the raw secret, no key id) among the older keys', () => {
+    const legacySubkey = (label: string) => createHmac('sha256', SERVER_SECRET).update(label).digest();
+    const secret = formatSecret('service_account', seededRandom('stored-form'));
+    const legacy = createHmac('sha256', legacySubkey('rotor/v1/secret-digest')).update(secret).digest('base64url');
+    const keys = testKeys();
+    expect(keys.older.map((k) => k.secretDigest(secret))).toEqual([legacy]);
+    expect(keys.keysOf(legacy)).toHaveLength(1);
+    expect(keys.keysOf(legacy)[0]!.id).toBeUndefined();
+    const legacyKey = createHmac('sha256', legacySubkey('rotor/v1/idempotency-digest')).update('k').digest('base64url');
+    expect(keys.keysOf(legacy)[0]!.idempotencyDigest('k')).toBe(legacyKey);
+    expect(digestKeyId(legacy)).toBeUndefined();
+    expect(digestKeyId(keys.secretDigest(secret))).toBe(keys.id);
   });
 
   it('is domain-separated from the idempotency digest', () => {
     const keys = testKeys();
     expect(keys.secretDigest('same-input-0000000')).not.toBe(keys.idempotencyDigest('same-input-0000000'));
+  });
+});
+
+describe('previous server keys', () => {
+  const A = SERVER_SECRET;
+  const B = OTHER_SECRET;
+  const secret = formatSecret('personal', seededRandom('previous'));
+
+  it('digest under the current key; the older ones are the previous keys, then the legacy forms of each', () => {
+    const rotated = createTokenKeys(B, [A]);
+    expect(rotated.id).toBe(keyIdOf(B));
+    expect(rotated.secretDigest(secret)).toBe(createTokenKeys(B).secretDigest(secret));
+    const older = rotated.older.map((k) => k.secretDigest(secret));
+    expect(older[0]).toBe(createTokenKeys(A).secretDigest(secret));
+    expect(older.slice(1)).toEqual([
+      createTokenKeys(B).older[0]!.secretDigest(secret),
+      testKeys().older[0]!.secretDigest(secret),
+    ]);
+  });
+
+  it('keysOf names the key a digest was made under; none for a key not configured', () => {
+    const made = createTokenKeys(A).secretDigest(secret);
+    expect(
+      createTokenKeys(B, [A])
+        .keysOf(made)
+        .map((k) => k.id),
+    ).toEqual([keyIdOf(A)]);
+    expect(createTokenKeys(B).keysOf(made)).toEqual([]);
+    const retry = createTokenKeys(B, [A]).keysOf(made)[0]!;
+    expect(Buffer.from(retry.successorBytes('s', 'k')(32))).toEqual(
+      Buffer.from(testKeys().successorBytes('s', 'k')(32)),
+    );
+  });
+
+  it('refuses a previous secret shorter than 32 bytes', () => {
+    expect(() => createTokenKeys(B, [new Uint8Array(31)])).toThrow('at least 32 bytes');
+  });
+});
+
+describe('deriveServerKey', () => {
+  it('derives independent keys per label from the current secret, and refuses the labels of digests and seals', () => {
+    const keys = createTokenKeys(OTHER_SECRET, [SERVER_SECRET]);
+    const nonce = keys.deriveServerKey('rotor dpop nonce');
+    expect(nonce).toHaveLength(32);
+    expect(nonce).toEqual(deriveServerKey(OTHER_SECRET, 'rotor dpop nonce'));
+    expect(nonce).not.toEqual(keys.deriveServerKey('rotor other purpose'));
+    expect(keys.deriveServerKeys('rotor dpop nonce')).toEqual([
+      nonce,
+      deriveServerKey(SERVER_SECRET, 'rotor dpop nonce'),
+    ]);
+    for (const label of ['rotor token secret digest', 'rotor signing key seal', 'rotor key id', ''])
+      expect(() => keys.deriveServerKey(label)).toThrow('not a usable key label');
   });
 });
 

@@ -11,7 +11,7 @@ import { runCli, startServe, waitFor, type ServeProcess } from '../support/proce
 const SECRET = '90741e96932df58f7ca547076bc7183c53782a87ac6c0d6330c72e21612b47d4';
 const OTHER_SECRET = '4f1c0b7e2a9d8c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b';
 const MISMATCH =
-  'rotor: configuration: ROTOR_SECRET differs from the key this database was created with (fingerprint mismatch); use the same value on every replica, or point ROTOR_DATABASE_URL (or ROTOR_DATA_DIR) at the database made with this key.';
+  'rotor: configuration: ROTOR_SECRET differs from the server key of this database (fingerprint mismatch)';
 
 /**
  * Break-glass recovery and the server key fingerprint, as an operator runs them: `rotor
@@ -109,7 +109,7 @@ describe.each(ENGINES)('rotor recover-admin and the server key fingerprint on %s
         );
         expect(r.code).toBe(2);
         expect(r.stderr).toContain(
-          `rotor: configuration: the server secret in ${join(otherDir, 'secret.key')} (read because ROTOR_SECRET is unset) differs from the key this database was created with (fingerprint mismatch)`,
+          `rotor: configuration: the server secret in ${join(otherDir, 'secret.key')} (read because ROTOR_SECRET is unset) differs from the server key of this database (fingerprint mismatch)`,
         );
       } finally {
         rmSync(otherDir, { recursive: true, force: true });
@@ -184,7 +184,7 @@ describe.each(ENGINES)('rotor recover-admin and the server key fingerprint on %s
     const wrong = await runCli(['recover-admin'], wrongKey());
     expect(wrong.code).toBe(2);
     expect(wrong.stderr).toMatch(
-      /ROTOR_SECRET differs from the key this database was created with \(it cannot unseal the JWT signing key \S+ stored in the database\)/,
+      /ROTOR_SECRET differs from the server key of this database \(it cannot unseal the JWT signing key \S+ stored in the database\)/,
     );
     expect(await query('select id from server_key')).toEqual([]);
     const right = await runCli(['recover-admin'], env);

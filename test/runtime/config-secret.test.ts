@@ -117,3 +117,48 @@ describe('start-up decision on a weak secret (src/runtime/weak-secret-gate.ts)',
     );
   });
 });
+
+describe('ROTOR_SECRET_PREVIOUS and ROTOR_SECRET_DROP_UNKNOWN (docs/server-key.md)', () => {
+  const current = randomBytes(32).toString('hex');
+  const load = (env: Record<string, string>) =>
+    loadConfig({ ROTOR_DATA_DIR: freshDir(), ROTOR_SECRET: current, ...env });
+  const a = randomBytes(32).toString('hex');
+  const b = randomBytes(32).toString('base64url');
+
+  it('is a comma-separated list of older secrets, spaces around them ignored; unset or empty: none', () => {
+    expect(load({ ROTOR_SECRET_PREVIOUS: ` ${a} , ${b}` }).previousSecrets).toEqual([a, b]);
+    expect(load({}).previousSecrets).toEqual([]);
+    expect(load({ ROTOR_SECRET_PREVIOUS: '' }).previousSecrets).toEqual([]);
+  });
+
+  it.each([
+    [`${a},,${b}`, 'ROTOR_SECRET_PREVIOUS entry 2 is empty'],
+    [`${a},short`, 'ROTOR_SECRET_PREVIOUS entry 2 is too short'],
+    [`${a},${a}`, 'ROTOR_SECRET_PREVIOUS names one secret twice'],
+    [`${a},${current}`, 'ROTOR_SECRET_PREVIOUS repeats ROTOR_SECRET'],
+    [
+      [a, b, `${a.slice(1)}x`, `${b.slice(1)}y`, `${a}z`].join(','),
+      'ROTOR_SECRET_PREVIOUS holds at most 4 secrets, got 5',
+    ],
+  ])('refuses %s, naming the entry and never the value', (value, message) => {
+    let error: unknown;
+    try {
+      load({ ROTOR_SECRET_PREVIOUS: value });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as Error).message).toContain(message);
+    expect((error as Error).message).not.toContain(a);
+    expect((error as Error).message).not.toContain(current);
+  });
+
+  it('ROTOR_SECRET_DROP_UNKNOWN is true or false, false by default', () => {
+    expect(load({}).dropUnknownKeys).toBe(false);
+    expect(load({ ROTOR_SECRET_DROP_UNKNOWN: 'true' }).dropUnknownKeys).toBe(true);
+    expect(load({ ROTOR_SECRET_DROP_UNKNOWN: 'false' }).dropUnknownKeys).toBe(false);
+    expect(() => load({ ROTOR_SECRET_DROP_UNKNOWN: 'yes' })).toThrow(
+      'ROTOR_SECRET_DROP_UNKNOWN must be true or false, got "yes"',
+    );
+  });
+});

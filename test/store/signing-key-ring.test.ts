@@ -78,7 +78,7 @@ describe.each(ENGINES)('signing keys on %s', (engine) => {
       private_key_sealed: string;
     };
     expect(JSON.parse(row.public_jwk)).not.toHaveProperty('d');
-    expect(row.private_key_sealed).toMatch(/^v1\./);
+    expect(row.private_key_sealed).toMatch(/^v2\.[\w-]{8}\./);
     const d = (JSON.parse(createSigningKeySeal(SERVER_SECRET).open(row.kid, row.private_key_sealed)) as { d: string })
       .d;
     expect(d.length).toBeGreaterThan(20);

@@ -6,7 +6,7 @@ import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { bootstrapAdmin } from '../../src/app/bootstrap.js';
 import { createSigningKeySeal } from '../../src/domain/signing-key-seal.js';
 import { loadConfig, type RotorConfig } from '../../src/runtime/config.js';
-import { loadServerSecret } from '../../src/runtime/server-secret.js';
+import { loadServerSecret, secretBytes } from '../../src/runtime/server-secret.js';
 import { createLogger } from '../../src/runtime/logger.js';
 import { startRotor, type RunningRotor } from '../../src/runtime/server.js';
 import { scratchDatabase, type Engine, type ScratchDatabase } from './engines.js';
@@ -121,7 +121,8 @@ export async function startTestServer(
       // database, then fails the stop (the key check would be incomplete).
       let keysUnread: unknown;
       try {
-        for (const d of await privateKeyMaterial(rotor, loadServerSecret(config.secret).bytes)) issuedSecrets.add(d);
+        for (const d of await privateKeyMaterial(rotor, loadServerSecret(config.secret).bytes, config.previousSecrets))
+          issuedSecrets.add(d);
       } catch (e) {
         keysUnread = e;
       }
@@ -146,8 +147,8 @@ export async function startTestServer(
 }
 
 /** The private parts (`d`) of every signing key still stored, unsealed with the server secret. */
-async function privateKeyMaterial(rotor: RunningRotor, secret: Uint8Array): Promise<string[]> {
-  const seal = createSigningKeySeal(secret);
+async function privateKeyMaterial(rotor: RunningRotor, secret: Uint8Array, previous: string[]): Promise<string[]> {
+  const seal = createSigningKeySeal(secret, previous.map(secretBytes));
   const rows = (await rotor.store
     .knex('signing_keys')
     .whereNotNull('private_key_sealed')
