@@ -4,7 +4,7 @@
 // /console/ (src/http/console-routes.ts). `npm install` runs it (`prepare`), so a fresh clone has
 // the files; they are build output and never committed (docs/console.md).
 //
-// Output: index.html, app.js (one minified ES module), app.css. It fails, and leaves no files,
+// Output: index.html, app.js (one minified ES module), app.css, icon.svg. It fails, and leaves no files,
 // when the bundle would break the console's Content-Security-Policy (no eval, no new Function) or
 // is larger than the budget of 150 KB gzipped.
 import { build } from 'esbuild';
@@ -41,13 +41,14 @@ try {
 }
 await copyFile(resolve(ROOT, 'console/index.html'), `${OUT}/index.html`);
 await copyFile(resolve(ROOT, 'console/style.css'), `${OUT}/app.css`);
+await copyFile(resolve(ROOT, 'console/icon.svg'), `${OUT}/icon.svg`);
 
 const js = await readFile(`${OUT}/app.js`);
 const problems = [];
 if (/\beval\(|\bnew Function\(/.test(js.toString()))
   problems.push('app.js calls eval or new Function, which the CSP forbids');
 let gzipped = 0;
-for (const f of ['index.html', 'app.js', 'app.css'])
+for (const f of ['index.html', 'app.js', 'app.css', 'icon.svg'])
   gzipped += gzipSync(await readFile(`${OUT}/${f}`), { level: 9 }).length;
 if (gzipped > BUDGET)
   problems.push(`the console is ${(gzipped / 1024).toFixed(1)} KiB gzipped, over the ${BUDGET / 1024} KiB budget`);

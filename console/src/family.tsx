@@ -37,8 +37,8 @@ function marks(events: AuditEvent[]): Mark[] {
   return out;
 }
 
-const GAP = 150;
-const MARGIN = 70;
+const GAP = 180;
+const MARGIN = 90;
 
 /**
  * x positions for sorted times: proportional to the time between them, but never closer than GAP,
@@ -71,8 +71,8 @@ export function FamilyGraph(props: { tokens: Token[]; events: AuditEvent[]; fami
     else if ('mark' in p && p.mark !== undefined) markX[p.mark] = xs[i]!;
   });
   const width = Math.max(...xs, MARGIN) + MARGIN + 60;
-  const height = 230;
-  const axisY = 190;
+  const height = 250;
+  const axisY = 210;
   const nodeY = 80;
   const byId = new Map(members.map((t, i) => [t.id, i]));
   const summary = `${members.length} token(s): ${members.map((t) => `${t.id} ${stateName(t.state)}`).join(', ')}${
@@ -119,10 +119,14 @@ export function FamilyGraph(props: { tokens: Token[]; events: AuditEvent[]; fami
             <text x={x} y={nodeY + 42} text-anchor="middle" class="node-id">
               …{t.id.slice(-6)}
             </text>
-            <text x={x} y={nodeY + 60} text-anchor="middle" class="node-state">
+            <text x={x} y={nodeY + 58} text-anchor="middle" class="node-state">
               {state}
-              {t.revokeReason && t.revokeReason !== 'rotated' ? ` (${t.revokeReason})` : ''}
             </text>
+            {t.revokeReason && t.revokeReason !== 'rotated' && (
+              <text x={x} y={nodeY + 74} text-anchor="middle" class="node-state">
+                {t.revokeReason.replace('_', ' ')}
+              </text>
+            )}
             <line class="tick" x1={x} x2={x} y1={axisY - 5} y2={axisY + 5} />
             <text x={x} y={axisY + 20} text-anchor="middle" class="time">
               {iso(ms(t.createdAt)).slice(11, 20)}

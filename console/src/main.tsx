@@ -131,7 +131,8 @@ function useWatch(session: Session | undefined, selection: Selection, onEvent: (
     if (!session) return;
     const abort = new AbortController();
     let after: bigint | undefined;
-    setLive({ status: 'connecting', lastSequence: undefined, events: [] });
+    // The events shown so far stay: a new selection adds its own from now on.
+    setLive((l) => ({ ...l, status: 'connecting', detail: undefined }));
     void (async () => {
       while (!abort.signal.aborted) {
         try {
@@ -143,7 +144,13 @@ function useWatch(session: Session | undefined, selection: Selection, onEvent: (
           for await (const e of stream) {
             if (e.type === ExpiryEventType.HEARTBEAT) continue;
             after = e.sequence;
-            setLive((l) => ({ ...l, lastSequence: e.sequence, events: [e, ...l.events].slice(0, 200) }));
+            setLive((l) => ({
+              ...l,
+              lastSequence: e.sequence,
+              events: l.events.some((x) => x.sequence === e.sequence && x.tokenId === e.tokenId)
+                ? l.events
+                : [e, ...l.events].slice(0, 200),
+            }));
             onEvent();
           }
         } catch (e) {

@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
 
 /**
- * The web console (docs/console.md) on the HTTP port: GET /console/ and its two files, built at
+ * The web console (docs/console.md) on the HTTP port: GET /console/ and its three files, built at
  * install into dist/console/ (scripts/build-console.mjs), read once at start and served from
  * memory; GET / redirects to /console/. Every answer carries a Content-Security-Policy that
  * allows scripts, styles and connections to this origin only, no inline script or style and no
@@ -31,6 +31,7 @@ const FILES: Readonly<Record<string, { file: string; type: string }>> = {
   '/console/': { file: 'index.html', type: 'text/html; charset=utf-8' },
   '/console/app.js': { file: 'app.js', type: 'text/javascript; charset=utf-8' },
   '/console/app.css': { file: 'app.css', type: 'text/css; charset=utf-8' },
+  '/console/icon.svg': { file: 'icon.svg', type: 'image/svg+xml' },
 };
 
 /**
