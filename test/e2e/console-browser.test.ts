@@ -108,7 +108,7 @@ describe.skipIf(!HAVE_CHROMIUM && !process.env.CI).each(ENGINES)('the web consol
     issuedSecrets.add(admin);
     const launched = await Promise.all([
       startServe(env),
-      chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] }),
+      chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-dev-shm-usage'] }),
     ]);
     [serve, browser] = launched;
     origin = `http://127.0.0.1:${serve.httpPort}`;
@@ -135,7 +135,8 @@ describe.skipIf(!HAVE_CHROMIUM && !process.env.CI).each(ENGINES)('the web consol
       problems.push(`dialog: ${d.message()}`);
       void d.dismiss();
     });
-  });
+    // Starting a server and a browser on a loaded machine takes a while (Chromium alone took 14 s once).
+  }, 120_000);
 
   afterAll(async () => {
     await context?.close();
