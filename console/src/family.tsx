@@ -37,6 +37,12 @@ function marks(events: AuditEvent[]): Mark[] {
   return out;
 }
 
+/** A tick's label: the time of day, with the date when the family spans days. */
+function axisLabel(at: number, multiDay: boolean): string {
+  const text = iso(at);
+  return multiDay ? text.slice(5, 16) : text.slice(11, 20);
+}
+
 const GAP = 180;
 const MARGIN = 90;
 
@@ -71,6 +77,7 @@ export function FamilyGraph(props: { tokens: Token[]; events: AuditEvent[]; fami
     else if ('mark' in p && p.mark !== undefined) markX[p.mark] = xs[i]!;
   });
   const width = Math.max(...xs, MARGIN) + MARGIN + 60;
+  const multiDay = points.length > 1 && points[points.length - 1]!.at - points[0]!.at >= 86_400_000;
   const height = 250;
   const axisY = 210;
   const nodeY = 80;
@@ -129,7 +136,7 @@ export function FamilyGraph(props: { tokens: Token[]; events: AuditEvent[]; fami
             )}
             <line class="tick" x1={x} x2={x} y1={axisY - 5} y2={axisY + 5} />
             <text x={x} y={axisY + 20} text-anchor="middle" class="time">
-              {iso(ms(t.createdAt)).slice(11, 20)}
+              {axisLabel(ms(t.createdAt) ?? 0, multiDay)}
             </text>
           </g>
         );

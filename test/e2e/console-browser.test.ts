@@ -8,7 +8,7 @@
  * the token near expiry is marked, filters) → create, copy the secret once → rotate it twice by
  * id → its family is a three-node graph → a reuse of the first secret made with grpc-js, outside
  * the browser, shows the family revoked in the open page without a reload → live events, expiry
- * timeline → revoke behind its confirmation (cancel first) → audit filters, JSON and CSV export →
+ * timeline → revoke behind its confirmation (cancelled with Escape first) → audit filters, JSON and CSV export →
  * sign out, and a reload shows the sign-in form again.
  *
  * Throughout: every request goes to Rotor's origin, nothing violates the Content-Security-Policy,
@@ -155,8 +155,11 @@ describe.skipIf(!HAVE_CHROMIUM && !process.env.CI).each(ENGINES)('the web consol
     expect(await field.getAttribute('type')).toBe('password');
     await axe('sign-in');
     await shot('sign-in');
-    await field.fill(web.secret);
-    await page.getByRole('button', { name: 'Sign in' }).click();
+    // By keyboard: the field is the first stop, Enter sends the form.
+    await page.keyboard.press('Tab');
+    expect(await page.evaluate('document.activeElement.name')).toBe('token');
+    await page.keyboard.type(web.secret);
+    await page.keyboard.press('Enter');
     await page.getByRole('heading', { name: 'Tokens' }).waitFor();
     await shown(web.id);
     const kept = (await page.evaluate(
@@ -293,7 +296,8 @@ describe.skipIf(!HAVE_CHROMIUM && !process.env.CI).each(ENGINES)('the web consol
     const dialog = page.getByRole('dialog', { name: 'Revoke this token?' });
     await dialog.waitFor();
     expect(await dialog.textContent()).toContain('stops working immediately and cannot be restored');
-    await dialog.getByRole('button', { name: 'Cancel' }).click();
+    // Escape cancels, as Cancel does (the native modal dialog).
+    await page.keyboard.press('Escape');
     await dialog.waitFor({ state: 'hidden' });
     expect((await grpc.getToken({ id: xss.id }, admin)).token!.state).toBe(TokenState.ACTIVE);
     await page.getByRole('button', { name: 'Revoke', exact: true }).click();
