@@ -9,6 +9,7 @@
  * id → its family is a three-node graph → a reuse of the first secret made with grpc-js, outside
  * the browser, shows the family revoked in the open page without a reload → live events, expiry
  * timeline → revoke behind its confirmation (cancelled with Escape first) → audit filters, JSON and CSV export →
+ * dark mode → paging through the tokens →
  * sign out, and a reload shows the sign-in form again.
  *
  * Throughout: every request goes to Rotor's origin, nothing violates the Content-Security-Policy,
@@ -361,6 +362,29 @@ describe.skipIf(!HAVE_CHROMIUM && !process.env.CI).each(ENGINES)('the web consol
     await axe('tokens, dark');
     await shot('tokens-dark');
     await page.emulateMedia({ colorScheme: 'light' });
+  });
+
+  it('pages through the tokens, 20 at a time', async () => {
+    // 6 tokens of owner web so far (3 seeded, the family of 3 made in the browser); 20 more make two pages.
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) => create('web', `bulk-${String(i).padStart(2, '0')}`, ['deploy'])),
+    );
+    await tab('Tokens').click();
+    await page.getByRole('heading', { name: 'Tokens' }).waitFor();
+    await page.getByRole('button', { name: 'Filter' }).click();
+    const rows = page.locator('table tbody tr');
+    const next = page.getByRole('button', { name: 'Next page' });
+    await waitFor('a full first page', async () => (await rows.count()) === 20 && (await next.isEnabled()));
+    const first = await rows.allTextContents();
+    await next.click();
+    await page.getByText('Page 2').waitFor();
+    await waitFor('the second page', async () => (await rows.count()) === 6);
+    const second = await rows.allTextContents();
+    expect(second.filter((r) => first.includes(r))).toEqual([]);
+    expect(await next.isEnabled()).toBe(false);
+    await page.getByRole('button', { name: 'Previous page' }).click();
+    await page.getByText('Page 1').waitFor();
+    await waitFor('the first page again', async () => (await rows.count()) === 20);
   });
 
   it('sign out forgets the token: the sign-in form is back, and so after a reload', async () => {
