@@ -2,7 +2,7 @@ import type { ComponentChildren } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { TokenState, type Token } from '../../src/gen/rotor/v1/token_pb.js';
 import { newIdempotencyKey, type Session } from './api.js';
-import { errorText, iso, kindName, ms, relative } from './format.js';
+import { duration, errorText, iso, kindName, ms, relative } from './format.js';
 import { StateBadge } from './tokens.js';
 import { Confirm, ErrorNote, SecretOnce } from './widgets.js';
 
@@ -17,8 +17,10 @@ function Row(props: { name: string; children: ComponentChildren }) {
   );
 }
 
-function seconds(v: bigint | undefined): string {
-  return v === undefined ? 'server default' : `${v} s`;
+/** A policy duration: `30d`, `10s`; zero as `zero` says (the default lifetime's zero means "the predecessor's"). */
+function seconds(v: bigint | undefined, zero = '0 s'): string {
+  if (v === undefined) return 'server default';
+  return v === 0n ? zero : duration(Number(v));
 }
 
 /** One token: metadata, policy, binding; rotate, revoke and revoke its family behind a confirmation. */
@@ -145,7 +147,7 @@ export function TokenView(props: {
         <Row name="Last used">{iso(ms(token.lastUsedAt))}</Row>
         <Row name="Overlap">{seconds(policy?.overlapSeconds)}</Row>
         <Row name="Reuse grace">{seconds(policy?.reuseGraceSeconds)}</Row>
-        <Row name="Default lifetime">{seconds(policy?.defaultLifetimeSeconds)}</Row>
+        <Row name="Default lifetime">{seconds(policy?.defaultLifetimeSeconds, "the predecessor's lifetime")}</Row>
         <Row name="Max lifetime">{seconds(policy?.maxLifetimeSeconds)}</Row>
         <Row name="Workload binding">
           {binding
