@@ -137,7 +137,7 @@ export function AuditView(props: {
         class="filters"
         onSubmit={(e) => {
           e.preventDefault();
-          props.onFilter(draft);
+          props.onFilter({ ...draft, types: [...draft.types] });
         }}
       >
         <label>

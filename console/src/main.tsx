@@ -136,13 +136,18 @@ function useWatch(session: Session | undefined, selection: Selection, onEvent: (
     void (async () => {
       while (!abort.signal.aborted) {
         try {
+          // A first stream asks for a snapshot: its sequence is where a reconnection resumes
+          // when no event has come yet (docs/watch-expiry.md); later ones resume after the last seen.
           const stream = session.expiry.watchExpiry(
-            { ...selection, ...(after !== undefined && { afterSequence: after }) },
+            { ...selection, ...(after === undefined ? { includeSnapshot: true } : { afterSequence: after }) },
             { signal: abort.signal },
           );
           setLive((l) => ({ ...l, status: 'live', detail: undefined }));
           for await (const e of stream) {
-            if (e.type === ExpiryEventType.HEARTBEAT) continue;
+            if (e.type === ExpiryEventType.HEARTBEAT || e.type === ExpiryEventType.SNAPSHOT) {
+              if (after === undefined || e.sequence > after) after = e.sequence;
+              continue;
+            }
             after = e.sequence;
             setLive((l) => ({
               ...l,

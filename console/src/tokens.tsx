@@ -80,7 +80,8 @@ export function TokensView(props: {
         onSubmit={(e) => {
           e.preventDefault();
           setPages(['']);
-          props.onFilter(draft);
+          // A new object: pressing Filter again reloads, even with the same filters.
+          props.onFilter({ ...draft });
         }}
       >
         <label>

@@ -7,7 +7,8 @@
  * sign in → tokens (the other owner's token is not listed, a name made of markup renders as text,
  * the token near expiry is marked, filters) → create, copy the secret once → rotate it twice by
  * id → its family is a three-node graph → a reuse of the first secret made with grpc-js, outside
- * the browser, shows the family revoked in the open page without a reload → live events, expiry
+ * the browser, shows the family revoked in the open page without a reload → live events (the stream
+ * cut, a rotation made meanwhile arrives after the page resumes with after_sequence), expiry
  * timeline → revoke behind its confirmation (cancelled with Escape first) → audit filters, JSON and CSV export →
  * dark mode → paging through the tokens →
  * sign out, and a reload shows the sign-in form again.
@@ -29,6 +30,7 @@ import { ENGINES, scratchDatabase, type ScratchDatabase } from '../support/engin
 import { ROOT, runCli, startServe, waitFor, type ServeProcess } from '../support/process.js';
 import { failure, grpcApi, newKey, type Api } from '../support/rotor-api.js';
 import { inMs, issuedSecrets } from '../support/server.js';
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 
 const CHROMIUM = process.env.ROTOR_TEST_CHROMIUM ?? '/usr/bin/chromium';
 const HAVE_CHROMIUM = existsSync(CHROMIUM);
@@ -63,10 +65,15 @@ describe.skipIf(!HAVE_CHROMIUM && !process.env.CI).each(ENGINES)('the web consol
   let context: BrowserContext;
   let page: Page;
   let origin: string;
+  /** Between Chromium and the HTTP port, to cut the page's connections (the live stream's resume). */
+  let proxy: TcpProxy;
+  /** While the proxy cuts connections, Chromium's net::ERR_ console lines are expected. */
+  let cutting = false;
   let admin: string;
   /** The signed-in token: owner web, may rotate, not an admin. */
   let web: { id: string; secret: string };
   let xss: { id: string };
+  let shortLived: { id: string };
   /** The token created in the browser, then its successors. */
   const made: { ids: string[]; secret: string } = { ids: [], secret: '' };
   const foreignRequests: string[] = [];
@@ -112,11 +119,12 @@ describe.skipIf(!HAVE_CHROMIUM && !process.env.CI).each(ENGINES)('the web consol
       chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-dev-shm-usage'] }),
     ]);
     [serve, browser] = launched;
-    origin = `http://127.0.0.1:${serve.httpPort}`;
+    proxy = await startTcpProxy({ host: '127.0.0.1', port: serve.httpPort });
+    origin = `http://127.0.0.1:${proxy.port}`;
     grpc = grpcApi({ grpcAddress: `127.0.0.1:${serve.grpcPort}` });
     web = await create('web', 'web-deployer', ['rotor:rotate', 'deploy']);
     xss = await create('web', XSS_NAME, ['deploy']);
-    await create('web', 'short-lived', ['deploy'], 2 * 3_600_000);
+    shortLived = await create('web', 'short-lived', ['deploy'], 2 * 3_600_000);
     await create('ops', 'ops-only', ['deploy']);
 
     context = await browser.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
@@ -129,6 +137,7 @@ describe.skipIf(!HAVE_CHROMIUM && !process.env.CI).each(ENGINES)('the web consol
         foreignRequests.push(url);
     });
     page.on('console', (m) => {
+      if (cutting && /net::ERR_/.test(m.text())) return;
       if (m.type() === 'error' || /Content Security Policy/i.test(m.text())) problems.push(`console: ${m.text()}`);
     });
     page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
@@ -143,6 +152,7 @@ describe.skipIf(!HAVE_CHROMIUM && !process.env.CI).each(ENGINES)('the web consol
     await context?.close();
     await browser?.close();
     grpc?.close();
+    await proxy?.close();
     await serve?.stop();
     await db?.drop();
     rmSync(dataDir, { recursive: true, force: true });
@@ -281,6 +291,18 @@ describe.skipIf(!HAVE_CHROMIUM && !process.env.CI).each(ENGINES)('the web consol
     await axe('live');
     await shot('live');
 
+    // The stream is cut; a rotation made meanwhile arrives once the page has reconnected with
+    // after_sequence (a stream opened afresh would only see later events).
+    cutting = true;
+    proxy.cut();
+    await page.locator('.live-status.live-reconnecting').waitFor();
+    const rotated = await grpc.rotateToken({ id: shortLived.id, idempotencyKey: newKey() }, admin);
+    issuedSecrets.add(rotated.secret);
+    proxy.restore();
+    await page.locator('table tbody tr', { hasText: shortLived.id }).filter({ hasText: 'rotated' }).waitFor();
+    await page.locator('.live-status.live-live').waitFor();
+    cutting = false;
+
     await tab('Expiry').click();
     const timeline = page.locator('svg.timeline');
     await timeline.waitFor();
@@ -365,7 +387,7 @@ describe.skipIf(!HAVE_CHROMIUM && !process.env.CI).each(ENGINES)('the web consol
   });
 
   it('pages through the tokens, 20 at a time', async () => {
-    // 6 tokens of owner web so far (3 seeded, the family of 3 made in the browser); 20 more make two pages.
+    // 7 tokens of owner web so far (3 seeded, the successor of one, the family of 3 made in the browser); 20 more make two pages.
     await Promise.all(
       Array.from({ length: 20 }, (_, i) => create('web', `bulk-${String(i).padStart(2, '0')}`, ['deploy'])),
     );
@@ -378,7 +400,7 @@ describe.skipIf(!HAVE_CHROMIUM && !process.env.CI).each(ENGINES)('the web consol
     const first = await rows.allTextContents();
     await next.click();
     await page.getByText('Page 2').waitFor();
-    await waitFor('the second page', async () => (await rows.count()) === 6);
+    await waitFor('the second page', async () => (await rows.count()) === 7);
     const second = await rows.allTextContents();
     expect(second.filter((r) => first.includes(r))).toEqual([]);
     expect(await next.isEnabled()).toBe(false);
