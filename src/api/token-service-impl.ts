@@ -1,4 +1,5 @@
 import type { ServiceImpl } from '@connectrpc/connect';
+import { listEvents } from '../app/audit.js';
 import { authenticate } from '../app/authenticate.js';
 import type { AppContext } from '../app/context.js';
 import { rotateToken } from '../app/rotation-service.js';
@@ -7,6 +8,7 @@ import { revokeFamilyWith, revokeTokenWith } from '../app/revocation.js';
 import { createToken, getToken, listTokens } from '../app/token-service.js';
 import { TokenKind as TokenKindPb } from '../gen/rotor/v1/token_pb.js';
 import type { TokenService } from '../gen/rotor/v1/token_service_pb.js';
+import { auditEventToPb } from './audit-mapping.js';
 import { callMeta } from './call-meta.js';
 import {
   kindFromPb,
@@ -91,6 +93,22 @@ export function tokenServiceImpl(app: AppContext): ServiceImpl<typeof TokenServi
         dryRunTokenIds: r.dryRunIds,
         truncated: r.truncated,
       };
+    },
+
+    async listEvents(req, ctx) {
+      const caller = await authenticate(app, callMeta(ctx));
+      const page = await listEvents(app, caller, {
+        tokenId: req.tokenId,
+        familyId: req.familyId,
+        ownerId: req.ownerId,
+        types: req.types,
+        since: msFromTimestamp(req.since, 'since'),
+        until: msFromTimestamp(req.until, 'until'),
+        pageSize: req.pageSize,
+        pageToken: req.pageToken,
+        newestFirst: req.newestFirst,
+      });
+      return { events: page.events.map(auditEventToPb), nextPageToken: page.nextPageToken };
     },
 
     async introspectToken(req, ctx) {

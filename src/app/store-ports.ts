@@ -25,6 +25,22 @@ export interface TokenFilter {
   state?: TokenState;
 }
 
+/** Filters of ListEvents (src/app/audit.ts); every field optional, combined with AND. */
+export interface EventQuery {
+  tokenId?: string;
+  familyId?: string;
+  /** The owner id of the event's token (events of tokens deleted by retention have none). */
+  ownerId?: string;
+  types?: readonly string[];
+  /** occurred_at >= since */
+  since?: number;
+  /** occurred_at < until */
+  until?: number;
+  newestFirst: boolean;
+  /** Keyset position: the last sequence of the previous page. */
+  afterSequence?: number;
+}
+
 /** Keyset position for pagination: the last row of the previous page. */
 export interface PageCursor {
   createdAt: number;
@@ -135,6 +151,13 @@ export interface EventRepository {
   countByReason(tokenId: string, type: TokenEventType): Promise<Partial<Record<string, number>>>;
   /** Events after `afterSequence`, oldest first. */
   list(filter: { tokenId?: string; familyId?: string; afterSequence?: number }, limit: number): Promise<TokenEvent[]>;
+  /**
+   * The audit trail (ListEvents): events matching `query`, in sequence order (descending with
+   * `newestFirst`), strictly past `query.afterSequence` in that order, with their token's owner;
+   * only up to the sequence `latestSequence` would answer, so paging never skips an event that
+   * commits later.
+   */
+  audit(query: EventQuery, limit: number): Promise<WatchedEvent[]>;
   /**
    * The newest sequence up to which the log is complete (0 when empty): no event with a lower
    * sequence can still commit. SQLite: the highest sequence. PostgreSQL: the last number drawn,

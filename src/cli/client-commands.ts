@@ -1,13 +1,14 @@
 import { agentCommand } from './agent-command.js';
 import { stopSignal } from './command-errors.js';
+import { eventsCommand } from './events-command.js';
 import { tokenCommand } from './token-commands.js';
 import { watchCommand } from './watch-command.js';
 
 /** The commands that talk to a running server over HTTP, in the full CLI and in the client bundle alike. */
-export const CLIENT_COMMANDS = new Set(['token', 'watch', 'agent']);
+export const CLIENT_COMMANDS = new Set(['token', 'watch', 'events', 'agent']);
 
 /**
- * Runs a client command (`token`, `watch`, `agent`) and returns its exit code, for both entry
+ * Runs a client command (`token`, `watch`, `events`, `agent`) and returns its exit code, for both entry
  * points: src/cli/main.ts and the self-contained client, src/cli/client-main.ts. It imports
  * nothing of the server (no store, no database driver), so the client bundle can use it.
  */
@@ -18,6 +19,9 @@ export async function runClientCommand(command: string, rest: string[]): Promise
       return 0;
     case 'watch':
       await watchCommand(rest, process.env, stopSignal());
+      return 0;
+    case 'events':
+      await eventsCommand(rest, process.env);
       return 0;
     default: {
       const result = await agentCommand(rest, process.env, stopSignal());

@@ -239,6 +239,29 @@ export const AGENT_FLAGS = {
 } satisfies FlagTable;
 
 export const KEY_STATUS_FLAGS = { json } satisfies FlagTable;
+export const EVENTS_FLAGS = {
+  server,
+  json: { type: 'boolean', default: false, help: 'print one JSON object per event and line instead of a table' },
+  token: { type: 'string', value: 'ID', help: 'only events of this token' },
+  family: { type: 'string', value: 'ID', help: 'only events of this rotation family' },
+  owner: { type: 'string', value: 'ID', help: "only events of this owner's tokens" },
+  type: {
+    type: 'string',
+    multiple: true,
+    default: [],
+    value: 'TYPE',
+    help: 'only this event type (repeatable): created, rotated, replayed, retry_refused, revoked, family_revoked, expiring_soon, expired',
+  },
+  since: {
+    type: 'string',
+    value: 'WHEN',
+    help: 'only events at or after WHEN: an ISO 8601 date-time, or a duration ago (24h)',
+  },
+  until: { type: 'string', value: 'WHEN', help: 'only events before WHEN (as --since)' },
+  'newest-first': { type: 'boolean', default: false, help: 'newest event first' },
+  limit: { type: 'string', value: 'N', help: 'print at most N events (default: every matching event)' },
+  'page-size': { type: 'string', value: 'N', help: 'events fetched per call (1-500, default 200)' },
+} satisfies FlagTable;
 
 /** Every command `--help` knows, by its words (`token create` is two). */
 export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
@@ -300,6 +323,12 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
     synopsis: 'rotor watch [flags]',
     summary: 'print expiry and rotation events (WatchExpiry), reconnecting without a gap; credential: ROTOR_TOKEN',
     flags: WATCH_FLAGS,
+  },
+  events: {
+    synopsis: 'rotor events [flags]',
+    summary:
+      'print the audit trail (ListEvents): who created, rotated and revoked which token, oldest first; credential: ROTOR_TOKEN',
+    flags: EVENTS_FLAGS,
   },
   agent: {
     synopsis: 'rotor agent --token-file F [flags]',

@@ -43,6 +43,8 @@ const USAGE = `usage: rotor <command>      (rotor <command> --help, or rotor hel
   watch [--token-id ID]... [--owner ID] [--family ID] [--threshold 1h]... [--after-sequence N]
         [--snapshot] [--json] [--server URL]
                                 print expiry and rotation events; default: the ROTOR_TOKEN token
+  events [--token ID] [--family ID] [--owner ID] [--type T]... [--since WHEN] [--until WHEN] [--json]
+                                print the audit trail: who created, rotated, revoked what (ListEvents)
   agent --token-file F [--rotate-at-fraction 2/3] [--exec CMD] [--actor-token-file PATH] [--server URL]
                                 keep the token in F fresh (first token: F, else ROTOR_TOKEN); docs/agent.md
 `;
@@ -137,6 +139,7 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       case 'token':
       case 'watch':
+      case 'events':
       case 'agent':
         return await runClientCommand(command, rest);
       case undefined:

@@ -5,6 +5,7 @@ import type { AppContext } from '../app/context.js';
 import { exchangeToken } from '../app/exchange-service.js';
 import { introspect } from '../app/introspection.js';
 import { revokeBySecret } from '../app/revocation.js';
+import type { ConsoleHandler } from './console-routes.js';
 import { readForm } from './form-body.js';
 import { sendJson, sendOAuthError } from './oauth-errors.js';
 import type { HttpRouteStats } from './metrics.js';
@@ -133,6 +134,8 @@ export interface MetricsRoute {
 /** What the composition root adds: GET /metrics (unless turned off), and where requests are counted. */
 export interface HttpExtras {
   metrics?: MetricsRoute;
+  /** The web console at /console/ and the redirect of / (unless ROTOR_CONSOLE=off). */
+  console?: ConsoleHandler;
   stats?: HttpRouteStats;
 }
 
@@ -142,6 +145,11 @@ export function oauthHandler(app: AppContext, ping: () => Promise<void>, extras:
   const stats = extras.stats;
   return (req: IncomingMessage, res: ServerResponse): void => {
     const path = (req.url ?? '/').split('?')[0]!;
+    // The console answers its own paths (and /); 'finish' is emitted after end() returns, so it is counted too.
+    if (extras.console?.(req, res)) {
+      if (stats) res.once('finish', () => stats.finished(path === '/' ? '/' : '/console/', res.statusCode));
+      return;
+    }
     const entry = routes.get(path);
     // Counted by route, and unknown paths as one route: a path is chosen by the client.
     if (stats) res.once('finish', () => stats.finished(entry ? path : 'other', res.statusCode));

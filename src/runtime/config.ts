@@ -58,6 +58,8 @@ export interface RotorConfig {
   grpcConnections: GrpcConnectionLimits;
   /** `ROTOR_REFLECTION`: gRPC server reflection (v1 and v1alpha) on the gRPC port. */
   reflection: boolean;
+  /** `ROTOR_CONSOLE`: the web console at /console/ on the HTTP port (docs/console.md). */
+  console: boolean;
 }
 
 /** Settings of the expiry scheduler and the WatchExpiry feed. */
@@ -325,11 +327,15 @@ export function loadConfig(env: Env = process.env): RotorConfig {
   const reflection = env.ROTOR_REFLECTION || 'on';
   if (reflection !== 'on' && reflection !== 'off')
     throw new ConfigError(`ROTOR_REFLECTION must be on or off, got "${reflection}"`);
+  const consoleSetting = env.ROTOR_CONSOLE || 'on';
+  if (consoleSetting !== 'on' && consoleSetting !== 'off')
+    throw new ConfigError(`ROTOR_CONSOLE must be on or off, got "${consoleSetting}"`);
   const tls = loadTlsConfig(env);
   const grpcConnections = loadGrpcConnectionLimits(env, openFileLimit());
   return {
     grpcConnections,
     reflection: reflection === 'on',
+    console: consoleSetting === 'on',
     tls,
     metrics,
     host,

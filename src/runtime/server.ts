@@ -14,6 +14,7 @@ import { file_grpc_health_v1_health } from '../gen/grpc/health/v1/health_pb.js';
 import { HealthService } from '../gen/rotor/v1/health_service_pb.js';
 import { RetentionJob } from '../expiry/retention.js';
 import { ExpiryScheduler } from '../expiry/scheduler.js';
+import { consoleHandler } from '../http/console-routes.js';
 import { createHttpServer, httpRequestHandler, type HttpPort } from '../http/http-server.js';
 import { HttpRouteStats, Metrics } from '../http/metrics.js';
 import { isLoopbackHost } from '../identity/trust-config.js';
@@ -226,6 +227,9 @@ function buildServer(app: RotorApp, config: RotorConfig, log: Logger) {
   const httpServices = [...services, standardHealthService(app, health, rpcStats)];
   const httpHandler = httpRequestHandler(app, httpServices, () => app.store.ping(), tracker, {
     stats: httpStats,
+    ...(config.console
+      ? { console: consoleHandler({ expiryThresholdsSeconds: config.expiry.thresholdsSeconds }) }
+      : {}),
     ...(metrics ? { metrics: { route: metrics.route(), requireToken: config.metrics === 'token' } } : {}),
   });
   return { feed, scheduler, retention, unwake, health, tracker, metrics, grpcServer, httpHandler };

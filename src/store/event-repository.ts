@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import type { EventRepository, ExpiredScan, ExpiringSoonScan } from '../app/store-ports.js';
+import type { EventQuery, EventRepository, ExpiredScan, ExpiringSoonScan } from '../app/store-ports.js';
 import type { WatchSelection } from '../domain/expiry.js';
 import type { NewTokenEvent, TokenEvent, TokenEventType, WatchedEvent } from '../domain/token-event.js';
 import type { WorkloadActor } from '../domain/workload-binding.js';
@@ -176,6 +176,20 @@ export class KnexEventRepository implements EventRepository {
       q.andWhere('e.sequence', '<=', settled);
     }
     const rows = (await q.orderBy('e.sequence').limit(limit)) as WatchedRow[];
+    return rows.map(toWatched);
+  }
+
+  async audit(query: EventQuery, limit: number): Promise<WatchedEvent[]> {
+    const q = this.watched();
+    if (query.tokenId !== undefined) q.where('e.token_id', query.tokenId);
+    if (query.familyId !== undefined) q.where('e.family_id', query.familyId);
+    if (query.ownerId !== undefined) q.where('t.owner_id', query.ownerId);
+    if (query.types !== undefined && query.types.length > 0) q.whereIn('e.type', [...query.types]);
+    if (query.since !== undefined) q.where('e.occurred_at', '>=', query.since);
+    if (query.until !== undefined) q.where('e.occurred_at', '<', query.until);
+    if (query.afterSequence !== undefined) q.where('e.sequence', query.newestFirst ? '<' : '>', query.afterSequence);
+    if (this.postgres) q.where('e.sequence', '<=', await this.settledSequence());
+    const rows = (await q.orderBy('e.sequence', query.newestFirst ? 'desc' : 'asc').limit(limit)) as WatchedRow[];
     return rows.map(toWatched);
   }
 

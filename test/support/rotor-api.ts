@@ -15,6 +15,8 @@ import {
   type GetTokenResponseSchema,
   type IntrospectTokenRequestSchema,
   type IntrospectTokenResponseSchema,
+  type ListEventsRequestSchema,
+  type ListEventsResponseSchema,
   type ListTokensRequestSchema,
   type ListTokensResponseSchema,
   type RevokeFamilyRequestSchema,
@@ -83,6 +85,7 @@ export interface Api {
     bearer: string,
   ): Promise<Res<typeof IntrospectTokenResponseSchema>>;
   exchangeToken(req: Req<typeof ExchangeTokenRequestSchema>): Promise<Res<typeof ExchangeTokenResponseSchema>>;
+  listEvents(req: Req<typeof ListEventsRequestSchema>, bearer: string): Promise<Res<typeof ListEventsResponseSchema>>;
   /** Opens WatchExpiry; events collect in the returned WatchStream. */
   watchExpiry(req: Req<typeof WatchExpiryRequestSchema>, bearer: string | undefined): WatchStream;
   close(): void;
@@ -213,6 +216,7 @@ export function grpcApi(s: Pick<TestServer, 'grpcAddress'>): Api {
     revokeFamily: (req, b) => wrap(tokens.call('revokeFamily', req, auth(b))),
     introspectToken: (req, b) => wrap(tokens.call('introspectToken', req, auth(b))),
     exchangeToken: (req) => wrap(exchange.call('exchangeToken', req)),
+    listEvents: (req, b) => wrap(tokens.call('listEvents', req, auth(b))),
     watchExpiry(req, bearer) {
       const call = expiry.stream('watchExpiry', req, auth(bearer));
       const w = new WatchStream(
@@ -260,6 +264,7 @@ export function connectApi(s: Pick<TestServer, 'httpUrl'>): Api {
     revokeFamily: (req, b) => wrap(tokens.revokeFamily(req, auth(b))),
     introspectToken: (req, b) => wrap(tokens.introspectToken(req, auth(b))),
     exchangeToken: (req) => wrap(exchange.exchangeToken(req)),
+    listEvents: (req, b) => wrap(tokens.listEvents(req, auth(b))),
     watchExpiry(req, bearer) {
       const abort = new AbortController();
       const w = new WatchStream(() => abort.abort());

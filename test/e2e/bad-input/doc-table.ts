@@ -14,6 +14,7 @@ export const BAD_INPUT_SECTIONS = [
   ['RotateToken', 'rotate-token.test.ts'],
   ['CreateToken', 'create-token.test.ts'],
   ['ListTokens', 'list-tokens.test.ts'],
+  ['ListEvents', 'list-events.test.ts'],
   ['Caller credentials, introspection and revocation', 'caller-credentials.test.ts'],
   ['Garbage and oversized bodies', 'garbage-bodies.test.ts'],
 ] as const;

@@ -4,8 +4,8 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Token, TokenKind, TokenPolicy, TokenState } from "./token_pb.js";
 import { file_rotor_v1_token } from "./token_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file rotor/v1/token_service.proto.
  */
 export const file_rotor_v1_token_service: GenFile = /*@__PURE__*/
-  fileDesc("Chxyb3Rvci92MS90b2tlbl9zZXJ2aWNlLnByb3RvEghyb3Rvci52MSLmAQoSQ3JlYXRlVG9rZW5SZXF1ZXN0EiEKBGtpbmQYASABKA4yEy5yb3Rvci52MS5Ub2tlbktpbmQSEAoIb3duZXJfaWQYAiABKAkSDAoEbmFtZRgDIAEoCRITCgtkZXNjcmlwdGlvbhgEIAEoCRIOCgZzY29wZXMYBSADKAkSLgoKZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJYXVkaWVuY2VzGAcgAygJEiUKBnBvbGljeRgIIAEoCzIVLnJvdG9yLnYxLlRva2VuUG9saWN5IkUKE0NyZWF0ZVRva2VuUmVzcG9uc2USHgoFdG9rZW4YASABKAsyDy5yb3Rvci52MS5Ub2tlbhIOCgZzZWNyZXQYAiABKAkiHQoPR2V0VG9rZW5SZXF1ZXN0EgoKAmlkGAEgASgJIjIKEEdldFRva2VuUmVzcG9uc2USHgoFdG9rZW4YASABKAsyDy5yb3Rvci52MS5Ub2tlbiKnAQoRTGlzdFRva2Vuc1JlcXVlc3QSEAoIb3duZXJfaWQYASABKAkSIQoEa2luZBgCIAEoDjITLnJvdG9yLnYxLlRva2VuS2luZBIRCglmYW1pbHlfaWQYAyABKAkSIwoFc3RhdGUYBCABKA4yFC5yb3Rvci52MS5Ub2tlblN0YXRlEhEKCXBhZ2Vfc2l6ZRgFIAEoBRISCgpwYWdlX3Rva2VuGAYgASgJIk4KEkxpc3RUb2tlbnNSZXNwb25zZRIfCgZ0b2tlbnMYASADKAsyDy5yb3Rvci52MS5Ub2tlbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiqAEKElJvdGF0ZVRva2VuUmVxdWVzdBIKCgJpZBgBIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYAiABKAkSDgoGc2NvcGVzGAMgAygJEi4KCmV4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2FjdG9yX3Rva2VuGAUgASgJEhgKEGFjdG9yX3Rva2VuX3R5cGUYBiABKAkiRQoTUm90YXRlVG9rZW5SZXNwb25zZRIeCgV0b2tlbhgBIAEoCzIPLnJvdG9yLnYxLlRva2VuEg4KBnNlY3JldBgCIAEoCSJCChJSZXZva2VUb2tlblJlcXVlc3QSCgoCaWQYASABKAkSDwoHY2FzY2FkZRgCIAEoCBIPCgdkcnlfcnVuGAMgASgIIoIBChNSZXZva2VUb2tlblJlc3BvbnNlEh4KBXRva2VuGAEgASgLMg8ucm90b3IudjEuVG9rZW4SHQoVY2FzY2FkZV9yZXZva2VkX2NvdW50GAIgASgFEhkKEWRyeV9ydW5fdG9rZW5faWRzGAMgAygJEhEKCXRydW5jYXRlZBgEIAEoCCJKChNSZXZva2VGYW1pbHlSZXF1ZXN0EhEKCWZhbWlseV9pZBgBIAEoCRIPCgdjYXNjYWRlGAIgASgIEg8KB2RyeV9ydW4YAyABKAgiegoUUmV2b2tlRmFtaWx5UmVzcG9uc2USFQoNcmV2b2tlZF9jb3VudBgBIAEoBRIdChVjYXNjYWRlX3Jldm9rZWRfY291bnQYAiABKAUSGQoRZHJ5X3J1bl90b2tlbl9pZHMYAyADKAkSEQoJdHJ1bmNhdGVkGAQgASgIIicKFkludHJvc3BlY3RUb2tlblJlcXVlc3QSDQoFdG9rZW4YASABKAkihwIKF0ludHJvc3BlY3RUb2tlblJlc3BvbnNlEg4KBmFjdGl2ZRgBIAEoCBINCgVzY29wZRgCIAEoCRILCgNleHAYAyABKAMSCwoDaWF0GAQgASgDEgsKA3N1YhgFIAEoCRISCgp0b2tlbl90eXBlGAYgASgJEhAKCHRva2VuX2lkGAcgASgJEhEKCWZhbWlseV9pZBgIIAEoCRIhCgRraW5kGAkgASgOMhMucm90b3IudjEuVG9rZW5LaW5kEhAKCG93bmVyX2lkGAogASgJEgsKA2F1ZBgLIAMoCRILCgNpc3MYDCABKAkSCwoDanRpGA0gASgJEhEKCWNsaWVudF9pZBgOIAEoCTKlBAoMVG9rZW5TZXJ2aWNlEkoKC0NyZWF0ZVRva2VuEhwucm90b3IudjEuQ3JlYXRlVG9rZW5SZXF1ZXN0Gh0ucm90b3IudjEuQ3JlYXRlVG9rZW5SZXNwb25zZRJBCghHZXRUb2tlbhIZLnJvdG9yLnYxLkdldFRva2VuUmVxdWVzdBoaLnJvdG9yLnYxLkdldFRva2VuUmVzcG9uc2USRwoKTGlzdFRva2VucxIbLnJvdG9yLnYxLkxpc3RUb2tlbnNSZXF1ZXN0Ghwucm90b3IudjEuTGlzdFRva2Vuc1Jlc3BvbnNlEkoKC1JvdGF0ZVRva2VuEhwucm90b3IudjEuUm90YXRlVG9rZW5SZXF1ZXN0Gh0ucm90b3IudjEuUm90YXRlVG9rZW5SZXNwb25zZRJKCgtSZXZva2VUb2tlbhIcLnJvdG9yLnYxLlJldm9rZVRva2VuUmVxdWVzdBodLnJvdG9yLnYxLlJldm9rZVRva2VuUmVzcG9uc2USTQoMUmV2b2tlRmFtaWx5Eh0ucm90b3IudjEuUmV2b2tlRmFtaWx5UmVxdWVzdBoeLnJvdG9yLnYxLlJldm9rZUZhbWlseVJlc3BvbnNlElYKD0ludHJvc3BlY3RUb2tlbhIgLnJvdG9yLnYxLkludHJvc3BlY3RUb2tlblJlcXVlc3QaIS5yb3Rvci52MS5JbnRyb3NwZWN0VG9rZW5SZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_rotor_v1_token]);
+  fileDesc("Chxyb3Rvci92MS90b2tlbl9zZXJ2aWNlLnByb3RvEghyb3Rvci52MSLmAQoSQ3JlYXRlVG9rZW5SZXF1ZXN0EiEKBGtpbmQYASABKA4yEy5yb3Rvci52MS5Ub2tlbktpbmQSEAoIb3duZXJfaWQYAiABKAkSDAoEbmFtZRgDIAEoCRITCgtkZXNjcmlwdGlvbhgEIAEoCRIOCgZzY29wZXMYBSADKAkSLgoKZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJYXVkaWVuY2VzGAcgAygJEiUKBnBvbGljeRgIIAEoCzIVLnJvdG9yLnYxLlRva2VuUG9saWN5IkUKE0NyZWF0ZVRva2VuUmVzcG9uc2USHgoFdG9rZW4YASABKAsyDy5yb3Rvci52MS5Ub2tlbhIOCgZzZWNyZXQYAiABKAkiHQoPR2V0VG9rZW5SZXF1ZXN0EgoKAmlkGAEgASgJIjIKEEdldFRva2VuUmVzcG9uc2USHgoFdG9rZW4YASABKAsyDy5yb3Rvci52MS5Ub2tlbiKnAQoRTGlzdFRva2Vuc1JlcXVlc3QSEAoIb3duZXJfaWQYASABKAkSIQoEa2luZBgCIAEoDjITLnJvdG9yLnYxLlRva2VuS2luZBIRCglmYW1pbHlfaWQYAyABKAkSIwoFc3RhdGUYBCABKA4yFC5yb3Rvci52MS5Ub2tlblN0YXRlEhEKCXBhZ2Vfc2l6ZRgFIAEoBRISCgpwYWdlX3Rva2VuGAYgASgJIk4KEkxpc3RUb2tlbnNSZXNwb25zZRIfCgZ0b2tlbnMYASADKAsyDy5yb3Rvci52MS5Ub2tlbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiqAEKElJvdGF0ZVRva2VuUmVxdWVzdBIKCgJpZBgBIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYAiABKAkSDgoGc2NvcGVzGAMgAygJEi4KCmV4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2FjdG9yX3Rva2VuGAUgASgJEhgKEGFjdG9yX3Rva2VuX3R5cGUYBiABKAkiRQoTUm90YXRlVG9rZW5SZXNwb25zZRIeCgV0b2tlbhgBIAEoCzIPLnJvdG9yLnYxLlRva2VuEg4KBnNlY3JldBgCIAEoCSJCChJSZXZva2VUb2tlblJlcXVlc3QSCgoCaWQYASABKAkSDwoHY2FzY2FkZRgCIAEoCBIPCgdkcnlfcnVuGAMgASgIIoIBChNSZXZva2VUb2tlblJlc3BvbnNlEh4KBXRva2VuGAEgASgLMg8ucm90b3IudjEuVG9rZW4SHQoVY2FzY2FkZV9yZXZva2VkX2NvdW50GAIgASgFEhkKEWRyeV9ydW5fdG9rZW5faWRzGAMgAygJEhEKCXRydW5jYXRlZBgEIAEoCCJKChNSZXZva2VGYW1pbHlSZXF1ZXN0EhEKCWZhbWlseV9pZBgBIAEoCRIPCgdjYXNjYWRlGAIgASgIEg8KB2RyeV9ydW4YAyABKAgiegoUUmV2b2tlRmFtaWx5UmVzcG9uc2USFQoNcmV2b2tlZF9jb3VudBgBIAEoBRIdChVjYXNjYWRlX3Jldm9rZWRfY291bnQYAiABKAUSGQoRZHJ5X3J1bl90b2tlbl9pZHMYAyADKAkSEQoJdHJ1bmNhdGVkGAQgASgIIicKFkludHJvc3BlY3RUb2tlblJlcXVlc3QSDQoFdG9rZW4YASABKAkihwIKF0ludHJvc3BlY3RUb2tlblJlc3BvbnNlEg4KBmFjdGl2ZRgBIAEoCBINCgVzY29wZRgCIAEoCRILCgNleHAYAyABKAMSCwoDaWF0GAQgASgDEgsKA3N1YhgFIAEoCRISCgp0b2tlbl90eXBlGAYgASgJEhAKCHRva2VuX2lkGAcgASgJEhEKCWZhbWlseV9pZBgIIAEoCRIhCgRraW5kGAkgASgOMhMucm90b3IudjEuVG9rZW5LaW5kEhAKCG93bmVyX2lkGAogASgJEgsKA2F1ZBgLIAMoCRILCgNpc3MYDCABKAkSCwoDanRpGA0gASgJEhEKCWNsaWVudF9pZBgOIAEoCSLsAQoRTGlzdEV2ZW50c1JlcXVlc3QSEAoIdG9rZW5faWQYASABKAkSEQoJZmFtaWx5X2lkGAIgASgJEhAKCG93bmVyX2lkGAMgASgJEg0KBXR5cGVzGAQgAygJEikKBXNpbmNlGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCgV1bnRpbBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAcgASgFEhIKCnBhZ2VfdG9rZW4YCCABKAkSFAoMbmV3ZXN0X2ZpcnN0GAkgASgIIlMKEkxpc3RFdmVudHNSZXNwb25zZRIkCgZldmVudHMYASADKAsyFC5yb3Rvci52MS5BdWRpdEV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSLBAgoKQXVkaXRFdmVudBIQCghzZXF1ZW5jZRgBIAEoBBIMCgR0eXBlGAIgASgJEhAKCHRva2VuX2lkGAMgASgJEhEKCWZhbWlseV9pZBgEIAEoCRIUCgxzdWNjZXNzb3JfaWQYBSABKAkSDQoFYWN0b3IYBiABKAkSFAoMc3lzdGVtX2FjdG9yGAcgASgJEiQKA2FjdBgIIAEoCzIXLnJvdG9yLnYxLkV2ZW50V29ya2xvYWQSDAoEcGVlchgJIAEoCRIOCgZyZWFzb24YCiABKAkSLwoLb2NjdXJyZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCXRocmVzaG9sZBgMIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIQCghvd25lcl9pZBgNIAEoCSIpCg1FdmVudFdvcmtsb2FkEgsKA2lzcxgBIAEoCRILCgNzdWIYAiABKAky7gQKDFRva2VuU2VydmljZRJKCgtDcmVhdGVUb2tlbhIcLnJvdG9yLnYxLkNyZWF0ZVRva2VuUmVxdWVzdBodLnJvdG9yLnYxLkNyZWF0ZVRva2VuUmVzcG9uc2USQQoIR2V0VG9rZW4SGS5yb3Rvci52MS5HZXRUb2tlblJlcXVlc3QaGi5yb3Rvci52MS5HZXRUb2tlblJlc3BvbnNlEkcKCkxpc3RUb2tlbnMSGy5yb3Rvci52MS5MaXN0VG9rZW5zUmVxdWVzdBocLnJvdG9yLnYxLkxpc3RUb2tlbnNSZXNwb25zZRJKCgtSb3RhdGVUb2tlbhIcLnJvdG9yLnYxLlJvdGF0ZVRva2VuUmVxdWVzdBodLnJvdG9yLnYxLlJvdGF0ZVRva2VuUmVzcG9uc2USSgoLUmV2b2tlVG9rZW4SHC5yb3Rvci52MS5SZXZva2VUb2tlblJlcXVlc3QaHS5yb3Rvci52MS5SZXZva2VUb2tlblJlc3BvbnNlEk0KDFJldm9rZUZhbWlseRIdLnJvdG9yLnYxLlJldm9rZUZhbWlseVJlcXVlc3QaHi5yb3Rvci52MS5SZXZva2VGYW1pbHlSZXNwb25zZRJWCg9JbnRyb3NwZWN0VG9rZW4SIC5yb3Rvci52MS5JbnRyb3NwZWN0VG9rZW5SZXF1ZXN0GiEucm90b3IudjEuSW50cm9zcGVjdFRva2VuUmVzcG9uc2USRwoKTGlzdEV2ZW50cxIbLnJvdG9yLnYxLkxpc3RFdmVudHNSZXF1ZXN0Ghwucm90b3IudjEuTGlzdEV2ZW50c1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_rotor_v1_token]);
 
 /**
  * @generated from message rotor.v1.CreateTokenRequest
@@ -519,6 +519,228 @@ export const IntrospectTokenResponseSchema: GenMessage<IntrospectTokenResponse> 
   messageDesc(file_rotor_v1_token_service, 13);
 
 /**
+ * ListEventsRequest filters the event log; every filter is optional and they combine with AND.
+ *
+ * @generated from message rotor.v1.ListEventsRequest
+ */
+export type ListEventsRequest = Message<"rotor.v1.ListEventsRequest"> & {
+  /**
+   * Events of this token only.
+   *
+   * @generated from field: string token_id = 1;
+   */
+  tokenId: string;
+
+  /**
+   * Events of this rotation family only.
+   *
+   * @generated from field: string family_id = 2;
+   */
+  familyId: string;
+
+  /**
+   * Events of this owner's tokens only. A caller without rotor:admin sees its own owner id only.
+   *
+   * @generated from field: string owner_id = 3;
+   */
+  ownerId: string;
+
+  /**
+   * Event types (created, rotated, replayed, retry_refused, revoked, family_revoked,
+   * expiring_soon, expired). Empty: every type.
+   *
+   * @generated from field: repeated string types = 4;
+   */
+  types: string[];
+
+  /**
+   * Events that occurred at or after `since` and before `until`.
+   *
+   * @generated from field: google.protobuf.Timestamp since = 5;
+   */
+  since?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp until = 6;
+   */
+  until?: Timestamp | undefined;
+
+  /**
+   * At most 500; zero means 50.
+   *
+   * @generated from field: int32 page_size = 7;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 8;
+   */
+  pageToken: string;
+
+  /**
+   * Newest event first (and pages going back in time) instead of oldest first.
+   *
+   * @generated from field: bool newest_first = 9;
+   */
+  newestFirst: boolean;
+};
+
+/**
+ * Describes the message rotor.v1.ListEventsRequest.
+ * Use `create(ListEventsRequestSchema)` to create a new message.
+ */
+export const ListEventsRequestSchema: GenMessage<ListEventsRequest> = /*@__PURE__*/
+  messageDesc(file_rotor_v1_token_service, 14);
+
+/**
+ * @generated from message rotor.v1.ListEventsResponse
+ */
+export type ListEventsResponse = Message<"rotor.v1.ListEventsResponse"> & {
+  /**
+   * @generated from field: repeated rotor.v1.AuditEvent events = 1;
+   */
+  events: AuditEvent[];
+
+  /**
+   * Empty on the last page. Only valid with the same filters and order.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message rotor.v1.ListEventsResponse.
+ * Use `create(ListEventsResponseSchema)` to create a new message.
+ */
+export const ListEventsResponseSchema: GenMessage<ListEventsResponse> = /*@__PURE__*/
+  messageDesc(file_rotor_v1_token_service, 15);
+
+/**
+ * AuditEvent is one entry of the event log with who caused it.
+ *
+ * @generated from message rotor.v1.AuditEvent
+ */
+export type AuditEvent = Message<"rotor.v1.AuditEvent"> & {
+  /**
+   * Position in the log (the after_sequence of WatchExpiry).
+   *
+   * @generated from field: uint64 sequence = 1;
+   */
+  sequence: bigint;
+
+  /**
+   * One of the types listed in ListEventsRequest.types (later versions may add more).
+   *
+   * @generated from field: string type = 2;
+   */
+  type: string;
+
+  /**
+   * @generated from field: string token_id = 3;
+   */
+  tokenId: string;
+
+  /**
+   * @generated from field: string family_id = 4;
+   */
+  familyId: string;
+
+  /**
+   * The successor of a rotation (rotated, replayed).
+   *
+   * @generated from field: string successor_id = 5;
+   */
+  successorId: string;
+
+  /**
+   * The id of the token that authenticated the call, or `system` for Rotor's own writes
+   * (bootstrap, the expiry scheduler, federation, recover-admin; see system_actor).
+   *
+   * @generated from field: string actor = 6;
+   */
+  actor: string;
+
+  /**
+   * Which part of Rotor wrote the event when actor is `system`; empty otherwise.
+   *
+   * @generated from field: string system_actor = 7;
+   */
+  systemActor: string;
+
+  /**
+   * The verified workload that proved the call (RFC 8693 `act`), if one did.
+   *
+   * @generated from field: rotor.v1.EventWorkload act = 8;
+   */
+  act?: EventWorkload | undefined;
+
+  /**
+   * The caller's network address, when known.
+   *
+   * @generated from field: string peer = 9;
+   */
+  peer: string;
+
+  /**
+   * Why: the revoke reason (rotated, revoked, family_revoked, reuse_detected) or a refusal's.
+   *
+   * @generated from field: string reason = 10;
+   */
+  reason: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp occurred_at = 11;
+   */
+  occurredAt?: Timestamp | undefined;
+
+  /**
+   * The threshold of an expiring_soon event.
+   *
+   * @generated from field: google.protobuf.Duration threshold = 12;
+   */
+  threshold?: Duration | undefined;
+
+  /**
+   * The owner id of the event's token; empty when the token itself is gone (retention).
+   *
+   * @generated from field: string owner_id = 13;
+   */
+  ownerId: string;
+};
+
+/**
+ * Describes the message rotor.v1.AuditEvent.
+ * Use `create(AuditEventSchema)` to create a new message.
+ */
+export const AuditEventSchema: GenMessage<AuditEvent> = /*@__PURE__*/
+  messageDesc(file_rotor_v1_token_service, 16);
+
+/**
+ * EventWorkload is the workload (JWT issuer and subject) that proved a call; never the JWT itself.
+ *
+ * @generated from message rotor.v1.EventWorkload
+ */
+export type EventWorkload = Message<"rotor.v1.EventWorkload"> & {
+  /**
+   * @generated from field: string iss = 1;
+   */
+  iss: string;
+
+  /**
+   * @generated from field: string sub = 2;
+   */
+  sub: string;
+};
+
+/**
+ * Describes the message rotor.v1.EventWorkload.
+ * Use `create(EventWorkloadSchema)` to create a new message.
+ */
+export const EventWorkloadSchema: GenMessage<EventWorkload> = /*@__PURE__*/
+  messageDesc(file_rotor_v1_token_service, 17);
+
+/**
  * TokenService manages tokens and rotates them. Callers authenticate with
  * `authorization: Bearer <token>`; managing others' tokens needs `rotor:admin` or the same owner id.
  *
@@ -584,6 +806,17 @@ export const TokenService: GenService<{
     methodKind: "unary";
     input: typeof IntrospectTokenRequestSchema;
     output: typeof IntrospectTokenResponseSchema;
+  },
+  /**
+   * The audit trail: events of the event log, of the tokens the caller may view (as GetToken:
+   * `rotor:admin`, or the same owner id), oldest first unless newest_first is set.
+   *
+   * @generated from rpc rotor.v1.TokenService.ListEvents
+   */
+  listEvents: {
+    methodKind: "unary";
+    input: typeof ListEventsRequestSchema;
+    output: typeof ListEventsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_rotor_v1_token_service, 0);
