@@ -9,6 +9,7 @@ import * as workloadJtiNonce from './20261127_052_workload_jti_nonce.js';
 import * as retention from './20261207_061_retention.js';
 import * as serverKeyFingerprint from './20261207_071_server_key_fingerprint.js';
 import * as rotatedAt from './20261207_081_rotated_at.js';
+import * as brakes from './20261208_031_brakes.js';
 
 /** Every migration in order. Listed in code so the compiled build needs no directory scan. */
 export const MIGRATIONS: ReadonlyArray<readonly [string, Knex.Migration]> = [
@@ -22,6 +23,7 @@ export const MIGRATIONS: ReadonlyArray<readonly [string, Knex.Migration]> = [
   ['20261207_061_retention', retention],
   ['20261207_071_server_key_fingerprint', serverKeyFingerprint],
   ['20261207_081_rotated_at', rotatedAt],
+  ['20261208_031_brakes', brakes],
 ];
 
 /** A knex migration source over the list above. */

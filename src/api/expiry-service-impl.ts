@@ -29,6 +29,7 @@ const TYPE_TO_PB: Readonly<Record<TokenEventType, ExpiryEventType>> = {
   retry_refused: ExpiryEventType.RETRY_REFUSED,
   revoked: ExpiryEventType.REVOKED,
   family_revoked: ExpiryEventType.FAMILY_REVOKED,
+  superseded: ExpiryEventType.SUPERSEDED,
 };
 
 /** Longest threshold a request may name (ten years); longer ones cannot be scheduled anyway. */

@@ -138,6 +138,18 @@ interface Prepared {
   actorRejection: RotorError | undefined;
   /** When the call reached `rotate` (rule 3: only a later wrong key counts as a guess). */
   receivedAt: number;
+  /** This rotation was counted against its family's rotation brake already (docs/limits.md). */
+  braked?: boolean;
+}
+
+/**
+ * The rotation brake (docs/limits.md): counts one rotation of the family, once per call, just
+ * before a successor is minted; `rate_limited` over the limit. Replays and refusals never count.
+ */
+async function brakeRotation(app: AppContext, req: Prepared, familyId: string): Promise<void> {
+  if (req.braked || !app.brakes) return;
+  req.braked = true;
+  await app.brakes.take('rotations', familyId);
 }
 
 function load(repo: Repositories['tokens'], req: Prepared): Promise<TokenRecord | undefined> {
@@ -216,6 +228,7 @@ async function tryFastRotation(app: AppContext, req: Prepared, current: TokenRec
   const now = app.now();
   const decision = decide(req, current, undefined, now, app);
   if (decision.type !== 'rotate') return undefined;
+  await brakeRotation(app, req, current.familyId);
   const minted = mint(app, req, current, decision, now);
   // Its own short transaction on the driver (Store.commitRotation). The clock is read once that
   // transaction has begun, as in commitRotation below, so a token that expired while the call
@@ -309,6 +322,7 @@ async function decideAndAct(app: AppContext, tx: Repositories, req: Prepared): P
         revoked: await revokeFamilyIn(tx, who, current.familyId, 'reuse_detected', now),
       };
     case 'rotate': {
+      await brakeRotation(app, req, current.familyId);
       const minted = mint(app, req, current, decision, now);
       await commitRotation(tx, current, minted.record, req.keyDigest, app.now, who);
       return { kind: 'minted', minted };

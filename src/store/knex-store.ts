@@ -41,6 +41,7 @@ const EVENT_KINDS: readonly EventKind[] = [
   { type: 'revoked', reason: 'recovered' },
   { type: 'family_revoked', reason: 'family_revoked' },
   { type: 'family_revoked', reason: 'reuse_detected' },
+  { type: 'superseded', reason: 'superseded' },
   { type: 'expiring_soon', reason: null },
   { type: 'expired', reason: null },
 ];
