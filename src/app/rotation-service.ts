@@ -138,18 +138,6 @@ interface Prepared {
   actorRejection: RotorError | undefined;
   /** When the call reached `rotate` (rule 3: only a later wrong key counts as a guess). */
   receivedAt: number;
-  /** This rotation was counted against its family's rotation brake already (docs/limits.md). */
-  braked?: boolean;
-}
-
-/**
- * The rotation brake (docs/limits.md): counts one rotation of the family, once per call, just
- * before a successor is minted; `rate_limited` over the limit. Replays and refusals never count.
- */
-async function brakeRotation(app: AppContext, req: Prepared, familyId: string): Promise<void> {
-  if (req.braked || !app.brakes) return;
-  req.braked = true;
-  await app.brakes.take('rotations', familyId);
 }
 
 function load(repo: Repositories['tokens'], req: Prepared): Promise<TokenRecord | undefined> {
@@ -228,7 +216,11 @@ async function tryFastRotation(app: AppContext, req: Prepared, current: TokenRec
   const now = app.now();
   const decision = decide(req, current, undefined, now, app);
   if (decision.type !== 'rotate') return undefined;
-  await brakeRotation(app, req, current.familyId);
+  // The rotation brake (docs/limits.md), outside any transaction: a counter on the pool must never
+  // wait while this call holds a pooled connection and its family's lock. A token the authoritative
+  // path rotates was active here too, so this path decided to rotate it first: every rotation is
+  // counted here, once; replays and refusals never are.
+  await app.brakes?.take('rotations', current.familyId);
   const minted = mint(app, req, current, decision, now);
   // Its own short transaction on the driver (Store.commitRotation). The clock is read once that
   // transaction has begun, as in commitRotation below, so a token that expired while the call
@@ -322,7 +314,6 @@ async function decideAndAct(app: AppContext, tx: Repositories, req: Prepared): P
         revoked: await revokeFamilyIn(tx, who, current.familyId, 'reuse_detected', now),
       };
     case 'rotate': {
-      await brakeRotation(app, req, current.familyId);
       const minted = mint(app, req, current, decision, now);
       await commitRotation(tx, current, minted.record, req.keyDigest, app.now, who);
       return { kind: 'minted', minted };
