@@ -58,6 +58,8 @@ export class Brakes {
     storeFailures: 0,
   };
   private lastFailureLog = -Infinity;
+  /** Peer (as a call reports it, with its port) → peer key, while some peer is blocked: one parse per connection. */
+  private readonly keyOfPeer = new Map<string, string>();
 
   constructor(
     private readonly limits: RateLimits,
@@ -84,7 +86,7 @@ export class Brakes {
    */
   checkPeer(peer: string | null): void {
     if (this.blocked.size === 0) return;
-    const key = this.peerKeyOf(peer);
+    const key = this.cachedKey(peer);
     const until = this.blocked.get(key);
     if (until === undefined) return;
     const now = this.now();
@@ -155,6 +157,17 @@ export class Brakes {
       }
       return undefined;
     }
+  }
+
+  private cachedKey(peer: string | null): string {
+    if (peer === null) return this.peerKeyOf(peer);
+    let key = this.keyOfPeer.get(peer);
+    if (key === undefined) {
+      if (this.keyOfPeer.size >= MAX_BLOCKED_PEERS) this.keyOfPeer.clear();
+      key = this.peerKeyOf(peer);
+      this.keyOfPeer.set(peer, key);
+    }
+    return key;
   }
 
   private block(key: string, until: number): void {
