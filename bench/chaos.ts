@@ -278,6 +278,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
     ROTOR_SECRET: randomBytes(32).toString('base64url'),
     ROTOR_LOG_LEVEL: 'info',
     ROTOR_WATCH_HEARTBEAT_SECONDS: '2',
+    // The brakes off: the chaos clients reuse revoked secrets and rotate families far more often
+    // than the default limits allow from one address (docs/limits.md); the run checks rotation.
+    ROTOR_RATE_LIMIT_FAILED_AUTH_PER_PEER: '0',
+    ROTOR_RATE_LIMIT_MINTS_PER_OWNER: '0',
+    ROTOR_RATE_LIMIT_ROTATIONS_PER_FAMILY: '0',
   };
   const replicas: Replica[] = [];
   const agents: { child: ChildProcess; file: string; familyId: string; out: string }[] = [];

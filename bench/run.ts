@@ -31,6 +31,7 @@ import { BENCH_POSTGRES_URL, createBenchDatabase, safeUrl, type BenchDatabase } 
 import { bootstrap, freePort, rotorEnv, startServer, type ServerProcess } from './server.js';
 import { DEFAULT_POOL_MAX } from '../src/store/database.js';
 import { closedLoop, type ScenarioResult } from './stats.js';
+import { brakesScenario } from './brakes.js';
 import { runFanout, type FanoutResult } from './fanout.js';
 import { runFanoutFloor, type FanoutFloorResult } from './fanout-floor.js';
 import type { WatcherClient } from './fanout-watchers.js';
@@ -54,8 +55,8 @@ const settings = {
   warmup_requests: intEnv('BENCH_WARMUP_REQUESTS', 1_000),
 };
 
-/** Which parts run: `BENCH_SCENARIOS=throughput,fanout` (both by default). */
-const parts = new Set((process.env.BENCH_SCENARIOS || 'throughput,fanout').split(',').map((p) => p.trim()));
+/** Which parts run: `BENCH_SCENARIOS=throughput,brakes,fanout` (all by default). */
+const parts = new Set((process.env.BENCH_SCENARIOS || 'throughput,brakes,fanout').split(',').map((p) => p.trim()));
 /** Fan-out: stream counts (each on a fresh server) and rotations per count. */
 const fanoutSettings = {
   streams: (process.env.BENCH_FANOUT_STREAMS || '1000,10000').split(',').map((n) => {
@@ -197,12 +198,32 @@ async function main(): Promise<void> {
       await bare?.drop();
     }
   }
+  const brakes: Record<string, unknown> = {};
+  for (const engine of parts.has('brakes') ? engines() : []) {
+    progress(`== brakes: ${engine}`);
+    try {
+      brakes[engine] = await brakesScenario({
+        engine,
+        rounds: settings.rounds,
+        requests: settings.grpcjs_requests,
+        warmup: settings.warmup_requests,
+        concurrency: settings.concurrency,
+        startLoader: (address) => Loader.start(address),
+        progress,
+      });
+    } catch (e) {
+      const reason = e instanceof Error ? e.message : String(e);
+      progress(`brakes on ${engine} failed: ${reason}`);
+      brakes[engine] = { failed: reason };
+    }
+  }
   const fanout = parts.has('fanout') ? await fanoutScenario() : undefined;
   const result = {
     date: new Date().toISOString(),
     machine: machine(),
     settings,
     engines: results,
+    ...(parts.has('brakes') ? { brakes } : {}),
     ...(fanout ? { fanout } : {}),
     wall_seconds: Math.round((Date.now() - started) / 100) / 10,
   };

@@ -11,6 +11,7 @@ import * as serverKeyFingerprint from './20261207_071_server_key_fingerprint.js'
 import * as rotatedAt from './20261207_081_rotated_at.js';
 import * as lineage from './20261208_021_lineage.js';
 import * as serverKeyIds from './20261208_051_server_key_ids.js';
+import * as brakes from './20261208_031_brakes.js';
 
 /** Every migration in order. Listed in code so the compiled build needs no directory scan. */
 export const MIGRATIONS: ReadonlyArray<readonly [string, Knex.Migration]> = [
@@ -26,6 +27,7 @@ export const MIGRATIONS: ReadonlyArray<readonly [string, Knex.Migration]> = [
   ['20261207_081_rotated_at', rotatedAt],
   ['20261208_021_lineage', lineage],
   ['20261208_051_server_key_ids', serverKeyIds],
+  ['20261208_031_brakes', brakes],
 ];
 
 /** A knex migration source over the list above. */

@@ -2,6 +2,7 @@ import { Code, ConnectError } from '@connectrpc/connect';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../app/logger-port.js';
 import { isRotorError, type RotorErrorCode } from '../domain/errors.js';
+import { encodeRetryInfo, RETRY_INFO_TYPE } from './retry-info.js';
 
 /** The one mapping from domain error codes to Connect/gRPC codes (docs/rotation.md, Errors). */
 export function connectCodeOf(code: RotorErrorCode): Code {
@@ -34,6 +35,7 @@ export function connectCodeOf(code: RotorErrorCode): Code {
     case 'unavailable':
       return Code.Unavailable;
     case 'resource_exhausted':
+    case 'rate_limited':
       return Code.ResourceExhausted;
     // As etcd answers a watch from a compacted revision: the position lies outside the log kept.
     case 'events_purged':
@@ -52,6 +54,11 @@ export function toConnectError(e: unknown, log: Logger, where: string): ConnectE
     err.metadata.set('rotor-error', e.code);
     if (e.details.successorId) err.metadata.set('rotor-successor-id', e.details.successorId);
     if (e.details.familyId) err.metadata.set('rotor-family-id', e.details.familyId);
+    // A brake (docs/limits.md): the wait as a `retry-after` header and a google.rpc.RetryInfo detail.
+    if (e.details.retryAfterSeconds !== undefined) {
+      err.metadata.set('retry-after', String(e.details.retryAfterSeconds));
+      err.details.push({ type: RETRY_INFO_TYPE, value: encodeRetryInfo(e.details.retryAfterSeconds) });
+    }
     return err;
   }
   if (e instanceof ConnectError) return e;

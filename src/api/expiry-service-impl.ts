@@ -30,6 +30,7 @@ const TYPE_TO_PB: Readonly<Record<TokenEventType, ExpiryEventType>> = {
   revoked: ExpiryEventType.REVOKED,
   family_revoked: ExpiryEventType.FAMILY_REVOKED,
   predecessor_retired: ExpiryEventType.PREDECESSOR_RETIRED,
+  superseded: ExpiryEventType.SUPERSEDED,
 };
 
 /** Longest threshold a request may name (ten years); longer ones cannot be scheduled anyway. */

@@ -1,5 +1,6 @@
 import { create, fromBinary, toBinary, type DescMessage, type DescMethod, type DescService } from '@bufbuild/protobuf';
 import { Code, ConnectError, createContextValues, type ContextValues, type HandlerContext } from '@connectrpc/connect';
+import { setTrailerStatus } from '@connectrpc/connect/protocol-grpc';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../app/logger-port.js';
 import { callMetaKey } from './call-meta.js';
@@ -115,6 +116,8 @@ class GrpcCallContext implements HandlerContext {
   }
 }
 
+const STATUS_DETAILS_BIN = 'grpc-status-details-bin';
+
 /** A ConnectError (after the one mapping) as a grpc-js status object. */
 function statusOf(err: unknown, log: Logger, where: string): grpc.StatusObject {
   const ce = toConnectError(err, log, where);
@@ -122,6 +125,11 @@ function statusOf(err: unknown, log: Logger, where: string): grpc.StatusObject {
   ce.metadata.forEach((v, k) => {
     md.set(k, v);
   });
+  // Error details (RetryInfo of a brake) travel as a google.rpc.Status, encoded as Connect's gRPC handler does.
+  if (ce.details.length > 0) {
+    const bin = setTrailerStatus(new Headers(), ce).get(STATUS_DETAILS_BIN);
+    if (bin !== null) md.set(STATUS_DETAILS_BIN, Buffer.from(bin, 'base64'));
+  }
   return { code: ce.code as number as grpc.status, details: ce.rawMessage, metadata: md };
 }
 

@@ -1,4 +1,4 @@
-import { isIPv4, isIPv6 } from 'node:net';
+import { isIP, isIPv4, isIPv6 } from 'node:net';
 
 /**
  * What one connection counts against in the per-peer connection limit of the gRPC port: an IPv4
@@ -37,4 +37,17 @@ function ipv6Groups(address: string): number[] {
   const head = parse(address.slice(0, gap));
   const tail = parse(address.slice(gap + 2));
   return [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail];
+}
+
+/**
+ * The peer key of a call's peer as the servers report it (`CallMeta.peer`): the HTTP port gives
+ * the bare address, grpc-js `address:port` (an IPv6 address unbracketed), so a trailing port is
+ * cut off unless the whole is already an address. What the failed-authentication brake counts
+ * under (docs/limits.md).
+ */
+export function callPeerKey(peer: string | null): string {
+  if (peer === null || peer === '') return 'unknown';
+  if (isIP(peer) !== 0) return peerKey(peer);
+  const colon = peer.lastIndexOf(':');
+  return peerKey(colon > 0 && /^\d+$/.test(peer.slice(colon + 1)) ? peer.slice(0, colon) : peer);
 }

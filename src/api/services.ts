@@ -1,5 +1,6 @@
 import type { DescService } from '@bufbuild/protobuf';
 import type { ConnectError, ConnectRouter, HandlerContext, ServiceImpl } from '@connectrpc/connect';
+import type { Brakes } from '../app/brakes.js';
 import type { AppContext } from '../app/context.js';
 import type { HealthState } from '../app/health-state.js';
 import type { WatchRuntime } from '../app/watch-ports.js';
@@ -8,6 +9,7 @@ import { ExpiryService } from '../gen/rotor/v1/expiry_service_pb.js';
 import { HealthService } from '../gen/rotor/v1/health_service_pb.js';
 import { TokenExchangeService } from '../gen/rotor/v1/token_exchange_service_pb.js';
 import { TokenService } from '../gen/rotor/v1/token_service_pb.js';
+import { callMeta } from './call-meta.js';
 import { toConnectError } from './connect-errors.js';
 import { expiryServiceImpl } from './expiry-service-impl.js';
 import { grpcHealthServiceImpl } from './grpc-health-service-impl.js';
@@ -27,14 +29,43 @@ type UnaryFn = (req: unknown, ctx: HandlerContext) => unknown;
 type StreamFn = (req: unknown, ctx: HandlerContext) => AsyncIterable<unknown>;
 
 /**
+ * A stream under the failed-authentication brake: its first item (where WatchExpiry authenticates)
+ * is refused for a blocked peer, and a failure there is counted; later items pass untouched.
+ */
+function brakedStream(source: AsyncIterable<unknown>, brakes: Brakes, ctx: HandlerContext): AsyncIterable<unknown> {
+  return {
+    [Symbol.asyncIterator]() {
+      const it = source[Symbol.asyncIterator]();
+      const iterator: AsyncIterator<unknown> = {
+        next: async () => {
+          iterator.next = () => it.next();
+          const peer = callMeta(ctx).peer;
+          try {
+            brakes.checkPeer(peer);
+            return await it.next();
+          } catch (e) {
+            throw await brakes.afterFailure(peer, e);
+          }
+        },
+        return: (value?: unknown) => (it.return ? it.return(value) : Promise.resolve({ done: true, value })),
+      };
+      return iterator;
+    },
+  };
+}
+
+/**
  * Wraps every method so that errors leave through the one mapping in connect-errors.ts, and counts
- * how each call ended (and how long a unary call took) in `stats`: one place for both ports.
+ * how each call ended (and how long a unary call took) in `stats`: one place for both ports. With
+ * `brakes`, the failed-authentication brake (docs/limits.md) applies here too, for both ports: a
+ * call from a blocked peer is refused before its handler runs, and a failed one is counted.
  */
 function withErrorMapping(
   app: AppContext,
   service: DescService,
   impl: object,
   stats: RpcStats,
+  brakes?: Brakes,
 ): Partial<ServiceImpl<DescService>> {
   const wrapped: Record<string, UnaryFn | StreamFn> = {};
   for (const [name, fn] of Object.entries(impl) as [string, UnaryFn][]) {
@@ -44,7 +75,9 @@ function withErrorMapping(
       const counted = stats.method(where, true);
       wrapped[name] = (req, ctx) =>
         mapStreamErrors(
-          (fn as unknown as StreamFn)(req, ctx),
+          brakes
+            ? brakedStream((fn as unknown as StreamFn)(req, ctx), brakes, ctx)
+            : (fn as unknown as StreamFn)(req, ctx),
           (e) => toConnectError(e, app.log, where),
           (end) => {
             // A client that went away (or whose deadline passed) ends its stream through the abort
@@ -61,9 +94,10 @@ function withErrorMapping(
       const started = performance.now();
       let res: unknown;
       try {
+        if (brakes?.anyBlocked) brakes.checkPeer(callMeta(ctx).peer);
         res = await fn(req, ctx);
       } catch (e) {
-        const ce = toConnectError(e, app.log, where);
+        const ce = toConnectError(brakes ? await brakes.afterFailure(callMeta(ctx).peer, e) : e, app.log, where);
         counted.failed(ce, started);
         throw ce;
       }
@@ -89,7 +123,12 @@ export function rotorServices(
     [HealthService, healthServiceImpl],
   ];
   if (watch) list.push([ExpiryService, expiryServiceImpl(app, watch)]);
-  return list.map(([service, impl]) => ({ service, impl: withErrorMapping(app, service, impl, stats) }));
+  // Health checks authenticate nobody: a blocked peer's load balancer still learns the truth.
+  const brakes = app.brakes?.on('failed_auth') ? app.brakes : undefined;
+  return list.map(([service, impl]) => ({
+    service,
+    impl: withErrorMapping(app, service, impl, stats, service === HealthService ? undefined : brakes),
+  }));
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { PolicyLimits } from '../domain/policy.js';
+import type { Brakes } from './brakes.js';
 import type { Clock, RandomSource } from '../domain/ports.js';
 import type { TokenKeys } from '../domain/token-keys.js';
 import type { WorkloadIdentity } from './identity-port.js';
@@ -18,6 +19,8 @@ export interface AppContext {
   jwt: JwtSettings;
   /** Trusted workload issuers and federation rules; undefined when ROTOR_TRUST_CONFIG is unset. */
   identity?: WorkloadIdentity;
+  /** The rate limits of docs/limits.md; undefined: none (in-process tests that build a context by hand). */
+  brakes?: Brakes;
 }
 
 /** Transport-neutral facts about a call: the bearer credential and the network peer. */

@@ -289,6 +289,11 @@ async function tryFastRotation(app: AppContext, req: Prepared, current: TokenRec
   const now = app.now();
   const decision = decide(req, current, undefined, now, app);
   if (decision.type !== 'rotate') return undefined;
+  // The rotation brake (docs/limits.md), outside any transaction: a counter on the pool must never
+  // wait while this call holds a pooled connection and its family's lock. A token the authoritative
+  // path rotates was active here too, so this path decided to rotate it first: every rotation is
+  // counted here, once; replays and refusals never are.
+  await app.brakes?.take('rotations', current.familyId);
   const minted = mint(app, req, current, decision, now);
   // Its own short transaction on the driver (Store.commitRotation). The clock is read once that
   // transaction has begun, as in commitRotation below, so a token that expired while the call

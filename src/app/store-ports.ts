@@ -119,6 +119,16 @@ export interface TokenRepository {
    * batch starts; undefined when the pass has examined every candidate.
    */
   deleteEnded(q: EndedTokenBatch): Promise<{ deletedIds: string[]; next: EndedTokenCursor | undefined }>;
+  /**
+   * Records that a federated token was issued to a workload (`workloadKey`: its federation rule
+   * and JWT `sub`, hashed), for the rule's `max_active_tokens` (src/app/federation-service.ts).
+   */
+  recordWorkload(tokenId: string, workloadKey: string, createdAt: number): Promise<void>;
+  /**
+   * The live (neither revoked nor expired at `now`) tokens issued to a workload, oldest first;
+   * forgets the records of its ended ones. Run it in a transaction holding the workload's lock.
+   */
+  liveOfWorkload(workloadKey: string, now: number): Promise<{ id: string; familyId: string }[]>;
 }
 
 /** One batch of the retention's token deletes. */

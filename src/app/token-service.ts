@@ -88,6 +88,7 @@ export async function insertCreated(tx: Repositories, minted: MintedToken, who: 
 export async function createToken(app: AppContext, caller: Caller, input: CreateTokenInput): Promise<MintedToken> {
   const now = app.now();
   const minted = mintFor(app, caller, input, now);
+  await app.brakes?.take('mints', minted.record.ownerId);
   await app.store.transaction((tx) => insertCreated(tx, minted, whoIs(caller), now));
   return minted;
 }

@@ -42,6 +42,12 @@ export type RotorErrorCode =
    */
   | 'resource_exhausted'
   /**
+   * A brake of docs/limits.md: too many failed authentications from the caller's peer, tokens
+   * minted for one owner id, or rotations of one family in the current window. `retryAfterSeconds`
+   * says when the window ends.
+   */
+  | 'rate_limited'
+  /**
    * A watcher resumed after a sequence whose successors the retention job may have deleted
    * (ROTOR_RETENTION_DAYS): the replay would have a hole, so it starts again from a snapshot.
    */
@@ -54,6 +60,8 @@ export interface RotorErrorDetails {
   field?: string;
   /** The caller sent no credentials at all (RFC 6750 §3.1: the challenge then names no error). */
   noCredentials?: boolean;
+  /** `rate_limited`: whole seconds until the limit's window ends (Retry-After, RetryInfo). */
+  retryAfterSeconds?: number;
 }
 
 /**

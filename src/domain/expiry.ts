@@ -89,6 +89,7 @@ export function stateAfter(type: TokenEventType, reason: string | null): TokenSt
     case 'revoked':
       return reason === 'overlap_ended' ? 'rotated' : 'revoked';
     case 'family_revoked':
+    case 'superseded':
       return 'revoked';
     case 'expired':
       return 'expired';

@@ -20,6 +20,11 @@ export interface FederationRule {
   capToTokenExpiry: boolean;
   /** Audiences the issued token may be restricted to with `audience`/`resource`. */
   tokenAudiences: string[];
+  /**
+   * Most live tokens one workload (this rule and one JWT `sub`) may hold; minting one more
+   * supersedes the oldest (docs/limits.md). 0 or absent: no cap.
+   */
+  maxActiveTokens?: number;
 }
 
 /** What a federation exchange asks for, besides the verified workload. */

@@ -12,6 +12,8 @@ export type TokenEventType =
   | 'retry_refused'
   | 'revoked'
   | 'family_revoked'
+  /** Revoked because its workload minted one more than its federation rule's `max_active_tokens` (reason `superseded`). */
+  | 'superseded'
   | 'expiring_soon'
   | 'expired'
   | 'predecessor_retired';

@@ -3,7 +3,16 @@ import type { TokenPolicy } from './policy.js';
 import type { TokenKind } from './token-kind.js';
 
 /** Why a token stopped being active (docs/design.md, Domain). */
-export type RevokeReason = 'rotated' | 'revoked' | 'family_revoked' | 'reuse_detected' | 'recovered' | 'cascade';
+export type RevokeReason =
+  | 'rotated'
+  | 'revoked'
+  | 'family_revoked'
+  | 'reuse_detected'
+  | 'recovered'
+  /** An ancestor was revoked with cascade (docs/rotation.md, "Lineage and cascade"). */
+  | 'cascade'
+  /** A newer token of the same federated workload took its place (federation rule `max_active_tokens`). */
+  | 'superseded';
 
 /** The stored token, as the domain sees it. Times are milliseconds since the epoch. */
 export interface TokenRecord {
@@ -128,6 +137,11 @@ export function revokedError(token: TokenRecord): RotorError {
       return new RotorError('token_revoked', `token has been revoked: its family was revoked at ${at}`);
     case 'cascade':
       return new RotorError('token_revoked', `token has been revoked: an ancestor was revoked with cascade at ${at}`);
+    case 'superseded':
+      return new RotorError(
+        'token_revoked',
+        `token has been revoked: superseded at ${at} by a newer token of the same workload (max_active_tokens)`,
+      );
     default:
       return new RotorError('token_revoked', 'token has been revoked');
   }

@@ -2,6 +2,8 @@ import { readdirSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { DURATION_BUCKETS, type RpcStats } from '../api/rpc-stats.js';
+import type { BrakeStats } from '../app/brakes.js';
+import { RATE_LIMIT_KINDS } from '../domain/rate-limits.js';
 import { WATCH_STREAM_CAPS, type WatchStreamCap } from '../domain/watch-stream-caps.js';
 
 /**
@@ -58,6 +60,8 @@ export interface MetricsSources {
   /** The server secret fails the strength rules and was admitted for a database with tokens (src/runtime/weak-secret-gate.ts). */
   secretWeak: boolean;
   retention: () => { passes: number; failures: number; elsewhere: number; tokens: number; events: number };
+  /** The brakes (docs/limits.md); absent: not counted. */
+  brakes?: () => BrakeStats;
 }
 
 /** The metrics of one running server; `close()` stops its event-loop delay monitor. */
@@ -192,6 +196,25 @@ export class Metrics {
         [{ table: 'token_events' }, retention.events],
       ],
     );
+
+    const brakes = s.brakes?.();
+    if (brakes) {
+      out.counter(
+        'rotor_rate_limit_counted_total',
+        'Events this replica counted against a rate limit, by limit (failed_auth: failed authentications per peer; mints: tokens minted per owner; rotations: rotations per family).',
+        RATE_LIMIT_KINDS.map((limit): Sample => [{ limit }, brakes.counted[limit]]),
+      );
+      out.counter(
+        'rotor_rate_limit_refused_total',
+        'Calls this replica refused with RESOURCE_EXHAUSTED / HTTP 429 (rate_limited), by limit.',
+        RATE_LIMIT_KINDS.map((limit): Sample => [{ limit }, brakes.refused[limit]]),
+      );
+      out.counter(
+        'rotor_rate_limit_store_failures_total',
+        'Rate limit counter updates that failed (the shared counter store unreachable); each such call went on unlimited (fail open).',
+        [[{}, brakes.storeFailures]],
+      );
+    }
 
     const cpu = process.cpuUsage();
     const mem = process.memoryUsage();

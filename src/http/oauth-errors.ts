@@ -49,6 +49,9 @@ function oauthErrorOf(code: RotorErrorCode): OAuthError {
     case 'unavailable':
     case 'resource_exhausted':
       return { error: 'temporarily_unavailable', status: 503 };
+    // RFC 6585 §4: 429 with Retry-After (sendOAuthError adds it); RFC 6749 has no code of its own for it.
+    case 'rate_limited':
+      return { error: 'temporarily_unavailable', status: 429 };
   }
 }
 
@@ -80,6 +83,7 @@ export function sendOAuthError(res: ServerResponse, e: unknown, log: Logger, whe
       status === 401 || error === 'insufficient_scope'
         ? { 'www-authenticate': bearerChallenge(error, e.message, e.details.noCredentials === true) }
         : {};
+    if (e.details.retryAfterSeconds !== undefined) extra['retry-after'] = String(e.details.retryAfterSeconds);
     sendJson(res, status, body, extra);
     return;
   }

@@ -109,6 +109,23 @@ function metricsRoute(app: AppContext, metrics: MetricsRoute): Route {
   };
 }
 
+/**
+ * An OAuth route under the failed-authentication brake (docs/limits.md), as the RPCs are in
+ * src/api/services.ts: a blocked peer is refused before the route runs, a failure is counted.
+ */
+function braked(app: AppContext, route: Route): Route {
+  const brakes = app.brakes;
+  if (!brakes?.on('failed_auth')) return route;
+  return async (req, res) => {
+    try {
+      if (brakes.anyBlocked) brakes.checkPeer(peerOf(req));
+      await route(req, res);
+    } catch (e) {
+      throw await brakes.afterFailure(peerOf(req), e);
+    }
+  };
+}
+
 /** The non-RPC routes of the HTTP port, by path, with their one allowed method. */
 function oauthRoutes(
   app: AppContext,
@@ -116,9 +133,9 @@ function oauthRoutes(
   metrics: MetricsRoute | undefined,
 ): Map<string, { method: string; route: Route }> {
   return new Map([
-    ['/oauth/token', { method: 'POST', route: tokenRoute(app) }],
-    ['/oauth/introspect', { method: 'POST', route: introspectRoute(app) }],
-    ['/oauth/revoke', { method: 'POST', route: revokeRoute(app) }],
+    ['/oauth/token', { method: 'POST', route: braked(app, tokenRoute(app)) }],
+    ['/oauth/introspect', { method: 'POST', route: braked(app, introspectRoute(app)) }],
+    ['/oauth/revoke', { method: 'POST', route: braked(app, revokeRoute(app)) }],
     ['/healthz', { method: 'GET', route: healthRoute(ping) }],
     ...(metrics ? ([['/metrics', { method: 'GET', route: metricsRoute(app, metrics) }]] as const) : []),
     ...wellKnownRoutes(app),

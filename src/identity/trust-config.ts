@@ -238,6 +238,7 @@ const RULE_FIELDS = [
   'max_lifetime_seconds',
   'cap_to_token_expiry',
   'token_audiences',
+  'max_active_tokens',
 ] as const;
 
 function parseRule(
@@ -301,8 +302,12 @@ function parseRule(
     maxLifetimeSeconds: int(`${path}.max_lifetime_seconds`, o.max_lifetime_seconds, 0, 1, maxLifetimeSeconds),
     capToTokenExpiry: bool(`${path}.cap_to_token_expiry`, o.cap_to_token_expiry, true),
     tokenAudiences: strings(`${path}.token_audiences`, o.token_audiences, false),
+    maxActiveTokens: int(`${path}.max_active_tokens`, o.max_active_tokens, 0, 1, MAX_ACTIVE_TOKENS),
   };
 }
+
+/** Highest `max_active_tokens` of a federation rule. */
+const MAX_ACTIVE_TOKENS = 10_000;
 
 /**
  * Validates a parsed trust-config document. `maxLifetimeSeconds` is the server's

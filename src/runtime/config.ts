@@ -4,6 +4,7 @@ import type { GrpcConnectionLimits } from '../api/grpc-listener.js';
 import { DEFAULT_THRESHOLDS_SECONDS, normalizeThresholds, parseDurationSeconds } from '../domain/expiry.js';
 import { SIGNING_ALGS, type SigningAlg } from '../domain/jwt-access-token.js';
 import { DEFAULT_LIMITS, type PolicyLimits } from '../domain/policy.js';
+import { DEFAULT_RATE_LIMITS, type RateLimit, type RateLimits } from '../domain/rate-limits.js';
 import { DEFAULT_WATCH_STREAM_CAPS, type WatchStreamCaps } from '../domain/watch-stream-caps.js';
 import { parseTrustConfig, TrustConfigError, type TrustConfig } from '../identity/trust-config.js';
 import { ConfigError } from './config-error.js';
@@ -60,6 +61,8 @@ export interface RotorConfig {
   reflection: boolean;
   /** `ROTOR_CONSOLE`: the web console at /console/ on the HTTP port (docs/console.md). */
   console: boolean;
+  /** The brakes (`ROTOR_RATE_LIMIT_*`, docs/limits.md); a maximum of 0 turns one off. */
+  rateLimits: RateLimits;
 }
 
 /** Settings of the expiry scheduler and the WatchExpiry feed. */
@@ -219,6 +222,41 @@ function loadGrpcConnectionLimits(env: Env, fileLimit: number | undefined): Grpc
   };
 }
 
+/** Highest maximum of a ROTOR_RATE_LIMIT_* variable. */
+const MAX_RATE_LIMIT = 1_000_000;
+
+/** One brake: its maximum per window (`name`, 0 turns it off) and the window (`name_WINDOW_SECONDS`). */
+function rateLimit(env: Env, name: SettingName, windowName: SettingName, fallback: RateLimit): RateLimit {
+  return {
+    max: wholeNumber(env, name, fallback.max, MAX_RATE_LIMIT),
+    windowSeconds: inRange(env, windowName, fallback.windowSeconds, 1, 86_400),
+  };
+}
+
+/** The brakes of docs/limits.md. */
+function loadRateLimits(env: Env): RateLimits {
+  return {
+    failed_auth: rateLimit(
+      env,
+      'ROTOR_RATE_LIMIT_FAILED_AUTH_PER_PEER',
+      'ROTOR_RATE_LIMIT_FAILED_AUTH_WINDOW_SECONDS',
+      DEFAULT_RATE_LIMITS.failed_auth,
+    ),
+    mints: rateLimit(
+      env,
+      'ROTOR_RATE_LIMIT_MINTS_PER_OWNER',
+      'ROTOR_RATE_LIMIT_MINTS_WINDOW_SECONDS',
+      DEFAULT_RATE_LIMITS.mints,
+    ),
+    rotations: rateLimit(
+      env,
+      'ROTOR_RATE_LIMIT_ROTATIONS_PER_FAMILY',
+      'ROTOR_RATE_LIMIT_ROTATIONS_WINDOW_SECONDS',
+      DEFAULT_RATE_LIMITS.rotations,
+    ),
+  };
+}
+
 /** The database part of the configuration (also all that `rotor migrate` reads). */
 export function loadDatabaseConfig(
   env: Env = process.env,
@@ -333,6 +371,7 @@ export function loadConfig(env: Env = process.env): RotorConfig {
   const tls = loadTlsConfig(env);
   const grpcConnections = loadGrpcConnectionLimits(env, openFileLimit());
   return {
+    rateLimits: loadRateLimits(env),
     grpcConnections,
     reflection: reflection === 'on',
     console: consoleSetting === 'on',

@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { callPeerKey } from '../api/peer-key.js';
+import { Brakes } from '../app/brakes.js';
 import type { AppContext } from '../app/context.js';
 import type { JwtSettings } from '../app/jwt-settings.js';
 import type { Logger } from '../app/logger-port.js';
@@ -9,6 +11,7 @@ import { createTokenKeys } from '../domain/token-keys.js';
 import { WorkloadVerifier } from '../identity/workload-verifier.js';
 import { KnexReplayCache } from '../store/jti-repository.js';
 import { openStore, type KnexStore } from '../store/knex-store.js';
+import { MemoryRateCounter, PostgresRateCounter } from '../store/rate-counter.js';
 import { KnexServerKeyRepository } from '../store/server-key-repository.js';
 import { KnexSigningKeyRepository } from '../store/signing-key-repository.js';
 import type { RotorConfig } from './config.js';
@@ -20,7 +23,7 @@ import type { ServerSecrets } from '../domain/server-keys.js';
 import { admitWeakSecret } from './weak-secret-gate.js';
 
 /** The application context on a knex store, and what start-up learnt of the server secret. */
-export type RotorApp = AppContext & { store: KnexStore; secret: Pick<ServerSecret, 'source' | 'weak'> };
+export type RotorApp = AppContext & { store: KnexStore; brakes: Brakes; secret: Pick<ServerSecret, 'source' | 'weak'> };
 
 /** What `createApp` takes besides configuration. */
 export interface AppOptions {
@@ -90,6 +93,14 @@ export async function createApp(config: RotorConfig, log: Logger, options: AppOp
       config.trust === undefined
         ? undefined
         : new WorkloadVerifier(config.trust, store.guard(new KnexReplayCache(store.knex)), now, log),
+    // Shared by every replica on PostgreSQL, per process on SQLite (docs/limits.md).
+    brakes: new Brakes(
+      config.rateLimits,
+      store.engine === 'postgres' ? new PostgresRateCounter(store.knex, now) : new MemoryRateCounter(),
+      now,
+      log,
+      callPeerKey,
+    ),
   };
 }
 

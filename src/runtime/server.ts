@@ -113,6 +113,7 @@ export async function startRotor(config: RotorConfig, log: Logger, now?: () => n
           release: async () => {
             await parts.feed.settled();
             parts.metrics?.close();
+            await app.brakes.close();
             await app.store.close();
           },
         },
@@ -218,6 +219,7 @@ function buildServer(app: RotorApp, config: RotorConfig, log: Logger) {
           scheduler: () => scheduler.stats(),
           secretWeak: app.secret.weak !== undefined,
           retention: () => retention.stats(),
+          brakes: () => app.brakes.snapshot(),
         });
   const grpcServer = createGrpcServer(services, log, config.grpcConnections, tracker);
   addGrpcHealthService(grpcServer, health);
@@ -261,5 +263,8 @@ function logStart(app: RotorApp, config: RotorConfig, log: Logger, grpcPort: num
     retention_days: config.retention.days,
     trusted_issuers: config.trust?.issuers.length ?? 0,
     federation_rules: config.trust?.federation.length ?? 0,
+    rate_limits: Object.entries(config.rateLimits)
+      .map(([k, l]) => (l.max === 0 ? `${k}=off` : `${k}=${l.max}/${l.windowSeconds}s`))
+      .join(' '),
   });
 }

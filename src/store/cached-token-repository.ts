@@ -166,6 +166,14 @@ export class CachedTokenRepository implements TokenRepository {
     return this.base.listActiveWithScope(scope, now);
   }
 
+  recordWorkload(tokenId: string, workloadKey: string, createdAt: number): Promise<void> {
+    return this.base.recordWorkload(tokenId, workloadKey, createdAt);
+  }
+
+  liveOfWorkload(workloadKey: string, now: number): Promise<{ id: string; familyId: string }[]> {
+    return this.base.liveOfWorkload(workloadKey, now);
+  }
+
   /** Deleted rows leave the cache, so this process answers "unknown" for them at once. */
   async deleteEnded(q: EndedTokenBatch): Promise<{ deletedIds: string[]; next: EndedTokenCursor | undefined }> {
     const r = await this.base.deleteEnded(q);

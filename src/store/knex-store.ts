@@ -43,6 +43,7 @@ const EVENT_KINDS: readonly EventKind[] = [
   { type: 'family_revoked', reason: 'reuse_detected' },
   { type: 'family_revoked', reason: 'cascade' },
   { type: 'predecessor_retired', reason: null },
+  { type: 'superseded', reason: 'superseded' },
   { type: 'expiring_soon', reason: null },
   { type: 'expired', reason: null },
 ];

@@ -256,4 +256,25 @@ export class KnexTokenRepository implements TokenRepository {
   private run(s: RetentionStatement): Promise<unknown> {
     return this.db.raw(s.sql, s.bindings);
   }
+
+  async recordWorkload(tokenId: string, workloadKey: string, createdAt: number): Promise<void> {
+    await this.db('federated_tokens').insert({ token_id: tokenId, workload_key: workloadKey, created_at: createdAt });
+  }
+
+  async liveOfWorkload(workloadKey: string, now: number): Promise<{ id: string; familyId: string }[]> {
+    const rows = await this.db('federated_tokens as f')
+      .leftJoin('tokens as t', 't.id', 'f.token_id')
+      .where('f.workload_key', workloadKey)
+      .orderBy([{ column: 'f.created_at' }, { column: 'f.token_id' }])
+      .select<{ id: string; family_id: string | null; revoked_at: unknown; expires_at: unknown }[]>(
+        'f.token_id as id',
+        't.family_id',
+        't.revoked_at',
+        't.expires_at',
+      );
+    const live = rows.filter((r) => r.family_id !== null && r.revoked_at === null && Number(r.expires_at) > now);
+    const ended = rows.filter((r) => !live.includes(r)).map((r) => r.id);
+    if (ended.length > 0) await this.db('federated_tokens').whereIn('token_id', ended).delete();
+    return live.map((r) => ({ id: r.id, familyId: r.family_id! }));
+  }
 }

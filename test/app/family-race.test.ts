@@ -27,6 +27,7 @@ import { mintToken, type MintedToken } from '../../src/domain/new-token.js';
 import { resolvePolicy } from '../../src/domain/policy.js';
 import { tokenState, type TokenRecord } from '../../src/domain/token.js';
 import { loadConfig } from '../../src/runtime/config.js';
+import { BRAKES_OFF } from '../support/brakes-off.js';
 import { createLogger } from '../../src/runtime/logger.js';
 import { createApp } from '../../src/runtime/server.js';
 import type { KnexStore } from '../../src/store/knex-store.js';
@@ -41,6 +42,7 @@ type App = AppContext & { store: KnexStore };
 
 async function replica(url: string): Promise<App> {
   const config = loadConfig({
+    ...BRAKES_OFF,
     ROTOR_DATA_DIR: mkdtempSync(join(tmpdir(), 'rotor-race-data-')),
     ROTOR_DATABASE_URL: url,
     ROTOR_SECRET: SECRET,

@@ -24,6 +24,7 @@ import { mintToken, type MintedToken } from '../../src/domain/new-token.js';
 import { resolvePolicy } from '../../src/domain/policy.js';
 import { tokenState } from '../../src/domain/token.js';
 import { loadConfig } from '../../src/runtime/config.js';
+import { BRAKES_OFF } from '../support/brakes-off.js';
 import { createLogger } from '../../src/runtime/logger.js';
 import { createApp } from '../../src/runtime/server.js';
 import type { KnexStore } from '../../src/store/knex-store.js';
@@ -123,6 +124,7 @@ describe.each(ENGINES)('rotation retry path on %s', (engine) => {
   beforeAll(async () => {
     db = await engineDatabase(engine);
     const config = loadConfig({
+      ...BRAKES_OFF,
       ROTOR_DATA_DIR: mkdtempSync(join(tmpdir(), 'rotor-retry-data-')),
       ROTOR_DATABASE_URL: db.url,
       ROTOR_SECRET: randomBytes(32).toString('hex'),

@@ -32,6 +32,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Caller } from '../../src/app/authenticate.js';
 import { bootstrapAdmin } from '../../src/app/bootstrap.js';
 import { loadConfig } from '../../src/runtime/config.js';
+import { BRAKES_OFF } from '../support/brakes-off.js';
 import { createApp, type RotorApp } from '../../src/runtime/create-app.js';
 import { createLogger } from '../../src/runtime/logger.js';
 import { describeOnPostgres, scratchDatabase, type ScratchDatabase } from '../support/engines.js';
@@ -322,6 +323,7 @@ describeOnPostgres('concurrent rotation commands on two replicas agree with docs
 
   async function replica(url: string): Promise<RotorApp> {
     const config = loadConfig({
+      ...BRAKES_OFF,
       ROTOR_DATA_DIR: mkdtempSync(join(tmpdir(), 'rotor-model-concurrent-')),
       ROTOR_DATABASE_URL: url,
       ROTOR_SECRET: SECRET,

@@ -22,6 +22,7 @@ import type { Caller } from '../../src/app/authenticate.js';
 import { bootstrapAdmin } from '../../src/app/bootstrap.js';
 import { ExpiryScheduler } from '../../src/expiry/scheduler.js';
 import { loadConfig } from '../../src/runtime/config.js';
+import { BRAKES_OFF } from '../support/brakes-off.js';
 import { createLogger } from '../../src/runtime/logger.js';
 import { createApp, type RotorApp } from '../../src/runtime/create-app.js';
 import { ENGINES, engineDatabase, type ScratchDatabase } from '../support/engines.js';
@@ -97,6 +98,7 @@ describe.each(ENGINES)('rotation rules against the reference model on %s', (engi
   beforeAll(async () => {
     db = await engineDatabase(engine);
     const config = loadConfig({
+      ...BRAKES_OFF,
       ROTOR_DATA_DIR: mkdtempSync(join(tmpdir(), 'rotor-model-data-')),
       ROTOR_DATABASE_URL: db.url,
       ROTOR_SECRET: randomBytes(32).toString('hex'),

@@ -109,6 +109,7 @@ describe.each(ENGINES)('knex store on %s', (engine) => {
         row('tok_revoked', 1_700_000_000_456, 'reuse_detected'),
         row('tok_active', null, null),
       ]);
+      // It and every migration after it (later ones are listed after it as they are added).
       expect(await migrate(knex)).toEqual(MIGRATIONS.slice(before).map(([name]) => name));
       const rows = await knex('tokens').select('id', 'revoked_at', 'rotated_at').orderBy('id');
       expect(rows.map((r) => [r.id, numOrNull(r.revoked_at), numOrNull(r.rotated_at)])).toEqual([

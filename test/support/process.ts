@@ -1,5 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { BRAKES_OFF } from './brakes-off.js';
 
 /** The repository root and the built CLI (`npm test` builds dist/ first). */
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -38,7 +39,8 @@ export interface ServeProcess {
 /** Starts `rotor serve` on ephemeral ports and waits for its "rotor listening" line. */
 export function startServe(env: Record<string, string>): Promise<ServeProcess> {
   const child = spawn(process.execPath, [CLI, 'serve'], {
-    env: { ...process.env, ROTOR_GRPC_PORT: '0', ROTOR_HTTP_PORT: '0', ...env },
+    // Without the brakes unless a test sets them (test/support/server.ts, BRAKES_OFF).
+    env: { ...process.env, ROTOR_GRPC_PORT: '0', ROTOR_HTTP_PORT: '0', ...BRAKES_OFF, ...env },
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

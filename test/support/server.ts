@@ -9,6 +9,7 @@ import { loadConfig, type RotorConfig } from '../../src/runtime/config.js';
 import { loadServerSecret, secretBytes } from '../../src/runtime/server-secret.js';
 import { createLogger } from '../../src/runtime/logger.js';
 import { startRotor, type RunningRotor } from '../../src/runtime/server.js';
+import { BRAKES_OFF } from './brakes-off.js';
 import { scratchDatabase, type Engine, type ScratchDatabase } from './engines.js';
 import { secretsIn, secretsInDirectory, secretsInPostgres } from './leak-scan.js';
 
@@ -86,6 +87,7 @@ export async function startTestServer(
       ROTOR_GRPC_PORT: '0',
       ROTOR_HTTP_PORT: '0',
       ROTOR_RETENTION_INTERVAL_MS: '0',
+      ...BRAKES_OFF,
       ...(db ? { ROTOR_DATABASE_URL: options.rewriteDatabaseUrl?.(db.url) ?? db.url } : {}),
       ...(options.join ? { ROTOR_DATABASE_URL: options.join.databaseUrl } : {}),
       ...env,
