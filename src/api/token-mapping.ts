@@ -93,6 +93,7 @@ export function policyFromPb(p: PbPolicy | undefined): PolicyRequest {
     const b = p.workloadBinding;
     request.workloadBinding = { issuer: b.issuer, subject: b.subject, audience: b.audience, claims: { ...b.claims } };
   }
+  if (p.dpopJkt !== '') request.dpopJkt = p.dpopJkt;
   return request;
 }
 
@@ -124,6 +125,7 @@ export function tokenToPb(t: TokenRecord, now: number): Token {
       reuseGraceSeconds: BigInt(t.policy.reuseGraceSeconds),
       workloadBinding:
         t.policy.workloadBinding === undefined ? undefined : create(WorkloadBindingSchema, t.policy.workloadBinding),
+      dpopJkt: t.policy.dpopJkt ?? '',
     }),
   });
 }

@@ -2,6 +2,7 @@ import type { ServiceImpl } from '@connectrpc/connect';
 import { authenticate } from '../app/authenticate.js';
 import type { AppContext } from '../app/context.js';
 import { rotateToken } from '../app/rotation-service.js';
+import { tokenTypeOf } from '../app/dpop.js';
 import { introspect } from '../app/introspection.js';
 import { revokeFamily, revokeToken } from '../app/revocation.js';
 import { createToken, getToken, listTokens } from '../app/token-service.js';
@@ -68,7 +69,11 @@ export function tokenServiceImpl(app: AppContext): ServiceImpl<typeof TokenServi
         actorToken: req.actorToken,
         actorTokenType: req.actorTokenType,
       });
-      return { token: tokenToPb(minted.record, app.now()), secret: minted.secret };
+      return {
+        token: tokenToPb(minted.record, app.now()),
+        secret: minted.secret,
+        tokenType: tokenTypeOf(minted.record),
+      };
     },
 
     async revokeToken(req, ctx) {
@@ -92,7 +97,8 @@ export function tokenServiceImpl(app: AppContext): ServiceImpl<typeof TokenServi
         exp: BigInt(Math.floor(t.expiresAt / 1000)),
         iat: BigInt(Math.floor(t.issuedAt / 1000)),
         sub: t.sub,
-        tokenType: 'Bearer',
+        tokenType: t.cnfJkt === undefined ? 'Bearer' : 'DPoP',
+        cnfJkt: t.cnfJkt ?? '',
         tokenId: t.tokenId,
         familyId: t.familyId,
         kind: t.kind === undefined ? TokenKindPb.UNSPECIFIED : kindToPb(t.kind),

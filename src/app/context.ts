@@ -1,6 +1,7 @@
 import type { PolicyLimits } from '../domain/policy.js';
 import type { Clock, RandomSource } from '../domain/ports.js';
 import type { TokenKeys } from '../domain/token-keys.js';
+import type { DpopRequest, DpopVerifier } from './dpop-port.js';
 import type { WorkloadIdentity } from './identity-port.js';
 import type { JwtSettings } from './jwt-settings.js';
 import type { Logger } from './logger-port.js';
@@ -18,6 +19,8 @@ export interface AppContext {
   jwt: JwtSettings;
   /** Trusted workload issuers and federation rules; undefined when ROTOR_TRUST_CONFIG is unset. */
   identity?: WorkloadIdentity;
+  /** DPoP proof verification (docs/dpop.md); undefined only in tests that build a bare context. */
+  dpop?: DpopVerifier;
 }
 
 /** Transport-neutral facts about a call: the bearer credential and the network peer. */
@@ -25,4 +28,6 @@ export interface CallMeta {
   /** The raw `authorization` header value, if any. */
   authorization: string | undefined;
   peer: string | null;
+  /** The DPoP proof sent with the call and the URL it reached (undefined: no proof was sent). */
+  dpop?: DpopRequest;
 }

@@ -1,3 +1,4 @@
+import { validateJkt } from './dpop-proof.js';
 import { RotorError } from './errors.js';
 import { validateBinding, type WorkloadBinding } from './workload-binding.js';
 
@@ -10,6 +11,8 @@ export interface TokenPolicy {
   reuseGraceSeconds: number;
   /** Rule 4: only the bound workload may rotate the token (absent: no binding). */
   workloadBinding?: WorkloadBinding;
+  /** RFC 9449: the thumbprint of the key every use must prove (absent: a bearer token; docs/dpop.md). */
+  dpopJkt?: string;
 }
 
 /** The numeric knobs of a policy (seconds), compared when one policy must not be looser. */
@@ -84,6 +87,7 @@ export function resolvePolicy(request: PolicyRequest, limits: PolicyLimits): Tok
   };
   if (request.workloadBinding !== undefined)
     policy.workloadBinding = validateBinding('policy.workload_binding', request.workloadBinding);
+  if (request.dpopJkt !== undefined) policy.dpopJkt = validateJkt('policy.dpop_jkt', request.dpopJkt);
   return policy;
 }
 

@@ -54,6 +54,16 @@ export interface RotorConfig {
   grpcConnections: GrpcConnectionLimits;
   /** `ROTOR_REFLECTION`: gRPC server reflection (v1 and v1alpha) on the gRPC port. */
   reflection: boolean;
+  /** DPoP proofs (docs/dpop.md). */
+  dpop: DpopConfig;
+}
+
+/** DPoP settings (docs/dpop.md). */
+export interface DpopConfig {
+  /** `ROTOR_DPOP_MAX_AGE_SECONDS`: how old a proof's `iat` may be (plus a 5-second skew). */
+  maxAgeSeconds: number;
+  /** `ROTOR_DPOP_NONCE`: every proof must carry a server nonce (RFC 9449 §8). */
+  nonce: boolean;
 }
 
 /** Settings of the expiry scheduler and the WatchExpiry feed. */
@@ -288,10 +298,18 @@ export function loadConfig(env: Env = process.env): RotorConfig {
   if (reflection !== 'on' && reflection !== 'off')
     throw new ConfigError(`ROTOR_REFLECTION must be on or off, got "${reflection}"`);
   const tls = loadTlsConfig(env);
+  const dpopNonce = env.ROTOR_DPOP_NONCE || 'off';
+  if (dpopNonce !== 'on' && dpopNonce !== 'off')
+    throw new ConfigError(`ROTOR_DPOP_NONCE must be on or off, got "${dpopNonce}"`);
+  const dpop: DpopConfig = {
+    maxAgeSeconds: inRange(env, 'ROTOR_DPOP_MAX_AGE_SECONDS', 60, 1, 3600),
+    nonce: dpopNonce === 'on',
+  };
   const grpcConnections = loadGrpcConnectionLimits(env, openFileLimit());
   return {
     grpcConnections,
     reflection: reflection === 'on',
+    dpop,
     tls,
     metrics,
     host,

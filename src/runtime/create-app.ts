@@ -7,6 +7,8 @@ import type { RotorError } from '../domain/errors.js';
 import { createSigningKeySeal } from '../domain/signing-key-seal.js';
 import { createTokenKeys } from '../domain/token-keys.js';
 import { WorkloadVerifier } from '../identity/workload-verifier.js';
+import { JoseDpopVerifier } from '../identity/dpop-verifier.js';
+import { DpopNonces, dpopNonceKey } from '../domain/dpop-nonce.js';
 import { KnexReplayCache } from '../store/jti-repository.js';
 import { openStore, type KnexStore } from '../store/knex-store.js';
 import { KnexServerKeyRepository } from '../store/server-key-repository.js';
@@ -81,6 +83,10 @@ export async function createApp(config: RotorConfig, log: Logger, options: AppOp
       config.trust === undefined
         ? undefined
         : new WorkloadVerifier(config.trust, store.guard(new KnexReplayCache(store.knex)), now, log),
+    dpop: new JoseDpopVerifier(store.guard(new KnexReplayCache(store.knex)), now, {
+      maxAgeSeconds: config.dpop.maxAgeSeconds,
+      nonces: config.dpop.nonce ? new DpopNonces(dpopNonceKey(secret.bytes), config.dpop.maxAgeSeconds) : undefined,
+    }),
   };
 }
 

@@ -56,7 +56,9 @@ export interface NewTokenOptions {
   scopes?: string[];
   audiences?: string[];
   lifetimeMs?: number;
-  policy?: Partial<Record<keyof Omit<TokenPolicy, '$typeName' | '$unknown' | 'workloadBinding'>, bigint>> & {
+  policy?: Partial<
+    Record<keyof Omit<TokenPolicy, '$typeName' | '$unknown' | 'workloadBinding' | 'dpopJkt'>, bigint>
+  > & {
     workloadBinding?: Omit<WorkloadBinding, '$typeName' | '$unknown'>;
   };
 }
