@@ -279,6 +279,17 @@ describe.each(withEngines<Wire>(['grpc', 'connect']))('DPoP-bound tokens over %s
     expect((await stateOf(s, t1)).state).toBe(TokenState.REVOKED);
   });
 
+  it(`WatchExpiry with a bound bearer needs a proof when the stream opens over ${wire} on ${engine}`, async () => {
+    const refused = await failure(c.firstEvent({ authorization: `DPoP ${target.secret}` }));
+    expect(refused.code).toBe(Code.Unauthenticated);
+    expect(refused.meta('rotor-error')).toBe('invalid_dpop_proof');
+    const first = await c.firstEvent({
+      authorization: `DPoP ${target.secret}`,
+      dpop: await dpopProof(key, { htu: c.url('WatchExpiry'), accessToken: target.secret, iat: iatOf(s) }),
+    });
+    expect(first).toMatchObject({ tokenId: target.id });
+  });
+
   it(`introspection by an admin returns the thumbprint of a bound token and none for an unbound one over ${wire} on ${engine}`, async () => {
     const unbound = await createToken(s, undefined);
     const [bound, plain] = await Promise.all(

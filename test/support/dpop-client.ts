@@ -1,6 +1,7 @@
 import { type Code, ConnectError, createClient } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
 import type * as grpc from '@grpc/grpc-js';
+import { ExpiryService } from '../../src/gen/rotor/v1/expiry_service_pb.js';
 import { TokenExchangeService } from '../../src/gen/rotor/v1/token_exchange_service_pb.js';
 import { TokenService } from '../../src/gen/rotor/v1/token_service_pb.js';
 import { grpcClient } from './grpc-client.js';
@@ -13,7 +14,7 @@ export interface CallHeaders {
   dpop?: string;
 }
 
-type Rpc = 'RotateToken' | 'IntrospectToken' | 'GetToken' | 'ExchangeToken';
+type Rpc = 'RotateToken' | 'IntrospectToken' | 'GetToken' | 'ExchangeToken' | 'WatchExpiry';
 
 /**
  * TokenService and TokenExchangeService over grpc-js (gRPC port) or the Connect client (HTTP port)
@@ -24,6 +25,8 @@ export interface DpopClient {
   /** `http://<authority>/rotor.v1.<Service>/<Method>`, the htu of a proof for that call. */
   url(rpc: Rpc): string;
   call(rpc: Rpc, req: Record<string, unknown>, headers: CallHeaders): Promise<Record<string, unknown>>;
+  /** Opens WatchExpiry with a snapshot; the first event, or the stream's failure. The stream is then cancelled. */
+  firstEvent(headers: CallHeaders): Promise<Record<string, unknown>>;
   close(): void;
 }
 
@@ -32,7 +35,11 @@ const SERVICE: Record<Rpc, string> = {
   IntrospectToken: 'rotor.v1.TokenService',
   GetToken: 'rotor.v1.TokenService',
   ExchangeToken: 'rotor.v1.TokenExchangeService',
+  WatchExpiry: 'rotor.v1.ExpiryService',
 };
+
+const defined = (headers: CallHeaders) =>
+  Object.fromEntries(Object.entries(headers).filter(([, v]) => v !== undefined)) as Record<string, string>;
 
 const local = (rpc: Rpc) => (rpc.charAt(0).toLowerCase() + rpc.slice(1)) as 'rotateToken';
 
@@ -43,9 +50,34 @@ export function dpopClient(wire: Wire, s: Pick<TestServer, 'grpcAddress' | 'http
   if (wire === 'grpc') {
     const tokens = grpcClient(TokenService, s.grpcAddress);
     const exchange = grpcClient(TokenExchangeService, s.grpcAddress);
+    const expiry = grpcClient(ExpiryService, s.grpcAddress);
     return {
       wire,
       url,
+      firstEvent(headers) {
+        const call = (
+          expiry as unknown as {
+            stream(
+              m: string,
+              r: unknown,
+              o: { metadata: Record<string, string> },
+            ): grpc.ClientReadableStream<Record<string, unknown>>;
+          }
+        ).stream('watchExpiry', { includeSnapshot: true }, { metadata: defined(headers) });
+        return new Promise((resolve, reject) => {
+          call.once('data', (e: Record<string, unknown>) => {
+            call.removeAllListeners('error');
+            call.on('error', () => {});
+            call.cancel();
+            resolve(e);
+          });
+          call.once('error', (err: grpc.ServiceError) => {
+            const md: Record<string, string> = {};
+            for (const [k, v] of Object.entries(err.metadata?.getMap() ?? {})) if (typeof v === 'string') md[k] = v;
+            reject(new RpcFailure(err.code as number as Code, err.details, md));
+          });
+        });
+      },
       async call(rpc, req, headers) {
         const metadata = Object.fromEntries(Object.entries(headers).filter(([, v]) => v !== undefined)) as Record<
           string,
@@ -67,15 +99,37 @@ export function dpopClient(wire: Wire, s: Pick<TestServer, 'grpcAddress' | 'http
       close() {
         tokens.close();
         exchange.close();
+        expiry.close();
       },
     };
   }
   const transport = createConnectTransport({ baseUrl: s.httpUrl, httpVersion: '1.1' });
   const tokens = createClient(TokenService, transport);
   const exchange = createClient(TokenExchangeService, transport);
+  const expiry = createClient(ExpiryService, transport);
   return {
     wire,
     url,
+    async firstEvent(headers) {
+      const abort = new AbortController();
+      try {
+        for await (const e of expiry.watchExpiry(
+          { includeSnapshot: true },
+          { headers: defined(headers), signal: abort.signal },
+        ))
+          return e as unknown as Record<string, unknown>;
+        throw new Error('WatchExpiry ended without an event');
+      } catch (e) {
+        if (!(e instanceof ConnectError)) throw e;
+        const md: Record<string, string> = {};
+        e.metadata.forEach((v, k) => {
+          md[k] = v;
+        });
+        throw new RpcFailure(e.code, e.rawMessage, md);
+      } finally {
+        abort.abort();
+      }
+    },
     async call(rpc, req, headers) {
       const h = Object.fromEntries(Object.entries(headers).filter(([, v]) => v !== undefined)) as Record<
         string,
