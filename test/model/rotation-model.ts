@@ -45,6 +45,11 @@ export type NamedBy = 'presented' | 'by_id';
 export interface ModelPolicy {
   reuseGraceSeconds: number;
   overlapSeconds: number;
+  /**
+   * Bound to the test's DPoP key (docs/dpop.md): the holder's rotations carry a proof of it, and a
+   * thief's rotation without one is refused before any rule runs, changing nothing.
+   */
+  dpop?: boolean;
 }
 
 export interface ModelToken {
