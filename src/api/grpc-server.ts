@@ -39,9 +39,10 @@ function authorizationOf(md: grpc.Metadata): string | undefined {
  * The DPoP facts of a gRPC call: the `dpop` metadata and the URL the call reached,
  * `http(s)://<:authority>/<service>/<method>` (docs/dpop.md, "htu"). Undefined without a proof.
  */
-function dpopOf(call: AnyServerCall, path: string): DpopRequest | undefined {
+function dpopOf(call: AnyServerCall, mounted: MountedService, method: DescMethod): DpopRequest | undefined {
   const proof = call.metadata.get('dpop')[0];
   if (proof === undefined) return undefined;
+  const path = `/${mounted.service.typeName}/${method.name}`;
   const scheme = call.getAuthContext().transportSecurityType === 'ssl' ? 'https' : 'http';
   return { proof: String(proof), htm: 'POST', url: `${scheme}://${call.getHost()}${path}`, path };
 }
@@ -71,7 +72,7 @@ class GrpcCallContext implements HandlerContext {
   ) {
     const deadline = call.getDeadline();
     this.deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
-    const dpop = dpopOf(call, `/${mounted.service.typeName}/${method.name}`);
+    const dpop = dpopOf(call, mounted, method);
     this.values = createContextValues().set(callMetaKey, {
       authorization: authorizationOf(call.metadata),
       peer: call.getPeer(),
