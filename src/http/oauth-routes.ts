@@ -86,7 +86,7 @@ function introspectRoute(app: AppContext): Route {
 function revokeRoute(app: AppContext): Route {
   return async (req, res) => {
     const form = await readForm(req);
-    await revokeBySecret(app, form.get('token'), peerOf(req));
+    await revokeBySecret(app, form.get('token'), peerOf(req), dpopOf(req));
     res.writeHead(200, { 'cache-control': 'no-store', 'content-length': 0 });
     res.end();
   };

@@ -151,6 +151,26 @@ describe.each(ENGINES)('DPoP at the OAuth endpoints on %s', (engine) => {
     expect(t.successorId).toBe('');
   });
 
+  it(`/oauth/revoke of a bound token needs a proof of its key on ${engine}`, async () => {
+    const key = await newDpopKey();
+    const held = await createBound(s, key.jkt, s.clock.now());
+    const url = `${s.httpUrl}/oauth/revoke`;
+    const thief = await post(url, { token: held.secret });
+    expect(thief.status).toBe(400);
+    expect(thief.body).toMatchObject({ error: 'invalid_dpop_proof' });
+    expect((await connectApi(s).getToken({ id: held.id }, s.adminSecret)).token!.state).toBe(TokenState.ACTIVE);
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        dpop: await dpopProof(key, { htu: url, iat: Math.floor(s.clock.now() / 1000) }),
+      },
+      body: new URLSearchParams({ token: held.secret }),
+    });
+    expect(res.status).toBe(200);
+    expect((await connectApi(s).getToken({ id: held.id }, s.adminSecret)).token!.state).toBe(TokenState.REVOKED);
+  });
+
   it(`/oauth/introspect returns cnf.jkt and token_type DPoP, and a bound caller proves its key (401 without) on ${engine}`, async () => {
     const key = await newDpopKey();
     const held = await createBound(s, key.jkt, s.clock.now());
