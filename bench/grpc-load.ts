@@ -5,6 +5,9 @@
  */
 import { HealthService } from '../src/gen/rotor/v1/health_service_pb.js';
 import { TokenService } from '../src/gen/rotor/v1/token_service_pb.js';
+import { createHash, randomBytes } from 'node:crypto';
+import { importJWK, SignJWT, type JWK } from 'jose';
+import { grpcClient } from '../test/support/grpc-client.js';
 import { benchClient } from './grpc.js';
 import { closedLoop, summarize, type ScenarioResult } from './stats.js';
 
@@ -12,7 +15,13 @@ import { closedLoop, summarize, type ScenarioResult } from './stats.js';
 export type LoadSpec =
   | { kind: 'noop'; requests: number; concurrency: number }
   | { kind: 'introspect'; requests: number; concurrency: number; bearer: string; token: string }
-  | { kind: 'rotate'; concurrency: number; secrets: string[] };
+  | { kind: 'rotate'; concurrency: number; secrets: string[] }
+  /**
+   * Self-rotation of DPoP-bound tokens (docs/dpop.md): one proof per secret, signed with the
+   * client key before the loop starts (so the figure is the server's cost, not the client's
+   * signing), sent as `authorization: DPoP` and `dpop` metadata.
+   */
+  | { kind: 'rotate_bound'; concurrency: number; secrets: string[]; privateJwk: JWK; publicJwk: JWK; htu: string };
 
 export type LoadJob = LoadSpec & { id: number };
 
@@ -25,6 +34,26 @@ if (!address || !process.send) {
 }
 const health = benchClient(HealthService, address);
 const tokens = benchClient(TokenService, address);
+const rawTokens = grpcClient(TokenService, address);
+
+/** One DPoP proof per secret for `htu`, made before the measured loop. */
+async function proofsFor(job: Extract<LoadJob, { kind: 'rotate_bound' }>): Promise<string[]> {
+  const key = await importJWK(job.privateJwk, 'ES256');
+  const iat = Math.floor(Date.now() / 1000);
+  return Promise.all(
+    job.secrets.map((secret) =>
+      new SignJWT({
+        htm: 'POST',
+        htu: job.htu,
+        iat,
+        jti: randomBytes(16).toString('base64url'),
+        ath: createHash('sha256').update(secret).digest('base64url'),
+      })
+        .setProtectedHeader({ typ: 'dpop+jwt', alg: 'ES256', jwk: job.publicJwk })
+        .sign(key),
+    ),
+  );
+}
 
 async function run(job: LoadJob): Promise<ScenarioResult> {
   switch (job.kind) {
@@ -49,6 +78,18 @@ async function run(job: LoadJob): Promise<ScenarioResult> {
       });
       return summarize(latenciesMs, seconds);
     }
+    case 'rotate_bound': {
+      const proofs = await proofsFor(job);
+      const { latenciesMs, seconds } = await closedLoop(job.secrets.length, job.concurrency, async (i) => {
+        const res = await rawTokens.call(
+          'rotateToken',
+          {},
+          { metadata: { authorization: `DPoP ${job.secrets[i]}`, dpop: proofs[i]! } },
+        );
+        if (!res.secret || res.tokenType !== 'DPoP') throw new Error('RotateToken answered without a bound successor');
+      });
+      return summarize(latenciesMs, seconds);
+    }
   }
 }
 
@@ -65,6 +106,7 @@ process.on('message', (job: LoadJob) => {
 process.on('disconnect', () => {
   health.close();
   tokens.close();
+  rawTokens.close();
   process.exit(0);
 });
 process.send({ ready: true });

@@ -10,6 +10,7 @@
  * round with the median throughput is reported. Prints one JSON object on stdout; progress goes
  * to stderr. Exits non-zero only on errors, never on a missed target.
  */
+import { calculateJwkThumbprint, exportJWK, generateKeyPair } from 'jose';
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
@@ -76,7 +77,13 @@ const fanoutSettings = {
   }),
 };
 
-const TARGETS = { introspect_vs_noop: 0.7, rotate_vs_bare_txn: 0.6, fanout_rss_mb_at_10000: 300, fanout_p99_ms: 100 };
+const TARGETS = {
+  introspect_vs_noop: 0.7,
+  rotate_vs_bare_txn: 0.6,
+  rotate_bound_vs_unbound: 0.7,
+  fanout_rss_mb_at_10000: 300,
+  fanout_p99_ms: 100,
+};
 
 const progress = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
 const round3 = (n: number) => Number(n.toFixed(3));
@@ -324,10 +331,10 @@ async function benchEngine(
     progress(`creating 1 + ${poolSize} tokens through CreateToken`);
     const api = benchClient(TokenService, address);
     const expiresAt = timestampFromMs(Date.now() + 3_600_000);
-    const create = async (name: string, scopes: string[]) =>
+    const create = async (name: string, scopes: string[], dpopJkt = '') =>
       (await api.call(
         'createToken',
-        { kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'bench', name, scopes, expiresAt },
+        { kind: TokenKind.SERVICE_ACCOUNT, ownerId: 'bench', name, scopes, expiresAt, policy: { dpopJkt } },
         admin,
       )) as { secret: string };
     const target = (await create('introspected', ['orders:read'])).secret;
@@ -335,8 +342,28 @@ async function benchEngine(
     await closedLoop(poolSize, 16, async (i) => {
       pool[i] = (await create(`pool-${i}`, ['rotor:rotate'])).secret;
     });
+    // The same pool again, bound to one client key (docs/dpop.md): bound against unbound rotation.
+    const dpopKey = await generateKeyPair('ES256', { extractable: true });
+    const privateJwk = await exportJWK(dpopKey.privateKey);
+    const publicJwk = await exportJWK(dpopKey.publicKey);
+    const jkt = await calculateJwkThumbprint(publicJwk, 'sha256');
+    const boundPool = new Array<string>(poolSize);
+    progress(`creating ${poolSize} DPoP-bound tokens through CreateToken`);
+    await closedLoop(poolSize, 16, async (i) => {
+      boundPool[i] = (await create(`bound-${i}`, ['rotor:rotate'], jkt)).secret;
+    });
     api.close();
     const rotationSlice = (r: number) => pool.slice(warm + r * n, warm + (r + 1) * n);
+    const boundSlice = (r: number) => boundPool.slice(warm + r * n, warm + (r + 1) * n);
+    const rotateBound = (secrets: string[]) =>
+      loader!.run({
+        kind: 'rotate_bound',
+        concurrency: c,
+        secrets,
+        privateJwk,
+        publicJwk,
+        htu: `http://${address}/${TokenService.typeName}/${TokenService.method.rotateToken.name}`,
+      });
 
     // Two pools: the knex baseline and the driver-level diagnostic each rotate every token once.
     progress(`seeding the bare-transaction database with ${2 * (warm + rounds * n)} tokens`);
@@ -390,6 +417,7 @@ async function benchEngine(
     await loader.run({ kind: 'noop', requests: warm, concurrency: c });
     await loader.run({ kind: 'introspect', requests: warm, concurrency: c, bearer: admin, token: target });
     await loader.run({ kind: 'rotate', concurrency: c, secrets: pool.slice(0, warm) });
+    await rotateBound(boundPool.slice(0, warm));
     await bare.rotation(warm, c);
     await bare.rotationDriver(warm, c);
     await bare.introspection(warm, c);
@@ -401,6 +429,7 @@ async function benchEngine(
       noop_grpcjs: [],
       introspect_grpcjs: [],
       rotate_grpcjs: [],
+      rotate_bound_grpcjs: [],
       bare_txn: [],
       bare_txn_driver: [],
       bare_introspect_queries: [],
@@ -423,6 +452,7 @@ async function benchEngine(
         await loader.run({ kind: 'introspect', requests: n, concurrency: c, bearer: admin, token: target }),
       );
       record('rotate_grpcjs', await loader.run({ kind: 'rotate', concurrency: c, secrets: rotationSlice(r) }));
+      record('rotate_bound_grpcjs', await rotateBound(boundSlice(r)));
       // The server is idle (no client) while the bare baselines run in this process.
       record('bare_txn', await bare.rotation(n, c));
       // Diagnostic only: the server's own driver-level commit (no RPC, no lookup, no minting).
@@ -436,6 +466,7 @@ async function benchEngine(
       ? ratioOf(results.introspect_h2load!, results.noop_h2load!)
       : ratioOf(results.introspect_grpcjs!, results.noop_grpcjs!);
     const rotateVsBare = ratioOf(results.rotate_grpcjs!, results.bare_txn!);
+    const boundVsUnbound = ratioOf(results.rotate_bound_grpcjs!, results.rotate_grpcjs!);
     return {
       database:
         engine === 'postgres'
@@ -452,6 +483,7 @@ async function benchEngine(
       ratios: {
         introspect_vs_noop: introspectVsNoop,
         rotate_vs_bare_txn: rotateVsBare,
+        rotate_bound_vs_unbound: boundVsUnbound,
         ...(h2
           ? {
               introspect_vs_noop_same_headers_diagnostic: ratioOf(
@@ -478,6 +510,11 @@ async function benchEngine(
           target: TARGETS.rotate_vs_bare_txn,
           measured: rotateVsBare.median,
           met: rotateVsBare.median >= TARGETS.rotate_vs_bare_txn,
+        },
+        rotate_bound_vs_unbound: {
+          target: TARGETS.rotate_bound_vs_unbound,
+          measured: boundVsUnbound.median,
+          met: boundVsUnbound.median >= TARGETS.rotate_bound_vs_unbound,
         },
       },
     };

@@ -1,6 +1,7 @@
 import { Code, ConnectError } from '@connectrpc/connect';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../app/logger-port.js';
+import { dpopChallenge } from '../domain/dpop-proof.js';
 import { isRotorError, type RotorErrorCode } from '../domain/errors.js';
 import { encodeRetryInfo, RETRY_INFO_TYPE } from './retry-info.js';
 
@@ -13,6 +14,8 @@ export function connectCodeOf(code: RotorErrorCode): Code {
     case 'unauthenticated':
     case 'invalid_workload_token':
     case 'workload_proof_required':
+    case 'invalid_dpop_proof':
+    case 'use_dpop_nonce':
       return Code.Unauthenticated;
     case 'reuse_detected':
     case 'permission_denied':
@@ -59,6 +62,10 @@ export function toConnectError(e: unknown, log: Logger, where: string): ConnectE
       err.metadata.set('retry-after', String(e.details.retryAfterSeconds));
       err.details.push({ type: RETRY_INFO_TYPE, value: encodeRetryInfo(e.details.retryAfterSeconds) });
     }
+    // RFC 9449 §7.1 and §8: the DPoP challenge, and the nonce to use next.
+    if (e.code === 'invalid_dpop_proof' || e.code === 'use_dpop_nonce')
+      err.metadata.set('www-authenticate', dpopChallenge(e.code, e.message));
+    if (e.details.dpopNonce) err.metadata.set('dpop-nonce', e.details.dpopNonce);
     return err;
   }
   if (e instanceof ConnectError) return e;

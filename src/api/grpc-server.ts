@@ -2,6 +2,7 @@ import { create, fromBinary, toBinary, type DescMessage, type DescMethod, type D
 import { Code, ConnectError, createContextValues, type ContextValues, type HandlerContext } from '@connectrpc/connect';
 import { setTrailerStatus } from '@connectrpc/connect/protocol-grpc';
 import * as grpc from '@grpc/grpc-js';
+import type { DpopRequest } from '../app/dpop.js';
 import type { Logger } from '../app/logger-port.js';
 import { callMetaKey } from './call-meta.js';
 import { CallTracker } from './call-tracker.js';
@@ -36,6 +37,18 @@ function authorizationOf(md: grpc.Metadata): string | undefined {
 }
 
 /**
+ * The DPoP facts of a gRPC call: the `dpop` metadata and the URL the call reached,
+ * `http(s)://<:authority>/<service>/<method>` (docs/dpop.md, "htu"). Undefined without a proof.
+ */
+function dpopOf(call: AnyServerCall, mounted: MountedService, method: DescMethod): DpopRequest | undefined {
+  const proof = call.metadata.get('dpop')[0];
+  if (proof === undefined) return undefined;
+  const path = `/${mounted.service.typeName}/${method.name}`;
+  const scheme = call.getAuthContext().transportSecurityType === 'ssl' ? 'https' : 'http';
+  return { proof: String(proof), htm: 'POST', url: `${scheme}://${call.getHost()}${path}`, path };
+}
+
+/**
  * A HandlerContext for one grpc-js call, built lazily: the abort signal and the header objects
  * are only allocated when a handler reads them. Connect's createHandlerContext allocates linked
  * abort controllers on every call, which was the largest single cost of a cached IntrospectToken
@@ -60,9 +73,11 @@ class GrpcCallContext implements HandlerContext {
   ) {
     const deadline = call.getDeadline();
     this.deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
+    const dpop = dpopOf(call, mounted, method);
     this.values = createContextValues().set(callMetaKey, {
       authorization: authorizationOf(call.metadata),
       peer: call.getPeer(),
+      ...(dpop && { dpop }),
     });
     // grpc-js emits 'cancelled' whenever the stream closes; it only matters for a call still running.
     call.on('cancelled', () => this.cancelled());

@@ -94,6 +94,7 @@ export function policyFromPb(p: PbPolicy | undefined): PolicyRequest {
     request.workloadBinding = { issuer: b.issuer, subject: b.subject, audience: b.audience, claims: { ...b.claims } };
   }
   if (p.retireOnFirstUse !== undefined) request.retireOnFirstUse = p.retireOnFirstUse;
+  if (p.dpopJkt !== '') request.dpopJkt = p.dpopJkt;
   return request;
 }
 
@@ -127,6 +128,7 @@ export function tokenToPb(t: TokenRecord, now: number): Token {
       workloadBinding:
         t.policy.workloadBinding === undefined ? undefined : create(WorkloadBindingSchema, t.policy.workloadBinding),
       retireOnFirstUse: t.policy.retireOnFirstUse === true ? true : undefined,
+      dpopJkt: t.policy.dpopJkt ?? '',
     }),
   });
 }

@@ -3,6 +3,7 @@ import { listEvents } from '../app/audit.js';
 import { authenticate } from '../app/authenticate.js';
 import type { AppContext } from '../app/context.js';
 import { rotateToken } from '../app/rotation-service.js';
+import { tokenTypeOf } from '../app/dpop.js';
 import { introspect } from '../app/introspection.js';
 import { revokeFamilyWith, revokeTokenWith } from '../app/revocation.js';
 import { createToken, getToken, listTokens } from '../app/token-service.js';
@@ -70,7 +71,11 @@ export function tokenServiceImpl(app: AppContext): ServiceImpl<typeof TokenServi
         actorToken: req.actorToken,
         actorTokenType: req.actorTokenType,
       });
-      return { token: tokenToPb(minted.record, app.now()), secret: minted.secret };
+      return {
+        token: tokenToPb(minted.record, app.now()),
+        secret: minted.secret,
+        tokenType: tokenTypeOf(minted.record),
+      };
     },
 
     async revokeToken(req, ctx) {
@@ -122,7 +127,8 @@ export function tokenServiceImpl(app: AppContext): ServiceImpl<typeof TokenServi
         exp: BigInt(Math.floor(t.expiresAt / 1000)),
         iat: BigInt(Math.floor(t.issuedAt / 1000)),
         sub: t.sub,
-        tokenType: 'Bearer',
+        tokenType: t.cnfJkt === undefined ? 'Bearer' : 'DPoP',
+        cnfJkt: t.cnfJkt ?? '',
         tokenId: t.tokenId,
         familyId: t.familyId,
         kind: t.kind === undefined ? TokenKindPb.UNSPECIFIED : kindToPb(t.kind),

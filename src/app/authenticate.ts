@@ -1,8 +1,10 @@
 import { RotorError, isRotorError } from '../domain/errors.js';
+import { badProof } from '../domain/dpop-proof.js';
 import { assertUsable, lineageRevokedError, type TokenRecord } from '../domain/token.js';
 import { digestsEqual } from '../domain/token-keys.js';
 import { parseSecret } from '../domain/token-secret.js';
 import type { AppContext, CallMeta } from './context.js';
+import { proveBoundToken } from './dpop.js';
 import type { DigestField, TokenRepository } from './store-ports.js';
 
 /** An authenticated caller: the token that signed the call. */
@@ -11,14 +13,32 @@ export interface Caller {
   peer: string | null;
 }
 
-const BEARER = /^Bearer[ ]+([^ ]+)[ ]*$/i;
+const CREDENTIAL = /^(Bearer|DPoP)[ ]+([^ ]+)[ ]*$/i;
 
-/** Extracts the credential of `authorization: Bearer <token>` (RFC 6750 §2.1). */
-export function bearerToken(authorization: string | undefined): string | undefined {
+/** A token presented in the `authorization` header, and the scheme it was presented with. */
+export interface PresentedCredential {
+  /** `bearer` (RFC 6750 §2.1) or `dpop` (RFC 9449 §7.1). */
+  scheme: 'bearer' | 'dpop';
+  secret: string;
+}
+
+/** Extracts the credential of `authorization: Bearer <token>` or `authorization: DPoP <token>`. */
+export function presentedCredential(authorization: string | undefined): PresentedCredential | undefined {
   if (authorization === undefined || authorization === '') return undefined;
-  const m = BEARER.exec(authorization);
-  if (!m) throw new RotorError('unauthenticated', 'authorization header must be "Bearer <token>"');
-  return m[1];
+  const m = CREDENTIAL.exec(authorization);
+  if (!m) throw new RotorError('unauthenticated', 'authorization header must be "Bearer <token>" or "DPoP <token>"');
+  return { scheme: m[1]!.toLowerCase() === 'dpop' ? 'dpop' : 'bearer', secret: m[2]! };
+}
+
+/**
+ * The scheme rule of RFC 9449 §7.1: a token bound to a key is presented as `DPoP <token>` (a bound
+ * token sent as `Bearer` is refused like a bad proof), an unbound one as `Bearer <token>`.
+ */
+export function checkScheme(token: TokenRecord, scheme: PresentedCredential['scheme']): void {
+  if (token.policy.dpopJkt !== undefined && scheme !== 'dpop')
+    throw badProof('missing: the token is bound to a key; send it as "authorization: DPoP <token>" with a proof', true);
+  if (token.policy.dpopJkt === undefined && scheme === 'dpop')
+    throw new RotorError('unauthenticated', 'token is not bound to a key: send it as "authorization: Bearer <token>"');
 }
 
 /**
@@ -185,13 +205,19 @@ export async function retireOnFirstUse(
  * underlying reason, and the message never contains the credential.
  */
 export async function authenticate(app: AppContext, meta: CallMeta): Promise<Caller> {
-  const secret = bearerToken(meta.authorization);
-  if (secret === undefined) throw new RotorError('unauthenticated', 'missing bearer token', { noCredentials: true });
+  const credential = presentedCredential(meta.authorization);
+  if (credential === undefined)
+    throw new RotorError('unauthenticated', 'missing bearer token', { noCredentials: true });
   let usable: UsableToken;
   try {
-    usable = await usableBySecret(app, secret);
+    usable = await usableBySecret(app, credential.secret);
   } catch (e) {
     throw asCallerCredentialError(e);
+  }
+  // RFC 9449 §7: a bound caller proves its key on every call (a branch only for bound tokens).
+  if (usable.token.policy.dpopJkt !== undefined || credential.scheme === 'dpop') {
+    checkScheme(usable.token, credential.scheme);
+    await proveBoundToken(app, meta.dpop, usable.token, credential.secret, 'call');
   }
   await retireOnFirstUse(app, usable.token, usable.now, meta.peer);
   noteUse(app, usable.token, usable.now);

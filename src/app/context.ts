@@ -2,6 +2,7 @@ import type { PolicyLimits } from '../domain/policy.js';
 import type { Brakes } from './brakes.js';
 import type { Clock, RandomSource } from '../domain/ports.js';
 import type { TokenKeys } from '../domain/token-keys.js';
+import type { DpopRequest, DpopVerifier } from './dpop-port.js';
 import type { WorkloadIdentity } from './identity-port.js';
 import type { JwtSettings } from './jwt-settings.js';
 import type { Logger } from './logger-port.js';
@@ -21,6 +22,8 @@ export interface AppContext {
   identity?: WorkloadIdentity;
   /** The rate limits of docs/limits.md; undefined: none (in-process tests that build a context by hand). */
   brakes?: Brakes;
+  /** DPoP proof verification (docs/dpop.md); undefined only in tests that build a bare context. */
+  dpop?: DpopVerifier;
 }
 
 /** Transport-neutral facts about a call: the bearer credential and the network peer. */
@@ -28,4 +31,6 @@ export interface CallMeta {
   /** The raw `authorization` header value, if any. */
   authorization: string | undefined;
   peer: string | null;
+  /** The DPoP proof sent with the call and the URL it reached (undefined: no proof was sent). */
+  dpop?: DpopRequest;
 }

@@ -7,6 +7,7 @@ import {
   type ExchangeParams,
 } from '../domain/token-exchange.js';
 import type { AppContext } from './context.js';
+import { tokenTypeOf, type DpopRequest } from './dpop.js';
 import { issueJwtForRotorToken } from './jwt-access-tokens.js';
 import { exchangeSubject } from './exchange-subject.js';
 import { federationConfigured } from './federation-service.js';
@@ -15,7 +16,8 @@ import { federationConfigured } from './federation-service.js';
 export interface ExchangeResult {
   accessToken: string;
   issuedTokenType: string;
-  tokenType: 'Bearer';
+  /** `DPoP` for a token bound to a key (RFC 9449 §5), else `Bearer`. */
+  tokenType: 'Bearer' | 'DPoP';
   expiresIn: number;
   scope: string;
   tokenId: string;
@@ -31,6 +33,7 @@ export async function exchangeToken(
   app: AppContext,
   params: ExchangeParams,
   peer: string | null,
+  dpop?: DpopRequest,
 ): Promise<ExchangeResult> {
   const req = validateExchange(params);
   if (req.requestedTokenType === TOKEN_TYPE_JWT) {
@@ -51,11 +54,12 @@ export async function exchangeToken(
         actorTokenType: req.actorTokenType,
       },
       peer,
+      dpop,
     );
     return {
       accessToken: jwt,
       issuedTokenType: TOKEN_TYPE_JWT,
-      tokenType: 'Bearer',
+      tokenType: claims.cnf === undefined ? 'Bearer' : 'DPoP',
       expiresIn: claims.exp - claims.iat,
       scope: claims.scope ?? '',
       tokenId: claims.jti,
@@ -67,11 +71,11 @@ export async function exchangeToken(
       `requested_token_type must be ${TOKEN_TYPE_ACCESS_TOKEN} or ${TOKEN_TYPE_JWT}`,
     );
   }
-  const minted = await exchangeSubject(app, req, peer);
+  const minted = await exchangeSubject(app, req, peer, dpop);
   return {
     accessToken: minted.secret,
     issuedTokenType: TOKEN_TYPE_ACCESS_TOKEN,
-    tokenType: 'Bearer',
+    tokenType: tokenTypeOf(minted.record),
     expiresIn: Math.max(0, Math.floor((minted.record.expiresAt - app.now()) / 1000)),
     scope: minted.record.scopes.join(' '),
     tokenId: minted.record.id,

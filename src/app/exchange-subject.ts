@@ -7,6 +7,7 @@ import {
   type ExchangeRequest,
 } from '../domain/token-exchange.js';
 import type { AppContext } from './context.js';
+import type { DpopRequest } from './dpop.js';
 import { federate } from './federation-service.js';
 import { rotate } from './rotation-service.js';
 
@@ -21,12 +22,13 @@ export async function exchangeSubject(
   app: AppContext,
   req: ExchangeRequest,
   peer: string | null,
+  dpop?: DpopRequest,
 ): Promise<MintedToken> {
   switch (req.subjectTokenType) {
     case TOKEN_TYPE_ACCESS_TOKEN:
       return rotate(
         app,
-        { mode: 'presented', secret: req.subjectToken },
+        { mode: 'presented', secret: req.subjectToken, use: 'subject', dpop },
         {
           idempotencyKey: req.idempotencyKey,
           scopes: req.scopes,

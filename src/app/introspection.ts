@@ -27,6 +27,8 @@ export interface ActiveToken {
   familyId: string;
   kind: TokenKind | undefined;
   ownerId: string;
+  /** RFC 9449 §6.2 `cnf.jkt`: the key the token is bound to (undefined: a bearer token). */
+  cnfJkt?: string;
   /** Set for a JWT access token: its `iss`, `jti`, `client_id` and `act`. */
   jwt?: { iss: string; jti: string; clientId: string; act?: { iss?: string; sub: string } };
 }
@@ -76,6 +78,7 @@ export async function introspect(app: AppContext, caller: Caller, secret: string
       familyId: token.familyId,
       kind: token.kind,
       ownerId: token.ownerId,
+      ...(token.policy.dpopJkt !== undefined && { cnfJkt: token.policy.dpopJkt }),
     },
   };
 }
@@ -108,6 +111,7 @@ async function introspectJwt(app: AppContext, caller: Caller, jwt: string): Prom
       familyId: source?.familyId ?? '',
       kind: source?.kind,
       ownerId: source?.ownerId ?? '',
+      ...(typeof claims.cnf?.jkt === 'string' && { cnfJkt: claims.cnf.jkt }),
       jwt: jwtInfo,
     },
   };

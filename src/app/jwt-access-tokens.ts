@@ -13,6 +13,7 @@ import { usableUntil, type TokenRecord } from '../domain/token.js';
 import { actorTokenWithoutBinding, checkBinding, type WorkloadActor } from '../domain/workload-binding.js';
 import { cascadeRevokedAncestor, noteUse, retireOnFirstUse, usableBySecret } from './authenticate.js';
 import type { AppContext } from './context.js';
+import { successorBinding, type DpopRequest } from './dpop.js';
 import { verifyActorToken } from './workload-proof.js';
 
 /** A signed JWT access token and the claims in it. */
@@ -61,9 +62,14 @@ export async function issueJwtForRotorToken(
     actorTokenType: string | undefined;
   },
   peer: string | null,
+  dpop?: DpopRequest,
 ): Promise<MintedJwt> {
   const { token, successor, now } = await usableBySecret(app, req.subjectToken);
+  // RFC 9449 §6: a bound token (after its proof), or an unbound one sent with a proof, yields a
+  // JWT whose `cnf.jkt` names the key.
+  const jkt = await successorBinding(app, dpop, token, req.subjectToken, 'subject');
   const identity = identityForRotorToken(token, usableUntil(token, successor), req);
+  if (jkt !== undefined) identity.cnfJkt = jkt;
   const act = await actorFor(app, token, req.actorToken, req.actorTokenType);
   if (act) identity.act = act;
   const minted = await mintAccessToken(app, identity);

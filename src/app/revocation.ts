@@ -4,6 +4,7 @@ import { requireId } from '../domain/input-limits.js';
 import { looksLikeJwt } from '../domain/jwt-access-token.js';
 import { isUsable, tokenState, type TokenRecord } from '../domain/token.js';
 import { findBySecret, successorForUse, type Caller } from './authenticate.js';
+import { proveBoundToken, type DpopRequest } from './dpop.js';
 import type { AppContext } from './context.js';
 import { cascadeRevoke } from './cascade.js';
 import type { Repositories } from './store-ports.js';
@@ -114,7 +115,12 @@ async function revokeRecord(app: AppContext, who: Who, token: TokenRecord, casca
  * or malformed tokens are answered the same way as known ones (§2.2), so nothing leaks. A JWT
  * access token is refused with `unsupported_token_type` (§2.2.1): it cannot be revoked on its own.
  */
-export async function revokeBySecret(app: AppContext, secret: string, peer: string | null): Promise<void> {
+export async function revokeBySecret(
+  app: AppContext,
+  secret: string,
+  peer: string | null,
+  dpop?: DpopRequest,
+): Promise<void> {
   if (looksLikeJwt(secret)) {
     throw new RotorError(
       'revocation_unsupported',
@@ -128,7 +134,11 @@ export async function revokeBySecret(app: AppContext, secret: string, peer: stri
     if (isRotorError(e) && e.code === 'invalid_token') return;
     throw e;
   }
-  if (token) await revokeRecord(app, { actor: token.id, peer }, token);
+  if (!token) return;
+  // docs/dpop.md: a token bound to a key is revoked only by its key's holder, so a thief cannot
+  // revoke the owner's token with a copied secret.
+  await proveBoundToken(app, dpop, token, secret, 'subject');
+  await revokeRecord(app, { actor: token.id, peer }, token);
 }
 
 /** What RevokeFamily did, or with `dryRun` would do. */

@@ -12,12 +12,15 @@ import {
   asCallerCredentialError,
   assertLineageStands,
   authenticate,
-  bearerToken,
+  checkScheme,
   findByKeyedSecret,
+  presentedCredential,
   redigestLater,
   type Caller,
+  type PresentedCredential,
 } from './authenticate.js';
 import { cascadeRevoke } from './cascade.js';
+import { successorBinding, type DpopRequest, type Presentation } from './dpop.js';
 import type { AppContext, CallMeta } from './context.js';
 import type { Repositories } from './store-ports.js';
 import { revokeFamilyIn } from './revocation.js';
@@ -27,8 +30,17 @@ import { verifyActorToken } from './workload-proof.js';
 
 /** Which token to rotate and how it was named. */
 export type RotationTarget =
-  /** The holder presents the secret (RotateToken with an empty id, or RFC 8693 exchange). */
-  | { mode: 'presented'; secret: string }
+  /**
+   * The holder presents the secret (RotateToken with an empty id: `use` 'call', with the scheme of
+   * its authorization header; or RFC 8693 exchange: `use` 'subject'), with the request's DPoP proof.
+   */
+  | {
+      mode: 'presented';
+      secret: string;
+      use?: Presentation;
+      scheme?: PresentedCredential['scheme'];
+      dpop?: DpopRequest;
+    }
   /** An admin or owner names the token by id. */
   | { mode: 'by_id'; id: string; caller: Caller };
 
@@ -99,8 +111,14 @@ export async function rotate(app: AppContext, target: RotationTarget, opts: Rota
   // fetched); the binding is inherited and never changes, so reading it first cannot go stale.
   const retry =
     key === undefined ? undefined : { tokenRef: 'digest' in lookup ? lookup.digest : lookup.id, idempotencyKey: key };
+  const found = await loadBy(app, app.store.tokens, lookup);
+  if (!found) throw notFound(target);
+  // Proof first (docs/dpop.md): nothing is decided about a token bound to a key, and no reuse is
+  // detected, before the request proves that key. The binding never changes, so reading it first
+  // cannot go stale.
+  const dpopJkt = target.mode === 'presented' ? await holderBinding(app, target, found) : undefined;
   const sentActor = (opts.actorToken ?? '') !== '' || (opts.actorTokenType ?? '') !== '';
-  const bound = sentActor && (await loadBy(app, app.store.tokens, lookup))?.policy.workloadBinding !== undefined;
+  const bound = sentActor && found.policy.workloadBinding !== undefined;
   const proof = await verifyActorToken(app, opts.actorToken, opts.actorTokenType, retry, bound);
   const req: Prepared = {
     target,
@@ -112,10 +130,10 @@ export async function rotate(app: AppContext, target: RotationTarget, opts: Rota
     lookup,
     actor: proof?.claims,
     actorRejection: proof?.rejection,
+    dpopJkt,
     receivedAt,
   };
-  const current = await load(app, app.store.tokens, req);
-  if (!current) throw notFound(req);
+  const current = found;
   // A token whose ancestor was revoked with cascade is revoked, even before the cascade's
   // batches reach it (docs/rotation.md, "Lineage and cascade"); its family's lineage never
   // changes, so checking it before the transaction is enough.
@@ -180,12 +198,24 @@ interface Prepared {
   actor: WorkloadClaims | undefined;
   /** Why the request's actor JWT was rejected, raised by rule 4. */
   actorRejection: RotorError | undefined;
+  /** The key the successor is bound to: the token's own binding, or the upgrade's (docs/dpop.md). */
+  dpopJkt: string | undefined;
   /** When the call reached `rotate` (rule 3: only a later wrong key counts as a guess). */
   receivedAt: number;
 }
 
 function secretLookup(app: AppContext, secret: string, seed: string): Prepared['lookup'] {
   return { secret, digest: app.keys.secretDigest(secret), seed };
+}
+
+/** The holder's proof for a presented token, and the binding its successor gets (docs/dpop.md). */
+async function holderBinding(
+  app: AppContext,
+  target: Extract<RotationTarget, { mode: 'presented' }>,
+  token: TokenRecord,
+): Promise<string | undefined> {
+  if (target.use === 'call') checkScheme(token, target.scheme ?? 'bearer');
+  return successorBinding(app, target.dpop, token, target.secret, target.use ?? 'subject');
 }
 
 function load(app: AppContext, repo: Repositories['tokens'], req: Prepared): Promise<TokenRecord | undefined> {
@@ -221,10 +251,10 @@ function retryKeyDigestFor(app: AppContext, req: Prepared, current: TokenRecord)
   return req.keyDigest;
 }
 
-function notFound(req: Prepared): RotorError {
-  return req.target.mode === 'presented'
+function notFound(target: RotationTarget): RotorError {
+  return target.mode === 'presented'
     ? new RotorError('invalid_token', 'token is unknown')
-    : new RotorError('not_found', `token ${req.target.id} not found`);
+    : new RotorError('not_found', `token ${target.id} not found`);
 }
 
 function actorOf(req: Prepared, current: TokenRecord): Who {
@@ -277,7 +307,11 @@ function mint(
 ): MintedToken {
   const bytes = req.key === undefined ? app.random : app.keys.successorBytes(req.lookup.seed, req.key);
   const attrs = { scopes: decision.scopes, expiresAt: decision.expiresAt, audiences: decision.audiences };
-  return mintSuccessor(current, attrs, now, bytes, app.random, app.keys);
+  const minted = mintSuccessor(current, attrs, now, bytes, app.random, app.keys);
+  // An upgrade: an unbound token rotated with a proof that asks for a binding (docs/dpop.md).
+  if (req.dpopJkt !== undefined && current.policy.dpopJkt === undefined)
+    minted.record = { ...minted.record, policy: { ...current.policy, dpopJkt: req.dpopJkt } };
+  return minted;
 }
 
 /**
@@ -359,7 +393,7 @@ async function refusedRetryKeys(tx: Repositories, tokenId: string): Promise<Refu
 /** The authoritative path: load, decide and act inside one transaction. */
 async function decideAndAct(app: AppContext, tx: Repositories, req: Prepared): Promise<Outcome> {
   const current = await load(app, tx.tokens, req);
-  if (!current) throw notFound(req);
+  if (!current) throw notFound(req.target);
   const now = app.now();
   const successor = current.successorId ? await tx.tokens.findById(current.successorId) : undefined;
   // Only a keyed request for a rotated token can be a wrong key (rule 3): count the earlier ones.
@@ -464,10 +498,15 @@ export async function rotateToken(
     actorTokenType: req.actorTokenType,
   };
   if (req.id !== '') return rotate(app, { mode: 'by_id', id: req.id, caller: await authenticate(app, meta) }, opts);
-  const secret = bearerToken(meta.authorization);
-  if (secret === undefined) throw new RotorError('unauthenticated', 'missing bearer token', { noCredentials: true });
+  const credential = presentedCredential(meta.authorization);
+  if (credential === undefined)
+    throw new RotorError('unauthenticated', 'missing bearer token', { noCredentials: true });
   try {
-    return await rotate(app, { mode: 'presented', secret }, opts);
+    return await rotate(
+      app,
+      { mode: 'presented', secret: credential.secret, use: 'call', scheme: credential.scheme, dpop: meta.dpop },
+      opts,
+    );
   } catch (e) {
     throw asCallerCredentialError(e);
   }

@@ -9,6 +9,7 @@ import { lockTokenFile } from './agent-lock.js';
 import { readActorTokenFile } from './actor-token.js';
 import { AGENT_EXIT, AgentExit, runAgent, type AgentApi, type AgentResult, type AgentToken } from './agent.js';
 import { asBearer, rotorClients } from './client.js';
+import { loadDpopKey, type DpopKey } from './dpop-key.js';
 import { systemClock } from './retry-policy.js';
 import { UsageError } from './usage-error.js';
 import { AGENT_FLAGS } from './flag-tables.js';
@@ -44,8 +45,8 @@ function agentToken(t: Token | undefined): AgentToken {
  * AgentApi over Connect on the HTTP port: the bearer is the agent's current token on every call.
  * With `actorTokenFile` (a bound token), every RotateToken call reads the workload JWT afresh.
  */
-function connectAgentApi(server: string, actorTokenFile: string | undefined): AgentApi {
-  const { tokens, expiry } = rotorClients(server);
+function connectAgentApi(server: string, actorTokenFile: string | undefined, dpop: DpopKey | undefined): AgentApi {
+  const { tokens, expiry } = rotorClients(server, dpop);
   return {
     async describe(secret) {
       const self = await tokens.introspectToken({ token: secret }, asBearer(secret, { timeoutMs: CALL_TIMEOUT_MS }));
@@ -108,6 +109,9 @@ export async function agentCommand(args: string[], env: NodeJS.ProcessEnv, signa
   const actorTokenFile = values['actor-token-file'] === undefined ? undefined : resolve(values['actor-token-file']);
   // Read once now so a wrong path is a usage error at start, not a failed rotation hours later.
   if (actorTokenFile !== undefined) await readActorTokenFile(actorTokenFile);
+  // The DPoP key is made once, here, with mode 0600, and proves every call from then on.
+  const dpop =
+    values['dpop-key-file'] === undefined ? undefined : await loadDpopKey(resolve(values['dpop-key-file']), true);
   if (env.ROTOR_TOKEN && /\s/.test(env.ROTOR_TOKEN.trim()))
     throw new UsageError('ROTOR_TOKEN must hold exactly one token');
   const options = {
@@ -117,7 +121,7 @@ export async function agentCommand(args: string[], env: NodeJS.ProcessEnv, signa
     pollMs: positiveDuration(values['poll-interval'], '--poll-interval') * 1000,
     idleTimeoutMs: positiveDuration(values['idle-timeout'], '--idle-timeout') * 1000,
     backoff: { baseMs: 250, maxMs: positiveDuration(values['max-backoff'], '--max-backoff') * 1000 },
-    api: connectAgentApi(values.server ?? defaultServerUrl(env), actorTokenFile),
+    api: connectAgentApi(values.server ?? defaultServerUrl(env), actorTokenFile, dpop),
     ...(actorTokenFile === undefined ? {} : { actorTokenFile }),
     clock: systemClock,
     log: createLogger(level, (l) => process.stderr.write(l)),

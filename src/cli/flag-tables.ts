@@ -55,9 +55,25 @@ export const BOOTSTRAP_FLAGS = {
   },
 } satisfies FlagTable;
 
+/** `--dpop-key-file`: the key that proves the caller's DPoP-bound token (docs/dpop.md). */
+const dpopKeyFile = {
+  type: 'string',
+  value: 'PATH',
+  help: 'EC P-256 private key (PKCS#8 PEM) proving a DPoP-bound ROTOR_TOKEN on every call (docs/dpop.md)',
+} satisfies Flag;
+
 export const TOKEN_CREATE_FLAGS = {
   server,
   json,
+  'dpop-key-file': {
+    ...dpopKeyFile,
+    help: 'bind the new token to this EC P-256 key (PKCS#8 PEM, created with mode 0600 when absent); it also proves a bound ROTOR_TOKEN',
+  },
+  'dpop-jkt': {
+    type: 'string',
+    value: 'JKT',
+    help: 'bind the new token to the key with this RFC 7638 SHA-256 thumbprint (docs/dpop.md)',
+  },
   kind: {
     type: 'string',
     value: 'KIND',
@@ -113,11 +129,12 @@ export const TOKEN_CREATE_FLAGS = {
   },
 } satisfies FlagTable;
 
-export const TOKEN_GET_FLAGS = { server, json } satisfies FlagTable;
+export const TOKEN_GET_FLAGS = { server, json, 'dpop-key-file': dpopKeyFile } satisfies FlagTable;
 
 export const TOKEN_LIST_FLAGS = {
   server,
   json,
+  'dpop-key-file': dpopKeyFile,
   owner: { type: 'string', value: 'ID', help: 'only this owner id' },
   kind: { type: 'string', value: 'KIND', help: 'only this kind: personal, project, group, service_account' },
   family: { type: 'string', value: 'ID', help: 'only this rotation family' },
@@ -129,6 +146,10 @@ export const TOKEN_LIST_FLAGS = {
 export const TOKEN_ROTATE_FLAGS = {
   server,
   json,
+  'dpop-key-file': {
+    ...dpopKeyFile,
+    help: 'EC P-256 private key (PKCS#8 PEM) proving a DPoP-bound token; with an unbound one, binds the successor to it (docs/dpop.md)',
+  },
   'idempotency-key': {
     type: 'string',
     default: '',
@@ -154,6 +175,7 @@ export const TOKEN_ROTATE_FLAGS = {
 export const TOKEN_REVOKE_FLAGS = {
   server,
   json,
+  'dpop-key-file': dpopKeyFile,
   cascade: {
     type: 'boolean',
     default: false,
@@ -206,6 +228,11 @@ export const AGENT_FLAGS = {
     help: 'rotate once this fraction of the lifetime has passed (default 2/3)',
   },
   exec: { type: 'string', value: 'CMD', help: 'run /bin/sh -c CMD after each write of F' },
+  'dpop-key-file': {
+    type: 'string',
+    value: 'K',
+    help: 'DPoP: EC P-256 private key (PKCS#8 PEM, created with mode 0600 when absent) proving every call; an unbound token is bound to it at its next rotation',
+  },
   'actor-token-file': {
     type: 'string',
     value: 'PATH',

@@ -4,6 +4,7 @@ import { KIND_TO_PB, STATE_TO_PB } from '../api/token-mapping.js';
 import { TokenKind, TokenState, type Token, type WorkloadBinding } from '../gen/rotor/v1/token_pb.js';
 import { JWT_TOKEN_TYPE, readActorTokenFile } from './actor-token.js';
 import { tokenClient } from './client.js';
+import { loadDpopKey } from './dpop-key.js';
 import { parseDuration, positiveDuration } from './duration.js';
 import {
   type FlagTable,
@@ -53,6 +54,7 @@ function tokenJson(t: Token | undefined): Record<string, unknown> {
     workload_binding: bindingJson(t.policy?.workloadBinding),
     parent_id: t.parentId || null,
     retire_on_first_use: t.policy?.retireOnFirstUse === true ? true : null,
+    dpop_jkt: t.policy?.dpopJkt || null,
   };
 }
 
@@ -157,7 +159,12 @@ function parse<T extends FlagTable>(table: T, args: string[]) {
 /** `rotor token create|get|list|rotate|revoke` against a running server over Connect. */
 export async function tokenCommand(args: string[], env: NodeJS.ProcessEnv): Promise<void> {
   const [sub, ...rest] = args;
-  const client = (server: string | undefined) => tokenClient(server ?? defaultServerUrl(env), env.ROTOR_TOKEN);
+  const client = async (server: string | undefined, dpopKeyFile?: string, createKey = false) =>
+    tokenClient(
+      server ?? defaultServerUrl(env),
+      env.ROTOR_TOKEN,
+      dpopKeyFile === undefined ? undefined : await loadDpopKey(dpopKeyFile, createKey),
+    );
   switch (sub) {
     case 'create': {
       const { values } = parse(TOKEN_CREATE_FLAGS, rest);
@@ -167,13 +174,19 @@ export async function tokenCommand(args: string[], env: NodeJS.ProcessEnv): Prom
       const expiresAt = expiry(values);
       if (expiresAt === undefined) throw new UsageError('--expires-in or --expires-at is required');
       const workloadBinding = bindingOf(values);
+      if (values['dpop-key-file'] !== undefined && values['dpop-jkt'] !== undefined)
+        throw new UsageError('--dpop-key-file and --dpop-jkt both name the key: give one');
+      const key = values['dpop-key-file'] === undefined ? undefined : await loadDpopKey(values['dpop-key-file'], true);
+      const dpopJkt = key?.jkt ?? values['dpop-jkt'];
       const policy = {
         ...policyOf(values),
         ...(workloadBinding && { workloadBinding }),
+        ...(dpopJkt && { dpopJkt }),
         ...(values['retire-on-first-use'] && { retireOnFirstUse: true }),
       };
       const hasPolicy = Object.values(policy).some((v) => v !== undefined);
-      const res = await client(values.server).createToken({
+      const server = values.server ?? defaultServerUrl(env);
+      const res = await tokenClient(server, env.ROTOR_TOKEN, key).createToken({
         kind,
         ownerId: values.owner,
         name: values.name,
@@ -190,7 +203,11 @@ export async function tokenCommand(args: string[], env: NodeJS.ProcessEnv): Prom
       const { values, positionals } = parse(TOKEN_GET_FLAGS, rest);
       const id = positionals[0];
       if (!id) throw new UsageError('usage: rotor token get ID');
-      printToken((await client(values.server).getToken({ id })).token, undefined, values.json);
+      printToken(
+        (await (await client(values.server, values['dpop-key-file'])).getToken({ id })).token,
+        undefined,
+        values.json,
+      );
       return;
     }
     case 'list': {
@@ -199,7 +216,7 @@ export async function tokenCommand(args: string[], env: NodeJS.ProcessEnv): Prom
       if (state === undefined) throw new UsageError(`--state must be one of ${Object.keys(STATES).join(', ')}`);
       const kind = values.kind === undefined ? TokenKind.UNSPECIFIED : lookup(KINDS, values.kind);
       if (kind === undefined) throw new UsageError(`--kind must be one of ${Object.keys(KINDS).join(', ')}`);
-      const res = await client(values.server).listTokens({
+      const res = await (await client(values.server, values['dpop-key-file'])).listTokens({
         ownerId: values.owner ?? '',
         kind,
         familyId: values.family ?? '',
@@ -224,7 +241,7 @@ export async function tokenCommand(args: string[], env: NodeJS.ProcessEnv): Prom
     }
     case 'rotate': {
       const { values, positionals } = parse(TOKEN_ROTATE_FLAGS, rest);
-      const res = await client(values.server).rotateToken({
+      const res = await (await client(values.server, values['dpop-key-file'])).rotateToken({
         id: positionals[0] ?? '',
         idempotencyKey: values['idempotency-key'],
         scopes: values.scope,
@@ -240,7 +257,7 @@ export async function tokenCommand(args: string[], env: NodeJS.ProcessEnv): Prom
       if (!id) throw new UsageError('usage: rotor token revoke ID');
       const cascade = values.cascade;
       const dryRun = values['dry-run'];
-      const res = await client(values.server).revokeToken({ id, cascade, dryRun });
+      const res = await (await client(values.server, values['dpop-key-file'])).revokeToken({ id, cascade, dryRun });
       if (!cascade && !dryRun) {
         printToken(res.token, undefined, values.json);
         return;

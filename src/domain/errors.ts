@@ -51,7 +51,15 @@ export type RotorErrorCode =
    * A watcher resumed after a sequence whose successors the retention job may have deleted
    * (ROTOR_RETENTION_DAYS): the replay would have a hole, so it starts again from a snapshot.
    */
-  | 'events_purged';
+  | 'events_purged'
+  /**
+   * RFC 9449 §5.1/§7.1: a DPoP proof is missing, malformed, badly signed, stale, replayed, made for
+   * another request or by another key than the token is bound to; or a bound token was sent as
+   * `Bearer`. A failed authentication: nothing was changed (docs/dpop.md).
+   */
+  | 'invalid_dpop_proof'
+  /** RFC 9449 §8: nonces are on and the proof carries none or a stale one; `dpopNonce` is the fresh one. */
+  | 'use_dpop_nonce';
 
 /** Details that may accompany an error; never a secret. */
 export interface RotorErrorDetails {
@@ -62,6 +70,10 @@ export interface RotorErrorDetails {
   noCredentials?: boolean;
   /** `rate_limited`: whole seconds until the limit's window ends (Retry-After, RetryInfo). */
   retryAfterSeconds?: number;
+  /** RFC 9449 §8: the nonce the client must put in its next DPoP proof (public, not a secret). */
+  dpopNonce?: string;
+  /** A DPoP failure of the caller's own credential (a call, not a token request): 401 on HTTP. */
+  dpopCredential?: boolean;
 }
 
 /**

@@ -30,6 +30,8 @@ export interface AccessTokenIdentity {
   act?: { iss?: string; sub: string };
   /** The Rotor token the JWT was derived from; introspection follows its revocation. */
   source?: { tokenId: string; familyId: string };
+  /** RFC 9449 §6.1: the thumbprint of the key the JWT is bound to. */
+  cnfJkt?: string;
 }
 
 /** The claims Rotor puts in a JWT access token (RFC 9068 §2.2 plus Rotor's source ids). */
@@ -43,6 +45,8 @@ export interface AccessTokenClaims {
   client_id: string;
   scope?: string;
   act?: { iss?: string; sub: string };
+  /** RFC 9449 §6.1 / RFC 7800: the key a DPoP-bound JWT is bound to. */
+  cnf?: { jkt: string };
   /** Id of the Rotor token the JWT was issued from. */
   token_id?: string;
   /** Its rotation family. */
@@ -87,6 +91,7 @@ export function accessTokenClaims(
   };
   if (identity.scopes.length > 0) claims.scope = identity.scopes.join(' ');
   if (identity.act) claims.act = { ...identity.act };
+  if (identity.cnfJkt !== undefined) claims.cnf = { jkt: identity.cnfJkt };
   if (identity.source) {
     claims.token_id = identity.source.tokenId;
     claims.family_id = identity.source.familyId;

@@ -1,3 +1,4 @@
+import { validateJkt } from './dpop-proof.js';
 import { RotorError } from './errors.js';
 import { validateBinding, type WorkloadBinding } from './workload-binding.js';
 
@@ -15,6 +16,8 @@ export interface TokenPolicy {
    * after `overlapSeconds` (docs/rotation.md, "Retire on first use"). Absent: false.
    */
   retireOnFirstUse?: boolean;
+  /** RFC 9449: the thumbprint of the key every use must prove (absent: a bearer token; docs/dpop.md). */
+  dpopJkt?: string;
 }
 
 /** The numeric knobs of a policy (seconds), compared when one policy must not be looser. */
@@ -99,6 +102,7 @@ export function resolvePolicy(request: PolicyRequest, limits: PolicyLimits): Tok
     }
     policy.retireOnFirstUse = true;
   }
+  if (request.dpopJkt !== undefined) policy.dpopJkt = validateJkt('policy.dpop_jkt', request.dpopJkt);
   return policy;
 }
 

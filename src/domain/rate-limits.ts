@@ -40,6 +40,9 @@ export const FAILED_AUTH_CODES: ReadonlySet<RotorErrorCode> = new Set<RotorError
   'unauthenticated',
   'invalid_workload_token',
   'workload_mismatch',
+  // A DPoP proof that fails its checks (docs/dpop.md). Not `use_dpop_nonce`: fetching a nonce is
+  // the protocol's normal first step, not a guess.
+  'invalid_dpop_proof',
 ]);
 
 /**

@@ -8,6 +8,8 @@ import {
 import type { UniversalHandler } from '@connectrpc/connect/protocol';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { callMetaKey } from '../api/call-meta.js';
+import type { CallMeta } from '../app/context.js';
+import { dpopOf } from './dpop-request.js';
 import { CallTracker } from '../api/call-tracker.js';
 import { connectRoutes, type MountedService } from '../api/services.js';
 import type { AppContext } from '../app/context.js';
@@ -52,10 +54,7 @@ export function httpRequestHandler(
       req,
       res,
       undefined,
-      createContextValues().set(callMetaKey, {
-        authorization: req.headers.authorization,
-        peer: req.socket.remoteAddress ?? null,
-      }),
+      createContextValues().set(callMetaKey, callMetaOf(req)),
     );
     handler(uReq)
       .then((uRes) => universalResponseToNodeResponse(uRes, res))
@@ -64,6 +63,12 @@ export function httpRequestHandler(
         app.log.error('rpc handler failed', { rpc: `${handler.service.typeName}/${handler.method.name}` });
       });
   };
+}
+
+/** The call facts of a Connect request: bearer header, peer, and DPoP proof (docs/dpop.md). */
+function callMetaOf(req: IncomingMessage): CallMeta {
+  const dpop = dpopOf(req);
+  return { authorization: req.headers.authorization, peer: req.socket.remoteAddress ?? null, ...(dpop && { dpop }) };
 }
 
 /** The HTTP port's server, and the one call that puts the application behind it. */

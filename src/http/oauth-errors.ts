@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../app/logger-port.js';
+import { dpopChallenge } from '../domain/dpop-proof.js';
 import { isRotorError, type RotorErrorCode } from '../domain/errors.js';
 
 /** An RFC 6749 §5.2 error code and the HTTP status it is sent with. */
@@ -34,6 +35,11 @@ function oauthErrorOf(code: RotorErrorCode): OAuthError {
       return { error: 'invalid_request', status: 400 };
     case 'invalid_scope':
       return { error: 'invalid_scope', status: 400 };
+    // RFC 9449 §5.1 and §8 (token requests); a call's own credential is 401 (sendOAuthError).
+    case 'invalid_dpop_proof':
+      return { error: 'invalid_dpop_proof', status: 400 };
+    case 'use_dpop_nonce':
+      return { error: 'use_dpop_nonce', status: 400 };
     case 'invalid_target':
       return { error: 'invalid_target', status: 400 };
     case 'unsupported_grant_type':
@@ -75,15 +81,21 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, ext
  */
 export function sendOAuthError(res: ServerResponse, e: unknown, log: Logger, where: string): void {
   if (isRotorError(e)) {
-    const { error, status } = oauthErrorOf(e.code);
+    const { error, status: tokenRequestStatus } = oauthErrorOf(e.code);
+    const dpop = e.code === 'invalid_dpop_proof' || e.code === 'use_dpop_nonce';
+    // RFC 9449 §7.1: a DPoP failure of the caller's own credential is 401 with a DPoP challenge.
+    const status = dpop && e.details.dpopCredential === true ? 401 : tokenRequestStatus;
     const body: Record<string, string> = { error, error_description: e.message, rotor_error: e.code };
     if (e.details.successorId) body.successor_id = e.details.successorId;
     // RFC 6750 §3: a bearer problem (401 invalid_token, 403 insufficient_scope) says so in a challenge.
-    const extra: Record<string, string> =
-      status === 401 || error === 'insufficient_scope'
+    const extra: Record<string, string> = dpop
+      ? { 'www-authenticate': dpopChallenge(error, e.message) }
+      : status === 401 || error === 'insufficient_scope'
         ? { 'www-authenticate': bearerChallenge(error, e.message, e.details.noCredentials === true) }
         : {};
     if (e.details.retryAfterSeconds !== undefined) extra['retry-after'] = String(e.details.retryAfterSeconds);
+    // RFC 9449 §8: the nonce the next proof must carry.
+    if (e.details.dpopNonce) extra['dpop-nonce'] = e.details.dpopNonce;
     sendJson(res, status, body, extra);
     return;
   }

@@ -1,11 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { authenticate } from '../app/authenticate.js';
 import { assertMayReadMetrics } from '../domain/authorization.js';
-import type { AppContext } from '../app/context.js';
+import type { AppContext, CallMeta } from '../app/context.js';
 import { exchangeToken } from '../app/exchange-service.js';
 import { introspect } from '../app/introspection.js';
 import { revokeBySecret } from '../app/revocation.js';
 import type { ConsoleHandler } from './console-routes.js';
+import { dpopOf } from './dpop-request.js';
 import { readForm } from './form-body.js';
 import { sendJson, sendOAuthError } from './oauth-errors.js';
 import type { HttpRouteStats } from './metrics.js';
@@ -15,6 +16,12 @@ type Route = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 
 function peerOf(req: IncomingMessage): string | null {
   return req.socket.remoteAddress ?? null;
+}
+
+/** The call facts of an OAuth request: credential, peer, and its DPoP proof (docs/dpop.md). */
+function metaOf(req: IncomingMessage): CallMeta {
+  const dpop = dpopOf(req);
+  return { authorization: req.headers.authorization, peer: peerOf(req), ...(dpop && { dpop }) };
 }
 
 /** POST /oauth/token: RFC 8693 token exchange with a form body (RFC 6749 §3.2). */
@@ -36,6 +43,7 @@ function tokenRoute(app: AppContext): Route {
         idempotencyKey: form.get('idempotency_key') || (req.headers['idempotency-key'] as string | undefined) || '',
       },
       peerOf(req),
+      dpopOf(req),
     );
     sendJson(res, 200, {
       access_token: r.accessToken,
@@ -51,7 +59,7 @@ function tokenRoute(app: AppContext): Route {
 /** POST /oauth/introspect: RFC 7662, caller authenticated with a bearer token. */
 function introspectRoute(app: AppContext): Route {
   return async (req, res) => {
-    const caller = await authenticate(app, { authorization: req.headers.authorization, peer: peerOf(req) });
+    const caller = await authenticate(app, metaOf(req));
     const form = await readForm(req);
     const result = await introspect(app, caller, form.get('token'));
     if (!result.active) {
@@ -66,7 +74,8 @@ function introspectRoute(app: AppContext): Route {
       iat: Math.floor(t.issuedAt / 1000),
       sub: t.sub,
       aud: t.audiences,
-      token_type: 'Bearer',
+      token_type: t.cnfJkt === undefined ? 'Bearer' : 'DPoP',
+      ...(t.cnfJkt !== undefined && { cnf: { jkt: t.cnfJkt } }),
       ...(t.jwt && { iss: t.jwt.iss, jti: t.jwt.jti, client_id: t.jwt.clientId, ...(t.jwt.act && { act: t.jwt.act }) }),
       ...(t.tokenId !== '' && { token_id: t.tokenId, family_id: t.familyId, owner_id: t.ownerId }),
       ...(t.kind !== undefined && { kind: t.kind }),
@@ -78,7 +87,7 @@ function introspectRoute(app: AppContext): Route {
 function revokeRoute(app: AppContext): Route {
   return async (req, res) => {
     const form = await readForm(req);
-    await revokeBySecret(app, form.get('token'), peerOf(req));
+    await revokeBySecret(app, form.get('token'), peerOf(req), dpopOf(req));
     res.writeHead(200, { 'cache-control': 'no-store', 'content-length': 0 });
     res.end();
   };
@@ -103,7 +112,7 @@ function healthRoute(ping: () => Promise<void>): Route {
 function metricsRoute(app: AppContext, metrics: MetricsRoute): Route {
   if (!metrics.requireToken) return metrics.route;
   return async (req, res) => {
-    const caller = await authenticate(app, { authorization: req.headers.authorization, peer: peerOf(req) });
+    const caller = await authenticate(app, metaOf(req));
     assertMayReadMetrics(caller.token);
     await metrics.route(req, res);
   };

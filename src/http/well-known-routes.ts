@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { DPOP_ALGS } from '../domain/dpop-proof.js';
 import type { AppContext } from '../app/context.js';
 import { exchangeTokenTypes } from '../app/exchange-service.js';
 import { GRANT_TOKEN_EXCHANGE } from '../domain/token-exchange.js';
@@ -44,6 +45,8 @@ function authorizationServerMetadata(app: AppContext): Record<string, unknown> {
     revocation_endpoint_auth_methods_supported: ['none'],
     token_exchange_subject_token_types_supported: types.subject,
     token_exchange_requested_token_types_supported: types.requested,
+    // RFC 9449 §5.1: the algorithms a DPoP proof may use (docs/dpop.md).
+    dpop_signing_alg_values_supported: [...DPOP_ALGS],
   };
 }
 

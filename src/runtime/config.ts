@@ -63,6 +63,16 @@ export interface RotorConfig {
   console: boolean;
   /** The brakes (`ROTOR_RATE_LIMIT_*`, docs/limits.md); a maximum of 0 turns one off. */
   rateLimits: RateLimits;
+  /** DPoP proofs (docs/dpop.md). */
+  dpop: DpopConfig;
+}
+
+/** DPoP settings (docs/dpop.md). */
+export interface DpopConfig {
+  /** `ROTOR_DPOP_MAX_AGE_SECONDS`: how old a proof's `iat` may be (plus a 5-second skew). */
+  maxAgeSeconds: number;
+  /** `ROTOR_DPOP_NONCE`: every proof must carry a server nonce (RFC 9449 §8). */
+  nonce: boolean;
 }
 
 /** Settings of the expiry scheduler and the WatchExpiry feed. */
@@ -369,12 +379,20 @@ export function loadConfig(env: Env = process.env): RotorConfig {
   if (consoleSetting !== 'on' && consoleSetting !== 'off')
     throw new ConfigError(`ROTOR_CONSOLE must be on or off, got "${consoleSetting}"`);
   const tls = loadTlsConfig(env);
+  const dpopNonce = env.ROTOR_DPOP_NONCE || 'off';
+  if (dpopNonce !== 'on' && dpopNonce !== 'off')
+    throw new ConfigError(`ROTOR_DPOP_NONCE must be on or off, got "${dpopNonce}"`);
+  const dpop: DpopConfig = {
+    maxAgeSeconds: inRange(env, 'ROTOR_DPOP_MAX_AGE_SECONDS', 60, 1, 3600),
+    nonce: dpopNonce === 'on',
+  };
   const grpcConnections = loadGrpcConnectionLimits(env, openFileLimit());
   return {
     rateLimits: loadRateLimits(env),
     grpcConnections,
     reflection: reflection === 'on',
     console: consoleSetting === 'on',
+    dpop,
     tls,
     metrics,
     host,

@@ -9,6 +9,8 @@ import type { RotorError } from '../domain/errors.js';
 import { createSigningKeySeal } from '../domain/signing-key-seal.js';
 import { createTokenKeys } from '../domain/token-keys.js';
 import { WorkloadVerifier } from '../identity/workload-verifier.js';
+import { JoseDpopVerifier } from '../identity/dpop-verifier.js';
+import { DpopNonces, dpopNonceKey } from '../domain/dpop-nonce.js';
 import { KnexReplayCache } from '../store/jti-repository.js';
 import { openStore, type KnexStore } from '../store/knex-store.js';
 import { MemoryRateCounter, PostgresRateCounter } from '../store/rate-counter.js';
@@ -101,6 +103,12 @@ export async function createApp(config: RotorConfig, log: Logger, options: AppOp
       log,
       callPeerKey,
     ),
+    dpop: new JoseDpopVerifier(store.guard(new KnexReplayCache(store.knex)), now, {
+      maxAgeSeconds: config.dpop.maxAgeSeconds,
+      nonces: config.dpop.nonce
+        ? new DpopNonces(dpopNonceKey(secrets.current), config.dpop.maxAgeSeconds, secrets.previous.map(dpopNonceKey))
+        : undefined,
+    }),
   };
 }
 

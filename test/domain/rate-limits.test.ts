@@ -12,6 +12,8 @@ describe('countsAsFailedAuth', () => {
     ['unauthenticated', true],
     ['invalid_workload_token', true],
     ['workload_mismatch', true],
+    ['invalid_dpop_proof', true],
+    ['use_dpop_nonce', false],
     ['reuse_detected', false],
     ['already_rotated', false],
     ['permission_denied', false],

@@ -8,6 +8,7 @@ import { Code } from '@connectrpc/connect';
 import { SignJWT, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, generateKeyPair, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TokenKind, TokenState } from '../../src/gen/rotor/v1/token_pb.js';
+import { DPOP_ALGS } from '../../src/domain/dpop-proof.js';
 import { connectApi, failure, grpcApi, newKey, type Api } from '../support/rotor-api.js';
 import { inMs, issuedSecrets, startTestServer, type TestServer } from '../support/server.js';
 import { ENGINES, withEngines } from '../support/engines.js';
@@ -396,6 +397,7 @@ describe.each(ENGINES)(
         revocation_endpoint_auth_methods_supported: ['none'],
         token_exchange_subject_token_types_supported: [ACCESS_TOKEN],
         token_exchange_requested_token_types_supported: [ACCESS_TOKEN, JWT],
+        dpop_signing_alg_values_supported: [...DPOP_ALGS],
       });
       const jwks = await fetch(`${s.httpUrl}/.well-known/jwks.json`);
       expect(jwks.headers.get('content-type')).toBe('application/jwk-set+json');

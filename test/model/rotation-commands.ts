@@ -49,7 +49,35 @@ class Create implements ModelCommand {
     await r.verify(m);
   }
   toString = () =>
-    `create(grace ${this.policy.reuseGraceSeconds}s, overlap ${this.policy.overlapSeconds}s${this.policy.retireOnFirstUse ? ', retire on first use' : ''}, lifetime ${this.lifetimeMs}ms)`;
+    `create(grace ${this.policy.reuseGraceSeconds}s, overlap ${this.policy.overlapSeconds}s${this.policy.retireOnFirstUse ? ', retire on first use' : ''}, lifetime ${this.lifetimeMs}ms${this.policy.dpop ? ', DPoP-bound' : ''})`;
+}
+
+/**
+ * docs/dpop.md, "Proof first": a thief presents a token of a DPoP-bound family (any state) without
+ * a proof, or with a proof by another key. Refused as `invalid_dpop_proof`, and nothing changes:
+ * no reuse is detected, no event is written.
+ */
+class ThiefRotate implements ModelCommand {
+  constructor(
+    readonly back: number,
+    readonly proof: 'none' | 'other',
+  ) {}
+  private bound(m: Readonly<RotationModel>): number[] {
+    return m.tokens.flatMap((t, i) => (m.families[t.family]!.policy.dpop === true ? [i] : []));
+  }
+  check = (m: Readonly<RotationModel>) => this.bound(m).length > 0;
+  async run(m: RotationModel, r: RealSystem): Promise<void> {
+    const bound = this.bound(m);
+    const i = bound[bound.length - 1 - (this.back % bound.length)]!;
+    const actual = await r.rotate(i, 'presented', undefined, this.proof);
+    r.note(`thief (${this.proof}): invalid_dpop_proof`);
+    expect(actual.ok ? { ok: true } : { ok: false, code: actual.code }, `${this} on model token #${i}`).toEqual({
+      ok: false,
+      code: 'invalid_dpop_proof',
+    });
+    await r.verify(m);
+  }
+  toString = () => `thiefRotate(token ~${this.back} of a bound family, proof ${this.proof})`;
 }
 
 class Rotate implements ModelCommand {
@@ -309,6 +337,7 @@ export function commandArbitraries(): fc.Arbitrary<ModelCommand>[] {
       overlapSeconds: fc.constantFrom(0, 3),
       retireOnFirstUse: fc.boolean(),
       lifetimeMs: fc.constantFrom(6_000, 60_000, 3_600_000),
+      dpop: fc.constantFrom(false, false, true),
     })
     .map(
       ({ lifetimeMs, retireOnFirstUse, ...policy }): ModelCommand =>
@@ -370,5 +399,8 @@ export function commandArbitraries(): fc.Arbitrary<ModelCommand>[] {
     guesses,
     tick,
     tick,
+    fc
+      .tuple(back, fc.constantFrom<'none' | 'other'>('none', 'other'))
+      .map(([b, p]): ModelCommand => new ThiefRotate(b, p)),
   ];
 }

@@ -48,6 +48,11 @@ export interface ModelPolicy {
   overlapSeconds: number;
   /** docs/rotation.md "Retire on first use" (only with overlapSeconds > 0). */
   retireOnFirstUse?: boolean;
+  /**
+   * Bound to the test's DPoP key (docs/dpop.md): the holder's rotations carry a proof of it, and a
+   * thief's rotation without one is refused before any rule runs, changing nothing.
+   */
+  dpop?: boolean;
 }
 
 export interface ModelToken {

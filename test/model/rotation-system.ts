@@ -13,7 +13,13 @@ import { createToken } from '../../src/app/token-service.js';
 import { isRotorError } from '../../src/domain/errors.js';
 import type { ExpiryScheduler } from '../../src/expiry/scheduler.js';
 import type { RotorApp } from '../../src/runtime/create-app.js';
+import type { DpopRequest } from '../../src/app/dpop.js';
+import { dpopProof, newDpopKey } from '../support/dpop.js';
 import type { Engine } from '../support/engines.js';
+
+/** The holder's DPoP key of every bound family, and a thief's. */
+const MODEL_DPOP_KEY = newDpopKey();
+const THIEF_DPOP_KEY = newDpopKey();
 import type { ModelEvent, ModelPolicy, ModelState, NamedBy, RotationModel } from './rotation-model.js';
 
 /** A clock both sides share; only the test moves it. */
@@ -102,7 +108,8 @@ export class RealSystem {
     return Number(row?.last ?? 0);
   }
 
-  async create(policy: ModelPolicy, lifetimeMs: number): Promise<Outcome> {
+  async create({ dpop, ...policy }: ModelPolicy, lifetimeMs: number): Promise<Outcome> {
+    const dpopJkt = dpop === true ? (await MODEL_DPOP_KEY).jkt : undefined;
     return outcome(
       createToken(this.app, this.admin, {
         kind: 'service_account',
@@ -112,20 +119,44 @@ export class RealSystem {
         scopes: ['rotor:rotate'],
         audiences: [],
         expiresAt: this.clock.t + lifetimeMs,
-        policy,
+        policy: { ...policy, ...(dpopJkt !== undefined && { dpopJkt }) },
       }),
     );
   }
 
-  async rotate(i: number, namedBy: NamedBy, keyName: string | undefined): Promise<Outcome> {
+  /**
+   * Rotates token `i`. Presented, a token bound to a key carries a proof: the holder's
+   * (`proof` 'holder', the default), none, or one made with another key (a thief's).
+   */
+  async rotate(
+    i: number,
+    namedBy: NamedBy,
+    keyName: string | undefined,
+    proof: 'holder' | 'none' | 'other' = 'holder',
+  ): Promise<Outcome> {
     const target =
       namedBy === 'presented'
-        ? { mode: 'presented' as const, secret: this.secret(i) }
+        ? { mode: 'presented' as const, secret: this.secret(i), dpop: await this.dpopFor(i, proof) }
         : { mode: 'by_id' as const, id: this.id(i), caller: this.admin };
     const idempotencyKey = keyName === undefined ? undefined : this.key(keyName);
     return outcome(
       rotate(this.app, target, { idempotencyKey, scopes: [], audiences: [], expiresAt: undefined, peer: null }),
     );
+  }
+
+  /** The DPoP facts of a presented rotation of token `i`: a proof for a bound token only. */
+  private async dpopFor(i: number, proof: 'holder' | 'none' | 'other'): Promise<DpopRequest | undefined> {
+    if (proof === 'none') return undefined;
+    const record = await this.app.store.tokens.findById(this.id(i));
+    if (record?.policy.dpopJkt === undefined) return undefined;
+    const key = await (proof === 'holder' ? MODEL_DPOP_KEY : THIEF_DPOP_KEY);
+    const url = `${this.app.jwt.issuer}/oauth/token`;
+    return {
+      proof: await dpopProof(key, { htu: url, iat: Math.floor(this.clock.t / 1000) }),
+      htm: 'POST',
+      url,
+      path: '/oauth/token',
+    };
   }
 
   async revokeToken(i: number): Promise<Outcome> {

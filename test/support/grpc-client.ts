@@ -31,7 +31,7 @@ export interface GrpcServiceClient<S extends DescService> {
   stream<K extends keyof MethodsOf<S> & string>(
     method: K,
     request: StreamInputOf<MethodsOf<S>[K]>,
-    opts?: { token?: string },
+    opts?: { token?: string; metadata?: Record<string, string> },
   ): grpc.ClientReadableStream<StreamOutputOf<MethodsOf<S>[K]>>;
   close(): void;
 }
@@ -77,6 +77,7 @@ export function grpcClient<S extends DescService>(
     stream(method, request, opts = {}) {
       const md = new grpc.Metadata();
       if (opts.token !== undefined) md.set('authorization', `Bearer ${opts.token}`);
+      for (const [k, v] of Object.entries(opts.metadata ?? {})) md.set(k, v);
       const fn = (
         client as unknown as Record<string, (req: unknown, md: grpc.Metadata) => grpc.ClientReadableStream<never>>
       )[method];

@@ -57,7 +57,10 @@ export interface NewTokenOptions {
   audiences?: string[];
   lifetimeMs?: number;
   policy?: Partial<
-    Record<keyof Omit<TokenPolicy, '$typeName' | '$unknown' | 'workloadBinding' | 'retireOnFirstUse'>, bigint>
+    Record<
+      keyof Omit<TokenPolicy, '$typeName' | '$unknown' | 'workloadBinding' | 'retireOnFirstUse' | 'dpopJkt'>,
+      bigint
+    >
   > & {
     retireOnFirstUse?: boolean;
     workloadBinding?: Omit<WorkloadBinding, '$typeName' | '$unknown'>;
