@@ -47,6 +47,8 @@ export const SERVER_SETTINGS = [
   'ROTOR_METRICS',
   'ROTOR_REFLECTION',
   'ROTOR_LOG_LEVEL',
+  'ROTOR_LOG_FORMAT',
+  'ROTOR_ACCESS_LOG',
 ] as const;
 
 /** Read by the CLI (`rotor token`, `watch`, `agent`), never by the server. */
