@@ -2,10 +2,12 @@ import { create, fromBinary, toBinary, type DescMessage, type DescMethod, type D
 import { Code, ConnectError, createContextValues, type ContextValues, type HandlerContext } from '@connectrpc/connect';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../app/logger-port.js';
+import type { AccessLog } from './access-log.js';
 import { callMetaKey } from './call-meta.js';
 import { CallTracker } from './call-tracker.js';
 import { toConnectError } from './connect-errors.js';
 import { flatEncoder } from './flat-encoder.js';
+import { AccessLoggedServer, accessRecordOf } from './grpc-access-log.js';
 import type { GrpcConnectionLimits } from './grpc-listener.js';
 import type { MountedService } from './services.js';
 
@@ -59,10 +61,11 @@ class GrpcCallContext implements HandlerContext {
   ) {
     const deadline = call.getDeadline();
     this.deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
-    this.values = createContextValues().set(callMetaKey, {
-      authorization: authorizationOf(call.metadata),
-      peer: call.getPeer(),
-    });
+    // With the access log on, the call's access record is its CallMeta (authenticate notes the token in it).
+    this.values = createContextValues().set(
+      callMetaKey,
+      accessRecordOf(call) ?? { authorization: authorizationOf(call.metadata), peer: call.getPeer() },
+    );
     // grpc-js emits 'cancelled' whenever the stream closes; it only matters for a call still running.
     call.on('cancelled', () => this.cancelled());
   }
@@ -299,7 +302,8 @@ const KEEPALIVE_TIMEOUT_MS = 20_000;
  * handler; docs/design.md, "Two ports, one set of handlers"). Unary and server-streaming
  * methods; `tracker` counts unary calls in flight for shutdown. `limits` sets the per-connection
  * limits grpc-js applies itself (idle timeout, maximum age and its grace, concurrent streams);
- * listenGrpc applies the others.
+ * listenGrpc applies the others. With `access`, every call on the server (grpc.health.v1 and
+ * reflection included, whoever adds them) writes an access line (src/api/grpc-access-log.ts).
  */
 export function createGrpcServer(
   services: MountedService[],
@@ -309,10 +313,11 @@ export function createGrpcServer(
     'idleTimeoutMs' | 'maxConnectionAgeMs' | 'maxConnectionAgeGraceMs' | 'maxConcurrentStreams'
   >,
   tracker = new CallTracker(),
+  access?: AccessLog,
 ): grpc.Server {
   // Only options grpc-js 1.14's Server reads (server.js constructor); client-side channel options
   // such as grpc.keepalive_permit_without_calls would be ignored here.
-  const server = new grpc.Server({
+  const options: grpc.ServerOptions = {
     'grpc.max_receive_message_length': MAX_GRPC_MESSAGE_BYTES,
     'grpc.max_connection_idle_ms': limits.idleTimeoutMs,
     'grpc.max_connection_age_ms': limits.maxConnectionAgeMs,
@@ -320,7 +325,8 @@ export function createGrpcServer(
     'grpc.max_concurrent_streams': limits.maxConcurrentStreams,
     'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
     'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
-  });
+  };
+  const server = access ? new AccessLoggedServer(options, access) : new grpc.Server(options);
   for (const mounted of services) {
     const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
     const handlers: grpc.UntypedServiceImplementation = {};

@@ -1,5 +1,11 @@
 import type { DescService } from '@bufbuild/protobuf';
-import type { ConnectError, ConnectRouter, HandlerContext, ServiceImpl } from '@connectrpc/connect';
+import {
+  Code,
+  type ConnectError,
+  type ConnectRouter,
+  type HandlerContext,
+  type ServiceImpl,
+} from '@connectrpc/connect';
 import type { AppContext } from '../app/context.js';
 import type { HealthState } from '../app/health-state.js';
 import type { WatchRuntime } from '../app/watch-ports.js';
@@ -8,6 +14,8 @@ import { ExpiryService } from '../gen/rotor/v1/expiry_service_pb.js';
 import { HealthService } from '../gen/rotor/v1/health_service_pb.js';
 import { TokenExchangeService } from '../gen/rotor/v1/token_exchange_service_pb.js';
 import { TokenService } from '../gen/rotor/v1/token_service_pb.js';
+import { AccessRecord } from './access-log.js';
+import { callMetaKey } from './call-meta.js';
 import { toConnectError } from './connect-errors.js';
 import { expiryServiceImpl } from './expiry-service-impl.js';
 import { grpcHealthServiceImpl } from './grpc-health-service-impl.js';
@@ -26,9 +34,22 @@ export interface MountedService {
 type UnaryFn = (req: unknown, ctx: HandlerContext) => unknown;
 type StreamFn = (req: unknown, ctx: HandlerContext) => AsyncIterable<unknown>;
 
+/** Notes a failure in the call's access record, when the access log is on (src/api/access-log.ts). */
+function noteFailure(ctx: HandlerContext, error: ConnectError): void {
+  const rec = ctx.values.get(callMetaKey);
+  if (rec instanceof AccessRecord) rec.failed(error);
+}
+
+/** Notes how a call that did not fail ended (0: ok; Connect's Canceled) in its access record. */
+function noteEnd(ctx: HandlerContext, code: Code | 0): void {
+  const rec = ctx.values.get(callMetaKey);
+  if (rec instanceof AccessRecord) rec.ended(code);
+}
+
 /**
  * Wraps every method so that errors leave through the one mapping in connect-errors.ts, and counts
- * how each call ended (and how long a unary call took) in `stats`: one place for both ports.
+ * how each call ended (and how long a unary call took) in `stats`: one place for both ports. A
+ * failure is also noted in the call's access record (the HTTP port's lines get their code here).
  */
 function withErrorMapping(
   app: AppContext,
@@ -49,9 +70,16 @@ function withErrorMapping(
           (end) => {
             // A client that went away (or whose deadline passed) ends its stream through the abort
             // signal, whatever error that raises inside.
-            if (ctx.signal.aborted || end.how === 'returned') counted.end('canceled');
-            else if (end.how === 'done') counted.end('ok');
-            else counted.failed(end.error as ConnectError);
+            if (ctx.signal.aborted || end.how === 'returned') {
+              counted.end('canceled');
+              noteEnd(ctx, Code.Canceled);
+            } else if (end.how === 'done') {
+              counted.end('ok');
+              noteEnd(ctx, 0);
+            } else {
+              counted.failed(end.error as ConnectError);
+              noteFailure(ctx, end.error as ConnectError);
+            }
           },
         );
       continue;
@@ -65,9 +93,11 @@ function withErrorMapping(
       } catch (e) {
         const ce = toConnectError(e, app.log, where);
         counted.failed(ce, started);
+        noteFailure(ctx, ce);
         throw ce;
       }
       counted.end('ok', started);
+      noteEnd(ctx, 0);
       return res;
     };
   }

@@ -8,7 +8,9 @@ import { callMeta } from './call-meta.js';
 export function tokenExchangeServiceImpl(app: AppContext): ServiceImpl<typeof TokenExchangeService> {
   return {
     async exchangeToken(req, ctx) {
-      const r = await exchangeToken(app, req, callMeta(ctx).peer);
+      const meta = callMeta(ctx);
+      const r = await exchangeToken(app, req, meta.peer);
+      meta.tokenId = r.subjectTokenId;
       return {
         accessToken: r.accessToken,
         issuedTokenType: r.issuedTokenType,

@@ -77,6 +77,7 @@ export async function authenticate(app: AppContext, meta: CallMeta): Promise<Cal
     throw asCallerCredentialError(e);
   }
   noteUse(app, usable.token, usable.now);
+  meta.tokenId = usable.token.id;
   return { token: usable.token, peer: meta.peer };
 }
 

@@ -25,4 +25,9 @@ export interface CallMeta {
   /** The raw `authorization` header value, if any. */
   authorization: string | undefined;
   peer: string | null;
+  /**
+   * The id of the token the call authenticated with, once known: `authenticate` (and a
+   * self-rotation, and a token exchange) note it here for the access log (src/api/access-log.ts).
+   */
+  tokenId?: string | undefined;
 }

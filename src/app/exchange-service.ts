@@ -19,6 +19,8 @@ export interface ExchangeResult {
   expiresIn: number;
   scope: string;
   tokenId: string;
+  /** The Rotor token presented as `subject_token` (for the access log); none for a federated workload JWT. */
+  subjectTokenId: string | undefined;
 }
 
 /**
@@ -59,6 +61,7 @@ export async function exchangeToken(
       expiresIn: claims.exp - claims.iat,
       scope: claims.scope ?? '',
       tokenId: claims.jti,
+      subjectTokenId: claims.token_id,
     };
   }
   if (req.requestedTokenType !== TOKEN_TYPE_ACCESS_TOKEN) {
@@ -75,6 +78,7 @@ export async function exchangeToken(
     expiresIn: Math.max(0, Math.floor((minted.record.expiresAt - app.now()) / 1000)),
     scope: minted.record.scopes.join(' '),
     tokenId: minted.record.id,
+    subjectTokenId: minted.record.previousId ?? undefined,
   };
 }
 

@@ -374,7 +374,9 @@ export async function rotateToken(
   const secret = bearerToken(meta.authorization);
   if (secret === undefined) throw new RotorError('unauthenticated', 'missing bearer token', { noCredentials: true });
   try {
-    return await rotate(app, { mode: 'presented', secret }, opts);
+    const minted = await rotate(app, { mode: 'presented', secret }, opts);
+    meta.tokenId = minted.record.previousId ?? undefined;
+    return minted;
   } catch (e) {
     throw asCallerCredentialError(e);
   }

@@ -1,7 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { authenticate } from '../app/authenticate.js';
 import { assertMayReadMetrics } from '../domain/authorization.js';
-import type { AppContext } from '../app/context.js';
+import type { AccessLog, AccessRecord } from '../api/access-log.js';
+import type { AppContext, CallMeta } from '../app/context.js';
 import { exchangeToken } from '../app/exchange-service.js';
 import { introspect } from '../app/introspection.js';
 import { revokeBySecret } from '../app/revocation.js';
@@ -10,7 +11,8 @@ import { sendJson, sendOAuthError } from './oauth-errors.js';
 import type { HttpRouteStats } from './metrics.js';
 import { wellKnownRoutes } from './well-known-routes.js';
 
-type Route = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+/** A route's handler; `meta` is the call's facts (the access record when the access log is on). */
+type Route = (req: IncomingMessage, res: ServerResponse, meta: CallMeta) => Promise<void>;
 
 function peerOf(req: IncomingMessage): string | null {
   return req.socket.remoteAddress ?? null;
@@ -18,7 +20,7 @@ function peerOf(req: IncomingMessage): string | null {
 
 /** POST /oauth/token: RFC 8693 token exchange with a form body (RFC 6749 §3.2). */
 function tokenRoute(app: AppContext): Route {
-  return async (req, res) => {
+  return async (req, res, meta) => {
     const form = await readForm(req);
     const r = await exchangeToken(
       app,
@@ -34,8 +36,9 @@ function tokenRoute(app: AppContext): Route {
         resource: form.getAll('resource'),
         idempotencyKey: form.get('idempotency_key') || (req.headers['idempotency-key'] as string | undefined) || '',
       },
-      peerOf(req),
+      meta.peer,
     );
+    meta.tokenId = r.subjectTokenId;
     sendJson(res, 200, {
       access_token: r.accessToken,
       issued_token_type: r.issuedTokenType,
@@ -49,8 +52,8 @@ function tokenRoute(app: AppContext): Route {
 
 /** POST /oauth/introspect: RFC 7662, caller authenticated with a bearer token. */
 function introspectRoute(app: AppContext): Route {
-  return async (req, res) => {
-    const caller = await authenticate(app, { authorization: req.headers.authorization, peer: peerOf(req) });
+  return async (req, res, meta) => {
+    const caller = await authenticate(app, meta);
     const form = await readForm(req);
     const result = await introspect(app, caller, form.get('token'));
     if (!result.active) {
@@ -75,9 +78,9 @@ function introspectRoute(app: AppContext): Route {
 
 /** POST /oauth/revoke: RFC 7009; the token itself is the authority; 200 even when unknown (§2.2). */
 function revokeRoute(app: AppContext): Route {
-  return async (req, res) => {
+  return async (req, res, meta) => {
     const form = await readForm(req);
-    await revokeBySecret(app, form.get('token'), peerOf(req));
+    await revokeBySecret(app, form.get('token'), meta.peer);
     res.writeHead(200, { 'cache-control': 'no-store', 'content-length': 0 });
     res.end();
   };
@@ -101,10 +104,10 @@ function healthRoute(ping: () => Promise<void>): Route {
  */
 function metricsRoute(app: AppContext, metrics: MetricsRoute): Route {
   if (!metrics.requireToken) return metrics.route;
-  return async (req, res) => {
-    const caller = await authenticate(app, { authorization: req.headers.authorization, peer: peerOf(req) });
+  return async (req, res, meta) => {
+    const caller = await authenticate(app, meta);
     assertMayReadMetrics(caller.token);
-    await metrics.route(req, res);
+    await metrics.route(req, res, meta);
   };
 }
 
@@ -134,15 +137,19 @@ export interface MetricsRoute {
 export interface HttpExtras {
   metrics?: MetricsRoute;
   stats?: HttpRouteStats;
+  /** The access log, when on (ROTOR_ACCESS_LOG). */
+  access?: AccessLog;
 }
 
 /** Dispatches a request to an OAuth route; errors leave through the one mapping in oauth-errors.ts. */
 export function oauthHandler(app: AppContext, ping: () => Promise<void>, extras: HttpExtras = {}) {
   const routes = oauthRoutes(app, ping, extras.metrics);
   const stats = extras.stats;
-  return (req: IncomingMessage, res: ServerResponse): void => {
+  return (req: IncomingMessage, res: ServerResponse, rec?: AccessRecord): void => {
     const path = (req.url ?? '/').split('?')[0]!;
     const entry = routes.get(path);
+    // The route, never the path as sent (a client chooses it, and could put anything in it).
+    if (rec) rec.target = entry ? path : 'other';
     // Counted by route, and unknown paths as one route: a path is chosen by the client.
     if (stats) res.once('finish', () => stats.finished(entry ? path : 'other', res.statusCode));
     if (!entry) {
@@ -159,12 +166,14 @@ export function oauthHandler(app: AppContext, ping: () => Promise<void>, extras:
       );
       return;
     }
-    entry.route(req, res).catch((e: unknown) => {
-      if (res.headersSent) {
-        res.destroy();
-        return;
-      }
-      sendOAuthError(res, e, app.log, path);
-    });
+    entry
+      .route(req, res, rec ?? { authorization: req.headers.authorization, peer: peerOf(req) })
+      .catch((e: unknown) => {
+        if (res.headersSent) {
+          res.destroy();
+          return;
+        }
+        sendOAuthError(res, e, app.log, path);
+      });
   };
 }
