@@ -28,7 +28,7 @@ import { benchClient, grpcFrame, rawUnary } from './grpc.js';
 import type { LoadReply, LoadSpec } from './grpc-load.js';
 import { h2load, h2loadVersion } from './h2load.js';
 import { BENCH_POSTGRES_URL, createBenchDatabase, safeUrl, type BenchDatabase } from './postgres.js';
-import { bootstrap, freePort, rotorEnv, startServer, type ServerProcess } from './server.js';
+import { bootstrap, freePort, rotorEnv, startPlainServer, startServer, type ServerProcess } from './server.js';
 import { DEFAULT_POOL_MAX } from '../src/store/database.js';
 import { closedLoop, type ScenarioResult } from './stats.js';
 import { runFanout, type FanoutResult } from './fanout.js';
@@ -75,7 +75,14 @@ const fanoutSettings = {
   }),
 };
 
-const TARGETS = { introspect_vs_noop: 0.7, rotate_vs_bare_txn: 0.6, fanout_rss_mb_at_10000: 300, fanout_p99_ms: 100 };
+const TARGETS = {
+  introspect_vs_noop: 0.7,
+  rotate_vs_bare_txn: 0.6,
+  noop_vs_plain: 0.9,
+  introspect_vs_plain: 0.7,
+  fanout_rss_mb_at_10000: 300,
+  fanout_p99_ms: 100,
+};
 
 const progress = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
 const round3 = (n: number) => Number(n.toFixed(3));
@@ -282,7 +289,10 @@ async function benchEngine(
   const { rounds, concurrency: c, grpcjs_requests: n, warmup_requests: warm } = settings;
   const work = mkdtempSync(join(tmpdir(), 'rotor-bench-'));
   let server: ServerProcess | undefined;
+  let serverOff: ServerProcess | undefined;
+  let plain: ServerProcess | undefined;
   let loader: Loader | undefined;
+  let plainLoader: Loader | undefined;
   let bare: BareBaseline | undefined;
   try {
     const [grpcPort, httpPort] = [await freePort(), await freePort()];
@@ -297,6 +307,18 @@ async function benchEngine(
     const admin = await bootstrap(env);
     progress(`rotor serve on ${address}`);
     server = await startServer(env, address);
+    // The same server with its access log off, on the same database: the log's own cost.
+    const [offGrpcPort, offHttpPort, plainPort] = [await freePort(), await freePort(), await freePort()];
+    const offAddress = `127.0.0.1:${offGrpcPort}`;
+    progress(`rotor serve with ROTOR_ACCESS_LOG=off on ${offAddress}`);
+    serverOff = await startServer(
+      { ...env, ROTOR_GRPC_PORT: String(offGrpcPort), ROTOR_HTTP_PORT: String(offHttpPort), ROTOR_ACCESS_LOG: 'off' },
+      offAddress,
+    );
+    // The baseline a user compares with: a plain grpc-js no-op server, started the same way.
+    const plainAddress = `127.0.0.1:${plainPort}`;
+    progress(`plain @grpc/grpc-js no-op server on ${plainAddress}`);
+    plain = await startPlainServer(env, plainPort);
 
     // Tokens through the API: one to introspect, and a pool to rotate (each rotated exactly once).
     const poolSize = warm + rounds * n;
@@ -333,11 +355,14 @@ async function benchEngine(
     if (introspectCheck.code !== 0) throw new Error(`IntrospectToken failed: ${introspectCheck.details}`);
     if (!fromBinary(IntrospectTokenResponseSchema, introspectCheck.response).active)
       throw new Error('IntrospectToken answered active=false');
+    const plainCheck = await rawUnary(plainAddress, noopPath, noopFrame);
+    if (plainCheck.code !== 0 || !plainCheck.response.equals(noopCheck.response))
+      throw new Error(`the plain server answers differently: ${plainCheck.details}`);
     const streams = Math.max(1, Math.round(c / settings.h2load_clients));
-    const h2noop = (name: string, requests: number, bearer?: string) =>
+    const h2noop = (name: string, requests: number, bearer?: string, at = address) =>
       h2load({
         name,
-        url: `http://${address}${noopPath}`,
+        url: `http://${at}${noopPath}`,
         frame: noopFrame,
         bearer,
         requests,
@@ -346,10 +371,10 @@ async function benchEngine(
         responseDataBytes: 5 + noopCheck.response.length,
         workDir: work,
       });
-    const h2introspect = (name: string, requests: number) =>
+    const h2introspect = (name: string, requests: number, at = address) =>
       h2load({
         name,
-        url: `http://${address}${introspectPath}`,
+        url: `http://${at}${introspectPath}`,
         frame: introspectFrame,
         bearer: admin,
         requests,
@@ -360,12 +385,17 @@ async function benchEngine(
       });
 
     loader = await Loader.start(address);
+    plainLoader = await Loader.start(plainAddress);
 
     progress('warm-up');
     if (h2) {
       await h2noop('warm-noop', warm);
       await h2introspect('warm-introspect', warm);
+      await h2noop('warm-noop-plain', warm, undefined, plainAddress);
+      await h2noop('warm-noop-off', warm, undefined, offAddress);
+      await h2introspect('warm-introspect-off', warm, offAddress);
     }
+    await plainLoader.run({ kind: 'noop', requests: warm, concurrency: c });
     await loader.run({ kind: 'noop', requests: warm, concurrency: c });
     await loader.run({ kind: 'introspect', requests: warm, concurrency: c, bearer: admin, token: target });
     await loader.run({ kind: 'rotate', concurrency: c, secrets: pool.slice(0, warm) });
@@ -374,7 +404,10 @@ async function benchEngine(
     await bare.introspection(warm, c);
 
     const results: Record<string, ScenarioResult[]> = {
+      noop_plain_h2load: [],
       noop_h2load: [],
+      noop_access_off_h2load: [],
+      introspect_access_off_h2load: [],
       introspect_h2load: [],
       noop_bearer_h2load: [],
       noop_grpcjs: [],
@@ -383,6 +416,7 @@ async function benchEngine(
       bare_txn: [],
       bare_txn_driver: [],
       bare_introspect_queries: [],
+      noop_plain_grpcjs: [],
     };
     const record = (name: string, r: ScenarioResult) => {
       results[name]!.push(r);
@@ -391,11 +425,24 @@ async function benchEngine(
     for (let r = 0; r < rounds; r++) {
       progress(`round ${r + 1}/${rounds}`);
       if (h2) {
+        record(
+          'noop_plain_h2load',
+          await h2noop(`noop-plain-${r}`, settings.h2load_noop_requests, undefined, plainAddress),
+        );
         record('noop_h2load', await h2noop(`noop-${r}`, settings.h2load_noop_requests));
         record('introspect_h2load', await h2introspect(`introspect-${r}`, settings.h2load_introspect_requests));
+        record(
+          'noop_access_off_h2load',
+          await h2noop(`noop-off-${r}`, settings.h2load_noop_requests, undefined, offAddress),
+        );
+        record(
+          'introspect_access_off_h2load',
+          await h2introspect(`introspect-off-${r}`, settings.h2load_introspect_requests, offAddress),
+        );
         // Diagnostic only: the no-op carrying the same `authorization` header as the introspection.
         record('noop_bearer_h2load', await h2noop(`noop-bearer-${r}`, settings.h2load_noop_requests, admin));
       }
+      record('noop_plain_grpcjs', await plainLoader.run({ kind: 'noop', requests: n, concurrency: c }));
       record('noop_grpcjs', await loader.run({ kind: 'noop', requests: n, concurrency: c }));
       record(
         'introspect_grpcjs',
@@ -415,6 +462,12 @@ async function benchEngine(
       ? ratioOf(results.introspect_h2load!, results.noop_h2load!)
       : ratioOf(results.introspect_grpcjs!, results.noop_grpcjs!);
     const rotateVsBare = ratioOf(results.rotate_grpcjs!, results.bare_txn!);
+    const noopVsPlain = h2
+      ? ratioOf(results.noop_h2load!, results.noop_plain_h2load!)
+      : ratioOf(results.noop_grpcjs!, results.noop_plain_grpcjs!);
+    const introspectVsPlain = h2
+      ? ratioOf(results.introspect_h2load!, results.noop_plain_h2load!)
+      : ratioOf(results.introspect_grpcjs!, results.noop_plain_grpcjs!);
     return {
       database:
         engine === 'postgres'
@@ -425,14 +478,25 @@ async function benchEngine(
           ? `${h2}, ${settings.h2load_clients} connections × ${streams} streams, 1 thread`
           : `@grpc/grpc-js closed loop (h2load not installed or BENCH_NO_H2LOAD set)`,
         grpcjs: `@grpc/grpc-js closed loop in a child process, one channel, ${c} calls in flight`,
+        plain: 'bench/plain-grpc-server.ts: a plain @grpc/grpc-js no-op server in a child process, as rotor serve',
+        access_log:
+          'rotor serve with ROTOR_LOG_LEVEL=info and ROTOR_ACCESS_LOG=on (stdout to /dev/null); the _access_off scenarios: a second rotor serve on the same database with ROTOR_ACCESS_LOG=off',
         bare: `knex in the bench process on its own ${engine === 'postgres' ? 'PostgreSQL scratch database' : 'SQLite file'} (src/store/database.ts settings), ${c} in flight`,
       },
       scenarios,
       ratios: {
         introspect_vs_noop: introspectVsNoop,
         rotate_vs_bare_txn: rotateVsBare,
+        noop_vs_plain: noopVsPlain,
+        introspect_vs_plain: introspectVsPlain,
+        noop_vs_plain_grpcjs: ratioOf(results.noop_grpcjs!, results.noop_plain_grpcjs!),
         ...(h2
           ? {
+              noop_access_on_vs_off_diagnostic: ratioOf(results.noop_h2load!, results.noop_access_off_h2load!),
+              introspect_access_on_vs_off_diagnostic: ratioOf(
+                results.introspect_h2load!,
+                results.introspect_access_off_h2load!,
+              ),
               introspect_vs_noop_same_headers_diagnostic: ratioOf(
                 results.introspect_h2load!,
                 results.noop_bearer_h2load!,
@@ -458,10 +522,23 @@ async function benchEngine(
           measured: rotateVsBare.median,
           met: rotateVsBare.median >= TARGETS.rotate_vs_bare_txn,
         },
+        noop_vs_plain: {
+          target: TARGETS.noop_vs_plain,
+          measured: noopVsPlain.median,
+          met: noopVsPlain.median >= TARGETS.noop_vs_plain,
+        },
+        introspect_vs_plain: {
+          target: TARGETS.introspect_vs_plain,
+          measured: introspectVsPlain.median,
+          met: introspectVsPlain.median >= TARGETS.introspect_vs_plain,
+        },
       },
     };
   } finally {
     loader?.stop();
+    plainLoader?.stop();
+    await plain?.stop();
+    await serverOff?.stop();
     await server?.stop();
     await bare?.close();
     rmSync(work, { recursive: true, force: true });

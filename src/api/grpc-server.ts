@@ -66,8 +66,6 @@ class GrpcCallContext implements HandlerContext {
       callMetaKey,
       accessRecordOf(call) ?? { authorization: authorizationOf(call.metadata), peer: call.getPeer() },
     );
-    // grpc-js emits 'cancelled' whenever the stream closes; it only matters for a call still running.
-    call.on('cancelled', () => this.cancelled());
   }
 
   get service(): DescService {
@@ -82,11 +80,17 @@ class GrpcCallContext implements HandlerContext {
     return Number.isFinite(this.deadlineMs) ? Math.max(0, this.deadlineMs - Date.now()) : undefined;
   }
 
+  /**
+   * Made on first read, and only then is the call watched for its cancellation: most unary
+   * handlers never read it, and a listener per call was a measurable share of the no-op's cost
+   * (bench/README.md, "Per-call cost").
+   */
   get signal(): AbortSignal {
     if (!this.controller) {
       this.controller = new AbortController();
-      if (this.state === 'cancelled')
-        this.controller.abort(new ConnectError('call cancelled by the client', Code.Canceled));
+      if (this.call.cancelled) this.cancelled();
+      // grpc-js emits 'cancelled' whenever the stream closes; it only matters for a call still running.
+      else this.call.on('cancelled', () => this.cancelled());
     }
     return this.controller.signal;
   }
@@ -154,19 +158,25 @@ function unaryHandler(
       return;
     }
     const ctx = new GrpcCallContext(mounted, method, call);
-    Promise.resolve()
-      .then(() => impl(req, ctx))
-      .then(
-        (res) => {
-          ctx.settle();
-          callback(null, res);
-        },
-        (err: unknown) => {
-          ctx.settle();
-          // Handlers already map their errors; anything else still leaves through the one mapping.
-          callback(statusOf(err, log, `${mounted.service.typeName}/${method.name}`));
-        },
-      );
+    const ok = (res: unknown) => {
+      ctx.settle();
+      callback(null, res);
+    };
+    const fail = (err: unknown) => {
+      ctx.settle();
+      // Handlers already map their errors; anything else still leaves through the one mapping.
+      callback(statusOf(err, log, `${mounted.service.typeName}/${method.name}`));
+    };
+    // A handler that answers without waiting (the no-op) is answered in the same turn.
+    let res: unknown;
+    try {
+      res = impl(req, ctx);
+    } catch (err) {
+      fail(err);
+      return;
+    }
+    if (res instanceof Promise) res.then(ok, fail);
+    else ok(res);
   };
 }
 

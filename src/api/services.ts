@@ -85,20 +85,33 @@ function withErrorMapping(
       continue;
     }
     const counted = stats.method(where, false);
-    wrapped[name] = async (req, ctx) => {
-      const started = performance.now();
-      let res: unknown;
-      try {
-        res = await fn(req, ctx);
-      } catch (e) {
-        const ce = toConnectError(e, app.log, where);
-        counted.failed(ce, started);
-        noteFailure(ctx, ce);
-        throw ce;
-      }
+    const failed = (e: unknown, ctx: HandlerContext, started: number): ConnectError => {
+      const ce = toConnectError(e, app.log, where);
+      counted.failed(ce, started);
+      noteFailure(ctx, ce);
+      return ce;
+    };
+    const ended = (res: unknown, ctx: HandlerContext, started: number): unknown => {
       counted.end('ok', started);
       noteEnd(ctx, 0);
       return res;
+    };
+    // Not an async function: an answer that needs no waiting (the no-op) goes back in the same turn.
+    wrapped[name] = (req, ctx) => {
+      const started = performance.now();
+      let res: unknown;
+      try {
+        res = fn(req, ctx);
+      } catch (e) {
+        throw failed(e, ctx, started);
+      }
+      if (!(res instanceof Promise)) return ended(res, ctx, started);
+      return res.then(
+        (r: unknown) => ended(r, ctx, started),
+        (e: unknown) => {
+          throw failed(e, ctx, started);
+        },
+      );
     };
   }
   return wrapped as unknown as Partial<ServiceImpl<DescService>>;

@@ -1,5 +1,6 @@
 import { pino, type DestinationStream, type Logger as PinoLogger } from 'pino';
 import { prettyFactory } from 'pino-pretty';
+import type { AccessLineWriter } from '../api/access-log.js';
 import type { Logger } from '../app/logger-port.js';
 import { redactSecrets, type LogFormat, type LogLevel } from './log-lines.js';
 
@@ -44,8 +45,8 @@ export const REDACT_PATHS: string[] = REDACTED_FIELDS.flatMap((f) => {
   return key.startsWith('[') ? [key, `*${key}`] : [key, `*.${key}`];
 });
 
-/** The server's logger: the port's three levels, `debug`, and whether a level is written at all. */
-export interface RotorLogger extends Logger {
+/** The server's logger: the port's three levels, `debug`, whether a level is written, and access lines. */
+export interface RotorLogger extends Logger, AccessLineWriter {
   debug(message: string, fields?: Record<string, unknown>): void;
   /** False when a line of `level` would be dropped: callers skip building its fields. */
   isLevelEnabled(level: LogLevel): boolean;
@@ -78,18 +79,19 @@ export function createLogger(
   const format = options.format ?? 'json';
   const sink = destination(write, format);
   const stream: DestinationStream = redact ? { write: (line) => sink.write(redactSecrets(line)) } : sink;
-  const logger = pino(
-    {
-      level,
-      base: undefined,
-      timestamp: pino.stdTimeFunctions.isoTime,
-      // pino-pretty reads pino's numeric levels; JSON lines keep Rotor's names (`"level":"warn"`).
-      ...(format === 'json' && { formatters: { level: (label: string) => ({ level: label }) } }),
-      ...(redact && { redact: { paths: REDACT_PATHS, censor: '[redacted]' } }),
-    },
-    stream,
-  );
-  return wrap(logger);
+  const common = {
+    level,
+    base: undefined,
+    timestamp: pino.stdTimeFunctions.isoTime,
+    // pino-pretty reads pino's numeric levels; JSON lines keep Rotor's names (`"level":"warn"`).
+    ...(format === 'json' && { formatters: { level: (label: string) => ({ level: label }) } }),
+  };
+  const logger = pino({ ...common, ...(redact && { redact: { paths: REDACT_PATHS, censor: '[redacted]' } }) }, stream);
+  // Access lines (src/api/access-log.ts) carry only fields that code sets from checked values, no
+  // object a caller passes, so they skip the by-name pass, which cost more than the rest of the
+  // line (bench/README.md, "Per-call cost"); the by-shape net still sees them, on the same stream.
+  const access = pino(common, stream);
+  return wrap(logger, (fields) => access.info(fields, 'access'));
 }
 
 function destination(write: ((line: string) => void) | undefined, format: LogFormat): DestinationStream {
@@ -101,10 +103,14 @@ function destination(write: ((line: string) => void) | undefined, format: LogFor
     const out = write ?? ((l: string) => void process.stdout.write(l));
     return { write: (line) => out(prettify(line)) };
   }
-  return write === undefined ? pino.destination({ dest: 1, sync: false }) : { write };
+  // Lines go out in writes of at least 4 KiB, and at least every 100 ms: one write per line cost
+  // more than building it (bench/README.md, "Per-call cost"). pino flushes the rest on exit.
+  return write === undefined
+    ? pino.destination({ dest: 1, sync: false, minLength: 4096, periodicFlush: 100 } as never)
+    : { write };
 }
 
-function wrap(logger: PinoLogger): RotorLogger {
+function wrap(logger: PinoLogger, access: (fields: Record<string, unknown>) => void): RotorLogger {
   const at = (lvl: LogLevel) => (message: string, fields?: Record<string, unknown>) => {
     if (fields === undefined) logger[lvl](message);
     else logger[lvl](fields, message);
@@ -115,5 +121,6 @@ function wrap(logger: PinoLogger): RotorLogger {
     warn: at('warn'),
     error: at('error'),
     isLevelEnabled: (lvl) => logger.isLevelEnabled(lvl),
+    access,
   };
 }

@@ -1,4 +1,4 @@
-import { AccessLog } from '../api/access-log.js';
+import { AccessLog, accessLineWriter } from '../api/access-log.js';
 import { CallTracker } from '../api/call-tracker.js';
 import { addGrpcHealthService } from '../api/grpc-health.js';
 import { listenGrpc, type GrpcListener } from '../api/grpc-listener.js';
@@ -223,7 +223,7 @@ function buildServer(app: RotorApp, config: RotorConfig, log: Logger) {
   // Access lines are `info` lines: ROTOR_LOG_LEVEL=warn drops them, so nothing is built for them then.
   const access =
     config.accessLog && LOG_LEVELS.indexOf(config.logLevel) <= LOG_LEVELS.indexOf('info')
-      ? new AccessLog(log)
+      ? new AccessLog(accessLineWriter(log))
       : undefined;
   const grpcServer = createGrpcServer(services, log, config.grpcConnections, tracker, access);
   addGrpcHealthService(grpcServer, health);
