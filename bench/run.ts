@@ -30,7 +30,7 @@ import { h2load, h2loadVersion } from './h2load.js';
 import { BENCH_POSTGRES_URL, createBenchDatabase, safeUrl, type BenchDatabase } from './postgres.js';
 import { bootstrap, freePort, rotorEnv, startPlainServer, startServer, type ServerProcess } from './server.js';
 import { DEFAULT_POOL_MAX } from '../src/store/database.js';
-import { closedLoop, type ScenarioResult } from './stats.js';
+import { closedLoop, processCpuMs, type ScenarioResult } from './stats.js';
 import { runFanout, type FanoutResult } from './fanout.js';
 import { runFanoutFloor, type FanoutFloorResult } from './fanout-floor.js';
 import type { WatcherClient } from './fanout-watchers.js';
@@ -98,6 +98,30 @@ function report(rounds: readonly ScenarioResult[]): Reported {
   const byRps = [...rounds].sort((a, b) => a.rps - b.rps);
   const mid = byRps[Math.floor((byRps.length - 1) / 2)]!;
   return { ...mid, rounds_rps: rounds.map((r) => r.rps) };
+}
+
+/** `run` with the CPU time process `pid` spent on it, per call (server_cpu_us_per_call). */
+async function withServerCpu(pid: number | undefined, run: () => Promise<ScenarioResult>): Promise<ScenarioResult> {
+  const before = processCpuMs(pid);
+  const r = await run();
+  const after = processCpuMs(pid);
+  if (before === undefined || after === undefined) return r;
+  return { ...r, server_cpu_us_per_call: round3(((after - before) * 1000) / r.requests) };
+}
+
+/**
+ * Per-round ratios of the CPU one call of `b` cost the server over what one call of `a` cost it:
+ * how `a`'s throughput compares with `b`'s on a server with a core to itself. Undefined without
+ * the CPU figures.
+ */
+function cpuRatioOf(
+  a: readonly ScenarioResult[],
+  b: readonly ScenarioResult[],
+): { median: number; rounds: number[] } | undefined {
+  if (a.some((x) => x.server_cpu_us_per_call === undefined) || b.some((x) => x.server_cpu_us_per_call === undefined))
+    return undefined;
+  const rounds = a.map((x, i) => round3(b[i]!.server_cpu_us_per_call! / x.server_cpu_us_per_call!));
+  return { median: round3(median(rounds)), rounds };
 }
 
 /** Per-round ratios of two scenarios measured side by side, and their median (the judged figure). */
@@ -359,30 +383,35 @@ async function benchEngine(
     if (plainCheck.code !== 0 || !plainCheck.response.equals(noopCheck.response))
       throw new Error(`the plain server answers differently: ${plainCheck.details}`);
     const streams = Math.max(1, Math.round(c / settings.h2load_clients));
+    const pidOf = (at: string) => (at === plainAddress ? plain : at === offAddress ? serverOff : server)?.child.pid;
     const h2noop = (name: string, requests: number, bearer?: string, at = address) =>
-      h2load({
-        name,
-        url: `http://${at}${noopPath}`,
-        frame: noopFrame,
-        bearer,
-        requests,
-        clients: settings.h2load_clients,
-        streamsPerClient: streams,
-        responseDataBytes: 5 + noopCheck.response.length,
-        workDir: work,
-      });
+      withServerCpu(pidOf(at), () =>
+        h2load({
+          name,
+          url: `http://${at}${noopPath}`,
+          frame: noopFrame,
+          bearer,
+          requests,
+          clients: settings.h2load_clients,
+          streamsPerClient: streams,
+          responseDataBytes: 5 + noopCheck.response.length,
+          workDir: work,
+        }),
+      );
     const h2introspect = (name: string, requests: number, at = address) =>
-      h2load({
-        name,
-        url: `http://${at}${introspectPath}`,
-        frame: introspectFrame,
-        bearer: admin,
-        requests,
-        clients: settings.h2load_clients,
-        streamsPerClient: streams,
-        responseDataBytes: 5 + introspectCheck.response.length,
-        workDir: work,
-      });
+      withServerCpu(pidOf(at), () =>
+        h2load({
+          name,
+          url: `http://${at}${introspectPath}`,
+          frame: introspectFrame,
+          bearer: admin,
+          requests,
+          clients: settings.h2load_clients,
+          streamsPerClient: streams,
+          responseDataBytes: 5 + introspectCheck.response.length,
+          workDir: work,
+        }),
+      );
 
     loader = await Loader.start(address);
     plainLoader = await Loader.start(plainAddress);
@@ -420,7 +449,8 @@ async function benchEngine(
     };
     const record = (name: string, r: ScenarioResult) => {
       results[name]!.push(r);
-      progress(`  ${name.padEnd(24)} ${String(r.rps).padStart(8)} req/s  p50 ${r.p50_ms} ms  p99 ${r.p99_ms} ms`);
+      const cpu = r.server_cpu_us_per_call === undefined ? '' : `  server CPU ${r.server_cpu_us_per_call} µs/call`;
+      progress(`  ${name.padEnd(24)} ${String(r.rps).padStart(8)} req/s  p50 ${r.p50_ms} ms  p99 ${r.p99_ms} ms${cpu}`);
     };
     for (let r = 0; r < rounds; r++) {
       progress(`round ${r + 1}/${rounds}`);
@@ -490,6 +520,17 @@ async function benchEngine(
         noop_vs_plain: noopVsPlain,
         introspect_vs_plain: introspectVsPlain,
         noop_vs_plain_grpcjs: ratioOf(results.noop_grpcjs!, results.noop_plain_grpcjs!),
+        ...(h2
+          ? {
+              noop_vs_plain_by_server_cpu: cpuRatioOf(results.noop_h2load!, results.noop_plain_h2load!),
+              introspect_vs_plain_by_server_cpu: cpuRatioOf(results.introspect_h2load!, results.noop_plain_h2load!),
+              noop_access_on_vs_off_by_server_cpu: cpuRatioOf(results.noop_h2load!, results.noop_access_off_h2load!),
+              introspect_access_on_vs_off_by_server_cpu: cpuRatioOf(
+                results.introspect_h2load!,
+                results.introspect_access_off_h2load!,
+              ),
+            }
+          : {}),
         ...(h2
           ? {
               noop_access_on_vs_off_diagnostic: ratioOf(results.noop_h2load!, results.noop_access_off_h2load!),
