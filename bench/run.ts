@@ -29,9 +29,9 @@ import { benchClient, grpcFrame, rawUnary } from './grpc.js';
 import type { LoadReply, LoadSpec } from './grpc-load.js';
 import { h2load, h2loadVersion } from './h2load.js';
 import { BENCH_POSTGRES_URL, createBenchDatabase, safeUrl, type BenchDatabase } from './postgres.js';
-import { bootstrap, freePort, rotorEnv, startServer, type ServerProcess } from './server.js';
+import { bootstrap, freePort, rotorEnv, startPlainServer, startServer, type ServerProcess } from './server.js';
 import { DEFAULT_POOL_MAX } from '../src/store/database.js';
-import { closedLoop, type ScenarioResult } from './stats.js';
+import { closedLoop, processCpuMs, type ScenarioResult } from './stats.js';
 import { brakesScenario } from './brakes.js';
 import { runFanout, type FanoutResult } from './fanout.js';
 import { runFanoutFloor, type FanoutFloorResult } from './fanout-floor.js';
@@ -81,6 +81,8 @@ const TARGETS = {
   introspect_vs_noop: 0.7,
   rotate_vs_bare_txn: 0.6,
   rotate_bound_vs_unbound: 0.7,
+  noop_vs_plain: 0.9,
+  introspect_vs_plain: 0.7,
   fanout_rss_mb_at_10000: 300,
   fanout_p99_ms: 100,
 };
@@ -99,6 +101,30 @@ function report(rounds: readonly ScenarioResult[]): Reported {
   const byRps = [...rounds].sort((a, b) => a.rps - b.rps);
   const mid = byRps[Math.floor((byRps.length - 1) / 2)]!;
   return { ...mid, rounds_rps: rounds.map((r) => r.rps) };
+}
+
+/** `run` with the CPU time process `pid` spent on it, per call (server_cpu_us_per_call). */
+async function withServerCpu(pid: number | undefined, run: () => Promise<ScenarioResult>): Promise<ScenarioResult> {
+  const before = processCpuMs(pid);
+  const r = await run();
+  const after = processCpuMs(pid);
+  if (before === undefined || after === undefined) return r;
+  return { ...r, server_cpu_us_per_call: round3(((after - before) * 1000) / r.requests) };
+}
+
+/**
+ * Per-round ratios of the CPU one call of `b` cost the server over what one call of `a` cost it:
+ * how `a`'s throughput compares with `b`'s on a server with a core to itself. Undefined without
+ * the CPU figures.
+ */
+function cpuRatioOf(
+  a: readonly ScenarioResult[],
+  b: readonly ScenarioResult[],
+): { median: number; rounds: number[] } | undefined {
+  if (a.some((x) => x.server_cpu_us_per_call === undefined) || b.some((x) => x.server_cpu_us_per_call === undefined))
+    return undefined;
+  const rounds = a.map((x, i) => round3(b[i]!.server_cpu_us_per_call! / x.server_cpu_us_per_call!));
+  return { median: round3(median(rounds)), rounds };
 }
 
 /** Per-round ratios of two scenarios measured side by side, and their median (the judged figure). */
@@ -310,7 +336,10 @@ async function benchEngine(
   const { rounds, concurrency: c, grpcjs_requests: n, warmup_requests: warm } = settings;
   const work = mkdtempSync(join(tmpdir(), 'rotor-bench-'));
   let server: ServerProcess | undefined;
+  let serverOff: ServerProcess | undefined;
+  let plain: ServerProcess | undefined;
   let loader: Loader | undefined;
+  let plainLoader: Loader | undefined;
   let bare: BareBaseline | undefined;
   try {
     const [grpcPort, httpPort] = [await freePort(), await freePort()];
@@ -325,6 +354,18 @@ async function benchEngine(
     const admin = await bootstrap(env);
     progress(`rotor serve on ${address}`);
     server = await startServer(env, address);
+    // The same server with its access log off, on the same database: the log's own cost.
+    const [offGrpcPort, offHttpPort, plainPort] = [await freePort(), await freePort(), await freePort()];
+    const offAddress = `127.0.0.1:${offGrpcPort}`;
+    progress(`rotor serve with ROTOR_ACCESS_LOG=off on ${offAddress}`);
+    serverOff = await startServer(
+      { ...env, ROTOR_GRPC_PORT: String(offGrpcPort), ROTOR_HTTP_PORT: String(offHttpPort), ROTOR_ACCESS_LOG: 'off' },
+      offAddress,
+    );
+    // The baseline a user compares with: a plain grpc-js no-op server, started the same way.
+    const plainAddress = `127.0.0.1:${plainPort}`;
+    progress(`plain @grpc/grpc-js no-op server on ${plainAddress}`);
+    plain = await startPlainServer(env, plainPort);
 
     // Tokens through the API: one to introspect, and a pool to rotate (each rotated exactly once).
     const poolSize = warm + rounds * n;
@@ -381,39 +422,52 @@ async function benchEngine(
     if (introspectCheck.code !== 0) throw new Error(`IntrospectToken failed: ${introspectCheck.details}`);
     if (!fromBinary(IntrospectTokenResponseSchema, introspectCheck.response).active)
       throw new Error('IntrospectToken answered active=false');
+    const plainCheck = await rawUnary(plainAddress, noopPath, noopFrame);
+    if (plainCheck.code !== 0 || !plainCheck.response.equals(noopCheck.response))
+      throw new Error(`the plain server answers differently: ${plainCheck.details}`);
     const streams = Math.max(1, Math.round(c / settings.h2load_clients));
-    const h2noop = (name: string, requests: number, bearer?: string) =>
-      h2load({
-        name,
-        url: `http://${address}${noopPath}`,
-        frame: noopFrame,
-        bearer,
-        requests,
-        clients: settings.h2load_clients,
-        streamsPerClient: streams,
-        responseDataBytes: 5 + noopCheck.response.length,
-        workDir: work,
-      });
-    const h2introspect = (name: string, requests: number) =>
-      h2load({
-        name,
-        url: `http://${address}${introspectPath}`,
-        frame: introspectFrame,
-        bearer: admin,
-        requests,
-        clients: settings.h2load_clients,
-        streamsPerClient: streams,
-        responseDataBytes: 5 + introspectCheck.response.length,
-        workDir: work,
-      });
+    const pidOf = (at: string) => (at === plainAddress ? plain : at === offAddress ? serverOff : server)?.child.pid;
+    const h2noop = (name: string, requests: number, bearer?: string, at = address) =>
+      withServerCpu(pidOf(at), () =>
+        h2load({
+          name,
+          url: `http://${at}${noopPath}`,
+          frame: noopFrame,
+          bearer,
+          requests,
+          clients: settings.h2load_clients,
+          streamsPerClient: streams,
+          responseDataBytes: 5 + noopCheck.response.length,
+          workDir: work,
+        }),
+      );
+    const h2introspect = (name: string, requests: number, at = address) =>
+      withServerCpu(pidOf(at), () =>
+        h2load({
+          name,
+          url: `http://${at}${introspectPath}`,
+          frame: introspectFrame,
+          bearer: admin,
+          requests,
+          clients: settings.h2load_clients,
+          streamsPerClient: streams,
+          responseDataBytes: 5 + introspectCheck.response.length,
+          workDir: work,
+        }),
+      );
 
     loader = await Loader.start(address);
+    plainLoader = await Loader.start(plainAddress);
 
     progress('warm-up');
     if (h2) {
       await h2noop('warm-noop', warm);
       await h2introspect('warm-introspect', warm);
+      await h2noop('warm-noop-plain', warm, undefined, plainAddress);
+      await h2noop('warm-noop-off', warm, undefined, offAddress);
+      await h2introspect('warm-introspect-off', warm, offAddress);
     }
+    await plainLoader.run({ kind: 'noop', requests: warm, concurrency: c });
     await loader.run({ kind: 'noop', requests: warm, concurrency: c });
     await loader.run({ kind: 'introspect', requests: warm, concurrency: c, bearer: admin, token: target });
     await loader.run({ kind: 'rotate', concurrency: c, secrets: pool.slice(0, warm) });
@@ -423,7 +477,10 @@ async function benchEngine(
     await bare.introspection(warm, c);
 
     const results: Record<string, ScenarioResult[]> = {
+      noop_plain_h2load: [],
       noop_h2load: [],
+      noop_access_off_h2load: [],
+      introspect_access_off_h2load: [],
       introspect_h2load: [],
       noop_bearer_h2load: [],
       noop_grpcjs: [],
@@ -433,19 +490,34 @@ async function benchEngine(
       bare_txn: [],
       bare_txn_driver: [],
       bare_introspect_queries: [],
+      noop_plain_grpcjs: [],
     };
     const record = (name: string, r: ScenarioResult) => {
       results[name]!.push(r);
-      progress(`  ${name.padEnd(24)} ${String(r.rps).padStart(8)} req/s  p50 ${r.p50_ms} ms  p99 ${r.p99_ms} ms`);
+      const cpu = r.server_cpu_us_per_call === undefined ? '' : `  server CPU ${r.server_cpu_us_per_call} µs/call`;
+      progress(`  ${name.padEnd(24)} ${String(r.rps).padStart(8)} req/s  p50 ${r.p50_ms} ms  p99 ${r.p99_ms} ms${cpu}`);
     };
     for (let r = 0; r < rounds; r++) {
       progress(`round ${r + 1}/${rounds}`);
       if (h2) {
+        record(
+          'noop_plain_h2load',
+          await h2noop(`noop-plain-${r}`, settings.h2load_noop_requests, undefined, plainAddress),
+        );
         record('noop_h2load', await h2noop(`noop-${r}`, settings.h2load_noop_requests));
         record('introspect_h2load', await h2introspect(`introspect-${r}`, settings.h2load_introspect_requests));
+        record(
+          'noop_access_off_h2load',
+          await h2noop(`noop-off-${r}`, settings.h2load_noop_requests, undefined, offAddress),
+        );
+        record(
+          'introspect_access_off_h2load',
+          await h2introspect(`introspect-off-${r}`, settings.h2load_introspect_requests, offAddress),
+        );
         // Diagnostic only: the no-op carrying the same `authorization` header as the introspection.
         record('noop_bearer_h2load', await h2noop(`noop-bearer-${r}`, settings.h2load_noop_requests, admin));
       }
+      record('noop_plain_grpcjs', await plainLoader.run({ kind: 'noop', requests: n, concurrency: c }));
       record('noop_grpcjs', await loader.run({ kind: 'noop', requests: n, concurrency: c }));
       record(
         'introspect_grpcjs',
@@ -467,6 +539,12 @@ async function benchEngine(
       : ratioOf(results.introspect_grpcjs!, results.noop_grpcjs!);
     const rotateVsBare = ratioOf(results.rotate_grpcjs!, results.bare_txn!);
     const boundVsUnbound = ratioOf(results.rotate_bound_grpcjs!, results.rotate_grpcjs!);
+    const noopVsPlain = h2
+      ? ratioOf(results.noop_h2load!, results.noop_plain_h2load!)
+      : ratioOf(results.noop_grpcjs!, results.noop_plain_grpcjs!);
+    const introspectVsPlain = h2
+      ? ratioOf(results.introspect_h2load!, results.noop_plain_h2load!)
+      : ratioOf(results.introspect_grpcjs!, results.noop_plain_grpcjs!);
     return {
       database:
         engine === 'postgres'
@@ -477,6 +555,9 @@ async function benchEngine(
           ? `${h2}, ${settings.h2load_clients} connections × ${streams} streams, 1 thread`
           : `@grpc/grpc-js closed loop (h2load not installed or BENCH_NO_H2LOAD set)`,
         grpcjs: `@grpc/grpc-js closed loop in a child process, one channel, ${c} calls in flight`,
+        plain: 'bench/plain-grpc-server.ts: a plain @grpc/grpc-js no-op server in a child process, as rotor serve',
+        access_log:
+          'rotor serve with ROTOR_LOG_LEVEL=info and ROTOR_ACCESS_LOG=on (stdout to /dev/null); the _access_off scenarios: a second rotor serve on the same database with ROTOR_ACCESS_LOG=off',
         bare: `knex in the bench process on its own ${engine === 'postgres' ? 'PostgreSQL scratch database' : 'SQLite file'} (src/store/database.ts settings), ${c} in flight`,
       },
       scenarios,
@@ -484,8 +565,27 @@ async function benchEngine(
         introspect_vs_noop: introspectVsNoop,
         rotate_vs_bare_txn: rotateVsBare,
         rotate_bound_vs_unbound: boundVsUnbound,
+        noop_vs_plain: noopVsPlain,
+        introspect_vs_plain: introspectVsPlain,
+        noop_vs_plain_grpcjs: ratioOf(results.noop_grpcjs!, results.noop_plain_grpcjs!),
         ...(h2
           ? {
+              noop_vs_plain_by_server_cpu: cpuRatioOf(results.noop_h2load!, results.noop_plain_h2load!),
+              introspect_vs_plain_by_server_cpu: cpuRatioOf(results.introspect_h2load!, results.noop_plain_h2load!),
+              noop_access_on_vs_off_by_server_cpu: cpuRatioOf(results.noop_h2load!, results.noop_access_off_h2load!),
+              introspect_access_on_vs_off_by_server_cpu: cpuRatioOf(
+                results.introspect_h2load!,
+                results.introspect_access_off_h2load!,
+              ),
+            }
+          : {}),
+        ...(h2
+          ? {
+              noop_access_on_vs_off_diagnostic: ratioOf(results.noop_h2load!, results.noop_access_off_h2load!),
+              introspect_access_on_vs_off_diagnostic: ratioOf(
+                results.introspect_h2load!,
+                results.introspect_access_off_h2load!,
+              ),
               introspect_vs_noop_same_headers_diagnostic: ratioOf(
                 results.introspect_h2load!,
                 results.noop_bearer_h2load!,
@@ -516,10 +616,23 @@ async function benchEngine(
           measured: boundVsUnbound.median,
           met: boundVsUnbound.median >= TARGETS.rotate_bound_vs_unbound,
         },
+        noop_vs_plain: {
+          target: TARGETS.noop_vs_plain,
+          measured: noopVsPlain.median,
+          met: noopVsPlain.median >= TARGETS.noop_vs_plain,
+        },
+        introspect_vs_plain: {
+          target: TARGETS.introspect_vs_plain,
+          measured: introspectVsPlain.median,
+          met: introspectVsPlain.median >= TARGETS.introspect_vs_plain,
+        },
       },
     };
   } finally {
     loader?.stop();
+    plainLoader?.stop();
+    await plain?.stop();
+    await serverOff?.stop();
     await server?.stop();
     await bare?.close();
     rmSync(work, { recursive: true, force: true });

@@ -21,14 +21,18 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** The environment of every `rotor` command of the bench. */
+/**
+ * The environment of every `rotor` command of the bench: the default log level and access log
+ * (`info`, on), so the figures include what a deployed server writes; stdout goes to /dev/null.
+ */
 export function rotorEnv(dataDir: string, grpcPort: number, httpPort: number): NodeJS.ProcessEnv {
   return {
     ...process.env,
     ROTOR_DATA_DIR: dataDir,
     ROTOR_GRPC_PORT: String(grpcPort),
     ROTOR_HTTP_PORT: String(httpPort),
-    ROTOR_LOG_LEVEL: 'warn',
+    ROTOR_LOG_LEVEL: 'info',
+    ROTOR_ACCESS_LOG: 'on',
     // The brakes off unless a scenario turns them on (bench/README.md, "Brakes"): the rotation
     // scenarios rotate one family far past the default limit of docs/limits.md.
     ROTOR_RATE_LIMIT_FAILED_AUTH_PER_PEER: '0',
@@ -56,7 +60,8 @@ export interface ServerProcess {
 
 /** Starts `rotor serve` and waits until HealthService/Check answers on the gRPC port. */
 export async function startServer(env: NodeJS.ProcessEnv, grpcAddress: string): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [CLI, 'serve'], { env, stdio: ['ignore', 'inherit', 'pipe'] });
+  // stdout (the log lines, one access line per call) to /dev/null: the write is paid, nobody reads it.
+  const child = spawn(process.execPath, [CLI, 'serve'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   child.stderr!.on('data', (b: Buffer) => {
     err += b.toString();
@@ -90,5 +95,31 @@ export async function startServer(env: NodeJS.ProcessEnv, grpcAddress: string): 
   } finally {
     health.close();
   }
+  return { child, stderr: () => err, stop };
+}
+
+/** The plain @grpc/grpc-js no-op server (bench/plain-grpc-server.ts), started as `rotor serve` is. */
+export async function startPlainServer(env: NodeJS.ProcessEnv, port: number): Promise<ServerProcess> {
+  const script = fileURLToPath(new URL('./plain-grpc-server.js', import.meta.url));
+  const child = spawn(process.execPath, [script, String(port)], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (b: Buffer) => {
+    err += b.toString();
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  };
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (b: Buffer) => {
+      out += b.toString();
+      if (out.includes('listening')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`plain grpc-js server exited with ${code}: ${err}`)));
+  });
   return { child, stderr: () => err, stop };
 }

@@ -6,6 +6,24 @@ export interface ScenarioResult {
   rps: number;
   p50_ms: number;
   p99_ms: number;
+  /**
+   * CPU time (user + system) the server process spent per call during the run, in µs (h2load
+   * scenarios on Linux): unlike throughput, it hardly moves when other work shares the cores.
+   */
+  server_cpu_us_per_call?: number;
+}
+
+/** CPU time (user + system, ms) process `pid` has used so far; undefined where /proc is not there. */
+export function processCpuMs(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces, inside parentheses): utime is 14th, stime 15th.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Nearest-rank percentile of an ascending array (0 < p <= 100). */

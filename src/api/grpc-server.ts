@@ -4,10 +4,12 @@ import { setTrailerStatus } from '@connectrpc/connect/protocol-grpc';
 import * as grpc from '@grpc/grpc-js';
 import type { DpopRequest } from '../app/dpop.js';
 import type { Logger } from '../app/logger-port.js';
+import type { AccessLog } from './access-log.js';
 import { callMetaKey } from './call-meta.js';
 import { CallTracker } from './call-tracker.js';
 import { toConnectError } from './connect-errors.js';
 import { flatEncoder } from './flat-encoder.js';
+import { AccessLoggedServer, accessRecordOf } from './grpc-access-log.js';
 import type { GrpcConnectionLimits } from './grpc-listener.js';
 import type { MountedService } from './services.js';
 
@@ -74,13 +76,13 @@ class GrpcCallContext implements HandlerContext {
     const deadline = call.getDeadline();
     this.deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
     const dpop = dpopOf(call, mounted, method);
-    this.values = createContextValues().set(callMetaKey, {
-      authorization: authorizationOf(call.metadata),
-      peer: call.getPeer(),
-      ...(dpop && { dpop }),
-    });
-    // grpc-js emits 'cancelled' whenever the stream closes; it only matters for a call still running.
-    call.on('cancelled', () => this.cancelled());
+    // With the access log on, the call's access record is its CallMeta (authenticate notes the token in it).
+    const rec = accessRecordOf(call);
+    if (rec && dpop) rec.dpop = dpop;
+    this.values = createContextValues().set(
+      callMetaKey,
+      rec ?? { authorization: authorizationOf(call.metadata), peer: call.getPeer(), ...(dpop && { dpop }) },
+    );
   }
 
   get service(): DescService {
@@ -95,11 +97,17 @@ class GrpcCallContext implements HandlerContext {
     return Number.isFinite(this.deadlineMs) ? Math.max(0, this.deadlineMs - Date.now()) : undefined;
   }
 
+  /**
+   * Made on first read, and only then is the call watched for its cancellation: most unary
+   * handlers never read it, and a listener per call was a measurable share of the no-op's cost
+   * (bench/README.md, "Per-call cost").
+   */
   get signal(): AbortSignal {
     if (!this.controller) {
       this.controller = new AbortController();
-      if (this.state === 'cancelled')
-        this.controller.abort(new ConnectError('call cancelled by the client', Code.Canceled));
+      if (this.call.cancelled) this.cancelled();
+      // grpc-js emits 'cancelled' whenever the stream closes; it only matters for a call still running.
+      else this.call.on('cancelled', () => this.cancelled());
     }
     return this.controller.signal;
   }
@@ -174,19 +182,25 @@ function unaryHandler(
       return;
     }
     const ctx = new GrpcCallContext(mounted, method, call);
-    Promise.resolve()
-      .then(() => impl(req, ctx))
-      .then(
-        (res) => {
-          ctx.settle();
-          callback(null, res);
-        },
-        (err: unknown) => {
-          ctx.settle();
-          // Handlers already map their errors; anything else still leaves through the one mapping.
-          callback(statusOf(err, log, `${mounted.service.typeName}/${method.name}`));
-        },
-      );
+    const ok = (res: unknown) => {
+      ctx.settle();
+      callback(null, res);
+    };
+    const fail = (err: unknown) => {
+      ctx.settle();
+      // Handlers already map their errors; anything else still leaves through the one mapping.
+      callback(statusOf(err, log, `${mounted.service.typeName}/${method.name}`));
+    };
+    // A handler that answers without waiting (the no-op) is answered in the same turn.
+    let res: unknown;
+    try {
+      res = impl(req, ctx);
+    } catch (err) {
+      fail(err);
+      return;
+    }
+    if (res instanceof Promise) res.then(ok, fail);
+    else ok(res);
   };
 }
 
@@ -322,7 +336,8 @@ const KEEPALIVE_TIMEOUT_MS = 20_000;
  * handler; docs/design.md, "Two ports, one set of handlers"). Unary and server-streaming
  * methods; `tracker` counts unary calls in flight for shutdown. `limits` sets the per-connection
  * limits grpc-js applies itself (idle timeout, maximum age and its grace, concurrent streams);
- * listenGrpc applies the others.
+ * listenGrpc applies the others. With `access`, every call on the server (grpc.health.v1 and
+ * reflection included, whoever adds them) writes an access line (src/api/grpc-access-log.ts).
  */
 export function createGrpcServer(
   services: MountedService[],
@@ -332,10 +347,11 @@ export function createGrpcServer(
     'idleTimeoutMs' | 'maxConnectionAgeMs' | 'maxConnectionAgeGraceMs' | 'maxConcurrentStreams'
   >,
   tracker = new CallTracker(),
+  access?: AccessLog,
 ): grpc.Server {
   // Only options grpc-js 1.14's Server reads (server.js constructor); client-side channel options
   // such as grpc.keepalive_permit_without_calls would be ignored here.
-  const server = new grpc.Server({
+  const options: grpc.ServerOptions = {
     'grpc.max_receive_message_length': MAX_GRPC_MESSAGE_BYTES,
     'grpc.max_connection_idle_ms': limits.idleTimeoutMs,
     'grpc.max_connection_age_ms': limits.maxConnectionAgeMs,
@@ -343,7 +359,8 @@ export function createGrpcServer(
     'grpc.max_concurrent_streams': limits.maxConcurrentStreams,
     'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
     'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
-  });
+  };
+  const server = access ? new AccessLoggedServer(options, access) : new grpc.Server(options);
   for (const mounted of services) {
     const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
     const handlers: grpc.UntypedServiceImplementation = {};

@@ -1,5 +1,11 @@
 import type { DescService } from '@bufbuild/protobuf';
-import type { ConnectError, ConnectRouter, HandlerContext, ServiceImpl } from '@connectrpc/connect';
+import {
+  Code,
+  type ConnectError,
+  type ConnectRouter,
+  type HandlerContext,
+  type ServiceImpl,
+} from '@connectrpc/connect';
 import type { Brakes } from '../app/brakes.js';
 import type { AppContext } from '../app/context.js';
 import type { HealthState } from '../app/health-state.js';
@@ -9,7 +15,8 @@ import { ExpiryService } from '../gen/rotor/v1/expiry_service_pb.js';
 import { HealthService } from '../gen/rotor/v1/health_service_pb.js';
 import { TokenExchangeService } from '../gen/rotor/v1/token_exchange_service_pb.js';
 import { TokenService } from '../gen/rotor/v1/token_service_pb.js';
-import { callMeta } from './call-meta.js';
+import { AccessRecord } from './access-log.js';
+import { callMeta, callMetaKey } from './call-meta.js';
 import { toConnectError } from './connect-errors.js';
 import { expiryServiceImpl } from './expiry-service-impl.js';
 import { grpcHealthServiceImpl } from './grpc-health-service-impl.js';
@@ -27,6 +34,18 @@ export interface MountedService {
 
 type UnaryFn = (req: unknown, ctx: HandlerContext) => unknown;
 type StreamFn = (req: unknown, ctx: HandlerContext) => AsyncIterable<unknown>;
+
+/** Notes a failure in the call's access record, when the access log is on (src/api/access-log.ts). */
+function noteFailure(ctx: HandlerContext, error: ConnectError): void {
+  const rec = ctx.values.get(callMetaKey);
+  if (rec instanceof AccessRecord) rec.failed(error);
+}
+
+/** Notes how a call that did not fail ended (0: ok; Connect's Canceled) in its access record. */
+function noteEnd(ctx: HandlerContext, code: Code | 0): void {
+  const rec = ctx.values.get(callMetaKey);
+  if (rec instanceof AccessRecord) rec.ended(code);
+}
 
 /**
  * A stream under the failed-authentication brake: its first item (where WatchExpiry authenticates)
@@ -56,9 +75,10 @@ function brakedStream(source: AsyncIterable<unknown>, brakes: Brakes, ctx: Handl
 
 /**
  * Wraps every method so that errors leave through the one mapping in connect-errors.ts, and counts
- * how each call ended (and how long a unary call took) in `stats`: one place for both ports. With
- * `brakes`, the failed-authentication brake (docs/limits.md) applies here too, for both ports: a
- * call from a blocked peer is refused before its handler runs, and a failed one is counted.
+ * how each call ended (and how long a unary call took) in `stats`: one place for both ports. A
+ * failure is also noted in the call's access record (the HTTP port's lines get their code here).
+ * With `brakes`, the failed-authentication brake (docs/limits.md) applies here too, for both
+ * ports: a call from a blocked peer is refused before its handler runs, and a failed one is counted.
  */
 function withErrorMapping(
   app: AppContext,
@@ -82,27 +102,55 @@ function withErrorMapping(
           (end) => {
             // A client that went away (or whose deadline passed) ends its stream through the abort
             // signal, whatever error that raises inside.
-            if (ctx.signal.aborted || end.how === 'returned') counted.end('canceled');
-            else if (end.how === 'done') counted.end('ok');
-            else counted.failed(end.error as ConnectError);
+            if (ctx.signal.aborted || end.how === 'returned') {
+              counted.end('canceled');
+              noteEnd(ctx, Code.Canceled);
+            } else if (end.how === 'done') {
+              counted.end('ok');
+              noteEnd(ctx, 0);
+            } else {
+              counted.failed(end.error as ConnectError);
+              noteFailure(ctx, end.error as ConnectError);
+            }
           },
         );
       continue;
     }
     const counted = stats.method(where, false);
-    wrapped[name] = async (req, ctx) => {
+    const failed = (e: unknown, ctx: HandlerContext, started: number): ConnectError => {
+      const ce = toConnectError(e, app.log, where);
+      counted.failed(ce, started);
+      noteFailure(ctx, ce);
+      return ce;
+    };
+    // The brake counts the failure first (it may turn it into rate_limited for a blocked peer).
+    const braked = async (e: unknown, ctx: HandlerContext, started: number): Promise<never> => {
+      throw failed(await brakes!.afterFailure(callMeta(ctx).peer, e), ctx, started);
+    };
+    const ended = (res: unknown, ctx: HandlerContext, started: number): unknown => {
+      counted.end('ok', started);
+      noteEnd(ctx, 0);
+      return res;
+    };
+    // Not an async function: an answer that needs no waiting (the no-op) goes back in the same turn.
+    wrapped[name] = (req, ctx) => {
       const started = performance.now();
       let res: unknown;
       try {
         if (brakes?.anyBlocked) brakes.checkPeer(callMeta(ctx).peer);
-        res = await fn(req, ctx);
+        res = fn(req, ctx);
       } catch (e) {
-        const ce = toConnectError(brakes ? await brakes.afterFailure(callMeta(ctx).peer, e) : e, app.log, where);
-        counted.failed(ce, started);
-        throw ce;
+        if (brakes) return braked(e, ctx, started);
+        throw failed(e, ctx, started);
       }
-      counted.end('ok', started);
-      return res;
+      if (!(res instanceof Promise)) return ended(res, ctx, started);
+      return res.then(
+        (r: unknown) => ended(r, ctx, started),
+        (e: unknown) => {
+          if (brakes) return braked(e, ctx, started);
+          throw failed(e, ctx, started);
+        },
+      );
     };
   }
   return wrapped as unknown as Partial<ServiceImpl<DescService>>;

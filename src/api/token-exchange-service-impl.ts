@@ -10,6 +10,7 @@ export function tokenExchangeServiceImpl(app: AppContext): ServiceImpl<typeof To
     async exchangeToken(req, ctx) {
       const meta = callMeta(ctx);
       const r = await exchangeToken(app, req, meta.peer, meta.dpop);
+      meta.tokenId = r.subjectTokenId;
       return {
         accessToken: r.accessToken,
         issuedTokenType: r.issuedTokenType,

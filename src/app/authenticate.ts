@@ -221,6 +221,7 @@ export async function authenticate(app: AppContext, meta: CallMeta): Promise<Cal
   }
   await retireOnFirstUse(app, usable.token, usable.now, meta.peer);
   noteUse(app, usable.token, usable.now);
+  meta.tokenId = usable.token.id;
   return { token: usable.token, peer: meta.peer };
 }
 

@@ -33,4 +33,9 @@ export interface CallMeta {
   peer: string | null;
   /** The DPoP proof sent with the call and the URL it reached (undefined: no proof was sent). */
   dpop?: DpopRequest;
+  /**
+   * The id of the token the call authenticated with, once known: `authenticate` (and a
+   * self-rotation, and a token exchange) note it here for the access log (src/api/access-log.ts).
+   */
+  tokenId?: string | undefined;
 }

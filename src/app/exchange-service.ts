@@ -21,6 +21,8 @@ export interface ExchangeResult {
   expiresIn: number;
   scope: string;
   tokenId: string;
+  /** The Rotor token presented as `subject_token` (for the access log); none for a federated workload JWT. */
+  subjectTokenId: string | undefined;
 }
 
 /**
@@ -63,6 +65,7 @@ export async function exchangeToken(
       expiresIn: claims.exp - claims.iat,
       scope: claims.scope ?? '',
       tokenId: claims.jti,
+      subjectTokenId: claims.token_id,
     };
   }
   if (req.requestedTokenType !== TOKEN_TYPE_ACCESS_TOKEN) {
@@ -79,6 +82,7 @@ export async function exchangeToken(
     expiresIn: Math.max(0, Math.floor((minted.record.expiresAt - app.now()) / 1000)),
     scope: minted.record.scopes.join(' '),
     tokenId: minted.record.id,
+    subjectTokenId: minted.record.previousId ?? undefined,
   };
 }
 

@@ -502,11 +502,13 @@ export async function rotateToken(
   if (credential === undefined)
     throw new RotorError('unauthenticated', 'missing bearer token', { noCredentials: true });
   try {
-    return await rotate(
+    const minted = await rotate(
       app,
       { mode: 'presented', secret: credential.secret, use: 'call', scheme: credential.scheme, dpop: meta.dpop },
       opts,
     );
+    meta.tokenId = minted.record.previousId ?? undefined;
+    return minted;
   } catch (e) {
     throw asCallerCredentialError(e);
   }

@@ -3,7 +3,7 @@ import { Code, ConnectError } from '@connectrpc/connect';
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { LOG_LEVELS, createLogger, type LogLevel } from '../runtime/logger.js';
+import { LOG_LEVELS, createLineLogger, type LogLevel } from '../runtime/log-lines.js';
 import type { Token } from '../gen/rotor/v1/token_pb.js';
 import { lockTokenFile } from './agent-lock.js';
 import { readActorTokenFile } from './actor-token.js';
@@ -124,7 +124,7 @@ export async function agentCommand(args: string[], env: NodeJS.ProcessEnv, signa
     api: connectAgentApi(values.server ?? defaultServerUrl(env), actorTokenFile, dpop),
     ...(actorTokenFile === undefined ? {} : { actorTokenFile }),
     clock: systemClock,
-    log: createLogger(level, (l) => process.stderr.write(l)),
+    log: createLineLogger(level, (l) => process.stderr.write(l)),
     signal,
     ...(env.ROTOR_TOKEN?.trim() ? { initialToken: env.ROTOR_TOKEN.trim() } : {}),
     ...(values.exec === undefined ? {} : { hook: execHook(values.exec, tokenFile) }),

@@ -57,7 +57,7 @@ async function serve(): Promise<void> {
   // Before the server allocates anything: V8 reads this flag at every full GC (not only at start).
   const { heapGrowingPercent } = loadProcessConfig();
   if (heapGrowingPercent > 0) setFlagsFromString(`--heap-growing-percent=${heapGrowingPercent}`);
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, undefined, { format: config.logFormat });
   for (const warning of unknownSettingWarnings(process.env)) log.warn(warning);
   settingsWarned = true;
   const rotor = await startRotor(config, log);

@@ -1,5 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
+import type { AccessRecord } from '../api/access-log.js';
+import type { CallMeta } from '../app/context.js';
 import type { DpopRequest } from '../app/dpop.js';
 
 /**
@@ -19,4 +21,18 @@ export function dpopOf(req: IncomingMessage): DpopRequest | undefined {
     url: `${scheme}://${authority}${path}`,
     path,
   };
+}
+
+/**
+ * The call facts of a request on the HTTP port (Connect RPCs and the other routes alike): bearer
+ * header, peer, and DPoP proof. With the access log on, the access record is the call's facts, so
+ * `authenticate` notes the token id straight into it (src/api/access-log.ts).
+ */
+export function httpCallMeta(req: IncomingMessage, rec: AccessRecord | undefined): CallMeta {
+  const dpop = dpopOf(req);
+  if (rec) {
+    if (dpop) rec.dpop = dpop;
+    return rec;
+  }
+  return { authorization: req.headers.authorization, peer: req.socket.remoteAddress ?? null, ...(dpop && { dpop }) };
 }

@@ -7,9 +7,9 @@ import {
 } from '@connectrpc/connect-node';
 import type { UniversalHandler } from '@connectrpc/connect/protocol';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import type { AccessLog, AccessRecord } from '../api/access-log.js';
 import { callMetaKey } from '../api/call-meta.js';
-import type { CallMeta } from '../app/context.js';
-import { dpopOf } from './dpop-request.js';
+import { httpCallMeta } from './dpop-request.js';
 import { CallTracker } from '../api/call-tracker.js';
 import { connectRoutes, type MountedService } from '../api/services.js';
 import type { AppContext } from '../app/context.js';
@@ -42,19 +42,22 @@ export function httpRequestHandler(
   const paths = new Map<string, UniversalHandler>(
     router.handlers.map((h) => [h.requestPath, withDecodeErrorsAsInvalidArgument(h)]),
   );
+  const access = extras.access;
   return (req: IncomingMessage, res: ServerResponse) => {
     const handler = paths.get((req.url ?? '').split('?', 1)[0]!);
+    const rec = access && beginAccess(access, req, res, handler === undefined);
     if (!handler) {
-      oauth(req, res);
+      oauth(req, res, rec);
       return;
     }
+    if (rec) rec.target = handler.requestPath.slice(1);
     const done = handler.method.methodKind === 'unary' ? tracker.startUnary() : undefined;
     if (done) res.once('close', done);
     const uReq = universalRequestFromNodeRequest(
       req,
       res,
       undefined,
-      createContextValues().set(callMetaKey, callMetaOf(req)),
+      createContextValues().set(callMetaKey, httpCallMeta(req, rec)),
     );
     handler(uReq)
       .then((uRes) => universalResponseToNodeResponse(uRes, res))
@@ -65,10 +68,22 @@ export function httpRequestHandler(
   };
 }
 
-/** The call facts of a Connect request: bearer header, peer, and DPoP proof (docs/dpop.md). */
-function callMetaOf(req: IncomingMessage): CallMeta {
-  const dpop = dpopOf(req);
-  return { authorization: req.headers.authorization, peer: req.socket.remoteAddress ?? null, ...(dpop && { dpop }) };
+/**
+ * Starts the access record of a request on the HTTP port: its request id goes into the response
+ * headers at once (`x-request-id`), and its line is written when the response closes (finished,
+ * or cut). RPCs log `rpc` (their code comes from the handlers, src/api/services.ts); the other
+ * routes log `route` and the HTTP method.
+ */
+function beginAccess(access: AccessLog, req: IncomingMessage, res: ServerResponse, route: boolean): AccessRecord {
+  const rec = access.begin(
+    req.headers.authorization,
+    req.socket.remoteAddress ?? null,
+    req.headers['x-request-id'],
+    req.headers.traceparent,
+  );
+  res.setHeader('x-request-id', rec.requestId);
+  res.once('close', () => access.write(rec, 'http', res.statusCode, route ? req.method : undefined));
+  return rec;
 }
 
 /** The HTTP port's server, and the one call that puts the application behind it. */

@@ -1,32 +1,24 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { authenticate } from '../app/authenticate.js';
 import { assertMayReadMetrics } from '../domain/authorization.js';
+import type { AccessLog, AccessRecord } from '../api/access-log.js';
 import type { AppContext, CallMeta } from '../app/context.js';
 import { exchangeToken } from '../app/exchange-service.js';
 import { introspect } from '../app/introspection.js';
 import { revokeBySecret } from '../app/revocation.js';
 import type { ConsoleHandler } from './console-routes.js';
-import { dpopOf } from './dpop-request.js';
+import { httpCallMeta } from './dpop-request.js';
 import { readForm } from './form-body.js';
 import { sendJson, sendOAuthError } from './oauth-errors.js';
 import type { HttpRouteStats } from './metrics.js';
 import { wellKnownRoutes } from './well-known-routes.js';
 
-type Route = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
-
-function peerOf(req: IncomingMessage): string | null {
-  return req.socket.remoteAddress ?? null;
-}
-
-/** The call facts of an OAuth request: credential, peer, and its DPoP proof (docs/dpop.md). */
-function metaOf(req: IncomingMessage): CallMeta {
-  const dpop = dpopOf(req);
-  return { authorization: req.headers.authorization, peer: peerOf(req), ...(dpop && { dpop }) };
-}
+/** A route's handler; `meta` is the call's facts (the access record when the access log is on). */
+type Route = (req: IncomingMessage, res: ServerResponse, meta: CallMeta) => Promise<void>;
 
 /** POST /oauth/token: RFC 8693 token exchange with a form body (RFC 6749 §3.2). */
 function tokenRoute(app: AppContext): Route {
-  return async (req, res) => {
+  return async (req, res, meta) => {
     const form = await readForm(req);
     const r = await exchangeToken(
       app,
@@ -42,9 +34,10 @@ function tokenRoute(app: AppContext): Route {
         resource: form.getAll('resource'),
         idempotencyKey: form.get('idempotency_key') || (req.headers['idempotency-key'] as string | undefined) || '',
       },
-      peerOf(req),
-      dpopOf(req),
+      meta.peer,
+      meta.dpop,
     );
+    meta.tokenId = r.subjectTokenId;
     sendJson(res, 200, {
       access_token: r.accessToken,
       issued_token_type: r.issuedTokenType,
@@ -58,8 +51,8 @@ function tokenRoute(app: AppContext): Route {
 
 /** POST /oauth/introspect: RFC 7662, caller authenticated with a bearer token. */
 function introspectRoute(app: AppContext): Route {
-  return async (req, res) => {
-    const caller = await authenticate(app, metaOf(req));
+  return async (req, res, meta) => {
+    const caller = await authenticate(app, meta);
     const form = await readForm(req);
     const result = await introspect(app, caller, form.get('token'));
     if (!result.active) {
@@ -85,9 +78,9 @@ function introspectRoute(app: AppContext): Route {
 
 /** POST /oauth/revoke: RFC 7009; the token itself is the authority; 200 even when unknown (§2.2). */
 function revokeRoute(app: AppContext): Route {
-  return async (req, res) => {
+  return async (req, res, meta) => {
     const form = await readForm(req);
-    await revokeBySecret(app, form.get('token'), peerOf(req), dpopOf(req));
+    await revokeBySecret(app, form.get('token'), meta.peer, meta.dpop);
     res.writeHead(200, { 'cache-control': 'no-store', 'content-length': 0 });
     res.end();
   };
@@ -111,10 +104,10 @@ function healthRoute(ping: () => Promise<void>): Route {
  */
 function metricsRoute(app: AppContext, metrics: MetricsRoute): Route {
   if (!metrics.requireToken) return metrics.route;
-  return async (req, res) => {
-    const caller = await authenticate(app, metaOf(req));
+  return async (req, res, meta) => {
+    const caller = await authenticate(app, meta);
     assertMayReadMetrics(caller.token);
-    await metrics.route(req, res);
+    await metrics.route(req, res, meta);
   };
 }
 
@@ -125,12 +118,12 @@ function metricsRoute(app: AppContext, metrics: MetricsRoute): Route {
 function braked(app: AppContext, route: Route): Route {
   const brakes = app.brakes;
   if (!brakes?.on('failed_auth')) return route;
-  return async (req, res) => {
+  return async (req, res, meta) => {
     try {
-      if (brakes.anyBlocked) brakes.checkPeer(peerOf(req));
-      await route(req, res);
+      if (brakes.anyBlocked) brakes.checkPeer(meta.peer);
+      await route(req, res, meta);
     } catch (e) {
-      throw await brakes.afterFailure(peerOf(req), e);
+      throw await brakes.afterFailure(meta.peer, e);
     }
   };
 }
@@ -163,13 +156,15 @@ export interface HttpExtras {
   /** The web console at /console/ and the redirect of / (unless ROTOR_CONSOLE=off). */
   console?: ConsoleHandler;
   stats?: HttpRouteStats;
+  /** The access log, when on (ROTOR_ACCESS_LOG). */
+  access?: AccessLog;
 }
 
 /** Dispatches a request to an OAuth route; errors leave through the one mapping in oauth-errors.ts. */
 export function oauthHandler(app: AppContext, ping: () => Promise<void>, extras: HttpExtras = {}) {
   const routes = oauthRoutes(app, ping, extras.metrics);
   const stats = extras.stats;
-  return (req: IncomingMessage, res: ServerResponse): void => {
+  return (req: IncomingMessage, res: ServerResponse, rec?: AccessRecord): void => {
     const path = (req.url ?? '/').split('?')[0]!;
     // The console answers its own paths (and /); 'finish' is emitted after end() returns, so it is counted too.
     if (extras.console?.(req, res)) {
@@ -177,6 +172,8 @@ export function oauthHandler(app: AppContext, ping: () => Promise<void>, extras:
       return;
     }
     const entry = routes.get(path);
+    // The route, never the path as sent (a client chooses it, and could put anything in it).
+    if (rec) rec.target = entry ? path : 'other';
     // Counted by route, and unknown paths as one route: a path is chosen by the client.
     if (stats) res.once('finish', () => stats.finished(entry ? path : 'other', res.statusCode));
     if (!entry) {
@@ -193,7 +190,7 @@ export function oauthHandler(app: AppContext, ping: () => Promise<void>, extras:
       );
       return;
     }
-    entry.route(req, res).catch((e: unknown) => {
+    entry.route(req, res, httpCallMeta(req, rec)).catch((e: unknown) => {
       if (res.headersSent) {
         res.destroy();
         return;

@@ -8,7 +8,7 @@ import { DEFAULT_RATE_LIMITS, type RateLimit, type RateLimits } from '../domain/
 import { DEFAULT_WATCH_STREAM_CAPS, type WatchStreamCaps } from '../domain/watch-stream-caps.js';
 import { parseTrustConfig, TrustConfigError, type TrustConfig } from '../identity/trust-config.js';
 import { ConfigError } from './config-error.js';
-import { LOG_LEVELS, type LogLevel } from './logger.js';
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from './log-lines.js';
 import { openFileLimit } from './open-file-limit.js';
 import { requireSecretLength, type SecretSetting } from './server-secret.js';
 import type { SettingName } from './setting-names.js';
@@ -41,6 +41,10 @@ export interface RotorConfig {
   dropUnknownKeys: boolean;
   limits: PolicyLimits;
   logLevel: LogLevel;
+  /** `ROTOR_LOG_FORMAT`: JSON lines, or pino-pretty for a terminal. */
+  logFormat: LogFormat;
+  /** `ROTOR_ACCESS_LOG`: one `access` line per call on both ports and the HTTP routes (src/api/access-log.ts). */
+  accessLog: boolean;
   /** How long token rows may be served from the in-process cache (0 disables it). */
   tokenCacheTtlMs: number;
   /** Signed JWT access tokens (docs/jwt-access-tokens.md). */
@@ -302,6 +306,12 @@ export function loadConfig(env: Env = process.env): RotorConfig {
   const { databaseUrl, databasePoolMax, databaseStatementTimeoutMs, databaseListen } = loadDatabaseConfig(env);
   const logLevel = (env.ROTOR_LOG_LEVEL || 'info') as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`ROTOR_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
+  const logFormat = (env.ROTOR_LOG_FORMAT || 'json') as LogFormat;
+  if (!LOG_FORMATS.includes(logFormat))
+    throw new ConfigError(`ROTOR_LOG_FORMAT must be json or pretty, got "${env.ROTOR_LOG_FORMAT}"`);
+  const accessLog = env.ROTOR_ACCESS_LOG || 'on';
+  if (accessLog !== 'on' && accessLog !== 'off')
+    throw new ConfigError(`ROTOR_ACCESS_LOG must be on or off, got "${accessLog}"`);
   // The range the message states is the range accepted (1 s to 10 years).
   const maxLifetimeSeconds = inRange(
     env,
@@ -408,6 +418,8 @@ export function loadConfig(env: Env = process.env): RotorConfig {
     dropUnknownKeys: dropUnknown,
     limits,
     logLevel,
+    logFormat,
+    accessLog: accessLog === 'on',
     tokenCacheTtlMs,
     jwt,
     trust,

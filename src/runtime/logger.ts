@@ -1,81 +1,126 @@
+import { pino, type DestinationStream, type Logger as PinoLogger } from 'pino';
+import { prettyFactory } from 'pino-pretty';
+import type { AccessLineWriter } from '../api/access-log.js';
 import type { Logger } from '../app/logger-port.js';
+import { redactSecrets, type LogFormat, type LogLevel } from './log-lines.js';
 
-/** Log levels in increasing severity. */
-export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
-
-/** Anything shaped like a Rotor secret is masked before a line is written, as a last guard. */
-const SECRET_SHAPE = /rtr_(pat|prj|grp|sa)_[0-9A-Za-z]{8,}/g;
-
-/** A signed JWT (header and payload are JSON objects, so both start `eyJ`). */
-const JWT_SHAPE = /eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+/g;
-
-/** Masks every Rotor secret (keeping its kind prefix) and every signed JWT in a string. */
-export function redactSecrets(text: string): string {
-  return text
-    .replace(SECRET_SHAPE, (_m, kind: string) => `rtr_${kind}_[redacted]`)
-    .replace(JWT_SHAPE, '[redacted JWT]');
-}
-
-/** One error of a cause chain as a log field shows it. */
-export interface ErrorLink {
-  name: string;
-  message: string;
-  /** A driver's or Node's code (`ECONNREFUSED`, a SQLSTATE, `SQLITE_BUSY`), when it has one. */
-  code?: string;
-}
-
-/** How many links of a cause chain a log line shows (chains can be cyclic). */
-const MAX_CHAIN = 5;
+export {
+  LOG_FORMATS,
+  LOG_LEVELS,
+  createLineLogger,
+  errorChain,
+  redactSecrets,
+  type ErrorLink,
+  type LogFormat,
+  type LogLevel,
+} from './log-lines.js';
 
 /**
- * `e` and the errors it was caused by (ES2022 `cause`), outermost first, as a log field: so a
- * translated failure (a `RotorError` with the driver error as its cause) logs why it happened.
- * Empty for undefined; a thrown non-Error is shown by its string form.
+ * Field names whose values pino replaces with `[redacted]` wherever a log call puts them, at the
+ * top level or one object down (`headers.authorization`, `request.idempotency_key`): bearer
+ * credentials, token secrets, idempotency keys, JWTs and proofs. No log call of Rotor writes any of
+ * them; this is the first net, by name. The second, by shape, is `redactSecrets` over every line.
  */
-export function errorChain(e: unknown): ErrorLink[] {
-  const chain: ErrorLink[] = [];
-  const seen = new Set<unknown>();
-  for (
-    let link = e;
-    link !== undefined && !seen.has(link) && chain.length < MAX_CHAIN;
-    link = link instanceof Error ? link.cause : undefined
-  ) {
-    seen.add(link);
-    if (!(link instanceof Error)) {
-      chain.push({ name: typeof link, message: String(link) });
-      break;
-    }
-    const code =
-      'code' in link && (typeof link.code === 'string' || typeof link.code === 'number')
-        ? String(link.code)
-        : undefined;
-    chain.push({ name: link.name, message: link.message, ...(code === undefined ? {} : { code }) });
-  }
-  return chain;
+export const REDACTED_FIELDS = [
+  'authorization',
+  'secret',
+  'token',
+  'subject_token',
+  'actor_token',
+  'access_token',
+  'refresh_token',
+  'idempotency_key',
+  'idempotencyKey',
+  'idempotency-key',
+  'jwt',
+  'proof',
+  'dpop',
+  'password',
+  'cookie',
+] as const;
+
+/** pino redaction paths of REDACTED_FIELDS: each name at the top level and one level down. */
+export const REDACT_PATHS: string[] = REDACTED_FIELDS.flatMap((f) => {
+  const key = /^[A-Za-z_$][\w$]*$/.test(f) ? f : `["${f}"]`;
+  return key.startsWith('[') ? [key, `*${key}`] : [key, `*.${key}`];
+});
+
+/** The server's logger: the port's three levels, `debug`, whether a level is written, and access lines. */
+export interface RotorLogger extends Logger, AccessLineWriter {
+  debug(message: string, fields?: Record<string, unknown>): void;
+  /** False when a line of `level` would be dropped: callers skip building its fields. */
+  isLevelEnabled(level: LogLevel): boolean;
+}
+
+/** Options of createLogger. */
+export interface LoggerOptions {
+  /**
+   * Both nets, by name (REDACT_PATHS) and by shape (`redactSecrets`); on unless turned off. Tests
+   * turn them off so that their leak checks see what the code really tried to log.
+   */
+  redact?: boolean;
+  /** `pretty`: through pino-pretty (a terminal); `json` (default): one JSON object a line. */
+  format?: LogFormat;
 }
 
 /**
- * A JSON-lines logger. Fields are the caller's responsibility (no secrets), and every line is
- * still passed through `redactSecrets` so a mistake cannot leak a token. Tests turn the safety
- * net off (`redact: false`) so that their leak checks see what the code really tried to log.
+ * The server's logger, on pino. Lines are `{"level":"info","time":"<ISO 8601>",…fields,"msg":…}`,
+ * written to `write` (tests, the CLI's stderr) or, by default, to stdout through pino's
+ * asynchronous destination (lines written while a write is pending go out together; flushed on
+ * exit). Fields are the caller's responsibility (no secrets); both redaction nets stay on in
+ * production so that a mistake cannot leak a token.
  */
 export function createLogger(
   level: LogLevel,
-  write: (line: string) => void = (l) => process.stdout.write(l),
-  options: { redact?: boolean } = {},
-): Logger & { debug(m: string, f?: Record<string, unknown>): void } {
-  const min = LOG_LEVELS.indexOf(level);
+  write?: (line: string) => void,
+  options: LoggerOptions = {},
+): RotorLogger {
   const redact = options.redact ?? true;
-  const emit = (lvl: LogLevel, message: string, fields?: Record<string, unknown>) => {
-    if (LOG_LEVELS.indexOf(lvl) < min) return;
-    const line = JSON.stringify({ time: new Date().toISOString(), level: lvl, msg: message, ...fields });
-    write(`${redact ? redactSecrets(line) : line}\n`);
+  const format = options.format ?? 'json';
+  const sink = destination(write, format);
+  const stream: DestinationStream = redact ? { write: (line) => sink.write(redactSecrets(line)) } : sink;
+  const common = {
+    level,
+    base: undefined,
+    timestamp: pino.stdTimeFunctions.isoTime,
+    // pino-pretty reads pino's numeric levels; JSON lines keep Rotor's names (`"level":"warn"`).
+    ...(format === 'json' && { formatters: { level: (label: string) => ({ level: label }) } }),
+  };
+  const logger = pino({ ...common, ...(redact && { redact: { paths: REDACT_PATHS, censor: '[redacted]' } }) }, stream);
+  // Access lines (src/api/access-log.ts) carry only fields that code sets from checked values, no
+  // object a caller passes, so they skip the by-name pass, which cost more than the rest of the
+  // line (bench/README.md, "Per-call cost"); the by-shape net still sees them, on the same stream.
+  const access = pino(common, stream);
+  return wrap(logger, (fields) => access.info(fields, 'access'));
+}
+
+function destination(write: ((line: string) => void) | undefined, format: LogFormat): DestinationStream {
+  if (format === 'pretty') {
+    const prettify = prettyFactory({
+      colorize: write === undefined && process.stdout.isTTY,
+      translateTime: 'SYS:standard',
+    });
+    const out = write ?? ((l: string) => void process.stdout.write(l));
+    return { write: (line) => out(prettify(line)) };
+  }
+  // Lines go out in writes of at least 4 KiB, and at least every 100 ms: one write per line cost
+  // more than building it (bench/README.md, "Per-call cost"). pino flushes the rest on exit.
+  return write === undefined
+    ? pino.destination({ dest: 1, sync: false, minLength: 4096, periodicFlush: 100 } as never)
+    : { write };
+}
+
+function wrap(logger: PinoLogger, access: (fields: Record<string, unknown>) => void): RotorLogger {
+  const at = (lvl: LogLevel) => (message: string, fields?: Record<string, unknown>) => {
+    if (fields === undefined) logger[lvl](message);
+    else logger[lvl](fields, message);
   };
   return {
-    debug: (m, f) => emit('debug', m, f),
-    info: (m, f) => emit('info', m, f),
-    warn: (m, f) => emit('warn', m, f),
-    error: (m, f) => emit('error', m, f),
+    debug: at('debug'),
+    info: at('info'),
+    warn: at('warn'),
+    error: at('error'),
+    isLevelEnabled: (lvl) => logger.isLevelEnabled(lvl),
+    access,
   };
 }

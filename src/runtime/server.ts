@@ -1,3 +1,4 @@
+import { AccessLog, accessLineWriter } from '../api/access-log.js';
 import { CallTracker } from '../api/call-tracker.js';
 import { addGrpcHealthService } from '../api/grpc-health.js';
 import { listenGrpc, type GrpcListener } from '../api/grpc-listener.js';
@@ -22,6 +23,7 @@ import type { KnexStore } from '../store/knex-store.js';
 import type { RotorConfig } from './config.js';
 import { ConfigError } from './config-error.js';
 import { createApp, defaultIssuer, type RotorApp } from './create-app.js';
+import { LOG_LEVELS } from './log-lines.js';
 import { shutdown } from './shutdown.js';
 import { ROTOR_VERSION } from './version.js';
 
@@ -221,7 +223,12 @@ function buildServer(app: RotorApp, config: RotorConfig, log: Logger) {
           retention: () => retention.stats(),
           brakes: () => app.brakes.snapshot(),
         });
-  const grpcServer = createGrpcServer(services, log, config.grpcConnections, tracker);
+  // Access lines are `info` lines: ROTOR_LOG_LEVEL=warn drops them, so nothing is built for them then.
+  const access =
+    config.accessLog && LOG_LEVELS.indexOf(config.logLevel) <= LOG_LEVELS.indexOf('info')
+      ? new AccessLog(accessLineWriter(log))
+      : undefined;
+  const grpcServer = createGrpcServer(services, log, config.grpcConnections, tracker, access);
   addGrpcHealthService(grpcServer, health);
   if (config.reflection) {
     addGrpcReflection(grpcServer, [...services.map((m) => m.service.file), file_grpc_health_v1_health]);
@@ -232,6 +239,7 @@ function buildServer(app: RotorApp, config: RotorConfig, log: Logger) {
     ...(config.console
       ? { console: consoleHandler({ expiryThresholdsSeconds: config.expiry.thresholdsSeconds }) }
       : {}),
+    ...(access && { access }),
     ...(metrics ? { metrics: { route: metrics.route(), requireToken: config.metrics === 'token' } } : {}),
   });
   return { feed, scheduler, retention, unwake, health, tracker, metrics, grpcServer, httpHandler };

@@ -58,6 +58,8 @@ export const SERVER_SETTINGS = [
   'ROTOR_RATE_LIMIT_ROTATIONS_PER_FAMILY',
   'ROTOR_RATE_LIMIT_ROTATIONS_WINDOW_SECONDS',
   'ROTOR_LOG_LEVEL',
+  'ROTOR_LOG_FORMAT',
+  'ROTOR_ACCESS_LOG',
 ] as const;
 
 /** Read by the CLI (`rotor token`, `watch`, `agent`), never by the server. */

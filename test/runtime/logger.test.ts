@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { RotorError } from '../../src/domain/errors.js';
 import { loadConfig } from '../../src/runtime/config.js';
-import { createLogger, errorChain, redactSecrets } from '../../src/runtime/logger.js';
+import { createLineLogger, createLogger, errorChain, redactSecrets } from '../../src/runtime/logger.js';
 import { createApp } from '../../src/runtime/server.js';
 
 const SECRET = `rtr_pat_${'A'.repeat(43)}bcdef0`;
@@ -13,7 +13,7 @@ const SECRET = `rtr_pat_${'A'.repeat(43)}bcdef0`;
 describe('logger', () => {
   it('masks anything shaped like a Rotor secret by default', () => {
     const lines: string[] = [];
-    createLogger('info', (l) => void lines.push(l)).info('oops', { token: SECRET });
+    createLogger('info', (l) => void lines.push(l)).info('oops', { detail: `got ${SECRET}` });
     expect(lines.join('')).not.toContain(SECRET);
     expect(lines.join('')).toContain('rtr_pat_[redacted]');
     expect(redactSecrets(`a ${SECRET} b`)).toBe('a rtr_pat_[redacted] b');
@@ -22,8 +22,9 @@ describe('logger', () => {
   it('masks signed JWTs by default', () => {
     const jwt = `eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCJ9.eyJzdWIiOiJ3ZWIiLCJzY29wZSI6InJlYWQifQ.${'S'.repeat(86)}`;
     const lines: string[] = [];
-    createLogger('info', (l) => void lines.push(l)).info('oops', { token: jwt });
+    createLogger('info', (l) => void lines.push(l)).info('oops', { detail: jwt });
     expect(lines.join('')).not.toContain(jwt.split('.')[1]);
+    expect(lines.join('')).toContain('[redacted JWT]');
     expect(redactSecrets(`Bearer ${jwt}!`)).toBe('Bearer [redacted JWT]!');
   });
 
@@ -31,6 +32,46 @@ describe('logger', () => {
     const lines: string[] = [];
     createLogger('info', (l) => void lines.push(l), { redact: false }).info('oops', { token: SECRET });
     expect(lines.join('')).toContain(SECRET);
+  });
+
+  it('replaces fields named like credentials (pino redaction paths), at the top level and one object down', () => {
+    const lines: string[] = [];
+    createLogger('info', (l) => void lines.push(l)).info('call', {
+      token: 'opaque-value-1',
+      idempotency_key: 'opaque-value-2',
+      request: { authorization: 'Bearer opaque-value-3', 'idempotency-key': 'opaque-value-4', proof: 'opaque-value-5' },
+      token_id: 'tok_kept',
+    });
+    const line = JSON.parse(lines.join('')) as Record<string, unknown>;
+    expect(line).toMatchObject({
+      level: 'info',
+      msg: 'call',
+      token: '[redacted]',
+      idempotency_key: '[redacted]',
+      request: { authorization: '[redacted]', 'idempotency-key': '[redacted]', proof: '[redacted]' },
+      token_id: 'tok_kept',
+    });
+    expect(lines.join('')).not.toContain('opaque-value');
+  });
+
+  it('ROTOR_LOG_FORMAT=pretty writes pino-pretty lines, with both nets', () => {
+    const lines: string[] = [];
+    createLogger('info', (l) => void lines.push(l), { format: 'pretty' }).warn('slow call', {
+      secret: 'opaque-value',
+      detail: SECRET,
+      n: 7,
+    });
+    const text = lines.join('');
+    expect(text).toMatch(/WARN.*slow call/);
+    expect(text).toContain('n: 7');
+    expect(text).not.toContain('opaque-value');
+    expect(text).not.toContain(SECRET);
+  });
+
+  it("the client commands' JSON-lines logger (no packages) writes the same shape and masks secrets", () => {
+    const lines: string[] = [];
+    createLineLogger('info', (l) => void lines.push(l)).warn('retrying', { detail: SECRET });
+    expect(JSON.parse(lines.join(''))).toMatchObject({ level: 'warn', msg: 'retrying', detail: 'rtr_pat_[redacted]' });
   });
 
   it('drops lines below the level', () => {

@@ -1,0 +1,108 @@
+import { randomUUID } from 'node:crypto';
+import type { Code, ConnectError } from '@connectrpc/connect';
+import type { CallMeta } from '../app/context.js';
+import type { DpopRequest } from '../app/dpop.js';
+import type { Logger } from '../app/logger-port.js';
+import { codeLabel } from './rpc-stats.js';
+
+/**
+ * The access log (README, "Access log"): one `access` line per call on the gRPC port, per RPC on
+ * the HTTP port and per request of its other routes. Each line says which method or route, how it
+ * ended, how long it took, who called (peer, and the id of the token that authenticated the call),
+ * and the request id and W3C trace context that tie it to the caller's own logs. It never carries
+ * a header or body value other than those two ids (so no credential, idempotency key, JWT or
+ * proof), and both ids are checked against a strict shape before they are written.
+ */
+
+/** A request id the caller may choose (`x-request-id`): short and plain, else a fresh one is made. */
+const REQUEST_ID = /^[A-Za-z0-9._:/+=@-]{1,128}$/;
+
+/** W3C Trace Context `traceparent` (version 00 and later versions' first four fields). */
+const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-[0-9a-f-]{0,200})?$/;
+
+/**
+ * One call being served: the call facts the handlers read (it is the call's CallMeta, so
+ * `authenticate` writes the token id straight into it), and what the access line will say.
+ */
+export class AccessRecord implements CallMeta {
+  tokenId: string | undefined = undefined;
+  /** The DPoP proof sent with the call (docs/dpop.md), set by the transport; never logged. */
+  dpop: DpopRequest | undefined = undefined;
+  /** `ok`, or Connect's name of the code the call failed with (`unauthenticated`, …); set when known. */
+  code: string | undefined = undefined;
+  /** The Rotor error code of a failure (`reuse_detected`, …: the `rotor-error` metadata). */
+  rotorError: string | undefined = undefined;
+  /** The RPC (`rotor.v1.TokenService/RotateToken`) or the HTTP route (`/oauth/token`, `other`). */
+  target = '';
+  readonly started = performance.now();
+
+  constructor(
+    readonly authorization: string | undefined,
+    readonly peer: string | null,
+    readonly requestId: string,
+    readonly traceparent: string | undefined,
+  ) {}
+
+  /** The call failed with `error` (after the one mapping). */
+  failed(error: ConnectError): void {
+    this.code = codeLabel(error.code);
+    this.rotorError = error.metadata.get('rotor-error') ?? undefined;
+  }
+
+  /** The call ended with Connect/gRPC `code` (the same numbers; 0: ok), unless a failure was recorded already. */
+  ended(code: number): void {
+    this.code ??= codeLabel(code as Code | 0);
+  }
+}
+
+/** Writes one access line (`"msg":"access"`, level `info`) with these fields. */
+export interface AccessLineWriter {
+  access(fields: Record<string, unknown>): void;
+}
+
+/** An access-line writer over any logger: an `info` line `access`. */
+export function accessLineWriter(log: Logger): AccessLineWriter {
+  const own = (log as Partial<AccessLineWriter>).access;
+  return own ? { access: own } : { access: (fields) => log.info('access', fields) };
+}
+
+/** Where the access lines go, and how records are started. Only built when the access log is on. */
+export class AccessLog {
+  constructor(private readonly sink: AccessLineWriter) {}
+
+  /** A record for a call that sent these header values (each may be absent or malformed). */
+  begin(
+    authorization: string | undefined,
+    peer: string | null,
+    requestId: unknown,
+    traceparent: unknown,
+  ): AccessRecord {
+    return new AccessRecord(
+      authorization,
+      peer,
+      typeof requestId === 'string' && REQUEST_ID.test(requestId) ? requestId : randomUUID(),
+      typeof traceparent === 'string' && TRACEPARENT.test(traceparent) ? traceparent : undefined,
+    );
+  }
+
+  /**
+   * Writes the line of a finished call: `transport` `grpc` (the gRPC port) or `http` (the HTTP
+   * port); `status` the gRPC status number on the gRPC port, the HTTP status on the HTTP port;
+   * `httpMethod` for the HTTP port's routes.
+   */
+  write(rec: AccessRecord, transport: 'grpc' | 'http', status: number, httpMethod?: string): void {
+    const fields: Record<string, unknown> = {
+      transport,
+      ...(httpMethod === undefined ? { rpc: rec.target } : { route: rec.target, http_method: httpMethod }),
+      status,
+    };
+    if (rec.code !== undefined) fields.code = rec.code;
+    if (rec.rotorError !== undefined) fields.rotor_error = rec.rotorError;
+    fields.duration_ms = Math.round((performance.now() - rec.started) * 1000) / 1000;
+    fields.peer = rec.peer;
+    fields.request_id = rec.requestId;
+    if (rec.traceparent !== undefined) fields.traceparent = rec.traceparent;
+    if (rec.tokenId !== undefined) fields.token_id = rec.tokenId;
+    this.sink.access(fields);
+  }
+}
