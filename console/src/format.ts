@@ -25,6 +25,8 @@ export const EVENT_TYPES = [
   'family_revoked',
   'expiring_soon',
   'expired',
+  'predecessor_retired',
+  'superseded',
 ];
 
 export function kindName(k: TokenKind): string {

@@ -131,6 +131,7 @@ export function TokenView(props: {
         <Row name="Family">
           <code>{token.familyId}</code>
         </Row>
+        <Row name="Parent">{token.parentId ? <code>{token.parentId}</code> : '—'}</Row>
         <Row name="Previous">{token.previousId ? <code>{token.previousId}</code> : '—'}</Row>
         <Row name="Successor">{token.successorId ? <code>{token.successorId}</code> : '—'}</Row>
         <Row name="Scopes">{token.scopes.length > 0 ? token.scopes.join(' ') : '—'}</Row>
@@ -149,6 +150,8 @@ export function TokenView(props: {
         <Row name="Reuse grace">{seconds(policy?.reuseGraceSeconds)}</Row>
         <Row name="Default lifetime">{seconds(policy?.defaultLifetimeSeconds, "the predecessor's lifetime")}</Row>
         <Row name="Max lifetime">{seconds(policy?.maxLifetimeSeconds)}</Row>
+        <Row name="Retire on first use">{policy?.retireOnFirstUse ? 'yes' : 'no'}</Row>
+        <Row name="DPoP binding">{policy?.dpopJkt ? <code>{policy.dpopJkt}</code> : 'none (bearer)'}</Row>
         <Row name="Workload binding">
           {binding
             ? `issuer ${binding.issuer}, subject ${binding.subject}, audience ${binding.audience}${Object.entries(

@@ -277,7 +277,7 @@ export const EVENTS_FLAGS = {
     multiple: true,
     default: [],
     value: 'TYPE',
-    help: 'only this event type (repeatable): created, rotated, replayed, retry_refused, revoked, family_revoked, expiring_soon, expired',
+    help: 'only this event type (repeatable): created, rotated, replayed, retry_refused, revoked, family_revoked, predecessor_retired, superseded, expiring_soon, expired',
   },
   since: {
     type: 'string',
