@@ -6,7 +6,15 @@ import { duration, errorText, iso, kindName, ms, relative } from './format.js';
 import { StateBadge } from './tokens.js';
 import { Confirm, ErrorNote, SecretOnce } from './widgets.js';
 
-type Action = 'rotate' | 'revoke' | 'revoke-family';
+type Action = 'rotate' | 'revoke' | 'revoke-family' | 'revoke-cascade';
+
+/** What a cascade would revoke (a dry run of RevokeFamily with cascade): shown before it is confirmed. */
+interface CascadePreview {
+  inFamily: number;
+  descendants: number;
+  ids: string[];
+  truncated: boolean;
+}
 
 function Row(props: { name: string; children: ComponentChildren }) {
   return (
@@ -38,6 +46,7 @@ export function TokenView(props: {
   const [asking, setAsking] = useState<Action>();
   const [minted, setMinted] = useState<{ id: string; secret: string }>();
   const [done, setDone] = useState<string>();
+  const [preview, setPreview] = useState<CascadePreview>();
   const [reload, setReload] = useState(0);
 
   useEffect(() => {
@@ -66,15 +75,38 @@ export function TokenView(props: {
       } else if (action === 'revoke') {
         await session.tokens.revokeToken({ id: token.id });
         setDone(`Revoked ${token.id}.`);
-      } else {
+      } else if (action === 'revoke-family') {
         const res = await session.tokens.revokeFamily({ familyId: token.familyId });
         setDone(`Revoked the family ${token.familyId}: ${res.revokedCount} token(s).`);
+      } else {
+        const res = await session.tokens.revokeFamily({ familyId: token.familyId, cascade: true });
+        setDone(
+          `Revoked the family ${token.familyId}: ${res.revokedCount} token(s), and ${res.cascadeRevokedCount} descendant token(s) with cascade.`,
+        );
       }
       setError(undefined);
     } catch (e) {
       setError(errorText(e));
     }
     setReload((n) => n + 1);
+  };
+
+  // A dry run first: the confirmation states exactly what the cascade would revoke (docs/rotation.md).
+  const askCascade = async () => {
+    if (!token) return;
+    try {
+      const res = await session.tokens.revokeFamily({ familyId: token.familyId, cascade: true, dryRun: true });
+      setPreview({
+        inFamily: res.revokedCount,
+        descendants: res.cascadeRevokedCount,
+        ids: res.dryRunTokenIds,
+        truncated: res.truncated,
+      });
+      setError(undefined);
+      setAsking('revoke-cascade');
+    } catch (e) {
+      setError(errorText(e));
+    }
   };
 
   if (!token) return <ErrorNote error={error} />;
@@ -114,6 +146,9 @@ export function TokenView(props: {
         </button>
         <button type="button" class="danger" onClick={() => setAsking('revoke-family')}>
           Revoke family
+        </button>
+        <button type="button" class="danger" onClick={() => void askCascade()}>
+          Revoke family and descendants…
         </button>
       </div>
       <dl class="fields">
@@ -202,6 +237,33 @@ export function TokenView(props: {
             </p>
           }
           onConfirm={() => void act('revoke-family')}
+          onCancel={() => setAsking(undefined)}
+        />
+      )}
+      {asking === 'revoke-cascade' && preview && (
+        <Confirm
+          title="Revoke the family and everything descended from it?"
+          confirmLabel="Revoke with cascade"
+          consequence={
+            <div>
+              <p>
+                {preview.inFamily} token(s) of family <code>{token.familyId}</code> and {preview.descendants} token(s)
+                of the families created by calls they authenticated (and so on down) stop working immediately and cannot
+                be restored. A dry run found these:
+              </p>
+              <ul class="cascade-preview">
+                {preview.ids.slice(0, 20).map((tokenId) => (
+                  <li key={tokenId}>
+                    <code>{tokenId}</code>
+                  </li>
+                ))}
+              </ul>
+              {(preview.ids.length > 20 || preview.truncated) && (
+                <p>{preview.truncated ? '… and more.' : `… and ${preview.ids.length - 20} more.`}</p>
+              )}
+            </div>
+          }
+          onConfirm={() => void act('revoke-cascade')}
           onCancel={() => setAsking(undefined)}
         />
       )}

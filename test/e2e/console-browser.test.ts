@@ -409,6 +409,44 @@ describe.skipIf(!HAVE_CHROMIUM && !process.env.CI).each(ENGINES)('the web consol
     await waitFor('the first page again', async () => (await rows.count()) === 20);
   });
 
+  it('revokes a family with cascade after a dry run that names what it will revoke', async () => {
+    // A small tree: the signed-in token creates P, and P creates C (C's parent is P). One expiry
+    // for both: a token may not outlive the one that creates it.
+    const expiresAt = inMs(Date.now(), DAY_MS);
+    const mint = async (name: string, bearer: string) => {
+      const res = await grpc.createToken(
+        { kind: TokenKind.PROJECT, ownerId: 'web', name, scopes: ['deploy'], expiresAt },
+        bearer,
+      );
+      issuedSecrets.add(res.secret);
+      return { id: res.token!.id, secret: res.secret };
+    };
+    const parent = await mint('cascade-parent', web.secret);
+    const child = await mint('cascade-child', parent.secret);
+    // Listed oldest first: the two new tokens are on the second page (29 of owner web).
+    await tab('Tokens').click();
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await waitFor('a full first page', async () => (await page.locator('table tbody tr').count()) === 20);
+    await page.getByRole('button', { name: 'Next page' }).click();
+    await page.getByText('Page 2').waitFor();
+    await page.getByRole('button', { name: 'cascade-parent' }).click();
+    await page.getByRole('heading', { name: 'Token cascade-parent' }).waitFor();
+    await page.getByRole('button', { name: 'Revoke family and descendants…' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Revoke the family and everything descended from it?' });
+    await dialog.waitFor();
+    // The dry run changed nothing and named both tokens.
+    const preview = (await dialog.textContent()) ?? '';
+    expect(preview).toContain(parent.id);
+    expect(preview).toContain(child.id);
+    expect((await grpc.getToken({ id: child.id }, admin)).token!.state).toBe(TokenState.ACTIVE);
+    await axe('cascade confirmation');
+    await dialog.getByRole('button', { name: 'Revoke with cascade' }).click();
+    await shown('and 1 descendant token(s) with cascade');
+    expect((await grpc.getToken({ id: parent.id }, admin)).token!.state).toBe(TokenState.REVOKED);
+    const c = (await grpc.getToken({ id: child.id }, admin)).token!;
+    expect([c.state, c.revokeReason]).toEqual([TokenState.REVOKED, 'cascade']);
+  });
+
   it('sign out forgets the token: the sign-in form is back, and so after a reload', async () => {
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.locator('input[name="token"]').waitFor();
