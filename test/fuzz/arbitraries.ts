@@ -50,3 +50,13 @@ export const fieldValue = fc.oneof(
 
 /** Random bytes, sometimes invalid UTF-8. */
 export const bytes = fc.uint8Array({ maxLength: 256 }).map((b) => Buffer.from(b));
+
+/**
+ * Bearer credentials for an RPC: `'admin'` (the test server's admin secret), none, garbage, or
+ * well-formed but never issued.
+ */
+export const rpcBearer = fc.oneof(
+  fc.constant<'admin' | undefined>('admin'),
+  fc.constant<'admin' | undefined>(undefined),
+  fc.constantFrom('Bearer', 'Bearer ', 'Basic abc', `Bearer ${UNKNOWN_SECRETS[0]}`, 'Bearer rtr_prj_x'),
+);

@@ -14,18 +14,11 @@ import { HealthService } from '../../src/gen/rotor/v1/health_service_pb.js';
 import { TokenExchangeService } from '../../src/gen/rotor/v1/token_exchange_service_pb.js';
 import { TokenService } from '../../src/gen/rotor/v1/token_service_pb.js';
 import { startTestServer, type TestServer } from '../support/server.js';
-import { UNKNOWN_SECRETS } from './arbitraries.js';
+import { rpcBearer } from './arbitraries.js';
 import { protoBody } from './proto-messages.js';
 import { DOCUMENTED_CODE_NAMES, expectServing, fuzzParams, rowCounts } from './support.js';
 
 const METHODS: DescMethod[] = [...TokenService.methods, ...TokenExchangeService.methods, ...HealthService.methods];
-
-/** Bearer credentials: the admin's, none, garbage, or well-formed but never issued. */
-const bearer = fc.oneof(
-  fc.constant<'admin' | undefined>('admin'),
-  fc.constant<'admin' | undefined>(undefined),
-  fc.constantFrom('Bearer', 'Bearer ', 'Basic abc', `Bearer ${UNKNOWN_SECRETS[0]}`, 'Bearer rtr_prj_x'),
-);
 
 describe('fuzz: Connect binary bodies on sqlite', () => {
   let s: TestServer;
@@ -41,7 +34,7 @@ describe('fuzz: Connect binary bodies on sqlite', () => {
     async (_, method) => {
       const path = `/${method.parent.typeName}/${method.name}`;
       await fc.assert(
-        fc.asyncProperty(protoBody(method.input), bearer, async (body, auth) => {
+        fc.asyncProperty(protoBody(method.input), rpcBearer, async (body, auth) => {
           // The admin presenting itself to RotateToken (no id) would rotate the fixture's own token.
           if (method.name === 'RotateToken' && auth === 'admin') auth = undefined;
           const headers: Record<string, string> = { 'content-type': 'application/proto' };

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TokenExchangeService } from '../../src/gen/rotor/v1/token_exchange_service_pb.js';
 import { TokenService } from '../../src/gen/rotor/v1/token_service_pb.js';
 import { startTestServer, type TestServer } from '../support/server.js';
-import { anyText, bytes, fieldValue, UNKNOWN_SECRETS } from './arbitraries.js';
+import { anyText, bytes, fieldValue, rpcBearer } from './arbitraries.js';
 import { DOCUMENTED_CODE_NAMES, expectServing, fuzzParams, rowCounts } from './support.js';
 
 const METHODS: DescMethod[] = [...TokenService.methods, ...TokenExchangeService.methods];
@@ -110,13 +110,6 @@ function jsonBody(method: DescMethod): fc.Arbitrary<string | Buffer> {
   );
 }
 
-/** Bearer credentials: the admin's, none, garbage, or well-formed but never issued. */
-const bearer = fc.oneof(
-  fc.constant<'admin' | undefined>('admin'),
-  fc.constant<'admin' | undefined>(undefined),
-  fc.constantFrom('Bearer', 'Bearer ', 'Basic abc', `Bearer ${UNKNOWN_SECRETS[0]}`, 'Bearer rtr_prj_x'),
-);
-
 describe('fuzz: Connect JSON bodies on sqlite', () => {
   let s: TestServer;
   beforeAll(async () => {
@@ -131,7 +124,7 @@ describe('fuzz: Connect JSON bodies on sqlite', () => {
     async (_, method) => {
       const path = `/${method.parent.typeName}/${method.name}`;
       await fc.assert(
-        fc.asyncProperty(jsonBody(method), bearer, async (body, auth) => {
+        fc.asyncProperty(jsonBody(method), rpcBearer, async (body, auth) => {
           // The admin presenting itself to RotateToken (no id) would rotate the fixture's own token.
           if (method.name === 'RotateToken' && auth === 'admin') auth = undefined;
           const headers: Record<string, string> = { 'content-type': 'application/json' };

@@ -12,7 +12,7 @@ import { TokenExchangeService } from '../../src/gen/rotor/v1/token_exchange_serv
 import { TokenService } from '../../src/gen/rotor/v1/token_service_pb.js';
 import { grpcClient } from '../support/grpc-client.js';
 import { startTestServer, type TestServer } from '../support/server.js';
-import { DOCUMENTED_CODES, expectServing, fuzzParams, rowCounts } from './support.js';
+import { DOCUMENTED_CODES, expectServing, fuzzParams, grpcOutcome, rowCounts } from './support.js';
 
 const PATHS = [...TokenService.methods, ...TokenExchangeService.methods].map((m) => `/${m.parent.typeName}/${m.name}`);
 
@@ -76,20 +76,12 @@ describe('fuzz: gRPC frames on sqlite', () => {
       };
       if (auth !== undefined) headers.authorization = auth === 'admin' ? `Bearer ${s.adminSecret}` : auth;
       const req = session.request(headers);
-      let status: number | undefined;
-      let message = '';
-      const take = (h: http2.IncomingHttpHeaders) => {
-        if (h['grpc-status'] !== undefined) {
-          status = Number(h['grpc-status']);
-          message = decodeURIComponent(String(h['grpc-message'] ?? ''));
-        }
-      };
-      req.on('response', take);
-      req.on('trailers', take);
-      req.on('data', () => undefined);
-      req.on('end', () =>
-        status === undefined ? reject(new Error(`${path}: no grpc-status`)) : resolve({ status, message }),
-      );
+      const outcome = grpcOutcome(req);
+      req.on('end', () => {
+        const { status, message } = outcome;
+        if (status === undefined) reject(new Error(`${path}: no grpc-status`));
+        else resolve({ status, message });
+      });
       req.on('error', reject);
       req.end(body);
     });

@@ -23,7 +23,14 @@ import { grpcApi, type Api } from '../support/rotor-api.js';
 import { inMs, issuedSecrets, startTestServer, waitForWatchers, type TestServer } from '../support/server.js';
 import { anyText, longText, UNKNOWN_SECRETS } from './arbitraries.js';
 import { protoBody } from './proto-messages.js';
-import { DOCUMENTED_CODES, DOCUMENTED_CODE_NAMES, expectServing, fuzzParams, rowCounts } from './support.js';
+import {
+  DOCUMENTED_CODES,
+  DOCUMENTED_CODE_NAMES,
+  expectServing,
+  fuzzParams,
+  grpcOutcome,
+  rowCounts,
+} from './support.js';
 
 /** The server's scheduled thresholds (README default 30d,7d,1d,1h), in seconds. */
 const SCHEDULED = [30 * 86400, 7 * 86400, 86400, 3600];
@@ -322,18 +329,9 @@ describe('fuzz: WatchExpiry requests on sqlite', () => {
               };
               if (auth !== undefined) headers.authorization = auth;
               req = session.request(headers);
-              let status: number | undefined;
-              let message = '';
-              const take = (h: http2.IncomingHttpHeaders) => {
-                if (h['grpc-status'] !== undefined) {
-                  status = Number(h['grpc-status']);
-                  message = decodeURIComponent(String(h['grpc-message'] ?? ''));
-                }
-              };
-              req.on('response', take);
-              req.on('trailers', take);
-              req.on('data', () => undefined);
+              const outcome = grpcOutcome(req);
               req.on('close', () => {
+                const { status, message } = outcome;
                 if (status === undefined && !req!.rstCode) reject(new Error('no grpc-status'));
                 resolve({ code: status === 0 || status === undefined ? undefined : (status as Code), message });
               });
