@@ -4,13 +4,13 @@ import { mintSuccessor, type MintedToken } from '../domain/new-token.js';
 import { alreadyRotated, decideRotation, type RefusedRetryKeys, type RetryRefusal } from '../domain/rotation.js';
 import { isAdmin, requireRotateById, successorExpiryFor } from '../domain/authorization.js';
 import { normalizeScopes } from '../domain/scopes.js';
-import type { TokenRecord } from '../domain/token.js';
+import { lineageRevokedError, type TokenRecord } from '../domain/token.js';
 import { digestKeyId } from '../domain/server-keys.js';
 import { digestsEqual } from '../domain/token-keys.js';
 import { formatSecret, parseSecret } from '../domain/token-secret.js';
 import {
   asCallerCredentialError,
-  assertLineageStands,
+  cascadeRevokedAncestor,
   authenticate,
   checkScheme,
   findByKeyedSecret,
@@ -137,7 +137,16 @@ export async function rotate(app: AppContext, target: RotationTarget, opts: Rota
   // A token whose ancestor was revoked with cascade is revoked, even before the cascade's
   // batches reach it (docs/rotation.md, "Lineage and cascade"); its family's lineage never
   // changes, so checking it before the transaction is enough.
-  await assertLineageStands(app.store.tokens, current);
+  // Named by id, it is the target's state that is wrong, not the caller's credential: rule 2's
+  // `not_rotatable`, as for a target its own revocation reached.
+  const ancestor = await cascadeRevokedAncestor(app.store.tokens, current);
+  if (ancestor) {
+    const refused = lineageRevokedError(ancestor);
+    if (target.mode === 'presented') throw refused;
+    // The caller's right comes first, as for any other target (`decide`).
+    requireRotateById(target.caller.token, current);
+    throw new RotorError('not_rotatable', `token ${current.id} cannot be rotated: ${refused.message}`);
+  }
   const fast = await tryFastRotation(app, req, current);
   if (fast) return fast;
   for (let attempt = 1; ; attempt++) {
