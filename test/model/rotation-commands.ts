@@ -13,7 +13,9 @@ import fc from 'fast-check';
 import { expect } from 'vitest';
 import {
   RETRY_RACE_WINDOW_MS,
+  type CascadeAnswer,
   type ModelPolicy,
+  type RevokeOptions,
   type NamedBy,
   type RotationAnswer,
   type RotationModel,
@@ -50,6 +52,93 @@ class Create implements ModelCommand {
   }
   toString = () =>
     `create(grace ${this.policy.reuseGraceSeconds}s, overlap ${this.policy.overlapSeconds}s${this.policy.retireOnFirstUse ? ', retire on first use' : ''}, lifetime ${this.lifetimeMs}ms${this.policy.dpop ? ', DPoP-bound' : ''})`;
+}
+
+/**
+ * docs/rotation.md "Lineage and cascade": CreateToken with a model token as the bearer (the owner
+ * id is the bearer's, scopes and policy its own: "Who may do what" asks for nothing more). The new
+ * family's parent is the bearer. Bearers are drawn from unbound families (a bound bearer would
+ * need a DPoP proof of the call).
+ */
+class CreateChild implements ModelCommand {
+  constructor(
+    readonly back: number,
+    readonly lifetimeMs: number,
+    /** Draw the bearer among the tokens that authenticate (else among all, refusals included). */
+    readonly usableOnly: boolean,
+  ) {}
+  private bearers(m: Readonly<RotationModel>): number[] {
+    return m.tokens.flatMap((t, i) =>
+      m.families[t.family]!.policy.dpop === true || (this.usableOnly && !m.usable(i)) ? [] : [i],
+    );
+  }
+  check = (m: Readonly<RotationModel>) => m.families.length < 9 && this.bearers(m).length > 0;
+  async run(m: RotationModel, r: RealSystem): Promise<void> {
+    const bearers = this.bearers(m);
+    const bearer = bearers[bearers.length - 1 - (this.back % bearers.length)]!;
+    const actual = await r.createChild(bearer, this.lifetimeMs);
+    const logged = m.events.length;
+    const expected = m.createChild(bearer, this.lifetimeMs);
+    if (m.events.filter((e, k) => k >= logged && e.type === 'predecessor_retired').length > 0)
+      r.note('first use retired the predecessor');
+    const lineage = m.cascadedAncestor(bearer) !== undefined;
+    r.note(`createChild: ${expected.ok ? 'created' : expected.code}${lineage ? ' (ancestor cascaded)' : ''}`);
+    const what = `${this} with model token #${bearer} as bearer`;
+    if (!expected.ok) {
+      expect(actual.ok ? { ok: true } : { ok: false, code: actual.code }, what).toEqual(expected);
+      // "Errors": revoked by a cascade, the bearer is told so (a token revoked before for a reason
+      // of its own, e.g. reuse detected in its family, keeps that reason's message).
+      if (m.tokens[bearer]!.revokeReason === 'cascade')
+        expect((actual as Extract<Outcome, { ok: false }>).message, `${what}: message`).toContain(
+          'an ancestor was revoked with cascade',
+        );
+    } else {
+      expect(actual, what).toMatchObject({ ok: true, parentId: r.id(bearer) });
+      const minted = actual as Extract<Outcome, { ok: true }>;
+      r.familyIds.push(minted.familyId);
+      r.adopt(minted.id, minted.secret);
+      expect(r.familyIds.length - 1, what).toBe(m.tokens[expected.token]!.family);
+    }
+    await r.verify(m);
+  }
+  toString = () =>
+    `createChild(bearer ~${this.back} of the ${this.usableOnly ? 'usable tokens' : 'tokens'} of unbound families, lifetime ${this.lifetimeMs}ms)`;
+}
+
+/** Compares a cascade's answer (counts, and on a dry run the listed ids) with the model's. */
+function expectCascade(
+  r: RealSystem,
+  what: string,
+  actual: { cascadeCount: number; dryRunIds: string[]; truncated: boolean },
+  expected: CascadeAnswer,
+): void {
+  const selfIds = expected.self.map((i) => r.id(i));
+  const descendantIds = expected.descendants.map((i) => r.id(i));
+  const sorted = (ids: string[]) => [...ids].sort();
+  expect(
+    {
+      cascadeCount: actual.cascadeCount,
+      self: sorted(actual.dryRunIds.slice(0, selfIds.length)),
+      descendants: sorted(actual.dryRunIds.slice(selfIds.length)),
+      truncated: actual.truncated,
+    },
+    `${what}: the cascade's answer`,
+  ).toEqual({
+    cascadeCount: expected.cascadeCount,
+    self: sorted(selfIds),
+    descendants: sorted(descendantIds),
+    truncated: false,
+  });
+}
+
+function optionsText(o: RevokeOptions): string {
+  return `${o.cascade ? ', cascade' : ''}${o.dryRun ? ', dry run' : ''}`;
+}
+
+/** Notes what a revocation with cascade or dry run reached. */
+function noteCascade(r: RealSystem, o: RevokeOptions, expected: CascadeAnswer): void {
+  if (!o.cascade && !o.dryRun) return;
+  r.note(`${o.dryRun ? 'dry run' : 'cascade'}: ${expected.cascadeCount > 0 ? 'descendants' : 'no descendants'}`);
 }
 
 /**
@@ -114,6 +203,7 @@ class Rotate implements ModelCommand {
     if (!expected.ok && expected.code === 'reuse_detected' && expected.cause === 'wrong_retry_keys' && racedBefore) {
       r.note('reuse for late wrong keys after racing ones');
     }
+    if (m.events.slice(logged).some((e) => e.reason === 'cascade')) r.note('reuse cascaded to descendants');
     for (const e of m.events.slice(logged)) if (e.type === 'retry_refused') r.note(`retry_refused ${e.reason}`);
     const what = `${this} on model token #${i}`;
     if (expected.ok) {
@@ -149,31 +239,86 @@ class Rotate implements ModelCommand {
     `rotate(token ~${this.back} ${this.namedBy === 'presented' ? 'by secret' : 'by id'}${this.key === undefined ? '' : `, key ${this.key}`}${this.times === 1 ? '' : `, ${this.times} times`})`;
 }
 
+const PLAIN: RevokeOptions = { cascade: false, dryRun: false };
+
+/** Tokens that created a family (where a cascade has something to do). */
+function parents(m: Readonly<RotationModel>): number[] {
+  return [...new Set(m.families.flatMap((f) => (f.parent === null ? [] : [f.parent])))].sort((a, b) => a - b);
+}
+
+/** With `parentsOnly`, token `back` among the parents (when there are any); else among all tokens. */
+function revokeTarget(m: Readonly<RotationModel>, back: number, parentsOnly: boolean): number {
+  const among = parentsOnly ? parents(m) : [];
+  if (among.length === 0) return tokenOf(m as RotationModel, back);
+  return among[among.length - 1 - (back % among.length)]!;
+}
+
 class RevokeToken implements ModelCommand {
-  constructor(readonly back: number) {}
+  constructor(
+    readonly back: number,
+    readonly options: RevokeOptions = PLAIN,
+    /** Name a token that created a family, when there is one. */
+    readonly parentsOnly = false,
+  ) {}
   check = (m: Readonly<RotationModel>) => m.tokens.length > 0;
   async run(m: RotationModel, r: RealSystem): Promise<void> {
-    const i = tokenOf(m, this.back);
-    const actual = await r.revokeToken(i);
+    const i = revokeTarget(m, this.back, this.parentsOnly);
+    const actual = await r.revokeTokenWith(i, this.options);
     const logged = m.events.length;
-    m.revokeToken(i);
-    r.note(`revokeToken: ${m.events[logged]?.reason ?? 'no change'}`);
-    expect(actual, `${this} on #${i}`).toMatchObject({ ok: true, id: r.id(i) });
+    const expected = m.revokeToken(i, this.options);
+    if (!this.options.dryRun) r.note(`revokeToken: ${m.events[logged]?.reason ?? 'no change'}`);
+    noteCascade(r, this.options, expected);
+    expect(actual.id, `${this} on #${i}`).toBe(r.id(i));
+    expectCascade(r, `${this} on #${i}`, actual, expected);
     await r.verify(m);
   }
-  toString = () => `revokeToken(token ~${this.back})`;
+  toString = () => `revokeToken(${this.parentsOnly ? 'parent' : 'token'} ~${this.back}${optionsText(this.options)})`;
+}
+
+/**
+ * docs/rotation.md "Lineage and cascade": RevokeToken with cascade cut off after its first
+ * transaction (every batch fails). The descendants keep their own state, yet none authenticates
+ * ("A descendant never authenticates again, even while batches are still running"); the
+ * invariants of `verify` present each of them.
+ */
+class InterruptedCascade implements ModelCommand {
+  constructor(readonly back: number) {}
+  check = (m: Readonly<RotationModel>) => parents(m).length > 0;
+  async run(m: RotationModel, r: RealSystem): Promise<void> {
+    const i = revokeTarget(m, this.back, true);
+    const actual = await r.revokeTokenInterrupted(i);
+    const before = m.tokens.map((_, k) => m.usable(k));
+    m.revokeTokenInterrupted(i);
+    const cut = m.tokens.filter((_, k) => before[k] && m.cascadedAncestor(k) !== undefined).length;
+    r.note(`interrupted cascade: ${cut > 0 ? 'descendants refused' : 'nothing usable below'}`);
+    // The first batch fails whenever there is a child family (the model's parents all have one).
+    expect(actual, `${this} on #${i}`).toBe('interrupted');
+    await r.verify(m);
+  }
+  toString = () => `interruptedCascade(parent ~${this.back})`;
 }
 
 class RevokeFamily implements ModelCommand {
-  constructor(readonly back: number) {}
+  constructor(
+    readonly back: number,
+    readonly options: RevokeOptions = PLAIN,
+    /** Name the family of a token that created a family, when there is one. */
+    readonly parentsOnly = false,
+  ) {}
   check = (m: Readonly<RotationModel>) => m.families.length > 0;
   async run(m: RotationModel, r: RealSystem): Promise<void> {
-    const f = pick(m.families.length, this.back)!;
-    const count = await r.revokeFamily(f);
-    expect(count, `${this}: revoked_count`).toBe(m.revokeFamily(f));
+    const f = this.parentsOnly
+      ? m.tokens[revokeTarget(m, this.back, true)]!.family
+      : pick(m.families.length, this.back)!;
+    const actual = await r.revokeFamilyWith(f, this.options);
+    const expected = m.revokeFamilyWith(f, this.options);
+    noteCascade(r, this.options, expected);
+    expect(actual.revokedCount, `${this}: revoked_count`).toBe(expected.revokedCount);
+    expectCascade(r, `${this} on family #${f}`, actual, expected);
     await r.verify(m);
   }
-  toString = () => `revokeFamily(family ~${this.back})`;
+  toString = () =>
+    `revokeFamily(${this.parentsOnly ? "a parent's family" : 'family'} ~${this.back}${optionsText(this.options)})`;
 }
 
 class Authenticate implements ModelCommand {
@@ -375,6 +520,14 @@ export function commandArbitraries(): fc.Arbitrary<ModelCommand>[] {
       .tuple(back, fc.constantFrom<Edge>('soon', 'soonest', 'expiry'), fc.constantFrom<-1 | 0 | 1>(-1, 0, 1))
       .map(([b, e, o]): ModelCommand => new AdvanceToEdge(b, e, o, new Tick())),
   );
+  const childOf = fc
+    .tuple(back, fc.constantFrom(6_000, 60_000, 3_600_000), fc.constantFrom(true, true, true, false))
+    .map(([b, l, u]): ModelCommand => new CreateChild(b, l, u));
+  const options = fc.constantFrom<RevokeOptions>(
+    { cascade: true, dryRun: false },
+    { cascade: true, dryRun: true },
+    { cascade: false, dryRun: true },
+  );
   const guesses = fc
     .tuple(back, fc.constantFrom(0, 2), fc.constantFrom(1, 6))
     .map(([b, racing, late]): ModelCommand => new LateGuesses(b, racing, late));
@@ -389,6 +542,13 @@ export function commandArbitraries(): fc.Arbitrary<ModelCommand>[] {
     byId,
     back.map((b): ModelCommand => new RevokeToken(b)),
     back.map((b): ModelCommand => new RevokeFamily(b)),
+    // docs/rotation.md "Lineage and cascade": families created by model tokens, and revocations
+    // with cascade and dry run (mostly of older tokens and families, where the trees are).
+    childOf,
+    childOf,
+    fc.tuple(back, options, fc.boolean()).map(([b, o, p]): ModelCommand => new RevokeToken(b, o, p)),
+    fc.tuple(back, options, fc.boolean()).map(([b, o, p]): ModelCommand => new RevokeFamily(b, o, p)),
+    back.map((b): ModelCommand => new InterruptedCascade(b)),
     back.map((b): ModelCommand => new Authenticate(b)),
     back.map((b): ModelCommand => new Introspect(b)),
     advance,

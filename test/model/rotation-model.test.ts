@@ -3,7 +3,8 @@
  * without idempotency keys; by id), RevokeToken, RevokeFamily, authenticate, introspect, clock
  * moves (to just before, at and after every window end and expiry threshold) and passes of the
  * expiry scheduler, with and without retire on first use (an authentication or introspection of
- * the successor retires its predecessor), run against the reference model of docs/rotation.md and
+ * the successor retires its predecessor), families created by model tokens (a tree: docs/rotation.md
+ * "Lineage and cascade") and revocations with cascade and dry run, run against the reference model of docs/rotation.md and
  * docs/watch-expiry.md (rotation-model.ts) and against the application in process on each engine. Every
  * answer must match the model's, and after every command the database must hold the model's
  * token states and exactly the model's event log (rotation-system.ts `verify`).
@@ -71,6 +72,15 @@ const REACHED = [
   'tick: expiring_soon',
   'tick: expired',
   'tick: nothing due',
+  'createChild: created',
+  'createChild: unauthenticated',
+  'createChild: unauthenticated (ancestor cascaded)',
+  'createChild: permission_denied',
+  'cascade: descendants',
+  'cascade: no descendants',
+  'dry run: descendants',
+  'reuse cascaded to descendants',
+  'interrupted cascade: descendants refused',
 ];
 
 const deepRuns = Number(process.env.ROTOR_DEEP_RUNS ?? 0);

@@ -1,7 +1,7 @@
 /**
  * A reference model of token rotation, written from docs/rotation.md alone ("The rules, in order",
- * "Wrong retry keys", "Changes to one family are serialised", "States of a token and of a
- * family") and docs/watch-expiry.md ("Events", "Thresholds and the expiry scheduler"). It
+ * "Wrong retry keys", "Changes to one family are serialised", "Retire on first use", "Lineage and
+ * cascade", "Who may do what", "States of a token and of a family") and docs/watch-expiry.md ("Events", "Thresholds and the expiry scheduler"). It
  * imports nothing from src/: the model-based test
  * (rotation-model.test.ts) runs random command sequences against it and against the real
  * application, and any disagreement is either a bug in the service or a gap in the doc.
@@ -36,8 +36,28 @@ export const BOUNDARIES = {
 /** docs/rotation.md "States of a token and of a family". */
 export type ModelState = 'active' | 'rotated' | 'revoked' | 'expired';
 
-/** The four revocation reasons a token row can carry (docs/design.md, Token record). */
-export type RevokeReason = 'rotated' | 'revoked' | 'family_revoked' | 'reuse_detected';
+/**
+ * The revocation reasons a token row can carry (docs/design.md, Token record); `cascade`: a
+ * descendant of a token revoked with cascade (docs/rotation.md "Lineage and cascade").
+ */
+export type RevokeReason = 'rotated' | 'revoked' | 'family_revoked' | 'reuse_detected' | 'cascade';
+
+/** RevokeToken / RevokeFamily options (docs/rotation.md "Lineage and cascade"). */
+export interface RevokeOptions {
+  cascade: boolean;
+  dryRun: boolean;
+}
+
+/**
+ * What RevokeToken / RevokeFamily answers about the cascade: how many descendants it revoked (would
+ * revoke), and on a dry run the ids it lists: `self` (the token when it would change, or the
+ * family's members that would be revoked) first, then `descendants`, in an order the doc leaves open.
+ */
+export interface CascadeAnswer {
+  cascadeCount: number;
+  self: number[];
+  descendants: number[];
+}
 
 /** How a rotation named its token: by presenting the secret, or by id (admin). */
 export type NamedBy = 'presented' | 'by_id';
@@ -76,10 +96,22 @@ export interface ModelToken {
    * (the end of the predecessor's window at the rotation); null once used, or without the policy.
    */
   retireUntil: number | null;
+  /**
+   * "Lineage and cascade": a revocation with cascade reached it (`cascade_revoked_at`): the token
+   * named by RevokeToken, every member of a family revoked by RevokeFamily or reuse detection with
+   * cascade, every member of a descendant family.
+   */
+  cascadeMarked: boolean;
 }
 
 export interface ModelFamily {
   policy: ModelPolicy;
+  /**
+   * "Lineage and cascade": the token that authenticated the call that created the family (its
+   * first token's `parent_id`, kept by every successor); null for the admin's families (the admin
+   * is not a model token).
+   */
+  parent: number | null;
 }
 
 /** One row of `token_events` as the doc describes it (docs/watch-expiry.md "Events"). */
@@ -112,6 +144,15 @@ export type RotationAnswer =
 
 /** What authenticating a presented secret answers (docs/rotation.md "Errors"). */
 export type AuthAnswer = { ok: true } | { ok: false; code: 'token_revoked' | 'token_expired' };
+
+/**
+ * CreateToken with a model token as the bearer ("Who may do what"): a bearer that does not
+ * authenticate is `unauthenticated`; a rotated one inside its overlap window "may not create"
+ * (`permission_denied`).
+ */
+export type CreateChildAnswer =
+  | { ok: true; token: number }
+  | { ok: false; code: 'unauthenticated' | 'permission_denied' };
 
 export class RotationModel {
   readonly tokens: ModelToken[] = [];
@@ -147,6 +188,12 @@ export class RotationModel {
    * expires, or when RevokeToken ended its window; nothing else does.
    */
   usable(i: number): boolean {
+    // "Lineage and cascade": a token with an ancestor a cascade reached never authenticates again.
+    return this.cascadedAncestor(i) === undefined && this.inWindow(i);
+  }
+
+  /** `usable` by the token's own state alone (lineage aside). */
+  private inWindow(i: number): boolean {
     const t = this.token(i);
     const state = this.state(i);
     if (state === 'active') return true;
@@ -155,9 +202,38 @@ export class RotationModel {
     return this.before(end, BOUNDARIES.overlapEndExclusive) && !t.overlapEnded && this.state(t.successor!) === 'active';
   }
 
-  /** CreateToken: the first token of a new family, and its `created` event. */
+  /** CreateToken by the admin: the first token of a new family, and its `created` event. */
   create(policy: ModelPolicy, lifetimeMs: number): number {
-    const family = this.families.push({ policy }) - 1;
+    return this.newFamily(policy, null, lifetimeMs);
+  }
+
+  /**
+   * CreateToken with token `bearer` as the caller ("Lineage and cascade", "Who may do what"): the
+   * bearer is authenticated first (a use of it, "Retire on first use"); then a rotated bearer
+   * inside its overlap window may not create; otherwise a new family whose parent is the bearer,
+   * with the bearer's policy (never looser) and expiring no later than the bearer.
+   */
+  createChild(bearer: number, lifetimeMs: number): CreateChildAnswer {
+    if (!this.authenticate(bearer).ok) return { ok: false, code: 'unauthenticated' };
+    if (this.state(bearer) === 'rotated') return { ok: false, code: 'permission_denied' };
+    const b = this.token(bearer);
+    const lifetime = Math.min(lifetimeMs, b.expiresAt - this.now);
+    return { ok: true, token: this.newFamily(this.policyOf(bearer), bearer, lifetime) };
+  }
+
+  /** The nearest strict ancestor of token `i` a cascade reached (walking the families' parents). */
+  cascadedAncestor(i: number): number | undefined {
+    let parent = this.families[this.token(i).family]!.parent;
+    while (parent !== null) {
+      const p = this.token(parent);
+      if (p.cascadeMarked) return parent;
+      parent = this.families[p.family]!.parent;
+    }
+    return undefined;
+  }
+
+  private newFamily(policy: ModelPolicy, parent: number | null, lifetimeMs: number): number {
+    const family = this.families.push({ policy, parent }) - 1;
     const token = this.mint(family, null, lifetimeMs);
     this.log({ type: 'created', token, family, successor: null, reason: 'created' });
     return token;
@@ -168,6 +244,10 @@ export class RotationModel {
    * with an optional idempotency key (`key` is its name in the test's key pool).
    */
   rotate(i: number, namedBy: NamedBy, key: string | undefined): RotationAnswer {
+    // "Lineage and cascade": the token presented for rotation is refused as soon as an ancestor
+    // carries the mark; named by id, rule 2's answer for a revoked token.
+    if (this.cascadedAncestor(i) !== undefined)
+      return namedBy === 'by_id' ? { ok: false, code: 'not_rotatable' } : { ok: false, code: 'token_revoked' };
     const state = this.state(i);
     // Rule 2 sends a superseded token to rule 3 even after it expired.
     if (state === 'rotated') return this.superseded(i, namedBy, key);
@@ -227,7 +307,7 @@ export class RotationModel {
         : elapsed < RETRY_RACE_WINDOW_MS;
       const count = racing ? t.refused.racing : t.refused.late;
       if (count >= (racing ? MAX_RACING_RETRY_KEYS : MAX_REFUSED_RETRY_KEYS)) {
-        this.revokeFamilyMembers(t.family, 'reuse_detected');
+        this.revokeFamilyCascading(t.family, 'reuse_detected');
         return { ok: false, code: 'reuse_detected', cause: 'wrong_retry_keys' };
       }
       if (racing) t.refused.racing++;
@@ -236,7 +316,8 @@ export class RotationModel {
       this.log({ type: 'retry_refused', token: i, family: t.family, successor, reason });
       return { ok: false, code: 'already_rotated', successor };
     }
-    this.revokeFamilyMembers(t.family, 'reuse_detected');
+    // "Reuse detection revokes with cascade".
+    this.revokeFamilyCascading(t.family, 'reuse_detected');
     return { ok: false, code: 'reuse_detected', cause: 'presented_again' };
   }
 
@@ -244,14 +325,44 @@ export class RotationModel {
    * RevokeToken: an active token is revoked; a rotated one inside its overlap window has the
    * window ended and stays rotated; anything else is left as it is (and the call still succeeds).
    */
-  revokeToken(i: number): void {
+  revokeToken(i: number, opts: RevokeOptions = { cascade: false, dryRun: false }): CascadeAnswer {
+    const self = this.revokeTokenWouldChange(i) ? [i] : [];
+    if (opts.dryRun) {
+      const descendants = opts.cascade ? this.descendantsToRevoke([i]) : [];
+      return { cascadeCount: descendants.length, self, descendants };
+    }
+    this.revokeTokenItself(i);
+    if (!opts.cascade) return { cascadeCount: 0, self: [], descendants: [] };
+    // "plus a `cascade_revoked_at` mark on it", whatever its state.
+    this.token(i).cascadeMarked = true;
+    return { cascadeCount: this.cascade([i]), self: [], descendants: [] };
+  }
+
+  /** RevokeToken changes an active token, and a rotated one still inside its window. */
+  private revokeTokenWouldChange(i: number): boolean {
+    const state = this.state(i);
+    return state === 'active' || (state === 'rotated' && this.inWindow(i));
+  }
+
+  /**
+   * "A cascade that stops half-way (the process killed, the database lost)": RevokeToken with
+   * cascade whose first transaction (the token revoked as without cascade, and marked) committed
+   * and no batch did. Its descendants keep their own state but no longer authenticate; RevokeToken
+   * with cascade again finishes it.
+   */
+  revokeTokenInterrupted(i: number): void {
+    this.revokeTokenItself(i);
+    this.token(i).cascadeMarked = true;
+  }
+
+  private revokeTokenItself(i: number): void {
     const t = this.token(i);
     const state = this.state(i);
     if (state === 'active') {
       t.revokedAt = this.now;
       t.revokeReason = 'revoked';
       this.log({ type: 'revoked', token: i, family: t.family, successor: null, reason: 'revoked' });
-    } else if (state === 'rotated' && this.usable(i)) {
+    } else if (state === 'rotated' && this.inWindow(i)) {
       t.overlapEnded = true;
       this.log({ type: 'revoked', token: i, family: t.family, successor: null, reason: 'overlap_ended' });
     }
@@ -289,9 +400,96 @@ export class RotationModel {
     return this.events.length - before;
   }
 
-  /** RevokeFamily: the answer counts every member it revoked. */
+  /**
+   * RevokeFamily: the answer counts every member it revoked (`revoked_count`) and, with cascade,
+   * the descendants (`cascade_revoked_count`); a dry run lists them and changes nothing.
+   */
   revokeFamily(family: number): number {
-    return this.revokeFamilyMembers(family, 'family_revoked');
+    return this.revokeFamilyWith(family, { cascade: false, dryRun: false }).revokedCount;
+  }
+
+  revokeFamilyWith(family: number, opts: RevokeOptions): { revokedCount: number } & CascadeAnswer {
+    if (opts.dryRun) {
+      const self = this.revocableMembers(family);
+      const descendants = opts.cascade ? this.descendantsToRevoke(this.membersOf(family)) : [];
+      return { revokedCount: self.length, cascadeCount: descendants.length, self, descendants };
+    }
+    if (!opts.cascade) {
+      return {
+        revokedCount: this.revokeFamilyMembers(family, 'family_revoked'),
+        cascadeCount: 0,
+        self: [],
+        descendants: [],
+      };
+    }
+    const { revoked, cascaded } = this.revokeFamilyCascading(family, 'family_revoked');
+    return { revokedCount: revoked, cascadeCount: cascaded, self: [], descendants: [] };
+  }
+
+  /**
+   * A family revoked with cascade (RevokeFamily with `cascade`, reuse detection): its members as
+   * without cascade, every member marked, then every descendant family.
+   */
+  private revokeFamilyCascading(
+    family: number,
+    reason: 'family_revoked' | 'reuse_detected',
+  ): { revoked: number; cascaded: number } {
+    const revoked = this.revokeFamilyMembers(family, reason);
+    const members = this.membersOf(family);
+    for (const m of members) this.token(m).cascadeMarked = true;
+    return { revoked, cascaded: this.cascade(members) };
+  }
+
+  private membersOf(family: number): number[] {
+    return this.tokens.flatMap((t, i) => (t.family === family ? [i] : []));
+  }
+
+  /** Members a family revocation would change: not yet revoked, or only rotated. */
+  private revocableMembers(family: number): number[] {
+    return this.membersOf(family).filter((i) => {
+      const t = this.token(i);
+      return t.revokedAt === null || t.revokeReason === 'rotated';
+    });
+  }
+
+  /**
+   * The families descended from tokens `roots` ("the families the token created, … and so on
+   * down"), level by level; every family is reached once (the families form a tree).
+   */
+  private descendantFamilies(roots: readonly number[]): number[] {
+    const found: number[] = [];
+    let level = new Set(roots);
+    while (level.size > 0) {
+      const children = this.families.flatMap((f, k) => (f.parent !== null && level.has(f.parent) ? [k] : []));
+      found.push(...children);
+      level = new Set(children.flatMap((k) => this.membersOf(k)));
+    }
+    return found;
+  }
+
+  private descendantsToRevoke(roots: readonly number[]): number[] {
+    return this.descendantFamilies(roots).flatMap((k) => this.revocableMembers(k));
+  }
+
+  /**
+   * The cascade below tokens `roots`: every member of every descendant family is marked, and each
+   * one not already revoked (rotated ones included) gets `revoke_reason` `cascade` and one
+   * `family_revoked` event with reason `cascade`. Returns how many it revoked.
+   */
+  private cascade(roots: readonly number[]): number {
+    let count = 0;
+    for (const k of this.descendantFamilies(roots)) {
+      for (const i of this.membersOf(k)) {
+        const t = this.token(i);
+        t.cascadeMarked = true;
+        if (t.revokedAt !== null && t.revokeReason !== 'rotated') continue;
+        t.revokedAt = this.now;
+        t.revokeReason = 'cascade';
+        count++;
+        this.log({ type: 'family_revoked', token: i, family: k, successor: null, reason: 'cascade' });
+      }
+    }
+    return count;
   }
 
   /** Rule 1 plus "Errors" for an ordinary call: a rotated token past its window is `token_revoked`. */
@@ -375,6 +573,7 @@ export class RotationModel {
         refused: { racing: 0, late: 0 },
         scheduled: { thresholds: [], expired: false },
         retireUntil: null,
+        cascadeMarked: false,
       }) - 1
     );
   }

@@ -5,9 +5,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { expect } from 'vitest';
-import { type Caller, retireOnFirstUse, usableBySecret } from '../../src/app/authenticate.js';
 import { introspect } from '../../src/app/introspection.js';
-import { revokeFamily, revokeToken } from '../../src/app/revocation.js';
+import { type Caller, authenticate, retireOnFirstUse, usableBySecret } from '../../src/app/authenticate.js';
+import { revokeFamily, revokeFamilyWith, revokeToken, revokeTokenWith } from '../../src/app/revocation.js';
 import { rotate } from '../../src/app/rotation-service.js';
 import { createToken } from '../../src/app/token-service.js';
 import { isRotorError } from '../../src/domain/errors.js';
@@ -20,7 +20,7 @@ import type { Engine } from '../support/engines.js';
 /** The holder's DPoP key of every bound family, and a thief's. */
 const MODEL_DPOP_KEY = newDpopKey();
 const THIEF_DPOP_KEY = newDpopKey();
-import type { ModelEvent, ModelPolicy, ModelState, NamedBy, RotationModel } from './rotation-model.js';
+import type { ModelEvent, ModelPolicy, ModelState, NamedBy, RevokeOptions, RotationModel } from './rotation-model.js';
 
 /** A clock both sides share; only the test moves it. */
 export interface TestClock {
@@ -29,7 +29,7 @@ export interface TestClock {
 
 /** What a use case answered, reduced to what the model predicts. */
 export type Outcome =
-  | { ok: true; id: string; secret: string; familyId: string; previousId: string | null }
+  | { ok: true; id: string; secret: string; familyId: string; previousId: string | null; parentId: string | null }
   | { ok: false; code: string; message: string; successorId: string | undefined };
 
 interface TokenRow {
@@ -40,6 +40,8 @@ interface TokenRow {
   revoked_at: number | string | null;
   revoke_reason: string | null;
   overlap_ended_at: number | string | null;
+  parent_id: string | null;
+  cascade_revoked_at: number | string | null;
 }
 
 interface EventRow {
@@ -125,6 +127,33 @@ export class RealSystem {
   }
 
   /**
+   * CreateToken with model token `bearer` as the caller, authenticated as a call's bearer is
+   * (src/app/authenticate.ts `authenticate`): the child's owner, scopes and policy are the
+   * bearer's, its expiry `lifetimeMs` from now, capped at the bearer's.
+   */
+  async createChild(bearer: number, lifetimeMs: number): Promise<Outcome> {
+    const call = async () => {
+      const caller = await authenticate(this.app, { authorization: `Bearer ${this.secret(bearer)}`, peer: null });
+      const t = caller.token;
+      return createToken(this.app, caller, {
+        kind: 'service_account',
+        ownerId: t.ownerId,
+        name: 'model child',
+        description: '',
+        scopes: t.scopes,
+        audiences: t.audiences,
+        expiresAt: Math.min(this.clock.t + lifetimeMs, t.expiresAt),
+        policy: {
+          reuseGraceSeconds: t.policy.reuseGraceSeconds,
+          overlapSeconds: t.policy.overlapSeconds,
+          ...(t.policy.retireOnFirstUse === true && { retireOnFirstUse: true }),
+        },
+      });
+    };
+    return outcome(call());
+  }
+
+  /**
    * Rotates token `i`. Presented, a token bound to a key carries a proof: the holder's
    * (`proof` 'holder', the default), none, or one made with another key (a thief's).
    */
@@ -161,6 +190,48 @@ export class RealSystem {
 
   async revokeToken(i: number): Promise<Outcome> {
     return outcome(revokeToken(this.app, this.admin, this.id(i)).then((record) => ({ record, secret: '' })));
+  }
+
+  /** RevokeToken with cascade / dry run: what it answered. */
+  async revokeTokenWith(
+    i: number,
+    opts: RevokeOptions,
+  ): Promise<{ id: string; cascadeCount: number; dryRunIds: string[]; truncated: boolean }> {
+    const o = await revokeTokenWith(this.app, this.admin, this.id(i), opts);
+    return { id: o.token.id, cascadeCount: o.cascadeCount, dryRunIds: o.dryRunIds, truncated: o.truncated };
+  }
+
+  /**
+   * RevokeToken with cascade, cut off after its first transaction: every cascade batch (a
+   * transaction over `families`) fails as if the process had been killed. The call's error.
+   */
+  async revokeTokenInterrupted(i: number): Promise<string> {
+    const store = this.app.store;
+    const killed = new Error('killed before the cascade batches');
+    const cut = new Proxy(store, {
+      get(target, p) {
+        if (p === 'transaction')
+          return (fn: never, opts?: { families?: unknown }) =>
+            opts?.families !== undefined ? Promise.reject(killed) : target.transaction(fn, opts as never);
+        const v = Reflect.get(target, p, target);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    try {
+      await revokeTokenWith({ ...this.app, store: cut }, this.admin, this.id(i), { cascade: true, dryRun: false });
+      return 'finished';
+    } catch (e) {
+      if (e !== killed) throw e;
+      return 'interrupted';
+    }
+  }
+
+  /** RevokeFamily with cascade / dry run: what it answered. */
+  async revokeFamilyWith(
+    f: number,
+    opts: RevokeOptions,
+  ): Promise<{ revokedCount: number; cascadeCount: number; dryRunIds: string[]; truncated: boolean }> {
+    return revokeFamilyWith(this.app, this.admin, this.familyId(f), opts);
   }
 
   /** One pass of the expiry scheduler; the number of events it wrote. */
@@ -228,6 +299,11 @@ export class RealSystem {
         .select('sequence', 'type', 'token_id', 'family_id', 'successor_id', 'reason', 'threshold_seconds'),
     ]);
     const byId = new Map(rows.map((r) => [r.id, r]));
+    // The admin's families have the admin as parent (not a model token).
+    const parentOf = (f: number) => {
+      const p = model.families[f]!.parent;
+      return p === null ? this.admin.token.id : this.id(p);
+    };
     expect(rows.length, 'tokens in the run families: one row per model token, no extra successor').toBe(
       model.tokens.length,
     );
@@ -241,6 +317,8 @@ export class RealSystem {
         successor: row!.successor_id,
         expiresAt: Number(row!.expires_at),
         overlapEnded: row!.overlap_ended_at !== null,
+        parent: row!.parent_id,
+        cascadeMarked: row!.cascade_revoked_at !== null,
       };
       expect(actual, `token #${i} (${this.id(i)})`).toEqual({
         family: this.familyId(t.family),
@@ -249,13 +327,18 @@ export class RealSystem {
         successor: t.successor === null ? null : this.id(t.successor),
         expiresAt: t.expiresAt,
         overlapEnded: t.overlapEnded,
+        parent: parentOf(t.family),
+        cascadeMarked: t.cascadeMarked,
       });
     });
     for (const familyId of this.familyIds) {
       const members = rows.filter((r) => r.family_id === familyId);
       const active = members.filter((r) => stateOf(r, now) === 'active');
       expect(active.length, `family ${familyId}: at most one active token`).toBeLessThanOrEqual(1);
-      const revoked = members.some((r) => r.revoke_reason === 'family_revoked' || r.revoke_reason === 'reuse_detected');
+      const revoked = members.some(
+        (r) =>
+          r.revoke_reason === 'family_revoked' || r.revoke_reason === 'reuse_detected' || r.revoke_reason === 'cascade',
+      );
       if (revoked)
         expect(
           active.map((r) => r.id),
@@ -264,6 +347,26 @@ export class RealSystem {
       for (const r of members.filter((m) => m.successor_id !== null)) {
         expect(byId.get(r.successor_id!)?.family_id, `successor of ${r.id} exists in its family`).toBe(familyId);
       }
+    }
+    // "Lineage and cascade": no active token has an ancestor a cascade reached, nor an ancestor
+    // family a cascade revoked (no descendant of a cascade-revoked family authenticates).
+    const cascadedFamilies = new Set(rows.filter((r) => r.revoke_reason === 'cascade').map((r) => r.family_id));
+    // A cascade cut off before its batches leaves descendants active by their own state: those
+    // must be refused when presented.
+    for (const r of rows.filter((row) => stateOf(row, now) === 'active')) {
+      const cut: string[] = [];
+      for (let p = byId.get(r.parent_id ?? ''); p !== undefined; p = byId.get(p.parent_id ?? '')) {
+        if (p.cascade_revoked_at !== null || cascadedFamilies.has(p.family_id)) cut.push(p.id);
+      }
+      if (cut.length === 0) continue;
+      const i = this.ids.indexOf(r.id);
+      const presented = await outcome(
+        usableBySecret(this.app, this.secret(i)).then(({ token }) => ({ record: token, secret: '' })),
+      );
+      expect(
+        presented.ok ? 'authenticates' : presented.message,
+        `active token ${r.id} below a cascade (ancestors ${cut.join(', ')}): refused`,
+      ).toContain('an ancestor was revoked with cascade');
     }
     this.verifyLog(events, model.events);
   }
@@ -324,14 +427,16 @@ function stateOf(r: TokenRow, now: number): ModelState {
 
 /**
  * The doc fixes one `family_revoked` event per member but not their order within the one
- * revocation, nor the order of a scheduler pass's events: each run of consecutive
- * `family_revoked` events of one family, and each run of consecutive `expiring_soon` / `expired`
- * events, is compared as a set.
+ * revocation, nor the order of a cascade's events, nor that of a scheduler pass's events: each
+ * run of consecutive `family_revoked` events of one family, each run of consecutive
+ * `family_revoked` events with reason `cascade` (any families), and each run of consecutive
+ * `expiring_soon` / `expired` events, is compared as a set.
  */
 function inBatchOrder(events: LoggedEvent[]): LoggedEvent[] {
   const out: LoggedEvent[] = [];
   let batch: LoggedEvent[] = [];
   const scheduled = (e: LoggedEvent) => e.type === 'expiring_soon' || e.type === 'expired';
+  const cascaded = (e: LoggedEvent) => e.type === 'family_revoked' && e.reason === 'cascade';
   const key = (e: LoggedEvent) => `${e.type}:${e.token_id}:${e.threshold ?? ''}`;
   const flush = () => {
     out.push(...batch.sort((a, b) => key(a).localeCompare(key(b))));
@@ -341,7 +446,9 @@ function inBatchOrder(events: LoggedEvent[]): LoggedEvent[] {
     const first = batch[0];
     const joins =
       first !== undefined &&
-      ((e.type === 'family_revoked' && first.type === 'family_revoked' && first.family_id === e.family_id) ||
+      ((e.type === 'family_revoked' &&
+        first.type === 'family_revoked' &&
+        (first.family_id === e.family_id || (cascaded(e) && cascaded(first)))) ||
         (scheduled(e) && scheduled(first)));
     if (!joins) flush();
     if (e.type === 'family_revoked' || scheduled(e)) batch.push(e);
@@ -353,11 +460,21 @@ function inBatchOrder(events: LoggedEvent[]): LoggedEvent[] {
 
 /** The answer of a use case that mints or returns a token, or its RotorError. */
 async function outcome(
-  call: Promise<{ record: { id: string; familyId: string; previousId: string | null }; secret: string }>,
+  call: Promise<{
+    record: { id: string; familyId: string; previousId: string | null; parentId: string | null };
+    secret: string;
+  }>,
 ): Promise<Outcome> {
   try {
     const { record, secret } = await call;
-    return { ok: true, id: record.id, secret, familyId: record.familyId, previousId: record.previousId };
+    return {
+      ok: true,
+      id: record.id,
+      secret,
+      familyId: record.familyId,
+      previousId: record.previousId,
+      parentId: record.parentId,
+    };
   } catch (e) {
     if (!isRotorError(e)) throw e;
     const successorId = typeof e.details?.successorId === 'string' ? e.details.successorId : undefined;
