@@ -10,6 +10,7 @@ import { CallTracker } from './call-tracker.js';
 import { toConnectError } from './connect-errors.js';
 import { flatEncoder } from './flat-encoder.js';
 import { AccessLoggedServer, accessRecordOf } from './grpc-access-log.js';
+import { installDecompressionStatus } from './grpc-decompression.js';
 import type { GrpcConnectionLimits } from './grpc-listener.js';
 import type { MountedService } from './services.js';
 
@@ -360,6 +361,8 @@ export function createGrpcServer(
     'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
     'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
   };
+  // A request message that does not decompress is INVALID_ARGUMENT, not grpc-js's INTERNAL.
+  installDecompressionStatus();
   const server = access ? new AccessLoggedServer(options, access) : new grpc.Server(options);
   for (const mounted of services) {
     const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};

@@ -4,6 +4,8 @@
  * Every row of that section is one case here, in the same order; suite.ts runs them against a real
  * server on each engine and checks the rows against the doc.
  */
+import { gzipSync } from 'node:zlib';
+import * as grpc from '@grpc/grpc-js';
 import { GRANT_TOKEN_EXCHANGE } from '../../../src/domain/token-exchange.js';
 import { describeBadInput } from './suite.js';
 import {
@@ -12,10 +14,12 @@ import {
   FORM,
   f,
   formBody,
+  grpcFrame,
   invalidArgument,
   invalidRequest,
   onConnectRaw,
   onConnectStreamRaw,
+  onGrpcFrame,
   onGrpcRaw,
   onGrpcWebRaw,
   onHttp,
@@ -77,6 +81,57 @@ const cases: Case[] = [
       expect: invalidArgument(
         'request is not a valid message: its compressed flag is set, but no content encoding was negotiated',
       ),
+    },
+  },
+  // ---- compressed messages on the gRPC port (raw HTTP/2: the flag and grpc-encoding as given) ----
+  {
+    name: 'compressed message that is not gzip (grpc-encoding: gzip, CreateToken)',
+    grpc: {
+      send: onGrpcFrame('/rotor.v1.TokenService/CreateToken', 'gzip', () => grpcFrame(1, GARBAGE_PROTO)),
+      expect: invalidArgument('request message could not be decompressed'),
+    },
+  },
+  {
+    name: 'compressed message that is not deflate (grpc-encoding: deflate, CreateToken)',
+    grpc: {
+      send: onGrpcFrame('/rotor.v1.TokenService/CreateToken', 'deflate', () => grpcFrame(1, GARBAGE_PROTO)),
+      expect: invalidArgument('request message could not be decompressed'),
+    },
+  },
+  {
+    name: 'gzip of garbage protobuf (grpc-encoding: gzip, CreateToken)',
+    grpc: {
+      send: onGrpcFrame('/rotor.v1.TokenService/CreateToken', 'gzip', () => grpcFrame(1, gzipSync(GARBAGE_PROTO))),
+      expect: invalidArgument('request is not a valid rotor.v1.CreateTokenRequest'),
+    },
+  },
+  {
+    name: 'gzip that decompresses to over 64 KiB (grpc-encoding: gzip, CreateToken)',
+    grpc: {
+      send: onGrpcFrame('/rotor.v1.TokenService/CreateToken', 'gzip', () =>
+        grpcFrame(1, gzipSync(Buffer.alloc(100 * 1024))),
+      ),
+      expect: {
+        code: grpc.status.RESOURCE_EXHAUSTED,
+        message: 'Received message that decompresses to a size larger than 65536',
+      },
+    },
+  },
+  {
+    name: 'compressed with an encoding the server lacks (grpc-encoding: br, CreateToken)',
+    grpc: {
+      send: onGrpcFrame('/rotor.v1.TokenService/CreateToken', 'br', () => grpcFrame(1, GARBAGE_PROTO)),
+      expect: {
+        code: grpc.status.UNIMPLEMENTED,
+        message: 'Received message compressed with unsupported encoding "br"',
+      },
+    },
+  },
+  {
+    name: 'compressed flag without grpc-encoding (CreateToken): read as uncompressed',
+    grpc: {
+      send: onGrpcFrame('/rotor.v1.TokenService/CreateToken', undefined, () => grpcFrame(1, GARBAGE_PROTO)),
+      expect: invalidArgument('request is not a valid rotor.v1.CreateTokenRequest'),
     },
   },
   {

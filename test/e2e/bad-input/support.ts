@@ -4,6 +4,7 @@
  * of table cases. Running a table and checking it against the docs is suite.ts.
  */
 import { randomBytes } from 'node:crypto';
+import * as http2 from 'node:http2';
 import type { DescService } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
 import * as grpc from '@grpc/grpc-js';
@@ -389,6 +390,50 @@ export function onGrpcRaw(path: string, payload: () => Buffer): RpcSend {
     const r = await grpcRaw(s.grpcAddress, path, payload());
     return { code: r.code, message: r.details };
   };
+}
+
+/**
+ * One gRPC frame sent as is over raw HTTP/2 to the gRPC port (the compressed flag, the length
+ * and the payload `frame` says), with a `grpc-encoding` header when `encoding` is given: what a
+ * grpc-js client cannot be made to send. The status comes from the headers or the trailers.
+ */
+export function onGrpcFrame(path: string, encoding: string | undefined, frame: () => Buffer): RpcSend {
+  return () =>
+    new Promise((resolve, reject) => {
+      const session = http2.connect(`http://${s.grpcAddress}`);
+      session.on('error', reject);
+      const headers: http2.OutgoingHttpHeaders = {
+        ':method': 'POST',
+        ':path': path,
+        'content-type': 'application/grpc',
+        te: 'trailers',
+      };
+      if (encoding !== undefined) headers['grpc-encoding'] = encoding;
+      const req = session.request(headers);
+      let answer: RpcAnswer | undefined;
+      const take = (h: http2.IncomingHttpHeaders) => {
+        if (h['grpc-status'] !== undefined)
+          answer = { code: Number(h['grpc-status']), message: decodeURIComponent(String(h['grpc-message'] ?? '')) };
+      };
+      req.on('response', take);
+      req.on('trailers', take);
+      req.on('data', () => undefined);
+      req.on('end', () => {
+        session.close();
+        if (answer) resolve(answer);
+        else reject(new Error(`${path}: no grpc-status`));
+      });
+      req.on('error', reject);
+      req.end(frame());
+    });
+}
+
+/** A gRPC length-prefixed frame: `flag | length (4 bytes, big endian) | payload`. */
+export function grpcFrame(flag: number, payload: Uint8Array): Buffer {
+  const head = Buffer.alloc(5);
+  head.writeUInt8(flag, 0);
+  head.writeUInt32BE(payload.length, 1);
+  return Buffer.concat([head, payload]);
 }
 
 // ---- the RFC 8693 exchange on all three: ExchangeToken (gRPC, Connect) and POST /oauth/token ----
