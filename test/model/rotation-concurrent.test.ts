@@ -7,7 +7,12 @@
  * a clock move), then issues two or three commands on that family at once, alternating replicas,
  * each started after a random 0-7 ms: rotations of the head or of its predecessor (by secret or by
  * id, with a key of the pool or none), the same request twice (a client's retry racing its
- * original), RevokeToken, RevokeFamily. The model clock does not move while they run.
+ * original), RevokeToken, RevokeFamily, and a thief presenting the head or its predecessor without
+ * a DPoP proof or with a proof of another key. A third of the families are DPoP-bound
+ * (docs/dpop.md): the holder's rotations carry a proof of the family's key, and the thief's are
+ * refused `invalid_dpop_proof` before any rule runs, changing nothing, however they interleave
+ * with the holder's (in an unbound family the thief's request is an ordinary rotation by secret).
+ * The model clock does not move while they run.
  *
  * Once all have settled, (a) some sequential order of them in the reference model
  * (rotation-model.ts) must give every answer (status, code, which successor, the secret of a
@@ -51,6 +56,7 @@ type Key = 'k0' | 'k1' | 'k2' | undefined;
 
 type Command =
   | { kind: 'rotate'; target: Target; namedBy: NamedBy; key: Key }
+  | { kind: 'thief'; target: Target; proof: 'none' | 'other' }
   | { kind: 'revokeToken'; target: Target }
   | { kind: 'revokeFamily' };
 
@@ -59,6 +65,8 @@ interface Setup {
   overlapSeconds: number;
   rotations: { namedBy: NamedBy; key: Key }[];
   advanceMs: number;
+  /** The family is bound to the holder's DPoP key. */
+  dpop: boolean;
 }
 
 interface Group {
@@ -71,14 +79,20 @@ interface Group {
 type Actual = Outcome | { ok: true; count: number };
 
 /** What the model answered for one command. */
-type Expected = RotationAnswer | { ok: true; revoked: true } | { ok: true; count: number };
+type Expected =
+  | RotationAnswer
+  | { ok: false; code: 'invalid_dpop_proof' }
+  | { ok: true; revoked: true }
+  | { ok: true; count: number };
 
 const show = (c: Command): string =>
   c.kind === 'rotate'
     ? `rotate(${c.target} ${c.namedBy === 'presented' ? 'by secret' : 'by id'}${c.key ? `, key ${c.key}` : ''})`
-    : c.kind === 'revokeToken'
-      ? `revokeToken(${c.target})`
-      : 'revokeFamily';
+    : c.kind === 'thief'
+      ? `thief(${c.target}, proof ${c.proof})`
+      : c.kind === 'revokeToken'
+        ? `revokeToken(${c.target})`
+        : 'revokeFamily';
 
 const key: fc.Arbitrary<Key> = fc.constantFrom<Key>(undefined, 'k0', 'k1', 'k2');
 const target = fc.constantFrom<Target>('head', 'previous');
@@ -89,6 +103,12 @@ const command = fc.oneof(
   { arbitrary: rotation, weight: 5 },
   { arbitrary: target.map((t): Command => ({ kind: 'revokeToken', target: t })), weight: 1 },
   { arbitrary: fc.constant<Command>({ kind: 'revokeFamily' }), weight: 1 },
+  {
+    arbitrary: fc
+      .record({ target, proof: fc.constantFrom<'none' | 'other'>('none', 'other') })
+      .map((r): Command => ({ kind: 'thief', ...r })),
+    weight: 2,
+  },
 );
 const commands = fc.oneof(
   { arbitrary: fc.array(command, { minLength: 2, maxLength: 3 }), weight: 4 },
@@ -125,6 +145,7 @@ const setup: fc.Arbitrary<Setup> = fc.record({
   }),
   // Inside every window, past the 2 s grace, past the race window (3 s), past the retry window (4 s).
   advanceMs: fc.constantFrom(0, 0, 1000, 2500, 3500, 5000),
+  dpop: fc.constantFrom(false, false, true),
 });
 
 const deepRuns = Number(process.env.ROTOR_DEEP_RUNS ?? 0);
@@ -161,17 +182,25 @@ function keyName(k: Key): string | undefined {
 
 async function runReal(r: RealSystem, c: Command, token: number): Promise<Actual> {
   if (c.kind === 'rotate') return r.rotate(token, c.namedBy, keyName(c.key));
+  if (c.kind === 'thief') return r.rotate(token, 'presented', undefined, c.proof);
   if (c.kind === 'revokeToken') return r.revokeToken(token);
   return { ok: true, count: await r.revokeFamily(0) };
 }
 
 function runModel(m: RotationModel, c: Command, token: number): Expected {
   if (c.kind === 'rotate') return m.rotate(token, c.namedBy, keyName(c.key));
+  // docs/dpop.md "Proof first": nothing is decided, nothing changes; unbound, an ordinary rotation.
+  if (c.kind === 'thief')
+    return bound(m, token) ? { ok: false, code: 'invalid_dpop_proof' } : m.rotate(token, 'presented', undefined);
   if (c.kind === 'revokeToken') {
     m.revokeToken(token);
     return { ok: true, revoked: true };
   }
   return { ok: true, count: m.revokeFamily(0) };
+}
+
+function bound(m: RotationModel, token: number): boolean {
+  return m.policyOf(token).dpop === true;
 }
 
 function kindOf(a: Expected): string {
@@ -201,7 +230,7 @@ async function explains(
     const c = group[k]!;
     const expected = runModel(m, c, tokens[k]!);
     const got = actual[k]!;
-    answers.push(`${show(c)} → ${kindOf(expected)}`);
+    answers.push(`${show(c)}${bound(m, tokens[k]!) ? ' [DPoP-bound]' : ''} → ${kindOf(expected)}`);
     const what = `${show(c)} (#${k}): model ${JSON.stringify(expected)}, service ${JSON.stringify(got)}`;
     if ('count' in expected) {
       if (!('count' in got) || got.count !== expected.count) return { why: what, answers };
@@ -357,7 +386,11 @@ describeOnPostgres('concurrent rotation commands on two replicas agree with docs
     clock.t += 3_600_000;
     const model = new RotationModel(clock.t, RETRY_WINDOW_SECONDS);
     const real = new RealSystem(a, admin, clock, 'postgres', await RealSystem.lastSequence(a));
-    const policy = { reuseGraceSeconds: s.reuseGraceSeconds, overlapSeconds: s.overlapSeconds };
+    const policy = {
+      reuseGraceSeconds: s.reuseGraceSeconds,
+      overlapSeconds: s.overlapSeconds,
+      ...(s.dpop && { dpop: true }),
+    };
     const created = await real.create(policy, 3_600_000);
     if (!created.ok) throw new Error(`CreateToken failed: ${created.code}`);
     model.create(policy, 3_600_000);
@@ -416,7 +449,21 @@ describeOnPostgres('concurrent rotation commands on two replicas agree with docs
   it('the groups reached the contested answers on postgres', () => {
     console.log('concurrent rotation model coverage:', Object.fromEntries([...seen].sort()));
     const kinds = new Set([...seen.keys()].map((s) => s.slice(s.indexOf('→') + 2)));
-    const wanted = ['rotated', 'replayed', 'already_rotated', 'reuse_detected (presented_again)', 'token_revoked'];
+    const wanted = [
+      'rotated',
+      'replayed',
+      'already_rotated',
+      'reuse_detected (presented_again)',
+      'token_revoked',
+      'invalid_dpop_proof',
+    ];
     expect(wanted.filter((k) => !kinds.has(k))).toEqual([]);
+    // The holder of a bound family rotated, and reuse was detected in one, inside the groups.
+    const boundKinds = new Set(
+      [...seen.keys()].filter((s) => s.includes('[DPoP-bound]')).map((s) => s.slice(s.indexOf('→') + 2)),
+    );
+    expect(
+      ['rotated', 'reuse_detected (presented_again)', 'invalid_dpop_proof'].filter((k) => !boundKinds.has(k)),
+    ).toEqual([]);
   });
 });
