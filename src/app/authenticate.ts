@@ -45,7 +45,8 @@ export function checkScheme(token: TokenRecord, scheme: PresentedCredential['sch
  * Looks a presented secret up by its keyed digest (docs/rotation.md rule 1): parse and checksum first,
  * so garbage never reaches the database. Undefined for a well-formed but unknown secret.
  */
-export async function findBySecret(app: AppContext, secret: string): Promise<TokenRecord | undefined> {
+export function findBySecret(app: AppContext, secret: string): Promise<TokenRecord | undefined> {
+  // Not async: a malformed secret throws here, inside the caller's own await.
   const parsed = parseSecret(secret);
   return findByKeyedSecret(app, app.store.tokens, parsed.secret);
 }
@@ -87,12 +88,14 @@ export function redigestLater(app: AppContext, token: TokenRecord, field: Digest
 
 /**
  * The successor a rotated token's usability depends on (docs/design.md, Domain: at most one
- * predecessor inside its overlap window). Loaded only for rotated tokens, which are rare on the hot path.
+ * predecessor inside its overlap window). Loaded only for rotated tokens, which are rare on the
+ * hot path: for any other token the answer is `undefined` at once, with no promise to wait for
+ * (the hot path writes `const s = successorForUse(…); … s && (await s)`).
  */
-export async function successorForUse(
+export function successorForUse(
   tokens: Pick<TokenRepository, 'findById'>,
   token: TokenRecord,
-): Promise<TokenRecord | undefined> {
+): Promise<TokenRecord | undefined> | undefined {
   if (token.revokeReason !== 'rotated' || token.successorId === null) return undefined;
   return tokens.findById(token.successorId);
 }
@@ -113,10 +116,12 @@ export interface UsableToken {
 export async function usableBySecret(app: AppContext, secret: string): Promise<UsableToken> {
   const token = await findBySecret(app, secret);
   if (!token) throw new RotorError('invalid_token', 'token is unknown');
-  const successor = await successorForUse(app.store.tokens, token);
+  const pending = successorForUse(app.store.tokens, token);
+  const successor = pending && (await pending);
   const now = app.now();
   assertUsable(token, now, successor);
-  await assertLineageStands(app.store.tokens, token);
+  const lineage = assertLineageStands(app.store.tokens, token);
+  if (lineage) await lineage;
   return { token, successor, now };
 }
 
@@ -126,10 +131,18 @@ export async function usableBySecret(app: AppContext, secret: string): Promise<U
  * looked at: a cascade revokes (or, for a rotated token, ends the window of) every token it marks,
  * so its own state already answers, with its own message (rules 2 and 3). One
  * token read per ancestor, from the token cache outside transactions; a token created by
- * bootstrap or federation has no parent and costs nothing. A parent deleted by retention ends the
- * walk (it ended long ago, and a cascade that reached it revoked its descendants too).
+ * bootstrap or federation has no parent and costs nothing (`undefined` at once, no promise). A
+ * parent deleted by retention ends the walk (it ended long ago, and a cascade that reached it
+ * revoked its descendants too).
  */
-export async function cascadeRevokedAncestor(
+export function cascadeRevokedAncestor(
+  tokens: Pick<TokenRepository, 'findById'>,
+  token: TokenRecord,
+): Promise<TokenRecord | undefined> | undefined {
+  return token.parentId === null ? undefined : walkLineage(tokens, token);
+}
+
+async function walkLineage(
   tokens: Pick<TokenRepository, 'findById'>,
   token: TokenRecord,
 ): Promise<TokenRecord | undefined> {
@@ -147,13 +160,18 @@ export async function cascadeRevokedAncestor(
   return undefined;
 }
 
-/** Refuses a token whose ancestor was revoked with cascade, as `token_revoked` naming when. */
-export async function assertLineageStands(
+/**
+ * Refuses a token whose ancestor was revoked with cascade, as `token_revoked` naming when;
+ * `undefined` at once (nothing to wait for) for a token without a parent.
+ */
+export function assertLineageStands(
   tokens: Pick<TokenRepository, 'findById'>,
   token: TokenRecord,
-): Promise<void> {
-  const ancestor = await cascadeRevokedAncestor(tokens, token);
-  if (ancestor) throw lineageRevokedError(ancestor);
+): Promise<void> | undefined {
+  const walk = cascadeRevokedAncestor(tokens, token);
+  return walk?.then((ancestor) => {
+    if (ancestor) throw lineageRevokedError(ancestor);
+  });
 }
 
 /**
@@ -163,17 +181,28 @@ export async function assertLineageStands(
  * Only that first use writes: the successor's `retire_predecessor_until` is cleared by it, and
  * every later use (or any use after the window) returns before touching the database. A failed
  * write is logged and the call goes on: the predecessor then stays usable at most until the
- * window's hard bound (`overlap_seconds`), and the next use tries again.
+ * window's hard bound (`overlap_seconds`), and the next use tries again. `undefined` at once
+ * (nothing to wait for) when there is nothing to retire, which is almost every call.
  */
-export async function retireOnFirstUse(
+export function retireOnFirstUse(
   app: AppContext,
   token: TokenRecord,
   now: number,
   peer: string | null,
-): Promise<void> {
+): Promise<void> | undefined {
   const until = token.retirePredecessorUntil;
   const predecessorId = token.previousId;
-  if (until === null || predecessorId === null || now >= until || token.revokedAt !== null) return;
+  if (until === null || predecessorId === null || now >= until || token.revokedAt !== null) return undefined;
+  return retirePredecessor(app, token, predecessorId, now, peer);
+}
+
+async function retirePredecessor(
+  app: AppContext,
+  token: TokenRecord,
+  predecessorId: string,
+  now: number,
+  peer: string | null,
+): Promise<void> {
   try {
     await app.store.transaction(
       async (tx) => {
@@ -219,7 +248,8 @@ export async function authenticate(app: AppContext, meta: CallMeta): Promise<Cal
     checkScheme(usable.token, credential.scheme);
     await proveBoundToken(app, meta.dpop, usable.token, credential.secret, 'call');
   }
-  await retireOnFirstUse(app, usable.token, usable.now, meta.peer);
+  const retiring = retireOnFirstUse(app, usable.token, usable.now, meta.peer);
+  if (retiring) await retiring;
   noteUse(app, usable.token, usable.now);
   meta.tokenId = usable.token.id;
   return { token: usable.token, peer: meta.peer };

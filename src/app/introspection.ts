@@ -62,10 +62,15 @@ export async function introspect(app: AppContext, caller: Caller, secret: string
   // By id, not by digest: a row found under an older server key is re-digested between two lookups.
   if (!privileged && !(token && token.id === caller.token.id)) throw denied();
   const now = app.now();
-  if (!token || !isUsable(token, now, await successorForUse(app.store.tokens, token))) return { active: false };
-  if (await cascadeRevokedAncestor(app.store.tokens, token)) return { active: false };
+  if (!token) return { active: false };
+  // Each step waits only when it had to read (successorForUse and the others say when).
+  const pending = successorForUse(app.store.tokens, token);
+  if (!isUsable(token, now, pending && (await pending))) return { active: false };
+  const lineage = cascadeRevokedAncestor(app.store.tokens, token);
+  if (lineage && (await lineage)) return { active: false };
   // A resource server introspecting the token it was handed is a use of it.
-  await retireOnFirstUse(app, token, now, caller.peer);
+  const retiring = retireOnFirstUse(app, token, now, caller.peer);
+  if (retiring) await retiring;
   return {
     active: true,
     token: {

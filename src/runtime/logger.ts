@@ -78,7 +78,19 @@ export function createLogger(
   const redact = options.redact ?? true;
   const format = options.format ?? 'json';
   const sink = destination(write, format);
-  const stream: DestinationStream = redact ? { write: (line) => sink.write(redactSecrets(line)) } : sink;
+  // Access lines are the only lines written per call: with the default destination (stdout, JSON)
+  // they are gathered into large writes, and any other line first sends the gathered ones, so
+  // lines keep their order.
+  const batch = write === undefined && format === 'json' ? new LineBatch(sink) : undefined;
+  const out: DestinationStream = batch
+    ? {
+        write: (line) => {
+          batch.flush();
+          sink.write(line);
+        },
+      }
+    : sink;
+  const stream: DestinationStream = redact ? { write: (line) => out.write(redactSecrets(line)) } : out;
   const common = {
     level,
     base: undefined,
@@ -87,11 +99,81 @@ export function createLogger(
     ...(format === 'json' && { formatters: { level: (label: string) => ({ level: label }) } }),
   };
   const logger = pino({ ...common, ...(redact && { redact: { paths: REDACT_PATHS, censor: '[redacted]' } }) }, stream);
-  // Access lines (src/api/access-log.ts) carry only fields that code sets from checked values, no
-  // object a caller passes, so they skip the by-name pass, which cost more than the rest of the
-  // line (bench/README.md, "Per-call cost"); the by-shape net still sees them, on the same stream.
-  const access = pino(common, stream);
-  return wrap(logger, (fields) => access.info(fields, 'access'));
+  // Access lines (src/api/access-log.ts) are built by the access log from its fixed fields, no
+  // object a caller passes, so they skip pino's serialisation and its by-name pass, which cost
+  // more than the rest of the call (bench/README.md, "Per-call cost"); they have pino's JSON line
+  // shape (level, time, fields, msg) and the by-shape net still sees them.
+  const infoOn = logger.isLevelEnabled('info');
+  const time = isoClock();
+  const accessLine = (members: string) => {
+    if (!infoOn) return;
+    const line = `{"level":${format === 'json' ? '"info"' : '30'},"time":"${time()}",${members},"msg":"access"}\n`;
+    const safe = redact ? redactSecrets(line) : line;
+    if (batch) batch.push(safe);
+    else sink.write(safe);
+  };
+  return wrap(logger, accessLine);
+}
+
+/**
+ * Lines gathered into one write of at least BATCH_BYTES, or after at most BATCH_MS: one write
+ * per line (pino's destination hands every write to libuv's thread pool) cost more per call than
+ * building the line (bench/README.md, "Per-call cost"). Flushed on exit.
+ */
+class LineBatch {
+  private lines: string[] = [];
+  private bytes = 0;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly sink: DestinationStream & { flushSync?: () => void }) {
+    process.once('exit', () => {
+      this.flush();
+      try {
+        this.sink.flushSync?.();
+      } catch {
+        // stdout already gone: nothing left to write to
+      }
+    });
+  }
+
+  push(line: string): void {
+    this.lines.push(line);
+    this.bytes += line.length;
+    if (this.bytes >= BATCH_BYTES) this.flush();
+    else if (this.timer === undefined) {
+      this.timer = setTimeout(() => this.flush(), BATCH_MS);
+      this.timer.unref();
+    }
+  }
+
+  flush(): void {
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    if (this.lines.length === 0) return;
+    const text = this.lines.join('');
+    this.lines = [];
+    this.bytes = 0;
+    this.sink.write(text);
+  }
+}
+
+const BATCH_BYTES = 64 * 1024;
+const BATCH_MS = 100;
+
+/** `new Date().toISOString()`, made once per millisecond: many lines share one. */
+function isoClock(): () => string {
+  let at = 0;
+  let text = '';
+  return () => {
+    const now = Date.now();
+    if (now !== at) {
+      at = now;
+      text = new Date(now).toISOString();
+    }
+    return text;
+  };
 }
 
 function destination(write: ((line: string) => void) | undefined, format: LogFormat): DestinationStream {
@@ -105,12 +187,19 @@ function destination(write: ((line: string) => void) | undefined, format: LogFor
   }
   // Lines go out in writes of at least 4 KiB, and at least every 100 ms: one write per line cost
   // more than building it (bench/README.md, "Per-call cost"). pino flushes the rest on exit.
+  // maxWrite: a batch of access lines (LineBatch) goes out in one write.
   return write === undefined
-    ? pino.destination({ dest: 1, sync: false, minLength: 4096, periodicFlush: 100 } as never)
+    ? pino.destination({
+        dest: 1,
+        sync: false,
+        minLength: 4096,
+        maxWrite: 4 * BATCH_BYTES,
+        periodicFlush: 100,
+      } as never)
     : { write };
 }
 
-function wrap(logger: PinoLogger, access: (fields: Record<string, unknown>) => void): RotorLogger {
+function wrap(logger: PinoLogger, accessLine: (members: string) => void): RotorLogger {
   const at = (lvl: LogLevel) => (message: string, fields?: Record<string, unknown>) => {
     if (fields === undefined) logger[lvl](message);
     else logger[lvl](fields, message);
@@ -121,6 +210,6 @@ function wrap(logger: PinoLogger, access: (fields: Record<string, unknown>) => v
     warn: at('warn'),
     error: at('error'),
     isLevelEnabled: (lvl) => logger.isLevelEnabled(lvl),
-    access,
+    accessLine,
   };
 }

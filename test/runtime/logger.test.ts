@@ -1,7 +1,8 @@
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { RotorError } from '../../src/domain/errors.js';
 import { loadConfig } from '../../src/runtime/config.js';
@@ -150,5 +151,31 @@ describe('the database-unavailable log line', () => {
     } finally {
       await app.store.close();
     }
+  });
+
+  it('on stdout, gathers access lines into large writes, keeps every line in order and flushes them on exit', () => {
+    // A child process, because only the default destination (stdout, JSON) gathers lines.
+    const logger = resolve('dist/src/runtime/logger.js');
+    const script = `
+      import { createLogger } from ${JSON.stringify(logger)};
+      const log = createLogger('info');
+      for (let i = 0; i < 3; i++) log.accessLine('"transport":"grpc","n":' + i);
+      log.warn('between', { n: 3 });
+      for (let i = 4; i < 2000; i++) log.accessLine('"transport":"grpc","n":' + i + ',"detail":"${SECRET}"');
+      process.exit(0);
+    `;
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    const lines = out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.map((l) => l.n)).toEqual(Array.from({ length: 2000 }, (_, i) => i));
+    expect(lines[0]).toMatchObject({ level: 'info', msg: 'access', transport: 'grpc' });
+    expect(typeof lines[0]!.time).toBe('string');
+    expect(lines[3]).toMatchObject({ level: 'warn', msg: 'between' });
+    expect(lines[1999]).toMatchObject({ level: 'info', msg: 'access' });
+    // The by-shape net sees access lines too.
+    expect(lines[4]!.detail).toBe('rtr_pat_[redacted]');
+    expect(out).not.toContain(SECRET);
   });
 });
