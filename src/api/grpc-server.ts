@@ -1,8 +1,9 @@
 import { create, fromBinary, toBinary, type DescMessage, type DescMethod, type DescService } from '@bufbuild/protobuf';
-import { Code, ConnectError, createContextValues, type ContextValues, type HandlerContext } from '@connectrpc/connect';
+import { Code, ConnectError, type ContextKey, type ContextValues, type HandlerContext } from '@connectrpc/connect';
 import { setTrailerStatus } from '@connectrpc/connect/protocol-grpc';
 import * as grpc from '@grpc/grpc-js';
 import type { DpopRequest } from '../app/dpop.js';
+import type { CallMeta } from '../app/context.js';
 import type { Logger } from '../app/logger-port.js';
 import type { AccessLog } from './access-log.js';
 import { callMetaKey } from './call-meta.js';
@@ -52,6 +53,34 @@ function dpopOf(call: AnyServerCall, mounted: MountedService, method: DescMethod
 }
 
 /**
+ * The context values of one gRPC-port call: its CallMeta in a field, which is all Rotor's
+ * handlers read, and anything else in a map made on first use. Connect's createContextValues
+ * makes an object and three closures per call and stores by symbol.
+ */
+class CallValues implements ContextValues {
+  private other: Map<symbol, unknown> | undefined;
+
+  constructor(private meta: CallMeta | undefined) {}
+
+  get<T>(key: ContextKey<T>): T {
+    if (key === (callMetaKey as ContextKey<unknown>)) return this.meta as T;
+    return this.other?.has(key.id) ? (this.other.get(key.id) as T) : key.defaultValue;
+  }
+
+  set<T>(key: ContextKey<T>, value: T): this {
+    if (key === (callMetaKey as ContextKey<unknown>)) this.meta = value as CallMeta | undefined;
+    else (this.other ??= new Map()).set(key.id, value);
+    return this;
+  }
+
+  delete(key: ContextKey<unknown>): this {
+    if (key === (callMetaKey as ContextKey<unknown>)) this.meta = undefined;
+    else this.other?.delete(key.id);
+    return this;
+  }
+}
+
+/**
  * A HandlerContext for one grpc-js call, built lazily: the abort signal and the header objects
  * are only allocated when a handler reads them. Connect's createHandlerContext allocates linked
  * abort controllers on every call, which was the largest single cost of a cached IntrospectToken
@@ -80,8 +109,7 @@ class GrpcCallContext implements HandlerContext {
     // With the access log on, the call's access record is its CallMeta (authenticate notes the token in it).
     const rec = accessRecordOf(call);
     if (rec && dpop) rec.dpop = dpop;
-    this.values = createContextValues().set(
-      callMetaKey,
+    this.values = new CallValues(
       rec ?? { authorization: authorizationOf(call.metadata), peer: call.getPeer(), ...(dpop && { dpop }) },
     );
   }

@@ -121,7 +121,7 @@ export function tokenServiceImpl(app: AppContext): ServiceImpl<typeof TokenServi
       const result = await introspect(app, caller, req.token);
       if (!result.active) return { active: false };
       const t = result.token;
-      return {
+      const res = {
         active: true,
         scope: t.scopes.join(' '),
         exp: BigInt(Math.floor(t.expiresAt / 1000)),
@@ -134,8 +134,17 @@ export function tokenServiceImpl(app: AppContext): ServiceImpl<typeof TokenServi
         kind: t.kind === undefined ? TokenKindPb.UNSPECIFIED : kindToPb(t.kind),
         ownerId: t.ownerId,
         aud: t.audiences,
-        ...(t.jwt && { iss: t.jwt.iss, jti: t.jwt.jti, clientId: t.jwt.clientId }),
+        iss: '',
+        jti: '',
+        clientId: '',
       };
+      // Assigned rather than spread into the literal, which would build it field by field at run time.
+      if (t.jwt) {
+        res.iss = t.jwt.iss;
+        res.jti = t.jwt.jti;
+        res.clientId = t.jwt.clientId;
+      }
+      return res;
     },
   };
 }

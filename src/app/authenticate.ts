@@ -146,15 +146,17 @@ async function walkLineage(
   tokens: Pick<TokenRepository, 'findById'>,
   token: TokenRecord,
 ): Promise<TokenRecord | undefined> {
-  const seen = new Set<string>([token.id]);
+  // The ancestors walked past; made only when the walk goes on past the first, as most tokens
+  // are one step from a root (a bootstrap token).
+  let seen: Set<string> | undefined;
   let parentId = token.parentId;
   while (parentId !== null) {
     // Parents are always older than their children, so a loop cannot happen; fail closed if it did.
-    if (seen.has(parentId)) return token;
-    seen.add(parentId);
+    if (parentId === token.id || seen?.has(parentId)) return token;
     const parent = await tokens.findById(parentId);
     if (!parent) return undefined;
     if (parent.cascadeRevokedAt !== null) return parent;
+    if (parent.parentId !== null) (seen ??= new Set()).add(parentId);
     parentId = parent.parentId;
   }
   return undefined;
@@ -257,7 +259,7 @@ export async function authenticate(app: AppContext, meta: CallMeta): Promise<Cal
 
 /** Records `last_used_at` after the answer, off the request path; a failed write is only logged. */
 export function noteUse(app: AppContext, token: TokenRecord, now: number): void {
-  void app.store.tokens.touchLastUsed(token, now).catch((e: unknown) => {
+  void app.store.tokens.touchLastUsed(token, now)?.catch((e: unknown) => {
     app.log.warn('could not record last use', { token_id: token.id, error: String(e) });
   });
 }

@@ -71,21 +71,20 @@ export async function introspect(app: AppContext, caller: Caller, secret: string
   // A resource server introspecting the token it was handed is a use of it.
   const retiring = retireOnFirstUse(app, token, now, caller.peer);
   if (retiring) await retiring;
-  return {
-    active: true,
-    token: {
-      scopes: token.scopes,
-      expiresAt: token.expiresAt,
-      issuedAt: token.createdAt,
-      sub: token.ownerId,
-      audiences: token.audiences,
-      tokenId: token.id,
-      familyId: token.familyId,
-      kind: token.kind,
-      ownerId: token.ownerId,
-      ...(token.policy.dpopJkt !== undefined && { cnfJkt: token.policy.dpopJkt }),
-    },
+  // Built without an object spread: a literal with a spread is made field by field at run time.
+  const active: ActiveToken = {
+    scopes: token.scopes,
+    expiresAt: token.expiresAt,
+    issuedAt: token.createdAt,
+    sub: token.ownerId,
+    audiences: token.audiences,
+    tokenId: token.id,
+    familyId: token.familyId,
+    kind: token.kind,
+    ownerId: token.ownerId,
   };
+  if (token.policy.dpopJkt !== undefined) active.cnfJkt = token.policy.dpopJkt;
+  return { active: true, token: active };
 }
 
 /**

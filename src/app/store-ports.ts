@@ -105,8 +105,11 @@ export interface TokenRepository {
    */
   clearRetirePending(id: string): Promise<boolean>;
   list(filter: TokenFilter, now: number, limit: number, after: PageCursor | undefined): Promise<TokenRecord[]>;
-  /** Records a use of `token`; implementations may skip the write when its last use is recent. */
-  touchLastUsed(token: TokenRecord, now: number): Promise<void>;
+  /**
+   * Records a use of `token`; implementations may skip the write when its last use is recent,
+   * and then answer `undefined` (no promise: the hot path allocates nothing for a skipped write).
+   */
+  touchLastUsed(token: TokenRecord, now: number): Promise<void> | undefined;
   /** True when some unexpired, unrevoked token holds the scope. */
   existsActiveWithScope(scope: string, now: number): Promise<boolean>;
   /** Every unexpired, unrevoked token that holds the scope (`rotor recover-admin`). */

@@ -151,11 +151,11 @@ export class CachedTokenRepository implements TokenRepository {
     return this.base.list(filter, now, limit, after);
   }
 
-  /** Skips the write when the caller's copy shows a recent use. */
-  async touchLastUsed(token: TokenRecord, now: number): Promise<void> {
-    if (token.lastUsedAt !== null && token.lastUsedAt > now - LAST_USED_RESOLUTION_MS) return;
+  /** Skips the write (`undefined`, no promise) when the caller's copy shows a recent use. */
+  touchLastUsed(token: TokenRecord, now: number): Promise<void> | undefined {
+    if (token.lastUsedAt !== null && token.lastUsedAt > now - LAST_USED_RESOLUTION_MS) return undefined;
     this.cache.noteUse(token.id, now);
-    await this.base.touchLastUsed(token, now);
+    return this.base.touchLastUsed(token, now);
   }
 
   existsActiveWithScope(scope: string, now: number): Promise<boolean> {

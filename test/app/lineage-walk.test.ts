@@ -1,0 +1,61 @@
+import { describe, expect, it } from 'vitest';
+import { assertLineageStands, cascadeRevokedAncestor } from '../../src/app/authenticate.js';
+import type { TokenRecord } from '../../src/domain/token.js';
+import { tokenRecord } from '../domain/fixtures.js';
+
+/** A repository of these tokens by id that counts its reads. */
+function tokensOf(...records: TokenRecord[]) {
+  const byId = new Map(records.map((t) => [t.id, t]));
+  const reads: string[] = [];
+  return {
+    reads,
+    findById: (id: string) => {
+      reads.push(id);
+      return Promise.resolve(byId.get(id));
+    },
+  };
+}
+
+describe('the lineage walk (docs/rotation.md, "Lineage and cascade")', () => {
+  it('answers at once, without a promise or a read, for a token without a parent', () => {
+    const repo = tokensOf();
+    const root = tokenRecord({ id: 'tok_root', parentId: null });
+    expect(cascadeRevokedAncestor(repo, root)).toBeUndefined();
+    expect(assertLineageStands(repo, root)).toBeUndefined();
+    expect(repo.reads).toEqual([]);
+  });
+
+  it('finds the nearest ancestor a cascade reached, reading each ancestor once', async () => {
+    const grand = tokenRecord({ id: 'tok_grand', parentId: null, cascadeRevokedAt: 1_000 });
+    const parent = tokenRecord({ id: 'tok_parent', parentId: 'tok_grand' });
+    const child = tokenRecord({ id: 'tok_child', parentId: 'tok_parent' });
+    const repo = tokensOf(grand, parent, child);
+    expect((await cascadeRevokedAncestor(repo, child))?.id).toBe('tok_grand');
+    expect(repo.reads).toEqual(['tok_parent', 'tok_grand']);
+    await expect(assertLineageStands(repo, child)).rejects.toMatchObject({ code: 'token_revoked' });
+  });
+
+  it('stands when no ancestor was reached, and when an ancestor is gone (deleted by retention)', async () => {
+    const parent = tokenRecord({ id: 'tok_parent', parentId: 'tok_deleted' });
+    const child = tokenRecord({ id: 'tok_child', parentId: 'tok_parent' });
+    const repo = tokensOf(parent, child);
+    expect(await cascadeRevokedAncestor(repo, child)).toBeUndefined();
+    await expect(assertLineageStands(repo, child)).resolves.toBeUndefined();
+  });
+
+  it('fails closed on a loop that cannot happen (a parent of itself, or a cycle further up)', async () => {
+    const self = tokenRecord({ id: 'tok_a', parentId: 'tok_a' });
+    expect((await cascadeRevokedAncestor(tokensOf(self), self))?.id).toBe('tok_a');
+    const p1 = tokenRecord({ id: 'tok_p1', parentId: 'tok_p1' });
+    const child = tokenRecord({ id: 'tok_child', parentId: 'tok_p1' });
+    const repo = tokensOf(p1, child);
+    expect((await cascadeRevokedAncestor(repo, child))?.id).toBe('tok_child');
+    expect(repo.reads).toEqual(['tok_p1']);
+    const x = tokenRecord({ id: 'tok_x', parentId: 'tok_y' });
+    const y = tokenRecord({ id: 'tok_y', parentId: 'tok_x' });
+    const below = tokenRecord({ id: 'tok_below', parentId: 'tok_x' });
+    const cycle = tokensOf(x, y, below);
+    expect((await cascadeRevokedAncestor(cycle, below))?.id).toBe('tok_below');
+    expect(cycle.reads).toEqual(['tok_x', 'tok_y']);
+  });
+});
