@@ -69,7 +69,10 @@ class CallValues implements ContextValues {
 
   set<T>(key: ContextKey<T>, value: T): this {
     if (key === (callMetaKey as ContextKey<unknown>)) this.meta = value as CallMeta | undefined;
-    else (this.other ??= new Map()).set(key.id, value);
+    else {
+      this.other ??= new Map();
+      this.other.set(key.id, value);
+    }
     return this;
   }
 

@@ -156,7 +156,10 @@ async function walkLineage(
     const parent = await tokens.findById(parentId);
     if (!parent) return undefined;
     if (parent.cascadeRevokedAt !== null) return parent;
-    if (parent.parentId !== null) (seen ??= new Set()).add(parentId);
+    if (parent.parentId !== null) {
+      seen ??= new Set();
+      seen.add(parentId);
+    }
     parentId = parent.parentId;
   }
   return undefined;
