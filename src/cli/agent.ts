@@ -13,7 +13,7 @@ import {
   type Trigger,
 } from './agent-verdicts.js';
 import { resumableWatch, type OpenWatch } from './event-stream.js';
-import { backoffDelay, connectCode, isTransient, type Backoff, type Clock } from './retry-policy.js';
+import { connectCode, isTransient, retryDelay, type Backoff, type Clock } from './retry-policy.js';
 import {
   clearPending,
   newIdempotencyKey,
@@ -360,7 +360,7 @@ class Agent {
   }
 
   private async pause(attempt: number, message: string, error: unknown): Promise<void> {
-    const delay = backoffDelay(this.o.backoff, attempt);
+    const delay = retryDelay(this.o.backoff, attempt, error);
     this.o.log.warn(message, { error: describeError(error), retry_in_ms: delay });
     await this.o.clock.sleep(delay, this.o.signal);
     if (this.o.signal.aborted) throw new Stopped();

@@ -1,7 +1,7 @@
 import type { Duration } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { ExpiryEvent } from '../gen/rotor/v1/expiry_service_pb.js';
-import { backoffDelay, isTransient, type Backoff, type Clock } from './retry-policy.js';
+import { isTransient, retryDelay, type Backoff, type Clock } from './retry-policy.js';
 
 /** The selection part of a WatchExpiry request (proto field names, camelCase). */
 export interface WatchSelection {
@@ -85,7 +85,7 @@ export async function* resumableWatch(
     }
     if (opts.signal.aborted) return;
     if (idle) failure = new ConnectError(`no event or heartbeat for ${opts.idleTimeoutMs} ms`, Code.DeadlineExceeded);
-    const delay = backoffDelay(opts.backoff, attempt++);
+    const delay = retryDelay(opts.backoff, attempt++, failure);
     opts.onReconnect?.(failure, delay, after);
     await opts.clock.sleep(delay, opts.signal);
   }

@@ -47,6 +47,33 @@ export function backoffDelay(b: Backoff, attempt: number): number {
   return Math.round(ceiling * (0.5 + 0.5 * (b.random ?? Math.random)()));
 }
 
+/** The longest `retry-after` honoured as asked; a larger value is read as this (a day). */
+const MAX_RETRY_AFTER_S = 86_400;
+
+/**
+ * The wait a refusal asked for, in milliseconds: the `retry-after` seconds of a
+ * RESOURCE_EXHAUSTED answer (a brake, docs/limits.md, on either protocol: a Connect or gRPC
+ * response header, or an HTTP 429's `Retry-After`). Undefined for anything else.
+ */
+export function retryAfterMs(e: unknown): number | undefined {
+  if (!(e instanceof ConnectError) || e.code !== Code.ResourceExhausted) return undefined;
+  const value = e.metadata.get('retry-after')?.trim();
+  if (value === undefined || !/^\d{1,9}$/.test(value)) return undefined;
+  return Math.min(Number(value), MAX_RETRY_AFTER_S) * 1000;
+}
+
+/**
+ * The delay before retry number `attempt` after `error`: the backoff, or, when the server said how
+ * long to wait (retryAfterMs), that wait plus up to a tenth more, so that clients refused together
+ * do not all come back in the same instant. Retrying sooner would only be refused again.
+ */
+export function retryDelay(b: Backoff, attempt: number, error: unknown): number {
+  const backoff = backoffDelay(b, attempt);
+  const asked = retryAfterMs(error);
+  if (asked === undefined) return backoff;
+  return Math.max(backoff, Math.round(asked * (1 + 0.1 * (b.random ?? Math.random)())));
+}
+
 /**
  * Codes worth retrying: the server is down, overloaded, restarting or the connection dropped
  * (connect-node reports a refused or reset connection as UNAVAILABLE, a cut stream as

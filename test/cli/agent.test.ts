@@ -310,6 +310,32 @@ describe('rotor agent (fake server, manual clock)', () => {
     expect((await run).code).toBe(0);
   });
 
+  it('waits as long as a rate-limited answer asks (retry-after, plus up to a tenth), not the shorter backoff', async () => {
+    server.watchUnimplemented = true;
+    server.lifetimeMs = 60_000;
+    writeFileSync(file, server.issue().secret);
+    const limited = (seconds: string) =>
+      new ConnectError('rate_limited: too many failed authentications', Code.ResourceExhausted, {
+        'retry-after': seconds,
+      });
+    server.describeFailures = [limited('5'), new ConnectError('connect ECONNREFUSED', Code.Unavailable)];
+    const run = start();
+    // random pinned at 0.999: 5 s × 1.0999 = 5,500 ms, where the backoff alone would be 100 ms.
+    await until('the retry is due when retry-after ends', () => clock.hasTimerAt(T0 + 5_500));
+    expect(clock.hasTimerAt(T0 + 100)).toBe(false);
+    await clock.advance(5_500);
+    // An unavailable server after that is the ordinary backoff again (second retry: 200 ms).
+    await until('the next retry is the backoff', () => clock.hasTimerAt(T0 + 5_700));
+    await clock.advance(200);
+    await until(
+      'the agent waits for its turn',
+      () => server.describeCalls.length === 3 && clock.hasTimerAt(T0 + 40_000),
+    );
+    expect(logs.filter((l) => l.includes('"retry_in_ms":5500'))).toHaveLength(1);
+    stop.abort();
+    expect((await run).code).toBe(0);
+  });
+
   it('without WatchExpiry, looks the token up every poll interval and exits 3 once it is revoked', async () => {
     server.watchUnimplemented = true;
     server.lifetimeMs = 600_000;
