@@ -65,6 +65,16 @@ describe.each(ENGINES)('rotor agent with a workload-bound token (real serve proc
     rmSync(work, { recursive: true, force: true });
   });
 
+  /**
+   * The family still has only its first token, neither rotated nor revoked. Its lifetime is short
+   * (the agent's turn comes at 2/3 of it), so on a loaded machine it may have expired by the time
+   * the test looks: that is still "not rotated".
+   */
+  function expectUntouched(members: { state: string }[]): void {
+    expect(members).toHaveLength(1);
+    expect(['active', 'expired']).toContain(members[0]!.state);
+  }
+
   async function createBoundToken(owner: string, expiresIn: string): Promise<{ token: CliToken; secret: string }> {
     const r = await runCli(
       [
@@ -201,7 +211,7 @@ describe.each(ENGINES)('rotor agent with a workload-bound token (real serve proc
       /rotor agent: the token in .*missing\.token is bound to a workload: rotating it needs the workload's JWT\. Start the agent with --actor-token-file .*; the token in .*missing\.token was not rotated and is still active\n$/,
     );
     expect(readdirSync(work).filter((f) => f.startsWith('missing.token'))).toEqual(['missing.token']);
-    expect((await family(token.family_id)).map((m) => m.state)).toEqual(['active']);
+    expectUntouched(await family(token.family_id));
   }, 30_000);
 
   it('with a spent JWT in the file: exits 6 naming the file and the refusal, leaves no F.pending', async () => {
@@ -224,7 +234,7 @@ describe.each(ENGINES)('rotor agent with a workload-bound token (real serve proc
       `rotor agent: the server refused the workload JWT in ${actorFile} (actor_token has been used before (jti replay): request a fresh JWT)`,
     );
     expect(existsSync(`${file}.pending`)).toBe(false);
-    expect((await family(token.family_id)).map((m) => m.state)).toEqual(['active']);
+    expectUntouched(await family(token.family_id));
   }, 30_000);
 
   it('refuses an unreadable --actor-token-file at start (exit 2)', async () => {
