@@ -104,13 +104,13 @@ export function createLogger(
   // more than the rest of the call (bench/README.md, "Per-call cost"); they have pino's JSON line
   // shape (level, time, fields, msg) and the by-shape net still sees them.
   const infoOn = logger.isLevelEnabled('info');
+  const infoLevel = format === 'json' ? '"info"' : '30';
   const time = isoClock();
   const accessLine = (members: string) => {
     if (!infoOn) return;
-    const line = `{"level":${format === 'json' ? '"info"' : '30'},"time":"${time()}",${members},"msg":"access"}\n`;
-    const safe = redact ? redactSecrets(line) : line;
-    if (batch) batch.push(safe);
-    else sink.write(safe);
+    const line = `{"level":${infoLevel},"time":"${time()}",${members},"msg":"access"}\n`;
+    if (!batch) stream.write(line);
+    else batch.push(redact ? redactSecrets(line) : line);
   };
   return wrap(logger, accessLine);
 }

@@ -6,10 +6,6 @@
  * Found by the model-based test (test/model/rotation-model.test.ts), which answered
  * `token_revoked` to an admin naming such a token by id.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authenticate, type Caller } from '../../src/app/authenticate.js';
 import { bootstrapAdmin } from '../../src/app/bootstrap.js';
@@ -17,10 +13,8 @@ import { revokeTokenWith } from '../../src/app/revocation.js';
 import { rotate } from '../../src/app/rotation-service.js';
 import { createToken } from '../../src/app/token-service.js';
 import { isRotorError } from '../../src/domain/errors.js';
-import { loadConfig } from '../../src/runtime/config.js';
-import { createApp, type RotorApp } from '../../src/runtime/create-app.js';
-import { createLogger } from '../../src/runtime/logger.js';
-import { BRAKES_OFF } from '../support/brakes-off.js';
+import type { RotorApp } from '../../src/runtime/create-app.js';
+import { scratchApp } from '../support/app.js';
 import { ENGINES, engineDatabase, type ScratchDatabase } from '../support/engines.js';
 
 const HOUR = 3_600_000;
@@ -33,16 +27,7 @@ describe.each(ENGINES)('rotation by id of a descendant of a cascade on %s', (eng
 
   beforeAll(async () => {
     db = await engineDatabase(engine);
-    const config = loadConfig({
-      ...BRAKES_OFF,
-      ROTOR_DATA_DIR: mkdtempSync(join(tmpdir(), 'rotor-cascade-by-id-')),
-      ROTOR_DATABASE_URL: db.url,
-      ROTOR_SECRET: randomBytes(32).toString('hex'),
-    });
-    app = await createApp(
-      config,
-      createLogger('error', () => undefined),
-    );
+    app = await scratchApp(db);
     admin = {
       token: (await bootstrapAdmin(app, { ownerId: 'cascade-admin', lifetimeSeconds: 24 * 3600 })).record,
       peer: null,

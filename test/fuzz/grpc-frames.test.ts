@@ -18,15 +18,16 @@ import { TokenExchangeService } from '../../src/gen/rotor/v1/token_exchange_serv
 import { ListTokensRequestSchema, TokenService } from '../../src/gen/rotor/v1/token_service_pb.js';
 import { grpcClient } from '../support/grpc-client.js';
 import { startTestServer, type TestServer } from '../support/server.js';
-import { DOCUMENTED_CODES, expectServing, fuzzParams, grpcOutcome, rowCounts } from './support.js';
+import { grpcEnvelope, rawGrpcCall } from '../support/raw-grpc.js';
+import { DOCUMENTED_CODES, expectServing, fuzzParams, rowCounts } from './support.js';
 
 const PATHS = [...TokenService.methods, ...TokenExchangeService.methods].map((m) => `/${m.parent.typeName}/${m.name}`);
 
 /** A gRPC request body: one frame `flag | length (4 bytes, big endian) | payload`, possibly lying. */
 const frame = fc.oneof(
-  { weight: 6, arbitrary: fc.uint8Array({ maxLength: 200 }).map((p) => envelope(0, p.length, p)) },
+  { weight: 6, arbitrary: fc.uint8Array({ maxLength: 200 }).map((p) => grpcEnvelope(0, p)) },
   // Compressed flag set, though no grpc-encoding was negotiated.
-  { weight: 1, arbitrary: fc.uint8Array({ maxLength: 50 }).map((p) => envelope(1, p.length, p)) },
+  { weight: 1, arbitrary: fc.uint8Array({ maxLength: 50 }).map((p) => grpcEnvelope(1, p)) },
   // A length prefix that does not match the payload (the stream then ends early or has extra bytes).
   {
     weight: 1,
@@ -36,7 +37,7 @@ const frame = fc.oneof(
         fc.integer({ min: 0, max: 2 ** 32 - 1 }),
         fc.integer({ min: 0, max: 255 }),
       )
-      .map(([p, n, flag]) => envelope(flag, n, p)),
+      .map(([p, n, flag]) => grpcEnvelope(flag, p, n)),
   },
   // Not a frame at all.
   { weight: 1, arbitrary: fc.uint8Array({ maxLength: 4 }).map((b) => Buffer.from(b)) },
@@ -45,7 +46,7 @@ const frame = fc.oneof(
     weight: 1,
     arbitrary: fc
       .tuple(fc.uint8Array({ maxLength: 20 }), fc.uint8Array({ maxLength: 20 }))
-      .map(([a, b]) => Buffer.concat([envelope(0, a.length, a), envelope(0, b.length, b)])),
+      .map(([a, b]) => Buffer.concat([grpcEnvelope(0, a), grpcEnvelope(0, b)])),
   },
 );
 
@@ -60,13 +61,13 @@ const compressed = fc.oneof(
     weight: 3,
     arbitrary: fc
       .tuple(fc.constantFrom('gzip', 'deflate'), fc.uint8Array({ maxLength: 50 }))
-      .map(([encoding, p]) => ({ encoding, body: envelope(1, p.length, p) })),
+      .map(([encoding, p]) => ({ encoding, body: grpcEnvelope(1, p) })),
   },
   {
     weight: 2,
     arbitrary: fc.tuple(fc.constantFrom('gzip', 'deflate'), fc.uint8Array({ maxLength: 100 })).map(([encoding, p]) => {
       const z = encoding === 'gzip' ? gzipSync(p) : deflateSync(p);
-      return { encoding, body: envelope(1, z.length, z) };
+      return { encoding, body: grpcEnvelope(1, z) };
     }),
   },
   {
@@ -74,18 +75,18 @@ const compressed = fc.oneof(
     arbitrary: fc.tuple(fc.uint8Array({ minLength: 1, maxLength: 100 }), fc.nat()).map(([p, cut]) => {
       const z = gzipSync(p);
       const short = z.subarray(0, cut % z.length);
-      return { encoding: 'gzip', body: envelope(1, short.length, short) };
+      return { encoding: 'gzip', body: grpcEnvelope(1, short) };
     }),
   },
   {
     weight: 1,
     arbitrary: fc
       .tuple(fc.constantFrom('br', 'snappy', 'x'), fc.uint8Array({ maxLength: 50 }))
-      .map(([encoding, p]) => ({ encoding, body: envelope(1, p.length, p) })),
+      .map(([encoding, p]) => ({ encoding, body: grpcEnvelope(1, p) })),
   },
   {
     weight: 1,
-    arbitrary: fc.uint8Array({ maxLength: 50 }).map((p) => ({ encoding: undefined, body: envelope(1, p.length, p) })),
+    arbitrary: fc.uint8Array({ maxLength: 50 }).map((p) => ({ encoding: undefined, body: grpcEnvelope(1, p) })),
   },
 );
 
@@ -97,13 +98,6 @@ const request = fc.oneof(
 
 /** grpc-js's answer to an encoding it does not support (gRPC compression spec: UNIMPLEMENTED). */
 const UNSUPPORTED_ENCODING = /^Received message compressed with unsupported encoding "[^"]*"$/;
-
-function envelope(flag: number, length: number, payload: Uint8Array): Buffer {
-  const head = Buffer.alloc(5);
-  head.writeUInt8(flag, 0);
-  head.writeUInt32BE(length, 1);
-  return Buffer.concat([head, payload]);
-}
 
 /** Bearer metadata: the admin's, none, or garbage. */
 const bearer = fc.constantFrom<'admin' | string | undefined>('admin', undefined, 'Bearer rtr_prj_x', 'Bearer ', 'x');
@@ -121,31 +115,19 @@ describe('fuzz: gRPC frames on sqlite', () => {
   });
 
   /** Sends one request; resolves with the grpc-status (from trailers, or trailers-only headers). */
-  function call(
+  async function call(
     path: string,
     body: Buffer,
     auth: string | undefined,
     encoding?: string,
   ): Promise<{ status: number; message: string }> {
-    return new Promise((resolve, reject) => {
-      const headers: http2.OutgoingHttpHeaders = {
-        ':method': 'POST',
-        ':path': path,
-        'content-type': 'application/grpc',
-        te: 'trailers',
-      };
-      if (encoding !== undefined) headers['grpc-encoding'] = encoding;
-      if (auth !== undefined) headers.authorization = auth === 'admin' ? `Bearer ${s.adminSecret}` : auth;
-      const req = session.request(headers);
-      const outcome = grpcOutcome(req);
-      req.on('end', () => {
-        const { status, message } = outcome;
-        if (status === undefined) reject(new Error(`${path}: no grpc-status`));
-        else resolve({ status, message });
-      });
-      req.on('error', reject);
-      req.end(body);
+    const authorization = auth === 'admin' ? `Bearer ${s.adminSecret}` : auth;
+    const { status, message } = await rawGrpcCall(session, path, body, {
+      ...(authorization !== undefined && { authorization }),
+      ...(encoding !== undefined && { encoding }),
     });
+    if (status === undefined) throw new Error(`${path}: no grpc-status`);
+    return { status, message };
   }
 
   it.each(PATHS)('%s answers random frames with documented codes only', async (path) => {
@@ -195,29 +177,17 @@ describe('gRPC port: compressed request messages on sqlite', () => {
   const listRequest = () =>
     Buffer.from(toBinary(ListTokensRequestSchema, create(ListTokensRequestSchema, { pageSize: 1 })));
 
-  function call(body: Buffer, encoding: string | undefined): Promise<{ status: number | undefined; message: string }> {
-    return new Promise((resolve, reject) => {
-      const headers: http2.OutgoingHttpHeaders = {
-        ':method': 'POST',
-        ':path': LIST,
-        'content-type': 'application/grpc',
-        te: 'trailers',
-        authorization: `Bearer ${s.adminSecret}`,
-      };
-      if (encoding !== undefined) headers['grpc-encoding'] = encoding;
-      const req = session.request(headers);
-      const outcome = grpcOutcome(req);
-      req.on('end', () => resolve({ ...outcome }));
-      req.on('error', reject);
-      req.end(body);
+  const call = (body: Buffer, encoding: string | undefined) =>
+    rawGrpcCall(session, LIST, body, {
+      authorization: `Bearer ${s.adminSecret}`,
+      ...(encoding !== undefined && { encoding }),
     });
-  }
 
   it.each(['gzip', 'deflate'])(
     'grpc-encoding %s with a payload that does not decompress: INVALID_ARGUMENT',
     async (encoding) => {
       const payload = Buffer.from('not compressed at all');
-      expect(await call(envelope(1, payload.length, payload), encoding)).toEqual({
+      expect(await call(grpcEnvelope(1, payload), encoding)).toEqual({
         status: grpc.status.INVALID_ARGUMENT,
         message: 'request message could not be decompressed',
       });
@@ -226,7 +196,7 @@ describe('gRPC port: compressed request messages on sqlite', () => {
 
   it('a gzip stream cut short: INVALID_ARGUMENT', async () => {
     const z = gzipSync(listRequest()).subarray(0, 12);
-    expect(await call(envelope(1, z.length, z), 'gzip')).toEqual({
+    expect(await call(grpcEnvelope(1, z), 'gzip')).toEqual({
       status: grpc.status.INVALID_ARGUMENT,
       message: 'request message could not be decompressed',
     });
@@ -234,13 +204,13 @@ describe('gRPC port: compressed request messages on sqlite', () => {
 
   it('valid gzip of garbage: INVALID_ARGUMENT from the decoder', async () => {
     const z = gzipSync(Buffer.from([0xff, 0xff, 0xff]));
-    const r = await call(envelope(1, z.length, z), 'gzip');
+    const r = await call(grpcEnvelope(1, z), 'gzip');
     expect(r.status).toBe(grpc.status.INVALID_ARGUMENT);
   });
 
   it('valid gzip that decompresses beyond the 64 KiB message limit: RESOURCE_EXHAUSTED', async () => {
     const z = gzipSync(Buffer.alloc(100 * 1024));
-    const r = await call(envelope(1, z.length, z), 'gzip');
+    const r = await call(grpcEnvelope(1, z), 'gzip');
     expect(r).toEqual({
       status: grpc.status.RESOURCE_EXHAUSTED,
       message: 'Received message that decompresses to a size larger than 65536',
@@ -249,7 +219,7 @@ describe('gRPC port: compressed request messages on sqlite', () => {
 
   it('grpc-encoding br (not supported): UNIMPLEMENTED, as the gRPC compression spec requires', async () => {
     const payload = listRequest();
-    expect(await call(envelope(1, payload.length, payload), 'br')).toEqual({
+    expect(await call(grpcEnvelope(1, payload), 'br')).toEqual({
       status: grpc.status.UNIMPLEMENTED,
       message: 'Received message compressed with unsupported encoding "br"',
     });
@@ -257,9 +227,9 @@ describe('gRPC port: compressed request messages on sqlite', () => {
 
   it('compressed flag without grpc-encoding: the payload is read as uncompressed', async () => {
     const payload = listRequest();
-    expect((await call(envelope(1, payload.length, payload), undefined)).status).toBe(0);
+    expect((await call(grpcEnvelope(1, payload), undefined)).status).toBe(0);
     const garbage = Buffer.from([0xff, 0xff, 0xff]);
-    expect((await call(envelope(1, garbage.length, garbage), undefined)).status).toBe(grpc.status.INVALID_ARGUMENT);
+    expect((await call(grpcEnvelope(1, garbage), undefined)).status).toBe(grpc.status.INVALID_ARGUMENT);
   });
 
   it('a valid gzip-compressed request from grpc-js (grpc.default_compression_algorithm 2) is served', async () => {
@@ -274,6 +244,6 @@ describe('gRPC port: compressed request messages on sqlite', () => {
 
   it('the same gzip frame sent raw is served too', async () => {
     const z = gzipSync(listRequest());
-    expect((await call(envelope(1, z.length, z), 'gzip')).status).toBe(0);
+    expect((await call(grpcEnvelope(1, z), 'gzip')).status).toBe(0);
   });
 });

@@ -6,7 +6,6 @@
  * `npm run test:deep` sets ROTOR_FUZZ_RUNS (a multiplier of those counts) and a random seed
  * unless ROTOR_FUZZ_SEED replays one; the seed is printed so a failure can be replayed.
  */
-import type * as http2 from 'node:http2';
 import { Code } from '@connectrpc/connect';
 import { expect } from 'vitest';
 import type { TestServer } from '../support/server.js';
@@ -63,20 +62,3 @@ export const DOCUMENTED_CODES = [
 export const DOCUMENTED_CODE_NAMES = DOCUMENTED_CODES.map((c) =>
   Code[c].replace(/[A-Z]/g, (m, i: number) => (i === 0 ? m.toLowerCase() : `_${m.toLowerCase()}`)),
 );
-
-/**
- * Reads a raw gRPC call's outcome: `grpc-status` and `grpc-message` from its headers (a
- * trailers-only answer) or its trailers; the body is drained. Read `status` once the stream ends.
- */
-export function grpcOutcome(req: http2.ClientHttp2Stream): { status: number | undefined; message: string } {
-  const outcome: { status: number | undefined; message: string } = { status: undefined, message: '' };
-  const take = (h: http2.IncomingHttpHeaders) => {
-    if (h['grpc-status'] === undefined) return;
-    outcome.status = Number(h['grpc-status']);
-    outcome.message = decodeURIComponent(String(h['grpc-message'] ?? ''));
-  };
-  req.on('response', take);
-  req.on('trailers', take);
-  req.on('data', () => undefined);
-  return outcome;
-}

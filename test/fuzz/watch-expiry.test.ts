@@ -19,18 +19,12 @@ import { ExpiryService, WatchExpiryRequestSchema } from '../../src/gen/rotor/v1/
 import { TokenKind } from '../../src/gen/rotor/v1/token_pb.js';
 import { connectClient } from '../support/connect-client.js';
 import { grpcClient } from '../support/grpc-client.js';
+import { grpcEnvelope, grpcOutcome } from '../support/raw-grpc.js';
 import { grpcApi, type Api } from '../support/rotor-api.js';
 import { inMs, issuedSecrets, startTestServer, waitForWatchers, type TestServer } from '../support/server.js';
 import { anyText, longText, UNKNOWN_SECRETS } from './arbitraries.js';
 import { protoBody } from './proto-messages.js';
-import {
-  DOCUMENTED_CODES,
-  DOCUMENTED_CODE_NAMES,
-  expectServing,
-  fuzzParams,
-  grpcOutcome,
-  rowCounts,
-} from './support.js';
+import { DOCUMENTED_CODES, DOCUMENTED_CODE_NAMES, expectServing, fuzzParams, rowCounts } from './support.js';
 
 /** The server's scheduled thresholds (README default 30d,7d,1d,1h), in seconds. */
 const SCHEDULED = [30 * 86400, 7 * 86400, 86400, 3600];
@@ -51,28 +45,20 @@ function codeOfName(name: unknown): Code | undefined {
   return i < 0 ? undefined : DOCUMENTED_CODES[i];
 }
 
-/** A Connect or gRPC envelope: flags, big-endian length, payload. */
-function envelope(flags: number, length: number, payload: Uint8Array): Buffer {
-  const head = Buffer.alloc(5);
-  head.writeUInt8(flags, 0);
-  head.writeUInt32BE(length >>> 0, 1);
-  return Buffer.concat([head, payload]);
-}
-
 const lyingEnvelope = fc.oneof(
-  { weight: 6, arbitrary: protoBody(WatchExpiryRequestSchema).map((b) => envelope(0, b.length, b)) },
+  { weight: 6, arbitrary: protoBody(WatchExpiryRequestSchema).map((b) => grpcEnvelope(0, b)) },
   {
     weight: 1,
     arbitrary: fc
       .tuple(fc.uint8Array({ maxLength: 30 }), fc.nat(), fc.integer({ min: 0, max: 255 }))
-      .map(([p, n, f]) => envelope(f, n, p)),
+      .map(([p, n, f]) => grpcEnvelope(f, p, n)),
   },
   { weight: 1, arbitrary: fc.uint8Array({ maxLength: 4 }).map((b) => Buffer.from(b)) },
   {
     weight: 1,
     arbitrary: fc
       .tuple(fc.uint8Array({ maxLength: 10 }), fc.uint8Array({ maxLength: 10 }))
-      .map(([a, b]) => Buffer.concat([envelope(0, a.length, a), envelope(0, b.length, b)])),
+      .map(([a, b]) => Buffer.concat([grpcEnvelope(0, a), grpcEnvelope(0, b)])),
   },
 );
 
@@ -363,13 +349,13 @@ describe('fuzz: WatchExpiry requests on sqlite', () => {
       }
     });
     const jsonBody = fc.oneof(
-      { weight: 3, arbitrary: jsonRequest.map((b) => envelope(0, b.length, b)) },
+      { weight: 3, arbitrary: jsonRequest.map((b) => grpcEnvelope(0, b)) },
       {
         weight: 1,
         arbitrary: fc
           .jsonValue({ maxDepth: 3 })
           .map((v) => Buffer.from(JSON.stringify(v)))
-          .map((b) => envelope(0, b.length, b)),
+          .map((b) => grpcEnvelope(0, b)),
       },
       { weight: 1, arbitrary: lyingEnvelope },
     );

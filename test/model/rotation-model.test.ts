@@ -13,19 +13,14 @@
  * sequences from a random seed (printed first; ROTOR_MODEL_SEED replays one). A failure prints
  * the seed, the path and the shrunk command sequence.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Caller } from '../../src/app/authenticate.js';
 import { bootstrapAdmin } from '../../src/app/bootstrap.js';
 import { ExpiryScheduler } from '../../src/expiry/scheduler.js';
-import { loadConfig } from '../../src/runtime/config.js';
-import { BRAKES_OFF } from '../support/brakes-off.js';
 import { createLogger } from '../../src/runtime/logger.js';
-import { createApp, type RotorApp } from '../../src/runtime/create-app.js';
+import type { RotorApp } from '../../src/runtime/create-app.js';
+import { scratchApp } from '../support/app.js';
 import { ENGINES, engineDatabase, type ScratchDatabase } from '../support/engines.js';
 import { commandArbitraries } from './rotation-commands.js';
 import { RotationModel } from './rotation-model.js';
@@ -107,18 +102,7 @@ describe.each(ENGINES)('rotation rules against the reference model on %s', (engi
 
   beforeAll(async () => {
     db = await engineDatabase(engine);
-    const config = loadConfig({
-      ...BRAKES_OFF,
-      ROTOR_DATA_DIR: mkdtempSync(join(tmpdir(), 'rotor-model-data-')),
-      ROTOR_DATABASE_URL: db.url,
-      ROTOR_SECRET: randomBytes(32).toString('hex'),
-      ROTOR_RETRY_WINDOW_SECONDS: String(RETRY_WINDOW_SECONDS),
-    });
-    app = await createApp(
-      config,
-      createLogger('error', () => undefined),
-      { now: () => clock.t },
-    );
+    app = await scratchApp(db, { ROTOR_RETRY_WINDOW_SECONDS: String(RETRY_WINDOW_SECONDS) }, { now: () => clock.t });
     admin = {
       token: (await bootstrapAdmin(app, { ownerId: 'model-admin', lifetimeSeconds: 365 * 24 * 3600 })).record,
       peer: null,

@@ -7,6 +7,7 @@
 import { gzipSync } from 'node:zlib';
 import * as grpc from '@grpc/grpc-js';
 import { GRANT_TOKEN_EXCHANGE } from '../../../src/domain/token-exchange.js';
+import { grpcEnvelope } from '../../support/raw-grpc.js';
 import { describeBadInput } from './suite.js';
 import {
   ACCESS,
@@ -14,7 +15,6 @@ import {
   FORM,
   f,
   formBody,
-  grpcFrame,
   invalidArgument,
   invalidRequest,
   onConnectRaw,
@@ -87,21 +87,21 @@ const cases: Case[] = [
   {
     name: 'compressed message that is not gzip (grpc-encoding: gzip, CreateToken)',
     grpc: {
-      send: onGrpcFrame('/rotor.v1.TokenService/CreateToken', 'gzip', () => grpcFrame(1, GARBAGE_PROTO)),
+      send: onGrpcFrame('/rotor.v1.TokenService/CreateToken', 'gzip', () => grpcEnvelope(1, GARBAGE_PROTO)),
       expect: invalidArgument('request message could not be decompressed'),
     },
   },
   {
     name: 'compressed message that is not deflate (grpc-encoding: deflate, CreateToken)',
     grpc: {
-      send: onGrpcFrame('/rotor.v1.TokenService/CreateToken', 'deflate', () => grpcFrame(1, GARBAGE_PROTO)),
+      send: onGrpcFrame('/rotor.v1.TokenService/CreateToken', 'deflate', () => grpcEnvelope(1, GARBAGE_PROTO)),
       expect: invalidArgument('request message could not be decompressed'),
     },
   },
   {
     name: 'gzip of garbage protobuf (grpc-encoding: gzip, CreateToken)',
     grpc: {
-      send: onGrpcFrame('/rotor.v1.TokenService/CreateToken', 'gzip', () => grpcFrame(1, gzipSync(GARBAGE_PROTO))),
+      send: onGrpcFrame('/rotor.v1.TokenService/CreateToken', 'gzip', () => grpcEnvelope(1, gzipSync(GARBAGE_PROTO))),
       expect: invalidArgument('request is not a valid rotor.v1.CreateTokenRequest'),
     },
   },
@@ -109,7 +109,7 @@ const cases: Case[] = [
     name: 'gzip that decompresses to over 64 KiB (grpc-encoding: gzip, CreateToken)',
     grpc: {
       send: onGrpcFrame('/rotor.v1.TokenService/CreateToken', 'gzip', () =>
-        grpcFrame(1, gzipSync(Buffer.alloc(100 * 1024))),
+        grpcEnvelope(1, gzipSync(Buffer.alloc(100 * 1024))),
       ),
       expect: {
         code: grpc.status.RESOURCE_EXHAUSTED,
@@ -120,7 +120,7 @@ const cases: Case[] = [
   {
     name: 'compressed with an encoding the server lacks (grpc-encoding: br, CreateToken)',
     grpc: {
-      send: onGrpcFrame('/rotor.v1.TokenService/CreateToken', 'br', () => grpcFrame(1, GARBAGE_PROTO)),
+      send: onGrpcFrame('/rotor.v1.TokenService/CreateToken', 'br', () => grpcEnvelope(1, GARBAGE_PROTO)),
       expect: {
         code: grpc.status.UNIMPLEMENTED,
         message: 'Received message compressed with unsupported encoding "br"',
@@ -130,7 +130,7 @@ const cases: Case[] = [
   {
     name: 'compressed flag without grpc-encoding (CreateToken): read as uncompressed',
     grpc: {
-      send: onGrpcFrame('/rotor.v1.TokenService/CreateToken', undefined, () => grpcFrame(1, GARBAGE_PROTO)),
+      send: onGrpcFrame('/rotor.v1.TokenService/CreateToken', undefined, () => grpcEnvelope(1, GARBAGE_PROTO)),
       expect: invalidArgument('request is not a valid rotor.v1.CreateTokenRequest'),
     },
   },

@@ -16,6 +16,7 @@ import { TokenKind } from '../../../src/gen/rotor/v1/token_pb.js';
 import { connectClient } from '../../support/connect-client.js';
 import type { Engine } from '../../support/engines.js';
 import { grpcClient, grpcRaw } from '../../support/grpc-client.js';
+import { rawGrpcCall } from '../../support/raw-grpc.js';
 import { inMs, startTestServer, type TestServer } from '../../support/server.js';
 
 export const DAY = 86_400_000;
@@ -398,42 +399,19 @@ export function onGrpcRaw(path: string, payload: () => Buffer): RpcSend {
  * grpc-js client cannot be made to send. The status comes from the headers or the trailers.
  */
 export function onGrpcFrame(path: string, encoding: string | undefined, frame: () => Buffer): RpcSend {
-  return () =>
-    new Promise((resolve, reject) => {
-      const session = http2.connect(`http://${s.grpcAddress}`);
-      session.on('error', reject);
-      const headers: http2.OutgoingHttpHeaders = {
-        ':method': 'POST',
-        ':path': path,
-        'content-type': 'application/grpc',
-        te: 'trailers',
-      };
-      if (encoding !== undefined) headers['grpc-encoding'] = encoding;
-      const req = session.request(headers);
-      let answer: RpcAnswer | undefined;
-      const take = (h: http2.IncomingHttpHeaders) => {
-        if (h['grpc-status'] !== undefined)
-          answer = { code: Number(h['grpc-status']), message: decodeURIComponent(String(h['grpc-message'] ?? '')) };
-      };
-      req.on('response', take);
-      req.on('trailers', take);
-      req.on('data', () => undefined);
-      req.on('end', () => {
-        session.close();
-        if (answer) resolve(answer);
-        else reject(new Error(`${path}: no grpc-status`));
-      });
-      req.on('error', reject);
-      req.end(frame());
-    });
-}
-
-/** A gRPC length-prefixed frame: `flag | length (4 bytes, big endian) | payload`. */
-export function grpcFrame(flag: number, payload: Uint8Array): Buffer {
-  const head = Buffer.alloc(5);
-  head.writeUInt8(flag, 0);
-  head.writeUInt32BE(payload.length, 1);
-  return Buffer.concat([head, payload]);
+  return async () => {
+    const session = http2.connect(`http://${s.grpcAddress}`);
+    try {
+      const r = await Promise.race([
+        rawGrpcCall(session, path, frame(), encoding === undefined ? {} : { encoding }),
+        new Promise<never>((_, reject) => session.once('error', reject)),
+      ]);
+      if (r.status === undefined) throw new Error(`${path}: no grpc-status`);
+      return { code: r.status, message: r.message };
+    } finally {
+      session.close();
+    }
+  };
 }
 
 // ---- the RFC 8693 exchange on all three: ExchangeToken (gRPC, Connect) and POST /oauth/token ----
