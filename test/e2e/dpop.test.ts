@@ -250,22 +250,24 @@ describe.each(withEngines<Wire>(['grpc', 'connect']))('DPoP-bound tokens over %s
     const t0 = await createToken(s, key.jkt, 0n);
     const r = await rotate({ authorization: `DPoP ${t0.secret}`, dpop: await proofFor('RotateToken', t0.secret) });
     const t1 = (r.token as { id: string }).id;
-    // The thief: the old secret, with no proof, with its own key, or as a subject token.
+    // The thief: the old secret, with no proof, with its own key, or as a subject token. Every proof
+    // is made before the first call starts, and each call is wrapped in failure() as it starts, so no
+    // refusal can arrive while nothing is listening for it (an unhandled rejection).
+    const wrongKeyProof = await proofFor('RotateToken', t0.secret, other);
+    const exchangeProof = await dpopProof(other, { htu: c.url('ExchangeToken'), iat: iatOf(s) });
     const attempts = [
-      c.call('RotateToken', {}, { authorization: `DPoP ${t0.secret}` }),
-      c.call('RotateToken', {}, { authorization: `Bearer ${t0.secret}` }),
-      c.call(
-        'RotateToken',
-        {},
-        { authorization: `DPoP ${t0.secret}`, dpop: await proofFor('RotateToken', t0.secret, other) },
-      ),
-      c.call(
-        'ExchangeToken',
-        { grantType: GRANT, subjectToken: t0.secret, subjectTokenType: ACCESS_TOKEN },
-        { dpop: await dpopProof(other, { htu: c.url('ExchangeToken'), iat: iatOf(s) }) },
+      failure(c.call('RotateToken', {}, { authorization: `DPoP ${t0.secret}` })),
+      failure(c.call('RotateToken', {}, { authorization: `Bearer ${t0.secret}` })),
+      failure(c.call('RotateToken', {}, { authorization: `DPoP ${t0.secret}`, dpop: wrongKeyProof })),
+      failure(
+        c.call(
+          'ExchangeToken',
+          { grantType: GRANT, subjectToken: t0.secret, subjectTokenType: ACCESS_TOKEN },
+          { dpop: exchangeProof },
+        ),
       ),
     ];
-    for (const f of await Promise.all(attempts.map((p) => failure(p)))) {
+    for (const f of await Promise.all(attempts)) {
       expect(f.code).toBe(Code.Unauthenticated);
       expect(f.meta('rotor-error')).toBe('invalid_dpop_proof');
     }
