@@ -1,4 +1,3 @@
-import { setFlagsFromString } from 'node:v8';
 import {
   ConfigError,
   loadConfig,
@@ -8,6 +7,7 @@ import {
   dropUnknownKeys,
 } from '../runtime/config.js';
 import { createLogger } from '../runtime/logger.js';
+import { applyHeapGrowthPolicy } from '../runtime/heap-growth.js';
 import { prepareDirectories } from '../runtime/data-dir.js';
 import { unknownSettingWarnings } from '../runtime/setting-names.js';
 import { requireRecordedServerKey } from '../runtime/server-key-check.js';
@@ -54,9 +54,8 @@ let settingsWarned = false;
 
 async function serve(): Promise<void> {
   const config = loadConfig();
-  // Before the server allocates anything: V8 reads this flag at every full GC (not only at start).
-  const { heapGrowingPercent } = loadProcessConfig();
-  if (heapGrowingPercent > 0) setFlagsFromString(`--heap-growing-percent=${heapGrowingPercent}`);
+  // Before the server allocates anything; followed after every full GC (src/runtime/heap-growth.ts).
+  applyHeapGrowthPolicy(loadProcessConfig());
   const log = createLogger(config.logLevel, undefined, { format: config.logFormat });
   for (const warning of unknownSettingWarnings(process.env)) log.warn(warning);
   settingsWarned = true;

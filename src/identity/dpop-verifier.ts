@@ -12,6 +12,9 @@ import type { DpopNonces } from '../domain/dpop-nonce.js';
 import { RotorError } from '../domain/errors.js';
 import type { Clock, ReplayCache } from '../domain/ports.js';
 
+/** How many proof keys a verifier keeps imported (each a few hundred bytes). */
+const KEY_CACHE_ENTRIES = 4096;
+
 /** DPoP settings (`ROTOR_DPOP_MAX_AGE_SECONDS`, `ROTOR_DPOP_NONCE`). */
 export interface DpopSettings {
   maxAgeSeconds: number;
@@ -26,6 +29,14 @@ export interface DpopSettings {
  * by one replica is refused by every other.
  */
 export class JoseDpopVerifier implements DpopVerifier {
+  /**
+   * Imported keys and their thumbprints by the exact `alg` and `jwk` header a proof carried: a
+   * holder signs every proof with the same key, and importing it (about 80 µs) and hashing it
+   * (about 40 µs) cost more than checking the signature (bench/README.md, "DPoP key cache").
+   * Public keys only; entries are added after their signature verified, the oldest leave first.
+   */
+  private readonly keys = new Map<string, { key: Awaited<ReturnType<typeof importJWK>>; jkt: string }>();
+
   constructor(
     private readonly replay: ReplayCache,
     private readonly now: Clock,
@@ -44,11 +55,17 @@ export class JoseDpopVerifier implements DpopVerifier {
       throw bad('has an unreadable header');
     }
     const { alg, jwk } = rethrow(() => checkProofHeader(header), check.credential);
+    // The header as it was sent (member order included): the same text is the same key.
+    const cacheKey = `${alg}\n${JSON.stringify(jwk)}`;
+    const cached = this.keys.get(cacheKey);
     let key: Awaited<ReturnType<typeof importJWK>>;
-    try {
-      key = await importJWK(jwk as JWK, alg);
-    } catch {
-      throw bad(`jwk is not a usable ${alg} public key`);
+    if (cached !== undefined) key = cached.key;
+    else {
+      try {
+        key = await importJWK(jwk as JWK, alg);
+      } catch {
+        throw bad(`jwk is not a usable ${alg} public key`);
+      }
     }
     let payload: Record<string, unknown>;
     try {
@@ -56,6 +73,18 @@ export class JoseDpopVerifier implements DpopVerifier {
       payload = JSON.parse(new TextDecoder().decode(verified.payload)) as Record<string, unknown>;
     } catch {
       throw bad('signature does not verify with its jwk');
+    }
+    let jkt = cached?.jkt;
+    if (jkt === undefined) {
+      try {
+        jkt = await calculateJwkThumbprint(jwk as JWK, 'sha256');
+      } catch {
+        throw bad(`jwk is not a usable ${alg} public key`);
+      }
+    }
+    if (cached === undefined) {
+      if (this.keys.size >= KEY_CACHE_ENTRIES) this.keys.delete(this.keys.keys().next().value!);
+      this.keys.set(cacheKey, { key, jkt });
     }
     if (typeof payload !== 'object' || payload === null || Array.isArray(payload))
       throw bad('payload is not a JSON object');
@@ -82,7 +111,6 @@ export class JoseDpopVerifier implements DpopVerifier {
         { dpopNonce: nonces.current(now), ...(check.credential && { dpopCredential: true }) },
       );
     }
-    const jkt = await calculateJwkThumbprint(jwk as JWK, 'sha256');
     const jtiDigest = createHash('sha256').update(`dpop\n${jkt}\n${claims.jti}`).digest('hex');
     // Kept as long as a proof with this iat could still be accepted.
     const keepUntil = Math.max(claims.iat * 1000, now) + (this.settings.maxAgeSeconds + DPOP_SKEW_SECONDS) * 1000;

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { MAX_HEAP_GROWING_PERCENT, type HeapGrowthPolicy } from './heap-growth.js';
 import { join, resolve } from 'node:path';
 import type { GrpcConnectionLimits } from '../api/grpc-listener.js';
 import { DEFAULT_THRESHOLDS_SECONDS, normalizeThresholds, parseDurationSeconds } from '../domain/expiry.js';
@@ -289,14 +290,19 @@ export function loadDatabaseConfig(
 }
 
 /**
- * Settings of the `rotor serve` process itself (not of a server started in-process, as tests do).
- * `heapGrowingPercent`: V8 grows the old space to (1 + p/100) × the live heap after each full GC
- * instead of its own factor (up to 4×), so the RSS of a server holding many streams stays near its
- * live heap, at the cost of more frequent full collections (bench/README.md, "Fan-out"). 0 leaves
- * V8's own heuristic.
+ * Settings of the `rotor serve` process itself (not of a server started in-process, as tests do):
+ * how far V8's old space may grow past the live heap before the next full GC
+ * (src/runtime/heap-growth.ts; bench/README.md, "Heap growth"). `ROTOR_HEAP_GROWING_PERCENT` (0-300,
+ * default 20): at most (1 + p/100) × the live heap, so the RSS of a server holding many streams
+ * stays near its live heap; 0 leaves V8's own heuristic. `ROTOR_HEAP_FLOOR_MB` (0-4096, default
+ * 64): but always up to this size, so a small heap is not fully collected every few megabytes; 0
+ * applies the percent at every size.
  */
-export function loadProcessConfig(env: Env = process.env): { heapGrowingPercent: number } {
-  return { heapGrowingPercent: wholeNumber(env, 'ROTOR_HEAP_GROWING_PERCENT', 20, 300) };
+export function loadProcessConfig(env: Env = process.env): HeapGrowthPolicy {
+  return {
+    percent: wholeNumber(env, 'ROTOR_HEAP_GROWING_PERCENT', 20, MAX_HEAP_GROWING_PERCENT),
+    floorBytes: wholeNumber(env, 'ROTOR_HEAP_FLOOR_MB', 64, 4096) * 1024 * 1024,
+  };
 }
 
 /** Reads and validates the configuration (README: "Configuration"). */
