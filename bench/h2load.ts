@@ -36,6 +36,12 @@ export interface H2loadJob {
  * a failed call carries no DATA, so the DATA byte count must equal requests × a success's size.
  */
 export async function h2load(job: H2loadJob): Promise<ScenarioResult> {
+  const { latenciesMs, seconds } = await h2loadRun(job);
+  return summarize(latenciesMs, seconds);
+}
+
+/** One h2load run, checked as above: every call's latency (ms) and h2load's own wall time. */
+export async function h2loadRun(job: H2loadJob): Promise<{ latenciesMs: number[]; seconds: number }> {
   const body = join(job.workDir, `${job.name}.body`);
   const log = join(job.workDir, `${job.name}.log`);
   writeFileSync(body, job.frame);
@@ -85,5 +91,5 @@ export async function h2load(job: H2loadJob): Promise<ScenarioResult> {
       if (cols[1] !== '200') throw new Error(`h2load ${job.name}: HTTP status ${cols[1]}`);
       return Number(cols[2]) / 1000;
     });
-  return summarize(latenciesMs, seconds);
+  return { latenciesMs, seconds };
 }

@@ -27,11 +27,11 @@ import {
 import { openBareBaseline, type BareBaseline } from './bare-txn.js';
 import { benchClient, grpcFrame, rawUnary } from './grpc.js';
 import type { LoadReply, LoadSpec } from './grpc-load.js';
-import { h2load, h2loadVersion } from './h2load.js';
+import { h2load, h2loadRun, h2loadVersion, type H2loadJob } from './h2load.js';
 import { BENCH_POSTGRES_URL, createBenchDatabase, safeUrl, type BenchDatabase } from './postgres.js';
 import { bootstrap, freePort, rotorEnv, startPlainServer, startServer, type ServerProcess } from './server.js';
 import { DEFAULT_POOL_MAX } from '../src/store/database.js';
-import { closedLoop, processCpuMs, type ScenarioResult } from './stats.js';
+import { closedLoop, processCpuMs, summarize, type ScenarioResult } from './stats.js';
 import { brakesScenario } from './brakes.js';
 import { runFanout, type FanoutResult } from './fanout.js';
 import { runFanoutFloor, type FanoutFloorResult } from './fanout-floor.js';
@@ -54,6 +54,7 @@ const settings = {
   h2load_introspect_requests: intEnv('BENCH_H2LOAD_INTROSPECT_REQUESTS', 20_000),
   grpcjs_requests: intEnv('BENCH_GRPCJS_REQUESTS', 2_000),
   warmup_requests: intEnv('BENCH_WARMUP_REQUESTS', 1_000),
+  h2load_slices: intEnv('BENCH_H2LOAD_SLICES', 10),
 };
 
 /** Which parts run: `BENCH_SCENARIOS=throughput,brakes,fanout` (all by default). */
@@ -125,6 +126,40 @@ function cpuRatioOf(
     return undefined;
   const rounds = a.map((x, i) => round3(b[i]!.server_cpu_us_per_call! / x.server_cpu_us_per_call!));
   return { median: round3(median(rounds)), rounds };
+}
+
+/**
+ * Runs h2load jobs side by side: each in `slices` parts of its requests, the order turned round
+ * every slice (A B C, C B A, A B C, ...), so a slow or fast moment of the shared machine falls on
+ * every scenario alike. Each result sums its slices: throughput = its calls ÷ the sum of its h2load
+ * wall times, p50/p99 over all its calls, server CPU per call over all its slices.
+ */
+async function interleavedH2load(
+  jobs: readonly { job: H2loadJob; pid: number | undefined }[],
+  slices: number,
+): Promise<ScenarioResult[]> {
+  const acc = jobs.map(() => ({ latenciesMs: [] as number[], seconds: 0, cpuMs: 0 as number | undefined }));
+  for (let s = 0; s < slices; s++) {
+    const order = jobs.map((_, i) => i);
+    if (s % 2 === 1) order.reverse();
+    for (const i of order) {
+      const { job, pid } = jobs[i]!;
+      const requests = Math.floor(job.requests / slices) + (s < job.requests % slices ? 1 : 0);
+      if (requests === 0) continue;
+      const before = processCpuMs(pid);
+      const run = await h2loadRun({ ...job, name: `${job.name}-${s}`, requests });
+      const after = processCpuMs(pid);
+      const a = acc[i]!;
+      for (const l of run.latenciesMs) a.latenciesMs.push(l);
+      a.seconds += run.seconds;
+      a.cpuMs =
+        before === undefined || after === undefined || a.cpuMs === undefined ? undefined : a.cpuMs + (after - before);
+    }
+  }
+  return acc.map((a) => {
+    const r = summarize(a.latenciesMs, a.seconds);
+    return a.cpuMs === undefined ? r : { ...r, server_cpu_us_per_call: round3((a.cpuMs * 1000) / r.requests) };
+  });
 }
 
 /** Per-round ratios of two scenarios measured side by side, and their median (the judged figure). */
@@ -371,7 +406,9 @@ async function benchEngine(
     const poolSize = warm + rounds * n;
     progress(`creating 1 + ${poolSize} tokens through CreateToken`);
     const api = benchClient(TokenService, address);
-    const expiresAt = timestampFromMs(Date.now() + 3_600_000);
+    // 60 days: past the largest expiry threshold (30d), so the expiry scheduler has nothing to
+    // write for these tokens while rounds run (bench/README.md, "Ninth session").
+    const expiresAt = timestampFromMs(Date.now() + 60 * 86_400_000);
     const create = async (name: string, scopes: string[], dpopJkt = '') =>
       (await api.call(
         'createToken',
@@ -427,34 +464,32 @@ async function benchEngine(
       throw new Error(`the plain server answers differently: ${plainCheck.details}`);
     const streams = Math.max(1, Math.round(c / settings.h2load_clients));
     const pidOf = (at: string) => (at === plainAddress ? plain : at === offAddress ? serverOff : server)?.child.pid;
+    const noopJob = (name: string, requests: number, bearer?: string, at = address): H2loadJob => ({
+      name,
+      url: `http://${at}${noopPath}`,
+      frame: noopFrame,
+      bearer,
+      requests,
+      clients: settings.h2load_clients,
+      streamsPerClient: streams,
+      responseDataBytes: 5 + noopCheck.response.length,
+      workDir: work,
+    });
+    const introspectJob = (name: string, requests: number, at = address): H2loadJob => ({
+      name,
+      url: `http://${at}${introspectPath}`,
+      frame: introspectFrame,
+      bearer: admin,
+      requests,
+      clients: settings.h2load_clients,
+      streamsPerClient: streams,
+      responseDataBytes: 5 + introspectCheck.response.length,
+      workDir: work,
+    });
     const h2noop = (name: string, requests: number, bearer?: string, at = address) =>
-      withServerCpu(pidOf(at), () =>
-        h2load({
-          name,
-          url: `http://${at}${noopPath}`,
-          frame: noopFrame,
-          bearer,
-          requests,
-          clients: settings.h2load_clients,
-          streamsPerClient: streams,
-          responseDataBytes: 5 + noopCheck.response.length,
-          workDir: work,
-        }),
-      );
+      withServerCpu(pidOf(at), () => h2load(noopJob(name, requests, bearer, at)));
     const h2introspect = (name: string, requests: number, at = address) =>
-      withServerCpu(pidOf(at), () =>
-        h2load({
-          name,
-          url: `http://${at}${introspectPath}`,
-          frame: introspectFrame,
-          bearer: admin,
-          requests,
-          clients: settings.h2load_clients,
-          streamsPerClient: streams,
-          responseDataBytes: 5 + introspectCheck.response.length,
-          workDir: work,
-        }),
-      );
+      withServerCpu(pidOf(at), () => h2load(introspectJob(name, requests, at)));
 
     loader = await Loader.start(address);
     plainLoader = await Loader.start(plainAddress);
@@ -500,12 +535,21 @@ async function benchEngine(
     for (let r = 0; r < rounds; r++) {
       progress(`round ${r + 1}/${rounds}`);
       if (h2) {
-        record(
-          'noop_plain_h2load',
-          await h2noop(`noop-plain-${r}`, settings.h2load_noop_requests, undefined, plainAddress),
+        // The judged trio side by side, in slices (interleavedH2load): plain, Rotor's no-op, introspection.
+        const [plainR, noopR, introspectR] = await interleavedH2load(
+          [
+            {
+              job: noopJob(`noop-plain-${r}`, settings.h2load_noop_requests, undefined, plainAddress),
+              pid: pidOf(plainAddress),
+            },
+            { job: noopJob(`noop-${r}`, settings.h2load_noop_requests), pid: pidOf(address) },
+            { job: introspectJob(`introspect-${r}`, settings.h2load_introspect_requests), pid: pidOf(address) },
+          ],
+          settings.h2load_slices,
         );
-        record('noop_h2load', await h2noop(`noop-${r}`, settings.h2load_noop_requests));
-        record('introspect_h2load', await h2introspect(`introspect-${r}`, settings.h2load_introspect_requests));
+        record('noop_plain_h2load', plainR!);
+        record('noop_h2load', noopR!);
+        record('introspect_h2load', introspectR!);
         record(
           'noop_access_off_h2load',
           await h2noop(`noop-off-${r}`, settings.h2load_noop_requests, undefined, offAddress),

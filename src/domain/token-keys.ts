@@ -96,9 +96,16 @@ function keyedFunctions(id: string | undefined, digest: Buffer, idempotency: Buf
   const idempotencyKey: KeyObject = createSecretKey(idempotency);
   const successorKey: KeyObject = createSecretKey(successor);
   const prefix = id === undefined ? '' : `${id}.`;
+  const recent = new RecentDigests();
   return {
     id,
-    secretDigest: (secret) => prefix + createHmac('sha256', digestKey).update(secret).digest('base64url'),
+    secretDigest(secret) {
+      const known = recent.get(secret);
+      if (known !== undefined) return known;
+      const digest = prefix + createHmac('sha256', digestKey).update(secret).digest('base64url');
+      recent.set(secret, digest);
+      return digest;
+    },
     idempotencyDigest: (key) => prefix + createHmac('sha256', idempotencyKey).update(key).digest('base64url'),
     successorBytes(seed, key) {
       let counter = 0;
@@ -115,6 +122,41 @@ function keyedFunctions(id: string | undefined, digest: Buffer, idempotency: Buf
     },
   };
 }
+
+/**
+ * The digests of the secrets presented in the last second, at most 1,024: a client sends the same
+ * bearer (and a resource server introspects the same token) call after call, and one HMAC was
+ * about a tenth of an introspection's CPU (bench/README.md, "Ninth session"). It holds a secret
+ * no longer than a request that carried it is held in memory anyway, and never beyond this process
+ * (docs/design.md, "Rules that hold everywhere"). A digest depends only on the key and the secret,
+ * so a remembered one is always right.
+ */
+class RecentDigests {
+  private readonly entries = new Map<string, { digest: string; at: number }>();
+
+  get(secret: string): string | undefined {
+    const e = this.entries.get(secret);
+    if (e === undefined) return undefined;
+    if (performance.now() - e.at >= RECENT_DIGEST_MS) {
+      this.entries.delete(secret);
+      return undefined;
+    }
+    return e.digest;
+  }
+
+  set(secret: string, digest: string): void {
+    const now = performance.now();
+    // Oldest first (insertion order): drop what is past its time, then make room.
+    for (const [k, e] of this.entries) {
+      if (now - e.at < RECENT_DIGEST_MS && this.entries.size < RECENT_DIGEST_ENTRIES) break;
+      this.entries.delete(k);
+    }
+    this.entries.set(secret, { digest, at: now });
+  }
+}
+
+const RECENT_DIGEST_MS = 1000;
+const RECENT_DIGEST_ENTRIES = 1024;
 
 /** Constant-time equality of two digests (strings of equal encoding). */
 export function digestsEqual(a: string, b: string): boolean {

@@ -81,12 +81,14 @@ export class TokenCache {
   /** Caches a row read at `epoch`, unless a write happened since the read started. */
   put(record: TokenRecord, epoch: number): void {
     if (!this.enabled || epoch !== this.epoch) return;
+    const now = this.clock();
+    this.dropExpired(now);
     if (!this.byDigest.has(record.secretDigest) && this.byDigest.size >= this.options.maxEntries) {
       const oldest = this.byDigest.values().next().value;
       if (oldest) this.drop(oldest.record.id);
     }
     this.drop(record.id);
-    this.byDigest.set(record.secretDigest, { record, storedAt: this.clock() });
+    this.byDigest.set(record.secretDigest, { record, storedAt: now });
     this.digestById.set(record.id, record.secretDigest);
   }
 
@@ -108,6 +110,20 @@ export class TokenCache {
     this.epoch++;
     this.byDigest.clear();
     this.digestById.clear();
+  }
+
+  /**
+   * Forgets the rows older than the TTL, oldest first: `put` re-inserts a row at the end, so the
+   * map runs from the oldest row to the newest and the loop stops at the first fresh one (each row
+   * leaves once: constant time per `put` on average). Without it a row nobody asks for again stayed
+   * until `maxEntries` pushed it out: after a burst of new tokens, up to 10,000 dead rows (about
+   * 15 MB) that every full GC marked (bench/README.md, "Token cache").
+   */
+  private dropExpired(now: number): void {
+    for (const e of this.byDigest.values()) {
+      if (now - e.storedAt < this.options.ttlMs) return;
+      this.drop(e.record.id);
+    }
   }
 
   private drop(id: string): void {

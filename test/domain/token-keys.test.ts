@@ -25,6 +25,22 @@ describe('secretDigest', () => {
     expect(a).toMatch(/^[A-Za-z0-9_-]{8}\.[A-Za-z0-9_-]{43}$/); // key id, base64url of 32 bytes
   });
 
+  it('gives the same digest from its memory of recent secrets as fresh, past its capacity and its second', async () => {
+    const keys = testKeys();
+    const other = createTokenKeys(OTHER_SECRET);
+    const hkdf = Buffer.from(hkdfSync('sha256', SERVER_SECRET, new Uint8Array(0), 'rotor token secret digest', 32));
+    const fresh = (s: string) => `${keys.id}.${createHmac('sha256', hkdf).update(s).digest('base64url')}`;
+    const secrets = Array.from({ length: 1500 }, (_, i) => formatSecret('personal', seededRandom(`memo-${i}`)));
+    // Twice over more secrets than it keeps, interleaved with another key's: each key its own digests.
+    for (let round = 0; round < 2; round++)
+      for (const s of secrets) {
+        expect(keys.secretDigest(s)).toBe(fresh(s));
+        expect(other.secretDigest(s)).not.toBe(fresh(s));
+      }
+    await new Promise((r) => setTimeout(r, 1100));
+    expect(keys.secretDigest(secrets[1499]!)).toBe(fresh(secrets[1499]!));
+  });
+
   it('is the key id and HMAC-SHA-256 under the HKDF subkey of its label, base64url (the stored form must never change)', () => {
     const hkdf = (label: string, n = 32) => Buffer.from(hkdfSync('sha256', SERVER_SECRET, new Uint8Array(0), label, n));
     const id = hkdf('rotor key id', 6).toString('base64url');

@@ -46,6 +46,30 @@ describe('TokenCache', () => {
     expect(cache.getByDigest('dc')).toBeDefined();
   });
 
+  it('lets go of rows past their TTL when new rows come in, not only when asked for them again', () => {
+    let now = 1000;
+    const cache = new TokenCache({ ttlMs: 100, maxEntries: 10_000, now: () => now });
+    for (let i = 0; i < 50; i++) cache.put(record(`tok_${i}`, `d${i}`), cache.readStarted());
+    expect(cache.stats().entries).toBe(50);
+    now += 60;
+    cache.put(record('tok_late', 'dlate'), cache.readStarted());
+    expect(cache.stats().entries).toBe(51);
+    // The first 50 are now past their TTL; the next row in drops them, the one put at +60 stays.
+    now += 50;
+    cache.put(record('tok_new', 'dnew'), cache.readStarted());
+    expect(cache.stats().entries).toBe(2);
+    expect(cache.getByDigest('dlate')?.id).toBe('tok_late');
+    expect(cache.getById('tok_0')).toBeUndefined();
+    // A row cached again moves to the end: it outlives rows stored after its first put.
+    now += 40;
+    cache.put(record('tok_late', 'dlate'), cache.readStarted());
+    now += 70;
+    cache.put(record('tok_last', 'dlast'), cache.readStarted());
+    expect(cache.stats().entries).toBe(2);
+    expect(cache.getByDigest('dnew')).toBeUndefined();
+    expect(cache.getByDigest('dlate')?.id).toBe('tok_late');
+  });
+
   it('is off with a TTL of zero', () => {
     const cache = new TokenCache({ ttlMs: 0, maxEntries: 10 });
     cache.put(record('tok_a', 'da'), cache.readStarted());
