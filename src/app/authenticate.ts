@@ -43,12 +43,20 @@ export function checkScheme(token: TokenRecord, scheme: PresentedCredential['sch
 
 /**
  * Looks a presented secret up by its keyed digest (docs/rotation.md rule 1): parse and checksum first,
- * so garbage never reaches the database. Undefined for a well-formed but unknown secret.
+ * so garbage never reaches the database. Undefined for a well-formed but unknown secret. A row the
+ * in-process cache holds is the answer at once, with no promise to wait for (the hot path); any
+ * other lookup is a promise (findByKeyedSecret). Callers `await` either.
  */
-export function findBySecret(app: AppContext, secret: string): Promise<TokenRecord | undefined> {
+export function findBySecret(
+  app: AppContext,
+  secret: string,
+): TokenRecord | undefined | Promise<TokenRecord | undefined> {
   // Not async: a malformed secret throws here, inside the caller's own await.
   const parsed = parseSecret(secret);
-  return findByKeyedSecret(app, app.store.tokens, parsed.secret);
+  const digest = app.keys.secretDigest(parsed.secret);
+  const cached = app.store.tokens.cachedByDigest?.(digest);
+  if (cached !== undefined) return cached;
+  return findByKeyedSecret(app, app.store.tokens, parsed.secret, digest);
 }
 
 /**
@@ -111,18 +119,30 @@ export interface UsableToken {
 
 /**
  * Finds a presented secret's token and requires it usable (docs/rotation.md rules 1-2): unknown is
- * `invalid_token`, expired or revoked (outside an overlap window) assertUsable's codes.
+ * `invalid_token`, expired or revoked (outside an overlap window) assertUsable's codes. Answers at
+ * once (a value, or a thrown error) when every row it needs is in the cache; a promise otherwise.
  */
-export async function usableBySecret(app: AppContext, secret: string): Promise<UsableToken> {
-  const token = await findBySecret(app, secret);
+export function usableBySecret(app: AppContext, secret: string): UsableToken | Promise<UsableToken> {
+  const found = findBySecret(app, secret);
+  return found instanceof Promise ? found.then((token) => usableToken(app, token)) : usableToken(app, found);
+}
+
+function usableToken(app: AppContext, token: TokenRecord | undefined): UsableToken | Promise<UsableToken> {
   if (!token) throw new RotorError('invalid_token', 'token is unknown');
   const pending = successorForUse(app.store.tokens, token);
-  const successor = pending && (await pending);
+  return pending ? pending.then((successor) => judgeUsable(app, token, successor)) : judgeUsable(app, token, undefined);
+}
+
+function judgeUsable(
+  app: AppContext,
+  token: TokenRecord,
+  successor: TokenRecord | undefined,
+): UsableToken | Promise<UsableToken> {
   const now = app.now();
   assertUsable(token, now, successor);
+  const usable: UsableToken = { token, successor, now };
   const lineage = assertLineageStands(app.store.tokens, token);
-  if (lineage) await lineage;
-  return { token, successor, now };
+  return lineage ? lineage.then(() => usable) : usable;
 }
 
 /**
@@ -136,10 +156,36 @@ export async function usableBySecret(app: AppContext, secret: string): Promise<U
  * revoked its descendants too).
  */
 export function cascadeRevokedAncestor(
-  tokens: Pick<TokenRepository, 'findById'>,
+  tokens: Pick<TokenRepository, 'findById' | 'cachedById'>,
   token: TokenRecord,
 ): Promise<TokenRecord | undefined> | undefined {
-  return token.parentId === null ? undefined : walkLineage(tokens, token);
+  if (token.parentId === null) return undefined;
+  // Every ancestor in the cache (the usual case): walked at once; a found ancestor is rare.
+  const cached = walkCachedLineage(tokens, token);
+  if (cached === 'miss') return walkLineage(tokens, token);
+  return cached === undefined ? undefined : Promise.resolve(cached);
+}
+
+/** The walk of walkLineage over cached rows only: 'miss' as soon as a row is not in the cache. */
+function walkCachedLineage(
+  tokens: Pick<TokenRepository, 'findById' | 'cachedById'>,
+  token: TokenRecord,
+): TokenRecord | undefined | 'miss' {
+  if (tokens.cachedById === undefined) return 'miss';
+  let seen: Set<string> | undefined;
+  let parentId = token.parentId;
+  while (parentId !== null) {
+    if (parentId === token.id || seen?.has(parentId)) return token;
+    const parent = tokens.cachedById(parentId);
+    if (!parent) return 'miss';
+    if (parent.cascadeRevokedAt !== null) return parent;
+    if (parent.parentId !== null) {
+      seen ??= new Set();
+      seen.add(parentId);
+    }
+    parentId = parent.parentId;
+  }
+  return undefined;
 }
 
 async function walkLineage(
@@ -170,7 +216,7 @@ async function walkLineage(
  * `undefined` at once (nothing to wait for) for a token without a parent.
  */
 export function assertLineageStands(
-  tokens: Pick<TokenRepository, 'findById'>,
+  tokens: Pick<TokenRepository, 'findById' | 'cachedById'>,
   token: TokenRecord,
 ): Promise<void> | undefined {
   const walk = cascadeRevokedAncestor(tokens, token);
@@ -236,25 +282,52 @@ async function retirePredecessor(
 
 /**
  * Authenticates the caller's bearer token. Any failure is `unauthenticated`, whatever the
- * underlying reason, and the message never contains the credential.
+ * underlying reason, and the message never contains the credential. Answers at once (a value or
+ * a thrown error) when the token and its lineage are in the cache and nothing has to be written or
+ * proved; a promise otherwise. Callers `await` it either way.
  */
-export async function authenticate(app: AppContext, meta: CallMeta): Promise<Caller> {
+export function authenticate(app: AppContext, meta: CallMeta): Caller | Promise<Caller> {
   const credential = presentedCredential(meta.authorization);
   if (credential === undefined)
     throw new RotorError('unauthenticated', 'missing bearer token', { noCredentials: true });
-  let usable: UsableToken;
+  let usable: UsableToken | Promise<UsableToken>;
   try {
-    usable = await usableBySecret(app, credential.secret);
+    usable = usableBySecret(app, credential.secret);
   } catch (e) {
     throw asCallerCredentialError(e);
   }
+  if (usable instanceof Promise)
+    return usable.then(
+      (u) => authenticated(app, meta, credential, u),
+      (e: unknown) => {
+        throw asCallerCredentialError(e);
+      },
+    );
+  return authenticated(app, meta, credential, usable);
+}
+
+function authenticated(
+  app: AppContext,
+  meta: CallMeta,
+  credential: PresentedCredential,
+  usable: UsableToken,
+): Caller | Promise<Caller> {
   // RFC 9449 §7: a bound caller proves its key on every call (a branch only for bound tokens).
   if (usable.token.policy.dpopJkt !== undefined || credential.scheme === 'dpop') {
     checkScheme(usable.token, credential.scheme);
-    await proveBoundToken(app, meta.dpop, usable.token, credential.secret, 'call');
+    return proveBoundToken(app, meta.dpop, usable.token, credential.secret, 'call').then(() =>
+      retired(app, meta, usable),
+    );
   }
+  return retired(app, meta, usable);
+}
+
+function retired(app: AppContext, meta: CallMeta, usable: UsableToken): Caller | Promise<Caller> {
   const retiring = retireOnFirstUse(app, usable.token, usable.now, meta.peer);
-  if (retiring) await retiring;
+  return retiring ? retiring.then(() => caller(app, meta, usable)) : caller(app, meta, usable);
+}
+
+function caller(app: AppContext, meta: CallMeta, usable: UsableToken): Caller {
   noteUse(app, usable.token, usable.now);
   meta.tokenId = usable.token.id;
   return { token: usable.token, peer: meta.peer };

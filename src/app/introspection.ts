@@ -43,34 +43,76 @@ const denied = () =>
  * RFC 7662 introspection of a Rotor token or of a JWT access token Rotor issued. Callers holding
  * `rotor:introspect` or `rotor:admin` may introspect any token; others only their own (for a
  * JWT: one issued from the caller's token). Anything not usable is `{active: false}` (§2.2).
+ * Answers at once (a value or a thrown error) when the token and its lineage are in the cache and
+ * nothing has to be written; a promise otherwise. Callers `await` it either way.
  */
-export async function introspect(app: AppContext, caller: Caller, secret: string): Promise<Introspection> {
+export function introspect(app: AppContext, caller: Caller, secret: string): Introspection | Promise<Introspection> {
   if (secret.length > LIMITS.tokenParameter)
     throw new RotorError('invalid_argument', 'token is too long', { field: 'token' });
   if (looksLikeJwt(secret)) return introspectJwt(app, caller, secret);
   const privileged = mayIntrospectOthers(caller.token);
-  let token: TokenRecord | undefined;
-  try {
-    token = await findBySecret(app, secret);
-  } catch (e) {
+  const unreadable = (e: unknown): Introspection => {
     if (isRotorError(e) && e.code === 'invalid_token') {
       if (!privileged) throw denied();
       return { active: false };
     }
     throw e;
+  };
+  let found: TokenRecord | undefined | Promise<TokenRecord | undefined>;
+  try {
+    found = findBySecret(app, secret);
+  } catch (e) {
+    return unreadable(e);
   }
+  if (found instanceof Promise)
+    return found.then(
+      (token) => introspectFound(app, caller, privileged, token),
+      (e: unknown) => unreadable(e),
+    );
+  return introspectFound(app, caller, privileged, found);
+}
+
+function introspectFound(
+  app: AppContext,
+  caller: Caller,
+  privileged: boolean,
+  token: TokenRecord | undefined,
+): Introspection | Promise<Introspection> {
   // By id, not by digest: a row found under an older server key is re-digested between two lookups.
   if (!privileged && !(token && token.id === caller.token.id)) throw denied();
-  const now = app.now();
   if (!token) return { active: false };
   // Each step waits only when it had to read (successorForUse and the others say when).
   const pending = successorForUse(app.store.tokens, token);
-  if (!isUsable(token, now, pending && (await pending))) return { active: false };
+  if (pending) return pending.then((successor) => introspectUsable(app, caller, token, successor));
+  return introspectUsable(app, caller, token, undefined);
+}
+
+function introspectUsable(
+  app: AppContext,
+  caller: Caller,
+  token: TokenRecord,
+  successor: TokenRecord | undefined,
+): Introspection | Promise<Introspection> {
+  const now = app.now();
+  if (!isUsable(token, now, successor)) return { active: false };
   const lineage = cascadeRevokedAncestor(app.store.tokens, token);
-  if (lineage && (await lineage)) return { active: false };
+  if (lineage)
+    return lineage.then((ancestor) => (ancestor ? { active: false } : introspectStanding(app, caller, token, now)));
+  return introspectStanding(app, caller, token, now);
+}
+
+function introspectStanding(
+  app: AppContext,
+  caller: Caller,
+  token: TokenRecord,
+  now: number,
+): Introspection | Promise<Introspection> {
   // A resource server introspecting the token it was handed is a use of it.
   const retiring = retireOnFirstUse(app, token, now, caller.peer);
-  if (retiring) await retiring;
+  return retiring ? retiring.then(() => activeToken(token)) : activeToken(token);
+}
+
+function activeToken(token: TokenRecord): Introspection {
   // Built without an object spread: a literal with a spread is made field by field at run time.
   const active: ActiveToken = {
     scopes: token.scopes,

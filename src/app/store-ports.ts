@@ -52,6 +52,12 @@ export interface TokenRepository {
   findById(id: string): Promise<TokenRecord | undefined>;
   findByDigest(secretDigest: string): Promise<TokenRecord | undefined>;
   /**
+   * The rows `findById` / `findByDigest` would answer from an in-process cache right now, without
+   * waiting (undefined: not cached, read with a find); absent where reads are not cached.
+   */
+  cachedById?(id: string): TokenRecord | undefined;
+  cachedByDigest?(secretDigest: string): TokenRecord | undefined;
+  /**
    * The token whose stored digest is one of `secretDigests` (the digests of one secret under the
    * older server keys, docs/server-key.md); one query, tried only after `findByDigest` missed.
    */

@@ -32,6 +32,14 @@ export class CachedTokenRepository implements TokenRepository {
     this.onWrite(ids);
   }
 
+  cachedById(id: string): TokenRecord | undefined {
+    return this.readThrough ? this.cache.peekById(id) : undefined;
+  }
+
+  cachedByDigest(secretDigest: string): TokenRecord | undefined {
+    return this.readThrough ? this.cache.peekByDigest(secretDigest) : undefined;
+  }
+
   async findById(id: string): Promise<TokenRecord | undefined> {
     if (!this.readThrough) return this.base.findById(id);
     return this.cache.getById(id) ?? this.readShared(`id:${id}`, () => this.base.findById(id));

@@ -66,6 +66,24 @@ export class TokenCache {
     return e.record;
   }
 
+  /**
+   * getByDigest for a caller that reads through `getByDigest` (or the database) on a miss: counts
+   * a hit, leaves the miss (and dropping an expired row) to that second lookup, so each lookup is
+   * counted once.
+   */
+  peekByDigest(digest: string): TokenRecord | undefined {
+    const e = this.byDigest.get(digest);
+    if (e === undefined || this.clock() - e.storedAt >= this.options.ttlMs) return undefined;
+    this.hits++;
+    return e.record;
+  }
+
+  /** peekByDigest by id. */
+  peekById(id: string): TokenRecord | undefined {
+    const digest = this.digestById.get(id);
+    return digest === undefined ? undefined : this.peekByDigest(digest);
+  }
+
   /** Lookups answered from the cache and not, since it was created, and the rows it holds. */
   stats(): TokenCacheStats {
     return { hits: this.hits, misses: this.misses, entries: this.byDigest.size };

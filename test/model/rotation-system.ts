@@ -248,10 +248,12 @@ export class RealSystem {
   async authenticate(i: number): Promise<Outcome> {
     // What `authenticate` does with a bearer, without turning the answer into `unauthenticated`.
     return outcome(
-      usableBySecret(this.app, this.secret(i)).then(async ({ token, now }) => {
+      (async () => {
+        // usableBySecret may answer (or throw) at once: awaited inside an async function either way.
+        const { token, now } = await usableBySecret(this.app, this.secret(i));
         await retireOnFirstUse(this.app, token, now, null);
         return { record: token, secret: '' };
-      }),
+      })(),
     );
   }
 
@@ -361,7 +363,7 @@ export class RealSystem {
       if (cut.length === 0) continue;
       const i = this.ids.indexOf(r.id);
       const presented = await outcome(
-        usableBySecret(this.app, this.secret(i)).then(({ token }) => ({ record: token, secret: '' })),
+        (async () => ({ record: (await usableBySecret(this.app, this.secret(i))).token, secret: '' }))(),
       );
       expect(
         presented.ok ? 'authenticates' : presented.message,
