@@ -160,55 +160,59 @@ export function cascadeRevokedAncestor(
   token: TokenRecord,
 ): Promise<TokenRecord | undefined> | undefined {
   if (token.parentId === null) return undefined;
-  // Every ancestor in the cache (the usual case): walked at once; a found ancestor is rare.
-  const cached = walkCachedLineage(tokens, token);
-  if (cached === 'miss') return walkLineage(tokens, token);
-  return cached === undefined ? undefined : Promise.resolve(cached);
-}
-
-/** The walk of walkLineage over cached rows only: 'miss' as soon as a row is not in the cache. */
-function walkCachedLineage(
-  tokens: Pick<TokenRepository, 'findById' | 'cachedById'>,
-  token: TokenRecord,
-): TokenRecord | undefined | 'miss' {
-  if (tokens.cachedById === undefined) return 'miss';
-  let seen: Set<string> | undefined;
-  let parentId = token.parentId;
-  while (parentId !== null) {
-    if (parentId === token.id || seen?.has(parentId)) return token;
-    const parent = tokens.cachedById(parentId);
-    if (!parent) return 'miss';
-    if (parent.cascadeRevokedAt !== null) return parent;
-    if (parent.parentId !== null) {
-      seen ??= new Set();
-      seen.add(parentId);
-    }
-    parentId = parent.parentId;
+  const walk = new LineageWalk(token);
+  // Ancestors in the cache (the usual case: all of them) are walked at once; from the first that
+  // is not, the walk goes on through reads. A found ancestor is rare.
+  while (walk.parentId !== null && tokens.cachedById !== undefined) {
+    if (walk.looped()) return Promise.resolve(token);
+    const parent = tokens.cachedById(walk.parentId);
+    if (parent === undefined) return walkLineage(tokens, walk);
+    const found = walk.past(parent);
+    if (found) return Promise.resolve(found);
   }
-  return undefined;
+  return walk.parentId === null ? undefined : walkLineage(tokens, walk);
 }
 
 async function walkLineage(
   tokens: Pick<TokenRepository, 'findById'>,
-  token: TokenRecord,
+  walk: LineageWalk,
 ): Promise<TokenRecord | undefined> {
-  // The ancestors walked past; made only when the walk goes on past the first, as most tokens
-  // are one step from a root (a bootstrap token).
-  let seen: Set<string> | undefined;
-  let parentId = token.parentId;
-  while (parentId !== null) {
-    // Parents are always older than their children, so a loop cannot happen; fail closed if it did.
-    if (parentId === token.id || seen?.has(parentId)) return token;
-    const parent = await tokens.findById(parentId);
+  while (walk.parentId !== null) {
+    if (walk.looped()) return walk.token;
+    const parent = await tokens.findById(walk.parentId);
     if (!parent) return undefined;
-    if (parent.cascadeRevokedAt !== null) return parent;
-    if (parent.parentId !== null) {
-      seen ??= new Set();
-      seen.add(parentId);
-    }
-    parentId = parent.parentId;
+    const found = walk.past(parent);
+    if (found) return found;
   }
   return undefined;
+}
+
+/** Where a lineage walk is: the next ancestor to read, and the ones walked past. */
+class LineageWalk {
+  parentId: string | null;
+  // Made only when the walk goes on past the first ancestor, as most tokens are one step from a
+  // root (a bootstrap token).
+  private seen: Set<string> | undefined;
+
+  constructor(readonly token: TokenRecord) {
+    this.parentId = token.parentId;
+  }
+
+  /** Parents are always older than their children, so a loop cannot happen; fail closed if it did. */
+  looped(): boolean {
+    return this.parentId === this.token.id || (this.parentId !== null && this.seen?.has(this.parentId) === true);
+  }
+
+  /** Steps past `parent` (the token `parentId` named); returns it when a cascade reached it. */
+  past(parent: TokenRecord): TokenRecord | undefined {
+    if (parent.cascadeRevokedAt !== null) return parent;
+    if (parent.parentId !== null) {
+      this.seen ??= new Set();
+      this.seen.add(parent.id);
+    }
+    this.parentId = parent.parentId;
+    return undefined;
+  }
 }
 
 /**

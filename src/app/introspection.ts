@@ -51,25 +51,27 @@ export function introspect(app: AppContext, caller: Caller, secret: string): Int
     throw new RotorError('invalid_argument', 'token is too long', { field: 'token' });
   if (looksLikeJwt(secret)) return introspectJwt(app, caller, secret);
   const privileged = mayIntrospectOthers(caller.token);
-  const unreadable = (e: unknown): Introspection => {
-    if (isRotorError(e) && e.code === 'invalid_token') {
-      if (!privileged) throw denied();
-      return { active: false };
-    }
-    throw e;
-  };
   let found: TokenRecord | undefined | Promise<TokenRecord | undefined>;
   try {
     found = findBySecret(app, secret);
   } catch (e) {
-    return unreadable(e);
+    return unreadable(e, privileged);
   }
   if (found instanceof Promise)
     return found.then(
       (token) => introspectFound(app, caller, privileged, token),
-      (e: unknown) => unreadable(e),
+      (e: unknown) => unreadable(e, privileged),
     );
   return introspectFound(app, caller, privileged, found);
+}
+
+/** A secret that does not parse is inactive for a privileged caller, and none of another's business. */
+function unreadable(e: unknown, privileged: boolean): Introspection {
+  if (isRotorError(e) && e.code === 'invalid_token') {
+    if (!privileged) throw denied();
+    return { active: false };
+  }
+  throw e;
 }
 
 function introspectFound(

@@ -52,18 +52,13 @@ export class TokenCache {
   }
 
   getByDigest(digest: string): TokenRecord | undefined {
+    const hit = this.peekByDigest(digest);
+    if (hit !== undefined) return hit;
+    this.misses++;
+    // Present but past its TTL: forgotten now.
     const e = this.byDigest.get(digest);
-    if (!e) {
-      this.misses++;
-      return undefined;
-    }
-    if (this.clock() - e.storedAt >= this.options.ttlMs) {
-      this.misses++;
-      this.drop(e.record.id);
-      return undefined;
-    }
-    this.hits++;
-    return e.record;
+    if (e !== undefined) this.drop(e.record.id);
+    return undefined;
   }
 
   /**

@@ -16,6 +16,13 @@ function tokensOf(...records: TokenRecord[]) {
   };
 }
 
+/** The same, with the rows of `cached` also in an in-process cache (cachedById answers at once). */
+function cachedTokensOf(cached: readonly string[], ...records: TokenRecord[]) {
+  const repo = tokensOf(...records);
+  const byId = new Map(records.filter((t) => cached.includes(t.id)).map((t) => [t.id, t]));
+  return { ...repo, cachedById: (id: string) => byId.get(id) };
+}
+
 describe('the lineage walk (docs/rotation.md, "Lineage and cascade")', () => {
   it('answers at once, without a promise or a read, for a token without a parent', () => {
     const repo = tokensOf();
@@ -57,5 +64,37 @@ describe('the lineage walk (docs/rotation.md, "Lineage and cascade")', () => {
     const cycle = tokensOf(x, y, below);
     expect((await cascadeRevokedAncestor(cycle, below))?.id).toBe('tok_below');
     expect(cycle.reads).toEqual(['tok_x', 'tok_y']);
+  });
+
+  it('walks cached ancestors at once (no promise when none was reached) and reads from the first one not cached', async () => {
+    const grand = tokenRecord({ id: 'tok_grand', parentId: null, cascadeRevokedAt: 1_000 });
+    const parent = tokenRecord({ id: 'tok_parent', parentId: 'tok_grand' });
+    const child = tokenRecord({ id: 'tok_child', parentId: 'tok_parent' });
+    const standing = tokenRecord({ id: 'tok_standing', parentId: null });
+    const below = tokenRecord({ id: 'tok_below', parentId: 'tok_standing' });
+    const allCached = cachedTokensOf(['tok_standing'], standing, below);
+    expect(cascadeRevokedAncestor(allCached, below)).toBeUndefined();
+    expect(assertLineageStands(allCached, below)).toBeUndefined();
+    expect(allCached.reads).toEqual([]);
+    const reached = cachedTokensOf(['tok_parent', 'tok_grand'], grand, parent, child);
+    expect((await cascadeRevokedAncestor(reached, child))?.id).toBe('tok_grand');
+    expect(reached.reads).toEqual([]);
+    const partly = cachedTokensOf(['tok_parent'], grand, parent, child);
+    expect((await cascadeRevokedAncestor(partly, child))?.id).toBe('tok_grand');
+    expect(partly.reads).toEqual(['tok_grand']);
+    await expect(assertLineageStands(partly, child)).rejects.toMatchObject({ code: 'token_revoked' });
+  });
+
+  it('fails closed on a loop through cached ancestors too', async () => {
+    const x = tokenRecord({ id: 'tok_x', parentId: 'tok_y' });
+    const y = tokenRecord({ id: 'tok_y', parentId: 'tok_x' });
+    const below = tokenRecord({ id: 'tok_below', parentId: 'tok_x' });
+    const cycle = cachedTokensOf(['tok_x', 'tok_y'], x, y, below);
+    expect((await cascadeRevokedAncestor(cycle, below))?.id).toBe('tok_below');
+    expect(cycle.reads).toEqual([]);
+    // Half cached: the walk carries what it has seen into the reads.
+    const half = cachedTokensOf(['tok_x'], x, y, below);
+    expect((await cascadeRevokedAncestor(half, below))?.id).toBe('tok_below');
+    expect(half.reads).toEqual(['tok_y']);
   });
 });

@@ -102,18 +102,20 @@ const UNSUPPORTED_ENCODING = /^Received message compressed with unsupported enco
 /** Bearer metadata: the admin's, none, or garbage. */
 const bearer = fc.constantFrom<'admin' | string | undefined>('admin', undefined, 'Bearer rtr_prj_x', 'Bearer ', 'x');
 
-describe('fuzz: gRPC frames on sqlite', () => {
-  let s: TestServer;
-  let session: http2.ClientHttp2Session;
-  beforeAll(async () => {
-    s = await startTestServer();
-    session = http2.connect(`http://${s.grpcAddress}`);
-  });
-  afterAll(async () => {
-    session?.close();
-    await s?.stop();
-  });
+// One server and one HTTP/2 session for both parts: every call here reads, or is refused having written
+// nothing (checked).
+let s: TestServer;
+let session: http2.ClientHttp2Session;
+beforeAll(async () => {
+  s = await startTestServer();
+  session = http2.connect(`http://${s.grpcAddress}`);
+});
+afterAll(async () => {
+  session?.close();
+  await s?.stop();
+});
 
+describe('fuzz: gRPC frames on sqlite', () => {
   /** Sends one request; resolves with the grpc-status (from trailers, or trailers-only headers). */
   async function call(
     path: string,
@@ -162,17 +164,6 @@ describe('fuzz: gRPC frames on sqlite', () => {
 });
 
 describe('gRPC port: compressed request messages on sqlite', () => {
-  let s: TestServer;
-  let session: http2.ClientHttp2Session;
-  beforeAll(async () => {
-    s = await startTestServer();
-    session = http2.connect(`http://${s.grpcAddress}`);
-  });
-  afterAll(async () => {
-    session?.close();
-    await s?.stop();
-  });
-
   const LIST = '/rotor.v1.TokenService/ListTokens';
   const listRequest = () =>
     Buffer.from(toBinary(ListTokensRequestSchema, create(ListTokensRequestSchema, { pageSize: 1 })));
