@@ -39,6 +39,7 @@ export class AccessRecord implements CallMeta {
   constructor(
     readonly authorization: string | undefined,
     readonly peer: string | null,
+    /** Matches REQUEST_ID or is a UUID (AccessLog.begin makes every record), so it is JSON-safe. */
     readonly requestId: string,
     readonly traceparent: string | undefined,
   ) {}
@@ -73,8 +74,26 @@ export function accessLineWriter(log: Logger): AccessLineWriter {
 
 const json = JSON.stringify;
 
+/**
+ * Whole microseconds as a JSON number of milliseconds (`1234` → `1.234`, `50` → `0.050`), from
+ * integers: formatting a fractional double cost more than the rest of the line.
+ */
+export function millis(us: number): string {
+  const whole = Math.floor(us / 1000);
+  const frac = us - whole * 1000;
+  if (frac === 0) return `${whole}`;
+  return frac < 10 ? `${whole}.00${frac}` : frac < 100 ? `${whole}.0${frac}` : `${whole}.${frac}`;
+}
+
+/** Cached line heads per transport: the RPCs and routes a server has are a few dozen at most. */
+const MAX_CACHED_HEADS = 256;
+
 /** Where the access lines go, and how records are started. Only built when the access log is on. */
 export class AccessLog {
+  /** `"transport":…,"rpc":…` of each RPC, and `,"code":…` of each code label, each made once. */
+  private readonly rpcHeads = { grpc: new Map<string, string>(), http: new Map<string, string>() };
+  private readonly codeFields = new Map<string, string>();
+
   constructor(private readonly sink: AccessLineWriter) {}
 
   /** A record for a call that sent these header values (each may be absent or malformed). */
@@ -98,19 +117,39 @@ export class AccessLog {
    * `httpMethod` for the HTTP port's routes.
    */
   write(rec: AccessRecord, transport: 'grpc' | 'http', status: number, httpMethod?: string): void {
-    // Built by hand, in a fixed order; every string goes through JSON.stringify, so no value can
-    // break out of its field whatever it holds.
+    // Built by hand, in a fixed order; every string goes through JSON.stringify (once per RPC and
+    // per code for the cached parts), so no value can break out of its field whatever it holds.
     let line =
       httpMethod === undefined
-        ? `"transport":"${transport}","rpc":${json(rec.target)}`
+        ? this.rpcHead(transport, rec.target)
         : `"transport":"${transport}","route":${json(rec.target)},"http_method":${json(httpMethod)}`;
     line += `,"status":${status}`;
-    if (rec.code !== undefined) line += `,"code":${json(rec.code)}`;
+    if (rec.code !== undefined) line += this.codeField(rec.code);
     if (rec.rotorError !== undefined) line += `,"rotor_error":${json(rec.rotorError)}`;
-    line += `,"duration_ms":${Math.round((performance.now() - rec.started) * 1000) / 1000}`;
-    line += `,"peer":${json(rec.peer)},"request_id":${json(rec.requestId)}`;
+    line += `,"duration_ms":${millis(Math.round((performance.now() - rec.started) * 1000))}`;
+    // The request id is JSON as it is: begin() took it only if it matched REQUEST_ID, else made a UUID.
+    line += `,"peer":${json(rec.peer)},"request_id":"${rec.requestId}"`;
     if (rec.traceparent !== undefined) line += `,"traceparent":${json(rec.traceparent)}`;
     if (rec.tokenId !== undefined) line += `,"token_id":${json(rec.tokenId)}`;
     this.sink.accessLine(line);
+  }
+
+  private rpcHead(transport: 'grpc' | 'http', target: string): string {
+    const heads = this.rpcHeads[transport];
+    let head = heads.get(target);
+    if (head === undefined) {
+      head = `"transport":"${transport}","rpc":${json(target)}`;
+      if (heads.size < MAX_CACHED_HEADS) heads.set(target, head);
+    }
+    return head;
+  }
+
+  private codeField(code: string): string {
+    let field = this.codeFields.get(code);
+    if (field === undefined) {
+      field = `,"code":${json(code)}`;
+      if (this.codeFields.size < MAX_CACHED_HEADS) this.codeFields.set(code, field);
+    }
+    return field;
   }
 }

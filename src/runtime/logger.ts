@@ -81,7 +81,7 @@ export function createLogger(
   // Access lines are the only lines written per call: with the default destination (stdout, JSON)
   // they are gathered into large writes, and any other line first sends the gathered ones, so
   // lines keep their order.
-  const batch = write === undefined && format === 'json' ? new LineBatch(sink) : undefined;
+  const batch = write === undefined && format === 'json' ? new LineBatch(sink, redact) : undefined;
   const out: DestinationStream = batch
     ? {
         write: (line) => {
@@ -110,7 +110,7 @@ export function createLogger(
     if (!infoOn) return;
     const line = `{"level":${infoLevel},"time":"${time()}",${members},"msg":"access"}\n`;
     if (!batch) stream.write(line);
-    else batch.push(redact ? redactSecrets(line) : line);
+    else batch.push(line);
   };
   return wrap(logger, accessLine);
 }
@@ -118,14 +118,20 @@ export function createLogger(
 /**
  * Lines gathered into one write of at least BATCH_BYTES, or after at most BATCH_MS: one write
  * per line (pino's destination hands every write to libuv's thread pool) cost more per call than
- * building the line (bench/README.md, "Per-call cost"). Flushed on exit.
+ * building the line (bench/README.md, "Per-call cost"). Flushed on exit. With `redact`, the
+ * by-shape net (`redactSecrets`) runs over each batch as it is written: the same lines are masked
+ * as line by line (neither shape can span a line break), in one scan of the joined text instead
+ * of a scan, and the flattening it needs, per line.
  */
 class LineBatch {
   private lines: string[] = [];
   private bytes = 0;
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly sink: DestinationStream & { flushSync?: () => void }) {
+  constructor(
+    private readonly sink: DestinationStream & { flushSync?: () => void },
+    private readonly redact: boolean,
+  ) {
     process.once('exit', () => {
       this.flush();
       try {
@@ -155,7 +161,7 @@ class LineBatch {
     const text = this.lines.join('');
     this.lines = [];
     this.bytes = 0;
-    this.sink.write(text);
+    this.sink.write(this.redact ? redactSecrets(text) : text);
   }
 }
 
@@ -185,17 +191,13 @@ function destination(write: ((line: string) => void) | undefined, format: LogFor
     const out = write ?? ((l: string) => void process.stdout.write(l));
     return { write: (line) => out(prettify(line)) };
   }
-  // Lines go out in writes of at least 4 KiB, and at least every 100 ms: one write per line cost
-  // more than building it (bench/README.md, "Per-call cost"). pino flushes the rest on exit.
-  // maxWrite: a batch of access lines (LineBatch) goes out in one write.
+  // Asynchronous writes: a line goes out at once, and lines that arrive while a write is under
+  // way go out together after it. Access lines, the only lines written per call, are already
+  // gathered into large writes (LineBatch). No minimum length and so no periodic flush: the
+  // flush timer wrote an empty string through libuv's thread pool ten times a second on an idle
+  // server (bench/README.md, "Tenth session"). maxWrite: a batch of access lines goes out in one write.
   return write === undefined
-    ? pino.destination({
-        dest: 1,
-        sync: false,
-        minLength: 4096,
-        maxWrite: 4 * BATCH_BYTES,
-        periodicFlush: 100,
-      } as never)
+    ? pino.destination({ dest: 1, sync: false, maxWrite: 4 * BATCH_BYTES } as never)
     : { write };
 }
 

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -177,5 +177,40 @@ describe('the database-unavailable log line', () => {
     // The by-shape net sees access lines too.
     expect(lines[4]!.detail).toBe('rtr_pat_[redacted]');
     expect(out).not.toContain(SECRET);
+  });
+
+  it('on stdout, writes a line while the process runs on, not only at exit', async () => {
+    // The child logs one line and one access line, then idles until its stdin closes: both lines
+    // must arrive before that (there is no periodic flush; a minimum write length would hold them).
+    const logger = resolve('dist/src/runtime/logger.js');
+    const script = `
+      import { createLogger } from ${JSON.stringify(logger)};
+      const log = createLogger('info');
+      log.warn('alone', { detail: ${JSON.stringify(SECRET)} });
+      log.accessLine('"transport":"grpc","n":1');
+      process.stdin.resume();
+      process.stdin.on('end', () => process.exit(0));
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    let out = '';
+    const exited = new Promise<number | null>((r) => child.once('exit', r));
+    await new Promise<void>((done) => {
+      child.stdout.on('data', (b: Buffer) => {
+        out += b.toString();
+        if (out.split('\n').length > 2) done();
+      });
+    });
+    child.stdin.end();
+    expect(await exited).toBe(0);
+    const lines = out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines).toMatchObject([
+      { level: 'warn', msg: 'alone', detail: 'rtr_pat_[redacted]' },
+      { level: 'info', msg: 'access', n: 1 },
+    ]);
   });
 });
