@@ -6,15 +6,27 @@ export class CallTracker {
   private unary = 0;
   private waiters: (() => void)[] = [];
 
-  /** Marks a unary call started; the returned function marks it done (call it exactly once). */
+  /** Marks a unary call started; the returned function marks it done (later calls of it do nothing). */
   startUnary(): () => void {
-    this.unary++;
+    this.beginUnary();
     let done = false;
     return () => {
       if (done) return;
       done = true;
-      if (--this.unary === 0) for (const w of this.waiters.splice(0)) w();
+      this.endUnary();
     };
+  }
+
+  /**
+   * The same pair without a closure per call, for a caller whose every path ends the call exactly
+   * once (the gRPC port's unary handler, src/api/grpc-server.ts).
+   */
+  beginUnary(): void {
+    this.unary++;
+  }
+
+  endUnary(): void {
+    if (--this.unary === 0) for (const w of this.waiters.splice(0)) w();
   }
 
   /** Resolves once no unary call is in flight. */

@@ -195,44 +195,52 @@ function unaryHandler(
   tracker: CallTracker,
 ): grpc.handleUnaryCall<unknown, unknown> {
   const impl = (mounted.impl as Record<string, Unary | undefined>)[method.localName];
-  return (call, unaryCallback) => {
-    const done = tracker.startUnary();
-    const callback: grpc.sendUnaryData<unknown> = (err, value) => {
-      done();
-      unaryCallback(err, value);
-    };
+  const where = `${mounted.service.typeName}/${method.name}`;
+  // Every path below answers exactly once, through answer(): the handler is done with the call
+  // (a later 'cancelled' changes nothing), the tracker counts it finished, grpc-js sends it.
+  // Plain functions, not closures made per call (bench/README.md, "Per-call cost").
+  const answer = (
+    ctx: GrpcCallContext | undefined,
+    reply: grpc.sendUnaryData<unknown>,
+    err: Partial<grpc.StatusObject> | null,
+    value?: unknown,
+  ) => {
+    ctx?.settle();
+    tracker.endUnary();
+    reply(err, value);
+  };
+  // Handlers already map their errors; anything else still leaves through the one mapping.
+  const failed = (ctx: GrpcCallContext, reply: grpc.sendUnaryData<unknown>, err: unknown) =>
+    answer(ctx, reply, statusOf(err, log, where));
+  return (call, reply) => {
+    tracker.beginUnary();
     const req = call.request;
     if (req instanceof UndecodableRequest) {
-      callback({
+      answer(undefined, reply, {
         code: grpc.status.INVALID_ARGUMENT,
         details: `request is not a valid ${method.input.typeName}: ${req.reason}`,
       });
       return;
     }
     if (!impl) {
-      callback({ code: grpc.status.UNIMPLEMENTED, details: `${method.name} is not implemented` });
+      answer(undefined, reply, { code: grpc.status.UNIMPLEMENTED, details: `${method.name} is not implemented` });
       return;
     }
     const ctx = new GrpcCallContext(mounted, method, call);
-    const ok = (res: unknown) => {
-      ctx.settle();
-      callback(null, res);
-    };
-    const fail = (err: unknown) => {
-      ctx.settle();
-      // Handlers already map their errors; anything else still leaves through the one mapping.
-      callback(statusOf(err, log, `${mounted.service.typeName}/${method.name}`));
-    };
-    // A handler that answers without waiting (the no-op) is answered in the same turn.
+    // A handler that answers without waiting (the no-op, a cached introspection) is answered in the same turn.
     let res: unknown;
     try {
       res = impl(req, ctx);
     } catch (err) {
-      fail(err);
+      failed(ctx, reply, err);
       return;
     }
-    if (res instanceof Promise) res.then(ok, fail);
-    else ok(res);
+    if (res instanceof Promise)
+      res.then(
+        (value: unknown) => answer(ctx, reply, null, value),
+        (err: unknown) => failed(ctx, reply, err),
+      );
+    else answer(ctx, reply, null, res);
   };
 }
 
