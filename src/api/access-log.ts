@@ -1,8 +1,8 @@
-import { randomUUID } from 'node:crypto';
 import type { Code, ConnectError } from '@connectrpc/connect';
 import type { CallMeta } from '../app/context.js';
 import type { DpopRequest } from '../app/dpop.js';
 import type { Logger } from '../app/logger-port.js';
+import { RequestIds } from './request-ids.js';
 import { codeLabel } from './rpc-stats.js';
 
 /**
@@ -93,6 +93,7 @@ export class AccessLog {
   /** `"transport":…,"rpc":…` of each RPC, and `,"code":…` of each code label, each made once. */
   private readonly rpcHeads = { grpc: new Map<string, string>(), http: new Map<string, string>() };
   private readonly codeFields = new Map<string, string>();
+  private readonly ids = new RequestIds();
 
   constructor(private readonly sink: AccessLineWriter) {}
 
@@ -106,7 +107,7 @@ export class AccessLog {
     return new AccessRecord(
       authorization,
       peer,
-      typeof requestId === 'string' && REQUEST_ID.test(requestId) ? requestId : randomUUID(),
+      typeof requestId === 'string' && REQUEST_ID.test(requestId) ? requestId : this.ids.next(),
       typeof traceparent === 'string' && TRACEPARENT.test(traceparent) ? traceparent : undefined,
     );
   }
