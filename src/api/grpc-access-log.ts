@@ -1,3 +1,4 @@
+import { sensitiveHeaders, type OutgoingHttpHeaders } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import type { AccessLog, AccessRecord } from './access-log.js';
 
@@ -44,11 +45,22 @@ function begin(call: AnyCall, path: string, access: AccessLog): AccessRecord {
  * Every other Metadata method sees an ordinary entry.
  */
 class RequestIdHeader extends grpc.Metadata {
-  constructor(requestId: string) {
+  constructor(private readonly requestId: string) {
     super();
     this.internalRepr.set('x-request-id', [requestId]);
   }
+
+  /**
+   * What grpc-js puts in the response headers. The id is marked never-indexed for HPACK
+   * (`http2.sensitiveHeaders`): a value new on every call would otherwise go into both ends'
+   * dynamic tables and push out the headers every response repeats.
+   */
+  override toHttp2Headers(): OutgoingHttpHeaders {
+    return { 'x-request-id': this.requestId, [sensitiveHeaders]: NEVER_INDEXED } as OutgoingHttpHeaders;
+  }
 }
+
+const NEVER_INDEXED = ['x-request-id'];
 
 function requestIdHeader(rec: AccessRecord): grpc.Metadata {
   return new RequestIdHeader(rec.requestId);

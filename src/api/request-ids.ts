@@ -24,7 +24,8 @@ export class RequestIds {
     let at = 0;
     for (let i = 0; i < 16; i++) {
       let byte = p[o + i]!;
-      if (i === 6) byte = (byte & 0x0f) | 0x40; // version 4
+      if (i === 6)
+        byte = (byte & 0x0f) | 0x40; // version 4
       else if (i === 8) byte = (byte & 0x3f) | 0x80; // variant 10
       t[at++] = HEX[byte >> 4]!;
       t[at++] = HEX[byte & 0x0f]!;

@@ -1,3 +1,4 @@
+import * as http2 from 'node:http2';
 import { createClient } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
 import * as grpc from '@grpc/grpc-js';
@@ -63,6 +64,29 @@ function grpcUnary(
   });
 }
 
+/** The response headers of one gRPC call made with node:http2 (what arrives, HPACK flags included). */
+function rawResponseHeaders(address: string, path: string, frame: Buffer, authorization: string) {
+  type Received = http2.IncomingHttpHeaders & { [http2.sensitiveHeaders]?: string[] };
+  return new Promise<Received>((resolve, reject) => {
+    const session = http2.connect(`http://${address}`);
+    session.once('error', reject);
+    const req = session.request({
+      ':method': 'POST',
+      ':path': path,
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      authorization,
+    });
+    req.once('response', (headers) => {
+      resolve(headers as Received);
+      req.resume();
+      req.once('end', () => session.close());
+    });
+    req.once('error', reject);
+    req.end(frame);
+  });
+}
+
 describe.each(ENGINES)('access log on %s', (engine) => {
   let s: TestServer;
   let adminId: string;
@@ -88,6 +112,10 @@ describe.each(ENGINES)('access log on %s', (engine) => {
     });
     expect(ok.code).toBe(0);
     expect(ok.headers['x-request-id']).toBe('req-grpc-1');
+    // On the wire, a generated id comes never-indexed (HPACK), so it stays out of both ends' tables.
+    const raw = await rawResponseHeaders(s.grpcAddress, path, frame, `Bearer ${s.adminSecret}`);
+    expect(raw['x-request-id']).toMatch(UUID);
+    expect(raw[http2.sensitiveHeaders]).toEqual(['x-request-id']);
     const line = await lineOf(s, 'req-grpc-1');
     expect(line).toEqual({
       level: 'info',
