@@ -18,7 +18,10 @@ describe('request ids', () => {
   it('use every hex digit in every random position (the bytes are random, not a counter)', () => {
     const ids = new RequestIds();
     const digits = Array.from({ length: 36 }, () => new Set<string>());
-    for (let i = 0; i < 2_000; i++) [...ids.next()].forEach((c, at) => digits[at]!.add(c));
+    for (let i = 0; i < 2_000; i++) {
+      const id = ids.next();
+      for (let at = 0; at < id.length; at++) digits[at]!.add(id[at]!);
+    }
     for (const [at, set] of digits.entries()) {
       if ([8, 13, 18, 23].includes(at)) expect([...set]).toEqual(['-']);
       else if (at === 14) expect([...set]).toEqual(['4']);
