@@ -196,9 +196,16 @@ function destination(write: ((line: string) => void) | undefined, format: LogFor
   // gathered into large writes (LineBatch). No minimum length and so no periodic flush: the
   // flush timer wrote an empty string through libuv's thread pool ten times a second on an idle
   // server (bench/README.md, "Tenth session"). maxWrite: a batch of access lines goes out in one write.
-  return write === undefined
-    ? pino.destination({ dest: 1, sync: false, maxWrite: 4 * BATCH_BYTES } as never)
-    : { write };
+  // Buffer content mode, each line encoded once here: in its string mode the destination measures
+  // every write's UTF-8 length with Buffer.byteLength (twice while a write is under way) before
+  // fs.write encodes it, passes over every 64 KiB batch of access lines (bench/README.md, "Tenth
+  // session"). flushSync (on exit) writes what is left in the same mode.
+  if (write !== undefined) return { write };
+  const boom = pino.destination({ dest: 1, sync: false, maxWrite: 4 * BATCH_BYTES, contentMode: 'buffer' } as never);
+  return {
+    write: (line: string) => boom.write(Buffer.from(line) as never),
+    flushSync: () => boom.flushSync(),
+  } as DestinationStream;
 }
 
 function wrap(logger: PinoLogger, accessLine: (members: string) => void): RotorLogger {
