@@ -271,6 +271,10 @@ class Agent {
 
   /** Waits for the lifetime fraction to pass or for a stream event that decides. */
   private async waitForTrigger(secret: string, token: AgentToken): Promise<Trigger> {
+    // A stop that came while the pending record was read or the token looked up: the abort
+    // listener added below would never fire on a signal that is already aborted, and the wait
+    // would last until the rotation is due. From here to that listener nothing is awaited.
+    if (this.o.signal.aborted) return { kind: 'stop' };
     const lifetime = token.expiresAt - token.createdAt;
     const rotateAt = token.createdAt + lifetime * this.o.fraction;
     const now = this.o.clock.now();

@@ -454,6 +454,27 @@ describe('rotor agent (fake server, manual clock)', () => {
     noSecretLogged();
   });
 
+  it('stops when the stop comes while the token is looked up, before the wait for the rotation begins', async () => {
+    writeFileSync(file, server.issue().secret);
+    let result: AgentResult | undefined;
+    // The stop lands after the check at the top of the loop and before the wait: the wait's abort
+    // listener is added to a signal that is already aborted, so it must not be relied on.
+    void start({
+      api: {
+        describe: (secret) => {
+          stop.abort();
+          return server.describe(secret);
+        },
+        rotate: (secret, key) => server.rotate(secret, key),
+        watch: (secret) => server.watch(secret),
+      },
+    }).then((r) => (result = r));
+    await until('the agent stops or starts waiting', () => result !== undefined || clock.pending > 0);
+    expect(result).toEqual({ code: AGENT_EXIT.stopped, message: 'stopped' });
+    expect(clock.sleeps).toEqual([]);
+    expect(server.streams).toEqual([]);
+  });
+
   it('prefers the file over ROTOR_TOKEN, and exits 2 when neither holds a token', async () => {
     server.watchUnimplemented = true;
     const inFile = server.issue();
