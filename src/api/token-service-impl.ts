@@ -1,7 +1,8 @@
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { ServiceImpl } from '@connectrpc/connect';
 import { listEvents } from '../app/audit.js';
-import { authenticate, type Caller } from '../app/authenticate.js';
+import { authenticate } from '../app/authenticate.js';
+import { andThen } from '../app/maybe-async.js';
 import type { AppContext } from '../app/context.js';
 import { rotateToken } from '../app/rotation-service.js';
 import { tokenTypeOf } from '../app/dpop.js';
@@ -120,17 +121,11 @@ export function tokenServiceImpl(app: AppContext): ServiceImpl<typeof TokenServi
     // Not async: with the caller and the token in the cache, authenticate and introspect answer at
     // once, and so does this (no promise, no microtask; bench/README.md, "Tenth session").
     introspectToken(req, ctx) {
-      const caller = authenticate(app, callMeta(ctx));
-      if (caller instanceof Promise) return caller.then((c) => introspectionOf(app, c, req.token));
-      return introspectionOf(app, caller, req.token);
+      return andThen(authenticate(app, callMeta(ctx)), (caller) =>
+        andThen(introspect(app, caller, req.token), introspectionResponse),
+      );
     },
   };
-}
-
-/** The IntrospectToken answer about `token` for `caller`: a value when introspect had nothing to wait for. */
-function introspectionOf(app: AppContext, caller: Caller, token: string) {
-  const result = introspect(app, caller, token);
-  return result instanceof Promise ? result.then(introspectionResponse) : introspectionResponse(result);
 }
 
 function introspectionResponse(result: Introspection): MessageInitShape<typeof IntrospectTokenResponseSchema> {

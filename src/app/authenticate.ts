@@ -4,6 +4,7 @@ import { assertUsable, lineageRevokedError, type TokenRecord } from '../domain/t
 import { digestsEqual } from '../domain/token-keys.js';
 import { parseSecret } from '../domain/token-secret.js';
 import type { AppContext, CallMeta } from './context.js';
+import { andThen } from './maybe-async.js';
 import { proveBoundToken } from './dpop.js';
 import type { DigestField, TokenRepository } from './store-ports.js';
 
@@ -123,8 +124,7 @@ export interface UsableToken {
  * once (a value, or a thrown error) when every row it needs is in the cache; a promise otherwise.
  */
 export function usableBySecret(app: AppContext, secret: string): UsableToken | Promise<UsableToken> {
-  const found = findBySecret(app, secret);
-  return found instanceof Promise ? found.then((token) => usableToken(app, token)) : usableToken(app, found);
+  return andThen(findBySecret(app, secret), (token) => usableToken(app, token));
 }
 
 function usableToken(app: AppContext, token: TokenRecord | undefined): UsableToken | Promise<UsableToken> {

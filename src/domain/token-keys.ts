@@ -1,5 +1,6 @@
 import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
 import type { RandomSource } from './ports.js';
+import { RecentMap } from './recent-map.js';
 import { deriveServerKey, digestKeyId, hkdfKey, KEY_LABELS, keyIdOf, legacySubkey } from './server-keys.js';
 
 /**
@@ -96,7 +97,7 @@ function keyedFunctions(id: string | undefined, digest: Buffer, idempotency: Buf
   const idempotencyKey: KeyObject = createSecretKey(idempotency);
   const successorKey: KeyObject = createSecretKey(successor);
   const prefix = id === undefined ? '' : `${id}.`;
-  const recent = new RecentDigests();
+  const recent = recentDigests();
   return {
     id,
     secretDigest(secret) {
@@ -131,32 +132,9 @@ function keyedFunctions(id: string | undefined, digest: Buffer, idempotency: Buf
  * (docs/design.md, "Rules that hold everywhere"). A digest depends only on the key and the secret,
  * so a remembered one is always right.
  */
-class RecentDigests {
-  private readonly entries = new Map<string, { digest: string; at: number }>();
-
-  get(secret: string): string | undefined {
-    const e = this.entries.get(secret);
-    if (e === undefined) return undefined;
-    if (performance.now() - e.at >= RECENT_DIGEST_MS) {
-      this.entries.delete(secret);
-      return undefined;
-    }
-    return e.digest;
-  }
-
-  set(secret: string, digest: string): void {
-    const now = performance.now();
-    // Oldest first (insertion order): drop what is past its time, then make room.
-    for (const [k, e] of this.entries) {
-      if (now - e.at < RECENT_DIGEST_MS && this.entries.size < RECENT_DIGEST_ENTRIES) break;
-      this.entries.delete(k);
-    }
-    this.entries.set(secret, { digest, at: now });
-  }
+function recentDigests(): RecentMap<string, string> {
+  return new RecentMap({ maxEntries: 1024, ttlMs: 1000 });
 }
-
-const RECENT_DIGEST_MS = 1000;
-const RECENT_DIGEST_ENTRIES = 1024;
 
 /** Constant-time equality of two digests (strings of equal encoding). */
 export function digestsEqual(a: string, b: string): boolean {

@@ -10,6 +10,7 @@ import {
 } from '../domain/dpop-proof.js';
 import type { DpopNonces } from '../domain/dpop-nonce.js';
 import { RotorError } from '../domain/errors.js';
+import { RecentMap } from '../domain/recent-map.js';
 import type { Clock, ReplayCache } from '../domain/ports.js';
 
 /** How many proof keys a verifier keeps imported (each a few hundred bytes). */
@@ -35,7 +36,9 @@ export class JoseDpopVerifier implements DpopVerifier {
    * (about 40 µs) cost more than checking the signature (bench/README.md, "DPoP key cache").
    * Public keys only; entries are added after their signature verified, the oldest leave first.
    */
-  private readonly keys = new Map<string, { key: Awaited<ReturnType<typeof importJWK>>; jkt: string }>();
+  private readonly keys = new RecentMap<string, { key: Awaited<ReturnType<typeof importJWK>>; jkt: string }>({
+    maxEntries: KEY_CACHE_ENTRIES,
+  });
 
   constructor(
     private readonly replay: ReplayCache,
@@ -82,10 +85,7 @@ export class JoseDpopVerifier implements DpopVerifier {
         throw bad(`jwk is not a usable ${alg} public key`);
       }
     }
-    if (cached === undefined) {
-      if (this.keys.size >= KEY_CACHE_ENTRIES) this.keys.delete(this.keys.keys().next().value!);
-      this.keys.set(cacheKey, { key, jkt });
-    }
+    if (cached === undefined) this.keys.set(cacheKey, { key, jkt });
     if (typeof payload !== 'object' || payload === null || Array.isArray(payload))
       throw bad('payload is not a JSON object');
     const now = this.now();

@@ -191,15 +191,14 @@ function destination(write: ((line: string) => void) | undefined, format: LogFor
     const out = write ?? ((l: string) => void process.stdout.write(l));
     return { write: (line) => out(prettify(line)) };
   }
-  // Asynchronous writes: a line goes out at once, and lines that arrive while a write is under
-  // way go out together after it. Access lines, the only lines written per call, are already
-  // gathered into large writes (LineBatch). No minimum length and so no periodic flush: the
-  // flush timer wrote an empty string through libuv's thread pool ten times a second on an idle
-  // server (bench/README.md, "Tenth session"). maxWrite: a batch of access lines goes out in one write.
-  // Buffer content mode, each line encoded once here: in its string mode the destination measures
-  // every write's UTF-8 length with Buffer.byteLength (twice while a write is under way) before
-  // fs.write encodes it, passes over every 64 KiB batch of access lines (bench/README.md, "Tenth
-  // session"). flushSync (on exit) writes what is left in the same mode.
+  // Asynchronous writes with no minimum length: a line goes out at once, and lines that arrive
+  // while a write is under way go out together after it (access lines, the only lines written per
+  // call, are gathered into large writes first: LineBatch). So no periodic flush, whose timer wrote
+  // an empty string through libuv's thread pool ten times a second on an idle server. Buffer
+  // content mode, each line encoded once here: in string mode the destination measured every
+  // write with Buffer.byteLength (twice while a write was under way) before fs.write encoded it.
+  // flushSync (on exit) writes what is left. maxWrite: a batch of access lines goes out in one
+  // write. (bench/README.md, "Tenth session".)
   if (write !== undefined) return { write };
   const boom = pino.destination({ dest: 1, sync: false, maxWrite: 4 * BATCH_BYTES, contentMode: 'buffer' } as never);
   return {

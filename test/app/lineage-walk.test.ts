@@ -17,6 +17,14 @@ function tokensOf(...records: TokenRecord[]) {
 }
 
 /** The same, with the rows of `cached` also in an in-process cache (cachedById answers at once). */
+/** Two tokens each naming the other as parent (cannot happen: parents are older), and one below them. */
+function loopedLineage() {
+  return {
+    loop: [tokenRecord({ id: 'tok_x', parentId: 'tok_y' }), tokenRecord({ id: 'tok_y', parentId: 'tok_x' })],
+    below: tokenRecord({ id: 'tok_below', parentId: 'tok_x' }),
+  };
+}
+
 function cachedTokensOf(cached: readonly string[], ...records: TokenRecord[]) {
   const repo = tokensOf(...records);
   const byId = new Map(records.filter((t) => cached.includes(t.id)).map((t) => [t.id, t]));
@@ -58,10 +66,8 @@ describe('the lineage walk (docs/rotation.md, "Lineage and cascade")', () => {
     const repo = tokensOf(p1, child);
     expect((await cascadeRevokedAncestor(repo, child))?.id).toBe('tok_child');
     expect(repo.reads).toEqual(['tok_p1']);
-    const x = tokenRecord({ id: 'tok_x', parentId: 'tok_y' });
-    const y = tokenRecord({ id: 'tok_y', parentId: 'tok_x' });
-    const below = tokenRecord({ id: 'tok_below', parentId: 'tok_x' });
-    const cycle = tokensOf(x, y, below);
+    const { loop, below } = loopedLineage();
+    const cycle = tokensOf(...loop, below);
     expect((await cascadeRevokedAncestor(cycle, below))?.id).toBe('tok_below');
     expect(cycle.reads).toEqual(['tok_x', 'tok_y']);
   });
@@ -86,14 +92,12 @@ describe('the lineage walk (docs/rotation.md, "Lineage and cascade")', () => {
   });
 
   it('fails closed on a loop through cached ancestors too', async () => {
-    const x = tokenRecord({ id: 'tok_x', parentId: 'tok_y' });
-    const y = tokenRecord({ id: 'tok_y', parentId: 'tok_x' });
-    const below = tokenRecord({ id: 'tok_below', parentId: 'tok_x' });
-    const cycle = cachedTokensOf(['tok_x', 'tok_y'], x, y, below);
+    const { loop, below } = loopedLineage();
+    const cycle = cachedTokensOf(['tok_x', 'tok_y'], ...loop, below);
     expect((await cascadeRevokedAncestor(cycle, below))?.id).toBe('tok_below');
     expect(cycle.reads).toEqual([]);
     // Half cached: the walk carries what it has seen into the reads.
-    const half = cachedTokensOf(['tok_x'], x, y, below);
+    const half = cachedTokensOf(['tok_x'], ...loop, below);
     expect((await cascadeRevokedAncestor(half, below))?.id).toBe('tok_below');
     expect(half.reads).toEqual(['tok_y']);
   });
