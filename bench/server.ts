@@ -1,4 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -8,8 +9,43 @@ import { benchClient } from './grpc.js';
 /** The compiled CLI (`dist/src/cli/main.js`), next to this file's `dist/bench/`. */
 export const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
-/** A port the OS reports free right now (bound to 0, then released). */
-export function freePort(): Promise<number> {
+/**
+ * A port free right now, chosen below the kernel's ephemeral range. The bench keeps a port fixed
+ * across a server's restarts; a port from the ephemeral range (what binding to 0 hands out) can be
+ * taken meanwhile as the local end of any outgoing connection on the machine, and then the restart
+ * fails with "port in use" for as long as that connection lives. Ports below the range are only
+ * ever taken by an explicit bind.
+ */
+export async function freePort(): Promise<number> {
+  const [low] = ephemeralRange();
+  const floor = 10_000;
+  if (low - floor < 1000) return anyFreePort();
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = floor + Math.floor(Math.random() * (low - floor));
+    if (await bindable(port)) return port;
+  }
+  return anyFreePort();
+}
+
+function ephemeralRange(): [number, number] {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (Number.isInteger(low) && Number.isInteger(high)) return [low!, high!];
+  } catch {
+    // Not Linux: fall through to the IANA dynamic range.
+  }
+  return [49152, 65535];
+}
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+function anyFreePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once('error', reject);
