@@ -2,6 +2,7 @@ import type { Code, ConnectError } from '@connectrpc/connect';
 import type { CallMeta } from '../app/context.js';
 import type { DpopRequest } from '../app/dpop.js';
 import type { Logger } from '../app/logger-port.js';
+import { JsonLineBytes } from './json-line-bytes.js';
 import { RequestIds } from './request-ids.js';
 import { codeLabel } from './rpc-stats.js';
 
@@ -39,7 +40,7 @@ export class AccessRecord implements CallMeta {
   constructor(
     readonly authorization: string | undefined,
     readonly peer: string | null,
-    /** Matches REQUEST_ID or is a UUID (AccessLog.begin makes every record), so it is JSON-safe. */
+    /** Matches REQUEST_ID or is a UUID (AccessLog.begin makes every record): a valid header value as it is. */
     readonly requestId: string,
     readonly traceparent: string | undefined,
   ) {}
@@ -57,19 +58,35 @@ export class AccessRecord implements CallMeta {
 }
 
 /**
- * Writes one access line (`"msg":"access"`, level `info`) whose fields are `members`: the JSON
- * members of the line, in order, without braces (`"transport":"grpc","rpc":…`). The access log
- * builds them itself from its fixed fields (AccessLog.write), so the hot path pays no generic
- * serialisation (bench/README.md, "Per-call cost").
+ * Where access lines go (`"msg":"access"`, level `info`). The writer owns the line's envelope
+ * (level, time, msg) and where lines end up; the access log writes the members between, from its
+ * fixed fields, as bytes (JsonLineBytes), so the hot path builds no strings and pays no generic
+ * serialisation (bench/README.md, "Per-call cost" and "Eleventh session").
  */
 export interface AccessLineWriter {
-  accessLine(members: string): void;
+  /**
+   * Starts a line and returns the bytes its members go into (`"transport":"grpc",…`, without
+   * braces), or undefined when access lines are not written. A line started and not closed is
+   * dropped by the next start.
+   */
+  openAccessLine(): JsonLineBytes | undefined;
+  /** Ends the line started last and sends it on. */
+  closeAccessLine(): void;
 }
 
 /** An access-line writer over any logger: an `info` line `access` with the same fields. */
 export function accessLineWriter(log: Logger): AccessLineWriter {
-  const own = (log as Partial<AccessLineWriter>).accessLine;
-  return own ? { accessLine: own } : { accessLine: (members) => log.info('access', JSON.parse(`{${members}}`)) };
+  const own = log as Partial<AccessLineWriter>;
+  if (own.openAccessLine && own.closeAccessLine)
+    return { openAccessLine: own.openAccessLine.bind(log), closeAccessLine: own.closeAccessLine.bind(log) };
+  const bytes = new JsonLineBytes(1024);
+  return {
+    openAccessLine: () => {
+      bytes.take();
+      return bytes;
+    },
+    closeAccessLine: () => log.info('access', JSON.parse(`{${bytes.take().toString('utf8')}}`)),
+  };
 }
 
 const json = JSON.stringify;
@@ -85,14 +102,32 @@ export function millis(us: number): string {
   return frac < 10 ? `${whole}.00${frac}` : frac < 100 ? `${whole}.0${frac}` : `${whole}.${frac}`;
 }
 
-/** Cached line heads per transport: the RPCs and routes a server has are a few dozen at most. */
-const MAX_CACHED_HEADS = 256;
+/** Cached line parts: the RPCs, routes and codes a server has are a few dozen at most. */
+const MAX_CACHED_PARTS = 256;
+
+const bytesOf = (text: string) => Buffer.from(text, 'utf8');
+const HTTP_METHOD = bytesOf(',"http_method":');
+const STATUS = bytesOf(',"status":');
+const ROTOR_ERROR = bytesOf(',"rotor_error":');
+const DURATION = bytesOf(',"duration_ms":');
+const PEER = bytesOf(',"peer":');
+const NULL_PEER = bytesOf(',"peer":null');
+const REQUEST_ID_FIELD = bytesOf(',"request_id":');
+const TRACEPARENT_FIELD = bytesOf(',"traceparent":');
+const TOKEN_ID = bytesOf(',"token_id":');
 
 /** Where the access lines go, and how records are started. Only built when the access log is on. */
 export class AccessLog {
-  /** `"transport":…,"rpc":…` of each RPC, and `,"code":…` of each code label, each made once. */
-  private readonly rpcHeads = { grpc: new Map<string, string>(), http: new Map<string, string>() };
-  private readonly codeFields = new Map<string, string>();
+  /**
+   * `"transport":…,"rpc":…` of each RPC per port, `"transport":"http","route":…` of each HTTP
+   * route, and `,"code":…` of each code label: bytes made once.
+   */
+  private readonly heads = {
+    grpc: new Map<string, Buffer>(),
+    http: new Map<string, Buffer>(),
+    route: new Map<string, Buffer>(),
+  };
+  private readonly codeFields = new Map<string, Buffer>();
   private readonly ids = new RequestIds();
 
   constructor(private readonly sink: AccessLineWriter) {}
@@ -118,38 +153,60 @@ export class AccessLog {
    * `httpMethod` for the HTTP port's routes.
    */
   write(rec: AccessRecord, transport: 'grpc' | 'http', status: number, httpMethod?: string): void {
-    // Built by hand, in a fixed order; every string goes through JSON.stringify (once per RPC and
-    // per code for the cached parts), so no value can break out of its field whatever it holds.
-    let line =
-      httpMethod === undefined
-        ? this.rpcHead(transport, rec.target)
-        : `"transport":"${transport}","route":${json(rec.target)},"http_method":${json(httpMethod)}`;
-    line += `,"status":${status}`;
-    if (rec.code !== undefined) line += this.codeField(rec.code);
-    if (rec.rotorError !== undefined) line += `,"rotor_error":${json(rec.rotorError)}`;
-    line += `,"duration_ms":${millis(Math.round((performance.now() - rec.started) * 1000))}`;
-    // The request id is JSON as it is: begin() took it only if it matched REQUEST_ID, else made a UUID.
-    line += `,"peer":${json(rec.peer)},"request_id":"${rec.requestId}"`;
-    if (rec.traceparent !== undefined) line += `,"traceparent":${json(rec.traceparent)}`;
-    if (rec.tokenId !== undefined) line += `,"token_id":${json(rec.tokenId)}`;
-    this.sink.accessLine(line);
+    const line = this.sink.openAccessLine();
+    if (line === undefined) return;
+    // In a fixed order; every value is written as a JSON string (JsonLineBytes.string escapes as
+    // JSON.stringify does), so no value can break out of its field whatever it holds.
+    if (httpMethod === undefined) line.raw(this.head(transport, rec.target));
+    else {
+      line.raw(this.head('route', rec.target));
+      line.raw(HTTP_METHOD);
+      line.string(httpMethod);
+    }
+    line.raw(STATUS);
+    line.uint(status);
+    if (rec.code !== undefined) line.raw(this.codeField(rec.code));
+    if (rec.rotorError !== undefined) {
+      line.raw(ROTOR_ERROR);
+      line.string(rec.rotorError);
+    }
+    line.raw(DURATION);
+    line.utf8(millis(Math.round((performance.now() - rec.started) * 1000)));
+    if (rec.peer === null) line.raw(NULL_PEER);
+    else {
+      line.raw(PEER);
+      line.string(rec.peer);
+    }
+    line.raw(REQUEST_ID_FIELD);
+    line.string(rec.requestId);
+    if (rec.traceparent !== undefined) {
+      line.raw(TRACEPARENT_FIELD);
+      line.string(rec.traceparent);
+    }
+    if (rec.tokenId !== undefined) {
+      line.raw(TOKEN_ID);
+      line.string(rec.tokenId);
+    }
+    this.sink.closeAccessLine();
   }
 
-  private rpcHead(transport: 'grpc' | 'http', target: string): string {
-    const heads = this.rpcHeads[transport];
+  private head(kind: 'grpc' | 'http' | 'route', target: string): Buffer {
+    const heads = this.heads[kind];
     let head = heads.get(target);
     if (head === undefined) {
-      head = `"transport":"${transport}","rpc":${json(target)}`;
-      if (heads.size < MAX_CACHED_HEADS) heads.set(target, head);
+      head = bytesOf(
+        kind === 'route' ? `"transport":"http","route":${json(target)}` : `"transport":"${kind}","rpc":${json(target)}`,
+      );
+      if (heads.size < MAX_CACHED_PARTS) heads.set(target, head);
     }
     return head;
   }
 
-  private codeField(code: string): string {
+  private codeField(code: string): Buffer {
     let field = this.codeFields.get(code);
     if (field === undefined) {
-      field = `,"code":${json(code)}`;
-      if (this.codeFields.size < MAX_CACHED_HEADS) this.codeFields.set(code, field);
+      field = bytesOf(`,"code":${json(code)}`);
+      if (this.codeFields.size < MAX_CACHED_PARTS) this.codeFields.set(code, field);
     }
     return field;
   }

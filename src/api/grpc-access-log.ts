@@ -23,7 +23,7 @@ function first(md: grpc.Metadata, key: string): unknown {
   return md.get(key)[0];
 }
 
-function begin(call: AnyCall, path: string, access: AccessLog): AccessRecord {
+function begin(call: AnyCall, target: string, access: AccessLog): AccessRecord {
   const md = call.metadata;
   const auth = first(md, 'authorization');
   const rec = access.begin(
@@ -32,7 +32,7 @@ function begin(call: AnyCall, path: string, access: AccessLog): AccessRecord {
     first(md, 'x-request-id'),
     first(md, 'traceparent'),
   );
-  rec.target = path.slice(1);
+  rec.target = target;
   (call as { [RECORD]?: AccessRecord })[RECORD] = rec;
   return rec;
 }
@@ -67,8 +67,10 @@ function requestIdHeader(rec: AccessRecord): grpc.Metadata {
 }
 
 function unary(path: string, handler: Handler, access: AccessLog): Handler {
+  // One string for every call of the method: the access log's lookups by it hash it once.
+  const target = path.slice(1);
   return (call, callback) => {
-    const rec = begin(call, path, access);
+    const rec = begin(call, target, access);
     handler(call, (err, value, trailer, flags) => {
       let code = grpc.status.OK;
       if (err) {
@@ -89,8 +91,9 @@ function unary(path: string, handler: Handler, access: AccessLog): Handler {
 }
 
 function streaming(path: string, handler: Handler, access: AccessLog): Handler {
+  const target = path.slice(1);
   return (call, callback) => {
-    const rec = begin(call, path, access);
+    const rec = begin(call, target, access);
     const emitter = call as unknown as NodeJS.EventEmitter;
     let failed: number | undefined;
     let logged = false;

@@ -1,6 +1,7 @@
 import { pino, type DestinationStream, type Logger as PinoLogger } from 'pino';
 import { prettyFactory } from 'pino-pretty';
 import type { AccessLineWriter } from '../api/access-log.js';
+import { JsonLineBytes } from '../api/json-line-bytes.js';
 import type { Logger } from '../app/logger-port.js';
 import { redactSecrets, type LogFormat, type LogLevel } from './log-lines.js';
 
@@ -78,18 +79,17 @@ export function createLogger(
   const redact = options.redact ?? true;
   const format = options.format ?? 'json';
   const sink = destination(write, format);
-  // Access lines are the only lines written per call: with the default destination (stdout, JSON)
-  // they are gathered into large writes, and any other line first sends the gathered ones, so
-  // lines keep their order.
-  const batch = write === undefined && format === 'json' ? new LineBatch(sink, redact) : undefined;
-  const out: DestinationStream = batch
-    ? {
-        write: (line) => {
-          batch.flush();
-          sink.write(line);
-        },
-      }
-    : sink;
+  // Access lines are the only lines written per call. With the default destination (stdout,
+  // JSON) they are gathered into large writes (AccessLines), and any other line first sends the
+  // gathered ones, so lines keep their order; elsewhere each goes out as a line of its own.
+  const batched = write === undefined && format === 'json';
+  let access: AccessLines | undefined;
+  const out: DestinationStream = {
+    write: (line) => {
+      if (batched) access?.flush();
+      sink.write(line);
+    },
+  };
   const stream: DestinationStream = redact ? { write: (line) => out.write(redactSecrets(line)) } : out;
   const common = {
     level,
@@ -99,115 +99,155 @@ export function createLogger(
     ...(format === 'json' && { formatters: { level: (label: string) => ({ level: label }) } }),
   };
   const logger = pino({ ...common, ...(redact && { redact: { paths: REDACT_PATHS, censor: '[redacted]' } }) }, stream);
-  // Access lines (src/api/access-log.ts) are built by the access log from its fixed fields, no
+  // Access lines (src/api/access-log.ts) are written by the access log from its fixed fields, no
   // object a caller passes, so they skip pino's serialisation and its by-name pass, which cost
   // more than the rest of the call (bench/README.md, "Per-call cost"); they have pino's JSON line
   // shape (level, time, fields, msg) and the by-shape net still sees them.
-  const infoOn = logger.isLevelEnabled('info');
-  const infoLevel = format === 'json' ? '"info"' : '30';
-  const time = isoClock();
-  const accessLine = (members: string) => {
-    if (!infoOn) return;
-    const line = `{"level":${infoLevel},"time":"${time()}",${members},"msg":"access"}\n`;
-    if (!batch) stream.write(line);
-    else batch.push(line);
-  };
-  return wrap(logger, accessLine);
+  if (logger.isLevelEnabled('info')) {
+    const send = batched
+      ? (bytes: Buffer) => sink.writeBytes(redact ? redactSecretBytes(bytes) : bytes)
+      : (bytes: Buffer) => stream.write(bytes.toString('utf8'));
+    const lines = new AccessLines(format === 'json' ? '"info"' : '30', send, batched);
+    access = lines;
+    if (batched)
+      process.once('exit', () => {
+        lines.flush();
+        try {
+          sink.flushSync();
+        } catch {
+          // stdout already gone: nothing left to write to
+        }
+      });
+  }
+  return wrap(logger, access);
 }
 
 /**
- * Lines gathered into one write of at least BATCH_BYTES, or after at most BATCH_MS: one write
- * per line (pino's destination hands every write to libuv's thread pool) cost more per call than
- * building the line (bench/README.md, "Per-call cost"). Flushed on exit. With `redact`, the
- * by-shape net (`redactSecrets`) runs over each batch as it is written: the same lines are masked
- * as line by line (neither shape can span a line break), in one scan of the joined text instead
- * of a scan, and the flattening it needs, per line.
+ * The access lines of a logger: each built into one JsonLineBytes (the envelope here, the members
+ * by the access log), then sent on. `batched` (stdout): gathered into one write of at least
+ * BATCH_BYTES, or after at most BATCH_MS, since one write per line (pino's destination hands every
+ * write to libuv's thread pool) cost more per call than building the line (bench/README.md,
+ * "Per-call cost"); flushed on exit and before any other line. Otherwise each line is sent as it
+ * is closed.
  */
-class LineBatch {
-  private lines: string[] = [];
-  private bytes = 0;
+class AccessLines {
+  private readonly bytes = new JsonLineBytes(BATCH_BYTES + 8 * 1024);
+  /** Where the line being built starts: everything before it is whole lines. */
+  private lineStart = 0;
+  private open = false;
   private timer: NodeJS.Timeout | undefined;
+  private readonly head: Buffer;
+  private readonly clock = isoClock();
 
   constructor(
-    private readonly sink: DestinationStream & { flushSync?: () => void },
-    private readonly redact: boolean,
+    level: string,
+    private readonly send: (bytes: Buffer) => void,
+    private readonly batched: boolean,
   ) {
-    process.once('exit', () => {
-      this.flush();
-      try {
-        this.sink.flushSync?.();
-      } catch {
-        // stdout already gone: nothing left to write to
-      }
-    });
+    this.head = Buffer.from(`{"level":${level},"time":"`);
   }
 
-  push(line: string): void {
-    this.lines.push(line);
-    this.bytes += line.length;
-    if (this.bytes >= BATCH_BYTES) this.flush();
+  openAccessLine(): JsonLineBytes {
+    // A line opened and never closed (its writer threw) is dropped here, not sent half-made.
+    if (this.open) this.bytes.truncate(this.lineStart);
+    this.open = true;
+    this.lineStart = this.bytes.length;
+    this.bytes.raw(this.head);
+    this.bytes.raw(this.clock());
+    return this.bytes;
+  }
+
+  closeAccessLine(): void {
+    if (!this.open) return;
+    this.open = false;
+    this.bytes.raw(TAIL);
+    this.lineStart = this.bytes.length;
+    if (!this.batched || this.bytes.length >= BATCH_BYTES) this.flush();
     else if (this.timer === undefined) {
       this.timer = setTimeout(() => this.flush(), BATCH_MS);
       this.timer.unref();
     }
   }
 
+  /** Sends the whole lines held. */
   flush(): void {
     if (this.timer !== undefined) {
       clearTimeout(this.timer);
       this.timer = undefined;
     }
-    if (this.lines.length === 0) return;
-    const text = this.lines.join('');
-    this.lines = [];
-    this.bytes = 0;
-    this.sink.write(this.redact ? redactSecrets(text) : text);
+    if (this.open) this.bytes.truncate(this.lineStart);
+    this.open = false;
+    this.lineStart = 0;
+    const bytes = this.bytes.take();
+    if (bytes.length > 0) this.send(bytes);
   }
 }
 
+const TAIL = Buffer.from(',"msg":"access"}\n');
 const BATCH_BYTES = 64 * 1024;
 const BATCH_MS = 100;
 
-/** `new Date().toISOString()`, made once per millisecond: many lines share one. */
-function isoClock(): () => string {
+/**
+ * The by-shape net over a batch of lines as bytes: a batch with neither shape's literal start
+ * (almost every batch) is sent as it is, after two byte searches; one with either is masked line
+ * by line as text (`redactSecrets`; neither shape can span a line break).
+ */
+function redactSecretBytes(bytes: Buffer): Buffer {
+  if (bytes.indexOf('rtr_') === -1 && bytes.indexOf('eyJ') === -1) return bytes;
+  return Buffer.from(redactSecrets(bytes.toString('utf8')), 'utf8');
+}
+
+/** `<ISO 8601 time>",` as bytes, made once per millisecond: many lines share one. */
+function isoClock(): () => Buffer {
   let at = 0;
-  let text = '';
+  let bytes = Buffer.alloc(0);
   return () => {
     const now = Date.now();
     if (now !== at) {
       at = now;
-      text = new Date(now).toISOString();
+      bytes = Buffer.from(`${new Date(now).toISOString()}",`, 'latin1');
     }
-    return text;
+    return bytes;
   };
 }
 
-function destination(write: ((line: string) => void) | undefined, format: LogFormat): DestinationStream {
+/** Where lines go: text lines, byte batches of whole lines, and a synchronous flush for exit. */
+interface Destination extends DestinationStream {
+  writeBytes(bytes: Buffer): void;
+  flushSync(): void;
+}
+
+function destination(write: ((line: string) => void) | undefined, format: LogFormat): Destination {
   if (format === 'pretty') {
     const prettify = prettyFactory({
       colorize: write === undefined && process.stdout.isTTY,
       translateTime: 'SYS:standard',
     });
     const out = write ?? ((l: string) => void process.stdout.write(l));
-    return { write: (line) => out(prettify(line)) };
+    return {
+      write: (line) => out(prettify(line)),
+      writeBytes: (bytes) => out(prettify(bytes.toString('utf8'))),
+      flushSync: () => {},
+    };
   }
   // Asynchronous writes with no minimum length: a line goes out at once, and lines that arrive
   // while a write is under way go out together after it (access lines, the only lines written per
-  // call, are gathered into large writes first: LineBatch). So no periodic flush, whose timer wrote
+  // call, are gathered into large writes first: AccessLines). So no periodic flush, whose timer wrote
   // an empty string through libuv's thread pool ten times a second on an idle server. Buffer
   // content mode, each line encoded once here: in string mode the destination measured every
   // write with Buffer.byteLength (twice while a write was under way) before fs.write encoded it.
   // flushSync (on exit) writes what is left. maxWrite: a batch of access lines goes out in one
   // write. (bench/README.md, "Tenth session".)
-  if (write !== undefined) return { write };
+  if (write !== undefined) return { write, writeBytes: (b) => write(b.toString('utf8')), flushSync: () => {} };
   const boom = pino.destination({ dest: 1, sync: false, maxWrite: 4 * BATCH_BYTES, contentMode: 'buffer' } as never);
   return {
     write: (line: string) => boom.write(Buffer.from(line) as never),
+    writeBytes: (bytes: Buffer) => boom.write(bytes as never),
     flushSync: () => boom.flushSync(),
-  } as DestinationStream;
+  };
 }
 
-function wrap(logger: PinoLogger, accessLine: (members: string) => void): RotorLogger {
+function wrap(logger: PinoLogger, access: AccessLines | undefined): RotorLogger {
   const at = (lvl: LogLevel) => (message: string, fields?: Record<string, unknown>) => {
     if (fields === undefined) logger[lvl](message);
     else logger[lvl](fields, message);
@@ -218,6 +258,7 @@ function wrap(logger: PinoLogger, accessLine: (members: string) => void): RotorL
     warn: at('warn'),
     error: at('error'),
     isLevelEnabled: (lvl) => logger.isLevelEnabled(lvl),
-    accessLine,
+    openAccessLine: () => access?.openAccessLine(),
+    closeAccessLine: () => access?.closeAccessLine(),
   };
 }

@@ -159,9 +159,15 @@ describe('the database-unavailable log line', () => {
     const script = `
       import { createLogger } from ${JSON.stringify(logger)};
       const log = createLogger('info');
-      for (let i = 0; i < 3; i++) log.accessLine('"transport":"grpc","n":' + i);
+      const accessLine = (members) => {
+        log.openAccessLine().utf8(members);
+        log.closeAccessLine();
+      };
+      for (let i = 0; i < 3; i++) accessLine('"transport":"grpc","n":' + i);
       log.warn('between', { n: 3 });
-      for (let i = 4; i < 2000; i++) log.accessLine('"transport":"grpc","n":' + i + ',"detail":"${SECRET}"');
+      // A line opened and never closed is dropped, not written half-made.
+      log.openAccessLine().utf8('"transport":"grpc","n":"half"');
+      for (let i = 4; i < 2000; i++) accessLine('"transport":"grpc","n":' + i + ',"detail":"${SECRET}"');
       process.exit(0);
     `;
     const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
@@ -187,7 +193,8 @@ describe('the database-unavailable log line', () => {
       import { createLogger } from ${JSON.stringify(logger)};
       const log = createLogger('info');
       log.warn('alone', { detail: ${JSON.stringify(SECRET)} });
-      log.accessLine('"transport":"grpc","n":1');
+      log.openAccessLine().utf8('"transport":"grpc","n":1');
+      log.closeAccessLine();
       process.stdin.resume();
       process.stdin.on('end', () => process.exit(0));
     `;
