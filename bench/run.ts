@@ -54,7 +54,8 @@ const settings = {
   h2load_introspect_requests: intEnv('BENCH_H2LOAD_INTROSPECT_REQUESTS', 20_000),
   grpcjs_requests: intEnv('BENCH_GRPCJS_REQUESTS', 2_000),
   warmup_requests: intEnv('BENCH_WARMUP_REQUESTS', 1_000),
-  h2load_slices: intEnv('BENCH_H2LOAD_SLICES', 10),
+  h2load_slices: intEnv('BENCH_H2LOAD_SLICES', 4),
+  instances: intEnv('BENCH_INSTANCES', 3),
 };
 
 /** Which parts run: `BENCH_SCENARIOS=throughput,brakes,fanout` (all by default). */
@@ -131,25 +132,31 @@ function cpuRatioOf(
 /**
  * Runs h2load jobs side by side: each in `slices` parts of its requests, the order turned round
  * every slice (A B C, C B A, A B C, ...), so a slow or fast moment of the shared machine falls on
- * every scenario alike. Each result sums its slices: throughput = its calls ÷ the sum of its h2load
- * wall times, p50/p99 over all its calls, server CPU per call over all its slices.
+ * every scenario alike. Jobs of the same `group` (one scenario on several server processes) add
+ * up to one result: throughput = the group's calls ÷ the sum of its h2load wall times, p50/p99
+ * over all its calls, server CPU per call over all its slices. Results come in group order.
  */
 async function interleavedH2load(
-  jobs: readonly { job: H2loadJob; pid: number | undefined }[],
+  jobs: readonly { job: H2loadJob; pid: number | undefined; group: number }[],
   slices: number,
 ): Promise<ScenarioResult[]> {
-  const acc = jobs.map(() => ({ latenciesMs: [] as number[], seconds: 0, cpuMs: 0 as number | undefined }));
+  const groups = Math.max(...jobs.map((j) => j.group)) + 1;
+  const acc = Array.from({ length: groups }, () => ({
+    latenciesMs: [] as number[],
+    seconds: 0,
+    cpuMs: 0 as number | undefined,
+  }));
   for (let s = 0; s < slices; s++) {
     const order = jobs.map((_, i) => i);
     if (s % 2 === 1) order.reverse();
     for (const i of order) {
-      const { job, pid } = jobs[i]!;
+      const { job, pid, group } = jobs[i]!;
       const requests = Math.floor(job.requests / slices) + (s < job.requests % slices ? 1 : 0);
       if (requests === 0) continue;
       const before = processCpuMs(pid);
       const run = await h2loadRun({ ...job, name: `${job.name}-${s}`, requests });
       const after = processCpuMs(pid);
-      const a = acc[i]!;
+      const a = acc[group]!;
       for (const l of run.latenciesMs) a.latenciesMs.push(l);
       a.seconds += run.seconds;
       a.cpuMs =
@@ -373,6 +380,7 @@ async function benchEngine(
   let server: ServerProcess | undefined;
   let serverOff: ServerProcess | undefined;
   let plain: ServerProcess | undefined;
+  const extraServers: ServerProcess[] = [];
   let loader: Loader | undefined;
   let plainLoader: Loader | undefined;
   let bare: BareBaseline | undefined;
@@ -401,6 +409,21 @@ async function benchEngine(
     const plainAddress = `127.0.0.1:${plainPort}`;
     progress(`plain @grpc/grpc-js no-op server on ${plainAddress}`);
     plain = await startPlainServer(env, plainPort);
+    // The judged trio runs on `instances` processes of each server (bench/README.md, "Eleventh
+    // session"): two processes of the same code differ by up to 14 % for their whole life, so one
+    // process of each made the ratio a draw of two such processes. The extra Rotor processes serve
+    // the same database, as replicas do.
+    const judged: { rotor: string; plain: string }[] = [{ rotor: address, plain: plainAddress }];
+    for (let k = 1; k < settings.instances; k++) {
+      const [g, h, p] = [await freePort(), await freePort(), await freePort()];
+      const at = { rotor: `127.0.0.1:${g}`, plain: `127.0.0.1:${p}` };
+      progress(`instance ${k + 1}/${settings.instances}: rotor serve on ${at.rotor}, plain server on ${at.plain}`);
+      extraServers.push(
+        await startServer({ ...env, ROTOR_GRPC_PORT: String(g), ROTOR_HTTP_PORT: String(h) }, at.rotor),
+        await startPlainServer(env, p),
+      );
+      judged.push(at);
+    }
 
     // Tokens through the API: one to introspect, and a pool to rotate (each rotated exactly once).
     const poolSize = warm + rounds * n;
@@ -463,7 +486,17 @@ async function benchEngine(
     if (plainCheck.code !== 0 || !plainCheck.response.equals(noopCheck.response))
       throw new Error(`the plain server answers differently: ${plainCheck.details}`);
     const streams = Math.max(1, Math.round(c / settings.h2load_clients));
-    const pidOf = (at: string) => (at === plainAddress ? plain : at === offAddress ? serverOff : server)?.child.pid;
+    const byAddress = new Map<string, ServerProcess | undefined>([
+      [address, server],
+      [offAddress, serverOff],
+      [plainAddress, plain],
+    ]);
+    for (const [k, at] of judged.entries())
+      if (k > 0) {
+        byAddress.set(at.rotor, extraServers[2 * (k - 1)]);
+        byAddress.set(at.plain, extraServers[2 * (k - 1) + 1]);
+      }
+    const pidOf = (at: string) => byAddress.get(at)?.child.pid;
     const noopJob = (name: string, requests: number, bearer?: string, at = address): H2loadJob => ({
       name,
       url: `http://${at}${noopPath}`,
@@ -501,6 +534,12 @@ async function benchEngine(
       await h2noop('warm-noop-plain', warm, undefined, plainAddress);
       await h2noop('warm-noop-off', warm, undefined, offAddress);
       await h2introspect('warm-introspect-off', warm, offAddress);
+      for (const [k, at] of judged.entries()) {
+        if (k === 0) continue;
+        await h2noop(`warm-noop-${k}`, warm, undefined, at.rotor);
+        await h2introspect(`warm-introspect-${k}`, warm, at.rotor);
+        await h2noop(`warm-noop-plain-${k}`, warm, undefined, at.plain);
+      }
     }
     await plainLoader.run({ kind: 'noop', requests: warm, concurrency: c });
     await loader.run({ kind: 'noop', requests: warm, concurrency: c });
@@ -535,16 +574,28 @@ async function benchEngine(
     for (let r = 0; r < rounds; r++) {
       progress(`round ${r + 1}/${rounds}`);
       if (h2) {
-        // The judged trio side by side, in slices (interleavedH2load): plain, Rotor's no-op, introspection.
+        // The judged trio side by side, in slices (interleavedH2load): plain, Rotor's no-op and
+        // introspection, each spread over the instances' processes and added up.
+        const share = (total: number, k: number) =>
+          Math.floor(total / judged.length) + (k < total % judged.length ? 1 : 0);
         const [plainR, noopR, introspectR] = await interleavedH2load(
-          [
+          judged.flatMap((at, k) => [
             {
-              job: noopJob(`noop-plain-${r}`, settings.h2load_noop_requests, undefined, plainAddress),
-              pid: pidOf(plainAddress),
+              job: noopJob(`noop-plain-${r}-${k}`, share(settings.h2load_noop_requests, k), undefined, at.plain),
+              pid: pidOf(at.plain),
+              group: 0,
             },
-            { job: noopJob(`noop-${r}`, settings.h2load_noop_requests), pid: pidOf(address) },
-            { job: introspectJob(`introspect-${r}`, settings.h2load_introspect_requests), pid: pidOf(address) },
-          ],
+            {
+              job: noopJob(`noop-${r}-${k}`, share(settings.h2load_noop_requests, k), undefined, at.rotor),
+              pid: pidOf(at.rotor),
+              group: 1,
+            },
+            {
+              job: introspectJob(`introspect-${r}-${k}`, share(settings.h2load_introspect_requests, k), at.rotor),
+              pid: pidOf(at.rotor),
+              group: 2,
+            },
+          ]),
           settings.h2load_slices,
         );
         record('noop_plain_h2load', plainR!);
@@ -596,7 +647,7 @@ async function benchEngine(
           : 'SQLite file in WAL mode, one connection',
       tools: {
         introspect_vs_noop: h2
-          ? `${h2}, ${settings.h2load_clients} connections × ${streams} streams, 1 thread`
+          ? `${h2}, ${settings.h2load_clients} connections × ${streams} streams, 1 thread; the judged trio on ${settings.instances} processes of each server, added up`
           : `@grpc/grpc-js closed loop (h2load not installed or BENCH_NO_H2LOAD set)`,
         grpcjs: `@grpc/grpc-js closed loop in a child process, one channel, ${c} calls in flight`,
         plain: 'bench/plain-grpc-server.ts: a plain @grpc/grpc-js no-op server in a child process, as rotor serve',
@@ -675,6 +726,7 @@ async function benchEngine(
   } finally {
     loader?.stop();
     plainLoader?.stop();
+    for (const extra of extraServers) await extra.stop();
     await plain?.stop();
     await serverOff?.stop();
     await server?.stop();

@@ -1,11 +1,10 @@
 /**
  * A JSON log line built as UTF-8 bytes, field by field, into one growing buffer that holds the
  * lines written since it was last taken. The access log writes one line per call; as strings,
- * each line was a dozen concatenations that joining, the by-shape scan and the UTF-8 encoding
- * then walked again, which cost about 5 % of a no-op call's CPU (bench/README.md, "Eleventh
- * session"). Here constant parts are copied as pre-encoded bytes and plain ASCII values byte by
- * byte; anything else goes through JSON.stringify, so the bytes are always what
- * `JSON.stringify` and UTF-8 encoding would give.
+ * each line was a dozen concatenations that the batch's join, the by-shape scan and the UTF-8
+ * encoding then walked again (bench/README.md, "Eleventh session"). Here constant parts are copied
+ * as pre-encoded bytes and plain ASCII values byte by byte; anything else goes through
+ * JSON.stringify, so the bytes are always what `JSON.stringify` and UTF-8 encoding would give.
  */
 export class JsonLineBytes {
   private buf: Buffer;
