@@ -416,17 +416,24 @@ async function benchEngine(
     // wake no more processes than before (with it, each rotation's NOTIFY woke two more processes
     // on the same two cores; RotateToken ÷ bare transaction measured 0.53 with it, 0.73 without).
     const judged: { rotor: string; plain: string }[] = [{ rotor: address, plain: plainAddress }];
+    // Every server process by its gRPC address, for its CPU figures.
+    const byAddress = new Map<string, ServerProcess>([
+      [address, server],
+      [offAddress, serverOff],
+      [plainAddress, plain],
+    ]);
     for (let k = 1; k < settings.instances; k++) {
       const [g, h, p] = [await freePort(), await freePort(), await freePort()];
       const at = { rotor: `127.0.0.1:${g}`, plain: `127.0.0.1:${p}` };
       progress(`instance ${k + 1}/${settings.instances}: rotor serve on ${at.rotor}, plain server on ${at.plain}`);
-      extraServers.push(
-        await startServer(
-          { ...env, ROTOR_GRPC_PORT: String(g), ROTOR_HTTP_PORT: String(h), ROTOR_DATABASE_LISTEN: 'off' },
-          at.rotor,
-        ),
-        await startPlainServer(env, p),
+      const rotor = await startServer(
+        { ...env, ROTOR_GRPC_PORT: String(g), ROTOR_HTTP_PORT: String(h), ROTOR_DATABASE_LISTEN: 'off' },
+        at.rotor,
       );
+      extraServers.push(rotor);
+      const plainK = await startPlainServer(env, p);
+      extraServers.push(plainK);
+      byAddress.set(at.rotor, rotor).set(at.plain, plainK);
       judged.push(at);
     }
 
@@ -491,16 +498,6 @@ async function benchEngine(
     if (plainCheck.code !== 0 || !plainCheck.response.equals(noopCheck.response))
       throw new Error(`the plain server answers differently: ${plainCheck.details}`);
     const streams = Math.max(1, Math.round(c / settings.h2load_clients));
-    const byAddress = new Map<string, ServerProcess | undefined>([
-      [address, server],
-      [offAddress, serverOff],
-      [plainAddress, plain],
-    ]);
-    for (const [k, at] of judged.entries())
-      if (k > 0) {
-        byAddress.set(at.rotor, extraServers[2 * (k - 1)]);
-        byAddress.set(at.plain, extraServers[2 * (k - 1) + 1]);
-      }
     const pidOf = (at: string) => byAddress.get(at)?.child.pid;
     const noopJob = (name: string, requests: number, bearer?: string, at = address): H2loadJob => ({
       name,

@@ -82,7 +82,7 @@ export function accessLineWriter(log: Logger): AccessLineWriter {
   const bytes = new JsonLineBytes(1024);
   return {
     openAccessLine: () => {
-      bytes.take();
+      bytes.truncate(0);
       return bytes;
     },
     closeAccessLine: () => log.info('access', JSON.parse(`{${bytes.take().toString('utf8')}}`)),

@@ -14,13 +14,26 @@ const SECRET_SHAPE = /rtr_(pat|prj|grp|sa)_[0-9A-Za-z]{8,}/g;
 /** A signed JWT (header and payload are JSON objects, so both start `eyJ`). */
 const JWT_SHAPE = /eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+/g;
 
+/** The literal each shape starts with: text with neither (almost every line) is not scanned. */
+const SECRET_START = 'rtr_';
+const JWT_START = 'eyJ';
+
 /** Masks every Rotor secret (keeping its kind prefix) and every signed JWT in a string. */
 export function redactSecrets(text: string): string {
-  // Both shapes start with a literal: a line with neither (almost every line) is not scanned.
-  if (!text.includes('rtr_') && !text.includes('eyJ')) return text;
+  if (!text.includes(SECRET_START) && !text.includes(JWT_START)) return text;
   return text
     .replace(SECRET_SHAPE, (_m, kind: string) => `rtr_${kind}_[redacted]`)
     .replace(JWT_SHAPE, '[redacted JWT]');
+}
+
+/**
+ * `redactSecrets` over UTF-8 bytes of whole lines (the access log's gathered writes): bytes with
+ * neither shape's start are returned as they are, after two byte searches; otherwise they are
+ * masked as text (neither shape can span a line break).
+ */
+export function redactSecretBytes(bytes: Buffer): Buffer {
+  if (bytes.indexOf(SECRET_START) === -1 && bytes.indexOf(JWT_START) === -1) return bytes;
+  return Buffer.from(redactSecrets(bytes.toString('utf8')), 'utf8');
 }
 
 /** One error of a cause chain as a log field shows it. */

@@ -3,7 +3,7 @@ import { prettyFactory } from 'pino-pretty';
 import type { AccessLineWriter } from '../api/access-log.js';
 import { JsonLineBytes } from '../api/json-line-bytes.js';
 import type { Logger } from '../app/logger-port.js';
-import { redactSecrets, type LogFormat, type LogLevel } from './log-lines.js';
+import { redactSecretBytes, redactSecrets, type LogFormat, type LogLevel } from './log-lines.js';
 
 export {
   LOG_FORMATS,
@@ -78,15 +78,16 @@ export function createLogger(
 ): RotorLogger {
   const redact = options.redact ?? true;
   const format = options.format ?? 'json';
-  const sink = destination(write, format);
   // Access lines are the only lines written per call. With the default destination (stdout,
   // JSON) they are gathered into large writes (AccessLines), and any other line first sends the
   // gathered ones, so lines keep their order; elsewhere each goes out as a line of its own.
-  const batched = write === undefined && format === 'json';
+  const stdout = write === undefined && format === 'json' ? stdoutDestination() : undefined;
+  // Otherwise `write` is set, or the format is pretty (which writes to stdout itself without one).
+  const sink = stdout ?? (format === 'pretty' ? prettyDestination(write) : { write: write as (line: string) => void });
   let access: AccessLines | undefined;
   const out: DestinationStream = {
     write: (line) => {
-      if (batched) access?.flush();
+      if (stdout) access?.flush();
       sink.write(line);
     },
   };
@@ -104,16 +105,16 @@ export function createLogger(
   // more than the rest of the call (bench/README.md, "Per-call cost"); they have pino's JSON line
   // shape (level, time, fields, msg) and the by-shape net still sees them.
   if (logger.isLevelEnabled('info')) {
-    const send = batched
-      ? (bytes: Buffer) => sink.writeBytes(redact ? redactSecretBytes(bytes) : bytes)
+    const send = stdout
+      ? (bytes: Buffer) => stdout.writeBytes(redact ? redactSecretBytes(bytes) : bytes)
       : (bytes: Buffer) => stream.write(bytes.toString('utf8'));
-    const lines = new AccessLines(format === 'json' ? '"info"' : '30', send, batched);
+    const lines = new AccessLines(format === 'json' ? '"info"' : '30', send, stdout !== undefined);
     access = lines;
-    if (batched)
+    if (stdout)
       process.once('exit', () => {
         lines.flush();
         try {
-          sink.flushSync();
+          stdout.flushSync();
         } catch {
           // stdout already gone: nothing left to write to
         }
@@ -187,16 +188,6 @@ const TAIL = Buffer.from(',"msg":"access"}\n');
 const BATCH_BYTES = 64 * 1024;
 const BATCH_MS = 100;
 
-/**
- * The by-shape net over a batch of lines as bytes: a batch with neither shape's literal start
- * (almost every batch) is sent as it is, after two byte searches; one with either is masked line
- * by line as text (`redactSecrets`; neither shape can span a line break).
- */
-function redactSecretBytes(bytes: Buffer): Buffer {
-  if (bytes.indexOf('rtr_') === -1 && bytes.indexOf('eyJ') === -1) return bytes;
-  return Buffer.from(redactSecrets(bytes.toString('utf8')), 'utf8');
-}
-
 /** `<ISO 8601 time>",` as bytes, made once per millisecond: many lines share one. */
 function isoClock(): () => Buffer {
   let at = 0;
@@ -211,34 +202,28 @@ function isoClock(): () => Buffer {
   };
 }
 
-/** Where lines go: text lines, byte batches of whole lines, and a synchronous flush for exit. */
-interface Destination extends DestinationStream {
-  writeBytes(bytes: Buffer): void;
-  flushSync(): void;
+/** pino-pretty's coloured lines (colour only on a terminal), to `write` or else stdout. */
+function prettyDestination(write: ((line: string) => void) | undefined): DestinationStream {
+  const prettify = prettyFactory({
+    colorize: write === undefined && process.stdout.isTTY,
+    translateTime: 'SYS:standard',
+  });
+  const out = write ?? ((l: string) => void process.stdout.write(l));
+  return { write: (line) => out(prettify(line)) };
 }
 
-function destination(write: ((line: string) => void) | undefined, format: LogFormat): Destination {
-  if (format === 'pretty') {
-    const prettify = prettyFactory({
-      colorize: write === undefined && process.stdout.isTTY,
-      translateTime: 'SYS:standard',
-    });
-    const out = write ?? ((l: string) => void process.stdout.write(l));
-    return {
-      write: (line) => out(prettify(line)),
-      writeBytes: (bytes) => out(prettify(bytes.toString('utf8'))),
-      flushSync: () => {},
-    };
-  }
-  // Asynchronous writes with no minimum length: a line goes out at once, and lines that arrive
-  // while a write is under way go out together after it (access lines, the only lines written per
-  // call, are gathered into large writes first: AccessLines). So no periodic flush, whose timer wrote
-  // an empty string through libuv's thread pool ten times a second on an idle server. Buffer
-  // content mode, each line encoded once here: in string mode the destination measured every
-  // write with Buffer.byteLength (twice while a write was under way) before fs.write encoded it.
-  // flushSync (on exit) writes what is left. maxWrite: a batch of access lines goes out in one
-  // write. (bench/README.md, "Tenth session".)
-  if (write !== undefined) return { write, writeBytes: (b) => write(b.toString('utf8')), flushSync: () => {} };
+/**
+ * The default destination (stdout, JSON): text lines, byte batches of whole lines, and a
+ * synchronous flush for exit. Asynchronous writes with no minimum length: a line goes out at once,
+ * and lines that arrive while a write is under way go out together after it (access lines, the
+ * only lines written per call, are gathered into large writes first: AccessLines). So no periodic
+ * flush, whose timer wrote an empty string through libuv's thread pool ten times a second on an
+ * idle server. Buffer content mode, each line encoded once here: in string mode the destination
+ * measured every write with Buffer.byteLength (twice while a write was under way) before fs.write
+ * encoded it. maxWrite: a batch of access lines goes out in one write. (bench/README.md, "Tenth
+ * session".)
+ */
+function stdoutDestination(): DestinationStream & { writeBytes(bytes: Buffer): void; flushSync(): void } {
   const boom = pino.destination({ dest: 1, sync: false, maxWrite: 4 * BATCH_BYTES, contentMode: 'buffer' } as never);
   return {
     write: (line: string) => boom.write(Buffer.from(line) as never),
