@@ -56,6 +56,7 @@ const settings = {
   warmup_requests: intEnv('BENCH_WARMUP_REQUESTS', 1_000),
   h2load_slices: intEnv('BENCH_H2LOAD_SLICES', 4),
   instances: intEnv('BENCH_INSTANCES', 3),
+  judged_repeats: intEnv('BENCH_JUDGED_REPEATS', 3),
 };
 
 /** Which parts run: `BENCH_SCENARIOS=throughput,brakes,fanout` (all by default). */
@@ -123,6 +124,7 @@ function cpuRatioOf(
   a: readonly ScenarioResult[],
   b: readonly ScenarioResult[],
 ): { median: number; rounds: number[] } | undefined {
+  pairedLengths(a, b);
   if (a.some((x) => x.server_cpu_us_per_call === undefined) || b.some((x) => x.server_cpu_us_per_call === undefined))
     return undefined;
   const rounds = a.map((x, i) => round3(b[i]!.server_cpu_us_per_call! / x.server_cpu_us_per_call!));
@@ -169,8 +171,14 @@ async function interleavedH2load(
   });
 }
 
+/** A ratio pairs figures measured moments apart: one of each, as many of one as of the other. */
+function pairedLengths(a: readonly unknown[], b: readonly unknown[]): void {
+  if (a.length !== b.length) throw new Error(`bench: pairing ${a.length} figures with ${b.length}`);
+}
+
 /** Per-round ratios of two scenarios measured side by side, and their median (the judged figure). */
 function ratioOf(a: readonly ScenarioResult[], b: readonly ScenarioResult[]): { median: number; rounds: number[] } {
+  pairedLengths(a, b);
   const rounds = a.map((x, i) => round3(x.rps / b[i]!.rps));
   return { median: round3(median(rounds)), rounds };
 }
@@ -577,32 +585,39 @@ async function benchEngine(
       progress(`round ${r + 1}/${rounds}`);
       if (h2) {
         // The judged trio side by side, in slices (interleavedH2load): plain, Rotor's no-op and
-        // introspection, each spread over the instances' processes and added up.
+        // introspection, each spread over the instances' processes and added up; `judged_repeats`
+        // times a round, each time a ratio of its own (bench/README.md, "Twelfth session").
         const share = (total: number, k: number) =>
           Math.floor(total / judged.length) + (k < total % judged.length ? 1 : 0);
-        const [plainR, noopR, introspectR] = await interleavedH2load(
-          judged.flatMap((at, k) => [
-            {
-              job: noopJob(`noop-plain-${r}-${k}`, share(settings.h2load_noop_requests, k), undefined, at.plain),
-              pid: pidOf(at.plain),
-              group: 0,
-            },
-            {
-              job: noopJob(`noop-${r}-${k}`, share(settings.h2load_noop_requests, k), undefined, at.rotor),
-              pid: pidOf(at.rotor),
-              group: 1,
-            },
-            {
-              job: introspectJob(`introspect-${r}-${k}`, share(settings.h2load_introspect_requests, k), at.rotor),
-              pid: pidOf(at.rotor),
-              group: 2,
-            },
-          ]),
-          settings.h2load_slices,
-        );
-        record('noop_plain_h2load', plainR!);
-        record('noop_h2load', noopR!);
-        record('introspect_h2load', introspectR!);
+        for (let j = 0; j < settings.judged_repeats; j++) {
+          const [plainR, noopR, introspectR] = await interleavedH2load(
+            judged.flatMap((at, k) => [
+              {
+                job: noopJob(`noop-plain-${r}-${j}-${k}`, share(settings.h2load_noop_requests, k), undefined, at.plain),
+                pid: pidOf(at.plain),
+                group: 0,
+              },
+              {
+                job: noopJob(`noop-${r}-${j}-${k}`, share(settings.h2load_noop_requests, k), undefined, at.rotor),
+                pid: pidOf(at.rotor),
+                group: 1,
+              },
+              {
+                job: introspectJob(
+                  `introspect-${r}-${j}-${k}`,
+                  share(settings.h2load_introspect_requests, k),
+                  at.rotor,
+                ),
+                pid: pidOf(at.rotor),
+                group: 2,
+              },
+            ]),
+            settings.h2load_slices,
+          );
+          record('noop_plain_h2load', plainR!);
+          record('noop_h2load', noopR!);
+          record('introspect_h2load', introspectR!);
+        }
         record(
           'noop_access_off_h2load',
           await h2noop(`noop-off-${r}`, settings.h2load_noop_requests, undefined, offAddress),
@@ -629,6 +644,11 @@ async function benchEngine(
       record('bare_introspect_queries', await bare.introspection(n, c));
     }
 
+    // The judged scenarios have `judged_repeats` entries a round; a diagnostic that sets one
+    // against a scenario measured once a round pairs it with the round's last repeat, the one
+    // measured just before it.
+    const lastRepeats = (rs: readonly ScenarioResult[]) =>
+      h2 ? rs.filter((_, i) => i % settings.judged_repeats === settings.judged_repeats - 1) : rs;
     const scenarios: Record<string, Reported> = {};
     for (const [name, rs] of Object.entries(results)) if (rs.length > 0) scenarios[name] = report(rs);
     const introspectVsNoop = h2
@@ -669,22 +689,28 @@ async function benchEngine(
           ? {
               noop_vs_plain_by_server_cpu: cpuRatioOf(results.noop_h2load!, results.noop_plain_h2load!),
               introspect_vs_plain_by_server_cpu: cpuRatioOf(results.introspect_h2load!, results.noop_plain_h2load!),
-              noop_access_on_vs_off_by_server_cpu: cpuRatioOf(results.noop_h2load!, results.noop_access_off_h2load!),
+              noop_access_on_vs_off_by_server_cpu: cpuRatioOf(
+                lastRepeats(results.noop_h2load!),
+                results.noop_access_off_h2load!,
+              ),
               introspect_access_on_vs_off_by_server_cpu: cpuRatioOf(
-                results.introspect_h2load!,
+                lastRepeats(results.introspect_h2load!),
                 results.introspect_access_off_h2load!,
               ),
             }
           : {}),
         ...(h2
           ? {
-              noop_access_on_vs_off_diagnostic: ratioOf(results.noop_h2load!, results.noop_access_off_h2load!),
+              noop_access_on_vs_off_diagnostic: ratioOf(
+                lastRepeats(results.noop_h2load!),
+                results.noop_access_off_h2load!,
+              ),
               introspect_access_on_vs_off_diagnostic: ratioOf(
-                results.introspect_h2load!,
+                lastRepeats(results.introspect_h2load!),
                 results.introspect_access_off_h2load!,
               ),
               introspect_vs_noop_same_headers_diagnostic: ratioOf(
-                results.introspect_h2load!,
+                lastRepeats(results.introspect_h2load!),
                 results.noop_bearer_h2load!,
               ),
             }
