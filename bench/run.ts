@@ -669,7 +669,7 @@ async function benchEngine(
           : 'SQLite file in WAL mode, one connection',
       tools: {
         introspect_vs_noop: h2
-          ? `${h2}, ${settings.h2load_clients} connections × ${streams} streams, 1 thread; the judged trio on ${settings.instances} processes of each server, added up`
+          ? `${h2}, ${settings.h2load_clients} connections × ${streams} streams, 1 thread; the judged trio on ${settings.instances} processes of each server, added up, ${settings.judged_repeats} times a round`
           : `@grpc/grpc-js closed loop (h2load not installed or BENCH_NO_H2LOAD set)`,
         grpcjs: `@grpc/grpc-js closed loop in a child process, one channel, ${c} calls in flight`,
         plain: 'bench/plain-grpc-server.ts: a plain @grpc/grpc-js no-op server in a child process, as rotor serve',
