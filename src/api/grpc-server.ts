@@ -9,6 +9,7 @@ import type { AccessLog } from './access-log.js';
 import { callMetaKey } from './call-meta.js';
 import { CallTracker } from './call-tracker.js';
 import { toConnectError } from './connect-errors.js';
+import { flatDecoder } from './flat-decoder.js';
 import { flatEncoder } from './flat-encoder.js';
 import { AccessLoggedServer, accessRecordOf } from './grpc-access-log.js';
 import { installDecompressionStatus } from './grpc-decompression.js';
@@ -350,9 +351,10 @@ function sharedSerializer(schema: DescMessage) {
 }
 
 function deserializer(schema: DescMessage) {
+  const flat = flatDecoder(schema);
   return (bytes: Buffer) => {
     try {
-      return fromBinary(schema, bytes);
+      return flat?.(bytes) ?? fromBinary(schema, bytes);
     } catch (e) {
       return new UndecodableRequest(e instanceof Error ? e.message : 'decode error');
     }

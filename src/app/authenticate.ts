@@ -2,7 +2,6 @@ import { RotorError, isRotorError } from '../domain/errors.js';
 import { badProof } from '../domain/dpop-proof.js';
 import { assertUsable, lineageRevokedError, type TokenRecord } from '../domain/token.js';
 import { digestsEqual } from '../domain/token-keys.js';
-import { parseSecret } from '../domain/token-secret.js';
 import type { AppContext, CallMeta } from './context.js';
 import { andThen } from './maybe-async.js';
 import { proveBoundToken } from './dpop.js';
@@ -52,12 +51,11 @@ export function findBySecret(
   app: AppContext,
   secret: string,
 ): TokenRecord | undefined | Promise<TokenRecord | undefined> {
-  // Not async: a malformed secret throws here, inside the caller's own await.
-  const parsed = parseSecret(secret);
-  const digest = app.keys.secretDigest(parsed.secret);
+  // Not async: a malformed secret throws here (presentedDigest parses it), inside the caller's own await.
+  const digest = app.keys.presentedDigest(secret);
   const cached = app.store.tokens.cachedByDigest?.(digest);
   if (cached !== undefined) return cached;
-  return findByKeyedSecret(app, app.store.tokens, parsed.secret, digest);
+  return findByKeyedSecret(app, app.store.tokens, secret, digest);
 }
 
 /**

@@ -7,7 +7,7 @@ import { normalizeScopes } from '../domain/scopes.js';
 import { lineageRevokedError, type TokenRecord } from '../domain/token.js';
 import { digestKeyId } from '../domain/server-keys.js';
 import { digestsEqual } from '../domain/token-keys.js';
-import { formatSecret, parseSecret } from '../domain/token-secret.js';
+import { formatSecret } from '../domain/token-secret.js';
 import {
   asCallerCredentialError,
   cascadeRevokedAncestor,
@@ -103,7 +103,7 @@ export async function rotate(app: AppContext, target: RotationTarget, opts: Rota
   const key = opts.idempotencyKey === undefined ? undefined : requireIdempotencyKey(opts.idempotencyKey);
   const lookup: Prepared['lookup'] =
     target.mode === 'presented'
-      ? secretLookup(app, parseSecret(target.secret).secret, target.secret)
+      ? { secret: target.secret, digest: app.keys.presentedDigest(target.secret), seed: target.secret }
       : { id: requireId('id', target.id), seed: target.id };
   // Rule 4, I/O half: the actor JWT is verified before any decision; the domain gets its claims.
   // A retry may present the same JWT again, but only for the same token and idempotency key. Only
@@ -211,10 +211,6 @@ interface Prepared {
   dpopJkt: string | undefined;
   /** When the call reached `rotate` (rule 3: only a later wrong key counts as a guess). */
   receivedAt: number;
-}
-
-function secretLookup(app: AppContext, secret: string, seed: string): Prepared['lookup'] {
-  return { secret, digest: app.keys.secretDigest(secret), seed };
 }
 
 /** The holder's proof for a presented token, and the binding its successor gets (docs/dpop.md). */

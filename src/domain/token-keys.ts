@@ -2,6 +2,7 @@ import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'no
 import type { RandomSource } from './ports.js';
 import { RecentMap } from './recent-map.js';
 import { deriveServerKey, digestKeyId, hkdfKey, KEY_LABELS, keyIdOf, legacySubkey } from './server-keys.js';
+import { parseSecret } from './token-secret.js';
 
 /**
  * The keyed functions over secrets of one server key, derived from it with domain separation, so
@@ -13,6 +14,13 @@ export interface DigestKeys {
   readonly id: string | undefined;
   /** Keyed digest of a secret, the only form in which a secret is stored: `<key id>.<HMAC-SHA-256>`. */
   secretDigest(secret: string): string;
+  /**
+   * The digest of a secret a caller presented, parsed and checksummed first (parseSecret: an
+   * `invalid_token` error for garbage, before any HMAC). A string presented within the last second
+   * passed both then, and its digest is remembered (recentDigests): a client sends the same bearer,
+   * and a resource server introspects the same token, call after call.
+   */
+  presentedDigest(input: string): string;
   /** Keyed digest of an idempotency key (stored on the rotated predecessor). */
   idempotencyDigest(key: string): string;
   /**
@@ -98,13 +106,18 @@ function keyedFunctions(id: string | undefined, digest: Buffer, idempotency: Buf
   const successorKey: KeyObject = createSecretKey(successor);
   const prefix = id === undefined ? '' : `${id}.`;
   const recent = recentDigests();
+  const hmac = (secret: string) => prefix + createHmac('sha256', digestKey).update(secret).digest('base64url');
   return {
     id,
     secretDigest(secret) {
-      const known = recent.get(secret);
+      return recent.get(secret) ?? hmac(secret);
+    },
+    presentedDigest(input) {
+      const known = recent.get(input);
       if (known !== undefined) return known;
-      const digest = prefix + createHmac('sha256', digestKey).update(secret).digest('base64url');
-      recent.set(secret, digest);
+      // Only strings that parsed are remembered: a hit above stands for the parse as well.
+      const digest = hmac(parseSecret(input).secret);
+      recent.set(input, digest);
       return digest;
     },
     idempotencyDigest: (key) => prefix + createHmac('sha256', idempotencyKey).update(key).digest('base64url'),
@@ -127,7 +140,9 @@ function keyedFunctions(id: string | undefined, digest: Buffer, idempotency: Buf
 /**
  * The digests of the secrets presented in the last second, at most 1,024: a client sends the same
  * bearer (and a resource server introspects the same token) call after call, and one HMAC was
- * about a tenth of an introspection's CPU (bench/README.md, "Ninth session"). It holds a secret
+ * about a tenth of an introspection's CPU (bench/README.md, "Ninth session"), parsing and
+ * checksumming the two secrets another fiftieth ("Thirteenth session"). Only presentedDigest adds
+ * to it, after the secret parsed; secretDigest reads it. It holds a secret
  * no longer than a request that carried it is held in memory anyway, and never beyond this process
  * (docs/design.md, "Rules that hold everywhere"). A digest depends only on the key and the secret,
  * so a remembered one is always right.

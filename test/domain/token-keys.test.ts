@@ -2,6 +2,7 @@ import { createHmac, hkdfSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { deriveServerKey, digestKeyId, keyIdOf } from '../../src/domain/server-keys.js';
 import { createTokenKeys, digestsEqual } from '../../src/domain/token-keys.js';
+import { RotorError } from '../../src/domain/errors.js';
 import { formatSecret } from '../../src/domain/token-secret.js';
 import { SERVER_SECRET, seededRandom, testKeys } from './fixtures.js';
 
@@ -39,6 +40,20 @@ describe('secretDigest', () => {
       }
     await new Promise((r) => setTimeout(r, 1100));
     expect(keys.secretDigest(secrets[1499]!)).toBe(fresh(secrets[1499]!));
+  });
+
+  it('presentedDigest parses first, and remembers only what parsed', () => {
+    const keys = testKeys();
+    const secret = formatSecret('personal', seededRandom('presented'));
+    expect(keys.presentedDigest(secret)).toBe(createTokenKeys(SERVER_SECRET).secretDigest(secret));
+    expect(keys.presentedDigest(secret)).toBe(keys.secretDigest(secret));
+    // A checksum that does not match, twice (the first refusal is not remembered), and a string
+    // secretDigest was asked about (it reads the memory, never adds to it): refused every time.
+    const typo = `${secret.slice(0, -1)}${secret.endsWith('0') ? '1' : '0'}`;
+    for (let i = 0; i < 2; i++) expect(() => keys.presentedDigest(typo)).toThrow(/checksum/);
+    keys.secretDigest('not a secret');
+    expect(() => keys.presentedDigest('not a secret')).toThrow(RotorError);
+    expect(() => keys.presentedDigest('')).toThrow(/empty/);
   });
 
   it('is the key id and HMAC-SHA-256 under the HKDF subkey of its label, base64url (the stored form must never change)', () => {
