@@ -2,7 +2,7 @@ import { ScalarType, type DescField, type DescMessage } from '@bufbuild/protobuf
 
 /**
  * A direct protobuf decoder for "flat" request messages, the counterpart of flat-encoder.ts: every
- * field a string, bool, enum, int32 or uint32 with implicit presence (proto3 without `optional`),
+ * field a string, bool, open enum, int32 or uint32 with implicit presence (proto3 without `optional`),
  * none repeated or in a oneof. IntrospectTokenRequest (one string) and the no-op's CheckRequest (no
  * field) are such messages. `fromBinary` builds a reflection wrapper and a reader per message and
  * looks every field up by number; on the gRPC port that was about a twentieth of a cached
@@ -45,7 +45,8 @@ const BOM = 0xfeff;
 
 function kindOf(f: DescField): Kind | undefined {
   if (f.oneof !== undefined || f.presence !== IMPLICIT) return undefined;
-  if (f.fieldKind === 'enum') return 'varint';
+  // A closed enum keeps an unknown value in `$unknown`: fromBinary's business.
+  if (f.fieldKind === 'enum') return f.enum.open ? 'varint' : undefined;
   if (f.fieldKind !== 'scalar') return undefined;
   switch (f.scalar) {
     case ScalarType.STRING:
