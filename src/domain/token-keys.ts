@@ -141,11 +141,11 @@ function keyedFunctions(id: string | undefined, digest: Buffer, idempotency: Buf
  * The digests of the secrets presented in the last second, at most 1,024: a client sends the same
  * bearer (and a resource server introspects the same token) call after call, and one HMAC was
  * about a tenth of an introspection's CPU (bench/README.md, "Ninth session"), parsing and
- * checksumming the two secrets another fiftieth ("Thirteenth session"). Only presentedDigest adds
- * to it, after the secret parsed; secretDigest reads it. It holds a secret
- * no longer than a request that carried it is held in memory anyway, and never beyond this process
- * (docs/design.md, "Rules that hold everywhere"). A digest depends only on the key and the secret,
- * so a remembered one is always right.
+ * checksumming its two secrets about a fiftieth ("Thirteenth session"). Only presentedDigest adds
+ * to it, after the secret parsed; secretDigest only reads it. It holds a secret no longer than a
+ * second after the request that carried it (the map sweeps itself when idle), and never beyond
+ * this process (docs/design.md, "Rules that hold everywhere"). A digest depends only on the key
+ * and the secret, so a remembered one is always right.
  */
 function recentDigests(): RecentMap<string, string> {
   return new RecentMap({ maxEntries: 1024, ttlMs: 1000 });

@@ -1,4 +1,4 @@
-import { create, fromBinary, toBinary, type DescMessage } from '@bufbuild/protobuf';
+import { create, fromBinary, ScalarType, toBinary, type DescMessage } from '@bufbuild/protobuf';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { flatDecoder } from '../../src/api/flat-decoder.js';
@@ -21,6 +21,8 @@ const INPUTS: DescMessage[] = [
   ),
 ];
 const FLAT = INPUTS.filter((s) => flatDecoder(s) !== undefined);
+const IMPLICIT = 2; // FeatureSet_FieldPresence.IMPLICIT
+const SMALL_SCALARS = [ScalarType.STRING, ScalarType.BOOL, ScalarType.INT32, ScalarType.UINT32];
 
 /** fromBinary's answer, or the error it throws. */
 function generic(schema: DescMessage, bytes: Uint8Array): { msg?: unknown; error?: unknown } {
@@ -48,8 +50,14 @@ describe('flatDecoder', () => {
     expect(names).toContain(RevokeTokenRequestSchema.typeName);
     for (const s of FLAT)
       for (const f of s.fields) {
-        expect(f.fieldKind === 'scalar' || f.fieldKind === 'enum', `${s.typeName}.${f.name}`).toBe(true);
-        expect(f.oneof).toBeUndefined();
+        const at = `${s.typeName}.${f.name}`;
+        expect(f.presence, at).toBe(IMPLICIT);
+        expect(f.oneof, at).toBeUndefined();
+        if (f.fieldKind === 'enum') expect(f.enum.open, at).toBe(true);
+        else {
+          expect(f.fieldKind, at).toBe('scalar');
+          if (f.fieldKind === 'scalar') expect(SMALL_SCALARS, at).toContain(f.scalar);
+        }
       }
     // RotateTokenRequest has repeated scopes and a Timestamp: the generic decoding.
     expect(flatDecoder(TokenService.method.rotateToken.input)).toBeUndefined();
@@ -111,6 +119,7 @@ describe('flatDecoder', () => {
           taken++;
           expect(error, schema.typeName).toBeUndefined();
           expect(flat).toStrictEqual(msg);
+          expect(Object.keys(flat)).toEqual(Object.keys(msg as object));
         }),
         fuzzParams(300),
       );

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { RecentMap } from '../../src/domain/recent-map.js';
 
 describe('RecentMap', () => {
@@ -28,5 +28,25 @@ describe('RecentMap', () => {
     expect(m.size).toBe(1);
     expect(m.get('young')).toBeUndefined();
     expect(m.get('new')).toBe('z');
+  });
+
+  it('with a TTL, drops expired entries on its own once nothing reads or sets it', async () => {
+    // Expiry follows the map's clock (here a hand-moved one); the sweep runs on real timers.
+    let now = 0;
+    const m = new RecentMap<string, string>({ maxEntries: 100, ttlMs: 20, now: () => now });
+    m.set('a', 'x');
+    now = 10;
+    m.set('b', 'y');
+    now = 25;
+    // 'a' is past its time and goes without a read; 'b' is not yet, and stays.
+    await vi.waitFor(() => expect(m.size).toBe(1), { timeout: 5000, interval: 10 });
+    await new Promise((r) => setTimeout(r, 60));
+    expect(m.size).toBe(1);
+    now = 40;
+    await vi.waitFor(() => expect(m.size).toBe(0), { timeout: 5000, interval: 10 });
+    // And it starts again on the next set.
+    m.set('c', 'z');
+    now = 70;
+    await vi.waitFor(() => expect(m.size).toBe(0), { timeout: 5000, interval: 10 });
   });
 });

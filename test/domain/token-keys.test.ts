@@ -32,14 +32,18 @@ describe('secretDigest', () => {
     const hkdf = Buffer.from(hkdfSync('sha256', SERVER_SECRET, new Uint8Array(0), 'rotor token secret digest', 32));
     const fresh = (s: string) => `${keys.id}.${createHmac('sha256', hkdf).update(s).digest('base64url')}`;
     const secrets = Array.from({ length: 1500 }, (_, i) => formatSecret('personal', seededRandom(`memo-${i}`)));
-    // Twice over more secrets than it keeps, interleaved with another key's: each key its own digests.
+    // Twice over more secrets than it keeps, interleaved with another key's: each key its own
+    // digests, from memory (presentedDigest fills it, secretDigest reads it) or made afresh.
     for (let round = 0; round < 2; round++)
       for (const s of secrets) {
+        expect(keys.presentedDigest(s)).toBe(fresh(s));
         expect(keys.secretDigest(s)).toBe(fresh(s));
-        expect(other.secretDigest(s)).not.toBe(fresh(s));
+        expect(other.presentedDigest(s)).not.toBe(fresh(s));
+        expect(other.secretDigest(s)).toBe(other.presentedDigest(s));
       }
     await new Promise((r) => setTimeout(r, 1100));
     expect(keys.secretDigest(secrets[1499]!)).toBe(fresh(secrets[1499]!));
+    expect(keys.presentedDigest(secrets[1499]!)).toBe(fresh(secrets[1499]!));
   });
 
   it('presentedDigest parses first, and remembers only what parsed', () => {
