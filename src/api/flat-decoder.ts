@@ -1,4 +1,5 @@
-import { ScalarType, type DescField, type DescMessage } from '@bufbuild/protobuf';
+import type { DescField, DescMessage } from '@bufbuild/protobuf';
+import { flatFieldKind } from './flat-encoder.js';
 
 /**
  * A direct protobuf decoder for "flat" request messages, the counterpart of flat-encoder.ts: every
@@ -30,7 +31,6 @@ interface Field {
   zero: string | boolean | number;
 }
 
-const IMPLICIT = 2; // FeatureSet_FieldPresence.IMPLICIT
 const EDITION_PROTO2 = 998; // Edition.EDITION_PROTO2
 
 /** The highest field number with a one-byte tag (wire types need the low three bits). */
@@ -45,19 +45,18 @@ const REPLACEMENT = '\ufffd';
 const BOM = 0xfeff;
 
 function kindOf(f: DescField): Kind | undefined {
-  if (f.oneof !== undefined || f.presence !== IMPLICIT) return undefined;
-  // A closed enum keeps an unknown value in `$unknown`: fromBinary's business.
-  if (f.fieldKind === 'enum') return f.enum.open ? 'varint' : undefined;
-  if (f.fieldKind !== 'scalar') return undefined;
-  switch (f.scalar) {
-    case ScalarType.STRING:
+  switch (flatFieldKind(f)) {
+    case 'string':
       return 'string';
-    case ScalarType.BOOL:
+    case 'bool':
       return 'bool';
-    case ScalarType.INT32:
-    case ScalarType.UINT32:
+    case 'varint32':
       return 'varint';
+    case 'enum':
+      // A closed enum keeps an unknown value in `$unknown`: fromBinary's business.
+      return f.enum?.open ? 'varint' : undefined;
     default:
+      // Repeated strings and 64-bit numbers are left to fromBinary.
       return undefined;
   }
 }

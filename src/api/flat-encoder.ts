@@ -37,11 +37,19 @@ function varintBytes(n: number): number[] {
   return out;
 }
 
-function kindOf(f: DescField): Kind | undefined {
+/**
+ * What a field of a flat message is, for the flat encoder and decoder (flat-decoder.ts) alike:
+ * `varint32` an int32 or uint32, `varint64` an int64 or uint64 held as a bigint or number,
+ * `enum` an enum, `strings` a repeated string; undefined for anything else (a oneof member, a
+ * field with explicit presence, a message, map, bytes, float or 64-bit-as-string field).
+ */
+export type FlatFieldKind = 'bool' | 'string' | 'varint32' | 'varint64' | 'enum' | 'strings';
+
+export function flatFieldKind(f: DescField): FlatFieldKind | undefined {
   if (f.oneof !== undefined) return undefined;
   if (f.fieldKind === 'list') return f.listKind === 'scalar' && f.scalar === ScalarType.STRING ? 'strings' : undefined;
   if (f.presence !== IMPLICIT) return undefined;
-  if (f.fieldKind === 'enum') return 'varint';
+  if (f.fieldKind === 'enum') return 'enum';
   if (f.fieldKind !== 'scalar') return undefined;
   switch (f.scalar) {
     case ScalarType.BOOL:
@@ -50,13 +58,18 @@ function kindOf(f: DescField): Kind | undefined {
       return 'string';
     case ScalarType.INT32:
     case ScalarType.UINT32:
-      return 'varint';
+      return 'varint32';
     case ScalarType.INT64:
     case ScalarType.UINT64:
-      return f.longAsString ? undefined : 'varint';
+      return f.longAsString ? undefined : 'varint64';
     default:
       return undefined;
   }
+}
+
+function kindOf(f: DescField): Kind | undefined {
+  const kind = flatFieldKind(f);
+  return kind === 'varint32' || kind === 'varint64' || kind === 'enum' ? 'varint' : kind;
 }
 
 /** A number for a varint field, or undefined when it is outside the fast path. */

@@ -51,7 +51,8 @@ export function findBySecret(
   app: AppContext,
   secret: string,
 ): TokenRecord | undefined | Promise<TokenRecord | undefined> {
-  // Not async: a malformed secret throws here (presentedDigest parses it), inside the caller's own await.
+  // Not async: a malformed secret throws here (presentedDigest parses it), inside the caller's
+  // own await.
   const digest = app.keys.presentedDigest(secret);
   const cached = app.store.tokens.cachedByDigest?.(digest);
   if (cached !== undefined) return cached;

@@ -1,7 +1,8 @@
 /**
  * A map of what was set recently: at most `maxEntries` entries and, with `ttlMs`, none set more
- * than `ttlMs` ago (a sweep drops them even when nothing reads the map). The oldest leave first (insertion order; setting a key again moves it to the
- * end), so keeping it bounded costs constant time per `set` on average. For memos on a hot path,
+ * than `ttlMs` ago (a sweep drops them even when nothing reads the map). The oldest leave first
+ * (insertion order; setting a key again moves it to the end), so keeping it bounded costs constant
+ * time per `set` on average. For memos on a hot path,
  * such as the digests of secrets presented in the last second (src/domain/token-keys.ts) and the
  * imported keys of DPoP proofs (src/identity/dpop-verifier.ts).
  */
